@@ -1,0 +1,72 @@
+/* The knob space of one op under one shape: every combination of its knobs'
+ * choices, numbered as a mixed-radix integer (first knob fastest), and the
+ * template's own verdict on whether a combination can be built. */
+#include <string.h>
+
+#include "autotune_internal.h"
+
+/* Spaces larger than this are refused: indices and counts stay exact. */
+#define TUNE_SPACE_MAX ((uint64_t)1 << 62)
+
+mfx_status mfx_space_init(mfx_space *s, const mfx_op *op, const int64_t *dims) {
+  if (s == NULL || op == NULL || dims == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "space: s, op and dims must not be NULL");
+  memset(s, 0, sizeof *s);
+  s->op = op;
+  memcpy(s->dims, dims, sizeof(int64_t) * (size_t)op->n_dims);
+  uint64_t size = 1;
+  for (int i = 0; i < op->n_knobs; i++) {
+    uint64_t n = (uint64_t)op->knobs[i].n_choices;
+    if (n == 0)
+      return mfx_fail(MFX_ERR_INVALID, "space of %s: knob %s has no choices", op->name,
+                      op->knobs[i].name);
+    if (size > TUNE_SPACE_MAX / n)
+      return mfx_fail(MFX_ERR_INVALID, "space of %s: more than 2^62 configurations", op->name);
+    size *= n;
+  }
+  s->size = size;
+  return MFX_OK;
+}
+
+void mfx_space_config(const mfx_space *s, uint64_t index, mfx_config *cfg) {
+  const mfx_op *op = s->op;
+  mfx_config_default(op, cfg);
+  for (int i = 0; i < op->n_knobs; i++) {
+    uint64_t n = (uint64_t)op->knobs[i].n_choices;
+    cfg->values[i] = op->knobs[i].choices[index % n];
+    index /= n;
+  }
+}
+
+static int tune_choice_of(const mfx_knob *k, int64_t v) {
+  for (int c = 0; c < k->n_choices; c++)
+    if (k->choices[c] == v) return c;
+  return -1;
+}
+
+mfx_status mfx_space_index(const mfx_space *s, const mfx_config *cfg, uint64_t *index) {
+  const mfx_op *op = s->op;
+  uint64_t at = 0, scale = 1;
+  for (int i = 0; i < op->n_knobs; i++) {
+    const mfx_knob *k = &op->knobs[i];
+    int64_t v = mfx_config_get(cfg, k->name);
+    if (v < 0 && tune_choice_of(k, v) < 0) v = k->def;
+    int c = tune_choice_of(k, v);
+    if (c < 0)
+      return mfx_fail(MFX_ERR_NOT_FOUND, "space of %s: %s=%lld is not one of its choices",
+                      op->name, k->name, (long long)v);
+    at += (uint64_t)c * scale;
+    scale *= (uint64_t)k->n_choices;
+  }
+  *index = at;
+  return MFX_OK;
+}
+
+mfx_status mfx_space_check(const mfx_space *s, const mfx_config *cfg) {
+  mfx_arena *arena = mfx_arena_create();
+  if (arena == NULL) return mfx_fail(MFX_ERR_NOMEM, "space: out of memory for an arena");
+  mfx_schedule *schedule = NULL;
+  mfx_status st = s->op->build(arena, s->dims, cfg, &schedule);
+  mfx_arena_destroy(arena);
+  return st;
+}

@@ -1,0 +1,419 @@
+/* Passes over the loop IR: simplification (constant folding, algebraic
+ * identities, and range facts about loop variables that remove guards and
+ * divisions that cannot matter), and flattening of multi-dimensional indices
+ * to row-major element offsets. Each pass returns a new tree. */
+#include <string.h>
+
+#include "mfx/compiler.h"
+
+/* ---- ranges ----------------------------------------------------------------- */
+
+typedef struct { int known; int64_t lo, hi; } range;
+
+static const range UNKNOWN = {0, 0, 0};
+
+static range range_of(const mfx_expr *e);
+
+static int fits(int64_t v) { return v > -((int64_t)1 << 52) && v < ((int64_t)1 << 52); }
+
+static range make_range(int64_t lo, int64_t hi) {
+  return (fits(lo) && fits(hi)) ? (range){1, lo, hi} : UNKNOWN;
+}
+
+static range range_binary(const mfx_expr *e) {
+  range a = range_of(e->u.bin.a), b = range_of(e->u.bin.b);
+  if (!a.known || !b.known) return UNKNOWN;
+  switch (e->u.bin.op) {
+  case MFX_ADD: return make_range(a.lo + b.lo, a.hi + b.hi);
+  case MFX_SUB: return make_range(a.lo - b.hi, a.hi - b.lo);
+  case MFX_MUL:
+    if (a.lo >= 0 && b.lo >= 0) return make_range(a.lo * b.lo, a.hi * b.hi);
+    return UNKNOWN;
+  case MFX_DIV:
+    if (a.lo >= 0 && b.lo > 0) return make_range(a.lo / b.hi, a.hi / b.lo);
+    return UNKNOWN;
+  case MFX_MOD:
+    if (a.lo >= 0 && b.lo > 0) return make_range(0, a.hi < b.hi - 1 ? a.hi : b.hi - 1);
+    return UNKNOWN;
+  case MFX_MIN: return make_range(a.lo < b.lo ? a.lo : b.lo, a.hi < b.hi ? a.hi : b.hi);
+  case MFX_MAX: return make_range(a.lo > b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi);
+  default: return UNKNOWN;
+  }
+}
+
+/* Ranges of index arithmetic (i64). Loop variables run over [0, extent). */
+static range range_of(const mfx_expr *e) {
+  if (e->type != MFX_I64) return UNKNOWN;
+  switch (e->kind) {
+  case MFX_EXPR_INT: return make_range(e->u.i, e->u.i);
+  case MFX_EXPR_VAR:
+    return e->u.var->extent > 0 ? make_range(0, e->u.var->extent - 1) : UNKNOWN;
+  case MFX_EXPR_BINARY: return range_binary(e);
+  default: return UNKNOWN;
+  }
+}
+
+/* ---- folding ------------------------------------------------------------------ */
+
+static int is_int(const mfx_expr *e, int64_t v) { return e->kind == MFX_EXPR_INT && e->u.i == v; }
+
+/* Wrap a value to the width of an integer type. */
+static int64_t wrap(mfx_dtype t, int64_t v) {
+  switch (t) {
+  case MFX_I8: return (int8_t)v;
+  case MFX_I16: return (int16_t)v;
+  case MFX_I32: return (int32_t)v;
+  case MFX_U8: return (uint8_t)v;
+  case MFX_U32: return (uint32_t)v;
+  case MFX_BOOL: return v != 0;
+  default: return v;
+  }
+}
+
+/* Fold integer constants; 0 when the operation is not folded. */
+static int fold_ints(mfx_binary_op op, mfx_dtype t, int64_t x, int64_t y, int64_t *out) {
+  int is_unsigned = t == MFX_U8 || t == MFX_U32 || t == MFX_U64;
+  uint64_t ux = (uint64_t)x, uy = (uint64_t)y;
+  switch (op) {
+  case MFX_ADD: *out = (int64_t)(ux + uy); return 1;
+  case MFX_SUB: *out = (int64_t)(ux - uy); return 1;
+  case MFX_MUL: *out = (int64_t)(ux * uy); return 1;
+  case MFX_DIV: case MFX_MOD:
+    if (y == 0 || is_unsigned || (x == INT64_MIN && y == -1)) return 0;
+    *out = op == MFX_DIV ? x / y : x % y;
+    return 1;
+  case MFX_MIN: *out = x < y ? x : y; return !is_unsigned;
+  case MFX_MAX: *out = x > y ? x : y; return !is_unsigned;
+  case MFX_AND: case MFX_LAND: *out = x & y; return 1;
+  case MFX_OR: case MFX_LOR: *out = x | y; return 1;
+  case MFX_XOR: *out = x ^ y; return 1;
+  case MFX_SHL: case MFX_SHR:
+    if (y < 0 || y >= (int64_t)(8 * mfx_dtype_size(t))) return 0;
+    if (op == MFX_SHL) *out = (int64_t)(ux << y);
+    else *out = is_unsigned ? (int64_t)(ux >> y) : x >> y;
+    return 1;
+  case MFX_LT: *out = x < y; return !is_unsigned;
+  case MFX_LE: *out = x <= y; return !is_unsigned;
+  case MFX_GT: *out = x > y; return !is_unsigned;
+  case MFX_GE: *out = x >= y; return !is_unsigned;
+  case MFX_EQ: *out = x == y; return 1;
+  case MFX_NE: *out = x != y; return 1;
+  default: return 0;
+  }
+}
+
+static mfx_expr *bool_const(mfx_arena *a, int v) { return mfx_int(a, MFX_BOOL, v); }
+
+/* Comparisons decided by the ranges of both sides. */
+static mfx_expr *decide_comparison(mfx_arena *a, const mfx_expr *e) {
+  range x = range_of(e->u.bin.a), y = range_of(e->u.bin.b);
+  if (!x.known || !y.known) return NULL;
+  switch (e->u.bin.op) {
+  case MFX_LT:
+    if (x.hi < y.lo) return bool_const(a, 1);
+    if (x.lo >= y.hi) return bool_const(a, 0);
+    return NULL;
+  case MFX_LE:
+    if (x.hi <= y.lo) return bool_const(a, 1);
+    if (x.lo > y.hi) return bool_const(a, 0);
+    return NULL;
+  case MFX_GE:
+    if (x.lo >= y.hi) return bool_const(a, 1);
+    if (x.hi < y.lo) return bool_const(a, 0);
+    return NULL;
+  case MFX_GT:
+    if (x.lo > y.hi) return bool_const(a, 1);
+    if (x.hi <= y.lo) return bool_const(a, 0);
+    return NULL;
+  default: return NULL;
+  }
+}
+
+static int is_commutative(mfx_binary_op op) {
+  return op == MFX_ADD || op == MFX_MUL || op == MFX_MIN || op == MFX_MAX || op == MFX_AND ||
+         op == MFX_OR || op == MFX_XOR || op == MFX_EQ || op == MFX_NE || op == MFX_LAND ||
+         op == MFX_LOR;
+}
+
+static mfx_expr *simplify_int_binary(mfx_arena *a, mfx_expr *e) {
+  mfx_binary_op op = e->u.bin.op;
+  mfx_expr *x = e->u.bin.a, *y = e->u.bin.b;
+  mfx_dtype t = x->type;
+  if (x->kind == MFX_EXPR_INT && y->kind == MFX_EXPR_INT) {
+    int64_t v;
+    if (fold_ints(op, t, x->u.i, y->u.i, &v)) return mfx_int(a, e->type, wrap(e->type, v));
+  }
+  if (is_commutative(op) && x->kind == MFX_EXPR_INT && y->kind != MFX_EXPR_INT) {
+    mfx_expr *tmp = x; /* constants to the right */
+    x = y;
+    y = tmp;
+    e = mfx_binary(a, op, x, y);
+  }
+  if ((op == MFX_ADD || op == MFX_SUB || op == MFX_OR || op == MFX_XOR) && is_int(y, 0)) return x;
+  if (op == MFX_MUL && is_int(y, 1)) return x;
+  if (op == MFX_MUL && is_int(y, 0)) return y;
+  if (op == MFX_DIV && is_int(y, 1)) return x;
+  if (op == MFX_MOD && is_int(y, 1)) return mfx_int(a, t, 0);
+  if (t != MFX_I64) return e;
+  /* (x + c1) + c2 -> x + (c1 + c2); (x * c1) * c2 -> x * (c1 * c2) */
+  if ((op == MFX_ADD || op == MFX_MUL) && y->kind == MFX_EXPR_INT && x->kind == MFX_EXPR_BINARY &&
+      x->u.bin.op == op && x->u.bin.b->kind == MFX_EXPR_INT) {
+    int64_t c = op == MFX_ADD ? x->u.bin.b->u.i + y->u.i : x->u.bin.b->u.i * y->u.i;
+    return simplify_int_binary(a, mfx_binary(a, op, x->u.bin.a, mfx_i64(a, c)));
+  }
+  range rx = range_of(x);
+  if (op == MFX_DIV && y->kind == MFX_EXPR_INT && rx.known && rx.lo >= 0 && rx.hi < y->u.i)
+    return mfx_i64(a, 0);
+  if (op == MFX_MOD && y->kind == MFX_EXPR_INT && rx.known && rx.lo >= 0 && rx.hi < y->u.i)
+    return x;
+  if (op == MFX_MIN || op == MFX_MAX) {
+    range ry = range_of(y);
+    if (rx.known && ry.known && (op == MFX_MIN ? rx.hi <= ry.lo : rx.lo >= ry.hi)) return x;
+    if (rx.known && ry.known && (op == MFX_MIN ? ry.hi <= rx.lo : ry.lo >= rx.hi)) return y;
+  }
+  mfx_expr *decided = decide_comparison(a, e);
+  return decided ? decided : e;
+}
+
+static mfx_expr *simplify_bool_binary(mfx_arena *a, mfx_expr *e) {
+  mfx_expr *x = e->u.bin.a, *y = e->u.bin.b;
+  if (e->u.bin.op == MFX_LAND) {
+    if (is_int(x, 1)) return y;
+    if (is_int(y, 1)) return x;
+    if (is_int(x, 0) || is_int(y, 0)) return bool_const(a, 0);
+  }
+  if (e->u.bin.op == MFX_LOR) {
+    if (is_int(x, 0)) return y;
+    if (is_int(y, 0)) return x;
+    if (is_int(x, 1) || is_int(y, 1)) return bool_const(a, 1);
+  }
+  return e;
+}
+
+static mfx_expr *simplify_binary(mfx_arena *a, mfx_expr *e) {
+  mfx_expr *x = mfx_simplify_expr(a, e->u.bin.a), *y = mfx_simplify_expr(a, e->u.bin.b);
+  if (x != e->u.bin.a || y != e->u.bin.b) e = mfx_binary(a, e->u.bin.op, x, y);
+  if (x->type == MFX_BOOL) return simplify_bool_binary(a, e);
+  if (mfx_dtype_is_float(x->type)) return e;
+  return simplify_int_binary(a, e);
+}
+
+static mfx_expr *copy_expr(mfx_arena *a, const mfx_expr *e) {
+  mfx_expr *c = mfx_arena_alloc(a, sizeof *c);
+  *c = *e;
+  return c;
+}
+
+mfx_expr *mfx_simplify_expr(mfx_arena *a, mfx_expr *e) {
+  if (!e) return NULL;
+  mfx_expr *c;
+  switch (e->kind) {
+  case MFX_EXPR_BINARY: return simplify_binary(a, e);
+  case MFX_EXPR_LOAD:
+    c = copy_expr(a, e);
+    c->u.load.idx = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)e->u.load.n);
+    for (int i = 0; i < e->u.load.n; i++) c->u.load.idx[i] = mfx_simplify_expr(a, e->u.load.idx[i]);
+    return c;
+  case MFX_EXPR_UNARY:
+    c = copy_expr(a, e);
+    c->u.un.a = mfx_simplify_expr(a, e->u.un.a);
+    return c;
+  case MFX_EXPR_CAST:
+    c = copy_expr(a, e);
+    c->u.cast.a = mfx_simplify_expr(a, e->u.cast.a);
+    if (c->u.cast.a->kind == MFX_EXPR_INT && !mfx_dtype_is_float(e->type) && e->type != MFX_BOOL &&
+        !mfx_dtype_is_float(c->u.cast.a->type))
+      return mfx_int(a, e->type, wrap(e->type, c->u.cast.a->u.i));
+    return c;
+  case MFX_EXPR_SELECT:
+    c = copy_expr(a, e);
+    c->u.sel.cond = mfx_simplify_expr(a, e->u.sel.cond);
+    c->u.sel.a = mfx_simplify_expr(a, e->u.sel.a);
+    c->u.sel.b = mfx_simplify_expr(a, e->u.sel.b);
+    if (c->u.sel.cond->kind == MFX_EXPR_INT) return c->u.sel.cond->u.i ? c->u.sel.a : c->u.sel.b;
+    return c;
+  case MFX_EXPR_REDUCE:
+    c = copy_expr(a, e);
+    c->u.red.src = mfx_simplify_expr(a, e->u.red.src);
+    return c;
+  default: return e;
+  }
+}
+
+/* ---- statements ----------------------------------------------------------------- */
+
+static mfx_stmt *empty_seq(mfx_arena *a) { return mfx_stmt_seq(a, 0, NULL); }
+
+static int is_empty(const mfx_stmt *s) {
+  return !s || (s->kind == MFX_STMT_SEQ && s->u.seq.n == 0);
+}
+
+static mfx_stmt *substitute_stmt(mfx_arena *a, mfx_stmt *s, mfx_expr **repl);
+
+static mfx_stmt *simplify_for(mfx_arena *a, mfx_stmt *s) {
+  mfx_loop_kind k = s->u.loop.kind;
+  int keep_binding = k >= MFX_LOOP_BLOCK_X && k <= MFX_LOOP_THREAD_Z;
+  if (s->u.loop.extent == 1 && !keep_binding) {
+    mfx_expr **repl = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)mfx_arena_var_count(a));
+    repl[s->u.loop.var->id] = mfx_i64(a, 0);
+    return mfx_simplify_stmt(a, substitute_stmt(a, s->u.loop.body, repl));
+  }
+  mfx_stmt *body = mfx_simplify_stmt(a, s->u.loop.body);
+  if (is_empty(body)) return empty_seq(a);
+  return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, k, body);
+}
+
+/* Simplify the items, drop empty ones and splice nested sequences. */
+static mfx_stmt *simplify_seq(mfx_arena *a, mfx_stmt *s) {
+  int n_in = s->u.seq.n, cap = 0, n = 0;
+  mfx_stmt **done = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(n_in + 1));
+  for (int i = 0; i < n_in; i++) {
+    done[i] = mfx_simplify_stmt(a, s->u.seq.items[i]);
+    cap += done[i]->kind == MFX_STMT_SEQ ? done[i]->u.seq.n : 1;
+  }
+  mfx_stmt **items = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(cap + 1));
+  for (int i = 0; i < n_in; i++) {
+    if (done[i]->kind != MFX_STMT_SEQ) {
+      items[n++] = done[i];
+      continue;
+    }
+    for (int j = 0; j < done[i]->u.seq.n; j++) items[n++] = done[i]->u.seq.items[j];
+  }
+  return mfx_stmt_seq(a, n, items);
+}
+
+mfx_stmt *mfx_simplify_stmt(mfx_arena *a, mfx_stmt *s) {
+  if (!s) return NULL;
+  switch (s->kind) {
+  case MFX_STMT_FOR: return simplify_for(a, s);
+  case MFX_STMT_STORE: {
+    mfx_expr *idx[MFX_MAX_DIMS];
+    for (int i = 0; i < s->u.store.n; i++) idx[i] = mfx_simplify_expr(a, s->u.store.idx[i]);
+    return mfx_stmt_store(a, s->u.store.buf, s->u.store.n, idx,
+                          mfx_simplify_expr(a, s->u.store.value));
+  }
+  case MFX_STMT_LET:
+    return mfx_stmt_let(a, s->u.let.var, mfx_simplify_expr(a, s->u.let.value),
+                        mfx_simplify_stmt(a, s->u.let.body));
+  case MFX_STMT_IF: {
+    mfx_expr *cond = mfx_simplify_expr(a, s->u.if_.cond);
+    mfx_stmt *t = mfx_simplify_stmt(a, s->u.if_.then_s);
+    mfx_stmt *f = s->u.if_.else_s ? mfx_simplify_stmt(a, s->u.if_.else_s) : NULL;
+    if (cond->kind == MFX_EXPR_INT) return cond->u.i ? t : (f ? f : empty_seq(a));
+    if (is_empty(t) && is_empty(f)) return empty_seq(a);
+    return mfx_stmt_if(a, cond, t, is_empty(f) ? NULL : f);
+  }
+  case MFX_STMT_ALLOCATE:
+    return mfx_stmt_allocate(a, s->u.alloc.buf, mfx_simplify_stmt(a, s->u.alloc.body));
+  case MFX_STMT_SEQ: return simplify_seq(a, s);
+  default: return s;
+  }
+}
+
+/* ---- substitution in statements --------------------------------------------------- */
+
+static mfx_stmt *substitute_stmt(mfx_arena *a, mfx_stmt *s, mfx_expr **repl) {
+  if (!s) return NULL;
+  switch (s->kind) {
+  case MFX_STMT_FOR:
+    return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, s->u.loop.kind,
+                        substitute_stmt(a, s->u.loop.body, repl));
+  case MFX_STMT_STORE: {
+    mfx_expr *idx[MFX_MAX_DIMS];
+    for (int i = 0; i < s->u.store.n; i++) idx[i] = mfx_expr_substitute(a, s->u.store.idx[i], repl);
+    return mfx_stmt_store(a, s->u.store.buf, s->u.store.n, idx,
+                          mfx_expr_substitute(a, s->u.store.value, repl));
+  }
+  case MFX_STMT_LET:
+    return mfx_stmt_let(a, s->u.let.var, mfx_expr_substitute(a, s->u.let.value, repl),
+                        substitute_stmt(a, s->u.let.body, repl));
+  case MFX_STMT_IF:
+    return mfx_stmt_if(a, mfx_expr_substitute(a, s->u.if_.cond, repl),
+                       substitute_stmt(a, s->u.if_.then_s, repl),
+                       substitute_stmt(a, s->u.if_.else_s, repl));
+  case MFX_STMT_ALLOCATE:
+    return mfx_stmt_allocate(a, s->u.alloc.buf, substitute_stmt(a, s->u.alloc.body, repl));
+  case MFX_STMT_SEQ: {
+    mfx_stmt **items = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(s->u.seq.n + 1));
+    for (int i = 0; i < s->u.seq.n; i++) items[i] = substitute_stmt(a, s->u.seq.items[i], repl);
+    return mfx_stmt_seq(a, s->u.seq.n, items);
+  }
+  default: return s;
+  }
+}
+
+/* ---- flattening ------------------------------------------------------------------------ */
+
+static mfx_expr *flat_index(mfx_arena *a, const mfx_buffer *b, int n, mfx_expr *const *idx) {
+  if (n == 1) return idx[0];
+  mfx_expr *sum = NULL;
+  int64_t stride = 1;
+  for (int d = n - 1; d >= 0; d--) {
+    mfx_expr *term = stride == 1 ? idx[d] : mfx_mul(a, idx[d], mfx_i64(a, stride));
+    sum = sum ? mfx_add(a, term, sum) : term;
+    stride *= b->shape[d];
+  }
+  return sum;
+}
+
+static mfx_expr *flatten_expr(mfx_arena *a, mfx_expr *e) {
+  if (!e) return NULL;
+  mfx_expr *c;
+  switch (e->kind) {
+  case MFX_EXPR_LOAD: {
+    mfx_expr *idx[MFX_MAX_DIMS];
+    for (int i = 0; i < e->u.load.n; i++) idx[i] = flatten_expr(a, e->u.load.idx[i]);
+    mfx_expr *flat = flat_index(a, e->u.load.buf, e->u.load.n, idx);
+    return mfx_load(a, e->u.load.buf, 1, &flat);
+  }
+  case MFX_EXPR_BINARY:
+    c = copy_expr(a, e);
+    c->u.bin.a = flatten_expr(a, e->u.bin.a);
+    c->u.bin.b = flatten_expr(a, e->u.bin.b);
+    return c;
+  case MFX_EXPR_UNARY:
+    c = copy_expr(a, e);
+    c->u.un.a = flatten_expr(a, e->u.un.a);
+    return c;
+  case MFX_EXPR_CAST:
+    c = copy_expr(a, e);
+    c->u.cast.a = flatten_expr(a, e->u.cast.a);
+    return c;
+  case MFX_EXPR_SELECT:
+    c = copy_expr(a, e);
+    c->u.sel.cond = flatten_expr(a, e->u.sel.cond);
+    c->u.sel.a = flatten_expr(a, e->u.sel.a);
+    c->u.sel.b = flatten_expr(a, e->u.sel.b);
+    return c;
+  default: return e;
+  }
+}
+
+mfx_stmt *mfx_flatten_stmt(mfx_arena *a, mfx_stmt *s) {
+  if (!s) return NULL;
+  switch (s->kind) {
+  case MFX_STMT_FOR:
+    return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, s->u.loop.kind,
+                        mfx_flatten_stmt(a, s->u.loop.body));
+  case MFX_STMT_STORE: {
+    mfx_expr *idx[MFX_MAX_DIMS];
+    for (int i = 0; i < s->u.store.n; i++) idx[i] = flatten_expr(a, s->u.store.idx[i]);
+    mfx_expr *flat = flat_index(a, s->u.store.buf, s->u.store.n, idx);
+    return mfx_stmt_store(a, s->u.store.buf, 1, &flat, flatten_expr(a, s->u.store.value));
+  }
+  case MFX_STMT_LET:
+    return mfx_stmt_let(a, s->u.let.var, flatten_expr(a, s->u.let.value),
+                        mfx_flatten_stmt(a, s->u.let.body));
+  case MFX_STMT_IF:
+    return mfx_stmt_if(a, flatten_expr(a, s->u.if_.cond), mfx_flatten_stmt(a, s->u.if_.then_s),
+                       mfx_flatten_stmt(a, s->u.if_.else_s));
+  case MFX_STMT_ALLOCATE:
+    return mfx_stmt_allocate(a, s->u.alloc.buf, mfx_flatten_stmt(a, s->u.alloc.body));
+  case MFX_STMT_SEQ: {
+    mfx_stmt **items = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(s->u.seq.n + 1));
+    for (int i = 0; i < s->u.seq.n; i++) items[i] = mfx_flatten_stmt(a, s->u.seq.items[i]);
+    return mfx_stmt_seq(a, s->u.seq.n, items);
+  }
+  default: return s;
+  }
+}

@@ -1,0 +1,394 @@
+/* mfx compiler: tensor expressions, schedules, loop IR, passes, printers and
+ * LLVM code generation. The pipeline, in file order:
+ *
+ *   te.c        tensor expressions (placeholders, computes, reductions)
+ *   schedule.c  schedule primitives: annotate stages, never rewrite them
+ *   lower.c     schedule + TE -> loop IR (bounds, guards, local accumulators)
+ *   simplify.c  constant folding and index simplification; flattening
+ *   print.c     text form of every layer
+ *   codegen_llvm.c  loop IR -> LLVM IR -> host JIT / object / assembly
+ *
+ * All nodes of one compilation live in one mfx_arena and die together. */
+#ifndef MFX_COMPILER_H
+#define MFX_COMPILER_H
+
+#include <stdio.h>
+#include "mfx/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- arena ---------------------------------------------------------------- */
+
+typedef struct mfx_arena mfx_arena;
+
+mfx_arena *mfx_arena_create(void);
+void mfx_arena_destroy(mfx_arena *a);
+/* Zeroed memory; aborts never: returns NULL only if malloc fails. */
+void *mfx_arena_alloc(mfx_arena *a, size_t bytes);
+char *mfx_arena_strdup(mfx_arena *a, const char *s);
+char *mfx_arena_printf(mfx_arena *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- expressions ---------------------------------------------------------- */
+
+typedef enum {
+  MFX_EXPR_INT,    /* integer constant of `type` */
+  MFX_EXPR_FLOAT,  /* f32 constant */
+  MFX_EXPR_VAR,    /* an axis / loop variable / let variable */
+  MFX_EXPR_LOAD,   /* buf[idx...] */
+  MFX_EXPR_BINARY,
+  MFX_EXPR_UNARY,
+  MFX_EXPR_SELECT, /* cond ? a : b */
+  MFX_EXPR_CAST,
+  MFX_EXPR_REDUCE, /* only as the whole body of a compute */
+} mfx_expr_kind;
+
+typedef enum {
+  MFX_ADD, MFX_SUB, MFX_MUL, MFX_DIV, MFX_MOD, MFX_MIN, MFX_MAX,
+  MFX_AND, MFX_OR, MFX_XOR, MFX_SHL, MFX_SHR, /* SHR: arithmetic if signed */
+  MFX_LT, MFX_LE, MFX_GT, MFX_GE, MFX_EQ, MFX_NE,
+  MFX_LAND, MFX_LOR, /* on bool */
+  MFX_BINARY_OP_COUNT
+} mfx_binary_op;
+
+typedef enum {
+  MFX_NEG, MFX_NOT /* bitwise, or logical on bool */, MFX_POPCOUNT,
+  MFX_ABS, MFX_SQRT, MFX_EXP, MFX_LOG, MFX_TANH,
+  MFX_UNARY_OP_COUNT
+} mfx_unary_op;
+
+typedef enum { MFX_REDUCE_SUM, MFX_REDUCE_MAX, MFX_REDUCE_MIN, MFX_REDUCE_OR,
+               MFX_REDUCE_OP_COUNT } mfx_reduce_op;
+
+typedef struct mfx_var mfx_var;
+typedef struct mfx_buffer mfx_buffer;
+typedef struct mfx_expr mfx_expr;
+
+struct mfx_var {
+  const char *name;
+  int64_t extent;  /* values lie in [0, extent); 0: unknown (let variables) */
+  int is_reduce;   /* a reduction axis */
+  int id;          /* unique within its arena */
+};
+
+typedef enum { MFX_SCOPE_GLOBAL, MFX_SCOPE_SHARED, MFX_SCOPE_LOCAL } mfx_scope;
+
+struct mfx_buffer {
+  const char *name;
+  mfx_dtype dtype;
+  int ndim;
+  int64_t shape[MFX_MAX_DIMS];
+  mfx_scope scope;
+  int id;
+  struct mfx_tensor *tensor; /* the tensor it holds, if any */
+};
+
+struct mfx_expr {
+  mfx_expr_kind kind;
+  mfx_dtype type;
+  union {
+    int64_t i;   /* INT */
+    double f;    /* FLOAT */
+    mfx_var *var;
+    struct { mfx_buffer *buf; int n; mfx_expr **idx; } load;
+    struct { mfx_binary_op op; mfx_expr *a, *b; } bin;
+    struct { mfx_unary_op op; mfx_expr *a; } un;
+    struct { mfx_expr *cond, *a, *b; } sel;
+    struct { mfx_expr *a; } cast;
+    struct { mfx_reduce_op op; int n_axes; mfx_var **axes; mfx_expr *src; } red;
+  } u;
+};
+
+/* Builders. Binary/select builders type-check: both operands of one type
+ * (integer constants adopt the other side's type), comparisons give bool.
+ * On a type error they return NULL and set mfx_last_error(). */
+mfx_expr *mfx_int(mfx_arena *a, mfx_dtype t, int64_t v);
+mfx_expr *mfx_i64(mfx_arena *a, int64_t v);
+mfx_expr *mfx_f32(mfx_arena *a, double v);
+mfx_expr *mfx_var_ref(mfx_arena *a, mfx_var *v); /* type i64 */
+mfx_expr *mfx_load(mfx_arena *a, mfx_buffer *b, int n, mfx_expr *const *idx);
+mfx_expr *mfx_binary(mfx_arena *a, mfx_binary_op op, mfx_expr *x, mfx_expr *y);
+mfx_expr *mfx_unary(mfx_arena *a, mfx_unary_op op, mfx_expr *x);
+mfx_expr *mfx_select(mfx_arena *a, mfx_expr *cond, mfx_expr *x, mfx_expr *y);
+mfx_expr *mfx_cast(mfx_arena *a, mfx_dtype t, mfx_expr *x);
+mfx_expr *mfx_reduce(mfx_arena *a, mfx_reduce_op op, int n_axes, mfx_var *const *axes,
+                     mfx_expr *src);
+/* Shorthands. */
+#define mfx_add(A, X, Y) mfx_binary((A), MFX_ADD, (X), (Y))
+#define mfx_sub(A, X, Y) mfx_binary((A), MFX_SUB, (X), (Y))
+#define mfx_mul(A, X, Y) mfx_binary((A), MFX_MUL, (X), (Y))
+
+mfx_var *mfx_var_create(mfx_arena *a, const char *name, int64_t extent, int is_reduce);
+mfx_buffer *mfx_buffer_create(mfx_arena *a, const char *name, mfx_dtype t, int ndim,
+                              const int64_t *shape, mfx_scope scope);
+/* The identity element of a reduction for type t, as a constant. */
+mfx_expr *mfx_reduce_identity(mfx_arena *a, mfx_reduce_op op, mfx_dtype t);
+
+/* Replace variables: returns a copy of e where var->id maps to repl[var->id]
+ * (NULL: keep). repl has mfx_arena_var_count() entries. */
+mfx_expr *mfx_expr_substitute(mfx_arena *a, mfx_expr *e, mfx_expr **repl);
+int mfx_arena_var_count(const mfx_arena *a);
+int mfx_expr_uses_var(const mfx_expr *e, const mfx_var *v);
+
+/* ---- tensor expressions --------------------------------------------------- */
+
+typedef struct mfx_tensor mfx_tensor;
+struct mfx_tensor {
+  mfx_buffer *buf;   /* name, dtype, shape */
+  int is_placeholder;
+  int n_axes;        /* computes: one spatial axis per dimension */
+  mfx_var *axes[MFX_MAX_DIMS];
+  mfx_expr *body;    /* computes: value at axes; may be a REDUCE */
+  int n_inputs;      /* tensors this compute reads */
+  mfx_tensor **inputs;
+};
+
+mfx_tensor *mfx_placeholder(mfx_arena *a, const char *name, mfx_dtype t, int ndim,
+                            const int64_t *shape);
+/* Start a compute: creates its axes (named by axis_names, or i0, i1, ...);
+ * then build the body from them and finish with mfx_compute_set_body. */
+mfx_tensor *mfx_compute_begin(mfx_arena *a, const char *name, mfx_dtype t, int ndim,
+                              const int64_t *shape, const char *const *axis_names);
+mfx_status mfx_compute_set_body(mfx_arena *a, mfx_tensor *t, mfx_expr *body);
+/* Index helpers for writing bodies: t[i...] as an expression. */
+mfx_expr *mfx_tensor_load(mfx_arena *a, mfx_tensor *t, int n, mfx_expr *const *idx);
+
+/* ---- schedules -------------------------------------------------------------- */
+
+typedef enum {
+  MFX_LOOP_SERIAL,
+  MFX_LOOP_PARALLEL,
+  MFX_LOOP_VECTORIZED,
+  MFX_LOOP_UNROLLED,
+  /* GPU bindings (the nvptx target). */
+  MFX_LOOP_BLOCK_X, MFX_LOOP_BLOCK_Y, MFX_LOOP_BLOCK_Z,
+  MFX_LOOP_THREAD_X, MFX_LOOP_THREAD_Y, MFX_LOOP_THREAD_Z,
+  MFX_LOOP_KIND_COUNT
+} mfx_loop_kind;
+
+typedef enum { MFX_TAIL_GUARD, MFX_TAIL_EXACT } mfx_tail;
+
+typedef struct mfx_itervar mfx_itervar;
+struct mfx_itervar {
+  mfx_var *var;           /* the loop variable */
+  int64_t extent;
+  int is_reduce;
+  mfx_loop_kind kind;     /* annotation, applied by lowering and codegen */
+  int is_leaf;            /* not split or fused away */
+};
+
+typedef enum { MFX_REL_SPLIT, MFX_REL_FUSE } mfx_relation_kind;
+typedef struct {
+  mfx_relation_kind kind;
+  mfx_itervar *parent, *outer, *inner; /* split: parent -> outer, inner */
+  mfx_itervar *fused;                  /* fuse: outer, inner -> fused */
+  int64_t factor;
+  mfx_tail tail;
+} mfx_relation;
+
+#define MFX_MAX_ITERVARS 48
+#define MFX_MAX_RELATIONS 40
+#define MFX_MAX_ATTACHED 4
+typedef struct mfx_stage mfx_stage;
+
+/* A buffer a stage fills once per iteration of one of its loops and then
+ * reads instead of the tensor: a cached copy of an input (cache_read) or the
+ * needed region of an elementwise producer (compute_at). */
+typedef struct {
+  mfx_tensor *tensor;  /* what the stage's loads read */
+  mfx_scope scope;     /* SHARED (cooperative, with barriers) or LOCAL */
+  mfx_itervar *at;     /* refilled at the start of each iteration of this leaf */
+  int compute;         /* 1: compute_at (evaluate the producer), 0: copy */
+} mfx_attached;
+struct mfx_stage {
+  mfx_tensor *tensor;
+  int n_root;                     /* the tensor's axes, then reduce axes */
+  mfx_itervar *root[MFX_MAX_DIMS * 2];
+  int n_itervars;
+  mfx_itervar *itervars[MFX_MAX_ITERVARS];
+  int n_relations;
+  mfx_relation relations[MFX_MAX_RELATIONS];
+  int n_leaves;                   /* the loop nest, outermost first */
+  mfx_itervar *leaves[MFX_MAX_ITERVARS];
+  int is_output;
+  int inlined;                    /* compute_inline */
+  mfx_itervar *local_at;          /* cache_write(local) accumulating below it */
+  int n_attached;
+  mfx_attached attached[MFX_MAX_ATTACHED];
+  mfx_stage *attached_to;         /* compute_at: the consumer that computes it */
+};
+
+typedef struct mfx_schedule {
+  mfx_arena *arena;
+  int n_stages;                   /* computes, producers before consumers */
+  mfx_stage **stages;
+  int n_inputs;                   /* placeholders: the kernel's first arguments */
+  mfx_tensor **inputs;
+  int n_outputs;
+  mfx_tensor **outputs;
+} mfx_schedule;
+
+/* A schedule over everything the outputs read. The kernel's arguments are
+ * the inputs (placeholders; every placeholder read must be listed) in the
+ * given order, then the outputs. Stages start in the default order: spatial
+ * axes, then reduction axes, all serial. */
+mfx_status mfx_schedule_create(mfx_arena *a, int n_inputs, mfx_tensor *const *inputs,
+                               int n_outputs, mfx_tensor *const *outputs,
+                               mfx_schedule **out);
+mfx_stage *mfx_schedule_stage(mfx_schedule *s, const mfx_tensor *t);
+/* Find an itervar by name among a stage's itervars (NULL if none). */
+mfx_itervar *mfx_stage_itervar(mfx_stage *st, const char *name);
+
+mfx_status mfx_sched_split(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv, int64_t factor,
+                           mfx_tail tail, mfx_itervar **outer, mfx_itervar **inner);
+mfx_status mfx_sched_fuse(mfx_schedule *s, mfx_stage *st, mfx_itervar *outer,
+                          mfx_itervar *inner, mfx_itervar **fused);
+/* New order for the named leaves; leaves not named keep their slots. */
+mfx_status mfx_sched_reorder(mfx_schedule *s, mfx_stage *st, int n, mfx_itervar *const *order);
+/* tile(x, y, fx, fy) = split both, reorder xo, yo, xi, yi. */
+mfx_status mfx_sched_tile(mfx_schedule *s, mfx_stage *st, mfx_itervar *x, mfx_itervar *y,
+                          int64_t fx, int64_t fy, mfx_tail tail, mfx_itervar **xo,
+                          mfx_itervar **yo, mfx_itervar **xi, mfx_itervar **yi);
+mfx_status mfx_sched_vectorize(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv);
+mfx_status mfx_sched_unroll(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv);
+mfx_status mfx_sched_parallel(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv);
+mfx_status mfx_sched_bind(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv, mfx_loop_kind k);
+/* Inline an elementwise (non-reduction, non-output) stage into its consumers. */
+mfx_status mfx_sched_compute_inline(mfx_schedule *s, mfx_stage *st);
+/* Accumulate the stage in a local buffer covering the spatial loops below
+ * `at` (a leaf), written back once per iteration of `at`. */
+mfx_status mfx_sched_cache_write_local(mfx_schedule *s, mfx_stage *st, mfx_itervar *at);
+
+/* Serve the stage's loads of `input` (a placeholder or another stage's
+ * tensor) inside loop `at` from a buffer in `scope`, refilled at the start
+ * of each iteration of `at`. SHARED: the block's threads fill it together
+ * (thread-bound loops count as inside `at`), with barriers around the fill;
+ * LOCAL: each thread (or the CPU) fills its own. The region is inferred from
+ * the load indices, which must be affine in the loops. */
+mfx_status mfx_sched_cache_read(mfx_schedule *s, mfx_stage *st, mfx_tensor *input,
+                                mfx_scope scope, mfx_itervar *at);
+/* Compute the elementwise stage `producer` inside loop `at` of `consumer`,
+ * only over the region the consumer reads there, into a `scope` buffer. */
+mfx_status mfx_sched_compute_at(mfx_schedule *s, mfx_stage *producer, mfx_stage *consumer,
+                                mfx_itervar *at, mfx_scope scope);
+
+/* ---- loop IR ----------------------------------------------------------------
+ *
+ * What mfx_lower hands to code generation:
+ * - FOR runs var over [0, extent), extent a positive constant. Kinds:
+ *   SERIAL; PARALLEL (the body runs on the runtime thread pool through
+ *   env->parallel_for); VECTORIZED (innermost: its body holds no FOR; lanes =
+ *   extent <= 64; IF statements in it are monotone bound guards); UNROLLED
+ *   (the body replicated with var constant); BLOCK_x and THREAD_x (GPU only).
+ * - STORE/LOAD indices are flattened (n == 1, i64, in elements), after
+ *   mfx_flatten_stmt; before it they have one index per buffer dimension.
+ * - LET binds an i64 or typed value to a variable for its body (SSA).
+ * - ALLOCATE makes a buffer for its body: GLOBAL scope from env->alloc
+ *   (the kernel returns non-zero when that fails), LOCAL on the stack,
+ *   SHARED in GPU shared memory.
+ * - Variables are i64. Integer DIV/MOD in indices have non-negative operands.
+ * - Buffers that are function arguments never alias each other. */
+
+typedef enum {
+  MFX_STMT_FOR, MFX_STMT_STORE, MFX_STMT_LET, MFX_STMT_IF, MFX_STMT_ALLOCATE,
+  MFX_STMT_SEQ, MFX_STMT_BARRIER,
+} mfx_stmt_kind;
+
+typedef struct mfx_stmt mfx_stmt;
+struct mfx_stmt {
+  mfx_stmt_kind kind;
+  union {
+    struct { mfx_var *var; int64_t extent; mfx_loop_kind kind; mfx_stmt *body; } loop;
+    struct { mfx_buffer *buf; int n; mfx_expr **idx; mfx_expr *value; } store;
+    struct { mfx_var *var; mfx_expr *value; mfx_stmt *body; } let;
+    struct { mfx_expr *cond; mfx_stmt *then_s, *else_s; } if_;
+    struct { mfx_buffer *buf; mfx_stmt *body; } alloc;
+    struct { int n; mfx_stmt **items; } seq;
+  } u;
+};
+
+mfx_stmt *mfx_stmt_for(mfx_arena *a, mfx_var *v, int64_t extent, mfx_loop_kind k,
+                       mfx_stmt *body);
+mfx_stmt *mfx_stmt_store(mfx_arena *a, mfx_buffer *b, int n, mfx_expr *const *idx,
+                         mfx_expr *value);
+mfx_stmt *mfx_stmt_let(mfx_arena *a, mfx_var *v, mfx_expr *value, mfx_stmt *body);
+mfx_stmt *mfx_stmt_if(mfx_arena *a, mfx_expr *cond, mfx_stmt *then_s, mfx_stmt *else_s);
+mfx_stmt *mfx_stmt_allocate(mfx_arena *a, mfx_buffer *b, mfx_stmt *body);
+mfx_stmt *mfx_stmt_seq(mfx_arena *a, int n, mfx_stmt *const *items);
+mfx_stmt *mfx_stmt_barrier(mfx_arena *a);
+
+/* A lowered kernel: args are the schedule's inputs then its outputs. */
+typedef struct {
+  const char *name;
+  int n_args;
+  mfx_buffer **args;
+  mfx_stmt *body;
+} mfx_func;
+
+/* Lower a schedule to loop IR, run the passes (guards, simplify, flatten). */
+mfx_status mfx_lower(mfx_schedule *s, const char *name, mfx_func **out);
+/* The passes, also callable one by one (each returns a new tree). */
+mfx_stmt *mfx_simplify_stmt(mfx_arena *a, mfx_stmt *s);
+mfx_expr *mfx_simplify_expr(mfx_arena *a, mfx_expr *e);
+mfx_stmt *mfx_flatten_stmt(mfx_arena *a, mfx_stmt *s); /* multi-dim -> 1-D indices */
+
+/* ---- GPU kernels -------------------------------------------------------------
+ * For a GPU target each root-level loop nest of a lowered function becomes
+ * one kernel launch (stages need a grid-wide barrier between them); global
+ * intermediates become workspace buffers the runtime allocates. */
+
+typedef struct {
+  const char *name;          /* <func>_k<i> */
+  mfx_stmt *body;            /* bound loops read blockIdx/threadIdx */
+  int64_t grid[3], block[3]; /* launch dimensions (x, y, z) */
+  int n_args;                /* buffers it touches: func args, then workspace */
+  mfx_buffer **args;
+  int64_t shared_bytes;      /* static shared memory */
+} mfx_gpu_kernel;
+
+typedef struct {
+  const mfx_func *func;
+  int n_kernels;
+  mfx_gpu_kernel *kernels;
+  int n_workspace;
+  mfx_buffer **workspace;
+} mfx_gpu_program;
+
+#define MFX_GPU_MAX_THREADS 1024
+mfx_status mfx_split_kernels(mfx_arena *a, const mfx_func *fn, mfx_gpu_program **out);
+
+/* ---- printers ----------------------------------------------------------------- */
+
+void mfx_print_expr(FILE *f, const mfx_expr *e);
+void mfx_print_te(FILE *f, const mfx_schedule *s);      /* the tensor expressions */
+void mfx_print_schedule(FILE *f, const mfx_schedule *s); /* relations, loop order, kinds */
+void mfx_print_stmt(FILE *f, const mfx_stmt *s, int indent);
+void mfx_print_func(FILE *f, const mfx_func *fn);
+const char *mfx_loop_kind_name(mfx_loop_kind k);
+const char *mfx_binary_op_name(mfx_binary_op op); /* "+", "<<", "min" ... */
+const char *mfx_unary_op_name(mfx_unary_op op);
+const char *mfx_reduce_op_name(mfx_reduce_op op);
+
+/* ---- code generation (LLVM C API) -------------------------------------------- */
+
+typedef enum { MFX_EMIT_LL, MFX_EMIT_ASM, MFX_EMIT_OBJ } mfx_emit_kind;
+
+/* A kernel JIT-compiled for the host CPU (ORC LLJIT). */
+typedef struct mfx_jit_kernel mfx_jit_kernel;
+
+/* Compile fn for the host CPU (its real features) and JIT it. The entry
+ * point follows mfx_cpu_kernel_fn. */
+mfx_status mfx_jit_compile(const mfx_func *fn, mfx_jit_kernel **out);
+mfx_cpu_kernel_fn mfx_jit_entry(const mfx_jit_kernel *k);
+void mfx_jit_free(mfx_jit_kernel *k);
+
+/* Compile fn for the host CPU and return LLVM IR text, assembly text or an
+ * ELF object (malloc'd; *size set). */
+mfx_status mfx_codegen_emit(const mfx_func *fn, mfx_emit_kind kind, char **data, size_t *size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,119 @@
+/* mfx operators: for each op, its interface (dims, inputs, outputs), its
+ * tensor-expression definition with a schedule template whose knobs the
+ * tuner searches, a default configuration, and a plain-C reference. */
+#ifndef MFX_OPS_H
+#define MFX_OPS_H
+
+#include "mfx/compiler.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MFX_OP_MAX_DIMS 8
+#define MFX_OP_MAX_TENSORS 4
+#define MFX_OP_MAX_KNOBS 16
+#define MFX_KNOB_MAX_CHOICES 16
+
+/* One tensor of an op's interface; its shape is named by the op's dims. */
+typedef struct {
+  const char *name;
+  mfx_dtype dtype;
+  int ndim;
+  const char *shape[MFX_MAX_DIMS]; /* dim names, e.g. {"M", "K"} */
+  const char *about;
+} mfx_op_tensor;
+
+typedef struct {
+  const char *name;
+  const char *about;
+  int64_t def;                     /* template default */
+  int n_choices;                   /* the values the tuner may pick */
+  int64_t choices[MFX_KNOB_MAX_CHOICES];
+} mfx_knob;
+
+/* Knob values: missing knobs take the default. */
+typedef struct {
+  int n;
+  char names[MFX_OP_MAX_KNOBS][32];
+  int64_t values[MFX_OP_MAX_KNOBS];
+} mfx_config;
+
+typedef struct mfx_op mfx_op;
+struct mfx_op {
+  const char *name;
+  const char *about;
+  int n_dims;
+  const char *dims[MFX_OP_MAX_DIMS];
+  int n_inputs;
+  mfx_op_tensor inputs[MFX_OP_MAX_TENSORS];
+  int n_outputs;
+  mfx_op_tensor outputs[MFX_OP_MAX_TENSORS];
+  int n_knobs;
+  mfx_knob knobs[MFX_OP_MAX_KNOBS];
+  /* Build TE and schedule. cfg is complete (every knob set, validated). */
+  mfx_status (*build)(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                      mfx_schedule **out);
+  /* Plain C, independent of the compiler. outputs are allocated. */
+  void (*reference)(const int64_t *dims, const mfx_array *inputs, mfx_array *outputs);
+  /* Fill input i with valid random data (codes 0/1, shifts 0..15, ...). */
+  void (*random_input)(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+};
+
+int mfx_op_count(void);
+const mfx_op *mfx_op_at(int i);
+const mfx_op *mfx_op_find(const char *name); /* NULL if unknown */
+
+/* Parse "M=64,N=32,K=16" into dims (in the op's dim order). Every dim must be
+ * given exactly once, positive. */
+mfx_status mfx_op_parse_dims(const mfx_op *op, const char *text, int64_t *dims);
+/* Shape of an interface tensor under dims. */
+void mfx_op_tensor_shape(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims,
+                         int64_t *shape);
+
+/* Configurations. */
+void mfx_config_default(const mfx_op *op, mfx_config *cfg);
+/* Set one knob (must exist and take one of its choices). */
+mfx_status mfx_config_set(const mfx_op *op, mfx_config *cfg, const char *name, int64_t v);
+/* Parse a JSON object {"knob": value, ...} over the defaults. */
+mfx_status mfx_config_parse_json(const mfx_op *op, const char *json, mfx_config *cfg);
+/* Write {"knob":value,...} into buf. */
+void mfx_config_to_json(const mfx_config *cfg, char *buf, size_t size);
+int64_t mfx_config_get(const mfx_config *cfg, const char *name); /* -1 if absent */
+
+/* Build + lower + JIT for the host CPU. */
+typedef struct {
+  const mfx_op *op;
+  int64_t dims[MFX_OP_MAX_DIMS];
+  mfx_config cfg;
+  mfx_arena *arena;
+  mfx_schedule *schedule;
+  mfx_func *func;
+  mfx_jit_kernel *jit;
+} mfx_op_kernel;
+
+mfx_status mfx_op_compile(const mfx_op *op, const int64_t *dims, const mfx_config *cfg,
+                          mfx_op_kernel *out);
+void mfx_op_kernel_free(mfx_op_kernel *k);
+/* Run with inputs then outputs (shapes and dtypes checked). */
+mfx_status mfx_op_kernel_run(const mfx_op_kernel *k, const mfx_kernel_env *env,
+                             mfx_array *inputs, mfx_array *outputs);
+
+/* Allocate arrays for the op's inputs/outputs under dims. */
+mfx_status mfx_op_alloc_inputs(const mfx_op *op, const int64_t *dims, mfx_array *inputs);
+mfx_status mfx_op_alloc_outputs(const mfx_op *op, const int64_t *dims, mfx_array *outputs);
+void mfx_op_random_inputs(const mfx_op *op, const int64_t *dims, uint64_t seed,
+                          mfx_array *inputs);
+
+/* Compare output against reference: integers exact, f32 within
+ * tol * max|ref|. Reports the worst errors. */
+typedef struct { double max_abs_err, max_rel_err; int64_t worst_index; int ok; } mfx_compare;
+mfx_compare mfx_compare_arrays(const mfx_array *got, const mfx_array *want, double tol);
+
+/* xorshift64*: the reproducible generator used for random inputs. */
+uint64_t mfx_rng_next(uint64_t *state);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,120 @@
+/* mfx runtime: the part applications embed. Status codes and messages, data
+ * types, the CPU thread pool and the kernel calling convention, timers and
+ * NumPy .npy files. Depends on libc and pthreads only: never on LLVM. */
+#ifndef MFX_RUNTIME_H
+#define MFX_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status ------------------------------------------------------------ */
+
+typedef enum {
+  MFX_OK = 0,
+  MFX_ERR_INVALID,   /* bad argument, malformed input */
+  MFX_ERR_SCHEDULE,  /* impossible or invalid schedule */
+  MFX_ERR_IO,        /* file could not be read or written */
+  MFX_ERR_FORMAT,    /* file read but its contents are wrong */
+  MFX_ERR_NOMEM,
+  MFX_ERR_NOT_FOUND,
+  MFX_ERR_CODEGEN,   /* LLVM refused something */
+  MFX_ERR_DEVICE,    /* no driver, no device, launch failed */
+  MFX_ERR_MISMATCH,  /* result differs from the reference */
+} mfx_status;
+
+/* The message of the last failure on this thread ("" if none). */
+const char *mfx_last_error(void);
+/* Record a message for this thread and return `status` (printf format). */
+mfx_status mfx_fail(mfx_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prefix the current message with "context: " and return `status`. */
+mfx_status mfx_fail_context(mfx_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void mfx_clear_error(void);
+const char *mfx_status_name(mfx_status status);
+
+/* ---- data types -------------------------------------------------------- */
+
+typedef enum {
+  MFX_BOOL = 0, /* internal: results of comparisons */
+  MFX_I8,
+  MFX_I16,
+  MFX_I32,
+  MFX_I64,
+  MFX_U8,
+  MFX_U32,
+  MFX_U64,
+  MFX_F32,
+  MFX_DTYPE_COUNT
+} mfx_dtype;
+
+const char *mfx_dtype_name(mfx_dtype t);          /* "f32" */
+int mfx_dtype_from_name(const char *name, mfx_dtype *out); /* 0 on success */
+size_t mfx_dtype_size(mfx_dtype t);               /* bytes; bool is 1 */
+int mfx_dtype_is_float(mfx_dtype t);
+int mfx_dtype_is_signed(mfx_dtype t);             /* signed integers */
+
+#define MFX_MAX_DIMS 8
+
+/* A dense row-major host array. */
+typedef struct {
+  mfx_dtype dtype;
+  int ndim;
+  int64_t shape[MFX_MAX_DIMS];
+  void *data; /* owned when created by mfx_array_create / mfx_npy_load */
+} mfx_array;
+
+int64_t mfx_array_numel(const mfx_array *a);
+mfx_status mfx_array_create(mfx_array *a, mfx_dtype t, int ndim, const int64_t *shape);
+void mfx_array_free(mfx_array *a);
+
+/* ---- NumPy .npy files (format versions 1.0-3.0, little-endian, C order) */
+
+mfx_status mfx_npy_load(const char *path, mfx_array *out);
+mfx_status mfx_npy_save(const char *path, const mfx_array *a);
+
+/* ---- CPU thread pool and the kernel calling convention ----------------- */
+
+typedef struct mfx_pool mfx_pool;
+
+/* threads <= 0: one per online CPU. */
+mfx_status mfx_pool_create(int threads, mfx_pool **out);
+void mfx_pool_destroy(mfx_pool *pool);
+int mfx_pool_threads(const mfx_pool *pool);
+
+/* A parallel loop body: runs iterations [begin, end). */
+typedef void (*mfx_parallel_body)(void *closure, int64_t begin, int64_t end);
+
+/* Runs body over [0, n) split into contiguous chunks over the pool's threads
+ * (the caller's thread takes part). Returns 0. pool may be NULL: serial. */
+int mfx_pool_parallel_for(mfx_pool *pool, mfx_parallel_body body, void *closure,
+                          int64_t n);
+
+/* What every compiled CPU kernel receives besides its arguments. The field
+ * order is ABI: compiled code reads it by offset. */
+typedef struct mfx_kernel_env {
+  void *pool;
+  int (*parallel_for)(void *pool, mfx_parallel_body body, void *closure, int64_t n);
+  void *(*alloc)(size_t bytes); /* 64-byte aligned workspace, NULL on failure */
+  void (*free)(void *ptr);
+} mfx_kernel_env;
+
+/* Fill an env that runs on `pool` (NULL: serial). */
+void mfx_kernel_env_init(mfx_kernel_env *env, mfx_pool *pool);
+
+/* Every compiled CPU kernel: args[i] points to argument i's data.
+ * Returns 0, or non-zero when a workspace allocation failed. */
+typedef int32_t (*mfx_cpu_kernel_fn)(void **args, const mfx_kernel_env *env);
+
+/* ---- time ---------------------------------------------------------------- */
+
+double mfx_now_seconds(void); /* monotonic */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,171 @@
+/* binary_attention: linear attention with binary codes, additions selected
+ * by bits for both products, then a row normalisation.
+ *   A[b,h,c,d]  = sum_n Hc[b,h,n,c] V[b,h,n,d]           (Hc^T V)
+ *   XS[b,h,n,d] = sum_c Hc[b,h,n,c] A[b,h,c,d]           (Hc A)
+ *   X           = 0.5 V + XS / pi
+ *   NRM[b,h,n]  = sum_d X^2
+ *   O           = X / max(sqrt(NRM), 1e-12)
+ * The two products are register-tiled reductions with selects; X may be
+ * inlined into its two consumers. */
+#include "ops_internal.h"
+
+enum { ATTN_B, ATTN_H, ATTN_N, ATTN_D, ATTN_C };
+
+#define ATTN_INV_PI 0.31830988618379067154
+
+static void attn_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)dims;
+  if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);
+  else mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
+}
+
+typedef struct {
+  mfx_tensor *Hc, *V, *A, *XS, *X, *NRM, *O;
+} attn_stages;
+
+static mfx_expr *attn_code_set(mfx_arena *a, mfx_expr *code) {
+  return mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0));
+}
+
+/* A[b,h,c,d] = sum_n select(Hc[b,h,n,c], V[b,h,n,d], 0). */
+static mfx_status attn_kv(mfx_arena *a, attn_stages *t, const int64_t *dims) {
+  int64_t B = dims[ATTN_B], H = dims[ATTN_H], N = dims[ATTN_N], D = dims[ATTN_D];
+  int64_t C = dims[ATTN_C];
+  mfx_tensor *A = mfx_compute_begin(a, "A", MFX_F32, 4, (int64_t[]){B, H, C, D},
+                                    (const char *[]){"b", "h", "c", "d"});
+  mfx_var *n = mfx_var_create(a, "n", N, 1);
+  mfx_expr *b = mfx_tmpl_axis(a, A, 0), *h = mfx_tmpl_axis(a, A, 1), *nn = mfx_var_ref(a, n);
+  mfx_expr *code = mfx_tmpl_load4(a, t->Hc, b, h, nn, mfx_tmpl_axis(a, A, 2));
+  mfx_expr *v = mfx_tmpl_load4(a, t->V, b, h, nn, mfx_tmpl_axis(a, A, 3));
+  mfx_expr *term = mfx_select(a, attn_code_set(a, code), v, mfx_f32(a, 0.0));
+  MFX_TRY(mfx_tmpl_set_body(a, A, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
+  t->A = A;
+  return MFX_OK;
+}
+
+/* XS[b,h,n,d] = sum_c select(Hc[b,h,n,c], A[b,h,c,d], 0). */
+static mfx_status attn_query(mfx_arena *a, attn_stages *t, const int64_t *dims) {
+  int64_t B = dims[ATTN_B], H = dims[ATTN_H], N = dims[ATTN_N], D = dims[ATTN_D];
+  int64_t C = dims[ATTN_C];
+  mfx_tensor *XS = mfx_compute_begin(a, "XS", MFX_F32, 4, (int64_t[]){B, H, N, D},
+                                     (const char *[]){"b", "h", "n", "d"});
+  mfx_var *c = mfx_var_create(a, "c", C, 1);
+  mfx_expr *b = mfx_tmpl_axis(a, XS, 0), *h = mfx_tmpl_axis(a, XS, 1), *cc = mfx_var_ref(a, c);
+  mfx_expr *code = mfx_tmpl_load4(a, t->Hc, b, h, mfx_tmpl_axis(a, XS, 2), cc);
+  mfx_expr *kv = mfx_tmpl_load4(a, t->A, b, h, cc, mfx_tmpl_axis(a, XS, 3));
+  mfx_expr *term = mfx_select(a, attn_code_set(a, code), kv, mfx_f32(a, 0.0));
+  MFX_TRY(mfx_tmpl_set_body(a, XS, mfx_reduce(a, MFX_REDUCE_SUM, 1, &c, term)));
+  t->XS = XS;
+  return MFX_OK;
+}
+
+/* X = 0.5 V + XS / pi, elementwise over [B, H, N, D]. */
+static mfx_status attn_mix(mfx_arena *a, attn_stages *t) {
+  mfx_tensor *X = mfx_compute_begin(a, "X", MFX_F32, 4, t->XS->buf->shape,
+                                    (const char *[]){"b", "h", "n", "d"});
+  mfx_expr *ax[4];
+  for (int i = 0; i < 4; i++) ax[i] = mfx_tmpl_axis(a, X, i);
+  mfx_expr *v = mfx_tmpl_load4(a, t->V, ax[0], ax[1], ax[2], ax[3]);
+  mfx_expr *xs = mfx_tmpl_load4(a, t->XS, ax[0], ax[1], ax[2], ax[3]);
+  mfx_expr *body = mfx_add(a, mfx_mul(a, mfx_f32(a, 0.5), v),
+                           mfx_mul(a, mfx_f32(a, ATTN_INV_PI), xs));
+  MFX_TRY(mfx_tmpl_set_body(a, X, body));
+  t->X = X;
+  return MFX_OK;
+}
+
+/* NRM[b,h,n] = sum_d X[b,h,n,d]^2. */
+static mfx_status attn_norm(mfx_arena *a, attn_stages *t) {
+  const int64_t *s = t->X->buf->shape;
+  mfx_tensor *NRM = mfx_compute_begin(a, "NRM", MFX_F32, 3, s, (const char *[]){"b", "h", "n"});
+  mfx_var *d = mfx_var_create(a, "dn", s[3], 1);
+  mfx_expr *x = mfx_tmpl_load4(a, t->X, mfx_tmpl_axis(a, NRM, 0), mfx_tmpl_axis(a, NRM, 1),
+                               mfx_tmpl_axis(a, NRM, 2), mfx_var_ref(a, d));
+  MFX_TRY(mfx_tmpl_set_body(a, NRM, mfx_reduce(a, MFX_REDUCE_SUM, 1, &d, mfx_mul(a, x, x))));
+  t->NRM = NRM;
+  return MFX_OK;
+}
+
+/* O = X / max(sqrt(NRM), 1e-12). */
+static mfx_status attn_normalize(mfx_arena *a, attn_stages *t) {
+  mfx_tensor *O = mfx_compute_begin(a, "O", MFX_F32, 4, t->X->buf->shape,
+                                    (const char *[]){"b", "h", "n", "d"});
+  mfx_expr *ax[4];
+  for (int i = 0; i < 4; i++) ax[i] = mfx_tmpl_axis(a, O, i);
+  mfx_expr *x = mfx_tmpl_load4(a, t->X, ax[0], ax[1], ax[2], ax[3]);
+  mfx_expr *nrm = ax[0] && ax[1] && ax[2] ? mfx_tensor_load(a, t->NRM, 3, ax) : NULL;
+  mfx_expr *den = mfx_binary(a, MFX_MAX, mfx_unary(a, MFX_SQRT, nrm), mfx_f32(a, 1e-12));
+  MFX_TRY(mfx_tmpl_set_body(a, O, mfx_binary(a, MFX_DIV, x, den)));
+  t->O = O;
+  return MFX_OK;
+}
+
+static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx_config *cfg) {
+  int vec = (int)mfx_config_get(cfg, "vec"), parallel = (int)mfx_config_get(cfg, "parallel");
+  int unroll = (int)mfx_config_get(cfg, "unroll"), local = (int)mfx_config_get(cfg, "local");
+  int64_t td = mfx_config_get(cfg, "tile_d");
+  mfx_tmpl_tiled_reduce kv = {
+    .n_outer = 2, .outer = {"b", "h"}, .x = "c", .y = "d", .r = "n",
+    .fx = mfx_config_get(cfg, "tile_c"), .fy = td,
+    .vec = vec, .unroll = unroll, .parallel = parallel, .local = local,
+  };
+  MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->A, &kv));
+  mfx_tmpl_tiled_reduce q = {
+    .n_outer = 2, .outer = {"b", "h"}, .x = "n", .y = "d", .r = "c",
+    .fx = mfx_config_get(cfg, "tile_n"), .fy = td,
+    .vec = vec, .unroll = unroll, .parallel = parallel, .local = local,
+  };
+  MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->XS, &q));
+  mfx_stage *x_stage;
+  MFX_TRY(mfx_tmpl_stage(s, t->X, &x_stage));
+  if (mfx_config_get(cfg, "inline_x")) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
+  else MFX_TRY(mfx_tmpl_apply_elementwise(s, t->X, td, vec, parallel));
+  MFX_TRY(mfx_tmpl_apply_elementwise(s, t->NRM, td, vec, parallel));
+  return mfx_tmpl_apply_elementwise(s, t->O, td, vec, parallel);
+}
+
+static mfx_status attn_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                             mfx_schedule **out) {
+  int64_t B = dims[ATTN_B], H = dims[ATTN_H], N = dims[ATTN_N], D = dims[ATTN_D];
+  int64_t C = dims[ATTN_C];
+  attn_stages t = {
+    .Hc = mfx_placeholder(a, "Hc", MFX_I8, 4, (int64_t[]){B, H, N, C}),
+    .V = mfx_placeholder(a, "V", MFX_F32, 4, (int64_t[]){B, H, N, D}),
+  };
+  if (!t.Hc || !t.V) return mfx_fail_context(MFX_ERR_INVALID, "binary_attention: inputs");
+  MFX_TRY(attn_kv(a, &t, dims));
+  MFX_TRY(attn_query(a, &t, dims));
+  MFX_TRY(attn_mix(a, &t));
+  MFX_TRY(attn_norm(a, &t));
+  MFX_TRY(attn_normalize(a, &t));
+  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
+  return attn_schedule(*out, &t, cfg);
+}
+
+const mfx_op mfx_op_def_binary_attention = {
+  .name = "binary_attention",
+  .about = "binary-code linear attention: O = normalize(V/2 + Hc (Hc^T V) / pi) over d",
+  .n_dims = 5,
+  .dims = {"B", "H", "N", "D", "C"},
+  .n_inputs = 2,
+  .inputs = {
+    {"Hc", MFX_I8, 4, {"B", "H", "N", "C"}, "binary codes 0/1"},
+    {"V", MFX_F32, 4, {"B", "H", "N", "D"}, "values"},
+  },
+  .n_outputs = 1,
+  .outputs = {{"O", MFX_F32, 4, {"B", "H", "N", "D"}, "rows of unit norm over d"}},
+  .n_knobs = 8,
+  .knobs = {
+    {"tile_c", "codes per register tile of Hc^T V (unrolled)", 4, 4, {1, 2, 4, 8}},
+    {"tile_n", "tokens per register tile of Hc A (unrolled)", 4, 4, {1, 2, 4, 8}},
+    {"tile_d", "columns of d per tile (the vector loop of every stage)", 16, 3, {8, 16, 32}},
+    {"vec", "vectorize over d", 1, 2, {0, 1}},
+    {"unroll", "unroll the tiles' rows", 1, 2, {0, 1}},
+    {"parallel", "run every stage on the thread pool", 1, 2, {0, 1}},
+    {"local", "accumulate the tiles in registers (local buffers)", 1, 2, {0, 1}},
+    {"inline_x", "compute X inside NRM and O instead of storing it", 1, 2, {0, 1}},
+  },
+  .build = attn_build,
+  .reference = mfx_ref_binary_attention,
+  .random_input = attn_random_input,
+};

@@ -1,0 +1,127 @@
+/* An op compiled for the host: build its schedule from a configuration,
+ * lower it, JIT it; run it on arrays checked against the interface. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ops_internal.h"
+
+/* Defaults first, then every knob of cfg validated on top of them. */
+static mfx_status mfx_op_complete_config(const mfx_op *op, const mfx_config *cfg,
+                                         mfx_config *out) {
+  mfx_config_default(op, out);
+  if (cfg == NULL) return MFX_OK;
+  for (int i = 0; i < cfg->n; i++) MFX_TRY(mfx_config_set(op, out, cfg->names[i], cfg->values[i]));
+  return MFX_OK;
+}
+
+static mfx_status mfx_op_check_dims(const mfx_op *op, const int64_t *dims) {
+  for (int d = 0; d < op->n_dims; d++)
+    if (dims[d] <= 0)
+      return mfx_fail(MFX_ERR_INVALID, "%s: %s=%lld must be positive", op->name, op->dims[d],
+                      (long long)dims[d]);
+  return MFX_OK;
+}
+
+static void mfx_op_describe(const mfx_op_kernel *k, char *buf, size_t size) {
+  size_t used = (size_t)snprintf(buf, size, "%s", k->op->name);
+  for (int d = 0; d < k->op->n_dims && used < size; d++)
+    used += (size_t)snprintf(buf + used, size - used, "%s%s=%lld", d ? "," : " ",
+                             k->op->dims[d], (long long)k->dims[d]);
+  if (used + 1 < size) {
+    buf[used++] = ' ';
+    mfx_config_to_json(&k->cfg, buf + used, size - used);
+  }
+}
+
+static mfx_status mfx_op_build_and_jit(mfx_op_kernel *k) {
+  k->arena = mfx_arena_create();
+  if (k->arena == NULL) return mfx_fail(MFX_ERR_NOMEM, "out of memory creating an arena");
+  MFX_TRY(k->op->build(k->arena, k->dims, &k->cfg, &k->schedule));
+  MFX_TRY(mfx_lower(k->schedule, k->op->name, &k->func));
+  return mfx_jit_compile(k->func, &k->jit);
+}
+
+mfx_status mfx_op_compile(const mfx_op *op, const int64_t *dims, const mfx_config *cfg,
+                          mfx_op_kernel *out) {
+  if (op == NULL || dims == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "compile: op, dims and out must not be NULL");
+  memset(out, 0, sizeof *out);
+  out->op = op;
+  MFX_TRY(mfx_op_check_dims(op, dims));
+  memcpy(out->dims, dims, sizeof(int64_t) * (size_t)op->n_dims);
+  MFX_TRY(mfx_op_complete_config(op, cfg, &out->cfg));
+  mfx_status st = mfx_op_build_and_jit(out);
+  if (st != MFX_OK) {
+    char what[512];
+    mfx_op_describe(out, what, sizeof what);
+    mfx_op_kernel_free(out);
+    return mfx_fail_context(st, "compiling %s", what);
+  }
+  return MFX_OK;
+}
+
+void mfx_op_kernel_free(mfx_op_kernel *k) {
+  if (k == NULL) return;
+  if (k->jit != NULL) mfx_jit_free(k->jit);
+  if (k->arena != NULL) mfx_arena_destroy(k->arena);
+  k->jit = NULL;
+  k->arena = NULL;
+  k->schedule = NULL;
+  k->func = NULL;
+}
+
+static void mfx_shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
+  size_t used = (size_t)snprintf(buf, size, "[");
+  for (int i = 0; i < ndim && used < size; i++)
+    used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? "," : "",
+                             (long long)shape[i]);
+  if (used < size) snprintf(buf + used, size - used, "]");
+}
+
+static mfx_status mfx_op_check_array(const mfx_op_kernel *k, const mfx_op_tensor *t,
+                                     const mfx_array *a) {
+  const char *op = k->op->name;
+  if (a->data == NULL) return mfx_fail(MFX_ERR_INVALID, "run %s: %s has no data", op, t->name);
+  if (a->dtype != t->dtype)
+    return mfx_fail(MFX_ERR_INVALID, "run %s: %s has dtype %s, expected %s", op, t->name,
+                    mfx_dtype_name(a->dtype), mfx_dtype_name(t->dtype));
+  int64_t want[MFX_MAX_DIMS];
+  mfx_op_tensor_shape(k->op, t, k->dims, want);
+  int same = a->ndim == t->ndim;
+  for (int i = 0; same && i < t->ndim; i++) same = a->shape[i] == want[i];
+  if (!same) {
+    char got_text[128], want_text[128];
+    mfx_shape_text(a->ndim, a->shape, got_text, sizeof got_text);
+    mfx_shape_text(t->ndim, want, want_text, sizeof want_text);
+    return mfx_fail(MFX_ERR_INVALID, "run %s: %s has shape %s, expected %s", op, t->name,
+                    got_text, want_text);
+  }
+  return MFX_OK;
+}
+
+mfx_status mfx_op_kernel_run(const mfx_op_kernel *k, const mfx_kernel_env *env,
+                             mfx_array *inputs, mfx_array *outputs) {
+  if (k == NULL || k->jit == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "run: the kernel is not compiled");
+  const mfx_op *op = k->op;
+  if ((op->n_inputs > 0 && inputs == NULL) || outputs == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "run %s: inputs and outputs must not be NULL", op->name);
+  void *args[2 * MFX_OP_MAX_TENSORS];
+  for (int i = 0; i < op->n_inputs; i++) {
+    MFX_TRY(mfx_op_check_array(k, &op->inputs[i], &inputs[i]));
+    args[i] = inputs[i].data;
+  }
+  for (int i = 0; i < op->n_outputs; i++) {
+    MFX_TRY(mfx_op_check_array(k, &op->outputs[i], &outputs[i]));
+    args[op->n_inputs + i] = outputs[i].data;
+  }
+  mfx_kernel_env serial;
+  if (env == NULL) {
+    mfx_kernel_env_init(&serial, NULL);
+    env = &serial;
+  }
+  if (mfx_jit_entry(k->jit)(args, env) != 0)
+    return mfx_fail(MFX_ERR_NOMEM, "run %s: the kernel could not allocate its workspace",
+                    op->name);
+  return MFX_OK;
+}

@@ -1,0 +1,107 @@
+/* linear: the dense (multiplication) expert and the baseline of the others.
+ *   Y[m, n] = sum_k X[m, k] W[n, k]
+ * Template: W packed so that n is contiguous (WT[k, n], or panels
+ * WP[n/tn, k, tn] of the register tile's width), then a register tile of
+ * tile_m rows by tile_n vector columns accumulated in a local buffer. */
+#include "ops_internal.h"
+
+enum { LINEAR_M, LINEAR_N, LINEAR_K };
+
+static void linear_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)i;
+  (void)dims;
+  mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
+}
+
+/* The panel layout WP[jo, k, ji] = W[min(jo*tn + ji, N-1), k]: each k step of
+ * a register tile reads tn consecutive floats. Rows past N repeat the last
+ * one; the guarded output never stores them. */
+static mfx_status linear_panel(mfx_arena *a, mfx_tensor *W, int64_t tn, mfx_tensor **out) {
+  int64_t N = W->buf->shape[0], K = W->buf->shape[1];
+  int64_t shape[3] = {(N + tn - 1) / tn, K, tn};
+  mfx_tensor *P = mfx_compute_begin(a, "WP", MFX_F32, 3, shape,
+                                    (const char *[]){"jo", "k", "ji"});
+  mfx_expr *row = mfx_add(a, mfx_mul(a, mfx_tmpl_axis(a, P, 0), mfx_i64(a, tn)),
+                          mfx_tmpl_axis(a, P, 2));
+  if (N % tn != 0) row = mfx_binary(a, MFX_MIN, row, mfx_i64(a, N - 1));
+  MFX_TRY(mfx_tmpl_set_body(a, P, mfx_tmpl_load2(a, W, row, mfx_tmpl_axis(a, P, 1))));
+  *out = P;
+  return MFX_OK;
+}
+
+/* W[n, k] as read by Y at (n, k), in the layout the pack knob picks. */
+static mfx_status linear_weight(mfx_arena *a, mfx_tensor *W, int64_t pack, int64_t tn,
+                                mfx_tensor **packed, mfx_expr *n, mfx_expr *k,
+                                mfx_expr **value) {
+  *packed = NULL;
+  if (pack == 0) {
+    *value = mfx_tmpl_load2(a, W, n, k);
+  } else if (pack == 1) {
+    MFX_TRY(mfx_tmpl_transpose(a, "WT", W, (const char *[]){"k", "n"}, packed));
+    *value = mfx_tmpl_load2(a, *packed, k, n);
+  } else {
+    MFX_TRY(linear_panel(a, W, tn, packed));
+    mfx_expr *idx[3] = {mfx_binary(a, MFX_DIV, n, mfx_i64(a, tn)), k,
+                        mfx_binary(a, MFX_MOD, n, mfx_i64(a, tn))};
+    *value = idx[0] && idx[2] ? mfx_tensor_load(a, *packed, 3, idx) : NULL;
+  }
+  return MFX_OK;
+}
+
+static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                               mfx_schedule **out) {
+  int64_t M = dims[LINEAR_M], N = dims[LINEAR_N], K = dims[LINEAR_K];
+  int64_t tn = mfx_config_get(cfg, "tile_n");
+  mfx_tensor *X = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){M, K});
+  mfx_tensor *W = mfx_placeholder(a, "W", MFX_F32, 2, (int64_t[]){N, K});
+  mfx_tensor *Y = mfx_compute_begin(a, "Y", MFX_F32, 2, (int64_t[]){M, N},
+                                    (const char *[]){"i", "j"});
+  if (!X || !W || !Y) return mfx_fail_context(MFX_ERR_INVALID, "linear: tensors");
+  mfx_var *k = mfx_var_create(a, "k", K, 1);
+  mfx_expr *kk = mfx_var_ref(a, k), *w = NULL;
+  mfx_tensor *packed;
+  MFX_TRY(linear_weight(a, W, mfx_config_get(cfg, "pack"), tn, &packed,
+                        mfx_tmpl_axis(a, Y, 1), kk, &w));
+  mfx_expr *x = mfx_tmpl_load2(a, X, mfx_tmpl_axis(a, Y, 0), kk);
+  MFX_TRY(mfx_tmpl_set_body(a, Y, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, mfx_mul(a, x, w))));
+
+  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){X, W}, 1, &Y, out));
+  int parallel = (int)mfx_config_get(cfg, "parallel");
+  if (packed != NULL) MFX_TRY(mfx_tmpl_apply_elementwise(*out, packed, 8, 0, parallel));
+  mfx_tmpl_tiled_reduce p = {
+    .x = "i", .y = "j", .r = "k",
+    .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
+    .vec = (int)mfx_config_get(cfg, "vec"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
+  };
+  return mfx_tmpl_apply_tiled_reduce(*out, Y, &p);
+}
+
+const mfx_op mfx_op_def_linear = {
+  .name = "linear",
+  .about = "dense layer Y = X W^T in f32 (the multiplication expert)",
+  .n_dims = 3,
+  .dims = {"M", "N", "K"},
+  .n_inputs = 2,
+  .inputs = {
+    {"X", MFX_F32, 2, {"M", "K"}, "activations"},
+    {"W", MFX_F32, 2, {"N", "K"}, "weights, one row per output feature"},
+  },
+  .n_outputs = 1,
+  .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y[m,n] = sum_k X[m,k] W[n,k]"}},
+  .n_knobs = 8,
+  .knobs = {
+    {"tile_m", "rows of the register tile (unrolled)", 6, 5, {1, 2, 4, 6, 8}},
+    {"tile_n", "columns of the register tile (the vector loop)", 16, 3, {8, 16, 32}},
+    {"tile_k", "split of the reduction (0: none)", 0, 5, {0, 16, 64, 128, 256}},
+    {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
+    {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
+    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
+    {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
+    {"pack", "W layout: 0 as given, 1 transposed WT[k,n], 2 panels WP[n/tn,k,tn]", 2, 3,
+     {0, 1, 2}},
+  },
+  .build = linear_build,
+  .reference = mfx_ref_linear,
+  .random_input = linear_random_input,
+};

@@ -1,0 +1,71 @@
+/* matadd (binary linear attention's KV product): additions selected by bits.
+ *   O[b, h, c, d] = sum_n Hc[b, h, n, c] V[b, h, n, d]     (codes 0/1)
+ * Multiplication-free: each term is select(Hc != 0, V, 0). Template: a
+ * register tile of tile_c codes by tile_d vector columns of d (contiguous in
+ * V and O), accumulated locally over n. */
+#include "ops_internal.h"
+
+enum { MATADD_B, MATADD_H, MATADD_N, MATADD_D, MATADD_C };
+
+static void matadd_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)dims;
+  if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);
+  else mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
+}
+
+static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                               mfx_schedule **out) {
+  int64_t B = dims[MATADD_B], H = dims[MATADD_H], N = dims[MATADD_N];
+  int64_t D = dims[MATADD_D], C = dims[MATADD_C];
+  mfx_tensor *Hc = mfx_placeholder(a, "Hc", MFX_I8, 4, (int64_t[]){B, H, N, C});
+  mfx_tensor *V = mfx_placeholder(a, "V", MFX_F32, 4, (int64_t[]){B, H, N, D});
+  mfx_tensor *O = mfx_compute_begin(a, "O", MFX_F32, 4, (int64_t[]){B, H, C, D},
+                                    (const char *[]){"b", "h", "c", "d"});
+  if (!Hc || !V || !O) return mfx_fail_context(MFX_ERR_INVALID, "matadd: tensors");
+  mfx_var *n = mfx_var_create(a, "n", N, 1);
+  mfx_expr *b = mfx_tmpl_axis(a, O, 0), *h = mfx_tmpl_axis(a, O, 1);
+  mfx_expr *nn = mfx_var_ref(a, n);
+  mfx_expr *code = mfx_tmpl_load4(a, Hc, b, h, nn, mfx_tmpl_axis(a, O, 2));
+  mfx_expr *v = mfx_tmpl_load4(a, V, b, h, nn, mfx_tmpl_axis(a, O, 3));
+  mfx_expr *term = mfx_select(a, mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0)), v,
+                              mfx_f32(a, 0.0));
+  MFX_TRY(mfx_tmpl_set_body(a, O, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
+
+  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){Hc, V}, 1, &O, out));
+  mfx_tmpl_tiled_reduce p = {
+    .n_outer = 2, .outer = {"b", "h"},
+    .x = "c", .y = "d", .r = "n",
+    .fx = mfx_config_get(cfg, "tile_c"), .fy = mfx_config_get(cfg, "tile_d"),
+    .fr = mfx_config_get(cfg, "tile_n"),
+    .vec = (int)mfx_config_get(cfg, "vec"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .parallel = (int)mfx_config_get(cfg, "parallel"), .local = (int)mfx_config_get(cfg, "local"),
+  };
+  return mfx_tmpl_apply_tiled_reduce(*out, O, &p);
+}
+
+const mfx_op mfx_op_def_matadd = {
+  .name = "matadd",
+  .about = "binary codes times values with additions only: O = Hc^T V per batch and head",
+  .n_dims = 5,
+  .dims = {"B", "H", "N", "D", "C"},
+  .n_inputs = 2,
+  .inputs = {
+    {"Hc", MFX_I8, 4, {"B", "H", "N", "C"}, "binary codes 0/1"},
+    {"V", MFX_F32, 4, {"B", "H", "N", "D"}, "values"},
+  },
+  .n_outputs = 1,
+  .outputs = {{"O", MFX_F32, 4, {"B", "H", "C", "D"}, "O[b,h,c,d] = sum_n Hc[b,h,n,c] V[b,h,n,d]"}},
+  .n_knobs = 7,
+  .knobs = {
+    {"tile_c", "codes per register tile (unrolled)", 4, 4, {1, 2, 4, 8}},
+    {"tile_d", "columns of d per register tile (the vector loop)", 16, 3, {8, 16, 32}},
+    {"tile_n", "split of the reduction over n (0: none)", 0, 3, {0, 16, 64}},
+    {"vec", "vectorize over d", 1, 2, {0, 1}},
+    {"unroll", "unroll the tile's codes", 1, 2, {0, 1}},
+    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
+    {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
+  },
+  .build = matadd_build,
+  .reference = mfx_ref_matadd,
+  .random_input = matadd_random_input,
+};

@@ -1,0 +1,82 @@
+/* What the files of ops/ share and nobody else sees: the op definitions, the
+ * plain-C references, random fills, and the schedule-template helpers. */
+#ifndef MFX_OPS_INTERNAL_H
+#define MFX_OPS_INTERNAL_H
+
+#include "mfx/ops.h"
+
+/* ---- the operators (one file each) --------------------------------------- */
+
+extern const mfx_op mfx_op_def_linear;
+extern const mfx_op mfx_op_def_shift_linear;
+extern const mfx_op mfx_op_def_matadd;
+extern const mfx_op mfx_op_def_hamming;
+extern const mfx_op mfx_op_def_binary_attention;
+
+/* ---- references (reference.c): naive, independent of the compiler -------- */
+
+void mfx_ref_linear(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_shift_linear(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_matadd(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_hamming(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_binary_attention(const int64_t *dims, const mfx_array *in, mfx_array *out);
+
+/* ---- random fills (random.c) ------------------------------------------------ */
+
+/* f32 uniform in [lo, hi). */
+void mfx_fill_uniform_f32(mfx_array *a, uint64_t *rng, float lo, float hi);
+/* Integers uniform in [lo, hi], for any integer dtype that holds them. */
+void mfx_fill_uniform_int(mfx_array *a, uint64_t *rng, int64_t lo, int64_t hi);
+
+/* ---- schedule-template helpers (template.c) ---------------------------------- */
+
+/* Return the status of `expr` when it is not MFX_OK. */
+#define MFX_TRY(expr)                   \
+  do {                                  \
+    mfx_status mfx_try_ = (expr);       \
+    if (mfx_try_ != MFX_OK) return mfx_try_; \
+  } while (0)
+
+/* t[i, j] and t[i, j, k, l] as expressions (NULL propagates). */
+mfx_expr *mfx_tmpl_load2(mfx_arena *a, mfx_tensor *t, mfx_expr *i, mfx_expr *j);
+mfx_expr *mfx_tmpl_load4(mfx_arena *a, mfx_tensor *t, mfx_expr *i, mfx_expr *j,
+                         mfx_expr *k, mfx_expr *l);
+/* Axis n of a compute as an expression. */
+mfx_expr *mfx_tmpl_axis(mfx_arena *a, mfx_tensor *t, int n);
+/* Finish a compute, naming it in the message when the body failed to build. */
+mfx_status mfx_tmpl_set_body(mfx_arena *a, mfx_tensor *t, mfx_expr *body);
+/* The transpose T[j, i] = src[i, j] of a 2-D tensor, as a new compute with
+ * axes named by `axes` (T's order). */
+mfx_status mfx_tmpl_transpose(mfx_arena *a, const char *name, mfx_tensor *src,
+                              const char *const axes[2], mfx_tensor **out);
+
+/* The register-tiled reduction every op here uses:
+ *   outer..., x.o, y.o, [r.o, r.i | r], x.i, y.i
+ * x.i unrolled, y.i vectorized (contiguous in memory), the accumulator kept
+ * in a local buffer at the innermost outer loop, outer loops fused and run
+ * in parallel. Non-dividing tiles are guarded. */
+typedef struct {
+  int n_outer;                      /* batch axes, outermost first */
+  const char *outer[MFX_MAX_DIMS];
+  const char *x, *y, *r;            /* rows, vector columns, reduction */
+  int64_t fx, fy, fr;               /* tile sizes; fr = 0: r not split */
+  int vec, unroll, parallel, local; /* 0/1 each */
+} mfx_tmpl_tiled_reduce;
+
+mfx_status mfx_tmpl_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
+                                       const mfx_tmpl_tiled_reduce *p);
+
+/* An elementwise stage: the last axis split by `vector` and vectorized when
+ * vec, the axes before it fused and run in parallel when parallel. A stage
+ * with a reduction keeps its loops serial and in order (the reduction is
+ * innermost, so nothing can be vectorized) and runs its fused spatial axes
+ * in parallel. */
+mfx_status mfx_tmpl_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t vector,
+                                      int vec, int parallel);
+
+/* The stage of t, or MFX_ERR_SCHEDULE naming t. */
+mfx_status mfx_tmpl_stage(mfx_schedule *s, mfx_tensor *t, mfx_stage **out);
+/* The itervar `name` of stage st, or MFX_ERR_SCHEDULE naming both. */
+mfx_status mfx_tmpl_itervar(mfx_stage *st, const char *name, mfx_itervar **out);
+
+#endif

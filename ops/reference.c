@@ -1,0 +1,134 @@
+/* Plain-C references: the truth every scheduled kernel is compared with.
+ * Written naively and independently of the compiler: straight loops over
+ * the definitions, double accumulation for floats, defined wrap-around for
+ * integers. Shapes come from dims in each op's dim order. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "ops_internal.h"
+
+#define MFX_REF_PI 3.14159265358979323846
+
+/* x >> s with sign fill, without relying on the implementation-defined
+ * behaviour of >> on negative values. */
+static int32_t mfx_ref_sra(int32_t x, int s) {
+  return x >= 0 ? (int32_t)(x >> s) : (int32_t)~(~x >> s);
+}
+
+/* The int32 with the bits of u (two's complement), without implementation-
+ * defined conversions. */
+static int32_t mfx_ref_wrap32(uint32_t u) {
+  return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)((int64_t)u - 4294967296LL);
+}
+
+static int mfx_ref_popcount32(uint32_t w) {
+  int n = 0;
+  for (int b = 0; b < 32; b++) n += (int)((w >> b) & 1u);
+  return n;
+}
+
+/* linear: Y[m,n] = sum_k X[m,k] W[n,k]; dims M, N, K. */
+void mfx_ref_linear(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t M = dims[0], N = dims[1], K = dims[2];
+  const float *X = in[0].data, *W = in[1].data;
+  float *Y = out[0].data;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < K; k++) acc += (double)X[m * K + k] * (double)W[n * K + k];
+      Y[m * N + n] = (float)acc;
+    }
+}
+
+/* shift_linear: Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k]), wrapping at 32 bits;
+ * dims M, N, K. Shift amounts are taken modulo 32 (valid ones are 0..15). */
+void mfx_ref_shift_linear(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t M = dims[0], N = dims[1], K = dims[2];
+  const int32_t *X = in[0].data;
+  const int8_t *S = in[1].data, *G = in[2].data;
+  int32_t *Y = out[0].data;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      uint32_t acc = 0;
+      for (int64_t k = 0; k < K; k++) {
+        uint32_t v = (uint32_t)mfx_ref_sra(X[m * K + k], S[n * K + k] & 31);
+        if (G[n * K + k] > 0) acc += v;
+        else if (G[n * K + k] < 0) acc -= v;
+      }
+      Y[m * N + n] = mfx_ref_wrap32(acc);
+    }
+}
+
+/* matadd: O[b,h,c,d] = sum_n Hc[b,h,n,c] V[b,h,n,d] with 0/1 codes (any
+ * non-zero code counts as 1); dims B, H, N, D, C. */
+void mfx_ref_matadd(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t B = dims[0], H = dims[1], N = dims[2], D = dims[3], C = dims[4];
+  const int8_t *Hc = in[0].data;
+  const float *V = in[1].data;
+  float *O = out[0].data;
+  for (int64_t bh = 0; bh < B * H; bh++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t d = 0; d < D; d++) {
+        double acc = 0.0;
+        for (int64_t n = 0; n < N; n++)
+          if (Hc[(bh * N + n) * C + c] != 0) acc += V[(bh * N + n) * D + d];
+        O[(bh * C + c) * D + d] = (float)acc;
+      }
+}
+
+/* hamming: S[n,m] = 32 W - 2 popcount(Q[n] xor K[m]) over W words; dims N, M, W. */
+void mfx_ref_hamming(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t N = dims[0], M = dims[1], W = dims[2];
+  const uint32_t *Q = in[0].data, *K = in[1].data;
+  int32_t *S = out[0].data;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t m = 0; m < M; m++) {
+      int64_t differing = 0;
+      for (int64_t w = 0; w < W; w++) differing += mfx_ref_popcount32(Q[n * W + w] ^ K[m * W + w]);
+      S[n * M + m] = (int32_t)(32 * W - 2 * differing);
+    }
+}
+
+/* One (b, h) slice of binary attention: A = Hc^T V, X = V/2 + Hc A / pi,
+ * O = X / max(|X| over d, 1e-12). A is C*D doubles, X is D doubles. */
+static void mfx_ref_attention_slice(int64_t N, int64_t D, int64_t C, const int8_t *Hc,
+                                    const float *V, float *O, double *A, double *X) {
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t d = 0; d < D; d++) {
+      A[c * D + d] = 0.0;
+      for (int64_t n = 0; n < N; n++)
+        if (Hc[n * C + c] != 0) A[c * D + d] += V[n * D + d];
+    }
+  for (int64_t n = 0; n < N; n++) {
+    double sq = 0.0;
+    for (int64_t d = 0; d < D; d++) {
+      double hs = 0.0;
+      for (int64_t c = 0; c < C; c++)
+        if (Hc[n * C + c] != 0) hs += A[c * D + d];
+      X[d] = 0.5 * V[n * D + d] + hs / MFX_REF_PI;
+      sq += X[d] * X[d];
+    }
+    double norm = fmax(sqrt(sq), 1e-12);
+    for (int64_t d = 0; d < D; d++) O[n * D + d] = (float)(X[d] / norm);
+  }
+}
+
+/* binary_attention: dims B, H, N, D, C. */
+void mfx_ref_binary_attention(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t B = dims[0], H = dims[1], N = dims[2], D = dims[3], C = dims[4];
+  const int8_t *Hc = in[0].data;
+  const float *V = in[1].data;
+  float *O = out[0].data;
+  /* Double accumulators for one (b, h) slice at a time. The reference
+   * cannot report failure: without memory its output is NaN, which never
+   * compares equal. */
+  double *A = calloc((size_t)(C * D + D), sizeof(double));
+  if (A == NULL) {
+    for (int64_t i = 0; i < B * H * N * D; i++) O[i] = NAN;
+    return;
+  }
+  for (int64_t bh = 0; bh < B * H; bh++)
+    mfx_ref_attention_slice(N, D, C, Hc + bh * N * C, V + bh * N * D, O + bh * N * D, A,
+                            A + C * D);
+  free(A);
+}

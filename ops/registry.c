@@ -1,0 +1,254 @@
+/* The operator table and what every op shares: dims, interface shapes,
+ * argument arrays, random inputs and the comparison against the reference. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops_internal.h"
+
+static const mfx_op *const mfx_op_table[] = {
+  &mfx_op_def_linear,
+  &mfx_op_def_shift_linear,
+  &mfx_op_def_matadd,
+  &mfx_op_def_hamming,
+  &mfx_op_def_binary_attention,
+};
+
+#define MFX_OP_TABLE_SIZE ((int)(sizeof mfx_op_table / sizeof mfx_op_table[0]))
+
+/* Dims beyond this are refused: every index stays far from overflow. */
+#define MFX_OP_DIM_MAX ((int64_t)1 << 31)
+
+int mfx_op_count(void) { return MFX_OP_TABLE_SIZE; }
+
+const mfx_op *mfx_op_at(int i) {
+  return i >= 0 && i < MFX_OP_TABLE_SIZE ? mfx_op_table[i] : NULL;
+}
+
+const mfx_op *mfx_op_find(const char *name) {
+  if (name == NULL) return NULL;
+  for (int i = 0; i < MFX_OP_TABLE_SIZE; i++)
+    if (strcmp(mfx_op_table[i]->name, name) == 0) return mfx_op_table[i];
+  return NULL;
+}
+
+/* ---- dims ------------------------------------------------------------------ */
+
+static int mfx_dim_index(const mfx_op *op, const char *name, size_t len) {
+  for (int d = 0; d < op->n_dims; d++)
+    if (strlen(op->dims[d]) == len && strncmp(op->dims[d], name, len) == 0) return d;
+  return -1;
+}
+
+static void mfx_dim_names(const mfx_op *op, char *buf, size_t size) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int d = 0; d < op->n_dims && used < size; d++) {
+    int n = snprintf(buf + used, size - used, "%s%s", d ? "," : "", op->dims[d]);
+    if (n < 0) return;
+    used += (size_t)n;
+  }
+}
+
+static const char *mfx_skip_space(const char *p) {
+  while (*p != '\0' && isspace((unsigned char)*p)) p++;
+  return p;
+}
+
+/* One "NAME=VALUE" item starting at *pp (stops at ',' or the end). */
+static mfx_status mfx_parse_dim_item(const mfx_op *op, const char **pp, int64_t *dims,
+                                     int *seen) {
+  const char *p = mfx_skip_space(*pp);
+  const char *name = p;
+  while (*p != '\0' && (isalnum((unsigned char)*p) || *p == '_')) p++;
+  size_t len = (size_t)(p - name);
+  p = mfx_skip_space(p);
+  if (len == 0 || *p != '=')
+    return mfx_fail(MFX_ERR_INVALID, "dims of %s: expected NAME=VALUE at \"%s\"", op->name,
+                    name);
+  int d = mfx_dim_index(op, name, len);
+  if (d < 0) {
+    char names[128];
+    mfx_dim_names(op, names, sizeof names);
+    return mfx_fail(MFX_ERR_INVALID, "dims of %s: unknown dim \"%.*s\" (the dims are %s)",
+                    op->name, (int)len, name, names);
+  }
+  if (seen[d])
+    return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s given twice", op->name, op->dims[d]);
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(p + 1, &end, 10);
+  if (end == p + 1 || errno == ERANGE)
+    return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s needs an integer value at \"%s\"",
+                    op->name, op->dims[d], p + 1);
+  p = mfx_skip_space(end);
+  if (*p != '\0' && *p != ',')
+    return mfx_fail(MFX_ERR_INVALID, "dims of %s: unexpected \"%s\" after %s=%lld", op->name,
+                    p, op->dims[d], v);
+  if (v <= 0)
+    return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s=%lld must be positive", op->name,
+                    op->dims[d], v);
+  if (v > MFX_OP_DIM_MAX)
+    return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s=%lld is larger than %lld", op->name,
+                    op->dims[d], v, (long long)MFX_OP_DIM_MAX);
+  dims[d] = v;
+  seen[d] = 1;
+  *pp = p;
+  return MFX_OK;
+}
+
+mfx_status mfx_op_parse_dims(const mfx_op *op, const char *text, int64_t *dims) {
+  if (op == NULL || text == NULL || dims == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "dims: op, text and dims must not be NULL");
+  int seen[MFX_OP_MAX_DIMS] = {0};
+  int64_t parsed[MFX_OP_MAX_DIMS] = {0};
+  const char *p = text;
+  for (;;) {
+    mfx_status st = mfx_parse_dim_item(op, &p, parsed, seen);
+    if (st != MFX_OK) return st;
+    if (*p == '\0') break;
+    p++; /* the ',' */
+  }
+  for (int d = 0; d < op->n_dims; d++) {
+    if (!seen[d]) {
+      char names[128];
+      mfx_dim_names(op, names, sizeof names);
+      return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s is missing (every one of %s is needed)",
+                      op->name, op->dims[d], names);
+    }
+  }
+  memcpy(dims, parsed, sizeof(int64_t) * (size_t)op->n_dims);
+  return MFX_OK;
+}
+
+void mfx_op_tensor_shape(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims,
+                         int64_t *shape) {
+  for (int i = 0; i < t->ndim; i++) {
+    int d = mfx_dim_index(op, t->shape[i], strlen(t->shape[i]));
+    shape[i] = d >= 0 ? dims[d] : 0;
+  }
+}
+
+/* ---- argument arrays ------------------------------------------------------------ */
+
+static mfx_status mfx_op_alloc(const mfx_op *op, const int64_t *dims, int n,
+                               const mfx_op_tensor *ts, mfx_array *arrays) {
+  for (int i = 0; i < n; i++) {
+    int64_t shape[MFX_MAX_DIMS];
+    mfx_op_tensor_shape(op, &ts[i], dims, shape);
+    mfx_status st = mfx_array_create(&arrays[i], ts[i].dtype, ts[i].ndim, shape);
+    if (st != MFX_OK) {
+      for (int j = 0; j < i; j++) mfx_array_free(&arrays[j]);
+      return mfx_fail_context(st, "%s: allocating %s", op->name, ts[i].name);
+    }
+  }
+  return MFX_OK;
+}
+
+mfx_status mfx_op_alloc_inputs(const mfx_op *op, const int64_t *dims, mfx_array *inputs) {
+  return mfx_op_alloc(op, dims, op->n_inputs, op->inputs, inputs);
+}
+
+mfx_status mfx_op_alloc_outputs(const mfx_op *op, const int64_t *dims, mfx_array *outputs) {
+  return mfx_op_alloc(op, dims, op->n_outputs, op->outputs, outputs);
+}
+
+/* ---- random inputs ------------------------------------------------------------------ */
+
+uint64_t mfx_rng_next(uint64_t *state) {
+  uint64_t x = *state;
+  if (x == 0) x = 0x9E3779B97F4A7C15ull; /* xorshift must not start at 0 */
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
+
+void mfx_op_random_inputs(const mfx_op *op, const int64_t *dims, uint64_t seed,
+                          mfx_array *inputs) {
+  uint64_t state = seed ^ 0x9E3779B97F4A7C15ull; /* seed 0 becomes a valid state */
+  for (int i = 0; i < op->n_inputs; i++) op->random_input(i, dims, &inputs[i], &state);
+}
+
+/* ---- comparison ------------------------------------------------------------------------ */
+
+static double mfx_array_value(const mfx_array *a, int64_t i) {
+  switch (a->dtype) {
+  case MFX_BOOL: case MFX_U8: return ((const uint8_t *)a->data)[i];
+  case MFX_I8: return ((const int8_t *)a->data)[i];
+  case MFX_I16: return ((const int16_t *)a->data)[i];
+  case MFX_I32: return ((const int32_t *)a->data)[i];
+  case MFX_I64: return (double)((const int64_t *)a->data)[i];
+  case MFX_U32: return ((const uint32_t *)a->data)[i];
+  case MFX_U64: return (double)((const uint64_t *)a->data)[i];
+  case MFX_F32: return ((const float *)a->data)[i];
+  case MFX_DTYPE_COUNT: break;
+  }
+  return NAN;
+}
+
+static int mfx_array_same_layout(const mfx_array *got, const mfx_array *want) {
+  if (got->dtype != want->dtype || got->ndim != want->ndim) return 0;
+  for (int i = 0; i < got->ndim; i++)
+    if (got->shape[i] != want->shape[i]) return 0;
+  return got->data != NULL && want->data != NULL;
+}
+
+/* Integers: exact, compared as bytes so that 64-bit values lose nothing. */
+static mfx_compare mfx_compare_exact(const mfx_array *got, const mfx_array *want) {
+  mfx_compare c = {0.0, 0.0, -1, 1};
+  size_t size = mfx_dtype_size(got->dtype);
+  int64_t n = mfx_array_numel(got);
+  const unsigned char *g = got->data, *w = want->data;
+  for (int64_t i = 0; i < n; i++) {
+    if (memcmp(g + (size_t)i * size, w + (size_t)i * size, size) == 0) continue;
+    double err = fabs(mfx_array_value(got, i) - mfx_array_value(want, i));
+    if (c.ok || err > c.max_abs_err) {
+      c.max_abs_err = err;
+      c.worst_index = i;
+    }
+    c.ok = 0;
+  }
+  c.max_rel_err = c.ok ? 0.0 : INFINITY;
+  return c;
+}
+
+static mfx_compare mfx_compare_float(const mfx_array *got, const mfx_array *want,
+                                     double tol) {
+  mfx_compare c = {0.0, 0.0, -1, 1};
+  double max_ref = 0.0;
+  int64_t n = mfx_array_numel(got);
+  for (int64_t i = 0; i < n; i++) {
+    double g = mfx_array_value(got, i), w = mfx_array_value(want, i);
+    double err = fabs(g - w);
+    if (isnan(err)) {
+      c.max_abs_err = NAN;
+      c.worst_index = i;
+      c.ok = 0;
+      break;
+    }
+    if (err > c.max_abs_err) {
+      c.max_abs_err = err;
+      c.worst_index = i;
+    }
+    if (fabs(w) > max_ref) max_ref = fabs(w);
+  }
+  if (isnan(c.max_abs_err)) {
+    c.max_rel_err = NAN;
+    return c;
+  }
+  if (c.max_abs_err == 0.0) c.max_rel_err = 0.0;
+  else c.max_rel_err = max_ref > 0.0 ? c.max_abs_err / max_ref : INFINITY;
+  c.ok = c.max_rel_err <= tol;
+  return c;
+}
+
+mfx_compare mfx_compare_arrays(const mfx_array *got, const mfx_array *want, double tol) {
+  mfx_compare bad = {INFINITY, INFINITY, -1, 0};
+  if (got == NULL || want == NULL || !mfx_array_same_layout(got, want)) return bad;
+  if (mfx_dtype_is_float(got->dtype)) return mfx_compare_float(got, want, tol);
+  return mfx_compare_exact(got, want);
+}

@@ -1,0 +1,223 @@
+/* shift_linear (MatShift): weights that are signed powers of two.
+ *   Y[m, n] = sum_k G[n, k] (X[m, k] >> S[n, k])   (i32, wrapping)
+ * Multiplication-free: the sign is applied by selects or by bit masks.
+ *
+ * form 0: term = G > 0 ? v : (G < 0 ? -v : 0), v = X >> S.
+ * form 1: term = (v & Z) ^ N with Z = (G != 0 ? -1 : 0), N = (G < 0 ? -1 : 0);
+ *         for G = -1 that is ~v = -v - 1, so Y = ACC + CNT[n] where CNT[n]
+ *         counts the negative weights of row n. Four vector operations per
+ *         term instead of six; exact under 32-bit wrap-around.
+ * pack 1 lays the weights out as [k, n] in i32 so the n loop is contiguous. */
+#include "ops_internal.h"
+
+enum { SHIFT_M, SHIFT_N, SHIFT_K };
+
+static void shift_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)dims;
+  if (i == 0) mfx_fill_uniform_int(a, rng, -(1 << 20), 1 << 20); /* Q16.16 in [-16, 16] */
+  else if (i == 1) mfx_fill_uniform_int(a, rng, 0, 15);          /* shifts */
+  else mfx_fill_uniform_int(a, rng, -1, 1);                      /* signs */
+}
+
+typedef struct {
+  mfx_tensor *X, *S, *G;     /* placeholders */
+  int pack, form;
+  int n_weight;              /* weight stages made here, scheduled elementwise */
+  mfx_tensor *weight[3];
+} shift_parts;
+
+/* A weight stage T over (k, n) or (n, k) (pack) computing f(S[n,k], G[n,k]). */
+typedef mfx_expr *(*shift_weight_fn)(mfx_arena *a, mfx_expr *s, mfx_expr *g);
+
+static mfx_expr *shift_amount(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
+  (void)g;
+  return mfx_cast(a, MFX_I32, s);
+}
+
+static mfx_expr *shift_sign(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
+  (void)s;
+  return mfx_cast(a, MFX_I32, g);
+}
+
+static mfx_expr *shift_nonzero_mask(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
+  (void)s;
+  return mfx_select(a, mfx_binary(a, MFX_NE, g, mfx_int(a, MFX_I8, 0)),
+                    mfx_int(a, MFX_I32, -1), mfx_int(a, MFX_I32, 0));
+}
+
+static mfx_expr *shift_negative_mask(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
+  (void)s;
+  return mfx_select(a, mfx_binary(a, MFX_LT, g, mfx_int(a, MFX_I8, 0)),
+                    mfx_int(a, MFX_I32, -1), mfx_int(a, MFX_I32, 0));
+}
+
+static mfx_status shift_weight_stage(mfx_arena *a, shift_parts *p, const char *name,
+                                     shift_weight_fn f, mfx_tensor **out) {
+  int64_t N = p->S->buf->shape[0], K = p->S->buf->shape[1];
+  mfx_tensor *T = p->pack ? mfx_compute_begin(a, name, MFX_I32, 2, (int64_t[]){K, N},
+                                              (const char *[]){"k", "n"})
+                          : mfx_compute_begin(a, name, MFX_I32, 2, (int64_t[]){N, K},
+                                              (const char *[]){"n", "k"});
+  mfx_expr *n = mfx_tmpl_axis(a, T, p->pack ? 1 : 0), *k = mfx_tmpl_axis(a, T, p->pack ? 0 : 1);
+  mfx_expr *body = f(a, mfx_tmpl_load2(a, p->S, n, k), mfx_tmpl_load2(a, p->G, n, k));
+  MFX_TRY(mfx_tmpl_set_body(a, T, body));
+  p->weight[p->n_weight++] = T;
+  *out = T;
+  return MFX_OK;
+}
+
+/* The weight stage T read at (n, k) in its own layout. */
+static mfx_expr *shift_weight_load(mfx_arena *a, const shift_parts *p, mfx_tensor *T,
+                                   mfx_expr *n, mfx_expr *k) {
+  return p->pack ? mfx_tmpl_load2(a, T, k, n) : mfx_tmpl_load2(a, T, n, k);
+}
+
+/* form 0: the select chain, reading S and G directly or from i32 copies. */
+static mfx_status shift_term_select(mfx_arena *a, shift_parts *p, mfx_expr *x, mfx_expr *n,
+                                    mfx_expr *k, mfx_expr **term) {
+  mfx_expr *s, *g;
+  if (p->pack) {
+    mfx_tensor *ST, *GT;
+    MFX_TRY(shift_weight_stage(a, p, "ST", shift_amount, &ST));
+    MFX_TRY(shift_weight_stage(a, p, "GT", shift_sign, &GT));
+    s = shift_weight_load(a, p, ST, n, k);
+    g = shift_weight_load(a, p, GT, n, k);
+  } else {
+    s = mfx_cast(a, MFX_I32, mfx_tmpl_load2(a, p->S, n, k));
+    g = mfx_tmpl_load2(a, p->G, n, k);
+  }
+  mfx_expr *v = mfx_binary(a, MFX_SHR, x, s);
+  mfx_expr *neg = mfx_select(a, mfx_binary(a, MFX_LT, g, mfx_int(a, MFX_I32, 0)),
+                             mfx_unary(a, MFX_NEG, v), mfx_int(a, MFX_I32, 0));
+  *term = mfx_select(a, mfx_binary(a, MFX_GT, g, mfx_int(a, MFX_I32, 0)), v, neg);
+  return MFX_OK;
+}
+
+/* form 1: (v & Z) ^ N from three i32 weight stages. */
+static mfx_status shift_term_mask(mfx_arena *a, shift_parts *p, mfx_expr *x, mfx_expr *n,
+                                  mfx_expr *k, mfx_expr **term) {
+  mfx_tensor *ST, *ZM, *NM;
+  MFX_TRY(shift_weight_stage(a, p, "ST", shift_amount, &ST));
+  MFX_TRY(shift_weight_stage(a, p, "ZM", shift_nonzero_mask, &ZM));
+  MFX_TRY(shift_weight_stage(a, p, "NM", shift_negative_mask, &NM));
+  mfx_expr *v = mfx_binary(a, MFX_SHR, x, shift_weight_load(a, p, ST, n, k));
+  mfx_expr *kept = mfx_binary(a, MFX_AND, v, shift_weight_load(a, p, ZM, n, k));
+  *term = mfx_binary(a, MFX_XOR, kept, shift_weight_load(a, p, NM, n, k));
+  return MFX_OK;
+}
+
+/* CNT[n] = number of k with G[n, k] < 0. */
+static mfx_status shift_negative_count(mfx_arena *a, shift_parts *p, mfx_tensor **out) {
+  int64_t N = p->G->buf->shape[0], K = p->G->buf->shape[1];
+  mfx_tensor *C = mfx_compute_begin(a, "CNT", MFX_I32, 1, (int64_t[]){N},
+                                    (const char *[]){"n"});
+  mfx_var *k = mfx_var_create(a, "kc", K, 1);
+  mfx_expr *g = mfx_tmpl_load2(a, p->G, mfx_tmpl_axis(a, C, 0), mfx_var_ref(a, k));
+  mfx_expr *one = mfx_select(a, mfx_binary(a, MFX_LT, g, mfx_int(a, MFX_I8, 0)),
+                             mfx_int(a, MFX_I32, 1), mfx_int(a, MFX_I32, 0));
+  MFX_TRY(mfx_tmpl_set_body(a, C, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, one)));
+  *out = C;
+  return MFX_OK;
+}
+
+/* The reduction stage: Y itself (form 0) or ACC before the count (form 1). */
+static mfx_status shift_reduction(mfx_arena *a, shift_parts *p, const char *name,
+                                  int64_t M, int64_t N, int64_t K, mfx_tensor **out) {
+  mfx_tensor *R = mfx_compute_begin(a, name, MFX_I32, 2, (int64_t[]){M, N},
+                                    (const char *[]){"i", "j"});
+  if (R == NULL) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: %s", name);
+  mfx_var *k = mfx_var_create(a, "k", K, 1);
+  mfx_expr *kk = mfx_var_ref(a, k), *n = mfx_tmpl_axis(a, R, 1), *term = NULL;
+  mfx_expr *x = mfx_tmpl_load2(a, p->X, mfx_tmpl_axis(a, R, 0), kk);
+  if (p->form == 0) MFX_TRY(shift_term_select(a, p, x, n, kk, &term));
+  else MFX_TRY(shift_term_mask(a, p, x, n, kk, &term));
+  MFX_TRY(mfx_tmpl_set_body(a, R, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, term)));
+  *out = R;
+  return MFX_OK;
+}
+
+/* Y[i, j] = ACC[i, j] + CNT[j]. */
+static mfx_status shift_add_count(mfx_arena *a, mfx_tensor *acc, mfx_tensor *cnt,
+                                  mfx_tensor **out) {
+  mfx_tensor *Y = mfx_compute_begin(a, "Y", MFX_I32, 2, acc->buf->shape,
+                                    (const char *[]){"i", "j"});
+  mfx_expr *i = mfx_tmpl_axis(a, Y, 0), *j = mfx_tmpl_axis(a, Y, 1);
+  mfx_expr *body = mfx_add(a, mfx_tmpl_load2(a, acc, i, j),
+                           j ? mfx_tensor_load(a, cnt, 1, &j) : NULL);
+  MFX_TRY(mfx_tmpl_set_body(a, Y, body));
+  *out = Y;
+  return MFX_OK;
+}
+
+static mfx_status shift_schedule(mfx_schedule *s, const shift_parts *p, mfx_tensor *red,
+                                 mfx_tensor *cnt, mfx_tensor *Y, const mfx_config *cfg) {
+  int parallel = (int)mfx_config_get(cfg, "parallel");
+  int vec = (int)mfx_config_get(cfg, "vec");
+  int64_t tn = mfx_config_get(cfg, "tile_n");
+  for (int i = 0; i < p->n_weight; i++)
+    MFX_TRY(mfx_tmpl_apply_elementwise(s, p->weight[i], 8, vec, parallel));
+  if (cnt != NULL) {
+    MFX_TRY(mfx_tmpl_apply_elementwise(s, cnt, 8, 0, parallel));
+    MFX_TRY(mfx_tmpl_apply_elementwise(s, Y, tn, vec, parallel));
+  }
+  mfx_tmpl_tiled_reduce t = {
+    .x = "i", .y = "j", .r = "k",
+    .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
+    .vec = vec, .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
+  };
+  return mfx_tmpl_apply_tiled_reduce(s, red, &t);
+}
+
+static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                              mfx_schedule **out) {
+  int64_t M = dims[SHIFT_M], N = dims[SHIFT_N], K = dims[SHIFT_K];
+  shift_parts p = {
+    .X = mfx_placeholder(a, "X", MFX_I32, 2, (int64_t[]){M, K}),
+    .S = mfx_placeholder(a, "S", MFX_I8, 2, (int64_t[]){N, K}),
+    .G = mfx_placeholder(a, "G", MFX_I8, 2, (int64_t[]){N, K}),
+    .pack = (int)mfx_config_get(cfg, "pack"),
+    .form = (int)mfx_config_get(cfg, "form"),
+  };
+  if (!p.X || !p.S || !p.G) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: inputs");
+  mfx_tensor *red, *cnt = NULL, *Y;
+  MFX_TRY(shift_reduction(a, &p, p.form == 0 ? "Y" : "ACC", M, N, K, &red));
+  Y = red;
+  if (p.form == 1) {
+    MFX_TRY(shift_negative_count(a, &p, &cnt));
+    MFX_TRY(shift_add_count(a, red, cnt, &Y));
+  }
+  MFX_TRY(mfx_schedule_create(a, 3, (mfx_tensor *[]){p.X, p.S, p.G}, 1, &Y, out));
+  return shift_schedule(*out, &p, red, cnt, Y, cfg);
+}
+
+const mfx_op mfx_op_def_shift_linear = {
+  .name = "shift_linear",
+  .about = "shift layer Y = sum_k G (X >> S) in Q16.16 fixed point (MatShift)",
+  .n_dims = 3,
+  .dims = {"M", "N", "K"},
+  .n_inputs = 3,
+  .inputs = {
+    {"X", MFX_I32, 2, {"M", "K"}, "activations, Q16.16 fixed point"},
+    {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
+    {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
+  },
+  .n_outputs = 1,
+  .outputs = {{"Y", MFX_I32, 2, {"M", "N"}, "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k])"}},
+  .n_knobs = 9,
+  .knobs = {
+    {"tile_m", "rows of the register tile (unrolled)", 4, 5, {1, 2, 4, 6, 8}},
+    {"tile_n", "columns of the register tile (the vector loop)", 16, 3, {8, 16, 32}},
+    {"tile_k", "split of the reduction (0: none)", 0, 4, {0, 16, 64, 256}},
+    {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
+    {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
+    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
+    {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
+    {"pack", "weights as i32 [k,n] copies (n contiguous)", 1, 2, {0, 1}},
+    {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 1, 2,
+     {0, 1}},
+  },
+  .build = shift_build,
+  .reference = mfx_ref_shift_linear,
+  .random_input = shift_random_input,
+};

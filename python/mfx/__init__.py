@@ -1,0 +1,39 @@
+"""mfx: Python face of the mfx runtime (libmfxrt.so), loaded with ctypes.
+
+The library is looked up in $MFX_LIB_DIR, then ../../build/lib relative to
+this package, then by the system loader; ImportError names each place tried.
+Arrays go in and out as numpy arrays; errors from the C library raise
+ValueError (bad input) carrying its message.
+
+Router losses and balancing (include/mfx/router.h):
+    router_loss(logits, kind="switch"|"latency"|"zloss", k=1, latency=None,
+                counts=None, tokens=None) -> (loss, grad)
+    route(logits, bias, k) -> (experts [T,k], gates [T,k])
+    update_bias(bias, counts, u) -> new bias
+    fit_latency(ns, secs) -> (a, b, r2)
+    latency_alpha(latency), expert_counts(logits, k), RouterStats(experts, k)
+With PyTorch installed, mfx.torch offers the losses as autograd Functions."""
+
+from ._lib import last_error
+from .router import (
+    LOSS_KINDS,
+    RouterStats,
+    expert_counts,
+    fit_latency,
+    latency_alpha,
+    route,
+    router_loss,
+    update_bias,
+)
+
+__all__ = [
+    "LOSS_KINDS",
+    "RouterStats",
+    "expert_counts",
+    "fit_latency",
+    "last_error",
+    "latency_alpha",
+    "route",
+    "router_loss",
+    "update_bias",
+]

@@ -1,0 +1,62 @@
+/* Dense row-major host arrays. */
+#include "mfx/runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int64_t mfx_array_numel(const mfx_array *a) {
+  int64_t n = 1;
+  for (int i = 0; i < a->ndim; i++) n *= a->shape[i];
+  return n;
+}
+
+static mfx_status mfx_array_check_shape(mfx_dtype t, int ndim, const int64_t *shape,
+                                        size_t *bytes) {
+  if ((int)t < 0 || t >= MFX_DTYPE_COUNT) {
+    return mfx_fail(MFX_ERR_INVALID, "array: dtype %d is not one of the %d known types",
+                    (int)t, MFX_DTYPE_COUNT);
+  }
+  if (ndim < 0 || ndim > MFX_MAX_DIMS) {
+    return mfx_fail(MFX_ERR_INVALID, "array: ndim=%d, expected 0..%d", ndim, MFX_MAX_DIMS);
+  }
+  if (ndim > 0 && shape == NULL) {
+    return mfx_fail(MFX_ERR_INVALID, "array: ndim=%d but shape is NULL", ndim);
+  }
+  size_t total = mfx_dtype_size(t);
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0) {
+      return mfx_fail(MFX_ERR_INVALID, "array: shape[%d]=%lld must not be negative", i,
+                      (long long)shape[i]);
+    }
+    if (shape[i] != 0 && total > SIZE_MAX / (size_t)shape[i]) {
+      return mfx_fail(MFX_ERR_INVALID, "array: shape dimension %d overflows the size", i);
+    }
+    total *= (size_t)shape[i];
+  }
+  *bytes = total;
+  return MFX_OK;
+}
+
+mfx_status mfx_array_create(mfx_array *a, mfx_dtype t, int ndim, const int64_t *shape) {
+  size_t bytes = 0;
+  if (a == NULL) return mfx_fail(MFX_ERR_INVALID, "array: output pointer is NULL");
+  memset(a, 0, sizeof *a);
+  mfx_status st = mfx_array_check_shape(t, ndim, shape, &bytes);
+  if (st != MFX_OK) return st;
+  /* At least one byte so that an empty array still owns a distinct pointer. */
+  void *data = calloc(bytes > 0 ? bytes : 1, 1);
+  if (data == NULL) {
+    return mfx_fail(MFX_ERR_NOMEM, "array: out of memory allocating %zu bytes", bytes);
+  }
+  a->dtype = t;
+  a->ndim = ndim;
+  for (int i = 0; i < ndim; i++) a->shape[i] = shape[i];
+  a->data = data;
+  return MFX_OK;
+}
+
+void mfx_array_free(mfx_array *a) {
+  if (a == NULL) return;
+  free(a->data);
+  a->data = NULL;
+}

@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# The mfx command line end to end: ops, lower, run --check on random shapes,
+# .npy round trips checked with numpy, and every class of bad input (clear
+# message, exit status 2 for usage errors and 1 for failures, never a crash).
+#
+# Environment: MFX_BIN (the directory holding mfx); MFX_TEST_SEED to replay the
+# random shapes of an earlier run (the seed is printed).
+set -u
+
+MFX="${MFX_BIN:-build/bin}/mfx"
+PY=/usr/bin/python3
+if [[ ! -x "$MFX" ]]; then
+  echo "FAIL: $MFX is not an executable (set MFX_BIN)"
+  exit 1
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_cli.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+SEED=${MFX_TEST_SEED:-$(( $(date +%s) % 32768 ))}
+RANDOM=$SEED
+echo "random shapes from MFX_TEST_SEED=$SEED"
+
+passed=0
+failed=0
+OUT=""
+
+# True when the output shows a crash or a sanitizer report.
+crashed() {
+  [[ "$1" == *"Segmentation fault"* || "$1" == *"AddressSanitizer"* ||
+     "$1" == *"runtime error:"* || "$1" == *"LeakSanitizer"* || "$1" == *"Aborted"* ]]
+}
+
+# expect STATUS TEXT COMMAND...: COMMAND exits with STATUS and its stdout+stderr
+# contain TEXT (empty TEXT: anything). The output is left in $OUT.
+expect() {
+  local want_status=$1 want_text=$2
+  shift 2
+  local status
+  OUT=$("$@" 2>&1)
+  status=$?
+  local why=""
+  if (( status >= 128 )); then
+    why="killed by signal $((status - 128))"
+  elif crashed "$OUT"; then
+    why="crash or sanitizer report in the output"
+  elif (( status != want_status )); then
+    why="exit status $status, expected $want_status"
+  elif [[ -n "$want_text" && "$OUT" != *"$want_text"* ]]; then
+    why="output lacks '$want_text'"
+  fi
+  if [[ -n "$why" ]]; then
+    failed=$((failed + 1))
+    echo "FAIL: $* -> $why"
+    echo "$OUT" | head -n 20 | sed 's/^/    | /'
+  else
+    passed=$((passed + 1))
+  fi
+}
+
+# expect_error STATUS TEXT COMMAND...: as expect, and the message is an mfx error.
+expect_error() {
+  local want_status=$1 want_text=$2
+  shift 2
+  expect "$want_status" "$want_text" "$@"
+  if [[ "$OUT" != *"mfx: error: "* ]]; then
+    failed=$((failed + 1))
+    echo "FAIL: $* -> no 'mfx: error: ' message"
+  fi
+}
+
+rand() { echo $(( RANDOM % $1 + 1 )); }
+
+# ---- help, version, ops ---------------------------------------------------------
+
+expect 0 "usage: mfx" "$MFX" help
+expect 0 "usage: mfx" "$MFX" --help
+expect 0 "usage: mfx run" "$MFX" help run
+expect 0 "--repeat" "$MFX" run --help
+expect 0 "mfx 0." "$MFX" version
+expect 0 "" "$MFX" ops
+for op in linear shift_linear matadd hamming binary_attention; do
+  if [[ "$OUT" != *"$op"* ]]; then
+    failed=$((failed + 1))
+    echo "FAIL: mfx ops does not list $op"
+  fi
+done
+expect 0 "knob" "$MFX" ops linear
+
+# ---- lower ---------------------------------------------------------------------------
+
+expect 0 "tensor expression" "$MFX" lower linear --dims M=8,N=8,K=8
+for text in "==== schedule" "==== loop IR" "for "; do
+  if [[ "$OUT" != *"$text"* ]]; then
+    failed=$((failed + 1))
+    echo "FAIL: mfx lower linear lacks '$text'"
+  fi
+done
+expect 0 "define" "$MFX" lower linear --dims M=8,N=8,K=8 --emit ll
+expect 0 "" "$MFX" lower hamming --dims=N=5,M=7,W=3 --emit asm
+
+# ---- run --check on random shapes -------------------------------------------------------
+
+random_dims() {
+  case $1 in
+    linear|shift_linear) echo "M=$(rand 40),N=$(rand 40),K=$(rand 40)" ;;
+    hamming) echo "N=$(rand 40),M=$(rand 40),W=$(rand 8)" ;;
+    matadd|binary_attention)
+      echo "B=$(rand 2),H=$(rand 3),N=$(rand 40),D=$(rand 40),C=$(rand 40)" ;;
+  esac
+}
+
+for op in linear shift_linear matadd hamming binary_attention; do
+  for threads in 1 2; do
+    dims=$(random_dims $op)
+    echo "run $op --dims $dims --threads $threads"
+    expect 0 "max_rel_err=" "$MFX" run $op --dims "$dims" --threads $threads --check \
+      --seed $RANDOM
+  done
+done
+expect 0 "median" "$MFX" run linear --dims M=16,N=16,K=16 --repeat 3
+expect 0 "max_abs_err=" "$MFX" run linear --dims M=1,N=1,K=1 --check
+
+# ---- .npy round trips checked with numpy --------------------------------------------------
+
+numpy_check() { # numpy_check SCRIPT: run SCRIPT with TMP as its directory
+  expect 0 "numpy-ok" "$PY" -c "import sys, numpy as np; d = sys.argv[1]
+$1
+print('numpy-ok')" "$TMP"
+}
+
+if [[ -x "$PY" ]] && "$PY" -c "import numpy" 2>/dev/null; then
+  M=$(rand 40) N=$(rand 40) K=$(rand 40)
+  echo "numpy round trip: linear M=$M,N=$N,K=$K"
+  numpy_check "rng = np.random.default_rng($SEED)
+np.save(d + '/x.npy', rng.standard_normal(($M, $K)).astype(np.float32))
+np.save(d + '/w.npy', rng.standard_normal(($N, $K)).astype(np.float32))"
+  expect 0 "" "$MFX" run linear --dims "M=$M,N=$N,K=$K" --in "X=$TMP/x.npy" \
+    --in "W=$TMP/w.npy" --out "Y=$TMP/y.npy"
+  numpy_check "x = np.load(d + '/x.npy'); w = np.load(d + '/w.npy'); y = np.load(d + '/y.npy')
+assert y.dtype == np.float32 and y.shape == ($M, $N), (y.dtype, y.shape)
+want = x.astype(np.float64) @ w.astype(np.float64).T
+err = np.abs(y - want).max() / max(np.abs(want).max(), 1e-30)
+assert err < 1e-4, err"
+
+  N=$(rand 40) M=$(rand 40) W=$(rand 8)
+  echo "numpy round trip: hamming N=$N,M=$M,W=$W"
+  numpy_check "rng = np.random.default_rng($SEED)
+np.save(d + '/q.npy', rng.integers(0, 2**32, ($N, $W), dtype=np.uint32))
+np.save(d + '/k.npy', rng.integers(0, 2**32, ($M, $W), dtype=np.uint32))"
+  expect 0 "" "$MFX" run hamming --dims "N=$N,M=$M,W=$W" --in "Q=$TMP/q.npy" \
+    --in "K=$TMP/k.npy" --out "S=$TMP/s.npy"
+  numpy_check "q = np.load(d + '/q.npy'); k = np.load(d + '/k.npy'); s = np.load(d + '/s.npy')
+x = q[:, None, :] ^ k[None, :, :]
+bits = np.unpackbits(x.view(np.uint8), axis=-1).reshape($N, $M, -1).sum(axis=-1)
+want = 32 * $W - 2 * bits.astype(np.int64)
+assert s.shape == ($N, $M), s.shape
+assert (s.astype(np.int64) == want).all(), (s, want)"
+else
+  echo "SKIP: numpy round trips ($PY has no numpy)"
+fi
+
+# ---- bad input: usage errors (2) --------------------------------------------------------------
+
+LIN=(run linear --dims M=8,N=8,K=8)
+expect_error 2 "missing command" "$MFX"
+expect_error 2 "unknown command 'frobnicate'" "$MFX" frobnicate
+expect_error 2 "known ops: linear" "$MFX" run nope --dims M=1
+expect_error 2 "unknown op 'nope'" "$MFX" lower nope --dims M=1
+expect_error 2 "missing OP" "$MFX" run
+expect_error 2 "missing --dims" "$MFX" run linear
+expect_error 2 "unknown dim" "$MFX" run linear --dims M=8,N=8,Q=8
+expect_error 2 "K is missing" "$MFX" run linear --dims M=8,N=8
+expect_error 2 "given twice" "$MFX" run linear --dims M=8,M=8,N=8,K=8
+expect_error 2 "positive" "$MFX" run linear --dims M=0,N=8,K=8
+expect_error 2 "integer" "$MFX" run linear --dims M=x,N=8,K=8
+expect_error 2 "--dims given twice" "$MFX" "${LIN[@]}" --dims M=1,N=1,K=1
+expect_error 2 "--dims needs a value" "$MFX" run linear --dims
+expect_error 2 "--in needs a value" "$MFX" "${LIN[@]}" --in
+expect_error 2 "not NAME=FILE.npy" "$MFX" "${LIN[@]}" --in x.npy
+expect_error 2 "has no input named 'Z'" "$MFX" "${LIN[@]}" --in Z=x.npy
+expect_error 2 "has no output named 'X'" "$MFX" "${LIN[@]}" --out X=x.npy
+expect_error 2 "input X given twice" "$MFX" "${LIN[@]}" --in X=a.npy --in X=b.npy
+expect_error 2 "--config" "$MFX" "${LIN[@]}" --config '{"tile":'
+expect_error 2 "--config" "$MFX" "${LIN[@]}" --config '[1, 2]'
+expect_error 2 "no_such_knob" "$MFX" "${LIN[@]}" --config '{"no_such_knob": 4}'
+knob=$("$MFX" ops linear | awk '$1 == "knob" { print $2; exit }')
+if [[ -n "$knob" ]]; then
+  expect_error 2 "$knob" "$MFX" "${LIN[@]}" --config "{\"$knob\": 12345}"
+  expect_error 2 "$knob" "$MFX" "${LIN[@]}" --config "{\"$knob\": \"big\"}"
+else
+  failed=$((failed + 1))
+  echo "FAIL: mfx ops linear shows no knob"
+fi
+expect_error 2 "--threads" "$MFX" "${LIN[@]}" --threads 0
+expect_error 2 "--threads" "$MFX" "${LIN[@]}" --threads two
+expect_error 2 "--repeat" "$MFX" "${LIN[@]}" --repeat -3
+expect_error 2 "--repeat" "$MFX" "${LIN[@]}" --repeat 5x
+expect_error 2 "--seed" "$MFX" "${LIN[@]}" --seed -1
+expect_error 2 "--tol" "$MFX" "${LIN[@]}" --tol abc
+expect_error 2 "unknown option '--frob'" "$MFX" "${LIN[@]}" --frob
+expect_error 2 "unknown option '--emit'" "$MFX" "${LIN[@]}" --emit ll
+expect_error 2 "expected ll or asm" "$MFX" lower linear --dims M=8,N=8,K=8 --emit obj
+expect_error 2 "unexpected argument" "$MFX" run linear hamming --dims M=8,N=8,K=8
+expect_error 2 "check takes no value" "$MFX" "${LIN[@]}" --check=yes
+expect_error 2 "demo takes no op" "$MFX" demo linear
+expect_error 2 "unknown command 'nope'" "$MFX" help nope
+
+# ---- bad input: failures (1) ---------------------------------------------------------------------
+
+expect_error 1 "--in X=$TMP/absent.npy" "$MFX" "${LIN[@]}" --in "X=$TMP/absent.npy"
+printf 'this is not a numpy file at all, just text\n' >"$TMP/garbage.npy"
+expect_error 1 "$TMP/garbage.npy" "$MFX" "${LIN[@]}" --in "X=$TMP/garbage.npy"
+head -c 8 /dev/urandom >"$TMP/short.npy"
+expect_error 1 "$TMP/short.npy" "$MFX" "${LIN[@]}" --in "X=$TMP/short.npy"
+if [[ -x "$PY" ]] && "$PY" -c "import numpy" 2>/dev/null; then
+  "$PY" -c "import numpy as np, sys; d = sys.argv[1]
+np.save(d + '/f64.npy', np.zeros((8, 8)))
+np.save(d + '/i32.npy', np.zeros((8, 8), dtype=np.int32))
+np.save(d + '/shape.npy', np.zeros((8, 9), dtype=np.float32))
+np.save(d + '/rank.npy', np.zeros((64,), dtype=np.float32))
+np.save(d + '/trunc.npy', np.zeros((8, 8), dtype=np.float32))" "$TMP"
+  truncate -s -16 "$TMP/trunc.npy"
+  expect_error 1 "$TMP/f64.npy" "$MFX" "${LIN[@]}" --in "X=$TMP/f64.npy"
+  expect_error 1 "must be f32 [8, 8]; the file holds i32 [8, 8]" "$MFX" "${LIN[@]}" \
+    --in "X=$TMP/i32.npy"
+  expect_error 1 "must be f32 [8, 8]; the file holds f32 [8, 9]" "$MFX" "${LIN[@]}" \
+    --in "W=$TMP/shape.npy"
+  expect_error 1 "the file holds f32 [64]" "$MFX" "${LIN[@]}" --in "X=$TMP/rank.npy"
+  expect_error 1 "$TMP/trunc.npy" "$MFX" "${LIN[@]}" --in "X=$TMP/trunc.npy"
+else
+  echo "SKIP: wrong-dtype/shape .npy files ($PY has no numpy)"
+fi
+expect_error 1 "--out Y=$TMP/no/such/dir/y.npy" "$MFX" "${LIN[@]}" \
+  --out "Y=$TMP/no/such/dir/y.npy"
+expect_error 1 "--out Y=$TMP" "$MFX" "${LIN[@]}" --out "Y=$TMP"
+
+echo "test_cli: $passed passed, $failed failed (MFX_TEST_SEED=$SEED)"
+(( failed == 0 ))

@@ -1,0 +1,336 @@
+/* Tensor expressions, schedule primitives, lowering, passes and printers:
+ * golden text for a small kernel, the simplifier's rules, and every class of
+ * invalid schedule or expression, which must fail with a message. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mfx/compiler.h"
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+typedef struct {
+  mfx_arena *a;
+  mfx_tensor *X, *Y;
+  mfx_schedule *s;
+  mfx_stage *st;
+} rowsum;
+
+/* Y[i] = sum(k < K: X[i, k]) */
+static rowsum make_rowsum(int64_t M, int64_t K) {
+  rowsum r = {.a = mfx_arena_create()};
+  r.X = mfx_placeholder(r.a, "X", MFX_F32, 2, (int64_t[]){M, K});
+  r.Y = mfx_compute_begin(r.a, "Y", MFX_F32, 1, (int64_t[]){M}, (const char *[]){"i"});
+  mfx_var *k = mfx_var_create(r.a, "k", K, 1);
+  mfx_expr *load = mfx_tensor_load(r.a, r.X, 2,
+                                   (mfx_expr *[]){mfx_var_ref(r.a, r.Y->axes[0]), mfx_var_ref(r.a, k)});
+  ck_assert_int_eq(mfx_compute_set_body(r.a, r.Y, mfx_reduce(r.a, MFX_REDUCE_SUM, 1, &k, load)), MFX_OK);
+  ck_assert_int_eq(mfx_schedule_create(r.a, 1, &r.X, 1, &r.Y, &r.s), MFX_OK);
+  r.st = mfx_schedule_stage(r.s, r.Y);
+  return r;
+}
+
+static char *print_to_string(void (*fn)(FILE *, const void *), const void *arg) {
+  char *buf = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&buf, &size);
+  fn(f, arg);
+  fclose(f);
+  return buf;
+}
+
+static void print_func_cb(FILE *f, const void *fn) { mfx_print_func(f, fn); }
+static void print_te_cb(FILE *f, const void *s) { mfx_print_te(f, s); }
+static void print_schedule_cb(FILE *f, const void *s) { mfx_print_schedule(f, s); }
+static void print_expr_cb(FILE *f, const void *e) { mfx_print_expr(f, e); }
+
+static void assert_error(mfx_status got, mfx_status want, const char *needle) {
+  ck_assert_int_eq(got, want);
+  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "message '%s' lacks '%s'",
+                mfx_last_error(), needle);
+}
+
+/* ---- golden text ---------------------------------------------------------------- */
+
+static const char *GOLDEN_TE =
+    "placeholder X: f32[6, 3]\n"
+    "compute Y: f32[6] (i) = sum(k < 3: X[i, k])\n";
+
+static const char *GOLDEN_SCHEDULE =
+    "stage Y (output)\n"
+    "  split i -> i.o, i.i by 4 (guarded tail)\n"
+    "  loops: i.o(2) parallel, k(3, reduce), i.i(4) vectorized\n";
+
+static const char *GOLDEN_LOOPS =
+    "func rowsum(X: f32[6, 3], Y: f32[6]) {\n"
+    "  for i.o in 0..2 parallel {\n"
+    "    for i.i in 0..4 vectorized {\n"
+    "      if (((i.o * 4) + i.i) < 6) {\n"
+    "        Y[((i.o * 4) + i.i)] = 0f\n"
+    "      }\n"
+    "    }\n"
+    "    for k in 0..3 {\n"
+    "      for i.i in 0..4 vectorized {\n"
+    "        if (((i.o * 4) + i.i) < 6) {\n"
+    "          Y[((i.o * 4) + i.i)] = (Y[((i.o * 4) + i.i)] + X[((((i.o * 4) + i.i) * 3) + k)])\n"
+    "        }\n"
+    "      }\n"
+    "    }\n"
+    "  }\n"
+    "}\n";
+
+START_TEST(golden_rowsum) {
+  rowsum r = make_rowsum(6, 3);
+  mfx_itervar *io, *ii;
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_stage_itervar(r.st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
+  ck_assert_int_eq(mfx_sched_reorder(r.s, r.st, 2, (mfx_itervar *[]){mfx_stage_itervar(r.st, "k"), ii}), MFX_OK);
+  ck_assert_int_eq(mfx_sched_vectorize(r.s, r.st, ii), MFX_OK);
+  ck_assert_int_eq(mfx_sched_parallel(r.s, r.st, io), MFX_OK);
+  mfx_func *fn;
+  ck_assert_int_eq(mfx_lower(r.s, "rowsum", &fn), MFX_OK);
+  char *te = print_to_string(print_te_cb, r.s);
+  char *sched = print_to_string(print_schedule_cb, r.s);
+  char *loops = print_to_string(print_func_cb, fn);
+  ck_assert_str_eq(te, GOLDEN_TE);
+  ck_assert_str_eq(sched, GOLDEN_SCHEDULE);
+  ck_assert_str_eq(loops, GOLDEN_LOOPS);
+  free(te);
+  free(sched);
+  free(loops);
+  mfx_arena_destroy(r.a);
+}
+END_TEST
+
+START_TEST(divisible_split_has_no_guard) {
+  rowsum r = make_rowsum(8, 2);
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_stage_itervar(r.st, "i"), 4, MFX_TAIL_EXACT, NULL, NULL), MFX_OK);
+  mfx_func *fn;
+  ck_assert_int_eq(mfx_lower(r.s, "rowsum", &fn), MFX_OK);
+  char *loops = print_to_string(print_func_cb, fn);
+  ck_assert_ptr_null(strstr(loops, "if "));
+  free(loops);
+  mfx_arena_destroy(r.a);
+}
+END_TEST
+
+START_TEST(local_accumulator_and_fuse) {
+  rowsum r = make_rowsum(10, 5);
+  mfx_itervar *io, *ii, *ko, *ki;
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_stage_itervar(r.st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_stage_itervar(r.st, "k"), 2, MFX_TAIL_GUARD, &ko, &ki), MFX_OK);
+  ck_assert_int_eq(mfx_sched_reorder(r.s, r.st, 4, (mfx_itervar *[]){io, ko, ki, ii}), MFX_OK);
+  ck_assert_int_eq(mfx_sched_cache_write_local(r.s, r.st, io), MFX_OK);
+  mfx_itervar *f;
+  ck_assert_int_eq(mfx_sched_fuse(r.s, r.st, ko, ki, &f), MFX_OK);
+  ck_assert_str_eq(f->var->name, "k.o.k.i.f");
+  ck_assert_int_eq(f->extent, 6);
+  mfx_func *fn;
+  ck_assert_int_eq(mfx_lower(r.s, "rowsum", &fn), MFX_OK);
+  char *loops = print_to_string(print_func_cb, fn);
+  ck_assert_ptr_nonnull(strstr(loops, "allocate Y.local: f32[4] local"));
+  ck_assert_ptr_nonnull(strstr(loops, "Y[((i.o * 4) + i.i)] = Y.local[i.i]"));
+  ck_assert_ptr_nonnull(strstr(loops, "(k.o.k.i.f / 2)"));
+  free(loops);
+  mfx_arena_destroy(r.a);
+}
+END_TEST
+
+/* ---- the simplifier ---------------------------------------------------------------- */
+
+START_TEST(simplifier_rules) {
+  mfx_arena *a = mfx_arena_create();
+  mfx_var *v = mfx_var_create(a, "v", 8, 0);
+  mfx_expr *x = mfx_var_ref(a, v);
+  struct { mfx_expr *in; const char *out; } cases[] = {
+      {mfx_add(a, mfx_i64(a, 2), mfx_i64(a, 3)), "5"},
+      {mfx_add(a, mfx_add(a, x, mfx_i64(a, 2)), mfx_i64(a, 3)), "(v + 5)"},
+      {mfx_mul(a, mfx_i64(a, 1), x), "v"},
+      {mfx_mul(a, x, mfx_i64(a, 0)), "0"},
+      {mfx_binary(a, MFX_DIV, x, mfx_i64(a, 8)), "0"},
+      {mfx_binary(a, MFX_MOD, x, mfx_i64(a, 8)), "v"},
+      {mfx_binary(a, MFX_MOD, x, mfx_i64(a, 4)), "(v % 4)"},
+      {mfx_binary(a, MFX_LT, x, mfx_i64(a, 8)), "true"},
+      {mfx_binary(a, MFX_LT, x, mfx_i64(a, 7)), "(v < 7)"},
+      {mfx_binary(a, MFX_GE, x, mfx_i64(a, 8)), "false"},
+      {mfx_binary(a, MFX_SHL, mfx_int(a, MFX_I32, 3), mfx_int(a, MFX_I32, 2)), "i32(12)"},
+      {mfx_binary(a, MFX_SHR, mfx_int(a, MFX_I32, -8), mfx_int(a, MFX_I32, 1)), "i32(-4)"},
+      {mfx_binary(a, MFX_SHR, mfx_int(a, MFX_U32, 0xfffffff8), mfx_int(a, MFX_U32, 1)), "u32(2147483644)"},
+      {mfx_cast(a, MFX_I8, mfx_int(a, MFX_I32, 300)), "i8(44)"},
+      {mfx_binary(a, MFX_MIN, x, mfx_i64(a, 100)), "v"},
+      {mfx_select(a, mfx_binary(a, MFX_LT, x, mfx_i64(a, 9)), mfx_f32(a, 1), mfx_f32(a, 2)), "1f"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ck_assert_ptr_nonnull(cases[i].in);
+    char *got = print_to_string(print_expr_cb, mfx_simplify_expr(a, cases[i].in));
+    ck_assert_msg(strcmp(got, cases[i].out) == 0, "case %zu: got %s, want %s", i, got, cases[i].out);
+    free(got);
+  }
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+/* A sequence inside a one-iteration loop inside a sequence: every store
+ * survives (the simplifier once dropped the spliced items). */
+START_TEST(simplifier_splices_sequences) {
+  mfx_arena *a = mfx_arena_create();
+  mfx_buffer *b = mfx_buffer_create(a, "B", MFX_I32, 1, (int64_t[]){3}, MFX_SCOPE_GLOBAL);
+  mfx_var *v = mfx_var_create(a, "v", 1, 0);
+  mfx_stmt *st[3];
+  for (int i = 0; i < 3; i++)
+    st[i] = mfx_stmt_store(a, b, 1, (mfx_expr *[]){mfx_i64(a, i)}, mfx_int(a, MFX_I32, i));
+  mfx_stmt *inner = mfx_stmt_seq(a, 2, st);
+  mfx_stmt *outer = mfx_stmt_seq(a, 2, (mfx_stmt *[]){mfx_stmt_for(a, v, 1, MFX_LOOP_SERIAL, inner), st[2]});
+  mfx_stmt *s = mfx_simplify_stmt(a, outer);
+  ck_assert_int_eq(s->kind, MFX_STMT_SEQ);
+  ck_assert_int_eq(s->u.seq.n, 3);
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(s->u.seq.items[i]->kind, MFX_STMT_STORE);
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+/* ---- invalid expressions ------------------------------------------------------------- */
+
+START_TEST(expression_type_errors) {
+  mfx_arena *a = mfx_arena_create();
+  mfx_var *v = mfx_var_create(a, "v", 4, 0);
+  mfx_expr *f = mfx_f32(a, 1), *i = mfx_cast(a, MFX_I32, mfx_var_ref(a, v));
+  ck_assert_ptr_null(mfx_add(a, f, i));
+  ck_assert_ptr_nonnull(strstr(mfx_last_error(), "operand types differ"));
+  ck_assert_ptr_null(mfx_binary(a, MFX_SHL, f, f));
+  ck_assert_ptr_nonnull(strstr(mfx_last_error(), "needs integer operands"));
+  ck_assert_ptr_null(mfx_unary(a, MFX_POPCOUNT, f));
+  ck_assert_ptr_null(mfx_unary(a, MFX_SQRT, i));
+  ck_assert_ptr_null(mfx_select(a, i, f, f));
+  ck_assert_ptr_nonnull(strstr(mfx_last_error(), "condition must be bool"));
+  mfx_var *sp = mfx_var_create(a, "s", 4, 0);
+  ck_assert_ptr_null(mfx_reduce(a, MFX_REDUCE_SUM, 1, &sp, f));
+  ck_assert_ptr_nonnull(strstr(mfx_last_error(), "not a reduction axis"));
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+START_TEST(compute_errors) {
+  mfx_arena *a = mfx_arena_create();
+  mfx_tensor *X = mfx_placeholder(a, "X", MFX_F32, 1, (int64_t[]){4});
+  ck_assert_ptr_null(mfx_placeholder(a, "Z", MFX_F32, 1, (int64_t[]){0}));
+  ck_assert_ptr_nonnull(strstr(mfx_last_error(), "must be positive"));
+  mfx_tensor *Y = mfx_compute_begin(a, "Y", MFX_F32, 1, (int64_t[]){4}, NULL);
+  mfx_tensor *Z = mfx_compute_begin(a, "Z", MFX_F32, 1, (int64_t[]){4}, NULL);
+  mfx_expr *y0 = mfx_var_ref(a, Y->axes[0]);
+  /* Z's body uses Y's axis. */
+  assert_error(mfx_compute_set_body(a, Z, mfx_tensor_load(a, X, 1, &y0)), MFX_ERR_INVALID,
+               "neither one of its axes");
+  /* Wrong body type. */
+  assert_error(mfx_compute_set_body(a, Y, mfx_int(a, MFX_I32, 0)), MFX_OK, "");
+  assert_error(mfx_compute_set_body(a, Y, mfx_cast(a, MFX_I32, mfx_tensor_load(a, X, 1, &y0))),
+               MFX_ERR_INVALID, "body has type i32");
+  /* A reduction inside an expression. */
+  mfx_var *k = mfx_var_create(a, "k", 4, 1);
+  mfx_expr *kk = mfx_var_ref(a, k);
+  mfx_expr *red = mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, mfx_tensor_load(a, X, 1, &kk));
+  assert_error(mfx_compute_set_body(a, Y, mfx_add(a, red, mfx_f32(a, 1))), MFX_ERR_INVALID,
+               "whole body");
+  /* Wrong number of indices. */
+  ck_assert_ptr_null(mfx_tensor_load(a, X, 2, (mfx_expr *[]){y0, y0}));
+  /* A placeholder not listed as an input. */
+  ck_assert_int_eq(mfx_compute_set_body(a, Y, mfx_tensor_load(a, X, 1, &y0)), MFX_OK);
+  mfx_schedule *s;
+  assert_error(mfx_schedule_create(a, 0, NULL, 1, &Y, &s), MFX_ERR_INVALID, "not listed as an input");
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+/* ---- invalid schedules ------------------------------------------------------------------ */
+
+START_TEST(schedule_errors) {
+  rowsum r = make_rowsum(6, 3);
+  mfx_itervar *i = mfx_stage_itervar(r.st, "i"), *k = mfx_stage_itervar(r.st, "k"), *io, *ii;
+  assert_error(mfx_sched_split(r.s, r.st, i, 0, MFX_TAIL_GUARD, &io, &ii), MFX_ERR_SCHEDULE, "must be positive");
+  assert_error(mfx_sched_split(r.s, r.st, i, 4, MFX_TAIL_EXACT, &io, &ii), MFX_ERR_SCHEDULE, "does not divide");
+  assert_error(mfx_sched_vectorize(r.s, r.st, k), MFX_ERR_SCHEDULE, "reduction loop");
+  assert_error(mfx_sched_parallel(r.s, r.st, k), MFX_ERR_SCHEDULE, "reduction loop");
+  assert_error(mfx_sched_cache_write_local(r.s, r.st, k), MFX_ERR_SCHEDULE, "spatial loop");
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, i, 2, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
+  assert_error(mfx_sched_split(r.s, r.st, i, 2, MFX_TAIL_GUARD, NULL, NULL), MFX_ERR_SCHEDULE,
+               "not a leaf loop");
+  assert_error(mfx_sched_fuse(r.s, r.st, io, k, NULL), MFX_ERR_SCHEDULE, "immediately before");
+  assert_error(mfx_sched_reorder(r.s, r.st, 2, (mfx_itervar *[]){io, io}), MFX_ERR_SCHEDULE, "named twice");
+  assert_error(mfx_sched_compute_inline(r.s, r.st), MFX_ERR_SCHEDULE, "output");
+  ck_assert_int_eq(mfx_sched_parallel(r.s, r.st, io), MFX_OK);
+  assert_error(mfx_sched_parallel(r.s, r.st, ii), MFX_ERR_SCHEDULE, "already has a parallel loop");
+  assert_error(mfx_sched_split(r.s, r.st, io, 2, MFX_TAIL_GUARD, NULL, NULL), MFX_ERR_SCHEDULE,
+               "already marked");
+  assert_error(mfx_sched_bind(r.s, r.st, ii, MFX_LOOP_VECTORIZED), MFX_ERR_SCHEDULE, "not a GPU");
+  mfx_arena_destroy(r.a);
+}
+END_TEST
+
+START_TEST(lowering_errors) {
+  /* Vectorized loop that is not innermost. */
+  rowsum r = make_rowsum(6, 3);
+  ck_assert_int_eq(mfx_sched_vectorize(r.s, r.st, mfx_stage_itervar(r.st, "i")), MFX_OK);
+  mfx_func *fn;
+  assert_error(mfx_lower(r.s, "f", &fn), MFX_ERR_SCHEDULE, "not innermost");
+  mfx_arena_destroy(r.a);
+  /* Local accumulator attached inside a reduction loop. */
+  r = make_rowsum(6, 3);
+  mfx_itervar *i = mfx_stage_itervar(r.st, "i"), *k = mfx_stage_itervar(r.st, "k");
+  ck_assert_int_eq(mfx_sched_reorder(r.s, r.st, 2, (mfx_itervar *[]){k, i}), MFX_OK);
+  ck_assert_int_eq(mfx_sched_cache_write_local(r.s, r.st, i), MFX_OK);
+  assert_error(mfx_lower(r.s, "f", &fn), MFX_ERR_SCHEDULE, "outside the attach loop");
+  mfx_arena_destroy(r.a);
+  /* Unroll and vectorize limits. */
+  r = make_rowsum(100, 3);
+  assert_error(mfx_sched_unroll(r.s, r.st, mfx_stage_itervar(r.st, "i")), MFX_ERR_SCHEDULE, "exceeds");
+  assert_error(mfx_sched_vectorize(r.s, r.st, mfx_stage_itervar(r.st, "i")), MFX_ERR_SCHEDULE, "exceeds");
+  mfx_arena_destroy(r.a);
+}
+END_TEST
+
+START_TEST(inline_elementwise_stage) {
+  mfx_arena *a = mfx_arena_create();
+  mfx_tensor *X = mfx_placeholder(a, "X", MFX_F32, 1, (int64_t[]){5});
+  mfx_tensor *T = mfx_compute_begin(a, "T", MFX_F32, 1, (int64_t[]){5}, (const char *[]){"t"});
+  mfx_expr *t = mfx_var_ref(a, T->axes[0]);
+  ck_assert_int_eq(mfx_compute_set_body(a, T, mfx_mul(a, mfx_tensor_load(a, X, 1, &t), mfx_f32(a, 2))), MFX_OK);
+  mfx_tensor *Y = mfx_compute_begin(a, "Y", MFX_F32, 1, (int64_t[]){5}, (const char *[]){"y"});
+  mfx_expr *y = mfx_var_ref(a, Y->axes[0]);
+  ck_assert_int_eq(mfx_compute_set_body(a, Y, mfx_add(a, mfx_tensor_load(a, T, 1, &y), mfx_f32(a, 1))), MFX_OK);
+  mfx_schedule *s;
+  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  ck_assert_int_eq(s->n_stages, 2);
+  mfx_func *fn;
+  ck_assert_int_eq(mfx_lower(s, "f", &fn), MFX_OK);
+  char *loops = print_to_string(print_func_cb, fn);
+  ck_assert_ptr_nonnull(strstr(loops, "allocate T: f32[5] global"));
+  free(loops);
+  ck_assert_int_eq(mfx_sched_compute_inline(s, mfx_schedule_stage(s, T)), MFX_OK);
+  ck_assert_int_eq(mfx_lower(s, "f", &fn), MFX_OK);
+  loops = print_to_string(print_func_cb, fn);
+  ck_assert_ptr_null(strstr(loops, "allocate"));
+  ck_assert_ptr_nonnull(strstr(loops, "Y[y] = ((X[y] * 2f) + 1f)"));
+  free(loops);
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("schedule");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, golden_rowsum);
+  tcase_add_test(tc, divisible_split_has_no_guard);
+  tcase_add_test(tc, local_accumulator_and_fuse);
+  tcase_add_test(tc, simplifier_rules);
+  tcase_add_test(tc, simplifier_splices_sequences);
+  tcase_add_test(tc, expression_type_errors);
+  tcase_add_test(tc, compute_errors);
+  tcase_add_test(tc, schedule_errors);
+  tcase_add_test(tc, lowering_errors);
+  tcase_add_test(tc, inline_elementwise_stage);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

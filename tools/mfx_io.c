@@ -1,0 +1,244 @@
+/* Inputs, outputs, checking and timing for the mfx tool: .npy bindings
+ * checked against the op's interface, comparison with the reference, the
+ * median-of-runs timer and operation counts for rates. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mfx_cli.h"
+
+/* ---- bindings ------------------------------------------------------------------ */
+
+static int tool_tensor_index(const mfx_op_tensor *list, int n, const char *name) {
+  for (int i = 0; i < n; i++) {
+    if (strcmp(list[i].name, name) == 0) return i;
+  }
+  return -1;
+}
+
+static void tool_format_tensor_names(const mfx_op_tensor *list, int n, char *buf, size_t size) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n && used < size; i++) {
+    int k = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", list[i].name);
+    if (k < 0) break;
+    used += (size_t)k;
+  }
+}
+
+/* Each binding names a tensor of `list` (the op's inputs or outputs), once. */
+static int tool_check_binding_list(const mfx_op *op, const char *option, const char *kind,
+                                   const tool_binding *b, int n, const mfx_op_tensor *list,
+                                   int n_list) {
+  char names[256];
+  tool_format_tensor_names(list, n_list, names, sizeof names);
+  for (int i = 0; i < n; i++) {
+    if (tool_tensor_index(list, n_list, b[i].name) < 0) {
+      return tool_error(TOOL_EXIT_USAGE, "%s %s=%s: %s has no %s named '%s'; its %ss: %s",
+                        option, b[i].name, b[i].path, op->name, kind, b[i].name, kind, names);
+    }
+    for (int j = 0; j < i; j++) {
+      if (strcmp(b[i].name, b[j].name) == 0) {
+        return tool_error(TOOL_EXIT_USAGE, "%s: %s %s given twice (%s and %s); give it once",
+                          option, kind, b[i].name, b[j].path, b[i].path);
+      }
+    }
+  }
+  return 0;
+}
+
+int tool_check_bindings(const mfx_op *op, const tool_args *args) {
+  int rc = tool_check_binding_list(op, "--in", "input", args->in, args->n_in, op->inputs,
+                                   op->n_inputs);
+  if (rc != 0) return rc;
+  return tool_check_binding_list(op, "--out", "output", args->out, args->n_out, op->outputs,
+                                 op->n_outputs);
+}
+
+static int tool_same_shape(const mfx_array *a, const int64_t *shape, int ndim) {
+  if (a->ndim != ndim) return 0;
+  for (int i = 0; i < ndim; i++) {
+    if (a->shape[i] != shape[i]) return 0;
+  }
+  return 1;
+}
+
+static int tool_load_one(const tool_problem *p, const tool_binding *b, mfx_array *slot) {
+  const mfx_op_tensor *t = &p->op->inputs[tool_tensor_index(p->op->inputs, p->op->n_inputs,
+                                                            b->name)];
+  int64_t want[MFX_MAX_DIMS];
+  char want_text[128], got_text[128];
+  mfx_array loaded;
+  memset(&loaded, 0, sizeof loaded);
+  if (mfx_npy_load(b->path, &loaded) != MFX_OK) {
+    char what[600];
+    snprintf(what, sizeof what, "--in %s=%s", b->name, b->path);
+    return tool_error_status(TOOL_EXIT_FAIL, what);
+  }
+  mfx_op_tensor_shape(p->op, t, p->dims, want);
+  if (loaded.dtype != t->dtype || !tool_same_shape(&loaded, want, t->ndim)) {
+    tool_format_shape(want, t->ndim, want_text, sizeof want_text);
+    tool_format_shape(loaded.shape, loaded.ndim, got_text, sizeof got_text);
+    tool_error(TOOL_EXIT_FAIL, "--in %s=%s: input %s of %s must be %s %s; the file holds %s %s",
+               b->name, b->path, t->name, p->op->name, mfx_dtype_name(t->dtype), want_text,
+               mfx_dtype_name(loaded.dtype), got_text);
+    mfx_array_free(&loaded);
+    return TOOL_EXIT_FAIL;
+  }
+  mfx_array_free(slot);
+  *slot = loaded;
+  return 0;
+}
+
+int tool_load_inputs(const tool_problem *p, const tool_args *args, mfx_array *inputs) {
+  for (int i = 0; i < args->n_in; i++) {
+    int index = tool_tensor_index(p->op->inputs, p->op->n_inputs, args->in[i].name);
+    int rc = tool_load_one(p, &args->in[i], &inputs[index]);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+int tool_save_outputs(const tool_problem *p, const tool_args *args, const mfx_array *outputs) {
+  for (int i = 0; i < args->n_out; i++) {
+    const tool_binding *b = &args->out[i];
+    int index = tool_tensor_index(p->op->outputs, p->op->n_outputs, b->name);
+    if (mfx_npy_save(b->path, &outputs[index]) != MFX_OK) {
+      char what[600];
+      snprintf(what, sizeof what, "--out %s=%s", b->name, b->path);
+      return tool_error_status(TOOL_EXIT_FAIL, what);
+    }
+  }
+  return 0;
+}
+
+void tool_free_arrays(mfx_array *arrays, int n) {
+  for (int i = 0; i < n; i++) mfx_array_free(&arrays[i]);
+}
+
+/* ---- checking against the reference ---------------------------------------------- */
+
+int tool_compare_outputs(const mfx_op *op, const int64_t *dims, const mfx_array *inputs,
+                         const mfx_array *outputs, double tol, mfx_compare *worst) {
+  mfx_array want[MFX_OP_MAX_TENSORS];
+  memset(want, 0, sizeof want);
+  memset(worst, 0, sizeof *worst);
+  worst->ok = 1;
+  if (mfx_op_alloc_outputs(op, dims, want) != MFX_OK) {
+    return tool_error_status(TOOL_EXIT_FAIL, "reference outputs");
+  }
+  op->reference(dims, inputs, want);
+  for (int i = 0; i < op->n_outputs; i++) {
+    mfx_compare c = mfx_compare_arrays(&outputs[i], &want[i], tol);
+    if (c.max_abs_err > worst->max_abs_err) worst->max_abs_err = c.max_abs_err;
+    if (c.max_rel_err > worst->max_rel_err) worst->max_rel_err = c.max_rel_err;
+    if (!c.ok && worst->ok) {
+      worst->ok = 0;
+      worst->worst_index = c.worst_index;
+    }
+  }
+  tool_free_arrays(want, op->n_outputs);
+  return 0;
+}
+
+/* ---- launching ------------------------------------------------------------------- */
+
+int tool_launch_once(void *launch) {
+  tool_launch *l = launch;
+  if (mfx_op_kernel_run(l->kernel, &l->env, l->inputs, l->outputs) != MFX_OK) {
+    return tool_error_status(TOOL_EXIT_FAIL, "running the kernel");
+  }
+  return 0;
+}
+
+void tool_format_element(const mfx_array *a, int64_t i, char *buf, size_t size) {
+  const void *d = a->data;
+  switch (a->dtype) {
+  case MFX_BOOL: snprintf(buf, size, "%d", ((const uint8_t *)d)[i] != 0); return;
+  case MFX_I8: snprintf(buf, size, "%d", ((const int8_t *)d)[i]); return;
+  case MFX_I16: snprintf(buf, size, "%d", ((const int16_t *)d)[i]); return;
+  case MFX_I32: snprintf(buf, size, "%d", ((const int32_t *)d)[i]); return;
+  case MFX_I64: snprintf(buf, size, "%lld", (long long)((const int64_t *)d)[i]); return;
+  case MFX_U8: snprintf(buf, size, "%u", ((const uint8_t *)d)[i]); return;
+  case MFX_U32: snprintf(buf, size, "%u", ((const uint32_t *)d)[i]); return;
+  case MFX_U64: snprintf(buf, size, "%llu", (unsigned long long)((const uint64_t *)d)[i]); return;
+  case MFX_F32: snprintf(buf, size, "%g", ((const float *)d)[i]); return;
+  case MFX_DTYPE_COUNT: break;
+  }
+  snprintf(buf, size, "?");
+}
+
+/* ---- timing ------------------------------------------------------------------------ */
+
+static int tool_compare_doubles(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int tool_measure(tool_timed_fn fn, void *closure, int min_runs, int max_runs,
+                 double min_seconds, double *median_seconds, int *runs) {
+  double *times = malloc((size_t)max_runs * sizeof *times);
+  if (times == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for %d timings", max_runs);
+  double total = 0.0;
+  int n = 0;
+  while (n < max_runs && (n < min_runs || total < min_seconds)) {
+    double t0 = mfx_now_seconds();
+    int rc = fn(closure);
+    times[n] = mfx_now_seconds() - t0;
+    if (rc != 0) {
+      free(times);
+      return rc;
+    }
+    total += times[n++];
+  }
+  qsort(times, (size_t)n, sizeof *times, tool_compare_doubles);
+  *median_seconds = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+  *runs = n;
+  free(times);
+  return 0;
+}
+
+/* ---- operation counts ---------------------------------------------------------------- */
+
+/* work = factor * product of the named dims: linear multiplies and adds,
+ * shift_linear shifts and adds, hamming xors and counts 32-bit word pairs,
+ * matadd adds (bit-selected), binary attention adds in both products. */
+typedef struct {
+  const char *op;
+  double factor;
+  const char *dims[6];
+  const char *unit;
+} tool_work_rule;
+
+static const tool_work_rule tool_work_rules[] = {
+    {"linear", 2.0, {"M", "N", "K"}, "GFLOP/s"},
+    {"shift_linear", 2.0, {"M", "N", "K"}, "Gop/s"},
+    {"hamming", 1.0, {"N", "M", "W"}, "Gword/s"},
+    {"matadd", 1.0, {"B", "H", "N", "D", "C"}, "Gadd/s"},
+    {"binary_attention", 2.0, {"B", "H", "N", "D", "C"}, "Gadd/s"},
+};
+
+static int tool_dim_value(const mfx_op *op, const int64_t *dims, const char *name, double *v) {
+  for (int i = 0; i < op->n_dims; i++) {
+    if (strcmp(op->dims[i], name) == 0) {
+      *v = (double)dims[i];
+      return 1;
+    }
+  }
+  return 0;
+}
+
+double tool_op_work(const mfx_op *op, const int64_t *dims, const char **unit) {
+  for (size_t r = 0; r < sizeof tool_work_rules / sizeof tool_work_rules[0]; r++) {
+    const tool_work_rule *rule = &tool_work_rules[r];
+    if (strcmp(rule->op, op->name) != 0) continue;
+    double work = rule->factor, v = 0.0;
+    for (int i = 0; i < 6 && rule->dims[i] != NULL; i++) {
+      if (!tool_dim_value(op, dims, rule->dims[i], &v)) return 0.0;
+      work *= v;
+    }
+    *unit = rule->unit;
+    return work;
+  }
+  return 0.0;
+}
