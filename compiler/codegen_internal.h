@@ -18,9 +18,9 @@
 typedef struct mfx_cg mfx_cg;
 
 typedef struct mfx_cg_target {
-  const char *name;                /* for messages: "x86-64 host" */
-  unsigned buffer_address_space;   /* of the kernel's argument buffers */
-  const char *tanh_symbol;         /* scalar f32 tanh to call ("tanhf") */
+  const char *name;              /* for messages: "x86-64 host" */
+  unsigned buffer_address_space; /* of the kernel's argument buffers */
+  const char *tanh_symbol;       /* scalar f32 tanh to call ("tanhf") */
   /* Make the kernel's function(s) in cg->mod for fn and emit fn->body. */
   mfx_status (*emit_kernel)(mfx_cg *cg, const mfx_func *fn);
   /* FOR loops of the kinds the shared code does not handle: PARALLEL,
@@ -43,9 +43,9 @@ typedef struct {
  * element type in memory; variables to their value (a vector in vector
  * mode when it depends on the vectorized variable). */
 typedef struct {
-  const void *key;        /* mfx_var * or mfx_buffer * */
+  const void *key; /* mfx_var * or mfx_buffer * */
   int is_buffer;
-  mfx_dtype dtype;        /* of the variable's value, or the buffer's elements */
+  mfx_dtype dtype; /* of the variable's value, or the buffer's elements */
   LLVMValueRef value;
   mfx_cg_linear lin;
 } mfx_cg_binding;
@@ -64,22 +64,21 @@ struct mfx_cg {
   LLVMModuleRef mod;
   LLVMBuilderRef b;
   LLVMTargetDataRef layout;
-  const char *kernel;             /* the func's name, for messages and symbols */
+  const char *kernel; /* the func's name, for messages and symbols */
   mfx_cg_function fn;
   mfx_cg_binding *scope;
   int n_scope, cap_scope;
-  int scope_floor;                /* lookups see bindings at or above it */
-  const mfx_var *vec_var;         /* vector mode: the vectorized variable */
+  int scope_floor;        /* lookups see bindings at or above it */
+  const mfx_var *vec_var; /* vector mode: the vectorized variable */
   int lanes;
-  int lane;                       /* >= 0: evaluate lane `lane` as scalars */
-  int n_helpers;                  /* counter for unique helper symbol names */
+  int lane;      /* >= 0: evaluate lane `lane` as scalars */
+  int n_helpers; /* counter for unique helper symbol names */
 };
 
 /* Build the module for fn on target: triple and data layout from tm; the
  * module is verified. On failure *out is NULL and the message is set. */
-mfx_status cg_build_module(const mfx_func *fn, const mfx_cg_target *target,
-                           LLVMContextRef ctx, LLVMTargetMachineRef tm,
-                           LLVMModuleRef *out);
+mfx_status cg_build_module(const mfx_func *fn, const mfx_cg_target *target, LLVMContextRef ctx,
+                           LLVMTargetMachineRef tm, LLVMModuleRef *out);
 /* default<O3> with loop and SLP vectorization, tuned for tm. */
 mfx_status cg_optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm);
 /* LL text (tm unused), assembly text or an object: malloc'd, NUL-terminated. */
@@ -97,15 +96,15 @@ mfx_status cg_emit_stmt(mfx_cg *cg, const mfx_stmt *s);
 mfx_status cg_fail(const mfx_cg *cg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Serial loop binding var over [begin, end) (i64 values); may_be_empty:
  * test before the first iteration. */
-mfx_status cg_emit_range_loop(mfx_cg *cg, const mfx_var *var, LLVMValueRef begin,
-                              LLVMValueRef end, int may_be_empty, const mfx_stmt *body);
+mfx_status cg_emit_range_loop(mfx_cg *cg, const mfx_var *var, LLVMValueRef begin, LLVMValueRef end,
+                              int may_be_empty, const mfx_stmt *body);
 
 LLVMTypeRef cg_register_type(mfx_cg *cg, mfx_dtype t); /* bool: i1 */
 LLVMTypeRef cg_memory_type(mfx_cg *cg, mfx_dtype t);   /* bool: i8 */
 LLVMTypeRef cg_i64(mfx_cg *cg);
 LLVMTypeRef cg_i8_ptr(mfx_cg *cg);
-/* Elements of a buffer (product of its shape); 0 with a message when the
- * shape is not positive or the byte size overflows. */
+/* Elements of a buffer (product of its shape); fails with a message when
+ * the shape is not positive or the byte size overflows. */
 mfx_status cg_buffer_numel(mfx_cg *cg, const mfx_buffer *buf, int64_t *numel);
 
 mfx_status cg_bind_var(mfx_cg *cg, const mfx_var *var, mfx_dtype t, LLVMValueRef value,
@@ -113,16 +112,16 @@ mfx_status cg_bind_var(mfx_cg *cg, const mfx_var *var, mfx_dtype t, LLVMValueRef
 mfx_status cg_bind_buffer(mfx_cg *cg, const mfx_buffer *buf, LLVMValueRef base);
 /* Bind again what cg_free_bindings found, to a new value. */
 mfx_status cg_rebind(mfx_cg *cg, const mfx_cg_binding *b, LLVMValueRef value);
-int cg_scope_mark(const mfx_cg *cg);            /* pop back with cg_scope_pop */
+int cg_scope_mark(const mfx_cg *cg); /* pop back with cg_scope_pop */
 void cg_scope_pop(mfx_cg *cg, int mark);
 const mfx_cg_binding *cg_lookup(const mfx_cg *cg, const void *key);
 /* The bindings in scope that body uses (malloc'd, *n entries; NULL if 0). */
-mfx_status cg_free_bindings(mfx_cg *cg, const mfx_stmt *body, mfx_cg_binding **out,
-                            int *n);
+mfx_status cg_free_bindings(mfx_cg *cg, const mfx_stmt *body, mfx_cg_binding **out, int *n);
 
-/* A function in cg->mod; internal ones are also alwaysinline when inline. */
-LLVMValueRef cg_add_function(mfx_cg *cg, const char *name, LLVMTypeRef type,
-                             int internal, int always_inline);
+/* A nounwind function in cg->mod, with internal linkage if internal and
+ * alwaysinline if always_inline. */
+LLVMValueRef cg_add_function(mfx_cg *cg, const char *name, LLVMTypeRef type, int internal,
+                             int always_inline);
 void cg_add_param_attribute(mfx_cg *cg, LLVMValueRef fn, unsigned param, const char *attr);
 /* Start emitting into fn (an alloca block and a first block); returns the
  * previous function state for cg_end_function. */

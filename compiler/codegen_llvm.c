@@ -53,10 +53,13 @@ static const char *cg_buffer_name(const mfx_buffer *b) {
 LLVMTypeRef cg_register_type(mfx_cg *cg, mfx_dtype t) {
   switch (t) {
   case MFX_BOOL: return LLVMInt1TypeInContext(cg->ctx);
-  case MFX_I8: case MFX_U8: return LLVMInt8TypeInContext(cg->ctx);
+  case MFX_I8:
+  case MFX_U8: return LLVMInt8TypeInContext(cg->ctx);
   case MFX_I16: return LLVMInt16TypeInContext(cg->ctx);
-  case MFX_I32: case MFX_U32: return LLVMInt32TypeInContext(cg->ctx);
-  case MFX_I64: case MFX_U64: return LLVMInt64TypeInContext(cg->ctx);
+  case MFX_I32:
+  case MFX_U32: return LLVMInt32TypeInContext(cg->ctx);
+  case MFX_I64:
+  case MFX_U64: return LLVMInt64TypeInContext(cg->ctx);
   case MFX_F32: return LLVMFloatTypeInContext(cg->ctx);
   case MFX_DTYPE_COUNT: break;
   }
@@ -69,9 +72,7 @@ LLVMTypeRef cg_memory_type(mfx_cg *cg, mfx_dtype t) {
 
 LLVMTypeRef cg_i64(mfx_cg *cg) { return LLVMInt64TypeInContext(cg->ctx); }
 
-LLVMTypeRef cg_i8_ptr(mfx_cg *cg) {
-  return LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
-}
+LLVMTypeRef cg_i8_ptr(mfx_cg *cg) { return LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0); }
 
 static LLVMTypeRef cg_i32(mfx_cg *cg) { return LLVMInt32TypeInContext(cg->ctx); }
 
@@ -108,7 +109,8 @@ static mfx_status cg_push(mfx_cg *cg, mfx_cg_binding b) {
   if (cg->n_scope == cg->cap_scope) {
     int cap = cg->cap_scope > 0 ? cg->cap_scope * 2 : 32;
     mfx_cg_binding *grown = realloc(cg->scope, (size_t)cap * sizeof *grown);
-    if (grown == NULL) return mfx_fail(MFX_ERR_NOMEM, "codegen %s: scope of %d names", cg->kernel, cap);
+    if (grown == NULL)
+      return mfx_fail(MFX_ERR_NOMEM, "codegen %s: scope of %d names", cg->kernel, cap);
     cg->scope = grown;
     cg->cap_scope = cap;
   }
@@ -178,8 +180,7 @@ static mfx_cg_linear cg_linear_binary(const mfx_cg *cg, const mfx_expr *e) {
     if (!b.dep && y->kind == MFX_EXPR_INT && y->u.i >= 0 && y->u.i < 62)
       return cg_lin_scaled(a, (int64_t)1 << y->u.i);
     return cg_lin_opaque(1);
-  default:
-    return cg_lin_opaque(1);
+  default: return cg_lin_opaque(1);
   }
 }
 
@@ -187,8 +188,7 @@ static mfx_cg_linear cg_linear(const mfx_cg *cg, const mfx_expr *e) {
   if (cg->vec_var == NULL || e == NULL) return cg_lin_const();
   switch (e->kind) {
   case MFX_EXPR_INT:
-  case MFX_EXPR_FLOAT:
-    return cg_lin_const();
+  case MFX_EXPR_FLOAT: return cg_lin_const();
   case MFX_EXPR_VAR: {
     const mfx_cg_binding *b = cg_lookup(cg, e->u.var);
     return b != NULL ? b->lin : cg_lin_const();
@@ -198,8 +198,7 @@ static mfx_cg_linear cg_linear(const mfx_cg *cg, const mfx_expr *e) {
     for (int i = 0; i < e->u.load.n; i++) dep |= cg_linear(cg, e->u.load.idx[i]).dep;
     return cg_lin_opaque(dep);
   }
-  case MFX_EXPR_BINARY:
-    return cg_linear_binary(cg, e);
+  case MFX_EXPR_BINARY: return cg_linear_binary(cg, e);
   case MFX_EXPR_UNARY: {
     mfx_cg_linear a = cg_linear(cg, e->u.un.a);
     if (e->u.un.op == MFX_NEG && a.dep && a.affine && e->type == MFX_I64)
@@ -214,8 +213,7 @@ static mfx_cg_linear cg_linear(const mfx_cg *cg, const mfx_expr *e) {
     if (e->type == MFX_I64 && e->u.cast.a != NULL && e->u.cast.a->type == MFX_I64) return a;
     return cg_lin_opaque(a.dep);
   }
-  case MFX_EXPR_REDUCE:
-    return cg_lin_opaque(1);
+  case MFX_EXPR_REDUCE: return cg_lin_opaque(1);
   }
   return cg_lin_opaque(1);
 }
@@ -227,8 +225,8 @@ static int cg_vector_mode(const mfx_cg *cg) { return cg->vec_var != NULL && cg->
 static LLVMValueRef cg_splat(mfx_cg *cg, LLVMValueRef v) {
   if (cg_is_vector(v)) return v;
   LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(v), (unsigned)cg->lanes);
-  LLVMValueRef first = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), v,
-                                              LLVMConstInt(cg_i32(cg), 0, 0), "");
+  LLVMValueRef first =
+      LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), v, LLVMConstInt(cg_i32(cg), 0, 0), "");
   LLVMValueRef mask = LLVMConstNull(LLVMVectorType(cg_i32(cg), (unsigned)cg->lanes));
   return LLVMBuildShuffleVector(cg->b, first, LLVMGetUndef(vt), mask, "splat");
 }
@@ -336,12 +334,14 @@ static mfx_status cg_expr_var(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *out) 
 }
 
 /* The buffer's base pointer, checking that its access has one index. */
-static mfx_status cg_buffer_access(mfx_cg *cg, const mfx_buffer *buf, int n,
-                                   mfx_expr *const *idx, LLVMValueRef *base) {
+static mfx_status cg_buffer_access(mfx_cg *cg, const mfx_buffer *buf, int n, mfx_expr *const *idx,
+                                   LLVMValueRef *base) {
   if (buf == NULL) return cg_fail(cg, "load or store without a buffer");
   if (n != 1 || idx == NULL || idx[0] == NULL)
-    return cg_fail(cg, "access to %s has %d indices; code generation expects one flattened "
-                   "index (run mfx_flatten_stmt)", cg_buffer_name(buf), n);
+    return cg_fail(cg,
+                   "access to %s has %d indices; code generation expects one flattened "
+                   "index (run mfx_flatten_stmt)",
+                   cg_buffer_name(buf), n);
   const mfx_cg_binding *b = cg_lookup(cg, buf);
   if (b == NULL || !b->is_buffer || b->value == NULL)
     return cg_fail(cg, "buffer %s is neither an argument nor allocated around this access",
@@ -422,8 +422,8 @@ static mfx_status cg_expr_load(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *out)
   st = cg_index(cg, idx, &index);
   if (st != MFX_OK) return st;
   LLVMValueRef p = cg_element_ptr(cg, buf, base, index);
-  *out = cg_from_memory(cg, LLVMBuildLoad2(cg->b, cg_memory_type(cg, buf->dtype), p, ""),
-                        buf->dtype);
+  *out =
+      cg_from_memory(cg, LLVMBuildLoad2(cg->b, cg_memory_type(cg, buf->dtype), p, ""), buf->dtype);
   return MFX_OK;
 }
 
@@ -444,46 +444,56 @@ static LLVMValueRef cg_min_max(mfx_cg *cg, mfx_binary_op op, mfx_dtype t, LLVMVa
                                LLVMValueRef b) {
   LLVMValueRef args[2] = {a, b};
   int is_min = op == MFX_MIN;
-  if (mfx_dtype_is_float(t)) return cg_intrinsic(cg, is_min ? "llvm.minnum" : "llvm.maxnum", args, 2);
+  if (mfx_dtype_is_float(t))
+    return cg_intrinsic(cg, is_min ? "llvm.minnum" : "llvm.maxnum", args, 2);
   if (mfx_dtype_is_signed(t)) return cg_intrinsic(cg, is_min ? "llvm.smin" : "llvm.smax", args, 2);
   return cg_intrinsic(cg, is_min ? "llvm.umin" : "llvm.umax", args, 2);
 }
 
-/* op on two values of dtype t (same shape). Signed integer arithmetic is
- * nsw: overflow is undefined in C as well. */
+typedef LLVMValueRef (*cg_build_binary)(LLVMBuilderRef, LLVMValueRef, LLVMValueRef, const char *);
+
+/* Arithmetic by operand class. Integer add/sub/mul wrap around (the IR's
+ * semantics: shift_linear accumulates in 32 bits modulo 2^32); only i64,
+ * the index type, is nsw, which helps LLVM reason about addresses. */
+static const struct {
+  cg_build_binary f32, sint, uint;
+} cg_arithmetic[] = {
+    [MFX_ADD] = {LLVMBuildFAdd, LLVMBuildNSWAdd, LLVMBuildAdd},
+    [MFX_SUB] = {LLVMBuildFSub, LLVMBuildNSWSub, LLVMBuildSub},
+    [MFX_MUL] = {LLVMBuildFMul, LLVMBuildNSWMul, LLVMBuildMul},
+    [MFX_DIV] = {LLVMBuildFDiv, LLVMBuildSDiv, LLVMBuildUDiv},
+    [MFX_MOD] = {LLVMBuildFRem, LLVMBuildSRem, LLVMBuildURem},
+    [MFX_AND] = {NULL, LLVMBuildAnd, LLVMBuildAnd},
+    [MFX_OR] = {NULL, LLVMBuildOr, LLVMBuildOr},
+    [MFX_XOR] = {NULL, LLVMBuildXor, LLVMBuildXor},
+    [MFX_SHL] = {NULL, LLVMBuildShl, LLVMBuildShl},
+    [MFX_SHR] = {NULL, LLVMBuildAShr, LLVMBuildLShr},
+};
+
+/* op on two values of dtype t (same shape). */
 static mfx_status cg_binary_value(mfx_cg *cg, mfx_binary_op op, mfx_dtype t, LLVMValueRef a,
                                   LLVMValueRef b, LLVMValueRef *out) {
-  int fl = mfx_dtype_is_float(t), sg = mfx_dtype_is_signed(t);
-  LLVMBuilderRef B = cg->b;
-  switch (op) {
-  case MFX_ADD: *out = fl ? LLVMBuildFAdd(B, a, b, "") : sg ? LLVMBuildNSWAdd(B, a, b, "") : LLVMBuildAdd(B, a, b, ""); return MFX_OK;
-  case MFX_SUB: *out = fl ? LLVMBuildFSub(B, a, b, "") : sg ? LLVMBuildNSWSub(B, a, b, "") : LLVMBuildSub(B, a, b, ""); return MFX_OK;
-  case MFX_MUL: *out = fl ? LLVMBuildFMul(B, a, b, "") : sg ? LLVMBuildNSWMul(B, a, b, "") : LLVMBuildMul(B, a, b, ""); return MFX_OK;
-  case MFX_DIV: *out = fl ? LLVMBuildFDiv(B, a, b, "") : sg ? LLVMBuildSDiv(B, a, b, "") : LLVMBuildUDiv(B, a, b, ""); return MFX_OK;
-  case MFX_MOD: *out = fl ? LLVMBuildFRem(B, a, b, "") : sg ? LLVMBuildSRem(B, a, b, "") : LLVMBuildURem(B, a, b, ""); return MFX_OK;
-  case MFX_MIN:
-  case MFX_MAX: *out = cg_min_max(cg, op, t, a, b); return MFX_OK;
-  case MFX_LT: case MFX_LE: case MFX_GT: case MFX_GE: case MFX_EQ: case MFX_NE:
+  const char *name = mfx_binary_op_name(op);
+  if (op == MFX_MIN || op == MFX_MAX) {
+    *out = cg_min_max(cg, op, t, a, b);
+  } else if (op >= MFX_LT && op <= MFX_NE) {
     *out = cg_compare(cg, op, t, a, b);
-    return MFX_OK;
-  default: break;
-  }
-  if (fl) return cg_fail(cg, "operator %s on f32 operands, expected integers or bool", mfx_binary_op_name(op));
-  switch (op) {
-  case MFX_AND: *out = LLVMBuildAnd(B, a, b, ""); return MFX_OK;
-  case MFX_OR: *out = LLVMBuildOr(B, a, b, ""); return MFX_OK;
-  case MFX_XOR: *out = LLVMBuildXor(B, a, b, ""); return MFX_OK;
-  case MFX_SHL: *out = LLVMBuildShl(B, a, b, ""); return MFX_OK;
-  case MFX_SHR: *out = sg ? LLVMBuildAShr(B, a, b, "") : LLVMBuildLShr(B, a, b, ""); return MFX_OK;
-  case MFX_LAND:
-  case MFX_LOR:
+  } else if (op == MFX_LAND || op == MFX_LOR) {
     if (t != MFX_BOOL)
-      return cg_fail(cg, "operator %s on %s operands, expected bool", mfx_binary_op_name(op), mfx_dtype_name(t));
-    *out = op == MFX_LAND ? LLVMBuildAnd(B, a, b, "") : LLVMBuildOr(B, a, b, "");
-    return MFX_OK;
-  default: break;
+      return cg_fail(cg, "operator %s on %s operands, expected bool", name, mfx_dtype_name(t));
+    *out = op == MFX_LAND ? LLVMBuildAnd(cg->b, a, b, "") : LLVMBuildOr(cg->b, a, b, "");
+  } else if ((int)op >= 0 && op <= MFX_SHR) {
+    int wraps = op <= MFX_MUL && t != MFX_I64; /* the plain (wrapping) form */
+    cg_build_binary build = mfx_dtype_is_float(t)                    ? cg_arithmetic[op].f32
+                            : mfx_dtype_is_signed(t) && !wraps ? cg_arithmetic[op].sint
+                                                               : cg_arithmetic[op].uint;
+    if (build == NULL)
+      return cg_fail(cg, "operator %s on f32 operands, expected integers or bool", name);
+    *out = build(cg->b, a, b, "");
+  } else {
+    return cg_fail(cg, "unknown binary operator %d", (int)op);
   }
-  return cg_fail(cg, "unknown binary operator %d", (int)op);
+  return MFX_OK;
 }
 
 static int cg_is_f32_mul(const mfx_expr *e) {
@@ -513,7 +523,8 @@ static int cg_op_gives_bool(mfx_binary_op op) {
 static mfx_status cg_expr_binary(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *out) {
   const mfx_expr *x = e->u.bin.a, *y = e->u.bin.b;
   mfx_binary_op op = e->u.bin.op;
-  if (x == NULL || y == NULL) return cg_fail(cg, "operator %s misses an operand", mfx_binary_op_name(op));
+  if (x == NULL || y == NULL)
+    return cg_fail(cg, "operator %s misses an operand", mfx_binary_op_name(op));
   if (x->type != y->type)
     return cg_fail(cg, "operator %s on %s and %s, expected operands of one type",
                    mfx_binary_op_name(op), mfx_dtype_name(x->type), mfx_dtype_name(y->type));
@@ -580,8 +591,14 @@ static mfx_status cg_unary_value(mfx_cg *cg, mfx_unary_op op, mfx_dtype t, LLVMV
   case MFX_LOG:
   case MFX_TANH:
     if (!fl) return cg_fail(cg, "%s on %s, expected f32", mfx_unary_op_name(op), mfx_dtype_name(t));
-    if (op == MFX_TANH) *out = cg_tanh(cg, a);
-    else *out = cg_intrinsic(cg, op == MFX_SQRT ? "llvm.sqrt" : op == MFX_EXP ? "llvm.exp" : "llvm.log", &a, 1);
+    if (op == MFX_TANH)
+      *out = cg_tanh(cg, a);
+    else
+      *out = cg_intrinsic(cg,
+                          op == MFX_SQRT  ? "llvm.sqrt"
+                          : op == MFX_EXP ? "llvm.exp"
+                                          : "llvm.log",
+                          &a, 1);
     return MFX_OK;
   case MFX_UNARY_OP_COUNT: break;
   }
@@ -590,7 +607,8 @@ static mfx_status cg_unary_value(mfx_cg *cg, mfx_unary_op op, mfx_dtype t, LLVMV
 
 static mfx_status cg_expr_unary(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *out) {
   const mfx_expr *x = e->u.un.a;
-  if (x == NULL) return cg_fail(cg, "operator %s misses its operand", mfx_unary_op_name(e->u.un.op));
+  if (x == NULL)
+    return cg_fail(cg, "operator %s misses its operand", mfx_unary_op_name(e->u.un.op));
   LLVMValueRef a;
   mfx_status st = cg_expr(cg, x, &a);
   if (st == MFX_OK) st = cg_unary_value(cg, e->u.un.op, x->type, a, out);
@@ -639,8 +657,10 @@ static mfx_status cg_expr(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *out) {
     return st;
   }
   case MFX_EXPR_REDUCE:
-    return cg_fail(cg, "a %s reduction reached code generation; reductions must be lowered "
-                   "to loops first (mfx_lower)", mfx_reduce_op_name(e->u.red.op));
+    return cg_fail(cg,
+                   "a %s reduction reached code generation; reductions must be lowered "
+                   "to loops first (mfx_lower)",
+                   mfx_reduce_op_name(e->u.red.op));
   }
   return cg_fail(cg, "unknown expression kind %d", (int)e->kind);
 }
@@ -665,7 +685,8 @@ static mfx_status cg_store_scatter(mfx_cg *cg, const mfx_buffer *buf, LLVMValueR
 static mfx_status cg_store_vector(mfx_cg *cg, const mfx_buffer *buf, LLVMValueRef base,
                                   const mfx_expr *idx, LLVMValueRef value) {
   mfx_cg_linear lin = cg_linear(cg, idx);
-  if (!(lin.dep && lin.affine && lin.coeff == 1)) return cg_store_scatter(cg, buf, base, idx, value);
+  if (!(lin.dep && lin.affine && lin.coeff == 1))
+    return cg_store_scatter(cg, buf, base, idx, value);
   LLVMValueRef vp;
   mfx_status st = cg_contiguous_ptr(cg, buf, base, idx, &vp);
   if (st != MFX_OK) return st;
@@ -680,7 +701,8 @@ static mfx_status cg_emit_store(mfx_cg *cg, const mfx_stmt *s) {
   mfx_status st = cg_buffer_access(cg, buf, s->u.store.n, s->u.store.idx, &base);
   if (st != MFX_OK) return st;
   const mfx_expr *idx = s->u.store.idx[0];
-  if (s->u.store.value == NULL) return cg_fail(cg, "store to %s misses its value", cg_buffer_name(buf));
+  if (s->u.store.value == NULL)
+    return cg_fail(cg, "store to %s misses its value", cg_buffer_name(buf));
   st = cg_expr(cg, s->u.store.value, &value);
   if (st != MFX_OK) return st;
   value = cg_to_memory(cg, cg_convert(cg, value, s->u.store.value->type, buf->dtype), buf->dtype);
@@ -724,7 +746,8 @@ static mfx_status cg_emit_branch(mfx_cg *cg, const mfx_stmt *s, LLVMBasicBlockRe
 static mfx_status cg_emit_if(mfx_cg *cg, const mfx_stmt *s) {
   const mfx_expr *c = s->u.if_.cond;
   if (c == NULL) return cg_fail(cg, "if misses its condition");
-  if (cg_vector_mode(cg) && cg_linear(cg, c).dep) return s->u.if_.then_s != NULL ? cg_emit_stmt(cg, s->u.if_.then_s) : MFX_OK;
+  if (cg_vector_mode(cg) && cg_linear(cg, c).dep)
+    return s->u.if_.then_s != NULL ? cg_emit_stmt(cg, s->u.if_.then_s) : MFX_OK;
   LLVMValueRef cond;
   mfx_status st = cg_expr(cg, c, &cond);
   if (st != MFX_OK) return st;
@@ -774,8 +797,8 @@ static mfx_status cg_emit_seq(mfx_cg *cg, const mfx_stmt *s) {
 
 /* ---- loops ---------------------------------------------------------------------- */
 
-mfx_status cg_emit_range_loop(mfx_cg *cg, const mfx_var *var, LLVMValueRef begin,
-                              LLVMValueRef end, int may_be_empty, const mfx_stmt *body) {
+mfx_status cg_emit_range_loop(mfx_cg *cg, const mfx_var *var, LLVMValueRef begin, LLVMValueRef end,
+                              int may_be_empty, const mfx_stmt *body) {
   LLVMBasicBlockRef before = LLVMGetInsertBlock(cg->b);
   LLVMBasicBlockRef head = cg_block(cg, cg_var_name(var));
   LLVMBasicBlockRef exit = cg_block(cg, "endfor");
@@ -828,10 +851,10 @@ typedef struct {
 
 typedef struct {
   mfx_cg *cg;
-  int ok;                    /* vector code would equal the serial loop */
+  int ok; /* vector code would equal the serial loop */
   cg_access *access;
   int n_access, cap_access;
-  const mfx_expr **guard;    /* IF conditions */
+  const mfx_expr **guard; /* IF conditions */
   int n_guard, cap_guard;
 } cg_vec_plan;
 
@@ -839,14 +862,15 @@ static mfx_status cg_grow(void **items, int *cap, int n, size_t size) {
   if (n < *cap) return MFX_OK;
   int grown_cap = *cap > 0 ? *cap * 2 : 16;
   void *grown = realloc(*items, (size_t)grown_cap * size);
-  if (grown == NULL) return mfx_fail(MFX_ERR_NOMEM, "codegen: vectorization plan of %d entries", grown_cap);
+  if (grown == NULL)
+    return mfx_fail(MFX_ERR_NOMEM, "codegen: vectorization plan of %d entries", grown_cap);
   *items = grown;
   *cap = grown_cap;
   return MFX_OK;
 }
 
-static mfx_status cg_plan_access(cg_vec_plan *p, const mfx_buffer *buf, int n,
-                                 mfx_expr *const *idx, int is_store) {
+static mfx_status cg_plan_access(cg_vec_plan *p, const mfx_buffer *buf, int n, mfx_expr *const *idx,
+                                 int is_store) {
   if (buf == NULL || n != 1 || idx == NULL || idx[0] == NULL) {
     p->ok = 0; /* the serial loop reports it */
     return MFX_OK;
@@ -866,10 +890,13 @@ static mfx_status cg_plan_expr(cg_vec_plan *p, const mfx_expr *e) {
   }
   mfx_status st = MFX_OK;
   switch (e->kind) {
-  case MFX_EXPR_INT: case MFX_EXPR_FLOAT: case MFX_EXPR_VAR: return MFX_OK;
+  case MFX_EXPR_INT:
+  case MFX_EXPR_FLOAT:
+  case MFX_EXPR_VAR: return MFX_OK;
   case MFX_EXPR_LOAD:
     st = cg_plan_access(p, e->u.load.buf, e->u.load.n, e->u.load.idx, 0);
-    for (int i = 0; st == MFX_OK && p->ok && i < e->u.load.n; i++) st = cg_plan_expr(p, e->u.load.idx[i]);
+    for (int i = 0; st == MFX_OK && p->ok && i < e->u.load.n; i++)
+      st = cg_plan_expr(p, e->u.load.idx[i]);
     return st;
   case MFX_EXPR_BINARY:
     st = cg_plan_expr(p, e->u.bin.a);
@@ -891,7 +918,8 @@ static mfx_status cg_plan_expr(cg_vec_plan *p, const mfx_expr *e) {
 static int cg_uses_inner_let(const mfx_cg *cg, const mfx_expr *e) {
   if (e == NULL) return 0;
   switch (e->kind) {
-  case MFX_EXPR_INT: case MFX_EXPR_FLOAT: return 0;
+  case MFX_EXPR_INT:
+  case MFX_EXPR_FLOAT: return 0;
   case MFX_EXPR_VAR: {
     const mfx_cg_binding *b = cg_lookup(cg, e->u.var);
     return b != NULL && b->value == NULL;
@@ -900,7 +928,8 @@ static int cg_uses_inner_let(const mfx_cg *cg, const mfx_expr *e) {
     for (int i = 0; i < e->u.load.n; i++)
       if (cg_uses_inner_let(cg, e->u.load.idx[i])) return 1;
     return 0;
-  case MFX_EXPR_BINARY: return cg_uses_inner_let(cg, e->u.bin.a) || cg_uses_inner_let(cg, e->u.bin.b);
+  case MFX_EXPR_BINARY:
+    return cg_uses_inner_let(cg, e->u.bin.a) || cg_uses_inner_let(cg, e->u.bin.b);
   case MFX_EXPR_UNARY: return cg_uses_inner_let(cg, e->u.un.a);
   case MFX_EXPR_SELECT:
     return cg_uses_inner_let(cg, e->u.sel.cond) || cg_uses_inner_let(cg, e->u.sel.a) ||
@@ -918,12 +947,13 @@ static int cg_guard_is_monotone(const mfx_cg *cg, const mfx_expr *e) {
   if (!cg_linear(cg, e).dep) return 1;
   if (e->kind != MFX_EXPR_BINARY) return 0;
   switch (e->u.bin.op) {
-  case MFX_LT: case MFX_LE: case MFX_GT: case MFX_GE:
-    return cg_linear(cg, e->u.bin.a).affine && cg_linear(cg, e->u.bin.b).affine;
+  case MFX_LT:
+  case MFX_LE:
+  case MFX_GT:
+  case MFX_GE: return cg_linear(cg, e->u.bin.a).affine && cg_linear(cg, e->u.bin.b).affine;
   case MFX_LAND:
     return cg_guard_is_monotone(cg, e->u.bin.a) && cg_guard_is_monotone(cg, e->u.bin.b);
-  default:
-    return 0;
+  default: return 0;
   }
 }
 
@@ -937,7 +967,8 @@ static mfx_status cg_plan_let(cg_vec_plan *p, const mfx_stmt *s) {
   }
   int mark = cg_scope_mark(p->cg);
   /* Bound without a value: known to be inside, with its dependence. */
-  st = cg_bind_var(p->cg, s->u.let.var, s->u.let.value->type, NULL, cg_linear(p->cg, s->u.let.value));
+  st = cg_bind_var(p->cg, s->u.let.var, s->u.let.value->type, NULL,
+                   cg_linear(p->cg, s->u.let.value));
   if (st == MFX_OK) st = cg_plan_stmt(p, s->u.let.body);
   cg_scope_pop(p->cg, mark);
   return st;
@@ -982,9 +1013,12 @@ static mfx_status cg_plan_stmt(cg_vec_plan *p, const mfx_stmt *s) {
   case MFX_STMT_IF: return cg_plan_if(p, s);
   case MFX_STMT_SEQ:
     if (s->u.seq.n > 0 && s->u.seq.items == NULL) p->ok = 0;
-    for (int i = 0; st == MFX_OK && p->ok && i < s->u.seq.n; i++) st = cg_plan_stmt(p, s->u.seq.items[i]);
+    for (int i = 0; st == MFX_OK && p->ok && i < s->u.seq.n; i++)
+      st = cg_plan_stmt(p, s->u.seq.items[i]);
     return st;
-  case MFX_STMT_FOR: case MFX_STMT_ALLOCATE: case MFX_STMT_BARRIER: break;
+  case MFX_STMT_FOR:
+  case MFX_STMT_ALLOCATE:
+  case MFX_STMT_BARRIER: break;
   }
   p->ok = 0;
   return MFX_OK;
@@ -1060,11 +1094,14 @@ static mfx_status cg_emit_guarded_vector(mfx_cg *cg, const mfx_stmt *s, const cg
 
 static mfx_status cg_emit_vector_body(mfx_cg *cg, const mfx_stmt *s, int *vectorized) {
   cg_vec_plan plan = {.cg = cg, .ok = 1};
-  mfx_status st = cg_bind_var(cg, s->u.loop.var, MFX_I64, cg_lane_ids(cg), (mfx_cg_linear){1, 1, 1});
+  mfx_status st =
+      cg_bind_var(cg, s->u.loop.var, MFX_I64, cg_lane_ids(cg), (mfx_cg_linear){1, 1, 1});
   if (st == MFX_OK) st = cg_plan_stmt(&plan, s->u.loop.body);
   *vectorized = st == MFX_OK && plan.ok && cg_plan_lanes_independent(&plan);
-  if (*vectorized && plan.n_guard == 0) st = cg_emit_stmt(cg, s->u.loop.body);
-  else if (*vectorized) st = cg_emit_guarded_vector(cg, s, &plan);
+  if (*vectorized && plan.n_guard == 0)
+    st = cg_emit_stmt(cg, s->u.loop.body);
+  else if (*vectorized)
+    st = cg_emit_guarded_vector(cg, s, &plan);
   free(plan.access);
   free((void *)plan.guard);
   return st;
@@ -1090,7 +1127,8 @@ static mfx_status cg_emit_vectorized(mfx_cg *cg, const mfx_stmt *s) {
 
 static mfx_status cg_emit_for(mfx_cg *cg, const mfx_stmt *s) {
   const mfx_var *var = s->u.loop.var;
-  if (var == NULL || s->u.loop.body == NULL) return cg_fail(cg, "for loop misses its variable or body");
+  if (var == NULL || s->u.loop.body == NULL)
+    return cg_fail(cg, "for loop misses its variable or body");
   if (s->u.loop.extent <= 0)
     return cg_fail(cg, "loop %s: extent %lld, expected a positive constant", cg_var_name(var),
                    (long long)s->u.loop.extent);
@@ -1140,16 +1178,23 @@ static void cg_keys_add(cg_keys *k, const void *key) {
 static void cg_keys_expr(cg_keys *k, const mfx_expr *e) {
   if (e == NULL) return;
   switch (e->kind) {
-  case MFX_EXPR_INT: case MFX_EXPR_FLOAT: return;
+  case MFX_EXPR_INT:
+  case MFX_EXPR_FLOAT: return;
   case MFX_EXPR_VAR: cg_keys_add(k, e->u.var); return;
   case MFX_EXPR_LOAD:
     cg_keys_add(k, e->u.load.buf);
-    for (int i = 0; i < e->u.load.n && e->u.load.idx != NULL; i++) cg_keys_expr(k, e->u.load.idx[i]);
+    for (int i = 0; i < e->u.load.n && e->u.load.idx != NULL; i++)
+      cg_keys_expr(k, e->u.load.idx[i]);
     return;
-  case MFX_EXPR_BINARY: cg_keys_expr(k, e->u.bin.a); cg_keys_expr(k, e->u.bin.b); return;
+  case MFX_EXPR_BINARY:
+    cg_keys_expr(k, e->u.bin.a);
+    cg_keys_expr(k, e->u.bin.b);
+    return;
   case MFX_EXPR_UNARY: cg_keys_expr(k, e->u.un.a); return;
   case MFX_EXPR_SELECT:
-    cg_keys_expr(k, e->u.sel.cond); cg_keys_expr(k, e->u.sel.a); cg_keys_expr(k, e->u.sel.b);
+    cg_keys_expr(k, e->u.sel.cond);
+    cg_keys_expr(k, e->u.sel.a);
+    cg_keys_expr(k, e->u.sel.b);
     return;
   case MFX_EXPR_CAST: cg_keys_expr(k, e->u.cast.a); return;
   case MFX_EXPR_REDUCE: cg_keys_expr(k, e->u.red.src); return;
@@ -1162,16 +1207,23 @@ static void cg_keys_stmt(cg_keys *k, const mfx_stmt *s) {
   case MFX_STMT_FOR: cg_keys_stmt(k, s->u.loop.body); return;
   case MFX_STMT_STORE:
     cg_keys_add(k, s->u.store.buf);
-    for (int i = 0; i < s->u.store.n && s->u.store.idx != NULL; i++) cg_keys_expr(k, s->u.store.idx[i]);
+    for (int i = 0; i < s->u.store.n && s->u.store.idx != NULL; i++)
+      cg_keys_expr(k, s->u.store.idx[i]);
     cg_keys_expr(k, s->u.store.value);
     return;
-  case MFX_STMT_LET: cg_keys_expr(k, s->u.let.value); cg_keys_stmt(k, s->u.let.body); return;
+  case MFX_STMT_LET:
+    cg_keys_expr(k, s->u.let.value);
+    cg_keys_stmt(k, s->u.let.body);
+    return;
   case MFX_STMT_IF:
-    cg_keys_expr(k, s->u.if_.cond); cg_keys_stmt(k, s->u.if_.then_s); cg_keys_stmt(k, s->u.if_.else_s);
+    cg_keys_expr(k, s->u.if_.cond);
+    cg_keys_stmt(k, s->u.if_.then_s);
+    cg_keys_stmt(k, s->u.if_.else_s);
     return;
   case MFX_STMT_ALLOCATE: cg_keys_stmt(k, s->u.alloc.body); return;
   case MFX_STMT_SEQ:
-    for (int i = 0; i < s->u.seq.n && s->u.seq.items != NULL; i++) cg_keys_stmt(k, s->u.seq.items[i]);
+    for (int i = 0; i < s->u.seq.n && s->u.seq.items != NULL; i++)
+      cg_keys_stmt(k, s->u.seq.items[i]);
     return;
   case MFX_STMT_BARRIER: return;
   }
@@ -1204,7 +1256,8 @@ mfx_status cg_free_bindings(mfx_cg *cg, const mfx_stmt *body, mfx_cg_binding **o
 
 static void cg_add_function_attribute(mfx_cg *cg, LLVMValueRef fn, const char *attr) {
   unsigned kind = LLVMGetEnumAttributeKindForName(attr, strlen(attr));
-  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(cg->ctx, kind, 0));
 }
 
 void cg_add_param_attribute(mfx_cg *cg, LLVMValueRef fn, unsigned param, const char *attr) {
@@ -1241,7 +1294,8 @@ LLVMValueRef cg_alloca(mfx_cg *cg, LLVMTypeRef type, int64_t count, const char *
   LLVMBuilderRef b = LLVMCreateBuilderInContext(cg->ctx);
   LLVMPositionBuilderBefore(b, LLVMGetBasicBlockTerminator(cg->fn.alloca_block));
   LLVMValueRef n = LLVMConstInt(cg_i64(cg), (unsigned long long)count, 0);
-  LLVMValueRef p = count == 1 ? LLVMBuildAlloca(b, type, name) : LLVMBuildArrayAlloca(b, type, n, name);
+  LLVMValueRef p =
+      count == 1 ? LLVMBuildAlloca(b, type, name) : LLVMBuildArrayAlloca(b, type, n, name);
   LLVMDisposeBuilder(b);
   return p;
 }
@@ -1259,9 +1313,11 @@ char *cg_helper_name(mfx_cg *cg, const char *what) {
 static mfx_status cg_check_func(const mfx_func *fn) {
   if (fn == NULL || fn->name == NULL || fn->name[0] == '\0')
     return mfx_fail(MFX_ERR_INVALID, "codegen: func without a name");
-  if (fn->body == NULL) return mfx_fail(MFX_ERR_INVALID, "codegen %s: func without a body", fn->name);
+  if (fn->body == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "codegen %s: func without a body", fn->name);
   if (fn->n_args < 0 || (fn->n_args > 0 && fn->args == NULL))
-    return mfx_fail(MFX_ERR_INVALID, "codegen %s: %d arguments without a list", fn->name, fn->n_args);
+    return mfx_fail(MFX_ERR_INVALID, "codegen %s: %d arguments without a list", fn->name,
+                    fn->n_args);
   for (int i = 0; i < fn->n_args; i++) {
     const mfx_buffer *a = fn->args[i];
     if (a == NULL || (int)a->dtype < 0 || a->dtype >= MFX_DTYPE_COUNT)
@@ -1269,8 +1325,10 @@ static mfx_status cg_check_func(const mfx_func *fn) {
                       fn->name, i);
     for (int j = 0; j < i; j++)
       if (fn->args[j] == a)
-        return mfx_fail(MFX_ERR_INVALID, "codegen %s: buffer %s is arguments %d and %d; "
-                        "arguments must be distinct", fn->name, cg_buffer_name(a), j, i);
+        return mfx_fail(MFX_ERR_INVALID,
+                        "codegen %s: buffer %s is arguments %d and %d; "
+                        "arguments must be distinct",
+                        fn->name, cg_buffer_name(a), j, i);
   }
   return MFX_OK;
 }
@@ -1279,14 +1337,15 @@ static mfx_status cg_verify(LLVMModuleRef mod, const char *kernel) {
   char *message = NULL;
   LLVMBool broken = LLVMVerifyModule(mod, LLVMReturnStatusAction, &message);
   mfx_status st = MFX_OK;
-  if (broken) st = mfx_fail(MFX_ERR_CODEGEN, "codegen %s: LLVM verifier: %s", kernel,
-                            message != NULL ? message : "(no message)");
+  if (broken)
+    st = mfx_fail(MFX_ERR_CODEGEN, "codegen %s: LLVM verifier: %s", kernel,
+                  message != NULL ? message : "(no message)");
   LLVMDisposeMessage(message);
   return st;
 }
 
-mfx_status cg_build_module(const mfx_func *fn, const mfx_cg_target *target,
-                           LLVMContextRef ctx, LLVMTargetMachineRef tm, LLVMModuleRef *out) {
+mfx_status cg_build_module(const mfx_func *fn, const mfx_cg_target *target, LLVMContextRef ctx,
+                           LLVMTargetMachineRef tm, LLVMModuleRef *out) {
   *out = NULL;
   mfx_status st = cg_check_func(fn);
   if (st != MFX_OK) return st;
@@ -1342,7 +1401,8 @@ mfx_status cg_emit_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, mfx_emit_k
     return st;
   }
   if (kind != MFX_EMIT_ASM && kind != MFX_EMIT_OBJ)
-    return mfx_fail(MFX_ERR_INVALID, "codegen: unknown emit kind %d, expected LL, ASM or OBJ", (int)kind);
+    return mfx_fail(MFX_ERR_INVALID, "codegen: unknown emit kind %d, expected LL, ASM or OBJ",
+                    (int)kind);
   char *message = NULL;
   LLVMMemoryBufferRef buf = NULL;
   LLVMCodeGenFileType file = kind == MFX_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile;

@@ -75,7 +75,7 @@ static LLVMValueRef cpu_call_env(mfx_cg *cg, int field, LLVMValueRef *args, unsi
 /* ---- the entry and its body ----------------------------------------------------- */
 
 static LLVMTypeRef cpu_buffer_ptr_type(mfx_cg *cg, const mfx_buffer *buf) {
-  return LLVMPointerType(cg_memory_type(cg, buf->dtype), 0);
+  return LLVMPointerType(cg_memory_type(cg, buf->dtype), cg->target->buffer_address_space);
 }
 
 /* NAME(args, env): load the argument pointers, call the body. */
@@ -86,7 +86,7 @@ static void cpu_emit_entry(mfx_cg *cg, const mfx_func *fn, LLVMValueRef entry, L
   for (int i = 0; i < fn->n_args; i++) {
     LLVMValueRef index = LLVMConstInt(cg_i64(cg), (unsigned long long)i, 0);
     LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, cg_i8_ptr(cg), args, &index, 1, "");
-    LLVMValueRef p = LLVMBuildLoad2(cg->b, cg_i8_ptr(cg), slot, fn->args[i]->name);
+    LLVMValueRef p = LLVMBuildLoad2(cg->b, cg_i8_ptr(cg), slot, "");
     call_args[i] = LLVMBuildBitCast(cg->b, p, cpu_buffer_ptr_type(cg, fn->args[i]), "");
   }
   call_args[fn->n_args] = LLVMGetParam(entry, 1);
@@ -130,7 +130,8 @@ static mfx_status cpu_emit_kernel(mfx_cg *cg, const mfx_func *fn) {
   LLVMValueRef body = cg_add_function(cg, body_name, body_type, 1, 1);
   for (int i = 0; i < n; i++) cg_add_param_attribute(cg, body, (unsigned)i, "noalias");
   LLVMTypeRef entry_params[2] = {LLVMPointerType(cg_i8_ptr(cg), 0), cpu_env_ptr_type(cg)};
-  LLVMValueRef entry = cg_add_function(cg, fn->name, LLVMFunctionType(i32, entry_params, 2, 0), 0, 0);
+  LLVMValueRef entry =
+      cg_add_function(cg, fn->name, LLVMFunctionType(i32, entry_params, 2, 0), 0, 0);
   cpu_emit_entry(cg, fn, entry, body, body_type, call_args);
   mfx_status st = cpu_emit_body(cg, fn, body);
   free(params), free(call_args), free(body_name);
@@ -143,16 +144,18 @@ static mfx_status cpu_emit_kernel(mfx_cg *cg, const mfx_func *fn) {
 typedef struct {
   mfx_cg_binding *captured;
   int n;
-  LLVMTypeRef closure_type;   /* { env *, i32 *, captured... } */
-  LLVMTypeRef chunk_type;     /* void (captured..., env *, i32 *, i64 begin, i64 end) */
-  LLVMValueRef entry;         /* the mfx_parallel_body */
-  LLVMValueRef chunk;         /* internal alwaysinline: the loop over a chunk */
+  LLVMTypeRef closure_type; /* { env *, i32 *, captured... } */
+  LLVMTypeRef chunk_type;   /* void (captured..., env *, i32 *, i64 begin, i64 end) */
+  LLVMValueRef entry;       /* the mfx_parallel_body */
+  LLVMValueRef chunk;       /* internal alwaysinline: the loop over a chunk */
 } cpu_outline;
 
 static mfx_status cpu_outline_types(mfx_cg *cg, cpu_outline *o) {
   LLVMTypeRef *fields = malloc(((size_t)o->n + 4) * sizeof *fields);
-  if (fields == NULL) return mfx_fail(MFX_ERR_NOMEM, "codegen %s: closure of %d values", cg->kernel, o->n);
-  LLVMTypeRef env = cpu_env_ptr_type(cg), flag = LLVMPointerType(LLVMInt32TypeInContext(cg->ctx), 0);
+  if (fields == NULL)
+    return mfx_fail(MFX_ERR_NOMEM, "codegen %s: closure of %d values", cg->kernel, o->n);
+  LLVMTypeRef env = cpu_env_ptr_type(cg),
+              flag = LLVMPointerType(LLVMInt32TypeInContext(cg->ctx), 0);
   for (int i = 0; i < o->n; i++) fields[i] = LLVMTypeOf(o->captured[i].value);
   fields[o->n] = env;
   fields[o->n + 1] = flag;
@@ -202,10 +205,11 @@ static void cpu_emit_parallel_call(mfx_cg *cg, const cpu_outline *o, int64_t ext
 /* entry(closure, begin, end): unpack the closure, call the chunk loop. */
 static mfx_status cpu_emit_parallel_entry(mfx_cg *cg, const cpu_outline *o) {
   LLVMValueRef *args = malloc(((size_t)o->n + 4) * sizeof *args);
-  if (args == NULL) return mfx_fail(MFX_ERR_NOMEM, "codegen %s: closure of %d values", cg->kernel, o->n);
+  if (args == NULL)
+    return mfx_fail(MFX_ERR_NOMEM, "codegen %s: closure of %d values", cg->kernel, o->n);
   mfx_cg_function saved = cg_begin_function(cg, o->entry);
-  LLVMValueRef closure = LLVMBuildBitCast(cg->b, LLVMGetParam(o->entry, 0),
-                                          LLVMPointerType(o->closure_type, 0), "");
+  LLVMValueRef closure =
+      LLVMBuildBitCast(cg->b, LLVMGetParam(o->entry, 0), LLVMPointerType(o->closure_type, 0), "");
   for (int i = 0; i < o->n + 2; i++) {
     LLVMValueRef p = LLVMBuildStructGEP2(cg->b, o->closure_type, closure, (unsigned)i, "");
     LLVMTypeRef t = LLVMStructGetTypeAtIndex(o->closure_type, (unsigned)i);
@@ -262,8 +266,10 @@ static mfx_status cpu_emit_parallel(mfx_cg *cg, const mfx_stmt *s) {
 static mfx_status cpu_emit_for(mfx_cg *cg, const mfx_stmt *s) {
   const char *var = s->u.loop.var->name != NULL ? s->u.loop.var->name : "?";
   if (s->u.loop.kind != MFX_LOOP_PARALLEL)
-    return cg_fail(cg, "loop %s: %s loops need a GPU target; the host CPU runs serial, "
-                   "parallel, vectorized and unrolled loops", var, mfx_loop_kind_name(s->u.loop.kind));
+    return cg_fail(cg,
+                   "loop %s: %s loops need a GPU target; the %s target runs serial, "
+                   "parallel, vectorized and unrolled loops",
+                   var, mfx_loop_kind_name(s->u.loop.kind), cg->target->name);
   if (cg->vec_var != NULL) return cg_fail(cg, "loop %s: a parallel loop inside vector code", var);
   return cpu_emit_parallel(cg, s);
 }
@@ -274,21 +280,24 @@ static mfx_status cpu_emit_for(mfx_cg *cg, const mfx_stmt *s) {
 static mfx_status cpu_emit_allocate(mfx_cg *cg, const mfx_stmt *s) {
   const mfx_buffer *buf = s->u.alloc.buf;
   if (buf->scope != MFX_SCOPE_GLOBAL)
-    return cg_fail(cg, "buffer %s: shared memory needs a GPU target; the host CPU has GLOBAL "
-                   "and LOCAL buffers", buf->name != NULL ? buf->name : "?");
+    return cg_fail(cg,
+                   "buffer %s: shared memory needs a GPU target; the %s target has GLOBAL "
+                   "and LOCAL buffers",
+                   buf->name != NULL ? buf->name : "?", cg->target->name);
   int64_t numel;
   mfx_status st = cg_buffer_numel(cg, buf, &numel);
   if (st != MFX_OK) return st;
   LLVMTypeRef size_t_type = LLVMIntPtrTypeInContext(cg->ctx, cg->layout);
-  LLVMValueRef bytes = LLVMConstInt(size_t_type, (unsigned long long)numel * mfx_dtype_size(buf->dtype), 0);
+  LLVMValueRef bytes =
+      LLVMConstInt(size_t_type, (unsigned long long)numel * mfx_dtype_size(buf->dtype), 0);
   LLVMValueRef raw = cpu_call_env(cg, CPU_ENV_ALLOC, &bytes, 1);
   LLVMBasicBlockRef failed = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn.fn, "alloc_failed");
   LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn.fn, "allocated");
   LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn.fn, "freed");
   LLVMBuildCondBr(cg->b, LLVMBuildIsNull(cg->b, raw, ""), failed, ok);
   LLVMPositionBuilderAtEnd(cg->b, failed);
-  LLVMValueRef set = LLVMBuildStore(cg->b, LLVMConstInt(LLVMInt32TypeInContext(cg->ctx), 1, 0),
-                                    cg->fn.fail_flag);
+  LLVMValueRef set =
+      LLVMBuildStore(cg->b, LLVMConstInt(LLVMInt32TypeInContext(cg->ctx), 1, 0), cg->fn.fail_flag);
   LLVMSetOrdering(set, LLVMAtomicOrderingMonotonic); /* chunks may fail together */
   LLVMSetAlignment(set, 4);
   LLVMBuildBr(cg->b, join);
@@ -307,18 +316,20 @@ static mfx_status cpu_emit_allocate(mfx_cg *cg, const mfx_stmt *s) {
 
 static mfx_status cpu_emit_barrier(mfx_cg *cg, const mfx_stmt *s) {
   (void)s;
-  return cg_fail(cg, "BARRIER needs a GPU target; the host CPU has no thread blocks to "
-                 "synchronize");
+  return cg_fail(cg,
+                 "BARRIER needs a GPU target; the %s target has no thread blocks to "
+                 "synchronize",
+                 cg->target->name);
 }
 
 static const mfx_cg_target cpu_target = {
-  .name = "x86-64 host",
-  .buffer_address_space = 0,
-  .tanh_symbol = "tanhf",
-  .emit_kernel = cpu_emit_kernel,
-  .emit_for = cpu_emit_for,
-  .emit_allocate = cpu_emit_allocate,
-  .emit_barrier = cpu_emit_barrier,
+    .name = "x86-64 host",
+    .buffer_address_space = 0,
+    .tanh_symbol = "tanhf",
+    .emit_kernel = cpu_emit_kernel,
+    .emit_for = cpu_emit_for,
+    .emit_allocate = cpu_emit_allocate,
+    .emit_barrier = cpu_emit_barrier,
 };
 
 /* ---- the host machine ---------------------------------------------------------------- */
@@ -333,7 +344,7 @@ static void cpu_llvm_initialize(void) {
 static mfx_status cpu_llvm_ready(void) {
   if (pthread_once(&cpu_llvm_once, cpu_llvm_initialize) != 0 || cpu_llvm_failed)
     return mfx_fail(MFX_ERR_CODEGEN, "codegen: this LLVM has no native (host) target or "
-                    "assembly printer");
+                                     "assembly printer");
   return MFX_OK;
 }
 
@@ -355,15 +366,16 @@ static mfx_status cpu_target_machine(LLVMRelocMode reloc, LLVMCodeModel code_mod
   *out = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive, reloc,
                                  code_model);
   mfx_status st = MFX_OK;
-  if (*out == NULL) st = mfx_fail(MFX_ERR_CODEGEN, "codegen: no target machine for %s (cpu %s)", triple, cpu);
+  if (*out == NULL)
+    st = mfx_fail(MFX_ERR_CODEGEN, "codegen: no target machine for %s (cpu %s)", triple, cpu);
   LLVMDisposeMessage(features);
   LLVMDisposeMessage(cpu);
   LLVMDisposeMessage(triple);
   return st;
 }
 
-static mfx_status cpu_build_optimized(const mfx_func *fn, LLVMContextRef ctx, LLVMTargetMachineRef tm,
-                                      LLVMModuleRef *out) {
+static mfx_status cpu_build_optimized(const mfx_func *fn, LLVMContextRef ctx,
+                                      LLVMTargetMachineRef tm, LLVMModuleRef *out) {
   mfx_status st = cg_build_module(fn, &cpu_target, ctx, tm, out);
   if (st == MFX_OK) st = cg_optimize_module(*out, tm);
   if (st != MFX_OK && *out != NULL) {
@@ -374,7 +386,8 @@ static mfx_status cpu_build_optimized(const mfx_func *fn, LLVMContextRef ctx, LL
 }
 
 mfx_status mfx_codegen_emit(const mfx_func *fn, mfx_emit_kind kind, char **data, size_t *size) {
-  if (data == NULL || size == NULL) return mfx_fail(MFX_ERR_INVALID, "mfx_codegen_emit: NULL output");
+  if (data == NULL || size == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "mfx_codegen_emit: NULL output");
   *data = NULL;
   *size = 0;
   mfx_status st = cpu_llvm_ready();
@@ -406,13 +419,13 @@ static mfx_status cpu_create_jit(LLVMOrcLLJITRef *out) {
   mfx_status st = cpu_target_machine(LLVMRelocDefault, LLVMCodeModelJITDefault, &tm);
   if (st != MFX_OK) return st;
   LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
-  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder,
-                                                LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+      builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
   LLVMErrorRef err = LLVMOrcCreateLLJIT(out, builder);
   if (err != NULL) return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: creating the LLJIT");
   LLVMOrcDefinitionGeneratorRef process;
-  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&process, LLVMOrcLLJITGetGlobalPrefix(*out),
-                                                             NULL, NULL);
+  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+      &process, LLVMOrcLLJITGetGlobalPrefix(*out), NULL, NULL);
   if (err != NULL) {
     LLVMConsumeError(LLVMOrcDisposeLLJIT(*out));
     *out = NULL;
@@ -423,11 +436,12 @@ static mfx_status cpu_create_jit(LLVMOrcLLJITRef *out) {
 }
 
 /* Hand mod (created in tsc's context) to the JIT and find the entry. */
-static mfx_status cpu_jit_load(LLVMOrcLLJITRef jit, LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod,
-                               const char *name, mfx_cpu_kernel_fn *entry) {
+static mfx_status cpu_jit_load(LLVMOrcLLJITRef jit, LLVMOrcThreadSafeContextRef tsc,
+                               LLVMModuleRef mod, const char *name, mfx_cpu_kernel_fn *entry) {
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
   LLVMErrorRef err = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm);
-  if (err != NULL) return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: adding the module to the LLJIT");
+  if (err != NULL)
+    return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: adding the module to the LLJIT");
   LLVMOrcExecutorAddress address = 0;
   err = LLVMOrcLLJITLookup(jit, &address, name);
   if (err != NULL) return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: JIT-compiling the kernel");

@@ -180,7 +180,7 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
     .form = (int)mfx_config_get(cfg, "form"),
   };
   if (!p.X || !p.S || !p.G) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: inputs");
-  mfx_tensor *red, *cnt = NULL, *Y;
+  mfx_tensor *red = NULL, *cnt = NULL, *Y;
   MFX_TRY(shift_reduction(a, &p, p.form == 0 ? "Y" : "ACC", M, N, K, &red));
   Y = red;
   if (p.form == 1) {

@@ -5,6 +5,7 @@
  * message. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,9 @@ static mfx_expr *add(mfx_expr *x, mfx_expr *y) { return mfx_binary(A, MFX_ADD, x
 static mfx_expr *mul(mfx_expr *x, mfx_expr *y) { return mfx_binary(A, MFX_MUL, x, y); }
 static mfx_expr *bin(mfx_binary_op op, mfx_expr *x, mfx_expr *y) { return mfx_binary(A, op, x, y); }
 static mfx_expr *load(mfx_buffer *b, mfx_expr *i) { return mfx_load(A, b, 1, &i); }
-static mfx_stmt *store(mfx_buffer *b, mfx_expr *i, mfx_expr *v) { return mfx_stmt_store(A, b, 1, &i, v); }
+static mfx_stmt *store(mfx_buffer *b, mfx_expr *i, mfx_expr *v) {
+  return mfx_stmt_store(A, b, 1, &i, v);
+}
 static mfx_var *var(const char *name, int64_t extent) { return mfx_var_create(A, name, extent, 0); }
 
 static mfx_stmt *loop(mfx_var *v, mfx_loop_kind k, mfx_stmt *body) {
@@ -50,9 +53,11 @@ static mfx_expr *split_index(mfx_var *io, mfx_var *ii) {
 }
 
 /* for io < ceil(n / lanes): for ii < lanes (kind): if (io*lanes+ii < n) body */
-static mfx_stmt *split_loop(mfx_var *io, mfx_var *ii, int64_t n, mfx_loop_kind inner, mfx_stmt *body) {
-  mfx_stmt *guarded = n % ii->extent == 0 ? body
-                                          : mfx_stmt_if(A, bin(MFX_LT, split_index(io, ii), cst(n)), body, NULL);
+static mfx_stmt *split_loop(mfx_var *io, mfx_var *ii, int64_t n, mfx_loop_kind inner,
+                            mfx_stmt *body) {
+  mfx_stmt *guarded = n % ii->extent == 0
+                          ? body
+                          : mfx_stmt_if(A, bin(MFX_LT, split_index(io, ii), cst(n)), body, NULL);
   return loop(io, MFX_LOOP_SERIAL, loop(ii, inner, guarded));
 }
 
@@ -117,18 +122,22 @@ static void fill_inputs(void) {
 
 static void check_vec_add(void) {
   for (int64_t i = 0; i < N; i++) assert_close(Z[i], X[i] + Y[i], "Z", i);
-  for (int64_t i = N; i < N + 16; i++) ck_assert_msg(Z[i] == -12345.0f, "Z[%lld] written past n", (long long)i);
+  for (int64_t i = N; i < N + 16; i++)
+    ck_assert_msg(Z[i] == -12345.0f, "Z[%lld] written past n", (long long)i);
 }
 
 START_TEST(vectorized_add_with_tail) {
   static const int64_t sizes[] = {1, 7, 8, 13, 64, 1001};
   for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
     N = sizes[t];
-    mfx_buffer *a = buffer("a", MFX_F32, N), *b = buffer("b", MFX_F32, N), *c = buffer("c", MFX_F32, N);
+    mfx_buffer *a = buffer("a", MFX_F32, N), *b = buffer("b", MFX_F32, N),
+               *c = buffer("c", MFX_F32, N);
     mfx_var *io = var("io", (N + 7) / 8), *ii = var("ii", 8);
     mfx_expr *i = split_index(io, ii);
     mfx_stmt *body = store(c, i, add(load(a, i), load(b, i)));
-    mfx_func *fn = func("vadd", 3, (mfx_buffer *[]){a, b, c}, split_loop(io, ii, N, MFX_LOOP_VECTORIZED, body));
+    mfx_stmt *nest = split_loop(io, ii, N, MFX_LOOP_VECTORIZED, body);
+    if (t % 2 == 1) nest->u.loop.kind = MFX_LOOP_PARALLEL; /* vector code in a chunk */
+    mfx_func *fn = func("vadd", 3, (mfx_buffer *[]){a, b, c}, nest);
     mfx_jit_kernel *k = compile(fn);
     run_both(k, (void *[]){X, Y, Z}, fill_inputs, check_vec_add);
     mfx_jit_free(k);
@@ -153,9 +162,11 @@ START_TEST(parallel_row_sums) {
   fill_inputs();
   mfx_buffer *x = buffer("x", MFX_F32, ROWS * COLS), *out = buffer("out", MFX_F32, ROWS);
   mfx_var *r = var("r", ROWS), *c = var("c", COLS);
-  mfx_stmt *acc = store(out, ref(r), add(load(out, ref(r)), load(x, add(mul(ref(r), cst(COLS)), ref(c)))));
+  mfx_stmt *acc =
+      store(out, ref(r), add(load(out, ref(r)), load(x, add(mul(ref(r), cst(COLS)), ref(c)))));
   mfx_stmt *body = seq2(store(out, ref(r), mfx_f32(A, 0)), loop(c, MFX_LOOP_SERIAL, acc));
-  mfx_jit_kernel *k = compile(func("rowsum", 2, (mfx_buffer *[]){x, out}, loop(r, MFX_LOOP_PARALLEL, body)));
+  mfx_jit_kernel *k =
+      compile(func("rowsum", 2, (mfx_buffer *[]){x, out}, loop(r, MFX_LOOP_PARALLEL, body)));
   run_both(k, (void *[]){X, Z}, NULL, check_row_sums);
   mfx_jit_free(k);
 }
@@ -175,7 +186,8 @@ START_TEST(vectorized_reduction_axis_stays_correct) {
   mfx_var *io = var("io", 3), *ii = var("ii", 8);
   mfx_expr *i = split_index(io, ii);
   mfx_stmt *acc = store(out, cst(0), add(load(out, cst(0)), load(x, i)));
-  mfx_stmt *body = seq2(store(out, cst(0), mfx_f32(A, 0)), split_loop(io, ii, 24, MFX_LOOP_VECTORIZED, acc));
+  mfx_stmt *body =
+      seq2(store(out, cst(0), mfx_f32(A, 0)), split_loop(io, ii, 24, MFX_LOOP_VECTORIZED, acc));
   mfx_jit_kernel *k = compile(func("total", 2, (mfx_buffer *[]){x, out}, body));
   run_both(k, (void *[]){X, Z}, NULL, check_total);
   mfx_jit_free(k);
@@ -187,7 +199,8 @@ END_TEST
 static void check_scratch(void) {
   for (int r = 0; r < ROWS; r++)
     for (int c = 0; c < COLS; c++)
-      assert_close(Z[r * COLS + c], X[r * COLS + (COLS - 1 - c)] * 2 + (float)r, "scratch", r * COLS + c);
+      assert_close(Z[r * COLS + c], X[r * COLS + (COLS - 1 - c)] * 2 + (float)r, "scratch",
+                   r * COLS + c);
 }
 
 /* for r (parallel): allocate tmp[COLS] (global) {
@@ -197,9 +210,11 @@ static mfx_func *scratch_func(void) {
   mfx_buffer *tmp = buffer("tmp", MFX_F32, COLS);
   mfx_var *r = var("r", ROWS), *c1 = var("c1", COLS), *c2 = var("c2", COLS);
   mfx_expr *row = mul(ref(r), cst(COLS));
-  mfx_stmt *fill = loop(c1, MFX_LOOP_SERIAL, store(tmp, ref(c1), mul(load(x, add(row, ref(c1))), mfx_f32(A, 2))));
+  mfx_stmt *fill = loop(c1, MFX_LOOP_SERIAL,
+                        store(tmp, ref(c1), mul(load(x, add(row, ref(c1))), mfx_f32(A, 2))));
   mfx_expr *back = load(tmp, bin(MFX_SUB, cst(COLS - 1), ref(c2)));
-  mfx_stmt *use = loop(c2, MFX_LOOP_SERIAL, store(out, add(row, ref(c2)), add(back, mfx_cast(A, MFX_F32, ref(r)))));
+  mfx_stmt *use = loop(c2, MFX_LOOP_SERIAL,
+                       store(out, add(row, ref(c2)), add(back, mfx_cast(A, MFX_F32, ref(r)))));
   mfx_stmt *body = mfx_stmt_allocate(A, tmp, seq2(fill, use));
   return func("scratch", 2, (mfx_buffer *[]){x, out}, loop(r, MFX_LOOP_PARALLEL, body));
 }
@@ -249,6 +264,54 @@ START_TEST(allocation_failure_is_reported) {
 }
 END_TEST
 
+static void check_captures(void) {
+  for (int r = 0; r < ROWS; r++)
+    for (int c = 0; c < COLS; c++) {
+      float want = X[r * COLS + c] + X[r] * 0.5f + (float)(r * c);
+      assert_close(Z[r * COLS + c], want, "captures", r * COLS + c);
+    }
+}
+
+/* for r: let s = x[r] * 0.5 in for c (parallel): out[r*COLS+c] = x[..] + s + r*c
+ * (the parallel body captures r and s), and the same with r parallel too
+ * (nested parallel loops run serially inside a chunk). */
+START_TEST(parallel_body_captures_outer_variables) {
+  for (int nested = 0; nested < 2; nested++) {
+    fill_inputs();
+    mfx_buffer *x = buffer("x", MFX_F32, ROWS * COLS), *out = buffer("out", MFX_F32, ROWS * COLS);
+    mfx_var *r = var("r", ROWS), *c = var("c", COLS), *s = var("s", 0);
+    mfx_expr *at = add(mul(ref(r), cst(COLS)), ref(c)), *sr = ref(s);
+    sr->type = MFX_F32;
+    mfx_expr *rc = mfx_cast(A, MFX_F32, mul(ref(r), ref(c)));
+    mfx_stmt *inner = loop(c, MFX_LOOP_PARALLEL, store(out, at, add(add(load(x, at), sr), rc)));
+    mfx_stmt *body = mfx_stmt_let(A, s, mul(load(x, ref(r)), mfx_f32(A, 0.5)), inner);
+    mfx_stmt *outer = loop(r, nested ? MFX_LOOP_PARALLEL : MFX_LOOP_SERIAL, body);
+    mfx_jit_kernel *k = compile(func("captures", 2, (mfx_buffer *[]){x, out}, outer));
+    run_both(k, (void *[]){X, Z}, NULL, check_captures);
+    mfx_jit_free(k);
+  }
+}
+END_TEST
+
+static void check_skip_three(void) {
+  for (int i = 0; i < 20; i++) assert_close(Z[i], i % 8 == 3 ? -12345.0f : X[i] * 2, "skip", i);
+}
+
+/* if (ii != 3) in a vectorized loop is not a bound guard: the lanes run as
+ * a serial loop, with the right answer. */
+START_TEST(non_monotone_guard_runs_serially) {
+  mfx_buffer *x = buffer("x", MFX_F32, 20), *out = buffer("out", MFX_F32, 20);
+  mfx_var *io = var("io", 3), *ii = var("ii", 8);
+  mfx_expr *i = split_index(io, ii);
+  mfx_expr *guard = bin(MFX_LAND, bin(MFX_LT, i, cst(20)), bin(MFX_NE, ref(ii), cst(3)));
+  mfx_stmt *body = mfx_stmt_if(A, guard, store(out, i, mul(load(x, i), mfx_f32(A, 2))), NULL);
+  mfx_stmt *nest = loop(io, MFX_LOOP_SERIAL, loop(ii, MFX_LOOP_VECTORIZED, body));
+  mfx_jit_kernel *k = compile(func("skip", 2, (mfx_buffer *[]){x, out}, nest));
+  run_both(k, (void *[]){X, Z}, fill_inputs, check_skip_three);
+  mfx_jit_free(k);
+}
+END_TEST
+
 /* ---- unrolled loops, local buffers, lets -------------------------------------------------- */
 
 static void check_unrolled(void) {
@@ -260,7 +323,8 @@ START_TEST(unrolled_loop) {
   mfx_buffer *x = buffer("x", MFX_F32, 5), *out = buffer("out", MFX_F32, 5);
   mfx_var *i = var("i", 5);
   mfx_expr *v = add(mul(load(x, ref(i)), mfx_cast(A, MFX_F32, ref(i))), mfx_f32(A, 1));
-  mfx_jit_kernel *k = compile(func("unrolled", 2, (mfx_buffer *[]){x, out}, loop(i, MFX_LOOP_UNROLLED, store(out, ref(i), v))));
+  mfx_jit_kernel *k = compile(func("unrolled", 2, (mfx_buffer *[]){x, out},
+                                   loop(i, MFX_LOOP_UNROLLED, store(out, ref(i), v))));
   run_both(k, (void *[]){X, Z}, NULL, check_unrolled);
   mfx_jit_free(k);
 }
@@ -277,9 +341,12 @@ START_TEST(local_allocate) {
   int64_t eight = 8;
   mfx_buffer *acc = mfx_buffer_create(A, "acc", MFX_F32, 1, &eight, MFX_SCOPE_LOCAL);
   mfx_var *j1 = var("j1", 8), *j2 = var("j2", 8);
-  mfx_stmt *fill = loop(j1, MFX_LOOP_VECTORIZED, store(acc, ref(j1), mul(load(x, ref(j1)), mfx_f32(A, 3))));
-  mfx_stmt *use = loop(j2, MFX_LOOP_SERIAL, store(out, ref(j2), load(acc, bin(MFX_SUB, cst(7), ref(j2)))));
-  mfx_jit_kernel *k = compile(func("local", 2, (mfx_buffer *[]){x, out}, mfx_stmt_allocate(A, acc, seq2(fill, use))));
+  mfx_stmt *fill =
+      loop(j1, MFX_LOOP_VECTORIZED, store(acc, ref(j1), mul(load(x, ref(j1)), mfx_f32(A, 3))));
+  mfx_stmt *use = /* a reversed gather */
+      loop(j2, MFX_LOOP_VECTORIZED, store(out, ref(j2), load(acc, bin(MFX_SUB, cst(7), ref(j2)))));
+  mfx_jit_kernel *k = compile(
+      func("local", 2, (mfx_buffer *[]){x, out}, mfx_stmt_allocate(A, acc, seq2(fill, use))));
   run_both(k, (void *[]){X, Z}, NULL, check_local);
   mfx_jit_free(k);
 }
@@ -301,9 +368,11 @@ START_TEST(let_binding) {
     mfx_expr *i = split_index(io, ii);
     mfx_expr *tr = ref(t);
     tr->type = MFX_F32; /* a typed let variable */
-    mfx_stmt *body = mfx_stmt_let(A, t, mul(load(x, i), mfx_f32(A, 2)), store(out, i, add(tr, mul(tr, tr))));
+    mfx_stmt *body =
+        mfx_stmt_let(A, t, mul(load(x, i), mfx_f32(A, 2)), store(out, i, add(tr, mul(tr, tr))));
     mfx_loop_kind kind = vectorized ? MFX_LOOP_VECTORIZED : MFX_LOOP_SERIAL;
-    mfx_jit_kernel *k = compile(func("let", 2, (mfx_buffer *[]){x, out}, split_loop(io, ii, 16, kind, body)));
+    mfx_jit_kernel *k =
+        compile(func("let", 2, (mfx_buffer *[]){x, out}, split_loop(io, ii, 16, kind, body)));
     run_both(k, (void *[]){X, Z}, NULL, check_let);
     mfx_jit_free(k);
   }
@@ -312,7 +381,7 @@ END_TEST
 
 /* ---- integer operations ---------------------------------------------------------------- */
 
-enum { INT_N = 16, INT_OPS = 15 };
+enum { INT_N = 16, INT_OPS = 17 };
 static int32_t IX[INT_N], IY[INT_N], IOUT[INT_OPS * INT_N];
 static uint32_t IU[INT_N];
 static int8_t IB[INT_N];
@@ -345,11 +414,15 @@ static int32_t int_reference(int op, int i) {
   case 11: return (int32_t)(u < 0x80000000u ? u : 0x80000000u);
   case 12: return u > (uint32_t)x;
   case 13: return (x & y) ^ (x | 5);
+  /* Integer arithmetic wraps: x + INT32_MAX < x holds for every x > 0. */
+  case 15: return (int32_t)((uint32_t)x + 0x7fffffffu) < x;
+  case 16: return (int32_t)((uint32_t)x * 0x10001u + (uint32_t)y);
   default: return (int32_t)(uint8_t)IB[i];
   }
 }
 
-static mfx_expr *int_expr(int op, mfx_buffer *x, mfx_buffer *y, mfx_buffer *u, mfx_buffer *b, mfx_expr *i) {
+static mfx_expr *int_expr(int op, mfx_buffer *x, mfx_buffer *y, mfx_buffer *u, mfx_buffer *b,
+                          mfx_expr *i) {
   mfx_expr *X_ = load(x, i), *Y_ = load(y, i), *U_ = load(u, i), *B_ = load(b, i);
   mfx_expr *Yu = mfx_cast(A, MFX_U32, Y_);
   switch (op) {
@@ -367,15 +440,19 @@ static mfx_expr *int_expr(int op, mfx_buffer *x, mfx_buffer *y, mfx_buffer *u, m
   case 11: return mfx_cast(A, MFX_I32, bin(MFX_MIN, U_, mfx_int(A, MFX_U32, 0x80000000LL)));
   case 12: return mfx_cast(A, MFX_I32, bin(MFX_GT, U_, mfx_cast(A, MFX_U32, X_)));
   case 13: return bin(MFX_XOR, bin(MFX_AND, X_, Y_), bin(MFX_OR, X_, mfx_int(A, MFX_I32, 5)));
-  default: return mfx_cast(A, MFX_I32, mfx_cast(A, MFX_U8, B_));
+  case 15:
+    return mfx_cast(A, MFX_I32, bin(MFX_LT, add(X_, mfx_int(A, MFX_I32, 0x7fffffff)), X_));
+  case 16: return add(mul(X_, mfx_int(A, MFX_I32, 0x10001)), Y_);
+  case 14: return mfx_cast(A, MFX_I32, mfx_cast(A, MFX_U8, B_));
   }
 }
 
 static void check_ints(void) {
   for (int op = 0; op < INT_OPS; op++)
     for (int i = 0; i < INT_N; i++)
-      ck_assert_msg(IOUT[op * INT_N + i] == int_reference(op, i), "op %d, i %d: got %d, expected %d", op, i,
-                    IOUT[op * INT_N + i], int_reference(op, i));
+      ck_assert_msg(IOUT[op * INT_N + i] == int_reference(op, i),
+                    "op %d, i %d: got %d, expected %d", op, i, IOUT[op * INT_N + i],
+                    int_reference(op, i));
 }
 
 /* Every op, in a serial loop and in a vectorized one. */
@@ -392,7 +469,8 @@ START_TEST(integer_operations) {
       ck_assert_ptr_nonnull(s->u.store.value);
       items[op] = split_loop(io, ii, INT_N, vectorized ? MFX_LOOP_VECTORIZED : MFX_LOOP_SERIAL, s);
     }
-    mfx_func *fn = func("ints", 5, (mfx_buffer *[]){x, y, u, b, out}, mfx_stmt_seq(A, INT_OPS, items));
+    mfx_func *fn =
+        func("ints", 5, (mfx_buffer *[]){x, y, u, b, out}, mfx_stmt_seq(A, INT_OPS, items));
     mfx_jit_kernel *k = compile(fn);
     run_both(k, (void *[]){IX, IY, IU, IB, IOUT}, fill_ints, check_ints);
     mfx_jit_free(k);
@@ -409,19 +487,20 @@ static void check_strided(void) {
   }
 }
 
-static void reset_strided(void) {
-  fill_inputs();
-}
+static void reset_strided(void) { fill_inputs(); }
 
 /* out[i] = x[2i] (gather); y[2i] = x[i] + 1 (scatter); vectorized by 8. */
 START_TEST(gather_and_scatter) {
-  mfx_buffer *x = buffer("x", MFX_F32, 32), *y = buffer("y", MFX_F32, 32), *out = buffer("out", MFX_F32, 16);
+  mfx_buffer *x = buffer("x", MFX_F32, 32), *y = buffer("y", MFX_F32, 32),
+             *out = buffer("out", MFX_F32, 16);
   mfx_var *io = var("io", 2), *ii = var("ii", 8), *jo = var("jo", 2), *ji = var("ji", 8);
   mfx_expr *i = split_index(io, ii), *j = split_index(jo, ji);
-  mfx_stmt *gather = split_loop(io, ii, 16, MFX_LOOP_VECTORIZED, store(out, i, load(x, mul(cst(2), i))));
+  mfx_stmt *gather =
+      split_loop(io, ii, 16, MFX_LOOP_VECTORIZED, store(out, i, load(x, mul(cst(2), i))));
   mfx_stmt *scatter = split_loop(jo, ji, 16, MFX_LOOP_VECTORIZED,
                                  store(y, mul(j, cst(2)), add(load(x, j), mfx_f32(A, 1))));
-  mfx_jit_kernel *k = compile(func("strided", 3, (mfx_buffer *[]){x, y, out}, seq2(gather, scatter)));
+  mfx_jit_kernel *k =
+      compile(func("strided", 3, (mfx_buffer *[]){x, y, out}, seq2(gather, scatter)));
   run_both(k, (void *[]){X, Y, Z}, reset_strided, check_strided);
   mfx_jit_free(k);
 }
@@ -440,12 +519,15 @@ static void check_flags(void) {
  * with a guarded tail. */
 START_TEST(bool_buffer) {
   fill_inputs();
-  mfx_buffer *x = buffer("x", MFX_F32, 21), *flag = buffer("flag", MFX_BOOL, 21), *out = buffer("out", MFX_F32, 21);
+  mfx_buffer *x = buffer("x", MFX_F32, 21), *flag = buffer("flag", MFX_BOOL, 21),
+             *out = buffer("out", MFX_F32, 21);
   mfx_var *io = var("io", 3), *ii = var("ii", 8), *jo = var("jo", 3), *ji = var("ji", 8);
   mfx_expr *i = split_index(io, ii), *j = split_index(jo, ji);
-  mfx_stmt *set = split_loop(io, ii, 21, MFX_LOOP_VECTORIZED, store(flag, i, bin(MFX_GT, load(x, i), mfx_f32(A, 0))));
-  mfx_stmt *use = split_loop(jo, ji, 21, MFX_LOOP_VECTORIZED,
-                             store(out, j, mfx_select(A, load(flag, j), load(x, j), mfx_f32(A, 0))));
+  mfx_stmt *set = split_loop(io, ii, 21, MFX_LOOP_VECTORIZED,
+                             store(flag, i, bin(MFX_GT, load(x, i), mfx_f32(A, 0))));
+  mfx_stmt *use =
+      split_loop(jo, ji, 21, MFX_LOOP_VECTORIZED,
+                 store(out, j, mfx_select(A, load(flag, j), load(x, j), mfx_f32(A, 0))));
   mfx_jit_kernel *k = compile(func("relu", 3, (mfx_buffer *[]){x, flag, out}, seq2(set, use)));
   run_both(k, (void *[]){X, FLAGS, Z}, NULL, check_flags);
   mfx_jit_free(k);
@@ -476,15 +558,16 @@ START_TEST(float_math) {
       mfx_var *io = var("io", 2), *ii = var("ii", 8);
       mfx_expr *i = split_index(io, ii), *v = load(x, i);
       mfx_expr *pos = add(mfx_unary(A, MFX_ABS, v), mfx_f32(A, 0.5));
-      mfx_expr *e = op == 0 ? mfx_unary(A, MFX_SQRT, pos)
-                  : op == 1 ? mfx_unary(A, MFX_EXP, mul(v, mfx_f32(A, 0.1)))
-                  : op == 2 ? mfx_unary(A, MFX_LOG, pos)
-                  : op == 3 ? mfx_unary(A, MFX_TANH, mul(v, mfx_f32(A, 0.3)))
-                            : bin(MFX_MIN, bin(MFX_MAX, v, mfx_f32(A, -2)), mfx_f32(A, 3));
+      mfx_expr *e = op == 0   ? mfx_unary(A, MFX_SQRT, pos)
+                    : op == 1 ? mfx_unary(A, MFX_EXP, mul(v, mfx_f32(A, 0.1)))
+                    : op == 2 ? mfx_unary(A, MFX_LOG, pos)
+                    : op == 3 ? mfx_unary(A, MFX_TANH, mul(v, mfx_f32(A, 0.3)))
+                              : bin(MFX_MIN, bin(MFX_MAX, v, mfx_f32(A, -2)), mfx_f32(A, 3));
       items[op] = split_loop(io, ii, 16, vectorized ? MFX_LOOP_VECTORIZED : MFX_LOOP_SERIAL,
                              store(out, add(cst(op * 16), i), e));
     }
-    mfx_jit_kernel *k = compile(func("math", 2, (mfx_buffer *[]){x, out}, mfx_stmt_seq(A, 5, items)));
+    mfx_jit_kernel *k =
+        compile(func("math", 2, (mfx_buffer *[]){x, out}, mfx_stmt_seq(A, 5, items)));
     run_both(k, (void *[]){X, MATH_OUT}, NULL, check_math);
     mfx_jit_free(k);
   }
@@ -493,13 +576,55 @@ END_TEST
 
 /* ---- several kernels, emitted artifacts ------------------------------------------------------ */
 
+static mfx_func *vadd_func(const char *name) {
+  mfx_buffer *a = buffer("a", MFX_F32, 100), *b = buffer("b", MFX_F32, 100),
+             *c = buffer("c", MFX_F32, 100);
+  mfx_var *io = var("io", 13), *ii = var("ii", 8);
+  mfx_expr *i = split_index(io, ii);
+  mfx_stmt *body = store(c, i, add(load(a, i), load(b, i)));
+  return func(name, 3, (mfx_buffer *[]){a, b, c},
+              split_loop(io, ii, 100, MFX_LOOP_VECTORIZED, body));
+}
+
+typedef struct {
+  mfx_func *fn;
+  mfx_status st;
+  mfx_jit_kernel *k;
+} compile_job;
+
+static void *compile_in_thread(void *arg) {
+  compile_job *job = arg;
+  job->st = mfx_jit_compile(job->fn, &job->k);
+  return NULL;
+}
+
+static void check_vadd100(void) {
+  for (int i = 0; i < 100; i++) assert_close(Z[i], X[i] + Y[i], "vadd", i);
+}
+
+/* mfx_jit_compile from two threads at once (LLVM set up once). */
+START_TEST(compile_from_two_threads) {
+  compile_job jobs[2] = {{.fn = vadd_func("vadd_a")}, {.fn = vadd_func("vadd_b")}};
+  pthread_t threads[2];
+  for (int t = 0; t < 2; t++)
+    ck_assert_int_eq(pthread_create(&threads[t], NULL, compile_in_thread, &jobs[t]), 0);
+  for (int t = 0; t < 2; t++) {
+    ck_assert_int_eq(pthread_join(threads[t], NULL), 0);
+    ck_assert_int_eq(jobs[t].st, MFX_OK);
+    run_both(jobs[t].k, (void *[]){X, Y, Z}, fill_inputs, check_vadd100);
+    mfx_jit_free(jobs[t].k);
+  }
+}
+END_TEST
+
 START_TEST(two_kernels_side_by_side) {
   fill_inputs();
   mfx_jit_kernel *scratch = compile(scratch_func());
   mfx_buffer *x = buffer("x", MFX_F32, 5), *out = buffer("out", MFX_F32, 5);
   mfx_var *i = var("i", 5);
   mfx_expr *v = add(mul(load(x, ref(i)), mfx_cast(A, MFX_F32, ref(i))), mfx_f32(A, 1));
-  mfx_jit_kernel *unrolled = compile(func("unrolled", 2, (mfx_buffer *[]){x, out}, loop(i, MFX_LOOP_UNROLLED, store(out, ref(i), v))));
+  mfx_jit_kernel *unrolled = compile(func("unrolled", 2, (mfx_buffer *[]){x, out},
+                                          loop(i, MFX_LOOP_UNROLLED, store(out, ref(i), v))));
   run_both(scratch, (void *[]){X, Z}, NULL, check_scratch);
   run_both(unrolled, (void *[]){X, Z}, NULL, check_unrolled);
   mfx_jit_free(scratch);
@@ -507,14 +632,6 @@ START_TEST(two_kernels_side_by_side) {
   mfx_jit_free(unrolled);
 }
 END_TEST
-
-static mfx_func *vadd_func(const char *name) {
-  mfx_buffer *a = buffer("a", MFX_F32, 100), *b = buffer("b", MFX_F32, 100), *c = buffer("c", MFX_F32, 100);
-  mfx_var *io = var("io", 13), *ii = var("ii", 8);
-  mfx_expr *i = split_index(io, ii);
-  mfx_stmt *body = store(c, i, add(load(a, i), load(b, i)));
-  return func(name, 3, (mfx_buffer *[]){a, b, c}, split_loop(io, ii, 100, MFX_LOOP_VECTORIZED, body));
-}
 
 START_TEST(emit_ll_asm_obj) {
   char *data = NULL;
@@ -531,12 +648,17 @@ START_TEST(emit_ll_asm_obj) {
   free(data);
   ck_assert_int_eq(mfx_codegen_emit(fn, MFX_EMIT_OBJ, &data, &size), MFX_OK);
   ck_assert_uint_gt(size, 4);
-  ck_assert_int_eq(memcmp(data, "\x7f" "ELF", 4), 0);
+  ck_assert_int_eq(memcmp(data,
+                          "\x7f"
+                          "ELF",
+                          4),
+                   0);
   free(data);
 }
 END_TEST
 
-/* ---- malformed funcs ---------------------------------------------------------------------------- */
+/* ---- malformed funcs ----------------------------------------------------------------------------
+ */
 
 static void assert_fails(const mfx_func *fn, const char *needle) {
   mfx_jit_kernel *k = (mfx_jit_kernel *)&k; /* must be reset to NULL */
@@ -544,7 +666,8 @@ static void assert_fails(const mfx_func *fn, const char *needle) {
   mfx_status st = mfx_jit_compile(fn, &k);
   ck_assert_int_ne(st, MFX_OK);
   ck_assert_ptr_null(k);
-  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "message '%s' lacks '%s'", mfx_last_error(), needle);
+  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "message '%s' lacks '%s'",
+                mfx_last_error(), needle);
   char *data = (char *)&data;
   size_t size = 1;
   ck_assert_int_ne(mfx_codegen_emit(fn, MFX_EMIT_LL, &data, &size), MFX_OK);
@@ -563,12 +686,15 @@ START_TEST(malformed_funcs_fail_with_a_message) {
   assert_fails(func("gpu_loop", 2, args, loop(i, MFX_LOOP_BLOCK_X, copy)), "GPU");
   int64_t eight = 8;
   mfx_buffer *shared = mfx_buffer_create(A, "smem", MFX_F32, 1, &eight, MFX_SCOPE_SHARED);
-  assert_fails(func("shared", 2, args, mfx_stmt_allocate(A, shared, loop(i, MFX_LOOP_SERIAL, copy))), "smem");
+  assert_fails(
+      func("shared", 2, args, mfx_stmt_allocate(A, shared, loop(i, MFX_LOOP_SERIAL, copy))),
+      "smem");
   mfx_stmt *two_d = mfx_stmt_store(A, out, 2, (mfx_expr *[]){cst(0), ref(i)}, mfx_f32(A, 1));
   assert_fails(func("unflattened", 2, args, loop(i, MFX_LOOP_SERIAL, two_d)), "flatten");
   assert_fails(func("unbound", 2, args, store(out, ref(unbound), mfx_f32(A, 1))), "j");
   assert_fails(func("unknown_buffer", 1, args, loop(i, MFX_LOOP_SERIAL, copy)), "out");
-  assert_fails(func("zero_extent", 2, args, mfx_stmt_for(A, i, 0, MFX_LOOP_SERIAL, copy)), "extent");
+  assert_fails(func("zero_extent", 2, args, mfx_stmt_for(A, i, 0, MFX_LOOP_SERIAL, copy)),
+               "extent");
   assert_fails(func("no_body", 2, args, NULL), "body");
   assert_fails(func("twice", 2, (mfx_buffer *[]){x, x}, copy), "distinct");
   mfx_jit_kernel *kernel = NULL;
@@ -588,6 +714,8 @@ int main(void) {
   tcase_add_test(tc, vectorized_reduction_axis_stays_correct);
   tcase_add_test(tc, parallel_loop_with_global_scratch);
   tcase_add_test(tc, allocation_failure_is_reported);
+  tcase_add_test(tc, parallel_body_captures_outer_variables);
+  tcase_add_test(tc, non_monotone_guard_runs_serially);
   tcase_add_test(tc, unrolled_loop);
   tcase_add_test(tc, local_allocate);
   tcase_add_test(tc, let_binding);
@@ -595,6 +723,7 @@ int main(void) {
   tcase_add_test(tc, gather_and_scatter);
   tcase_add_test(tc, bool_buffer);
   tcase_add_test(tc, float_math);
+  tcase_add_test(tc, compile_from_two_threads);
   tcase_add_test(tc, two_kernels_side_by_side);
   tcase_add_test(tc, emit_ll_asm_obj);
   tcase_add_test(tc, malformed_funcs_fail_with_a_message);

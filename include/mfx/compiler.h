@@ -48,6 +48,7 @@ typedef enum {
 typedef enum {
   MFX_ADD, MFX_SUB, MFX_MUL, MFX_DIV, MFX_MOD, MFX_MIN, MFX_MAX,
   MFX_AND, MFX_OR, MFX_XOR, MFX_SHL, MFX_SHR, /* SHR: arithmetic if signed */
+  /* Integer ADD/SUB/MUL wrap modulo 2^bits; i64 (indices) must not overflow. */
   MFX_LT, MFX_LE, MFX_GT, MFX_GE, MFX_EQ, MFX_NE,
   MFX_LAND, MFX_LOR, /* on bool */
   MFX_BINARY_OP_COUNT
