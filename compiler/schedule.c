@@ -373,23 +373,28 @@ mfx_status mfx_sched_cache_write_local(mfx_schedule *s, mfx_stage *st, mfx_iterv
 
 /* ---- attached buffers: cache_read and compute_at ------------------------------------ */
 
-static int stage_reads(const mfx_stage *st, const mfx_tensor *t) {
-  for (int i = 0; i < st->tensor->n_inputs; i++)
-    if (st->tensor->inputs[i] == t) return 1;
+/* Does `reader` read t, directly or through stages inlined into it? */
+static int tensor_reads(mfx_schedule *s, const mfx_tensor *reader, const mfx_tensor *t) {
+  for (int i = 0; i < reader->n_inputs; i++) {
+    if (reader->inputs[i] == t) return 1;
+    mfx_stage *producer = mfx_schedule_stage(s, reader->inputs[i]);
+    if (producer && producer->inlined && tensor_reads(s, reader->inputs[i], t)) return 1;
+  }
   return 0;
 }
 
-static mfx_status attach(mfx_stage *st, mfx_tensor *t, mfx_scope scope, mfx_itervar *at,
-                         int compute, const char *what) {
+static mfx_status attach(mfx_schedule *s, mfx_stage *st, mfx_tensor *t, mfx_scope scope,
+                         mfx_itervar *at, int compute, const char *what) {
   mfx_status rc = check_leaf(st, at, what);
   if (rc != MFX_OK) return rc;
   if (!t) return mfx_fail(MFX_ERR_SCHEDULE, "%s on stage %s: no tensor", what, stage_name(st));
   if (scope != MFX_SCOPE_SHARED && scope != MFX_SCOPE_LOCAL)
     return mfx_fail(MFX_ERR_SCHEDULE, "%s %s in %s: scope must be shared or local", what,
                     t->buf->name, stage_name(st));
-  if (!stage_reads(st, t))
-    return mfx_fail(MFX_ERR_SCHEDULE, "%s: stage %s does not read %s", what, stage_name(st),
-                    t->buf->name);
+  if (!tensor_reads(s, st->tensor, t))
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "%s: stage %s does not read %s (inline the stages in between first)", what,
+                    stage_name(st), t->buf->name);
   if (st->n_attached == MFX_MAX_ATTACHED)
     return mfx_fail(MFX_ERR_SCHEDULE, "%s on stage %s: at most %d attached buffers", what,
                     stage_name(st), MFX_MAX_ATTACHED);
@@ -403,13 +408,11 @@ static mfx_status attach(mfx_stage *st, mfx_tensor *t, mfx_scope scope, mfx_iter
 
 mfx_status mfx_sched_cache_read(mfx_schedule *s, mfx_stage *st, mfx_tensor *input,
                                 mfx_scope scope, mfx_itervar *at) {
-  (void)s;
-  return attach(st, input, scope, at, 0, "cache_read");
+  return attach(s, st, input, scope, at, 0, "cache_read");
 }
 
 mfx_status mfx_sched_compute_at(mfx_schedule *s, mfx_stage *producer, mfx_stage *consumer,
                                 mfx_itervar *at, mfx_scope scope) {
-  (void)s;
   if (!producer || !consumer) return mfx_fail(MFX_ERR_SCHEDULE, "compute_at: no stage");
   const char *name = stage_name(producer);
   if (producer->is_output)
@@ -420,7 +423,7 @@ mfx_status mfx_sched_compute_at(mfx_schedule *s, mfx_stage *producer, mfx_stage 
   if (producer->n_relations || producer->inlined || producer->attached_to)
     return mfx_fail(MFX_ERR_SCHEDULE,
                     "compute_at %s: the stage is already split, inlined or attached", name);
-  mfx_status rc = attach(consumer, producer->tensor, scope, at, 1, "compute_at");
+  mfx_status rc = attach(s, consumer, producer->tensor, scope, at, 1, "compute_at");
   if (rc == MFX_OK) producer->attached_to = consumer;
   return rc;
 }
