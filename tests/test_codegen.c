@@ -443,7 +443,7 @@ static mfx_expr *int_expr(int op, mfx_buffer *x, mfx_buffer *y, mfx_buffer *u, m
   case 15:
     return mfx_cast(A, MFX_I32, bin(MFX_LT, add(X_, mfx_int(A, MFX_I32, 0x7fffffff)), X_));
   case 16: return add(mul(X_, mfx_int(A, MFX_I32, 0x10001)), Y_);
-  case 14: return mfx_cast(A, MFX_I32, mfx_cast(A, MFX_U8, B_));
+  default: return mfx_cast(A, MFX_I32, mfx_cast(A, MFX_U8, B_));
   }
 }
 

@@ -7,6 +7,7 @@
  *   simplify.c  constant folding and index simplification; flattening
  *   print.c     text form of every layer
  *   codegen_llvm.c  loop IR -> LLVM IR -> host JIT / object / assembly
+ *   target_nvptx.c  GPU programs (kernels.c) -> PTX for nvptx64
  *
  * All nodes of one compilation live in one mfx_arena and die together. */
 #ifndef MFX_COMPILER_H
@@ -238,6 +239,12 @@ typedef struct mfx_schedule {
 mfx_status mfx_schedule_create(mfx_arena *a, int n_inputs, mfx_tensor *const *inputs,
                                int n_outputs, mfx_tensor *const *outputs,
                                mfx_schedule **out);
+/* Parse the text form that mfx_print_te writes (placeholder/compute lines,
+ * C-precedence expressions, reductions as sum(k < K: expr)). The inputs are
+ * the placeholders in order; the outputs are the computes nothing reads.
+ * Errors name file:line:col and what was expected. */
+mfx_status mfx_te_parse(mfx_arena *a, const char *text, const char *file, mfx_schedule **out);
+
 mfx_stage *mfx_schedule_stage(mfx_schedule *s, const mfx_tensor *t);
 /* Find an itervar by name among a stage's itervars (NULL if none). */
 mfx_itervar *mfx_stage_itervar(mfx_stage *st, const char *name);
@@ -388,6 +395,36 @@ void mfx_jit_free(mfx_jit_kernel *k);
 /* Compile fn for the host CPU and return LLVM IR text, assembly text or an
  * ELF object (malloc'd; *size set). */
 mfx_status mfx_codegen_emit(const mfx_func *fn, mfx_emit_kind kind, char **data, size_t *size);
+
+/* ---- code generation for NVIDIA GPUs (nvptx64, target_nvptx.c) ------------------
+ * A GPU program (mfx_split_kernels) becomes one LLVM module with one PTX kernel
+ * (.entry) per mfx_gpu_kernel, named kernel->name, whose parameters are
+ * kernel->args in order as global-memory pointers to their element type. Loops
+ * bound to blockIdx/threadIdx read the special registers; SHARED buffers are
+ * static shared memory; LOCAL ones registers or local memory. The runtime
+ * launches each kernel with its grid and block. */
+
+/* What PTX a requested architecture gets. LLVM 14 generates PTX up to sm_86;
+ * sm_87, sm_89 and sm_90 get sm_80 PTX, which the CUDA driver JIT-compiles
+ * forward (newer GPUs run PTX of older targets). The PTX ISA version is the
+ * oldest that the emitted target needs, so that old drivers accept it. */
+typedef struct {
+  int sm_requested; /* 90 for "sm_90" */
+  int sm_emitted;   /* the PTX .target: 80 for sm_90 */
+  int ptx_version;  /* the PTX .version times 10: 70 for 7.0 */
+  int forward_jit;  /* sm_emitted < sm_requested: the driver compiles it forward */
+} mfx_ptx_target;
+
+/* "sm_50" ... "sm_90" (50 52 53 60 61 62 70 72 75 80 86 87 89 90). */
+mfx_status mfx_ptx_target_resolve(const char *sm, mfx_ptx_target *out);
+
+/* PTX text for sm (malloc'd, NUL-terminated; *size excludes the NUL). Its
+ * first line is a comment naming the requested and the emitted target. */
+mfx_status mfx_codegen_ptx(const mfx_gpu_program *p, const char *sm, char **ptx, size_t *size);
+/* MFX_EMIT_LL: the optimized LLVM IR; MFX_EMIT_ASM: PTX as mfx_codegen_ptx.
+ * MFX_EMIT_OBJ is refused (ptxas or the driver make GPU binaries). */
+mfx_status mfx_codegen_gpu_emit(const mfx_gpu_program *p, const char *sm, mfx_emit_kind kind,
+                                char **data, size_t *size);
 
 #ifdef __cplusplus
 }
