@@ -1,0 +1,290 @@
+/* Every op against the baseline a user would otherwise call, measured side by
+ * side in one run on the same threads (these machines are noisy: compare
+ * ratios, not absolute times):
+ *
+ *   linear            vs OpenBLAS sgemm (Y = X W^T)
+ *   shift_linear      vs OpenBLAS sgemm of the same shape (f32 weights)
+ *   matadd            vs OpenBLAS sgemm on the codes as floats (O = Hc^T V per head)
+ *   hamming           vs a plain C popcount loop (1 thread; the kernel gets 1 too)
+ *   binary_attention  vs its float equivalent built on sgemm
+ *
+ * usage: bench_ops [--threads N] [--json]   (default: all CPUs) */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mfx/ops.h"
+
+void openblas_set_num_threads(int n);
+
+/* ---- timing ------------------------------------------------------------------ */
+
+typedef void (*bench_fn)(void *ctx);
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* One warm-up, then repeats until 0.3 s and at least 5 runs; the median. */
+static double median_seconds(bench_fn fn, void *ctx) {
+  double times[1000];
+  int n = 0;
+  double total = 0;
+  fn(ctx);
+  while (n < 1000 && (n < 5 || total < 0.3)) {
+    double t0 = mfx_now_seconds();
+    fn(ctx);
+    times[n] = mfx_now_seconds() - t0;
+    total += times[n++];
+  }
+  qsort(times, (size_t)n, sizeof times[0], cmp_double);
+  return times[n / 2];
+}
+
+/* ---- the mfx side ------------------------------------------------------------------ */
+
+typedef struct {
+  const mfx_op *op;
+  int64_t dims[MFX_OP_MAX_DIMS];
+  mfx_op_kernel kernel;
+  mfx_array in[MFX_OP_MAX_TENSORS], out[MFX_OP_MAX_TENSORS], want[MFX_OP_MAX_TENSORS];
+  mfx_kernel_env env;
+} mfx_case;
+
+static void run_mfx(void *ctx) {
+  mfx_case *c = ctx;
+  mfx_op_kernel_run(&c->kernel, &c->env, c->in, c->out);
+}
+
+static mfx_status case_open(mfx_case *c, const char *op, const char *dims, mfx_pool *pool) {
+  memset(c, 0, sizeof *c);
+  c->op = mfx_op_find(op);
+  mfx_config cfg;
+  mfx_status rc = mfx_op_parse_dims(c->op, dims, c->dims);
+  mfx_config_default(c->op, &cfg);
+  if (rc == MFX_OK) rc = mfx_op_compile(c->op, c->dims, &cfg, &c->kernel);
+  if (rc == MFX_OK) rc = mfx_op_alloc_inputs(c->op, c->dims, c->in);
+  if (rc == MFX_OK) rc = mfx_op_alloc_outputs(c->op, c->dims, c->out);
+  if (rc == MFX_OK) rc = mfx_op_alloc_outputs(c->op, c->dims, c->want);
+  if (rc != MFX_OK) return rc;
+  mfx_op_random_inputs(c->op, c->dims, 7, c->in);
+  mfx_kernel_env_init(&c->env, pool);
+  return MFX_OK;
+}
+
+/* Run once more and compare with the reference, so no timing is of a wrong kernel. */
+static int case_check(mfx_case *c) {
+  run_mfx(c);
+  c->op->reference(c->dims, c->in, c->want);
+  mfx_compare r = mfx_compare_arrays(&c->out[0], &c->want[0], 1e-4);
+  return r.ok;
+}
+
+static void case_close(mfx_case *c) {
+  for (int i = 0; i < c->op->n_inputs; i++) mfx_array_free(&c->in[i]);
+  for (int i = 0; i < c->op->n_outputs; i++) {
+    mfx_array_free(&c->out[i]);
+    mfx_array_free(&c->want[i]);
+  }
+  mfx_op_kernel_free(&c->kernel);
+}
+
+/* ---- baselines ------------------------------------------------------------------------ */
+
+typedef struct {
+  int m, n, k, batch;
+  float *a, *b, *c; /* batch of C[m,n] = A[m,k] . B^T or A^T . B (see trans_a) */
+  int trans_a;
+} gemm_case;
+
+static void run_gemm(void *ctx) {
+  gemm_case *g = ctx;
+  for (int i = 0; i < g->batch; i++) {
+    float *a = g->a + (size_t)i * g->m * g->k, *b = g->b + (size_t)i * g->n * g->k;
+    float *c = g->c + (size_t)i * g->m * g->n;
+    if (g->trans_a) /* A stored [k, m], B stored [k, n] */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->m, g->n, g->k, 1.0f, a, g->m, b,
+                  g->n, 0.0f, c, g->n);
+    else /* A [m, k], B [n, k] */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->m, g->n, g->k, 1.0f, a, g->k, b,
+                  g->k, 0.0f, c, g->n);
+  }
+}
+
+static float *random_floats(size_t n, unsigned seed) {
+  float *p = malloc(n * sizeof *p);
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1103515245u + 12345u;
+    p[i] = (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+  }
+  return p;
+}
+
+static gemm_case gemm_open(int m, int n, int k, int batch, int trans_a) {
+  gemm_case g = {m, n, k, batch, NULL, NULL, NULL, trans_a};
+  g.a = random_floats((size_t)batch * m * k, 1);
+  g.b = random_floats((size_t)batch * n * k, 2);
+  g.c = calloc((size_t)batch * m * n, sizeof(float));
+  return g;
+}
+
+static void gemm_close(gemm_case *g) {
+  free(g->a);
+  free(g->b);
+  free(g->c);
+}
+
+/* binary attention in floats: A = Hc^T V, X = 0.5 V + Hc A / pi, row norms. */
+typedef struct {
+  gemm_case kv, q;
+  int n, d, c, heads;
+  float *hc, *v, *x;
+} attention_case;
+
+static void run_attention(void *ctx) {
+  attention_case *t = ctx;
+  for (int h = 0; h < t->heads; h++) {
+    const float *hc = t->hc + (size_t)h * t->n * t->c, *v = t->v + (size_t)h * t->n * t->d;
+    float *kv = t->kv.c + (size_t)h * t->c * t->d, *x = t->x + (size_t)h * t->n * t->d;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t->c, t->d, t->n, 1.0f, hc, t->c, v,
+                t->d, 0.0f, kv, t->d);
+    memcpy(x, v, sizeof(float) * (size_t)t->n * t->d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t->n, t->d, t->c, (float)(1 / M_PI),
+                hc, t->c, kv, t->d, 0.5f, x, t->d);
+    for (int i = 0; i < t->n; i++) {
+      float *row = x + (size_t)i * t->d;
+      float s = cblas_snrm2(t->d, row, 1);
+      cblas_sscal(t->d, 1.0f / (s > 1e-12f ? s : 1e-12f), row, 1);
+    }
+  }
+}
+
+typedef struct {
+  int n, m, w;
+  const uint32_t *q, *k;
+  int32_t *s;
+} popcount_case;
+
+static void run_popcount(void *ctx) {
+  popcount_case *p = ctx;
+  for (int i = 0; i < p->n; i++)
+    for (int j = 0; j < p->m; j++) {
+      int bits = 0;
+      for (int w = 0; w < p->w; w++) bits += __builtin_popcount(p->q[i * p->w + w] ^ p->k[j * p->w + w]);
+      p->s[i * p->m + j] = 32 * p->w - 2 * bits;
+    }
+}
+
+/* ---- the table ------------------------------------------------------------------------- */
+
+typedef struct {
+  const char *op, *dims, *baseline;
+  double mfx_s, base_s;
+  int ok;
+} row;
+
+static void print_rows(const row *rows, int n, int threads, int json) {
+  if (json) {
+    printf("{\"threads\": %d, \"results\": [\n", threads);
+    for (int i = 0; i < n; i++)
+      printf("  {\"op\": \"%s\", \"dims\": \"%s\", \"baseline\": \"%s\", \"mfx_ms\": %.4f, "
+             "\"baseline_ms\": %.4f, \"speedup\": %.3f, \"ok\": %s}%s\n",
+             rows[i].op, rows[i].dims, rows[i].baseline, rows[i].mfx_s * 1e3, rows[i].base_s * 1e3,
+             rows[i].base_s / rows[i].mfx_s, rows[i].ok ? "true" : "false", i + 1 < n ? "," : "");
+    printf("]}\n");
+    return;
+  }
+  printf("%-17s %-26s %-28s %9s %9s %8s %s\n", "op", "dims", "baseline", "mfx ms", "base ms",
+         "speedup", "check");
+  for (int i = 0; i < n; i++)
+    printf("%-17s %-26s %-28s %9.3f %9.3f %7.2fx %s\n", rows[i].op, rows[i].dims, rows[i].baseline,
+           rows[i].mfx_s * 1e3, rows[i].base_s * 1e3, rows[i].base_s / rows[i].mfx_s,
+           rows[i].ok ? "ok" : "WRONG");
+}
+
+static int bench_all(mfx_pool *pool, mfx_pool *single, row *rows) {
+  int n = 0;
+  mfx_case c;
+  static const struct { const char *op, *dims; int m, n, k; } dense[] = {
+      {"linear", "M=512,N=512,K=512", 512, 512, 512},
+      {"linear", "M=3136,N=512,K=64", 3136, 512, 64},
+      {"shift_linear", "M=512,N=512,K=512", 512, 512, 512},
+      {"shift_linear", "M=3136,N=512,K=64", 3136, 512, 64},
+  };
+  for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) {
+    if (case_open(&c, dense[i].op, dense[i].dims, pool) != MFX_OK) return -1;
+    gemm_case g = gemm_open(dense[i].m, dense[i].n, dense[i].k, 1, 0);
+    rows[n] = (row){dense[i].op, dense[i].dims, "OpenBLAS sgemm", median_seconds(run_mfx, &c),
+                    median_seconds(run_gemm, &g), case_check(&c)};
+    n++;
+    gemm_close(&g);
+    case_close(&c);
+  }
+  /* matadd B=1,H=4,N=3136,D=64,C=64: per head O[C,D] = Hc^T[C,N] V[N,D]. */
+  if (case_open(&c, "matadd", "B=1,H=4,N=3136,D=64,C=64", pool) != MFX_OK) return -1;
+  gemm_case g = gemm_open(64, 64, 3136, 4, 1);
+  rows[n] = (row){"matadd", "B=1,H=4,N=3136,D=64,C=64", "OpenBLAS sgemm (float codes)",
+                  median_seconds(run_mfx, &c), median_seconds(run_gemm, &g), case_check(&c)};
+  n++;
+  gemm_close(&g);
+  case_close(&c);
+  /* binary attention, same shape. */
+  if (case_open(&c, "binary_attention", "B=1,H=4,N=3136,D=64,C=64", pool) != MFX_OK) return -1;
+  attention_case t = {.n = 3136, .d = 64, .c = 64, .heads = 4};
+  t.hc = random_floats((size_t)4 * 3136 * 64, 3);
+  for (size_t i = 0; i < (size_t)4 * 3136 * 64; i++) t.hc[i] = t.hc[i] > 0;
+  t.v = random_floats((size_t)4 * 3136 * 64, 4);
+  t.x = calloc((size_t)4 * 3136 * 64, sizeof(float));
+  t.kv.c = calloc((size_t)4 * 64 * 64, sizeof(float));
+  rows[n] = (row){"binary_attention", "B=1,H=4,N=3136,D=64,C=64", "sgemm float attention",
+                  median_seconds(run_mfx, &c), median_seconds(run_attention, &t), case_check(&c)};
+  n++;
+  free(t.hc);
+  free(t.v);
+  free(t.x);
+  free(t.kv.c);
+  case_close(&c);
+  /* hamming against a plain C loop, both on one thread. */
+  if (case_open(&c, "hamming", "N=1024,M=1024,W=8", single) != MFX_OK) return -1;
+  popcount_case p = {1024, 1024, 8, c.in[0].data, c.in[1].data, malloc(sizeof(int32_t) * 1024 * 1024)};
+  rows[n] = (row){"hamming", "N=1024,M=1024,W=8", "plain C popcount (1 thread)",
+                  median_seconds(run_mfx, &c), median_seconds(run_popcount, &p), case_check(&c)};
+  n++;
+  free(p.s);
+  case_close(&c);
+  return n;
+}
+
+int main(int argc, char **argv) {
+  int threads = 0, json = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--json") == 0) json = 1;
+    else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+    else {
+      fprintf(stderr, "usage: bench_ops [--threads N] [--json]\n");
+      return 2;
+    }
+  }
+  mfx_pool *pool, *single;
+  if (mfx_pool_create(threads, &pool) != MFX_OK || mfx_pool_create(1, &single) != MFX_OK) {
+    fprintf(stderr, "bench_ops: %s\n", mfx_last_error());
+    return 1;
+  }
+  threads = mfx_pool_threads(pool);
+  openblas_set_num_threads(threads);
+  row rows[16];
+  int n = bench_all(pool, single, rows);
+  if (n < 0) {
+    fprintf(stderr, "bench_ops: %s\n", mfx_last_error());
+    return 1;
+  }
+  if (!json) printf("bench_ops: %d threads for mfx and OpenBLAS; speedup = baseline / mfx\n\n", threads);
+  print_rows(rows, n, threads, json);
+  mfx_pool_destroy(single);
+  mfx_pool_destroy(pool);
+  int ok = 1;
+  for (int i = 0; i < n; i++) ok &= rows[i].ok;
+  return ok ? 0 : 1;
+}
