@@ -48,6 +48,15 @@ uint64_t tune_hash_text(const char *s);
 /* Copy at most size-1 bytes and terminate. */
 void tune_copy_text(char *dst, size_t size, const char *src);
 
+/* ---- the cost model's posterior (model.c) ------------------------------------ */
+
+/* Predict with weights drawn from the fit's Gaussian posterior
+ * N(w, sigma^2 (X^T X + lambda I)^-1) until the next draw, mean or fit:
+ * Thompson sampling, so that a batch explores where the fit is unsure. */
+void tune_cost_model_draw(mfx_cost_model *m, uint64_t *rng);
+/* Predict with the fitted weights again. */
+void tune_cost_model_mean(mfx_cost_model *m);
+
 /* ---- the tuning loop's evaluation step (tune.c), also used by mpi.c -------- */
 
 /* Evaluates a batch of space indices into trials (one per index), calling
@@ -60,5 +69,9 @@ typedef mfx_status (*tune_evaluate_fn)(void *user, int n, const uint64_t *indice
 mfx_status tune_run_loop(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tune_options *o,
                          int batch, tune_evaluate_fn evaluate, void *user,
                          mfx_tune_summary *out);
+
+/* Candidates per round when the options do not say: twice the builder
+ * threads, at least 4. */
+int tune_default_batch(const mfx_tune_options *o);
 
 #endif

@@ -21,6 +21,10 @@ typedef struct mfx_cg_target {
   const char *name;              /* for messages: "x86-64 host" */
   unsigned buffer_address_space; /* of the kernel's argument buffers */
   const char *tanh_symbol;       /* scalar f32 tanh to call ("tanhf") */
+  /* Scalar f32 exp and log to call, once per lane (NULL: the llvm.exp and
+   * llvm.log intrinsics). A target whose backend cannot lower those
+   * intrinsics defines these functions in the module from emit_kernel. */
+  const char *exp_symbol, *log_symbol;
   /* Make the kernel's function(s) in cg->mod for fn and emit fn->body. */
   mfx_status (*emit_kernel)(mfx_cg *cg, const mfx_func *fn);
   /* FOR loops of the kinds the shared code does not handle: PARALLEL,
@@ -60,6 +64,7 @@ typedef struct {
 
 struct mfx_cg {
   const mfx_cg_target *target;
+  const void *target_data; /* what the target's build was handed (nvptx: its mfx_gpu_kernel) */
   LLVMContextRef ctx;
   LLVMModuleRef mod;
   LLVMBuilderRef b;
@@ -79,6 +84,10 @@ struct mfx_cg {
  * module is verified. On failure *out is NULL and the message is set. */
 mfx_status cg_build_module(const mfx_func *fn, const mfx_cg_target *target, LLVMContextRef ctx,
                            LLVMTargetMachineRef tm, LLVMModuleRef *out);
+/* The same, with cg->target_data set for the target's hooks. */
+mfx_status cg_build_module_with(const mfx_func *fn, const mfx_cg_target *target,
+                                const void *target_data, LLVMContextRef ctx,
+                                LLVMTargetMachineRef tm, LLVMModuleRef *out);
 /* default<O3> with loop and SLP vectorization, tuned for tm. */
 mfx_status cg_optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm);
 /* LL text (tm unused), assembly text or an object: malloc'd, NUL-terminated. */

@@ -546,24 +546,35 @@ static mfx_status cg_expr_binary(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *ou
   return st;
 }
 
-static LLVMValueRef cg_tanh_scalar(mfx_cg *cg, LLVMValueRef x) {
+static LLVMValueRef cg_call_f32(mfx_cg *cg, const char *symbol, LLVMValueRef x) {
   LLVMTypeRef f32 = LLVMFloatTypeInContext(cg->ctx);
   LLVMTypeRef type = LLVMFunctionType(f32, &f32, 1, 0);
-  LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, cg->target->tanh_symbol);
-  if (fn == NULL) fn = LLVMAddFunction(cg->mod, cg->target->tanh_symbol, type);
+  LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, symbol);
+  if (fn == NULL) fn = LLVMAddFunction(cg->mod, symbol, type);
   return LLVMBuildCall2(cg->b, type, fn, &x, 1, "");
 }
 
-/* tanh has no intrinsic: one library call per lane. */
-static LLVMValueRef cg_tanh(mfx_cg *cg, LLVMValueRef x) {
-  if (!cg_is_vector(x)) return cg_tanh_scalar(cg, x);
+/* A scalar f32 function (tanh, or a target's exp/log): one call per lane. */
+static LLVMValueRef cg_call_lanewise(mfx_cg *cg, const char *symbol, LLVMValueRef x) {
+  if (!cg_is_vector(x)) return cg_call_f32(cg, symbol, x);
   LLVMValueRef v = LLVMGetUndef(LLVMTypeOf(x));
   for (int lane = 0; lane < cg->lanes; lane++) {
     LLVMValueRef l = cg_lane_constant(cg, lane);
-    LLVMValueRef r = cg_tanh_scalar(cg, LLVMBuildExtractElement(cg->b, x, l, ""));
+    LLVMValueRef r = cg_call_f32(cg, symbol, LLVMBuildExtractElement(cg->b, x, l, ""));
     v = LLVMBuildInsertElement(cg->b, v, r, l, "");
   }
   return v;
+}
+
+/* The function a target calls for op, or NULL for the LLVM intrinsic
+ * (tanh has none). */
+static const char *cg_math_symbol(const mfx_cg *cg, mfx_unary_op op) {
+  switch (op) {
+  case MFX_TANH: return cg->target->tanh_symbol;
+  case MFX_EXP: return cg->target->exp_symbol;
+  case MFX_LOG: return cg->target->log_symbol;
+  default: return NULL;
+  }
 }
 
 static mfx_status cg_unary_value(mfx_cg *cg, mfx_unary_op op, mfx_dtype t, LLVMValueRef a,
@@ -591,8 +602,8 @@ static mfx_status cg_unary_value(mfx_cg *cg, mfx_unary_op op, mfx_dtype t, LLVMV
   case MFX_LOG:
   case MFX_TANH:
     if (!fl) return cg_fail(cg, "%s on %s, expected f32", mfx_unary_op_name(op), mfx_dtype_name(t));
-    if (op == MFX_TANH)
-      *out = cg_tanh(cg, a);
+    if (cg_math_symbol(cg, op) != NULL)
+      *out = cg_call_lanewise(cg, cg_math_symbol(cg, op), a);
     else
       *out = cg_intrinsic(cg,
                           op == MFX_SQRT  ? "llvm.sqrt"
@@ -1346,6 +1357,12 @@ static mfx_status cg_verify(LLVMModuleRef mod, const char *kernel) {
 
 mfx_status cg_build_module(const mfx_func *fn, const mfx_cg_target *target, LLVMContextRef ctx,
                            LLVMTargetMachineRef tm, LLVMModuleRef *out) {
+  return cg_build_module_with(fn, target, NULL, ctx, tm, out);
+}
+
+mfx_status cg_build_module_with(const mfx_func *fn, const mfx_cg_target *target,
+                                const void *target_data, LLVMContextRef ctx,
+                                LLVMTargetMachineRef tm, LLVMModuleRef *out) {
   *out = NULL;
   mfx_status st = cg_check_func(fn);
   if (st != MFX_OK) return st;
@@ -1353,7 +1370,12 @@ mfx_status cg_build_module(const mfx_func *fn, const mfx_cg_target *target, LLVM
   char *triple = LLVMGetTargetMachineTriple(tm);
   LLVMSetTarget(mod, triple);
   LLVMDisposeMessage(triple);
-  mfx_cg cg = {.target = target, .ctx = ctx, .mod = mod, .kernel = fn->name, .lane = -1};
+  mfx_cg cg = {.target = target,
+               .target_data = target_data,
+               .ctx = ctx,
+               .mod = mod,
+               .kernel = fn->name,
+               .lane = -1};
   cg.layout = LLVMCreateTargetDataLayout(tm);
   LLVMSetModuleDataLayout(mod, cg.layout);
   cg.b = LLVMCreateBuilderInContext(ctx);

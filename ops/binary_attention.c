@@ -5,19 +5,14 @@
  *   X           = 0.5 V + XS / pi
  *   NRM[b,h,n]  = sum_d X^2
  *   O           = X / max(sqrt(NRM), 1e-12)
- * The two products are register-tiled reductions with selects; X may be
+ * The two products are register-tiled reductions with selects whose
+ * "off" value is -0.0, the exact identity of float addition; X may be
  * inlined into its two consumers. */
 #include "ops_internal.h"
 
 enum { ATTN_B, ATTN_H, ATTN_N, ATTN_D, ATTN_C };
 
 #define ATTN_INV_PI 0.31830988618379067154
-
-static void attn_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
-  (void)dims;
-  if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);
-  else mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
-}
 
 typedef struct {
   mfx_tensor *Hc, *V, *A, *XS, *X, *NRM, *O;
@@ -37,7 +32,7 @@ static mfx_status attn_kv(mfx_arena *a, attn_stages *t, const int64_t *dims) {
   mfx_expr *b = mfx_tmpl_axis(a, A, 0), *h = mfx_tmpl_axis(a, A, 1), *nn = mfx_var_ref(a, n);
   mfx_expr *code = mfx_tmpl_load4(a, t->Hc, b, h, nn, mfx_tmpl_axis(a, A, 2));
   mfx_expr *v = mfx_tmpl_load4(a, t->V, b, h, nn, mfx_tmpl_axis(a, A, 3));
-  mfx_expr *term = mfx_select(a, attn_code_set(a, code), v, mfx_f32(a, 0.0));
+  mfx_expr *term = mfx_select(a, attn_code_set(a, code), v, mfx_f32(a, -0.0));
   MFX_TRY(mfx_tmpl_set_body(a, A, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
   t->A = A;
   return MFX_OK;
@@ -53,7 +48,7 @@ static mfx_status attn_query(mfx_arena *a, attn_stages *t, const int64_t *dims) 
   mfx_expr *b = mfx_tmpl_axis(a, XS, 0), *h = mfx_tmpl_axis(a, XS, 1), *cc = mfx_var_ref(a, c);
   mfx_expr *code = mfx_tmpl_load4(a, t->Hc, b, h, mfx_tmpl_axis(a, XS, 2), cc);
   mfx_expr *kv = mfx_tmpl_load4(a, t->A, b, h, cc, mfx_tmpl_axis(a, XS, 3));
-  mfx_expr *term = mfx_select(a, attn_code_set(a, code), kv, mfx_f32(a, 0.0));
+  mfx_expr *term = mfx_select(a, attn_code_set(a, code), kv, mfx_f32(a, -0.0));
   MFX_TRY(mfx_tmpl_set_body(a, XS, mfx_reduce(a, MFX_REDUCE_SUM, 1, &c, term)));
   t->XS = XS;
   return MFX_OK;
@@ -156,9 +151,9 @@ const mfx_op mfx_op_def_binary_attention = {
   .outputs = {{"O", MFX_F32, 4, {"B", "H", "N", "D"}, "rows of unit norm over d"}},
   .n_knobs = 8,
   .knobs = {
-    {"tile_c", "codes per register tile of Hc^T V (unrolled)", 4, 4, {1, 2, 4, 8}},
-    {"tile_n", "tokens per register tile of Hc A (unrolled)", 4, 4, {1, 2, 4, 8}},
-    {"tile_d", "columns of d per tile (the vector loop of every stage)", 16, 3, {8, 16, 32}},
+    {"tile_c", "codes per register tile of Hc^T V (unrolled)", 8, 4, {1, 2, 4, 8}},
+    {"tile_n", "tokens per register tile of Hc A (unrolled)", 8, 4, {1, 2, 4, 8}},
+    {"tile_d", "columns of d per tile (the vector loop of every stage)", 32, 3, {8, 16, 32}},
     {"vec", "vectorize over d", 1, 2, {0, 1}},
     {"unroll", "unroll the tiles' rows", 1, 2, {0, 1}},
     {"parallel", "run every stage on the thread pool", 1, 2, {0, 1}},
@@ -167,5 +162,5 @@ const mfx_op mfx_op_def_binary_attention = {
   },
   .build = attn_build,
   .reference = mfx_ref_binary_attention,
-  .random_input = attn_random_input,
+  .random_input = mfx_random_binary_attention,
 };

@@ -7,12 +7,6 @@
 
 enum { HAMMING_N, HAMMING_M, HAMMING_W };
 
-static void hamming_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
-  (void)i;
-  (void)dims;
-  mfx_fill_uniform_int(a, rng, 0, UINT32_MAX);
-}
-
 static mfx_status hamming_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                 mfx_schedule **out) {
   int64_t N = dims[HAMMING_N], M = dims[HAMMING_M], W = dims[HAMMING_W];
@@ -42,6 +36,7 @@ static mfx_status hamming_build(mfx_arena *a, const int64_t *dims, const mfx_con
     .fr = mfx_config_get(cfg, "tile_w"),
     .vec = (int)mfx_config_get(cfg, "vec"), .unroll = (int)mfx_config_get(cfg, "unroll"),
     .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
+    .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
   };
   return mfx_tmpl_apply_tiled_reduce(*out, S, &p);
 }
@@ -58,18 +53,19 @@ const mfx_op mfx_op_def_hamming = {
   },
   .n_outputs = 1,
   .outputs = {{"S", MFX_I32, 2, {"N", "M"}, "S[n,m] = 32W - 2 popcount(Q[n] xor K[m])"}},
-  .n_knobs = 8,
+  .n_knobs = 9,
   .knobs = {
     {"tile_n", "query rows per register tile (unrolled)", 4, 4, {1, 2, 4, 8}},
-    {"tile_m", "key columns per register tile (the vector loop)", 8, 3, {8, 16, 32}},
+    {"tile_m", "key columns per register tile (the vector loop)", 16, 3, {8, 16, 32}},
     {"tile_w", "split of the reduction over words (0: none)", 0, 3, {0, 4, 16}},
     {"vec", "vectorize over keys", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
     {"pack", "K transposed to KT[w,m] (keys contiguous)", 1, 2, {0, 1}},
+    {"cols_outer", "key tiles outside query tiles (a KT panel stays in cache)", 0, 2, {0, 1}},
   },
   .build = hamming_build,
   .reference = mfx_ref_hamming,
-  .random_input = hamming_random_input,
+  .random_input = mfx_random_hamming,
 };

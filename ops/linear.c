@@ -7,12 +7,6 @@
 
 enum { LINEAR_M, LINEAR_N, LINEAR_K };
 
-static void linear_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
-  (void)i;
-  (void)dims;
-  mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
-}
-
 /* The panel layout WP[jo, k, ji] = W[min(jo*tn + ji, N-1), k]: each k step of
  * a register tile reads tn consecutive floats. Rows past N repeat the last
  * one; the guarded output never stores them. */
@@ -73,6 +67,7 @@ static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_conf
     .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
     .vec = (int)mfx_config_get(cfg, "vec"), .unroll = (int)mfx_config_get(cfg, "unroll"),
     .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
+    .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
   };
   return mfx_tmpl_apply_tiled_reduce(*out, Y, &p);
 }
@@ -89,19 +84,20 @@ const mfx_op mfx_op_def_linear = {
   },
   .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y[m,n] = sum_k X[m,k] W[n,k]"}},
-  .n_knobs = 8,
+  .n_knobs = 9,
   .knobs = {
-    {"tile_m", "rows of the register tile (unrolled)", 6, 5, {1, 2, 4, 6, 8}},
+    {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
     {"tile_n", "columns of the register tile (the vector loop)", 16, 3, {8, 16, 32}},
     {"tile_k", "split of the reduction (0: none)", 0, 5, {0, 16, 64, 128, 256}},
     {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
-    {"pack", "W layout: 0 as given, 1 transposed WT[k,n], 2 panels WP[n/tn,k,tn]", 2, 3,
+    {"pack", "W layout: 0 as given, 1 transposed WT[k,n], 2 panels WP[n/tn,k,tn]", 1, 3,
      {0, 1, 2}},
+    {"cols_outer", "column tiles outside row tiles (a W panel stays in cache)", 1, 2, {0, 1}},
   },
   .build = linear_build,
   .reference = mfx_ref_linear,
-  .random_input = linear_random_input,
+  .random_input = mfx_random_linear,
 };

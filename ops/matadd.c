@@ -1,17 +1,13 @@
 /* matadd (binary linear attention's KV product): additions selected by bits.
  *   O[b, h, c, d] = sum_n Hc[b, h, n, c] V[b, h, n, d]     (codes 0/1)
- * Multiplication-free: each term is select(Hc != 0, V, 0). Template: a
- * register tile of tile_c codes by tile_d vector columns of d (contiguous in
- * V and O), accumulated locally over n. */
+ * Multiplication-free: each term is select(Hc != 0, V, -0.0); -0.0, not 0.0,
+ * is the exact identity of float addition, so the compiler may turn
+ * "acc + select" into a masked add (acc + 0.0 would change acc = -0.0).
+ * Template: a register tile of tile_c codes by tile_d vector columns of d
+ * (contiguous in V and O), accumulated locally over n. */
 #include "ops_internal.h"
 
 enum { MATADD_B, MATADD_H, MATADD_N, MATADD_D, MATADD_C };
-
-static void matadd_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
-  (void)dims;
-  if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);
-  else mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
-}
 
 static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                mfx_schedule **out) {
@@ -28,7 +24,7 @@ static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_conf
   mfx_expr *code = mfx_tmpl_load4(a, Hc, b, h, nn, mfx_tmpl_axis(a, O, 2));
   mfx_expr *v = mfx_tmpl_load4(a, V, b, h, nn, mfx_tmpl_axis(a, O, 3));
   mfx_expr *term = mfx_select(a, mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0)), v,
-                              mfx_f32(a, 0.0));
+                              mfx_f32(a, -0.0));
   MFX_TRY(mfx_tmpl_set_body(a, O, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
 
   MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){Hc, V}, 1, &O, out));
@@ -58,7 +54,7 @@ const mfx_op mfx_op_def_matadd = {
   .n_knobs = 7,
   .knobs = {
     {"tile_c", "codes per register tile (unrolled)", 4, 4, {1, 2, 4, 8}},
-    {"tile_d", "columns of d per register tile (the vector loop)", 16, 3, {8, 16, 32}},
+    {"tile_d", "columns of d per register tile (the vector loop)", 32, 3, {8, 16, 32}},
     {"tile_n", "split of the reduction over n (0: none)", 0, 3, {0, 16, 64}},
     {"vec", "vectorize over d", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's codes", 1, 2, {0, 1}},
@@ -67,5 +63,5 @@ const mfx_op mfx_op_def_matadd = {
   },
   .build = matadd_build,
   .reference = mfx_ref_matadd,
-  .random_input = matadd_random_input,
+  .random_input = mfx_random_matadd,
 };

@@ -27,6 +27,12 @@ void mfx_ref_binary_attention(const int64_t *dims, const mfx_array *in, mfx_arra
 void mfx_fill_uniform_f32(mfx_array *a, uint64_t *rng, float lo, float hi);
 /* Integers uniform in [lo, hi], for any integer dtype that holds them. */
 void mfx_fill_uniform_int(mfx_array *a, uint64_t *rng, int64_t lo, int64_t hi);
+/* Each op's random inputs (its mfx_op's random_input). */
+void mfx_random_linear(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_shift_linear(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_matadd(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_hamming(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_binary_attention(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 
 /* ---- schedule-template helpers (template.c) ---------------------------------- */
 
@@ -51,7 +57,7 @@ mfx_status mfx_tmpl_transpose(mfx_arena *a, const char *name, mfx_tensor *src,
                               const char *const axes[2], mfx_tensor **out);
 
 /* The register-tiled reduction every op here uses:
- *   outer..., x.o, y.o, [r.o, r.i | r], x.i, y.i
+ *   outer..., x.o, y.o, [r.o, r.i | r], x.i, y.i     (y.o, x.o if cols_outer)
  * x.i unrolled, y.i vectorized (contiguous in memory), the accumulator kept
  * in a local buffer at the innermost outer loop, outer loops fused and run
  * in parallel. Non-dividing tiles are guarded. */
@@ -61,6 +67,8 @@ typedef struct {
   const char *x, *y, *r;            /* rows, vector columns, reduction */
   int64_t fx, fy, fr;               /* tile sizes; fr = 0: r not split */
   int vec, unroll, parallel, local; /* 0/1 each */
+  int cols_outer;                   /* column tiles outside row tiles: a panel of
+                                     * the column operand stays in cache */
 } mfx_tmpl_tiled_reduce;
 
 mfx_status mfx_tmpl_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,

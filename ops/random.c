@@ -1,5 +1,18 @@
-/* Random fills for op inputs, from the xorshift64* generator. */
+/* Random fills for op inputs, from the xorshift64* generator: the
+ * generator, the fills, and each op's random inputs. Independent of the
+ * compiler (library mfx_reference). */
+#include "mfx/reference.h"
 #include "ops_internal.h"
+
+uint64_t mfx_rng_next(uint64_t *state) {
+  uint64_t x = *state;
+  if (x == 0) x = 0x9E3779B97F4A7C15ull; /* xorshift must not start at 0 */
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
 
 void mfx_fill_uniform_f32(mfx_array *a, uint64_t *rng, float lo, float hi) {
   float *p = a->data;
@@ -33,4 +46,43 @@ void mfx_fill_uniform_int(mfx_array *a, uint64_t *rng, int64_t lo, int64_t hi) {
     uint64_t off = span == 0 ? r : r % span;
     mfx_store_int(a, i, (int64_t)((uint64_t)lo + off));
   }
+}
+
+void mfx_random_inputs(mfx_random_input_fn random_input, int n_inputs, const int64_t *dims,
+                       uint64_t seed, mfx_array *inputs) {
+  uint64_t state = seed ^ 0x9E3779B97F4A7C15ull; /* seed 0 becomes a valid state */
+  for (int i = 0; i < n_inputs; i++) random_input(i, dims, &inputs[i], &state);
+}
+
+/* ---- each op's random inputs (valid codes, shifts and signs) ------------------------ */
+
+void mfx_random_linear(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)i;
+  (void)dims;
+  mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
+}
+
+void mfx_random_shift_linear(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)dims;
+  if (i == 0) mfx_fill_uniform_int(a, rng, -(1 << 20), 1 << 20); /* Q16.16 in [-16, 16] */
+  else if (i == 1) mfx_fill_uniform_int(a, rng, 0, 15);          /* shifts */
+  else mfx_fill_uniform_int(a, rng, -1, 1);                      /* signs */
+}
+
+void mfx_random_matadd(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)dims;
+  if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);
+  else mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
+}
+
+void mfx_random_hamming(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)i;
+  (void)dims;
+  mfx_fill_uniform_int(a, rng, 0, UINT32_MAX);
+}
+
+void mfx_random_binary_attention(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)dims;
+  if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);
+  else mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
 }

@@ -5,19 +5,15 @@
  * form 0: term = G > 0 ? v : (G < 0 ? -v : 0), v = X >> S.
  * form 1: term = (v & Z) ^ N with Z = (G != 0 ? -1 : 0), N = (G < 0 ? -1 : 0);
  *         for G = -1 that is ~v = -v - 1, so Y = ACC + CNT[n] where CNT[n]
- *         counts the negative weights of row n. Four vector operations per
- *         term instead of six; exact under 32-bit wrap-around.
- * pack 1 lays the weights out as [k, n] in i32 so the n loop is contiguous. */
+ *         counts the negative weights of row n. Three vector operations per
+ *         term (shift, and-xor, add) instead of six; exact under 32-bit
+ *         wrap-around.
+ * pack 1 lays the weight stages out as [k, n] so the n loop is contiguous;
+ * they stay i8 (a quarter of the memory traffic of i32) and are widened in
+ * registers, once per k for all the tile's rows. */
 #include "ops_internal.h"
 
 enum { SHIFT_M, SHIFT_N, SHIFT_K };
-
-static void shift_random_input(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
-  (void)dims;
-  if (i == 0) mfx_fill_uniform_int(a, rng, -(1 << 20), 1 << 20); /* Q16.16 in [-16, 16] */
-  else if (i == 1) mfx_fill_uniform_int(a, rng, 0, 15);          /* shifts */
-  else mfx_fill_uniform_int(a, rng, -1, 1);                      /* signs */
-}
 
 typedef struct {
   mfx_tensor *X, *S, *G;     /* placeholders */
@@ -26,37 +22,39 @@ typedef struct {
   mfx_tensor *weight[3];
 } shift_parts;
 
-/* A weight stage T over (k, n) or (n, k) (pack) computing f(S[n,k], G[n,k]). */
+/* An i8 weight stage T over (k, n) (pack) or (n, k) computing f(S[n,k], G[n,k]). */
 typedef mfx_expr *(*shift_weight_fn)(mfx_arena *a, mfx_expr *s, mfx_expr *g);
 
 static mfx_expr *shift_amount(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
+  (void)a;
   (void)g;
-  return mfx_cast(a, MFX_I32, s);
+  return s;
 }
 
 static mfx_expr *shift_sign(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
+  (void)a;
   (void)s;
-  return mfx_cast(a, MFX_I32, g);
+  return g;
 }
 
 static mfx_expr *shift_nonzero_mask(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
   (void)s;
   return mfx_select(a, mfx_binary(a, MFX_NE, g, mfx_int(a, MFX_I8, 0)),
-                    mfx_int(a, MFX_I32, -1), mfx_int(a, MFX_I32, 0));
+                    mfx_int(a, MFX_I8, -1), mfx_int(a, MFX_I8, 0));
 }
 
 static mfx_expr *shift_negative_mask(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
   (void)s;
   return mfx_select(a, mfx_binary(a, MFX_LT, g, mfx_int(a, MFX_I8, 0)),
-                    mfx_int(a, MFX_I32, -1), mfx_int(a, MFX_I32, 0));
+                    mfx_int(a, MFX_I8, -1), mfx_int(a, MFX_I8, 0));
 }
 
 static mfx_status shift_weight_stage(mfx_arena *a, shift_parts *p, const char *name,
                                      shift_weight_fn f, mfx_tensor **out) {
   int64_t N = p->S->buf->shape[0], K = p->S->buf->shape[1];
-  mfx_tensor *T = p->pack ? mfx_compute_begin(a, name, MFX_I32, 2, (int64_t[]){K, N},
+  mfx_tensor *T = p->pack ? mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){K, N},
                                               (const char *[]){"k", "n"})
-                          : mfx_compute_begin(a, name, MFX_I32, 2, (int64_t[]){N, K},
+                          : mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){N, K},
                                               (const char *[]){"n", "k"});
   mfx_expr *n = mfx_tmpl_axis(a, T, p->pack ? 1 : 0), *k = mfx_tmpl_axis(a, T, p->pack ? 0 : 1);
   mfx_expr *body = f(a, mfx_tmpl_load2(a, p->S, n, k), mfx_tmpl_load2(a, p->G, n, k));
@@ -66,13 +64,14 @@ static mfx_status shift_weight_stage(mfx_arena *a, shift_parts *p, const char *n
   return MFX_OK;
 }
 
-/* The weight stage T read at (n, k) in its own layout. */
+/* The weight stage T read at (n, k) in its own layout, widened to i32. */
 static mfx_expr *shift_weight_load(mfx_arena *a, const shift_parts *p, mfx_tensor *T,
                                    mfx_expr *n, mfx_expr *k) {
-  return p->pack ? mfx_tmpl_load2(a, T, k, n) : mfx_tmpl_load2(a, T, n, k);
+  mfx_expr *w = p->pack ? mfx_tmpl_load2(a, T, k, n) : mfx_tmpl_load2(a, T, n, k);
+  return mfx_cast(a, MFX_I32, w);
 }
 
-/* form 0: the select chain, reading S and G directly or from i32 copies. */
+/* form 0: the select chain, reading S and G directly or from [k, n] copies. */
 static mfx_status shift_term_select(mfx_arena *a, shift_parts *p, mfx_expr *x, mfx_expr *n,
                                     mfx_expr *k, mfx_expr **term) {
   mfx_expr *s, *g;
@@ -93,7 +92,7 @@ static mfx_status shift_term_select(mfx_arena *a, shift_parts *p, mfx_expr *x, m
   return MFX_OK;
 }
 
-/* form 1: (v & Z) ^ N from three i32 weight stages. */
+/* form 1: (v & Z) ^ N from three weight stages. */
 static mfx_status shift_term_mask(mfx_arena *a, shift_parts *p, mfx_expr *x, mfx_expr *n,
                                   mfx_expr *k, mfx_expr **term) {
   mfx_tensor *ST, *ZM, *NM;
@@ -165,6 +164,7 @@ static mfx_status shift_schedule(mfx_schedule *s, const shift_parts *p, mfx_tens
     .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
     .vec = vec, .unroll = (int)mfx_config_get(cfg, "unroll"),
     .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
+    .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
   };
   return mfx_tmpl_apply_tiled_reduce(s, red, &t);
 }
@@ -204,20 +204,21 @@ const mfx_op mfx_op_def_shift_linear = {
   },
   .n_outputs = 1,
   .outputs = {{"Y", MFX_I32, 2, {"M", "N"}, "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k])"}},
-  .n_knobs = 9,
+  .n_knobs = 10,
   .knobs = {
-    {"tile_m", "rows of the register tile (unrolled)", 4, 5, {1, 2, 4, 6, 8}},
+    {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
     {"tile_n", "columns of the register tile (the vector loop)", 16, 3, {8, 16, 32}},
     {"tile_k", "split of the reduction (0: none)", 0, 4, {0, 16, 64, 256}},
     {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
-    {"pack", "weights as i32 [k,n] copies (n contiguous)", 1, 2, {0, 1}},
+    {"pack", "weights as i8 [k,n] copies (n contiguous)", 1, 2, {0, 1}},
     {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 1, 2,
      {0, 1}},
+    {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}},
   },
   .build = shift_build,
   .reference = mfx_ref_shift_linear,
-  .random_input = shift_random_input,
+  .random_input = mfx_random_shift_linear,
 };

@@ -69,8 +69,8 @@ static mfx_status mfx_tmpl_fuse_all(mfx_schedule *s, mfx_stage *st, int n,
 
 /* ---- the register-tiled reduction ------------------------------------------------ */
 
-/* Leaves outer..., x.o, y.o, [r.o, r.i | r], x.i, y.i; returns how many, and
- * where x.i and y.i are. */
+/* Leaves outer..., x.o, y.o (or y.o, x.o), [r.o, r.i | r], x.i, y.i; returns
+ * how many (x.i and y.i are the last two). */
 static mfx_status mfx_tmpl_tile_order(mfx_schedule *s, mfx_stage *st,
                                       const mfx_tmpl_tiled_reduce *p, mfx_itervar **order,
                                       int *n_order) {
@@ -81,8 +81,8 @@ static mfx_status mfx_tmpl_tile_order(mfx_schedule *s, mfx_stage *st,
   MFX_TRY(mfx_sched_tile(s, st, x, y, p->fx, p->fy, MFX_TAIL_GUARD, &xo, &yo, &xi, &yi));
   int n = 0;
   for (int i = 0; i < p->n_outer; i++) MFX_TRY(mfx_tmpl_itervar(st, p->outer[i], &order[n++]));
-  order[n++] = xo;
-  order[n++] = yo;
+  order[n++] = p->cols_outer ? yo : xo;
+  order[n++] = p->cols_outer ? xo : yo;
   if (p->fr > 0) {
     MFX_TRY(mfx_sched_split(s, st, r, p->fr, MFX_TAIL_GUARD, &order[n], &order[n + 1]));
     n += 2;

@@ -120,6 +120,10 @@ for op in linear shift_linear matadd hamming binary_attention; do
 done
 expect 0 "median" "$MFX" run linear --dims M=16,N=16,K=16 --repeat 3
 expect 0 "max_abs_err=" "$MFX" run linear --dims M=1,N=1,K=1 --check
+# A zero tolerance on a long f32 sum: the kernel (f32 accumulation) and the
+# reference (double) differ in the last bits, and --check must say so.
+expect_error 1 "differs from the reference" "$MFX" run linear --dims M=16,N=16,K=300 \
+  --check --tol 0
 
 # ---- .npy round trips checked with numpy --------------------------------------------------
 
@@ -156,6 +160,34 @@ bits = np.unpackbits(x.view(np.uint8), axis=-1).reshape($N, $M, -1).sum(axis=-1)
 want = 32 * $W - 2 * bits.astype(np.int64)
 assert s.shape == ($N, $M), s.shape
 assert (s.astype(np.int64) == want).all(), (s, want)"
+
+  M=$(rand 40) N=$(rand 40) K=$(rand 40)
+  echo "numpy round trip: shift_linear M=$M,N=$N,K=$K"
+  numpy_check "rng = np.random.default_rng($SEED)
+np.save(d + '/sx.npy', rng.integers(-2**31, 2**31, ($M, $K), dtype=np.int32))
+np.save(d + '/ss.npy', rng.integers(0, 16, ($N, $K), dtype=np.int8))
+np.save(d + '/sg.npy', rng.integers(-1, 2, ($N, $K), dtype=np.int8))"
+  expect 0 "" "$MFX" run shift_linear --dims "M=$M,N=$N,K=$K" --in "X=$TMP/sx.npy" \
+    --in "S=$TMP/ss.npy" --in "G=$TMP/sg.npy" --out "Y=$TMP/sy.npy"
+  numpy_check "x = np.load(d + '/sx.npy'); s = np.load(d + '/ss.npy')
+g = np.load(d + '/sg.npy'); y = np.load(d + '/sy.npy')
+assert y.dtype == np.int32 and y.shape == ($M, $N), (y.dtype, y.shape)
+terms = (x[:, None, :] >> s[None, :, :]).astype(np.int64) * g[None, :, :]
+want = (terms.sum(axis=-1) + 2**31) % 2**32 - 2**31
+assert (y.astype(np.int64) == want).all(), (y, want)"
+
+  B=$(rand 2) H=$(rand 3) N=$(rand 40) D=$(rand 40) C=$(rand 40)
+  echo "numpy round trip: matadd B=$B,H=$H,N=$N,D=$D,C=$C"
+  numpy_check "rng = np.random.default_rng($SEED)
+np.save(d + '/hc.npy', rng.integers(0, 2, ($B, $H, $N, $C), dtype=np.int8))
+np.save(d + '/v.npy', rng.standard_normal(($B, $H, $N, $D)).astype(np.float32))"
+  expect 0 "" "$MFX" run matadd --dims "B=$B,H=$H,N=$N,D=$D,C=$C" --in "Hc=$TMP/hc.npy" \
+    --in "V=$TMP/v.npy" --out "O=$TMP/o.npy"
+  numpy_check "hc = np.load(d + '/hc.npy'); v = np.load(d + '/v.npy'); o = np.load(d + '/o.npy')
+assert o.dtype == np.float32 and o.shape == ($B, $H, $C, $D), (o.dtype, o.shape)
+want = np.einsum('bhnc,bhnd->bhcd', hc.astype(np.float64), v.astype(np.float64))
+err = np.abs(o - want).max() / max(np.abs(want).max(), 1e-30)
+assert err < 1e-4, err"
 else
   echo "SKIP: numpy round trips ($PY has no numpy)"
 fi
@@ -203,7 +235,7 @@ expect_error 2 "unknown option '--emit'" "$MFX" "${LIN[@]}" --emit ll
 expect_error 2 "expected ll or asm" "$MFX" lower linear --dims M=8,N=8,K=8 --emit obj
 expect_error 2 "unexpected argument" "$MFX" run linear hamming --dims M=8,N=8,K=8
 expect_error 2 "check takes no value" "$MFX" "${LIN[@]}" --check=yes
-expect_error 2 "demo takes no op" "$MFX" demo linear
+expect_error 2 "'linear'" "$MFX" demo linear
 expect_error 2 "unknown command 'nope'" "$MFX" help nope
 
 # ---- bad input: failures (1) ---------------------------------------------------------------------

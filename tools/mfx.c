@@ -3,14 +3,25 @@
  *   mfx ops                      the operators, their tensors and knobs
  *   mfx lower OP --dims ...      TE, schedule and loop IR (or LLVM IR / asm)
  *   mfx run OP --dims ...        compile, run on .npy or random inputs, check
- *   mfx demo                     every op on a moderate shape, timed and checked
+ *   mfx demo                     a ShiftAddViT MoE layer end to end, then every op
+ *
+ *   mfx tune OP --dims ...       search the knobs, record in the tuning database
+ *   mfx db COMMAND               query and move the tuning database
+ *   mfx compile OP --dims ... -o K.mfxa  kernels ahead of time, into an artifact
+ *   mfx experts --tokens N ...   expert latencies, their fit and alpha (mfx_experts.c)
+ *   mfx loss KIND --logits F     a router loss of logits from a .npy (mfx_loss.c)
  *
  * Each subcommand lives in its own file (mfx_ops.c, mfx_lower.c, mfx_run.c,
- * mfx_demo.c); mfx_cli.c holds what they share. */
+ * mfx_demo.c, mfx_tune.c, mfx_db.c, mfx_compile.c); mfx_args.c and mfx_io.c hold what they
+ * share (declared in mfx_cli.h). */
 #include <stdio.h>
 #include <string.h>
 
 #include "mfx_cli.h"
+#include "mfx_moe_cli.h"
+
+static const char tool_command_list[] =
+    "ops, lower, run, demo, tune, db, compile, experts, loss, help, version";
 
 static const char tool_main_usage[] =
     "usage: mfx <command> [arguments]\n"
@@ -22,7 +33,12 @@ static const char tool_main_usage[] =
     "  ops                     list the ops: dims, inputs, outputs, knobs\n"
     "  lower OP --dims D       print the tensor expression, schedule and loop IR\n"
     "  run OP --dims D         compile, run, optionally check and time one op\n"
-    "  demo                    run and check every op on a moderate shape\n"
+    "  demo                    a ShiftAddViT MoE layer: tune, latencies, check, losses\n"
+    "  tune OP --dims D        search the op's knobs, record trials in the database\n"
+    "  db COMMAND              the tuning database: list, best, export, import, plot\n"
+    "  compile OP --dims D     compile ahead of time into an artifact (-o K.mfxa)\n"
+    "  experts --tokens N ...  measure expert latencies: fit, alpha, latency table\n"
+    "  loss KIND --logits F    a router loss (switch, latency, zloss) of .npy logits\n"
     "  help [COMMAND]          this text, or the options of one command\n"
     "  version                 the version of mfx\n"
     "\n"
@@ -58,19 +74,31 @@ static const char tool_run_usage[] =
     "  --seed S                seed of the random inputs (default 1)\n";
 
 static const char tool_demo_usage[] =
-    "usage: mfx demo [--threads N]\n"
+    "usage: mfx demo [options]\n"
     "\n"
-    "Compile every op with its default config on a moderate shape, run it,\n"
-    "check it against the reference and print a table: kernel median time,\n"
-    "plain-C reference time, speed-up and error. Exit 1 if any check fails.\n";
+    "A ShiftAddViT MoE MLP layer at PVTv2-B0 stage-1 size on this machine: brief\n"
+    "tuning of its kernels, expert latencies and alpha, a routed forward pass on\n"
+    "compiled kernels checked against the plain-C reference, the latency-aware and\n"
+    "switch losses of a random router, each kernel against its dense baseline, the\n"
+    "layer's kernels as an artifact, then every op on a moderate shape. Progress on\n"
+    "stderr; files in the output folder. Exit 1 if any check fails.\n"
+    "  --tokens N          tokens (default 3136 = 56x56)\n"
+    "  --dim D             token dimension (default 64)\n"
+    "  --hidden H          expert hidden size (default 512)\n"
+    "  --experts LIST      expert kinds: mult, shift, null (default mult,shift)\n"
+    "  --k K               experts per token (default 1)\n"
+    "  --tune-trials N     tuning trials per kernel (default 8; 0: no tuning)\n"
+    "  --threads N         thread pool size (default: one per CPU)\n"
+    "  --seed S            weights and tokens (default 1)\n"
+    "  --out DIR           output folder (default mfx-demo-out)\n"
+    "  --no-ops            skip the per-op table\n";
 
-static const char tool_help_usage[] = "usage: mfx help [COMMAND]\n";
 static const char tool_version_usage[] = "usage: mfx version\n";
 
 const char *tool_usage(const char *command) {
   static const struct { const char *name; const char *text; } table[] = {
       {"ops", tool_ops_usage},   {"lower", tool_lower_usage}, {"run", tool_run_usage},
-      {"demo", tool_demo_usage}, {"help", tool_help_usage},   {"version", tool_version_usage},
+      {"demo", tool_demo_usage},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
     if (strcmp(table[i].name, command) == 0) return table[i].text;
@@ -78,35 +106,30 @@ const char *tool_usage(const char *command) {
   return NULL;
 }
 
-static int tool_cmd_help(int argc, char **argv) {
-  if (argc == 1) {
-    fputs(tool_main_usage, stdout);
-    return TOOL_EXIT_OK;
-  }
-  if (argc > 2) return tool_error(TOOL_EXIT_USAGE, "help takes at most one command");
-  const char *text = tool_usage(argv[1]);
-  if (text == NULL) {
-    return tool_error(TOOL_EXIT_USAGE,
-                      "help: unknown command '%s'; expected ops, lower, run, demo, help "
-                      "or version",
-                      argv[1]);
-  }
-  fputs(text, stdout);
-  return TOOL_EXIT_OK;
+static int tool_is_help_flag(const char *arg) {
+  return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
 
 static int tool_cmd_version(int argc, char **argv) {
+  if (argc == 2 && tool_is_help_flag(argv[1])) {
+    fputs(tool_version_usage, stdout);
+    return TOOL_EXIT_OK;
+  }
   if (argc > 1) return tool_error(TOOL_EXIT_USAGE, "version takes no arguments, got '%s'", argv[1]);
   printf("mfx %s (%d ops, host CPU target through LLVM)\n", TOOL_VERSION, mfx_op_count());
   return TOOL_EXIT_OK;
 }
+
+static int tool_cmd_help(int argc, char **argv);
 
 typedef int (*tool_command_fn)(int argc, char **argv);
 
 static tool_command_fn tool_find_command(const char *name) {
   static const struct { const char *name; tool_command_fn fn; } table[] = {
       {"ops", tool_cmd_ops},   {"lower", tool_cmd_lower}, {"run", tool_cmd_run},
-      {"demo", tool_cmd_demo}, {"help", tool_cmd_help},   {"version", tool_cmd_version},
+      {"demo", tool_cmd_demo}, {"tune", tool_cmd_tune},   {"db", tool_cmd_db},
+      {"compile", tool_cmd_compile}, {"experts", tool_cmd_experts}, {"loss", tool_cmd_loss},
+      {"help", tool_cmd_help}, {"version", tool_cmd_version},
       {"--help", tool_cmd_help}, {"-h", tool_cmd_help}, {"--version", tool_cmd_version},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
@@ -115,18 +138,32 @@ static tool_command_fn tool_find_command(const char *name) {
   return NULL;
 }
 
+/* help COMMAND runs COMMAND --help: each command prints its own options. */
+static int tool_cmd_help(int argc, char **argv) {
+  if (argc == 1 || tool_is_help_flag(argv[1])) {
+    fputs(tool_main_usage, stdout);
+    return TOOL_EXIT_OK;
+  }
+  if (argc > 2) return tool_error(TOOL_EXIT_USAGE, "help takes at most one command");
+  tool_command_fn fn = tool_find_command(argv[1]);
+  if (fn == NULL || argv[1][0] == '-') {
+    return tool_error(TOOL_EXIT_USAGE,
+                      "help: unknown command '%s'; expected one of %s", argv[1],
+                      tool_command_list);
+  }
+  char *help_argv[] = {argv[1], "--help", NULL};
+  return fn(2, help_argv);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(tool_main_usage, stderr);
-    return tool_error(TOOL_EXIT_USAGE, "missing command; expected one of ops, lower, run, "
-                                       "demo, help, version");
+    return tool_error(TOOL_EXIT_USAGE, "missing command; expected one of %s", tool_command_list);
   }
   tool_command_fn fn = tool_find_command(argv[1]);
   if (fn == NULL) {
-    return tool_error(TOOL_EXIT_USAGE,
-                      "unknown command '%s'; expected one of ops, lower, run, demo, help, "
-                      "version (see mfx --help)",
-                      argv[1]);
+    return tool_error(TOOL_EXIT_USAGE, "unknown command '%s'; expected one of %s (see mfx --help)",
+                      argv[1], tool_command_list);
   }
   return fn(argc - 1, argv + 1);
 }

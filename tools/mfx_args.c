@@ -277,8 +277,7 @@ int tool_resolve_problem(const tool_args *args, tool_problem *out) {
                       args->command, out->op->name, out->op->name, names, example_text);
   }
   if (mfx_op_parse_dims(out->op, args->dims_text, out->dims) != MFX_OK) {
-    return tool_error(TOOL_EXIT_USAGE, "--dims '%s': %s (%s takes %s, each once, positive)",
-                      args->dims_text, mfx_last_error(), out->op->name, names);
+    return tool_error(TOOL_EXIT_USAGE, "--dims '%s': %s", args->dims_text, mfx_last_error());
   }
   mfx_config_default(out->op, &out->cfg);
   if (args->config_json != NULL &&

@@ -122,6 +122,9 @@ int tool_cmd_ops(int argc, char **argv);
 int tool_cmd_lower(int argc, char **argv);
 int tool_cmd_run(int argc, char **argv);
 int tool_cmd_demo(int argc, char **argv);
+int tool_cmd_tune(int argc, char **argv); /* mfx_tune.c */
+int tool_cmd_db(int argc, char **argv);   /* mfx_db.c */
+int tool_cmd_compile(int argc, char **argv); /* mfx_compile.c */
 
 /* The usage text of one subcommand (NULL: unknown). */
 const char *tool_usage(const char *command);

@@ -1,157 +1,503 @@
-/* mfx demo: every op on a moderate shape with its default config: compile,
- * run, check against the plain-C reference, and print a table of times. */
-#include <stdio.h>
+/* mfx demo: a ShiftAddViT MoE MLP layer at PVTv2-B0 stage-1 size, end to
+ * end, in the order a user would go:
+ *   1. tuning      each kernel of the layer, briefly (mfx_demo_tune.c)
+ *   2. latencies   each expert at several token counts, fit, alpha; saved
+ *   3. forward     a routed pass on compiled kernels, checked against the
+ *                  plain-C reference of the same layer
+ *   4. losses      the latency-aware and switch losses of the random router
+ *   5. kernels     each kernel against its dense baseline; the layer's
+ *                  kernels into an artifact (mfx_demo_kernels.c)
+ *   6. every op    the per-op table (mfx_demo_ops.c)
+ * Progress goes to stderr, the report to stdout, files to the output folder.
+ * Exit status 1 when the layer (or an op) does not match its reference. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "mfx_cli.h"
+#include "mfx/autotune.h"
+#include "mfx/device.h"
+#include "mfx/router.h"
+#include "mfx_moe_cli.h"
 
-#define TOOL_DEMO_SEED 1
-
-/* Moderate shapes; an op not listed runs with every dim 64. */
-static const struct { const char *op; const char *dims; } tool_demo_shapes[] = {
-    {"linear", "M=256,N=256,K=256"},
-    {"shift_linear", "M=256,N=256,K=256"},
-    {"matadd", "B=1,H=4,N=1024,D=64,C=64"},
-    {"hamming", "N=1024,M=1024,W=8"},
-    {"binary_attention", "B=1,H=4,N=1024,D=64,C=64"},
-};
+#define TOOL_DEMO_TOL 1e-4
+#define TOOL_DEMO_LOGIT_TOL 1e-5
 
 typedef struct {
-  const mfx_op *op;
-  int64_t dims[MFX_OP_MAX_DIMS];
-  mfx_array inputs[MFX_OP_MAX_TENSORS];
-  mfx_array outputs[MFX_OP_MAX_TENSORS];
-  mfx_array want[MFX_OP_MAX_TENSORS];
-  mfx_op_kernel kernel;
-  int compiled;
-  tool_launch launch;
-} tool_demo_case;
+  int64_t tokens, trials, k, seed;
+  int dim, hidden, threads, ops;
+  int experts;
+  mfx_expert_kind kinds[MFX_MOE_MAX_EXPERTS];
+  const char *out;
+} tool_demo_args;
 
 typedef struct {
-  double kernel_s, reference_s, max_rel_err, rate;
-  const char *unit;
-  int ok;
-} tool_demo_row;
+  tool_demo_args a;
+  mfx_pool *pool;
+  tool_demo_plan plan;
+  tool_demo_tuning *tuning;
+  mfx_latency_table latency;
+  int have_latency;
+  float *x, *y, *want, *logits, *ref_logits;
+  mfx_moe *moe;
+  int failed;
+  double t0;
+} tool_demo;
 
-static int tool_demo_dims(tool_demo_case *c) {
-  const char *text = NULL;
-  for (size_t i = 0; i < sizeof tool_demo_shapes / sizeof tool_demo_shapes[0]; i++) {
-    if (strcmp(tool_demo_shapes[i].op, c->op->name) == 0) text = tool_demo_shapes[i].dims;
+/* ==== arguments ================================================================ */
+
+static int tool_demo_value(tool_demo_args *a, const char *flag, const char *v) {
+  int64_t n = 0;
+  int rc = 0;
+  if (strcmp(flag, "--tokens") == 0) return tool_flag_int(flag, v, 2, 1 << 24, &a->tokens);
+  if (strcmp(flag, "--k") == 0) return tool_flag_int(flag, v, 1, MFX_MOE_MAX_EXPERTS, &a->k);
+  if (strcmp(flag, "--tune-trials") == 0) return tool_flag_int(flag, v, 0, 1000, &a->trials);
+  if (strcmp(flag, "--seed") == 0) return tool_flag_int(flag, v, 0, INT64_MAX, &a->seed);
+  if (strcmp(flag, "--out") == 0) {
+    a->out = v;
+  } else if (strcmp(flag, "--experts") == 0) {
+    if (mfx_expert_kinds_parse(v, a->kinds, MFX_MOE_MAX_EXPERTS, &a->experts) != MFX_OK)
+      rc = tool_error(TOOL_EXIT_USAGE, "--experts: %s", mfx_last_error());
+  } else {
+    rc = tool_flag_int(flag, v, 1, 1 << 16, &n);
+    if (strcmp(flag, "--dim") == 0) a->dim = (int)n;
+    else if (strcmp(flag, "--hidden") == 0) a->hidden = (int)n;
+    else a->threads = (int)n;
   }
-  if (text == NULL) {
-    for (int i = 0; i < c->op->n_dims; i++) c->dims[i] = 64;
-    return 0;
+  return rc;
+}
+
+static int tool_demo_parse(int argc, char **argv, tool_demo_args *a) {
+  static const char *const flags[] = {"--tokens", "--dim",    "--hidden", "--experts",
+                                      "--k",      "--threads", "--out",   "--tune-trials",
+                                      "--seed"};
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return -1;
+    if (strcmp(argv[i], "--no-ops") == 0) {
+      a->ops = 0;
+      continue;
+    }
+    int hit = 0;
+    const char *v = NULL;
+    for (size_t f = 0; hit == 0 && f < sizeof flags / sizeof flags[0]; f++) {
+      hit = tool_flag(argc, argv, &i, flags[f], &v);
+      if (hit == 1 && tool_demo_value(a, flags[f], v) != 0) return TOOL_EXIT_USAGE;
+    }
+    if (hit < 0) return TOOL_EXIT_USAGE;
+    if (hit == 0)
+      return tool_error(TOOL_EXIT_USAGE, "demo: unknown argument '%s' (see mfx help demo)", argv[i]);
   }
-  if (mfx_op_parse_dims(c->op, text, c->dims) != MFX_OK) {
-    return tool_error(TOOL_EXIT_FAIL, "demo %s: shape '%s': %s", c->op->name, text,
-                      mfx_last_error());
-  }
+  if (a->k > a->experts)
+    return tool_error(TOOL_EXIT_USAGE, "demo: --k %lld with %d experts; expected k <= E",
+                      (long long)a->k, a->experts);
   return 0;
 }
 
-static int tool_reference_once(void *closure) {
-  tool_demo_case *c = closure;
-  c->op->reference(c->dims, c->inputs, c->want);
+static void tool_demo_defaults(tool_demo_args *a) {
+  memset(a, 0, sizeof *a);
+  a->tokens = 3136; /* PVTv2-B0 stage 1: 56 x 56 tokens of dim 64, MLP ratio 8 */
+  a->dim = 64;
+  a->hidden = 512;
+  a->experts = 2;
+  a->kinds[0] = MFX_EXPERT_MULT;
+  a->kinds[1] = MFX_EXPERT_SHIFT;
+  a->k = 1;
+  a->trials = 8;
+  a->seed = 1;
+  a->ops = 1;
+  a->out = "mfx-demo-out";
+}
+
+/* ==== helpers ====================================================================== */
+
+static void tool_demo_step(tool_demo *d, const char *what) {
+  fprintf(stderr, "[demo] %5.1f s  %s\n", mfx_now_seconds() - d->t0, what);
+}
+
+static int tool_demo_path(const tool_demo *d, const char *name, char *buf, size_t size) {
+  if ((size_t)snprintf(buf, size, "%s/%s", d->a.out, name) >= size)
+    return tool_error(TOOL_EXIT_USAGE, "demo: --out '%s' is too long", d->a.out);
   return 0;
 }
 
-static int tool_demo_prepare(tool_demo_case *c, mfx_pool *pool) {
-  mfx_config cfg;
-  char what[128];
-  snprintf(what, sizeof what, "demo %s", c->op->name);
-  if (mfx_op_alloc_inputs(c->op, c->dims, c->inputs) != MFX_OK ||
-      mfx_op_alloc_outputs(c->op, c->dims, c->outputs) != MFX_OK ||
-      mfx_op_alloc_outputs(c->op, c->dims, c->want) != MFX_OK) {
-    return tool_error_status(TOOL_EXIT_FAIL, what);
-  }
-  mfx_op_random_inputs(c->op, c->dims, TOOL_DEMO_SEED, c->inputs);
-  mfx_config_default(c->op, &cfg);
-  if (mfx_op_compile(c->op, c->dims, &cfg, &c->kernel) != MFX_OK) {
-    return tool_error_status(TOOL_EXIT_FAIL, what);
-  }
-  c->compiled = 1;
-  c->launch.kernel = &c->kernel;
-  mfx_kernel_env_init(&c->launch.env, pool);
-  c->launch.inputs = c->inputs;
-  c->launch.outputs = c->outputs;
-  return 0;
+static int tool_demo_nonnull(const tool_demo_args *a) {
+  int n = 0;
+  for (int e = 0; e < a->experts; e++) n += a->kinds[e] != MFX_EXPERT_NULL;
+  return n;
 }
 
-static int tool_demo_measure(tool_demo_case *c, tool_demo_row *row) {
-  int runs = 0;
-  int rc = tool_launch_once(&c->launch); /* warm-up */
-  if (rc == 0) rc = tool_measure(tool_launch_once, &c->launch, 5, 1000, 0.2, &row->kernel_s, &runs);
-  if (rc == 0) rc = tool_measure(tool_reference_once, c, 3, 50, 0.1, &row->reference_s, &runs);
-  if (rc != 0) return rc;
-  row->ok = 1;
-  for (int i = 0; i < c->op->n_outputs; i++) {
-    mfx_compare cmp = mfx_compare_arrays(&c->outputs[i], &c->want[i], TOOL_DEFAULT_TOL);
-    if (cmp.max_rel_err > row->max_rel_err) row->max_rel_err = cmp.max_rel_err;
-    if (!cmp.ok) row->ok = 0;
-  }
-  double work = tool_op_work(c->op, c->dims, &row->unit);
-  row->rate = work > 0.0 && row->kernel_s > 0.0 ? work / row->kernel_s * 1e-9 : 0.0;
-  return 0;
+/* Tokens per non-null expert at a balanced load: k T / (non-null experts). */
+static int64_t tool_demo_balanced(const tool_demo_args *a) {
+  int n = tool_demo_nonnull(a);
+  int64_t load = n > 0 ? (a->k * a->tokens + n - 1) / n : a->tokens;
+  return load < a->tokens ? load : a->tokens;
 }
 
-static void tool_demo_print_row(const tool_demo_case *c, const tool_demo_row *row, int rc) {
-  char dims[256], rate[48] = "-";
-  tool_format_dims(c->op, c->dims, dims, sizeof dims);
-  if (rc != 0) {
-    printf("%-17s %-26s %10s %10s %9s %12s %11s  FAIL\n", c->op->name, dims, "-", "-", "-", "-",
-           "-");
+static void tool_demo_fill(float *x, int64_t n, uint64_t seed) {
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
+  for (int64_t i = 0; i < n; i++) x[i] = (float)((mfx_rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+/* ==== the header ======================================================================= */
+
+static void tool_demo_gpu_line(void) {
+  int count = 0;
+  if (mfx_device_count("cuda", &count) != MFX_OK) {
+    printf("  GPU       none usable (%s)\n", mfx_last_error());
     return;
   }
-  if (row->rate > 0.0) snprintf(rate, sizeof rate, "%.2f %s", row->rate, row->unit);
-  printf("%-17s %-26s %10.3f %10.3f %8.1fx %12s %11.2e  %s\n", c->op->name, dims,
-         row->kernel_s * 1e3, row->reference_s * 1e3, row->reference_s / row->kernel_s, rate,
-         row->max_rel_err, row->ok ? "ok" : "MISMATCH");
+  mfx_device *dev = NULL;
+  if (count > 0 && mfx_device_open("cuda", &dev) == MFX_OK) {
+    printf("  GPU       %s -- present, but the MoE layer's kernels run on the CPU in this build\n",
+           mfx_device_description(dev));
+    mfx_device_close(dev);
+  } else {
+    printf("  GPU       none (%d CUDA devices)\n", count);
+  }
 }
 
-/* Returns 0 when the op compiled, ran and matched its reference. */
-static int tool_demo_one(const mfx_op *op, mfx_pool *pool) {
-  tool_demo_case c;
-  tool_demo_row row;
-  memset(&c, 0, sizeof c);
-  memset(&row, 0, sizeof row);
-  c.op = op;
-  int rc = tool_demo_dims(&c);
-  if (rc == 0) rc = tool_demo_prepare(&c, pool);
-  if (rc == 0) rc = tool_demo_measure(&c, &row);
-  tool_demo_print_row(&c, &row, rc);
-  fflush(stdout);
-  if (c.compiled) mfx_op_kernel_free(&c.kernel);
-  tool_free_arrays(c.inputs, MFX_OP_MAX_TENSORS);
-  tool_free_arrays(c.outputs, MFX_OP_MAX_TENSORS);
-  tool_free_arrays(c.want, MFX_OP_MAX_TENSORS);
-  return rc != 0 || !row.ok;
+static void tool_demo_header(const tool_demo *d) {
+  char key[160] = "";
+  mfx_latency_host_key(key, sizeof key);
+  printf("mfx demo: a ShiftAddViT MoE MLP layer at PVTv2-B0 stage-1 size\n");
+  printf("  layer     %lld tokens, dim %d, hidden %d, experts ", (long long)d->a.tokens, d->a.dim,
+         d->a.hidden);
+  for (int e = 0; e < d->a.experts; e++)
+    printf("%s%s", e ? "," : "", mfx_expert_kind_name(d->a.kinds[e]));
+  printf(" (top-%lld)\n  target    %s, %d threads\n", (long long)d->a.k, key,
+         mfx_pool_threads(d->pool));
+  tool_demo_gpu_line();
+  printf("  output    %s/\n", d->a.out);
+}
+
+/* ==== 1. tuning ========================================================================= */
+
+static void tool_plan_add(tool_demo_plan *p, const char *role, const char *op, int64_t m,
+                          int64_t n, int64_t k) {
+  for (int i = 0; i < p->n; i++) /* experts of one kind share their kernels */
+    if (strcmp(p->kernels[i].op->name, op) == 0 && p->kernels[i].dims[0] == m &&
+        p->kernels[i].dims[1] == n && p->kernels[i].dims[2] == k)
+      return;
+  tool_demo_kernel *x = &p->kernels[p->n++];
+  x->role = role;
+  x->op = mfx_op_find(op);
+  x->dims[0] = m;
+  x->dims[1] = n;
+  x->dims[2] = k;
+}
+
+static void tool_demo_make_plan(tool_demo *d) {
+  const tool_demo_args *a = &d->a;
+  int64_t m = mfx_moe_bucket(tool_demo_balanced(a));
+  tool_plan_add(&d->plan, "router", "linear", mfx_moe_bucket(a->tokens), a->experts, a->dim);
+  for (int e = 0; e < a->experts; e++) {
+    if (a->kinds[e] == MFX_EXPERT_MULT) {
+      tool_plan_add(&d->plan, "mult fc1", "linear", m, a->hidden, a->dim);
+      tool_plan_add(&d->plan, "mult fc2", "linear", m, a->dim, a->hidden);
+    } else if (a->kinds[e] == MFX_EXPERT_SHIFT) {
+      tool_plan_add(&d->plan, "shift fc1", "shift_linear", m, a->hidden, a->dim);
+      tool_plan_add(&d->plan, "shift fc2", "shift_linear", m, a->dim, a->hidden);
+    }
+  }
+}
+
+static int tool_demo_tune_section(tool_demo *d) {
+  char db[1100];
+  int rc = tool_demo_path(d, "tune.db", db, sizeof db);
+  if (rc != 0) return rc;
+  printf("\n1. tuning: autotuner, %lld random trials per kernel at the balanced load "
+         "(database %s)\n", (long long)d->a.trials, db);
+  tool_demo_step(d, "tuning the layer's kernels");
+  return tool_demo_tune(db, (int)d->a.trials, &d->plan, &d->tuning);
+}
+
+/* ==== 2. expert latencies ================================================================= */
+
+static int tool_demo_latency_request(const tool_demo *d, tool_experts_request *r) {
+  memset(r, 0, sizeof *r);
+  r->tokens = d->a.tokens;
+  r->dim = d->a.dim;
+  r->hidden = d->a.hidden;
+  for (int e = 0; e < d->a.experts; e++)
+    if (d->a.kinds[e] != MFX_EXPERT_NULL) r->kinds[r->experts++] = d->a.kinds[e];
+  r->at_tokens = tool_demo_balanced(&d->a);
+  mfx_profile_options_default(&r->profile);
+  r->profile.min_seconds = 0.03;
+  r->choose_config = tool_demo_choose;
+  r->choose_user = d->tuning;
+  r->progress = "[demo] latency";
+  return r->experts;
+}
+
+static int tool_demo_latencies(tool_demo *d) {
+  tool_experts_request r;
+  printf("\n2. expert latencies: latency(n) = a + b n fitted by least squares; alpha = latency "
+         "/ mean at the balanced load\n");
+  if (tool_demo_latency_request(d, &r) == 0) {
+    printf("  skipped: every expert is null (no latency to measure)\n");
+    return 0;
+  }
+  tool_demo_step(d, "measuring expert latencies");
+  int rc = tool_experts_measure(&r, d->pool, &d->latency);
+  char json[1100], svg[1100];
+  if (rc == 0) rc = tool_demo_path(d, "latency.json", json, sizeof json);
+  if (rc == 0) rc = tool_demo_path(d, "latency.svg", svg, sizeof svg);
+  if (rc != 0) return rc;
+  d->have_latency = 1;
+  tool_experts_print(stdout, &d->latency);
+  if (mfx_latency_save(json, &d->latency) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: saving the latency table");
+  rc = tool_experts_plot(svg, &d->latency);
+  if (rc == 0) printf("  saved %s (mfx.load_latency) and %s\n", json, svg);
+  return rc;
+}
+
+/* ==== 3. the routed forward pass ============================================================ */
+
+static int tool_demo_layer(tool_demo *d) {
+  mfx_moe_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.dim = d->a.dim;
+  spec.hidden = d->a.hidden;
+  spec.experts = d->a.experts;
+  spec.k = (int)d->a.k;
+  memcpy(spec.kinds, d->a.kinds, sizeof spec.kinds);
+  spec.choose_config = tool_demo_choose;
+  spec.choose_user = d->tuning;
+  if (mfx_moe_create(&spec, &d->moe) != MFX_OK ||
+      mfx_moe_init_random(d->moe, (uint64_t)d->a.seed) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: the layer");
+  int64_t n = d->a.tokens * d->a.dim, z = d->a.tokens * d->a.experts;
+  d->x = malloc((size_t)n * 4);
+  d->y = malloc((size_t)n * 4);
+  d->want = malloc((size_t)n * 4);
+  d->logits = malloc((size_t)z * 4);
+  d->ref_logits = malloc((size_t)z * 4);
+  if (!d->x || !d->y || !d->want || !d->logits || !d->ref_logits)
+    return tool_error(TOOL_EXIT_FAIL, "demo: out of memory for %lld tokens", (long long)d->a.tokens);
+  tool_demo_fill(d->x, n, (uint64_t)d->a.seed);
+  return 0;
+}
+
+typedef struct {
+  tool_demo *d;
+  mfx_kernel_env env;
+} tool_forward_call;
+
+static int tool_forward_once(void *closure) {
+  tool_forward_call *c = closure;
+  if (mfx_moe_forward(c->d->moe, &c->env, c->d->x, c->d->a.tokens, c->d->y, NULL) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: forward");
+  return 0;
+}
+
+static void tool_demo_print_trace(const tool_demo *d, const mfx_moe_trace *t, double median) {
+  printf("  first pass %.1f ms (compiled %d kernels: token counts are padded to buckets, so a\n"
+         "  few kernels serve every batch); then %.2f ms per pass (median)\n",
+         t->total_s * 1e3, t->kernels_compiled, median * 1e3);
+  printf("  %-10s %8s %10s\n", "step", "tokens", "ms (1st)");
+  printf("  %-10s %8lld %10.3f\n", "router", (long long)d->a.tokens, t->router_s * 1e3);
+  printf("  %-10s %8s %10.3f\n", "dispatch", "", t->dispatch_s * 1e3);
+  for (int e = 0; e < d->a.experts; e++) {
+    char name[32];
+    snprintf(name, sizeof name, "%d %s", e, mfx_expert_kind_name(d->a.kinds[e]));
+    printf("  %-10s %8.0f %10.3f\n", name, t->counts[e], t->expert_s[e] * 1e3);
+  }
+  printf("  %-10s %8s %10.3f\n", "combine", "", t->combine_s * 1e3);
+}
+
+/* Tokens whose top-1 expert differs between the layer's and the reference's logits. */
+static int64_t tool_demo_route_disagreements(const tool_demo *d) {
+  int64_t differ = 0, E = d->a.experts;
+  for (int64_t t = 0; t < d->a.tokens; t++) {
+    int a = 0, b = 0;
+    for (int e = 1; e < E; e++) {
+      if (d->logits[t * E + e] > d->logits[t * E + a]) a = e;
+      if (d->ref_logits[t * E + e] > d->ref_logits[t * E + b]) b = e;
+    }
+    differ += a != b;
+  }
+  return differ;
+}
+
+static void tool_demo_check(tool_demo *d) {
+  int64_t n = d->a.tokens * d->a.dim, z = d->a.tokens * d->a.experts;
+  mfx_array got = {MFX_F32, 1, {n}, d->y}, want = {MFX_F32, 1, {n}, d->want};
+  mfx_array gl = {MFX_F32, 1, {z}, d->logits}, wl = {MFX_F32, 1, {z}, d->ref_logits};
+  mfx_compare out = mfx_compare_arrays(&got, &want, TOOL_DEMO_TOL);
+  mfx_compare lg = mfx_compare_arrays(&gl, &wl, TOOL_DEMO_LOGIT_TOL);
+  int ok = out.ok && lg.ok;
+  printf("  check vs the plain-C reference: logits max rel err %.2e (tol %.0e), output max rel "
+         "err %.2e (tol %.0e): %s\n", lg.max_rel_err, TOOL_DEMO_LOGIT_TOL, out.max_rel_err,
+         TOOL_DEMO_TOL, ok ? "ok" : "MISMATCH");
+  printf("  routing: top-1 from the reference's own logits differs on %lld of %lld tokens (near "
+         "ties; the check routes both by the layer's logits)\n",
+         (long long)tool_demo_route_disagreements(d), (long long)d->a.tokens);
+  if (!ok) d->failed++;
+}
+
+static int tool_demo_forward(tool_demo *d) {
+  printf("\n3. routed forward pass on compiled kernels (router, dispatch, experts, combine)\n");
+  int rc = tool_demo_layer(d);
+  if (rc != 0) return rc;
+  tool_forward_call call = {d, {0}};
+  mfx_kernel_env_init(&call.env, d->pool);
+  mfx_moe_trace trace;
+  memset(&trace, 0, sizeof trace);
+  trace.logits = d->logits;
+  tool_demo_step(d, "forward pass (compiling its kernels)");
+  if (mfx_moe_forward(d->moe, &call.env, d->x, d->a.tokens, d->y, &trace) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: forward");
+  double median = 0.0;
+  int runs = 0;
+  rc = tool_measure(tool_forward_once, &call, 3, 50, 0.3, &median, &runs);
+  if (rc != 0) return rc;
+  tool_demo_print_trace(d, &trace, median);
+  tool_demo_step(d, "plain-C reference of the layer");
+  if (mfx_moe_reference(d->moe, d->x, d->a.tokens, d->logits, d->want, d->ref_logits) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: reference");
+  tool_demo_check(d);
+  return 0;
+}
+
+/* ==== 4. router losses ================================================================ */
+
+static int tool_demo_alpha(const tool_demo *d, double *alpha) {
+  if (!d->have_latency || tool_demo_nonnull(&d->a) != d->a.experts) return 0;
+  for (int e = 0; e < d->a.experts; e++) alpha[e] = d->latency.alpha[e];
+  return 1;
+}
+
+static void tool_demo_vector(const char *label, const double *v, int n, const char *fmt) {
+  printf("  %-28s", label);
+  for (int i = 0; i < n; i++) printf(fmt, v[i]);
+  printf("\n");
+}
+
+static int tool_demo_latency_loss(const tool_demo *d, const double *alpha, const double *counts) {
+  int E = d->a.experts;
+  double loss = 0.0, weighted[MFX_MOE_MAX_EXPERTS], pull[MFX_MOE_MAX_EXPERTS] = {0};
+  float *grad = malloc((size_t)(d->a.tokens * E) * sizeof(float));
+  if (grad == NULL) return tool_error(TOOL_EXIT_FAIL, "demo: out of memory");
+  mfx_status st = mfx_router_loss(MFX_ROUTER_LATENCY, d->logits, d->a.tokens, E, (int)d->a.k,
+                                  alpha, E, NULL, &loss, grad);
+  if (st == MFX_OK) {
+    for (int64_t t = 0; t < d->a.tokens; t++)
+      for (int e = 0; e < E; e++) pull[e] -= grad[t * E + e];
+    for (int e = 0; e < E; e++) weighted[e] = alpha[e] * counts[e];
+    tool_demo_vector("alpha (latency weights)", alpha, E, " %10.3f");
+    tool_demo_vector("alpha x tokens", weighted, E, " %10.1f");
+    printf("  %-28s %10.6f\n", "latency-aware loss", loss);
+    tool_demo_vector("-sum_t dL/dz (pull)", pull, E, " %10.4f");
+    printf("  (the loss pulls logits toward the experts with positive pull: faster experts\n"
+           "   get more tokens until alpha x tokens is equal)\n");
+  }
+  free(grad);
+  return st == MFX_OK ? 0 : tool_error_status(TOOL_EXIT_FAIL, "demo: latency loss");
+}
+
+static int tool_demo_losses(tool_demo *d) {
+  int E = d->a.experts;
+  double counts[MFX_MOE_MAX_EXPERTS], loss = 0.0, alpha[MFX_MOE_MAX_EXPERTS];
+  printf("\n4. router losses of this random router (logits of the pass above, k=%lld)\n",
+         (long long)d->a.k);
+  if (mfx_router_expert_counts(d->logits, d->a.tokens, E, (int)d->a.k, counts) != MFX_OK ||
+      mfx_router_loss(MFX_ROUTER_SWITCH, d->logits, d->a.tokens, E, (int)d->a.k, NULL, 0, NULL,
+                      &loss, NULL) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: switch loss");
+  tool_demo_vector("tokens per expert", counts, E, " %10.0f");
+  printf("  %-28s %10.6f  (1 at perfect balance)\n", "switch loss", loss);
+  if (E < 2 || !tool_demo_alpha(d, alpha)) {
+    printf("  latency-aware loss: skipped (needs 2+ experts, none of them null, with latencies)\n");
+    return 0;
+  }
+  return tool_demo_latency_loss(d, alpha, counts);
+}
+
+/* ==== 5. kernels and the artifact, 6. every op =============================================== */
+
+static int tool_demo_kernels(tool_demo *d) {
+  printf("\n5. kernels of the layer against their dense baselines (configs as the layer uses "
+         "them)\n");
+  tool_demo_step(d, "timing kernels");
+  int rc = tool_demo_kernel_table(&d->plan, d->tuning, d->pool, d->have_latency ? &d->latency : NULL);
+  char path[1100];
+  if (rc == 0) rc = tool_demo_path(d, "moe_layer.mfxa", path, sizeof path);
+  if (rc != 0) return rc;
+  printf("\n   the layer's compiled kernels, ahead of time:\n");
+  tool_demo_step(d, "building the artifact");
+  return tool_demo_artifact(d->moe, path);
+}
+
+static int tool_demo_ops(tool_demo *d) {
+  if (!d->a.ops) return 0;
+  printf("\n6. every op on a moderate shape\n");
+  tool_demo_step(d, "every op");
+  d->failed += tool_demo_ops_table(d->pool);
+  return 0;
+}
+
+/* ==== the command ============================================================================= */
+
+static int tool_demo_mkdir(const char *dir) {
+  if (mkdir(dir, 0755) == 0 || errno == EEXIST) return 0;
+  return tool_error(TOOL_EXIT_FAIL, "demo: cannot create the output folder %s: %s", dir,
+                    strerror(errno));
+}
+
+static void tool_demo_free(tool_demo *d) {
+  mfx_moe_destroy(d->moe);
+  tool_demo_tuning_free(d->tuning);
+  mfx_pool_destroy(d->pool);
+  free(d->x);
+  free(d->y);
+  free(d->want);
+  free(d->logits);
+  free(d->ref_logits);
+}
+
+static int tool_demo_run(tool_demo *d) {
+  int rc = tool_demo_mkdir(d->a.out);
+  if (rc == 0 && mfx_pool_create(d->a.threads, &d->pool) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "demo: creating the thread pool");
+  if (rc != 0) return rc;
+  tool_demo_header(d);
+  tool_demo_make_plan(d);
+  rc = tool_demo_tune_section(d);
+  if (rc == 0) rc = tool_demo_latencies(d);
+  if (rc == 0) rc = tool_demo_forward(d);
+  if (rc == 0) rc = tool_demo_losses(d);
+  if (rc == 0) rc = tool_demo_kernels(d);
+  if (rc == 0) rc = tool_demo_ops(d);
+  return rc;
+}
+
+static void tool_demo_summary(const tool_demo *d) {
+  int sources[3];
+  tool_demo_tuning_sources(d->tuning, sources);
+  printf("\nconfigs the layer compiled with: %d tuned, %d from the nearest tuned shape, %d "
+         "template defaults\n", sources[MFX_TUNE_TUNED], sources[MFX_TUNE_NEAREST],
+         sources[MFX_TUNE_DEFAULT]);
+  printf("files in %s/: tune.db, latency.json, latency.svg, moe_layer.mfxa\n", d->a.out);
+  printf("done in %.1f s: %s\n", mfx_now_seconds() - d->t0,
+         d->failed ? "CHECK FAILED" : "every check passed");
 }
 
 int tool_cmd_demo(int argc, char **argv) {
-  tool_args args;
-  int rc = tool_parse_args(argc, argv, TOOL_OPT_THREADS, &args);
-  if (rc != 0) return rc;
-  if (args.help) {
+  tool_demo d;
+  memset(&d, 0, sizeof d);
+  d.t0 = mfx_now_seconds();
+  tool_demo_defaults(&d.a);
+  int rc = tool_demo_parse(argc, argv, &d.a);
+  if (rc == -1) {
     fputs(tool_usage("demo"), stdout);
     return TOOL_EXIT_OK;
   }
-  if (args.op_name != NULL) {
-    return tool_error(TOOL_EXIT_USAGE, "demo takes no op, got '%s' (use mfx run for one op)",
-                      args.op_name);
-  }
-  mfx_pool *pool = NULL;
-  if (mfx_pool_create(args.threads, &pool) != MFX_OK) {
-    return tool_error_status(TOOL_EXIT_FAIL, "creating the thread pool");
-  }
-  printf("mfx demo: each op JIT-compiled for this CPU with its default config, %d threads;\n"
-         "kernel and reference times are medians; the reference is plain C on 1 thread.\n\n",
-         mfx_pool_threads(pool));
-  printf("%-17s %-26s %10s %10s %9s %12s %11s  %s\n", "op", "dims", "kernel ms", "ref ms",
-         "speed-up", "rate", "max_rel_err", "check");
-  int failed = 0;
-  for (int i = 0; i < mfx_op_count(); i++) failed += tool_demo_one(mfx_op_at(i), pool);
-  mfx_pool_destroy(pool);
-  printf("\n%d of %d ops match their reference\n", mfx_op_count() - failed, mfx_op_count());
-  if (failed > 0) return tool_error(TOOL_EXIT_FAIL, "demo: %d op(s) failed", failed);
-  return TOOL_EXIT_OK;
+  if (rc == 0) rc = tool_demo_run(&d);
+  if (rc == 0) tool_demo_summary(&d);
+  fflush(stdout);
+  tool_demo_free(&d);
+  if (rc == 0 && d.failed > 0) rc = tool_error(TOOL_EXIT_FAIL, "demo: %d check(s) failed", d.failed);
+  return rc;
 }

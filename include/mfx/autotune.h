@@ -165,6 +165,7 @@ typedef struct {
                             after this long; 0: in this process */
   int threads;           /* kernel thread pool size; 0: one per CPU */
   uint64_t input_seed;   /* random inputs of the check (default 1) */
+  int rank;              /* stamped on every trial (the MPI rank) */
   mfx_measure_options measure;
   mfx_launch_fn launch;  /* NULL: mfx_op_kernel_run */
   void *launch_user;

@@ -7,7 +7,10 @@
  *
  * A device may be used from several threads at once; every call makes the
  * device's context current on the calling thread. CPU kernels are launched
- * by the artifact loader, not through mfx_launch. */
+ * by the artifact loader, not through mfx_function_launch.
+ *
+ * (Device buffers are mfx_device_buffer: mfx_buffer is the compiler's IR
+ * buffer, and mfx_launch the tuner's launch record.) */
 #ifndef MFX_DEVICE_H
 #define MFX_DEVICE_H
 
@@ -65,16 +68,19 @@ typedef struct {
   mfx_device *device;
   uint64_t address;
   size_t bytes;
-} mfx_buffer;
+} mfx_device_buffer;
 
-mfx_status mfx_buffer_alloc(mfx_device *dev, size_t bytes, mfx_buffer *out);
-void mfx_buffer_free(mfx_buffer *buf); /* leaves a zero-byte buffer; idempotent */
+mfx_status mfx_device_buffer_alloc(mfx_device *dev, size_t bytes, mfx_device_buffer *out);
+/* Leaves a zero-byte buffer; freeing it again does nothing. */
+void mfx_device_buffer_free(mfx_device_buffer *buf);
 /* Host to device: bytes at `offset` of dst. */
-mfx_status mfx_buffer_write(mfx_buffer *dst, size_t offset, const void *src, size_t bytes);
+mfx_status mfx_device_buffer_write(mfx_device_buffer *dst, size_t offset, const void *src,
+                                   size_t bytes);
 /* Device to host: bytes at `offset` of src; waits for earlier launches. */
-mfx_status mfx_buffer_read(const mfx_buffer *src, size_t offset, void *dst, size_t bytes);
+mfx_status mfx_device_buffer_read(const mfx_device_buffer *src, size_t offset, void *dst,
+                                  size_t bytes);
 /* The host pointer of a CPU buffer; NULL for other devices. */
-void *mfx_buffer_host(const mfx_buffer *buf);
+void *mfx_device_buffer_host(const mfx_device_buffer *buf);
 
 /* ---- timers -------------------------------------------------------------- */
 
@@ -108,7 +114,7 @@ typedef struct {
 /* Queues a launch; args[i] points to the value of kernel parameter i (for a
  * buffer: &buffer.address). Errors of the kernel itself show at the next
  * synchronize, read or event wait. */
-mfx_status mfx_launch(mfx_function *fn, const mfx_launch_dims *dims, void **args);
+mfx_status mfx_function_launch(mfx_function *fn, const mfx_launch_dims *dims, void **args);
 
 #ifdef __cplusplus
 }

@@ -12,9 +12,16 @@ Router losses and balancing (include/mfx/router.h):
     update_bias(bias, counts, u) -> new bias
     fit_latency(ns, secs) -> (a, b, r2)
     latency_alpha(latency), expert_counts(logits, k), RouterStats(experts, k)
-With PyTorch installed, mfx.torch offers the losses as autograd Functions."""
+With PyTorch installed, mfx.torch offers the losses as autograd Functions.
+
+Expert latency tables (include/mfx/moe.h, saved by `mfx experts`):
+    load_latency(path=None, device=None) -> dict with "alpha", "latency", ...
+Artifacts (include/mfx/artifact.h, written by `mfx compile`):
+    Module(path).run(name_or_index, **inputs) -> {output name: array}"""
 
 from ._lib import last_error
+from .latency import host_key, load_latency
+from .module import Module
 from .router import (
     LOSS_KINDS,
     RouterStats,
@@ -28,6 +35,9 @@ from .router import (
 
 __all__ = [
     "LOSS_KINDS",
+    "Module",
+    "host_key",
+    "load_latency",
     "RouterStats",
     "expert_counts",
     "fit_latency",

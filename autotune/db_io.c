@@ -1,0 +1,379 @@
+/* The database as text: export and import as JSON lines (one trial per
+ * line, with its whole key, so that a file moves records between machines
+ * and back without loss), and an SVG plot of one tuning's progress. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db_internal.h"
+
+/* ---- export --------------------------------------------------------------------- */
+
+static const char tune_export_sql[] =
+    "SELECT t.op, t.dims, t.dtypes, t.target, t.arch, t.device, t.version, r.config, r.status,"
+    " r.median_s, r.spread, r.p10_s, r.p90_s, r.repeats, r.error, r.created, r.session, r.rank,"
+    " r.build_s FROM mfx_trials r JOIN mfx_tasks t ON t.id = r.task ORDER BY r.id";
+
+static const char *const tune_export_text[] = {"op", "dims", "dtypes", "target", "arch",
+                                                "device", "version"};
+static const char *const tune_export_numbers[] = {"median_s", "spread", "p10_s", "p90_s"};
+
+static void tune_export_number(cJSON *o, const char *name, sqlite3_stmt *stmt, int col) {
+  if (sqlite3_column_type(stmt, col) == SQLITE_NULL) cJSON_AddNullToObject(o, name);
+  else cJSON_AddNumberToObject(o, name, sqlite3_column_double(stmt, col));
+}
+
+static cJSON *tune_export_row(sqlite3_stmt *stmt) {
+  cJSON *o = cJSON_CreateObject();
+  if (o == NULL) return NULL;
+  for (int i = 0; i < 7; i++) cJSON_AddStringToObject(o, tune_export_text[i], tune_db_text(stmt, i));
+  cJSON *config = cJSON_Parse(tune_db_text(stmt, 7));
+  if (config != NULL) cJSON_AddItemToObject(o, "config", config);
+  else cJSON_AddStringToObject(o, "config", tune_db_text(stmt, 7));
+  cJSON_AddStringToObject(o, "status", tune_db_text(stmt, 8));
+  for (int i = 0; i < 4; i++) tune_export_number(o, tune_export_numbers[i], stmt, 9 + i);
+  cJSON_AddNumberToObject(o, "repeats", sqlite3_column_int(stmt, 13));
+  cJSON_AddStringToObject(o, "error", tune_db_text(stmt, 14));
+  cJSON_AddNumberToObject(o, "created", sqlite3_column_double(stmt, 15));
+  cJSON_AddStringToObject(o, "session", tune_db_text(stmt, 16));
+  cJSON_AddNumberToObject(o, "rank", sqlite3_column_int(stmt, 17));
+  cJSON_AddNumberToObject(o, "build_s", sqlite3_column_double(stmt, 18));
+  return o;
+}
+
+static mfx_status tune_export_write(mfx_tune_db *db, sqlite3_stmt *stmt, FILE *out) {
+  cJSON *row = tune_export_row(stmt);
+  char *text = row != NULL ? cJSON_PrintUnformatted(row) : NULL;
+  cJSON_Delete(row);
+  if (text == NULL) return mfx_fail(MFX_ERR_NOMEM, "export %s: out of memory", db->path);
+  int bad = fputs(text, out) < 0 || fputc('\n', out) == EOF;
+  free(text);
+  if (bad) return mfx_fail(MFX_ERR_IO, "export %s: cannot write the output", db->path);
+  return MFX_OK;
+}
+
+mfx_status mfx_tune_db_export(mfx_tune_db *db, FILE *out, int *count) {
+  if (db == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "export: db and out must not be NULL");
+  sqlite3_stmt *stmt;
+  TUNE_TRY(tune_db_prepare(db, tune_export_sql, &stmt));
+  int rc, n = 0;
+  mfx_status st = MFX_OK;
+  while (st == MFX_OK && (rc = tune_db_step(stmt)) == SQLITE_ROW) {
+    st = tune_export_write(db, stmt, out);
+    n += st == MFX_OK;
+  }
+  sqlite3_finalize(stmt);
+  if (st == MFX_OK && rc != SQLITE_DONE) st = tune_db_error(db, MFX_ERR_IO, "exporting");
+  if (st == MFX_OK && fflush(out) != 0)
+    st = mfx_fail(MFX_ERR_IO, "export %s: cannot write the output", db->path);
+  if (count != NULL) *count = n;
+  return st;
+}
+
+/* ---- import ------------------------------------------------------------------------- */
+
+typedef struct {
+  const char *name; /* for messages */
+  int line;
+} tune_import_at;
+
+static const char *tune_json_string(const cJSON *o, const char *field) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, field);
+  return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static double tune_json_number(const cJSON *o, const char *field, double fallback) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, field);
+  return cJSON_IsNumber(item) ? item->valuedouble : fallback;
+}
+
+/* The key strings of a line, all required. */
+static mfx_status tune_import_key(const cJSON *o, const tune_import_at *at, const char **v,
+                                  mfx_tune_target *target) {
+  for (int i = 0; i < 7; i++) {
+    v[i] = tune_json_string(o, tune_export_text[i]);
+    if (v[i] == NULL)
+      return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: \"%s\" is missing or not a string",
+                      at->name, at->line, tune_export_text[i]);
+  }
+  memset(target, 0, sizeof *target);
+  tune_copy_text(target->target, sizeof target->target, v[3]);
+  tune_copy_text(target->arch, sizeof target->arch, v[4]);
+  tune_copy_text(target->device, sizeof target->device, v[5]);
+  tune_copy_text(target->version, sizeof target->version, v[6]);
+  return MFX_OK;
+}
+
+/* The config as the tuner writes it (knobs in the op's order, every knob)
+ * when the op is known here; as given otherwise. */
+static mfx_status tune_import_config(const cJSON *o, const char *op_name,
+                                     const tune_import_at *at, char *buf, size_t size) {
+  const cJSON *config = cJSON_GetObjectItemCaseSensitive(o, "config");
+  if (!cJSON_IsObject(config))
+    return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: \"config\" must be an object", at->name,
+                    at->line);
+  char *text = cJSON_PrintUnformatted(config);
+  if (text == NULL) return mfx_fail(MFX_ERR_NOMEM, "import %s: out of memory", at->name);
+  const mfx_op *op = mfx_op_find(op_name);
+  mfx_config cfg;
+  mfx_status st = MFX_OK;
+  if (op != NULL && (st = mfx_config_parse_json(op, text, &cfg)) == MFX_OK)
+    mfx_config_to_json(&cfg, buf, size);
+  else if (op == NULL)
+    tune_copy_text(buf, size, text);
+  free(text);
+  if (st != MFX_OK)
+    return mfx_fail_context(MFX_ERR_FORMAT, "import %s line %d", at->name, at->line);
+  return MFX_OK;
+}
+
+static mfx_status tune_import_trial(const cJSON *o, const tune_import_at *at, mfx_trial *t,
+                                    const char **session) {
+  memset(t, 0, sizeof *t);
+  const char *status = tune_json_string(o, "status");
+  *session = tune_json_string(o, "session");
+  if (status == NULL || mfx_trial_status_from_name(status, &t->status) != 0)
+    return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: \"status\" must be ok, error or wrong",
+                    at->name, at->line);
+  if (*session == NULL || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "created")))
+    return mfx_fail(MFX_ERR_FORMAT,
+                    "import %s line %d: \"session\" (string) and \"created\" (number) are needed",
+                    at->name, at->line);
+  t->m.median_s = tune_json_number(o, "median_s", 0.0);
+  if (t->status == MFX_TRIAL_OK && !(t->m.median_s > 0.0))
+    return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: an ok trial needs median_s > 0",
+                    at->name, at->line);
+  t->m.spread = tune_json_number(o, "spread", 0.0);
+  t->m.p10_s = tune_json_number(o, "p10_s", 0.0);
+  t->m.p90_s = tune_json_number(o, "p90_s", 0.0);
+  t->m.repeats = (int)tune_json_number(o, "repeats", 0.0);
+  t->created = tune_json_number(o, "created", 0.0);
+  t->rank = (int)tune_json_number(o, "rank", 0.0);
+  t->build_s = tune_json_number(o, "build_s", 0.0);
+  const char *error = tune_json_string(o, "error");
+  tune_copy_text(t->error, sizeof t->error, error != NULL ? error : "");
+  return MFX_OK;
+}
+
+/* Dims as the tuner writes them, when the op is known. */
+static void tune_import_dims(const char *op_name, const char *dims, char *buf, size_t size) {
+  const mfx_op *op = mfx_op_find(op_name);
+  mfx_tune_key key;
+  memset(&key, 0, sizeof key);
+  key.op = op;
+  if (op != NULL && mfx_op_parse_dims(op, dims, key.dims) == MFX_OK) {
+    mfx_tune_key_dims_text(&key, buf, size);
+    return;
+  }
+  mfx_clear_error();
+  tune_copy_text(buf, size, dims);
+}
+
+static mfx_status tune_import_object(mfx_tune_db *db, const cJSON *o, const tune_import_at *at,
+                                     int *inserted) {
+  const char *v[7], *session;
+  mfx_tune_target target;
+  mfx_trial t;
+  char config[1024], dims[256];
+  TUNE_TRY(tune_import_key(o, at, v, &target));
+  TUNE_TRY(tune_import_config(o, v[0], at, config, sizeof config));
+  TUNE_TRY(tune_import_trial(o, at, &t, &session));
+  tune_import_dims(v[0], v[1], dims, sizeof dims);
+  tune_db_task task = {v[0], dims, v[2], &target};
+  sqlite3_int64 id;
+  TUNE_TRY(tune_db_task_id(db, &task, 1, &id));
+  return tune_db_insert(db, id, config, &t, session, 1, inserted);
+}
+
+static mfx_status tune_import_line(mfx_tune_db *db, const char *line, const tune_import_at *at,
+                                   int *added, int *skipped) {
+  const char *p = line;
+  while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+  if (*p == '\0') return MFX_OK;
+  cJSON *o = cJSON_Parse(p);
+  if (!cJSON_IsObject(o)) {
+    cJSON_Delete(o);
+    return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: not a JSON object", at->name, at->line);
+  }
+  int inserted = 0;
+  mfx_status st = tune_import_object(db, o, at, &inserted);
+  cJSON_Delete(o);
+  *added += st == MFX_OK && inserted;
+  *skipped += st == MFX_OK && !inserted;
+  return st;
+}
+
+static mfx_status tune_import_lines(mfx_tune_db *db, FILE *in, const char *name, int *added,
+                                    int *skipped) {
+  char *line = NULL;
+  size_t cap = 0;
+  tune_import_at at = {name, 0};
+  mfx_status st = MFX_OK;
+  while (st == MFX_OK && getline(&line, &cap, in) >= 0) {
+    at.line++;
+    st = tune_import_line(db, line, &at, added, skipped);
+  }
+  if (st == MFX_OK && ferror(in)) st = mfx_fail(MFX_ERR_IO, "import %s: read error", name);
+  free(line);
+  return st;
+}
+
+mfx_status mfx_tune_db_import(mfx_tune_db *db, FILE *in, const char *name, int *added,
+                              int *skipped) {
+  if (db == NULL || in == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "import: db and in must not be NULL");
+  int a = 0, s = 0;
+  TUNE_TRY(tune_db_begin(db));
+  mfx_status st = tune_import_lines(db, in, name != NULL ? name : "(input)", &a, &s);
+  if (st == MFX_OK) st = tune_db_commit(db);
+  if (st != MFX_OK) {
+    tune_db_rollback(db);
+    a = s = 0;
+  }
+  if (added != NULL) *added = a;
+  if (skipped != NULL) *skipped = s;
+  return st;
+}
+
+/* ---- plot ------------------------------------------------------------------------------- */
+
+#define TUNE_SVG_W 760
+#define TUNE_SVG_H 440
+#define TUNE_SVG_L 80 /* margins */
+#define TUNE_SVG_R 20
+#define TUNE_SVG_T 40
+#define TUNE_SVG_B 50
+
+typedef struct {
+  int n, cap;
+  double *ms;   /* per trial; 0 for failed */
+  int out_of_memory;
+} tune_series;
+
+static int tune_series_add(void *user, const mfx_trial *t) {
+  tune_series *s = user;
+  if (s->n == s->cap) {
+    int cap = s->cap ? 2 * s->cap : 64;
+    double *ms = realloc(s->ms, sizeof *ms * (size_t)cap);
+    if (ms == NULL) {
+      s->out_of_memory = 1;
+      return 1;
+    }
+    s->ms = ms;
+    s->cap = cap;
+  }
+  s->ms[s->n++] = t->status == MFX_TRIAL_OK ? t->m.median_s * 1e3 : 0.0;
+  return 0;
+}
+
+typedef struct {
+  double lo, hi; /* log10 range of the y axis */
+  int n;
+} tune_axes;
+
+static double tune_svg_x(const tune_axes *a, double trial) {
+  double w = TUNE_SVG_W - TUNE_SVG_L - TUNE_SVG_R;
+  return TUNE_SVG_L + (a->n > 1 ? (trial - 1) / (a->n - 1) : 0.5) * w;
+}
+
+static double tune_svg_y(const tune_axes *a, double ms) {
+  double h = TUNE_SVG_H - TUNE_SVG_T - TUNE_SVG_B;
+  return TUNE_SVG_T + (a->hi - log10(ms)) / (a->hi - a->lo) * h;
+}
+
+static void tune_svg_axes(FILE *out, const tune_axes *a) {
+  int bottom = TUNE_SVG_H - TUNE_SVG_B;
+  fprintf(out, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", TUNE_SVG_L, TUNE_SVG_T,
+          TUNE_SVG_L, bottom);
+  fprintf(out, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", TUNE_SVG_L, bottom,
+          TUNE_SVG_W - TUNE_SVG_R, bottom);
+  for (int e = (int)floor(a->lo); e <= (int)ceil(a->hi); e++) {
+    static const double steps[] = {1.0, 2.0, 5.0};
+    for (int k = 0; k < 3; k++) {
+      double ms = steps[k] * pow(10.0, e);
+      if (log10(ms) < a->lo || log10(ms) > a->hi) continue;
+      double y = tune_svg_y(a, ms);
+      fprintf(out, "<line x1='%d' y1='%.1f' x2='%d' y2='%.1f' stroke='#ddd'/>\n", TUNE_SVG_L, y,
+              TUNE_SVG_W - TUNE_SVG_R, y);
+      fprintf(out, "<text x='%d' y='%.1f' font-size='11' text-anchor='end'>%g</text>\n",
+              TUNE_SVG_L - 6, y + 4, ms);
+    }
+  }
+  int step = a->n > 10 ? (a->n + 9) / 10 : 1;
+  for (int i = 1; i <= a->n; i += step)
+    fprintf(out, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%d</text>\n",
+            tune_svg_x(a, i), bottom + 16, i);
+  fprintf(out, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>trial</text>\n",
+          (TUNE_SVG_L + TUNE_SVG_W - TUNE_SVG_R) / 2, TUNE_SVG_H - 12);
+  fprintf(out, "<text x='16' y='%d' font-size='12' transform='rotate(-90 16 %d)' "
+               "text-anchor='middle'>median time (ms, log scale)</text>\n",
+          (TUNE_SVG_T + bottom) / 2, (TUNE_SVG_T + bottom) / 2);
+}
+
+static void tune_svg_series(FILE *out, const tune_axes *a, const tune_series *s) {
+  double best = 0.0;
+  fputs("<polyline fill='none' stroke='#1f77b4' stroke-width='2' points='", out);
+  for (int i = 0; i < s->n; i++) {
+    if (s->ms[i] > 0.0 && (best == 0.0 || s->ms[i] < best)) {
+      if (best > 0.0) fprintf(out, "%.1f,%.1f ", tune_svg_x(a, i + 1), tune_svg_y(a, best));
+      best = s->ms[i];
+    }
+    if (best > 0.0) fprintf(out, "%.1f,%.1f ", tune_svg_x(a, i + 1), tune_svg_y(a, best));
+  }
+  fputs("'/>\n", out);
+  for (int i = 0; i < s->n; i++) {
+    if (s->ms[i] > 0.0)
+      fprintf(out, "<circle cx='%.1f' cy='%.1f' r='2.5' fill='#999'/>\n", tune_svg_x(a, i + 1),
+              tune_svg_y(a, s->ms[i]));
+    else
+      fprintf(out, "<text x='%.1f' y='%d' font-size='10' fill='#d62728' "
+                   "text-anchor='middle'>x</text>\n",
+              tune_svg_x(a, i + 1), TUNE_SVG_H - TUNE_SVG_B - 3);
+  }
+}
+
+static void tune_svg_write(FILE *out, const mfx_tune_key *key, const tune_series *s) {
+  tune_axes a = {INFINITY, -INFINITY, s->n};
+  double best = 0.0;
+  for (int i = 0; i < s->n; i++) {
+    if (s->ms[i] <= 0.0) continue;
+    if (log10(s->ms[i]) < a.lo) a.lo = log10(s->ms[i]);
+    if (log10(s->ms[i]) > a.hi) a.hi = log10(s->ms[i]);
+    if (best == 0.0 || s->ms[i] < best) best = s->ms[i];
+  }
+  if (!(a.lo <= a.hi)) a.lo = a.hi = 0.0;
+  a.lo -= 0.05;
+  a.hi += 0.05;
+  char dims[256];
+  mfx_tune_key_dims_text(key, dims, sizeof dims);
+  fprintf(out, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
+               "font-family='sans-serif'>\n<rect width='100%%' height='100%%' fill='white'/>\n",
+          TUNE_SVG_W, TUNE_SVG_H);
+  fprintf(out, "<text x='%d' y='24' font-size='14'>%s %s on %s: best %.4g ms after %d trials "
+               "(line: best so far; x: failed)</text>\n",
+          TUNE_SVG_L, key->op->name, dims, key->target.target, best, s->n);
+  tune_svg_axes(out, &a);
+  tune_svg_series(out, &a, s);
+  fputs("</svg>\n", out);
+}
+
+mfx_status mfx_tune_db_plot(mfx_tune_db *db, const mfx_tune_key *key, FILE *out) {
+  if (db == NULL || key == NULL || key->op == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "plot: db, key and out must not be NULL");
+  tune_series s = {0, 0, NULL, 0};
+  mfx_status st = mfx_tune_db_trials(db, key, tune_series_add, &s);
+  if (st == MFX_OK && s.out_of_memory) st = mfx_fail(MFX_ERR_NOMEM, "plot: out of memory");
+  if (st == MFX_OK && s.n == 0) {
+    char dims[256];
+    mfx_tune_key_dims_text(key, dims, sizeof dims);
+    st = mfx_fail(MFX_ERR_NOT_FOUND, "plot: %s has no trials of %s %s on this target", db->path,
+                  key->op->name, dims);
+  }
+  if (st == MFX_OK) tune_svg_write(out, key, &s);
+  if (st == MFX_OK && (fflush(out) != 0 || ferror(out)))
+    st = mfx_fail(MFX_ERR_IO, "plot: cannot write the SVG");
+  free(s.ms);
+  return st;
+}

@@ -1,0 +1,229 @@
+/* The cost model of the model-guided search: ridge regression of
+ * log(seconds) on features of a configuration. Features: one-hot of every
+ * knob's choice; for knobs with three or more choices (tile sizes, layouts)
+ * also log2(1 + value) scaled to [0, 1], and the products of those for
+ * every pair of them (tile sizes interact: the register tile is their
+ * product). Fitting solves the centered normal
+ * equations (X^T X + lambda I) w = X^T y by Cholesky. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autotune_internal.h"
+
+#define TUNE_MODEL_LAMBDA 0.003 /* small: near the optimum, 3% effects must show */
+
+struct mfx_cost_model {
+  mfx_space space;
+  int n_features;
+  int n_onehot;                       /* one-hot features come first */
+  int offset[MFX_OP_MAX_KNOBS];       /* first one-hot feature of each knob */
+  int n_ordinal;                      /* knobs with 3 or more choices */
+  int ordinal[MFX_OP_MAX_KNOBS];
+  double lo[MFX_OP_MAX_KNOBS], hi[MFX_OP_MAX_KNOBS]; /* log2(1+v) range */
+  double *w, *mean_x;                 /* n_features each: weights in use, means */
+  double *w_fit;                      /* the fitted (posterior mean) weights */
+  double *chol;                       /* Cholesky factor L of X^T X + lambda I */
+  double sigma;                       /* residual scale of log(seconds) */
+  double mean_y;
+  int fitted;
+};
+
+static double tune_log_value(int64_t v) { return log2(1.0 + (double)(v < 0 ? 0 : v)); }
+
+static void tune_model_ranges(mfx_cost_model *m) {
+  const mfx_op *op = m->space.op;
+  int f = 0;
+  for (int k = 0; k < op->n_knobs; k++) {
+    const mfx_knob *knob = &op->knobs[k];
+    m->offset[k] = f;
+    f += knob->n_choices;
+    m->lo[k] = m->hi[k] = tune_log_value(knob->choices[0]);
+    for (int c = 1; c < knob->n_choices; c++) {
+      double v = tune_log_value(knob->choices[c]);
+      if (v < m->lo[k]) m->lo[k] = v;
+      if (v > m->hi[k]) m->hi[k] = v;
+    }
+  }
+  m->n_onehot = f;
+  m->n_ordinal = 0;
+  for (int k = 0; k < op->n_knobs; k++)
+    if (op->knobs[k].n_choices >= 3) m->ordinal[m->n_ordinal++] = k;
+  int n = m->n_ordinal;
+  m->n_features = f + n + n * (n - 1) / 2;
+}
+
+mfx_status mfx_cost_model_create(const mfx_space *space, mfx_cost_model **out) {
+  mfx_cost_model *m = calloc(1, sizeof *m);
+  if (m == NULL) return mfx_fail(MFX_ERR_NOMEM, "cost model: out of memory");
+  m->space = *space;
+  tune_model_ranges(m);
+  size_t F = (size_t)m->n_features;
+  m->w = calloc(F, sizeof *m->w);
+  m->w_fit = calloc(F, sizeof *m->w_fit);
+  m->mean_x = calloc(F, sizeof *m->mean_x);
+  m->chol = calloc(F * F, sizeof *m->chol);
+  if (m->w == NULL || m->w_fit == NULL || m->mean_x == NULL || m->chol == NULL) {
+    mfx_cost_model_destroy(m);
+    return mfx_fail(MFX_ERR_NOMEM, "cost model: out of memory");
+  }
+  *out = m;
+  return MFX_OK;
+}
+
+void mfx_cost_model_destroy(mfx_cost_model *m) {
+  if (m == NULL) return;
+  free(m->w);
+  free(m->w_fit);
+  free(m->mean_x);
+  free(m->chol);
+  free(m);
+}
+
+/* The features of one index into x (n_features, zeroed here). */
+static void tune_model_features(const mfx_cost_model *m, uint64_t index, double *x) {
+  const mfx_op *op = m->space.op;
+  double u[MFX_OP_MAX_KNOBS];
+  memset(x, 0, sizeof(double) * (size_t)m->n_features);
+  for (int k = 0; k < op->n_knobs; k++) {
+    const mfx_knob *knob = &op->knobs[k];
+    int c = (int)(index % (uint64_t)knob->n_choices);
+    index /= (uint64_t)knob->n_choices;
+    x[m->offset[k] + c] = 1.0;
+    double span = m->hi[k] - m->lo[k];
+    u[k] = span > 0.0 ? (tune_log_value(knob->choices[c]) - m->lo[k]) / span : 0.0;
+  }
+  int f = m->n_onehot;
+  for (int a = 0; a < m->n_ordinal; a++) x[f++] = u[m->ordinal[a]];
+  for (int a = 0; a < m->n_ordinal; a++)
+    for (int b = a + 1; b < m->n_ordinal; b++) x[f++] = u[m->ordinal[a]] * u[m->ordinal[b]];
+}
+
+/* Factor symmetric positive definite A (n x n) in place: its lower
+ * triangle becomes L with A = L L^T. Then solve A w = b in place. */
+static mfx_status tune_cholesky_solve(double *A, double *b, int n) {
+  for (int j = 0; j < n; j++) {
+    double d = A[j * n + j];
+    for (int k = 0; k < j; k++) d -= A[j * n + k] * A[j * n + k];
+    if (!(d > 0.0)) return mfx_fail(MFX_ERR_INVALID, "cost model: singular normal equations");
+    double l = sqrt(d);
+    A[j * n + j] = l;
+    for (int i = j + 1; i < n; i++) {
+      double s = A[i * n + j];
+      for (int k = 0; k < j; k++) s -= A[i * n + k] * A[j * n + k];
+      A[i * n + j] = s / l;
+    }
+  }
+  for (int i = 0; i < n; i++) { /* L z = b */
+    double s = b[i];
+    for (int k = 0; k < i; k++) s -= A[i * n + k] * b[k];
+    b[i] = s / A[i * n + i];
+  }
+  for (int i = n - 1; i >= 0; i--) { /* L^T w = z */
+    double s = b[i];
+    for (int k = i + 1; k < n; k++) s -= A[k * n + i] * b[k];
+    b[i] = s / A[i * n + i];
+  }
+  return MFX_OK;
+}
+
+/* Centered features of every sample into X (n x F); sets the means. */
+static void tune_model_design(mfx_cost_model *m, int n, const uint64_t *indices,
+                              const double *y, double *X) {
+  int F = m->n_features;
+  memset(m->mean_x, 0, sizeof(double) * (size_t)F);
+  m->mean_y = 0.0;
+  for (int i = 0; i < n; i++) {
+    tune_model_features(m, indices[i], X + (size_t)i * F);
+    for (int f = 0; f < F; f++) m->mean_x[f] += X[(size_t)i * F + f] / n;
+    m->mean_y += y[i] / n;
+  }
+  for (int i = 0; i < n; i++)
+    for (int f = 0; f < F; f++) X[(size_t)i * F + f] -= m->mean_x[f];
+}
+
+/* Accumulate X^T X (lower triangle) into A and X^T (y - mean) into b. */
+static void tune_model_normal(const mfx_cost_model *m, int n, const double *X, const double *y,
+                              double *A, double *b) {
+  int F = m->n_features;
+  memset(A, 0, sizeof(double) * (size_t)F * F);
+  memset(b, 0, sizeof(double) * (size_t)F);
+  for (int i = 0; i < n; i++) {
+    const double *x = X + (size_t)i * F;
+    double r = y[i] - m->mean_y;
+    for (int a = 0; a < F; a++) {
+      if (x[a] == 0.0) continue;
+      b[a] += x[a] * r;
+      for (int c = 0; c <= a; c++) A[a * F + c] += x[a] * x[c];
+    }
+  }
+  for (int a = 0; a < F; a++) {
+    A[a * F + a] += TUNE_MODEL_LAMBDA;
+    for (int c = 0; c < a; c++) A[c * F + a] = A[a * F + c];
+  }
+}
+
+/* The scale of what the fit leaves unexplained (penalty included), with a
+ * floor so that a near-perfect fit still explores. */
+static double tune_model_sigma(const mfx_cost_model *m, int n, const double *X, const double *y) {
+  int F = m->n_features;
+  double sum = 0.0;
+  for (int i = 0; i < n; i++) {
+    double r = y[i] - m->mean_y;
+    for (int f = 0; f < F; f++) r -= X[(size_t)i * F + f] * m->w_fit[f];
+    sum += r * r;
+  }
+  for (int f = 0; f < F; f++) sum += TUNE_MODEL_LAMBDA * m->w_fit[f] * m->w_fit[f];
+  double sigma = sqrt(sum / (n > 1 ? n - 1 : 1));
+  return sigma > 0.05 ? sigma : 0.05;
+}
+
+mfx_status mfx_cost_model_fit(mfx_cost_model *m, int n, const uint64_t *indices,
+                              const double *log_seconds) {
+  if (n <= 0) return mfx_fail(MFX_ERR_INVALID, "cost model: no samples to fit");
+  int F = m->n_features;
+  double *X = malloc(sizeof(double) * (size_t)n * F);
+  if (X == NULL) return mfx_fail(MFX_ERR_NOMEM, "cost model: out of memory for %d samples", n);
+  tune_model_design(m, n, indices, log_seconds, X);
+  tune_model_normal(m, n, X, log_seconds, m->chol, m->w_fit);
+  mfx_status st = tune_cholesky_solve(m->chol, m->w_fit, F);
+  m->fitted = st == MFX_OK;
+  if (m->fitted) {
+    memcpy(m->w, m->w_fit, sizeof(double) * (size_t)F);
+    m->sigma = tune_model_sigma(m, n, X, log_seconds);
+  }
+  free(X);
+  return st;
+}
+
+/* A standard normal deviate (Box-Muller). */
+static double tune_normal(uint64_t *rng) {
+  double u = tune_rng_unit(rng), v = tune_rng_unit(rng);
+  return sqrt(-2.0 * log(1.0 - u)) * cos(2.0 * M_PI * v);
+}
+
+void tune_cost_model_draw(mfx_cost_model *m, uint64_t *rng) {
+  if (!m->fitted) return;
+  int F = m->n_features;
+  double *v = m->w; /* w = w_fit + sigma L^-T z, solved in place */
+  for (int f = 0; f < F; f++) v[f] = tune_normal(rng);
+  for (int i = F - 1; i >= 0; i--) {
+    double s = v[i];
+    for (int k = i + 1; k < F; k++) s -= m->chol[k * F + i] * v[k];
+    v[i] = s / m->chol[i * F + i];
+  }
+  for (int f = 0; f < F; f++) v[f] = m->w_fit[f] + m->sigma * v[f];
+}
+
+void tune_cost_model_mean(mfx_cost_model *m) {
+  memcpy(m->w, m->w_fit, sizeof(double) * (size_t)m->n_features);
+}
+
+double mfx_cost_model_predict(const mfx_cost_model *m, uint64_t index) {
+  if (!m->fitted) return 0.0;
+  double x[MFX_OP_MAX_KNOBS * MFX_KNOB_MAX_CHOICES + MFX_OP_MAX_KNOBS * (MFX_OP_MAX_KNOBS + 1)];
+  tune_model_features(m, index, x);
+  double y = m->mean_y;
+  for (int f = 0; f < m->n_features; f++) y += (x[f] - m->mean_x[f]) * m->w[f];
+  return y;
+}

@@ -1,0 +1,219 @@
+/* mfx MoE: ShiftAddViT's mixture-of-experts MLP layer run with compiled
+ * kernels, its plain-C reference, and the expert latency table the
+ * latency-aware router loss reads. Two rooms share this header:
+ *
+ *   runtime/profile.c  measuring an expert at several token counts, the
+ *                      latency fit and alpha, and the latency table as JSON
+ *                      keyed by device (written with fprintf, read by a small
+ *                      reader of its own: the runtime never needs cJSON).
+ *                      It lives in libmfxrt, so training code can load the
+ *                      table without LLVM.
+ *   ops/moe*.c         the layer: router, dispatch, experts, combine, and its
+ *                      reference; it compiles its kernels with mfx_op_compile.
+ *
+ * Layer notation: tokens T, token dimension D, expert hidden size H,
+ * experts E, top-k routing k. Arrays are f32 and row-major. */
+#ifndef MFX_MOE_H
+#define MFX_MOE_H
+
+#include <stdio.h>
+
+#include "mfx/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== expert latency table (runtime/profile.c) ============================= */
+
+#define MFX_LATENCY_MAX_EXPERTS 64
+#define MFX_LATENCY_MAX_POINTS 16
+
+/* One expert's measurements and fitted line seconds ~ a + b * tokens. */
+typedef struct {
+  char name[32];                            /* "mult", "shift" */
+  int points;
+  int64_t tokens[MFX_LATENCY_MAX_POINTS];   /* tokens per call, ascending */
+  double seconds[MFX_LATENCY_MAX_POINTS];   /* median seconds per call */
+  double a, b, r2;
+  double latency; /* seconds at the table's at_tokens (see mfx_latency_finish) */
+} mfx_latency_expert;
+
+typedef struct {
+  char device[160];   /* the key: "cpu: AMD EPYC 7B13 (2 cores)", "cuda: NVIDIA H100" */
+  char target[16];    /* "cpu", "cuda" */
+  int64_t dim, hidden;
+  int64_t at_tokens;  /* where latency and alpha are read off the fits */
+  int experts;
+  mfx_latency_expert expert[MFX_LATENCY_MAX_EXPERTS];
+  double alpha[MFX_LATENCY_MAX_EXPERTS]; /* latency / mean latency */
+} mfx_latency_table;
+
+/* The key of this host: "cpu: <model name> (<N> cores)". */
+mfx_status mfx_latency_host_key(char *buf, size_t size);
+/* The default table path: $MFX_LATENCY when set, else
+ * ~/.cache/mfx/latency.json (creating ~/.cache/mfx). */
+mfx_status mfx_latency_default_path(char *buf, size_t size);
+
+/* One timed call of an expert on `tokens` tokens. */
+typedef mfx_status (*mfx_profile_fn)(void *user, int64_t tokens);
+
+typedef struct {
+  int warmup;         /* untimed calls before each token count (1) */
+  int min_repeats;    /* timed calls, at least (5) */
+  int max_repeats;    /* and at most (200) */
+  double min_seconds; /* repeat until this much time was measured (0.05) */
+} mfx_profile_options;
+
+void mfx_profile_options_default(mfx_profile_options *o);
+
+/* Median seconds of fn(user, tokens) over the repeats (host clock). */
+mfx_status mfx_profile_measure(mfx_profile_fn fn, void *user, int64_t tokens,
+                               const mfx_profile_options *o, double *median_s);
+/* Measures fn at each of `points` token counts (positive, ascending, at
+ * least 2 distinct) into out->tokens/seconds and fits out->a, b, r2. */
+mfx_status mfx_profile_expert(mfx_profile_fn fn, void *user, const int64_t *tokens,
+                              int points, const mfx_profile_options *o,
+                              mfx_latency_expert *out);
+
+/* Refits every expert of t (from its points), then sets each latency to
+ * a + b * at_tokens -- or, when that is not positive (a fit whose
+ * intercept is negative at a small at_tokens), the measured median nearest
+ * to at_tokens -- and alpha = latency / mean latency. */
+mfx_status mfx_latency_finish(mfx_latency_table *t);
+
+/* The table as one JSON object (what one device key maps to). */
+void mfx_latency_write_json(FILE *out, const mfx_latency_table *t, int indent);
+/* Saves t under its device key in the file at path, keeping the other
+ * devices' tables there; written to a temporary file, then renamed.
+ * The file: {"format": "mfx-latency-1", "devices": {KEY: TABLE, ...}}. */
+mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t);
+/* Loads the table of `device` (NULL: this host's key) from path.
+ * MFX_ERR_NOT_FOUND names the devices the file has. */
+mfx_status mfx_latency_load(const char *path, const char *device, mfx_latency_table *t);
+
+/* ==== the MoE layer (ops/moe*.c) ============================================ */
+
+#define MFX_MOE_MAX_EXPERTS MFX_LATENCY_MAX_EXPERTS
+
+typedef enum {
+  MFX_EXPERT_MULT = 0, /* linear -> GELU -> linear in f32 (dense kernels) */
+  MFX_EXPERT_SHIFT,    /* the same through Q16.16 shift_linear kernels */
+  MFX_EXPERT_NULL,     /* zero output, no cost (AdaMoE's null experts) */
+  MFX_EXPERT_KIND_COUNT
+} mfx_expert_kind;
+
+const char *mfx_expert_kind_name(mfx_expert_kind kind); /* "mult" */
+mfx_status mfx_expert_kind_from_name(const char *name, mfx_expert_kind *out);
+/* "mult,shift,null,..." -> kinds[0..*count); at most `max` names. */
+mfx_status mfx_expert_kinds_parse(const char *text, mfx_expert_kind *kinds, int max,
+                                  int *count);
+
+/* ---- the arithmetic every path shares ------------------------------------- */
+
+/* GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)) (erff). */
+float mfx_gelu(float x);
+/* Q16.16: round(x * 65536) to nearest (ties to even), saturated to the i32
+ * range; NaN gives 0. Back: q / 65536 rounded once to f32. */
+int32_t mfx_q16_from_float(float x);
+float mfx_q16_to_float(int32_t q);
+
+/* DeepShift's conversion of float weights to shift_linear's (S, G), which
+ * computes G * (x >> S) = G * x * 2^-S:
+ *   w == 0:          G = 0, S = 0
+ *   otherwise        p = round(log2 |w|)  (half away from zero, in double)
+ *                    S = -p, clamped below at 0 (|w| >= 2^-0.5 acts as 1);
+ *                    S > 15 (|w| < 2^-15.5): G = 0, S = 0 (too small to keep);
+ *                    else G = sign(w).
+ * So w is replaced by G * 2^-S. Non-finite weights are MFX_ERR_INVALID. */
+mfx_status mfx_deepshift_convert(const float *w, int64_t count, int8_t *shift, int8_t *sign);
+
+/* The token count an expert batch of n tokens is padded to, so a handful of
+ * compiled kernels serves every batch: multiples of 16 up to 128, above
+ * that 8 steps per power of two (so padding adds at most 12.5%). 0 for 0. */
+int64_t mfx_moe_bucket(int64_t n);
+
+/* ---- the layer ----------------------------------------------------------- */
+
+/* Chooses the configuration a kernel is compiled with (for instance from
+ * the tuning database); called once per new (op, dims). NULL: defaults. */
+typedef mfx_status (*mfx_moe_config_fn)(void *user, const mfx_op *op, const int64_t *dims,
+                                        mfx_config *cfg);
+
+typedef struct {
+  int dim;     /* D */
+  int hidden;  /* H */
+  int experts; /* E, 1..MFX_MOE_MAX_EXPERTS */
+  int k;       /* 1 <= k <= E */
+  mfx_expert_kind kinds[MFX_MOE_MAX_EXPERTS];
+  mfx_moe_config_fn choose_config; /* NULL: template defaults */
+  void *choose_user;
+} mfx_moe_spec;
+
+typedef struct mfx_moe mfx_moe;
+
+/* Checks the spec (dims positive, 1 <= k <= E, known kinds); every weight
+ * starts at zero. One forward at a time per layer (it owns its workspace
+ * and kernel cache); kernels run on the pool of the env passed in. */
+mfx_status mfx_moe_create(const mfx_moe_spec *spec, mfx_moe **out);
+void mfx_moe_destroy(mfx_moe *moe);
+const mfx_moe_spec *mfx_moe_get_spec(const mfx_moe *moe);
+
+/* Router weights [E, D]; bias [E] (selection bias of mfx_router_route, or
+ * NULL for none). */
+mfx_status mfx_moe_set_router(mfx_moe *moe, const float *weight, const float *bias);
+/* Expert e's float weights: w1 [H, D], w2 [D, H]. A shift expert converts
+ * them with mfx_deepshift_convert. A null expert takes none (NULL, NULL). */
+mfx_status mfx_moe_set_expert(mfx_moe *moe, int e, const float *w1, const float *w2);
+/* Every weight uniform in +-1/sqrt(fan_in) from the seed; bias zero. */
+mfx_status mfx_moe_init_random(mfx_moe *moe, uint64_t seed);
+/* A shift expert's converted weights: layer 0 is [H, D], layer 1 [D, H]. */
+mfx_status mfx_moe_shift_weights(const mfx_moe *moe, int e, int layer, const int8_t **shift,
+                                 const int8_t **sign);
+
+/* What a forward pass saw; every pointer may be NULL (not wanted). */
+typedef struct {
+  float *logits;    /* [T, E] router logits */
+  int32_t *chosen;  /* [T, k] experts, by descending score */
+  float *gates;     /* [T, k] */
+  double counts[MFX_MOE_MAX_EXPERTS];   /* tokens routed to each expert */
+  double expert_s[MFX_MOE_MAX_EXPERTS]; /* seconds in each expert */
+  double router_s, dispatch_s, combine_s, total_s;
+  int kernels_compiled;                 /* by this call */
+} mfx_moe_trace;
+
+/* y[T, D] = sum over the k chosen experts of gate * expert(x) for x [T, D].
+ * env NULL: serial. trace may be NULL. */
+mfx_status mfx_moe_forward(mfx_moe *moe, const mfx_kernel_env *env, const float *x,
+                           int64_t tokens, float *y, mfx_moe_trace *trace);
+/* Expert e alone on n tokens: y[n, D] = expert(x[n, D]) (zeros for null). */
+mfx_status mfx_moe_expert_forward(mfx_moe *moe, int e, const mfx_kernel_env *env,
+                                  const float *x, int64_t n, float *y);
+/* A shift expert on Q16.16 activations: yq[n, D] from xq[n, D], the
+ * integer pipeline of the float path (shift_linear, GELU between). */
+mfx_status mfx_moe_shift_expert_q16(mfx_moe *moe, int e, const mfx_kernel_env *env,
+                                    const int32_t *xq, int64_t n, int32_t *yq);
+/* Compiles the kernels for batches of n tokens to every expert now. */
+mfx_status mfx_moe_prepare(mfx_moe *moe, int64_t n);
+/* The kernels the layer has compiled so far (its cache), e.g. to build
+ * them ahead of time into an artifact; NULL when i is out of range. */
+int mfx_moe_kernel_count(const mfx_moe *moe);
+const mfx_op_kernel *mfx_moe_kernel_at(const mfx_moe *moe, int i);
+
+/* ---- the plain-C reference -------------------------------------------------- */
+
+/* The same layer in naive C: logits in double, mfx_router_route, experts
+ * as straight loops (the shift path through the same Q16.16 quantization
+ * and integer arithmetic), combine. route_logits: route by these [T, E]
+ * (the layer's own, so a near tie between two experts cannot decide the
+ * comparison) instead of the reference's; NULL: its own. logits may be
+ * NULL, else receives the reference logits [T, E]. */
+mfx_status mfx_moe_reference(const mfx_moe *moe, const float *x, int64_t tokens,
+                             const float *route_logits, float *y, float *logits);
+mfx_status mfx_moe_reference_shift_q16(const mfx_moe *moe, int e, const int32_t *xq,
+                                       int64_t n, int32_t *yq);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,238 @@
+/* The MoE layer as data: its spec (dims, expert kinds, routing), its
+ * weights, creation and destruction. Running it is moe_forward.c. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moe_internal.h"
+
+static const char *const moe_kind_names[MFX_EXPERT_KIND_COUNT] = {"mult", "shift", "null"};
+
+const char *mfx_expert_kind_name(mfx_expert_kind kind) {
+  return (unsigned)kind < MFX_EXPERT_KIND_COUNT ? moe_kind_names[kind] : "?";
+}
+
+mfx_status mfx_expert_kind_from_name(const char *name, mfx_expert_kind *out) {
+  if (name == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "expert kind: name and out must not be NULL");
+  for (int i = 0; i < MFX_EXPERT_KIND_COUNT; i++) {
+    if (strcmp(name, moe_kind_names[i]) == 0) {
+      *out = (mfx_expert_kind)i;
+      return MFX_OK;
+    }
+  }
+  return mfx_fail(MFX_ERR_INVALID, "unknown expert kind '%s'; expected mult, shift or null",
+                  name);
+}
+
+mfx_status mfx_expert_kinds_parse(const char *text, mfx_expert_kind *kinds, int max,
+                                  int *count) {
+  if (text == NULL || kinds == NULL || count == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "expert list: text, kinds and count must not be NULL");
+  *count = 0;
+  const char *p = text;
+  for (;;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char name[32];
+    if (len == 0 || len >= sizeof name)
+      return mfx_fail(MFX_ERR_INVALID, "expert list '%s': empty or overlong name at "
+                      "position %d; expected names like mult,shift,null", text, (int)(p - text));
+    if (*count >= max)
+      return mfx_fail(MFX_ERR_INVALID, "expert list '%s': more than %d experts", text, max);
+    memcpy(name, p, len);
+    name[len] = '\0';
+    mfx_status st = mfx_expert_kind_from_name(name, &kinds[*count]);
+    if (st != MFX_OK) return mfx_fail_context(st, "expert list '%s'", text);
+    (*count)++;
+    if (end == NULL) return MFX_OK;
+    p = end + 1;
+  }
+}
+
+static mfx_status moe_check_spec(const mfx_moe_spec *s) {
+  if (s->dim <= 0 || s->hidden <= 0)
+    return mfx_fail(MFX_ERR_INVALID, "moe: dims D=%d, H=%d must be positive", s->dim, s->hidden);
+  if (s->experts < 1 || s->experts > MFX_MOE_MAX_EXPERTS)
+    return mfx_fail(MFX_ERR_INVALID, "moe: E=%d experts; expected 1..%d", s->experts,
+                    MFX_MOE_MAX_EXPERTS);
+  if (s->k < 1 || s->k > s->experts)
+    return mfx_fail(MFX_ERR_INVALID, "moe: k=%d; expected 1 <= k <= E=%d", s->k, s->experts);
+  for (int e = 0; e < s->experts; e++) {
+    if ((unsigned)s->kinds[e] >= MFX_EXPERT_KIND_COUNT)
+      return mfx_fail(MFX_ERR_INVALID, "moe: expert %d has kind %d; expected mult, shift or null",
+                      e, (int)s->kinds[e]);
+  }
+  return MFX_OK;
+}
+
+static void *moe_zalloc(size_t count, size_t size) { return calloc(count ? count : 1, size); }
+
+static mfx_status moe_alloc_expert(mfx_moe *moe, int e) {
+  size_t hd = (size_t)moe->spec.hidden * (size_t)moe->spec.dim;
+  moe_expert *x = &moe->expert[e];
+  mfx_expert_kind kind = moe->spec.kinds[e];
+  if (kind == MFX_EXPERT_NULL) return MFX_OK;
+  x->w1 = moe_zalloc(hd, sizeof(float));
+  x->w2 = moe_zalloc(hd, sizeof(float));
+  if (x->w1 == NULL || x->w2 == NULL) return MFX_ERR_NOMEM;
+  if (kind != MFX_EXPERT_SHIFT) return MFX_OK;
+  x->s1 = moe_zalloc(hd, 1);
+  x->g1 = moe_zalloc(hd, 1);
+  x->s2 = moe_zalloc(hd, 1);
+  x->g2 = moe_zalloc(hd, 1);
+  return x->s1 && x->g1 && x->s2 && x->g2 ? MFX_OK : MFX_ERR_NOMEM;
+}
+
+mfx_status mfx_moe_create(const mfx_moe_spec *spec, mfx_moe **out) {
+  if (spec == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "moe create: spec and out must not be NULL");
+  *out = NULL;
+  mfx_status st = moe_check_spec(spec);
+  if (st != MFX_OK) return st;
+  mfx_moe *moe = calloc(1, sizeof *moe);
+  if (moe == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe create: out of memory");
+  moe->spec = *spec;
+  size_t ed = (size_t)spec->experts * (size_t)spec->dim;
+  moe->router_w = moe_zalloc(ed, sizeof(float));
+  moe->router_bias = moe_zalloc((size_t)spec->experts, sizeof(float));
+  st = moe->router_w && moe->router_bias ? MFX_OK : MFX_ERR_NOMEM;
+  for (int e = 0; st == MFX_OK && e < spec->experts; e++) st = moe_alloc_expert(moe, e);
+  if (st != MFX_OK) {
+    mfx_moe_destroy(moe);
+    return mfx_fail(MFX_ERR_NOMEM, "moe create: out of memory for the weights of E=%d, D=%d, "
+                    "H=%d", spec->experts, spec->dim, spec->hidden);
+  }
+  *out = moe;
+  return MFX_OK;
+}
+
+void mfx_moe_destroy(mfx_moe *moe) {
+  if (moe == NULL) return;
+  for (int e = 0; e < MFX_MOE_MAX_EXPERTS; e++) {
+    moe_expert *x = &moe->expert[e];
+    free(x->w1);
+    free(x->w2);
+    free(x->s1);
+    free(x->g1);
+    free(x->s2);
+    free(x->g2);
+  }
+  free(moe->router_w);
+  free(moe->router_bias);
+  moe_kernels_free(moe);
+  moe_ws_free(moe);
+  free(moe);
+}
+
+const mfx_moe_spec *mfx_moe_get_spec(const mfx_moe *moe) { return moe ? &moe->spec : NULL; }
+
+mfx_status moe_check_expert(const mfx_moe *moe, int e, const char *where) {
+  if (moe == NULL) return mfx_fail(MFX_ERR_INVALID, "%s: the layer is NULL", where);
+  if (e < 0 || e >= moe->spec.experts)
+    return mfx_fail(MFX_ERR_INVALID, "%s: expert %d; expected 0..%d", where, e,
+                    moe->spec.experts - 1);
+  return MFX_OK;
+}
+
+mfx_status moe_check_tokens(int64_t tokens, const char *where) {
+  if (tokens <= 0)
+    return mfx_fail(MFX_ERR_INVALID, "%s: %lld tokens; expected at least 1", where,
+                    (long long)tokens);
+  return MFX_OK;
+}
+
+static mfx_status moe_check_finite(const float *w, size_t n, const char *where) {
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(w[i]))
+      return mfx_fail(MFX_ERR_INVALID, "%s: weight %zu is %g; expected finite weights", where, i,
+                      (double)w[i]);
+  }
+  return MFX_OK;
+}
+
+mfx_status mfx_moe_set_router(mfx_moe *moe, const float *weight, const float *bias) {
+  if (moe == NULL || weight == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "moe set router: layer and weight must not be NULL");
+  size_t ed = (size_t)moe->spec.experts * (size_t)moe->spec.dim;
+  mfx_status st = moe_check_finite(weight, ed, "moe set router");
+  if (st == MFX_OK && bias != NULL)
+    st = moe_check_finite(bias, (size_t)moe->spec.experts, "moe set router (bias)");
+  if (st != MFX_OK) return st;
+  memcpy(moe->router_w, weight, ed * sizeof(float));
+  moe->has_bias = bias != NULL;
+  if (bias != NULL) memcpy(moe->router_bias, bias, (size_t)moe->spec.experts * sizeof(float));
+  else memset(moe->router_bias, 0, (size_t)moe->spec.experts * sizeof(float));
+  return MFX_OK;
+}
+
+mfx_status mfx_moe_set_expert(mfx_moe *moe, int e, const float *w1, const float *w2) {
+  mfx_status st = moe_check_expert(moe, e, "moe set expert");
+  if (st != MFX_OK) return st;
+  moe_expert *x = &moe->expert[e];
+  mfx_expert_kind kind = moe->spec.kinds[e];
+  if (kind == MFX_EXPERT_NULL) {
+    if (w1 == NULL && w2 == NULL) return MFX_OK;
+    return mfx_fail(MFX_ERR_INVALID, "moe set expert %d: a null expert has no weights; pass "
+                    "NULL, NULL", e);
+  }
+  if (w1 == NULL || w2 == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "moe set expert %d (%s): w1 [H,D] and w2 [D,H] must not "
+                    "be NULL", e, mfx_expert_kind_name(kind));
+  size_t hd = (size_t)moe->spec.hidden * (size_t)moe->spec.dim;
+  st = moe_check_finite(w1, hd, "moe set expert (w1)");
+  if (st == MFX_OK) st = moe_check_finite(w2, hd, "moe set expert (w2)");
+  if (st != MFX_OK) return mfx_fail_context(st, "expert %d", e);
+  memcpy(x->w1, w1, hd * sizeof(float));
+  memcpy(x->w2, w2, hd * sizeof(float));
+  if (kind != MFX_EXPERT_SHIFT) return MFX_OK;
+  st = mfx_deepshift_convert(w1, (int64_t)hd, x->s1, x->g1);
+  if (st == MFX_OK) st = mfx_deepshift_convert(w2, (int64_t)hd, x->s2, x->g2);
+  return st;
+}
+
+static void moe_fill_uniform(float *w, size_t n, float bound, uint64_t *rng) {
+  for (size_t i = 0; i < n; i++) {
+    float u = (float)(mfx_rng_next(rng) >> 40) * (1.0f / 16777216.0f);
+    w[i] = bound * (2.0f * u - 1.0f);
+  }
+}
+
+mfx_status mfx_moe_init_random(mfx_moe *moe, uint64_t seed) {
+  if (moe == NULL) return mfx_fail(MFX_ERR_INVALID, "moe init random: the layer is NULL");
+  const mfx_moe_spec *s = &moe->spec;
+  size_t hd = (size_t)s->hidden * (size_t)s->dim;
+  uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
+  float *w1 = malloc(hd * sizeof(float)), *w2 = malloc(hd * sizeof(float));
+  mfx_status st = w1 && w2 ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "moe init random: out of memory");
+  if (st == MFX_OK) {
+    moe_fill_uniform(moe->router_w, (size_t)s->experts * (size_t)s->dim,
+                     1.0f / sqrtf((float)s->dim), &rng);
+    memset(moe->router_bias, 0, (size_t)s->experts * sizeof(float));
+    moe->has_bias = 0;
+  }
+  for (int e = 0; st == MFX_OK && e < s->experts; e++) {
+    if (s->kinds[e] == MFX_EXPERT_NULL) continue;
+    moe_fill_uniform(w1, hd, 1.0f / sqrtf((float)s->dim), &rng);
+    moe_fill_uniform(w2, hd, 1.0f / sqrtf((float)s->hidden), &rng);
+    st = mfx_moe_set_expert(moe, e, w1, w2);
+  }
+  free(w1);
+  free(w2);
+  return st;
+}
+
+mfx_status mfx_moe_shift_weights(const mfx_moe *moe, int e, int layer, const int8_t **shift,
+                                 const int8_t **sign) {
+  mfx_status st = moe_check_expert(moe, e, "moe shift weights");
+  if (st != MFX_OK) return st;
+  if (moe->spec.kinds[e] != MFX_EXPERT_SHIFT)
+    return mfx_fail(MFX_ERR_INVALID, "moe shift weights: expert %d is %s, not shift", e,
+                    mfx_expert_kind_name(moe->spec.kinds[e]));
+  if ((layer != 0 && layer != 1) || shift == NULL || sign == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "moe shift weights: layer %d; expected 0 or 1 (and "
+                    "non-NULL outputs)", layer);
+  *shift = layer == 0 ? moe->expert[e].s1 : moe->expert[e].s2;
+  *sign = layer == 0 ? moe->expert[e].g1 : moe->expert[e].g2;
+  return MFX_OK;
+}

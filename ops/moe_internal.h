@@ -1,0 +1,105 @@
+/* What the MoE layer's files share (ops/moe*.c); not a public interface.
+ *
+ *   moe.c            the spec, weights, creation and destruction
+ *   moe_math.c       GELU, Q16.16, the DeepShift conversion, the buckets
+ *   moe_kernels.c    the kernel cache and the experts on compiled kernels
+ *   moe_forward.c    router, dispatch, experts, combine
+ *   moe_reference.c  the same layer in plain C */
+#ifndef MFX_MOE_INTERNAL_H
+#define MFX_MOE_INTERNAL_H
+
+#include "mfx/moe.h"
+#include "ops_internal.h"
+
+/* One expert's weights: the float ones (mult, and the source of a shift
+ * expert's), and a shift expert's converted ones. NULL when unused. */
+typedef struct {
+  float *w1, *w2;          /* [H, D], [D, H] */
+  int8_t *s1, *g1;         /* [H, D] */
+  int8_t *s2, *g2;         /* [D, H] */
+} moe_expert;
+
+/* A compiled kernel of the cache, keyed by op and dims. */
+typedef struct {
+  const mfx_op *op;
+  int64_t dims[3];
+  mfx_op_kernel kernel;
+} moe_kernel_entry;
+
+/* The workspace buffers a forward pass uses, grown on demand. */
+typedef enum {
+  MOE_WS_XPAD,    /* f32 [bucket(T), D]: the router's input */
+  MOE_WS_RLOGITS, /* f32 [bucket(T), E]: the router's output */
+  MOE_WS_LOGITS,  /* f32 [T, E] when the trace does not take them */
+  MOE_WS_CHOSEN,  /* i32 [T, k] */
+  MOE_WS_GATES,   /* f32 [T, k] */
+  MOE_WS_ROWS,    /* i64 [T, k]: the row of each assignment in YALL, -1 null */
+  MOE_WS_LIST,    /* i64 [T, k]: tokens of each expert, expert after expert */
+  MOE_WS_XB,      /* f32 [bucket(n), D]: one expert's gathered tokens */
+  MOE_WS_HB,      /* f32 [bucket(n), H] */
+  MOE_WS_XQ,      /* i32 [bucket(n), D] */
+  MOE_WS_HQ,      /* i32 [bucket(n), H] */
+  MOE_WS_YQ,      /* i32 [bucket(n), D] */
+  MOE_WS_YALL,    /* f32 [sum of buckets, D]: every expert's outputs */
+  MOE_WS_COUNT
+} moe_ws_slot;
+
+struct mfx_moe {
+  mfx_moe_spec spec;
+  float *router_w;   /* [E, D] */
+  float *router_bias; /* [E] */
+  int has_bias;
+  moe_expert expert[MFX_MOE_MAX_EXPERTS];
+  int n_kernels, cap_kernels;
+  moe_kernel_entry *kernels;
+  int compiled_since; /* kernels compiled since the counter was reset */
+  void *ws[MOE_WS_COUNT];
+  size_t ws_bytes[MOE_WS_COUNT];
+};
+
+/* ---- the arithmetic of moe_math.c, inline for the host loops ---- */
+
+#include <math.h>
+
+static inline float moe_gelu(float x) {
+  return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+}
+
+/* Round to nearest, ties to even, without a libm call: adding and
+ * subtracting 1.5 * 2^52 leaves v rounded to an integer (|v| < 2^51). */
+static inline int32_t moe_q16_from_float(float x) {
+  if (isnan(x)) return 0;
+  double v = (double)x * 65536.0; /* exact: a power-of-two scale */
+  if (v >= 2147483647.0) return INT32_MAX;
+  if (v <= -2147483648.0) return INT32_MIN;
+  const double magic = 6755399441055744.0; /* IEEE arithmetic: never folded away */
+  return (int32_t)((v + magic) - magic);
+}
+
+static inline float moe_q16_to_float(int32_t q) { return (float)((double)q / 65536.0); }
+
+/* ---- moe.c ---- */
+mfx_status moe_check_expert(const mfx_moe *moe, int e, const char *where);
+mfx_status moe_check_tokens(int64_t tokens, const char *where);
+
+/* ---- moe_kernels.c ---- */
+/* A workspace slot of at least `bytes` (contents undefined). */
+mfx_status moe_ws_get(mfx_moe *moe, moe_ws_slot slot, size_t bytes, void **out);
+void moe_ws_free(mfx_moe *moe);
+void moe_kernels_free(mfx_moe *moe);
+/* The router: rlogits [rows, E] = xpad [rows, D] W^T, rows a bucket. */
+mfx_status moe_run_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
+                          int64_t rows, float *rlogits);
+/* Expert e (not null) on xb [rows, D] (rows a bucket) into y [rows, D]. */
+mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
+                          int64_t rows, float *y);
+/* A shift expert's integer pipeline on the workspace: XQ -> YQ, rows a bucket. */
+mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows);
+/* Every expert kind's kernels for `rows` (a bucket). */
+mfx_status moe_compile_experts(mfx_moe *moe, int64_t rows);
+/* An env to use when the caller passed none. */
+const mfx_kernel_env *moe_env_or_serial(const mfx_kernel_env *env, mfx_kernel_env *serial);
+/* Runs body over [0, n) on the env's pool. */
+void moe_parallel(const mfx_kernel_env *env, mfx_parallel_body body, void *closure, int64_t n);
+
+#endif

@@ -1,0 +1,698 @@
+/* The expert latency profiler and the latency table, in the order they are
+ * used: the device key and the table's path; measuring an expert (warm-up,
+ * repeats to a minimum time, median) at several token counts; the fits and
+ * alpha (mfx_router_latency_fit / _alpha); the table as JSON, written with
+ * fprintf and read back by the small reader at the end of this file (the
+ * runtime never depends on cJSON). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mfx/moe.h"
+#include "mfx/router.h"
+
+#define PROFILE_FORMAT "mfx-latency-1"
+
+/* ==== the device key and the path ========================================== */
+
+/* The value of the first "model name" line of /proc/cpuinfo, if any. */
+static int profile_cpu_model(char *buf, size_t size) {
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (f == NULL) return 0;
+  char line[512];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f) != NULL) {
+    if (strncmp(line, "model name", 10) != 0) continue;
+    char *colon = strchr(line, ':');
+    if (colon == NULL) continue;
+    char *v = colon + 1;
+    while (*v == ' ' || *v == '\t') v++;
+    v[strcspn(v, "\r\n")] = '\0';
+    snprintf(buf, size, "%s", v);
+    found = v[0] != '\0';
+  }
+  fclose(f);
+  return found;
+}
+
+mfx_status mfx_latency_host_key(char *buf, size_t size) {
+  if (buf == NULL || size < 16)
+    return mfx_fail(MFX_ERR_INVALID, "latency host key: buffer NULL or under 16 bytes");
+  char model[256];
+  if (!profile_cpu_model(model, sizeof model)) snprintf(model, sizeof model, "unknown CPU");
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  snprintf(buf, size, "cpu: %s (%ld cores)", model, cores > 0 ? cores : 1);
+  return MFX_OK;
+}
+
+static mfx_status profile_mkdir(const char *dir) {
+  if (mkdir(dir, 0755) == 0 || errno == EEXIST) return MFX_OK;
+  return mfx_fail(MFX_ERR_IO, "latency table: cannot create directory %s: %s", dir,
+                  strerror(errno));
+}
+
+mfx_status mfx_latency_default_path(char *buf, size_t size) {
+  if (buf == NULL || size == 0)
+    return mfx_fail(MFX_ERR_INVALID, "latency default path: buffer is NULL");
+  const char *given = getenv("MFX_LATENCY");
+  if (given != NULL && given[0] != '\0') {
+    snprintf(buf, size, "%s", given);
+    return MFX_OK;
+  }
+  const char *home = getenv("HOME");
+  if (home == NULL || home[0] == '\0')
+    return mfx_fail(MFX_ERR_IO, "latency table: $HOME is not set; set MFX_LATENCY or pass a "
+                    "path");
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/.cache", home);
+  mfx_status st = profile_mkdir(dir);
+  snprintf(dir, sizeof dir, "%s/.cache/mfx", home);
+  if (st == MFX_OK) st = profile_mkdir(dir);
+  if (st != MFX_OK) return st;
+  if ((size_t)snprintf(buf, size, "%s/latency.json", dir) >= size)
+    return mfx_fail(MFX_ERR_INVALID, "latency default path: %s/latency.json is too long", dir);
+  return MFX_OK;
+}
+
+/* ==== measuring ================================================================ */
+
+void mfx_profile_options_default(mfx_profile_options *o) {
+  if (o == NULL) return;
+  o->warmup = 1;
+  o->min_repeats = 5;
+  o->max_repeats = 200;
+  o->min_seconds = 0.05;
+}
+
+static int profile_compare(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static mfx_status profile_check_options(const mfx_profile_options *o) {
+  if (o->warmup < 0 || o->min_repeats < 1 || o->max_repeats < o->min_repeats ||
+      !(o->min_seconds >= 0.0))
+    return mfx_fail(MFX_ERR_INVALID, "profile: options warmup=%d, repeats %d..%d, min_seconds=%g;"
+                    " expected warmup >= 0, 1 <= min_repeats <= max_repeats, min_seconds >= 0",
+                    o->warmup, o->min_repeats, o->max_repeats, o->min_seconds);
+  return MFX_OK;
+}
+
+mfx_status mfx_profile_measure(mfx_profile_fn fn, void *user, int64_t tokens,
+                               const mfx_profile_options *o, double *median_s) {
+  mfx_profile_options defaults;
+  mfx_profile_options_default(&defaults);
+  if (o == NULL) o = &defaults;
+  if (fn == NULL || median_s == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "profile: fn and median_s must not be NULL");
+  mfx_status st = profile_check_options(o);
+  if (st != MFX_OK) return st;
+  for (int i = 0; st == MFX_OK && i < o->warmup; i++) st = fn(user, tokens);
+  double *times = malloc((size_t)o->max_repeats * sizeof *times);
+  if (st == MFX_OK && times == NULL) st = mfx_fail(MFX_ERR_NOMEM, "profile: out of memory");
+  int n = 0;
+  double total = 0.0;
+  while (st == MFX_OK && n < o->max_repeats && (n < o->min_repeats || total < o->min_seconds)) {
+    double t0 = mfx_now_seconds();
+    st = fn(user, tokens);
+    times[n] = mfx_now_seconds() - t0;
+    total += times[n++];
+  }
+  if (st == MFX_OK) {
+    qsort(times, (size_t)n, sizeof *times, profile_compare);
+    *median_s = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+  }
+  free(times);
+  return st == MFX_OK ? MFX_OK : mfx_fail_context(st, "profile at %lld tokens", (long long)tokens);
+}
+
+static mfx_status profile_check_tokens(const int64_t *tokens, int points) {
+  if (tokens == NULL || points < 2 || points > MFX_LATENCY_MAX_POINTS)
+    return mfx_fail(MFX_ERR_INVALID, "profile expert: %d token counts; expected 2..%d", points,
+                    MFX_LATENCY_MAX_POINTS);
+  for (int i = 0; i < points; i++) {
+    if (tokens[i] < 1 || (i > 0 && tokens[i] < tokens[i - 1]))
+      return mfx_fail(MFX_ERR_INVALID, "profile expert: token count %d is %lld; expected "
+                      "positive counts in ascending order", i, (long long)tokens[i]);
+  }
+  if (tokens[0] == tokens[points - 1])
+    return mfx_fail(MFX_ERR_INVALID, "profile expert: every token count is %lld; expected at "
+                    "least two distinct counts", (long long)tokens[0]);
+  return MFX_OK;
+}
+
+static mfx_status profile_fit(mfx_latency_expert *x) {
+  double n[MFX_LATENCY_MAX_POINTS];
+  for (int i = 0; i < x->points; i++) n[i] = (double)x->tokens[i];
+  mfx_status st = mfx_router_latency_fit(n, x->seconds, x->points, &x->a, &x->b, &x->r2);
+  return st == MFX_OK ? MFX_OK : mfx_fail_context(st, "expert %s", x->name);
+}
+
+mfx_status mfx_profile_expert(mfx_profile_fn fn, void *user, const int64_t *tokens, int points,
+                              const mfx_profile_options *o, mfx_latency_expert *out) {
+  if (out == NULL) return mfx_fail(MFX_ERR_INVALID, "profile expert: out must not be NULL");
+  mfx_status st = profile_check_tokens(tokens, points);
+  out->points = 0;
+  for (int i = 0; st == MFX_OK && i < points; i++) {
+    out->tokens[i] = tokens[i];
+    st = mfx_profile_measure(fn, user, tokens[i], o, &out->seconds[i]);
+    out->points = i + 1;
+  }
+  if (st == MFX_OK) st = profile_fit(out);
+  return st;
+}
+
+/* ==== fits and alpha ================================================================= */
+
+/* The measured median whose token count is nearest to n. */
+static double profile_nearest(const mfx_latency_expert *x, int64_t n) {
+  int best = 0;
+  for (int i = 1; i < x->points; i++) {
+    if (llabs(x->tokens[i] - n) < llabs(x->tokens[best] - n)) best = i;
+  }
+  return x->seconds[best];
+}
+
+mfx_status mfx_latency_finish(mfx_latency_table *t) {
+  if (t == NULL) return mfx_fail(MFX_ERR_INVALID, "latency finish: the table is NULL");
+  if (t->experts < 1 || t->experts > MFX_LATENCY_MAX_EXPERTS || t->at_tokens < 1)
+    return mfx_fail(MFX_ERR_INVALID, "latency finish: %d experts at %lld tokens; expected "
+                    "1..%d experts and at least 1 token", t->experts, (long long)t->at_tokens,
+                    MFX_LATENCY_MAX_EXPERTS);
+  double latency[MFX_LATENCY_MAX_EXPERTS];
+  for (int e = 0; e < t->experts; e++) {
+    mfx_latency_expert *x = &t->expert[e];
+    if (x->points < 2 || x->points > MFX_LATENCY_MAX_POINTS)
+      return mfx_fail(MFX_ERR_INVALID, "latency finish: expert %d (%s) has %d points; expected "
+                      "2..%d", e, x->name, x->points, MFX_LATENCY_MAX_POINTS);
+    mfx_status st = profile_fit(x);
+    if (st != MFX_OK) return st;
+    x->latency = x->a + x->b * (double)t->at_tokens;
+    if (!(x->latency > 0.0)) x->latency = profile_nearest(x, t->at_tokens);
+    latency[e] = x->latency;
+  }
+  mfx_status st = mfx_router_latency_alpha(latency, t->experts, t->alpha);
+  return st == MFX_OK ? MFX_OK : mfx_fail_context(st, "latency finish");
+}
+
+/* ==== writing JSON ========================================================================= */
+
+static void profile_write_string(FILE *out, const char *s) {
+  fputc('"', out);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
+    else if (c < 0x20) fprintf(out, "\\u%04x", c);
+    else fputc(c, out);
+  }
+  fputc('"', out);
+}
+
+static void profile_write_numbers(FILE *out, const double *v, int n) {
+  fputc('[', out);
+  for (int i = 0; i < n; i++) fprintf(out, "%s%.12g", i ? ", " : "", v[i]);
+  fputc(']', out);
+}
+
+static void profile_write_expert(FILE *out, const mfx_latency_expert *x, const char *pad) {
+  double tokens[MFX_LATENCY_MAX_POINTS];
+  for (int i = 0; i < x->points; i++) tokens[i] = (double)x->tokens[i];
+  fprintf(out, "%s  {\"name\": ", pad);
+  profile_write_string(out, x->name);
+  fputs(", \"tokens\": ", out);
+  profile_write_numbers(out, tokens, x->points);
+  fprintf(out, ",\n%s   \"seconds\": ", pad);
+  profile_write_numbers(out, x->seconds, x->points);
+  fprintf(out, ",\n%s   \"a\": %.12g, \"b\": %.12g, \"r2\": %.12g, \"latency\": %.12g}", pad,
+          x->a, x->b, x->r2, x->latency);
+}
+
+void mfx_latency_write_json(FILE *out, const mfx_latency_table *t, int indent) {
+  char pad[64];
+  if (indent < 0) indent = 0;
+  if (indent > 60) indent = 60;
+  memset(pad, ' ', (size_t)indent);
+  pad[indent] = '\0';
+  fprintf(out, "{\n%s  \"device\": ", pad);
+  profile_write_string(out, t->device);
+  fprintf(out, ",\n%s  \"target\": ", pad);
+  profile_write_string(out, t->target);
+  fprintf(out, ",\n%s  \"dim\": %lld, \"hidden\": %lld, \"at_tokens\": %lld,\n%s  \"experts\": [\n",
+          pad, (long long)t->dim, (long long)t->hidden, (long long)t->at_tokens, pad);
+  char inner[80];
+  snprintf(inner, sizeof inner, "%s  ", pad);
+  for (int e = 0; e < t->experts; e++) {
+    profile_write_expert(out, &t->expert[e], inner);
+    fputs(e + 1 < t->experts ? ",\n" : "\n", out);
+  }
+  fprintf(out, "%s  ],\n%s  \"alpha\": ", pad, pad);
+  profile_write_numbers(out, t->alpha, t->experts);
+  fprintf(out, "\n%s}", pad);
+}
+
+/* ==== reading JSON: a small DOM parser ======================================================== */
+
+typedef enum { JV_NULL, JV_BOOL, JV_NUMBER, JV_STRING, JV_ARRAY, JV_OBJECT } jv_type;
+
+typedef struct jv jv;
+struct jv {
+  jv_type type;
+  double number; /* NUMBER, BOOL */
+  char *string;  /* STRING */
+  int n;         /* ARRAY, OBJECT */
+  jv *items;
+  char **keys;   /* OBJECT */
+};
+
+typedef struct {
+  const char *text, *p;
+  const char *path;
+  int depth;
+} jv_parser;
+
+static void jv_free(jv *v) {
+  if (v == NULL) return;
+  for (int i = 0; i < v->n; i++) {
+    jv_free(&v->items[i]);
+    if (v->keys != NULL) free(v->keys[i]);
+  }
+  free(v->items);
+  free(v->keys);
+  free(v->string);
+  memset(v, 0, sizeof *v);
+}
+
+static mfx_status jv_error(jv_parser *ps, const char *expected) {
+  return mfx_fail(MFX_ERR_FORMAT, "latency table %s: byte %ld: expected %s (not an mfx latency "
+                  "table? delete it or pass another path)", ps->path, (long)(ps->p - ps->text),
+                  expected);
+}
+
+static void jv_skip_space(jv_parser *ps) {
+  while (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r') ps->p++;
+}
+
+static mfx_status jv_parse_value(jv_parser *ps, jv *out);
+
+static int jv_hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* One character after a backslash; \uXXXX outside ASCII becomes '?'. */
+static int jv_escape(jv_parser *ps, char *c) {
+  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+  const char *hit = strchr(from, *ps->p);
+  if (*ps->p != '\0' && hit != NULL) {
+    *c = to[hit - from];
+    ps->p++;
+    return 1;
+  }
+  if (*ps->p != 'u') return 0;
+  int code = 0;
+  for (int i = 1; i <= 4; i++) {
+    int h = jv_hex(ps->p[i]);
+    if (h < 0) return 0;
+    code = code * 16 + h;
+  }
+  ps->p += 5;
+  *c = code < 0x80 && code > 0 ? (char)code : '?';
+  return 1;
+}
+
+static mfx_status jv_parse_string(jv_parser *ps, char **out) {
+  if (*ps->p != '"') return jv_error(ps, "a string");
+  ps->p++;
+  size_t cap = strlen(ps->p) + 1, n = 0;
+  char *s = malloc(cap);
+  if (s == NULL) return mfx_fail(MFX_ERR_NOMEM, "latency table: out of memory");
+  while (*ps->p != '"') {
+    char c = *ps->p++;
+    if (c == '\0' || (unsigned char)c < 0x20) {
+      free(s);
+      return jv_error(ps, "a closing '\"'");
+    }
+    if (c == '\\' && !jv_escape(ps, &c)) {
+      free(s);
+      return jv_error(ps, "a valid escape");
+    }
+    s[n++] = c;
+  }
+  ps->p++;
+  s[n] = '\0';
+  *out = s;
+  return MFX_OK;
+}
+
+static mfx_status jv_grow(jv *v, int with_keys) {
+  jv *items = realloc(v->items, (size_t)(v->n + 1) * sizeof *items);
+  if (items == NULL) return mfx_fail(MFX_ERR_NOMEM, "latency table: out of memory");
+  v->items = items;
+  memset(&v->items[v->n], 0, sizeof *items);
+  if (!with_keys) return MFX_OK;
+  char **keys = realloc(v->keys, (size_t)(v->n + 1) * sizeof *keys);
+  if (keys == NULL) return mfx_fail(MFX_ERR_NOMEM, "latency table: out of memory");
+  v->keys = keys;
+  v->keys[v->n] = NULL;
+  return MFX_OK;
+}
+
+/* Items of an array or members of an object, after the opening bracket. */
+static mfx_status jv_parse_items(jv_parser *ps, jv *out, char close) {
+  int object = close == '}';
+  jv_skip_space(ps);
+  if (*ps->p == close) {
+    ps->p++;
+    return MFX_OK;
+  }
+  for (;;) {
+    mfx_status st = jv_grow(out, object);
+    if (st != MFX_OK) return st;
+    int i = out->n++; /* counted now, so a failure below frees what it got */
+    jv_skip_space(ps);
+    if (object) {
+      st = jv_parse_string(ps, &out->keys[i]);
+      if (st != MFX_OK) return st;
+      jv_skip_space(ps);
+      if (*ps->p++ != ':') return jv_error(ps, "':'");
+    }
+    st = jv_parse_value(ps, &out->items[i]);
+    if (st != MFX_OK) return st;
+    jv_skip_space(ps);
+    if (*ps->p == close) {
+      ps->p++;
+      return MFX_OK;
+    }
+    if (*ps->p++ != ',') return jv_error(ps, object ? "',' or '}'" : "',' or ']'");
+  }
+}
+
+static mfx_status jv_parse_word(jv_parser *ps, jv *out) {
+  static const struct { const char *word; jv_type type; double value; } words[] = {
+      {"true", JV_BOOL, 1}, {"false", JV_BOOL, 0}, {"null", JV_NULL, 0}};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+    size_t len = strlen(words[i].word);
+    if (strncmp(ps->p, words[i].word, len) == 0) {
+      out->type = words[i].type;
+      out->number = words[i].value;
+      ps->p += len;
+      return MFX_OK;
+    }
+  }
+  char *end = NULL;
+  out->number = strtod(ps->p, &end);
+  if (end == ps->p || (*ps->p != '-' && (*ps->p < '0' || *ps->p > '9')))
+    return jv_error(ps, "a value");
+  out->type = JV_NUMBER;
+  ps->p = end;
+  return MFX_OK;
+}
+
+static mfx_status jv_parse_value(jv_parser *ps, jv *out) {
+  jv_skip_space(ps);
+  if (++ps->depth > 32) return jv_error(ps, "at most 32 levels of nesting");
+  mfx_status st;
+  char c = *ps->p;
+  if (c == '{' || c == '[') {
+    ps->p++;
+    out->type = c == '{' ? JV_OBJECT : JV_ARRAY;
+    st = jv_parse_items(ps, out, c == '{' ? '}' : ']');
+  } else if (c == '"') {
+    out->type = JV_STRING;
+    st = jv_parse_string(ps, &out->string);
+  } else {
+    st = jv_parse_word(ps, out);
+  }
+  ps->depth--;
+  return st;
+}
+
+static mfx_status jv_parse_document(const char *path, const char *text, jv *out) {
+  jv_parser ps = {text, text, path, 0};
+  memset(out, 0, sizeof *out);
+  mfx_status st = jv_parse_value(&ps, out);
+  jv_skip_space(&ps);
+  if (st == MFX_OK && *ps.p != '\0') st = jv_error(&ps, "the end of the file");
+  if (st != MFX_OK) jv_free(out);
+  return st;
+}
+
+static const jv *jv_get(const jv *obj, const char *key) {
+  if (obj == NULL || obj->type != JV_OBJECT) return NULL;
+  for (int i = 0; i < obj->n; i++) {
+    if (strcmp(obj->keys[i], key) == 0) return &obj->items[i];
+  }
+  return NULL;
+}
+
+/* ==== the table from its JSON ================================================================ */
+
+typedef struct {
+  const char *path, *device;
+} profile_where;
+
+static mfx_status profile_bad(const profile_where *w, const char *field, const char *expected) {
+  return mfx_fail(MFX_ERR_FORMAT, "latency table %s, device '%s': \"%s\" %s", w->path, w->device,
+                  field, expected);
+}
+
+static mfx_status profile_number(const profile_where *w, const jv *obj, const char *key,
+                                 double *out) {
+  const jv *v = jv_get(obj, key);
+  if (v == NULL || v->type != JV_NUMBER) return profile_bad(w, key, "is missing or not a number");
+  *out = v->number;
+  return MFX_OK;
+}
+
+static mfx_status profile_text(const profile_where *w, const jv *obj, const char *key, char *buf,
+                               size_t size) {
+  const jv *v = jv_get(obj, key);
+  if (v == NULL || v->type != JV_STRING) return profile_bad(w, key, "is missing or not a string");
+  if (strlen(v->string) >= size) return profile_bad(w, key, "is too long");
+  snprintf(buf, size, "%s", v->string);
+  return MFX_OK;
+}
+
+static mfx_status profile_numbers(const profile_where *w, const jv *obj, const char *key,
+                                  int max, double *out, int *count) {
+  const jv *v = jv_get(obj, key);
+  if (v == NULL || v->type != JV_ARRAY) return profile_bad(w, key, "is missing or not an array");
+  if (v->n > max) return profile_bad(w, key, "has too many entries");
+  for (int i = 0; i < v->n; i++) {
+    if (v->items[i].type != JV_NUMBER) return profile_bad(w, key, "holds a non-number");
+    out[i] = v->items[i].number;
+  }
+  *count = v->n;
+  return MFX_OK;
+}
+
+static mfx_status profile_read_expert(const profile_where *w, const jv *obj,
+                                      mfx_latency_expert *x) {
+  double tokens[MFX_LATENCY_MAX_POINTS];
+  int nt = 0, ns = 0;
+  mfx_status st = profile_text(w, obj, "name", x->name, sizeof x->name);
+  if (st == MFX_OK) st = profile_numbers(w, obj, "tokens", MFX_LATENCY_MAX_POINTS, tokens, &nt);
+  if (st == MFX_OK)
+    st = profile_numbers(w, obj, "seconds", MFX_LATENCY_MAX_POINTS, x->seconds, &ns);
+  if (st == MFX_OK && nt != ns) st = profile_bad(w, "seconds", "differs in length from tokens");
+  if (st == MFX_OK) st = profile_number(w, obj, "a", &x->a);
+  if (st == MFX_OK) st = profile_number(w, obj, "b", &x->b);
+  if (st == MFX_OK) st = profile_number(w, obj, "r2", &x->r2);
+  if (st == MFX_OK) st = profile_number(w, obj, "latency", &x->latency);
+  x->points = nt;
+  for (int i = 0; i < nt; i++) x->tokens[i] = (int64_t)tokens[i];
+  return st;
+}
+
+static mfx_status profile_read_sizes(const profile_where *w, const jv *obj,
+                                     mfx_latency_table *t) {
+  double dim = 0, hidden = 0, at = 0;
+  mfx_status st = profile_number(w, obj, "dim", &dim);
+  if (st == MFX_OK) st = profile_number(w, obj, "hidden", &hidden);
+  if (st == MFX_OK) st = profile_number(w, obj, "at_tokens", &at);
+  t->dim = (int64_t)dim;
+  t->hidden = (int64_t)hidden;
+  t->at_tokens = (int64_t)at;
+  return st;
+}
+
+static mfx_status profile_read_table(const profile_where *w, const jv *obj,
+                                     mfx_latency_table *t) {
+  memset(t, 0, sizeof *t);
+  snprintf(t->device, sizeof t->device, "%s", w->device);
+  if (obj->type != JV_OBJECT) return profile_bad(w, "(table)", "is not an object");
+  mfx_status st = profile_text(w, obj, "target", t->target, sizeof t->target);
+  if (st == MFX_OK) st = profile_read_sizes(w, obj, t);
+  const jv *experts = jv_get(obj, "experts");
+  if (st == MFX_OK && (experts == NULL || experts->type != JV_ARRAY || experts->n < 1 ||
+                       experts->n > MFX_LATENCY_MAX_EXPERTS))
+    st = profile_bad(w, "experts", "is missing or not an array of 1..64 experts");
+  if (st != MFX_OK) return st;
+  t->experts = experts->n;
+  for (int e = 0; st == MFX_OK && e < t->experts; e++)
+    st = profile_read_expert(w, &experts->items[e], &t->expert[e]);
+  int na = 0;
+  if (st == MFX_OK) st = profile_numbers(w, obj, "alpha", MFX_LATENCY_MAX_EXPERTS, t->alpha, &na);
+  if (st == MFX_OK && na != t->experts) st = profile_bad(w, "alpha", "has not one entry per expert");
+  for (int e = 0; st == MFX_OK && e < na; e++) {
+    if (!isfinite(t->alpha[e]) || t->alpha[e] <= 0.0)
+      st = profile_bad(w, "alpha", "holds a value that is not finite and positive");
+  }
+  return st;
+}
+
+/* ==== the file ====================================================================================== */
+
+static mfx_status profile_read_file(const char *path, char **out) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return mfx_fail(errno == ENOENT ? MFX_ERR_NOT_FOUND : MFX_ERR_IO,
+                    "latency table %s: cannot open: %s", path, strerror(errno));
+  size_t cap = 4096, n = 0, got;
+  char *text = malloc(cap);
+  while (text != NULL && (got = fread(text + n, 1, cap - n - 1, f)) > 0) {
+    n += got;
+    if (n + 1 == cap) {
+      char *grown = realloc(text, cap * 2);
+      if (grown == NULL) free(text);
+      text = grown;
+      cap *= 2;
+    }
+  }
+  int failed = ferror(f);
+  fclose(f);
+  if (text == NULL) return mfx_fail(MFX_ERR_NOMEM, "latency table %s: out of memory", path);
+  if (failed) {
+    free(text);
+    return mfx_fail(MFX_ERR_IO, "latency table %s: read error", path);
+  }
+  text[n] = '\0';
+  *out = text;
+  return MFX_OK;
+}
+
+/* The "devices" object of a parsed file, checking the format marker. */
+static mfx_status profile_devices(const char *path, const jv *doc, const jv **out) {
+  const jv *format = jv_get(doc, "format");
+  if (format == NULL || format->type != JV_STRING || strcmp(format->string, PROFILE_FORMAT) != 0)
+    return mfx_fail(MFX_ERR_FORMAT, "latency table %s: no \"format\": \"%s\" (not an mfx latency "
+                    "table, or a newer one)", path, PROFILE_FORMAT);
+  *out = jv_get(doc, "devices");
+  if (*out == NULL || (*out)->type != JV_OBJECT)
+    return mfx_fail(MFX_ERR_FORMAT, "latency table %s: \"devices\" is missing or not an object",
+                    path);
+  return MFX_OK;
+}
+
+static mfx_status profile_parse_file(const char *path, jv *doc, const jv **devices) {
+  char *text = NULL;
+  mfx_status st = profile_read_file(path, &text);
+  if (st != MFX_OK) return st;
+  st = jv_parse_document(path, text, doc);
+  free(text);
+  if (st == MFX_OK) st = profile_devices(path, doc, devices);
+  if (st != MFX_OK) jv_free(doc);
+  return st;
+}
+
+static mfx_status profile_not_found(const char *path, const char *device, const jv *devices) {
+  char names[600] = "";
+  size_t used = 0;
+  for (int i = 0; i < devices->n && used + 1 < sizeof names; i++)
+    used += (size_t)snprintf(names + used, sizeof names - used, "%s'%s'", i ? ", " : "",
+                             devices->keys[i]);
+  return mfx_fail(MFX_ERR_NOT_FOUND, "latency table %s: no table for device '%s'; it has %s "
+                  "(measure this device with mfx experts, or name one of those)", path, device,
+                  devices->n ? names : "none");
+}
+
+mfx_status mfx_latency_load(const char *path, const char *device, mfx_latency_table *t) {
+  if (path == NULL || t == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "latency load: path and table must not be NULL");
+  char key[160];
+  if (device == NULL) {
+    mfx_status st = mfx_latency_host_key(key, sizeof key);
+    if (st != MFX_OK) return st;
+    device = key;
+  }
+  jv doc;
+  const jv *devices;
+  mfx_status st = profile_parse_file(path, &doc, &devices);
+  if (st != MFX_OK) return st;
+  const jv *table = jv_get(devices, device);
+  profile_where w = {path, device};
+  st = table == NULL ? profile_not_found(path, device, devices) : profile_read_table(&w, table, t);
+  jv_free(&doc);
+  return st;
+}
+
+/* The tables of an existing file, other than `skip`; none when no file. */
+static mfx_status profile_read_others(const char *path, const char *skip,
+                                      mfx_latency_table **out, int *count) {
+  jv doc;
+  const jv *devices;
+  *out = NULL;
+  *count = 0;
+  mfx_status st = profile_parse_file(path, &doc, &devices);
+  if (st == MFX_ERR_NOT_FOUND) return MFX_OK;
+  if (st != MFX_OK) return st;
+  *out = calloc((size_t)devices->n + 1, sizeof **out);
+  if (*out == NULL) st = mfx_fail(MFX_ERR_NOMEM, "latency table: out of memory");
+  for (int i = 0; st == MFX_OK && i < devices->n; i++) {
+    if (strcmp(devices->keys[i], skip) == 0) continue;
+    profile_where w = {path, devices->keys[i]};
+    st = profile_read_table(&w, &devices->items[i], &(*out)[*count]);
+    if (st == MFX_OK) (*count)++;
+  }
+  jv_free(&doc);
+  return st;
+}
+
+static void profile_write_file(FILE *f, const mfx_latency_table *others, int count,
+                               const mfx_latency_table *t) {
+  fprintf(f, "{\n  \"format\": \"%s\",\n  \"devices\": {\n", PROFILE_FORMAT);
+  for (int i = 0; i <= count; i++) {
+    const mfx_latency_table *x = i < count ? &others[i] : t;
+    fputs("    ", f);
+    profile_write_string(f, x->device);
+    fputs(": ", f);
+    mfx_latency_write_json(f, x, 4);
+    fputs(i < count ? ",\n" : "\n", f);
+  }
+  fputs("  }\n}\n", f);
+}
+
+mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t) {
+  if (path == NULL || t == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "latency save: path and table must not be NULL");
+  if (t->device[0] == '\0' || t->experts < 1 || t->experts > MFX_LATENCY_MAX_EXPERTS)
+    return mfx_fail(MFX_ERR_INVALID, "latency save: the table needs a device key and 1..%d "
+                    "experts", MFX_LATENCY_MAX_EXPERTS);
+  mfx_latency_table *others = NULL;
+  int count = 0;
+  mfx_status st = profile_read_others(path, t->device, &others, &count);
+  if (st != MFX_OK) {
+    free(others);
+    return st;
+  }
+  char tmp[1200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (f == NULL) st = mfx_fail(MFX_ERR_IO, "latency table %s: cannot write: %s", tmp, strerror(errno));
+  if (st == MFX_OK) {
+    profile_write_file(f, others, count, t);
+    if (fclose(f) != 0) st = mfx_fail(MFX_ERR_IO, "latency table %s: write failed", tmp);
+    if (st == MFX_OK && rename(tmp, path) != 0)
+      st = mfx_fail(MFX_ERR_IO, "latency table %s: cannot rename %s into place: %s", path, tmp,
+                    strerror(errno));
+    if (st != MFX_OK) remove(tmp);
+  }
+  free(others);
+  return st;
+}

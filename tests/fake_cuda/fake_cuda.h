@@ -1,0 +1,34 @@
+/* The test hooks of the fake CUDA driver (tests/fake_cuda/fake_cuda.c): a
+ * test dlopens the same library that the runtime opened and asks it what the
+ * runtime did. */
+#ifndef FAKE_CUDA_H
+#define FAKE_CUDA_H
+
+#define FAKE_CUDA_MAX_PARAMS 16
+
+/* One cuLaunchKernel call as the fake saw it. */
+typedef struct {
+  char name[64];
+  unsigned grid[3];
+  unsigned block[3];
+  unsigned shared_bytes;
+  int stream_is_default;                           /* hStream was NULL */
+  int param_count;                                 /* from the PTX .entry */
+  unsigned param_bytes[FAKE_CUDA_MAX_PARAMS];      /* size of each .param */
+  unsigned char params[FAKE_CUDA_MAX_PARAMS][8];   /* the values passed */
+} fake_cuda_launch;
+
+/* Counters of what is alive, and launches so far. */
+typedef struct {
+  int allocations;
+  int modules;
+  int events;
+  int primary_refs; /* primary-context retains not yet released, all devices */
+  int launches;
+  int bad_context_calls; /* calls made with no (or a released) context current */
+} fake_cuda_counts;
+
+typedef void (*fake_cuda_last_launch_fn)(fake_cuda_launch *out);
+typedef void (*fake_cuda_counts_fn)(fake_cuda_counts *out);
+
+#endif

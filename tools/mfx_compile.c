@@ -1,0 +1,406 @@
+/* mfx compile: ops compiled ahead of time, into an artifact (one file
+ * holding several kernels, docs/artifact.md) or one kernel's LLVM IR,
+ * assembly, object or PTX.
+ *
+ * Each op starts a group: the first is the positional OP, later ones follow
+ * --op; --dims, --config and --name apply to the group they follow. --add
+ * copies the kernels of existing artifacts in first. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mfx/artifact.h"
+#include "mfx_cli.h"
+
+#define TOOL_COMPILE_MAX_GROUPS 64
+#define TOOL_COMPILE_MAX_ADDS 16
+
+static const char tool_compile_usage[] =
+    "usage: mfx compile OP --dims D [--config JSON] [--name NAME]\n"
+    "                   [--op OP --dims D [--config JSON] [--name NAME]]...\n"
+    "                   [--add FILE.mfxa]... [--target T] -o FILE.mfxa\n"
+    "       mfx compile OP --dims D [--config JSON] [--target T] --emit F [-o FILE]\n"
+    "\n"
+    "Compile ops ahead of time into an artifact that mfx-runner and the runtime\n"
+    "library load (see docs/artifact.md), or print one kernel's code.\n"
+    "  --dims M=64,N=64,K=64   every dim of the op, once, positive\n"
+    "  --config '{\"knob\":V}'   knob values over the defaults\n"
+    "  --name NAME             the kernel's name in the artifact (default: the op,\n"
+    "                          then op_2, op_3, ... when taken)\n"
+    "  --op OP                 start another kernel of the same artifact\n"
+    "  --add FILE.mfxa         include the kernels of an existing artifact\n"
+    "  --target cpu|cuda:sm_XX this CPU (default), or a CUDA GPU of compute\n"
+    "                          capability X.X or newer\n"
+    "  --emit ll|asm|obj|ptx   write LLVM IR, assembly or an ELF object (cpu), or\n"
+    "                          PTX (cuda), of one op instead of an artifact\n"
+    "  -o FILE                 the output (required for artifacts and obj;\n"
+    "                          text goes to standard output without it)\n";
+
+typedef struct {
+  tool_args args; /* op_name, dims_text, config_json as tool_resolve_problem wants */
+  const char *name;
+} tool_compile_group;
+
+typedef struct {
+  int n_groups;
+  tool_compile_group groups[TOOL_COMPILE_MAX_GROUPS];
+  int n_adds;
+  const char *adds[TOOL_COMPILE_MAX_ADDS];
+  const char *target;
+  const char *emit;
+  const char *output;
+  int help;
+} tool_compile_args;
+
+/* ---- the command line ---------------------------------------------------------- */
+
+static int tool_compile_new_group(tool_compile_args *a, const char *op) {
+  if (a->n_groups >= TOOL_COMPILE_MAX_GROUPS)
+    return tool_error(TOOL_EXIT_USAGE, "compile: more than %d ops", TOOL_COMPILE_MAX_GROUPS);
+  tool_compile_group *g = &a->groups[a->n_groups++];
+  memset(g, 0, sizeof *g);
+  g->args.command = "compile";
+  g->args.op_name = op;
+  return 0;
+}
+
+static int tool_compile_set(const char *option, const char **slot, const char *value) {
+  if (*slot != NULL)
+    return tool_error(TOOL_EXIT_USAGE, "compile: %s given twice ('%s' and '%s')", option, *slot,
+                      value);
+  *slot = value;
+  return 0;
+}
+
+/* An option that belongs to the current op group. */
+static int tool_compile_group_option(tool_compile_args *a, const char *option,
+                                     const char *value) {
+  if (a->n_groups == 0)
+    return tool_error(TOOL_EXIT_USAGE, "compile: %s before any op (write OP or --op OP first)",
+                      option);
+  tool_compile_group *g = &a->groups[a->n_groups - 1];
+  if (strcmp(option, "--dims") == 0) return tool_compile_set(option, &g->args.dims_text, value);
+  if (strcmp(option, "--config") == 0)
+    return tool_compile_set(option, &g->args.config_json, value);
+  return tool_compile_set(option, &g->name, value);
+}
+
+static int tool_compile_option(tool_compile_args *a, const char *option, const char *value) {
+  if (strcmp(option, "--op") == 0) return tool_compile_new_group(a, value);
+  if (strcmp(option, "--dims") == 0 || strcmp(option, "--config") == 0 ||
+      strcmp(option, "--name") == 0)
+    return tool_compile_group_option(a, option, value);
+  if (strcmp(option, "--add") == 0) {
+    if (a->n_adds >= TOOL_COMPILE_MAX_ADDS)
+      return tool_error(TOOL_EXIT_USAGE, "compile: more than %d --add", TOOL_COMPILE_MAX_ADDS);
+    a->adds[a->n_adds++] = value;
+    return 0;
+  }
+  if (strcmp(option, "--target") == 0) return tool_compile_set(option, &a->target, value);
+  if (strcmp(option, "--emit") == 0) return tool_compile_set(option, &a->emit, value);
+  return tool_compile_set("-o", &a->output, value);
+}
+
+static int tool_compile_takes_value(const char *option) {
+  static const char *const known[] = {"--op", "--dims", "--config", "--name", "--add",
+                                      "--target", "--emit", "-o", "--output"};
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (strcmp(known[i], option) == 0) return 1;
+  return 0;
+}
+
+/* One "--opt value" or "--opt=value" at argv[*i]. */
+static int tool_compile_parse_option(int argc, char **argv, int *i, tool_compile_args *a) {
+  char option[32];
+  const char *arg = argv[*i];
+  const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+  size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+  snprintf(option, sizeof option, "%.*s", (int)(len < sizeof option ? len : sizeof option - 1),
+           arg);
+  if (len >= sizeof option || !tool_compile_takes_value(option))
+    return tool_error(TOOL_EXIT_USAGE, "compile: unknown option '%.*s' (see mfx help compile)",
+                      (int)len, arg);
+  const char *value = eq != NULL ? eq + 1 : NULL;
+  if (value == NULL && *i + 1 < argc) value = argv[++*i];
+  if (value == NULL || value[0] == '\0')
+    return tool_error(TOOL_EXIT_USAGE, "compile: %s needs a value (see mfx help compile)",
+                      option);
+  return tool_compile_option(a, option, value);
+}
+
+static int tool_compile_parse(int argc, char **argv, tool_compile_args *a) {
+  memset(a, 0, sizeof *a);
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    int rc = 0;
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) a->help = 1;
+    else if (arg[0] == '-' && arg[1] != '\0') rc = tool_compile_parse_option(argc, argv, &i, a);
+    else if (a->n_groups == 0) rc = tool_compile_new_group(a, arg);
+    else rc = tool_error(TOOL_EXIT_USAGE, "compile: unexpected argument '%s' (a second op "
+                         "needs --op %s)", arg, arg);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+static int tool_compile_check_args(const tool_compile_args *a) {
+  if (a->n_groups == 0 && a->n_adds == 0)
+    return tool_error(TOOL_EXIT_USAGE, "compile: missing OP (see mfx ops for the list)");
+  if (a->emit != NULL) {
+    if (strcmp(a->emit, "ll") != 0 && strcmp(a->emit, "asm") != 0 &&
+        strcmp(a->emit, "obj") != 0 && strcmp(a->emit, "ptx") != 0)
+      return tool_error(TOOL_EXIT_USAGE, "--emit: '%s' is not a format; expected ll, asm, obj "
+                        "or ptx", a->emit);
+    if (a->n_groups != 1 || a->n_adds > 0)
+      return tool_error(TOOL_EXIT_USAGE, "compile --emit writes the code of one op; give one "
+                        "OP and no --op or --add");
+    if (strcmp(a->emit, "obj") == 0 && a->output == NULL)
+      return tool_error(TOOL_EXIT_USAGE, "compile --emit obj: give -o FILE.o (an object is not "
+                        "text)");
+    return 0;
+  }
+  if (a->output == NULL)
+    return tool_error(TOOL_EXIT_USAGE, "compile: give -o FILE.mfxa for the artifact (or --emit "
+                      "ll|asm|obj|ptx for one kernel's code)");
+  return 0;
+}
+
+/* ---- kernels --------------------------------------------------------------------- */
+
+typedef struct {
+  int n_kernels;
+  mfx_artifact_kernel kernels[MFX_ARTIFACT_MAX_KERNELS];
+  int built[MFX_ARTIFACT_MAX_KERNELS]; /* code allocated by a build */
+  int n_images;
+  void *images[TOOL_COMPILE_MAX_ADDS]; /* artifacts the added kernels point into */
+} tool_compile_state;
+
+static void tool_compile_state_free(tool_compile_state *st) {
+  for (int i = 0; i < st->n_kernels; i++)
+    if (st->built[i]) mfx_artifact_kernel_release(&st->kernels[i]);
+  for (int i = 0; i < st->n_images; i++) free(st->images[i]);
+}
+
+static int tool_kernel_name_taken(const tool_compile_state *st, const char *name) {
+  for (int i = 0; i < st->n_kernels; i++)
+    if (strcmp(st->kernels[i].name, name) == 0) return 1;
+  return 0;
+}
+
+static int tool_compile_add(tool_compile_state *st, const char *path) {
+  void *data = NULL;
+  size_t size = 0;
+  mfx_artifact_kernel *kernels = NULL;
+  int n = 0;
+  if (mfx_artifact_read_file(path, &data, &size) != MFX_OK ||
+      mfx_artifact_decode(data, size, path, &kernels, &n) != MFX_OK) {
+    free(data);
+    return tool_error_status(TOOL_EXIT_FAIL, "--add");
+  }
+  st->images[st->n_images++] = data;
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    if (tool_kernel_name_taken(st, kernels[i].name))
+      rc = tool_error(TOOL_EXIT_FAIL, "--add %s: a kernel named %s is already in the artifact",
+                      path, kernels[i].name);
+    else if (st->n_kernels >= MFX_ARTIFACT_MAX_KERNELS)
+      rc = tool_error(TOOL_EXIT_FAIL, "--add %s: more than %d kernels", path,
+                      MFX_ARTIFACT_MAX_KERNELS);
+    else st->kernels[st->n_kernels++] = kernels[i];
+  }
+  free(kernels);
+  return rc;
+}
+
+/* The group's name, or op, op_2, op_3, ... whichever is free. */
+static int tool_choose_name(const tool_compile_state *st, const tool_compile_group *g,
+                            const char *op, char *out, size_t size) {
+  if (g->name != NULL) {
+    if (strlen(g->name) >= size)
+      return tool_error(TOOL_EXIT_USAGE, "--name %s: at most %zu characters", g->name, size - 1);
+    if (tool_kernel_name_taken(st, g->name))
+      return tool_error(TOOL_EXIT_USAGE, "--name %s: the artifact already has a kernel of that "
+                        "name", g->name);
+    snprintf(out, size, "%s", g->name);
+    return 0;
+  }
+  snprintf(out, size, "%s", op);
+  for (int n = 2; tool_kernel_name_taken(st, out); n++) snprintf(out, size, "%s_%d", op, n);
+  return 0;
+}
+
+static void tool_describe_kernel(mfx_artifact_kernel *k, const tool_problem *p,
+                                 const char *target) {
+  snprintf(k->op, sizeof k->op, "%s", p->op->name);
+  k->n_dims = p->op->n_dims;
+  for (int d = 0; d < p->op->n_dims; d++) {
+    snprintf(k->dim_names[d], sizeof k->dim_names[d], "%s", p->op->dims[d]);
+    k->dims[d] = p->dims[d];
+  }
+  snprintf(k->target, sizeof k->target, "%s", target);
+  mfx_config_to_json(&p->cfg, k->config, sizeof k->config);
+}
+
+/* Build the op's schedule and compile it into k. */
+static int tool_build_kernel(const tool_problem *p, mfx_artifact_kernel *k) {
+  mfx_arena *arena = mfx_arena_create();
+  if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
+  mfx_schedule *s = NULL;
+  int rc = 0;
+  if (p->op->build(arena, p->dims, &p->cfg, &s) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "building the schedule");
+  else if (mfx_artifact_build(s, k) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "compile");
+  mfx_arena_destroy(arena);
+  return rc;
+}
+
+static int tool_compile_group_kernel(tool_compile_state *st, const tool_compile_group *g,
+                                     const char *target) {
+  tool_problem p;
+  int rc = tool_resolve_problem(&g->args, &p);
+  if (rc != 0) return rc;
+  if (st->n_kernels >= MFX_ARTIFACT_MAX_KERNELS)
+    return tool_error(TOOL_EXIT_USAGE, "compile: more than %d kernels", MFX_ARTIFACT_MAX_KERNELS);
+  mfx_artifact_kernel *k = &st->kernels[st->n_kernels];
+  memset(k, 0, sizeof *k);
+  rc = tool_choose_name(st, g, p.op->name, k->name, sizeof k->name);
+  if (rc != 0) return rc;
+  tool_describe_kernel(k, &p, target);
+  rc = tool_build_kernel(&p, k);
+  if (rc != 0) return rc;
+  st->built[st->n_kernels++] = 1;
+  return 0;
+}
+
+/* ---- outputs ------------------------------------------------------------------------- */
+
+static void tool_print_kernel(int index, const mfx_artifact_kernel *k) {
+  char dims[256] = "";
+  size_t used = 0;
+  for (int d = 0; d < k->n_dims && used < sizeof dims; d++)
+    used += (size_t)snprintf(dims + used, sizeof dims - used, "%s%s=%lld", d ? "," : "",
+                             k->dim_names[d], (long long)k->dims[d]);
+  size_t code = k->host_so != NULL ? k->host_so_bytes : k->gpu_image_bytes;
+  printf("kernel %d %s: %s %s on %s, %zu bytes of code, config %s\n", index, k->name, k->op,
+         dims, k->target, code, k->config);
+}
+
+static int tool_write_artifact(const tool_compile_state *st, const char *path) {
+  void *data = NULL;
+  size_t size = 0;
+  if (mfx_artifact_encode(st->kernels, st->n_kernels, &data, &size) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "compile: encoding the artifact");
+  mfx_status s = mfx_artifact_write_file(path, data, size);
+  free(data);
+  if (s != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "compile -o");
+  for (int i = 0; i < st->n_kernels; i++) tool_print_kernel(i, &st->kernels[i]);
+  printf("wrote %s: %d kernel%s, %zu bytes\n", path, st->n_kernels,
+         st->n_kernels == 1 ? "" : "s", size);
+  return 0;
+}
+
+static int tool_compile_artifact(const tool_compile_args *a) {
+  tool_compile_state *st = calloc(1, sizeof *st);
+  if (st == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory");
+  int rc = 0;
+  for (int i = 0; i < a->n_adds && rc == 0; i++) rc = tool_compile_add(st, a->adds[i]);
+  for (int i = 0; i < a->n_groups && rc == 0; i++)
+    rc = tool_compile_group_kernel(st, &a->groups[i], a->target);
+  if (rc == 0) rc = tool_write_artifact(st, a->output);
+  tool_compile_state_free(st);
+  free(st);
+  return rc;
+}
+
+static int tool_write_output(const char *path, const void *data, size_t size) {
+  FILE *f = path != NULL ? fopen(path, "wb") : stdout;
+  if (f == NULL) return tool_error(TOOL_EXIT_FAIL, "-o %s: cannot create it", path);
+  size_t put = fwrite(data, 1, size, f);
+  int bad = put != size;
+  if (path != NULL) bad |= fclose(f) != 0;
+  else bad |= fflush(f) != 0;
+  if (bad) return tool_error(TOOL_EXIT_FAIL, "%s: write failed", path != NULL ? path : "stdout");
+  return 0;
+}
+
+/* LLVM IR, assembly or an object of the host kernel. */
+static int tool_emit_host(const tool_problem *p, mfx_emit_kind kind, const char *output) {
+  mfx_arena *arena = mfx_arena_create();
+  if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
+  mfx_schedule *s = NULL;
+  mfx_func *fn = NULL;
+  char *data = NULL;
+  size_t size = 0;
+  int rc = 0;
+  if (p->op->build(arena, p->dims, &p->cfg, &s) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "building the schedule");
+  else if (mfx_lower(s, p->op->name, &fn) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
+  else if (mfx_codegen_emit(fn, kind, &data, &size) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "code generation");
+  else rc = tool_write_output(output, data, size);
+  free(data);
+  mfx_arena_destroy(arena);
+  return rc;
+}
+
+/* The PTX of the GPU kernel, through the artifact build. */
+static int tool_emit_ptx(const tool_problem *p, const char *target, const char *output) {
+  mfx_artifact_kernel *k = calloc(1, sizeof *k);
+  if (k == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory");
+  snprintf(k->name, sizeof k->name, "%s", p->op->name);
+  tool_describe_kernel(k, p, target);
+  int rc = tool_build_kernel(p, k);
+  if (rc == 0 && k->gpu_image_kind != MFX_GPU_IMAGE_PTX)
+    rc = tool_error(TOOL_EXIT_FAIL, "compile --emit ptx: the build gave no PTX");
+  if (rc == 0) rc = tool_write_output(output, k->gpu_image, k->gpu_image_bytes);
+  mfx_artifact_kernel_release(k);
+  free(k);
+  return rc;
+}
+
+static int tool_compile_emit(const tool_compile_args *a) {
+  tool_problem p;
+  int rc = tool_resolve_problem(&a->groups[0].args, &p);
+  if (rc != 0) return rc;
+  int cuda = strncmp(a->target, "cuda", 4) == 0;
+  if (strcmp(a->emit, "ptx") == 0) {
+    if (!cuda)
+      return tool_error(TOOL_EXIT_USAGE, "--emit ptx is GPU code; give --target cuda:sm_XX "
+                        "(e.g. cuda:sm_80)");
+    return tool_emit_ptx(&p, a->target, a->output);
+  }
+  if (cuda)
+    return tool_error(TOOL_EXIT_USAGE, "--emit %s is host code; for --target %s use --emit ptx",
+                      a->emit, a->target);
+  mfx_emit_kind kind = strcmp(a->emit, "ll") == 0    ? MFX_EMIT_LL
+                       : strcmp(a->emit, "asm") == 0 ? MFX_EMIT_ASM
+                                                     : MFX_EMIT_OBJ;
+  return tool_emit_host(&p, kind, a->output);
+}
+
+static int tool_compile_check_target(const char *target) {
+  if (strcmp(target, "cpu") == 0) return 0;
+  const char *p = target + 8;
+  size_t digits = strncmp(target, "cuda:sm_", 8) == 0 ? strspn(p, "0123456789") : 0;
+  if (digits >= 2 && digits <= 3 && (p[digits] == '\0' || strcmp(p + digits, "a") == 0)) return 0;
+  return tool_error(TOOL_EXIT_USAGE, "--target '%s': expected cpu or cuda:sm_XX (e.g. "
+                    "cuda:sm_80, cuda:sm_90)", target);
+}
+
+int tool_cmd_compile(int argc, char **argv) {
+  tool_compile_args *a = calloc(1, sizeof *a);
+  if (a == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory");
+  int rc = tool_compile_parse(argc, argv, a);
+  if (rc == 0 && a->help) fputs(tool_compile_usage, stdout);
+  else if (rc == 0) {
+    if (a->target == NULL) a->target = "cpu";
+    rc = tool_compile_check_target(a->target);
+    if (rc == 0) rc = tool_compile_check_args(a);
+    if (rc == 0) rc = a->emit != NULL ? tool_compile_emit(a) : tool_compile_artifact(a);
+  }
+  free(a);
+  if (fflush(stdout) != 0 && rc == 0) rc = tool_error(TOOL_EXIT_FAIL, "writing standard output");
+  return rc;
+}

@@ -1,0 +1,111 @@
+/* mfx demo, tuning: each kernel of the layer briefly tuned through the
+ * autotuner (random search, resumed from the demo's own database, so a
+ * second run measures nothing new), and the layer's config chooser, which
+ * asks the database for every kernel the layer compiles: the tuned record,
+ * the nearest tuned shape (other token buckets), or the template default. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mfx/autotune.h"
+#include "mfx_moe_cli.h"
+
+#define TOOL_TUNE_MIN_SECONDS 0.02
+
+struct tool_demo_tuning {
+  mfx_tune_db *db;
+  int chosen[3]; /* configs handed to the layer, by mfx_tune_source */
+};
+
+typedef struct {
+  const tool_demo_kernel *kernel;
+  double t0;
+} tool_tune_progress_ctx;
+
+static void tool_tune_progress(void *user, const mfx_tune_progress *p) {
+  const tool_tune_progress_ctx *c = user;
+  if (p->done < p->total) return; /* one line per kernel, when it is done */
+  fprintf(stderr, "[demo] tune %-10s %-12s %d/%d trials (%d from the database), best %.3f ms, "
+          "%.1f s\n", c->kernel->role, c->kernel->op->name, p->done, p->total, p->resumed,
+          p->have_best ? p->best_s * 1e3 : 0.0, mfx_now_seconds() - c->t0);
+}
+
+static void tool_tune_options(int trials, tool_tune_progress_ctx *ctx, mfx_tune_options *o) {
+  mfx_tune_options_default(o);
+  o->strategy = MFX_SEARCH_RANDOM;
+  o->trials = trials;
+  o->resume = 1;
+  o->session = "mfx-demo";
+  o->runner.jobs = 2;
+  o->runner.measure.min_seconds = TOOL_TUNE_MIN_SECONDS;
+  o->progress = tool_tune_progress;
+  o->progress_user = ctx;
+}
+
+static void tool_tune_print(const tool_demo_kernel *k, const mfx_tune_summary *s) {
+  char dims[96], cfg[512] = "-";
+  snprintf(dims, sizeof dims, "M=%lld,N=%lld,K=%lld", (long long)k->dims[0],
+           (long long)k->dims[1], (long long)k->dims[2]);
+  if (s->have_best) mfx_config_to_json(&s->best, cfg, sizeof cfg);
+  printf("  %-10s %-12s %-20s %4d+%-3d %9.3f  %s\n", k->role, k->op->name, dims, s->resumed,
+         s->trials, s->have_best ? s->best_s * 1e3 : 0.0, cfg);
+}
+
+static int tool_tune_one(tool_demo_tuning *t, const tool_demo_kernel *k, int trials) {
+  mfx_tune_key key;
+  if (mfx_tune_key_init(&key, k->op, k->dims, "cpu") != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: tuning key");
+  tool_tune_progress_ctx ctx = {k, mfx_now_seconds()};
+  mfx_tune_options o;
+  tool_tune_options(trials, &ctx, &o);
+  mfx_tune_summary s;
+  if (mfx_tune(t->db, &key, &o, &s) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: tuning");
+  tool_tune_print(k, &s);
+  return 0;
+}
+
+int tool_demo_tune(const char *db_path, int trials, const tool_demo_plan *plan,
+                   tool_demo_tuning **out) {
+  tool_demo_tuning *t = calloc(1, sizeof *t);
+  if (t == NULL) return tool_error(TOOL_EXIT_FAIL, "demo: out of memory");
+  *out = t;
+  if (mfx_tune_db_open(db_path, &t->db) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "demo: the tuning database");
+  if (trials == 0) {
+    printf("  tuning skipped (--tune-trials 0): records already in %s, else template defaults\n",
+           db_path);
+    return 0;
+  }
+  printf("  %-10s %-12s %-20s %8s %9s  %s\n", "kernel", "op", "dims", "trials", "best ms",
+         "best config");
+  for (int i = 0; i < plan->n; i++) {
+    int rc = tool_tune_one(t, &plan->kernels[i], trials);
+    if (rc != 0) return rc;
+  }
+  printf("  (trials: from the database + run now; random search, each checked against its "
+         "reference)\n");
+  return 0;
+}
+
+mfx_status tool_demo_choose(void *tuning, const mfx_op *op, const int64_t *dims,
+                            mfx_config *cfg) {
+  tool_demo_tuning *t = tuning;
+  mfx_tune_key key;
+  mfx_tune_choice choice;
+  mfx_status st = mfx_tune_key_init(&key, op, dims, "cpu");
+  if (st == MFX_OK) st = mfx_tune_choose(t->db, &key, &choice);
+  if (st != MFX_OK) return st;
+  *cfg = choice.cfg;
+  if ((unsigned)choice.source < 3) t->chosen[choice.source]++;
+  return MFX_OK;
+}
+
+void tool_demo_tuning_sources(const tool_demo_tuning *t, int counts[3]) {
+  for (int i = 0; i < 3; i++) counts[i] = t ? t->chosen[i] : 0;
+}
+
+void tool_demo_tuning_free(tool_demo_tuning *t) {
+  if (t == NULL) return;
+  if (t->db != NULL) mfx_tune_db_close(t->db);
+  free(t);
+}

@@ -1,0 +1,452 @@
+/* mfx experts: measure each expert of a ShiftAddViT MoE layer at several
+ * token counts, fit latency(n) = a + b n, and print and save the latency
+ * table with alpha, the weights of the latency-aware router loss. Also the
+ * option helpers and the SVG plot that mfx loss and mfx demo share. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mfx_moe_cli.h"
+
+static const char tool_experts_usage[] =
+    "usage: mfx experts --tokens N --dim D --hidden H [options]\n"
+    "\n"
+    "Measure each expert at N/8, N/4, N/2 and N tokens (median of repeats after a\n"
+    "warm-up), fit latency(n) = a + b*n by least squares, and print the table, the\n"
+    "fit and alpha = latency / mean latency at the balanced load N/E. The table is\n"
+    "saved under this device's key for training code (mfx.load_latency).\n"
+    "  --tokens N          the most tokens one expert gets (N >= 2)\n"
+    "  --dim D             token dimension; --hidden H: expert hidden size\n"
+    "  --experts LIST      expert kinds, e.g. mult,shift,shift (default mult,shift);\n"
+    "                      null experts cost nothing and have no alpha\n"
+    "  --at N              read latency and alpha off the fits at N tokens\n"
+    "  --target cpu        where to measure (this build: cpu)\n"
+    "  --threads N         thread pool size (default: one per CPU)\n"
+    "  --min-time S        seconds measured per point, at least (default 0.05)\n"
+    "  --json              print the table as JSON instead of text\n"
+    "  --plot FILE.svg     plot latency against tokens per expert\n"
+    "  --out FILE.json     the table file (default $MFX_LATENCY or\n"
+    "                      ~/.cache/mfx/latency.json); other devices' tables are kept\n";
+
+/* ==== options ================================================================ */
+
+int tool_flag(int argc, char **argv, int *i, const char *name, const char **value) {
+  const char *arg = argv[*i];
+  size_t len = strlen(name);
+  if (strncmp(arg, name, len) != 0) return 0;
+  if (arg[len] == '=') {
+    *value = arg + len + 1;
+    return 1;
+  }
+  if (arg[len] != '\0') return 0;
+  if (*i + 1 >= argc) {
+    tool_error(TOOL_EXIT_USAGE, "%s needs a value", name);
+    return -1;
+  }
+  *value = argv[++*i];
+  return 1;
+}
+
+int tool_flag_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (text[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi)
+    return tool_error(TOOL_EXIT_USAGE, "%s: '%s' is not a whole number in %lld..%lld", flag,
+                      text, (long long)lo, (long long)hi);
+  *out = v;
+  return 0;
+}
+
+int tool_flag_double(const char *flag, const char *text, double lo, double hi, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (text[0] == '\0' || *end != '\0' || errno != 0 || !(v >= lo && v <= hi))
+    return tool_error(TOOL_EXIT_USAGE, "%s: '%s' is not a number in %g..%g", flag, text, lo, hi);
+  *out = v;
+  return 0;
+}
+
+int tool_flag_doubles(const char *flag, const char *text, double *out, int max, int *count) {
+  *count = 0;
+  const char *p = text;
+  for (;;) {
+    char item[64];
+    size_t len = strcspn(p, ",");
+    if (*count >= max)
+      return tool_error(TOOL_EXIT_USAGE, "%s: more than %d values in '%s'", flag, max, text);
+    if (len == 0 || len >= sizeof item)
+      return tool_error(TOOL_EXIT_USAGE, "%s: '%s' has an empty or overlong value; expected "
+                        "numbers like 1.5,2,3", flag, text);
+    memcpy(item, p, len);
+    item[len] = '\0';
+    int rc = tool_flag_double(flag, item, 1e-300, 1e300, &out[(*count)++]);
+    if (rc != 0) return rc;
+    if (p[len] == '\0') return 0;
+    p += len + 1;
+  }
+}
+
+/* ==== measuring ==================================================================== */
+
+int tool_experts_points(int64_t tokens, int64_t *points) {
+  const int64_t divisors[4] = {8, 4, 2, 1};
+  int n = 0;
+  for (int i = 0; i < 4; i++) {
+    int64_t v = tokens / divisors[i];
+    if (v < 1) v = 1;
+    if (n == 0 || v != points[n - 1]) points[n++] = v;
+  }
+  return n;
+}
+
+typedef struct {
+  mfx_moe *moe;
+  int e;
+  const mfx_kernel_env *env;
+  const float *x;
+  float *y;
+} tool_expert_call;
+
+static mfx_status tool_expert_once(void *user, int64_t tokens) {
+  tool_expert_call *c = user;
+  return mfx_moe_expert_forward(c->moe, c->e, c->env, c->x, tokens, c->y);
+}
+
+static int tool_experts_layer(const tool_experts_request *r, mfx_moe **out) {
+  mfx_moe_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.dim = r->dim;
+  spec.hidden = r->hidden;
+  spec.experts = r->experts;
+  spec.k = 1;
+  memcpy(spec.kinds, r->kinds, sizeof spec.kinds);
+  spec.choose_config = r->choose_config;
+  spec.choose_user = r->choose_user;
+  for (int e = 0; e < r->experts; e++) {
+    if (r->kinds[e] == MFX_EXPERT_NULL)
+      return tool_error(TOOL_EXIT_USAGE, "experts: expert %d is null; null experts cost nothing "
+                        "and have no latency to weigh (list mult and shift experts)", e);
+  }
+  if (mfx_moe_create(&spec, out) != MFX_OK || mfx_moe_init_random(*out, 1) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "experts: creating the layer");
+  return 0;
+}
+
+static void tool_fill_tokens(float *x, int64_t n) {
+  uint64_t s = 0x2545F4914F6CDD1Dull;
+  for (int64_t i = 0; i < n; i++) x[i] = (float)((mfx_rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+static int tool_experts_table_init(const tool_experts_request *r, mfx_latency_table *t) {
+  memset(t, 0, sizeof *t);
+  if (mfx_latency_host_key(t->device, sizeof t->device) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "experts: device key");
+  snprintf(t->target, sizeof t->target, "cpu");
+  t->dim = r->dim;
+  t->hidden = r->hidden;
+  t->experts = r->experts;
+  t->at_tokens = r->at_tokens > 0 ? r->at_tokens : r->tokens / r->experts;
+  if (t->at_tokens < 1) t->at_tokens = 1;
+  return 0;
+}
+
+static int tool_experts_run(const tool_experts_request *r, tool_expert_call *call,
+                            mfx_latency_table *t) {
+  int64_t points[4];
+  int n = tool_experts_points(r->tokens, points);
+  for (int e = 0; e < r->experts; e++) {
+    mfx_latency_expert *x = &t->expert[e];
+    snprintf(x->name, sizeof x->name, "%s", mfx_expert_kind_name(r->kinds[e]));
+    call->e = e;
+    if (mfx_profile_expert(tool_expert_once, call, points, n, &r->profile, x) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, "experts: measuring");
+    if (r->progress == NULL) continue;
+    fprintf(stderr, "%s expert %d (%s):", r->progress, e, x->name);
+    for (int i = 0; i < x->points; i++)
+      fprintf(stderr, " %lld tok %.3f ms%s", (long long)x->tokens[i], x->seconds[i] * 1e3,
+              i + 1 < x->points ? "," : "\n");
+  }
+  if (mfx_latency_finish(t) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "experts: fit");
+  return 0;
+}
+
+int tool_experts_measure(const tool_experts_request *r, mfx_pool *pool, mfx_latency_table *t) {
+  if (r->tokens < 2 || r->dim < 1 || r->hidden < 1 || r->experts < 1)
+    return tool_error(TOOL_EXIT_USAGE, "experts: tokens=%lld, dim=%d, hidden=%d, %d experts; "
+                      "expected tokens >= 2, dims >= 1 and at least one expert",
+                      (long long)r->tokens, r->dim, r->hidden, r->experts);
+  mfx_moe *moe = NULL;
+  int rc = tool_experts_layer(r, &moe);
+  if (rc == 0) rc = tool_experts_table_init(r, t);
+  size_t bytes = (size_t)(r->tokens * r->dim) * sizeof(float);
+  float *x = malloc(bytes), *y = malloc(bytes);
+  if (rc == 0 && (x == NULL || y == NULL))
+    rc = tool_error(TOOL_EXIT_FAIL, "experts: out of memory for %lld tokens", (long long)r->tokens);
+  if (rc == 0) {
+    tool_fill_tokens(x, r->tokens * r->dim);
+    mfx_kernel_env env;
+    mfx_kernel_env_init(&env, pool);
+    tool_expert_call call = {moe, 0, &env, x, y};
+    rc = tool_experts_run(r, &call, t);
+  }
+  free(x);
+  free(y);
+  mfx_moe_destroy(moe);
+  return rc;
+}
+
+/* ==== printing ===================================================================== */
+
+void tool_experts_print(FILE *out, const mfx_latency_table *t) {
+  fprintf(out, "device   %s\nlayer    D=%lld H=%lld; latency and alpha at %lld tokens per expert\n\n",
+          t->device, (long long)t->dim, (long long)t->hidden, (long long)t->at_tokens);
+  fprintf(out, "%-8s", "expert");
+  for (int i = 0; i < t->expert[0].points; i++)
+    fprintf(out, " %9lld", (long long)t->expert[0].tokens[i]);
+  fprintf(out, "  %9s %11s %6s %11s %7s\n", "a ms", "b us/tok", "r2", "latency ms", "alpha");
+  for (int e = 0; e < t->experts; e++) {
+    const mfx_latency_expert *x = &t->expert[e];
+    fprintf(out, "%-8s", x->name);
+    for (int i = 0; i < x->points; i++) fprintf(out, " %9.3f", x->seconds[i] * 1e3);
+    fprintf(out, "  %9.4f %11.4f %6.3f %11.4f %7.3f\n", x->a * 1e3, x->b * 1e6, x->r2,
+            x->latency * 1e3, t->alpha[e]);
+  }
+  fprintf(out, "(times in ms per call at each token count: medians)\n");
+}
+
+/* ==== the SVG plot ===================================================================== */
+
+#define PLOT_W 760.0
+#define PLOT_H 440.0
+#define PLOT_LEFT 70.0
+#define PLOT_RIGHT 250.0
+#define PLOT_TOP 40.0
+#define PLOT_BOTTOM 50.0
+
+static const char *const plot_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                          "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+
+typedef struct {
+  double xmax, ymax; /* tokens, milliseconds */
+} plot_scale;
+
+static double plot_x(const plot_scale *s, double tokens) {
+  return PLOT_LEFT + tokens / s->xmax * (PLOT_W - PLOT_LEFT - PLOT_RIGHT);
+}
+
+static double plot_y(const plot_scale *s, double ms) {
+  return PLOT_H - PLOT_BOTTOM - ms / s->ymax * (PLOT_H - PLOT_TOP - PLOT_BOTTOM);
+}
+
+/* A tick step of 1, 2 or 5 times a power of ten giving about 5 ticks. */
+static double plot_step(double range) {
+  double raw = range / 5.0, p = pow(10.0, floor(log10(raw)));
+  return raw / p < 1.5 ? p : raw / p < 3.5 ? 2 * p : raw / p < 7.5 ? 5 * p : 10 * p;
+}
+
+static void plot_text_escaped(FILE *f, const char *s) {
+  for (; *s; s++) {
+    if (*s == '&') fputs("&amp;", f);
+    else if (*s == '<') fputs("&lt;", f);
+    else if (*s == '>') fputs("&gt;", f);
+    else fputc(*s, f);
+  }
+}
+
+static plot_scale plot_scale_of(const mfx_latency_table *t) {
+  plot_scale s = {1.0, 1e-6};
+  for (int e = 0; e < t->experts; e++) {
+    const mfx_latency_expert *x = &t->expert[e];
+    for (int i = 0; i < x->points; i++) {
+      s.xmax = fmax(s.xmax, (double)x->tokens[i]);
+      s.ymax = fmax(s.ymax, x->seconds[i] * 1e3);
+    }
+  }
+  for (int e = 0; e < t->experts; e++)
+    s.ymax = fmax(s.ymax, (t->expert[e].a + t->expert[e].b * s.xmax) * 1e3);
+  s.xmax *= 1.05;
+  s.ymax *= 1.1;
+  return s;
+}
+
+static void plot_axes(FILE *f, const plot_scale *s) {
+  double x0 = PLOT_LEFT, x1 = PLOT_W - PLOT_RIGHT, y0 = PLOT_H - PLOT_BOTTOM, y1 = PLOT_TOP;
+  fprintf(f, "<path d=\"M%.1f %.1fV%.1fH%.1f\" stroke=\"#000\" fill=\"none\"/>\n", x0, y1, y0, x1);
+  double xs = plot_step(s->xmax), ys = plot_step(s->ymax);
+  for (double v = 0; v <= s->xmax; v += xs) {
+    double x = plot_x(s, v);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\"/>", x, y0, x,
+            y0 + 5);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", x, y0 + 18, v);
+  }
+  for (double v = 0; v <= s->ymax; v += ys) {
+    double y = plot_y(s, v);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>", x0, y, x1, y);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", x0 - 6, y + 4, v);
+  }
+  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">tokens per expert</text>\n",
+          (x0 + x1) / 2, PLOT_H - 12);
+  fprintf(f, "<text transform=\"translate(18 %.1f) rotate(-90)\" text-anchor=\"middle\">"
+          "latency (ms)</text>\n", (y0 + y1) / 2);
+}
+
+static void plot_expert(FILE *f, const plot_scale *s, const mfx_latency_table *t, int e) {
+  const mfx_latency_expert *x = &t->expert[e];
+  const char *color = plot_colors[e % (int)(sizeof plot_colors / sizeof plot_colors[0])];
+  fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+  for (int i = 0; i < x->points; i++)
+    fprintf(f, "%s%.1f,%.1f", i ? " " : "", plot_x(s, (double)x->tokens[i]),
+            plot_y(s, x->seconds[i] * 1e3));
+  fputs("\"/>\n", f);
+  for (int i = 0; i < x->points; i++)
+    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n",
+            plot_x(s, (double)x->tokens[i]), plot_y(s, x->seconds[i] * 1e3), color);
+  double n0 = x->a < 0.0 && x->b > 0.0 ? -x->a / x->b : 0.0, n1 = s->xmax / 1.05;
+  fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+          "stroke-dasharray=\"6 4\"/>\n", plot_x(s, n0), plot_y(s, (x->a + x->b * n0) * 1e3),
+          plot_x(s, n1), plot_y(s, (x->a + x->b * n1) * 1e3), color);
+  double ly = PLOT_TOP + 10 + 40.0 * e, lx = PLOT_W - PLOT_RIGHT + 20;
+  fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>", lx, ly - 10,
+          color);
+  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s  alpha %.3f</text>", lx + 18, ly, x->name, t->alpha[e]);
+  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">fit %.4f ms + %.4f us/token</text>\n",
+          lx + 18, ly + 15, x->a * 1e3, x->b * 1e6);
+}
+
+int tool_experts_plot(const char *path, const mfx_latency_table *t) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL)
+    return tool_error(TOOL_EXIT_FAIL, "plot %s: cannot write: %s", path, strerror(errno));
+  plot_scale s = plot_scale_of(t);
+  fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
+          "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
+          "fill=\"#fff\"/>\n<text x=\"%g\" y=\"22\" font-size=\"15\">expert latency: ",
+          PLOT_W, PLOT_H, PLOT_LEFT);
+  plot_text_escaped(f, t->device);
+  fprintf(f, " (D=%lld, H=%lld; dashed: fit)</text>\n", (long long)t->dim, (long long)t->hidden);
+  plot_axes(f, &s);
+  for (int e = 0; e < t->experts; e++) plot_expert(f, &s, t, e);
+  fputs("</svg>\n", f);
+  if (fclose(f) != 0) return tool_error(TOOL_EXIT_FAIL, "plot %s: write failed", path);
+  return 0;
+}
+
+/* ==== the command ========================================================================= */
+
+typedef struct {
+  tool_experts_request req;
+  const char *target, *plot, *out;
+  int json, threads;
+  int have_tokens, have_dim, have_hidden;
+} tool_experts_args;
+
+static int tool_experts_value(tool_experts_args *a, const char *flag, const char *v) {
+  int64_t n = 0;
+  int rc = 0;
+  if (strcmp(flag, "--tokens") == 0) {
+    rc = tool_flag_int(flag, v, 2, 1 << 26, &a->req.tokens);
+    a->have_tokens = 1;
+  } else if (strcmp(flag, "--dim") == 0 || strcmp(flag, "--hidden") == 0) {
+    int is_dim = strcmp(flag, "--dim") == 0;
+    rc = tool_flag_int(flag, v, 1, 1 << 16, &n);
+    *(is_dim ? &a->req.dim : &a->req.hidden) = (int)n;
+    *(is_dim ? &a->have_dim : &a->have_hidden) = 1;
+  } else if (strcmp(flag, "--experts") == 0) {
+    if (mfx_expert_kinds_parse(v, a->req.kinds, MFX_MOE_MAX_EXPERTS, &a->req.experts) != MFX_OK)
+      rc = tool_error(TOOL_EXIT_USAGE, "--experts: %s", mfx_last_error());
+  } else if (strcmp(flag, "--at") == 0) {
+    rc = tool_flag_int(flag, v, 1, 1 << 26, &a->req.at_tokens);
+  } else if (strcmp(flag, "--threads") == 0) {
+    rc = tool_flag_int(flag, v, 1, 1024, &n);
+    a->threads = (int)n;
+  } else if (strcmp(flag, "--min-time") == 0) {
+    rc = tool_flag_double(flag, v, 0.0, 60.0, &a->req.profile.min_seconds);
+  } else if (strcmp(flag, "--target") == 0) {
+    a->target = v;
+  } else if (strcmp(flag, "--plot") == 0) {
+    a->plot = v;
+  } else {
+    a->out = v;
+  }
+  return rc;
+}
+
+static int tool_experts_parse(int argc, char **argv, tool_experts_args *a) {
+  static const char *const flags[] = {"--tokens", "--dim",    "--hidden", "--experts", "--at",
+                                      "--threads", "--min-time", "--target", "--plot", "--out"};
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--json") == 0) {
+      a->json = 1;
+      continue;
+    }
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return -1;
+    int hit = 0;
+    const char *v = NULL;
+    for (size_t f = 0; hit == 0 && f < sizeof flags / sizeof flags[0]; f++) {
+      hit = tool_flag(argc, argv, &i, flags[f], &v);
+      if (hit == 1 && tool_experts_value(a, flags[f], v) != 0) return TOOL_EXIT_USAGE;
+    }
+    if (hit < 0) return TOOL_EXIT_USAGE;
+    if (hit == 0)
+      return tool_error(TOOL_EXIT_USAGE, "experts: unknown argument '%s' (see mfx help experts)",
+                        argv[i]);
+  }
+  if (!a->have_tokens || !a->have_dim || !a->have_hidden)
+    return tool_error(TOOL_EXIT_USAGE, "experts: --tokens, --dim and --hidden are required, e.g. "
+                      "mfx experts --tokens 3136 --dim 64 --hidden 512");
+  if (strcmp(a->target, "cpu") != 0)
+    return tool_error(TOOL_EXIT_USAGE, "experts: --target '%s'; this build measures the layer on "
+                      "target cpu only (the layer's kernels run through the CPU JIT)", a->target);
+  return 0;
+}
+
+static void tool_experts_defaults(tool_experts_args *a) {
+  memset(a, 0, sizeof *a);
+  mfx_profile_options_default(&a->req.profile);
+  a->req.experts = 2;
+  a->req.kinds[0] = MFX_EXPERT_MULT;
+  a->req.kinds[1] = MFX_EXPERT_SHIFT;
+  a->req.progress = "mfx experts:";
+  a->target = "cpu";
+}
+
+static int tool_experts_save(const tool_experts_args *a, const mfx_latency_table *t) {
+  char path[1024];
+  if (a->out != NULL) snprintf(path, sizeof path, "%s", a->out);
+  else if (mfx_latency_default_path(path, sizeof path) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "experts: the latency table's path");
+  if (mfx_latency_save(path, t) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "experts: saving the latency table");
+  fprintf(stderr, "mfx experts: saved the table of '%s' to %s\n", t->device, path);
+  return 0;
+}
+
+int tool_cmd_experts(int argc, char **argv) {
+  tool_experts_args a;
+  tool_experts_defaults(&a);
+  int rc = tool_experts_parse(argc, argv, &a);
+  if (rc == -1) {
+    fputs(tool_experts_usage, stdout);
+    return TOOL_EXIT_OK;
+  }
+  if (rc != 0) return rc;
+  mfx_pool *pool = NULL;
+  if (mfx_pool_create(a.threads, &pool) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "experts: creating the thread pool");
+  mfx_latency_table *t = malloc(sizeof *t);
+  rc = t ? tool_experts_measure(&a.req, pool, t) : tool_error(TOOL_EXIT_FAIL, "out of memory");
+  mfx_pool_destroy(pool);
+  if (rc == 0 && a.json) {
+    mfx_latency_write_json(stdout, t, 0);
+    fputc('\n', stdout);
+  } else if (rc == 0) {
+    tool_experts_print(stdout, t);
+  }
+  if (rc == 0 && a.plot != NULL) rc = tool_experts_plot(a.plot, t);
+  if (rc == 0) rc = tool_experts_save(&a, t);
+  free(t);
+  return rc;
+}

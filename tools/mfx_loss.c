@@ -1,0 +1,194 @@
+/* mfx loss: a router loss of logits from a .npy file, from the command line
+ * (include/mfx/router.h): the switch load-balancing loss, ShiftAddViT's
+ * latency-aware loss with per-expert latencies (a list, or a latency table
+ * saved by mfx experts), or the router z-loss; optionally its gradient. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mfx/router.h"
+#include "mfx_moe_cli.h"
+
+static const char tool_loss_usage[] =
+    "usage: mfx loss KIND --logits FILE.npy [options]\n"
+    "\n"
+    "The router loss KIND (switch, latency or zloss) of router logits [..., E]\n"
+    "(f32 .npy; leading dims are tokens) and, with --grad-out, dL/dlogits.\n"
+    "  --logits FILE.npy      the router logits\n"
+    "  --k K                  top-k of the switch and latency losses (default 1)\n"
+    "  --latency a,b,...      per-expert latencies (any unit; latency loss only),\n"
+    "  --latency FILE.json    or a latency table saved by mfx experts\n"
+    "  --device KEY           the table's device key (default: this host's)\n"
+    "  --grad-out FILE.npy    save the gradient, shaped like the logits\n"
+    "  --json                 print {\"kind\", \"loss\", \"tokens\", \"experts\", \"k\",\n"
+    "                         \"counts\", \"alpha\"} instead of text\n";
+
+typedef struct {
+  const char *kind_name, *logits_path, *latency, *device, *grad_out;
+  mfx_router_loss_kind kind;
+  int64_t k;
+  int json;
+} tool_loss_args;
+
+typedef struct {
+  mfx_array logits;
+  int64_t tokens;
+  int experts;
+  double alpha[MFX_LATENCY_MAX_EXPERTS];
+  int n_alpha;
+  double counts[MFX_LATENCY_MAX_EXPERTS];
+  double loss;
+  float *grad;
+} tool_loss_run;
+
+static int tool_loss_option(int argc, char **argv, int *i, tool_loss_args *a) {
+  const char *v = NULL;
+  int hit;
+  if ((hit = tool_flag(argc, argv, i, "--logits", &v)) == 1) a->logits_path = v;
+  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--latency", &v)) == 1) a->latency = v;
+  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--device", &v)) == 1) a->device = v;
+  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--grad-out", &v)) == 1) a->grad_out = v;
+  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--k", &v)) == 1)
+    return tool_flag_int("--k", v, 1, 1 << 20, &a->k);
+  if (hit < 0) return TOOL_EXIT_USAGE;
+  if (hit == 0)
+    return tool_error(TOOL_EXIT_USAGE, "loss: unknown argument '%s' (see mfx help loss)", argv[*i]);
+  return 0;
+}
+
+static int tool_loss_parse(int argc, char **argv, tool_loss_args *a) {
+  memset(a, 0, sizeof *a);
+  a->k = 1;
+  for (int i = 1; i < argc; i++) {
+    int rc = 0;
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return -1;
+    if (strcmp(argv[i], "--json") == 0) a->json = 1;
+    else if (argv[i][0] != '-' && a->kind_name == NULL) a->kind_name = argv[i];
+    else rc = tool_loss_option(argc, argv, &i, a);
+    if (rc != 0) return rc;
+  }
+  if (a->kind_name == NULL || a->logits_path == NULL)
+    return tool_error(TOOL_EXIT_USAGE, "loss: needs KIND and --logits, e.g. mfx loss latency "
+                      "--logits z.npy --latency 1.2,0.6");
+  if (mfx_router_loss_from_name(a->kind_name, &a->kind) != MFX_OK)
+    return tool_error(TOOL_EXIT_USAGE, "loss: unknown kind '%s'; expected switch, latency or zloss",
+                      a->kind_name);
+  if (a->kind == MFX_ROUTER_LATENCY && a->latency == NULL)
+    return tool_error(TOOL_EXIT_USAGE, "loss latency: needs --latency a,b,... (one per expert) or "
+                      "--latency FILE.json");
+  if (a->kind != MFX_ROUTER_LATENCY && a->latency != NULL)
+    return tool_error(TOOL_EXIT_USAGE, "loss %s: --latency applies to the latency loss only",
+                      a->kind_name);
+  return 0;
+}
+
+static int tool_loss_logits(const tool_loss_args *a, tool_loss_run *r) {
+  if (mfx_npy_load(a->logits_path, &r->logits) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "loss: reading the logits");
+  const mfx_array *z = &r->logits;
+  if (z->dtype != MFX_F32 || z->ndim < 2)
+    return tool_error(TOOL_EXIT_FAIL, "loss: %s holds %s with %d dims; expected f32 logits "
+                      "[..., E] with at least 2 dims", a->logits_path, mfx_dtype_name(z->dtype),
+                      z->ndim);
+  r->experts = (int)z->shape[z->ndim - 1];
+  r->tokens = r->experts > 0 ? mfx_array_numel(z) / r->experts : 0;
+  return 0;
+}
+
+/* alpha from a list of latencies or from a latency table file. */
+static int tool_loss_alpha(const tool_loss_args *a, tool_loss_run *r) {
+  double latency[MFX_LATENCY_MAX_EXPERTS];
+  size_t len = strlen(a->latency);
+  if (len > 5 && strcmp(a->latency + len - 5, ".json") == 0) {
+    mfx_latency_table *t = malloc(sizeof *t);
+    mfx_status st = t ? mfx_latency_load(a->latency, a->device, t) : MFX_ERR_NOMEM;
+    if (st == MFX_OK) {
+      r->n_alpha = t->experts;
+      memcpy(r->alpha, t->alpha, sizeof r->alpha);
+    }
+    free(t);
+    return st == MFX_OK ? 0 : tool_error_status(TOOL_EXIT_FAIL, "loss: --latency");
+  }
+  int rc = tool_flag_doubles("--latency", a->latency, latency, MFX_LATENCY_MAX_EXPERTS, &r->n_alpha);
+  if (rc != 0) return rc;
+  if (mfx_router_latency_alpha(latency, r->n_alpha, r->alpha) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "loss: --latency");
+  return 0;
+}
+
+static int tool_loss_compute(const tool_loss_args *a, tool_loss_run *r) {
+  int latency = a->kind == MFX_ROUTER_LATENCY;
+  if (latency && r->n_alpha != r->experts)
+    return tool_error(TOOL_EXIT_FAIL, "loss: %d latencies for E=%d experts (logits %s); expected "
+                      "one per expert", r->n_alpha, r->experts, a->logits_path);
+  r->grad = malloc((size_t)mfx_array_numel(&r->logits) * sizeof(float) + 1);
+  if (r->grad == NULL) return tool_error(TOOL_EXIT_FAIL, "loss: out of memory");
+  if (mfx_router_loss(a->kind, r->logits.data, r->tokens, r->experts, (int)a->k,
+                      latency ? r->alpha : NULL, latency ? r->n_alpha : 0, NULL, &r->loss,
+                      r->grad) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "loss");
+  if (r->experts <= MFX_LATENCY_MAX_EXPERTS &&
+      mfx_router_expert_counts(r->logits.data, r->tokens, r->experts, (int)a->k, r->counts) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "loss: counts");
+  return 0;
+}
+
+static int tool_loss_save_grad(const tool_loss_args *a, tool_loss_run *r) {
+  mfx_array g = r->logits;
+  g.data = r->grad;
+  if (mfx_npy_save(a->grad_out, &g) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "loss: --grad-out");
+  return 0;
+}
+
+static void tool_loss_list(const double *v, int n, int json) {
+  for (int i = 0; i < n; i++) printf(json ? "%s%.12g" : "%s%.4g", i ? (json ? ", " : " ") : "", v[i]);
+}
+
+static void tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {
+  int counts = r->experts <= MFX_LATENCY_MAX_EXPERTS;
+  if (a->json) {
+    printf("{\"kind\": \"%s\", \"loss\": %.17g, \"tokens\": %lld, \"experts\": %d, \"k\": %lld",
+           mfx_router_loss_name(a->kind), r->loss, (long long)r->tokens, r->experts,
+           (long long)a->k);
+    printf(", \"counts\": [");
+    if (counts) tool_loss_list(r->counts, r->experts, 1);
+    printf("], \"alpha\": [");
+    tool_loss_list(r->alpha, r->n_alpha, 1);
+    printf("]}\n");
+    return;
+  }
+  printf("loss     %s %.9g\nlogits   %s: %lld tokens x %d experts, k=%lld\n",
+         mfx_router_loss_name(a->kind), r->loss, a->logits_path, (long long)r->tokens, r->experts,
+         (long long)a->k);
+  if (counts) {
+    printf("counts   ");
+    tool_loss_list(r->counts, r->experts, 0);
+    printf("\n");
+  }
+  if (r->n_alpha > 0) {
+    printf("alpha    ");
+    tool_loss_list(r->alpha, r->n_alpha, 0);
+    printf("\n");
+  }
+  if (a->grad_out != NULL) printf("grad     saved to %s\n", a->grad_out);
+}
+
+int tool_cmd_loss(int argc, char **argv) {
+  tool_loss_args a;
+  int rc = tool_loss_parse(argc, argv, &a);
+  if (rc == -1) {
+    fputs(tool_loss_usage, stdout);
+    return TOOL_EXIT_OK;
+  }
+  if (rc != 0) return rc;
+  tool_loss_run r;
+  memset(&r, 0, sizeof r);
+  rc = tool_loss_logits(&a, &r);
+  if (rc == 0 && a.latency != NULL) rc = tool_loss_alpha(&a, &r);
+  if (rc == 0) rc = tool_loss_compute(&a, &r);
+  if (rc == 0 && a.grad_out != NULL) rc = tool_loss_save_grad(&a, &r);
+  if (rc == 0) tool_loss_print(&a, &r);
+  mfx_array_free(&r.logits);
+  free(r.grad);
+  return rc;
+}
