@@ -135,6 +135,33 @@ static int is_commutative(mfx_binary_op op) {
          op == MFX_LOR;
 }
 
+static mfx_expr *simplify_int_binary(mfx_arena *a, mfx_expr *e);
+
+static int is_nonnegative(const mfx_expr *e) {
+  range r = range_of(e);
+  return r.known && r.lo >= 0;
+}
+
+/* (m*k*c + b) / c -> m*k + b/c and (m*k*c + b) % c -> b % c, for
+ * non-negative m and b (in either order of the sum). NULL: no match. */
+static mfx_expr *divide_multiple(mfx_arena *a, mfx_binary_op op, mfx_expr *x, int64_t c) {
+  if (x->kind != MFX_EXPR_BINARY || x->u.bin.op != MFX_ADD) return NULL;
+  for (int side = 0; side < 2; side++) {
+    mfx_expr *prod = side ? x->u.bin.b : x->u.bin.a, *rest = side ? x->u.bin.a : x->u.bin.b;
+    if (prod->kind != MFX_EXPR_BINARY || prod->u.bin.op != MFX_MUL ||
+        prod->u.bin.b->kind != MFX_EXPR_INT || prod->u.bin.b->u.i % c != 0)
+      continue;
+    mfx_expr *m = prod->u.bin.a;
+    if (!is_nonnegative(m) || !is_nonnegative(rest) || prod->u.bin.b->u.i < 0) continue;
+    mfx_expr *cc = mfx_i64(a, c);
+    mfx_expr *r = simplify_int_binary(a, mfx_binary(a, op, rest, cc));
+    if (op == MFX_MOD) return r;
+    mfx_expr *q = simplify_int_binary(a, mfx_mul(a, m, mfx_i64(a, prod->u.bin.b->u.i / c)));
+    return simplify_int_binary(a, mfx_add(a, q, r));
+  }
+  return NULL;
+}
+
 static mfx_expr *simplify_int_binary(mfx_arena *a, mfx_expr *e) {
   mfx_binary_op op = e->u.bin.op;
   mfx_expr *x = e->u.bin.a, *y = e->u.bin.b;
@@ -162,6 +189,10 @@ static mfx_expr *simplify_int_binary(mfx_arena *a, mfx_expr *e) {
     return simplify_int_binary(a, mfx_binary(a, op, x->u.bin.a, mfx_i64(a, c)));
   }
   range rx = range_of(x);
+  if ((op == MFX_DIV || op == MFX_MOD) && y->kind == MFX_EXPR_INT && y->u.i > 0) {
+    mfx_expr *split = divide_multiple(a, op, x, y->u.i);
+    if (split) return split;
+  }
   if (op == MFX_DIV && y->kind == MFX_EXPR_INT && rx.known && rx.lo >= 0 && rx.hi < y->u.i)
     return mfx_i64(a, 0);
   if (op == MFX_MOD && y->kind == MFX_EXPR_INT && rx.known && rx.lo >= 0 && rx.hi < y->u.i)

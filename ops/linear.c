@@ -61,7 +61,10 @@ static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_conf
 
   MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){X, W}, 1, &Y, out));
   int parallel = (int)mfx_config_get(cfg, "parallel");
-  if (packed != NULL) MFX_TRY(mfx_tmpl_apply_elementwise(*out, packed, 8, 0, parallel));
+  if (packed != NULL && packed->n_axes == 2)
+    MFX_TRY(mfx_tmpl_apply_transpose(*out, packed, 16, parallel));
+  else if (packed != NULL)
+    MFX_TRY(mfx_tmpl_apply_elementwise(*out, packed, 8, 0, parallel));
   mfx_tmpl_tiled_reduce p = {
     .x = "i", .y = "j", .r = "k",
     .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
@@ -93,7 +96,7 @@ const mfx_op mfx_op_def_linear = {
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
-    {"pack", "W layout: 0 as given, 1 transposed WT[k,n], 2 panels WP[n/tn,k,tn]", 1, 3,
+    {"pack", "W layout: 0 as given, 1 transposed WT[k,n], 2 panels WP[n/tn,k,tn]", 2, 3,
      {0, 1, 2}},
     {"cols_outer", "column tiles outside row tiles (a W panel stays in cache)", 1, 2, {0, 1}},
   },

@@ -140,7 +140,7 @@ END_TEST
 START_TEST(simplifier_rules) {
   mfx_arena *a = mfx_arena_create();
   mfx_var *v = mfx_var_create(a, "v", 8, 0);
-  mfx_expr *x = mfx_var_ref(a, v);
+  mfx_expr *x = mfx_var_ref(a, v), *w = mfx_var_ref(a, mfx_var_create(a, "w", 5, 0));
   struct { mfx_expr *in; const char *out; } cases[] = {
       {mfx_add(a, mfx_i64(a, 2), mfx_i64(a, 3)), "5"},
       {mfx_add(a, mfx_add(a, x, mfx_i64(a, 2)), mfx_i64(a, 3)), "(v + 5)"},
@@ -157,6 +157,13 @@ START_TEST(simplifier_rules) {
       {mfx_binary(a, MFX_SHR, mfx_int(a, MFX_U32, 0xfffffff8), mfx_int(a, MFX_U32, 1)), "u32(2147483644)"},
       {mfx_cast(a, MFX_I8, mfx_int(a, MFX_I32, 300)), "i8(44)"},
       {mfx_binary(a, MFX_MIN, x, mfx_i64(a, 100)), "v"},
+      /* v in [0, 8): (w*16 + v) / 8 = w*2, (w*16 + v) % 8 = v, (v + w*8) / 8 = w. */
+      {mfx_binary(a, MFX_DIV, mfx_add(a, mfx_mul(a, w, mfx_i64(a, 16)), x), mfx_i64(a, 8)), "(w * 2)"},
+      {mfx_binary(a, MFX_MOD, mfx_add(a, mfx_mul(a, w, mfx_i64(a, 16)), x), mfx_i64(a, 8)), "v"},
+      {mfx_binary(a, MFX_DIV, mfx_add(a, x, mfx_mul(a, w, mfx_i64(a, 8))), mfx_i64(a, 8)), "w"},
+      {mfx_binary(a, MFX_DIV, mfx_add(a, mfx_mul(a, w, mfx_i64(a, 8)), mfx_add(a, x, mfx_i64(a, 4))), mfx_i64(a, 8)), "(w + ((v + 4) / 8))"},
+      /* Not when the rest may be negative. */
+      {mfx_binary(a, MFX_DIV, mfx_add(a, mfx_mul(a, w, mfx_i64(a, 8)), mfx_sub(a, x, mfx_i64(a, 4))), mfx_i64(a, 8)), "(((w * 8) + (v - 4)) / 8)"},
       {mfx_select(a, mfx_binary(a, MFX_LT, x, mfx_i64(a, 9)), mfx_f32(a, 1), mfx_f32(a, 2)), "1f"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
