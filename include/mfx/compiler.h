@@ -367,6 +367,17 @@ typedef struct {
 #define MFX_GPU_MAX_THREADS 1024
 mfx_status mfx_split_kernels(mfx_arena *a, const mfx_func *fn, mfx_gpu_program **out);
 
+typedef struct mfx_jit_kernel mfx_jit_kernel; /* a host kernel, see code generation */
+
+/* A GPU program run on the CPU, for testing GPU schedules without a GPU:
+ * block and thread loops run serially, split at barriers so every thread
+ * finishes each phase before any starts the next; shared buffers are one
+ * per block, per-thread buffers living across a barrier one per thread.
+ * The function (and JIT kernel) takes the program's func arguments and
+ * allocates the workspace itself. */
+mfx_status mfx_gpu_emulate_lower(mfx_arena *a, const mfx_gpu_program *p, mfx_func **out);
+mfx_status mfx_gpu_emulate_compile(mfx_arena *a, const mfx_gpu_program *p, mfx_jit_kernel **out);
+
 /* ---- printers ----------------------------------------------------------------- */
 
 void mfx_print_expr(FILE *f, const mfx_expr *e);
@@ -384,7 +395,6 @@ const char *mfx_reduce_op_name(mfx_reduce_op op);
 typedef enum { MFX_EMIT_LL, MFX_EMIT_ASM, MFX_EMIT_OBJ } mfx_emit_kind;
 
 /* A kernel JIT-compiled for the host CPU (ORC LLJIT). */
-typedef struct mfx_jit_kernel mfx_jit_kernel;
 
 /* Compile fn for the host CPU (its real features) and JIT it. The entry
  * point follows mfx_cpu_kernel_fn. */
