@@ -42,6 +42,10 @@ static const char *const tune_db_migrations[MFX_TUNE_DB_SCHEMA] = {
 /* ---- statements ------------------------------------------------------------- */
 
 mfx_status tune_db_error(mfx_tune_db *db, mfx_status st, const char *what) {
+  int code = sqlite3_errcode(db->h) & 0xff;
+  if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+    return mfx_fail(MFX_ERR_FORMAT, "tune database %s: %s: the file is corrupt (%s)", db->path,
+                    what, sqlite3_errmsg(db->h));
   return mfx_fail(st, "tune database %s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
 }
 
@@ -381,9 +385,10 @@ mfx_status mfx_tune_db_add_trial(mfx_tune_db *db, const mfx_tune_key *key, const
 
 /* A trial from a row (config, status, median, spread, p10, p90, repeats,
  * error, created, rank, build_s); 0 when its config no longer parses. */
-static int tune_db_row_trial(const mfx_op *op, sqlite3_stmt *stmt, mfx_trial *t) {
+static int tune_db_row_trial(const mfx_tune_key *key, sqlite3_stmt *stmt, mfx_trial *t) {
   memset(t, 0, sizeof *t);
-  if (mfx_config_parse_json(op, tune_db_text(stmt, 0), &t->cfg) != MFX_OK ||
+  if (mfx_config_parse_json_for(key->op, key->target.target, tune_db_text(stmt, 0), &t->cfg) !=
+          MFX_OK ||
       mfx_trial_status_from_name(tune_db_text(stmt, 1), &t->status) != 0) {
     mfx_clear_error();
     return 0;
@@ -420,7 +425,7 @@ static mfx_status tune_db_visit(mfx_tune_db *db, const mfx_tune_key *key, const 
   int rc;
   mfx_trial t;
   while ((rc = tune_db_step(stmt)) == SQLITE_ROW)
-    if (tune_db_row_trial(key->op, stmt, &t) && fn(user, &t) != 0) break;
+    if (tune_db_row_trial(key, stmt, &t) && fn(user, &t) != 0) break;
   sqlite3_finalize(stmt);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return tune_db_error(db, MFX_ERR_IO, "reading trials");
   return MFX_OK;

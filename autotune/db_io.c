@@ -108,7 +108,7 @@ static mfx_status tune_import_key(const cJSON *o, const tune_import_at *at, cons
 
 /* The config as the tuner writes it (knobs in the op's order, every knob)
  * when the op is known here; as given otherwise. */
-static mfx_status tune_import_config(const cJSON *o, const char *op_name,
+static mfx_status tune_import_config(const cJSON *o, const char *op_name, const char *target,
                                      const tune_import_at *at, char *buf, size_t size) {
   const cJSON *config = cJSON_GetObjectItemCaseSensitive(o, "config");
   if (!cJSON_IsObject(config))
@@ -119,7 +119,7 @@ static mfx_status tune_import_config(const cJSON *o, const char *op_name,
   const mfx_op *op = mfx_op_find(op_name);
   mfx_config cfg;
   mfx_status st = MFX_OK;
-  if (op != NULL && (st = mfx_config_parse_json(op, text, &cfg)) == MFX_OK)
+  if (op != NULL && (st = mfx_config_parse_json_for(op, target, text, &cfg)) == MFX_OK)
     mfx_config_to_json(&cfg, buf, size);
   else if (op == NULL)
     tune_copy_text(buf, size, text);
@@ -178,7 +178,7 @@ static mfx_status tune_import_object(mfx_tune_db *db, const cJSON *o, const tune
   mfx_trial t;
   char config[1024], dims[256];
   TUNE_TRY(tune_import_key(o, at, v, &target));
-  TUNE_TRY(tune_import_config(o, v[0], at, config, sizeof config));
+  TUNE_TRY(tune_import_config(o, v[0], target.target, at, config, sizeof config));
   TUNE_TRY(tune_import_trial(o, at, &t, &session));
   tune_import_dims(v[0], v[1], dims, sizeof dims);
   tune_db_task task = {v[0], dims, v[2], &target};

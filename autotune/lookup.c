@@ -74,11 +74,12 @@ static int tune_compare_shapes(const void *a, const void *b) {
 /* The nearest shape whose config the template accepts for key's dims. */
 static int tune_pick_nearest(const mfx_tune_key *key, tune_shapes *s, mfx_tune_choice *out) {
   mfx_space space;
-  if (mfx_space_init(&space, key->op, key->dims) != MFX_OK) return 0;
+  if (mfx_space_init_for(&space, key->op, key->dims, key->target.target) != MFX_OK) return 0;
   if (s->n > 1) qsort(s->items, (size_t)s->n, sizeof *s->items, tune_compare_shapes);
   for (int i = 0; i < s->n; i++) {
     mfx_config cfg;
-    if (mfx_config_parse_json(key->op, s->items[i].config, &cfg) != MFX_OK ||
+    if (mfx_config_parse_json_for(key->op, key->target.target, s->items[i].config, &cfg) !=
+            MFX_OK ||
         mfx_space_check(&space, &cfg) != MFX_OK) {
       mfx_clear_error();
       continue;
@@ -133,7 +134,7 @@ mfx_status mfx_tune_choose(mfx_tune_db *db, const mfx_tune_key *key, mfx_tune_ch
   if (db != NULL) TUNE_TRY(tune_choose_exact(db, key, out, &found));
   if (db != NULL && !found) TUNE_TRY(tune_choose_nearest(db, key, out, &found));
   if (found) return MFX_OK;
-  mfx_config_default(key->op, &out->cfg);
+  mfx_config_default_for(key->op, key->target.target, &out->cfg);
   out->source = MFX_TUNE_DEFAULT;
   memcpy(out->tuned_dims, key->dims, sizeof out->tuned_dims);
   snprintf(out->why, sizeof out->why, "template default: %s",

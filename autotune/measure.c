@@ -64,7 +64,8 @@ static double tune_quantile(const double *v, int n, double q) {
   return v[i] + (at - i) * (v[i + 1] - v[i]);
 }
 
-static void tune_summarize(double *samples, int n, int calls, mfx_measurement *out) {
+static void tune_summarize(double *samples, int n, int calls, double total,
+                           mfx_measurement *out) {
   qsort(samples, (size_t)n, sizeof *samples, tune_compare_double);
   out->median_s = tune_quantile(samples, n, 0.5);
   out->p10_s = tune_quantile(samples, n, 0.1);
@@ -72,6 +73,7 @@ static void tune_summarize(double *samples, int n, int calls, mfx_measurement *o
   out->spread = out->median_s > 0.0 ? (out->p90_s - out->p10_s) / out->median_s : 0.0;
   out->repeats = n;
   out->calls_per_repeat = calls;
+  out->total_s = total;
 }
 
 /* Calls per repeat: enough that one repeat lasts min_sample_s. */
@@ -107,7 +109,7 @@ mfx_status mfx_measure_cpu(const mfx_launch *l, const mfx_measure_options *o,
     samples[n++] = seconds / calls;
     total += seconds;
   }
-  if (st == MFX_OK) tune_summarize(samples, n, calls, out);
+  if (st == MFX_OK) tune_summarize(samples, n, calls, total, out);
   free(samples);
   return st;
 }

@@ -11,7 +11,8 @@
 
 #include "autotune_internal.h"
 
-#define TUNE_MODEL_LAMBDA 0.003 /* small: near the optimum, 3% effects must show */
+#define TUNE_MODEL_LAMBDA 3e-4 /* small: what the trials determine is fitted nearly
+                                 exactly; the rest stays uncertain and is explored */
 
 struct mfx_cost_model {
   mfx_space space;
@@ -32,10 +33,11 @@ struct mfx_cost_model {
 static double tune_log_value(int64_t v) { return log2(1.0 + (double)(v < 0 ? 0 : v)); }
 
 static void tune_model_ranges(mfx_cost_model *m) {
-  const mfx_op *op = m->space.op;
+  int n_knobs = 0;
+  const mfx_knob *knobs = mfx_op_knobs(m->space.op, m->space.target, &n_knobs);
   int f = 0;
-  for (int k = 0; k < op->n_knobs; k++) {
-    const mfx_knob *knob = &op->knobs[k];
+  for (int k = 0; k < n_knobs; k++) {
+    const mfx_knob *knob = &knobs[k];
     m->offset[k] = f;
     f += knob->n_choices;
     m->lo[k] = m->hi[k] = tune_log_value(knob->choices[0]);
@@ -47,8 +49,8 @@ static void tune_model_ranges(mfx_cost_model *m) {
   }
   m->n_onehot = f;
   m->n_ordinal = 0;
-  for (int k = 0; k < op->n_knobs; k++)
-    if (op->knobs[k].n_choices >= 3) m->ordinal[m->n_ordinal++] = k;
+  for (int k = 0; k < n_knobs; k++)
+    if (knobs[k].n_choices >= 3) m->ordinal[m->n_ordinal++] = k;
   int n = m->n_ordinal;
   m->n_features = f + n + n * (n - 1) / 2;
 }
@@ -82,11 +84,12 @@ void mfx_cost_model_destroy(mfx_cost_model *m) {
 
 /* The features of one index into x (n_features, zeroed here). */
 static void tune_model_features(const mfx_cost_model *m, uint64_t index, double *x) {
-  const mfx_op *op = m->space.op;
+  int n_knobs = 0;
+  const mfx_knob *knobs = mfx_op_knobs(m->space.op, m->space.target, &n_knobs);
   double u[MFX_OP_MAX_KNOBS];
   memset(x, 0, sizeof(double) * (size_t)m->n_features);
-  for (int k = 0; k < op->n_knobs; k++) {
-    const mfx_knob *knob = &op->knobs[k];
+  for (int k = 0; k < n_knobs; k++) {
+    const mfx_knob *knob = &knobs[k];
     int c = (int)(index % (uint64_t)knob->n_choices);
     index /= (uint64_t)knob->n_choices;
     x[m->offset[k] + c] = 1.0;

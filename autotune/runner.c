@@ -310,7 +310,7 @@ static void tune_evaluate_objective(mfx_runner *r, int n, const mfx_config *cfgs
     t->cfg = cfgs[i];
     double s = r->o.objective(r->o.objective_user, &cfgs[i]);
     t->status = s > 0.0 ? MFX_TRIAL_OK : MFX_TRIAL_ERROR;
-    if (s > 0.0) t->m = (mfx_measurement){s, s, s, 0.0, 1, 1};
+    if (s > 0.0) t->m = (mfx_measurement){s, s, s, 0.0, 1, 1, s};
     else snprintf(t->error, sizeof t->error, "the objective refused this config");
     t->created = tune_wall_seconds();
     t->rank = r->o.rank;

@@ -215,12 +215,13 @@ static void tune_pool_consider(tune_pool *p, const mfx_search *s, uint64_t index
 }
 
 static uint64_t tune_search_mutate(mfx_search *s, uint64_t index) {
-  const mfx_op *op = s->space.op;
-  for (int tries = 0; tries < 4 * op->n_knobs; tries++) {
-    int k = (int)tune_rng_below(&s->rng, (uint64_t)op->n_knobs);
-    uint64_t n = (uint64_t)op->knobs[k].n_choices, scale = 1;
+  int n_knobs = 0;
+  const mfx_knob *knobs = mfx_op_knobs(s->space.op, s->space.target, &n_knobs);
+  for (int tries = 0; tries < 4 * n_knobs; tries++) {
+    int k = (int)tune_rng_below(&s->rng, (uint64_t)n_knobs);
+    uint64_t n = (uint64_t)knobs[k].n_choices, scale = 1;
     if (n < 2) continue;
-    for (int i = 0; i < k; i++) scale *= (uint64_t)op->knobs[i].n_choices;
+    for (int i = 0; i < k; i++) scale *= (uint64_t)knobs[i].n_choices;
     uint64_t digit = index / scale % n;
     uint64_t next = (digit + 1 + tune_rng_below(&s->rng, n - 1)) % n;
     return index - digit * scale + next * scale;
@@ -346,7 +347,7 @@ static mfx_status tune_search_model(mfx_search *s, int n, uint64_t *out, int *go
     mfx_config def;
     uint64_t index;
     int taken = 0;
-    mfx_config_default(s->space.op, &def);
+    mfx_config_default_for(s->space.op, s->space.target, &def);
     TUNE_TRY(mfx_space_index(&s->space, &def, &index));
     TUNE_TRY(tune_search_take(s, index, &taken));
     if (taken) out[(*got)++] = index;

@@ -27,7 +27,7 @@ typedef struct {
   tune_map loaded;        /* resumed configs */
   int done;               /* trials of the key, resumed ones included */
   double t0;
-  mfx_status commit;      /* the first failure to commit a trial */
+  mfx_status commit;      /* the first failure to load or commit a trial */
 } tune_state;
 
 static void tune_consider_best(tune_state *s, const mfx_trial *t) {
@@ -68,19 +68,18 @@ static int tune_load_trial(void *user, const mfx_trial *t) {
     return 0;
   }
   if (!tune_map_get(&s->loaded, index, NULL)) {
-    if (tune_map_put(&s->loaded, index, 1) != MFX_OK) return 1;
-    s->sum->resumed++;
+    s->commit = tune_map_put(&s->loaded, index, 1);
+    s->sum->resumed += s->commit == MFX_OK;
   }
   double seconds = t->status == MFX_TRIAL_OK ? t->m.median_s : 0.0;
-  if (mfx_search_observe(s->search, index, seconds) != MFX_OK) return 1;
+  if (s->commit == MFX_OK) s->commit = mfx_search_observe(s->search, index, seconds);
   tune_consider_best(s, t);
-  return 0;
+  return s->commit != MFX_OK;
 }
 
 static mfx_status tune_resume(tune_state *s) {
   TUNE_TRY(mfx_tune_db_trials(s->db, s->key, tune_load_trial, s));
-  if (s->loaded.count != (size_t)s->sum->resumed)
-    return mfx_fail(MFX_ERR_NOMEM, "resuming: out of memory loading trials");
+  if (s->commit != MFX_OK) return mfx_fail_context(s->commit, "resuming");
   s->done = s->sum->resumed;
   tune_report(s, NULL);
   return MFX_OK;
@@ -158,7 +157,7 @@ mfx_status tune_run_loop(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tun
   s.sum = out;
   s.t0 = mfx_now_seconds();
   tune_map_init(&s.loaded);
-  TUNE_TRY(mfx_space_init(&s.space, key->op, key->dims));
+  TUNE_TRY(mfx_space_init_for(&s.space, key->op, key->dims, key->target.target));
   TUNE_TRY(mfx_search_create(&s.space, o->strategy, o->seed, &s.search));
   mfx_status st = tune_loop(&s, batch > 0 ? batch : 1, evaluate, user);
   out->invalid = mfx_search_invalid(s.search);
@@ -198,7 +197,7 @@ mfx_status mfx_tune(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tune_opt
                     mfx_tune_summary *out) {
   TUNE_TRY(tune_check_options(key, o, out));
   mfx_space space;
-  TUNE_TRY(mfx_space_init(&space, key->op, key->dims));
+  TUNE_TRY(mfx_space_init_for(&space, key->op, key->dims, key->target.target));
   tune_local local = {NULL, &space};
   TUNE_TRY(mfx_runner_create(key->op, key->dims, &o->runner, &local.runner));
   mfx_status st = tune_run_loop(db, key, o, tune_default_batch(o), tune_evaluate_local, &local,

@@ -38,8 +38,6 @@
 #define ART_MAX_CC_WORDS 16
 #define ART_LINK_LOG_BYTES 1500
 
-extern char **environ;
-
 /* ---- files in a private temporary directory ---------------------------------- */
 
 typedef struct {

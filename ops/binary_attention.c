@@ -119,22 +119,68 @@ static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx
   return mfx_tmpl_apply_elementwise(s, t->O, td, vec, parallel);
 }
 
-static mfx_status attn_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                             mfx_schedule **out) {
+/* The tensor expressions and the (unscheduled) schedule. */
+static mfx_status attn_define(mfx_arena *a, const int64_t *dims, attn_stages *t,
+                              mfx_schedule **out) {
   int64_t B = dims[ATTN_B], H = dims[ATTN_H], N = dims[ATTN_N], D = dims[ATTN_D];
   int64_t C = dims[ATTN_C];
-  attn_stages t = {
+  *t = (attn_stages){
     .Hc = mfx_placeholder(a, "Hc", MFX_I8, 4, (int64_t[]){B, H, N, C}),
     .V = mfx_placeholder(a, "V", MFX_F32, 4, (int64_t[]){B, H, N, D}),
   };
-  if (!t.Hc || !t.V) return mfx_fail_context(MFX_ERR_INVALID, "binary_attention: inputs");
-  MFX_TRY(attn_kv(a, &t, dims));
-  MFX_TRY(attn_query(a, &t, dims));
-  MFX_TRY(attn_mix(a, &t));
-  MFX_TRY(attn_norm(a, &t));
-  MFX_TRY(attn_normalize(a, &t));
-  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
+  if (!t->Hc || !t->V) return mfx_fail_context(MFX_ERR_INVALID, "binary_attention: inputs");
+  MFX_TRY(attn_kv(a, t, dims));
+  MFX_TRY(attn_query(a, t, dims));
+  MFX_TRY(attn_mix(a, t));
+  MFX_TRY(attn_norm(a, t));
+  MFX_TRY(attn_normalize(a, t));
+  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
+}
+
+static mfx_status attn_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                             mfx_schedule **out) {
+  attn_stages t;
+  MFX_TRY(attn_define(a, dims, &t, out));
   return attn_schedule(*out, &t, cfg);
+}
+
+/* GPU: one kernel per stage. Hc^T V and Hc A are block-tiled reductions
+ * with their operands staged in shared memory (A read back from the
+ * workspace); X is inlined or its own pass; NRM reduces over d in a
+ * register per row; O is one element per thread. */
+static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
+                                    const mfx_config *cfg) {
+  mfx_gpu_tiled_reduce kv = {
+    .what = "binary_attention (Hc^T V)", .n_outer = 2, .outer = {"b", "h"},
+    .x = "c", .y = "d", .r = "n",
+    .bx = mfx_config_get(cfg, "block_c"), .by = mfx_config_get(cfg, "block_d"),
+    .tx = mfx_config_get(cfg, "thread_r"), .ty = mfx_config_get(cfg, "thread_d"),
+    .br = mfx_config_get(cfg, "block_k"),
+    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .n_staged = 2, .staged = {{t->Hc, 'x'}, {t->V, 'y'}},
+  };
+  MFX_TRY(mfx_gpu_apply_tiled_reduce(s, t->A, &kv));
+  mfx_gpu_tiled_reduce q = kv;
+  q.what = "binary_attention (Hc A)";
+  q.x = "n";
+  q.r = "c";
+  q.bx = mfx_config_get(cfg, "block_n");
+  q.staged[1] = (mfx_gpu_staged){t->A, 'y'};
+  MFX_TRY(mfx_gpu_apply_tiled_reduce(s, t->XS, &q));
+  int64_t threads = mfx_config_get(cfg, "threads");
+  mfx_stage *x_stage;
+  MFX_TRY(mfx_tmpl_stage(s, t->X, &x_stage));
+  if (mfx_config_get(cfg, "inline_x")) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
+  else MFX_TRY(mfx_gpu_apply_elementwise(s, t->X, threads));
+  MFX_TRY(mfx_gpu_apply_elementwise(s, t->NRM, threads));
+  return mfx_gpu_apply_elementwise(s, t->O, threads);
+}
+
+static mfx_status attn_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                 mfx_schedule **out) {
+  attn_stages t;
+  MFX_TRY(attn_define(a, dims, &t, out));
+  return attn_schedule_gpu(*out, &t, cfg);
 }
 
 const mfx_op mfx_op_def_binary_attention = {
@@ -163,4 +209,21 @@ const mfx_op mfx_op_def_binary_attention = {
   .build = attn_build,
   .reference = mfx_ref_binary_attention,
   .random_input = mfx_random_binary_attention,
+  .n_gpu_knobs = 10,
+  .gpu_knobs = {
+    {"block_c", "codes per thread block of Hc^T V", 32, 4, {8, 16, 32, 64}},
+    {"block_n", "tokens per thread block of Hc A", 64, 4, {16, 32, 64, 128}},
+    {"block_d", "columns of d per thread block (both products)", 64, 4, {16, 32, 64, 128}},
+    {"thread_r", "rows (codes, tokens) per thread of both products (register tile)", 4, 4,
+     {1, 2, 4, 8}},
+    {"thread_d", "columns per thread of both products (register tile, strided)", 4, 4,
+     {1, 2, 4, 8}},
+    {"block_k", "reduction step of both products: the tiles staged per step", 16, 5,
+     {4, 8, 16, 32, 64}},
+    {"shared", "stage the products' operand tiles in shared memory", 1, 2, {0, 1}},
+    {"unroll", "unroll the register tiles", 1, 2, {0, 1}},
+    {"inline_x", "compute X inside NRM and O instead of its own kernel", 1, 2, {0, 1}},
+    {"threads", "threads per block of the X, NRM and O kernels", 256, 4, {64, 128, 256, 512}},
+  },
+  .build_gpu = attn_build_gpu,
 };

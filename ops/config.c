@@ -6,9 +6,37 @@
 
 #include "ops_internal.h"
 
-static const mfx_knob *mfx_knob_find(const mfx_op *op, const char *name) {
-  for (int i = 0; i < op->n_knobs; i++)
-    if (strcmp(op->knobs[i].name, name) == 0) return &op->knobs[i];
+/* The knobs of one target's template, and how messages name them. */
+typedef struct {
+  const mfx_op *op;
+  const mfx_knob *knobs;
+  int n;
+  const char *what; /* "linear" or "linear (GPU template)" */
+  char what_buf[96];
+} mfx_knob_set;
+
+int mfx_target_is_gpu(const char *target) {
+  return target != NULL && strncmp(target, "cuda", 4) == 0;
+}
+
+const mfx_knob *mfx_op_knobs(const mfx_op *op, const char *target, int *n) {
+  int gpu = mfx_target_is_gpu(target);
+  if (n != NULL) *n = gpu ? op->n_gpu_knobs : op->n_knobs;
+  return gpu ? op->gpu_knobs : op->knobs;
+}
+
+static void mfx_knob_set_init(mfx_knob_set *ks, const mfx_op *op, const char *target) {
+  ks->op = op;
+  ks->knobs = mfx_op_knobs(op, target, &ks->n);
+  if (ks->n > MFX_OP_MAX_KNOBS) ks->n = MFX_OP_MAX_KNOBS;
+  snprintf(ks->what_buf, sizeof ks->what_buf, "%s%s", op->name,
+           mfx_target_is_gpu(target) ? " (GPU template)" : "");
+  ks->what = ks->what_buf;
+}
+
+static const mfx_knob *mfx_knob_find(const mfx_knob_set *ks, const char *name) {
+  for (int i = 0; i < ks->n; i++)
+    if (strcmp(ks->knobs[i].name, name) == 0) return &ks->knobs[i];
   return NULL;
 }
 
@@ -18,11 +46,11 @@ static int mfx_knob_allows(const mfx_knob *k, int64_t v) {
   return 0;
 }
 
-static void mfx_knob_names(const mfx_op *op, char *buf, size_t size) {
+static void mfx_knob_names(const mfx_knob_set *ks, char *buf, size_t size) {
   size_t used = 0;
   buf[0] = '\0';
-  for (int i = 0; i < op->n_knobs && used < size; i++) {
-    int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", op->knobs[i].name);
+  for (int i = 0; i < ks->n && used < size; i++) {
+    int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", ks->knobs[i].name);
     if (n < 0) return;
     used += (size_t)n;
   }
@@ -39,13 +67,23 @@ static void mfx_knob_choices(const mfx_knob *k, char *buf, size_t size) {
   }
 }
 
-void mfx_config_default(const mfx_op *op, mfx_config *cfg) {
+static void mfx_knob_set_defaults(const mfx_knob_set *ks, mfx_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  for (int i = 0; i < op->n_knobs && i < MFX_OP_MAX_KNOBS; i++) {
-    snprintf(cfg->names[i], sizeof cfg->names[i], "%s", op->knobs[i].name);
-    cfg->values[i] = op->knobs[i].def;
+  for (int i = 0; i < ks->n; i++) {
+    snprintf(cfg->names[i], sizeof cfg->names[i], "%s", ks->knobs[i].name);
+    cfg->values[i] = ks->knobs[i].def;
   }
-  cfg->n = op->n_knobs < MFX_OP_MAX_KNOBS ? op->n_knobs : MFX_OP_MAX_KNOBS;
+  cfg->n = ks->n;
+}
+
+void mfx_config_default_for(const mfx_op *op, const char *target, mfx_config *cfg) {
+  mfx_knob_set ks;
+  mfx_knob_set_init(&ks, op, target);
+  mfx_knob_set_defaults(&ks, cfg);
+}
+
+void mfx_config_default(const mfx_op *op, mfx_config *cfg) {
+  mfx_config_default_for(op, "cpu", cfg);
 }
 
 int64_t mfx_config_get(const mfx_config *cfg, const char *name) {
@@ -54,19 +92,20 @@ int64_t mfx_config_get(const mfx_config *cfg, const char *name) {
   return -1;
 }
 
-mfx_status mfx_config_set(const mfx_op *op, mfx_config *cfg, const char *name, int64_t v) {
-  const mfx_knob *k = mfx_knob_find(op, name);
+static mfx_status mfx_knob_set_value(const mfx_knob_set *ks, mfx_config *cfg, const char *name,
+                                     int64_t v) {
+  const mfx_knob *k = mfx_knob_find(ks, name);
   if (k == NULL) {
     char names[512];
-    mfx_knob_names(op, names, sizeof names);
+    mfx_knob_names(ks, names, sizeof names);
     return mfx_fail(MFX_ERR_INVALID, "config of %s: unknown knob \"%s\" (the knobs are %s)",
-                    op->name, name, names);
+                    ks->what, name, names);
   }
   if (!mfx_knob_allows(k, v)) {
     char choices[256];
     mfx_knob_choices(k, choices, sizeof choices);
     return mfx_fail(MFX_ERR_INVALID, "config of %s: %s=%lld is not one of its choices (%s)",
-                    op->name, name, (long long)v, choices);
+                    ks->what, name, (long long)v, choices);
   }
   for (int i = 0; i < cfg->n; i++) {
     if (strcmp(cfg->names[i], name) == 0) {
@@ -75,26 +114,50 @@ mfx_status mfx_config_set(const mfx_op *op, mfx_config *cfg, const char *name, i
     }
   }
   if (cfg->n >= MFX_OP_MAX_KNOBS)
-    return mfx_fail(MFX_ERR_INVALID, "config of %s: more than %d knobs", op->name,
+    return mfx_fail(MFX_ERR_INVALID, "config of %s: more than %d knobs", ks->what,
                     MFX_OP_MAX_KNOBS);
   snprintf(cfg->names[cfg->n], sizeof cfg->names[cfg->n], "%s", k->name);
   cfg->values[cfg->n++] = v;
   return MFX_OK;
 }
 
+mfx_status mfx_config_set_for(const mfx_op *op, const char *target, mfx_config *cfg,
+                              const char *name, int64_t v) {
+  mfx_knob_set ks;
+  mfx_knob_set_init(&ks, op, target);
+  return mfx_knob_set_value(&ks, cfg, name, v);
+}
+
+mfx_status mfx_config_set(const mfx_op *op, mfx_config *cfg, const char *name, int64_t v) {
+  return mfx_config_set_for(op, "cpu", cfg, name, v);
+}
+
+mfx_status mfx_config_complete_for(const mfx_op *op, const char *target, const mfx_config *cfg,
+                                   mfx_config *out) {
+  mfx_knob_set ks;
+  mfx_knob_set_init(&ks, op, target);
+  mfx_config done;
+  mfx_knob_set_defaults(&ks, &done);
+  for (int i = 0; cfg != NULL && i < cfg->n; i++)
+    MFX_TRY(mfx_knob_set_value(&ks, &done, cfg->names[i], cfg->values[i]));
+  *out = done;
+  return MFX_OK;
+}
+
 /* One member of the JSON object: an integral number for a known knob. */
-static mfx_status mfx_config_json_member(const mfx_op *op, const cJSON *item, mfx_config *cfg) {
+static mfx_status mfx_config_json_member(const mfx_knob_set *ks, const cJSON *item,
+                                         mfx_config *cfg) {
   const char *name = item->string;
   if (!cJSON_IsNumber(item)) {
-    return mfx_fail(MFX_ERR_INVALID, "config of %s: \"%s\" must be an integer", op->name,
+    return mfx_fail(MFX_ERR_INVALID, "config of %s: \"%s\" must be an integer", ks->what,
                     name);
   }
   double v = item->valuedouble;
   if (!(v == floor(v)) || fabs(v) > 9.0e15) {
-    return mfx_fail(MFX_ERR_INVALID, "config of %s: \"%s\"=%g must be an integer", op->name,
+    return mfx_fail(MFX_ERR_INVALID, "config of %s: \"%s\"=%g must be an integer", ks->what,
                     name, v);
   }
-  return mfx_config_set(op, cfg, name, (int64_t)v);
+  return mfx_knob_set_value(ks, cfg, name, (int64_t)v);
 }
 
 static int mfx_json_has_earlier(const cJSON *object, const cJSON *item) {
@@ -103,36 +166,44 @@ static int mfx_json_has_earlier(const cJSON *object, const cJSON *item) {
   return 0;
 }
 
-static mfx_status mfx_config_json_object(const mfx_op *op, const cJSON *root, mfx_config *cfg) {
+static mfx_status mfx_config_json_object(const mfx_knob_set *ks, const cJSON *root,
+                                         mfx_config *cfg) {
   if (!cJSON_IsObject(root))
     return mfx_fail(MFX_ERR_INVALID, "config of %s: expected a JSON object {\"knob\": value}",
-                    op->name);
+                    ks->what);
   for (const cJSON *item = root->child; item != NULL; item = item->next) {
     if (mfx_json_has_earlier(root, item))
-      return mfx_fail(MFX_ERR_INVALID, "config of %s: \"%s\" given twice", op->name,
+      return mfx_fail(MFX_ERR_INVALID, "config of %s: \"%s\" given twice", ks->what,
                       item->string);
-    mfx_status st = mfx_config_json_member(op, item, cfg);
+    mfx_status st = mfx_config_json_member(ks, item, cfg);
     if (st != MFX_OK) return st;
   }
   return MFX_OK;
 }
 
-mfx_status mfx_config_parse_json(const mfx_op *op, const char *json, mfx_config *cfg) {
+mfx_status mfx_config_parse_json_for(const mfx_op *op, const char *target, const char *json,
+                                     mfx_config *cfg) {
   if (op == NULL || json == NULL || cfg == NULL)
     return mfx_fail(MFX_ERR_INVALID, "config: op, json and cfg must not be NULL");
+  mfx_knob_set ks;
+  mfx_knob_set_init(&ks, op, target);
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
   if (root == NULL) {
     size_t at = end != NULL && end >= json ? (size_t)(end - json) : 0;
     return mfx_fail(MFX_ERR_INVALID, "config of %s: malformed JSON near offset %zu of \"%s\"",
-                    op->name, at, json);
+                    ks.what, at, json);
   }
   mfx_config parsed;
-  mfx_config_default(op, &parsed);
-  mfx_status st = mfx_config_json_object(op, root, &parsed);
+  mfx_knob_set_defaults(&ks, &parsed);
+  mfx_status st = mfx_config_json_object(&ks, root, &parsed);
   cJSON_Delete(root);
   if (st == MFX_OK) *cfg = parsed;
   return st;
+}
+
+mfx_status mfx_config_parse_json(const mfx_op *op, const char *json, mfx_config *cfg) {
+  return mfx_config_parse_json_for(op, "cpu", json, cfg);
 }
 
 void mfx_config_to_json(const mfx_config *cfg, char *buf, size_t size) {

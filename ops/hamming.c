@@ -7,29 +7,37 @@
 
 enum { HAMMING_N, HAMMING_M, HAMMING_W };
 
-static mfx_status hamming_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                                mfx_schedule **out) {
+typedef struct {
+  mfx_tensor *Q, *K, *KT, *S; /* KT: NULL without pack */
+} hamming_te;
+
+/* The tensor expressions and the (unscheduled) schedule. */
+static mfx_status hamming_define(mfx_arena *a, const int64_t *dims, int pack, hamming_te *t,
+                                 mfx_schedule **out) {
   int64_t N = dims[HAMMING_N], M = dims[HAMMING_M], W = dims[HAMMING_W];
-  int pack = (int)mfx_config_get(cfg, "pack");
-  int parallel = (int)mfx_config_get(cfg, "parallel");
-  mfx_tensor *Q = mfx_placeholder(a, "Q", MFX_U32, 2, (int64_t[]){N, W});
-  mfx_tensor *K = mfx_placeholder(a, "K", MFX_U32, 2, (int64_t[]){M, W});
-  mfx_tensor *S = mfx_compute_begin(a, "S", MFX_I32, 2, (int64_t[]){N, M},
-                                    (const char *[]){"i", "j"});
-  if (!Q || !K || !S) return mfx_fail_context(MFX_ERR_INVALID, "hamming: tensors");
-  mfx_tensor *KT = NULL;
-  if (pack) MFX_TRY(mfx_tmpl_transpose(a, "KT", K, (const char *[]){"w", "m"}, &KT));
+  t->Q = mfx_placeholder(a, "Q", MFX_U32, 2, (int64_t[]){N, W});
+  t->K = mfx_placeholder(a, "K", MFX_U32, 2, (int64_t[]){M, W});
+  t->S = mfx_compute_begin(a, "S", MFX_I32, 2, (int64_t[]){N, M}, (const char *[]){"i", "j"});
+  if (!t->Q || !t->K || !t->S) return mfx_fail_context(MFX_ERR_INVALID, "hamming: tensors");
+  t->KT = NULL;
+  if (pack) MFX_TRY(mfx_tmpl_transpose(a, "KT", t->K, (const char *[]){"w", "m"}, &t->KT));
   mfx_var *w = mfx_var_create(a, "w", W, 1);
-  mfx_expr *ww = mfx_var_ref(a, w), *j = mfx_tmpl_axis(a, S, 1);
-  mfx_expr *q = mfx_tmpl_load2(a, Q, mfx_tmpl_axis(a, S, 0), ww);
-  mfx_expr *k = pack ? mfx_tmpl_load2(a, KT, ww, j) : mfx_tmpl_load2(a, K, j, ww);
+  mfx_expr *ww = mfx_var_ref(a, w), *j = mfx_tmpl_axis(a, t->S, 1);
+  mfx_expr *q = mfx_tmpl_load2(a, t->Q, mfx_tmpl_axis(a, t->S, 0), ww);
+  mfx_expr *k = pack ? mfx_tmpl_load2(a, t->KT, ww, j) : mfx_tmpl_load2(a, t->K, j, ww);
   mfx_expr *bits = mfx_cast(a, MFX_I32, mfx_unary(a, MFX_POPCOUNT, mfx_binary(a, MFX_XOR, q, k)));
   mfx_expr *term = mfx_sub(a, mfx_int(a, MFX_I32, 32),
                            mfx_binary(a, MFX_SHL, bits, mfx_int(a, MFX_I32, 1)));
-  MFX_TRY(mfx_tmpl_set_body(a, S, mfx_reduce(a, MFX_REDUCE_SUM, 1, &w, term)));
+  MFX_TRY(mfx_tmpl_set_body(a, t->S, mfx_reduce(a, MFX_REDUCE_SUM, 1, &w, term)));
+  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Q, t->K}, 1, &t->S, out);
+}
 
-  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){Q, K}, 1, &S, out));
-  if (KT != NULL) MFX_TRY(mfx_tmpl_apply_elementwise(*out, KT, 8, 0, parallel));
+static mfx_status hamming_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                mfx_schedule **out) {
+  int parallel = (int)mfx_config_get(cfg, "parallel");
+  hamming_te t;
+  MFX_TRY(hamming_define(a, dims, (int)mfx_config_get(cfg, "pack"), &t, out));
+  if (t.KT != NULL) MFX_TRY(mfx_tmpl_apply_transpose(*out, t.KT, 16, parallel));
   mfx_tmpl_tiled_reduce p = {
     .x = "i", .y = "j", .r = "w",
     .fx = mfx_config_get(cfg, "tile_n"), .fy = mfx_config_get(cfg, "tile_m"),
@@ -38,7 +46,26 @@ static mfx_status hamming_build(mfx_arena *a, const int64_t *dims, const mfx_con
     .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
     .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
   };
-  return mfx_tmpl_apply_tiled_reduce(*out, S, &p);
+  return mfx_tmpl_apply_tiled_reduce(*out, t.S, &p);
+}
+
+/* GPU: KT[w, m] (pack) in its own kernel, then blocks of query rows by key
+ * columns with the Q and K(T) words staged in shared memory: xor, popcount,
+ * shift and add, no multiplication. */
+static mfx_status hamming_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                    mfx_schedule **out) {
+  hamming_te t;
+  MFX_TRY(hamming_define(a, dims, (int)mfx_config_get(cfg, "pack"), &t, out));
+  if (t.KT != NULL) MFX_TRY(mfx_gpu_apply_elementwise(*out, t.KT, mfx_config_get(cfg, "threads")));
+  mfx_gpu_tiled_reduce p = {
+    .what = "hamming", .x = "i", .y = "j", .r = "w",
+    .bx = mfx_config_get(cfg, "block_n"), .by = mfx_config_get(cfg, "block_m"),
+    .tx = mfx_config_get(cfg, "thread_n"), .ty = mfx_config_get(cfg, "thread_m"),
+    .br = mfx_config_get(cfg, "block_w"),
+    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .n_staged = 2, .staged = {{t.Q, 'x'}, {t.KT != NULL ? t.KT : t.K, 'y'}},
+  };
+  return mfx_gpu_apply_tiled_reduce(*out, t.S, &p);
 }
 
 const mfx_op mfx_op_def_hamming = {
@@ -68,4 +95,20 @@ const mfx_op mfx_op_def_hamming = {
   .build = hamming_build,
   .reference = mfx_ref_hamming,
   .random_input = mfx_random_hamming,
+  .n_gpu_knobs = 9,
+  .gpu_knobs = {
+    {"block_n", "query rows per thread block", 64, 4, {16, 32, 64, 128}},
+    {"block_m", "key columns per thread block", 64, 4, {16, 32, 64, 128}},
+    {"thread_n", "query rows per thread (register tile, strided)", 4, 4, {1, 2, 4, 8}},
+    {"thread_m", "key columns per thread (register tile, strided: stores coalesce)", 4, 4,
+     {1, 2, 4, 8}},
+    {"block_w", "words per reduction step: the Q and K tiles staged per step", 8, 5,
+     {1, 2, 4, 8, 16}},
+    {"shared", "stage the Q and K tiles in shared memory", 1, 2, {0, 1}},
+    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
+    {"pack", "K transposed to KT[w,m] first (its own kernel): shared rows of keys", 1, 2,
+     {0, 1}},
+    {"threads", "threads per block of the packing kernel", 256, 4, {64, 128, 256, 512}},
+  },
+  .build_gpu = hamming_build_gpu,
 };

@@ -5,15 +5,6 @@
 
 #include "ops_internal.h"
 
-/* Defaults first, then every knob of cfg validated on top of them. */
-static mfx_status mfx_op_complete_config(const mfx_op *op, const mfx_config *cfg,
-                                         mfx_config *out) {
-  mfx_config_default(op, out);
-  if (cfg == NULL) return MFX_OK;
-  for (int i = 0; i < cfg->n; i++) MFX_TRY(mfx_config_set(op, out, cfg->names[i], cfg->values[i]));
-  return MFX_OK;
-}
-
 static mfx_status mfx_op_check_dims(const mfx_op *op, const int64_t *dims) {
   for (int d = 0; d < op->n_dims; d++)
     if (dims[d] <= 0)
@@ -21,6 +12,33 @@ static mfx_status mfx_op_check_dims(const mfx_op *op, const int64_t *dims) {
                       (long long)dims[d]);
   return MFX_OK;
 }
+
+/* ---- building for a target ------------------------------------------------------- */
+
+mfx_status mfx_op_build_for(const mfx_op *op, const char *target, mfx_arena *a,
+                            const int64_t *dims, const mfx_config *cfg, mfx_schedule **out) {
+  if (op == NULL || a == NULL || dims == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "build: op, arena, dims and out must not be NULL");
+  int gpu = mfx_target_is_gpu(target);
+  if (gpu && op->build_gpu == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "%s has no GPU schedule template (target %s)", op->name,
+                    target);
+  mfx_config done;
+  MFX_TRY(mfx_op_check_dims(op, dims));
+  MFX_TRY(mfx_config_complete_for(op, target, cfg, &done));
+  return gpu ? op->build_gpu(a, dims, &done, out) : op->build(a, dims, &done, out);
+}
+
+mfx_status mfx_op_gpu_program(const mfx_op *op, mfx_arena *a, const int64_t *dims,
+                              const mfx_config *cfg, mfx_gpu_program **out) {
+  mfx_schedule *s = NULL;
+  mfx_func *fn = NULL;
+  MFX_TRY(mfx_op_build_for(op, "cuda", a, dims, cfg, &s));
+  MFX_TRY(mfx_lower(s, op->name, &fn));
+  return mfx_split_kernels(a, fn, out);
+}
+
+/* ---- the host kernel ----------------------------------------------------------------- */
 
 static void mfx_op_describe(const mfx_op_kernel *k, char *buf, size_t size) {
   size_t used = (size_t)snprintf(buf, size, "%s", k->op->name);
@@ -49,7 +67,7 @@ mfx_status mfx_op_compile(const mfx_op *op, const int64_t *dims, const mfx_confi
   out->op = op;
   MFX_TRY(mfx_op_check_dims(op, dims));
   memcpy(out->dims, dims, sizeof(int64_t) * (size_t)op->n_dims);
-  MFX_TRY(mfx_op_complete_config(op, cfg, &out->cfg));
+  MFX_TRY(mfx_config_complete_for(op, "cpu", cfg, &out->cfg));
   mfx_status st = mfx_op_build_and_jit(out);
   if (st != MFX_OK) {
     char what[512];

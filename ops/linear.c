@@ -42,24 +42,34 @@ static mfx_status linear_weight(mfx_arena *a, mfx_tensor *W, int64_t pack, int64
   return MFX_OK;
 }
 
-static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                               mfx_schedule **out) {
+typedef struct {
+  mfx_tensor *X, *W, *Y;
+  mfx_tensor *packed; /* the W layout stage, NULL for pack 0 */
+} linear_te;
+
+/* The tensor expressions and the (unscheduled) schedule, W laid out as the
+ * pack knob says (panels of tn columns for pack 2). */
+static mfx_status linear_define(mfx_arena *a, const int64_t *dims, int64_t pack, int64_t tn,
+                                linear_te *t, mfx_schedule **out) {
   int64_t M = dims[LINEAR_M], N = dims[LINEAR_N], K = dims[LINEAR_K];
-  int64_t tn = mfx_config_get(cfg, "tile_n");
-  mfx_tensor *X = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){M, K});
-  mfx_tensor *W = mfx_placeholder(a, "W", MFX_F32, 2, (int64_t[]){N, K});
-  mfx_tensor *Y = mfx_compute_begin(a, "Y", MFX_F32, 2, (int64_t[]){M, N},
-                                    (const char *[]){"i", "j"});
-  if (!X || !W || !Y) return mfx_fail_context(MFX_ERR_INVALID, "linear: tensors");
+  t->X = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){M, K});
+  t->W = mfx_placeholder(a, "W", MFX_F32, 2, (int64_t[]){N, K});
+  t->Y = mfx_compute_begin(a, "Y", MFX_F32, 2, (int64_t[]){M, N}, (const char *[]){"i", "j"});
+  if (!t->X || !t->W || !t->Y) return mfx_fail_context(MFX_ERR_INVALID, "linear: tensors");
   mfx_var *k = mfx_var_create(a, "k", K, 1);
   mfx_expr *kk = mfx_var_ref(a, k), *w = NULL;
-  mfx_tensor *packed;
-  MFX_TRY(linear_weight(a, W, mfx_config_get(cfg, "pack"), tn, &packed,
-                        mfx_tmpl_axis(a, Y, 1), kk, &w));
-  mfx_expr *x = mfx_tmpl_load2(a, X, mfx_tmpl_axis(a, Y, 0), kk);
-  MFX_TRY(mfx_tmpl_set_body(a, Y, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, mfx_mul(a, x, w))));
+  MFX_TRY(linear_weight(a, t->W, pack, tn, &t->packed, mfx_tmpl_axis(a, t->Y, 1), kk, &w));
+  mfx_expr *x = mfx_tmpl_load2(a, t->X, mfx_tmpl_axis(a, t->Y, 0), kk);
+  MFX_TRY(mfx_tmpl_set_body(a, t->Y, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, mfx_mul(a, x, w))));
+  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->X, t->W}, 1, &t->Y, out);
+}
 
-  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){X, W}, 1, &Y, out));
+static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                               mfx_schedule **out) {
+  int64_t tn = mfx_config_get(cfg, "tile_n");
+  linear_te t;
+  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), tn, &t, out));
+  mfx_tensor *packed = t.packed;
   int parallel = (int)mfx_config_get(cfg, "parallel");
   if (packed != NULL && packed->n_axes == 2)
     MFX_TRY(mfx_tmpl_apply_transpose(*out, packed, 16, parallel));
@@ -72,7 +82,26 @@ static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_conf
     .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
     .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
   };
-  return mfx_tmpl_apply_tiled_reduce(*out, Y, &p);
+  return mfx_tmpl_apply_tiled_reduce(*out, t.Y, &p);
+}
+
+/* GPU: WT[k, n] (pack 1) in its own kernel, then blocks of block_m x block_n
+ * outputs, X and W(T) tiles of block_k staged in shared memory. */
+static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                   mfx_schedule **out) {
+  linear_te t;
+  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), 1, &t, out));
+  if (t.packed != NULL)
+    MFX_TRY(mfx_gpu_apply_elementwise(*out, t.packed, mfx_config_get(cfg, "threads")));
+  mfx_gpu_tiled_reduce p = {
+    .what = "linear", .x = "i", .y = "j", .r = "k",
+    .bx = mfx_config_get(cfg, "block_m"), .by = mfx_config_get(cfg, "block_n"),
+    .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
+    .br = mfx_config_get(cfg, "block_k"),
+    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .n_staged = 2, .staged = {{t.X, 'x'}, {t.packed != NULL ? t.packed : t.W, 'y'}},
+  };
+  return mfx_gpu_apply_tiled_reduce(*out, t.Y, &p);
 }
 
 const mfx_op mfx_op_def_linear = {
@@ -103,4 +132,19 @@ const mfx_op mfx_op_def_linear = {
   .build = linear_build,
   .reference = mfx_ref_linear,
   .random_input = mfx_random_linear,
+  .n_gpu_knobs = 9,
+  .gpu_knobs = {
+    {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
+    {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
+    {"thread_m", "rows per thread (register tile, strided by the block's thread rows)", 8, 4,
+     {1, 2, 4, 8}},
+    {"thread_n", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
+     {1, 2, 4, 8}},
+    {"block_k", "reduction step: the X and W tiles staged per step", 16, 5, {4, 8, 16, 32, 64}},
+    {"shared", "stage the X and W tiles in shared memory", 1, 2, {0, 1}},
+    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
+    {"pack", "W transposed to WT[k,n] first (its own kernel): shared rows of n", 1, 2, {0, 1}},
+    {"threads", "threads per block of the packing kernel", 256, 4, {64, 128, 256, 512}},
+  },
+  .build_gpu = linear_build_gpu,
 };

@@ -9,25 +9,35 @@
 
 enum { MATADD_B, MATADD_H, MATADD_N, MATADD_D, MATADD_C };
 
-static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                               mfx_schedule **out) {
+typedef struct {
+  mfx_tensor *Hc, *V, *O;
+} matadd_te;
+
+/* The tensor expression and the (unscheduled) schedule. */
+static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
+                                mfx_schedule **out) {
   int64_t B = dims[MATADD_B], H = dims[MATADD_H], N = dims[MATADD_N];
   int64_t D = dims[MATADD_D], C = dims[MATADD_C];
-  mfx_tensor *Hc = mfx_placeholder(a, "Hc", MFX_I8, 4, (int64_t[]){B, H, N, C});
-  mfx_tensor *V = mfx_placeholder(a, "V", MFX_F32, 4, (int64_t[]){B, H, N, D});
-  mfx_tensor *O = mfx_compute_begin(a, "O", MFX_F32, 4, (int64_t[]){B, H, C, D},
-                                    (const char *[]){"b", "h", "c", "d"});
-  if (!Hc || !V || !O) return mfx_fail_context(MFX_ERR_INVALID, "matadd: tensors");
+  t->Hc = mfx_placeholder(a, "Hc", MFX_I8, 4, (int64_t[]){B, H, N, C});
+  t->V = mfx_placeholder(a, "V", MFX_F32, 4, (int64_t[]){B, H, N, D});
+  t->O = mfx_compute_begin(a, "O", MFX_F32, 4, (int64_t[]){B, H, C, D},
+                           (const char *[]){"b", "h", "c", "d"});
+  if (!t->Hc || !t->V || !t->O) return mfx_fail_context(MFX_ERR_INVALID, "matadd: tensors");
   mfx_var *n = mfx_var_create(a, "n", N, 1);
-  mfx_expr *b = mfx_tmpl_axis(a, O, 0), *h = mfx_tmpl_axis(a, O, 1);
+  mfx_expr *b = mfx_tmpl_axis(a, t->O, 0), *h = mfx_tmpl_axis(a, t->O, 1);
   mfx_expr *nn = mfx_var_ref(a, n);
-  mfx_expr *code = mfx_tmpl_load4(a, Hc, b, h, nn, mfx_tmpl_axis(a, O, 2));
-  mfx_expr *v = mfx_tmpl_load4(a, V, b, h, nn, mfx_tmpl_axis(a, O, 3));
+  mfx_expr *code = mfx_tmpl_load4(a, t->Hc, b, h, nn, mfx_tmpl_axis(a, t->O, 2));
+  mfx_expr *v = mfx_tmpl_load4(a, t->V, b, h, nn, mfx_tmpl_axis(a, t->O, 3));
   mfx_expr *term = mfx_select(a, mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0)), v,
                               mfx_f32(a, -0.0));
-  MFX_TRY(mfx_tmpl_set_body(a, O, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
+  MFX_TRY(mfx_tmpl_set_body(a, t->O, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
+  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
+}
 
-  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){Hc, V}, 1, &O, out));
+static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                               mfx_schedule **out) {
+  matadd_te t;
+  MFX_TRY(matadd_define(a, dims, &t, out));
   mfx_tmpl_tiled_reduce p = {
     .n_outer = 2, .outer = {"b", "h"},
     .x = "c", .y = "d", .r = "n",
@@ -36,7 +46,25 @@ static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_conf
     .vec = (int)mfx_config_get(cfg, "vec"), .unroll = (int)mfx_config_get(cfg, "unroll"),
     .parallel = (int)mfx_config_get(cfg, "parallel"), .local = (int)mfx_config_get(cfg, "local"),
   };
-  return mfx_tmpl_apply_tiled_reduce(*out, O, &p);
+  return mfx_tmpl_apply_tiled_reduce(*out, t.O, &p);
+}
+
+/* GPU: batch on blockIdx.z, head on blockIdx.y, code x value tiles with the
+ * Hc (i8) and V tiles of block_n tokens staged in shared memory; each term a
+ * select of V or -0.0, then an add. */
+static mfx_status matadd_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                   mfx_schedule **out) {
+  matadd_te t;
+  MFX_TRY(matadd_define(a, dims, &t, out));
+  mfx_gpu_tiled_reduce p = {
+    .what = "matadd", .n_outer = 2, .outer = {"b", "h"}, .x = "c", .y = "d", .r = "n",
+    .bx = mfx_config_get(cfg, "block_c"), .by = mfx_config_get(cfg, "block_d"),
+    .tx = mfx_config_get(cfg, "thread_c"), .ty = mfx_config_get(cfg, "thread_d"),
+    .br = mfx_config_get(cfg, "block_n"),
+    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .n_staged = 2, .staged = {{t.Hc, 'x'}, {t.V, 'y'}},
+  };
+  return mfx_gpu_apply_tiled_reduce(*out, t.O, &p);
 }
 
 const mfx_op mfx_op_def_matadd = {
@@ -64,4 +92,17 @@ const mfx_op mfx_op_def_matadd = {
   .build = matadd_build,
   .reference = mfx_ref_matadd,
   .random_input = mfx_random_matadd,
+  .n_gpu_knobs = 7,
+  .gpu_knobs = {
+    {"block_c", "codes per thread block", 32, 4, {8, 16, 32, 64}},
+    {"block_d", "columns of d per thread block", 64, 4, {16, 32, 64, 128}},
+    {"thread_c", "codes per thread (register tile, strided)", 2, 4, {1, 2, 4, 8}},
+    {"thread_d", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
+     {1, 2, 4, 8}},
+    {"block_n", "tokens per reduction step: the Hc and V tiles staged per step", 16, 5,
+     {4, 8, 16, 32, 64}},
+    {"shared", "stage the Hc and V tiles in shared memory", 1, 2, {0, 1}},
+    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
+  },
+  .build_gpu = matadd_build_gpu,
 };

@@ -138,7 +138,7 @@ static void moe_combine_body(void *c, int64_t begin, int64_t end) {
   }
 }
 
-/* ---- the pass ---------------------------------------------------------------------------------- */
+/* ---- the pass ---------------------------------------------------------------------------- */
 
 static mfx_status moe_forward_checks(const mfx_moe *moe, const float *x, int64_t T,
                                      const float *y) {
@@ -215,7 +215,7 @@ mfx_status mfx_moe_forward(mfx_moe *moe, const mfx_kernel_env *env, const float 
   return st;
 }
 
-/* ---- one expert on its own ------------------------------------------------------------------------ */
+/* ---- one expert on its own --------------------------------------------------------------- */
 
 mfx_status mfx_moe_expert_forward(mfx_moe *moe, int e, const mfx_kernel_env *env,
                                   const float *x, int64_t n, float *y) {

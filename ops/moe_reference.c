@@ -52,7 +52,8 @@ typedef struct {
 static void moe_ref_shift_q16(const moe_expert *w, int64_t D, int64_t H, const int32_t *xq,
                               moe_ref_scratch *s, int32_t *yq) {
   moe_ref_shift_row(xq, w->s1, w->g1, H, D, s->hq);
-  for (int64_t j = 0; j < H; j++) s->hq[j] = mfx_q16_from_float(mfx_gelu(mfx_q16_to_float(s->hq[j])));
+  for (int64_t j = 0; j < H; j++)
+    s->hq[j] = mfx_q16_from_float(mfx_gelu(mfx_q16_to_float(s->hq[j])));
   moe_ref_shift_row(s->hq, w->s2, w->g2, D, H, yq);
 }
 
@@ -145,7 +146,8 @@ mfx_status mfx_moe_reference(const mfx_moe *moe, const float *x, int64_t tokens,
   st = moe_ref_buffers_alloc(moe, tokens, &b);
   for (int64_t t = 0; st == MFX_OK && t < tokens; t++)
     moe_ref_linear_row(x + t * D, moe->router_w, E, D, b.logits + t * E);
-  if (st == MFX_OK && logits != NULL) memcpy(logits, b.logits, (size_t)(tokens * E) * sizeof(float));
+  if (st == MFX_OK && logits != NULL)
+    memcpy(logits, b.logits, (size_t)(tokens * E) * sizeof(float));
   if (st == MFX_OK)
     st = mfx_router_route(route_logits ? route_logits : b.logits, tokens, (int)E, (int)k,
                           moe->has_bias ? moe->router_bias : NULL, b.chosen, b.gates, NULL);

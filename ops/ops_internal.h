@@ -82,6 +82,53 @@ mfx_status mfx_tmpl_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
 mfx_status mfx_tmpl_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t vector,
                                       int vec, int parallel);
 
+/* A 2-D layout stage (a transpose, or any stage whose reads run across its
+ * rows) in block x block tiles, block rows in parallel when parallel. */
+mfx_status mfx_tmpl_apply_transpose(mfx_schedule *s, mfx_tensor *t, int64_t block,
+                                    int parallel);
+
+/* ---- GPU schedule-template helpers (gpu_template.c) ----------------------------- */
+
+/* A tensor a GPU tiled reduction stages in shared memory: its tile spans the
+ * block's rows ('x') or columns ('y'), by the reduction step. */
+typedef struct {
+  mfx_tensor *tensor;
+  char spans;
+} mfx_gpu_staged;
+
+/* The GPU tiled reduction every op here uses. A block computes bx rows by by
+ * columns; a thread tx rows by ty columns of it, strided by the thread count
+ * (row xo*bx + xr*(bx/tx) + xt), accumulated in registers; the reduction
+ * runs in steps of br with the staged tensors copied to shared memory by the
+ * whole block at each step:
+ *   [outer...], x.o, y.o, x.t, y.t, r.o, r.i, x.r, y.r
+ * x.o -> blockIdx.y, y.o -> blockIdx.x, x.t -> threadIdx.y, y.t -> threadIdx.x.
+ * One outer axis goes to blockIdx.z; with two, the first takes blockIdx.z,
+ * the second blockIdx.y, the tile loop with more tiles blockIdx.x and the
+ * other runs serially in each block (fused loops would make the staged loads
+ * non-affine). Non-dividing tiles are guarded by lowering. Refuses, naming
+ * the op, blocks of more than 1024 threads and staging over 48 KiB. */
+typedef struct {
+  const char *what;                 /* the op, for messages */
+  int n_outer;                      /* batch axes (0..2), outermost first */
+  const char *outer[2];
+  const char *x, *y, *r;            /* rows, columns, reduction */
+  int64_t bx, by;                   /* block tile */
+  int64_t tx, ty;                   /* thread tile */
+  int64_t br;                       /* reduction step */
+  int shared, unroll;               /* 0/1: shared staging; unrolled thread tile */
+  int n_staged;
+  mfx_gpu_staged staged[MFX_MAX_ATTACHED];
+} mfx_gpu_tiled_reduce;
+
+mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
+                                      const mfx_gpu_tiled_reduce *p);
+
+/* An elementwise stage (or one reducing per output element, in a register):
+ * its spatial axes fused, one element per thread, `threads` per block
+ * (fewer when the stage is smaller). */
+mfx_status mfx_gpu_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t threads);
+
 /* The stage of t, or MFX_ERR_SCHEDULE naming t. */
 mfx_status mfx_tmpl_stage(mfx_schedule *s, mfx_tensor *t, mfx_stage **out);
 /* The itervar `name` of stage st, or MFX_ERR_SCHEDULE naming both. */

@@ -153,8 +153,10 @@ static mfx_status shift_schedule(mfx_schedule *s, const shift_parts *p, mfx_tens
   int parallel = (int)mfx_config_get(cfg, "parallel");
   int vec = (int)mfx_config_get(cfg, "vec");
   int64_t tn = mfx_config_get(cfg, "tile_n");
-  for (int i = 0; i < p->n_weight; i++)
-    MFX_TRY(mfx_tmpl_apply_elementwise(s, p->weight[i], 8, vec, parallel));
+  for (int i = 0; i < p->n_weight; i++) {
+    if (p->pack) MFX_TRY(mfx_tmpl_apply_transpose(s, p->weight[i], 16, parallel));
+    else MFX_TRY(mfx_tmpl_apply_elementwise(s, p->weight[i], 16, vec, parallel));
+  }
   if (cnt != NULL) {
     MFX_TRY(mfx_tmpl_apply_elementwise(s, cnt, 8, 0, parallel));
     MFX_TRY(mfx_tmpl_apply_elementwise(s, Y, tn, vec, parallel));
@@ -169,26 +171,72 @@ static mfx_status shift_schedule(mfx_schedule *s, const shift_parts *p, mfx_tens
   return mfx_tmpl_apply_tiled_reduce(s, red, &t);
 }
 
+/* The tensor expressions and the (unscheduled) schedule. */
+static mfx_status shift_define(mfx_arena *a, const int64_t *dims, shift_parts *p,
+                               mfx_tensor **red, mfx_tensor **cnt, mfx_tensor **Y,
+                               mfx_schedule **out) {
+  int64_t M = dims[SHIFT_M], N = dims[SHIFT_N], K = dims[SHIFT_K];
+  p->X = mfx_placeholder(a, "X", MFX_I32, 2, (int64_t[]){M, K});
+  p->S = mfx_placeholder(a, "S", MFX_I8, 2, (int64_t[]){N, K});
+  p->G = mfx_placeholder(a, "G", MFX_I8, 2, (int64_t[]){N, K});
+  if (!p->X || !p->S || !p->G) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: inputs");
+  *cnt = NULL;
+  MFX_TRY(shift_reduction(a, p, p->form == 0 ? "Y" : "ACC", M, N, K, red));
+  *Y = *red;
+  if (p->form == 1) {
+    MFX_TRY(shift_negative_count(a, p, cnt));
+    MFX_TRY(shift_add_count(a, *red, *cnt, Y));
+  }
+  return mfx_schedule_create(a, 3, (mfx_tensor *[]){p->X, p->S, p->G}, 1, Y, out);
+}
+
 static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                               mfx_schedule **out) {
-  int64_t M = dims[SHIFT_M], N = dims[SHIFT_N], K = dims[SHIFT_K];
   shift_parts p = {
-    .X = mfx_placeholder(a, "X", MFX_I32, 2, (int64_t[]){M, K}),
-    .S = mfx_placeholder(a, "S", MFX_I8, 2, (int64_t[]){N, K}),
-    .G = mfx_placeholder(a, "G", MFX_I8, 2, (int64_t[]){N, K}),
     .pack = (int)mfx_config_get(cfg, "pack"),
     .form = (int)mfx_config_get(cfg, "form"),
   };
-  if (!p.X || !p.S || !p.G) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: inputs");
-  mfx_tensor *red = NULL, *cnt = NULL, *Y;
-  MFX_TRY(shift_reduction(a, &p, p.form == 0 ? "Y" : "ACC", M, N, K, &red));
-  Y = red;
-  if (p.form == 1) {
-    MFX_TRY(shift_negative_count(a, &p, &cnt));
-    MFX_TRY(shift_add_count(a, red, cnt, &Y));
-  }
-  MFX_TRY(mfx_schedule_create(a, 3, (mfx_tensor *[]){p.X, p.S, p.G}, 1, &Y, out));
+  mfx_tensor *red, *cnt, *Y;
+  MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
   return shift_schedule(*out, &p, red, cnt, Y, cfg);
+}
+
+/* GPU: the weight stages, the count and the final add one element per
+ * thread, each its own kernel; the reduction block-tiled with X and the
+ * weights (i8) staged in shared memory. Still shifts, masks and selects. */
+static mfx_status shift_schedule_gpu(mfx_schedule *s, const shift_parts *p, mfx_tensor *red,
+                                     mfx_tensor *cnt, mfx_tensor *Y, const mfx_config *cfg) {
+  int64_t threads = mfx_config_get(cfg, "threads");
+  for (int i = 0; i < p->n_weight; i++) MFX_TRY(mfx_gpu_apply_elementwise(s, p->weight[i], threads));
+  if (cnt != NULL) {
+    MFX_TRY(mfx_gpu_apply_elementwise(s, cnt, threads));
+    MFX_TRY(mfx_gpu_apply_elementwise(s, Y, threads));
+  }
+  mfx_gpu_tiled_reduce t = {
+    .what = "shift_linear", .x = "i", .y = "j", .r = "k",
+    .bx = mfx_config_get(cfg, "block_m"), .by = mfx_config_get(cfg, "block_n"),
+    .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
+    .br = mfx_config_get(cfg, "block_k"),
+    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .n_staged = 1, .staged = {{p->X, 'x'}},
+  };
+  if (p->n_weight == 0) {
+    t.staged[t.n_staged++] = (mfx_gpu_staged){p->S, 'y'};
+    t.staged[t.n_staged++] = (mfx_gpu_staged){p->G, 'y'};
+  }
+  for (int i = 0; i < p->n_weight; i++) t.staged[t.n_staged++] = (mfx_gpu_staged){p->weight[i], 'y'};
+  return mfx_gpu_apply_tiled_reduce(s, red, &t);
+}
+
+static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                  mfx_schedule **out) {
+  shift_parts p = {
+    .pack = (int)mfx_config_get(cfg, "pack"),
+    .form = (int)mfx_config_get(cfg, "form"),
+  };
+  mfx_tensor *red, *cnt, *Y;
+  MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
+  return shift_schedule_gpu(*out, &p, red, cnt, Y, cfg);
 }
 
 const mfx_op mfx_op_def_shift_linear = {
@@ -221,4 +269,22 @@ const mfx_op mfx_op_def_shift_linear = {
   .build = shift_build,
   .reference = mfx_ref_shift_linear,
   .random_input = mfx_random_shift_linear,
+  .n_gpu_knobs = 10,
+  .gpu_knobs = {
+    {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
+    {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
+    {"thread_m", "rows per thread (register tile, strided by the block's thread rows)", 8, 4,
+     {1, 2, 4, 8}},
+    {"thread_n", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
+     {1, 2, 4, 8}},
+    {"block_k", "reduction step: the X and weight tiles staged per step", 16, 5,
+     {4, 8, 16, 32, 64}},
+    {"shared", "stage the X and weight tiles in shared memory", 1, 2, {0, 1}},
+    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
+    {"pack", "weights as i8 [k,n] copies first (their own kernels)", 1, 2, {0, 1}},
+    {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 0, 2, {0, 1}},
+    {"threads", "threads per block of the weight, count and add kernels", 256, 4,
+     {64, 128, 256, 512}},
+  },
+  .build_gpu = shift_build_gpu,
 };

@@ -161,3 +161,28 @@ mfx_status mfx_tmpl_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t ve
                             (long long)vector);
   return MFX_OK;
 }
+
+/* ---- transposes ------------------------------------------------------------------------ */
+
+/* T[j, i] = src[i, j] in square blocks: the rows a block reads stay in L1
+ * while its columns are written. Not vectorized: the reads would be gathers,
+ * slower here than scalar loads that hit L1. */
+static mfx_status mfx_tmpl_transpose_stage(mfx_schedule *s, mfx_stage *st, int64_t block,
+                                           int parallel) {
+  mfx_itervar *outer_rows, *outer_cols, *rows, *cols;
+  MFX_TRY(mfx_sched_tile(s, st, st->root[0], st->root[1], block, block, MFX_TAIL_GUARD,
+                         &outer_rows, &outer_cols, &rows, &cols));
+  if (parallel) MFX_TRY(mfx_sched_parallel(s, st, outer_rows));
+  return MFX_OK;
+}
+
+mfx_status mfx_tmpl_apply_transpose(mfx_schedule *s, mfx_tensor *t, int64_t block,
+                                    int parallel) {
+  mfx_stage *st;
+  MFX_TRY(mfx_tmpl_stage(s, t, &st));
+  mfx_status status = mfx_tmpl_transpose_stage(s, st, block, parallel);
+  if (status != MFX_OK)
+    return mfx_fail_context(status, "transpose schedule of %s (blocks of %lld)", t->buf->name,
+                            (long long)block);
+  return MFX_OK;
+}

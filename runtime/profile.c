@@ -539,7 +539,8 @@ static mfx_status profile_read_table(const profile_where *w, const jv *obj,
     st = profile_read_expert(w, &experts->items[e], &t->expert[e]);
   int na = 0;
   if (st == MFX_OK) st = profile_numbers(w, obj, "alpha", MFX_LATENCY_MAX_EXPERTS, t->alpha, &na);
-  if (st == MFX_OK && na != t->experts) st = profile_bad(w, "alpha", "has not one entry per expert");
+  if (st == MFX_OK && na != t->experts)
+    st = profile_bad(w, "alpha", "has not one entry per expert");
   for (int e = 0; st == MFX_OK && e < na; e++) {
     if (!isfinite(t->alpha[e]) || t->alpha[e] <= 0.0)
       st = profile_bad(w, "alpha", "holds a value that is not finite and positive");
@@ -547,7 +548,7 @@ static mfx_status profile_read_table(const profile_where *w, const jv *obj,
   return st;
 }
 
-/* ==== the file ====================================================================================== */
+/* ==== the file ============================================================================ */
 
 static mfx_status profile_read_file(const char *path, char **out) {
   FILE *f = fopen(path, "rb");
@@ -684,7 +685,8 @@ mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t) {
   char tmp[1200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "w");
-  if (f == NULL) st = mfx_fail(MFX_ERR_IO, "latency table %s: cannot write: %s", tmp, strerror(errno));
+  if (f == NULL)
+    st = mfx_fail(MFX_ERR_IO, "latency table %s: cannot write: %s", tmp, strerror(errno));
   if (st == MFX_OK) {
     profile_write_file(f, others, count, t);
     if (fclose(f) != 0) st = mfx_fail(MFX_ERR_IO, "latency table %s: write failed", tmp);

@@ -275,8 +275,8 @@ START_TEST(test_model_search_reaches_the_synthetic_optimum_in_32_trials) {
     if (mfx_space_check(&s, &cfg) == MFX_OK && synthetic_linear(NULL, &cfg) < optimum)
       optimum = synthetic_linear(NULL, &cfg);
   }
-  /* Every seed lands within 5% of the optimum (the optimum region) and at
-   * least one on it; random search with the same budget does far worse. */
+  /* Every seed lands within 5% of the optimum (the optimum region), most on
+   * it; random search with the same budget does far worse. */
   int model_hits = 0;
   double model_sum = 0.0, random_sum = 0.0;
   for (uint64_t seed = 1; seed <= 5; seed++) {
@@ -290,7 +290,7 @@ START_TEST(test_model_search_reaches_the_synthetic_optimum_in_32_trials) {
     model_sum += model / optimum;
     random_sum += search_best(&s, MFX_SEARCH_RANDOM, seed, 32, &index) / optimum;
   }
-  ck_assert_int_ge(model_hits, 1);
+  ck_assert_msg(model_hits >= 3, "the optimum itself was found for %d of 5 seeds", model_hits);
   ck_assert_msg(random_sum > model_sum + 0.25, "random %.3f vs model %.3f (sum of ratios)",
                 random_sum, model_sum);
 }
@@ -350,7 +350,8 @@ START_TEST(test_measure_repeats_to_the_minimum_time) {
   ck_assert_int_eq(mfx_measure_cpu(&l, &o, &m), MFX_OK);
   ck_assert_int_ge(m.repeats, 3);
   ck_assert_int_eq(m.calls_per_repeat, 1);
-  ck_assert_double_ge(m.repeats * m.median_s, 0.015);
+  ck_assert_double_ge(m.total_s, o.min_seconds);
+  ck_assert_int_le(m.repeats, (int)(o.min_seconds / 0.002) + 2); /* stopped once reached */
   ck_assert_double_ge(m.median_s, 0.0019);
   ck_assert_double_le(m.p10_s, m.median_s);
   ck_assert_double_ge(m.p90_s, m.median_s);
@@ -726,6 +727,35 @@ START_TEST(test_db_corrupt_foreign_and_newer_files_are_clear_errors) {
   mfx_tune_db_close(db);
   sql_exec(newer, "PRAGMA user_version = 99;");
   expect_open_error(newer, "schema version 99 is newer");
+  /* Damaged pages inside a valid file: errors or results, never a crash. */
+  const mfx_op *op = find_op("linear");
+  mfx_tune_key key;
+  make_key(&key, "linear", "M=8,N=8,K=8");
+  for (int page = 1; page <= 3; page++) {
+    char damaged[512];
+    snprintf(damaged, sizeof damaged, "%s/damaged%d.db", test_dir, page);
+    ck_assert_int_eq(mfx_tune_db_open(damaged, &db), MFX_OK);
+    for (int i = 0; i < 25; i++) {
+      mfx_trial t = ok_trial(op, 1e-3 * (i + 1), "tile_k", op->knobs[2].choices[i % 5]);
+      t.cfg.values[0] = op->knobs[0].choices[i / 5 % 5];
+      ck_assert_int_eq(mfx_tune_db_add_trial(db, &key, "s", &t), MFX_OK);
+    }
+    mfx_tune_db_close(db);
+    sql_exec(damaged, "PRAGMA wal_checkpoint(TRUNCATE)");
+    FILE *d = fopen(damaged, "r+b");
+    fseek(d, 4096L * page + 8, SEEK_SET);
+    for (int i = 0; i < 4000; i++) fputc((int)(mfx_rng_next(&rng) & 0xff), d);
+    fclose(d);
+    if (mfx_tune_db_open(damaged, &db) != MFX_OK) continue;
+    mfx_trial best;
+    int found, n;
+    mfx_tune_db_best(db, &key, &best, &found);
+    mfx_tune_db_count(db, &key, &n);
+    FILE *sink = tmpfile();
+    if (mfx_tune_db_export(db, sink, &n) != MFX_OK) ck_assert_str_ne(mfx_last_error(), "");
+    fclose(sink);
+    mfx_tune_db_close(db);
+  }
   /* The front-ends see the same errors. */
   mfx_tune_choice c;
   int64_t dims[3] = {8, 8, 8};

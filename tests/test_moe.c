@@ -40,12 +40,38 @@ static mfx_moe_spec make_spec(int D, int H, int k, const char *kinds) {
   return spec;
 }
 
-static mfx_moe *make_layer(int D, int H, int k, const char *kinds, uint64_t seed) {
+/* The layer's config chooser in most tests: no unrolling, which compiles
+ * several times faster than the template default (any valid config must
+ * match the reference). */
+static mfx_status quick_config(void *user, const mfx_op *op, const int64_t *dims,
+                               mfx_config *cfg) {
+  int *calls = user;
+  ck_assert(dims[0] > 0 && dims[1] > 0 && dims[2] > 0);
+  if (calls != NULL) (*calls)++;
+  return mfx_config_set(op, cfg, "unroll", 0);
+}
+
+static mfx_status failing_config(void *user, const mfx_op *op, const int64_t *dims,
+                                 mfx_config *cfg) {
+  (void)user;
+  (void)dims;
+  (void)cfg;
+  return mfx_fail(MFX_ERR_NOT_FOUND, "no tuning record for %s", op->name);
+}
+
+static mfx_moe *make_layer_with(int D, int H, int k, const char *kinds, uint64_t seed,
+                                mfx_moe_config_fn choose, void *user) {
   mfx_moe_spec spec = make_spec(D, H, k, kinds);
+  spec.choose_config = choose;
+  spec.choose_user = user;
   mfx_moe *moe = NULL;
   ck_assert_msg(mfx_moe_create(&spec, &moe) == MFX_OK, "%s", mfx_last_error());
   ck_assert_int_eq(mfx_moe_init_random(moe, seed), MFX_OK);
   return moe;
+}
+
+static mfx_moe *make_layer(int D, int H, int k, const char *kinds, uint64_t seed) {
+  return make_layer_with(D, H, k, kinds, seed, quick_config, NULL);
 }
 
 static mfx_pool *test_pool(void) {
@@ -256,10 +282,10 @@ static void check_layer_case(const layer_case *c, mfx_pool *pool) {
 START_TEST(test_layer_vs_reference) {
   static const layer_case cases[] = {
       {37, 16, 24, 1, "mult,shift"},
-      {100, 32, 48, 2, "mult,shift,null"},
+      {30, 32, 48, 2, "mult,shift,null"},
       {5, 8, 8, 1, "mult"},
-      {211, 24, 40, 2, "shift,mult,shift,mult"},
-      {150, 13, 7, 3, "shift,mult,null,mult"},
+      {61, 24, 40, 2, "shift,mult,shift,mult"},
+      {40, 13, 7, 3, "shift,mult,null,mult"},
   };
   mfx_pool *pool = test_pool();
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_layer_case(&cases[i], pool);
@@ -268,11 +294,12 @@ START_TEST(test_layer_vs_reference) {
 END_TEST
 
 START_TEST(test_shift_exact) {
-  mfx_moe *moe = make_layer(24, 40, 1, "shift,shift", 3);
+  /* The template defaults here (quick_config elsewhere). */
+  mfx_moe *moe = make_layer_with(24, 40, 1, "shift,shift", 3, NULL, NULL);
   mfx_pool *pool = test_pool();
   mfx_kernel_env env;
   mfx_kernel_env_init(&env, pool);
-  int64_t T = 77, n = T * 24;
+  int64_t T = 16, n = T * 24; /* one bucket: the router and both experts, M=16 */
   float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4), *want = malloc((size_t)n * 4);
   float *logits = malloc((size_t)T * 2 * 4);
   int32_t *xq = malloc((size_t)n * 4), *yq = malloc((size_t)n * 4), *yq_ref = malloc((size_t)n * 4);
@@ -390,17 +417,36 @@ START_TEST(test_kernel_cache) {
   int64_t T = 60, D = 8;
   float x[60 * 8], y[60 * 8];
   fill_uniform(x, T * D, -1.0f, 1.0f, 41);
-  mfx_moe *moe = make_layer((int)D, 16, 1, "mult,shift,mult", 6);
-  ck_assert_int_eq(mfx_moe_prepare(moe, 100), MFX_OK);
-  /* M=112: linear and shift_linear for [D->H] and [H->D], shared by experts of a kind */
+  int calls = 0;
+  mfx_moe *moe = make_layer_with((int)D, 16, 1, "mult,shift,mult", 6, quick_config, &calls);
+  ck_assert_int_eq(mfx_moe_prepare(moe, 30), MFX_OK);
+  /* M=32: linear and shift_linear for [D->H] and [H->D], shared by experts of a kind */
   ck_assert_int_eq(mfx_moe_kernel_count(moe), 4);
+  ck_assert_int_eq(calls, 4);
+  const mfx_op_kernel *k0 = mfx_moe_kernel_at(moe, 0);
+  ck_assert_ptr_nonnull(k0);
+  ck_assert_int_eq(k0->dims[0], 32);
+  ck_assert_int_eq(mfx_config_get(&k0->cfg, "unroll"), 0);
+  ck_assert_ptr_null(mfx_moe_kernel_at(moe, 4));
   mfx_moe_trace trace;
   memset(&trace, 0, sizeof trace);
   ck_assert_int_eq(mfx_moe_forward(moe, NULL, x, T, y, &trace), MFX_OK);
   ck_assert(trace.kernels_compiled >= 1);
   ck_assert_int_eq(mfx_moe_forward(moe, NULL, x, T, y, &trace), MFX_OK);
   ck_assert_int_eq(trace.kernels_compiled, 0); /* same buckets: all cached */
+  ck_assert_int_eq(calls, mfx_moe_kernel_count(moe));
   ck_assert(trace.total_s > 0.0);
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
+START_TEST(test_config_errors) {
+  float x[4 * 8] = {0}, y[4 * 8];
+  mfx_moe *moe = make_layer_with(8, 8, 1, "mult", 1, failing_config, NULL);
+  expect_error(mfx_moe_forward(moe, NULL, x, 4, y, NULL), MFX_ERR_NOT_FOUND,
+               "moe router: moe: choosing the config of linear M=16,N=1,K=8: no tuning record");
+  expect_error(mfx_moe_prepare(moe, 4), MFX_ERR_NOT_FOUND, "no tuning record for linear");
+  ck_assert_int_eq(mfx_moe_kernel_count(moe), 0);
   mfx_moe_destroy(moe);
 }
 END_TEST
@@ -573,7 +619,8 @@ START_TEST(test_latency_json_errors) {
   write_text(path, "{\"format\": \"mfx-latency-1\", \"devices\": {\"d\": {\"target\": 3}}");
   expect_error(mfx_latency_load(path, "d", &t), MFX_ERR_FORMAT, "expected ',' or '}'");
   write_text(path, "{\"format\": \"mfx-latency-1\", \"devices\": {\"d\": {\"target\": 3}}}");
-  expect_error(mfx_latency_load(path, "d", &t), MFX_ERR_FORMAT, "\"target\" is missing or not a string");
+  expect_error(mfx_latency_load(path, "d", &t), MFX_ERR_FORMAT,
+               "\"target\" is missing or not a string");
   write_text(path, "{\"format\": \"other\", \"devices\": {}}");
   expect_error(mfx_latency_load(path, "d", &t), MFX_ERR_FORMAT, "not an mfx latency table");
   write_text(path, "[1, 2,");
@@ -632,6 +679,7 @@ static Suite *moe_suite(void) {
   tcase_add_test(layer, test_top2_routing);
   tcase_add_test(layer, test_bias_routing);
   tcase_add_test(layer, test_kernel_cache);
+  tcase_add_test(layer, test_config_errors);
   tcase_add_test(layer, test_forward_errors);
   suite_add_tcase(s, layer);
 

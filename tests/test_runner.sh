@@ -106,6 +106,7 @@ fi
 expect 0 "max_abs_err=" "$RUNNER" "$ALL" --kernel 0 --check --threads 1
 expect 0 "time     median" "$RUNNER" "$ALL" --kernel hamming --bench --repeat 3
 expect 0 "input     X f32 [13, 11]" "$RUNNER" "$ALL" --list --kernel linear
+expect 2 "--kernel zz: no such kernel" "$RUNNER" "$ALL" --list --kernel zz
 
 # ---- the same random inputs as mfx run -------------------------------------------
 # Outputs of both tools on seed 5 agree (byte for byte for integer ops).
@@ -187,6 +188,7 @@ expect 1 "cannot" "$RUNNER" "$ALL" --kernel linear --in X="$TMP/does_not_exist.n
 expect 2 "--repeat counts the runs of --bench" "$RUNNER" "$ALL" --repeat 3
 expect 2 "--repeat: '0' is not a whole number" "$RUNNER" "$ALL" --bench --repeat 0
 expect 2 "--tol: 'x' is not a number" "$RUNNER" "$ALL" --tol x
+expect 2 "--seed: '-1' is not a non-negative" "$RUNNER" "$ALL" --seed -1
 expect 2 "unknown option '--frobnicate'" "$RUNNER" "$ALL" --frobnicate
 expect 2 "is not NAME=FILE.npy" "$RUNNER" "$ALL" --kernel linear --in X
 expect 2 "unexpected argument" "$RUNNER" "$ALL" "$ALL"
@@ -205,11 +207,57 @@ expect 2 "missing --dims" "$MFX" compile linear -o "$TMP/x.mfxa"
 expect 2 "unknown op 'nope'" "$MFX" compile nope --dims M=8 -o "$TMP/x.mfxa"
 expect 2 "--name a: the artifact already has a kernel" "$MFX" compile linear --dims M=8,N=8,K=8 \
   --name a --op hamming --dims N=8,M=8,W=2 --name a -o "$TMP/x.mfxa"
-expect 1 "a kernel named linear is already in the artifact" "$MFX" compile --add "$ALL" linear \
+expect 2 "--name linear: the artifact already has a kernel" "$MFX" compile --add "$ALL" linear \
   --dims M=8,N=8,K=8 --name linear -o "$TMP/x.mfxa"
+expect 1 "a kernel named linear is already in the artifact" "$MFX" compile --add "$ALL" \
+  --add "$ALL" -o "$TMP/x.mfxa"
 expect 1 "checksum mismatch" "$MFX" compile --add "$TMP/flipped.mfxa" -o "$TMP/x.mfxa"
-expect 1 "building kernel linear (linear) for cuda:sm_80" "$MFX" compile linear \
-  --dims M=8,N=8,K=8 --target cuda:sm_80 -o "$TMP/x.mfxa"
+
+# ---- a GPU artifact --------------------------------------------------------------------
+# Whether an op's schedule suits a GPU depends on its template: compiling
+# either works or names the kernel and target. A GPU artifact lists without a
+# GPU; running it needs one (or fails saying why).
+GPU="$TMP/gpu.mfxa"
+OUT=$("$MFX" compile linear --dims M=8,N=8,K=8 --target cuda:sm_80 -o "$GPU" 2>&1)
+status=$?
+if (( status == 0 )); then
+  expect 0 "target cuda:sm_80" "$RUNNER" "$GPU" --list
+  expect 0 "launch   linear_k0" "$RUNNER" "$GPU" --list
+  OUT=$("$RUNNER" "$GPU" --check 2>&1)
+  status=$?
+  if (( status == 0 )) && [[ "$OUT" == *" ok"* ]]; then passed=$((passed + 1))
+  elif (( status == 1 )) && [[ "$OUT" == *"artifact $GPU: opening device cuda"* ]]; then
+    passed=$((passed + 1))
+  else fail "running a GPU artifact: status $status: $OUT"; fi
+elif (( status == 1 )) && [[ "$OUT" == *"building kernel linear (linear) for cuda:sm_80"* ]]; then
+  passed=$((passed + 1))
+else
+  fail "compile --target cuda:sm_80: status $status: $OUT"
+fi
+# A schedule without CPU thread-pool loops compiles for a GPU: PTX, LLVM IR,
+# an artifact with launches; the fake driver of tests/fake_cuda loads its PTX
+# and takes its launches (it computes nothing for them: no --check).
+SERIAL='{"parallel":0}'
+expect 0 ".entry linear_k0(" "$MFX" compile linear --dims M=4,N=4,K=4 --config "$SERIAL" \
+  --target cuda:sm_80 --emit ptx
+expect 0 "target triple = \"nvptx64-nvidia-cuda\"" "$MFX" compile linear --dims M=4,N=4,K=4 \
+  --config "$SERIAL" --target cuda:sm_80 --emit ll
+expect 0 "on cuda:sm_80" "$MFX" compile linear --dims M=4,N=4,K=4 --config "$SERIAL" \
+  --target cuda:sm_80 -o "$TMP/serial.mfxa"
+expect 0 "launch   linear_k0" "$RUNNER" "$TMP/serial.mfxa" --list
+expect 1 "opening device cuda: no CUDA driver found (/nonexistent/libcuda.so.1)" \
+  env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 "$RUNNER" "$TMP/serial.mfxa"
+if cc -std=gnu11 -O1 -shared -fPIC -o "$TMP/libcuda.so.1" \
+     "${MFX_SOURCE_DIR:-.}/tests/fake_cuda/fake_cuda.c" -lpthread 2>"$TMP/fake.log"; then
+  OUT=$(MFX_CUDA_LIBRARY="$TMP/libcuda.so.1" "$RUNNER" "$TMP/serial.mfxa" --bench --repeat 2 2>&1)
+  if [[ "$OUT" == *"without CUDA headers"* ]]; then
+    echo "SKIP: the runtime has no CUDA support; fake-driver run not checked **********"
+  elif [[ "$OUT" == *"time     median"*"on cuda:0"* ]]; then passed=$((passed + 1))
+  else fail "a GPU artifact on the fake driver: $OUT"; fi
+else
+  fail "building tests/fake_cuda/fake_cuda.c: $(head -n 5 "$TMP/fake.log")"
+fi
+
 # --add keeps kernels and names; a second op of the same kind gets op_2.
 expect 0 "wrote $TMP/more.mfxa: $(( ${#ops[@]} + 1 )) kernels" "$MFX" compile --add "$ALL" \
   linear --dims M=4,N=4,K=4 -o "$TMP/more.mfxa"

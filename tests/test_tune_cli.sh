@@ -119,6 +119,17 @@ WANT=$((DONE + 4))
 expect 0 "\"resumed\":$DONE" "$MFX" tune $OP --dims $DIMS --trials $WANT --strategy random --resume --json --db "$KDB" "${FAST[@]}"
 check "after resume: $WANT trials, none measured twice" "$([[ $(trial_count "$KDB") -eq $WANT && $(distinct_configs "$KDB") -eq $WANT ]]; echo $?)"
 
+# Two tuners writing to one database at once lose nothing.
+CDB="$TMP/concurrent.db"
+"$MFX" tune $OP --dims $DIMS --trials 5 --strategy random --db "$CDB" "${FAST[@]}" >/dev/null 2>&1 &
+P1=$!
+"$MFX" tune $OP --dims $DIMS --trials 5 --strategy random --seed 9 --db "$CDB" "${FAST[@]}" >/dev/null 2>&1 &
+P2=$!
+wait $P1; S1=$?
+wait $P2; S2=$?
+check "two concurrent tuners succeed" "$([[ $S1 -eq 0 && $S2 -eq 0 ]]; echo $?)"
+check "two concurrent tuners: all 10 trials kept" "$([[ $(trial_count "$CDB") -eq 10 ]]; echo $?)"
+
 # ---- export / import / plot ------------------------------------------------------------
 expect 0 "exported 10 trials" "$MFX" db export --db "$DB" --out "$TMP/a.jsonl"
 expect 0 "imported 10 trials" "$MFX" db import "$TMP/a.jsonl" --db "$TMP/copy.db"

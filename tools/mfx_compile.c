@@ -31,8 +31,9 @@ static const char tool_compile_usage[] =
     "  --add FILE.mfxa         include the kernels of an existing artifact\n"
     "  --target cpu|cuda:sm_XX this CPU (default), or a CUDA GPU of compute\n"
     "                          capability X.X or newer\n"
-    "  --emit ll|asm|obj|ptx   write LLVM IR, assembly or an ELF object (cpu), or\n"
-    "                          PTX (cuda), of one op instead of an artifact\n"
+    "  --emit ll|asm|obj|ptx   write one op's code instead of an artifact: LLVM IR,\n"
+    "                          assembly or an ELF object (cpu); LLVM IR or PTX\n"
+    "                          (cuda; asm is PTX there too)\n"
     "  -o FILE                 the output (required for artifacts and obj;\n"
     "                          text goes to standard output without it)\n";
 
@@ -241,13 +242,27 @@ static void tool_describe_kernel(mfx_artifact_kernel *k, const tool_problem *p,
   mfx_config_to_json(&p->cfg, k->config, sizeof k->config);
 }
 
-/* Build the op's schedule and compile it into k. */
+/* The op and dims of a group, and its --config over the defaults of the
+ * target's template (the GPU knobs for cuda:sm_XX). */
+static int tool_compile_resolve(const tool_args *args, const char *target, tool_problem *p) {
+  tool_args plain = *args;
+  plain.config_json = NULL;
+  int rc = tool_resolve_problem(&plain, p);
+  if (rc != 0) return rc;
+  mfx_config_default_for(p->op, target, &p->cfg);
+  if (args->config_json != NULL &&
+      mfx_config_parse_json_for(p->op, target, args->config_json, &p->cfg) != MFX_OK)
+    return tool_error(TOOL_EXIT_USAGE, "--config '%s': %s", args->config_json, mfx_last_error());
+  return 0;
+}
+
+/* Build the op's schedule for the kernel's target and compile it into k. */
 static int tool_build_kernel(const tool_problem *p, mfx_artifact_kernel *k) {
   mfx_arena *arena = mfx_arena_create();
   if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
   mfx_schedule *s = NULL;
   int rc = 0;
-  if (p->op->build(arena, p->dims, &p->cfg, &s) != MFX_OK)
+  if (mfx_op_build_for(p->op, k->target, arena, p->dims, &p->cfg, &s) != MFX_OK)
     rc = tool_error_status(TOOL_EXIT_FAIL, "building the schedule");
   else if (mfx_artifact_build(s, k) != MFX_OK)
     rc = tool_error_status(TOOL_EXIT_FAIL, "compile");
@@ -258,7 +273,7 @@ static int tool_build_kernel(const tool_problem *p, mfx_artifact_kernel *k) {
 static int tool_compile_group_kernel(tool_compile_state *st, const tool_compile_group *g,
                                      const char *target) {
   tool_problem p;
-  int rc = tool_resolve_problem(&g->args, &p);
+  int rc = tool_compile_resolve(&g->args, target, &p);
   if (rc != 0) return rc;
   if (st->n_kernels >= MFX_ARTIFACT_MAX_KERNELS)
     return tool_error(TOOL_EXIT_USAGE, "compile: more than %d kernels", MFX_ARTIFACT_MAX_KERNELS);
@@ -345,39 +360,48 @@ static int tool_emit_host(const tool_problem *p, mfx_emit_kind kind, const char 
   return rc;
 }
 
-/* The PTX of the GPU kernel, through the artifact build. */
-static int tool_emit_ptx(const tool_problem *p, const char *target, const char *output) {
-  mfx_artifact_kernel *k = calloc(1, sizeof *k);
-  if (k == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory");
-  snprintf(k->name, sizeof k->name, "%s", p->op->name);
-  tool_describe_kernel(k, p, target);
-  int rc = tool_build_kernel(p, k);
-  if (rc == 0 && k->gpu_image_kind != MFX_GPU_IMAGE_PTX)
-    rc = tool_error(TOOL_EXIT_FAIL, "compile --emit ptx: the build gave no PTX");
-  if (rc == 0) rc = tool_write_output(output, k->gpu_image, k->gpu_image_bytes);
-  mfx_artifact_kernel_release(k);
-  free(k);
+/* LLVM IR or PTX of the GPU program (its kernels split at grid-wide
+ * barriers), for the target's architecture. */
+static int tool_emit_gpu(const tool_problem *p, const char *target, mfx_emit_kind kind,
+                         const char *output) {
+  mfx_arena *arena = mfx_arena_create();
+  if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
+  mfx_schedule *s = NULL;
+  mfx_func *fn = NULL;
+  mfx_gpu_program *prog = NULL;
+  char *data = NULL;
+  size_t size = 0;
+  int rc = 0;
+  if (mfx_op_build_for(p->op, target, arena, p->dims, &p->cfg, &s) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "building the schedule");
+  else if (mfx_lower(s, p->op->name, &fn) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
+  else if (mfx_split_kernels(arena, fn, &prog) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "splitting into GPU kernels");
+  else if (mfx_codegen_gpu_emit(prog, target + strlen("cuda:"), kind, &data, &size) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "GPU code generation");
+  else rc = tool_write_output(output, data, size);
+  free(data);
+  mfx_arena_destroy(arena);
   return rc;
 }
 
 static int tool_compile_emit(const tool_compile_args *a) {
   tool_problem p;
-  int rc = tool_resolve_problem(&a->groups[0].args, &p);
+  int rc = tool_compile_resolve(&a->groups[0].args, a->target, &p);
   if (rc != 0) return rc;
   int cuda = strncmp(a->target, "cuda", 4) == 0;
-  if (strcmp(a->emit, "ptx") == 0) {
-    if (!cuda)
-      return tool_error(TOOL_EXIT_USAGE, "--emit ptx is GPU code; give --target cuda:sm_XX "
-                        "(e.g. cuda:sm_80)");
-    return tool_emit_ptx(&p, a->target, a->output);
-  }
-  if (cuda)
-    return tool_error(TOOL_EXIT_USAGE, "--emit %s is host code; for --target %s use --emit ptx",
-                      a->emit, a->target);
+  if (!cuda && strcmp(a->emit, "ptx") == 0)
+    return tool_error(TOOL_EXIT_USAGE, "--emit ptx is GPU code; give --target cuda:sm_XX "
+                      "(e.g. cuda:sm_80)");
+  if (cuda && strcmp(a->emit, "obj") == 0)
+    return tool_error(TOOL_EXIT_USAGE, "--emit obj is host code; for --target %s use --emit "
+                      "ptx (the CUDA driver or ptxas makes GPU binaries)", a->target);
   mfx_emit_kind kind = strcmp(a->emit, "ll") == 0    ? MFX_EMIT_LL
-                       : strcmp(a->emit, "asm") == 0 ? MFX_EMIT_ASM
-                                                     : MFX_EMIT_OBJ;
-  return tool_emit_host(&p, kind, a->output);
+                       : strcmp(a->emit, "obj") == 0 ? MFX_EMIT_OBJ
+                                                     : MFX_EMIT_ASM; /* asm; ptx on a GPU */
+  return cuda ? tool_emit_gpu(&p, a->target, kind, a->output)
+              : tool_emit_host(&p, kind, a->output);
 }
 
 static int tool_compile_check_target(const char *target) {

@@ -86,7 +86,8 @@ static int tool_demo_parse(int argc, char **argv, tool_demo_args *a) {
     }
     if (hit < 0) return TOOL_EXIT_USAGE;
     if (hit == 0)
-      return tool_error(TOOL_EXIT_USAGE, "demo: unknown argument '%s' (see mfx help demo)", argv[i]);
+      return tool_error(TOOL_EXIT_USAGE, "demo: unknown argument '%s' (see mfx help demo)",
+                        argv[i]);
   }
   if (a->k > a->experts)
     return tool_error(TOOL_EXIT_USAGE, "demo: --k %lld with %d experts; expected k <= E",
@@ -136,7 +137,8 @@ static int64_t tool_demo_balanced(const tool_demo_args *a) {
 
 static void tool_demo_fill(float *x, int64_t n, uint64_t seed) {
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
-  for (int64_t i = 0; i < n; i++) x[i] = (float)((mfx_rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0);
+  for (int64_t i = 0; i < n; i++)
+    x[i] = (float)((double)(mfx_rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0);
 }
 
 /* ==== the header ======================================================================= */
@@ -160,7 +162,9 @@ static void tool_demo_gpu_line(void) {
 static void tool_demo_header(const tool_demo *d) {
   char key[160] = "";
   mfx_latency_host_key(key, sizeof key);
-  printf("mfx demo: a ShiftAddViT MoE MLP layer at PVTv2-B0 stage-1 size\n");
+  int pvt = d->a.tokens == 3136 && d->a.dim == 64 && d->a.hidden == 512;
+  printf("mfx demo: a ShiftAddViT MoE MLP layer%s\n",
+         pvt ? " at PVTv2-B0 stage-1 size" : " (a custom size; PVTv2-B0 stage 1 is the default)");
   printf("  layer     %lld tokens, dim %d, hidden %d, experts ", (long long)d->a.tokens, d->a.dim,
          d->a.hidden);
   for (int e = 0; e < d->a.experts; e++)
@@ -275,7 +279,8 @@ static int tool_demo_layer(tool_demo *d) {
   d->logits = malloc((size_t)z * 4);
   d->ref_logits = malloc((size_t)z * 4);
   if (!d->x || !d->y || !d->want || !d->logits || !d->ref_logits)
-    return tool_error(TOOL_EXIT_FAIL, "demo: out of memory for %lld tokens", (long long)d->a.tokens);
+    return tool_error(TOOL_EXIT_FAIL, "demo: out of memory for %lld tokens",
+                      (long long)d->a.tokens);
   tool_demo_fill(d->x, n, (uint64_t)d->a.seed);
   return 0;
 }
@@ -421,7 +426,8 @@ static int tool_demo_kernels(tool_demo *d) {
   printf("\n5. kernels of the layer against their dense baselines (configs as the layer uses "
          "them)\n");
   tool_demo_step(d, "timing kernels");
-  int rc = tool_demo_kernel_table(&d->plan, d->tuning, d->pool, d->have_latency ? &d->latency : NULL);
+  const mfx_latency_table *latency = d->have_latency ? &d->latency : NULL;
+  int rc = tool_demo_kernel_table(&d->plan, d->tuning, d->pool, latency);
   char path[1100];
   if (rc == 0) rc = tool_demo_path(d, "moe_layer.mfxa", path, sizeof path);
   if (rc != 0) return rc;
@@ -498,6 +504,7 @@ int tool_cmd_demo(int argc, char **argv) {
   if (rc == 0) tool_demo_summary(&d);
   fflush(stdout);
   tool_demo_free(&d);
-  if (rc == 0 && d.failed > 0) rc = tool_error(TOOL_EXIT_FAIL, "demo: %d check(s) failed", d.failed);
+  if (rc == 0 && d.failed > 0)
+    rc = tool_error(TOOL_EXIT_FAIL, "demo: %d check(s) failed", d.failed);
   return rc;
 }

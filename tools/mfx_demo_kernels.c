@@ -52,7 +52,8 @@ static int tool_kernel_row(const tool_demo_kernel *k, tool_demo_tuning *tuning, 
   double s = 0.0, dense = 0.0;
   int rc = tool_time_kernel(k->op, k->dims, tuning, pool, &s);
   int has_baseline = strcmp(k->op->name, "linear") != 0;
-  if (rc == 0 && has_baseline) rc = tool_time_kernel(mfx_op_find("linear"), k->dims, tuning, pool, &dense);
+  if (rc == 0 && has_baseline)
+    rc = tool_time_kernel(mfx_op_find("linear"), k->dims, tuning, pool, &dense);
   if (rc != 0) return rc;
   char dims[96];
   snprintf(dims, sizeof dims, "M=%lld,N=%lld,K=%lld", (long long)k->dims[0],

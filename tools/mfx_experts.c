@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mfx_moe_cli.h"
 
@@ -82,7 +83,7 @@ int tool_flag_doubles(const char *flag, const char *text, double *out, int max, 
                         "numbers like 1.5,2,3", flag, text);
     memcpy(item, p, len);
     item[len] = '\0';
-    int rc = tool_flag_double(flag, item, 1e-300, 1e300, &out[(*count)++]);
+    int rc = tool_flag_double(flag, item, -1e300, 1e300, &out[(*count)++]);
     if (rc != 0) return rc;
     if (p[len] == '\0') return 0;
     p += len + 1;
@@ -137,7 +138,8 @@ static int tool_experts_layer(const tool_experts_request *r, mfx_moe **out) {
 
 static void tool_fill_tokens(float *x, int64_t n) {
   uint64_t s = 0x2545F4914F6CDD1Dull;
-  for (int64_t i = 0; i < n; i++) x[i] = (float)((mfx_rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0);
+  for (int64_t i = 0; i < n; i++)
+    x[i] = (float)((double)(mfx_rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0);
 }
 
 static int tool_experts_table_init(const tool_experts_request *r, mfx_latency_table *t) {
@@ -201,8 +203,9 @@ int tool_experts_measure(const tool_experts_request *r, mfx_pool *pool, mfx_late
 /* ==== printing ===================================================================== */
 
 void tool_experts_print(FILE *out, const mfx_latency_table *t) {
-  fprintf(out, "device   %s\nlayer    D=%lld H=%lld; latency and alpha at %lld tokens per expert\n\n",
-          t->device, (long long)t->dim, (long long)t->hidden, (long long)t->at_tokens);
+  fprintf(out, "device   %s\nlayer    D=%lld H=%lld; latency and alpha at %lld tokens per "
+          "expert\n\n", t->device, (long long)t->dim, (long long)t->hidden,
+          (long long)t->at_tokens);
   fprintf(out, "%-8s", "expert");
   for (int i = 0; i < t->expert[0].points; i++)
     fprintf(out, " %9lld", (long long)t->expert[0].tokens[i]);
@@ -284,7 +287,8 @@ static void plot_axes(FILE *f, const plot_scale *s) {
   }
   for (double v = 0; v <= s->ymax; v += ys) {
     double y = plot_y(s, v);
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>", x0, y, x1, y);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>", x0, y,
+            x1, y);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", x0 - 6, y + 4, v);
   }
   fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">tokens per expert</text>\n",
@@ -311,7 +315,8 @@ static void plot_expert(FILE *f, const plot_scale *s, const mfx_latency_table *t
   double ly = PLOT_TOP + 10 + 40.0 * e, lx = PLOT_W - PLOT_RIGHT + 20;
   fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>", lx, ly - 10,
           color);
-  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s  alpha %.3f</text>", lx + 18, ly, x->name, t->alpha[e]);
+  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s  alpha %.3f</text>", lx + 18, ly, x->name,
+          t->alpha[e]);
   fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">fit %.4f ms + %.4f us/token</text>\n",
           lx + 18, ly + 15, x->a * 1e3, x->b * 1e6);
 }
@@ -413,11 +418,39 @@ static void tool_experts_defaults(tool_experts_args *a) {
   a->target = "cpu";
 }
 
-static int tool_experts_save(const tool_experts_args *a, const mfx_latency_table *t) {
-  char path[1024];
-  if (a->out != NULL) snprintf(path, sizeof path, "%s", a->out);
-  else if (mfx_latency_default_path(path, sizeof path) != MFX_OK)
+/* The folder of path can be written to (checked before measuring). */
+static int tool_writable_dir(const char *what, const char *path) {
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL) snprintf(dir, sizeof dir, ".");
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  if (access(dir, W_OK) != 0)
+    return tool_error(TOOL_EXIT_FAIL, "experts: cannot write %s %s: folder %s: %s", what, path,
+                      dir, strerror(errno));
+  return 0;
+}
+
+/* Before measuring: the table's path, its folder writable, and an existing
+ * file a latency table (so a long measurement does not end in an error). */
+static int tool_experts_precheck(const tool_experts_args *a, char *path, size_t size) {
+  if (a->out != NULL) snprintf(path, size, "%s", a->out);
+  else if (mfx_latency_default_path(path, size) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "experts: the latency table's path");
+  int rc = tool_writable_dir("the table", path);
+  if (rc == 0 && a->plot != NULL) rc = tool_writable_dir("the plot", a->plot);
+  if (rc != 0 || access(path, F_OK) != 0) return rc;
+  mfx_latency_table *t = malloc(sizeof *t);
+  mfx_status st = t ? mfx_latency_load(path, "", t) : MFX_ERR_NOMEM; /* "" is never a key */
+  free(t);
+  if (st == MFX_ERR_FORMAT || st == MFX_ERR_IO || st == MFX_ERR_NOMEM)
+    return tool_error_status(TOOL_EXIT_FAIL, "experts: the existing table");
+  mfx_clear_error();
+  return 0;
+}
+
+static int tool_experts_save(const char *path, const mfx_latency_table *t) {
   if (mfx_latency_save(path, t) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "experts: saving the latency table");
   fprintf(stderr, "mfx experts: saved the table of '%s' to %s\n", t->device, path);
@@ -432,6 +465,8 @@ int tool_cmd_experts(int argc, char **argv) {
     fputs(tool_experts_usage, stdout);
     return TOOL_EXIT_OK;
   }
+  char path[1024];
+  if (rc == 0) rc = tool_experts_precheck(&a, path, sizeof path);
   if (rc != 0) return rc;
   mfx_pool *pool = NULL;
   if (mfx_pool_create(a.threads, &pool) != MFX_OK)
@@ -446,7 +481,7 @@ int tool_cmd_experts(int argc, char **argv) {
     tool_experts_print(stdout, t);
   }
   if (rc == 0 && a.plot != NULL) rc = tool_experts_plot(a.plot, t);
-  if (rc == 0) rc = tool_experts_save(&a, t);
+  if (rc == 0) rc = tool_experts_save(path, t);
   free(t);
   return rc;
 }

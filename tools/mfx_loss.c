@@ -108,7 +108,8 @@ static int tool_loss_alpha(const tool_loss_args *a, tool_loss_run *r) {
     free(t);
     return st == MFX_OK ? 0 : tool_error_status(TOOL_EXIT_FAIL, "loss: --latency");
   }
-  int rc = tool_flag_doubles("--latency", a->latency, latency, MFX_LATENCY_MAX_EXPERTS, &r->n_alpha);
+  int rc = tool_flag_doubles("--latency", a->latency, latency, MFX_LATENCY_MAX_EXPERTS,
+                             &r->n_alpha);
   if (rc != 0) return rc;
   if (mfx_router_latency_alpha(latency, r->n_alpha, r->alpha) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "loss: --latency");
@@ -126,8 +127,9 @@ static int tool_loss_compute(const tool_loss_args *a, tool_loss_run *r) {
                       latency ? r->alpha : NULL, latency ? r->n_alpha : 0, NULL, &r->loss,
                       r->grad) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "loss");
-  if (r->experts <= MFX_LATENCY_MAX_EXPERTS &&
-      mfx_router_expert_counts(r->logits.data, r->tokens, r->experts, (int)a->k, r->counts) != MFX_OK)
+  int counts = r->experts <= MFX_LATENCY_MAX_EXPERTS;
+  if (counts && mfx_router_expert_counts(r->logits.data, r->tokens, r->experts, (int)a->k,
+                                         r->counts) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "loss: counts");
   return 0;
 }
@@ -141,7 +143,8 @@ static int tool_loss_save_grad(const tool_loss_args *a, tool_loss_run *r) {
 }
 
 static void tool_loss_list(const double *v, int n, int json) {
-  for (int i = 0; i < n; i++) printf(json ? "%s%.12g" : "%s%.4g", i ? (json ? ", " : " ") : "", v[i]);
+  const char *sep = json ? ", " : " ";
+  for (int i = 0; i < n; i++) printf(json ? "%s%.12g" : "%s%.4g", i ? sep : "", v[i]);
 }
 
 static void tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {

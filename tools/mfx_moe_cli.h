@@ -19,7 +19,7 @@ int tool_flag(int argc, char **argv, int *i, const char *name, const char **valu
 /* Whole number / number in [lo, hi] for option `flag`; 0 or exit status 2. */
 int tool_flag_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out);
 int tool_flag_double(const char *flag, const char *text, double lo, double hi, double *out);
-/* "1.5,2,3" into at most max positive numbers; 0 or exit status 2. */
+/* "1.5,2,3" into at most max finite numbers; 0 or exit status 2. */
 int tool_flag_doubles(const char *flag, const char *text, double *out, int max, int *count);
 
 /* ---- measuring experts ---------------------------------------------------------- */

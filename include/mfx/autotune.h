@@ -13,7 +13,8 @@
  *   db_io.c    export / import as JSON lines, SVG plot of a tuning
  *   lookup.c   best config for a key: tuned, nearest tuned shape, default
  *   tune.c     the tuning loop: search -> build -> run -> commit each trial
- *   mpi.c      the same loop with candidates sharded over MPI ranks */
+ *   mpi.c      the same loop with candidates sharded over MPI ranks
+ *   util.c     (private) hash map, random numbers, clocks, text */
 #ifndef MFX_AUTOTUNE_H
 #define MFX_AUTOTUNE_H
 
@@ -33,9 +34,14 @@ typedef struct {
   const mfx_op *op;
   int64_t dims[MFX_OP_MAX_DIMS];
   uint64_t size;
+  char target[16]; /* "cpu" or "cuda:sm_XX": the template and knobs searched */
 } mfx_space;
 
+/* The space of the op's CPU template. */
 mfx_status mfx_space_init(mfx_space *s, const mfx_op *op, const int64_t *dims);
+/* The space of the target's template (mfx_op_knobs, mfx_op_build_for). */
+mfx_status mfx_space_init_for(mfx_space *s, const mfx_op *op, const int64_t *dims,
+                              const char *target);
 /* The complete configuration at index (< size), knobs in the op's order. */
 void mfx_space_config(const mfx_space *s, uint64_t index, mfx_config *cfg);
 /* The index of cfg (knobs missing from cfg take their defaults);
@@ -102,6 +108,7 @@ typedef struct {
   double spread;       /* (p90 - p10) / median */
   int repeats;
   int calls_per_repeat;
+  double total_s;      /* time measured over all repeats */
 } mfx_measurement;
 
 /* One launch of a compiled kernel; NULL fn means mfx_op_kernel_run. */

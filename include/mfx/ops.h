@@ -58,6 +58,15 @@ struct mfx_op {
   void (*reference)(const int64_t *dims, const mfx_array *inputs, mfx_array *outputs);
   /* Fill input i with valid random data (codes 0/1, shifts 0..15, ...). */
   void (*random_input)(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+  /* The GPU schedule template (targets "cuda:sm_XX"): its own knobs, and a
+   * build whose stages are all bound to blockIdx/threadIdx (no parallel
+   * loops), within 1024 threads and 48 KiB of static shared memory per
+   * block; configs beyond those limits are refused by the build. Each root
+   * stage becomes one kernel (mfx_split_kernels). */
+  int n_gpu_knobs;
+  mfx_knob gpu_knobs[MFX_OP_MAX_KNOBS];
+  mfx_status (*build_gpu)(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                          mfx_schedule **out);
 };
 
 int mfx_op_count(void);
@@ -80,6 +89,30 @@ mfx_status mfx_config_parse_json(const mfx_op *op, const char *json, mfx_config 
 /* Write {"knob":value,...} into buf. */
 void mfx_config_to_json(const mfx_config *cfg, char *buf, size_t size);
 int64_t mfx_config_get(const mfx_config *cfg, const char *name); /* -1 if absent */
+
+/* Targets. "cpu" (or NULL) uses op->knobs and op->build; "cuda:sm_XX" (any
+ * name starting with "cuda") op->gpu_knobs and op->build_gpu. The plain
+ * mfx_config_* functions above are the "cpu" ones. */
+int mfx_target_is_gpu(const char *target);
+/* The knob list of the target (*n its length). */
+const mfx_knob *mfx_op_knobs(const mfx_op *op, const char *target, int *n);
+void mfx_config_default_for(const mfx_op *op, const char *target, mfx_config *cfg);
+mfx_status mfx_config_set_for(const mfx_op *op, const char *target, mfx_config *cfg,
+                              const char *name, int64_t v);
+mfx_status mfx_config_parse_json_for(const mfx_op *op, const char *target, const char *json,
+                                     mfx_config *cfg);
+/* The target's defaults with every knob of cfg (NULL: none) validated on
+ * top of them. */
+mfx_status mfx_config_complete_for(const mfx_op *op, const char *target, const mfx_config *cfg,
+                                   mfx_config *out);
+/* Build the op's schedule for target: cfg completed (mfx_config_complete_for),
+ * dims checked, then the target's template. */
+mfx_status mfx_op_build_for(const mfx_op *op, const char *target, mfx_arena *a,
+                            const int64_t *dims, const mfx_config *cfg, mfx_schedule **out);
+/* The GPU program of an op: mfx_op_build_for a cuda target, lowered (named
+ * after the op) and split into kernels, in arena a. */
+mfx_status mfx_op_gpu_program(const mfx_op *op, mfx_arena *a, const int64_t *dims,
+                              const mfx_config *cfg, mfx_gpu_program **out);
 
 /* Build + lower + JIT for the host CPU. */
 typedef struct {

@@ -58,6 +58,18 @@ static int runner_parse_number(const char *option, const char *text, long long l
   return 0;
 }
 
+/* Any unsigned 64-bit seed, as mfx run takes it. */
+static int runner_parse_seed(const char *text, uint64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (text[0] == '\0' || text[0] == '-' || *end != '\0' || errno != 0)
+    return runner_error(RUNNER_EXIT_USAGE, "--seed: '%s' is not a non-negative whole number",
+                        text);
+  *out = (uint64_t)v;
+  return 0;
+}
+
 static int runner_parse_tol(const char *text, double *out) {
   char *end = NULL;
   errno = 0;
@@ -107,8 +119,7 @@ static int runner_apply(runner_args *a, const char *option, const char *value) {
     rc = runner_parse_number(option, value, 1, 1024, &v);
     a->threads = (int)v;
   } else {
-    rc = runner_parse_number(option, value, 0, INT64_MAX, &v);
-    a->seed = (uint64_t)v;
+    rc = runner_parse_seed(value, &a->seed);
   }
   return rc;
 }
@@ -180,9 +191,37 @@ static int runner_run(mfx_artifact *art, const runner_args *a) {
   int rc = 0;
   for (int i = 0; i < n; i++) {
     if (only >= 0 && i != only) continue;
-    if (a->list) runner_list_kernel(art, i);
-    else if (runner_run_kernel(art, i, a) != 0) rc = RUNNER_EXIT_FAIL;
+    int status = runner_run_kernel(art, i, a);
+    if (status > rc) rc = status; /* a usage error (2) outranks a failure (1) */
   }
+  return rc;
+}
+
+/* --list reads the file only: no device is needed to see what it holds. */
+static int runner_list(const runner_args *a) {
+  void *data = NULL;
+  size_t size = 0;
+  mfx_artifact_kernel *kernels = NULL;
+  int n = 0;
+  if (mfx_artifact_read_file(a->artifact, &data, &size) != MFX_OK ||
+      mfx_artifact_decode(data, size, a->artifact, &kernels, &n) != MFX_OK) {
+    free(data);
+    return runner_error_status(RUNNER_EXIT_FAIL, "reading the artifact");
+  }
+  int rc = 0, shown = 0;
+  printf("artifact %s: %d kernel%s, %zu bytes\n", a->artifact, n, n == 1 ? "" : "s", size);
+  for (int i = 0; i < n; i++) {
+    char index[16];
+    snprintf(index, sizeof index, "%d", i);
+    if (a->kernel != NULL && strcmp(a->kernel, kernels[i].name) != 0 &&
+        strcmp(a->kernel, kernels[i].op) != 0 && strcmp(a->kernel, index) != 0)
+      continue;
+    runner_list_kernel(&kernels[i], i);
+    shown++;
+  }
+  if (shown == 0) rc = runner_error(RUNNER_EXIT_USAGE, "--kernel %s: no such kernel", a->kernel);
+  free(kernels);
+  free(data);
   return rc;
 }
 
@@ -194,6 +233,7 @@ int main(int argc, char **argv) {
     fputs(runner_usage, stdout);
     return RUNNER_EXIT_OK;
   }
+  if (a.list) return runner_list(&a);
   mfx_artifact_options options = {a.device, a.threads};
   mfx_artifact *art = NULL;
   if (mfx_artifact_load(a.artifact, &options, &art) != MFX_OK)

@@ -49,7 +49,7 @@ extern const char runner_usage[];
 
 /* One kernel: inputs (random, then --in files), run or time, check, save. */
 int runner_run_kernel(mfx_artifact *art, int index, const runner_args *args);
-/* The kernel's arguments, one line each. */
-void runner_list_kernel(const mfx_artifact *art, int index);
+/* What kernel `index` is: op, dims, target, arguments, launches. */
+void runner_list_kernel(const mfx_artifact_kernel *k, int index);
 
 #endif

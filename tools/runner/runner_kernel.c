@@ -34,8 +34,7 @@ static void runner_dims_text(const mfx_artifact_kernel *k, char *buf, size_t siz
                              (long long)k->dims[d]);
 }
 
-void runner_list_kernel(const mfx_artifact *art, int index) {
-  const mfx_artifact_kernel *k = mfx_artifact_kernel_at(art, index);
+void runner_list_kernel(const mfx_artifact_kernel *k, int index) {
   char dims[256], shape[160];
   runner_dims_text(k, dims, sizeof dims);
   printf("kernel %d %s: op %s %s, target %s, compiled by %s\n", index, k->name, k->op, dims,

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# mfx experts and mfx loss end to end: the latency table (text, JSON with
+# alpha of the right length and mean 1, the saved file keyed by device, the
+# default path, the SVG plot), the router losses against python's
+# mfx.router_loss on the same logits, and every class of bad input (exit 2
+# for usage errors, 1 for failures, a message, never a crash).
+#
+# Environment: MFX_BIN (the directory holding mfx), MFX_LIB_DIR (libmfxrt.so
+# for the python side); run from the source tree.
+set -u
+
+MFX="${MFX_BIN:-build/bin}/mfx"
+PY=/usr/bin/python3
+export PYTHONPATH="${MFX_SOURCE_DIR:-.}/python${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONDONTWRITEBYTECODE=1
+unset MFX_LATENCY
+if [[ ! -x "$MFX" ]]; then
+  echo "FAIL: $MFX is not an executable (set MFX_BIN)"
+  exit 1
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_experts.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+passed=0
+failed=0
+OUT=""
+
+crashed() {
+  [[ "$1" == *"Segmentation fault"* || "$1" == *"AddressSanitizer"* ||
+     "$1" == *"runtime error:"* || "$1" == *"LeakSanitizer"* || "$1" == *"Aborted"* ]]
+}
+
+# expect STATUS TEXT COMMAND...: COMMAND exits with STATUS and its stdout+stderr
+# contain TEXT (empty: anything). stdout alone is left in $OUT.
+expect() {
+  local want_status=$1 want_text=$2
+  shift 2
+  local status all
+  OUT=$("$@" 2>"$TMP/stderr")
+  status=$?
+  all="$OUT$(cat "$TMP/stderr")"
+  local why=""
+  if (( status >= 128 )); then
+    why="killed by signal $((status - 128))"
+  elif crashed "$all"; then
+    why="crash or sanitizer report in the output"
+  elif (( status != want_status )); then
+    why="exit status $status, expected $want_status"
+  elif [[ -n "$want_text" && "$all" != *"$want_text"* ]]; then
+    why="output lacks '$want_text'"
+  fi
+  if [[ -n "$why" ]]; then
+    failed=$((failed + 1))
+    echo "FAIL: $* -> $why"
+    echo "$all" | head -n 20 | sed 's/^/    | /'
+  else
+    passed=$((passed + 1))
+  fi
+}
+
+# check WHAT PYTHON-CODE: runs the code (with mfx, numpy, json imported and
+# argv after it); a failed assertion is a failed check.
+check() {
+  local what=$1
+  shift
+  local out
+  if out=$("$PY" -c "import json, sys; import numpy as np; import mfx
+$1" "${@:2}" 2>&1); then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $what"
+    echo "$out" | tail -n 8 | sed 's/^/    | /'
+  fi
+}
+
+SMALL=(--tokens 32 --dim 8 --hidden 16 --min-time 0.001)
+
+# ---- mfx experts ----------------------------------------------------------------
+
+expect 0 "alpha" "$MFX" experts "${SMALL[@]}" --out "$TMP/lat.json" --plot "$TMP/lat.svg"
+[[ "$OUT" == *"mult"* && "$OUT" == *"shift"* && "$OUT" == *"r2"* ]] ||
+  { failed=$((failed + 1)); echo "FAIL: experts table lacks its rows: $OUT"; }
+check "the saved table has this host's key, 2 experts, alpha of mean 1" '
+t = json.load(open(sys.argv[1]))
+assert t["format"] == "mfx-latency-1"
+e = t["devices"][mfx.host_key()]
+assert [x["name"] for x in e["experts"]] == ["mult", "shift"]
+assert [x["tokens"] for x in e["experts"]][0] == [4, 8, 16, 32]
+assert len(e["alpha"]) == 2 and abs(sum(e["alpha"]) / 2 - 1) < 1e-9
+assert e["at_tokens"] == 16' "$TMP/lat.json"
+check "the plot is an SVG with axes and one measured polyline and fit line per expert" '
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+assert root.tag == ns + "svg"
+assert len(root.findall(ns + "polyline")) == 2
+assert len([l for l in root.findall(ns + "line") if l.get("stroke-dasharray")]) == 2
+texts = " ".join(t.text or "" for t in root.iter(ns + "text"))
+assert "tokens per expert" in texts and "latency (ms)" in texts and "alpha" in texts' "$TMP/lat.svg"
+
+expect 0 '"alpha"' "$MFX" experts "${SMALL[@]}" --experts shift,mult,shift --json --out "$TMP/lat.json"
+check "--json prints one table: alpha of length 3, mean 1, fits and points" '
+t = json.loads(sys.argv[1])
+assert len(t["alpha"]) == 3 and abs(np.mean(t["alpha"]) - 1) < 1e-9
+assert [x["name"] for x in t["experts"]] == ["shift", "mult", "shift"]
+for x in t["experts"]:
+    assert len(x["tokens"]) == len(x["seconds"]) == 4 and x["latency"] > 0
+lat = np.array([x["latency"] for x in t["experts"]])
+assert np.allclose(t["alpha"], lat / lat.mean())' "$OUT"
+check "saving again replaced this host's table and kept the file valid" '
+t = json.load(open(sys.argv[1]))
+assert len(t["devices"]) == 1
+assert len(t["devices"][mfx.host_key()]["alpha"]) == 3' "$TMP/lat.json"
+
+mkdir -p "$TMP/home"
+expect 0 "saved the table" env HOME="$TMP/home" "$MFX" experts "${SMALL[@]}" --experts mult
+[[ -f "$TMP/home/.cache/mfx/latency.json" ]] ||
+  { failed=$((failed + 1)); echo "FAIL: no table at the default path ~/.cache/mfx/latency.json"; }
+expect 0 "" env MFX_LATENCY="$TMP/env.json" "$MFX" experts "${SMALL[@]}" --experts mult
+[[ -f "$TMP/env.json" ]] || { failed=$((failed + 1)); echo "FAIL: \$MFX_LATENCY was not used"; }
+
+expect 0 "usage: mfx experts" "$MFX" experts --help
+expect 0 "usage: mfx experts" "$MFX" help experts
+expect 2 "--tokens, --dim and --hidden are required" "$MFX" experts --dim 8 --hidden 16
+expect 2 "unknown expert kind 'foo'" "$MFX" experts "${SMALL[@]}" --experts mult,foo
+expect 2 "null experts cost nothing" "$MFX" experts "${SMALL[@]}" --experts mult,null
+expect 2 "target cpu only" "$MFX" experts "${SMALL[@]}" --target cuda
+expect 2 "--tokens: '1' is not a whole number in 2.." "$MFX" experts --tokens 1 --dim 8 --hidden 16
+expect 2 "--dim: '0'" "$MFX" experts --tokens 64 --dim 0 --hidden 16
+expect 2 "--tokens needs a value" "$MFX" experts --dim 8 --hidden 16 --tokens
+expect 2 "unknown argument '--bogus'" "$MFX" experts "${SMALL[@]}" --bogus
+expect 1 "cannot write the table" "$MFX" experts "${SMALL[@]}" --out "$TMP/no/such/dir/lat.json"
+echo "not json" > "$TMP/corrupt.json"
+expect 1 "not an mfx latency table" "$MFX" experts "${SMALL[@]}" --out "$TMP/corrupt.json"
+[[ "$(cat "$TMP/corrupt.json")" == "not json" ]] ||
+  { failed=$((failed + 1)); echo "FAIL: a corrupt table was overwritten"; }
+expect 1 "cannot write the plot" "$MFX" experts "${SMALL[@]}" --out "$TMP/lat.json" --plot "$TMP/no/dir/p.svg"
+
+# ---- mfx loss against python's mfx.router_loss -------------------------------------
+
+"$PY" -c "
+import numpy as np
+rng = np.random.default_rng(7)
+np.save('$TMP/z.npy', rng.normal(size=(4, 25, 3)).astype(np.float32))
+np.save('$TMP/z64.npy', rng.normal(size=(10, 3)))
+np.save('$TMP/z1.npy', rng.normal(size=(10,)).astype(np.float32))"
+
+# compare KIND K LATENCY(python literal or None) MFX-ARGS...
+compare() {
+  local kind=$1 k=$2 latency=$3
+  shift 3
+  expect 0 '"loss"' "$MFX" loss "$kind" --logits "$TMP/z.npy" --k "$k" --json \
+    --grad-out "$TMP/g.npy" "$@"
+  check "mfx loss $kind k=$k $* equals mfx.router_loss" '
+got = json.loads(sys.argv[1])
+z = np.load(sys.argv[2])
+loss, grad = mfx.router_loss(z, sys.argv[3], k=int(sys.argv[4]), latency=eval(sys.argv[5]))
+assert abs(got["loss"] - loss) <= 1e-12 * max(1.0, abs(loss)), (got["loss"], loss)
+assert got["tokens"] == 100 and got["experts"] == 3 and got["k"] == int(sys.argv[4])
+g = np.load(sys.argv[6])
+assert g.shape == z.shape and g.dtype == np.float32
+assert np.array_equal(g, grad)
+assert sum(got["counts"]) == 100 * int(sys.argv[4])' \
+    "$OUT" "$TMP/z.npy" "$kind" "$k" "$latency" "$TMP/g.npy"
+}
+
+compare switch 1 None
+compare switch 2 None
+compare zloss 1 None
+compare latency 1 "[1.5, 0.5, 1.0]" --latency 1.5,0.5,1.0
+compare latency 2 "[3e-3, 1e-3, 2e-3]" --latency=3e-3,1e-3,2e-3
+check "the experts table of 3 experts gives its alpha" '
+t = mfx.load_latency(sys.argv[1])
+print(",".join(repr(a) for a in t["alpha"]))' "$TMP/lat.json"
+ALPHA=$("$PY" -c "import mfx; print(list(mfx.load_latency('$TMP/lat.json')['alpha']))")
+compare latency 1 "$ALPHA" --latency "$TMP/lat.json"
+
+expect 0 "loss     switch" "$MFX" loss switch --logits "$TMP/z.npy"
+expect 0 "usage: mfx loss" "$MFX" loss --help
+expect 2 "unknown kind 'bogus'" "$MFX" loss bogus --logits "$TMP/z.npy"
+expect 2 "needs KIND and --logits" "$MFX" loss switch
+expect 2 "needs --latency" "$MFX" loss latency --logits "$TMP/z.npy"
+expect 2 "applies to the latency loss only" "$MFX" loss switch --logits "$TMP/z.npy" --latency 1,2,3
+expect 2 "--latency: '1,,2' has an empty" "$MFX" loss latency --logits "$TMP/z.npy" --latency 1,,2
+expect 2 "--latency: 'x' is not a number" "$MFX" loss latency --logits "$TMP/z.npy" --latency 1,x,2
+expect 2 "--k: '0'" "$MFX" loss switch --logits "$TMP/z.npy" --k 0
+expect 2 "unknown argument 'extra'" "$MFX" loss switch extra --logits "$TMP/z.npy"
+expect 1 "cannot open" "$MFX" loss switch --logits "$TMP/missing.npy"
+expect 1 "k=5" "$MFX" loss switch --logits "$TMP/z.npy" --k 5
+expect 1 "2 latencies for E=3 experts" "$MFX" loss latency --logits "$TMP/z.npy" --latency 1,2
+expect 1 "latency[1]=0" "$MFX" loss latency --logits "$TMP/z.npy" --latency 1,0,2
+expect 1 "expected f32 logits" "$MFX" loss switch --logits "$TMP/z1.npy"
+expect 1 "" "$MFX" loss switch --logits "$TMP/z64.npy"
+expect 1 "no table for device 'nope'" "$MFX" loss latency --logits "$TMP/z.npy" \
+  --latency "$TMP/lat.json" --device nope
+expect 1 "not an mfx latency table" "$MFX" loss latency --logits "$TMP/z.npy" \
+  --latency "$TMP/corrupt.json"
+expect 1 "--grad-out" "$MFX" loss switch --logits "$TMP/z.npy" --grad-out "$TMP/no/dir/g.npy"
+
+echo "$passed passed, $failed failed"
+(( failed == 0 ))

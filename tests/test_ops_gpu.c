@@ -1,0 +1,587 @@
+/* Every op's GPU schedule template, without a GPU.
+ *
+ * Correctness: each op under its GPU default and several other GPU configs,
+ * on shapes that do not divide the tiles and with dims of 1, is built,
+ * lowered, split into kernels and run by the GPU emulator on the CPU
+ * (block and thread loops serial, barrier phases split), then compared with
+ * the plain-C reference: integers exactly, f32 within 1e-4 * max|ref|.
+ *
+ * GPU constraints, on the programs themselves: at most 1024 threads and 48
+ * KiB of static shared memory per block, every kernel launched on more than
+ * one thread, shared staging present when asked for, and the
+ * multiplication-free ops free of data multiplications (only i64 index
+ * arithmetic multiplies).
+ *
+ * PTX: every op under several configs compiles to PTX that ptxas assembles
+ * for sm_80 and sm_90 (ptxas from $MFX_PTXAS, PATH or /usr/local/cuda/bin;
+ * without it a loud SKIP line on stderr). What only a GPU can tell, the
+ * speed and the real hardware's behaviour, is not tested here.
+ *
+ * Configs: GPU knobs, target selection, invalid configs refused with
+ * messages that say why, and the artifact build for cuda:sm_80. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mfx/artifact.h"
+#include "mfx/ops.h"
+
+#define TOL 1e-4
+#define MAX_SHAPES 6
+#define MAX_CONFIGS 5
+
+typedef struct {
+  const char *op;
+  int n_shapes;
+  int64_t shapes[MAX_SHAPES][MFX_OP_MAX_DIMS];
+  const char *configs[MAX_CONFIGS]; /* GPU JSON over the defaults; "{}" is the default */
+  int multiplication_free;
+} gpu_case;
+
+static const gpu_case cases[] = {
+  {"linear", 6,
+   {{1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {130, 70, 40}, {3, 100, 1}, {1, 200, 19}},
+   {"{}",
+    "{\"shared\":0,\"unroll\":0,\"pack\":0,\"block_m\":32,\"block_n\":16,\"thread_m\":1,"
+    "\"thread_n\":2,\"block_k\":8}",
+    "{\"block_m\":16,\"block_n\":128,\"thread_m\":2,\"thread_n\":8,\"block_k\":4,"
+    "\"threads\":64}",
+    "{\"block_m\":64,\"block_n\":32,\"thread_m\":4,\"thread_n\":1,\"block_k\":32,\"pack\":0}"},
+   0},
+  {"shift_linear", 5,
+   {{1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {130, 70, 40}, {3, 100, 1}},
+   {"{}", "{\"form\":1}",
+    "{\"form\":1,\"pack\":0,\"block_m\":32,\"block_n\":32,\"thread_m\":2,\"thread_n\":2,"
+    "\"block_k\":8,\"unroll\":0,\"threads\":64}",
+    "{\"pack\":0,\"shared\":0,\"block_m\":16,\"block_n\":64,\"thread_m\":1,\"thread_n\":4}",
+    "{\"form\":1,\"shared\":0,\"block_k\":64,\"block_m\":64,\"block_n\":16,\"thread_m\":8,"
+    "\"thread_n\":1}"},
+   1},
+  {"matadd", 5,
+   {{1, 1, 1, 1, 1}, {2, 3, 17, 9, 5}, {1, 2, 40, 33, 70}, {2, 1, 64, 64, 16}, {3, 2, 5, 1, 1}},
+   {"{}",
+    "{\"block_c\":8,\"block_d\":16,\"thread_c\":1,\"thread_d\":1,\"block_n\":4,\"unroll\":0}",
+    "{\"shared\":0,\"block_c\":64,\"block_d\":32,\"thread_c\":8,\"thread_d\":2,\"block_n\":64}",
+    "{\"block_c\":16,\"block_d\":128,\"thread_c\":4,\"thread_d\":8,\"block_n\":32}"},
+   1},
+  {"hamming", 5,
+   {{1, 1, 1}, {5, 40, 3}, {70, 33, 9}, {64, 64, 8}, {3, 130, 1}},
+   {"{}",
+    "{\"pack\":0,\"block_n\":16,\"block_m\":32,\"thread_n\":1,\"thread_m\":2,\"block_w\":2}",
+    "{\"shared\":0,\"unroll\":0,\"block_n\":128,\"block_m\":16,\"thread_n\":8,\"thread_m\":1,"
+    "\"block_w\":16,\"threads\":128}",
+    "{\"block_w\":1,\"block_n\":32,\"block_m\":128,\"thread_n\":2,\"thread_m\":8}"},
+   1},
+  {"binary_attention", 5,
+   {{1, 1, 1, 1, 1}, {2, 3, 17, 9, 5}, {1, 2, 70, 33, 20}, {2, 1, 64, 64, 16}, {1, 1, 5, 1, 3}},
+   {"{}", "{\"inline_x\":0,\"threads\":64}",
+    "{\"shared\":0,\"unroll\":0,\"block_c\":8,\"block_n\":16,\"block_d\":16,\"thread_r\":1,"
+    "\"thread_d\":2,\"block_k\":4}",
+    "{\"block_c\":64,\"block_n\":128,\"block_d\":32,\"thread_r\":8,\"thread_d\":1,"
+    "\"block_k\":64,\"inline_x\":0}"},
+   0},
+};
+
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+static int n_configs(const gpu_case *c) {
+  int n = 0;
+  while (n < MAX_CONFIGS && c->configs[n] != NULL) n++;
+  return n;
+}
+
+static const mfx_op *find_op(const char *name) {
+  const mfx_op *op = mfx_op_find(name);
+  ck_assert_msg(op != NULL, "op %s is not registered", name);
+  return op;
+}
+
+static void gpu_config(const mfx_op *op, const char *json, mfx_config *cfg) {
+  ck_assert_msg(mfx_config_parse_json_for(op, "cuda:sm_80", json, cfg) == MFX_OK,
+                "%s GPU config %s: %s", op->name, json, mfx_last_error());
+}
+
+static void describe(const mfx_op *op, const int64_t *dims, const char *json, char *buf,
+                     size_t size) {
+  size_t used = (size_t)snprintf(buf, size, "%s", op->name);
+  for (int d = 0; d < op->n_dims && used < size; d++)
+    used += (size_t)snprintf(buf + used, size - used, "%s%s=%lld", d ? "," : " ", op->dims[d],
+                             (long long)dims[d]);
+  if (used < size) snprintf(buf + used, size - used, " gpu %s", json);
+}
+
+/* The GPU program of one case, in arena a (fails the test when it cannot
+ * be built). */
+static mfx_gpu_program *program(mfx_arena *a, const mfx_op *op, const int64_t *dims,
+                                const char *json) {
+  mfx_config cfg;
+  gpu_config(op, json, &cfg);
+  mfx_gpu_program *p = NULL;
+  char what[512];
+  describe(op, dims, json, what, sizeof what);
+  ck_assert_msg(mfx_op_gpu_program(op, a, dims, &cfg, &p) == MFX_OK, "%s: %s", what,
+                mfx_last_error());
+  ck_assert_msg(p->n_kernels >= 1, "%s: no kernels", what);
+  return p;
+}
+
+/* ---- loop IR checks ------------------------------------------------------------------ */
+
+static int expr_multiplies_data(const mfx_expr *e) {
+  if (e == NULL) return 0;
+  switch (e->kind) {
+  case MFX_EXPR_LOAD:
+    for (int i = 0; i < e->u.load.n; i++)
+      if (expr_multiplies_data(e->u.load.idx[i])) return 1;
+    return 0;
+  case MFX_EXPR_BINARY:
+    if ((e->u.bin.op == MFX_MUL || e->u.bin.op == MFX_DIV) && e->type != MFX_I64) return 1;
+    return expr_multiplies_data(e->u.bin.a) || expr_multiplies_data(e->u.bin.b);
+  case MFX_EXPR_UNARY: return expr_multiplies_data(e->u.un.a);
+  case MFX_EXPR_CAST: return expr_multiplies_data(e->u.cast.a);
+  case MFX_EXPR_SELECT:
+    return expr_multiplies_data(e->u.sel.cond) || expr_multiplies_data(e->u.sel.a) ||
+           expr_multiplies_data(e->u.sel.b);
+  default: return 0;
+  }
+}
+
+static int stmt_multiplies_data(const mfx_stmt *s) {
+  if (s == NULL) return 0;
+  switch (s->kind) {
+  case MFX_STMT_FOR: return stmt_multiplies_data(s->u.loop.body);
+  case MFX_STMT_STORE:
+    for (int i = 0; i < s->u.store.n; i++)
+      if (expr_multiplies_data(s->u.store.idx[i])) return 1;
+    return expr_multiplies_data(s->u.store.value);
+  case MFX_STMT_LET:
+    return expr_multiplies_data(s->u.let.value) || stmt_multiplies_data(s->u.let.body);
+  case MFX_STMT_IF:
+    return expr_multiplies_data(s->u.if_.cond) || stmt_multiplies_data(s->u.if_.then_s) ||
+           stmt_multiplies_data(s->u.if_.else_s);
+  case MFX_STMT_ALLOCATE: return stmt_multiplies_data(s->u.alloc.body);
+  case MFX_STMT_SEQ:
+    for (int i = 0; i < s->u.seq.n; i++)
+      if (stmt_multiplies_data(s->u.seq.items[i])) return 1;
+    return 0;
+  default: return 0;
+  }
+}
+
+static int stmt_count_loops(const mfx_stmt *s, mfx_loop_kind kind) {
+  if (s == NULL) return 0;
+  switch (s->kind) {
+  case MFX_STMT_FOR: return (s->u.loop.kind == kind) + stmt_count_loops(s->u.loop.body, kind);
+  case MFX_STMT_LET: return stmt_count_loops(s->u.let.body, kind);
+  case MFX_STMT_IF:
+    return stmt_count_loops(s->u.if_.then_s, kind) + stmt_count_loops(s->u.if_.else_s, kind);
+  case MFX_STMT_ALLOCATE: return stmt_count_loops(s->u.alloc.body, kind);
+  case MFX_STMT_SEQ: {
+    int n = 0;
+    for (int i = 0; i < s->u.seq.n; i++) n += stmt_count_loops(s->u.seq.items[i], kind);
+    return n;
+  }
+  default: return 0;
+  }
+}
+
+/* Launch limits, no kernel on a single thread, no parallel loops. */
+static void check_launches(const mfx_gpu_program *p, const char *what) {
+  for (int i = 0; i < p->n_kernels; i++) {
+    const mfx_gpu_kernel *k = &p->kernels[i];
+    int64_t threads = k->block[0] * k->block[1] * k->block[2];
+    int64_t blocks = k->grid[0] * k->grid[1] * k->grid[2];
+    ck_assert_msg(threads >= 1 && threads <= 1024, "%s: %s has %lld threads per block", what,
+                  k->name, (long long)threads);
+    ck_assert_msg(k->shared_bytes <= 48 * 1024, "%s: %s uses %lld bytes of shared memory", what,
+                  k->name, (long long)k->shared_bytes);
+    ck_assert_msg(threads * blocks > 1, "%s: %s runs on one thread (an unbound stage)", what,
+                  k->name);
+    ck_assert_msg(stmt_count_loops(k->body, MFX_LOOP_PARALLEL) == 0, "%s: %s has parallel loops",
+                  what, k->name);
+  }
+}
+
+static int64_t program_shared_bytes(const mfx_gpu_program *p) {
+  int64_t bytes = 0;
+  for (int i = 0; i < p->n_kernels; i++) bytes += p->kernels[i].shared_bytes;
+  return bytes;
+}
+
+/* On a shape that fills several blocks: launches within limits, shared
+ * staging where asked for, multiplication-free where the op is. */
+START_TEST(gpu_programs_respect_limits) {
+  for (int c = 0; c < N_CASES; c++) {
+    const mfx_op *op = find_op(cases[c].op);
+    const int64_t *dims = cases[c].shapes[cases[c].n_shapes - 2];
+    for (int k = 0; k < n_configs(&cases[c]); k++) {
+      const char *json = cases[c].configs[k];
+      char what[512];
+      describe(op, dims, json, what, sizeof what);
+      mfx_arena *a = mfx_arena_create();
+      mfx_gpu_program *p = program(a, op, dims, json);
+      check_launches(p, what);
+      mfx_config cfg;
+      gpu_config(op, json, &cfg);
+      int shared = (int)mfx_config_get(&cfg, "shared");
+      ck_assert_msg((program_shared_bytes(p) > 0) == shared, "%s: %lld bytes of shared memory "
+                    "with shared=%d", what, (long long)program_shared_bytes(p), shared);
+      for (int i = 0; cases[c].multiplication_free && i < p->n_kernels; i++)
+        ck_assert_msg(!stmt_multiplies_data(p->kernels[i].body),
+                      "%s: kernel %s multiplies or divides data", what, p->kernels[i].name);
+      mfx_arena_destroy(a);
+    }
+  }
+}
+END_TEST
+
+/* The stages of the multi-stage templates become separate kernels. */
+START_TEST(gpu_kernel_counts) {
+  static const struct {
+    const char *op, *json;
+    int kernels;
+  } want[] = {
+    {"linear", "{\"pack\":1}", 2},
+    {"linear", "{\"pack\":0}", 1},
+    {"shift_linear", "{\"form\":0,\"pack\":1}", 3}, /* ST, GT, Y */
+    {"shift_linear", "{\"form\":0,\"pack\":0}", 1},
+    {"shift_linear", "{\"form\":1,\"pack\":1}", 6}, /* ST, ZM, NM, ACC, CNT, Y */
+    {"hamming", "{\"pack\":1}", 2},
+    {"matadd", "{}", 1},
+    {"binary_attention", "{\"inline_x\":1}", 4},    /* A, XS, NRM, O */
+    {"binary_attention", "{\"inline_x\":0}", 5},    /* A, XS, X, NRM, O */
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const mfx_op *op = find_op(want[i].op);
+    int64_t dims[MFX_OP_MAX_DIMS];
+    for (int d = 0; d < op->n_dims; d++) dims[d] = 19 + d;
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, dims, want[i].json);
+    ck_assert_msg(p->n_kernels == want[i].kernels, "%s %s: %d kernels, expected %d", want[i].op,
+                  want[i].json, p->n_kernels, want[i].kernels);
+    ck_assert_int_eq(p->n_workspace, p->n_kernels - 1);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
+/* ---- emulated runs against the reference ------------------------------------------------- */
+
+/* One case; on failure writes why into `why` and returns 0. */
+static int run_emulated(const mfx_op *op, const int64_t *dims, const char *json, uint64_t seed,
+                        char *why, size_t size) {
+  mfx_array in[MFX_OP_MAX_TENSORS], got[MFX_OP_MAX_TENSORS], want[MFX_OP_MAX_TENSORS];
+  ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
+  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, got), MFX_OK);
+  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, want), MFX_OK);
+  mfx_op_random_inputs(op, dims, seed, in);
+  op->reference(dims, in, want);
+  void *args[2 * MFX_OP_MAX_TENSORS];
+  for (int i = 0; i < op->n_inputs; i++) args[i] = in[i].data;
+  for (int i = 0; i < op->n_outputs; i++) { /* garbage, so unwritten outputs show */
+    memset(got[i].data, 0x7f, (size_t)mfx_array_numel(&got[i]) * mfx_dtype_size(got[i].dtype));
+    args[op->n_inputs + i] = got[i].data;
+  }
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *p = program(a, op, dims, json);
+  mfx_jit_kernel *jit = NULL;
+  int ok = 1;
+  mfx_status st = mfx_gpu_emulate_compile(a, p, &jit);
+  if (st != MFX_OK) {
+    snprintf(why, size, "emulation: %s: %s", mfx_status_name(st), mfx_last_error());
+    ok = 0;
+  }
+  mfx_kernel_env env;
+  mfx_kernel_env_init(&env, NULL);
+  if (ok && mfx_jit_entry(jit)(args, &env) != 0) {
+    snprintf(why, size, "the emulated kernel could not allocate its workspace");
+    ok = 0;
+  }
+  for (int i = 0; ok && i < op->n_outputs; i++) {
+    mfx_compare c = mfx_compare_arrays(&got[i], &want[i], TOL);
+    if (!c.ok) {
+      snprintf(why, size, "output %s differs: max_abs_err %g, max_rel_err %g at index %lld",
+               op->outputs[i].name, c.max_abs_err, c.max_rel_err, (long long)c.worst_index);
+      ok = 0;
+    }
+  }
+  if (jit != NULL) mfx_jit_free(jit);
+  mfx_arena_destroy(a);
+  for (int i = 0; i < op->n_inputs; i++) mfx_array_free(&in[i]);
+  for (int i = 0; i < op->n_outputs; i++) {
+    mfx_array_free(&got[i]);
+    mfx_array_free(&want[i]);
+  }
+  return ok;
+}
+
+/* Every shape under every config of case c; all failures printed, the first
+ * one fails the test. */
+static void check_emulated(int c) {
+  const gpu_case *gc = &cases[c];
+  const mfx_op *op = find_op(gc->op);
+  int failures = 0, runs = 0;
+  char first[2048] = "";
+  for (int s = 0; s < gc->n_shapes; s++) {
+    for (int k = 0; k < n_configs(gc); k++) {
+      char why[1024], what[512];
+      runs++;
+      if (run_emulated(op, gc->shapes[s], gc->configs[k], (uint64_t)(s * 37 + k + 1), why,
+                       sizeof why))
+        continue;
+      describe(op, gc->shapes[s], gc->configs[k], what, sizeof what);
+      fprintf(stderr, "FAIL %s: %s\n", what, why);
+      if (failures++ == 0) snprintf(first, sizeof first, "%s: %s", what, why);
+    }
+  }
+  ck_assert_msg(failures == 0, "%d of %d emulated %s cases failed; first: %s", failures, runs,
+                gc->op, first);
+}
+
+START_TEST(emulated_ops_match_reference) { check_emulated(_i); }
+END_TEST
+
+/* ---- PTX ------------------------------------------------------------------------------------ */
+
+/* $MFX_PTXAS (a path that is not executable, such as "none", turns the
+ * validation off), ptxas on PATH, or the toolkit's default place. */
+static const char *ptxas_path(void) {
+  static char found[4096];
+  const char *env = getenv("MFX_PTXAS");
+  if (env != NULL && env[0] != '\0') return access(env, X_OK) == 0 ? env : NULL;
+  const char *path = getenv("PATH");
+  while (path != NULL && *path != '\0') {
+    size_t len = strcspn(path, ":");
+    if (len > 0 && len + sizeof "/ptxas" < sizeof found) {
+      memcpy(found, path, len);
+      strcpy(found + len, "/ptxas");
+      if (access(found, X_OK) == 0) return found;
+    }
+    path += len;
+    if (*path == ':') path++;
+  }
+  return access("/usr/local/cuda/bin/ptxas", X_OK) == 0 ? "/usr/local/cuda/bin/ptxas" : NULL;
+}
+
+/* ptxas -arch=arch must accept the PTX; its output is the failure message. */
+static void assemble(const char *ptx, const char *arch, const char *what) {
+  const char *ptxas = ptxas_path();
+  if (ptxas == NULL) {
+    fprintf(stderr, "SKIP: ptxas not found; PTX of %s not validated for %s "
+            "****************************************\n", what, arch);
+    return;
+  }
+  char file[] = "/tmp/mfx_ops_gpu_XXXXXX.ptx";
+  int fd = mkstemps(file, 4);
+  ck_assert_msg(fd >= 0, "cannot create a temporary PTX file");
+  size_t len = strlen(ptx);
+  ck_assert_int_eq(write(fd, ptx, len), (ssize_t)len);
+  close(fd);
+  char command[8192];
+  snprintf(command, sizeof command, "'%s' -arch=%s -o /dev/null '%s' 2>&1", ptxas, arch, file);
+  FILE *out = popen(command, "r");
+  ck_assert_ptr_nonnull(out);
+  char log[4096] = "";
+  size_t n = fread(log, 1, sizeof log - 1, out);
+  log[n] = '\0';
+  int status = pclose(out);
+  unlink(file);
+  ck_assert_msg(status == 0, "%s: ptxas -arch=%s failed:\n%s", what, arch, log);
+}
+
+static void check_ptx(const mfx_gpu_program *p, const char *sm, int shared, const char *what) {
+  char *ptx = NULL;
+  size_t size = 0;
+  ck_assert_msg(mfx_codegen_ptx(p, sm, &ptx, &size) == MFX_OK, "%s: PTX for %s: %s", what, sm,
+                mfx_last_error());
+  for (int i = 0; i < p->n_kernels; i++) {
+    char entry[256];
+    snprintf(entry, sizeof entry, ".entry %s(", p->kernels[i].name);
+    ck_assert_msg(strstr(ptx, entry) != NULL, "%s: no %s in the PTX", what, entry);
+  }
+  if (shared) {
+    ck_assert_msg(strstr(ptx, ".shared") != NULL, "%s: staged, but no .shared in the PTX", what);
+    ck_assert_msg(strstr(ptx, "bar.sync") != NULL, "%s: staged, but no bar.sync", what);
+  }
+  assemble(ptx, sm, what);
+  free(ptx);
+}
+
+START_TEST(ptx_assembles) {
+  const gpu_case *gc = &cases[_i];
+  const mfx_op *op = find_op(gc->op);
+  const int64_t *dims = gc->shapes[2];
+  for (int k = 0; k < n_configs(gc); k++) {
+    char what[512];
+    describe(op, dims, gc->configs[k], what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, dims, gc->configs[k]);
+    mfx_config cfg;
+    gpu_config(op, gc->configs[k], &cfg);
+    int shared = (int)mfx_config_get(&cfg, "shared");
+    check_ptx(p, "sm_80", shared, what);
+    check_ptx(p, "sm_90", shared, what);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
+/* ---- configs -------------------------------------------------------------------------------- */
+
+static void assert_refused(mfx_status got, mfx_status want, const char *needle,
+                           const char *what) {
+  ck_assert_msg(got == want, "%s: status %d, expected %d (%s)", what, (int)got, (int)want,
+                mfx_last_error());
+  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "%s: message \"%s\" lacks \"%s\"",
+                what, mfx_last_error(), needle);
+}
+
+START_TEST(gpu_knobs_and_targets) {
+  ck_assert(mfx_target_is_gpu("cuda:sm_80"));
+  ck_assert(mfx_target_is_gpu("cuda"));
+  ck_assert(!mfx_target_is_gpu("cpu"));
+  ck_assert(!mfx_target_is_gpu(NULL));
+  for (int i = 0; i < mfx_op_count(); i++) {
+    const mfx_op *op = mfx_op_at(i);
+    int n = 0, n_cpu = 0;
+    const mfx_knob *knobs = mfx_op_knobs(op, "cuda:sm_90", &n);
+    ck_assert_ptr_eq(mfx_op_knobs(op, "cpu", &n_cpu), op->knobs);
+    ck_assert_int_eq(n_cpu, op->n_knobs);
+    ck_assert_msg(op->build_gpu != NULL && n > 0, "%s has no GPU template", op->name);
+    ck_assert_ptr_eq(knobs, op->gpu_knobs);
+    mfx_config cfg;
+    mfx_config_default_for(op, "cuda:sm_80", &cfg);
+    ck_assert_int_eq(cfg.n, n);
+    for (int k = 0; k < n; k++) { /* every default is one of its choices */
+      ck_assert_int_eq(mfx_config_get(&cfg, knobs[k].name), knobs[k].def);
+      ck_assert_msg(mfx_config_set_for(op, "cuda:sm_80", &cfg, knobs[k].name, knobs[k].def) ==
+                        MFX_OK, "%s: %s", op->name, mfx_last_error());
+    }
+    /* GPU knobs are not CPU knobs and the other way round */
+    assert_refused(mfx_config_set_for(op, "cpu", &cfg, knobs[0].name, knobs[0].def),
+                   MFX_ERR_INVALID, "unknown knob", op->name);
+    assert_refused(mfx_config_set_for(op, "cuda:sm_80", &cfg, op->knobs[0].name,
+                                      op->knobs[0].def), MFX_ERR_INVALID, "GPU template",
+                   op->name);
+  }
+  const mfx_op *lin = find_op("linear");
+  mfx_config cfg;
+  ck_assert_int_eq(mfx_config_parse_json_for(lin, "cuda:sm_80", "{\"block_m\":32}", &cfg),
+                   MFX_OK);
+  ck_assert_int_eq(mfx_config_get(&cfg, "block_m"), 32);
+  ck_assert_int_eq(mfx_config_get(&cfg, "block_k"), 16); /* the rest: GPU defaults */
+  ck_assert_int_eq(mfx_config_get(&cfg, "tile_m"), -1);
+  assert_refused(mfx_config_parse_json_for(lin, "cuda:sm_80", "{\"block_m\":48}", &cfg),
+                 MFX_ERR_INVALID, "not one of its choices (16, 32, 64, 128)", "block_m=48");
+  assert_refused(mfx_config_parse_json_for(lin, "cuda:sm_80", "{\"tile_m\":4}", &cfg),
+                 MFX_ERR_INVALID, "unknown knob \"tile_m\"", "a CPU knob on the GPU");
+  /* a CPU config handed to the GPU build is refused, not misread */
+  mfx_config cpu;
+  mfx_config_default(lin, &cpu);
+  mfx_arena *a = mfx_arena_create();
+  mfx_schedule *s = NULL;
+  assert_refused(mfx_op_build_for(lin, "cuda:sm_80", a, (int64_t[]){8, 8, 8}, &cpu, &s),
+                 MFX_ERR_INVALID, "unknown knob", "CPU config, GPU build");
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+/* Configs past the limits of a block are refused by the build, saying why. */
+START_TEST(invalid_gpu_configs_are_refused) {
+  static const struct {
+    const char *op, *json, *needle;
+  } bad[] = {
+    {"linear", "{\"block_m\":128,\"block_n\":128,\"thread_m\":1,\"thread_n\":1}",
+     "16384 threads per block (at most 1024)"},
+    {"linear", "{\"block_m\":128,\"block_n\":128,\"thread_m\":8,\"thread_n\":8,\"block_k\":64}",
+     "65536 bytes of shared memory (at most 49152"},
+    {"shift_linear", "{\"block_m\":128,\"block_n\":64,\"thread_m\":1,\"thread_n\":4}",
+     "2048 threads per block"},
+    {"hamming", "{\"block_n\":64,\"block_m\":128,\"thread_n\":1,\"thread_m\":2}",
+     "4096 threads per block"},
+    {"matadd", "{\"block_c\":64,\"block_d\":128,\"thread_c\":1,\"thread_d\":1}",
+     "8192 threads per block"},
+    {"binary_attention", "{\"block_n\":128,\"block_d\":64,\"thread_r\":1,\"thread_d\":2}",
+     "4096 threads per block"},
+    {"shift_linear", "{\"block_m\":128,\"block_n\":128,\"thread_m\":8,\"thread_n\":8,"
+     "\"block_k\":64,\"form\":1}", "57344 bytes of shared memory (at most 49152"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const mfx_op *op = find_op(bad[i].op);
+    int64_t dims[MFX_OP_MAX_DIMS];
+    for (int d = 0; d < op->n_dims; d++) dims[d] = 64;
+    mfx_config cfg;
+    gpu_config(op, bad[i].json, &cfg);
+    mfx_arena *a = mfx_arena_create();
+    mfx_schedule *s = NULL;
+    char what[512];
+    describe(op, dims, bad[i].json, what, sizeof what);
+    assert_refused(mfx_op_build_for(op, "cuda:sm_80", a, dims, &cfg, &s), MFX_ERR_SCHEDULE,
+                   bad[i].needle, what);
+    ck_assert_msg(strstr(mfx_last_error(), op->name) != NULL, "%s: the message does not name "
+                  "the op: %s", what, mfx_last_error());
+    mfx_arena_destroy(a);
+  }
+  /* the same config with shared staging off fits */
+  const mfx_op *lin = find_op("linear");
+  mfx_config cfg;
+  gpu_config(lin, "{\"block_m\":128,\"block_n\":128,\"thread_m\":8,\"thread_n\":8,"
+                  "\"block_k\":64,\"shared\":0}", &cfg);
+  mfx_arena *a = mfx_arena_create();
+  mfx_schedule *s = NULL;
+  ck_assert_msg(mfx_op_build_for(lin, "cuda:sm_80", a, (int64_t[]){64, 64, 64}, &cfg, &s) ==
+                MFX_OK, "%s", mfx_last_error());
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+/* The artifact of a cuda target holds PTX with one launch per kernel. */
+START_TEST(cuda_artifact_uses_the_gpu_template) {
+  for (int c = 0; c < N_CASES; c++) {
+    const mfx_op *op = find_op(cases[c].op);
+    const int64_t *dims = cases[c].shapes[2];
+    mfx_arena *a = mfx_arena_create();
+    mfx_schedule *s = NULL;
+    ck_assert_msg(mfx_op_build_for(op, "cuda:sm_80", a, dims, NULL, &s) == MFX_OK, "%s: %s",
+                  op->name, mfx_last_error());
+    mfx_artifact_kernel *k = calloc(1, sizeof *k);
+    ck_assert_ptr_nonnull(k);
+    snprintf(k->name, sizeof k->name, "%s", op->name);
+    snprintf(k->op, sizeof k->op, "%s", op->name);
+    snprintf(k->target, sizeof k->target, "cuda:sm_80");
+    ck_assert_msg(mfx_artifact_build(s, k) == MFX_OK, "%s: %s", op->name, mfx_last_error());
+    ck_assert_int_eq(k->gpu_image_kind, MFX_GPU_IMAGE_PTX);
+    mfx_gpu_program *p = program(a, op, dims, "{}");
+    ck_assert_int_eq(k->n_launches, p->n_kernels);
+    ck_assert_int_eq(k->n_args, op->n_inputs + op->n_outputs + p->n_workspace);
+    mfx_artifact_kernel_release(k);
+    free(k);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
+static Suite *ops_gpu_suite(void) {
+  Suite *s = suite_create("ops_gpu");
+  TCase *tc = tcase_create("ops_gpu");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, gpu_knobs_and_targets);
+  tcase_add_test(tc, invalid_gpu_configs_are_refused);
+  tcase_add_test(tc, gpu_kernel_counts);
+  tcase_add_test(tc, gpu_programs_respect_limits);
+  tcase_add_loop_test(tc, emulated_ops_match_reference, 0, N_CASES);
+  tcase_add_loop_test(tc, ptx_assembles, 0, N_CASES);
+  tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *runner = srunner_create(ops_gpu_suite());
+  srunner_run_all(runner, CK_NORMAL);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
