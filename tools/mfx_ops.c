@@ -12,8 +12,8 @@ static void tool_print_tensor(const char *label, const mfx_op_tensor *t) {
   printf("\n");
 }
 
-static void tool_print_knob(const mfx_knob *k) {
-  printf("  %-9s %-14s default %-4lld choices ", "knob", k->name, (long long)k->def);
+static void tool_print_knob(const char *label, const mfx_knob *k) {
+  printf("  %-9s %-14s default %-4lld choices ", label, k->name, (long long)k->def);
   for (int c = 0; c < k->n_choices; c++) printf("%s%lld", c ? "," : "", (long long)k->choices[c]);
   if (k->about != NULL && k->about[0] != '\0') printf("  %s", k->about);
   printf("\n");
@@ -27,8 +27,15 @@ static void tool_print_op(const mfx_op *op) {
   printf("\n");
   for (int i = 0; i < op->n_inputs; i++) tool_print_tensor("input", &op->inputs[i]);
   for (int i = 0; i < op->n_outputs; i++) tool_print_tensor("output", &op->outputs[i]);
-  for (int i = 0; i < op->n_knobs; i++) tool_print_knob(&op->knobs[i]);
-  if (op->n_knobs == 0) printf("  %-9s (none)\n", "knob");
+  /* The CPU template's knobs, then the GPU template's (cuda:sm_XX targets). */
+  static const struct { const char *target, *label; } templates[] = {{"cpu", "knob"},
+                                                                      {"cuda:sm_80", "gpu knob"}};
+  for (size_t t = 0; t < sizeof templates / sizeof templates[0]; t++) {
+    int n = 0;
+    const mfx_knob *knobs = mfx_op_knobs(op, templates[t].target, &n);
+    for (int i = 0; i < n; i++) tool_print_knob(templates[t].label, &knobs[i]);
+    if (n == 0) printf("  %-9s (none)\n", templates[t].label);
+  }
 }
 
 int tool_cmd_ops(int argc, char **argv) {
