@@ -207,7 +207,8 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
 static mfx_status shift_schedule_gpu(mfx_schedule *s, const shift_parts *p, mfx_tensor *red,
                                      mfx_tensor *cnt, mfx_tensor *Y, const mfx_config *cfg) {
   int64_t threads = mfx_config_get(cfg, "threads");
-  for (int i = 0; i < p->n_weight; i++) MFX_TRY(mfx_gpu_apply_elementwise(s, p->weight[i], threads));
+  for (int i = 0; i < p->n_weight; i++)
+    MFX_TRY(mfx_gpu_apply_elementwise(s, p->weight[i], threads));
   if (cnt != NULL) {
     MFX_TRY(mfx_gpu_apply_elementwise(s, cnt, threads));
     MFX_TRY(mfx_gpu_apply_elementwise(s, Y, threads));
@@ -224,7 +225,8 @@ static mfx_status shift_schedule_gpu(mfx_schedule *s, const shift_parts *p, mfx_
     t.staged[t.n_staged++] = (mfx_gpu_staged){p->S, 'y'};
     t.staged[t.n_staged++] = (mfx_gpu_staged){p->G, 'y'};
   }
-  for (int i = 0; i < p->n_weight; i++) t.staged[t.n_staged++] = (mfx_gpu_staged){p->weight[i], 'y'};
+  for (int i = 0; i < p->n_weight; i++)
+    t.staged[t.n_staged++] = (mfx_gpu_staged){p->weight[i], 'y'};
   return mfx_gpu_apply_tiled_reduce(s, red, &t);
 }
 

@@ -18,7 +18,8 @@
  * speed and the real hardware's behaviour, is not tested here.
  *
  * Configs: GPU knobs, target selection, invalid configs refused with
- * messages that say why, and the artifact build for cuda:sm_80. */
+ * messages that say why, the artifact build for cuda:sm_80 and the tuner's
+ * knob space for a cuda target. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "mfx/artifact.h"
+#include "mfx/autotune.h"
 #include "mfx/ops.h"
 
 #define TOL 1e-4
@@ -563,6 +565,39 @@ START_TEST(cuda_artifact_uses_the_gpu_template) {
 }
 END_TEST
 
+/* The tuner's space for a cuda target enumerates the GPU knobs, and the
+ * template's verdict refuses the configs a block cannot hold. */
+START_TEST(tuning_space_of_a_gpu_target) {
+  const mfx_op *lin = find_op("linear");
+  int64_t dims[3] = {256, 256, 256};
+  mfx_space space;
+  ck_assert_msg(mfx_space_init_for(&space, lin, dims, "cuda:sm_80") == MFX_OK, "%s",
+                mfx_last_error());
+  uint64_t size = 1;
+  for (int k = 0; k < lin->n_gpu_knobs; k++) size *= (uint64_t)lin->gpu_knobs[k].n_choices;
+  ck_assert_uint_eq(space.size, size);
+  mfx_config cfg, def;
+  mfx_config_default_for(lin, "cuda:sm_80", &def);
+  uint64_t index = 0;
+  ck_assert_int_eq(mfx_space_index(&space, &def, &index), MFX_OK);
+  mfx_space_config(&space, index, &cfg);
+  ck_assert_int_eq(cfg.n, lin->n_gpu_knobs);
+  for (int k = 0; k < cfg.n; k++) {
+    ck_assert_str_eq(cfg.names[k], def.names[k]);
+    ck_assert_int_eq(cfg.values[k], def.values[k]);
+  }
+  ck_assert_msg(mfx_space_check(&space, &cfg) == MFX_OK, "%s", mfx_last_error());
+  gpu_config(lin, "{\"block_m\":128,\"block_n\":128,\"thread_m\":1,\"thread_n\":1}", &cfg);
+  assert_refused(mfx_space_check(&space, &cfg), MFX_ERR_SCHEDULE, "threads per block",
+                 "space check");
+  mfx_space cpu;
+  ck_assert_int_eq(mfx_space_init(&cpu, lin, dims), MFX_OK);
+  mfx_space_config(&cpu, 0, &cfg);
+  ck_assert_int_eq(cfg.n, lin->n_knobs);
+  ck_assert_str_eq(cfg.names[0], lin->knobs[0].name);
+}
+END_TEST
+
 static Suite *ops_gpu_suite(void) {
   Suite *s = suite_create("ops_gpu");
   TCase *tc = tcase_create("ops_gpu");
@@ -574,6 +609,7 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_loop_test(tc, emulated_ops_match_reference, 0, N_CASES);
   tcase_add_loop_test(tc, ptx_assembles, 0, N_CASES);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
+  tcase_add_test(tc, tuning_space_of_a_gpu_target);
   suite_add_tcase(s, tc);
   return s;
 }
