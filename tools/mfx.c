@@ -52,9 +52,12 @@ static const char tool_ops_usage[] =
 
 static const char tool_lower_usage[] =
     "usage: mfx lower OP --dims NAME=V,... [--config JSON] [--emit ll|asm]\n"
+    "       mfx lower FILE.te [--emit ll|asm]\n"
     "\n"
     "Print the tensor expression, the schedule and the loop IR of OP under the\n"
-    "given dims and config (default: the op's template defaults).\n"
+    "given dims and config (default: the op's template defaults), or of a kernel\n"
+    "written as TE text (the language the tensor expression section prints;\n"
+    "every loop serial).\n"
     "  --dims M=64,N=64,K=64   every dim of the op, once, positive\n"
     "  --config '{\"knob\":V}'   knob values over the defaults\n"
     "  --emit ll|asm           print LLVM IR or host assembly instead\n";

@@ -59,6 +59,73 @@ static int tool_lower_problem(const tool_problem *p, const char *emit) {
   return rc;
 }
 
+/* ---- a kernel written as TE text (mfx_print_te's language) -------------------- */
+
+static int tool_is_te_file(const char *name) {
+  size_t n = name ? strlen(name) : 0;
+  return n > 3 && strcmp(name + n - 3, ".te") == 0;
+}
+
+static char *tool_read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return NULL;
+  char *text = NULL;
+  size_t size = 0, cap = 0, got;
+  char chunk[4096];
+  while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    if (size + got + 1 > cap) {
+      cap = 2 * (size + got + 1);
+      char *grown = realloc(text, cap);
+      if (grown == NULL) break;
+      text = grown;
+    }
+    memcpy(text + size, chunk, got);
+    size += got;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (text == NULL || bad) {
+    free(text);
+    return NULL;
+  }
+  text[size] = '\0';
+  if (strlen(text) != size) { /* a NUL inside: not text */
+    free(text);
+    return NULL;
+  }
+  return text;
+}
+
+/* The TE as written, its default schedule (every loop serial) and loop IR. */
+static int tool_lower_te_file(const char *path, const char *emit) {
+  char *text = tool_read_file(path);
+  if (text == NULL) return tool_error(TOOL_EXIT_FAIL, "cannot read TE text from %s", path);
+  mfx_arena *arena = mfx_arena_create();
+  mfx_schedule *s = NULL;
+  mfx_func *fn = NULL;
+  int rc = 0;
+  if (mfx_te_parse(arena, text, path, &s) != MFX_OK) {
+    rc = tool_error_status(TOOL_EXIT_FAIL, "parsing");
+  } else if (mfx_lower(s, "kernel", &fn) != MFX_OK) {
+    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
+  } else if (emit != NULL) {
+    rc = tool_emit(fn, emit);
+  } else {
+    printf("# %s (default schedule: every loop serial)\n\n", path);
+    tool_print_heading("tensor expression");
+    mfx_print_te(stdout, s);
+    printf("\n");
+    tool_print_heading("schedule");
+    mfx_print_schedule(stdout, s);
+    printf("\n");
+    tool_print_heading("loop IR");
+    mfx_print_func(stdout, fn);
+  }
+  mfx_arena_destroy(arena);
+  free(text);
+  return rc;
+}
+
 int tool_cmd_lower(int argc, char **argv) {
   tool_args args;
   int rc = tool_parse_args(argc, argv, TOOL_OPT_DIMS | TOOL_OPT_CONFIG | TOOL_OPT_EMIT, &args);
@@ -66,6 +133,14 @@ int tool_cmd_lower(int argc, char **argv) {
   if (args.help) {
     fputs(tool_usage("lower"), stdout);
     return TOOL_EXIT_OK;
+  }
+  if (tool_is_te_file(args.op_name)) {
+    if (args.dims_text != NULL || args.config_json != NULL)
+      return tool_error(TOOL_EXIT_USAGE, "%s: a TE file fixes its own shapes; --dims and --config "
+                        "apply to ops", args.op_name);
+    rc = tool_lower_te_file(args.op_name, args.emit);
+    if (fflush(stdout) != 0 && rc == 0) rc = tool_error(TOOL_EXIT_FAIL, "writing standard output");
+    return rc;
   }
   tool_problem p;
   rc = tool_resolve_problem(&args, &p);
