@@ -22,6 +22,16 @@ fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_experts.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
+# A sanitized libmfxrt.so needs the ASan runtime loaded before the
+# interpreter (MFX_PYTHON_PRELOAD, set by the sanitizer build); the
+# interpreter's own allocations are not ours to leak-check.
+if [[ -n "${MFX_PYTHON_PRELOAD:-}" ]]; then
+  printf '#!/bin/sh\nLD_PRELOAD=%s ASAN_OPTIONS=detect_leaks=0 exec %s "$@"\n' \
+    "$MFX_PYTHON_PRELOAD" "$PY" >"$TMP/python"
+  chmod +x "$TMP/python"
+  PY="$TMP/python"
+fi
+
 passed=0
 failed=0
 OUT=""
