@@ -727,6 +727,31 @@ START_TEST(test_kernel_env) {
 }
 END_TEST
 
+/* Freed workspace is handed out again (no fresh pages, no page faults), only
+ * to requests it fits without much waste, and live blocks never overlap. */
+START_TEST(test_kernel_env_reuses_workspace) {
+  mfx_kernel_env env;
+  mfx_kernel_env_init(&env, NULL);
+  unsigned char *a = env.alloc(3 << 20);
+  ck_assert_ptr_nonnull(a);
+  memset(a, 1, 3 << 20);
+  env.free(a);
+  unsigned char *b = env.alloc(3 << 20);
+  ck_assert_ptr_eq(b, a);
+  unsigned char *c = env.alloc(3 << 20); /* b is live: a new block */
+  ck_assert_ptr_ne(c, b);
+  env.free(c);
+  unsigned char *small = env.alloc(1000); /* c is too big to waste on it */
+  ck_assert_ptr_ne(small, c);
+  memset(small, 2, 1000);
+  memset(b, 3, 3 << 20);
+  ck_assert_int_eq(small[999], 2);
+  env.free(small);
+  env.free(b);
+  for (int i = 0; i < 64; i++) env.free(env.alloc((size_t)(i + 1) * 4096)); /* bounded cache */
+}
+END_TEST
+
 START_TEST(test_now_is_monotonic) {
   double a = mfx_now_seconds();
   struct timespec ten_ms = {0, 10 * 1000 * 1000};
@@ -779,6 +804,7 @@ static Suite *runtime_suite(void) {
   tcase_add_test(pool, test_pool_nested_runs_serially);
   tcase_add_test(pool, test_pool_shared_by_two_callers);
   tcase_add_test(pool, test_kernel_env);
+  tcase_add_test(pool, test_kernel_env_reuses_workspace);
   tcase_add_test(pool, test_now_is_monotonic);
   suite_add_tcase(s, pool);
   return s;
