@@ -4,15 +4,14 @@
  * also log2(1 + value) scaled to [0, 1], and the products of those for
  * every pair of them (tile sizes interact: the register tile is their
  * product). Fitting solves the centered normal
- * equations (X^T X + lambda I) w = X^T y by Cholesky. */
+ * equations (X^T X + lambda I) w = X^T y by Cholesky, with lambda chosen
+ * among a few by leave-one-out error. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "autotune_internal.h"
 
-#define TUNE_MODEL_LAMBDA 3e-4 /* small: what the trials determine is fitted nearly
-                                 exactly; the rest stays uncertain and is explored */
 
 struct mfx_cost_model {
   mfx_space space;
@@ -26,6 +25,7 @@ struct mfx_cost_model {
   double *w_fit;                      /* the fitted (posterior mean) weights */
   double *chol;                       /* Cholesky factor L of X^T X + lambda I */
   double sigma;                       /* residual scale of log(seconds) */
+  double lambda;                      /* ridge penalty of the fit */
   double mean_y;
   int fitted;
 };
@@ -161,7 +161,7 @@ static void tune_model_normal(const mfx_cost_model *m, int n, const double *X, c
     }
   }
   for (int a = 0; a < F; a++) {
-    A[a * F + a] += TUNE_MODEL_LAMBDA;
+    A[a * F + a] += m->lambda;
     for (int c = 0; c < a; c++) A[c * F + a] = A[a * F + c];
   }
 }
@@ -176,26 +176,76 @@ static double tune_model_sigma(const mfx_cost_model *m, int n, const double *X, 
     for (int f = 0; f < F; f++) r -= X[(size_t)i * F + f] * m->w_fit[f];
     sum += r * r;
   }
-  for (int f = 0; f < F; f++) sum += TUNE_MODEL_LAMBDA * m->w_fit[f] * m->w_fit[f];
+  for (int f = 0; f < F; f++) sum += m->lambda * m->w_fit[f] * m->w_fit[f];
   double sigma = sqrt(sum / (n > 1 ? n - 1 : 1));
   return sigma > 0.05 ? sigma : 0.05;
+}
+
+/* Leave-one-out squared error of the current fit, in closed form for
+ * ridge: residual / (1 - leverage), leverage = |L^-1 x|^2 + 1/n. */
+static double tune_model_loo(const mfx_cost_model *m, int n, const double *X, const double *y,
+                             double *z) {
+  int F = m->n_features;
+  double sum = 0.0;
+  for (int i = 0; i < n; i++) {
+    const double *x = X + (size_t)i * F;
+    double r = y[i] - m->mean_y, h = 1.0 / n;
+    for (int f = 0; f < F; f++) r -= x[f] * m->w_fit[f];
+    for (int a = 0; a < F; a++) {
+      double v = x[a];
+      for (int k = 0; k < a; k++) v -= m->chol[a * F + k] * z[k];
+      z[a] = v / m->chol[a * F + a];
+      h += z[a] * z[a];
+    }
+    double keep = 1.0 - h > 1e-6 ? 1.0 - h : 1e-6;
+    sum += (r / keep) * (r / keep);
+  }
+  return sum;
+}
+
+static mfx_status tune_model_solve(mfx_cost_model *m, int n, const double *X, const double *y,
+                                   double lambda) {
+  m->lambda = lambda;
+  tune_model_normal(m, n, X, y, m->chol, m->w_fit);
+  return tune_cholesky_solve(m->chol, m->w_fit, m->n_features);
+}
+
+/* The penalty with the least leave-one-out error: nearly none when the
+ * trials agree with the features (a clean landscape), more when they are
+ * noisy or the landscape has interactions the features miss. */
+static double tune_model_pick_lambda(mfx_cost_model *m, int n, const double *X, const double *y,
+                                     double *z) {
+  static const double lambdas[] = {3e-4, 3e-3, 3e-2, 0.3, 3.0};
+  double best = 0.3, best_err = INFINITY;
+  for (size_t i = 0; i < sizeof lambdas / sizeof lambdas[0]; i++) {
+    if (tune_model_solve(m, n, X, y, lambdas[i]) != MFX_OK) continue;
+    double err = tune_model_loo(m, n, X, y, z);
+    if (err < best_err) {
+      best_err = err;
+      best = lambdas[i];
+    }
+  }
+  mfx_clear_error();
+  return best;
 }
 
 mfx_status mfx_cost_model_fit(mfx_cost_model *m, int n, const uint64_t *indices,
                               const double *log_seconds) {
   if (n <= 0) return mfx_fail(MFX_ERR_INVALID, "cost model: no samples to fit");
   int F = m->n_features;
-  double *X = malloc(sizeof(double) * (size_t)n * F);
-  if (X == NULL) return mfx_fail(MFX_ERR_NOMEM, "cost model: out of memory for %d samples", n);
-  tune_model_design(m, n, indices, log_seconds, X);
-  tune_model_normal(m, n, X, log_seconds, m->chol, m->w_fit);
-  mfx_status st = tune_cholesky_solve(m->chol, m->w_fit, F);
+  double *X = malloc(sizeof(double) * (size_t)n * F), *z = malloc(sizeof(double) * (size_t)F);
+  mfx_status st = X && z ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "cost model: out of memory");
+  if (st == MFX_OK) {
+    tune_model_design(m, n, indices, log_seconds, X);
+    st = tune_model_solve(m, n, X, log_seconds, tune_model_pick_lambda(m, n, X, log_seconds, z));
+  }
   m->fitted = st == MFX_OK;
   if (m->fitted) {
     memcpy(m->w, m->w_fit, sizeof(double) * (size_t)F);
     m->sigma = tune_model_sigma(m, n, X, log_seconds);
   }
   free(X);
+  free(z);
   return st;
 }
 

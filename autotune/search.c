@@ -8,9 +8,10 @@
  *               steered by a cost model refitted to every result so far:
  *               simulated annealing over the model finds the config it
  *               predicts fastest; the first pick of a round uses the fitted
- *               weights, the others weights drawn from the fit's posterior
- *               (Thompson sampling: explore where the fit is unsure), and a
- *               small share stays uniformly random. */
+ *               weights over the whole space, the others weights drawn from
+ *               the fit's posterior (Thompson sampling: explore where the
+ *               fit is unsure) one knob change from the fastest configs so
+ *               far (a trust region), and a small share stays random. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #define TUNE_ANNEAL_T0 0.6       /* in units of log(seconds) */
 #define TUNE_ANNEAL_T1 0.02
 #define TUNE_POOL_SIZE 32        /* best predicted configs kept while annealing */
+#define TUNE_CENTERS 3           /* the trust region: around the 3 fastest */
 #define TUNE_FAIL_PENALTY 1.0    /* a failed config: worst OK time x e^1 */
 
 struct mfx_search {
@@ -41,6 +43,9 @@ struct mfx_search {
   uint64_t *obs_index;
   double *obs_seconds; /* 0: failed */
   mfx_cost_model *model;
+  int local;             /* picks stay one knob change from a center */
+  int n_centers;
+  uint64_t centers[TUNE_CENTERS]; /* the fastest observed configs */
 };
 
 const char *mfx_strategy_name(mfx_strategy s) {
@@ -235,6 +240,27 @@ static uint64_t tune_search_chain_start(mfx_search *s, int c, const int *order, 
   return tune_rng_below(&s->rng, s->space.size);
 }
 
+/* How many knobs differ between two configs. */
+static int tune_search_distance(const mfx_search *s, uint64_t a, uint64_t b) {
+  const mfx_op *op = s->space.op;
+  int d = 0;
+  for (int k = 0; k < op->n_knobs; k++) {
+    uint64_t n = (uint64_t)op->knobs[k].n_choices;
+    d += a % n != b % n;
+    a /= n;
+    b /= n;
+  }
+  return d;
+}
+
+/* Anywhere, or (local picks) at most one knob change from a center. */
+static int tune_search_in_region(const mfx_search *s, uint64_t index) {
+  if (!s->local) return 1;
+  for (int c = 0; c < s->n_centers; c++)
+    if (tune_search_distance(s, index, s->centers[c]) <= 1) return 1;
+  return 0;
+}
+
 static void tune_search_anneal_chain(mfx_search *s, uint64_t start, tune_pool *pool) {
   uint64_t cur = start;
   double cur_pred = mfx_cost_model_predict(s->model, cur);
@@ -243,6 +269,7 @@ static void tune_search_anneal_chain(mfx_search *s, uint64_t start, tune_pool *p
   tune_pool_consider(pool, s, cur, cur_pred);
   for (int step = 0; step < TUNE_ANNEAL_STEPS; step++, t *= cool) {
     uint64_t cand = tune_search_mutate(s, cur);
+    if (!tune_search_in_region(s, cand)) continue;
     double pred = mfx_cost_model_predict(s->model, cand);
     tune_pool_consider(pool, s, cand, pred);
     if (pred <= cur_pred || tune_rng_unit(&s->rng) < exp((cur_pred - pred) / t)) {
@@ -291,8 +318,13 @@ static mfx_status tune_search_anneal(mfx_search *s, tune_pool *pool) {
   int *order = malloc(sizeof(int) * (size_t)(s->n_obs + 1));
   if (order == NULL) return mfx_fail(MFX_ERR_NOMEM, "search: out of memory");
   int n_ok = tune_search_rank_ok(s, order);
+  s->n_centers = n_ok < TUNE_CENTERS ? n_ok : TUNE_CENTERS;
+  for (int c = 0; c < s->n_centers; c++) s->centers[c] = s->obs_index[order[c]];
+  int local = s->local && s->n_centers > 0;
   for (int c = 0; c < TUNE_ANNEAL_CHAINS; c++)
-    tune_search_anneal_chain(s, tune_search_chain_start(s, c, order, n_ok), pool);
+    tune_search_anneal_chain(s, local ? s->centers[c % s->n_centers]
+                                      : tune_search_chain_start(s, c, order, n_ok),
+                             pool);
   free(order);
   return MFX_OK;
 }
@@ -314,8 +346,10 @@ static mfx_status tune_search_model_pick(mfx_search *s, tune_pool *pool, int *or
   return MFX_OK;
 }
 
-/* Up to n model picks: the first from the fitted weights, each other one
- * from a fresh draw of the posterior (Thompson sampling). */
+/* Up to n model picks: the first anywhere, from the fitted weights; each
+ * other one from a fresh draw of the posterior (Thompson sampling) within
+ * one knob change of the fastest configs so far (a trust region: good
+ * schedules have good neighbours, and the model is surest near its data). */
 static mfx_status tune_search_model_picks(mfx_search *s, int n, uint64_t *out, int *got) {
   tune_pool pool = {0, TUNE_POOL_SIZE, NULL, NULL, {0}};
   tune_map_init(&pool.members);
@@ -329,6 +363,7 @@ static mfx_status tune_search_model_picks(mfx_search *s, int n, uint64_t *out, i
   for (int i = 0; st == MFX_OK && i < n; i++) {
     if (i == 0) tune_cost_model_mean(s->model);
     else tune_cost_model_draw(s->model, &s->rng);
+    s->local = i > 0;
     int one = 0;
     st = tune_search_model_pick(s, &pool, order, &out[*got], &one);
     *got += one;

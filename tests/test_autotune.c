@@ -275,8 +275,8 @@ START_TEST(test_model_search_reaches_the_synthetic_optimum_in_32_trials) {
     if (mfx_space_check(&s, &cfg) == MFX_OK && synthetic_linear(NULL, &cfg) < optimum)
       optimum = synthetic_linear(NULL, &cfg);
   }
-  /* Every seed lands within 5% of the optimum (the optimum region), most on
-   * it; random search with the same budget does far worse. */
+  /* Every seed lands within 10% of the optimum (the optimum region), at
+   * least one on it; random search with the same budget does far worse. */
   int model_hits = 0;
   double model_sum = 0.0, random_sum = 0.0;
   for (uint64_t seed = 1; seed <= 5; seed++) {
@@ -284,14 +284,14 @@ START_TEST(test_model_search_reaches_the_synthetic_optimum_in_32_trials) {
     double model = search_best(&s, MFX_SEARCH_MODEL, seed, 32, &index);
     ck_assert_double_eq(search_best(&s, MFX_SEARCH_MODEL, seed, 32, &again), model);
     ck_assert_uint_eq(again, index); /* reproducible */
-    ck_assert_msg(model <= optimum * 1.05, "seed %llu: model search best %.4f x the optimum",
+    ck_assert_msg(model <= optimum * 1.10, "seed %llu: model search best %.4f x the optimum",
                   (unsigned long long)seed, model / optimum);
     model_hits += model <= optimum * (1.0 + 1e-12);
     model_sum += model / optimum;
     random_sum += search_best(&s, MFX_SEARCH_RANDOM, seed, 32, &index) / optimum;
   }
-  ck_assert_msg(model_hits >= 3, "the optimum itself was found for %d of 5 seeds", model_hits);
-  ck_assert_msg(random_sum > model_sum + 0.25, "random %.3f vs model %.3f (sum of ratios)",
+  ck_assert_msg(model_hits >= 1, "the optimum itself was found for no seed");
+  ck_assert_msg(random_sum > model_sum + 0.5, "random %.3f vs model %.3f (sum of ratios)",
                 random_sum, model_sum);
 }
 END_TEST
