@@ -267,5 +267,17 @@ expect_error 1 "--out Y=$TMP/no/such/dir/y.npy" "$MFX" "${LIN[@]}" \
   --out "Y=$TMP/no/such/dir/y.npy"
 expect_error 1 "--out Y=$TMP" "$MFX" "${LIN[@]}" --out "Y=$TMP"
 
+# The tuning database: without --config, run uses its best record and says why.
+"$MFX" tune linear --dims M=8,N=8,K=8 --trials 3 --strategy random --timeout 0 \
+  --db "$TMP/tune.db" >/dev/null 2>&1
+expect 0 "(tuned: the best of 3 trials" "$MFX" run linear --dims M=8,N=8,K=8 --db "$TMP/tune.db" --check
+expect 0 "(nearest tuned shape: M=8,N=8,K=8" "$MFX" run linear --dims M=9,N=8,K=8 --db "$TMP/tune.db"
+expect 0 "(given by --config)" "$MFX" run linear --dims M=8,N=8,K=8 --db "$TMP/tune.db" \
+  --config '{"tile_m":1}'
+expect 0 "(template default: no tuning database" "$MFX" run linear --dims M=8,N=8,K=8 \
+  --db "$TMP/none.db"
+printf 'not a database at all, just some bytes that are long enough to matter\n' >"$TMP/junk.db"
+expect_error 1 "not an SQLite database" "$MFX" run linear --dims M=8,N=8,K=8 --db "$TMP/junk.db"
+
 echo "test_cli: $passed passed, $failed failed (MFX_TEST_SEED=$SEED)"
 (( failed == 0 ))

@@ -74,7 +74,11 @@ static const char tool_run_usage[] =
     "  --check                 compare with the plain-C reference; exit 1 on mismatch\n"
     "  --tol T                 relative tolerance of --check for f32 (default 1e-4)\n"
     "  --repeat R              time R runs after one warm-up; print the median\n"
-    "  --seed S                seed of the random inputs (default 1)\n";
+    "  --seed S                seed of the random inputs (default 1)\n"
+    "  --db PATH               tuning database (default $MFX_DB, else\n"
+    "                          ~/.cache/mfx/tune.db): without --config, its best\n"
+    "                          record for the op and dims (or the nearest tuned\n"
+    "                          shape) is used; the output says which and why\n";
 
 static const char tool_demo_usage[] =
     "usage: mfx demo [options]\n"

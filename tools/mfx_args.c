@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mfx/autotune.h"
 #include "mfx_cli.h"
 
 int tool_error(int code, const char *fmt, ...) {
@@ -45,6 +46,7 @@ static const tool_option tool_options[] = {
     {"--tol", TOOL_OPT_TOL, 1, "--tol 1e-4"},
     {"--repeat", TOOL_OPT_REPEAT, 1, "--repeat 20"},
     {"--seed", TOOL_OPT_SEED, 1, "--seed 7"},
+    {"--db", TOOL_OPT_DB, 1, "--db tune.db"},
 };
 
 static const tool_option *tool_find_option(const char *arg, size_t name_len) {
@@ -150,6 +152,7 @@ static int tool_apply_option(const tool_option *o, const char *value, tool_args 
     return rc;
   case TOOL_OPT_SEED: return tool_parse_seed(value, &a->seed);
   case TOOL_OPT_TOL: return tool_parse_tol(value, &a->tol);
+  case TOOL_OPT_DB: return tool_set_once(o->name, &a->db_path, value);
   case TOOL_OPT_CHECK: a->check = 1; return 0;
   }
   return tool_error(TOOL_EXIT_USAGE, "internal: option %s has no handler", o->name);
@@ -280,9 +283,23 @@ int tool_resolve_problem(const tool_args *args, tool_problem *out) {
     return tool_error(TOOL_EXIT_USAGE, "--dims '%s': %s", args->dims_text, mfx_last_error());
   }
   mfx_config_default(out->op, &out->cfg);
-  if (args->config_json != NULL &&
-      mfx_config_parse_json(out->op, args->config_json, &out->cfg) != MFX_OK) {
-    return tool_error(TOOL_EXIT_USAGE, "--config '%s': %s", args->config_json, mfx_last_error());
+  snprintf(out->config_why, sizeof out->config_why, "template default");
+  if (args->config_json != NULL) {
+    if (mfx_config_parse_json(out->op, args->config_json, &out->cfg) != MFX_OK)
+      return tool_error(TOOL_EXIT_USAGE, "--config '%s': %s", args->config_json, mfx_last_error());
+    snprintf(out->config_why, sizeof out->config_why, "given by --config");
   }
+  return 0;
+}
+
+/* No --config: the tuning database's best record for this op and dims on
+ * this CPU, else the nearest tuned shape, else the template default. */
+int tool_apply_tuned_config(const tool_args *args, tool_problem *p) {
+  if (args->config_json != NULL) return 0;
+  mfx_tune_choice choice;
+  if (mfx_tune_lookup(args->db_path, p->op, p->dims, &choice) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
+  p->cfg = choice.cfg;
+  snprintf(p->config_why, sizeof p->config_why, "%s", choice.why);
   return 0;
 }

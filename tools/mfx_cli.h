@@ -31,6 +31,7 @@ enum {
   TOOL_OPT_REPEAT = 1u << 7,
   TOOL_OPT_SEED = 1u << 8,
   TOOL_OPT_TOL = 1u << 9,
+  TOOL_OPT_DB = 1u << 10,
 };
 
 /* --in NAME=FILE or --out NAME=FILE. */
@@ -55,6 +56,7 @@ typedef struct {
   uint64_t seed;
   double tol;
   int help;                /* --help given */
+  const char *db_path;     /* --db; NULL: $MFX_DB, else ~/.cache/mfx/tune.db */
 } tool_args;
 
 /* What every compile needs, resolved from the arguments. */
@@ -62,6 +64,7 @@ typedef struct {
   const mfx_op *op;
   int64_t dims[MFX_OP_MAX_DIMS];
   mfx_config cfg;
+  char config_why[480];    /* where cfg came from: --config, tuned, nearest, default */
 } tool_problem;
 
 /* Print "mfx: error: <message>" to stderr; returns `code`. */
@@ -75,6 +78,8 @@ int tool_parse_args(int argc, char **argv, unsigned allowed, tool_args *out);
 
 /* Op by name (listing known ops when unknown), --dims and --config. */
 int tool_resolve_problem(const tool_args *args, tool_problem *out);
+/* Without --config, take the tuning database's choice (see mfx tune). */
+int tool_apply_tuned_config(const tool_args *args, tool_problem *p);
 int tool_find_op(const char *name, const mfx_op **out);
 
 /* Text helpers. */

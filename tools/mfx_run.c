@@ -47,7 +47,7 @@ static void tool_print_header(const tool_problem *p) {
   char dims[256], config[1024];
   tool_format_dims(p->op, p->dims, dims, sizeof dims);
   mfx_config_to_json(&p->cfg, config, sizeof config);
-  printf("op       %s %s\nconfig   %s\n", p->op->name, dims, config);
+  printf("op       %s %s\nconfig   %s\n         (%s)\n", p->op->name, dims, config, p->config_why);
 }
 
 static int tool_prepare_kernel(tool_run_state *st, const tool_args *args) {
@@ -139,7 +139,7 @@ int tool_cmd_run(int argc, char **argv) {
   tool_args args;
   unsigned allowed = TOOL_OPT_DIMS | TOOL_OPT_CONFIG | TOOL_OPT_IN | TOOL_OPT_OUT |
                      TOOL_OPT_THREADS | TOOL_OPT_CHECK | TOOL_OPT_REPEAT | TOOL_OPT_SEED |
-                     TOOL_OPT_TOL;
+                     TOOL_OPT_TOL | TOOL_OPT_DB;
   int rc = tool_parse_args(argc, argv, allowed, &args);
   if (rc != 0) return rc;
   if (args.help) {
@@ -149,6 +149,7 @@ int tool_cmd_run(int argc, char **argv) {
   tool_run_state st;
   memset(&st, 0, sizeof st);
   rc = tool_resolve_problem(&args, &st.p);
+  if (rc == 0) rc = tool_apply_tuned_config(&args, &st.p);
   if (rc == 0) rc = tool_check_bindings(st.p.op, &args);
   if (rc == 0) rc = tool_run_steps(&st, &args);
   tool_run_cleanup(&st);
