@@ -276,6 +276,8 @@ expect 0 "(given by --config)" "$MFX" run linear --dims M=8,N=8,K=8 --db "$TMP/t
   --config '{"tile_m":1}'
 expect 0 "(template default: no tuning database" "$MFX" run linear --dims M=8,N=8,K=8 \
   --db "$TMP/none.db"
+expect 0 "config   linear: tuned: the best of 3 trials" "$MFX" compile linear --dims M=8,N=8,K=8 \
+  --db "$TMP/tune.db" -o "$TMP/tuned.mfxa"
 printf 'not a database at all, just some bytes that are long enough to matter\n' >"$TMP/junk.db"
 expect_error 1 "not an SQLite database" "$MFX" run linear --dims M=8,N=8,K=8 --db "$TMP/junk.db"
 

@@ -29,6 +29,8 @@ static const char tool_compile_usage[] =
     "                          then op_2, op_3, ... when taken)\n"
     "  --op OP                 start another kernel of the same artifact\n"
     "  --add FILE.mfxa         include the kernels of an existing artifact\n"
+    "  --db PATH               tuning database for cpu kernels without --config\n"
+    "                          (default $MFX_DB, else ~/.cache/mfx/tune.db)\n"
     "  --target cpu|cuda:sm_XX this CPU (default), or a CUDA GPU of compute\n"
     "                          capability X.X or newer\n"
     "  --emit ll|asm|obj|ptx   write one op's code instead of an artifact: LLVM IR,\n"
@@ -50,6 +52,7 @@ typedef struct {
   const char *target;
   const char *emit;
   const char *output;
+  const char *db; /* --db: the tuning database for cpu kernels without --config */
   int help;
 } tool_compile_args;
 
@@ -98,13 +101,14 @@ static int tool_compile_option(tool_compile_args *a, const char *option, const c
     return 0;
   }
   if (strcmp(option, "--target") == 0) return tool_compile_set(option, &a->target, value);
+  if (strcmp(option, "--db") == 0) return tool_compile_set(option, &a->db, value);
   if (strcmp(option, "--emit") == 0) return tool_compile_set(option, &a->emit, value);
   return tool_compile_set("-o", &a->output, value);
 }
 
 static int tool_compile_takes_value(const char *option) {
-  static const char *const known[] = {"--op", "--dims", "--config", "--name", "--add",
-                                      "--target", "--emit", "-o", "--output"};
+  static const char *const known[] = {"--op",  "--dims", "--config", "--name", "--add",
+                                      "--target", "--emit", "-o",    "--output", "--db"};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
     if (strcmp(known[i], option) == 0) return 1;
   return 0;
@@ -253,6 +257,10 @@ static int tool_compile_resolve(const tool_args *args, const char *target, tool_
   if (args->config_json != NULL &&
       mfx_config_parse_json_for(p->op, target, args->config_json, &p->cfg) != MFX_OK)
     return tool_error(TOOL_EXIT_USAGE, "--config '%s': %s", args->config_json, mfx_last_error());
+  /* The tuning database holds host-CPU records; GPU kernels keep their defaults. */
+  if (strcmp(target, "cpu") == 0) return tool_apply_tuned_config(args, p);
+  snprintf(p->config_why, sizeof p->config_why, "%s",
+           args->config_json ? "given by --config" : "GPU template default");
   return 0;
 }
 
@@ -282,6 +290,7 @@ static int tool_compile_group_kernel(tool_compile_state *st, const tool_compile_
   rc = tool_choose_name(st, g, p.op->name, k->name, sizeof k->name);
   if (rc != 0) return rc;
   tool_describe_kernel(k, &p, target);
+  printf("config   %s: %s\n", k->name, p.config_why);
   rc = tool_build_kernel(&p, k);
   if (rc != 0) return rc;
   st->built[st->n_kernels++] = 1;
@@ -420,6 +429,7 @@ int tool_cmd_compile(int argc, char **argv) {
   if (rc == 0 && a->help) fputs(tool_compile_usage, stdout);
   else if (rc == 0) {
     if (a->target == NULL) a->target = "cpu";
+    for (int i = 0; i < a->n_groups; i++) a->groups[i].args.db_path = a->db;
     rc = tool_compile_check_target(a->target);
     if (rc == 0) rc = tool_compile_check_args(a);
     if (rc == 0) rc = a->emit != NULL ? tool_compile_emit(a) : tool_compile_artifact(a);
