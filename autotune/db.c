@@ -160,12 +160,16 @@ static mfx_status tune_db_read_tables(mfx_tune_db *db, tune_db_identity *id) {
   return rc == SQLITE_DONE ? MFX_OK : tune_db_read_error(db, rc);
 }
 
+/* The header fields and the table names, read in one transaction: a
+ * snapshot, even while another process is creating the schema. */
 static mfx_status tune_db_identify(mfx_tune_db *db, tune_db_identity *id) {
   memset(id, 0, sizeof *id);
-  int rc = tune_db_pragma_int(db, "PRAGMA application_id", &id->app_id);
+  int rc = sqlite3_exec(db->h, "BEGIN", NULL, NULL, NULL);
+  if (rc == SQLITE_OK) rc = tune_db_pragma_int(db, "PRAGMA application_id", &id->app_id);
   if (rc == SQLITE_OK) rc = tune_db_pragma_int(db, "PRAGMA user_version", &id->version);
-  if (rc != SQLITE_OK) return tune_db_read_error(db, rc);
-  return tune_db_read_tables(db, id);
+  mfx_status st = rc == SQLITE_OK ? tune_db_read_tables(db, id) : tune_db_read_error(db, rc);
+  tune_db_rollback(db); /* only read */
+  return st;
 }
 
 /* Whether this mfx may use the file: fresh, ours, ours but older. */

@@ -662,7 +662,10 @@ static void writer_process(const char *path, const char *session, int n) {
   mfx_tune_key key;
   make_key(&key, "linear", "M=16,N=16,K=16");
   mfx_tune_db *db;
-  if (mfx_tune_db_open(path, &db) != MFX_OK) _exit(2);
+  if (mfx_tune_db_open(path, &db) != MFX_OK) {
+    fprintf(stderr, "writer %s: %s\n", session, mfx_last_error());
+    _exit(2);
+  }
   for (int i = 0; i < n; i++) {
     mfx_trial t = ok_trial(op, 1e-3 + i * 1e-6, NULL, 0);
     t.cfg.values[2] = op->knobs[2].choices[i % op->knobs[2].n_choices];
