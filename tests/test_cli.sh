@@ -278,6 +278,12 @@ expect 0 "(template default: no tuning database" "$MFX" run linear --dims M=8,N=
   --db "$TMP/none.db"
 expect 0 "config   linear: tuned: the best of 3 trials" "$MFX" compile linear --dims M=8,N=8,K=8 \
   --db "$TMP/tune.db" -o "$TMP/tuned.mfxa"
+expect 0 "(tuned: the best of 3 trials" "$MFX" bench linear --dims M=8,N=8,K=8 --db "$TMP/tune.db" \
+  --repeat 3
+expect 0 "over the template default" "$MFX" bench hamming --dims N=9,M=5,W=2 --db "$TMP/none.db" \
+  --repeat 3
+expect_error 2 "missing OP" "$MFX" bench
+expect_error 2 "no_such_knob" "$MFX" bench linear --dims M=8,N=8,K=8 --config '{"no_such_knob":1}'
 printf 'not a database at all, just some bytes that are long enough to matter\n' >"$TMP/junk.db"
 expect_error 1 "not an SQLite database" "$MFX" run linear --dims M=8,N=8,K=8 --db "$TMP/junk.db"
 

@@ -33,6 +33,7 @@ static const char tool_main_usage[] =
     "  ops                     list the ops: dims, inputs, outputs, knobs\n"
     "  lower OP --dims D       print the tensor expression, schedule and loop IR\n"
     "  run OP --dims D         compile, run, optionally check and time one op\n"
+    "  bench OP --dims D       the tuned config against the template default\n"
     "  demo                    a ShiftAddViT MoE layer: tune, latencies, check, losses\n"
     "  tune OP --dims D        search the op's knobs, record trials in the database\n"
     "  db COMMAND              the tuning database: list, best, export, import, plot\n"
@@ -80,6 +81,16 @@ static const char tool_run_usage[] =
     "                          record for the op and dims (or the nearest tuned\n"
     "                          shape) is used; the output says which and why\n";
 
+static const char tool_bench_usage[] =
+    "usage: mfx bench OP --dims NAME=V,... [--db PATH] [--config JSON] [--repeat R]\n"
+    "                 [--threads N] [--seed S]\n"
+    "\n"
+    "Time OP with the configuration the tuning database chooses (its best record,\n"
+    "else the nearest tuned shape; or --config) against the template default, in\n"
+    "one run on the same inputs, each checked against the reference first.\n"
+    "  --db PATH               tuning database (default $MFX_DB, else ~/.cache/mfx/tune.db)\n"
+    "  --repeat R              timed runs of each (default 20), medians\n";
+
 static const char tool_demo_usage[] =
     "usage: mfx demo [options]\n"
     "\n"
@@ -105,7 +116,7 @@ static const char tool_version_usage[] = "usage: mfx version\n";
 const char *tool_usage(const char *command) {
   static const struct { const char *name; const char *text; } table[] = {
       {"ops", tool_ops_usage},   {"lower", tool_lower_usage}, {"run", tool_run_usage},
-      {"demo", tool_demo_usage},
+      {"demo", tool_demo_usage}, {"bench", tool_bench_usage},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
     if (strcmp(table[i].name, command) == 0) return table[i].text;
@@ -134,7 +145,7 @@ typedef int (*tool_command_fn)(int argc, char **argv);
 static tool_command_fn tool_find_command(const char *name) {
   static const struct { const char *name; tool_command_fn fn; } table[] = {
       {"ops", tool_cmd_ops},   {"lower", tool_cmd_lower}, {"run", tool_cmd_run},
-      {"demo", tool_cmd_demo}, {"tune", tool_cmd_tune},   {"db", tool_cmd_db},
+      {"bench", tool_cmd_bench}, {"demo", tool_cmd_demo}, {"tune", tool_cmd_tune},   {"db", tool_cmd_db},
       {"compile", tool_cmd_compile}, {"experts", tool_cmd_experts}, {"loss", tool_cmd_loss},
       {"help", tool_cmd_help}, {"version", tool_cmd_version},
       {"--help", tool_cmd_help}, {"-h", tool_cmd_help}, {"--version", tool_cmd_version},

@@ -126,6 +126,7 @@ void tool_format_element(const mfx_array *a, int64_t i, char *buf, size_t size);
 int tool_cmd_ops(int argc, char **argv);
 int tool_cmd_lower(int argc, char **argv);
 int tool_cmd_run(int argc, char **argv);
+int tool_cmd_bench(int argc, char **argv); /* mfx_bench.c */
 int tool_cmd_demo(int argc, char **argv);
 int tool_cmd_tune(int argc, char **argv); /* mfx_tune.c */
 int tool_cmd_db(int argc, char **argv);   /* mfx_db.c */
