@@ -226,9 +226,8 @@ static mfx_stmt *fission_loop(emulation *em, mfx_stmt *s, thread_loop *t, int nt
   }
   /* A uniform loop: every thread runs all of it, so the barrier order holds
    * iteration by iteration. */
-  return mfx_stmt_for(em->a, s->u.loop.var, s->u.loop.extent,
-                      is_block(k) ? MFX_LOOP_SERIAL : k == MFX_LOOP_VECTORIZED ? MFX_LOOP_SERIAL : k,
-                      fission(em, s->u.loop.body, t, nt));
+  if (is_block(k) || k == MFX_LOOP_VECTORIZED) k = MFX_LOOP_SERIAL;
+  return mfx_stmt_for(em->a, s->u.loop.var, s->u.loop.extent, k, fission(em, s->u.loop.body, t, nt));
 }
 
 static mfx_stmt *fission(emulation *em, mfx_stmt *s, thread_loop *t, int nt) {
