@@ -8,7 +8,7 @@ MAKEFLAGS += --no-print-directory
 
 # Debian packages the build needs; any llvm-N-dev with N >= 14 will do.
 PACKAGES := check libsqlite3-dev libopenblas-dev libcjson-dev pkg-config \
-            python3-numpy python3-pytest cmake libopenmpi-dev openmpi-bin
+            python3-numpy python3-pytest python3-torch cmake libopenmpi-dev openmpi-bin
 LLVM_PACKAGE := llvm-14-dev
 
 LSAN_SUPP := $(CURDIR)/tests/lsan.supp

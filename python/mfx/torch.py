@@ -1,16 +1,23 @@
 """The router losses as torch.autograd.Function subclasses (needs PyTorch).
 
-forward runs the C code on a detached float32 CPU copy of the logits;
-backward returns the saved dL/dlogits times grad_output, on the logits'
-device and dtype. Logits are [..., E]."""
+forward runs the C code on a detached float32 CPU copy of the logits
+(floating point, [..., E], any device that holds data) and returns the loss
+in the logits' dtype on their device; backward returns the saved dL/dlogits
+times grad_output. The gradient is not itself differentiable (no double
+backward)."""
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import router as _router
 
 
 def _forward(ctx, logits, kind, k, latency, counts, tokens):
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits are a {type(logits).__name__}; expected a torch.Tensor [..., E]")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits are {logits.dtype}; expected a floating-point dtype")
     z = logits.detach().to(device="cpu", dtype=torch.float32).numpy()
     loss, grad = _router.router_loss(z, kind=kind, k=k, latency=latency,
                                      counts=counts, tokens=tokens)
@@ -40,6 +47,7 @@ class SwitchLoss(torch.autograd.Function):
         return _forward(ctx, logits, "switch", k, None, _numpy_or_none(counts), tokens)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_output):
         return _backward(ctx, grad_output), None, None, None
 
@@ -54,6 +62,7 @@ class LatencyLoss(torch.autograd.Function):
                         _numpy_or_none(counts), tokens)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_output):
         return _backward(ctx, grad_output), None, None, None, None
 
@@ -66,6 +75,7 @@ class ZLoss(torch.autograd.Function):
         return _forward(ctx, logits, "zloss", 1, None, None, None)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_output):
         return _backward(ctx, grad_output)
 

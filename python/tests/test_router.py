@@ -368,7 +368,7 @@ def test_torch_autograd_matches_reference(kind):
     rng = np.random.default_rng(10)
     z = random_logits(rng, 6, 4)
     latency = np.array([1.0, 2.0, 0.5, 1.5]) if kind == "latency" else None
-    logits = torch.tensor(z, requires_grad=True)
+    logits = torch.tensor(z, dtype=torch.float64, requires_grad=True)  # the loss has this dtype
     loss = mfx_torch.router_loss(logits, kind, k=2, latency=latency)
     (3.0 * loss).backward()
     assert loss.item() == pytest.approx(ref_loss(z, kind, 2, latency), rel=1e-9)
