@@ -32,6 +32,9 @@ def case(kind, d, dev):
             x = 0.5 * v + (hc @ a) / math.pi
             return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return attention
+    if kind == "gelu":  # the exact (erf) GELU, as the layer's; q16_gelu's baseline too
+        x = r(d["M"], d["N"])
+        return lambda: torch.nn.functional.gelu(x)
     if kind == "sign_matmul":
         q = torch.sign(r(d["N"], 32 * d["W"]))
         k = torch.sign(r(d["M"], 32 * d["W"]))

@@ -21,6 +21,7 @@ typedef struct mfx_cg_target {
   const char *name;              /* for messages: "x86-64 host" */
   unsigned buffer_address_space; /* of the kernel's argument buffers */
   const char *tanh_symbol;       /* scalar f32 tanh to call ("tanhf") */
+  const char *erf_symbol;        /* scalar f32 erf to call ("erff"); NULL: none */
   /* Scalar f32 exp and log to call, once per lane (NULL: the llvm.exp and
    * llvm.log intrinsics). A target whose backend cannot lower those
    * intrinsics defines these functions in the module from emit_kernel. */

@@ -6,7 +6,8 @@
  *   compute Y: f32[64, 16] (i, j) = sum(k < 32: X[i, k] * W[j, k])
  *
  * A statement ends at a newline outside brackets. Expressions have C
- * precedence; functions: min max select popcount abs sqrt exp log tanh, and
+ * precedence; functions: min max select popcount abs sqrt exp log tanh erf
+ * round (to nearest, ties to even), and
  * casts written as a dtype applied to an expression (i32(x)). The inputs
  * are the placeholders in order; the outputs are the computes no other
  * compute reads. */
@@ -266,7 +267,8 @@ static mfx_expr *parse_cast(parser *ps, mfx_dtype t) {
 
 static const struct { const char *name; mfx_unary_op op; } UNARY_FUNCS[] = {
     {"popcount", MFX_POPCOUNT}, {"abs", MFX_ABS}, {"sqrt", MFX_SQRT},
-    {"exp", MFX_EXP},           {"log", MFX_LOG}, {"tanh", MFX_TANH}};
+    {"exp", MFX_EXP},           {"log", MFX_LOG}, {"tanh", MFX_TANH},
+    {"erf", MFX_ERF},           {"round", MFX_ROUND}};
 
 static mfx_expr *parse_call(parser *ps, const char *name) {
   mfx_expr *args[3];

@@ -326,6 +326,7 @@ static const mfx_cg_target cpu_target = {
     .name = "x86-64 host",
     .buffer_address_space = 0,
     .tanh_symbol = "tanhf",
+    .erf_symbol = "erff",
     .emit_kernel = cpu_emit_kernel,
     .emit_for = cpu_emit_for,
     .emit_allocate = cpu_emit_allocate,

@@ -1,6 +1,6 @@
-/* Comparing a kernel's output with the reference: integers exactly, f32
- * within a relative tolerance. Independent of the compiler (library
- * mfx_reference). */
+/* Comparing a kernel's output with the reference: integers exactly (or
+ * within an absolute slack, for GPU results), f32 within a relative
+ * tolerance. Independent of the compiler (library mfx_reference). */
 #include <math.h>
 #include <string.h>
 
@@ -28,22 +28,62 @@ static int mfx_array_same_layout(const mfx_array *got, const mfx_array *want) {
   return got->data != NULL && want->data != NULL;
 }
 
-/* Integers: exact, compared as bytes so that 64-bit values lose nothing. */
-static mfx_compare mfx_compare_exact(const mfx_array *got, const mfx_array *want) {
+/* Element i of an integer array, widened: signed types to int64 in *s,
+ * unsigned ones (and bool) to uint64 in *u. Returns 1 for signed. */
+static int mfx_array_integer(const mfx_array *a, int64_t i, int64_t *s, uint64_t *u) {
+  switch (a->dtype) {
+  case MFX_I8: *s = ((const int8_t *)a->data)[i]; return 1;
+  case MFX_I16: *s = ((const int16_t *)a->data)[i]; return 1;
+  case MFX_I32: *s = ((const int32_t *)a->data)[i]; return 1;
+  case MFX_I64: *s = ((const int64_t *)a->data)[i]; return 1;
+  case MFX_BOOL: case MFX_U8: *u = ((const uint8_t *)a->data)[i]; return 0;
+  case MFX_U32: *u = ((const uint32_t *)a->data)[i]; return 0;
+  case MFX_U64: *u = ((const uint64_t *)a->data)[i]; return 0;
+  case MFX_F32: case MFX_DTYPE_COUNT: break;
+  }
+  *u = 0;
+  return 0;
+}
+
+/* |got[i] - want[i]| exactly, as an unsigned 64-bit number (modular
+ * subtraction of the larger minus the smaller never wraps). */
+static uint64_t mfx_integer_distance(const mfx_array *got, const mfx_array *want, int64_t i) {
+  int64_t gs = 0, ws = 0;
+  uint64_t gu = 0, wu = 0;
+  if (mfx_array_integer(got, i, &gs, &gu)) {
+    mfx_array_integer(want, i, &ws, &wu);
+    return gs >= ws ? (uint64_t)gs - (uint64_t)ws : (uint64_t)ws - (uint64_t)gs;
+  }
+  mfx_array_integer(want, i, &ws, &wu);
+  return gu >= wu ? gu - wu : wu - gu;
+}
+
+/* Integers: each within int_tol (0: exact, compared as bytes so that
+ * 64-bit values lose nothing). The relative error is the largest distance
+ * over max|ref| when every element is within int_tol, else infinite. */
+static mfx_compare mfx_compare_integers(const mfx_array *got, const mfx_array *want,
+                                        int64_t int_tol) {
   mfx_compare c = {0.0, 0.0, -1, 1};
   size_t size = mfx_dtype_size(got->dtype);
   int64_t n = mfx_array_numel(got);
   const unsigned char *g = got->data, *w = want->data;
+  uint64_t worst = 0;
+  double max_ref = 0.0;
   for (int64_t i = 0; i < n; i++) {
+    if (fabs(mfx_array_value(want, i)) > max_ref) max_ref = fabs(mfx_array_value(want, i));
     if (memcmp(g + (size_t)i * size, w + (size_t)i * size, size) == 0) continue;
-    double err = fabs(mfx_array_value(got, i) - mfx_array_value(want, i));
-    if (c.ok || err > c.max_abs_err) {
-      c.max_abs_err = err;
+    uint64_t distance = mfx_integer_distance(got, want, i);
+    int within = int_tol > 0 && distance <= (uint64_t)int_tol;
+    /* The worst element: the largest distance, an element out of tolerance first. */
+    if (c.worst_index < 0 || (c.ok && !within) || ((c.ok || !within) && distance > worst)) {
+      worst = distance;
       c.worst_index = i;
     }
-    c.ok = 0;
+    if (!within) c.ok = 0;
   }
-  c.max_rel_err = c.ok ? 0.0 : INFINITY;
+  c.max_abs_err = (double)worst;
+  if (!c.ok) c.max_rel_err = INFINITY;
+  else if (worst > 0) c.max_rel_err = max_ref > 0.0 ? (double)worst / max_ref : INFINITY;
   return c;
 }
 
@@ -77,9 +117,15 @@ static mfx_compare mfx_compare_float(const mfx_array *got, const mfx_array *want
   return c;
 }
 
-mfx_compare mfx_compare_arrays(const mfx_array *got, const mfx_array *want, double tol) {
+mfx_compare mfx_compare_arrays_int(const mfx_array *got, const mfx_array *want, double tol,
+                                   int64_t int_tol) {
   mfx_compare bad = {INFINITY, INFINITY, -1, 0};
-  if (got == NULL || want == NULL || !mfx_array_same_layout(got, want)) return bad;
+  if (got == NULL || want == NULL || !mfx_array_same_layout(got, want) || int_tol < 0)
+    return bad;
   if (mfx_dtype_is_float(got->dtype)) return mfx_compare_float(got, want, tol);
-  return mfx_compare_exact(got, want);
+  return mfx_compare_integers(got, want, int_tol);
+}
+
+mfx_compare mfx_compare_arrays(const mfx_array *got, const mfx_array *want, double tol) {
+  return mfx_compare_arrays_int(got, want, tol, 0);
 }

@@ -12,6 +12,10 @@ extern const mfx_op mfx_op_def_shift_linear;
 extern const mfx_op mfx_op_def_matadd;
 extern const mfx_op mfx_op_def_hamming;
 extern const mfx_op mfx_op_def_binary_attention;
+extern const mfx_op mfx_op_def_gelu; /* elementwise.c: GELU and Q16.16 */
+extern const mfx_op mfx_op_def_q16_quantize;
+extern const mfx_op mfx_op_def_q16_dequantize;
+extern const mfx_op mfx_op_def_q16_gelu;
 
 /* ---- references (reference.c): naive, independent of the compiler -------- */
 
@@ -20,6 +24,10 @@ void mfx_ref_shift_linear(const int64_t *dims, const mfx_array *in, mfx_array *o
 void mfx_ref_matadd(const int64_t *dims, const mfx_array *in, mfx_array *out);
 void mfx_ref_hamming(const int64_t *dims, const mfx_array *in, mfx_array *out);
 void mfx_ref_binary_attention(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_q16_quantize(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_q16_dequantize(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
 
 /* ---- random fills (random.c) ------------------------------------------------ */
 
@@ -33,6 +41,10 @@ void mfx_random_shift_linear(int i, const int64_t *dims, mfx_array *a, uint64_t 
 void mfx_random_matadd(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 void mfx_random_hamming(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 void mfx_random_binary_attention(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_q16_quantize(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_q16_dequantize(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 
 /* ---- schedule-template helpers (template.c) ---------------------------------- */
 

@@ -1,6 +1,8 @@
 /* Random fills for op inputs, from the xorshift64* generator: the
  * generator, the fills, and each op's random inputs. Independent of the
  * compiler (library mfx_reference). */
+#include <math.h>
+
 #include "mfx/reference.h"
 #include "ops_internal.h"
 
@@ -85,4 +87,76 @@ void mfx_random_binary_attention(int i, const int64_t *dims, mfx_array *a, uint6
   (void)dims;
   if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);
   else mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
+}
+
+/* ---- the elementwise ops (GELU, Q16.16) ------------------------------------------------ */
+
+static float mfx_random_unit(uint64_t *rng) { /* [0, 1), 24 random bits */
+  return (float)(mfx_rng_next(rng) >> 40) * (1.0f / 16777216.0f);
+}
+
+/* GELU's interesting part, [-6, 6): the bend near 0 and both tails. */
+void mfx_random_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)i;
+  (void)dims;
+  mfx_fill_uniform_f32(a, rng, -6.0f, 6.0f);
+}
+
+/* Mostly ordinary values of [-8, 8); then exact ties of Q16.16 ((2k+1) /
+ * 2^17, halfway between two Q16 steps), values at and past saturation
+ * (+-32768 = 2^31 / 2^16), and NaN, infinities and signed zeros. */
+void mfx_random_q16_quantize(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  static const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e30f, -1e30f,
+                                  32768.0f, -32768.0f, 32767.998f, -32767.998f,
+                                  32767.99998f, 1.5f / 65536, 2.5f / 65536, -0.5f / 65536};
+  (void)i;
+  (void)dims;
+  float *p = a->data;
+  for (int64_t k = 0; k < mfx_array_numel(a); k++) {
+    uint64_t kind = mfx_rng_next(rng) % 8;
+    float u = mfx_random_unit(rng);
+    if (kind < 4) {
+      p[k] = -8.0f + 16.0f * u;
+    } else if (kind == 4) { /* a tie: odd multiple of 2^-17, |k| < 2^21 */
+      int64_t odd = 2 * (int64_t)(mfx_rng_next(rng) % (1u << 21)) - (1 << 21) + 1;
+      p[k] = (float)odd * (1.0f / 131072.0f);
+    } else if (kind == 5) { /* near saturation, either sign */
+      float v = 32760.0f + 16.0f * u;
+      p[k] = mfx_rng_next(rng) & 1 ? v : -v;
+    } else if (kind == 6) {
+      p[k] = special[mfx_rng_next(rng) % (sizeof special / sizeof special[0])];
+    } else {
+      p[k] = -40000.0f + 80000.0f * u;
+    }
+  }
+}
+
+/* Any int32, from 32 bits of r. */
+static int32_t mfx_random_any_int32(uint64_t r) {
+  return (int32_t)((int64_t)(r % 4294967296ull) - 2147483648LL);
+}
+
+/* Q16.16 values: small ones, any int32, and the extremes. */
+void mfx_random_q16_dequantize(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)i;
+  (void)dims;
+  int32_t *p = a->data;
+  for (int64_t k = 0; k < mfx_array_numel(a); k++) {
+    uint64_t kind = mfx_rng_next(rng) % 4, r = mfx_rng_next(rng);
+    if (kind < 2) p[k] = (int32_t)(int64_t)(r % (1u << 21)) - (1 << 20); /* [-16, 16) */
+    else if (kind == 2) p[k] = mfx_random_any_int32(r);
+    else p[k] = r & 1 ? INT32_MAX : INT32_MIN;
+  }
+}
+
+/* GELU's interesting part in Q16.16, [-6, 6), with some of any magnitude. */
+void mfx_random_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  (void)i;
+  (void)dims;
+  int32_t *p = a->data;
+  for (int64_t k = 0; k < mfx_array_numel(a); k++) {
+    uint64_t kind = mfx_rng_next(rng) % 8, r = mfx_rng_next(rng);
+    if (kind < 7) p[k] = (int32_t)(int64_t)(r % (12u << 16)) - (6 << 16);
+    else p[k] = mfx_random_any_int32(r);
+  }
 }

@@ -132,3 +132,68 @@ void mfx_ref_binary_attention(const int64_t *dims, const mfx_array *in, mfx_arra
                             A + C * D);
   free(A);
 }
+
+/* ---- the MoE layer's elementwise steps: GELU and Q16.16 ------------------------------ */
+
+/* GELU in f32, in exactly this order: (0.5 x) (1 + erf(x / sqrt 2)), the
+ * constant 1/sqrt(2) rounded to f32 first. Every operation is one f32
+ * rounding: no double, no fused multiply-add (nothing here is a product
+ * added to something). */
+static float mfx_ref_gelu1(float x) {
+  float half = 0.5f * x;
+  float scaled = x * 0.70710678118654752f;
+  float one_plus = 1.0f + erff(scaled);
+  return half * one_plus;
+}
+
+/* Round to nearest, ties to even, written out: floor, then up when the
+ * fraction is over one half, or exactly one half and the floor is odd.
+ * In double, where v - floor(v) is exact for |v| < 2^31. */
+static double mfx_ref_round_even(double v) {
+  double f = floor(v), frac = v - f;
+  if (frac > 0.5 || (frac == 0.5 && fmod(f, 2.0) != 0.0)) f += 1.0;
+  return f;
+}
+
+/* Q16.16 of x: x * 2^16 rounded (ties to even), saturated to int32; NaN is
+ * 0. x * 2^16 is exact in double for every finite f32 x. */
+static int32_t mfx_ref_q16(float x) {
+  if (isnan(x)) return 0;
+  double v = ldexp((double)x, 16);
+  if (v >= 2147483648.0) return INT32_MAX;
+  if (v <= -2147483648.0) return INT32_MIN;
+  double r = mfx_ref_round_even(v);
+  if (r >= 2147483648.0) return INT32_MAX; /* not reached: f32 has nothing in (2^31-128, 2^31) */
+  return (int32_t)r;
+}
+
+/* The f32 nearest q * 2^-16: q rounded to f32 once, then scaled exactly. */
+static float mfx_ref_dq16(int32_t q) { return (float)ldexp((double)q, -16); }
+
+/* The four ops share dims M, N and one [M, N] input and output. */
+static int64_t mfx_ref_elements(const int64_t *dims) { return dims[0] * dims[1]; }
+
+void mfx_ref_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  const float *X = in[0].data;
+  float *Y = out[0].data;
+  for (int64_t i = 0; i < mfx_ref_elements(dims); i++) Y[i] = mfx_ref_gelu1(X[i]);
+}
+
+void mfx_ref_q16_quantize(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  const float *X = in[0].data;
+  int32_t *Q = out[0].data;
+  for (int64_t i = 0; i < mfx_ref_elements(dims); i++) Q[i] = mfx_ref_q16(X[i]);
+}
+
+void mfx_ref_q16_dequantize(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  const int32_t *Q = in[0].data;
+  float *X = out[0].data;
+  for (int64_t i = 0; i < mfx_ref_elements(dims); i++) X[i] = mfx_ref_dq16(Q[i]);
+}
+
+void mfx_ref_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  const int32_t *Q = in[0].data;
+  int32_t *R = out[0].data;
+  for (int64_t i = 0; i < mfx_ref_elements(dims); i++)
+    R[i] = mfx_ref_q16(mfx_ref_gelu1(mfx_ref_dq16(Q[i])));
+}

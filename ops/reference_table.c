@@ -8,11 +8,15 @@
 #include "ops_internal.h"
 
 static const mfx_reference_op mfx_reference_table[] = {
-  {"linear", 3, 2, 1, mfx_ref_linear, mfx_random_linear},
-  {"shift_linear", 3, 3, 1, mfx_ref_shift_linear, mfx_random_shift_linear},
-  {"matadd", 5, 2, 1, mfx_ref_matadd, mfx_random_matadd},
-  {"hamming", 3, 2, 1, mfx_ref_hamming, mfx_random_hamming},
-  {"binary_attention", 5, 2, 1, mfx_ref_binary_attention, mfx_random_binary_attention},
+  {"linear", 3, 2, 1, mfx_ref_linear, mfx_random_linear, 0},
+  {"shift_linear", 3, 3, 1, mfx_ref_shift_linear, mfx_random_shift_linear, 0},
+  {"matadd", 5, 2, 1, mfx_ref_matadd, mfx_random_matadd, 0},
+  {"hamming", 3, 2, 1, mfx_ref_hamming, mfx_random_hamming, 0},
+  {"binary_attention", 5, 2, 1, mfx_ref_binary_attention, mfx_random_binary_attention, 0},
+  {"gelu", 2, 1, 1, mfx_ref_gelu, mfx_random_gelu, 0},
+  {"q16_quantize", 2, 1, 1, mfx_ref_q16_quantize, mfx_random_q16_quantize, 0},
+  {"q16_dequantize", 2, 1, 1, mfx_ref_q16_dequantize, mfx_random_q16_dequantize, 0},
+  {"q16_gelu", 2, 1, 1, mfx_ref_q16_gelu, mfx_random_q16_gelu, 1}, /* see elementwise.c */
 };
 
 #define MFX_REFERENCE_TABLE_SIZE \

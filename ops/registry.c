@@ -15,6 +15,10 @@ static const mfx_op *const mfx_op_table[] = {
   &mfx_op_def_matadd,
   &mfx_op_def_hamming,
   &mfx_op_def_binary_attention,
+  &mfx_op_def_gelu,
+  &mfx_op_def_q16_quantize,
+  &mfx_op_def_q16_dequantize,
+  &mfx_op_def_q16_gelu,
 };
 
 #define MFX_OP_TABLE_SIZE ((int)(sizeof mfx_op_table / sizeof mfx_op_table[0]))

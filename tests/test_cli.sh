@@ -79,7 +79,8 @@ expect 0 "usage: mfx run" "$MFX" help run
 expect 0 "--repeat" "$MFX" run --help
 expect 0 "mfx 0." "$MFX" version
 expect 0 "" "$MFX" ops
-for op in linear shift_linear matadd hamming binary_attention; do
+ALL_OPS="linear shift_linear matadd hamming binary_attention gelu q16_quantize q16_dequantize q16_gelu"
+for op in $ALL_OPS; do
   if [[ "$OUT" != *"$op"* ]]; then
     failed=$((failed + 1))
     echo "FAIL: mfx ops does not list $op"
@@ -107,10 +108,11 @@ random_dims() {
     hamming) echo "N=$(rand 40),M=$(rand 40),W=$(rand 8)" ;;
     matadd|binary_attention)
       echo "B=$(rand 2),H=$(rand 3),N=$(rand 40),D=$(rand 40),C=$(rand 40)" ;;
+    gelu|q16_*) echo "M=$(rand 70),N=$(rand 70)" ;;
   esac
 }
 
-for op in linear shift_linear matadd hamming binary_attention; do
+for op in $ALL_OPS; do
   for threads in 1 2; do
     dims=$(random_dims $op)
     echo "run $op --dims $dims --threads $threads"

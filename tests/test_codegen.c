@@ -574,6 +574,68 @@ START_TEST(float_math) {
 }
 END_TEST
 
+/* ---- erf and round: libm's erff lane by lane, rint ------------------------------------------- */
+
+#define ROUND_N 61 /* not a multiple of the 8 lanes: a guarded tail */
+static float ROUND_X[ROUND_N + 3], ERF_OUT[ROUND_N + 3], ROUND_OUT[ROUND_N + 3];
+
+static void fill_round_inputs(void) {
+  static const float special[] = {
+      0.5f,  1.5f,  2.5f,  3.5f,  -0.5f, -1.5f, -2.5f, -3.5f, 0.49999997f, -0.49999997f,
+      1.0f,  -1.0f, 0.0f,  -0.0f, 8388607.5f, -8388607.5f, 8388609.0f, 1e10f, -1e10f,
+      3.4e38f, 1e-40f, 4.0f, -4.0f, 10.0f, -10.0f, 0.3f, -0.3f, 2.7f, -2.7f,
+      INFINITY, -INFINITY, NAN};
+  int n_special = (int)(sizeof special / sizeof special[0]);
+  for (int i = 0; i < ROUND_N + 3; i++) {
+    ROUND_X[i] = i < n_special ? special[i] : (float)(i - 45) * 0.37f;
+    ERF_OUT[i] = ROUND_OUT[i] = -12345.0f; /* sentinel past the end */
+  }
+}
+
+static int same_float(float got, float want) {
+  return memcmp(&got, &want, sizeof got) == 0 || (isnan(got) && isnan(want));
+}
+
+static void check_erf_round(void) {
+  for (int i = 0; i < ROUND_N; i++) {
+    ck_assert_msg(same_float(ERF_OUT[i], erff(ROUND_X[i])), "erf(%a) = %a, expected %a",
+                  (double)ROUND_X[i], (double)ERF_OUT[i], (double)erff(ROUND_X[i]));
+    ck_assert_msg(same_float(ROUND_OUT[i], rintf(ROUND_X[i])), "round(%a) = %a, expected %a",
+                  (double)ROUND_X[i], (double)ROUND_OUT[i], (double)rintf(ROUND_X[i]));
+  }
+  for (int i = ROUND_N; i < ROUND_N + 3; i++)
+    ck_assert(ERF_OUT[i] == -12345.0f && ROUND_OUT[i] == -12345.0f);
+  ck_assert(ROUND_OUT[0] == 0.0f && ROUND_OUT[1] == 2.0f && ROUND_OUT[2] == 2.0f); /* to even */
+  ck_assert(ROUND_OUT[4] == 0.0f && signbit(ROUND_OUT[4]) && ROUND_OUT[6] == -2.0f);
+}
+
+START_TEST(erf_and_round) {
+  for (int vectorized = 0; vectorized < 2; vectorized++) {
+    fill_round_inputs();
+    mfx_buffer *x = buffer("x", MFX_F32, ROUND_N), *e = buffer("e", MFX_F32, ROUND_N),
+               *r = buffer("r", MFX_F32, ROUND_N);
+    mfx_var *io = var("io", 8), *ii = var("ii", 8);
+    mfx_expr *i = split_index(io, ii);
+    mfx_stmt *body = seq2(store(e, i, mfx_unary(A, MFX_ERF, load(x, i))),
+                          store(r, i, mfx_unary(A, MFX_ROUND, load(x, i))));
+    mfx_jit_kernel *k = compile(func("erf_round", 3, (mfx_buffer *[]){x, e, r},
+                                     split_loop(io, ii, ROUND_N,
+                                                vectorized ? MFX_LOOP_VECTORIZED : MFX_LOOP_SERIAL,
+                                                body)));
+    run_both(k, (void *[]){ROUND_X, ERF_OUT, ROUND_OUT}, NULL, check_erf_round);
+    mfx_jit_free(k);
+  }
+  /* Both take f32 only: on an integer the builder says so. */
+  mfx_expr *int_value = mfx_int(A, MFX_I32, 3);
+  ck_assert_ptr_null(mfx_unary(A, MFX_ERF, int_value));
+  ck_assert_str_eq(mfx_last_error(), "erf needs an f32 operand, got i32");
+  ck_assert_ptr_null(mfx_unary(A, MFX_ROUND, int_value));
+  ck_assert_str_eq(mfx_last_error(), "round needs an f32 operand, got i32");
+  ck_assert_str_eq(mfx_unary_op_name(MFX_ERF), "erf");
+  ck_assert_str_eq(mfx_unary_op_name(MFX_ROUND), "round");
+}
+END_TEST
+
 /* ---- several kernels, emitted artifacts ------------------------------------------------------ */
 
 static mfx_func *vadd_func(const char *name) {
@@ -723,6 +785,7 @@ int main(void) {
   tcase_add_test(tc, gather_and_scatter);
   tcase_add_test(tc, bool_buffer);
   tcase_add_test(tc, float_math);
+  tcase_add_test(tc, erf_and_round);
   tcase_add_test(tc, compile_from_two_threads);
   tcase_add_test(tc, two_kernels_side_by_side);
   tcase_add_test(tc, emit_ll_asm_obj);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mfx/moe.h"
 #include "mfx/ops.h"
 
 #define TOL 1e-4
@@ -169,6 +170,181 @@ START_TEST(test_binary_attention_kernels) { /* B, H, N, D, C */
 }
 END_TEST
 
+/* The elementwise ops, M x N: shapes that divide no vector width, single
+ * rows and columns. */
+static const int64_t ELEMENTWISE_SHAPES[][MFX_OP_MAX_DIMS] = {
+  {1, 1}, {3, 7}, {65, 129}, {64, 64}, {1, 300}, {17, 1},
+};
+
+START_TEST(test_gelu_kernels) { check_op("gelu", 6, ELEMENTWISE_SHAPES, 3); }
+END_TEST
+
+START_TEST(test_q16_quantize_kernels) { check_op("q16_quantize", 6, ELEMENTWISE_SHAPES, 3); }
+END_TEST
+
+START_TEST(test_q16_dequantize_kernels) { check_op("q16_dequantize", 6, ELEMENTWISE_SHAPES, 3); }
+END_TEST
+
+START_TEST(test_q16_gelu_kernels) { check_op("q16_gelu", 6, ELEMENTWISE_SHAPES, 3); }
+END_TEST
+
+/* ---- the elementwise ops are the MoE layer's host arithmetic, bit for bit --------------- */
+
+#define HOST_CASES (1 << 21)
+
+static uint32_t float_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static float bits_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* f32 inputs: every 4099th bit pattern (NaNs, infinities, subnormals,
+ * huge values), then ordinary values, exact Q16 ties and the edges of
+ * saturation. */
+static void host_float_inputs(float *x, int64_t n) {
+  static const float special[] = {0.0f, -0.0f, 0.5f / 65536, 1.5f / 65536, 2.5f / 65536,
+                                  -0.5f / 65536, -1.5f / 65536, 32768.0f, -32768.0f,
+                                  32767.998f, -32767.998f, 32767.99998f, -32767.99998f,
+                                  INFINITY, -INFINITY, NAN, 1e-45f, -1e-45f, 3.4e38f};
+  int64_t k = 0, n_special = (int64_t)(sizeof special / sizeof special[0]);
+  for (; k < n_special; k++) x[k] = special[k];
+  for (uint64_t bits = 0; k < n / 2 && bits <= UINT32_MAX; bits += 4099) x[k++] = bits_float((uint32_t)bits);
+  uint64_t rng = 99;
+  for (int64_t i = 0; k < n; i++, k++) {
+    float u = (float)(mfx_rng_next(&rng) >> 40) * (1.0f / 16777216.0f);
+    switch (i % 3) {
+    case 0: x[k] = -8.0f + 16.0f * u; break;
+    case 1: x[k] = (float)(2 * (int64_t)(mfx_rng_next(&rng) % (1u << 22)) - (1 << 22) + 1) / 131072.0f; break;
+    default: x[k] = (i & 4 ? 1.0f : -1.0f) * (32766.0f + 4.0f * u); break;
+    }
+  }
+}
+
+/* i32 inputs: every value of [-8, 8) in Q16.16, then every 4099th int32. */
+static void host_int_inputs(int32_t *q, int64_t n) {
+  int64_t k = 0;
+  for (int64_t v = -(8 << 16); k < n / 2 && v < (8 << 16); v++) q[k++] = (int32_t)v;
+  for (int64_t v = INT32_MIN; k < n; v += 4099) q[k++] = (int32_t)(v <= INT32_MAX ? v : INT32_MAX);
+}
+
+/* Runs op (default CPU config, on the pool) on one [1, n] input. */
+static void run_host_case(const char *name, const mfx_array *in, mfx_array *out) {
+  const mfx_op *op = mfx_op_find(name);
+  ck_assert_msg(op != NULL, "%s is not registered", name);
+  int64_t dims[2] = {1, in->shape[1]};
+  mfx_pool *pool = NULL;
+  ck_assert_int_eq(mfx_pool_create(2, &pool), MFX_OK);
+  mfx_kernel_env env;
+  mfx_kernel_env_init(&env, pool);
+  mfx_op_kernel k;
+  ck_assert_msg(mfx_op_compile(op, dims, NULL, &k) == MFX_OK, "%s: %s", name, mfx_last_error());
+  ck_assert_msg(mfx_op_kernel_run(&k, &env, (mfx_array *)in, out) == MFX_OK, "%s: %s", name,
+                mfx_last_error());
+  mfx_op_kernel_free(&k);
+  mfx_pool_destroy(pool);
+}
+
+/* Bit for bit (NaN equals NaN when both are NaN); counts mismatches and
+ * keeps the first in `first`, without an assertion per element (each one is
+ * a message to Check's parent process). */
+typedef struct {
+  int64_t mismatches;
+  char first[256];
+} host_diff;
+
+static void same_float(host_diff *d, const char *what, double in, float got, float want) {
+  if (float_bits(got) == float_bits(want) || (isnan(got) && isnan(want))) return;
+  if (d->mismatches++ == 0)
+    snprintf(d->first, sizeof d->first, "%s(%a) = %a, the host gives %a", what, in,
+             (double)got, (double)want);
+}
+
+static void same_int(host_diff *d, const char *what, double in, int32_t got, int32_t want) {
+  if (got == want) return;
+  if (d->mismatches++ == 0)
+    snprintf(d->first, sizeof d->first, "%s(%a) = %d, the host gives %d", what, in, got, want);
+}
+
+START_TEST(test_elementwise_equal_the_layer_host_functions) {
+  int64_t n = HOST_CASES;
+  mfx_array fin, fout, qin, qout;
+  ck_assert_int_eq(mfx_array_create(&fin, MFX_F32, 2, (int64_t[]){1, n}), MFX_OK);
+  ck_assert_int_eq(mfx_array_create(&fout, MFX_F32, 2, (int64_t[]){1, n}), MFX_OK);
+  ck_assert_int_eq(mfx_array_create(&qin, MFX_I32, 2, (int64_t[]){1, n}), MFX_OK);
+  ck_assert_int_eq(mfx_array_create(&qout, MFX_I32, 2, (int64_t[]){1, n}), MFX_OK);
+  float *x = fin.data, *y = fout.data;
+  int32_t *q = qin.data, *r = qout.data;
+  host_float_inputs(x, n);
+  host_int_inputs(q, n);
+
+  host_diff d = {0, ""};
+  mfx_array fref, qref;
+  ck_assert_int_eq(mfx_array_create(&fref, MFX_F32, 2, (int64_t[]){1, n}), MFX_OK);
+  ck_assert_int_eq(mfx_array_create(&qref, MFX_I32, 2, (int64_t[]){1, n}), MFX_OK);
+  float *fr = fref.data;
+  int32_t *qr = qref.data;
+
+  run_host_case("gelu", &fin, &fout); /* the kernel, then the reference */
+  mfx_op_find("gelu")->reference((int64_t[]){1, n}, &fin, &fref);
+  for (int64_t i = 0; i < n; i++) {
+    same_float(&d, "gelu", x[i], y[i], mfx_gelu(x[i]));
+    same_float(&d, "reference gelu", x[i], fr[i], mfx_gelu(x[i]));
+  }
+  run_host_case("q16_quantize", &fin, &qout);
+  mfx_op_find("q16_quantize")->reference((int64_t[]){1, n}, &fin, &qref);
+  for (int64_t i = 0; i < n; i++) {
+    same_int(&d, "q16_quantize", x[i], r[i], mfx_q16_from_float(x[i]));
+    same_int(&d, "reference q16_quantize", x[i], qr[i], mfx_q16_from_float(x[i]));
+  }
+  run_host_case("q16_dequantize", &qin, &fout);
+  mfx_op_find("q16_dequantize")->reference((int64_t[]){1, n}, &qin, &fref);
+  for (int64_t i = 0; i < n; i++) {
+    same_float(&d, "q16_dequantize", q[i], y[i], mfx_q16_to_float(q[i]));
+    same_float(&d, "reference q16_dequantize", q[i], fr[i], mfx_q16_to_float(q[i]));
+  }
+  run_host_case("q16_gelu", &qin, &qout);
+  mfx_op_find("q16_gelu")->reference((int64_t[]){1, n}, &qin, &qref);
+  for (int64_t i = 0; i < n; i++) {
+    int32_t want = mfx_q16_from_float(mfx_gelu(mfx_q16_to_float(q[i])));
+    same_int(&d, "q16_gelu", q[i], r[i], want);
+    same_int(&d, "reference q16_gelu", q[i], qr[i], want);
+  }
+  ck_assert_msg(d.mismatches == 0, "%lld mismatches; first: %s", (long long)d.mismatches,
+                d.first);
+  mfx_array_free(&fref);
+  mfx_array_free(&qref);
+
+  /* Known values: ties to even, saturation, NaN. */
+  static const struct { float x; int32_t q; } known[] = {
+    {0.5f / 65536, 0}, {1.5f / 65536, 2}, {2.5f / 65536, 2}, {-0.5f / 65536, 0},
+    {-1.5f / 65536, -2}, {1.0f, 65536}, {-1.0f, -65536}, {32767.998f, 2147483520},
+    {32768.0f, INT32_MAX}, {-32768.0f, INT32_MIN}, {INFINITY, INT32_MAX},
+    {-INFINITY, INT32_MIN}, {NAN, 0}, {1e30f, INT32_MAX},
+  };
+  mfx_array one_in, one_out;
+  int64_t n_known = (int64_t)(sizeof known / sizeof known[0]);
+  ck_assert_int_eq(mfx_array_create(&one_in, MFX_F32, 2, (int64_t[]){1, n_known}), MFX_OK);
+  ck_assert_int_eq(mfx_array_create(&one_out, MFX_I32, 2, (int64_t[]){1, n_known}), MFX_OK);
+  for (int64_t i = 0; i < n_known; i++) ((float *)one_in.data)[i] = known[i].x;
+  run_host_case("q16_quantize", &one_in, &one_out);
+  for (int64_t i = 0; i < n_known; i++)
+    ck_assert_msg(((int32_t *)one_out.data)[i] == known[i].q, "q16_quantize(%a) = %d, expected %d",
+                  (double)known[i].x, ((int32_t *)one_out.data)[i], known[i].q);
+  mfx_array_free(&one_in);
+  mfx_array_free(&one_out);
+  mfx_array_free(&fin);
+  mfx_array_free(&fout);
+  mfx_array_free(&qin);
+  mfx_array_free(&qout);
+}
+END_TEST
+
 /* ---- multiplication-free: no multiply on values in the lowered kernels ----------------- */
 
 static int value_multiplies(const mfx_expr *e) {
@@ -238,9 +414,11 @@ END_TEST
 /* ---- the registry ----------------------------------------------------------------------------- */
 
 START_TEST(test_registry) {
-  const char *names[] = {"linear", "shift_linear", "matadd", "hamming", "binary_attention"};
-  ck_assert_int_eq(mfx_op_count(), 5);
-  for (int i = 0; i < 5; i++) {
+  const char *names[] = {"linear", "shift_linear", "matadd", "hamming", "binary_attention",
+                         "gelu", "q16_quantize", "q16_dequantize", "q16_gelu"};
+  const int n_names = (int)(sizeof names / sizeof names[0]);
+  ck_assert_int_eq(mfx_op_count(), n_names);
+  for (int i = 0; i < n_names; i++) {
     const mfx_op *op = mfx_op_find(names[i]);
     ck_assert_msg(op != NULL, "%s missing", names[i]);
     ck_assert_ptr_eq(mfx_op_at(i), op);
@@ -253,7 +431,10 @@ START_TEST(test_registry) {
   ck_assert_ptr_null(mfx_op_find("conv2d"));
   ck_assert_ptr_null(mfx_op_find(NULL));
   ck_assert_ptr_null(mfx_op_at(-1));
-  ck_assert_ptr_null(mfx_op_at(5));
+  ck_assert_ptr_null(mfx_op_at(n_names));
+  /* Integer slack on a GPU only where erf comes from a polynomial there. */
+  for (int i = 0; i < n_names; i++)
+    ck_assert_int_eq(mfx_op_at(i)->gpu_int_tolerance, strcmp(names[i], "q16_gelu") == 0);
 }
 END_TEST
 
@@ -375,9 +556,47 @@ START_TEST(test_compare) {
   c = mfx_compare_arrays(&a, &b, 1.0);
   ck_assert(!c.ok);
   ck_assert_int_eq(c.worst_index, 3);
+  /* With an integer slack (GPU results): within it is ok, past it is not. */
+  c = mfx_compare_arrays_int(&a, &b, 0.0, 1);
+  ck_assert(c.ok);
+  ck_assert(c.max_abs_err == 1.0 && c.worst_index == 3);
+  ((int32_t *)a.data)[0] = -2;
+  ((int32_t *)b.data)[1] = 5;
+  c = mfx_compare_arrays_int(&a, &b, 0.0, 1);
+  ck_assert(!c.ok);
+  ck_assert_int_eq(c.worst_index, 1); /* the farthest, 5 */
+  ck_assert(c.max_abs_err == 5.0 && isinf(c.max_rel_err));
+  ck_assert(mfx_compare_arrays_int(&a, &b, 0.0, 5).ok);
+  ck_assert(!mfx_compare_arrays_int(&a, &b, 0.0, 4).ok);
+  ck_assert(!mfx_compare_arrays(&a, &b, 0.0).ok);
+  ck_assert(!mfx_compare_arrays_int(&a, &b, 0.0, -1).ok); /* a negative slack is refused */
+  ((int32_t *)a.data)[2] = INT32_MIN; /* distances past INT32_MAX are exact */
+  ((int32_t *)b.data)[2] = INT32_MAX;
+  c = mfx_compare_arrays_int(&a, &b, 0.0, 1);
+  ck_assert(!c.ok && c.max_abs_err == 4294967295.0 && c.worst_index == 2);
   mfx_array_free(&b);
   ck_assert_int_eq(mfx_array_create(&b, MFX_I32, 2, (int64_t[]){4, 1}), MFX_OK);
   ck_assert(!mfx_compare_arrays(&a, &b, 1.0).ok); /* shapes differ */
+  ck_assert(!mfx_compare_arrays_int(&a, &b, 1.0, 100).ok);
+  mfx_array_free(&a);
+  mfx_array_free(&b);
+  /* u64 extremes: the distance is not lost in a double or a signed type. */
+  ck_assert_int_eq(mfx_array_create(&a, MFX_U64, 1, (int64_t[]){1}), MFX_OK);
+  ck_assert_int_eq(mfx_array_create(&b, MFX_U64, 1, (int64_t[]){1}), MFX_OK);
+  ((uint64_t *)a.data)[0] = UINT64_MAX;
+  ((uint64_t *)b.data)[0] = UINT64_MAX - 1;
+  ck_assert(mfx_compare_arrays_int(&a, &b, 0.0, 1).ok);
+  ck_assert(!mfx_compare_arrays(&a, &b, 0.0).ok);
+  ((uint64_t *)b.data)[0] = 0;
+  ck_assert(!mfx_compare_arrays_int(&a, &b, 0.0, INT64_MAX).ok);
+  mfx_array_free(&a);
+  mfx_array_free(&b);
+  /* f32 outputs ignore the integer slack. */
+  ck_assert_int_eq(mfx_array_create(&a, MFX_F32, 1, (int64_t[]){1}), MFX_OK);
+  ck_assert_int_eq(mfx_array_create(&b, MFX_F32, 1, (int64_t[]){1}), MFX_OK);
+  ((float *)a.data)[0] = 1.5f;
+  ((float *)b.data)[0] = 1.0f;
+  ck_assert(!mfx_compare_arrays_int(&a, &b, 1e-4, 1000).ok);
   mfx_array_free(&a);
   mfx_array_free(&b);
 }
@@ -457,6 +676,11 @@ static Suite *ops_suite(void) {
   tcase_add_test(kernels, test_matadd_kernels);
   tcase_add_test(kernels, test_hamming_kernels);
   tcase_add_test(kernels, test_binary_attention_kernels);
+  tcase_add_test(kernels, test_gelu_kernels);
+  tcase_add_test(kernels, test_q16_quantize_kernels);
+  tcase_add_test(kernels, test_q16_dequantize_kernels);
+  tcase_add_test(kernels, test_q16_gelu_kernels);
+  tcase_add_test(kernels, test_elementwise_equal_the_layer_host_functions);
   suite_add_tcase(s, kernels);
   return s;
 }

@@ -4,7 +4,10 @@
  * on shapes that do not divide the tiles and with dims of 1, is built,
  * lowered, split into kernels and run by the GPU emulator on the CPU
  * (block and thread loops serial, barrier phases split), then compared with
- * the plain-C reference: integers exactly, f32 within 1e-4 * max|ref|.
+ * the plain-C reference: integers exactly, f32 within 1e-4 * max|ref|. The
+ * emulator runs the CPU's math (libm's erff included), so integers stay
+ * exact here even for an op whose gpu_int_tolerance allows a real GPU's
+ * polynomial erf one unit of slack (q16_gelu).
  *
  * GPU constraints, on the programs themselves: at most 1024 threads and 48
  * KiB of static shared memory per block, every kernel launched on more than
@@ -85,6 +88,16 @@ static const gpu_case cases[] = {
     "{\"block_c\":64,\"block_n\":128,\"block_d\":32,\"thread_r\":8,\"thread_d\":1,"
     "\"block_k\":64,\"inline_x\":0}"},
    0},
+  /* The elementwise ops (M, N): one element per thread, blocks that the
+   * shapes do not fill, and a block smaller than the threads knob. */
+  {"gelu", 5, {{1, 1}, {3, 7}, {65, 129}, {33, 1000}, {1, 300}},
+   {"{}", "{\"threads\":64}", "{\"threads\":1024}"}, 0},
+  {"q16_quantize", 5, {{1, 1}, {3, 7}, {65, 129}, {33, 1000}, {1, 300}},
+   {"{}", "{\"threads\":128}", "{\"threads\":1024}"}, 0},
+  {"q16_dequantize", 5, {{1, 1}, {3, 7}, {65, 129}, {33, 1000}, {1, 300}},
+   {"{}", "{\"threads\":512}"}, 0},
+  {"q16_gelu", 5, {{1, 1}, {3, 7}, {65, 129}, {33, 1000}, {1, 300}},
+   {"{}", "{\"threads\":64}", "{\"threads\":1024}"}, 0},
 };
 
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
@@ -228,7 +241,7 @@ START_TEST(gpu_programs_respect_limits) {
       check_launches(p, what);
       mfx_config cfg;
       gpu_config(op, json, &cfg);
-      int shared = (int)mfx_config_get(&cfg, "shared");
+      int shared = mfx_config_get(&cfg, "shared") == 1; /* -1: no such knob, no staging */
       ck_assert_msg((program_shared_bytes(p) > 0) == shared, "%s: %lld bytes of shared memory "
                     "with shared=%d", what, (long long)program_shared_bytes(p), shared);
       for (int i = 0; cases[c].multiplication_free && i < p->n_kernels; i++)
@@ -253,6 +266,8 @@ START_TEST(gpu_kernel_counts) {
     {"shift_linear", "{\"form\":1,\"pack\":1}", 6}, /* ST, ZM, NM, ACC, CNT, Y */
     {"hamming", "{\"pack\":1}", 2},
     {"matadd", "{}", 1},
+    {"gelu", "{}", 1},
+    {"q16_gelu", "{\"threads\":64}", 1},
     {"binary_attention", "{\"inline_x\":1}", 4},    /* A, XS, NRM, O */
     {"binary_attention", "{\"inline_x\":0}", 5},    /* A, XS, X, NRM, O */
   };
@@ -377,7 +392,7 @@ START_TEST(ptx_assembles) {
     mfx_gpu_program *p = program(a, op, dims, gc->configs[k]);
     mfx_config cfg;
     gpu_config(op, gc->configs[k], &cfg);
-    int shared = (int)mfx_config_get(&cfg, "shared");
+    int shared = mfx_config_get(&cfg, "shared") == 1; /* -1: no such knob, no staging */
     check_ptx(p, "sm_80", shared, what);
     check_ptx(p, "sm_90", shared, what);
     mfx_arena_destroy(a);

@@ -2,6 +2,7 @@
  * prints the same; a parsed kernel runs and matches plain C; malformed text
  * fails with file:line:col and what was expected. */
 #include <check.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,38 @@ START_TEST(parsed_kernel_runs) {
 }
 END_TEST
 
+/* erf and round print, parse back and print the same, and run. */
+START_TEST(erf_and_round_round_trip) {
+  static const char *text = "placeholder X: f32[6]\n"
+                            "compute Y: f32[6] (i) = (erf(X[i]) + round((X[i] * 2.5f)))\n";
+  mfx_arena *a = mfx_arena_create();
+  mfx_schedule *s;
+  ck_assert_msg(mfx_te_parse(a, text, "er.te", &s) == MFX_OK, "%s", mfx_last_error());
+  char *again = te_text(s);
+  ck_assert_ptr_nonnull(strstr(again, "erf(X[i])"));
+  ck_assert_ptr_nonnull(strstr(again, "round((X[i] * 2.5f))"));
+  mfx_schedule *back;
+  ck_assert_msg(mfx_te_parse(a, again, "again.te", &back) == MFX_OK, "%s", mfx_last_error());
+  char *third = te_text(back);
+  ck_assert_str_eq(third, again);
+  mfx_func *fn;
+  mfx_jit_kernel *jit;
+  ck_assert_int_eq(mfx_lower(s, "er", &fn), MFX_OK);
+  ck_assert_msg(mfx_jit_compile(fn, &jit) == MFX_OK, "%s", mfx_last_error());
+  float X[6] = {0.2f, 0.6f, -0.2f, 1.0f, -3.0f, 0.0f}, Y[6];
+  mfx_kernel_env env;
+  mfx_kernel_env_init(&env, NULL);
+  ck_assert_int_eq(mfx_jit_entry(jit)((void *[]){X, Y}, &env), 0);
+  for (int i = 0; i < 6; i++) /* 0.5, 1.5, -0.5, 2.5, -7.5: ties go to even */
+    ck_assert_float_eq(Y[i], erff(X[i]) + rintf(X[i] * 2.5f));
+  ck_assert_float_eq(rintf(0.6f * 2.5f), 2.0f);
+  mfx_jit_free(jit);
+  free(again);
+  free(third);
+  mfx_arena_destroy(a);
+}
+END_TEST
+
 static const struct { const char *text, *message; } BAD[] = {
     {"placeholder X: f33[4]\n", "1:16: unknown dtype 'f33'"},
     {"placeholder X: f32[4\n", "expected ']'"},
@@ -96,6 +129,9 @@ static const struct { const char *text, *message; } BAD[] = {
     {"bogus\n", "expected 'placeholder' or 'compute'"},
     {"placeholder X: f32[4]\ncompute Y: f32[4] (i) = (X[i]\n", "expected ')'"},
     {"placeholder X: f32[4]\ncompute Y: f32[4] (i) = X\n", "tensor 'X' needs indices"},
+    {"placeholder X: i32[4]\ncompute Y: i32[4] (i) = erf(X[i])\n", "erf needs an f32 operand, got i32"},
+    {"placeholder X: i32[4]\ncompute Y: i32[4] (i) = round(X[i])\n", "round needs an f32 operand, got i32"},
+    {"placeholder X: f32[4]\ncompute Y: f32[4] (i) = round(X[i], 2)\n", "round takes 1 argument, got 2"},
 };
 
 START_TEST(malformed_text_is_an_error) {
@@ -119,6 +155,7 @@ int main(void) {
   TCase *tc = tcase_create("te");
   tcase_add_test(tc, every_op_round_trips);
   tcase_add_test(tc, parsed_kernel_runs);
+  tcase_add_test(tc, erf_and_round_round_trip);
   tcase_add_test(tc, malformed_text_is_an_error);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

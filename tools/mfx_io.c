@@ -202,7 +202,8 @@ int tool_measure(tool_timed_fn fn, void *closure, int min_runs, int max_runs,
 
 /* work = factor * product of the named dims: linear multiplies and adds,
  * shift_linear shifts and adds, hamming xors and counts 32-bit word pairs,
- * matadd adds (bit-selected), binary attention adds in both products. */
+ * matadd adds (bit-selected), binary attention adds in both products, the
+ * elementwise ops (GELU, Q16.16) elements. */
 typedef struct {
   const char *op;
   double factor;
@@ -216,6 +217,10 @@ static const tool_work_rule tool_work_rules[] = {
     {"hamming", 1.0, {"N", "M", "W"}, "Gword/s"},
     {"matadd", 1.0, {"B", "H", "N", "D", "C"}, "Gadd/s"},
     {"binary_attention", 2.0, {"B", "H", "N", "D", "C"}, "Gadd/s"},
+    {"gelu", 1.0, {"M", "N"}, "Gelem/s"},
+    {"q16_quantize", 1.0, {"M", "N"}, "Gelem/s"},
+    {"q16_dequantize", 1.0, {"M", "N"}, "Gelem/s"},
+    {"q16_gelu", 1.0, {"M", "N"}, "Gelem/s"},
 };
 
 static int tool_dim_value(const mfx_op *op, const int64_t *dims, const char *name, double *v) {

@@ -58,7 +58,10 @@ typedef enum {
 typedef enum {
   MFX_NEG, MFX_NOT /* bitwise, or logical on bool */, MFX_POPCOUNT,
   MFX_ABS, MFX_SQRT, MFX_EXP, MFX_LOG, MFX_TANH,
+  MFX_ERF,   /* the error function */
+  MFX_ROUND, /* to the nearest integer, ties to even (rint), as f32 */
   MFX_UNARY_OP_COUNT
+  /* From MFX_SQRT on, every operator takes and gives f32. */
 } mfx_unary_op;
 
 typedef enum { MFX_REDUCE_SUM, MFX_REDUCE_MAX, MFX_REDUCE_MIN, MFX_REDUCE_OR,

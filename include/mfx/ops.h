@@ -67,6 +67,8 @@ struct mfx_op {
   mfx_knob gpu_knobs[MFX_OP_MAX_KNOBS];
   mfx_status (*build_gpu)(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                           mfx_schedule **out);
+  int64_t gpu_int_tolerance; /* |got - want| allowed for integer outputs computed on a GPU;
+                              * 0: exact (a GPU's f32 math may differ from libm's) */
 };
 
 int mfx_op_count(void);
@@ -142,6 +144,10 @@ void mfx_op_random_inputs(const mfx_op *op, const int64_t *dims, uint64_t seed,
  * tol * max|ref|. Reports the worst errors. */
 typedef struct { double max_abs_err, max_rel_err; int64_t worst_index; int ok; } mfx_compare;
 mfx_compare mfx_compare_arrays(const mfx_array *got, const mfx_array *want, double tol);
+/* The same, with integers allowed to differ by up to int_tol (>= 0) each:
+ * for outputs computed on a GPU (the op's gpu_int_tolerance). */
+mfx_compare mfx_compare_arrays_int(const mfx_array *got, const mfx_array *want, double tol,
+                                   int64_t int_tol);
 
 /* xorshift64*: the reproducible generator used for random inputs. */
 uint64_t mfx_rng_next(uint64_t *state);

@@ -1,0 +1,224 @@
+/* The MoE layer's elementwise steps as ops, so that they compile for the CPU
+ * and for GPUs like every other kernel:
+ *   gelu            Y = GELU(X)                              f32 -> f32
+ *   q16_quantize    Q = Q16.16 of X (x 2^16, rint, saturated) f32 -> i32
+ *   q16_dequantize  X = Q 2^-16                              i32 -> f32
+ *   q16_gelu        R = q16(GELU(Q 2^-16))                   i32 -> i32
+ * Each has dims M, N and one [M, N] input and output.
+ *
+ * Bit for bit the host functions of the layer (ops/moe_internal.h), on the
+ * CPU, although those compute in double where these compute in f32:
+ * - GELU is the same f32 expression, (0.5 x) (1 + erf(x c)) with c = 1/sqrt 2
+ *   rounded to f32, erf from libm's erff: the same operations in the same
+ *   order, each rounded once to f32 (no contraction into fused
+ *   multiply-adds: LLVM fuses nothing without fast-math flags).
+ * - x 2^16 is exact in f32 (a power-of-two scale: no bits are lost, and an
+ *   overflow to infinity saturates either way), so v = x 2^16 is the same
+ *   number as the host's double product. f32 has no value in (2^31 - 128,
+ *   2^31), so "v >= 2147483647" in double and "v >= 2^31" in f32 pick the
+ *   same values (and "v <= -2^31" is the same test in both). Below 2^31 in
+ *   magnitude v is an f32, and rint of it (ties to even) is the host's
+ *   round-to-nearest-even through the 1.5 * 2^52 trick; the result lies in
+ *   int32, so the conversion is exact.
+ * - (f32)q 2^-16: q is rounded to f32 once, then scaled exactly (the result
+ *   is at least 2^-16 in magnitude, a normal number). The host's
+ *   (f32)((double)q / 2^16) rounds the exact quotient once; a power-of-two
+ *   scale commutes with rounding to nearest, so both are the same f32.
+ * Saturation is built from ordered comparisons and selects: NaN fails every
+ * ordered comparison, so it takes the 0 arm, and the f32 -> i32 conversion
+ * only ever sees rint(v) for v strictly inside (-2^31, 2^31), or 0.
+ *
+ * On a GPU, erf is mfx_nvptx_erff (target_nvptx.c), not libm: within
+ * 1.8e-7 of erff, a few ulp more with its exp. The q16_gelu integers can
+ * then differ by one unit, never more (its gpu_int_tolerance): for |x| >= 4
+ * both erfs are exactly +-1 in f32 (erfc(4) = 1.5e-8 < 2^-25, half an ulp
+ * below 1), so the results agree bit for bit; for |x| < 4 the GELU values
+ * differ by at most 0.5 |x| (|d erf| + 1 ulp of 1 + erf) + 1 ulp of the
+ * product <= 2 (5e-7 + 2.4e-7) + 2.4e-7 < 1.8e-6, far below one Q16 step
+ * (2^-16 = 1.5e-5). Two values less than one step apart (v and v' with
+ * |v - v'| < 1 after the 2^16 scale) round to integers at most 1 apart, as
+ * rint is monotone and rint(v + 1) = rint(v) + 1. gelu's f32 output differs
+ * by about 1e-7 relative, within the f32 tolerance of every check.
+ *
+ * Templates: CPU, the inner axis split by `vector` and vectorized, the outer
+ * axis on the thread pool; GPU, one element per thread. */
+#include <stdint.h>
+
+#include "ops_internal.h"
+
+enum { EW_M, EW_N };
+
+#define EW_TWO_31 2147483648.0 /* 2^31, an f32 */
+
+/* ---- the expressions ------------------------------------------------------------------- */
+
+/* (0.5 x) (1 + erf(x c)), c = 1/sqrt(2) rounded to f32 as the host's literal. */
+static mfx_expr *ew_gelu(mfx_arena *a, mfx_expr *x) {
+  mfx_expr *half = mfx_mul(a, mfx_f32(a, 0.5), x);
+  mfx_expr *scaled = mfx_mul(a, x, mfx_f32(a, (double)0.70710678118654752f));
+  return mfx_mul(a, half, mfx_add(a, mfx_f32(a, 1.0), mfx_unary(a, MFX_ERF, scaled)));
+}
+
+/* The i32 Q16.16 of f32 x: v = x 2^16 (exact); v >= 2^31 -> INT32_MAX,
+ * v <= -2^31 -> INT32_MIN, NaN -> 0, else rint(v). */
+static mfx_expr *ew_q16_quantize(mfx_arena *a, mfx_expr *x) {
+  mfx_expr *v = mfx_mul(a, x, mfx_f32(a, 65536.0));
+  mfx_expr *top = mfx_f32(a, EW_TWO_31), *bottom = mfx_f32(a, -EW_TWO_31);
+  mfx_expr *inside = mfx_binary(a, MFX_LAND, mfx_binary(a, MFX_GT, v, bottom),
+                                mfx_binary(a, MFX_LT, v, top));
+  mfx_expr *safe = mfx_select(a, inside, mfx_unary(a, MFX_ROUND, v), mfx_f32(a, 0.0));
+  mfx_expr *low = mfx_select(a, mfx_binary(a, MFX_LE, v, bottom), mfx_int(a, MFX_I32, INT32_MIN),
+                             mfx_cast(a, MFX_I32, safe));
+  return mfx_select(a, mfx_binary(a, MFX_GE, v, top), mfx_int(a, MFX_I32, INT32_MAX), low);
+}
+
+/* (f32)q 2^-16 */
+static mfx_expr *ew_q16_dequantize(mfx_arena *a, mfx_expr *q) {
+  return mfx_mul(a, mfx_cast(a, MFX_F32, q), mfx_f32(a, 1.0 / 65536.0));
+}
+
+static mfx_expr *ew_q16_gelu(mfx_arena *a, mfx_expr *q) {
+  return ew_q16_quantize(a, ew_gelu(a, ew_q16_dequantize(a, q)));
+}
+
+/* ---- definition and templates ---------------------------------------------------------- */
+
+/* One op of this file: its tensors and its body. */
+typedef struct {
+  const char *what;
+  const char *in, *out;
+  mfx_dtype in_type, out_type;
+  mfx_expr *(*body)(mfx_arena *a, mfx_expr *x);
+} ew_kind;
+
+static const ew_kind ew_gelu_kind = {"gelu", "X", "Y", MFX_F32, MFX_F32, ew_gelu};
+static const ew_kind ew_quantize_kind = {"q16_quantize", "X", "Q", MFX_F32, MFX_I32,
+                                         ew_q16_quantize};
+static const ew_kind ew_dequantize_kind = {"q16_dequantize", "Q", "X", MFX_I32, MFX_F32,
+                                           ew_q16_dequantize};
+static const ew_kind ew_q16_gelu_kind = {"q16_gelu", "Q", "R", MFX_I32, MFX_I32, ew_q16_gelu};
+
+/* OUT[i, j] = body(IN[i, j]) and its (unscheduled) schedule. */
+static mfx_status ew_define(mfx_arena *a, const int64_t *dims, const ew_kind *k,
+                            mfx_tensor **out_tensor, mfx_schedule **out) {
+  int64_t shape[2] = {dims[EW_M], dims[EW_N]};
+  mfx_tensor *in = mfx_placeholder(a, k->in, k->in_type, 2, shape);
+  mfx_tensor *res = mfx_compute_begin(a, k->out, k->out_type, 2, shape,
+                                      (const char *[]){"i", "j"});
+  if (in == NULL || res == NULL) return mfx_fail_context(MFX_ERR_INVALID, "%s: tensors", k->what);
+  mfx_expr *x = mfx_tmpl_load2(a, in, mfx_tmpl_axis(a, res, 0), mfx_tmpl_axis(a, res, 1));
+  MFX_TRY(mfx_tmpl_set_body(a, res, x != NULL ? k->body(a, x) : NULL));
+  *out_tensor = res;
+  return mfx_schedule_create(a, 1, &in, 1, &res, out);
+}
+
+static mfx_status ew_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                           const ew_kind *k, mfx_schedule **out) {
+  mfx_tensor *t = NULL;
+  MFX_TRY(ew_define(a, dims, k, &t, out));
+  return mfx_tmpl_apply_elementwise(*out, t, mfx_config_get(cfg, "vector"),
+                                    (int)mfx_config_get(cfg, "vec"),
+                                    (int)mfx_config_get(cfg, "parallel"));
+}
+
+static mfx_status ew_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                               const ew_kind *k, mfx_schedule **out) {
+  mfx_tensor *t = NULL;
+  MFX_TRY(ew_define(a, dims, k, &t, out));
+  return mfx_gpu_apply_elementwise(*out, t, mfx_config_get(cfg, "threads"));
+}
+
+#define EW_BUILDERS(name, kind)                                                             \
+  static mfx_status name##_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg, \
+                                 mfx_schedule **out) {                                      \
+    return ew_build(a, dims, cfg, &kind, out);                                              \
+  }                                                                                         \
+  static mfx_status name##_build_gpu(mfx_arena *a, const int64_t *dims,                    \
+                                     const mfx_config *cfg, mfx_schedule **out) {           \
+    return ew_build_gpu(a, dims, cfg, &kind, out);                                          \
+  }
+
+EW_BUILDERS(gelu, ew_gelu_kind)
+EW_BUILDERS(q16_quantize, ew_quantize_kind)
+EW_BUILDERS(q16_dequantize, ew_dequantize_kind)
+EW_BUILDERS(q16_gelu, ew_q16_gelu_kind)
+
+/* ---- the ops ---------------------------------------------------------------------------- */
+
+#define EW_KNOBS                                                                            \
+  .n_knobs = 3,                                                                             \
+  .knobs = {                                                                                \
+    {"vector", "elements per vector step of the inner axis", 8, 4, {4, 8, 16, 32}},         \
+    {"vec", "vectorize the inner axis", 1, 2, {0, 1}},                                      \
+    {"parallel", "run the rows on the thread pool", 1, 2, {0, 1}},                          \
+  },                                                                                        \
+  .n_gpu_knobs = 1,                                                                         \
+  .gpu_knobs = {                                                                            \
+    {"threads", "threads per block, one element each", 256, 5, {64, 128, 256, 512, 1024}},  \
+  }
+
+const mfx_op mfx_op_def_gelu = {
+  .name = "gelu",
+  .about = "GELU in f32: Y = 0.5 X (1 + erf(X / sqrt 2)) (the MoE experts' activation)",
+  .n_dims = 2,
+  .dims = {"M", "N"},
+  .n_inputs = 1,
+  .inputs = {{"X", MFX_F32, 2, {"M", "N"}, "activations"}},
+  .n_outputs = 1,
+  .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y = (0.5 X) (1 + erf(X 0.70710678f))"}},
+  EW_KNOBS,
+  .build = gelu_build,
+  .reference = mfx_ref_gelu,
+  .random_input = mfx_random_gelu,
+  .build_gpu = gelu_build_gpu,
+};
+
+const mfx_op mfx_op_def_q16_quantize = {
+  .name = "q16_quantize",
+  .about = "f32 to Q16.16 fixed point: round(X 2^16), ties to even, saturated; NaN to 0",
+  .n_dims = 2,
+  .dims = {"M", "N"},
+  .n_inputs = 1,
+  .inputs = {{"X", MFX_F32, 2, {"M", "N"}, "values"}},
+  .n_outputs = 1,
+  .outputs = {{"Q", MFX_I32, 2, {"M", "N"},
+               "Q = rint(X 2^16) within int32 (INT32_MAX/MIN beyond, 0 for NaN)"}},
+  EW_KNOBS,
+  .build = q16_quantize_build,
+  .reference = mfx_ref_q16_quantize,
+  .random_input = mfx_random_q16_quantize,
+  .build_gpu = q16_quantize_build_gpu,
+};
+
+const mfx_op mfx_op_def_q16_dequantize = {
+  .name = "q16_dequantize",
+  .about = "Q16.16 fixed point to f32: X = Q 2^-16",
+  .n_dims = 2,
+  .dims = {"M", "N"},
+  .n_inputs = 1,
+  .inputs = {{"Q", MFX_I32, 2, {"M", "N"}, "Q16.16 values"}},
+  .n_outputs = 1,
+  .outputs = {{"X", MFX_F32, 2, {"M", "N"}, "X = f32(Q) 2^-16"}},
+  EW_KNOBS,
+  .build = q16_dequantize_build,
+  .reference = mfx_ref_q16_dequantize,
+  .random_input = mfx_random_q16_dequantize,
+  .build_gpu = q16_dequantize_build_gpu,
+};
+
+const mfx_op mfx_op_def_q16_gelu = {
+  .name = "q16_gelu",
+  .about = "GELU on Q16.16 (the shift expert's middle step): R = q16(GELU(Q 2^-16))",
+  .n_dims = 2,
+  .dims = {"M", "N"},
+  .n_inputs = 1,
+  .inputs = {{"Q", MFX_I32, 2, {"M", "N"}, "Q16.16 values"}},
+  .n_outputs = 1,
+  .outputs = {{"R", MFX_I32, 2, {"M", "N"}, "R = q16_quantize(gelu(q16_dequantize(Q)))"}},
+  EW_KNOBS,
+  .build = q16_gelu_build,
+  .reference = mfx_ref_q16_gelu,
+  .random_input = mfx_random_q16_gelu,
+  .build_gpu = q16_gelu_build_gpu,
+  .gpu_int_tolerance = 1, /* erf from a polynomial on a GPU: see the top of this file */
+};
