@@ -1,6 +1,7 @@
 /* The MoE layer as data: its spec (dims, expert kinds, routing), its
  * weights, creation and destruction. Running it is moe_forward.c. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,17 @@ mfx_status mfx_expert_kinds_parse(const char *text, mfx_expert_kind *kinds, int 
   }
 }
 
+static mfx_status moe_check_target(const char *target) {
+  if (target == NULL || strcmp(target, "cpu") == 0 || strcmp(target, "emulate") == 0 ||
+      strcmp(target, "cuda") == 0)
+    return MFX_OK;
+  const char *n = strncmp(target, "cuda:", 5) == 0 ? target + 5 : NULL;
+  if (n != NULL && *n != '\0' && strspn(n, "0123456789") == strlen(n) && strlen(target) < 32)
+    return MFX_OK;
+  return mfx_fail(MFX_ERR_INVALID, "moe: target '%s'; expected cpu, cuda, cuda:N or emulate",
+                  target);
+}
+
 static mfx_status moe_check_spec(const mfx_moe_spec *s) {
   if (s->dim <= 0 || s->hidden <= 0)
     return mfx_fail(MFX_ERR_INVALID, "moe: dims D=%d, H=%d must be positive", s->dim, s->hidden);
@@ -58,6 +70,8 @@ static mfx_status moe_check_spec(const mfx_moe_spec *s) {
                     MFX_MOE_MAX_EXPERTS);
   if (s->k < 1 || s->k > s->experts)
     return mfx_fail(MFX_ERR_INVALID, "moe: k=%d; expected 1 <= k <= E=%d", s->k, s->experts);
+  mfx_status st = moe_check_target(s->target);
+  if (st != MFX_OK) return st;
   for (int e = 0; e < s->experts; e++) {
     if ((unsigned)s->kinds[e] >= MFX_EXPERT_KIND_COUNT)
       return mfx_fail(MFX_ERR_INVALID, "moe: expert %d has kind %d; expected mult, shift or null",
@@ -93,6 +107,8 @@ mfx_status mfx_moe_create(const mfx_moe_spec *spec, mfx_moe **out) {
   mfx_moe *moe = calloc(1, sizeof *moe);
   if (moe == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe create: out of memory");
   moe->spec = *spec;
+  snprintf(moe->target, sizeof moe->target, "%s", spec->target ? spec->target : "cpu");
+  moe->spec.target = moe->target;
   size_t ed = (size_t)spec->experts * (size_t)spec->dim;
   moe->router_w = moe_zalloc(ed, sizeof(float));
   moe->router_bias = moe_zalloc((size_t)spec->experts, sizeof(float));
@@ -102,6 +118,11 @@ mfx_status mfx_moe_create(const mfx_moe_spec *spec, mfx_moe **out) {
     mfx_moe_destroy(moe);
     return mfx_fail(MFX_ERR_NOMEM, "moe create: out of memory for the weights of E=%d, D=%d, "
                     "H=%d", spec->experts, spec->dim, spec->hidden);
+  }
+  if (strcmp(moe->target, "cpu") != 0) st = moe_gpu_open(moe, moe->target);
+  if (st != MFX_OK) {
+    mfx_moe_destroy(moe);
+    return st;
   }
   *out = moe;
   return MFX_OK;
@@ -122,10 +143,18 @@ void mfx_moe_destroy(mfx_moe *moe) {
   free(moe->router_bias);
   moe_kernels_free(moe);
   moe_ws_free(moe);
+  moe_gpu_close(moe);
   free(moe);
 }
 
 const mfx_moe_spec *mfx_moe_get_spec(const mfx_moe *moe) { return moe ? &moe->spec : NULL; }
+
+const char *mfx_moe_target_description(const mfx_moe *moe) {
+  if (moe == NULL) return "";
+  return moe->gpu != NULL ? moe_gpu_description(moe) : "cpu";
+}
+
+int mfx_moe_on_gpu(const mfx_moe *moe) { return moe != NULL && moe->gpu != NULL; }
 
 mfx_status moe_check_expert(const mfx_moe *moe, int e, const char *where) {
   if (moe == NULL) return mfx_fail(MFX_ERR_INVALID, "%s: the layer is NULL", where);
@@ -160,6 +189,7 @@ mfx_status mfx_moe_set_router(mfx_moe *moe, const float *weight, const float *bi
     st = moe_check_finite(bias, (size_t)moe->spec.experts, "moe set router (bias)");
   if (st != MFX_OK) return st;
   memcpy(moe->router_w, weight, ed * sizeof(float));
+  moe->weights_version++;
   moe->has_bias = bias != NULL;
   if (bias != NULL) memcpy(moe->router_bias, bias, (size_t)moe->spec.experts * sizeof(float));
   else memset(moe->router_bias, 0, (size_t)moe->spec.experts * sizeof(float));
@@ -185,6 +215,7 @@ mfx_status mfx_moe_set_expert(mfx_moe *moe, int e, const float *w1, const float 
   if (st != MFX_OK) return mfx_fail_context(st, "expert %d", e);
   memcpy(x->w1, w1, hd * sizeof(float));
   memcpy(x->w2, w2, hd * sizeof(float));
+  moe->weights_version++;
   if (kind != MFX_EXPERT_SHIFT) return MFX_OK;
   st = mfx_deepshift_convert(w1, (int64_t)hd, x->s1, x->g1);
   if (st == MFX_OK) st = mfx_deepshift_convert(w2, (int64_t)hd, x->s2, x->g2);
@@ -210,6 +241,7 @@ mfx_status mfx_moe_init_random(mfx_moe *moe, uint64_t seed) {
                      1.0f / sqrtf((float)s->dim), &rng);
     memset(moe->router_bias, 0, (size_t)s->experts * sizeof(float));
     moe->has_bias = 0;
+    moe->weights_version++;
   }
   for (int e = 0; st == MFX_OK && e < s->experts; e++) {
     if (s->kinds[e] == MFX_EXPERT_NULL) continue;

@@ -234,11 +234,17 @@ mfx_status mfx_moe_expert_forward(mfx_moe *moe, int e, const mfx_kernel_env *env
   if (st != MFX_OK) return st;
   memcpy(xb, x, (size_t)(n * D) * sizeof(float));
   memset(xb + n * D, 0, (size_t)((rows - n) * D) * sizeof(float));
+  double t0 = mfx_now_seconds();
   st = moe_run_expert(moe, e, env, xb, rows, yb);
   if (st != MFX_OK) return mfx_fail_context(st, "moe expert %d", e);
+  moe->last_expert_s = moe->gpu != NULL && moe->spec.kinds[e] != MFX_EXPERT_NULL
+                           ? moe_gpu_last_expert_seconds(moe)
+                           : mfx_now_seconds() - t0;
   memcpy(y, yb, (size_t)(n * D) * sizeof(float));
   return MFX_OK;
 }
+
+double mfx_moe_last_expert_seconds(const mfx_moe *moe) { return moe ? moe->last_expert_s : 0.0; }
 
 mfx_status mfx_moe_shift_expert_q16(mfx_moe *moe, int e, const mfx_kernel_env *env,
                                     const int32_t *xq, int64_t n, int32_t *yq) {

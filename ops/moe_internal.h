@@ -3,11 +3,13 @@
  *   moe.c            the spec, weights, creation and destruction
  *   moe_math.c       GELU, Q16.16, the DeepShift conversion, the buckets
  *   moe_kernels.c    the kernel cache and the experts on compiled kernels
+ *   moe_gpu.c        the same on a GPU target (cuda, or emulated on the CPU)
  *   moe_forward.c    router, dispatch, experts, combine
  *   moe_reference.c  the same layer in plain C */
 #ifndef MFX_MOE_INTERNAL_H
 #define MFX_MOE_INTERNAL_H
 
+#include "mfx/artifact.h"
 #include "mfx/moe.h"
 #include "ops_internal.h"
 
@@ -44,8 +46,14 @@ typedef enum {
   MOE_WS_COUNT
 } moe_ws_slot;
 
+typedef struct moe_gpu moe_gpu;
+
 struct mfx_moe {
   mfx_moe_spec spec;
+  char target[32];   /* spec.target, copied: "cpu", "cuda:1", "emulate" */
+  moe_gpu *gpu;      /* NULL: host kernels */
+  unsigned long weights_version; /* bumped by every change of a weight */
+  double last_expert_s; /* mfx_moe_last_expert_seconds */
   float *router_w;   /* [E, D] */
   float *router_bias; /* [E] */
   int has_bias;
@@ -97,6 +105,27 @@ mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const 
 mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows);
 /* Every expert kind's kernels for `rows` (a bucket). */
 mfx_status moe_compile_experts(mfx_moe *moe, int64_t rows);
+/* ---- moe_gpu.c: the layer's kernels on a GPU target ---- */
+/* target: "cuda", "cuda:N" or "emulate"; sets moe->gpu (also on failure:
+ * moe_gpu_close frees what was opened). */
+mfx_status moe_gpu_open(mfx_moe *moe, const char *target);
+void moe_gpu_close(mfx_moe *moe);
+const char *moe_gpu_description(const mfx_moe *moe);
+/* As moe_run_router, moe_run_expert and moe_run_shift_q16, with host
+ * arrays in and out and everything between on the device. */
+mfx_status moe_gpu_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
+                          int64_t rows, float *rlogits);
+mfx_status moe_gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
+                          int64_t rows, float *y);
+mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, const int32_t *xq,
+                             int64_t rows, int32_t *yq);
+mfx_status moe_gpu_compile_experts(mfx_moe *moe, int64_t rows);
+/* Device seconds of the kernels of the last moe_gpu_expert. */
+double moe_gpu_last_expert_seconds(const mfx_moe *moe);
+int moe_gpu_kernel_count(const mfx_moe *moe);
+/* Kernel i of a cuda layer as built (PTX, launches); NULL when emulated. */
+const mfx_artifact_kernel *moe_gpu_artifact_kernel(const mfx_moe *moe, int i);
+
 /* An env to use when the caller passed none. */
 const mfx_kernel_env *moe_env_or_serial(const mfx_kernel_env *env, mfx_kernel_env *serial);
 /* Runs body over [0, n) on the env's pool. */

@@ -98,7 +98,7 @@ static mfx_status moe_compile(mfx_moe *moe, const mfx_op *op, const int64_t *dim
   mfx_config cfg;
   mfx_config_default(op, &cfg);
   if (moe->spec.choose_config != NULL) {
-    mfx_status st = moe->spec.choose_config(moe->spec.choose_user, op, dims, &cfg);
+    mfx_status st = moe->spec.choose_config(moe->spec.choose_user, "cpu", op, dims, &cfg);
     if (st != MFX_OK)
       return mfx_fail_context(st, "moe: choosing the config of %s M=%lld,N=%lld,K=%lld",
                               op->name, (long long)dims[0], (long long)dims[1],
@@ -145,11 +145,18 @@ void moe_kernels_free(mfx_moe *moe) {
   moe->n_kernels = moe->cap_kernels = 0;
 }
 
-int mfx_moe_kernel_count(const mfx_moe *moe) { return moe ? moe->n_kernels : 0; }
+int mfx_moe_kernel_count(const mfx_moe *moe) {
+  if (moe == NULL) return 0;
+  return moe->gpu != NULL ? moe_gpu_kernel_count(moe) : moe->n_kernels;
+}
 
 const mfx_op_kernel *mfx_moe_kernel_at(const mfx_moe *moe, int i) {
   if (moe == NULL || i < 0 || i >= moe->n_kernels) return NULL;
   return &moe->kernels[i].kernel;
+}
+
+const mfx_artifact_kernel *mfx_moe_gpu_kernel_at(const mfx_moe *moe, int i) {
+  return moe != NULL && moe->gpu != NULL ? moe_gpu_artifact_kernel(moe, i) : NULL;
 }
 
 /* ---- running kernels ----------------------------------------------------------------- */
@@ -190,6 +197,7 @@ static mfx_status moe_shift(mfx_moe *moe, const mfx_kernel_env *env, int64_t m, 
 
 mfx_status moe_run_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
                           int64_t rows, float *rlogits) {
+  if (moe->gpu != NULL) return moe_gpu_router(moe, env, xpad, rows, rlogits);
   return moe_linear(moe, env, rows, moe->spec.experts, moe->spec.dim, xpad, moe->router_w,
                     rlogits);
 }
@@ -213,6 +221,7 @@ mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int
   mfx_status st = moe_ws_get(moe, MOE_WS_XQ, (size_t)(rows * D) * 4, (void **)&xq);
   if (st == MFX_OK) st = moe_ws_get(moe, MOE_WS_HQ, (size_t)(rows * H) * 4, (void **)&hq);
   if (st == MFX_OK) st = moe_ws_get(moe, MOE_WS_YQ, (size_t)(rows * D) * 4, (void **)&yq);
+  if (st == MFX_OK && moe->gpu != NULL) return moe_gpu_shift_q16(moe, e, env, xq, rows, yq);
   if (st == MFX_OK) st = moe_shift(moe, env, rows, H, D, xq, x->s1, x->g1, hq);
   if (st != MFX_OK) return st;
   moe_rows(env, moe_requantize_body, NULL, hq, rows, H);
@@ -234,6 +243,8 @@ static mfx_status moe_run_shift(mfx_moe *moe, int e, const mfx_kernel_env *env,
 
 mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
                           int64_t rows, float *y) {
+  if (moe->gpu != NULL && moe->spec.kinds[e] != MFX_EXPERT_NULL)
+    return moe_gpu_expert(moe, e, env, xb, rows, y);
   switch (moe->spec.kinds[e]) {
   case MFX_EXPERT_MULT: return moe_run_mult(moe, e, env, xb, rows, y);
   case MFX_EXPERT_SHIFT: return moe_run_shift(moe, e, env, xb, rows, y);
@@ -245,6 +256,7 @@ mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const 
 }
 
 mfx_status moe_compile_experts(mfx_moe *moe, int64_t rows) {
+  if (moe->gpu != NULL) return moe_gpu_compile_experts(moe, rows);
   int64_t D = moe->spec.dim, H = moe->spec.hidden;
   const mfx_op_kernel *k;
   mfx_status st = MFX_OK;

@@ -86,6 +86,7 @@ void mfx_profile_options_default(mfx_profile_options *o) {
   o->min_repeats = 5;
   o->max_repeats = 200;
   o->min_seconds = 0.05;
+  o->seconds = NULL;
 }
 
 static int profile_compare(const void *a, const void *b) {
@@ -119,7 +120,7 @@ mfx_status mfx_profile_measure(mfx_profile_fn fn, void *user, int64_t tokens,
   while (st == MFX_OK && n < o->max_repeats && (n < o->min_repeats || total < o->min_seconds)) {
     double t0 = mfx_now_seconds();
     st = fn(user, tokens);
-    times[n] = mfx_now_seconds() - t0;
+    times[n] = o->seconds != NULL ? o->seconds(user) : mfx_now_seconds() - t0;
     total += times[n++];
   }
   if (st == MFX_OK) {

@@ -238,6 +238,7 @@ expect_error 2 "expected ll or asm" "$MFX" lower linear --dims M=8,N=8,K=8 --emi
 expect_error 2 "unexpected argument" "$MFX" run linear hamming --dims M=8,N=8,K=8
 expect_error 2 "check takes no value" "$MFX" "${LIN[@]}" --check=yes
 expect_error 2 "'linear'" "$MFX" demo linear
+expect_error 2 "--target 'gpu'; expected auto, cpu, cuda, cuda:N or emulate" "$MFX" demo --target gpu
 expect_error 2 "unknown command 'nope'" "$MFX" help nope
 
 # ---- bad input: failures (1) ---------------------------------------------------------------------

@@ -5,6 +5,7 @@
  * real device. The test PTX is checked with ptxas when the toolkit is here. */
 #define _GNU_SOURCE
 #include "mfx/device.h"
+#include "mfx/moe.h"
 
 #include "fake_cuda/fake_cuda.h"
 
@@ -692,6 +693,53 @@ START_TEST(test_cuda_fake_launch_arguments) {
 }
 END_TEST
 
+/* The MoE layer on a (fake) GPU: every kernel is built to PTX, loaded and
+ * launched in the order of the expert chains, on the layer's device
+ * buffers; destroying the layer frees all of it. The fake computes nothing:
+ * the numbers are checked by the emulated and real-GPU tests in test_moe. */
+START_TEST(test_cuda_fake_moe_layer) {
+  if (cuda_compiled_out()) return;
+  use_fake("plain", 1);
+  mfx_moe_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.dim = 16;
+  spec.hidden = 24;
+  spec.k = 2;
+  spec.target = "cuda";
+  EXPECT_OK(mfx_expert_kinds_parse("mult,shift,null", spec.kinds, MFX_MOE_MAX_EXPERTS,
+                                   &spec.experts));
+  mfx_moe *moe = NULL;
+  EXPECT_OK(mfx_moe_create(&spec, &moe));
+  ck_assert_ptr_nonnull(strstr(mfx_moe_target_description(moe), "cuda:0: "));
+  EXPECT_OK(mfx_moe_init_random(moe, 1));
+  int launches_before = fake_counts().launches;
+  float x[20 * 16], y[20 * 16];
+  for (int i = 0; i < 20 * 16; i++) x[i] = (float)(i % 7) - 3.0f;
+  EXPECT_OK(mfx_moe_forward(moe, NULL, x, 20, y, NULL));
+  fake_cuda_counts counts = fake_counts();
+  /* router 1; mult: linear, gelu, linear; shift: quantize, shift_linear,
+   * q16_gelu, shift_linear, dequantize -- each at least one launch */
+  ck_assert_int_ge(counts.launches - launches_before, 9);
+  ck_assert_int_eq(counts.bad_context_calls, 0);
+  fake_cuda_launch last;
+  fake_hooks_get().last_launch(&last);
+  ck_assert_msg(strstr(last.name, "dequantize") != NULL || strstr(last.name, "linear") != NULL,
+                "last launch %s", last.name);
+  int kernels = mfx_moe_kernel_count(moe);
+  ck_assert_int_ge(kernels, 9);
+  const mfx_artifact_kernel *k = mfx_moe_gpu_kernel_at(moe, 0);
+  ck_assert_ptr_nonnull(k);
+  ck_assert_str_eq(k->target, "cuda:sm_90");
+  ck_assert_int_eq(k->gpu_image_kind, MFX_GPU_IMAGE_PTX);
+  ck_assert_ptr_null(mfx_moe_gpu_kernel_at(moe, kernels));
+  mfx_moe_destroy(moe);
+  counts = fake_counts();
+  ck_assert_int_eq(counts.allocations, 0);
+  ck_assert_int_eq(counts.modules, 0);
+  ck_assert_int_eq(counts.primary_refs, 0);
+}
+END_TEST
+
 START_TEST(test_cuda_fake_jit_logs) {
   if (cuda_compiled_out()) return;
   use_fake("plain", 1);
@@ -948,6 +996,7 @@ static Suite *device_suite(void) {
   tcase_add_test(fake, test_cuda_fake_device);
   tcase_add_test(fake, test_cuda_fake_launch_arguments);
   tcase_add_test(fake, test_cuda_fake_jit_logs);
+  tcase_add_test(fake, test_cuda_fake_moe_layer);
   tcase_add_test(fake, test_cuda_fake_ptx_length);
   tcase_add_test(fake, test_cuda_fake_cubin);
   tcase_add_test(fake, test_cuda_fake_async_error);

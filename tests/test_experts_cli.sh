@@ -136,7 +136,23 @@ expect 0 "usage: mfx experts" "$MFX" help experts
 expect 2 "--tokens, --dim and --hidden are required" "$MFX" experts --dim 8 --hidden 16
 expect 2 "unknown expert kind 'foo'" "$MFX" experts "${SMALL[@]}" --experts mult,foo
 expect 2 "null experts cost nothing" "$MFX" experts "${SMALL[@]}" --experts mult,null
-expect 2 "target cpu only" "$MFX" experts "${SMALL[@]}" --target cuda
+expect 2 "--target 'gpu'; expected cpu, cuda, cuda:N or emulate" "$MFX" experts "${SMALL[@]}" --target gpu
+expect 2 "--target 'cuda:x'" "$MFX" experts "${SMALL[@]}" --target cuda:x
+expect 1 "opening target 'cuda'" env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 \
+  "$MFX" experts "${SMALL[@]}" --target cuda --out "$TMP/nogpu.json"
+[[ ! -e "$TMP/nogpu.json" ]] || { failed=$((failed + 1)); echo "FAIL: a table without a GPU"; }
+# The GPU kernels, emulated on the CPU: the table is keyed by that target,
+# beside this host's own table in the same file.
+expect 0 "emulate: GPU kernels emulated on the CPU" "$MFX" experts "${SMALL[@]}" --target emulate \
+  --json --out "$TMP/lat.json"
+check "an emulated-GPU table sits beside the CPU's" '
+t = json.load(open(sys.argv[1]))
+keys = list(t["devices"])
+assert mfx.host_key() in keys, keys
+gpu = [k for k in keys if k.startswith("emulate: ")]
+assert len(gpu) == 1, keys
+assert t["devices"][gpu[0]]["target"] == "emulate"
+assert abs(sum(t["devices"][gpu[0]]["alpha"]) - 2.0) < 1e-9' "$TMP/lat.json"
 expect 2 "--tokens: '1' is not a whole number in 2.." "$MFX" experts --tokens 1 --dim 8 --hidden 16
 expect 2 "--dim: '0'" "$MFX" experts --tokens 64 --dim 0 --hidden 16
 expect 2 "--tokens needs a value" "$MFX" experts --dim 8 --hidden 16 --tokens

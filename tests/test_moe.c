@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mfx/device.h"
 #include "mfx/moe.h"
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -43,31 +44,39 @@ static mfx_moe_spec make_spec(int D, int H, int k, const char *kinds) {
 /* The layer's config chooser in most tests: no unrolling, which compiles
  * several times faster than the template default (any valid config must
  * match the reference). */
-static mfx_status quick_config(void *user, const mfx_op *op, const int64_t *dims,
-                               mfx_config *cfg) {
+static mfx_status quick_config(void *user, const char *target, const mfx_op *op,
+                               const int64_t *dims, mfx_config *cfg) {
   int *calls = user;
-  ck_assert(dims[0] > 0 && dims[1] > 0 && dims[2] > 0);
+  ck_assert(dims[0] > 0 && dims[1] > 0);
   if (calls != NULL) (*calls)++;
+  if (strcmp(target, "cpu") != 0) return MFX_OK; /* the GPU defaults */
   return mfx_config_set(op, cfg, "unroll", 0);
 }
 
-static mfx_status failing_config(void *user, const mfx_op *op, const int64_t *dims,
-                                 mfx_config *cfg) {
+static mfx_status failing_config(void *user, const char *target, const mfx_op *op,
+                                 const int64_t *dims, mfx_config *cfg) {
   (void)user;
+  (void)target;
   (void)dims;
   (void)cfg;
   return mfx_fail(MFX_ERR_NOT_FOUND, "no tuning record for %s", op->name);
 }
 
-static mfx_moe *make_layer_with(int D, int H, int k, const char *kinds, uint64_t seed,
-                                mfx_moe_config_fn choose, void *user) {
+static mfx_moe *make_layer_on(const char *target, int D, int H, int k, const char *kinds,
+                              uint64_t seed, mfx_moe_config_fn choose, void *user) {
   mfx_moe_spec spec = make_spec(D, H, k, kinds);
+  spec.target = target;
   spec.choose_config = choose;
   spec.choose_user = user;
   mfx_moe *moe = NULL;
   ck_assert_msg(mfx_moe_create(&spec, &moe) == MFX_OK, "%s", mfx_last_error());
   ck_assert_int_eq(mfx_moe_init_random(moe, seed), MFX_OK);
   return moe;
+}
+
+static mfx_moe *make_layer_with(int D, int H, int k, const char *kinds, uint64_t seed,
+                                mfx_moe_config_fn choose, void *user) {
+  return make_layer_on(NULL, D, H, k, kinds, seed, choose, user);
 }
 
 static mfx_moe *make_layer(int D, int H, int k, const char *kinds, uint64_t seed) {
@@ -202,6 +211,14 @@ START_TEST(test_create_errors) {
   spec.kinds[0] = (mfx_expert_kind)7;
   expect_error(mfx_moe_create(&spec, &moe), MFX_ERR_INVALID, "has kind 7");
   expect_error(mfx_moe_create(NULL, &moe), MFX_ERR_INVALID, "must not be NULL");
+  spec = make_spec(8, 8, 1, "mult");
+  static const char *const bad_targets[] = {"gpu", "cuda:", "cuda:x", "cuda:1a", "CPU", ""};
+  for (size_t i = 0; i < sizeof bad_targets / sizeof bad_targets[0]; i++) {
+    spec.target = bad_targets[i];
+    expect_error(mfx_moe_create(&spec, &moe), MFX_ERR_INVALID,
+                 "expected cpu, cuda, cuda:N or emulate");
+    ck_assert_ptr_null(moe);
+  }
 }
 END_TEST
 
@@ -249,8 +266,9 @@ typedef struct {
   const char *kinds;
 } layer_case;
 
-static void check_layer_case(const layer_case *c, mfx_pool *pool) {
-  mfx_moe *moe = make_layer(c->D, c->H, c->k, c->kinds, (uint64_t)c->T);
+static void check_layer_on(const char *target, const layer_case *c, mfx_pool *pool) {
+  mfx_moe *moe = make_layer_on(target, c->D, c->H, c->k, c->kinds, (uint64_t)c->T, quick_config,
+                               NULL);
   int E = mfx_moe_get_spec(moe)->experts;
   int64_t n = c->T * c->D;
   float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4), *want = malloc((size_t)n * 4);
@@ -266,8 +284,8 @@ static void check_layer_case(const layer_case *c, mfx_pool *pool) {
   double lerr = rel_err(logits, ref_logits, c->T * E), yerr = rel_err(y, want, n);
   ck_assert_msg(lerr < 1e-5, "T=%lld D=%d H=%d %s: logits rel err %g", (long long)c->T, c->D,
                 c->H, c->kinds, lerr);
-  ck_assert_msg(yerr < 1e-4, "T=%lld D=%d H=%d k=%d %s: output rel err %g", (long long)c->T, c->D,
-                c->H, c->k, c->kinds, yerr);
+  ck_assert_msg(yerr < 1e-4, "%s: T=%lld D=%d H=%d k=%d %s: output rel err %g",
+                target ? target : "cpu", (long long)c->T, c->D, c->H, c->k, c->kinds, yerr);
   double total = 0.0;
   for (int e = 0; e < E; e++) total += trace.counts[e];
   ck_assert_double_eq(total, (double)(c->T * c->k));
@@ -288,8 +306,121 @@ START_TEST(test_layer_vs_reference) {
       {40, 13, 7, 3, "shift,mult,null,mult"},
   };
   mfx_pool *pool = test_pool();
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_layer_case(&cases[i], pool);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_layer_on(NULL, &cases[i], pool);
   mfx_pool_destroy(pool);
+}
+END_TEST
+
+/* ---- the layer on a GPU target --------------------------------------------------------- */
+
+/* Shapes that divide no GPU tile: 37 tokens pad to a 48-row bucket, D=13
+ * and H=7/40 leave partial blocks and thread tiles everywhere. */
+static const layer_case gpu_cases[] = {
+    {37, 16, 24, 1, "mult,shift"},
+    {40, 13, 7, 2, "shift,mult,null"},
+    {130, 24, 40, 2, "mult,shift,shift"},
+};
+
+START_TEST(test_gpu_emulated_vs_reference) {
+  mfx_pool *pool = test_pool();
+  for (size_t i = 0; i < sizeof gpu_cases / sizeof gpu_cases[0]; i++)
+    check_layer_on("emulate", &gpu_cases[i], pool);
+  mfx_pool_destroy(pool);
+}
+END_TEST
+
+/* A real GPU, when this machine has one (else a loud skip). */
+START_TEST(test_gpu_real_vs_reference) {
+  mfx_device *dev = NULL;
+  if (mfx_device_open("cuda", &dev) != MFX_OK) {
+    printf("SKIP the MoE layer on a real GPU: %s\n", mfx_last_error());
+    return;
+  }
+  printf("the MoE layer on %s\n", mfx_device_description(dev));
+  mfx_device_close(dev);
+  for (size_t i = 0; i < sizeof gpu_cases / sizeof gpu_cases[0]; i++)
+    check_layer_on("cuda", &gpu_cases[i], NULL);
+}
+END_TEST
+
+/* The emulated GPU kernels call the same erff as the reference: the
+ * integer pipeline of a shift expert matches it exactly. */
+START_TEST(test_gpu_emulated_shift_exact) {
+  mfx_moe *moe = make_layer_on("emulate", 24, 40, 1, "shift,shift", 3, NULL, NULL);
+  int64_t T = 21, n = T * 24;
+  float *x = malloc((size_t)n * 4);
+  int32_t *xq = malloc((size_t)n * 4), *yq = malloc((size_t)n * 4), *yq_ref = malloc((size_t)n * 4);
+  fill_uniform(x, n, -2.0f, 2.0f, 5);
+  for (int64_t i = 0; i < n; i++) xq[i] = mfx_q16_from_float(x[i]);
+  ck_assert_msg(mfx_moe_shift_expert_q16(moe, 1, NULL, xq, T, yq) == MFX_OK, "%s",
+                mfx_last_error());
+  ck_assert_int_eq(mfx_moe_reference_shift_q16(moe, 1, xq, T, yq_ref), MFX_OK);
+  ck_assert_mem_eq(yq, yq_ref, (size_t)n * 4);
+  free(x);
+  free(xq);
+  free(yq);
+  free(yq_ref);
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
+/* New weights reach the device before the next forward. */
+START_TEST(test_gpu_weights_follow) {
+  mfx_moe *moe = make_layer_on("emulate", 8, 12, 1, "mult", 1, NULL, NULL);
+  int64_t T = 9, n = T * 8;
+  float x[72], y[72], want[72], w1[96], w2[96];
+  fill_uniform(x, n, -1.0f, 1.0f, 2);
+  ck_assert_int_eq(mfx_moe_expert_forward(moe, 0, NULL, x, T, y), MFX_OK);
+  fill_uniform(w1, 96, -0.5f, 0.5f, 3);
+  fill_uniform(w2, 96, -0.5f, 0.5f, 4);
+  ck_assert_int_eq(mfx_moe_set_expert(moe, 0, w1, w2), MFX_OK);
+  ck_assert_int_eq(mfx_moe_expert_forward(moe, 0, NULL, x, T, y), MFX_OK);
+  for (int64_t t = 0; t < T; t++) {
+    for (int d = 0; d < 8; d++) {
+      double acc = 0.0;
+      for (int h = 0; h < 12; h++) {
+        double u = 0.0;
+        for (int i = 0; i < 8; i++) u += (double)x[t * 8 + i] * w1[h * 8 + i];
+        acc += (double)mfx_gelu((float)u) * w2[d * 12 + h];
+      }
+      want[t * 8 + d] = (float)acc;
+    }
+  }
+  ck_assert_msg(rel_err(y, want, n) < 1e-5, "after new weights: rel err %g", rel_err(y, want, n));
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
+START_TEST(test_gpu_kernel_list) {
+  mfx_moe *moe = make_layer_on("emulate", 16, 24, 1, "mult,shift,null", 1, NULL, NULL);
+  ck_assert(mfx_moe_on_gpu(moe));
+  ck_assert_ptr_nonnull(strstr(mfx_moe_target_description(moe), "emulated"));
+  ck_assert_int_eq(mfx_moe_prepare(moe, 20), MFX_OK);
+  /* mult: linear x2 + gelu; shift: shift_linear x2 + quantize, q16_gelu, dequantize */
+  ck_assert_int_eq(mfx_moe_kernel_count(moe), 8);
+  ck_assert_ptr_null(mfx_moe_kernel_at(moe, 0));
+  ck_assert_ptr_null(mfx_moe_gpu_kernel_at(moe, 0)); /* emulated: no PTX */
+  ck_assert_int_eq(mfx_moe_prepare(moe, 17), MFX_OK); /* the same bucket: nothing new */
+  ck_assert_int_eq(mfx_moe_kernel_count(moe), 8);
+  mfx_moe_destroy(moe);
+  mfx_moe *cpu = make_layer(16, 24, 1, "mult", 1);
+  ck_assert(!mfx_moe_on_gpu(cpu));
+  ck_assert_str_eq(mfx_moe_target_description(cpu), "cpu");
+  mfx_moe_destroy(cpu);
+}
+END_TEST
+
+START_TEST(test_gpu_missing_driver) {
+  setenv("MFX_CUDA_LIBRARY", "/nonexistent/mfx/libcuda.so.1", 1);
+  mfx_moe_spec spec = make_spec(8, 8, 1, "mult,shift");
+  spec.target = "cuda:1";
+  mfx_moe *moe = NULL;
+  mfx_status st = mfx_moe_create(&spec, &moe);
+  ck_assert_int_ne(st, MFX_OK);
+  ck_assert_ptr_null(moe);
+  ck_assert_msg(strstr(mfx_last_error(), "moe: opening target 'cuda:1'") != NULL, "%s",
+                mfx_last_error());
+  unsetenv("MFX_CUDA_LIBRARY");
 }
 END_TEST
 
@@ -682,6 +813,16 @@ static Suite *moe_suite(void) {
   tcase_add_test(layer, test_config_errors);
   tcase_add_test(layer, test_forward_errors);
   suite_add_tcase(s, layer);
+
+  TCase *gpu = tcase_create("gpu");
+  tcase_set_timeout(gpu, 240);
+  tcase_add_test(gpu, test_gpu_emulated_vs_reference);
+  tcase_add_test(gpu, test_gpu_emulated_shift_exact);
+  tcase_add_test(gpu, test_gpu_weights_follow);
+  tcase_add_test(gpu, test_gpu_kernel_list);
+  tcase_add_test(gpu, test_gpu_missing_driver);
+  tcase_add_test(gpu, test_gpu_real_vs_reference);
+  suite_add_tcase(s, gpu);
 
   TCase *latency = tcase_create("latency");
   tcase_set_timeout(latency, 60);

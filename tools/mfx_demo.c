@@ -30,6 +30,7 @@ typedef struct {
   int experts;
   mfx_expert_kind kinds[MFX_MOE_MAX_EXPERTS];
   const char *out;
+  const char *target; /* "auto", then what it resolved to */
 } tool_demo_args;
 
 typedef struct {
@@ -56,6 +57,8 @@ static int tool_demo_value(tool_demo_args *a, const char *flag, const char *v) {
   if (strcmp(flag, "--seed") == 0) return tool_flag_int(flag, v, 0, INT64_MAX, &a->seed);
   if (strcmp(flag, "--out") == 0) {
     a->out = v;
+  } else if (strcmp(flag, "--target") == 0) {
+    a->target = v;
   } else if (strcmp(flag, "--experts") == 0) {
     if (mfx_expert_kinds_parse(v, a->kinds, MFX_MOE_MAX_EXPERTS, &a->experts) != MFX_OK)
       rc = tool_error(TOOL_EXIT_USAGE, "--experts: %s", mfx_last_error());
@@ -71,7 +74,7 @@ static int tool_demo_value(tool_demo_args *a, const char *flag, const char *v) {
 static int tool_demo_parse(int argc, char **argv, tool_demo_args *a) {
   static const char *const flags[] = {"--tokens", "--dim",    "--hidden", "--experts",
                                       "--k",      "--threads", "--out",   "--tune-trials",
-                                      "--seed"};
+                                      "--seed",   "--target"};
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return -1;
     if (strcmp(argv[i], "--no-ops") == 0) {
@@ -92,7 +95,7 @@ static int tool_demo_parse(int argc, char **argv, tool_demo_args *a) {
   if (a->k > a->experts)
     return tool_error(TOOL_EXIT_USAGE, "demo: --k %lld with %d experts; expected k <= E",
                       (long long)a->k, a->experts);
-  return 0;
+  return tool_check_layer_target("demo", a->target, 1);
 }
 
 static void tool_demo_defaults(tool_demo_args *a) {
@@ -108,7 +111,24 @@ static void tool_demo_defaults(tool_demo_args *a) {
   a->seed = 1;
   a->ops = 1;
   a->out = "mfx-demo-out";
+  a->target = "auto";
 }
+
+/* auto: the first GPU when the driver and a device are there, else cpu. */
+static void tool_demo_resolve_target(tool_demo_args *a) {
+  if (strcmp(a->target, "auto") != 0) return;
+  int count = 0;
+  mfx_device *dev = NULL;
+  a->target = "cpu";
+  if (mfx_device_count("cuda", &count) == MFX_OK && count > 0 &&
+      mfx_device_open("cuda", &dev) == MFX_OK) {
+    a->target = "cuda";
+    mfx_device_close(dev);
+  }
+  mfx_clear_error();
+}
+
+static int tool_demo_on_gpu(const tool_demo_args *a) { return strcmp(a->target, "cpu") != 0; }
 
 /* ==== helpers ====================================================================== */
 
@@ -143,20 +163,15 @@ static void tool_demo_fill(float *x, int64_t n, uint64_t seed) {
 
 /* ==== the header ======================================================================= */
 
-static void tool_demo_gpu_line(void) {
+static void tool_demo_gpu_line(const tool_demo_args *a) {
+  if (tool_demo_on_gpu(a)) return; /* the layer line names it */
   int count = 0;
   if (mfx_device_count("cuda", &count) != MFX_OK) {
     printf("  GPU       none usable (%s)\n", mfx_last_error());
+    mfx_clear_error();
     return;
   }
-  mfx_device *dev = NULL;
-  if (count > 0 && mfx_device_open("cuda", &dev) == MFX_OK) {
-    printf("  GPU       %s -- present, but the MoE layer's kernels run on the CPU in this build\n",
-           mfx_device_description(dev));
-    mfx_device_close(dev);
-  } else {
-    printf("  GPU       none (%d CUDA devices)\n", count);
-  }
+  printf("  GPU       %s\n", count > 0 ? "present, not used (--target cpu)" : "none");
 }
 
 static void tool_demo_header(const tool_demo *d) {
@@ -169,9 +184,10 @@ static void tool_demo_header(const tool_demo *d) {
          d->a.hidden);
   for (int e = 0; e < d->a.experts; e++)
     printf("%s%s", e ? "," : "", mfx_expert_kind_name(d->a.kinds[e]));
-  printf(" (top-%lld)\n  target    %s, %d threads\n", (long long)d->a.k, key,
+  printf(" (top-%lld)\n  host      %s, %d threads\n", (long long)d->a.k, key,
          mfx_pool_threads(d->pool));
-  tool_demo_gpu_line();
+  printf("  target    %s\n", d->a.target);
+  tool_demo_gpu_line(&d->a);
   printf("  output    %s/\n", d->a.out);
 }
 
@@ -210,6 +226,11 @@ static int tool_demo_tune_section(tool_demo *d) {
   char db[1100];
   int rc = tool_demo_path(d, "tune.db", db, sizeof db);
   if (rc != 0) return rc;
+  if (tool_demo_on_gpu(&d->a)) {
+    printf("\n1. tuning: skipped on %s: the autotuner measures CPU kernels; the layer's GPU\n"
+           "   kernels use their GPU templates' defaults\n", d->a.target);
+    return 0;
+  }
   printf("\n1. tuning: autotuner, %lld random trials per kernel at the balanced load "
          "(database %s)\n", (long long)d->a.trials, db);
   tool_demo_step(d, "tuning the layer's kernels");
@@ -231,6 +252,7 @@ static int tool_demo_latency_request(const tool_demo *d, tool_experts_request *r
   r->choose_config = tool_demo_choose;
   r->choose_user = d->tuning;
   r->progress = "[demo] latency";
+  r->target = d->a.target;
   return r->experts;
 }
 
@@ -269,6 +291,7 @@ static int tool_demo_layer(tool_demo *d) {
   memcpy(spec.kinds, d->a.kinds, sizeof spec.kinds);
   spec.choose_config = tool_demo_choose;
   spec.choose_user = d->tuning;
+  spec.target = d->a.target;
   if (mfx_moe_create(&spec, &d->moe) != MFX_OK ||
       mfx_moe_init_random(d->moe, (uint64_t)d->a.seed) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "demo: the layer");
@@ -346,6 +369,8 @@ static int tool_demo_forward(tool_demo *d) {
   printf("\n3. routed forward pass on compiled kernels (router, dispatch, experts, combine)\n");
   int rc = tool_demo_layer(d);
   if (rc != 0) return rc;
+  printf("  kernels on %s%s\n", mfx_moe_target_description(d->moe),
+         mfx_moe_on_gpu(d->moe) ? "; routing, dispatch and combine on the host" : "");
   tool_forward_call call = {d, {0}};
   mfx_kernel_env_init(&call.env, d->pool);
   mfx_moe_trace trace;
@@ -427,7 +452,12 @@ static int tool_demo_kernels(tool_demo *d) {
          "them)\n");
   tool_demo_step(d, "timing kernels");
   const mfx_latency_table *latency = d->have_latency ? &d->latency : NULL;
-  int rc = tool_demo_kernel_table(&d->plan, d->tuning, d->pool, latency);
+  tool_demo_plan none = {0};
+  if (tool_demo_on_gpu(&d->a))
+    printf("  (the layer runs on %s: the experts below as measured there; each GPU kernel\n"
+           "   against PyTorch: bench/gpu.sh)\n", d->a.target);
+  int rc = tool_demo_kernel_table(tool_demo_on_gpu(&d->a) ? &none : &d->plan, d->tuning, d->pool,
+                                  latency);
   char path[1100];
   if (rc == 0) rc = tool_demo_path(d, "moe_layer.mfxa", path, sizeof path);
   if (rc != 0) return rc;
@@ -482,10 +512,16 @@ static int tool_demo_run(tool_demo *d) {
 static void tool_demo_summary(const tool_demo *d) {
   int sources[3];
   tool_demo_tuning_sources(d->tuning, sources);
-  printf("\nconfigs the layer compiled with: %d tuned, %d from the nearest tuned shape, %d "
-         "template defaults\n", sources[MFX_TUNE_TUNED], sources[MFX_TUNE_NEAREST],
-         sources[MFX_TUNE_DEFAULT]);
-  printf("files in %s/: tune.db, latency.json, latency.svg, moe_layer.mfxa\n", d->a.out);
+  if (tool_demo_on_gpu(&d->a)) {
+    printf("\nconfigs the layer compiled with: the GPU templates' defaults\n");
+    printf("files in %s/: latency.json, latency.svg%s\n", d->a.out,
+           mfx_moe_gpu_kernel_at(d->moe, 0) != NULL ? ", moe_layer.mfxa" : "");
+  } else {
+    printf("\nconfigs the layer compiled with: %d tuned, %d from the nearest tuned shape, %d "
+           "template defaults\n", sources[MFX_TUNE_TUNED], sources[MFX_TUNE_NEAREST],
+           sources[MFX_TUNE_DEFAULT]);
+    printf("files in %s/: tune.db, latency.json, latency.svg, moe_layer.mfxa\n", d->a.out);
+  }
   printf("done in %.1f s: %s\n", mfx_now_seconds() - d->t0,
          d->failed ? "CHECK FAILED" : "every check passed");
 }
@@ -500,6 +536,7 @@ int tool_cmd_demo(int argc, char **argv) {
     fputs(tool_usage("demo"), stdout);
     return TOOL_EXIT_OK;
   }
+  if (rc == 0) tool_demo_resolve_target(&d.a);
   if (rc == 0) rc = tool_demo_run(&d);
   if (rc == 0) tool_demo_summary(&d);
   fflush(stdout);

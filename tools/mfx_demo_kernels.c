@@ -31,7 +31,7 @@ static int tool_time_kernel(const mfx_op *op, const int64_t *dims, tool_demo_tun
   memset(&t, 0, sizeof t);
   mfx_config cfg;
   int rc = 0, runs = 0;
-  if (tool_demo_choose(tuning, op, dims, &cfg) != MFX_OK ||
+  if (tool_demo_choose(tuning, "cpu", op, dims, &cfg) != MFX_OK ||
       mfx_op_alloc_inputs(op, dims, t.inputs) != MFX_OK ||
       mfx_op_alloc_outputs(op, dims, t.outputs) != MFX_OK ||
       mfx_op_compile(op, dims, &cfg, &t.kernel) != MFX_OK) {
@@ -136,7 +136,28 @@ static mfx_status tool_write_kernels(const mfx_artifact_kernel *a, int n, const 
   return st;
 }
 
+/* A GPU layer's kernels are built already (PTX and launches): written as they are. */
+static int tool_demo_gpu_artifact(const mfx_moe *moe, const char *path) {
+  int n = mfx_moe_kernel_count(moe);
+  if (n > MFX_ARTIFACT_MAX_KERNELS) n = MFX_ARTIFACT_MAX_KERNELS;
+  if (n == 0 || mfx_moe_gpu_kernel_at(moe, 0) == NULL) {
+    printf("  no artifact: the GPU kernels were emulated on the CPU (no PTX was built)\n");
+    return 0;
+  }
+  mfx_artifact_kernel *a = calloc((size_t)n, sizeof *a);
+  if (a == NULL) return tool_error(TOOL_EXIT_FAIL, "demo: out of memory");
+  for (int i = 0; i < n; i++) a[i] = *mfx_moe_gpu_kernel_at(moe, i);
+  mfx_status st = tool_write_kernels(a, n, path);
+  if (st == MFX_OK) {
+    for (int i = 0; i < n; i++) printf("  %-32s %s %s\n", a[i].name, a[i].target, a[i].config);
+    printf("  wrote %s: %d GPU kernels (load with mfx-runner or mfx.Module)\n", path, n);
+  }
+  free(a);
+  return st == MFX_OK ? 0 : tool_error_status(TOOL_EXIT_FAIL, "demo: artifact");
+}
+
 int tool_demo_artifact(const mfx_moe *moe, const char *path) {
+  if (mfx_moe_on_gpu(moe)) return tool_demo_gpu_artifact(moe, path);
   int n = mfx_moe_kernel_count(moe);
   if (n > MFX_ARTIFACT_MAX_KERNELS) n = MFX_ARTIFACT_MAX_KERNELS;
   mfx_artifact_kernel *a = calloc((size_t)(n > 0 ? n : 1), sizeof *a);

@@ -87,9 +87,10 @@ int tool_demo_tune(const char *db_path, int trials, const tool_demo_plan *plan,
   return 0;
 }
 
-mfx_status tool_demo_choose(void *tuning, const mfx_op *op, const int64_t *dims,
-                            mfx_config *cfg) {
+mfx_status tool_demo_choose(void *tuning, const char *target, const mfx_op *op,
+                            const int64_t *dims, mfx_config *cfg) {
   tool_demo_tuning *t = tuning;
+  if (t == NULL || strcmp(target, "cpu") != 0) return MFX_OK; /* CPU kernels are tuned */
   mfx_tune_key key;
   mfx_tune_choice choice;
   mfx_status st = mfx_tune_key_init(&key, op, dims, "cpu");

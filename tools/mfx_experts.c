@@ -22,7 +22,10 @@ static const char tool_experts_usage[] =
     "  --experts LIST      expert kinds, e.g. mult,shift,shift (default mult,shift);\n"
     "                      null experts cost nothing and have no alpha\n"
     "  --at N              read latency and alpha off the fits at N tokens\n"
-    "  --target cpu        where to measure (this build: cpu)\n"
+    "  --target T          where the experts run: cpu (default), cuda, cuda:N, or\n"
+    "                      emulate (the GPU kernels on the CPU, for testing); on a\n"
+    "                      GPU the time is the kernels' (device events), without\n"
+    "                      the copies of the batch to and from the host\n"
     "  --threads N         thread pool size (default: one per CPU)\n"
     "  --min-time S        seconds measured per point, at least (default 0.05)\n"
     "  --json              print the table as JSON instead of text\n"
@@ -92,6 +95,16 @@ int tool_flag_doubles(const char *flag, const char *text, double *out, int max, 
 
 /* ==== measuring ==================================================================== */
 
+int tool_check_layer_target(const char *cmd, const char *target, int allow_auto) {
+  const char *n = strncmp(target, "cuda:", 5) == 0 ? target + 5 : "";
+  if (strcmp(target, "cpu") == 0 || strcmp(target, "cuda") == 0 ||
+      strcmp(target, "emulate") == 0 || (allow_auto && strcmp(target, "auto") == 0) ||
+      (*n != '\0' && strlen(n) < 9 && strspn(n, "0123456789") == strlen(n)))
+    return 0;
+  return tool_error(TOOL_EXIT_USAGE, "%s: --target '%s'; expected %scpu, cuda, cuda:N or emulate",
+                    cmd, target, allow_auto ? "auto, " : "");
+}
+
 int tool_experts_points(int64_t tokens, int64_t *points) {
   const int64_t divisors[4] = {8, 4, 2, 1};
   int n = 0;
@@ -116,6 +129,13 @@ static mfx_status tool_expert_once(void *user, int64_t tokens) {
   return mfx_moe_expert_forward(c->moe, c->e, c->env, c->x, tokens, c->y);
 }
 
+/* A GPU expert's time: its kernels between device events, without the
+ * copies of its batch to and from the host. */
+static double tool_expert_kernel_seconds(void *user) {
+  const tool_expert_call *c = user;
+  return mfx_moe_last_expert_seconds(c->moe);
+}
+
 static int tool_experts_layer(const tool_experts_request *r, mfx_moe **out) {
   mfx_moe_spec spec;
   memset(&spec, 0, sizeof spec);
@@ -126,6 +146,7 @@ static int tool_experts_layer(const tool_experts_request *r, mfx_moe **out) {
   memcpy(spec.kinds, r->kinds, sizeof spec.kinds);
   spec.choose_config = r->choose_config;
   spec.choose_user = r->choose_user;
+  spec.target = r->target;
   for (int e = 0; e < r->experts; e++) {
     if (r->kinds[e] == MFX_EXPERT_NULL)
       return tool_error(TOOL_EXIT_USAGE, "experts: expert %d is null; null experts cost nothing "
@@ -142,11 +163,20 @@ static void tool_fill_tokens(float *x, int64_t n) {
     x[i] = (float)((double)(mfx_rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0);
 }
 
-static int tool_experts_table_init(const tool_experts_request *r, mfx_latency_table *t) {
+/* The table's key: this host's for the CPU, else the GPU's description
+ * ("cuda: cuda:0: NVIDIA H100 ... (sm_90)", or the emulation's). */
+static int tool_experts_table_init(const tool_experts_request *r, const mfx_moe *moe,
+                                   mfx_latency_table *t) {
   memset(t, 0, sizeof *t);
-  if (mfx_latency_host_key(t->device, sizeof t->device) != MFX_OK)
-    return tool_error_status(TOOL_EXIT_FAIL, "experts: device key");
-  snprintf(t->target, sizeof t->target, "cpu");
+  if (!mfx_moe_on_gpu(moe)) {
+    if (mfx_latency_host_key(t->device, sizeof t->device) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, "experts: device key");
+    snprintf(t->target, sizeof t->target, "cpu");
+  } else {
+    int emulated = strcmp(r->target, "emulate") == 0;
+    snprintf(t->target, sizeof t->target, "%s", emulated ? "emulate" : "cuda");
+    snprintf(t->device, sizeof t->device, "%s: %s", t->target, mfx_moe_target_description(moe));
+  }
   t->dim = r->dim;
   t->hidden = r->hidden;
   t->experts = r->experts;
@@ -182,7 +212,7 @@ int tool_experts_measure(const tool_experts_request *r, mfx_pool *pool, mfx_late
                       (long long)r->tokens, r->dim, r->hidden, r->experts);
   mfx_moe *moe = NULL;
   int rc = tool_experts_layer(r, &moe);
-  if (rc == 0) rc = tool_experts_table_init(r, t);
+  if (rc == 0) rc = tool_experts_table_init(r, moe, t);
   size_t bytes = (size_t)(r->tokens * r->dim) * sizeof(float);
   float *x = malloc(bytes), *y = malloc(bytes);
   if (rc == 0 && (x == NULL || y == NULL))
@@ -192,7 +222,9 @@ int tool_experts_measure(const tool_experts_request *r, mfx_pool *pool, mfx_late
     mfx_kernel_env env;
     mfx_kernel_env_init(&env, pool);
     tool_expert_call call = {moe, 0, &env, x, y};
-    rc = tool_experts_run(r, &call, t);
+    tool_experts_request timed = *r;
+    if (mfx_moe_on_gpu(moe)) timed.profile.seconds = tool_expert_kernel_seconds;
+    rc = tool_experts_run(&timed, &call, t);
   }
   free(x);
   free(y);
@@ -402,10 +434,8 @@ static int tool_experts_parse(int argc, char **argv, tool_experts_args *a) {
   if (!a->have_tokens || !a->have_dim || !a->have_hidden)
     return tool_error(TOOL_EXIT_USAGE, "experts: --tokens, --dim and --hidden are required, e.g. "
                       "mfx experts --tokens 3136 --dim 64 --hidden 512");
-  if (strcmp(a->target, "cpu") != 0)
-    return tool_error(TOOL_EXIT_USAGE, "experts: --target '%s'; this build measures the layer on "
-                      "target cpu only (the layer's kernels run through the CPU JIT)", a->target);
-  return 0;
+  a->req.target = a->target;
+  return tool_check_layer_target("experts", a->target, 0);
 }
 
 static void tool_experts_defaults(tool_experts_args *a) {

@@ -34,8 +34,12 @@ typedef struct {
   mfx_moe_config_fn choose_config; /* NULL: template defaults */
   void *choose_user;
   const char *progress; /* prefix of the stderr progress lines; NULL: quiet */
+  const char *target;   /* the layer's target (mfx_moe_spec.target); NULL: cpu */
 } tool_experts_request;
 
+/* target is cpu, cuda, cuda:N or emulate (or auto, when allow_auto); else a
+ * usage error naming cmd (exit status 2). */
+int tool_check_layer_target(const char *cmd, const char *target, int allow_auto);
 /* The measured token counts for N: N/8, N/4, N/2, N (at least 1, distinct). */
 int tool_experts_points(int64_t tokens, int64_t *points);
 /* Measures every expert into t (device key, fits, alpha). Exit status. */
@@ -65,7 +69,8 @@ typedef struct {
 typedef struct tool_demo_tuning tool_demo_tuning;
 int tool_demo_tune(const char *db_path, int trials, const tool_demo_plan *plan,
                    tool_demo_tuning **out);
-mfx_status tool_demo_choose(void *tuning, const mfx_op *op, const int64_t *dims, mfx_config *cfg);
+mfx_status tool_demo_choose(void *tuning, const char *target, const mfx_op *op,
+                            const int64_t *dims, mfx_config *cfg);
 /* How many configs the chooser handed out: tuned, nearest tuned shape, default. */
 void tool_demo_tuning_sources(const tool_demo_tuning *t, int counts[3]);
 void tool_demo_tuning_free(tool_demo_tuning *t);

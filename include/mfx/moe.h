@@ -18,6 +18,7 @@
 
 #include <stdio.h>
 
+#include "mfx/artifact.h"
 #include "mfx/ops.h"
 
 #ifdef __cplusplus
@@ -63,11 +64,16 @@ typedef struct {
   int min_repeats;    /* timed calls, at least (5) */
   int max_repeats;    /* and at most (200) */
   double min_seconds; /* repeat until this much time was measured (0.05) */
+  /* NULL: a call takes the host-clock time around it. Else the seconds a
+   * call took are what this returns after it, given the fn's user pointer
+   * (a GPU expert's kernel time from device events, say). */
+  double (*seconds)(void *user);
 } mfx_profile_options;
 
 void mfx_profile_options_default(mfx_profile_options *o);
 
-/* Median seconds of fn(user, tokens) over the repeats (host clock). */
+/* Median seconds of fn(user, tokens) over the repeats (host clock, or
+ * o->seconds). */
 mfx_status mfx_profile_measure(mfx_profile_fn fn, void *user, int64_t tokens,
                                const mfx_profile_options *o, double *median_s);
 /* Measures fn at each of `points` token counts (positive, ascending, at
@@ -136,9 +142,11 @@ int64_t mfx_moe_bucket(int64_t n);
 /* ---- the layer ----------------------------------------------------------- */
 
 /* Chooses the configuration a kernel is compiled with (for instance from
- * the tuning database); called once per new (op, dims). NULL: defaults. */
-typedef mfx_status (*mfx_moe_config_fn)(void *user, const mfx_op *op, const int64_t *dims,
-                                        mfx_config *cfg);
+ * the tuning database); called once per new (op, dims). target is what the
+ * kernel is built for: "cpu", "cuda:sm_90", or "cuda" when emulated; cfg
+ * arrives holding that target's defaults. NULL: defaults. */
+typedef mfx_status (*mfx_moe_config_fn)(void *user, const char *target, const mfx_op *op,
+                                        const int64_t *dims, mfx_config *cfg);
 
 typedef struct {
   int dim;     /* D */
@@ -148,6 +156,12 @@ typedef struct {
   mfx_expert_kind kinds[MFX_MOE_MAX_EXPERTS];
   mfx_moe_config_fn choose_config; /* NULL: template defaults */
   void *choose_user;
+  /* Where the kernels run: NULL or "cpu": JIT-compiled host kernels;
+   * "cuda" or "cuda:N": GPU kernels (PTX through the CUDA driver) on device
+   * buffers, with routing, dispatch and combine on the host; "emulate": the
+   * same GPU kernels run by the compiler's CPU emulation of GPU programs
+   * (for testing GPU schedules where no GPU is). */
+  const char *target;
 } mfx_moe_spec;
 
 typedef struct mfx_moe mfx_moe;
@@ -158,6 +172,10 @@ typedef struct mfx_moe mfx_moe;
 mfx_status mfx_moe_create(const mfx_moe_spec *spec, mfx_moe **out);
 void mfx_moe_destroy(mfx_moe *moe);
 const mfx_moe_spec *mfx_moe_get_spec(const mfx_moe *moe);
+/* Where the kernels run, in words: "cpu", "cuda:0: NVIDIA H100 ... (sm_90)". */
+const char *mfx_moe_target_description(const mfx_moe *moe);
+/* 1 when the layer's kernels run on a GPU target (cuda or emulate). */
+int mfx_moe_on_gpu(const mfx_moe *moe);
 
 /* Router weights [E, D]; bias [E] (selection bias of mfx_router_route, or
  * NULL for none). */
@@ -189,6 +207,10 @@ mfx_status mfx_moe_forward(mfx_moe *moe, const mfx_kernel_env *env, const float 
 /* Expert e alone on n tokens: y[n, D] = expert(x[n, D]) (zeros for null). */
 mfx_status mfx_moe_expert_forward(mfx_moe *moe, int e, const mfx_kernel_env *env,
                                   const float *x, int64_t n, float *y);
+/* The seconds the last mfx_moe_expert_forward spent in the expert's
+ * kernels, without the copies around them: device events on a GPU target,
+ * the host clock on the CPU. */
+double mfx_moe_last_expert_seconds(const mfx_moe *moe);
 /* A shift expert on Q16.16 activations: yq[n, D] from xq[n, D], the
  * integer pipeline of the float path (shift_linear, GELU between). */
 mfx_status mfx_moe_shift_expert_q16(mfx_moe *moe, int e, const mfx_kernel_env *env,
@@ -196,9 +218,13 @@ mfx_status mfx_moe_shift_expert_q16(mfx_moe *moe, int e, const mfx_kernel_env *e
 /* Compiles the kernels for batches of n tokens to every expert now. */
 mfx_status mfx_moe_prepare(mfx_moe *moe, int64_t n);
 /* The kernels the layer has compiled so far (its cache), e.g. to build
- * them ahead of time into an artifact; NULL when i is out of range. */
+ * them ahead of time into an artifact; NULL when i is out of range. On a
+ * GPU target the count is of GPU kernels, mfx_moe_kernel_at gives NULL and
+ * mfx_moe_gpu_kernel_at the built kernel (PTX and launches; NULL when
+ * emulated). */
 int mfx_moe_kernel_count(const mfx_moe *moe);
 const mfx_op_kernel *mfx_moe_kernel_at(const mfx_moe *moe, int i);
+const mfx_artifact_kernel *mfx_moe_gpu_kernel_at(const mfx_moe *moe, int i);
 
 /* ---- the plain-C reference -------------------------------------------------- */
 
