@@ -357,36 +357,40 @@ mfx_status moe_gpu_router(mfx_moe *moe, const mfx_kernel_env *env, const float *
   return mfx_device_buffer_read(&g->buf[GPU_RL], 0, rlogits, (size_t)(rows * E) * 4);
 }
 
-mfx_status moe_gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
-                          int64_t rows, float *y) {
+/* One of the chains above, with the host arrays around it: src [rows, D]
+ * into slot in, the chain between two events, slot out into dst [rows, D]. */
+typedef mfx_status (*gpu_chain)(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows,
+                                const gpu_addresses *a);
+
+static mfx_status gpu_run_chain(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows,
+                                gpu_chain chain, gpu_slot in, const void *src, gpu_slot out,
+                                void *dst) {
   moe_gpu *g = moe->gpu;
   gpu_addresses a;
   MFX_TRY(gpu_sync_weights(moe));
   MFX_TRY(gpu_activations(g, rows, moe->spec.dim, moe->spec.hidden, &a));
   size_t bytes = (size_t)(rows * moe->spec.dim) * 4;
-  MFX_TRY(mfx_device_buffer_write(&g->buf[GPU_X], 0, xb, bytes));
+  MFX_TRY(mfx_device_buffer_write(&g->buf[in], 0, src, bytes));
   if (g->start == NULL) MFX_TRY(mfx_event_create(g->dev, &g->start));
   if (g->end == NULL) MFX_TRY(mfx_event_create(g->dev, &g->end));
   MFX_TRY(mfx_event_record(g->start));
-  MFX_TRY(gpu_expert(moe, e, env, rows, &a));
+  MFX_TRY(chain(moe, e, env, rows, &a));
   MFX_TRY(mfx_event_record(g->end));
-  MFX_TRY(mfx_device_buffer_read(&g->buf[GPU_Y], 0, y, bytes));
+  MFX_TRY(mfx_device_buffer_read(&g->buf[out], 0, dst, bytes));
   return mfx_event_elapsed(g->start, g->end, &g->last_expert_s);
 }
 
-double moe_gpu_last_expert_seconds(const mfx_moe *moe) { return moe->gpu->last_expert_s; }
+mfx_status moe_gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
+                          int64_t rows, float *y) {
+  return gpu_run_chain(moe, e, env, rows, gpu_expert, GPU_X, xb, GPU_Y, y);
+}
 
 mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, const int32_t *xq,
                              int64_t rows, int32_t *yq) {
-  moe_gpu *g = moe->gpu;
-  gpu_addresses a;
-  MFX_TRY(gpu_sync_weights(moe));
-  MFX_TRY(gpu_activations(g, rows, moe->spec.dim, moe->spec.hidden, &a));
-  size_t bytes = (size_t)(rows * moe->spec.dim) * 4;
-  MFX_TRY(mfx_device_buffer_write(&g->buf[GPU_XQ], 0, xq, bytes));
-  MFX_TRY(gpu_shift_q16(moe, e, env, rows, &a));
-  return mfx_device_buffer_read(&g->buf[GPU_YQ], 0, yq, bytes);
+  return gpu_run_chain(moe, e, env, rows, gpu_shift_q16, GPU_XQ, xq, GPU_YQ, yq);
 }
+
+double moe_gpu_last_expert_seconds(const mfx_moe *moe) { return moe->gpu->last_expert_s; }
 
 mfx_status moe_gpu_compile_experts(mfx_moe *moe, int64_t rows) {
   int64_t D = moe->spec.dim, H = moe->spec.hidden;

@@ -410,6 +410,39 @@ START_TEST(test_gpu_kernel_list) {
 }
 END_TEST
 
+/* The chooser sees the GPU target; its failure, and an impossible GPU
+ * config, stop the pass with a message naming the kernel and target. */
+static mfx_status gpu_chooser(void *user, const char *target, const mfx_op *op,
+                              const int64_t *dims, mfx_config *cfg) {
+  (void)dims;
+  int *mode = user;
+  ck_assert_str_eq(target, "cuda");
+  if (*mode == 0) return mfx_fail(MFX_ERR_NOT_FOUND, "no GPU record for %s", op->name);
+  if (strcmp(op->name, "linear") != 0) return MFX_OK;
+  /* 64 x 64 threads: over 1024 per block */
+  mfx_status st = mfx_config_set_for(op, "cuda", cfg, "block_m", 64);
+  if (st == MFX_OK) st = mfx_config_set_for(op, "cuda", cfg, "thread_m", 1);
+  if (st == MFX_OK) st = mfx_config_set_for(op, "cuda", cfg, "block_n", 64);
+  if (st == MFX_OK) st = mfx_config_set_for(op, "cuda", cfg, "thread_n", 1);
+  return st;
+}
+
+START_TEST(test_gpu_config_errors) {
+  int mode = 0;
+  mfx_moe *moe = make_layer_on("emulate", 8, 8, 1, "mult", 1, gpu_chooser, &mode);
+  float x[32] = {0}, y[32];
+  expect_error(mfx_moe_forward(moe, NULL, x, 4, y, NULL), MFX_ERR_NOT_FOUND, "no GPU record for linear");
+  ck_assert_msg(strstr(mfx_last_error(), "compiling linear for cuda") != NULL, "%s",
+                mfx_last_error());
+  mode = 1;
+  mfx_status st = mfx_moe_forward(moe, NULL, x, 4, y, NULL);
+  ck_assert_int_eq(st, MFX_ERR_SCHEDULE);
+  ck_assert_msg(strstr(mfx_last_error(), "threads per block") != NULL, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_kernel_count(moe), 0);
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
 START_TEST(test_gpu_missing_driver) {
   setenv("MFX_CUDA_LIBRARY", "/nonexistent/mfx/libcuda.so.1", 1);
   mfx_moe_spec spec = make_spec(8, 8, 1, "mult,shift");
@@ -821,6 +854,7 @@ static Suite *moe_suite(void) {
   tcase_add_test(gpu, test_gpu_weights_follow);
   tcase_add_test(gpu, test_gpu_kernel_list);
   tcase_add_test(gpu, test_gpu_missing_driver);
+  tcase_add_test(gpu, test_gpu_config_errors);
   tcase_add_test(gpu, test_gpu_real_vs_reference);
   suite_add_tcase(s, gpu);
 
