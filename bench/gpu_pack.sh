@@ -7,13 +7,14 @@
 #   - the shared libraries those programs load, other than glibc's own;
 #   - device_check.sh, which runs it all there and writes logs and JSON.
 #   bench/gpu_pack.sh [PACK_DIR] [SM]        (gpu-pack, sm_80)
+# The static build goes to $MFX_PACK_BUILD (default build-gpu-static).
 # There, from the source tree: PACK_DIR/device_check.sh PACK_DIR OUT_DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 pack=${1:-gpu-pack}
 sm=${2:-sm_80}
-build=$root/build-gpu-static
+build=${MFX_PACK_BUILD:-$root/build-gpu-static}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMFX_LLVM_STATIC=ON >/dev/null
 cmake --build "$build" -j"$(nproc)" --target mfx mfx-runner test_moe >/dev/null
