@@ -680,6 +680,45 @@ START_TEST(test_profile_measures) {
 }
 END_TEST
 
+/* An expert that reports its own time (as a GPU expert reports its kernels'
+ * device-event time): 1 ms + 2 us per token, whatever the host clock says. */
+typedef struct {
+  int64_t last_tokens;
+  int calls;
+} self_timed;
+
+static mfx_status self_timed_call(void *user, int64_t tokens) {
+  self_timed *s = user;
+  s->last_tokens = tokens;
+  s->calls++;
+  return MFX_OK;
+}
+
+static double self_timed_seconds(void *user) {
+  const self_timed *s = user;
+  return 1e-3 + 2e-6 * (double)s->last_tokens;
+}
+
+START_TEST(test_profile_own_clock) {
+  mfx_profile_options o;
+  mfx_profile_options_default(&o);
+  ck_assert_ptr_null(o.seconds);
+  o.seconds = self_timed_seconds;
+  o.min_seconds = 0.0;
+  self_timed s = {0, 0};
+  const int64_t tokens[3] = {100, 200, 400};
+  mfx_latency_expert x;
+  memset(&x, 0, sizeof x);
+  ck_assert_int_eq(mfx_profile_expert(self_timed_call, &s, tokens, 3, &o, &x), MFX_OK);
+  ck_assert_double_eq_tol(x.seconds[0], 1.2e-3, 1e-15);
+  ck_assert_double_eq_tol(x.seconds[2], 1.8e-3, 1e-15);
+  ck_assert_double_eq_tol(x.a, 1e-3, 1e-12);
+  ck_assert_double_eq_tol(x.b, 2e-6, 1e-15);
+  /* each count: one warm-up and min_repeats timed calls (min_seconds 0) */
+  ck_assert_int_eq(s.calls, 3 * (o.warmup + o.min_repeats));
+}
+END_TEST
+
 /* Two experts with exact lines: 1 ms + 1 us/token and 1 ms + 3 us/token. */
 static void hand_table(mfx_latency_table *t, const char *device) {
   memset(t, 0, sizeof *t);
@@ -861,6 +900,7 @@ static Suite *moe_suite(void) {
   TCase *latency = tcase_create("latency");
   tcase_set_timeout(latency, 60);
   tcase_add_test(latency, test_profile_measures);
+  tcase_add_test(latency, test_profile_own_clock);
   tcase_add_test(latency, test_latency_finish);
   tcase_add_test(latency, test_latency_json_round_trip);
   tcase_add_test(latency, test_latency_json_errors);
