@@ -45,7 +45,8 @@ typedef struct {
 /* A kernel of the cache: one op at one shape. */
 typedef struct {
   const mfx_op *op;
-  int64_t dims[MFX_OP_MAX_DIMS];
+  int64_t dims[3];
+  mfx_config cfg;
   mfx_arena *arena;
   mfx_jit_kernel *jit;                 /* emulate */
   mfx_artifact_kernel art;             /* cuda: PTX, arguments, launches */
@@ -202,56 +203,111 @@ static mfx_status gpu_load_cuda(moe_gpu *g, gpu_kernel *k, mfx_schedule *s) {
   return MFX_OK;
 }
 
-static mfx_status gpu_compile(mfx_moe *moe, gpu_kernel *k) {
-  moe_gpu *g = moe->gpu;
-  mfx_config cfg;
-  mfx_config_default_for(k->op, "cuda", &cfg);
-  if (moe->spec.choose_config != NULL)
-    MFX_TRY(moe->spec.choose_config(moe->spec.choose_user, g->target, k->op, k->dims, &cfg));
+static mfx_status gpu_choose(mfx_moe *moe, gpu_kernel *k) {
+  mfx_config_default_for(k->op, "cuda", &k->cfg);
+  if (moe->spec.choose_config == NULL) return MFX_OK;
+  mfx_status st =
+      moe->spec.choose_config(moe->spec.choose_user, moe->gpu->target, k->op, k->dims, &k->cfg);
+  return st == MFX_OK ? MFX_OK
+                      : mfx_fail_context(st, "moe: choosing the config of %s for %s",
+                                         k->op->name, moe->gpu->target);
+}
+
+static mfx_status gpu_build(moe_gpu *g, gpu_kernel *k) {
   k->arena = mfx_arena_create();
   if (k->arena == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory for an arena");
   if (g->emulated) {
     mfx_gpu_program *p = NULL;
-    MFX_TRY(mfx_op_gpu_program(k->op, k->arena, k->dims, &cfg, &p));
+    MFX_TRY(mfx_op_gpu_program(k->op, k->arena, k->dims, &k->cfg, &p));
     return mfx_gpu_emulate_compile(k->arena, p, &k->jit);
   }
   mfx_schedule *s = NULL;
-  MFX_TRY(mfx_op_build_for(k->op, g->target, k->arena, k->dims, &cfg, &s));
-  mfx_config_to_json(&cfg, k->art.config, sizeof k->art.config);
+  MFX_TRY(mfx_op_build_for(k->op, g->target, k->arena, k->dims, &k->cfg, &s));
+  mfx_config_to_json(&k->cfg, k->art.config, sizeof k->art.config);
   return gpu_load_cuda(g, k, s);
 }
 
-static mfx_status gpu_kernel_get(mfx_moe *moe, const char *name, const int64_t *dims,
-                                 gpu_kernel **out) {
+static gpu_kernel *gpu_kernel_find(moe_gpu *g, const mfx_op *op, const int64_t *dims) {
+  for (int i = 0; i < g->n_kernels; i++)
+    if (g->kernels[i].op == op &&
+        memcmp(g->kernels[i].dims, dims, (size_t)op->n_dims * sizeof(int64_t)) == 0)
+      return &g->kernels[i];
+  return NULL;
+}
+
+/* Kernels being built side by side: each slot's status and message. */
+typedef struct {
+  moe_gpu *g;
+  gpu_kernel *slots;
+  mfx_status *status;
+  char (*error)[512];
+} gpu_batch;
+
+static void gpu_build_job(void *ctx, int i) {
+  gpu_batch *b = ctx;
+  gpu_kernel *k = &b->slots[i];
+  b->status[i] = gpu_build(b->g, k);
+  if (b->status[i] == MFX_OK) return;
+  mfx_fail_context(b->status[i], "moe: compiling %s for %s (%s)", k->op->name, b->g->target,
+                   b->g->description);
+  snprintf(b->error[i], sizeof b->error[i], "%s", mfx_last_error());
+  gpu_kernel_free(k);
+}
+
+/* Builds the fresh slots after the cache's end; keeps what built. */
+static mfx_status gpu_build_slots(mfx_moe *moe, int fresh) {
   moe_gpu *g = moe->gpu;
-  const mfx_op *op = mfx_op_find(name);
-  if (op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: op '%s' is not registered", name);
-  size_t dim_bytes = (size_t)op->n_dims * sizeof(int64_t);
-  for (int i = 0; i < g->n_kernels; i++) {
-    if (g->kernels[i].op == op && memcmp(g->kernels[i].dims, dims, dim_bytes) == 0) {
-      *out = &g->kernels[i];
-      return MFX_OK;
-    }
+  gpu_batch b = {g, &g->kernels[g->n_kernels], calloc((size_t)fresh, sizeof(mfx_status)),
+                 calloc((size_t)fresh, sizeof *b.error)};
+  mfx_status st = b.status && b.error ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "moe: out of memory");
+  if (st == MFX_OK) moe_run_jobs(fresh, gpu_build_job, &b);
+  int kept = 0;
+  for (int i = 0; st == MFX_OK && i < fresh; i++) {
+    if (b.status[i] == MFX_OK) b.slots[kept++] = b.slots[i];
   }
-  if (g->n_kernels == g->cap_kernels) {
-    int cap = g->cap_kernels ? 2 * g->cap_kernels : 16;
+  for (int i = 0; st == MFX_OK && i < fresh; i++) /* the first failure, after keeping all */
+    if (b.status[i] != MFX_OK) st = mfx_fail(b.status[i], "%s", b.error[i]);
+  g->n_kernels += kept;
+  moe->compiled_since += kept;
+  free(b.status);
+  free(b.error);
+  return st;
+}
+
+mfx_status moe_gpu_ensure(mfx_moe *moe, const moe_want *want, int n) {
+  moe_gpu *g = moe->gpu;
+  if (g->n_kernels + n > g->cap_kernels) {
+    int cap = g->cap_kernels ? g->cap_kernels : 16;
+    while (cap < g->n_kernels + n) cap *= 2;
     gpu_kernel *grown = realloc(g->kernels, (size_t)cap * sizeof *grown);
     if (grown == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory for the kernel cache");
     g->kernels = grown;
     g->cap_kernels = cap;
   }
-  gpu_kernel *k = &g->kernels[g->n_kernels];
-  memset(k, 0, sizeof *k);
-  k->op = op;
-  memcpy(k->dims, dims, dim_bytes);
-  mfx_status st = gpu_compile(moe, k);
-  if (st != MFX_OK) {
-    gpu_kernel_free(k);
-    return mfx_fail_context(st, "moe: compiling %s for %s (%s)", name, g->target,
-                            g->description);
+  int fresh = 0;
+  for (int i = 0; i < n; i++) {
+    if (want[i].op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: an op is not registered");
+    if (gpu_kernel_find(g, want[i].op, want[i].dims) != NULL) continue;
+    gpu_kernel *k = &g->kernels[g->n_kernels + fresh++];
+    memset(k, 0, sizeof *k);
+    k->op = want[i].op;
+    memcpy(k->dims, want[i].dims, sizeof want[i].dims);
+    MFX_TRY(gpu_choose(moe, k));
   }
-  g->n_kernels++;
-  moe->compiled_since++;
+  return fresh > 0 ? gpu_build_slots(moe, fresh) : MFX_OK;
+}
+
+/* dims: M, N and (for ops of three dims) K. */
+static mfx_status gpu_kernel_get(mfx_moe *moe, const char *name, const int64_t *dims,
+                                 gpu_kernel **out) {
+  const mfx_op *op = mfx_op_find(name);
+  if (op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: op '%s' is not registered", name);
+  moe_want w = {op, {dims[0], dims[1], op->n_dims > 2 ? dims[2] : 0}};
+  gpu_kernel *k = gpu_kernel_find(moe->gpu, op, w.dims);
+  if (k == NULL) {
+    MFX_TRY(moe_gpu_ensure(moe, &w, 1));
+    k = gpu_kernel_find(moe->gpu, op, w.dims);
+  }
   *out = k;
   return MFX_OK;
 }
@@ -391,26 +447,6 @@ mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, con
 }
 
 double moe_gpu_last_expert_seconds(const mfx_moe *moe) { return moe->gpu->last_expert_s; }
-
-mfx_status moe_gpu_compile_experts(mfx_moe *moe, int64_t rows) {
-  int64_t D = moe->spec.dim, H = moe->spec.hidden;
-  gpu_kernel *k;
-  for (int e = 0; e < moe->spec.experts; e++) {
-    mfx_expert_kind kind = moe->spec.kinds[e];
-    if (kind == MFX_EXPERT_NULL) continue;
-    const char *lin = kind == MFX_EXPERT_MULT ? "linear" : "shift_linear";
-    MFX_TRY(gpu_kernel_get(moe, lin, (int64_t[]){rows, H, D}, &k));
-    MFX_TRY(gpu_kernel_get(moe, lin, (int64_t[]){rows, D, H}, &k));
-    if (kind == MFX_EXPERT_MULT) {
-      MFX_TRY(gpu_kernel_get(moe, "gelu", (int64_t[]){rows, H}, &k));
-      continue;
-    }
-    MFX_TRY(gpu_kernel_get(moe, "q16_quantize", (int64_t[]){rows, D}, &k));
-    MFX_TRY(gpu_kernel_get(moe, "q16_gelu", (int64_t[]){rows, H}, &k));
-    MFX_TRY(gpu_kernel_get(moe, "q16_dequantize", (int64_t[]){rows, D}, &k));
-  }
-  return MFX_OK;
-}
 
 int moe_gpu_kernel_count(const mfx_moe *moe) { return moe->gpu->n_kernels; }
 

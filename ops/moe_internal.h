@@ -21,6 +21,14 @@ typedef struct {
   int8_t *s2, *g2;         /* [D, H] */
 } moe_expert;
 
+/* A kernel the layer needs: op at dims (M, N, K; K = 0 for ops of two dims). */
+typedef struct {
+  const mfx_op *op;
+  int64_t dims[3];
+} moe_want;
+
+#define MOE_MAX_WANTS (5 * MFX_MOE_MAX_EXPERTS)
+
 /* A compiled kernel of the cache, keyed by op and dims. */
 typedef struct {
   const mfx_op *op;
@@ -103,8 +111,19 @@ mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const 
                           int64_t rows, float *y);
 /* A shift expert's integer pipeline on the workspace: XQ -> YQ, rows a bucket. */
 mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows);
-/* Every expert kind's kernels for `rows` (a bucket). */
-mfx_status moe_compile_experts(mfx_moe *moe, int64_t rows);
+/* Appends op `name` at (m, n, k) to want[0..count) unless it is there;
+ * returns the new count. */
+int moe_want_add(moe_want *want, int count, const char *name, int64_t m, int64_t n, int64_t k);
+/* The kernels of every expert e with rows[e] > 0 (a bucket) on the layer's
+ * target, into want (MOE_MAX_WANTS); returns how many. */
+int moe_expert_wants(const mfx_moe *moe, const int64_t *rows, moe_want *want);
+/* Compiles the kernels of every expert e with rows[e] > 0, those not yet
+ * cached, several at a time (configs chosen first, one by one). */
+mfx_status moe_compile_experts(mfx_moe *moe, const int64_t *rows);
+/* The host cache's part of it. */
+mfx_status moe_kernels_ensure(mfx_moe *moe, const moe_want *want, int n);
+/* Runs job(ctx, i) for i in [0, n) on up to one thread per CPU (at most 8). */
+void moe_run_jobs(int n, void (*job)(void *ctx, int i), void *ctx);
 /* ---- moe_gpu.c: the layer's kernels on a GPU target ---- */
 /* target: "cuda", "cuda:N" or "emulate"; sets moe->gpu (also on failure:
  * moe_gpu_close frees what was opened). */
@@ -119,7 +138,8 @@ mfx_status moe_gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const 
                           int64_t rows, float *y);
 mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, const int32_t *xq,
                              int64_t rows, int32_t *yq);
-mfx_status moe_gpu_compile_experts(mfx_moe *moe, int64_t rows);
+/* The GPU cache's part of moe_compile_experts. */
+mfx_status moe_gpu_ensure(mfx_moe *moe, const moe_want *want, int n);
 /* Device seconds of the kernels of the last moe_gpu_expert. */
 double moe_gpu_last_expert_seconds(const mfx_moe *moe);
 int moe_gpu_kernel_count(const mfx_moe *moe);

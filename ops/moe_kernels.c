@@ -6,8 +6,12 @@
  *   mult:  X [M,D] -linear W1-> [M,H] -GELU-> -linear W2-> [M,D]
  *   shift: X -Q16.16-> -shift_linear S1,G1-> [M,H] -f32, GELU, Q16.16->
  *          -shift_linear S2,G2-> [M,D] -f32-> */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "moe_internal.h"
 
@@ -93,48 +97,153 @@ static void moe_rows(const mfx_kernel_env *env, mfx_parallel_body body, const vo
 
 /* ---- the kernel cache ----------------------------------------------------------- */
 
-static mfx_status moe_compile(mfx_moe *moe, const mfx_op *op, const int64_t *dims,
-                              moe_kernel_entry *entry) {
-  mfx_config cfg;
-  mfx_config_default(op, &cfg);
-  if (moe->spec.choose_config != NULL) {
-    mfx_status st = moe->spec.choose_config(moe->spec.choose_user, "cpu", op, dims, &cfg);
-    if (st != MFX_OK)
-      return mfx_fail_context(st, "moe: choosing the config of %s M=%lld,N=%lld,K=%lld",
-                              op->name, (long long)dims[0], (long long)dims[1],
-                              (long long)dims[2]);
+/* ---- compiling several kernels at once --------------------------------------------------- */
+
+typedef struct {
+  void (*job)(void *ctx, int i);
+  void *ctx;
+  int n;
+  atomic_int next;
+} moe_jobs;
+
+static void *moe_jobs_worker(void *arg) {
+  moe_jobs *j = arg;
+  for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n;) j->job(j->ctx, i);
+  return NULL;
+}
+
+void moe_run_jobs(int n, void (*job)(void *ctx, int i), void *ctx) {
+  enum { MOE_MAX_COMPILE_THREADS = 8 };
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = cpus < 1 ? 1 : cpus > MOE_MAX_COMPILE_THREADS ? MOE_MAX_COMPILE_THREADS : (int)cpus;
+  if (threads > n) threads = n;
+  moe_jobs j = {job, ctx, n, 0};
+  pthread_t worker[MOE_MAX_COMPILE_THREADS];
+  int started = 0;
+  while (started < threads - 1 && pthread_create(&worker[started], NULL, moe_jobs_worker, &j) == 0)
+    started++;
+  moe_jobs_worker(&j); /* this thread too, and alone if no thread started */
+  for (int i = 0; i < started; i++) pthread_join(worker[i], NULL);
+}
+
+int moe_want_add(moe_want *w, int n, const char *name, int64_t m, int64_t cols, int64_t k) {
+  w[n].op = mfx_op_find(name);
+  w[n].dims[0] = m;
+  w[n].dims[1] = cols;
+  w[n].dims[2] = k;
+  for (int i = 0; i < n; i++)
+    if (w[i].op == w[n].op && memcmp(w[i].dims, w[n].dims, sizeof w[n].dims) == 0) return n;
+  return n + 1;
+}
+
+/* ---- the kernel cache ----------------------------------------------------------- */
+
+static moe_kernel_entry *moe_kernel_find(mfx_moe *moe, const mfx_op *op, const int64_t *dims) {
+  for (int i = 0; i < moe->n_kernels; i++) {
+    moe_kernel_entry *e = &moe->kernels[i];
+    if (e->op == op && memcmp(e->dims, dims, sizeof e->dims) == 0) return e;
   }
-  entry->op = op;
-  memcpy(entry->dims, dims, sizeof entry->dims);
-  return mfx_op_compile(op, dims, &cfg, &entry->kernel);
+  return NULL;
+}
+
+static mfx_status moe_choose(mfx_moe *moe, const mfx_op *op, const int64_t *dims,
+                             mfx_config *cfg) {
+  mfx_config_default(op, cfg);
+  if (moe->spec.choose_config == NULL) return MFX_OK;
+  mfx_status st = moe->spec.choose_config(moe->spec.choose_user, "cpu", op, dims, cfg);
+  if (st != MFX_OK)
+    return mfx_fail_context(st, "moe: choosing the config of %s M=%lld,N=%lld,K=%lld", op->name,
+                            (long long)dims[0], (long long)dims[1], (long long)dims[2]);
+  return MFX_OK;
+}
+
+/* Kernels being compiled, one slot each: the config going in, the status
+ * and message coming out (messages are per thread). */
+typedef struct {
+  moe_kernel_entry *entries;
+  mfx_config *cfg;
+  mfx_status *status;
+  char (*error)[512];
+} moe_compile_batch;
+
+static void moe_compile_job(void *ctx, int i) {
+  moe_compile_batch *b = ctx;
+  moe_kernel_entry *e = &b->entries[i];
+  b->status[i] = mfx_op_compile(e->op, e->dims, &b->cfg[i], &e->kernel);
+  if (b->status[i] != MFX_OK) snprintf(b->error[i], sizeof b->error[i], "%s", mfx_last_error());
+}
+
+static mfx_status moe_cache_reserve(mfx_moe *moe, int more) {
+  if (moe->n_kernels + more <= moe->cap_kernels) return MFX_OK;
+  int cap = moe->cap_kernels ? moe->cap_kernels : 16;
+  while (cap < moe->n_kernels + more) cap *= 2;
+  moe_kernel_entry *grown = realloc(moe->kernels, (size_t)cap * sizeof *grown);
+  if (grown == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory for the kernel cache");
+  moe->kernels = grown;
+  moe->cap_kernels = cap;
+  return MFX_OK;
+}
+
+/* Compiles the new kernels of the slots after the cache's end, in parallel;
+ * keeps those that compiled and reports the first failure. */
+static mfx_status moe_compile_slots(mfx_moe *moe, int fresh, mfx_config *cfg) {
+  moe_compile_batch b = {&moe->kernels[moe->n_kernels], cfg, calloc((size_t)fresh, sizeof(mfx_status)),
+                         calloc((size_t)fresh, sizeof *b.error)};
+  if (b.status == NULL || b.error == NULL) {
+    free(b.status);
+    free(b.error);
+    return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory compiling %d kernels", fresh);
+  }
+  moe_run_jobs(fresh, moe_compile_job, &b);
+  mfx_status st = MFX_OK;
+  int kept = 0;
+  for (int i = 0; i < fresh; i++) {
+    if (b.status[i] == MFX_OK) {
+      b.entries[kept++] = b.entries[i];
+    } else if (st == MFX_OK) {
+      st = mfx_fail(b.status[i], "%s", b.error[i]);
+    }
+  }
+  moe->n_kernels += kept;
+  moe->compiled_since += kept;
+  free(b.status);
+  free(b.error);
+  return st;
+}
+
+mfx_status moe_kernels_ensure(mfx_moe *moe, const moe_want *want, int n) {
+  for (int i = 0; i < n; i++)
+    if (want[i].op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: an op is not registered");
+  MFX_TRY(moe_cache_reserve(moe, n));
+  mfx_config *cfg = calloc((size_t)(n > 0 ? n : 1), sizeof *cfg);
+  if (cfg == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory compiling %d kernels", n);
+  int fresh = 0;
+  mfx_status st = MFX_OK;
+  for (int i = 0; st == MFX_OK && i < n; i++) {
+    if (moe_kernel_find(moe, want[i].op, want[i].dims) != NULL) continue;
+    moe_kernel_entry *e = &moe->kernels[moe->n_kernels + fresh];
+    memset(e, 0, sizeof *e);
+    e->op = want[i].op;
+    memcpy(e->dims, want[i].dims, sizeof e->dims);
+    st = moe_choose(moe, e->op, e->dims, &cfg[fresh]);
+    fresh++;
+  }
+  if (st == MFX_OK && fresh > 0) st = moe_compile_slots(moe, fresh, cfg);
+  free(cfg);
+  return st;
 }
 
 static mfx_status moe_kernel_get(mfx_moe *moe, const char *name, int64_t m, int64_t n,
                                  int64_t k, const mfx_op_kernel **out) {
-  const mfx_op *op = mfx_op_find(name);
-  if (op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: op '%s' is not registered", name);
-  int64_t dims[3] = {m, n, k};
-  for (int i = 0; i < moe->n_kernels; i++) {
-    moe_kernel_entry *e = &moe->kernels[i];
-    if (e->op == op && memcmp(e->dims, dims, sizeof dims) == 0) {
-      *out = &e->kernel;
-      return MFX_OK;
-    }
+  moe_want w[1];
+  moe_want_add(w, 0, name, m, n, k);
+  if (w[0].op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: op '%s' is not registered", name);
+  moe_kernel_entry *e = moe_kernel_find(moe, w[0].op, w[0].dims);
+  if (e == NULL) {
+    MFX_TRY(moe_kernels_ensure(moe, w, 1));
+    e = moe_kernel_find(moe, w[0].op, w[0].dims);
   }
-  if (moe->n_kernels == moe->cap_kernels) {
-    int cap = moe->cap_kernels ? 2 * moe->cap_kernels : 16;
-    moe_kernel_entry *grown = realloc(moe->kernels, (size_t)cap * sizeof *grown);
-    if (grown == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory for the kernel cache");
-    moe->kernels = grown;
-    moe->cap_kernels = cap;
-  }
-  moe_kernel_entry *entry = &moe->kernels[moe->n_kernels];
-  memset(entry, 0, sizeof *entry);
-  mfx_status st = moe_compile(moe, op, dims, entry);
-  if (st != MFX_OK) return st;
-  moe->n_kernels++;
-  moe->compiled_since++;
-  *out = &entry->kernel;
+  *out = &e->kernel;
   return MFX_OK;
 }
 
@@ -255,18 +364,30 @@ mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const 
   return MFX_OK;
 }
 
-mfx_status moe_compile_experts(mfx_moe *moe, int64_t rows) {
-  if (moe->gpu != NULL) return moe_gpu_compile_experts(moe, rows);
+int moe_expert_wants(const mfx_moe *moe, const int64_t *rows, moe_want *want) {
   int64_t D = moe->spec.dim, H = moe->spec.hidden;
-  const mfx_op_kernel *k;
-  mfx_status st = MFX_OK;
-  for (int e = 0; st == MFX_OK && e < moe->spec.experts; e++) {
-    const char *op = moe->spec.kinds[e] == MFX_EXPERT_MULT    ? "linear"
-                     : moe->spec.kinds[e] == MFX_EXPERT_SHIFT ? "shift_linear"
-                                                               : NULL;
-    if (op == NULL) continue;
-    st = moe_kernel_get(moe, op, rows, H, D, &k);
-    if (st == MFX_OK) st = moe_kernel_get(moe, op, rows, D, H, &k);
+  int n = 0;
+  for (int e = 0; e < moe->spec.experts; e++) {
+    mfx_expert_kind kind = moe->spec.kinds[e];
+    if (kind == MFX_EXPERT_NULL || rows[e] <= 0) continue;
+    const char *lin = kind == MFX_EXPERT_MULT ? "linear" : "shift_linear";
+    n = moe_want_add(want, n, lin, rows[e], H, D);
+    n = moe_want_add(want, n, lin, rows[e], D, H);
+    if (moe->gpu == NULL) continue; /* the host runs GELU and Q16.16 itself */
+    if (kind == MFX_EXPERT_MULT) {
+      n = moe_want_add(want, n, "gelu", rows[e], H, 0);
+    } else {
+      n = moe_want_add(want, n, "q16_quantize", rows[e], D, 0);
+      n = moe_want_add(want, n, "q16_gelu", rows[e], H, 0);
+      n = moe_want_add(want, n, "q16_dequantize", rows[e], D, 0);
+    }
   }
-  return st;
+  return n;
+}
+
+mfx_status moe_compile_experts(mfx_moe *moe, const int64_t *rows) {
+  moe_want want[MOE_MAX_WANTS];
+  int n = moe_expert_wants(moe, rows, want);
+  if (moe->gpu != NULL) return moe_gpu_ensure(moe, want, n);
+  return moe_kernels_ensure(moe, want, n);
 }

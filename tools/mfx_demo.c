@@ -327,6 +327,8 @@ static void tool_demo_print_trace(const tool_demo *d, const mfx_moe_trace *t, do
   printf("  %-10s %8s %10s\n", "step", "tokens", "ms (1st)");
   printf("  %-10s %8lld %10.3f\n", "router", (long long)d->a.tokens, t->router_s * 1e3);
   printf("  %-10s %8s %10.3f\n", "dispatch", "", t->dispatch_s * 1e3);
+  printf("  %-10s %8s %10.3f  (the experts' kernels, side by side)\n", "compile", "",
+         t->compile_s * 1e3);
   for (int e = 0; e < d->a.experts; e++) {
     char name[32];
     snprintf(name, sizeof name, "%d %s", e, mfx_expert_kind_name(d->a.kinds[e]));

@@ -197,6 +197,7 @@ typedef struct {
   double counts[MFX_MOE_MAX_EXPERTS];   /* tokens routed to each expert */
   double expert_s[MFX_MOE_MAX_EXPERTS]; /* seconds in each expert */
   double router_s, dispatch_s, combine_s, total_s;
+  double compile_s;                     /* compiling the experts' kernels (in parallel) */
   int kernels_compiled;                 /* by this call */
 } mfx_moe_trace;
 
