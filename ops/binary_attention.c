@@ -95,6 +95,39 @@ static mfx_status attn_normalize(mfx_arena *a, attn_stages *t) {
   return MFX_OK;
 }
 
+/* Hc A with the reduction over c split by fc and its inner part unrolled
+ * inside each token row: b, h, n.o, d.o | c.o, n.i, c.i, d.i. */
+static mfx_status attn_schedule_query(mfx_schedule *s, const attn_stages *t, int64_t fn,
+                                      int64_t fd, int64_t fc, int vec, int unroll,
+                                      int parallel, int local) {
+  mfx_stage *st;
+  MFX_TRY(mfx_tmpl_stage(s, t->XS, &st));
+  mfx_itervar *b, *h, *n, *d, *c, *no, *d_o, *ni, *di, *co, *ci;
+  MFX_TRY(mfx_tmpl_itervar(st, "b", &b));
+  MFX_TRY(mfx_tmpl_itervar(st, "h", &h));
+  MFX_TRY(mfx_tmpl_itervar(st, "n", &n));
+  MFX_TRY(mfx_tmpl_itervar(st, "d", &d));
+  MFX_TRY(mfx_tmpl_itervar(st, "c", &c));
+  MFX_TRY(mfx_sched_tile(s, st, n, d, fn, fd, MFX_TAIL_GUARD, &no, &d_o, &ni, &di));
+  MFX_TRY(mfx_sched_split(s, st, c, fc, MFX_TAIL_GUARD, &co, &ci));
+  mfx_itervar *order[] = {b, h, no, d_o, co, ni, ci, di};
+  MFX_TRY(mfx_sched_reorder(s, st, 8, order));
+  mfx_itervar *top = d_o;
+  if (parallel) {
+    MFX_TRY(mfx_sched_fuse(s, st, b, h, &top));
+    MFX_TRY(mfx_sched_fuse(s, st, top, no, &top));
+    MFX_TRY(mfx_sched_fuse(s, st, top, d_o, &top));
+    MFX_TRY(mfx_sched_parallel(s, st, top));
+  }
+  if (local) MFX_TRY(mfx_sched_cache_write_local(s, st, top));
+  if (unroll) {
+    MFX_TRY(mfx_sched_unroll(s, st, ni));
+    MFX_TRY(mfx_sched_unroll(s, st, ci));
+  }
+  if (vec) MFX_TRY(mfx_sched_vectorize(s, st, di));
+  return MFX_OK;
+}
+
 static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx_config *cfg) {
   int vec = (int)mfx_config_get(cfg, "vec"), parallel = (int)mfx_config_get(cfg, "parallel");
   int unroll = (int)mfx_config_get(cfg, "unroll"), local = (int)mfx_config_get(cfg, "local");
@@ -110,7 +143,11 @@ static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx
     .fx = mfx_config_get(cfg, "tile_n"), .fy = td,
     .vec = vec, .unroll = unroll, .parallel = parallel, .local = local,
   };
-  MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->XS, &q));
+  int64_t fcq = mfx_config_get(cfg, "tile_cq");
+  if (fcq > 0)
+    MFX_TRY(attn_schedule_query(s, t, q.fx, td, fcq, vec, unroll, parallel, local));
+  else
+    MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->XS, &q));
   mfx_stage *x_stage;
   MFX_TRY(mfx_tmpl_stage(s, t->X, &x_stage));
   if (mfx_config_get(cfg, "inline_x")) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
@@ -195,7 +232,7 @@ const mfx_op mfx_op_def_binary_attention = {
   },
   .n_outputs = 1,
   .outputs = {{"O", MFX_F32, 4, {"B", "H", "N", "D"}, "rows of unit norm over d"}},
-  .n_knobs = 8,
+  .n_knobs = 9,
   .knobs = {
     {"tile_c", "codes per register tile of Hc^T V (unrolled)", 8, 4, {1, 2, 4, 8}},
     {"tile_n", "tokens per register tile of Hc A (unrolled)", 8, 4, {1, 2, 4, 8}},
@@ -205,6 +242,7 @@ const mfx_op mfx_op_def_binary_attention = {
     {"parallel", "run every stage on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tiles in registers (local buffers)", 1, 2, {0, 1}},
     {"inline_x", "compute X inside NRM and O instead of storing it", 1, 2, {0, 1}},
+    {"tile_cq", "codes per unrolled step of Hc A (0: c not split)", 0, 3, {0, 4, 8}},
   },
   .build = attn_build,
   .reference = mfx_ref_binary_attention,

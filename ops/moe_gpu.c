@@ -235,55 +235,21 @@ static gpu_kernel *gpu_kernel_find(moe_gpu *g, const mfx_op *op, const int64_t *
   return NULL;
 }
 
-/* Kernels being built side by side: each slot's status and message. */
-typedef struct {
-  moe_gpu *g;
-  gpu_kernel *slots;
-  mfx_status *status;
-  char (*error)[512];
-} gpu_batch;
-
-static void gpu_build_job(void *ctx, int i) {
-  gpu_batch *b = ctx;
-  gpu_kernel *k = &b->slots[i];
-  b->status[i] = gpu_build(b->g, k);
-  if (b->status[i] == MFX_OK) return;
-  mfx_fail_context(b->status[i], "moe: compiling %s for %s (%s)", k->op->name, b->g->target,
-                   b->g->description);
-  snprintf(b->error[i], sizeof b->error[i], "%s", mfx_last_error());
+/* A failed build frees what it made and says which kernel and target. */
+static mfx_status gpu_build_slot(void *ctx, void *slot) {
+  moe_gpu *g = ctx;
+  gpu_kernel *k = slot;
+  mfx_status st = gpu_build(g, k);
+  if (st == MFX_OK) return MFX_OK;
   gpu_kernel_free(k);
-}
-
-/* Builds the fresh slots after the cache's end; keeps what built. */
-static mfx_status gpu_build_slots(mfx_moe *moe, int fresh) {
-  moe_gpu *g = moe->gpu;
-  gpu_batch b = {g, &g->kernels[g->n_kernels], calloc((size_t)fresh, sizeof(mfx_status)),
-                 calloc((size_t)fresh, sizeof *b.error)};
-  mfx_status st = b.status && b.error ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "moe: out of memory");
-  if (st == MFX_OK) moe_run_jobs(fresh, gpu_build_job, &b);
-  int kept = 0;
-  for (int i = 0; st == MFX_OK && i < fresh; i++) {
-    if (b.status[i] == MFX_OK) b.slots[kept++] = b.slots[i];
-  }
-  for (int i = 0; st == MFX_OK && i < fresh; i++) /* the first failure, after keeping all */
-    if (b.status[i] != MFX_OK) st = mfx_fail(b.status[i], "%s", b.error[i]);
-  g->n_kernels += kept;
-  moe->compiled_since += kept;
-  free(b.status);
-  free(b.error);
-  return st;
+  return mfx_fail_context(st, "moe: compiling %s for %s (%s)", k->op->name, g->target,
+                          g->description);
 }
 
 mfx_status moe_gpu_ensure(mfx_moe *moe, const moe_want *want, int n) {
   moe_gpu *g = moe->gpu;
-  if (g->n_kernels + n > g->cap_kernels) {
-    int cap = g->cap_kernels ? g->cap_kernels : 16;
-    while (cap < g->n_kernels + n) cap *= 2;
-    gpu_kernel *grown = realloc(g->kernels, (size_t)cap * sizeof *grown);
-    if (grown == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory for the kernel cache");
-    g->kernels = grown;
-    g->cap_kernels = cap;
-  }
+  if (!moe_grow((void **)&g->kernels, &g->cap_kernels, g->n_kernels + n, sizeof *g->kernels))
+    return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory for the kernel cache");
   int fresh = 0;
   for (int i = 0; i < n; i++) {
     if (want[i].op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: an op is not registered");
@@ -294,7 +260,13 @@ mfx_status moe_gpu_ensure(mfx_moe *moe, const moe_want *want, int n) {
     memcpy(k->dims, want[i].dims, sizeof want[i].dims);
     MFX_TRY(gpu_choose(moe, k));
   }
-  return fresh > 0 ? gpu_build_slots(moe, fresh) : MFX_OK;
+  if (fresh == 0) return MFX_OK;
+  int kept = 0;
+  mfx_status st = moe_build_side_by_side(&g->kernels[g->n_kernels], sizeof *g->kernels, fresh,
+                                         gpu_build_slot, g, &kept);
+  g->n_kernels += kept;
+  moe->compiled_since += kept;
+  return st;
 }
 
 /* dims: M, N and (for ops of three dims) K. */

@@ -33,6 +33,7 @@ typedef struct {
 typedef struct {
   const mfx_op *op;
   int64_t dims[3];
+  mfx_config cfg; /* as chosen, before compiling */
   mfx_op_kernel kernel;
 } moe_kernel_entry;
 
@@ -124,6 +125,14 @@ mfx_status moe_compile_experts(mfx_moe *moe, const int64_t *rows);
 mfx_status moe_kernels_ensure(mfx_moe *moe, const moe_want *want, int n);
 /* Runs job(ctx, i) for i in [0, n) on up to one thread per CPU (at most 8). */
 void moe_run_jobs(int n, void (*job)(void *ctx, int i), void *ctx);
+/* Builds `fresh` slots of `size` bytes each with build(ctx, slot), side by
+ * side (a failing build frees what it made); moves the slots that built to
+ * the front, *kept of them, and returns the first failure with its message. */
+mfx_status moe_build_side_by_side(void *slots, size_t size, int fresh,
+                                  mfx_status (*build)(void *ctx, void *slot), void *ctx,
+                                  int *kept);
+/* Grows *array (of *cap elements of size bytes) to hold need; 0 when out of memory. */
+int moe_grow(void **array, int *cap, int need, size_t size);
 /* ---- moe_gpu.c: the layer's kernels on a GPU target ---- */
 /* target: "cuda", "cuda:N" or "emulate"; sets moe->gpu (also on failure:
  * moe_gpu_close frees what was opened). */

@@ -157,79 +157,83 @@ static mfx_status moe_choose(mfx_moe *moe, const mfx_op *op, const int64_t *dims
   return MFX_OK;
 }
 
-/* Kernels being compiled, one slot each: the config going in, the status
- * and message coming out (messages are per thread). */
+int moe_grow(void **array, int *cap, int need, size_t size) {
+  if (need <= *cap) return 1;
+  int grown_cap = *cap ? *cap : 16;
+  while (grown_cap < need) grown_cap *= 2;
+  void *grown = realloc(*array, (size_t)grown_cap * size);
+  if (grown == NULL) return 0;
+  *array = grown;
+  *cap = grown_cap;
+  return 1;
+}
+
+/* The slots of a side-by-side build: each slot's status and message
+ * (messages are per thread, so each job keeps its own). */
 typedef struct {
-  moe_kernel_entry *entries;
-  mfx_config *cfg;
+  char *slots;
+  size_t size;
+  mfx_status (*build)(void *ctx, void *slot);
+  void *ctx;
   mfx_status *status;
   char (*error)[512];
-} moe_compile_batch;
+} moe_batch;
 
-static void moe_compile_job(void *ctx, int i) {
-  moe_compile_batch *b = ctx;
-  moe_kernel_entry *e = &b->entries[i];
-  b->status[i] = mfx_op_compile(e->op, e->dims, &b->cfg[i], &e->kernel);
+static void moe_batch_job(void *ctx, int i) {
+  moe_batch *b = ctx;
+  b->status[i] = b->build(b->ctx, b->slots + (size_t)i * b->size);
   if (b->status[i] != MFX_OK) snprintf(b->error[i], sizeof b->error[i], "%s", mfx_last_error());
 }
 
-static mfx_status moe_cache_reserve(mfx_moe *moe, int more) {
-  if (moe->n_kernels + more <= moe->cap_kernels) return MFX_OK;
-  int cap = moe->cap_kernels ? moe->cap_kernels : 16;
-  while (cap < moe->n_kernels + more) cap *= 2;
-  moe_kernel_entry *grown = realloc(moe->kernels, (size_t)cap * sizeof *grown);
-  if (grown == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory for the kernel cache");
-  moe->kernels = grown;
-  moe->cap_kernels = cap;
-  return MFX_OK;
-}
-
-/* Compiles the new kernels of the slots after the cache's end, in parallel;
- * keeps those that compiled and reports the first failure. */
-static mfx_status moe_compile_slots(mfx_moe *moe, int fresh, mfx_config *cfg) {
-  moe_compile_batch b = {&moe->kernels[moe->n_kernels], cfg, calloc((size_t)fresh, sizeof(mfx_status)),
-                         calloc((size_t)fresh, sizeof *b.error)};
-  if (b.status == NULL || b.error == NULL) {
-    free(b.status);
-    free(b.error);
-    return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory compiling %d kernels", fresh);
-  }
-  moe_run_jobs(fresh, moe_compile_job, &b);
+mfx_status moe_build_side_by_side(void *slots, size_t size, int fresh,
+                                  mfx_status (*build)(void *ctx, void *slot), void *ctx,
+                                  int *kept) {
+  moe_batch b = {slots, size, build, ctx, calloc((size_t)fresh, sizeof(mfx_status)),
+                 calloc((size_t)fresh, sizeof *b.error)};
+  *kept = 0;
   mfx_status st = MFX_OK;
-  int kept = 0;
-  for (int i = 0; i < fresh; i++) {
-    if (b.status[i] == MFX_OK) {
-      b.entries[kept++] = b.entries[i];
-    } else if (st == MFX_OK) {
-      st = mfx_fail(b.status[i], "%s", b.error[i]);
+  if (b.status == NULL || b.error == NULL) {
+    st = mfx_fail(MFX_ERR_NOMEM, "moe: out of memory building %d kernels", fresh);
+  } else {
+    moe_run_jobs(fresh, moe_batch_job, &b);
+    for (int i = 0; i < fresh; i++) {
+      if (b.status[i] == MFX_OK)
+        memmove(b.slots + (size_t)(*kept)++ * size, b.slots + (size_t)i * size, size);
+      else if (st == MFX_OK)
+        st = mfx_fail(b.status[i], "%s", b.error[i]);
     }
   }
-  moe->n_kernels += kept;
-  moe->compiled_since += kept;
   free(b.status);
   free(b.error);
   return st;
 }
 
+static mfx_status moe_compile_entry(void *ctx, void *slot) {
+  (void)ctx;
+  moe_kernel_entry *e = slot;
+  return mfx_op_compile(e->op, e->dims, &e->cfg, &e->kernel);
+}
+
 mfx_status moe_kernels_ensure(mfx_moe *moe, const moe_want *want, int n) {
-  for (int i = 0; i < n; i++)
-    if (want[i].op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: an op is not registered");
-  MFX_TRY(moe_cache_reserve(moe, n));
-  mfx_config *cfg = calloc((size_t)(n > 0 ? n : 1), sizeof *cfg);
-  if (cfg == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory compiling %d kernels", n);
+  if (!moe_grow((void **)&moe->kernels, &moe->cap_kernels, moe->n_kernels + n,
+                sizeof *moe->kernels))
+    return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory for the kernel cache");
   int fresh = 0;
-  mfx_status st = MFX_OK;
-  for (int i = 0; st == MFX_OK && i < n; i++) {
+  for (int i = 0; i < n; i++) {
+    if (want[i].op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: an op is not registered");
     if (moe_kernel_find(moe, want[i].op, want[i].dims) != NULL) continue;
-    moe_kernel_entry *e = &moe->kernels[moe->n_kernels + fresh];
+    moe_kernel_entry *e = &moe->kernels[moe->n_kernels + fresh++];
     memset(e, 0, sizeof *e);
     e->op = want[i].op;
     memcpy(e->dims, want[i].dims, sizeof e->dims);
-    st = moe_choose(moe, e->op, e->dims, &cfg[fresh]);
-    fresh++;
+    MFX_TRY(moe_choose(moe, e->op, e->dims, &e->cfg));
   }
-  if (st == MFX_OK && fresh > 0) st = moe_compile_slots(moe, fresh, cfg);
-  free(cfg);
+  if (fresh == 0) return MFX_OK;
+  int kept = 0;
+  mfx_status st = moe_build_side_by_side(&moe->kernels[moe->n_kernels], sizeof *moe->kernels,
+                                         fresh, moe_compile_entry, NULL, &kept);
+  moe->n_kernels += kept;
+  moe->compiled_since += kept;
   return st;
 }
 
