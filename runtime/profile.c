@@ -614,6 +614,27 @@ static mfx_status profile_not_found(const char *path, const char *device, const 
                   devices->n ? names : "none");
 }
 
+/* No key is `device`: the one key that starts with it ("cuda" for
+ * "cuda: cuda:0: NVIDIA H100 ..."); several are an error naming them. */
+static mfx_status profile_by_prefix(const char *path, const char *device, const jv *devices,
+                                    const jv **table, const char **key) {
+  size_t len = strlen(device);
+  int found = -1, count = 0;
+  for (int i = 0; len > 0 && i < devices->n; i++) {
+    if (strncmp(devices->keys[i], device, len) != 0) continue;
+    found = i;
+    count++;
+  }
+  if (count > 1)
+    return mfx_fail(MFX_ERR_INVALID, "latency table %s: '%s' starts %d device keys; give the "
+                    "whole key (mfx experts prints it)", path, device, count);
+  if (count == 1) {
+    *table = &devices->items[found];
+    *key = devices->keys[found];
+  }
+  return MFX_OK;
+}
+
 mfx_status mfx_latency_load(const char *path, const char *device, mfx_latency_table *t) {
   if (path == NULL || t == NULL)
     return mfx_fail(MFX_ERR_INVALID, "latency load: path and table must not be NULL");
@@ -628,8 +649,10 @@ mfx_status mfx_latency_load(const char *path, const char *device, mfx_latency_ta
   mfx_status st = profile_parse_file(path, &doc, &devices);
   if (st != MFX_OK) return st;
   const jv *table = jv_get(devices, device);
+  if (table == NULL) st = profile_by_prefix(path, device, devices, &table, &device);
   profile_where w = {path, device};
-  st = table == NULL ? profile_not_found(path, device, devices) : profile_read_table(&w, table, t);
+  if (st == MFX_OK)
+    st = table == NULL ? profile_not_found(path, device, devices) : profile_read_table(&w, table, t);
   jv_free(&doc);
   return st;
 }

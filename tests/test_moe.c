@@ -819,6 +819,17 @@ START_TEST(test_latency_json_round_trip) {
   ck_assert_double_eq_tol(got.alpha[0] + got.alpha[1], 2.0, 1e-11);
   expect_error(mfx_latency_load(path, "cuda: other", &got), MFX_ERR_NOT_FOUND,
                "no table for device 'cuda: other'; it has 'cuda: NVIDIA H100', 'cpu: Model");
+  /* the one key a prefix starts */
+  memset(&got, 0, sizeof got);
+  ck_assert_int_eq(mfx_latency_load(path, "cuda", &got), MFX_OK);
+  ck_assert_str_eq(got.device, "cuda: NVIDIA H100");
+  ck_assert_double_eq_tol(got.alpha[1], b.alpha[1], 1e-11);
+  hand_table(&b, "cuda: NVIDIA A100");
+  ck_assert_int_eq(mfx_latency_finish(&b), MFX_OK);
+  ck_assert_int_eq(mfx_latency_save(path, &b), MFX_OK);
+  expect_error(mfx_latency_load(path, "cuda", &got), MFX_ERR_INVALID, "'cuda' starts 2 device keys");
+  ck_assert_int_eq(mfx_latency_load(path, "cuda: NVIDIA A", &got), MFX_OK);
+  ck_assert_str_eq(got.device, "cuda: NVIDIA A100");
   char missing[400];
   snprintf(missing, sizeof missing, "%s/none.json", temp_dir);
   expect_error(mfx_latency_load(missing, NULL, &got), MFX_ERR_NOT_FOUND, "cannot open");

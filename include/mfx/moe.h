@@ -94,8 +94,9 @@ void mfx_latency_write_json(FILE *out, const mfx_latency_table *t, int indent);
  * devices' tables there; written to a temporary file, then renamed.
  * The file: {"format": "mfx-latency-1", "devices": {KEY: TABLE, ...}}. */
 mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t);
-/* Loads the table of `device` (NULL: this host's key) from path.
- * MFX_ERR_NOT_FOUND names the devices the file has. */
+/* Loads the table of `device` (NULL: this host's key) from path: the key
+ * itself, or the one key that starts with it ("cuda", "emulate"; several
+ * are MFX_ERR_INVALID). MFX_ERR_NOT_FOUND names the devices the file has. */
 mfx_status mfx_latency_load(const char *path, const char *device, mfx_latency_table *t);
 
 /* ==== the MoE layer (ops/moe*.c) ============================================ */

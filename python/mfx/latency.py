@@ -64,7 +64,8 @@ def _table(path, key, entry):
 
 def load_latency(path=None, device=None):
     """The latency table of `device` (default: this host's key) from `path`
-    (default: default_path()). Returns a dict with "alpha" (float64 [E],
+    (default: default_path()): the key itself, or the one key that starts
+    with it ("cuda", "emulate"). Returns a dict with "alpha" (float64 [E],
     mean 1), "latency" (seconds at "at_tokens"), "names", "experts" (the
     measured points and fits), "device", "target", "dim", "hidden".
     Raises FileNotFoundError, ValueError (not a latency table) or KeyError
@@ -80,6 +81,13 @@ def load_latency(path=None, device=None):
                          "(not an mfx latency table, or a newer one)")
     key = host_key() if device is None else device
     devices = doc["devices"]
+    if key not in devices and key:
+        starting = [k for k in devices if k.startswith(key)]
+        if len(starting) > 1:
+            raise ValueError(f"latency table {path}: {key!r} starts {len(starting)} device keys "
+                             f"({', '.join(map(repr, starting))}); give the whole key")
+        if starting:
+            key = starting[0]
     if key not in devices:
         have = ", ".join(repr(k) for k in devices) or "none"
         raise KeyError(f"latency table {path}: no table for device {key!r}; it has {have} "

@@ -45,6 +45,7 @@ def test_load_latency_by_device(tmp_path):
     gpu = mfx.load_latency(path, device="cuda: NVIDIA H100")
     assert gpu["names"] == ["mult", "shift"]
     np.testing.assert_allclose(gpu["alpha"], [0.5, 1.5])
+    assert mfx.load_latency(path, device="cuda")["device"] == "cuda: NVIDIA H100"  # a prefix
     here = mfx.load_latency(path)  # this host's key by default
     np.testing.assert_allclose(here["alpha"], [0.8, 1.2])
     assert here["device"] == mfx.host_key() and here["at_tokens"] == 8
@@ -62,6 +63,10 @@ def test_load_latency_errors(tmp_path):
     write_table(path, {"cuda: A": table_entry([1.0, 1.0])})
     with pytest.raises(KeyError, match="no table for device 'cuda: B'; it has 'cuda: A'"):
         mfx.load_latency(path, device="cuda: B")
+    write_table(path, {"cuda: A": table_entry([1.0, 1.0]), "cuda: AB": table_entry([1.0, 1.0])})
+    with pytest.raises(ValueError, match="'cuda' starts 2 device keys"):
+        mfx.load_latency(path, device="cuda")
+    assert mfx.load_latency(path, device="cuda: A")["device"] == "cuda: A"  # exact beats prefix
     path.write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="not an mfx latency table"):
         mfx.load_latency(path, device="cuda: A")
