@@ -671,6 +671,10 @@ static mfx_status cg_expr_select(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *ou
     b = cg_splat(cg, b);
   } else {
     cg_match(cg, &a, &b);
+    /* One condition for every lane: as a vector of it, LLVM's x86 backend
+     * emits a mask and a masked operation, where a scalar condition on
+     * vectors becomes a branch per value (mispredicted on random codes). */
+    if (cg_is_vector(a)) cond = cg_splat(cg, cond);
   }
   *out = cg_convert(cg, LLVMBuildSelect(cg->b, cond, a, b, ""), x->type, e->type);
   return MFX_OK;

@@ -7,7 +7,12 @@
  *   O           = X / max(sqrt(NRM), 1e-12)
  * The two products are register-tiled reductions with selects whose
  * "off" value is -0.0, the exact identity of float addition; X may be
- * inlined into its two consumers. */
+ * inlined into its two consumers. On the CPU the row norms go through
+ * partial sums over L lanes of d (L divides D), so that they are vector
+ * code:
+ *   NP[b,h,n,l] = sum_k X[b,h,n,k*L+l]^2,   NRM[b,h,n] = sum_l NP[b,h,n,l]
+ * Vectorized over d, each select of a code is a compare to a mask and a
+ * masked add (see matadd.c). */
 #include "ops_internal.h"
 
 enum { ATTN_B, ATTN_H, ATTN_N, ATTN_D, ATTN_C };
@@ -15,8 +20,16 @@ enum { ATTN_B, ATTN_H, ATTN_N, ATTN_D, ATTN_C };
 #define ATTN_INV_PI 0.31830988618379067154
 
 typedef struct {
-  mfx_tensor *Hc, *V, *A, *XS, *X, *NRM, *O;
+  mfx_tensor *Hc, *V, *A, *XS, *X, *NP, *NRM, *O;
 } attn_stages;
+
+/* The lanes of the norm's partial sums: the widest of 16, 8, 4, 2 that
+ * divides D, or 0 (no partial sums) when none does. */
+static int64_t attn_norm_lanes(int64_t D) {
+  for (int64_t l = 16; l >= 2; l /= 2)
+    if (D % l == 0) return l;
+  return 0;
+}
 
 static mfx_expr *attn_code_set(mfx_arena *a, mfx_expr *code) {
   return mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0));
@@ -69,14 +82,37 @@ static mfx_status attn_mix(mfx_arena *a, attn_stages *t) {
   return MFX_OK;
 }
 
-/* NRM[b,h,n] = sum_d X[b,h,n,d]^2. */
-static mfx_status attn_norm(mfx_arena *a, attn_stages *t) {
+/* NP[b,h,n,l] = sum_k X[b,h,n,k*lanes+l]^2. */
+static mfx_status attn_norm_partial(mfx_arena *a, attn_stages *t, int64_t lanes) {
   const int64_t *s = t->X->buf->shape;
+  mfx_tensor *NP = mfx_compute_begin(a, "NP", MFX_F32, 4, (int64_t[]){s[0], s[1], s[2], lanes},
+                                     (const char *[]){"b", "h", "n", "l"});
+  mfx_var *k = mfx_var_create(a, "k", s[3] / lanes, 1);
+  mfx_expr *d = mfx_add(a, mfx_mul(a, mfx_var_ref(a, k), mfx_i64(a, lanes)),
+                        mfx_tmpl_axis(a, NP, 3));
+  mfx_expr *x = mfx_tmpl_load4(a, t->X, mfx_tmpl_axis(a, NP, 0), mfx_tmpl_axis(a, NP, 1),
+                               mfx_tmpl_axis(a, NP, 2), d);
+  MFX_TRY(mfx_tmpl_set_body(a, NP, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, mfx_mul(a, x, x))));
+  t->NP = NP;
+  return MFX_OK;
+}
+
+/* NRM[b,h,n] = sum_d X[b,h,n,d]^2, or sum_l NP[b,h,n,l] over lanes > 0
+ * partial sums. */
+static mfx_status attn_norm(mfx_arena *a, attn_stages *t, int64_t lanes) {
+  const int64_t *s = t->X->buf->shape;
+  if (lanes > 0) MFX_TRY(attn_norm_partial(a, t, lanes));
   mfx_tensor *NRM = mfx_compute_begin(a, "NRM", MFX_F32, 3, s, (const char *[]){"b", "h", "n"});
-  mfx_var *d = mfx_var_create(a, "dn", s[3], 1);
-  mfx_expr *x = mfx_tmpl_load4(a, t->X, mfx_tmpl_axis(a, NRM, 0), mfx_tmpl_axis(a, NRM, 1),
-                               mfx_tmpl_axis(a, NRM, 2), mfx_var_ref(a, d));
-  MFX_TRY(mfx_tmpl_set_body(a, NRM, mfx_reduce(a, MFX_REDUCE_SUM, 1, &d, mfx_mul(a, x, x))));
+  mfx_var *d = mfx_var_create(a, lanes > 0 ? "l" : "dn", lanes > 0 ? lanes : s[3], 1);
+  mfx_expr *b = mfx_tmpl_axis(a, NRM, 0), *h = mfx_tmpl_axis(a, NRM, 1);
+  mfx_expr *n = mfx_tmpl_axis(a, NRM, 2), *dd = mfx_var_ref(a, d), *body;
+  if (lanes > 0) {
+    body = mfx_tmpl_load4(a, t->NP, b, h, n, dd);
+  } else {
+    mfx_expr *x = mfx_tmpl_load4(a, t->X, b, h, n, dd);
+    body = x ? mfx_mul(a, x, x) : NULL;
+  }
+  MFX_TRY(mfx_tmpl_set_body(a, NRM, body ? mfx_reduce(a, MFX_REDUCE_SUM, 1, &d, body) : NULL));
   t->NRM = NRM;
   return MFX_OK;
 }
@@ -95,37 +131,28 @@ static mfx_status attn_normalize(mfx_arena *a, attn_stages *t) {
   return MFX_OK;
 }
 
-/* Hc A with the reduction over c split by fc and its inner part unrolled
- * inside each token row: b, h, n.o, d.o | c.o, n.i, c.i, d.i. */
-static mfx_status attn_schedule_query(mfx_schedule *s, const attn_stages *t, int64_t fn,
-                                      int64_t fd, int64_t fc, int vec, int unroll,
-                                      int parallel, int local) {
+/* NRM over blocks of `rows` tokens: b, h, n.o | r, n.i with n.i unrolled,
+ * so that `rows` independent sums are in flight instead of one chain of
+ * dependent additions; accumulated locally. */
+static mfx_status attn_schedule_norm(mfx_schedule *s, const attn_stages *t, int64_t rows,
+                                     int parallel, int local) {
   mfx_stage *st;
-  MFX_TRY(mfx_tmpl_stage(s, t->XS, &st));
-  mfx_itervar *b, *h, *n, *d, *c, *no, *d_o, *ni, *di, *co, *ci;
+  MFX_TRY(mfx_tmpl_stage(s, t->NRM, &st));
+  mfx_itervar *b, *h, *n, *r, *no, *ni;
   MFX_TRY(mfx_tmpl_itervar(st, "b", &b));
   MFX_TRY(mfx_tmpl_itervar(st, "h", &h));
   MFX_TRY(mfx_tmpl_itervar(st, "n", &n));
-  MFX_TRY(mfx_tmpl_itervar(st, "d", &d));
-  MFX_TRY(mfx_tmpl_itervar(st, "c", &c));
-  MFX_TRY(mfx_sched_tile(s, st, n, d, fn, fd, MFX_TAIL_GUARD, &no, &d_o, &ni, &di));
-  MFX_TRY(mfx_sched_split(s, st, c, fc, MFX_TAIL_GUARD, &co, &ci));
-  mfx_itervar *order[] = {b, h, no, d_o, co, ni, ci, di};
-  MFX_TRY(mfx_sched_reorder(s, st, 8, order));
-  mfx_itervar *top = d_o;
+  MFX_TRY(mfx_tmpl_itervar(st, t->NP ? "l" : "dn", &r));
+  MFX_TRY(mfx_sched_split(s, st, n, rows, MFX_TAIL_GUARD, &no, &ni));
+  MFX_TRY(mfx_sched_reorder(s, st, 5, (mfx_itervar *[]){b, h, no, r, ni}));
+  mfx_itervar *top = no;
   if (parallel) {
     MFX_TRY(mfx_sched_fuse(s, st, b, h, &top));
     MFX_TRY(mfx_sched_fuse(s, st, top, no, &top));
-    MFX_TRY(mfx_sched_fuse(s, st, top, d_o, &top));
     MFX_TRY(mfx_sched_parallel(s, st, top));
   }
   if (local) MFX_TRY(mfx_sched_cache_write_local(s, st, top));
-  if (unroll) {
-    MFX_TRY(mfx_sched_unroll(s, st, ni));
-    MFX_TRY(mfx_sched_unroll(s, st, ci));
-  }
-  if (vec) MFX_TRY(mfx_sched_vectorize(s, st, di));
-  return MFX_OK;
+  return mfx_sched_unroll(s, st, ni);
 }
 
 static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx_config *cfg) {
@@ -143,22 +170,27 @@ static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx
     .fx = mfx_config_get(cfg, "tile_n"), .fy = td,
     .vec = vec, .unroll = unroll, .parallel = parallel, .local = local,
   };
-  int64_t fcq = mfx_config_get(cfg, "tile_cq");
-  if (fcq > 0)
-    MFX_TRY(attn_schedule_query(s, t, q.fx, td, fcq, vec, unroll, parallel, local));
-  else
-    MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->XS, &q));
+  MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->XS, &q));
   mfx_stage *x_stage;
   MFX_TRY(mfx_tmpl_stage(s, t->X, &x_stage));
   if (mfx_config_get(cfg, "inline_x")) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
   else MFX_TRY(mfx_tmpl_apply_elementwise(s, t->X, td, vec, parallel));
-  MFX_TRY(mfx_tmpl_apply_elementwise(s, t->NRM, td, vec, parallel));
+  int64_t rows = mfx_config_get(cfg, "rows_norm");
+  if (t->NP) {
+    mfx_tmpl_tiled_reduce np = {
+      .n_outer = 2, .outer = {"b", "h"}, .x = "n", .y = "l", .r = "k",
+      .fx = rows, .fy = t->NP->buf->shape[3],
+      .vec = vec, .unroll = unroll, .parallel = parallel, .local = local,
+    };
+    MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->NP, &np));
+  }
+  MFX_TRY(attn_schedule_norm(s, t, rows, parallel, local));
   return mfx_tmpl_apply_elementwise(s, t->O, td, vec, parallel);
 }
 
 /* The tensor expressions and the (unscheduled) schedule. */
-static mfx_status attn_define(mfx_arena *a, const int64_t *dims, attn_stages *t,
-                              mfx_schedule **out) {
+static mfx_status attn_define(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
+                              attn_stages *t, mfx_schedule **out) {
   int64_t B = dims[ATTN_B], H = dims[ATTN_H], N = dims[ATTN_N], D = dims[ATTN_D];
   int64_t C = dims[ATTN_C];
   *t = (attn_stages){
@@ -169,7 +201,7 @@ static mfx_status attn_define(mfx_arena *a, const int64_t *dims, attn_stages *t,
   MFX_TRY(attn_kv(a, t, dims));
   MFX_TRY(attn_query(a, t, dims));
   MFX_TRY(attn_mix(a, t));
-  MFX_TRY(attn_norm(a, t));
+  MFX_TRY(attn_norm(a, t, norm_lanes));
   MFX_TRY(attn_normalize(a, t));
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
 }
@@ -177,7 +209,7 @@ static mfx_status attn_define(mfx_arena *a, const int64_t *dims, attn_stages *t,
 static mfx_status attn_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                              mfx_schedule **out) {
   attn_stages t;
-  MFX_TRY(attn_define(a, dims, &t, out));
+  MFX_TRY(attn_define(a, dims, attn_norm_lanes(dims[ATTN_D]), &t, out));
   return attn_schedule(*out, &t, cfg);
 }
 
@@ -216,7 +248,7 @@ static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
 static mfx_status attn_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                  mfx_schedule **out) {
   attn_stages t;
-  MFX_TRY(attn_define(a, dims, &t, out));
+  MFX_TRY(attn_define(a, dims, 0, &t, out));
   return attn_schedule_gpu(*out, &t, cfg);
 }
 
@@ -236,13 +268,15 @@ const mfx_op mfx_op_def_binary_attention = {
   .knobs = {
     {"tile_c", "codes per register tile of Hc^T V (unrolled)", 8, 4, {1, 2, 4, 8}},
     {"tile_n", "tokens per register tile of Hc A (unrolled)", 8, 4, {1, 2, 4, 8}},
-    {"tile_d", "columns of d per tile (the vector loop of every stage)", 32, 3, {8, 16, 32}},
-    {"vec", "vectorize over d", 1, 2, {0, 1}},
+    {"tile_d", "columns of d per tile (the vector loop of the products and of O)", 32, 3,
+     {8, 16, 32}},
+    {"vec", "vectorize over d in mfx (0: left to LLVM's loop vectorizer)", 1, 2, {0, 1}},
     {"unroll", "unroll the tiles' rows", 1, 2, {0, 1}},
     {"parallel", "run every stage on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tiles in registers (local buffers)", 1, 2, {0, 1}},
-    {"inline_x", "compute X inside NRM and O instead of storing it", 1, 2, {0, 1}},
-    {"tile_cq", "codes per unrolled step of Hc A (0: c not split)", 0, 3, {0, 4, 8}},
+    {"inline_x", "compute X inside the row norms and O instead of storing it", 1, 2, {0, 1}},
+    {"rows_norm", "tokens per block of the row norms (rows summed side by side)", 8, 3,
+     {1, 4, 8}},
   },
   .build = attn_build,
   .reference = mfx_ref_binary_attention,

@@ -4,7 +4,10 @@
  * is the exact identity of float addition, so the compiler may turn
  * "acc + select" into a masked add (acc + 0.0 would change acc = -0.0).
  * Template: a register tile of tile_c codes by tile_d vector columns of d
- * (contiguous in V and O), accumulated locally over n. */
+ * (contiguous in V and O), accumulated locally over n.
+ * The code of a term is the same for every column of d: the vector select
+ * takes it broadcast to every lane (compiler/codegen_llvm.c), so the term
+ * becomes a compare to a mask and a masked add, not a branch per term. */
 #include "ops_internal.h"
 
 enum { MATADD_B, MATADD_H, MATADD_N, MATADD_D, MATADD_C };
@@ -81,10 +84,10 @@ const mfx_op mfx_op_def_matadd = {
   .outputs = {{"O", MFX_F32, 4, {"B", "H", "C", "D"}, "O[b,h,c,d] = sum_n Hc[b,h,n,c] V[b,h,n,d]"}},
   .n_knobs = 7,
   .knobs = {
-    {"tile_c", "codes per register tile (unrolled)", 4, 4, {1, 2, 4, 8}},
+    {"tile_c", "codes per register tile (unrolled)", 8, 4, {1, 2, 4, 8}},
     {"tile_d", "columns of d per register tile (the vector loop)", 32, 3, {8, 16, 32}},
     {"tile_n", "split of the reduction over n (0: none)", 0, 3, {0, 16, 64}},
-    {"vec", "vectorize over d", 1, 2, {0, 1}},
+    {"vec", "vectorize over d in mfx (0: left to LLVM's loop vectorizer)", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's codes", 1, 2, {0, 1}},
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},

@@ -534,6 +534,48 @@ START_TEST(bool_buffer) {
 }
 END_TEST
 
+/* ---- a select on one condition for every lane ------------------------------------------- */
+
+enum { UNI_ROWS = 5, UNI_COLS = 19 };
+static int8_t CODES[UNI_ROWS] = {1, 0, 0, 1, 1};
+
+static void check_uniform_select(void) {
+  for (int r = 0; r < UNI_ROWS; r++)
+    for (int c = 0; c < UNI_COLS; c++) {
+      float want = CODES[r] ? X[r * UNI_COLS + c] : -0.0f;
+      assert_close(Z[r * UNI_COLS + c], want, "uniform select", r * UNI_COLS + c);
+    }
+}
+
+/* out[r, c] = code[r] ? x[r, c] : -0.0 with c vectorized: the condition is
+ * the same for every lane. It must become a vector condition (a mask), not
+ * a scalar i1 choosing between whole vectors, which the x86 backend turns
+ * into a branch per value. */
+START_TEST(uniform_select_is_a_vector_select) {
+  fill_inputs();
+  int64_t n = UNI_ROWS * UNI_COLS;
+  mfx_buffer *x = buffer("x", MFX_F32, n), *code = buffer("code", MFX_I8, UNI_ROWS),
+             *out = buffer("out", MFX_F32, n);
+  mfx_var *r = var("r", UNI_ROWS), *co = var("co", (UNI_COLS + 7) / 8), *ci = var("ci", 8);
+  mfx_expr *i = add(mul(ref(r), cst(UNI_COLS)), split_index(co, ci));
+  mfx_expr *set = bin(MFX_NE, load(code, ref(r)), mfx_int(A, MFX_I8, 0));
+  mfx_stmt *body = store(out, i, mfx_select(A, set, load(x, i), mfx_f32(A, -0.0)));
+  mfx_stmt *nest = loop(r, MFX_LOOP_SERIAL, split_loop(co, ci, UNI_COLS, MFX_LOOP_VECTORIZED, body));
+  mfx_func *fn = func("uniform_select", 3, (mfx_buffer *[]){x, code, out}, nest);
+  mfx_jit_kernel *k = compile(fn);
+  run_both(k, (void *[]){X, CODES, Z}, NULL, check_uniform_select);
+  mfx_jit_free(k);
+  char *ll = NULL;
+  size_t size = 0;
+  ck_assert_int_eq(mfx_codegen_emit(fn, MFX_EMIT_LL, &ll, &size), MFX_OK);
+  ck_assert_msg(strstr(ll, "select <8 x i1>") != NULL, "no select on an <8 x i1> condition");
+  for (char *line = strtok(ll, "\n"); line != NULL; line = strtok(NULL, "\n"))
+    ck_assert_msg(strstr(line, "select i1 ") == NULL || strstr(line, "x float>") == NULL,
+                  "a scalar condition selects whole vectors: %s", line);
+  free(ll);
+}
+END_TEST
+
 /* ---- float math ---------------------------------------------------------------------------- */
 
 static float MATH_OUT[5 * 16];
@@ -784,6 +826,7 @@ int main(void) {
   tcase_add_test(tc, integer_operations);
   tcase_add_test(tc, gather_and_scatter);
   tcase_add_test(tc, bool_buffer);
+  tcase_add_test(tc, uniform_select_is_a_vector_select);
   tcase_add_test(tc, float_math);
   tcase_add_test(tc, erf_and_round);
   tcase_add_test(tc, compile_from_two_threads);

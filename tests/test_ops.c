@@ -163,10 +163,13 @@ START_TEST(test_hamming_kernels) { /* N, M, W */
 END_TEST
 
 START_TEST(test_binary_attention_kernels) { /* B, H, N, D, C */
+  /* D picks the lanes of the row norms' partial sums: 16 (32), 8 (24), 4 (100),
+   * 2 (6), none (1, 5, 17); N = 19 and 33 divide no block of rows. */
   static const int64_t shapes[][MFX_OP_MAX_DIMS] = {
     {1, 1, 1, 1, 1}, {2, 3, 7, 5, 13}, {1, 2, 33, 17, 9}, {2, 2, 64, 32, 16}, {1, 1, 5, 100, 3},
+    {1, 2, 19, 24, 5}, {2, 1, 9, 6, 11},
   };
-  check_op("binary_attention", 5, shapes, 2);
+  check_op("binary_attention", 7, shapes, 2);
 }
 END_TEST
 
