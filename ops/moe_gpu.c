@@ -105,6 +105,10 @@ mfx_status moe_gpu_open(mfx_moe *moe, const char *target) {
 
 const char *moe_gpu_description(const mfx_moe *moe) { return moe->gpu->description; }
 
+const mfx_device_info *mfx_moe_device_info(const mfx_moe *moe) {
+  return moe != NULL && moe->gpu != NULL ? mfx_device_get_info(moe->gpu->dev) : NULL;
+}
+
 static void gpu_kernel_free(gpu_kernel *k) {
   for (int i = 0; i < MFX_ARTIFACT_MAX_ARGS; i++) mfx_device_buffer_free(&k->ws[i]);
   if (k->module != NULL) mfx_module_free(k->module);

@@ -711,6 +711,8 @@ START_TEST(test_cuda_fake_moe_layer) {
   mfx_moe *moe = NULL;
   EXPECT_OK(mfx_moe_create(&spec, &moe));
   ck_assert_ptr_nonnull(strstr(mfx_moe_target_description(moe), "cuda:0: "));
+  ck_assert_int_eq(mfx_moe_device_info(moe)->kind, MFX_DEVICE_CUDA);
+  ck_assert_int_eq(mfx_moe_device_info(moe)->compute_major, 9);
   EXPECT_OK(mfx_moe_init_random(moe, 1));
   int launches_before = fake_counts().launches;
   float x[20 * 16], y[20 * 16];

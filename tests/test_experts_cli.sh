@@ -143,7 +143,7 @@ expect 1 "opening target 'cuda'" env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 
 [[ ! -e "$TMP/nogpu.json" ]] || { failed=$((failed + 1)); echo "FAIL: a table without a GPU"; }
 # The GPU kernels, emulated on the CPU: the table is keyed by that target,
 # beside this host's own table in the same file.
-expect 0 "emulate: GPU kernels emulated on the CPU" "$MFX" experts "${SMALL[@]}" --target emulate \
+expect 0 "saved the table of 'emulate: " "$MFX" experts "${SMALL[@]}" --target emulate \
   --json --out "$TMP/lat.json"
 check "an emulated-GPU table sits beside the CPU's" '
 t = json.load(open(sys.argv[1]))

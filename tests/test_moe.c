@@ -395,6 +395,8 @@ START_TEST(test_gpu_kernel_list) {
   mfx_moe *moe = make_layer_on("emulate", 16, 24, 1, "mult,shift,null", 1, NULL, NULL);
   ck_assert(mfx_moe_on_gpu(moe));
   ck_assert_ptr_nonnull(strstr(mfx_moe_target_description(moe), "emulated"));
+  ck_assert_ptr_nonnull(mfx_moe_device_info(moe));
+  ck_assert_int_eq(mfx_moe_device_info(moe)->kind, MFX_DEVICE_CPU); /* emulated on it */
   ck_assert_int_eq(mfx_moe_prepare(moe, 20), MFX_OK);
   /* mult: linear x2 + gelu; shift: shift_linear x2 + quantize, q16_gelu, dequantize */
   ck_assert_int_eq(mfx_moe_kernel_count(moe), 8);
@@ -406,6 +408,7 @@ START_TEST(test_gpu_kernel_list) {
   mfx_moe *cpu = make_layer(16, 24, 1, "mult", 1);
   ck_assert(!mfx_moe_on_gpu(cpu));
   ck_assert_str_eq(mfx_moe_target_description(cpu), "cpu");
+  ck_assert_ptr_null(mfx_moe_device_info(cpu));
   mfx_moe_destroy(cpu);
 }
 END_TEST

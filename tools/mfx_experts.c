@@ -163,8 +163,9 @@ static void tool_fill_tokens(float *x, int64_t n) {
     x[i] = (float)((double)(mfx_rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0);
 }
 
-/* The table's key: this host's for the CPU, else the GPU's description
- * ("cuda: cuda:0: NVIDIA H100 ... (sm_90)", or the emulation's). */
+/* The table's key: this host's for the CPU; a GPU's model and arch, the
+ * same for every GPU of that model ("cuda: NVIDIA H100 80GB HBM3 (sm_90)");
+ * "emulate: " and the CPU model for the emulation. */
 static int tool_experts_table_init(const tool_experts_request *r, const mfx_moe *moe,
                                    mfx_latency_table *t) {
   memset(t, 0, sizeof *t);
@@ -175,7 +176,9 @@ static int tool_experts_table_init(const tool_experts_request *r, const mfx_moe 
   } else {
     int emulated = strcmp(r->target, "emulate") == 0;
     snprintf(t->target, sizeof t->target, "%s", emulated ? "emulate" : "cuda");
-    snprintf(t->device, sizeof t->device, "%s: %s", t->target, mfx_moe_target_description(moe));
+    const mfx_device_info *info = mfx_moe_device_info(moe);
+    if (emulated) snprintf(t->device, sizeof t->device, "emulate: %.120s", info->name);
+    else snprintf(t->device, sizeof t->device, "cuda: %.120s (%.24s)", info->name, info->arch);
   }
   t->dim = r->dim;
   t->hidden = r->hidden;

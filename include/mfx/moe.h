@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "mfx/artifact.h"
+#include "mfx/device.h"
 #include "mfx/ops.h"
 
 #ifdef __cplusplus
@@ -177,6 +178,8 @@ const mfx_moe_spec *mfx_moe_get_spec(const mfx_moe *moe);
 const char *mfx_moe_target_description(const mfx_moe *moe);
 /* 1 when the layer's kernels run on a GPU target (cuda or emulate). */
 int mfx_moe_on_gpu(const mfx_moe *moe);
+/* The device a GPU target runs on (the CPU for emulate); NULL on cpu. */
+const mfx_device_info *mfx_moe_device_info(const mfx_moe *moe);
 
 /* Router weights [E, D]; bias [E] (selection bias of mfx_router_route, or
  * NULL for none). */
