@@ -872,6 +872,59 @@ START_TEST(test_latency_json_errors) {
 }
 END_TEST
 
+/* Every truncation of a valid table file, and every byte of it replaced by
+ * a few characters that matter to JSON: each load either succeeds (a
+ * table whose alpha is still positive and finite) or fails with a format
+ * message, never crashes (the sanitizer build runs this too). */
+START_TEST(test_latency_json_mutations) {
+  make_temp_dir();
+  char path[400], bad[400];
+  snprintf(path, sizeof path, "%s/good.json", temp_dir);
+  snprintf(bad, sizeof bad, "%s/bad.json", temp_dir);
+  mfx_latency_table t;
+  hand_table(&t, "cpu: x");
+  ck_assert_int_eq(mfx_latency_finish(&t), MFX_OK);
+  ck_assert_int_eq(mfx_latency_save(path, &t), MFX_OK);
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  char text[8192];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  ck_assert(n > 100 && n < sizeof text - 1);
+  static const char swaps[] = {'\0', '"', '{', ']', ',', '-', '9', 'e', '\\', ' '};
+  int ok = 0, refused = 0;
+  for (size_t cut = 0; cut <= n + (sizeof swaps) * n; cut++) {
+    char copy[8192];
+    size_t len = n;
+    memcpy(copy, text, n);
+    if (cut < n) len = cut; /* a truncation */
+    else if (cut > n) copy[(cut - n - 1) / sizeof swaps] = swaps[(cut - n - 1) % sizeof swaps];
+    f = fopen(bad, "wb");
+    ck_assert_ptr_nonnull(f);
+    fwrite(copy, 1, len, f);
+    fclose(f);
+    mfx_latency_table got;
+    mfx_status st = mfx_latency_load(bad, "cpu: x", &got);
+    if (st == MFX_OK) {
+      ok++;
+      for (int e = 0; e < got.experts; e++)
+        ck_assert_msg(isfinite(got.alpha[e]) && got.alpha[e] > 0, "mutation %zu: alpha %g", cut,
+                      got.alpha[e]);
+    } else {
+      refused++;
+      ck_assert_msg(st == MFX_ERR_FORMAT || st == MFX_ERR_NOT_FOUND, "mutation %zu: status %d (%s)",
+                    cut, (int)st, mfx_last_error());
+      ck_assert(strlen(mfx_last_error()) > 0);
+    }
+  }
+  ck_assert_int_gt(refused, (int)n); /* every truncation at least */
+  ck_assert_int_gt(ok, 0);           /* the unchanged file, and harmless swaps */
+  unlink(path);
+  unlink(bad);
+  rmdir(temp_dir);
+}
+END_TEST
+
 START_TEST(test_latency_keys) {
   char key[160], path[512];
   ck_assert_int_eq(mfx_latency_host_key(key, sizeof key), MFX_OK);
@@ -932,6 +985,7 @@ static Suite *moe_suite(void) {
   tcase_add_test(latency, test_latency_json_round_trip);
   tcase_add_test(latency, test_latency_json_errors);
   tcase_add_test(latency, test_latency_keys);
+  tcase_add_test(latency, test_latency_json_mutations);
   suite_add_tcase(s, latency);
   return s;
 }
