@@ -16,6 +16,8 @@ extern const mfx_op mfx_op_def_gelu; /* elementwise.c: GELU and Q16.16 */
 extern const mfx_op mfx_op_def_q16_quantize;
 extern const mfx_op mfx_op_def_q16_dequantize;
 extern const mfx_op mfx_op_def_q16_gelu;
+extern const mfx_op mfx_op_def_gather_rows; /* gather.c: the MoE dispatch and combine */
+extern const mfx_op mfx_op_def_combine_rows;
 
 /* ---- references (reference.c): naive, independent of the compiler -------- */
 
@@ -28,6 +30,8 @@ void mfx_ref_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
 void mfx_ref_q16_quantize(const int64_t *dims, const mfx_array *in, mfx_array *out);
 void mfx_ref_q16_dequantize(const int64_t *dims, const mfx_array *in, mfx_array *out);
 void mfx_ref_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_gather_rows(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *out);
 
 /* ---- random fills (random.c) ------------------------------------------------ */
 
@@ -45,6 +49,8 @@ void mfx_random_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 void mfx_random_q16_quantize(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 void mfx_random_q16_dequantize(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 void mfx_random_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_gather_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_combine_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 
 /* ---- schedule-template helpers (template.c) ---------------------------------- */
 

@@ -160,3 +160,28 @@ void mfx_random_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng
     else p[k] = mfx_random_any_int32(r);
   }
 }
+
+/* ---- the MoE layer's dispatch and combine ------------------------------------------------ */
+
+/* Row indices of [-1, rows): -1 (padding, or a null expert) one time in
+ * four, so that small shapes have some; the others uniform. */
+static void mfx_fill_row_indices(mfx_array *a, uint64_t *rng, int64_t rows) {
+  int32_t *p = a->data;
+  for (int64_t k = 0; k < mfx_array_numel(a); k++) {
+    uint64_t kind = mfx_rng_next(rng) % 4, r = mfx_rng_next(rng);
+    p[k] = kind == 0 ? -1 : (int32_t)(r % (uint64_t)rows);
+  }
+}
+
+/* X in [-1, 1); IDX in [-1, T). */
+void mfx_random_gather_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  if (i == 0) mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
+  else mfx_fill_row_indices(a, rng, dims[0]);
+}
+
+/* YALL in [-1, 1); ROWS in [-1, R); GATES in [0, 1). */
+void mfx_random_combine_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  if (i == 0) mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
+  else if (i == 1) mfx_fill_row_indices(a, rng, dims[0]);
+  else mfx_fill_uniform_f32(a, rng, 0.0f, 1.0f);
+}

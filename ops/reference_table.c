@@ -17,6 +17,8 @@ static const mfx_reference_op mfx_reference_table[] = {
   {"q16_quantize", 2, 1, 1, mfx_ref_q16_quantize, mfx_random_q16_quantize, 0},
   {"q16_dequantize", 2, 1, 1, mfx_ref_q16_dequantize, mfx_random_q16_dequantize, 0},
   {"q16_gelu", 2, 1, 1, mfx_ref_q16_gelu, mfx_random_q16_gelu, 1}, /* see elementwise.c */
+  {"gather_rows", 3, 2, 1, mfx_ref_gather_rows, mfx_random_gather_rows, 0},
+  {"combine_rows", 4, 3, 1, mfx_ref_combine_rows, mfx_random_combine_rows, 0},
 };
 
 #define MFX_REFERENCE_TABLE_SIZE \

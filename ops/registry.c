@@ -19,6 +19,8 @@ static const mfx_op *const mfx_op_table[] = {
   &mfx_op_def_q16_quantize,
   &mfx_op_def_q16_dequantize,
   &mfx_op_def_q16_gelu,
+  &mfx_op_def_gather_rows,
+  &mfx_op_def_combine_rows,
 };
 
 #define MFX_OP_TABLE_SIZE ((int)(sizeof mfx_op_table / sizeof mfx_op_table[0]))

@@ -273,6 +273,9 @@ static const op_case op_cases[] = {
     {"matadd", {1, 2, 16, 16, 4}},      {"matadd", {2, 1, 17, 9, 5}},
     {"hamming", {8, 16, 2}},            {"hamming", {13, 17, 3}},
     {"binary_attention", {1, 2, 8, 16, 4}}, {"binary_attention", {2, 1, 11, 7, 6}},
+    {"gather_rows", {5, 7, 13}},        {"gather_rows", {16, 32, 64}},
+    {"combine_rows", {9, 6, 2, 19}},    {"combine_rows", {9, 6, 3, 19}},
+    {"combine_rows", {9, 6, 1, 16}},
 };
 
 START_TEST(every_op_equals_reference) {

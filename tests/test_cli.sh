@@ -79,7 +79,8 @@ expect 0 "usage: mfx run" "$MFX" help run
 expect 0 "--repeat" "$MFX" run --help
 expect 0 "mfx 0." "$MFX" version
 expect 0 "" "$MFX" ops
-ALL_OPS="linear shift_linear matadd hamming binary_attention gelu q16_quantize q16_dequantize q16_gelu"
+ALL_OPS="linear shift_linear matadd hamming binary_attention gelu q16_quantize q16_dequantize q16_gelu
+  gather_rows combine_rows"
 for op in $ALL_OPS; do
   if [[ "$OUT" != *"$op"* ]]; then
     failed=$((failed + 1))
@@ -109,6 +110,8 @@ random_dims() {
     matadd|binary_attention)
       echo "B=$(rand 2),H=$(rand 3),N=$(rand 40),D=$(rand 40),C=$(rand 40)" ;;
     gelu|q16_*) echo "M=$(rand 70),N=$(rand 70)" ;;
+    gather_rows) echo "T=$(rand 40),M=$(rand 70),D=$(rand 70)" ;;
+    combine_rows) echo "R=$(rand 40),T=$(rand 40),K=$(rand 4),D=$(rand 70)" ;;
   esac
 }
 

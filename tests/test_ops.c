@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "mfx/moe.h"
 #include "mfx/ops.h"
@@ -189,6 +191,76 @@ START_TEST(test_q16_dequantize_kernels) { check_op("q16_dequantize", 6, ELEMENTW
 END_TEST
 
 START_TEST(test_q16_gelu_kernels) { check_op("q16_gelu", 6, ELEMENTWISE_SHAPES, 3); }
+END_TEST
+
+/* The MoE dispatch and combine: row indices from data, -1 among them (the
+ * random inputs make one in four -1), shapes that divide no vector width. */
+START_TEST(test_gather_rows_kernels) { /* T, M, D */
+  static const int64_t shapes[][MFX_OP_MAX_DIMS] = {
+    {1, 1, 1}, {5, 7, 13}, {1, 9, 3}, {33, 65, 129}, {3, 100, 1}, {17, 5, 300},
+  };
+  check_op("gather_rows", 6, shapes, 3);
+}
+END_TEST
+
+START_TEST(test_combine_rows_kernels) { /* R, T, K, D */
+  static const int64_t shapes[][MFX_OP_MAX_DIMS] = {
+    {1, 1, 1, 1}, {9, 6, 2, 19}, {9, 6, 1, 19}, {9, 6, 3, 19}, {1, 5, 3, 7}, {40, 33, 2, 129},
+    {5, 3, 4, 300},
+  };
+  check_op("combine_rows", 7, shapes, 3);
+}
+END_TEST
+
+/* A row index of -1 is never read: the rows (input 0) start right after a
+ * page that faults when touched, every index is -1 or 0, and each config
+ * (default, smallest, largest) runs to the reference's result. A load of
+ * row -1 would read the page before the rows and crash the test. */
+static void check_rows_in_bounds(const char *name, const int64_t *dims) {
+  const mfx_op *op = mfx_op_find(name);
+  ck_assert_ptr_nonnull(op);
+  mfx_config cfgs[MAX_CONFIGS];
+  int n_cfgs = configs_for(op, 0, cfgs);
+  mfx_array in[MFX_OP_MAX_TENSORS], got[MFX_OP_MAX_TENSORS], want[MFX_OP_MAX_TENSORS];
+  ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
+  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, got), MFX_OK);
+  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, want), MFX_OK);
+  mfx_op_random_inputs(op, dims, 11, in);
+  int32_t *index = in[1].data;
+  for (int64_t i = 0; i < mfx_array_numel(&in[1]); i++) index[i] = i % 3 == 1 ? 0 : -1;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t bytes = (size_t)mfx_array_numel(&in[0]) * sizeof(float);
+  size_t span = page + (bytes + page - 1) / page * page;
+  unsigned char *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                            -1, 0);
+  ck_assert(map != MAP_FAILED);
+  ck_assert_int_eq(mprotect(map, page, PROT_NONE), 0);
+  memcpy(map + page, in[0].data, bytes);
+  mfx_array rows = in[0];
+  rows.data = map + page;
+  op->reference(dims, in, want);
+  mfx_array_free(&in[0]);
+  in[0] = rows;
+  for (int c = 0; c < n_cfgs; c++) {
+    mfx_op_kernel k;
+    ck_assert_msg(mfx_op_compile(op, dims, &cfgs[c], &k) == MFX_OK, "%s: %s", name,
+                  mfx_last_error());
+    ck_assert_msg(mfx_op_kernel_run(&k, NULL, in, got) == MFX_OK, "%s: %s", name,
+                  mfx_last_error());
+    mfx_compare cmp = mfx_compare_arrays(&got[0], &want[0], TOL);
+    ck_assert_msg(cmp.ok, "%s config %d: max_rel_err %g", name, c, cmp.max_rel_err);
+    mfx_op_kernel_free(&k);
+  }
+  munmap(map, span);
+  for (int i = 1; i < op->n_inputs; i++) mfx_array_free(&in[i]);
+  mfx_array_free(&got[0]);
+  mfx_array_free(&want[0]);
+}
+
+START_TEST(test_row_index_minus_one_is_never_read) {
+  check_rows_in_bounds("gather_rows", (int64_t[]){3, 7, 13});
+  check_rows_in_bounds("combine_rows", (int64_t[]){2, 5, 3, 19});
+}
 END_TEST
 
 /* ---- the elementwise ops are the MoE layer's host arithmetic, bit for bit --------------- */
@@ -418,7 +490,8 @@ END_TEST
 
 START_TEST(test_registry) {
   const char *names[] = {"linear", "shift_linear", "matadd", "hamming", "binary_attention",
-                         "gelu", "q16_quantize", "q16_dequantize", "q16_gelu"};
+                         "gelu", "q16_quantize", "q16_dequantize", "q16_gelu",
+                         "gather_rows", "combine_rows"};
   const int n_names = (int)(sizeof names / sizeof names[0]);
   ck_assert_int_eq(mfx_op_count(), n_names);
   for (int i = 0; i < n_names; i++) {
@@ -683,6 +756,9 @@ static Suite *ops_suite(void) {
   tcase_add_test(kernels, test_q16_quantize_kernels);
   tcase_add_test(kernels, test_q16_dequantize_kernels);
   tcase_add_test(kernels, test_q16_gelu_kernels);
+  tcase_add_test(kernels, test_gather_rows_kernels);
+  tcase_add_test(kernels, test_combine_rows_kernels);
+  tcase_add_test(kernels, test_row_index_minus_one_is_never_read);
   tcase_add_test(kernels, test_elementwise_equal_the_layer_host_functions);
   suite_add_tcase(s, kernels);
   return s;

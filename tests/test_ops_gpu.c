@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "mfx/artifact.h"
@@ -97,6 +98,13 @@ static const gpu_case cases[] = {
   {"q16_dequantize", 5, {{1, 1}, {3, 7}, {65, 129}, {33, 1000}, {1, 300}},
    {"{}", "{\"threads\":512}"}, 0},
   {"q16_gelu", 5, {{1, 1}, {3, 7}, {65, 129}, {33, 1000}, {1, 300}},
+   {"{}", "{\"threads\":64}", "{\"threads\":1024}"}, 0},
+  /* The MoE dispatch (T, M, D) and combine (R, T, K, D): row indices from
+   * data, -1 among them; K of 1, 2 and 3. */
+  {"gather_rows", 5, {{1, 1, 1}, {5, 7, 13}, {33, 65, 129}, {1, 9, 300}, {40, 1000, 33}},
+   {"{}", "{\"threads\":64}", "{\"threads\":1024}"}, 0},
+  {"combine_rows", 6,
+   {{1, 1, 1, 1}, {9, 6, 2, 19}, {9, 6, 1, 19}, {9, 6, 3, 19}, {40, 300, 2, 33}, {1, 5, 3, 7}},
    {"{}", "{\"threads\":64}", "{\"threads\":1024}"}, 0},
 };
 
@@ -268,6 +276,8 @@ START_TEST(gpu_kernel_counts) {
     {"matadd", "{}", 1},
     {"gelu", "{}", 1},
     {"q16_gelu", "{\"threads\":64}", 1},
+    {"gather_rows", "{}", 1},
+    {"combine_rows", "{}", 1},
     {"binary_attention", "{\"inline_x\":1}", 4},    /* A, XS, NRM, O */
     {"binary_attention", "{\"inline_x\":0}", 5},    /* A, XS, X, NRM, O */
   };
@@ -359,6 +369,61 @@ static void check_emulated(int c) {
 }
 
 START_TEST(emulated_ops_match_reference) { check_emulated(_i); }
+END_TEST
+
+/* A row index of -1 is never read on a GPU either: emulated, with the rows
+ * (input 0) right after a page that faults when touched and every index -1
+ * or 0, under each config of the case. */
+static void check_rows_in_bounds(const char *name, const int64_t *dims) {
+  const mfx_op *op = find_op(name);
+  const gpu_case *gc = NULL;
+  for (int c = 0; c < N_CASES; c++)
+    if (strcmp(cases[c].op, name) == 0) gc = &cases[c];
+  ck_assert_ptr_nonnull(gc);
+  mfx_array in[MFX_OP_MAX_TENSORS], got[MFX_OP_MAX_TENSORS], want[MFX_OP_MAX_TENSORS];
+  ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
+  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, got), MFX_OK);
+  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, want), MFX_OK);
+  mfx_op_random_inputs(op, dims, 11, in);
+  int32_t *index = in[1].data;
+  for (int64_t i = 0; i < mfx_array_numel(&in[1]); i++) index[i] = i % 3 == 1 ? 0 : -1;
+  op->reference(dims, in, want);
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t bytes = (size_t)mfx_array_numel(&in[0]) * sizeof(float);
+  size_t span = page + (bytes + page - 1) / page * page;
+  unsigned char *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                            -1, 0);
+  ck_assert(map != MAP_FAILED);
+  ck_assert_int_eq(mprotect(map, page, PROT_NONE), 0);
+  memcpy(map + page, in[0].data, bytes);
+  void *args[2 * MFX_OP_MAX_TENSORS];
+  args[0] = map + page;
+  for (int i = 1; i < op->n_inputs; i++) args[i] = in[i].data;
+  args[op->n_inputs] = got[0].data;
+  for (int k = 0; k < n_configs(gc); k++) {
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, dims, gc->configs[k]);
+    mfx_jit_kernel *jit = NULL;
+    ck_assert_msg(mfx_gpu_emulate_compile(a, p, &jit) == MFX_OK, "%s: %s", name,
+                  mfx_last_error());
+    mfx_kernel_env env;
+    mfx_kernel_env_init(&env, NULL);
+    ck_assert_int_eq(mfx_jit_entry(jit)(args, &env), 0);
+    mfx_compare c = mfx_compare_arrays(&got[0], &want[0], TOL);
+    ck_assert_msg(c.ok, "%s gpu %s: max_rel_err %g", name, gc->configs[k], c.max_rel_err);
+    mfx_jit_free(jit);
+    mfx_arena_destroy(a);
+  }
+  munmap(map, span);
+  for (int i = 0; i < op->n_inputs; i++) mfx_array_free(&in[i]);
+  mfx_array_free(&got[0]);
+  mfx_array_free(&want[0]);
+}
+
+START_TEST(emulated_row_index_minus_one_is_never_read) {
+  check_rows_in_bounds("gather_rows", (int64_t[]){3, 70, 13});
+  check_rows_in_bounds("combine_rows", (int64_t[]){2, 50, 3, 19});
+}
 END_TEST
 
 /* ---- PTX ------------------------------------------------------------------------------------ */
@@ -577,6 +642,7 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_test(tc, gpu_kernel_counts);
   tcase_add_test(tc, gpu_programs_respect_limits);
   tcase_add_loop_test(tc, emulated_ops_match_reference, 0, N_CASES);
+  tcase_add_test(tc, emulated_row_index_minus_one_is_never_read);
   tcase_add_loop_test(tc, ptx_assembles, 0, N_CASES);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
   tcase_add_test(tc, tuning_space_of_a_gpu_target);

@@ -203,7 +203,8 @@ int tool_measure(tool_timed_fn fn, void *closure, int min_runs, int max_runs,
 /* work = factor * product of the named dims: linear multiplies and adds,
  * shift_linear shifts and adds, hamming xors and counts 32-bit word pairs,
  * matadd adds (bit-selected), binary attention adds in both products, the
- * elementwise ops (GELU, Q16.16) elements. */
+ * elementwise ops (GELU, Q16.16) elements, gather_rows the elements it
+ * writes, combine_rows multiplies and adds. */
 typedef struct {
   const char *op;
   double factor;
@@ -221,6 +222,8 @@ static const tool_work_rule tool_work_rules[] = {
     {"q16_quantize", 1.0, {"M", "N"}, "Gelem/s"},
     {"q16_dequantize", 1.0, {"M", "N"}, "Gelem/s"},
     {"q16_gelu", 1.0, {"M", "N"}, "Gelem/s"},
+    {"gather_rows", 1.0, {"M", "D"}, "Gelem/s"},
+    {"combine_rows", 2.0, {"T", "K", "D"}, "GFLOP/s"},
 };
 
 static int tool_dim_value(const mfx_op *op, const int64_t *dims, const char *name, double *v) {
