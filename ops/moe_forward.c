@@ -1,4 +1,5 @@
-/* The layer's forward pass, in the order it runs:
+/* The layer's forward pass, in the order it runs (on a GPU target the
+ * dispatch, experts and combine run on the device: moe_gpu.c):
  *   router    logits = X Wr^T (compiled linear on X padded to a bucket),
  *             top-k with the selection bias (mfx_router_route)
  *   dispatch  each expert's tokens gathered into one contiguous batch,
@@ -41,16 +42,6 @@ static mfx_status moe_route(mfx_moe *moe, const mfx_kernel_env *env, const float
 
 /* ---- dispatch ------------------------------------------------------------------ */
 
-/* Where each expert's batch lies: list[start[e] .. start[e]+count[e]) holds
- * its tokens in token order; its outputs are rows offset[e] .. of YALL, a
- * bucket of them. rows[t*k+s] is the YALL row of slot s of token t. */
-typedef struct {
-  int64_t count[MFX_MOE_MAX_EXPERTS];
-  int64_t start[MFX_MOE_MAX_EXPERTS];
-  int64_t offset[MFX_MOE_MAX_EXPERTS];
-  int64_t total_rows; /* of YALL */
-  int64_t *list, *rows;
-} moe_dispatch;
 
 static mfx_status moe_dispatch_plan(mfx_moe *moe, int64_t T, const int32_t *chosen,
                                     moe_dispatch *d) {
@@ -189,7 +180,7 @@ static mfx_status moe_forward_steps(mfx_moe *moe, const mfx_kernel_env *env, con
   if (st == MFX_OK) st = moe_route(moe, env, x, T, &r);
   double t1 = mfx_now_seconds();
   if (st == MFX_OK) st = moe_dispatch_plan(moe, T, r.chosen, &d);
-  if (st == MFX_OK)
+  if (st == MFX_OK && moe->gpu == NULL) /* on a GPU, YALL lives there */
     st = moe_ws_get(moe, MOE_WS_YALL, (size_t)(d.total_rows * moe->spec.dim) * sizeof(float),
                     (void **)&yall);
   if (trace != NULL) {
@@ -198,8 +189,9 @@ static mfx_status moe_forward_steps(mfx_moe *moe, const mfx_kernel_env *env, con
     memcpy(trace->counts, r.counts, sizeof r.counts);
   }
   double tc = mfx_now_seconds();
-  if (st == MFX_OK) st = moe_prepare_batches(moe, &d);
+  if (st == MFX_OK) st = moe->gpu ? moe_gpu_prepare_pass(moe, T, &d) : moe_prepare_batches(moe, &d);
   if (trace != NULL) trace->compile_s = mfx_now_seconds() - tc;
+  if (st == MFX_OK && moe->gpu != NULL) return moe_gpu_experts(moe, env, T, &d, r.gates, y, trace);
   if (st == MFX_OK) st = moe_run_experts(moe, env, x, &d, yall, trace);
   if (st != MFX_OK) return st;
   double t2 = mfx_now_seconds();

@@ -1,7 +1,9 @@
-/* The layer on a GPU target: every expert step is a GPU kernel on buffers
- * that stay on the device, and only the layer's boundaries cross to the
- * host (the router's input and logits, each expert's gathered batch and its
- * output rows): routing, dispatch and combine stay on the host.
+/* The layer on a GPU target: every step but routing is a GPU kernel on
+ * buffers that stay on the device. A pass sends the router's input over
+ * once and reads its logits back; top-k routing and the dispatch plan run
+ * on the host, which sends back small index lists and the gates; each
+ * expert's tokens are gathered on the device (gather_rows), run through its
+ * chain, and combined there (combine_rows); the output comes back once.
  *
  *   cuda     kernels built from the ops' GPU templates into PTX (the
  *            artifact builder), loaded through the CUDA driver and launched
@@ -11,6 +13,9 @@
  *            the CPU device's buffers: the GPU schedules, the kernel chains
  *            and the buffer traffic, tested where no GPU is
  *
+ *   pass:  XPAD -router linear-> logits (to the host); per expert:
+ *          XPAD -gather_rows IDX-> XALL rows -chain-> YALL rows; then
+ *          YALL -combine_rows ROWS, GATES-> OUT (to the host)
  *   mult:  X -linear W1-> H -gelu-> HG -linear W2-> Y
  *   shift: X -q16_quantize-> XQ -shift_linear S1,G1-> HQ -q16_gelu-> HQ2
  *            -shift_linear S2,G2-> YQ -q16_dequantize-> Y */
@@ -34,6 +39,12 @@ typedef enum {
   GPU_HQ2, /* i32 [rows, H] */
   GPU_YQ,  /* i32 [rows, D] */
   GPU_Y,   /* f32 [rows, D] */
+  GPU_XALL,  /* f32 [bucket(rows of YALL), D]: every expert's gathered tokens */
+  GPU_YALL,  /* f32 [bucket(rows of YALL), D]: every expert's outputs */
+  GPU_IDX,   /* i32 [rows of YALL]: the token of each gathered row, -1 padding */
+  GPU_ROWS,  /* i32 [T, k]: the YALL row of each slot, -1 a null expert */
+  GPU_GATES, /* f32 [T, k] */
+  GPU_OUT,   /* f32 [T, D]: the layer's output */
   GPU_BUFFER_COUNT
 } gpu_slot;
 
@@ -45,7 +56,7 @@ typedef struct {
 /* A kernel of the cache: one op at one shape. */
 typedef struct {
   const mfx_op *op;
-  int64_t dims[3];
+  int64_t dims[MOE_MAX_OP_DIMS];
   mfx_config cfg;
   mfx_arena *arena;
   mfx_jit_kernel *jit;                 /* emulate */
@@ -273,12 +284,14 @@ mfx_status moe_gpu_ensure(mfx_moe *moe, const moe_want *want, int n) {
   return st;
 }
 
-/* dims: M, N and (for ops of three dims) K. */
+/* dims: the op's, in its order. */
 static mfx_status gpu_kernel_get(mfx_moe *moe, const char *name, const int64_t *dims,
                                  gpu_kernel **out) {
   const mfx_op *op = mfx_op_find(name);
-  if (op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "moe: op '%s' is not registered", name);
-  moe_want w = {op, {dims[0], dims[1], op->n_dims > 2 ? dims[2] : 0}};
+  if (op == NULL || op->n_dims > MOE_MAX_OP_DIMS)
+    return mfx_fail(MFX_ERR_NOT_FOUND, "moe: op '%s' is not registered", name);
+  moe_want w = {op, {0}};
+  memcpy(w.dims, dims, (size_t)op->n_dims * sizeof(int64_t));
   gpu_kernel *k = gpu_kernel_find(moe->gpu, op, w.dims);
   if (k == NULL) {
     MFX_TRY(moe_gpu_ensure(moe, &w, 1));
@@ -336,17 +349,19 @@ typedef struct {
   uint64_t x, h, hg, xq, hq, hq2, yq, y;
 } gpu_addresses;
 
-static mfx_status gpu_activations(moe_gpu *g, int64_t rows, int64_t D, int64_t H,
+/* The scratch between an expert's kernels for `rows`; with_io also its own
+ * input and output buffers (GPU_X, GPU_Y), else the caller sets x and y. */
+static mfx_status gpu_activations(moe_gpu *g, int64_t rows, int64_t D, int64_t H, int with_io,
                                   gpu_addresses *a) {
   size_t rd = (size_t)(rows * D) * 4, rh = (size_t)(rows * H) * 4;
-  MFX_TRY(gpu_buffer(g, GPU_X, rd, &a->x));
+  if (with_io) MFX_TRY(gpu_buffer(g, GPU_X, rd, &a->x));
+  if (with_io) MFX_TRY(gpu_buffer(g, GPU_Y, rd, &a->y));
   MFX_TRY(gpu_buffer(g, GPU_H, rh, &a->h));
   MFX_TRY(gpu_buffer(g, GPU_HG, rh, &a->hg));
   MFX_TRY(gpu_buffer(g, GPU_XQ, rd, &a->xq));
   MFX_TRY(gpu_buffer(g, GPU_HQ, rh, &a->hq));
   MFX_TRY(gpu_buffer(g, GPU_HQ2, rh, &a->hq2));
-  MFX_TRY(gpu_buffer(g, GPU_YQ, rd, &a->yq));
-  return gpu_buffer(g, GPU_Y, rd, &a->y);
+  return gpu_buffer(g, GPU_YQ, rd, &a->yq);
 }
 
 /* The shift expert from XQ to YQ. */
@@ -400,7 +415,7 @@ static mfx_status gpu_run_chain(mfx_moe *moe, int e, const mfx_kernel_env *env, 
   moe_gpu *g = moe->gpu;
   gpu_addresses a;
   MFX_TRY(gpu_sync_weights(moe));
-  MFX_TRY(gpu_activations(g, rows, moe->spec.dim, moe->spec.hidden, &a));
+  MFX_TRY(gpu_activations(g, rows, moe->spec.dim, moe->spec.hidden, 1, &a));
   size_t bytes = (size_t)(rows * moe->spec.dim) * 4;
   MFX_TRY(mfx_device_buffer_write(&g->buf[in], 0, src, bytes));
   if (g->start == NULL) MFX_TRY(mfx_event_create(g->dev, &g->start));
@@ -423,6 +438,104 @@ mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, con
 }
 
 double moe_gpu_last_expert_seconds(const mfx_moe *moe) { return moe->gpu->last_expert_s; }
+
+/* ---- a whole pass on the device ----------------------------------------------------------- */
+
+/* Rows of the router's input on the device (xpad), of YALL as allocated. */
+static int64_t gpu_yall_rows(const moe_dispatch *d) { return mfx_moe_bucket(d->total_rows); }
+
+mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d) {
+  int64_t rows[MFX_MOE_MAX_EXPERTS], D = moe->spec.dim;
+  moe_want want[MOE_MAX_WANTS];
+  for (int e = 0; e < moe->spec.experts; e++) rows[e] = mfx_moe_bucket(d->count[e]);
+  int n = moe_expert_wants(moe, rows, want);
+  for (int e = 0; e < moe->spec.experts; e++)
+    if (moe->spec.kinds[e] != MFX_EXPERT_NULL && rows[e] > 0)
+      n = moe_want_add(want, n, "gather_rows", mfx_moe_bucket(T), rows[e], D);
+  if (d->total_rows > 0)
+    n = moe_want_add_dims(want, n, "combine_rows",
+                          (int64_t[MOE_MAX_OP_DIMS]){gpu_yall_rows(d), T, moe->spec.k, D});
+  return moe_gpu_ensure(moe, want, n);
+}
+
+/* The host side of dispatch, as small arrays for the device: the token of
+ * each YALL row (-1 padding) and the YALL row of each slot (-1 null). */
+static mfx_status gpu_upload_plan(mfx_moe *moe, int64_t T, const moe_dispatch *d,
+                                  const float *gates) {
+  moe_gpu *g = moe->gpu;
+  int64_t total = d->total_rows, slots = T * moe->spec.k;
+  int32_t *idx = malloc((size_t)total * 4), *rows = malloc((size_t)slots * 4);
+  mfx_status st = idx && rows ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "moe: out of memory");
+  for (int e = 0; st == MFX_OK && e < moe->spec.experts; e++) {
+    if (moe->spec.kinds[e] == MFX_EXPERT_NULL || d->count[e] == 0) continue;
+    int32_t *out = idx + d->offset[e];
+    for (int64_t j = 0; j < mfx_moe_bucket(d->count[e]); j++)
+      out[j] = j < d->count[e] ? (int32_t)d->list[d->start[e] + j] : -1;
+  }
+  for (int64_t i = 0; st == MFX_OK && i < slots; i++) rows[i] = (int32_t)d->rows[i];
+  uint64_t unused;
+  if (st == MFX_OK) st = gpu_buffer(g, GPU_IDX, (size_t)total * 4, &unused);
+  if (st == MFX_OK) st = gpu_buffer(g, GPU_ROWS, (size_t)slots * 4, &unused);
+  if (st == MFX_OK) st = gpu_buffer(g, GPU_GATES, (size_t)slots * 4, &unused);
+  if (st == MFX_OK) st = mfx_device_buffer_write(&g->buf[GPU_IDX], 0, idx, (size_t)total * 4);
+  if (st == MFX_OK) st = mfx_device_buffer_write(&g->buf[GPU_ROWS], 0, rows, (size_t)slots * 4);
+  if (st == MFX_OK)
+    st = mfx_device_buffer_write(&g->buf[GPU_GATES], 0, gates, (size_t)slots * 4);
+  free(idx);
+  free(rows);
+  return st;
+}
+
+/* Expert e on its rows of XALL into its rows of YALL, its tokens gathered
+ * from the router's input first. */
+static mfx_status gpu_pass_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t T,
+                                  const moe_dispatch *d) {
+  moe_gpu *g = moe->gpu;
+  int64_t D = moe->spec.dim, rows = mfx_moe_bucket(d->count[e]);
+  uint64_t row_bytes = (uint64_t)D * 4, first = (uint64_t)d->offset[e];
+  gpu_addresses a;
+  MFX_TRY(gpu_activations(g, rows, D, moe->spec.hidden, 0, &a));
+  a.x = g->buf[GPU_XALL].address + first * row_bytes;
+  a.y = g->buf[GPU_YALL].address + first * row_bytes;
+  uint64_t idx = g->buf[GPU_IDX].address + first * 4;
+  MFX_TRY(gpu_run(moe, env, "gather_rows", (int64_t[]){mfx_moe_bucket(T), rows, D},
+                  (uint64_t[]){g->buf[GPU_X].address, idx, a.x}));
+  return gpu_expert(moe, e, env, rows, &a);
+}
+
+mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
+                           const moe_dispatch *d, const float *gates, float *y,
+                           mfx_moe_trace *trace) {
+  moe_gpu *g = moe->gpu;
+  int64_t D = moe->spec.dim, R = gpu_yall_rows(d);
+  size_t out_bytes = (size_t)(T * D) * 4;
+  if (d->total_rows == 0) { /* every token went to null experts */
+    memset(y, 0, out_bytes);
+    return MFX_OK;
+  }
+  uint64_t xall, yall, out;
+  MFX_TRY(gpu_sync_weights(moe));
+  MFX_TRY(gpu_buffer(g, GPU_XALL, (size_t)(R * D) * 4, &xall));
+  MFX_TRY(gpu_buffer(g, GPU_YALL, (size_t)(R * D) * 4, &yall));
+  MFX_TRY(gpu_buffer(g, GPU_OUT, out_bytes, &out));
+  MFX_TRY(gpu_upload_plan(moe, T, d, gates));
+  for (int e = 0; e < moe->spec.experts; e++) {
+    if (moe->spec.kinds[e] == MFX_EXPERT_NULL || d->count[e] == 0) continue;
+    double t0 = mfx_now_seconds();
+    mfx_status st = gpu_pass_expert(moe, e, env, T, d);
+    if (st == MFX_OK && trace != NULL) st = mfx_device_synchronize(g->dev); /* to time it */
+    if (st != MFX_OK)
+      return mfx_fail_context(st, "moe expert %d (%s, %lld tokens)", e,
+                              mfx_expert_kind_name(moe->spec.kinds[e]), (long long)d->count[e]);
+    if (trace != NULL) trace->expert_s[e] = mfx_now_seconds() - t0;
+  }
+  double t1 = mfx_now_seconds();
+  MFX_TRY(gpu_run(moe, env, "combine_rows", (int64_t[]){R, T, moe->spec.k, D},
+                  (uint64_t[]){yall, g->buf[GPU_ROWS].address, g->buf[GPU_GATES].address, out}));
+  MFX_TRY(mfx_device_buffer_read(&g->buf[GPU_OUT], 0, y, out_bytes));
+  if (trace != NULL) trace->combine_s = mfx_now_seconds() - t1;
+  return MFX_OK;
+}
 
 int moe_gpu_kernel_count(const mfx_moe *moe) { return moe->gpu->n_kernels; }
 

@@ -21,13 +21,17 @@ typedef struct {
   int8_t *s2, *g2;         /* [D, H] */
 } moe_expert;
 
-/* A kernel the layer needs: op at dims (M, N, K; K = 0 for ops of two dims). */
+#define MOE_MAX_OP_DIMS 4
+
+/* A kernel the layer needs: op at dims, in the op's order (unused ones 0). */
 typedef struct {
   const mfx_op *op;
-  int64_t dims[3];
+  int64_t dims[MOE_MAX_OP_DIMS];
 } moe_want;
 
-#define MOE_MAX_WANTS (5 * MFX_MOE_MAX_EXPERTS)
+/* Every kernel of a pass: 6 per expert (its chain and, on a GPU, its
+ * gather), the router, the combine. */
+#define MOE_MAX_WANTS (6 * MFX_MOE_MAX_EXPERTS + 2)
 
 /* A compiled kernel of the cache, keyed by op and dims. */
 typedef struct {
@@ -115,6 +119,8 @@ mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int
 /* Appends op `name` at (m, n, k) to want[0..count) unless it is there;
  * returns the new count. */
 int moe_want_add(moe_want *want, int count, const char *name, int64_t m, int64_t n, int64_t k);
+/* The same for an op of up to MOE_MAX_OP_DIMS dims. */
+int moe_want_add_dims(moe_want *want, int count, const char *name, const int64_t *dims);
 /* The kernels of every expert e with rows[e] > 0 (a bucket) on the layer's
  * target, into want (MOE_MAX_WANTS); returns how many. */
 int moe_expert_wants(const mfx_moe *moe, const int64_t *rows, moe_want *want);
@@ -133,6 +139,18 @@ mfx_status moe_build_side_by_side(void *slots, size_t size, int fresh,
                                   int *kept);
 /* Grows *array (of *cap elements of size bytes) to hold need; 0 when out of memory. */
 int moe_grow(void **array, int *cap, int need, size_t size);
+/* ---- moe_forward.c: where each expert's batch lies ---- */
+/* list[start[e] .. start[e]+count[e]) holds expert e's tokens in token
+ * order; its outputs are rows offset[e] .. of YALL, a bucket of them.
+ * rows[t*k+s] is the YALL row of slot s of token t (-1: a null expert). */
+typedef struct {
+  int64_t count[MFX_MOE_MAX_EXPERTS];
+  int64_t start[MFX_MOE_MAX_EXPERTS];
+  int64_t offset[MFX_MOE_MAX_EXPERTS];
+  int64_t total_rows; /* of YALL */
+  int64_t *list, *rows;
+} moe_dispatch;
+
 /* ---- moe_gpu.c: the layer's kernels on a GPU target ---- */
 /* target: "cuda", "cuda:N" or "emulate"; sets moe->gpu (also on failure:
  * moe_gpu_close frees what was opened). */
@@ -149,6 +167,16 @@ mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, con
                              int64_t rows, int32_t *yq);
 /* The GPU cache's part of moe_compile_experts. */
 mfx_status moe_gpu_ensure(mfx_moe *moe, const moe_want *want, int n);
+/* A pass's kernels on the device, compiled side by side: the experts',
+ * their gathers and the combine, for T tokens dispatched as d. */
+mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d);
+/* Dispatch, experts and combine on the device: each expert's tokens
+ * gathered from the router's input (still on the device), its chain, and
+ * y[T, D] combined there with the gates; only index lists and gates go
+ * over, and y comes back. */
+mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
+                           const moe_dispatch *d, const float *gates, float *y,
+                           mfx_moe_trace *trace);
 /* Device seconds of the kernels of the last moe_gpu_expert. */
 double moe_gpu_last_expert_seconds(const mfx_moe *moe);
 int moe_gpu_kernel_count(const mfx_moe *moe);

@@ -126,14 +126,19 @@ void moe_run_jobs(int n, void (*job)(void *ctx, int i), void *ctx) {
   for (int i = 0; i < started; i++) pthread_join(worker[i], NULL);
 }
 
-int moe_want_add(moe_want *w, int n, const char *name, int64_t m, int64_t cols, int64_t k) {
+int moe_want_add_dims(moe_want *w, int n, const char *name, const int64_t *dims) {
+  memset(&w[n], 0, sizeof w[n]);
   w[n].op = mfx_op_find(name);
-  w[n].dims[0] = m;
-  w[n].dims[1] = cols;
-  w[n].dims[2] = k;
+  int n_dims = w[n].op != NULL ? w[n].op->n_dims : 0;
+  memcpy(w[n].dims, dims, (size_t)(n_dims < MOE_MAX_OP_DIMS ? n_dims : MOE_MAX_OP_DIMS) *
+                              sizeof(int64_t));
   for (int i = 0; i < n; i++)
     if (w[i].op == w[n].op && memcmp(w[i].dims, w[n].dims, sizeof w[n].dims) == 0) return n;
   return n + 1;
+}
+
+int moe_want_add(moe_want *w, int n, const char *name, int64_t m, int64_t cols, int64_t k) {
+  return moe_want_add_dims(w, n, name, (int64_t[MOE_MAX_OP_DIMS]){m, cols, k});
 }
 
 /* ---- the kernel cache ----------------------------------------------------------- */

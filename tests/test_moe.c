@@ -458,6 +458,32 @@ START_TEST(test_gpu_config_errors) {
 }
 END_TEST
 
+/* On the device: every token to null experts (nothing to gather or
+ * combine), and an expert that gets no token while another gets all. */
+START_TEST(test_gpu_pass_edges) {
+  int64_t T = 21, D = 8;
+  float x[21 * 8], y[21 * 8], want[21 * 8], logits[21 * 3];
+  fill_uniform(x, T * D, -1.0f, 1.0f, 12);
+  mfx_moe *all_null = make_layer_on("emulate", (int)D, 16, 2, "null,null", 1, NULL, NULL);
+  for (int64_t i = 0; i < T * D; i++) y[i] = 1.0f;
+  ck_assert_int_eq(mfx_moe_forward(all_null, NULL, x, T, y, NULL), MFX_OK);
+  for (int64_t i = 0; i < T * D; i++) ck_assert(y[i] == 0.0f);
+  mfx_moe_destroy(all_null);
+  mfx_moe *moe = make_layer_on("emulate", (int)D, 16, 1, "mult,shift,null", 3, NULL, NULL);
+  float w[3 * 8] = {0}, bias[3] = {0.0f, 50.0f, 0.0f}; /* every token to the shift expert */
+  ck_assert_int_eq(mfx_moe_set_router(moe, w, bias), MFX_OK);
+  mfx_moe_trace trace;
+  memset(&trace, 0, sizeof trace);
+  trace.logits = logits;
+  ck_assert_int_eq(mfx_moe_forward(moe, NULL, x, T, y, &trace), MFX_OK);
+  ck_assert_double_eq(trace.counts[1], (double)T);
+  ck_assert_double_eq(trace.counts[0], 0.0);
+  ck_assert_int_eq(mfx_moe_reference(moe, x, T, logits, want, NULL), MFX_OK);
+  ck_assert_msg(rel_err(y, want, T * D) < 1e-5, "rel err %g", rel_err(y, want, T * D));
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
 START_TEST(test_gpu_missing_driver) {
   setenv("MFX_CUDA_LIBRARY", "/nonexistent/mfx/libcuda.so.1", 1);
   mfx_moe_spec spec = make_spec(8, 8, 1, "mult,shift");
@@ -974,6 +1000,7 @@ static Suite *moe_suite(void) {
   tcase_add_test(gpu, test_gpu_kernel_list);
   tcase_add_test(gpu, test_gpu_missing_driver);
   tcase_add_test(gpu, test_gpu_config_errors);
+  tcase_add_test(gpu, test_gpu_pass_edges);
   tcase_add_test(gpu, test_gpu_real_vs_reference);
   suite_add_tcase(s, gpu);
 

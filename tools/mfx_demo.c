@@ -372,7 +372,7 @@ static int tool_demo_forward(tool_demo *d) {
   int rc = tool_demo_layer(d);
   if (rc != 0) return rc;
   printf("  kernels on %s%s\n", mfx_moe_target_description(d->moe),
-         mfx_moe_on_gpu(d->moe) ? "; routing, dispatch and combine on the host" : "");
+         mfx_moe_on_gpu(d->moe) ? "; top-k routing on the host, gather and combine on the device" : "");
   tool_forward_call call = {d, {0}};
   mfx_kernel_env_init(&call.env, d->pool);
   mfx_moe_trace trace;

@@ -160,7 +160,8 @@ typedef struct {
   void *choose_user;
   /* Where the kernels run: NULL or "cpu": JIT-compiled host kernels;
    * "cuda" or "cuda:N": GPU kernels (PTX through the CUDA driver) on device
-   * buffers, with routing, dispatch and combine on the host; "emulate": the
+   * buffers, gathering and combining tokens there too, with only the top-k
+   * routing on the host; "emulate": the
    * same GPU kernels run by the compiler's CPU emulation of GPU programs
    * (for testing GPU schedules where no GPU is). */
   const char *target;
