@@ -15,6 +15,13 @@ static const struct { const char *op; const char *dims; } tool_demo_shapes[] = {
     {"matadd", "B=1,H=4,N=1024,D=64,C=64"},
     {"hamming", "N=1024,M=1024,W=8"},
     {"binary_attention", "B=1,H=4,N=1024,D=64,C=64"},
+    /* the MoE layer's steps, at its size: hidden activations of half the tokens */
+    {"gelu", "M=1568,N=512"},
+    {"q16_quantize", "M=1568,N=512"},
+    {"q16_dequantize", "M=1568,N=512"},
+    {"q16_gelu", "M=1568,N=512"},
+    {"gather_rows", "T=3136,M=1568,D=64"},
+    {"combine_rows", "R=3136,T=3136,K=2,D=64"},
 };
 
 typedef struct {
