@@ -7,8 +7,10 @@ ASAN_BUILD ?= build-asan
 MAKEFLAGS += --no-print-directory
 
 # Debian packages the build needs; any llvm-N-dev with N >= 14 will do.
+# g++ and zlib1g-dev: linking LLVM's static archives (MFX_LLVM_STATIC, the GPU pack).
 PACKAGES := check libsqlite3-dev libopenblas-dev libcjson-dev pkg-config \
-            python3-numpy python3-pytest python3-torch cmake libopenmpi-dev openmpi-bin
+            python3-numpy python3-pytest python3-torch cmake libopenmpi-dev openmpi-bin \
+            g++ zlib1g-dev
 LLVM_PACKAGE := llvm-14-dev
 
 LSAN_SUPP := $(CURDIR)/tests/lsan.supp
