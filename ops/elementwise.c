@@ -152,10 +152,7 @@ EW_BUILDERS(q16_gelu, ew_q16_gelu_kind)
     {"vec", "vectorize the inner axis", 1, 2, {0, 1}},                                      \
     {"parallel", "run the rows on the thread pool", 1, 2, {0, 1}},                          \
   },                                                                                        \
-  .n_gpu_knobs = 1,                                                                         \
-  .gpu_knobs = {                                                                            \
-    {"threads", "threads per block, one element each", 256, 5, {64, 128, 256, 512, 1024}},  \
-  }
+  MFX_GPU_ELEMENTWISE_KNOBS
 
 const mfx_op mfx_op_def_gelu = {
   .name = "gelu",

@@ -133,12 +133,6 @@ static mfx_status combine_build_gpu(mfx_arena *a, const int64_t *dims, const mfx
 
 /* ---- the ops ---------------------------------------------------------------------------- */
 
-#define GATHER_GPU_KNOBS                                                                    \
-  .n_gpu_knobs = 1,                                                                         \
-  .gpu_knobs = {                                                                            \
-    {"threads", "threads per block, one element each", 256, 5, {64, 128, 256, 512, 1024}},  \
-  }
-
 const mfx_op mfx_op_def_gather_rows = {
   .name = "gather_rows",
   .about = "rows of X picked by IDX (the MoE dispatch): Y[m] = X[IDX[m]], 0 where IDX[m] = -1",
@@ -157,7 +151,7 @@ const mfx_op mfx_op_def_gather_rows = {
     {"vec", "vectorize d", 1, 2, {0, 1}},
     {"parallel", "run the rows on the thread pool", 1, 2, {0, 1}},
   },
-  GATHER_GPU_KNOBS,
+  MFX_GPU_ELEMENTWISE_KNOBS,
   .build = gather_build,
   .reference = mfx_ref_gather_rows,
   .random_input = mfx_random_gather_rows,
@@ -188,7 +182,7 @@ const mfx_op mfx_op_def_combine_rows = {
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
   },
-  GATHER_GPU_KNOBS,
+  MFX_GPU_ELEMENTWISE_KNOBS,
   .build = combine_build,
   .reference = mfx_ref_combine_rows,
   .random_input = mfx_random_combine_rows,

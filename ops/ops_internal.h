@@ -147,6 +147,14 @@ mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
  * (fewer when the stage is smaller). */
 mfx_status mfx_gpu_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t threads);
 
+/* The GPU knobs of an op scheduled by mfx_gpu_apply_elementwise alone, as
+ * designated initializers of its mfx_op. */
+#define MFX_GPU_ELEMENTWISE_KNOBS                                                           \
+  .n_gpu_knobs = 1,                                                                         \
+  .gpu_knobs = {                                                                            \
+    {"threads", "threads per block, one element each", 256, 5, {64, 128, 256, 512, 1024}},  \
+  }
+
 /* The stage of t, or MFX_ERR_SCHEDULE naming t. */
 mfx_status mfx_tmpl_stage(mfx_schedule *s, mfx_tensor *t, mfx_stage **out);
 /* The itervar `name` of stage st, or MFX_ERR_SCHEDULE naming both. */
