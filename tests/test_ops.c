@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "mfx/moe.h"
 #include "mfx/ops.h"
+#include "guarded_rows.h"
 
 #define TOL 1e-4
 #define MAX_SHAPES 8
@@ -221,40 +221,19 @@ static void check_rows_in_bounds(const char *name, const int64_t *dims) {
   ck_assert_ptr_nonnull(op);
   mfx_config cfgs[MAX_CONFIGS];
   int n_cfgs = configs_for(op, 0, cfgs);
-  mfx_array in[MFX_OP_MAX_TENSORS], got[MFX_OP_MAX_TENSORS], want[MFX_OP_MAX_TENSORS];
-  ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
-  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, got), MFX_OK);
-  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, want), MFX_OK);
-  mfx_op_random_inputs(op, dims, 11, in);
-  int32_t *index = in[1].data;
-  for (int64_t i = 0; i < mfx_array_numel(&in[1]); i++) index[i] = i % 3 == 1 ? 0 : -1;
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  size_t bytes = (size_t)mfx_array_numel(&in[0]) * sizeof(float);
-  size_t span = page + (bytes + page - 1) / page * page;
-  unsigned char *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                            -1, 0);
-  ck_assert(map != MAP_FAILED);
-  ck_assert_int_eq(mprotect(map, page, PROT_NONE), 0);
-  memcpy(map + page, in[0].data, bytes);
-  mfx_array rows = in[0];
-  rows.data = map + page;
-  op->reference(dims, in, want);
-  mfx_array_free(&in[0]);
-  in[0] = rows;
+  guarded_rows g;
+  guarded_rows_setup(op, dims, &g);
   for (int c = 0; c < n_cfgs; c++) {
     mfx_op_kernel k;
     ck_assert_msg(mfx_op_compile(op, dims, &cfgs[c], &k) == MFX_OK, "%s: %s", name,
                   mfx_last_error());
-    ck_assert_msg(mfx_op_kernel_run(&k, NULL, in, got) == MFX_OK, "%s: %s", name,
+    ck_assert_msg(mfx_op_kernel_run(&k, NULL, g.in, g.got) == MFX_OK, "%s: %s", name,
                   mfx_last_error());
-    mfx_compare cmp = mfx_compare_arrays(&got[0], &want[0], TOL);
+    mfx_compare cmp = mfx_compare_arrays(&g.got[0], &g.want[0], TOL);
     ck_assert_msg(cmp.ok, "%s config %d: max_rel_err %g", name, c, cmp.max_rel_err);
     mfx_op_kernel_free(&k);
   }
-  munmap(map, span);
-  for (int i = 1; i < op->n_inputs; i++) mfx_array_free(&in[i]);
-  mfx_array_free(&got[0]);
-  mfx_array_free(&want[0]);
+  guarded_rows_free(op, &g);
 }
 
 START_TEST(test_row_index_minus_one_is_never_read) {

@@ -27,12 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "mfx/artifact.h"
 #include "mfx/autotune.h"
 #include "mfx/ops.h"
+#include "guarded_rows.h"
 #include "ptxas_check.h"
 
 #define TOL 1e-4
@@ -380,26 +380,11 @@ static void check_rows_in_bounds(const char *name, const int64_t *dims) {
   for (int c = 0; c < N_CASES; c++)
     if (strcmp(cases[c].op, name) == 0) gc = &cases[c];
   ck_assert_ptr_nonnull(gc);
-  mfx_array in[MFX_OP_MAX_TENSORS], got[MFX_OP_MAX_TENSORS], want[MFX_OP_MAX_TENSORS];
-  ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
-  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, got), MFX_OK);
-  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, want), MFX_OK);
-  mfx_op_random_inputs(op, dims, 11, in);
-  int32_t *index = in[1].data;
-  for (int64_t i = 0; i < mfx_array_numel(&in[1]); i++) index[i] = i % 3 == 1 ? 0 : -1;
-  op->reference(dims, in, want);
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  size_t bytes = (size_t)mfx_array_numel(&in[0]) * sizeof(float);
-  size_t span = page + (bytes + page - 1) / page * page;
-  unsigned char *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                            -1, 0);
-  ck_assert(map != MAP_FAILED);
-  ck_assert_int_eq(mprotect(map, page, PROT_NONE), 0);
-  memcpy(map + page, in[0].data, bytes);
+  guarded_rows g;
+  guarded_rows_setup(op, dims, &g);
   void *args[2 * MFX_OP_MAX_TENSORS];
-  args[0] = map + page;
-  for (int i = 1; i < op->n_inputs; i++) args[i] = in[i].data;
-  args[op->n_inputs] = got[0].data;
+  for (int i = 0; i < op->n_inputs; i++) args[i] = g.in[i].data;
+  args[op->n_inputs] = g.got[0].data;
   for (int k = 0; k < n_configs(gc); k++) {
     mfx_arena *a = mfx_arena_create();
     mfx_gpu_program *p = program(a, op, dims, gc->configs[k]);
@@ -409,15 +394,12 @@ static void check_rows_in_bounds(const char *name, const int64_t *dims) {
     mfx_kernel_env env;
     mfx_kernel_env_init(&env, NULL);
     ck_assert_int_eq(mfx_jit_entry(jit)(args, &env), 0);
-    mfx_compare c = mfx_compare_arrays(&got[0], &want[0], TOL);
+    mfx_compare c = mfx_compare_arrays(&g.got[0], &g.want[0], TOL);
     ck_assert_msg(c.ok, "%s gpu %s: max_rel_err %g", name, gc->configs[k], c.max_rel_err);
     mfx_jit_free(jit);
     mfx_arena_destroy(a);
   }
-  munmap(map, span);
-  for (int i = 0; i < op->n_inputs; i++) mfx_array_free(&in[i]);
-  mfx_array_free(&got[0]);
-  mfx_array_free(&want[0]);
+  guarded_rows_free(op, &g);
 }
 
 START_TEST(emulated_row_index_minus_one_is_never_read) {
