@@ -51,13 +51,17 @@ mfx_status mfx_expert_kinds_parse(const char *text, mfx_expert_kind *kinds, int 
   }
 }
 
-static mfx_status moe_check_target(const char *target) {
-  if (target == NULL || strcmp(target, "cpu") == 0 || strcmp(target, "emulate") == 0 ||
+int mfx_moe_target_valid(const char *target) {
+  if (target == NULL) return 0;
+  if (strcmp(target, "cpu") == 0 || strcmp(target, "emulate") == 0 ||
       strcmp(target, "cuda") == 0)
-    return MFX_OK;
-  const char *n = strncmp(target, "cuda:", 5) == 0 ? target + 5 : NULL;
-  if (n != NULL && *n != '\0' && strspn(n, "0123456789") == strlen(n) && strlen(target) < 32)
-    return MFX_OK;
+    return 1;
+  const char *n = strncmp(target, "cuda:", 5) == 0 ? target + 5 : "";
+  return *n != '\0' && strlen(n) < 9 && strspn(n, "0123456789") == strlen(n);
+}
+
+static mfx_status moe_check_target(const char *target) {
+  if (target == NULL || mfx_moe_target_valid(target)) return MFX_OK;
   return mfx_fail(MFX_ERR_INVALID, "moe: target '%s'; expected cpu, cuda, cuda:N or emulate",
                   target);
 }

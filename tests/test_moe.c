@@ -212,7 +212,8 @@ START_TEST(test_create_errors) {
   expect_error(mfx_moe_create(&spec, &moe), MFX_ERR_INVALID, "has kind 7");
   expect_error(mfx_moe_create(NULL, &moe), MFX_ERR_INVALID, "must not be NULL");
   spec = make_spec(8, 8, 1, "mult");
-  static const char *const bad_targets[] = {"gpu", "cuda:", "cuda:x", "cuda:1a", "CPU", ""};
+  static const char *const bad_targets[] = {"gpu", "cuda:", "cuda:x", "cuda:1a", "CPU", "",
+                                            "cuda:123456789"};
   for (size_t i = 0; i < sizeof bad_targets / sizeof bad_targets[0]; i++) {
     spec.target = bad_targets[i];
     expect_error(mfx_moe_create(&spec, &moe), MFX_ERR_INVALID,

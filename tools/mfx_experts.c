@@ -96,11 +96,7 @@ int tool_flag_doubles(const char *flag, const char *text, double *out, int max, 
 /* ==== measuring ==================================================================== */
 
 int tool_check_layer_target(const char *cmd, const char *target, int allow_auto) {
-  const char *n = strncmp(target, "cuda:", 5) == 0 ? target + 5 : "";
-  if (strcmp(target, "cpu") == 0 || strcmp(target, "cuda") == 0 ||
-      strcmp(target, "emulate") == 0 || (allow_auto && strcmp(target, "auto") == 0) ||
-      (*n != '\0' && strlen(n) < 9 && strspn(n, "0123456789") == strlen(n)))
-    return 0;
+  if (mfx_moe_target_valid(target) || (allow_auto && strcmp(target, "auto") == 0)) return 0;
   return tool_error(TOOL_EXIT_USAGE, "%s: --target '%s'; expected %scpu, cuda, cuda:N or emulate",
                     cmd, target, allow_auto ? "auto, " : "");
 }

@@ -175,6 +175,8 @@ typedef struct mfx_moe mfx_moe;
 mfx_status mfx_moe_create(const mfx_moe_spec *spec, mfx_moe **out);
 void mfx_moe_destroy(mfx_moe *moe);
 const mfx_moe_spec *mfx_moe_get_spec(const mfx_moe *moe);
+/* 1 when target names a target of mfx_moe_spec: cpu, cuda, cuda:N or emulate. */
+int mfx_moe_target_valid(const char *target);
 /* Where the kernels run, in words: "cpu", "cuda:0: NVIDIA H100 ... (sm_90)". */
 const char *mfx_moe_target_description(const mfx_moe *moe);
 /* 1 when the layer's kernels run on a GPU target (cuda or emulate). */
