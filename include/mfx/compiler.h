@@ -330,6 +330,47 @@ mfx_stmt *mfx_stmt_allocate(mfx_arena *a, mfx_buffer *b, mfx_stmt *body);
 mfx_stmt *mfx_stmt_seq(mfx_arena *a, int n, mfx_stmt *const *items);
 mfx_stmt *mfx_stmt_barrier(mfx_arena *a);
 
+/* ---- visiting and rewriting the IR (ir_visit.c) -------------------------------
+ * One walker and one rewriter that every pass is written on. Embed the struct
+ * as the first member of a pass's own state and cast back in the callbacks.
+ *
+ * Visitor: mfx_ir_visit_expr/stmt call v->expr/v->stmt for each node; a NULL
+ * callback means "visit the children" (mfx_ir_visit_*_children), a callback
+ * that wants the children calls those itself. Setting v->stop ends the walk.
+ * Statements' children are their expressions (in field order), then their
+ * statements. Loop and let variables are not visited as expressions.
+ *
+ * Mutator: mfx_ir_mutate_expr/stmt return the callback's result (NULL
+ * callback: mfx_ir_mutate_*_children). The children functions rebuild only
+ * what changed: the same pointer when every child comes back unchanged,
+ * otherwise a shallow copy of the node (in m->arena) with the new children;
+ * a tree is thus shared, never modified in place. NULL in, NULL out. */
+typedef struct mfx_ir_visitor mfx_ir_visitor;
+struct mfx_ir_visitor {
+  void (*expr)(mfx_ir_visitor *v, const mfx_expr *e);
+  void (*stmt)(mfx_ir_visitor *v, const mfx_stmt *s);
+  int stop;
+};
+void mfx_ir_visit_expr(mfx_ir_visitor *v, const mfx_expr *e);
+void mfx_ir_visit_stmt(mfx_ir_visitor *v, const mfx_stmt *s);
+void mfx_ir_visit_expr_children(mfx_ir_visitor *v, const mfx_expr *e);
+void mfx_ir_visit_stmt_children(mfx_ir_visitor *v, const mfx_stmt *s);
+
+typedef struct mfx_ir_mutator mfx_ir_mutator;
+struct mfx_ir_mutator {
+  mfx_arena *arena;
+  mfx_expr *(*expr)(mfx_ir_mutator *m, mfx_expr *e);
+  mfx_stmt *(*stmt)(mfx_ir_mutator *m, mfx_stmt *s);
+};
+mfx_expr *mfx_ir_mutate_expr(mfx_ir_mutator *m, mfx_expr *e);
+mfx_stmt *mfx_ir_mutate_stmt(mfx_ir_mutator *m, mfx_stmt *s);
+mfx_expr *mfx_ir_mutate_expr_children(mfx_ir_mutator *m, mfx_expr *e);
+mfx_stmt *mfx_ir_mutate_stmt_children(mfx_ir_mutator *m, mfx_stmt *s);
+
+/* Replace variables in a statement, as mfx_expr_substitute (loop and let
+ * variables themselves stay). */
+mfx_stmt *mfx_stmt_substitute(mfx_arena *a, mfx_stmt *s, mfx_expr **repl);
+
 /* A lowered kernel: args are the schedule's inputs then its outputs. */
 typedef struct {
   const char *name;
