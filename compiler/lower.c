@@ -290,7 +290,8 @@ static mfx_status lower_stage(mfx_arena *a, mfx_schedule *s, mfx_stage *st, mfx_
 
 /* ---- the function ---------------------------------------------------------------------------- */
 
-mfx_status mfx_lower(mfx_schedule *s, const char *name, mfx_func **out) {
+mfx_status mfx_lower_traced(mfx_schedule *s, const char *name, mfx_pass_hook after, void *ctx,
+                            mfx_func **out) {
   mfx_arena *a = s->arena;
   *out = NULL;
   mfx_expr **bodies = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)s->n_stages);
@@ -318,9 +319,13 @@ mfx_status mfx_lower(mfx_schedule *s, const char *name, mfx_func **out) {
   fn->args = mfx_arena_alloc(a, sizeof(mfx_buffer *) * (size_t)fn->n_args);
   for (int i = 0; i < s->n_inputs; i++) fn->args[i] = s->inputs[i]->buf;
   for (int i = 0; i < s->n_outputs; i++) fn->args[s->n_inputs + i] = s->outputs[i]->buf;
-  body = mfx_simplify_stmt(a, body);
-  body = mfx_flatten_stmt(a, body);
-  fn->body = mfx_simplify_stmt(a, body);
+  fn->body = body;
+  mfx_status rc = mfx_run_passes(a, fn, after, ctx);
+  if (rc != MFX_OK) return rc;
   *out = fn;
   return MFX_OK;
+}
+
+mfx_status mfx_lower(mfx_schedule *s, const char *name, mfx_func **out) {
+  return mfx_lower_traced(s, name, NULL, NULL, out);
 }

@@ -260,6 +260,78 @@ START_TEST(substitute_replaces_variables) {
 }
 END_TEST
 
+/* ---- the pass table ------------------------------------------------------------- */
+
+typedef struct {
+  int n;
+  const char *names[8];
+  int flat_after[8]; /* every store has one index */
+} pass_log;
+
+typedef struct {
+  mfx_ir_visitor base;
+  int multi;
+} multi_index;
+
+static void find_multi(mfx_ir_visitor *v, const mfx_stmt *s) {
+  if (s->kind == MFX_STMT_STORE && s->u.store.n > 1) ((multi_index *)v)->multi++;
+  mfx_ir_visit_stmt_children(v, s);
+}
+
+static void log_pass(const mfx_pass *pass, const mfx_func *fn, void *ctx) {
+  pass_log *log = ctx;
+  multi_index m = {{NULL, find_multi, 0}, 0};
+  mfx_ir_visit_stmt(&m.base, fn->body);
+  if (log->n < 8) {
+    log->flat_after[log->n] = m.multi == 0;
+    log->names[log->n] = pass->name;
+  }
+  log->n++;
+}
+
+/* Y[i, j] = X[i, j] + 1 on a 3 x 5 grid, default schedule. */
+static mfx_schedule *add_one(mfx_arena *a) {
+  mfx_tensor *X = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){3, 5});
+  mfx_tensor *Y = mfx_compute_begin(a, "Y", MFX_F32, 2, (int64_t[]){3, 5}, NULL);
+  mfx_expr *idx[2] = {mfx_var_ref(a, Y->axes[0]), mfx_var_ref(a, Y->axes[1])};
+  ck_assert_int_eq(mfx_compute_set_body(a, Y, mfx_add(a, mfx_tensor_load(a, X, 2, idx), mfx_f32(a, 1))),
+                   MFX_OK);
+  mfx_schedule *s = NULL;
+  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  return s;
+}
+
+START_TEST(pass_table_runs_in_order) {
+  int n = 0;
+  const mfx_pass *passes = mfx_lower_passes(&n);
+  ck_assert_int_eq(n, 3);
+  const char *want[] = {"simplify", "flatten", "simplify"};
+  for (int i = 0; i < n; i++) {
+    ck_assert_str_eq(passes[i].name, want[i]);
+    ck_assert_ptr_nonnull(passes[i].run);
+    ck_assert_int_gt((int)strlen(passes[i].description), 10);
+    ck_assert_ptr_null(strchr(passes[i].description, '\n'));
+  }
+  ck_assert_ptr_eq(passes[1].run, mfx_flatten_stmt);
+  /* mfx_lower_traced runs them in that order and hands each result on. */
+  mfx_arena *a = mfx_arena_create();
+  pass_log log = {0};
+  mfx_func *traced = NULL, *plain = NULL;
+  ck_assert_int_eq(mfx_lower_traced(add_one(a), "k", log_pass, &log, &traced), MFX_OK);
+  ck_assert_int_eq(log.n, n);
+  for (int i = 0; i < n; i++) ck_assert_str_eq(log.names[i], want[i]);
+  ck_assert(!log.flat_after[0]); /* before flattening stores have two indices */
+  ck_assert(log.flat_after[1] && log.flat_after[2]);
+  ck_assert_int_eq(mfx_lower(add_one(a), "k", &plain), MFX_OK);
+  char *x = stmt_text(traced->body), *y = stmt_text(plain->body);
+  ck_assert_str_eq(x, y);
+  ck_assert_ptr_nonnull(strstr(x, "Y[((i0 * 5) + i1)]"));
+  free(x);
+  free(y);
+  mfx_arena_destroy(a);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("ir_visit");
   TCase *tc = tcase_create("core");
@@ -268,6 +340,7 @@ int main(void) {
   tcase_add_test(tc, identity_mutation_shares_the_tree);
   tcase_add_test(tc, deep_change_rebuilds_the_path_only);
   tcase_add_test(tc, substitute_replaces_variables);
+  tcase_add_test(tc, pass_table_runs_in_order);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -3,8 +3,10 @@
  *
  *   te.c        tensor expressions (placeholders, computes, reductions)
  *   schedule.c  schedule primitives: annotate stages, never rewrite them
- *   lower.c     schedule + TE -> loop IR (bounds, guards, local accumulators)
- *   simplify.c  constant folding and index simplification; flattening
+ *   ir.c, ir_visit.c, ir_substitute.c  nodes, the visitor/mutator, substitution
+ *   lower.c     schedule + TE -> loop IR (bounds, guards, local accumulators);
+ *               lower_region.c (cache_read/compute_at buffers), lower_verify.c
+ *   passes.c    the pass table lowering runs: simplify.c, flatten.c
  *   print.c     text form of every layer
  *   codegen_llvm.c  loop IR -> LLVM IR -> host JIT / object / assembly
  *   target_nvptx.c  GPU programs (kernels.c) -> PTX for nvptx64
@@ -379,8 +381,26 @@ typedef struct {
   mfx_stmt *body;
 } mfx_func;
 
-/* Lower a schedule to loop IR, run the passes (guards, simplify, flatten). */
+/* Lower a schedule to loop IR, then run the pass table (mfx_lower_passes). */
 mfx_status mfx_lower(mfx_schedule *s, const char *name, mfx_func **out);
+
+/* The passes over loop IR that lowering runs after building the loop nests,
+ * in order (passes.c): one entry per run, so a new pass is one line there. A
+ * pass returns the rewritten tree (NULL only when memory runs out). */
+typedef mfx_stmt *(*mfx_pass_fn)(mfx_arena *a, mfx_stmt *s);
+typedef struct {
+  const char *name;        /* "simplify", "flatten", ... */
+  mfx_pass_fn run;
+  const char *description; /* one line */
+} mfx_pass;
+const mfx_pass *mfx_lower_passes(int *n);
+/* mfx_lower, calling after(pass, fn, ctx) once each pass has run (fn->body is
+ * the tree so far); after may be NULL. */
+typedef void (*mfx_pass_hook)(const mfx_pass *pass, const mfx_func *fn, void *ctx);
+mfx_status mfx_lower_traced(mfx_schedule *s, const char *name, mfx_pass_hook after, void *ctx,
+                            mfx_func **out);
+/* Run the table on fn->body in place of it. */
+mfx_status mfx_run_passes(mfx_arena *a, mfx_func *fn, mfx_pass_hook after, void *ctx);
 /* The passes, also callable one by one (each returns a new tree). */
 mfx_stmt *mfx_simplify_stmt(mfx_arena *a, mfx_stmt *s);
 mfx_expr *mfx_simplify_expr(mfx_arena *a, mfx_expr *e);
