@@ -61,23 +61,21 @@ static void tool_print_after(const mfx_pass *pass, const mfx_func *fn, void *ctx
   printf("\n");
 }
 
+/* Lower s (printing the IR after the pass print_after, if any), and with
+ * emit ("ll" or "asm") generate host code into *r. */
 static mfx_status tool_lower(mfx_schedule *s, const char *name, const char *print_after,
-                             mfx_func **fn) {
-  if (print_after == NULL) return mfx_lower(s, name, fn);
+                             const char *emit, mfx_build_result *r) {
   tool_trace t = {print_after, 0};
-  return mfx_lower_traced(s, name, tool_print_after, &t, fn);
+  mfx_build_options opts = {print_after != NULL ? tool_print_after : NULL, &t};
+  mfx_build_emit what = emit == NULL                ? MFX_BUILD_FUNC
+                        : strcmp(emit, "asm") == 0 ? MFX_BUILD_ASM
+                                                   : MFX_BUILD_LL;
+  return mfx_build(s, name, "cpu", what, &opts, r);
 }
 
-static int tool_emit(const mfx_func *fn, const char *format) {
-  mfx_emit_kind kind = strcmp(format, "asm") == 0 ? MFX_EMIT_ASM : MFX_EMIT_LL;
-  char *data = NULL;
-  size_t size = 0;
-  if (mfx_codegen_emit(fn, kind, &data, &size) != MFX_OK) {
-    return tool_error_status(TOOL_EXIT_FAIL, "code generation");
-  }
-  fwrite(data, 1, size, stdout);
-  if (size > 0 && data[size - 1] != '\n') putchar('\n');
-  free(data);
+static int tool_emit(const mfx_build_result *r) {
+  fwrite(r->data, 1, r->size, stdout);
+  if (r->size > 0 && r->data[r->size - 1] != '\n') putchar('\n');
   return 0;
 }
 
@@ -85,17 +83,19 @@ static int tool_lower_problem(const tool_problem *p, const char *emit, const cha
   mfx_arena *arena = mfx_arena_create();
   if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
   mfx_schedule *s = NULL;
-  mfx_func *fn = NULL;
+  mfx_build_result r = {0};
   int rc = 0;
   if (p->op->build(arena, p->dims, &p->cfg, &s) != MFX_OK) {
     rc = tool_error_status(TOOL_EXIT_FAIL, "building the schedule");
-  } else if (tool_lower(s, p->op->name, print_after, &fn) != MFX_OK) {
-    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
+  } else if (tool_lower(s, p->op->name, print_after, emit, &r) != MFX_OK) {
+    rc = tool_error_status(TOOL_EXIT_FAIL, emit != NULL ? "lowering and code generation"
+                                                        : "lowering");
   } else if (emit != NULL) {
-    rc = tool_emit(fn, emit);
+    rc = tool_emit(&r);
   } else {
-    tool_print_layers(p, s, fn);
+    tool_print_layers(p, s, r.func);
   }
+  free(r.data);
   mfx_arena_destroy(arena);
   return rc;
 }
@@ -143,14 +143,15 @@ static int tool_lower_te_file(const char *path, const char *emit, const char *pr
   if (text == NULL) return tool_error(TOOL_EXIT_FAIL, "cannot read TE text from %s", path);
   mfx_arena *arena = mfx_arena_create();
   mfx_schedule *s = NULL;
-  mfx_func *fn = NULL;
+  mfx_build_result r = {0};
   int rc = 0;
   if (mfx_te_parse(arena, text, path, &s) != MFX_OK) {
     rc = tool_error_status(TOOL_EXIT_FAIL, "parsing");
-  } else if (tool_lower(s, "kernel", print_after, &fn) != MFX_OK) {
-    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
+  } else if (tool_lower(s, "kernel", print_after, emit, &r) != MFX_OK) {
+    rc = tool_error_status(TOOL_EXIT_FAIL, emit != NULL ? "lowering and code generation"
+                                                        : "lowering");
   } else if (emit != NULL) {
-    rc = tool_emit(fn, emit);
+    rc = tool_emit(&r);
   } else {
     printf("# %s (default schedule: every loop serial)\n\n", path);
     tool_print_heading("tensor expression");
@@ -160,8 +161,9 @@ static int tool_lower_te_file(const char *path, const char *emit, const char *pr
     mfx_print_schedule(stdout, s);
     printf("\n");
     tool_print_heading("loop IR");
-    mfx_print_func(stdout, fn);
+    mfx_print_func(stdout, r.func);
   }
+  free(r.data);
   mfx_arena_destroy(arena);
   free(text);
   return rc;

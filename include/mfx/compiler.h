@@ -17,6 +17,7 @@
 
 #include <stdio.h>
 #include "mfx/runtime.h"
+#include "mfx/target.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -499,6 +500,41 @@ mfx_status mfx_codegen_ptx(const mfx_gpu_program *p, const char *sm, char **ptx,
  * MFX_EMIT_OBJ is refused (ptxas or the driver make GPU binaries). */
 mfx_status mfx_codegen_gpu_emit(const mfx_gpu_program *p, const char *sm, mfx_emit_kind kind,
                                 char **data, size_t *size);
+
+/* ---- the build driver (build.c) ----------------------------------------------
+ * Schedule -> lower -> (GPU: split into launches) -> code, in one call, as
+ * every tool and library builds a kernel. The target is a target string
+ * (mfx/target.h): cpu; cuda, cuda:N or emulate (the GPU program; JIT on the
+ * CPU through gpu_emulate); cuda:sm_XX (also LLVM IR or PTX for that
+ * architecture). */
+typedef enum {
+  MFX_BUILD_FUNC,    /* lowered loop IR only */
+  MFX_BUILD_PROGRAM, /* GPU: the launches (mfx_split_kernels) */
+  MFX_BUILD_JIT,     /* cpu: JIT for this CPU; GPU targets: the emulated program */
+  MFX_BUILD_LL,      /* LLVM IR text (host, or nvptx for cuda:sm_XX) */
+  MFX_BUILD_ASM,     /* host assembly text, or PTX for cuda:sm_XX */
+  MFX_BUILD_OBJ,     /* cpu: an ELF object */
+  MFX_BUILD_PTX,     /* cuda:sm_XX: PTX text */
+} mfx_build_emit;
+
+typedef struct {
+  mfx_pass_hook after; /* called after each pass of lowering (may be NULL) */
+  void *ctx;
+} mfx_build_options;
+
+typedef struct {
+  mfx_func *func;           /* always, on success (in the schedule's arena) */
+  mfx_gpu_program *program; /* GPU targets */
+  mfx_jit_kernel *jit;      /* MFX_BUILD_JIT; free with mfx_jit_free */
+  char *data;               /* LL, ASM, OBJ, PTX: malloc'd, the caller frees */
+  size_t size;
+} mfx_build_result;
+
+/* name: the function's name; opts may be NULL. On failure *out holds nothing
+ * to free, and the message names the step and the target. */
+mfx_status mfx_build(mfx_schedule *s, const char *name, const char *target, mfx_build_emit what,
+                     const mfx_build_options *opts, mfx_build_result *out);
+const char *mfx_build_emit_name(mfx_build_emit what); /* "jit", "ptx", ... */
 
 #ifdef __cplusplus
 }
