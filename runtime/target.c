@@ -26,8 +26,8 @@ static int target_parse_cuda(const char *p, mfx_target *out) {
   if (*p == '\0') return 1;
   if (*p++ != ':') return 0;
   if (strncmp(p, "sm_", 3) == 0) return target_parse_sm(p + 3, out);
-  int n = target_digits(p, 3, &out->device);
-  return n >= 1 && n <= 3 && p[n] == '\0';
+  int n = target_digits(p, 5, &out->device);
+  return n >= 1 && n <= 5 && p[n] == '\0' && out->device <= 65535;
 }
 
 mfx_status mfx_target_parse(const char *text, mfx_target *out) {

@@ -24,6 +24,8 @@ START_TEST(target_parse_accepts) {
   ck_assert_int_eq(mfx_target_parse("cuda:3", &t), MFX_OK);
   ck_assert_int_eq(t.kind, MFX_TARGET_CUDA);
   ck_assert_int_eq(t.device, 3);
+  ck_assert_int_eq(mfx_target_parse("cuda:65535", &t), MFX_OK);
+  ck_assert_int_eq(t.device, 65535);
   ck_assert_int_eq(mfx_target_parse("cuda:sm_80", &t), MFX_OK);
   ck_assert_int_eq(t.sm, 80);
   ck_assert_int_eq(t.device, -1);
@@ -43,7 +45,7 @@ START_TEST(target_parse_accepts) {
 END_TEST
 
 START_TEST(target_parse_rejects) {
-  const char *bad[] = {"", "gpu", "CPU", "cpu ", "cuda:", "cuda:-1", "cuda:1234", "cuda:1x",
+  const char *bad[] = {"", "gpu", "CPU", "cpu ", "cuda:", "cuda:-1", "cuda:65536", "cuda:123456", "cuda:1x",
                        "cuda:sm_", "cuda:sm_8", "cuda:sm_09", "cuda:sm_1000", "cuda:sm_80b",
                        "cuda:sm_80aa", "cudax", "emulate:0", "cuda:sm80"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

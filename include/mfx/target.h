@@ -3,7 +3,7 @@
  *
  *   cpu           this CPU
  *   cuda          a CUDA GPU, the first one, architecture not named
- *   cuda:N        CUDA device N (0..999)
+ *   cuda:N        CUDA device N (0..65535)
  *   cuda:sm_XX    code for compute capability XX (2 or 3 digits, >= 10),
  *                 optionally with the arch-specific suffix: cuda:sm_90a
  *   emulate       a GPU schedule run on the CPU (compiler/gpu_emulate.c)
