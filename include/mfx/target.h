@@ -25,7 +25,7 @@ typedef struct {
   int device;        /* cuda:N: N; otherwise -1 */
   int sm;            /* cuda:sm_XX: XX (90 for sm_90a); otherwise 0 */
   int arch_specific; /* the 'a' of sm_90a */
-  char sm_name[8];   /* "sm_90a", or "" */
+  char sm_name[16];  /* "sm_90a", or "" */
 } mfx_target;
 
 /* Parse text into *out; on anything else an MFX_ERR_INVALID naming the text
