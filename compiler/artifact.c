@@ -2,10 +2,10 @@
  * kernel of an artifact. The arguments come from the schedule (inputs, then
  * outputs), the code from code generation:
  *
- *   cpu         lower -> ELF object (mfx_codegen_emit) -> `cc -shared` ->
- *               shared object, entry point mfx_<name>
- *   cuda:sm_XX  lower -> split into launches (mfx_split_kernels) -> PTX
- *               (mfx_codegen_ptx); workspace buffers become arguments
+ *   cpu         mfx_build -> ELF object -> `cc -shared` -> shared object,
+ *               entry point mfx_<name>
+ *   cuda:sm_XX  mfx_build -> launches (mfx_split_kernels) and PTX;
+ *               workspace buffers become arguments
  *
  * The container itself (encoding, checksum) is runtime/artifact.c. */
 #define _GNU_SOURCE
@@ -226,15 +226,12 @@ static mfx_status art_build_cpu(mfx_schedule *s, mfx_artifact_kernel *k) {
   memcpy(k->symbol + 4, k->name, len + 1);
   snprintf(k->machine, sizeof k->machine, "%s", mfx_artifact_host_machine());
   art_fill_cpu_features(k);
-  mfx_func *fn = NULL;
-  ART_TRY(mfx_lower(s, k->symbol, &fn));
-  char *object = NULL;
-  size_t object_size = 0;
-  ART_TRY(mfx_codegen_emit(fn, MFX_EMIT_OBJ, &object, &object_size));
+  mfx_build_result r;
+  ART_TRY(mfx_build(s, k->symbol, "cpu", MFX_BUILD_OBJ, NULL, &r));
   char *so = NULL;
   size_t so_size = 0;
-  mfx_status st = art_link_shared(object, object_size, &so, &so_size);
-  free(object);
+  mfx_status st = art_link_shared(r.data, r.size, &so, &so_size);
+  free(r.data);
   if (st != MFX_OK) return st;
   k->host_so = so;
   k->host_so_bytes = so_size;
@@ -290,34 +287,28 @@ static mfx_status art_fill_launches(const mfx_gpu_program *prog, mfx_artifact_ke
   return MFX_OK;
 }
 
-/* The PTX of the program for the target's architecture ("cuda:sm_80"). */
-static mfx_status art_emit_ptx(const mfx_gpu_program *prog, const char *target, char **ptx,
-                               size_t *size) {
-  return mfx_codegen_ptx(prog, target + strlen("cuda:"), ptx, size);
-}
-
 static mfx_status art_build_cuda(mfx_schedule *s, mfx_artifact_kernel *k) {
-  mfx_func *fn = NULL;
-  ART_TRY(mfx_lower(s, k->name, &fn));
-  mfx_gpu_program *prog = NULL;
-  ART_TRY(mfx_split_kernels(s->arena, fn, &prog));
-  ART_TRY(art_fill_launches(prog, k));
-  char *ptx = NULL;
-  size_t size = 0;
-  ART_TRY(art_emit_ptx(prog, k->target, &ptx, &size));
+  mfx_build_result r;
+  ART_TRY(mfx_build(s, k->name, k->target, MFX_BUILD_PTX, NULL, &r));
+  mfx_status st = art_fill_launches(r.program, k);
+  if (st != MFX_OK) {
+    free(r.data);
+    return st;
+  }
   k->gpu_image_kind = MFX_GPU_IMAGE_PTX;
-  k->gpu_image = ptx;
-  k->gpu_image_bytes = size;
+  k->gpu_image = r.data;
+  k->gpu_image_bytes = r.size;
   return MFX_OK;
 }
 
 /* ---- building -------------------------------------------------------------------------- */
 
-static int art_target_is_cuda(const char *t) {
-  if (strncmp(t, "cuda:sm_", 8) != 0) return 0;
-  const char *p = t + 8;
-  size_t digits = strspn(p, "0123456789");
-  return digits >= 2 && digits <= 3 && (p[digits] == '\0' || strcmp(p + digits, "a") == 0);
+/* cpu or cuda:sm_XX: an artifact's code is for one CPU or one GPU architecture. */
+static int art_target_is_cuda(const char *text, int *ok) {
+  mfx_target t;
+  *ok = mfx_target_parse(text, &t) == MFX_OK &&
+        (t.kind == MFX_TARGET_CPU || (t.kind == MFX_TARGET_CUDA && t.sm));
+  return *ok && t.kind == MFX_TARGET_CUDA;
 }
 
 static void art_reset_outputs(mfx_artifact_kernel *k) {
@@ -338,8 +329,8 @@ mfx_status mfx_artifact_build(struct mfx_schedule *s, mfx_artifact_kernel *k) {
   if (memchr(k->name, '\0', sizeof k->name) == NULL || memchr(k->target, '\0', sizeof k->target) == NULL)
     return mfx_fail(MFX_ERR_INVALID, "mfx_artifact_build: name or target is not terminated");
   art_reset_outputs(k);
-  int cuda = art_target_is_cuda(k->target);
-  if (!cuda && strcmp(k->target, "cpu") != 0)
+  int ok, cuda = art_target_is_cuda(k->target, &ok);
+  if (!ok)
     return mfx_fail(MFX_ERR_INVALID, "kernel %s: target \"%s\": expected cpu or cuda:sm_NN "
                     "(e.g. cuda:sm_80)", k->name, k->target);
   mfx_status st = art_fill_args(s, k);

@@ -88,77 +88,33 @@ static mfx_stmt *serialize(mfx_arena *a, mfx_stmt *s) {
 }
 
 typedef struct {
+  mfx_ir_mutator base;
   const mfx_buffer *from;
   mfx_buffer *to;
   mfx_expr *offset; /* added to every (flat) index */
 } redirect;
 
-static mfx_expr *redirect_expr(mfx_arena *a, const redirect *r, mfx_expr *e) {
-  if (!e) return NULL;
-  mfx_expr *c;
-  switch (e->kind) {
-  case MFX_EXPR_LOAD: {
-    mfx_expr *idx = redirect_expr(a, r, e->u.load.idx[0]);
-    if (e->u.load.buf != r->from) return mfx_load(a, e->u.load.buf, 1, &idx);
-    idx = mfx_add(a, r->offset, idx);
-    return mfx_load(a, r->to, 1, &idx);
-  }
-  case MFX_EXPR_BINARY:
-    c = mfx_arena_alloc(a, sizeof *c);
-    *c = *e;
-    c->u.bin.a = redirect_expr(a, r, e->u.bin.a);
-    c->u.bin.b = redirect_expr(a, r, e->u.bin.b);
-    return c;
-  case MFX_EXPR_UNARY:
-    c = mfx_arena_alloc(a, sizeof *c);
-    *c = *e;
-    c->u.un.a = redirect_expr(a, r, e->u.un.a);
-    return c;
-  case MFX_EXPR_CAST:
-    c = mfx_arena_alloc(a, sizeof *c);
-    *c = *e;
-    c->u.cast.a = redirect_expr(a, r, e->u.cast.a);
-    return c;
-  case MFX_EXPR_SELECT:
-    c = mfx_arena_alloc(a, sizeof *c);
-    *c = *e;
-    c->u.sel.cond = redirect_expr(a, r, e->u.sel.cond);
-    c->u.sel.a = redirect_expr(a, r, e->u.sel.a);
-    c->u.sel.b = redirect_expr(a, r, e->u.sel.b);
-    return c;
-  default: return e;
-  }
+static mfx_expr *redirect_expr(mfx_ir_mutator *m, mfx_expr *e) {
+  const redirect *r = (const redirect *)m;
+  mfx_expr *c = mfx_ir_mutate_expr_children(m, e);
+  if (c->kind != MFX_EXPR_LOAD || c->u.load.buf != r->from) return c;
+  mfx_expr *idx = mfx_add(m->arena, r->offset, c->u.load.idx[0]);
+  return mfx_load(m->arena, r->to, 1, &idx);
 }
 
-static mfx_stmt *redirect_stmt(mfx_arena *a, const redirect *r, mfx_stmt *s) {
-  if (!s) return NULL;
-  switch (s->kind) {
-  case MFX_STMT_FOR:
-    return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, s->u.loop.kind,
-                        redirect_stmt(a, r, s->u.loop.body));
-  case MFX_STMT_STORE: {
-    mfx_expr *idx = redirect_expr(a, r, s->u.store.idx[0]);
-    mfx_buffer *b = s->u.store.buf;
-    if (b == r->from) {
-      idx = mfx_add(a, r->offset, idx);
-      b = r->to;
-    }
-    return mfx_stmt_store(a, b, 1, &idx, redirect_expr(a, r, s->u.store.value));
-  }
-  case MFX_STMT_LET:
-    return mfx_stmt_let(a, s->u.let.var, redirect_expr(a, r, s->u.let.value),
-                        redirect_stmt(a, r, s->u.let.body));
-  case MFX_STMT_IF:
-    return mfx_stmt_if(a, redirect_expr(a, r, s->u.if_.cond), redirect_stmt(a, r, s->u.if_.then_s),
-                       redirect_stmt(a, r, s->u.if_.else_s));
-  case MFX_STMT_ALLOCATE: return mfx_stmt_allocate(a, s->u.alloc.buf, redirect_stmt(a, r, s->u.alloc.body));
-  case MFX_STMT_SEQ: {
-    mfx_stmt **items = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(s->u.seq.n + 1));
-    for (int i = 0; i < s->u.seq.n; i++) items[i] = redirect_stmt(a, r, s->u.seq.items[i]);
-    return mfx_stmt_seq(a, s->u.seq.n, items);
-  }
-  default: return s;
-  }
+static mfx_stmt *redirect_store(mfx_ir_mutator *m, mfx_stmt *s) {
+  const redirect *r = (const redirect *)m;
+  mfx_stmt *c = mfx_ir_mutate_stmt_children(m, s);
+  if (c->kind != MFX_STMT_STORE || c->u.store.buf != r->from) return c;
+  mfx_expr *idx = mfx_add(m->arena, r->offset, c->u.store.idx[0]);
+  return mfx_stmt_store(m->arena, r->to, 1, &idx, c->u.store.value);
+}
+
+/* Every access of `from` in s goes to `to`, at offset + its index. */
+static mfx_stmt *redirect_stmt(mfx_arena *a, const mfx_buffer *from, mfx_buffer *to,
+                               mfx_expr *offset, mfx_stmt *s) {
+  redirect r = {{a, redirect_expr, redirect_store}, from, to, offset};
+  return mfx_ir_mutate_stmt(&r.base, s);
 }
 
 static int64_t buffer_elems(const mfx_buffer *b) {
@@ -173,8 +129,7 @@ static mfx_stmt *as_block_local(mfx_arena *a, mfx_stmt *s) {
   const mfx_buffer *b = s->u.alloc.buf;
   mfx_buffer *copy = mfx_buffer_create(a, mfx_arena_printf(a, "%s.block", b->name), b->dtype, 1,
                                        (int64_t[]){buffer_elems(b)}, MFX_SCOPE_LOCAL);
-  redirect r = {b, copy, mfx_i64(a, 0)};
-  return mfx_stmt_allocate(a, copy, redirect_stmt(a, &r, s->u.alloc.body));
+  return mfx_stmt_allocate(a, copy, redirect_stmt(a, b, copy, mfx_i64(a, 0), s->u.alloc.body));
 }
 
 /* ---- fission at barriers ---------------------------------------------------------- */
@@ -207,8 +162,8 @@ static mfx_stmt *replicate_local(emulation *em, mfx_stmt *s, thread_loop *t, int
   }
   mfx_buffer *copy = mfx_buffer_create(a, mfx_arena_printf(a, "%s.threads", b->name), b->dtype, 1,
                                        (int64_t[]){threads * elems}, MFX_SCOPE_LOCAL);
-  redirect r = {b, copy, mfx_simplify_expr(a, mfx_mul(a, tid, mfx_i64(a, elems)))};
-  return mfx_stmt_allocate(a, copy, fission(em, redirect_stmt(a, &r, s->u.alloc.body), t, nt));
+  mfx_expr *offset = mfx_simplify_expr(a, mfx_mul(a, tid, mfx_i64(a, elems)));
+  return mfx_stmt_allocate(a, copy, fission(em, redirect_stmt(a, b, copy, offset, s->u.alloc.body), t, nt));
 }
 
 static mfx_stmt *fission_loop(emulation *em, mfx_stmt *s, thread_loop *t, int nt) {

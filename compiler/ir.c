@@ -1,5 +1,6 @@
 /* The IR's storage and constructors: the arena every node of a compilation
- * lives in, typed expression builders, statement builders, substitution. */
+ * lives in, typed expression builders, statement builders. Walking and
+ * rewriting: ir_visit.c; substitution: ir_substitute.c. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,75 +302,6 @@ mfx_expr *mfx_reduce_identity(mfx_arena *a, mfx_reduce_op op, mfx_dtype t) {
   case MFX_REDUCE_MIN: return fl ? mfx_f32(a, 1.0 / 0.0) : mfx_int(a, t, int_max_of(t));
   default: return fl ? mfx_f32(a, 0.0) : mfx_int(a, t, 0);
   }
-}
-
-/* ---- substitution and queries ------------------------------------------------------ */
-
-static mfx_expr *expr_copy(mfx_arena *a, const mfx_expr *e) {
-  mfx_expr *c = mfx_arena_alloc(a, sizeof *c);
-  if (c) *c = *e;
-  return c;
-}
-
-mfx_expr *mfx_expr_substitute(mfx_arena *a, mfx_expr *e, mfx_expr **repl) {
-  if (!e) return NULL;
-  mfx_expr *c;
-  switch (e->kind) {
-  case MFX_EXPR_INT: case MFX_EXPR_FLOAT:
-    return e;
-  case MFX_EXPR_VAR:
-    return repl[e->u.var->id] ? repl[e->u.var->id] : e;
-  case MFX_EXPR_LOAD:
-    c = expr_copy(a, e);
-    c->u.load.idx = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)e->u.load.n);
-    for (int i = 0; i < e->u.load.n; i++)
-      c->u.load.idx[i] = mfx_expr_substitute(a, e->u.load.idx[i], repl);
-    return c;
-  case MFX_EXPR_BINARY:
-    c = expr_copy(a, e);
-    c->u.bin.a = mfx_expr_substitute(a, e->u.bin.a, repl);
-    c->u.bin.b = mfx_expr_substitute(a, e->u.bin.b, repl);
-    return c;
-  case MFX_EXPR_UNARY:
-    c = expr_copy(a, e);
-    c->u.un.a = mfx_expr_substitute(a, e->u.un.a, repl);
-    return c;
-  case MFX_EXPR_SELECT:
-    c = expr_copy(a, e);
-    c->u.sel.cond = mfx_expr_substitute(a, e->u.sel.cond, repl);
-    c->u.sel.a = mfx_expr_substitute(a, e->u.sel.a, repl);
-    c->u.sel.b = mfx_expr_substitute(a, e->u.sel.b, repl);
-    return c;
-  case MFX_EXPR_CAST:
-    c = expr_copy(a, e);
-    c->u.cast.a = mfx_expr_substitute(a, e->u.cast.a, repl);
-    return c;
-  case MFX_EXPR_REDUCE:
-    c = expr_copy(a, e);
-    c->u.red.src = mfx_expr_substitute(a, e->u.red.src, repl);
-    return c;
-  }
-  return e;
-}
-
-int mfx_expr_uses_var(const mfx_expr *e, const mfx_var *v) {
-  if (!e) return 0;
-  switch (e->kind) {
-  case MFX_EXPR_INT: case MFX_EXPR_FLOAT: return 0;
-  case MFX_EXPR_VAR: return e->u.var == v;
-  case MFX_EXPR_LOAD:
-    for (int i = 0; i < e->u.load.n; i++)
-      if (mfx_expr_uses_var(e->u.load.idx[i], v)) return 1;
-    return 0;
-  case MFX_EXPR_BINARY: return mfx_expr_uses_var(e->u.bin.a, v) || mfx_expr_uses_var(e->u.bin.b, v);
-  case MFX_EXPR_UNARY: return mfx_expr_uses_var(e->u.un.a, v);
-  case MFX_EXPR_SELECT:
-    return mfx_expr_uses_var(e->u.sel.cond, v) || mfx_expr_uses_var(e->u.sel.a, v) ||
-           mfx_expr_uses_var(e->u.sel.b, v);
-  case MFX_EXPR_CAST: return mfx_expr_uses_var(e->u.cast.a, v);
-  case MFX_EXPR_REDUCE: return mfx_expr_uses_var(e->u.red.src, v);
-  }
-  return 0;
 }
 
 /* ---- statements ------------------------------------------------------------------------ */

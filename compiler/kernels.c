@@ -7,6 +7,7 @@
 #include "mfx/compiler.h"
 
 typedef struct {
+  mfx_ir_visitor base; /* the scan is a visitor (ir_visit.c) */
   mfx_arena *arena;
   const mfx_func *fn;
   mfx_gpu_kernel *k;
@@ -29,23 +30,13 @@ static void touch(kernel_scan *ks, mfx_buffer *b) {
   ks->touched[ks->n_touched++] = b;
 }
 
-static void scan_expr(kernel_scan *ks, const mfx_expr *e) {
-  if (!e) return;
-  switch (e->kind) {
-  case MFX_EXPR_LOAD:
-    touch(ks, e->u.load.buf);
-    for (int i = 0; i < e->u.load.n; i++) scan_expr(ks, e->u.load.idx[i]);
-    return;
-  case MFX_EXPR_BINARY: scan_expr(ks, e->u.bin.a); scan_expr(ks, e->u.bin.b); return;
-  case MFX_EXPR_UNARY: scan_expr(ks, e->u.un.a); return;
-  case MFX_EXPR_CAST: scan_expr(ks, e->u.cast.a); return;
-  case MFX_EXPR_SELECT:
-    scan_expr(ks, e->u.sel.cond);
-    scan_expr(ks, e->u.sel.a);
-    scan_expr(ks, e->u.sel.b);
-    return;
-  default: return;
-  }
+/* Buffers in the order the kernel first touches them (pre-order). */
+static void scan_expr(mfx_ir_visitor *v, const mfx_expr *e) {
+  kernel_scan *ks = (kernel_scan *)v;
+  if (e->kind == MFX_EXPR_REDUCE) return;
+  if (e->kind == MFX_EXPR_LOAD) touch(ks, e->u.load.buf);
+  if (ks->status != MFX_OK) v->stop = 1;
+  else mfx_ir_visit_expr_children(v, e);
 }
 
 static void bind_dim(kernel_scan *ks, const mfx_stmt *loop) {
@@ -55,50 +46,43 @@ static void bind_dim(kernel_scan *ks, const mfx_stmt *loop) {
   if (loop->u.loop.extent > dims[axis]) dims[axis] = loop->u.loop.extent;
 }
 
-static void scan_stmt(kernel_scan *ks, const mfx_stmt *s) {
-  if (!s || ks->status != MFX_OK) return;
+/* The checks and launch facts of one statement (its children come after). */
+static mfx_status scan_one(kernel_scan *ks, const mfx_stmt *s) {
   switch (s->kind) {
   case MFX_STMT_FOR:
-    if (s->u.loop.kind == MFX_LOOP_PARALLEL) {
-      ks->status = mfx_fail(MFX_ERR_SCHEDULE,
-                            "kernel %s: loop %s is marked parallel; on a GPU bind it to "
-                            "blockIdx/threadIdx instead", ks->k->name, s->u.loop.var->name);
-      return;
-    }
+    if (s->u.loop.kind == MFX_LOOP_PARALLEL)
+      return mfx_fail(MFX_ERR_SCHEDULE,
+                      "kernel %s: loop %s is marked parallel; on a GPU bind it to "
+                      "blockIdx/threadIdx instead", ks->k->name, s->u.loop.var->name);
     if (is_block(s->u.loop.kind) || is_thread(s->u.loop.kind)) bind_dim(ks, s);
-    scan_stmt(ks, s->u.loop.body);
-    return;
-  case MFX_STMT_STORE:
-    touch(ks, s->u.store.buf);
-    for (int i = 0; i < s->u.store.n; i++) scan_expr(ks, s->u.store.idx[i]);
-    scan_expr(ks, s->u.store.value);
-    return;
-  case MFX_STMT_LET: scan_expr(ks, s->u.let.value); scan_stmt(ks, s->u.let.body); return;
-  case MFX_STMT_IF:
-    scan_expr(ks, s->u.if_.cond);
-    scan_stmt(ks, s->u.if_.then_s);
-    scan_stmt(ks, s->u.if_.else_s);
-    return;
+    return MFX_OK;
+  case MFX_STMT_STORE: touch(ks, s->u.store.buf); return ks->status;
   case MFX_STMT_ALLOCATE:
-    if (s->u.alloc.buf->scope == MFX_SCOPE_GLOBAL) {
-      ks->status = mfx_fail(MFX_ERR_SCHEDULE,
-                            "kernel %s: global buffer %s is allocated inside a loop nest; GPU "
-                            "kernels cannot allocate global memory", ks->k->name,
-                            s->u.alloc.buf->name);
-      return;
-    }
+    if (s->u.alloc.buf->scope == MFX_SCOPE_GLOBAL)
+      return mfx_fail(MFX_ERR_SCHEDULE,
+                      "kernel %s: global buffer %s is allocated inside a loop nest; GPU "
+                      "kernels cannot allocate global memory", ks->k->name,
+                      s->u.alloc.buf->name);
     if (s->u.alloc.buf->scope == MFX_SCOPE_SHARED) {
       int64_t n = (int64_t)mfx_dtype_size(s->u.alloc.buf->dtype);
       for (int d = 0; d < s->u.alloc.buf->ndim; d++) n *= s->u.alloc.buf->shape[d];
       ks->k->shared_bytes += n;
     }
-    scan_stmt(ks, s->u.alloc.body);
-    return;
-  case MFX_STMT_SEQ:
-    for (int i = 0; i < s->u.seq.n; i++) scan_stmt(ks, s->u.seq.items[i]);
-    return;
-  default: return;
+    return MFX_OK;
+  default: return MFX_OK;
   }
+}
+
+static void scan_stmt_visit(mfx_ir_visitor *v, const mfx_stmt *s) {
+  kernel_scan *ks = (kernel_scan *)v;
+  ks->status = scan_one(ks, s);
+  if (ks->status != MFX_OK) v->stop = 1;
+  else mfx_ir_visit_stmt_children(v, s);
+}
+
+static void scan_stmt(kernel_scan *ks, const mfx_stmt *s) {
+  ks->base = (mfx_ir_visitor){scan_expr, scan_stmt_visit, ks->status != MFX_OK};
+  mfx_ir_visit_stmt(&ks->base, s);
 }
 
 static int is_func_arg(const mfx_func *fn, const mfx_buffer *b) {

@@ -1,7 +1,7 @@
-/* Passes over the loop IR: simplification (constant folding, algebraic
- * identities, and range facts about loop variables that remove guards and
- * divisions that cannot matter), and flattening of multi-dimensional indices
- * to row-major element offsets. Each pass returns a new tree. */
+/* Simplification of the loop IR: constant folding, algebraic identities, and
+ * range facts about loop variables that remove guards and divisions that
+ * cannot matter. A rewrite on the shared mutator (ir_visit.c): what does not
+ * change is shared with the input tree. Flattening: flatten.c. */
 #include <string.h>
 
 #include "mfx/compiler.h"
@@ -221,54 +221,40 @@ static mfx_expr *simplify_bool_binary(mfx_arena *a, mfx_expr *e) {
   return e;
 }
 
-static mfx_expr *simplify_binary(mfx_arena *a, mfx_expr *e) {
-  mfx_expr *x = mfx_simplify_expr(a, e->u.bin.a), *y = mfx_simplify_expr(a, e->u.bin.b);
+static mfx_expr *simplify_binary(mfx_ir_mutator *m, mfx_expr *e) {
+  mfx_arena *a = m->arena;
+  mfx_expr *x = mfx_ir_mutate_expr(m, e->u.bin.a), *y = mfx_ir_mutate_expr(m, e->u.bin.b);
   if (x != e->u.bin.a || y != e->u.bin.b) e = mfx_binary(a, e->u.bin.op, x, y);
   if (x->type == MFX_BOOL) return simplify_bool_binary(a, e);
   if (mfx_dtype_is_float(x->type)) return e;
   return simplify_int_binary(a, e);
 }
 
-static mfx_expr *copy_expr(mfx_arena *a, const mfx_expr *e) {
-  mfx_expr *c = mfx_arena_alloc(a, sizeof *c);
-  *c = *e;
-  return c;
+static mfx_expr *simplify_expr(mfx_ir_mutator *m, mfx_expr *e) {
+  if (e->kind == MFX_EXPR_BINARY) return simplify_binary(m, e);
+  mfx_expr *c = mfx_ir_mutate_expr_children(m, e);
+  switch (c->kind) {
+  case MFX_EXPR_CAST:
+    if (c->u.cast.a->kind == MFX_EXPR_INT && !mfx_dtype_is_float(c->type) && c->type != MFX_BOOL &&
+        !mfx_dtype_is_float(c->u.cast.a->type))
+      return mfx_int(m->arena, c->type, wrap(c->type, c->u.cast.a->u.i));
+    return c;
+  case MFX_EXPR_SELECT:
+    if (c->u.sel.cond->kind == MFX_EXPR_INT) return c->u.sel.cond->u.i ? c->u.sel.a : c->u.sel.b;
+    return c;
+  default: return c;
+  }
+}
+
+static mfx_stmt *simplify_stmt(mfx_ir_mutator *m, mfx_stmt *s);
+
+static mfx_ir_mutator simplifier(mfx_arena *a) {
+  return (mfx_ir_mutator){a, simplify_expr, simplify_stmt};
 }
 
 mfx_expr *mfx_simplify_expr(mfx_arena *a, mfx_expr *e) {
-  if (!e) return NULL;
-  mfx_expr *c;
-  switch (e->kind) {
-  case MFX_EXPR_BINARY: return simplify_binary(a, e);
-  case MFX_EXPR_LOAD:
-    c = copy_expr(a, e);
-    c->u.load.idx = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)e->u.load.n);
-    for (int i = 0; i < e->u.load.n; i++) c->u.load.idx[i] = mfx_simplify_expr(a, e->u.load.idx[i]);
-    return c;
-  case MFX_EXPR_UNARY:
-    c = copy_expr(a, e);
-    c->u.un.a = mfx_simplify_expr(a, e->u.un.a);
-    return c;
-  case MFX_EXPR_CAST:
-    c = copy_expr(a, e);
-    c->u.cast.a = mfx_simplify_expr(a, e->u.cast.a);
-    if (c->u.cast.a->kind == MFX_EXPR_INT && !mfx_dtype_is_float(e->type) && e->type != MFX_BOOL &&
-        !mfx_dtype_is_float(c->u.cast.a->type))
-      return mfx_int(a, e->type, wrap(e->type, c->u.cast.a->u.i));
-    return c;
-  case MFX_EXPR_SELECT:
-    c = copy_expr(a, e);
-    c->u.sel.cond = mfx_simplify_expr(a, e->u.sel.cond);
-    c->u.sel.a = mfx_simplify_expr(a, e->u.sel.a);
-    c->u.sel.b = mfx_simplify_expr(a, e->u.sel.b);
-    if (c->u.sel.cond->kind == MFX_EXPR_INT) return c->u.sel.cond->u.i ? c->u.sel.a : c->u.sel.b;
-    return c;
-  case MFX_EXPR_REDUCE:
-    c = copy_expr(a, e);
-    c->u.red.src = mfx_simplify_expr(a, e->u.red.src);
-    return c;
-  default: return e;
-  }
+  mfx_ir_mutator m = simplifier(a);
+  return mfx_ir_mutate_expr(&m, e);
 }
 
 /* ---- statements ----------------------------------------------------------------- */
@@ -279,29 +265,32 @@ static int is_empty(const mfx_stmt *s) {
   return !s || (s->kind == MFX_STMT_SEQ && s->u.seq.n == 0);
 }
 
-static mfx_stmt *substitute_stmt(mfx_arena *a, mfx_stmt *s, mfx_expr **repl);
-
-static mfx_stmt *simplify_for(mfx_arena *a, mfx_stmt *s) {
+static mfx_stmt *simplify_for(mfx_ir_mutator *m, mfx_stmt *s) {
+  mfx_arena *a = m->arena;
   mfx_loop_kind k = s->u.loop.kind;
   int keep_binding = k >= MFX_LOOP_BLOCK_X && k <= MFX_LOOP_THREAD_Z;
   if (s->u.loop.extent == 1 && !keep_binding) {
     mfx_expr **repl = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)mfx_arena_var_count(a));
     repl[s->u.loop.var->id] = mfx_i64(a, 0);
-    return mfx_simplify_stmt(a, substitute_stmt(a, s->u.loop.body, repl));
+    return mfx_ir_mutate_stmt(m, mfx_stmt_substitute(a, s->u.loop.body, repl));
   }
-  mfx_stmt *body = mfx_simplify_stmt(a, s->u.loop.body);
+  mfx_stmt *body = mfx_ir_mutate_stmt(m, s->u.loop.body);
   if (is_empty(body)) return empty_seq(a);
+  if (body == s->u.loop.body) return s;
   return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, k, body);
 }
 
 /* Simplify the items, drop empty ones and splice nested sequences. */
-static mfx_stmt *simplify_seq(mfx_arena *a, mfx_stmt *s) {
-  int n_in = s->u.seq.n, cap = 0, n = 0;
+static mfx_stmt *simplify_seq(mfx_ir_mutator *m, mfx_stmt *s) {
+  mfx_arena *a = m->arena;
+  int n_in = s->u.seq.n, cap = 0, n = 0, same = 1;
   mfx_stmt **done = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(n_in + 1));
   for (int i = 0; i < n_in; i++) {
-    done[i] = mfx_simplify_stmt(a, s->u.seq.items[i]);
+    done[i] = mfx_ir_mutate_stmt(m, s->u.seq.items[i]);
     cap += done[i]->kind == MFX_STMT_SEQ ? done[i]->u.seq.n : 1;
+    same &= done[i] == s->u.seq.items[i] && done[i]->kind != MFX_STMT_SEQ;
   }
+  if (same && n_in != 1) return s;
   mfx_stmt **items = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(cap + 1));
   for (int i = 0; i < n_in; i++) {
     if (done[i]->kind != MFX_STMT_SEQ) {
@@ -313,138 +302,28 @@ static mfx_stmt *simplify_seq(mfx_arena *a, mfx_stmt *s) {
   return mfx_stmt_seq(a, n, items);
 }
 
+static mfx_stmt *simplify_if(mfx_ir_mutator *m, mfx_stmt *s) {
+  mfx_arena *a = m->arena;
+  mfx_expr *cond = mfx_ir_mutate_expr(m, s->u.if_.cond);
+  mfx_stmt *t = mfx_ir_mutate_stmt(m, s->u.if_.then_s);
+  mfx_stmt *f = mfx_ir_mutate_stmt(m, s->u.if_.else_s);
+  if (cond->kind == MFX_EXPR_INT) return cond->u.i ? t : (f ? f : empty_seq(a));
+  if (is_empty(t) && is_empty(f)) return empty_seq(a);
+  if (is_empty(f)) f = NULL;
+  if (cond == s->u.if_.cond && t == s->u.if_.then_s && f == s->u.if_.else_s) return s;
+  return mfx_stmt_if(a, cond, t, f);
+}
+
+static mfx_stmt *simplify_stmt(mfx_ir_mutator *m, mfx_stmt *s) {
+  switch (s->kind) {
+  case MFX_STMT_FOR: return simplify_for(m, s);
+  case MFX_STMT_IF: return simplify_if(m, s);
+  case MFX_STMT_SEQ: return simplify_seq(m, s);
+  default: return mfx_ir_mutate_stmt_children(m, s);
+  }
+}
+
 mfx_stmt *mfx_simplify_stmt(mfx_arena *a, mfx_stmt *s) {
-  if (!s) return NULL;
-  switch (s->kind) {
-  case MFX_STMT_FOR: return simplify_for(a, s);
-  case MFX_STMT_STORE: {
-    mfx_expr *idx[MFX_MAX_DIMS];
-    for (int i = 0; i < s->u.store.n; i++) idx[i] = mfx_simplify_expr(a, s->u.store.idx[i]);
-    return mfx_stmt_store(a, s->u.store.buf, s->u.store.n, idx,
-                          mfx_simplify_expr(a, s->u.store.value));
-  }
-  case MFX_STMT_LET:
-    return mfx_stmt_let(a, s->u.let.var, mfx_simplify_expr(a, s->u.let.value),
-                        mfx_simplify_stmt(a, s->u.let.body));
-  case MFX_STMT_IF: {
-    mfx_expr *cond = mfx_simplify_expr(a, s->u.if_.cond);
-    mfx_stmt *t = mfx_simplify_stmt(a, s->u.if_.then_s);
-    mfx_stmt *f = s->u.if_.else_s ? mfx_simplify_stmt(a, s->u.if_.else_s) : NULL;
-    if (cond->kind == MFX_EXPR_INT) return cond->u.i ? t : (f ? f : empty_seq(a));
-    if (is_empty(t) && is_empty(f)) return empty_seq(a);
-    return mfx_stmt_if(a, cond, t, is_empty(f) ? NULL : f);
-  }
-  case MFX_STMT_ALLOCATE:
-    return mfx_stmt_allocate(a, s->u.alloc.buf, mfx_simplify_stmt(a, s->u.alloc.body));
-  case MFX_STMT_SEQ: return simplify_seq(a, s);
-  default: return s;
-  }
-}
-
-/* ---- substitution in statements --------------------------------------------------- */
-
-static mfx_stmt *substitute_stmt(mfx_arena *a, mfx_stmt *s, mfx_expr **repl) {
-  if (!s) return NULL;
-  switch (s->kind) {
-  case MFX_STMT_FOR:
-    return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, s->u.loop.kind,
-                        substitute_stmt(a, s->u.loop.body, repl));
-  case MFX_STMT_STORE: {
-    mfx_expr *idx[MFX_MAX_DIMS];
-    for (int i = 0; i < s->u.store.n; i++) idx[i] = mfx_expr_substitute(a, s->u.store.idx[i], repl);
-    return mfx_stmt_store(a, s->u.store.buf, s->u.store.n, idx,
-                          mfx_expr_substitute(a, s->u.store.value, repl));
-  }
-  case MFX_STMT_LET:
-    return mfx_stmt_let(a, s->u.let.var, mfx_expr_substitute(a, s->u.let.value, repl),
-                        substitute_stmt(a, s->u.let.body, repl));
-  case MFX_STMT_IF:
-    return mfx_stmt_if(a, mfx_expr_substitute(a, s->u.if_.cond, repl),
-                       substitute_stmt(a, s->u.if_.then_s, repl),
-                       substitute_stmt(a, s->u.if_.else_s, repl));
-  case MFX_STMT_ALLOCATE:
-    return mfx_stmt_allocate(a, s->u.alloc.buf, substitute_stmt(a, s->u.alloc.body, repl));
-  case MFX_STMT_SEQ: {
-    mfx_stmt **items = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(s->u.seq.n + 1));
-    for (int i = 0; i < s->u.seq.n; i++) items[i] = substitute_stmt(a, s->u.seq.items[i], repl);
-    return mfx_stmt_seq(a, s->u.seq.n, items);
-  }
-  default: return s;
-  }
-}
-
-/* ---- flattening ------------------------------------------------------------------------ */
-
-static mfx_expr *flat_index(mfx_arena *a, const mfx_buffer *b, int n, mfx_expr *const *idx) {
-  if (n == 1) return idx[0];
-  mfx_expr *sum = NULL;
-  int64_t stride = 1;
-  for (int d = n - 1; d >= 0; d--) {
-    mfx_expr *term = stride == 1 ? idx[d] : mfx_mul(a, idx[d], mfx_i64(a, stride));
-    sum = sum ? mfx_add(a, term, sum) : term;
-    stride *= b->shape[d];
-  }
-  return sum;
-}
-
-static mfx_expr *flatten_expr(mfx_arena *a, mfx_expr *e) {
-  if (!e) return NULL;
-  mfx_expr *c;
-  switch (e->kind) {
-  case MFX_EXPR_LOAD: {
-    mfx_expr *idx[MFX_MAX_DIMS];
-    for (int i = 0; i < e->u.load.n; i++) idx[i] = flatten_expr(a, e->u.load.idx[i]);
-    mfx_expr *flat = flat_index(a, e->u.load.buf, e->u.load.n, idx);
-    return mfx_load(a, e->u.load.buf, 1, &flat);
-  }
-  case MFX_EXPR_BINARY:
-    c = copy_expr(a, e);
-    c->u.bin.a = flatten_expr(a, e->u.bin.a);
-    c->u.bin.b = flatten_expr(a, e->u.bin.b);
-    return c;
-  case MFX_EXPR_UNARY:
-    c = copy_expr(a, e);
-    c->u.un.a = flatten_expr(a, e->u.un.a);
-    return c;
-  case MFX_EXPR_CAST:
-    c = copy_expr(a, e);
-    c->u.cast.a = flatten_expr(a, e->u.cast.a);
-    return c;
-  case MFX_EXPR_SELECT:
-    c = copy_expr(a, e);
-    c->u.sel.cond = flatten_expr(a, e->u.sel.cond);
-    c->u.sel.a = flatten_expr(a, e->u.sel.a);
-    c->u.sel.b = flatten_expr(a, e->u.sel.b);
-    return c;
-  default: return e;
-  }
-}
-
-mfx_stmt *mfx_flatten_stmt(mfx_arena *a, mfx_stmt *s) {
-  if (!s) return NULL;
-  switch (s->kind) {
-  case MFX_STMT_FOR:
-    return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, s->u.loop.kind,
-                        mfx_flatten_stmt(a, s->u.loop.body));
-  case MFX_STMT_STORE: {
-    mfx_expr *idx[MFX_MAX_DIMS];
-    for (int i = 0; i < s->u.store.n; i++) idx[i] = flatten_expr(a, s->u.store.idx[i]);
-    mfx_expr *flat = flat_index(a, s->u.store.buf, s->u.store.n, idx);
-    return mfx_stmt_store(a, s->u.store.buf, 1, &flat, flatten_expr(a, s->u.store.value));
-  }
-  case MFX_STMT_LET:
-    return mfx_stmt_let(a, s->u.let.var, flatten_expr(a, s->u.let.value),
-                        mfx_flatten_stmt(a, s->u.let.body));
-  case MFX_STMT_IF:
-    return mfx_stmt_if(a, flatten_expr(a, s->u.if_.cond), mfx_flatten_stmt(a, s->u.if_.then_s),
-                       mfx_flatten_stmt(a, s->u.if_.else_s));
-  case MFX_STMT_ALLOCATE:
-    return mfx_stmt_allocate(a, s->u.alloc.buf, mfx_flatten_stmt(a, s->u.alloc.body));
-  case MFX_STMT_SEQ: {
-    mfx_stmt **items = mfx_arena_alloc(a, sizeof(mfx_stmt *) * (size_t)(s->u.seq.n + 1));
-    for (int i = 0; i < s->u.seq.n; i++) items[i] = mfx_flatten_stmt(a, s->u.seq.items[i]);
-    return mfx_stmt_seq(a, s->u.seq.n, items);
-  }
-  default: return s;
-  }
+  mfx_ir_mutator m = simplifier(a);
+  return mfx_ir_mutate_stmt(&m, s);
 }

@@ -16,7 +16,7 @@ typedef struct {
 } mfx_knob_set;
 
 int mfx_target_is_gpu(const char *target) {
-  return target != NULL && strncmp(target, "cuda", 4) == 0;
+  return mfx_target_names_gpu(target);
 }
 
 const mfx_knob *mfx_op_knobs(const mfx_op *op, const char *target, int *n) {

@@ -32,10 +32,11 @@ mfx_status mfx_op_build_for(const mfx_op *op, const char *target, mfx_arena *a,
 mfx_status mfx_op_gpu_program(const mfx_op *op, mfx_arena *a, const int64_t *dims,
                               const mfx_config *cfg, mfx_gpu_program **out) {
   mfx_schedule *s = NULL;
-  mfx_func *fn = NULL;
+  mfx_build_result r;
   MFX_TRY(mfx_op_build_for(op, "cuda", a, dims, cfg, &s));
-  MFX_TRY(mfx_lower(s, op->name, &fn));
-  return mfx_split_kernels(a, fn, out);
+  MFX_TRY(mfx_build(s, op->name, "cuda", MFX_BUILD_PROGRAM, NULL, &r));
+  *out = r.program;
+  return MFX_OK;
 }
 
 /* ---- the host kernel ----------------------------------------------------------------- */
@@ -55,8 +56,11 @@ static mfx_status mfx_op_build_and_jit(mfx_op_kernel *k) {
   k->arena = mfx_arena_create();
   if (k->arena == NULL) return mfx_fail(MFX_ERR_NOMEM, "out of memory creating an arena");
   MFX_TRY(k->op->build(k->arena, k->dims, &k->cfg, &k->schedule));
-  MFX_TRY(mfx_lower(k->schedule, k->op->name, &k->func));
-  return mfx_jit_compile(k->func, &k->jit);
+  mfx_build_result r;
+  MFX_TRY(mfx_build(k->schedule, k->op->name, "cpu", MFX_BUILD_JIT, NULL, &r));
+  k->func = r.func;
+  k->jit = r.jit;
+  return MFX_OK;
 }
 
 mfx_status mfx_op_compile(const mfx_op *op, const int64_t *dims, const mfx_config *cfg,

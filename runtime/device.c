@@ -5,6 +5,7 @@
 #include "mfx/device.h"
 
 #include "cuda_driver.h"
+#include "mfx/target.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -201,26 +202,17 @@ static mfx_status mfx_device_open_cuda(mfx_device *dev, int ordinal) {
 
 /* ---- opening ------------------------------------------------------------------ */
 
-/* "cpu", "cuda", "cuda:N". */
+/* "cpu", "cuda", "cuda:N" (mfx_target_parse, less the code-only targets). */
 static mfx_status mfx_device_parse(const char *spec, mfx_device_kind *kind, int *ordinal) {
+  mfx_target t;
   *ordinal = 0;
-  if (spec != NULL && strcmp(spec, "cpu") == 0) {
-    *kind = MFX_DEVICE_CPU;
-    return MFX_OK;
-  }
   *kind = MFX_DEVICE_CUDA;
-  if (spec != NULL && strcmp(spec, "cuda") == 0) return MFX_OK;
-  if (spec != NULL && strncmp(spec, "cuda:", 5) == 0 && spec[5] >= '0' && spec[5] <= '9') {
-    char *end;
-    errno = 0;
-    long n = strtol(spec + 5, &end, 10);
-    if (errno == 0 && *end == '\0' && n <= 65535) {
-      *ordinal = (int)n;
-      return MFX_OK;
-    }
-  }
-  return mfx_fail(MFX_ERR_INVALID, "device \"%s\": expected \"cpu\", \"cuda\" or \"cuda:N\"",
-                  spec != NULL ? spec : "(null)");
+  if (mfx_target_parse(spec, &t) != MFX_OK || t.kind == MFX_TARGET_EMULATE || t.sm != 0)
+    return mfx_fail(MFX_ERR_INVALID, "device \"%s\": expected \"cpu\", \"cuda\" or \"cuda:N\"",
+                    spec != NULL ? spec : "(null)");
+  *kind = t.kind == MFX_TARGET_CPU ? MFX_DEVICE_CPU : MFX_DEVICE_CUDA;
+  if (t.device > 0) *ordinal = t.device;
+  return MFX_OK;
 }
 
 static void mfx_device_describe(mfx_device *dev) {

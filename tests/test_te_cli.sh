@@ -31,5 +31,13 @@ expect 1 "cannot read TE text" "$MFX" lower "$tmp/missing.te"
 printf 'placeholder X: f32[4]\n\0garbage' >"$tmp/binary.te"
 expect 1 "cannot read TE text" "$MFX" lower "$tmp/binary.te"
 expect 2 "fixes its own shapes" "$MFX" lower "$tmp/relu_mm.te" --dims M=4
+# The pass table: listed in order, and the IR printed after one of them.
+expect 0 " 1 simplify " "$MFX" lower --passes
+expect 0 " 2 flatten " "$MFX" lower --passes
+expect 0 " 3 simplify " "$MFX" lower --passes
+expect 0 "loop IR after flatten (run 1)" "$MFX" lower "$tmp/relu_mm.te" --print-after flatten
+expect 0 "loop IR after simplify (run 2)" "$MFX" lower "$tmp/relu_mm.te" --print-after simplify
+expect 2 "no such pass" "$MFX" lower "$tmp/relu_mm.te" --print-after fold
+expect 2 "needs a pass name" "$MFX" lower "$tmp/relu_mm.te" --print-after
 [ $failures = 0 ] && echo "test_te_cli: all checks passed"
 exit $((failures > 0))

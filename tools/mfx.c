@@ -61,7 +61,9 @@ static const char tool_lower_usage[] =
     "every loop serial).\n"
     "  --dims M=64,N=64,K=64   every dim of the op, once, positive\n"
     "  --config '{\"knob\":V}'   knob values over the defaults\n"
-    "  --emit ll|asm           print LLVM IR or host assembly instead\n";
+    "  --emit ll|asm           print LLVM IR or host assembly instead\n"
+    "  --print-after PASS      also print the loop IR after each run of PASS\n"
+    "  --passes                list the passes lowering runs, in order, and exit\n";
 
 static const char tool_run_usage[] =
     "usage: mfx run OP --dims NAME=V,... [options]\n"

@@ -348,49 +348,21 @@ static int tool_write_output(const char *path, const void *data, size_t size) {
   return 0;
 }
 
-/* LLVM IR, assembly or an object of the host kernel. */
-static int tool_emit_host(const tool_problem *p, mfx_emit_kind kind, const char *output) {
+/* LLVM IR, assembly or an object of the host kernel; LLVM IR or PTX of the
+ * GPU program (its kernels split at grid-wide barriers) for cuda:sm_XX. */
+static int tool_emit_code(const tool_problem *p, const char *target, mfx_build_emit what,
+                          const char *output) {
   mfx_arena *arena = mfx_arena_create();
   if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
   mfx_schedule *s = NULL;
-  mfx_func *fn = NULL;
-  char *data = NULL;
-  size_t size = 0;
-  int rc = 0;
-  if (p->op->build(arena, p->dims, &p->cfg, &s) != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "building the schedule");
-  else if (mfx_lower(s, p->op->name, &fn) != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
-  else if (mfx_codegen_emit(fn, kind, &data, &size) != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "code generation");
-  else rc = tool_write_output(output, data, size);
-  free(data);
-  mfx_arena_destroy(arena);
-  return rc;
-}
-
-/* LLVM IR or PTX of the GPU program (its kernels split at grid-wide
- * barriers), for the target's architecture. */
-static int tool_emit_gpu(const tool_problem *p, const char *target, mfx_emit_kind kind,
-                         const char *output) {
-  mfx_arena *arena = mfx_arena_create();
-  if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
-  mfx_schedule *s = NULL;
-  mfx_func *fn = NULL;
-  mfx_gpu_program *prog = NULL;
-  char *data = NULL;
-  size_t size = 0;
+  mfx_build_result r = {0};
   int rc = 0;
   if (mfx_op_build_for(p->op, target, arena, p->dims, &p->cfg, &s) != MFX_OK)
     rc = tool_error_status(TOOL_EXIT_FAIL, "building the schedule");
-  else if (mfx_lower(s, p->op->name, &fn) != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
-  else if (mfx_split_kernels(arena, fn, &prog) != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "splitting into GPU kernels");
-  else if (mfx_codegen_gpu_emit(prog, target + strlen("cuda:"), kind, &data, &size) != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "GPU code generation");
-  else rc = tool_write_output(output, data, size);
-  free(data);
+  else if (mfx_build(s, p->op->name, target, what, NULL, &r) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "code generation");
+  else rc = tool_write_output(output, r.data, r.size);
+  free(r.data);
   mfx_arena_destroy(arena);
   return rc;
 }
@@ -399,25 +371,25 @@ static int tool_compile_emit(const tool_compile_args *a) {
   tool_problem p;
   int rc = tool_compile_resolve(&a->groups[0].args, a->target, &p);
   if (rc != 0) return rc;
-  int cuda = strncmp(a->target, "cuda", 4) == 0;
+  int cuda = mfx_target_names_gpu(a->target);
   if (!cuda && strcmp(a->emit, "ptx") == 0)
     return tool_error(TOOL_EXIT_USAGE, "--emit ptx is GPU code; give --target cuda:sm_XX "
                       "(e.g. cuda:sm_80)");
   if (cuda && strcmp(a->emit, "obj") == 0)
     return tool_error(TOOL_EXIT_USAGE, "--emit obj is host code; for --target %s use --emit "
                       "ptx (the CUDA driver or ptxas makes GPU binaries)", a->target);
-  mfx_emit_kind kind = strcmp(a->emit, "ll") == 0    ? MFX_EMIT_LL
-                       : strcmp(a->emit, "obj") == 0 ? MFX_EMIT_OBJ
-                                                     : MFX_EMIT_ASM; /* asm; ptx on a GPU */
-  return cuda ? tool_emit_gpu(&p, a->target, kind, a->output)
-              : tool_emit_host(&p, kind, a->output);
+  mfx_build_emit what = strcmp(a->emit, "ll") == 0    ? MFX_BUILD_LL
+                        : strcmp(a->emit, "obj") == 0 ? MFX_BUILD_OBJ
+                        : strcmp(a->emit, "ptx") == 0 ? MFX_BUILD_PTX
+                                                      : MFX_BUILD_ASM;
+  return tool_emit_code(&p, a->target, what, a->output);
 }
 
 static int tool_compile_check_target(const char *target) {
-  if (strcmp(target, "cpu") == 0) return 0;
-  const char *p = target + 8;
-  size_t digits = strncmp(target, "cuda:sm_", 8) == 0 ? strspn(p, "0123456789") : 0;
-  if (digits >= 2 && digits <= 3 && (p[digits] == '\0' || strcmp(p + digits, "a") == 0)) return 0;
+  mfx_target t;
+  if (mfx_target_parse(target, &t) == MFX_OK &&
+      (t.kind == MFX_TARGET_CPU || (t.kind == MFX_TARGET_CUDA && t.sm)))
+    return 0;
   return tool_error(TOOL_EXIT_USAGE, "--target '%s': expected cpu or cuda:sm_XX (e.g. "
                     "cuda:sm_80, cuda:sm_90)", target);
 }

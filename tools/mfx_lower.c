@@ -27,34 +27,75 @@ static void tool_print_layers(const tool_problem *p, mfx_schedule *s, const mfx_
   mfx_print_func(stdout, fn);
 }
 
-static int tool_emit(const mfx_func *fn, const char *format) {
-  mfx_emit_kind kind = strcmp(format, "asm") == 0 ? MFX_EMIT_ASM : MFX_EMIT_LL;
-  char *data = NULL;
-  size_t size = 0;
-  if (mfx_codegen_emit(fn, kind, &data, &size) != MFX_OK) {
-    return tool_error_status(TOOL_EXIT_FAIL, "code generation");
-  }
-  fwrite(data, 1, size, stdout);
-  if (size > 0 && data[size - 1] != '\n') putchar('\n');
-  free(data);
+/* ---- the pass table: --passes, --print-after PASS ------------------------------ */
+
+static int tool_print_passes(void) {
+  int n;
+  const mfx_pass *passes = mfx_lower_passes(&n);
+  printf("passes mfx lower runs on the loop IR, in order:\n");
+  for (int i = 0; i < n; i++) printf("  %2d %-10s %s\n", i + 1, passes[i].name, passes[i].description);
+  return TOOL_EXIT_OK;
+}
+
+static int tool_is_pass(const char *name) {
+  int n;
+  const mfx_pass *passes = mfx_lower_passes(&n);
+  for (int i = 0; i < n; i++)
+    if (strcmp(passes[i].name, name) == 0) return 1;
   return 0;
 }
 
-static int tool_lower_problem(const tool_problem *p, const char *emit) {
+typedef struct {
+  const char *name;
+  int runs;
+} tool_trace;
+
+/* Prints the loop IR after each run of the pass the trace names. */
+static void tool_print_after(const mfx_pass *pass, const mfx_func *fn, void *ctx) {
+  tool_trace *t = ctx;
+  if (strcmp(pass->name, t->name) != 0) return;
+  char title[96];
+  snprintf(title, sizeof title, "loop IR after %s (run %d)", pass->name, ++t->runs);
+  tool_print_heading(title);
+  mfx_print_func(stdout, fn);
+  printf("\n");
+}
+
+/* Lower s (printing the IR after the pass print_after, if any), and with
+ * emit ("ll" or "asm") generate host code into *r. */
+static mfx_status tool_lower(mfx_schedule *s, const char *name, const char *print_after,
+                             const char *emit, mfx_build_result *r) {
+  tool_trace t = {print_after, 0};
+  mfx_build_options opts = {print_after != NULL ? tool_print_after : NULL, &t};
+  mfx_build_emit what = emit == NULL                ? MFX_BUILD_FUNC
+                        : strcmp(emit, "asm") == 0 ? MFX_BUILD_ASM
+                                                   : MFX_BUILD_LL;
+  return mfx_build(s, name, "cpu", what, &opts, r);
+}
+
+static int tool_emit(const mfx_build_result *r) {
+  fwrite(r->data, 1, r->size, stdout);
+  if (r->size > 0 && r->data[r->size - 1] != '\n') putchar('\n');
+  return 0;
+}
+
+static int tool_lower_problem(const tool_problem *p, const char *emit, const char *print_after) {
   mfx_arena *arena = mfx_arena_create();
   if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
   mfx_schedule *s = NULL;
-  mfx_func *fn = NULL;
+  mfx_build_result r = {0};
   int rc = 0;
   if (p->op->build(arena, p->dims, &p->cfg, &s) != MFX_OK) {
     rc = tool_error_status(TOOL_EXIT_FAIL, "building the schedule");
-  } else if (mfx_lower(s, p->op->name, &fn) != MFX_OK) {
-    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
+  } else if (tool_lower(s, p->op->name, print_after, emit, &r) != MFX_OK) {
+    rc = tool_error_status(TOOL_EXIT_FAIL, emit != NULL ? "lowering and code generation"
+                                                        : "lowering");
   } else if (emit != NULL) {
-    rc = tool_emit(fn, emit);
+    rc = tool_emit(&r);
   } else {
-    tool_print_layers(p, s, fn);
+    tool_print_layers(p, s, r.func);
   }
+  free(r.data);
   mfx_arena_destroy(arena);
   return rc;
 }
@@ -97,19 +138,20 @@ static char *tool_read_file(const char *path) {
 }
 
 /* The TE as written, its default schedule (every loop serial) and loop IR. */
-static int tool_lower_te_file(const char *path, const char *emit) {
+static int tool_lower_te_file(const char *path, const char *emit, const char *print_after) {
   char *text = tool_read_file(path);
   if (text == NULL) return tool_error(TOOL_EXIT_FAIL, "cannot read TE text from %s", path);
   mfx_arena *arena = mfx_arena_create();
   mfx_schedule *s = NULL;
-  mfx_func *fn = NULL;
+  mfx_build_result r = {0};
   int rc = 0;
   if (mfx_te_parse(arena, text, path, &s) != MFX_OK) {
     rc = tool_error_status(TOOL_EXIT_FAIL, "parsing");
-  } else if (mfx_lower(s, "kernel", &fn) != MFX_OK) {
-    rc = tool_error_status(TOOL_EXIT_FAIL, "lowering");
+  } else if (tool_lower(s, "kernel", print_after, emit, &r) != MFX_OK) {
+    rc = tool_error_status(TOOL_EXIT_FAIL, emit != NULL ? "lowering and code generation"
+                                                        : "lowering");
   } else if (emit != NULL) {
-    rc = tool_emit(fn, emit);
+    rc = tool_emit(&r);
   } else {
     printf("# %s (default schedule: every loop serial)\n\n", path);
     tool_print_heading("tensor expression");
@@ -119,15 +161,46 @@ static int tool_lower_te_file(const char *path, const char *emit) {
     mfx_print_schedule(stdout, s);
     printf("\n");
     tool_print_heading("loop IR");
-    mfx_print_func(stdout, fn);
+    mfx_print_func(stdout, r.func);
   }
+  free(r.data);
   mfx_arena_destroy(arena);
   free(text);
   return rc;
 }
 
+/* Takes --passes and --print-after PASS out of argv (the shared parser knows
+ * neither); -1 on a usage error, already reported. */
+static int tool_lower_own_flags(int *argc, char **argv, int *passes, const char **print_after) {
+  int n = 1;
+  for (int i = 1; i < *argc; i++) {
+    if (strcmp(argv[i], "--passes") == 0) {
+      *passes = 1;
+    } else if (strcmp(argv[i], "--print-after") == 0) {
+      if (i + 1 >= *argc) {
+        tool_error(TOOL_EXIT_USAGE, "--print-after needs a pass name (see mfx lower --passes)");
+        return -1;
+      }
+      *print_after = argv[++i];
+      if (!tool_is_pass(*print_after)) {
+        tool_error(TOOL_EXIT_USAGE, "--print-after %s: no such pass (see mfx lower --passes)",
+                   *print_after);
+        return -1;
+      }
+    } else {
+      argv[n++] = argv[i];
+    }
+  }
+  *argc = n;
+  return 0;
+}
+
 int tool_cmd_lower(int argc, char **argv) {
   tool_args args;
+  int passes = 0;
+  const char *print_after = NULL;
+  if (tool_lower_own_flags(&argc, argv, &passes, &print_after) != 0) return TOOL_EXIT_USAGE;
+  if (passes) return tool_print_passes();
   int rc = tool_parse_args(argc, argv, TOOL_OPT_DIMS | TOOL_OPT_CONFIG | TOOL_OPT_EMIT, &args);
   if (rc != 0) return rc;
   if (args.help) {
@@ -138,14 +211,14 @@ int tool_cmd_lower(int argc, char **argv) {
     if (args.dims_text != NULL || args.config_json != NULL)
       return tool_error(TOOL_EXIT_USAGE, "%s: a TE file fixes its own shapes; --dims and --config "
                         "apply to ops", args.op_name);
-    rc = tool_lower_te_file(args.op_name, args.emit);
+    rc = tool_lower_te_file(args.op_name, args.emit, print_after);
     if (fflush(stdout) != 0 && rc == 0) rc = tool_error(TOOL_EXIT_FAIL, "writing standard output");
     return rc;
   }
   tool_problem p;
   rc = tool_resolve_problem(&args, &p);
   if (rc != 0) return rc;
-  rc = tool_lower_problem(&p, args.emit);
+  rc = tool_lower_problem(&p, args.emit, print_after);
   if (fflush(stdout) != 0 && rc == 0) rc = tool_error(TOOL_EXIT_FAIL, "writing standard output");
   return rc;
 }

@@ -3,8 +3,10 @@
  *
  *   te.c        tensor expressions (placeholders, computes, reductions)
  *   schedule.c  schedule primitives: annotate stages, never rewrite them
- *   lower.c     schedule + TE -> loop IR (bounds, guards, local accumulators)
- *   simplify.c  constant folding and index simplification; flattening
+ *   ir.c, ir_visit.c, ir_substitute.c  nodes, the visitor/mutator, substitution
+ *   lower.c     schedule + TE -> loop IR (bounds, guards, local accumulators);
+ *               lower_region.c (cache_read/compute_at buffers), lower_verify.c
+ *   passes.c    the pass table lowering runs: simplify.c, flatten.c
  *   print.c     text form of every layer
  *   codegen_llvm.c  loop IR -> LLVM IR -> host JIT / object / assembly
  *   target_nvptx.c  GPU programs (kernels.c) -> PTX for nvptx64
@@ -15,6 +17,7 @@
 
 #include <stdio.h>
 #include "mfx/runtime.h"
+#include "mfx/target.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -330,6 +333,47 @@ mfx_stmt *mfx_stmt_allocate(mfx_arena *a, mfx_buffer *b, mfx_stmt *body);
 mfx_stmt *mfx_stmt_seq(mfx_arena *a, int n, mfx_stmt *const *items);
 mfx_stmt *mfx_stmt_barrier(mfx_arena *a);
 
+/* ---- visiting and rewriting the IR (ir_visit.c) -------------------------------
+ * One walker and one rewriter that every pass is written on. Embed the struct
+ * as the first member of a pass's own state and cast back in the callbacks.
+ *
+ * Visitor: mfx_ir_visit_expr/stmt call v->expr/v->stmt for each node; a NULL
+ * callback means "visit the children" (mfx_ir_visit_*_children), a callback
+ * that wants the children calls those itself. Setting v->stop ends the walk.
+ * Statements' children are their expressions (in field order), then their
+ * statements. Loop and let variables are not visited as expressions.
+ *
+ * Mutator: mfx_ir_mutate_expr/stmt return the callback's result (NULL
+ * callback: mfx_ir_mutate_*_children). The children functions rebuild only
+ * what changed: the same pointer when every child comes back unchanged,
+ * otherwise a shallow copy of the node (in m->arena) with the new children;
+ * a tree is thus shared, never modified in place. NULL in, NULL out. */
+typedef struct mfx_ir_visitor mfx_ir_visitor;
+struct mfx_ir_visitor {
+  void (*expr)(mfx_ir_visitor *v, const mfx_expr *e);
+  void (*stmt)(mfx_ir_visitor *v, const mfx_stmt *s);
+  int stop;
+};
+void mfx_ir_visit_expr(mfx_ir_visitor *v, const mfx_expr *e);
+void mfx_ir_visit_stmt(mfx_ir_visitor *v, const mfx_stmt *s);
+void mfx_ir_visit_expr_children(mfx_ir_visitor *v, const mfx_expr *e);
+void mfx_ir_visit_stmt_children(mfx_ir_visitor *v, const mfx_stmt *s);
+
+typedef struct mfx_ir_mutator mfx_ir_mutator;
+struct mfx_ir_mutator {
+  mfx_arena *arena;
+  mfx_expr *(*expr)(mfx_ir_mutator *m, mfx_expr *e);
+  mfx_stmt *(*stmt)(mfx_ir_mutator *m, mfx_stmt *s);
+};
+mfx_expr *mfx_ir_mutate_expr(mfx_ir_mutator *m, mfx_expr *e);
+mfx_stmt *mfx_ir_mutate_stmt(mfx_ir_mutator *m, mfx_stmt *s);
+mfx_expr *mfx_ir_mutate_expr_children(mfx_ir_mutator *m, mfx_expr *e);
+mfx_stmt *mfx_ir_mutate_stmt_children(mfx_ir_mutator *m, mfx_stmt *s);
+
+/* Replace variables in a statement, as mfx_expr_substitute (loop and let
+ * variables themselves stay). */
+mfx_stmt *mfx_stmt_substitute(mfx_arena *a, mfx_stmt *s, mfx_expr **repl);
+
 /* A lowered kernel: args are the schedule's inputs then its outputs. */
 typedef struct {
   const char *name;
@@ -338,8 +382,26 @@ typedef struct {
   mfx_stmt *body;
 } mfx_func;
 
-/* Lower a schedule to loop IR, run the passes (guards, simplify, flatten). */
+/* Lower a schedule to loop IR, then run the pass table (mfx_lower_passes). */
 mfx_status mfx_lower(mfx_schedule *s, const char *name, mfx_func **out);
+
+/* The passes over loop IR that lowering runs after building the loop nests,
+ * in order (passes.c): one entry per run, so a new pass is one line there. A
+ * pass returns the rewritten tree (NULL only when memory runs out). */
+typedef mfx_stmt *(*mfx_pass_fn)(mfx_arena *a, mfx_stmt *s);
+typedef struct {
+  const char *name;        /* "simplify", "flatten", ... */
+  mfx_pass_fn run;
+  const char *description; /* one line */
+} mfx_pass;
+const mfx_pass *mfx_lower_passes(int *n);
+/* mfx_lower, calling after(pass, fn, ctx) once each pass has run (fn->body is
+ * the tree so far); after may be NULL. */
+typedef void (*mfx_pass_hook)(const mfx_pass *pass, const mfx_func *fn, void *ctx);
+mfx_status mfx_lower_traced(mfx_schedule *s, const char *name, mfx_pass_hook after, void *ctx,
+                            mfx_func **out);
+/* Run the table on fn->body in place of it. */
+mfx_status mfx_run_passes(mfx_arena *a, mfx_func *fn, mfx_pass_hook after, void *ctx);
 /* The passes, also callable one by one (each returns a new tree). */
 mfx_stmt *mfx_simplify_stmt(mfx_arena *a, mfx_stmt *s);
 mfx_expr *mfx_simplify_expr(mfx_arena *a, mfx_expr *e);
@@ -438,6 +500,41 @@ mfx_status mfx_codegen_ptx(const mfx_gpu_program *p, const char *sm, char **ptx,
  * MFX_EMIT_OBJ is refused (ptxas or the driver make GPU binaries). */
 mfx_status mfx_codegen_gpu_emit(const mfx_gpu_program *p, const char *sm, mfx_emit_kind kind,
                                 char **data, size_t *size);
+
+/* ---- the build driver (build.c) ----------------------------------------------
+ * Schedule -> lower -> (GPU: split into launches) -> code, in one call, as
+ * every tool and library builds a kernel. The target is a target string
+ * (mfx/target.h): cpu; cuda, cuda:N or emulate (the GPU program; JIT on the
+ * CPU through gpu_emulate); cuda:sm_XX (also LLVM IR or PTX for that
+ * architecture). */
+typedef enum {
+  MFX_BUILD_FUNC,    /* lowered loop IR only */
+  MFX_BUILD_PROGRAM, /* GPU: the launches (mfx_split_kernels) */
+  MFX_BUILD_JIT,     /* cpu: JIT for this CPU; GPU targets: the emulated program */
+  MFX_BUILD_LL,      /* LLVM IR text (host, or nvptx for cuda:sm_XX) */
+  MFX_BUILD_ASM,     /* host assembly text, or PTX for cuda:sm_XX */
+  MFX_BUILD_OBJ,     /* cpu: an ELF object */
+  MFX_BUILD_PTX,     /* cuda:sm_XX: PTX text */
+} mfx_build_emit;
+
+typedef struct {
+  mfx_pass_hook after; /* called after each pass of lowering (may be NULL) */
+  void *ctx;
+} mfx_build_options;
+
+typedef struct {
+  mfx_func *func;           /* always, on success (in the schedule's arena) */
+  mfx_gpu_program *program; /* GPU targets */
+  mfx_jit_kernel *jit;      /* MFX_BUILD_JIT; free with mfx_jit_free */
+  char *data;               /* LL, ASM, OBJ, PTX: malloc'd, the caller frees */
+  size_t size;
+} mfx_build_result;
+
+/* name: the function's name; opts may be NULL. On failure *out holds nothing
+ * to free, and the message names the step and the target. */
+mfx_status mfx_build(mfx_schedule *s, const char *name, const char *target, mfx_build_emit what,
+                     const mfx_build_options *opts, mfx_build_result *out);
+const char *mfx_build_emit_name(mfx_build_emit what); /* "jit", "ptx", ... */
 
 #ifdef __cplusplus
 }
