@@ -6,6 +6,7 @@
  * intermediate tensors a workspace. Then simplify and flatten. */
 #include <string.h>
 
+#include "bounds.h"
 #include "mfx/compiler.h"
 
 typedef struct {
@@ -690,6 +691,17 @@ static mfx_status check_attached_readers(const mfx_schedule *s, const mfx_stage 
   return MFX_OK;
 }
 
+/* The walkers below recurse: refuse a body deeper than the TE allows
+ * (inlining adds the producers' levels). */
+static mfx_status check_depth(const mfx_stage *st, const mfx_expr *body, const char *with) {
+  if (!body)
+    return mfx_fail(MFX_ERR_INVALID, "compute %s: no body (mfx_compute_set_body was not called)",
+                    st->tensor->buf->name);
+  if (!mfx_expr_deeper_than(body, MFX_MAX_EXPR_DEPTH)) return MFX_OK;
+  return mfx_fail(MFX_ERR_SCHEDULE, "compute %s: more than %d levels deep%s (the limit)",
+                  st->tensor->buf->name, MFX_MAX_EXPR_DEPTH, with);
+}
+
 /* ---- the function ---------------------------------------------------------------------------- */
 
 mfx_status mfx_lower(mfx_schedule *s, const char *name, mfx_func **out) {
@@ -702,7 +714,9 @@ mfx_status mfx_lower(mfx_schedule *s, const char *name, mfx_func **out) {
     mfx_stage *st = s->stages[i];
     mfx_status rc = check_attached_readers(s, st);
     if (rc != MFX_OK) return rc;
+    if ((rc = check_depth(st, st->tensor->body, "")) != MFX_OK) return rc;
     bodies[i] = inline_loads(a, st->tensor->body, bodies, s);
+    if ((rc = check_depth(st, bodies[i], " with its inlined producers")) != MFX_OK) return rc;
     if (st->inlined || st->attached_to) continue;
     rc = lower_stage(a, s, st, bodies[i], bodies, &parts[n_parts]);
     if (rc == MFX_OK) rc = check_loops(parts[n_parts], 0, st->tensor->buf->name);
