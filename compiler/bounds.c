@@ -269,9 +269,8 @@ static mfx_status index_error(const mfx_expr *load, int d, range r) {
 mfx_status mfx_check_load(const mfx_expr *load) {
   if (!load || load->kind != MFX_EXPR_LOAD) return MFX_OK;
   const mfx_buffer *b = load->u.load.buf;
-  for (int d = 0; d < load->u.load.n; d++)
-    if (reads_data(load->u.load.idx[d])) return MFX_OK; /* data-dependent: checked at run time */
   for (int d = 0; d < load->u.load.n && d < b->ndim; d++) {
+    if (reads_data(load->u.load.idx[d])) continue; /* data-dependent: checked at run time */
     range r = range_of(load->u.load.idx[d]);
     if (!r.known || r.lo < 0 || r.hi >= b->shape[d]) return index_error(load, d, r);
   }

@@ -14,11 +14,11 @@
 /* 1 if e is more than `limit` levels deep; looks at most limit + 1 deep. */
 int mfx_expr_deeper_than(const mfx_expr *e, int limit);
 
-/* Every load in e (one at a time, not below) reads inside its buffer, for
- * all values of the axes (each in [0, extent)); a load whose indices read
- * data (X[idx[m], d]) cannot be bounded here and is skipped: the runtime
- * checks those. Sets the message (no location, no compute name) and returns
- * MFX_ERR_INVALID otherwise. */
+/* The load reads inside its buffer for all values of the axes (each in
+ * [0, extent)); an index that reads data (idx[m] in X[idx[m], d]) cannot be
+ * bounded here and is skipped (the runtime checks those), its other indices
+ * are checked. Else sets the message (no location, no compute name) and
+ * returns MFX_ERR_INVALID. Does not look at loads inside the indices. */
 mfx_status mfx_check_load(const mfx_expr *load);
 /* An integer DIV or MOD node: its divisor is provably nonzero and it cannot
  * overflow (MIN / -1). Any other node: MFX_OK. */
