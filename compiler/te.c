@@ -162,6 +162,10 @@ mfx_status mfx_compute_set_body(mfx_arena *a, mfx_tensor *t, mfx_expr *body) {
     return mfx_fail(MFX_ERR_INVALID, "set_body: not a compute tensor");
   if (!body)
     return mfx_fail_context(MFX_ERR_INVALID, "compute %s: body", t->buf->name);
+  if (body->kind == MFX_EXPR_FLOAT && !mfx_dtype_is_float(t->buf->dtype) &&
+      !(body->u.f >= -9223372036854775808.0 && body->u.f < 9223372036854775808.0))
+    return mfx_fail(MFX_ERR_INVALID, "compute %s: constant body %g does not fit %s", t->buf->name,
+                    body->u.f, mfx_dtype_name(t->buf->dtype));
   if (body->kind == MFX_EXPR_INT || body->kind == MFX_EXPR_FLOAT)
     body = mfx_dtype_is_float(t->buf->dtype)
                ? mfx_f32(a, body->kind == MFX_EXPR_INT ? (double)body->u.i : body->u.f)

@@ -158,6 +158,9 @@ static const struct { const char *text, *message; } BAD[] = {
     {"placeholder X: f32[3037000500, 3037000500]\n", "tensor X: too many elements"},
     {"placeholder X: u8[1099511627777]\n", "tensor X: too many elements"},
     {"placeholder X: f32[4, 4]\ncompute Y: f32[4, 4] (i, i) = X[i, i]\n", "2:26: axis 'i' is defined twice"},
+    /* Found by fuzz_te_parse: the conversion to int64 was undefined. */
+    {"compute Y: i32[4] (i) = inf\n", "compute Y: constant body inf does not fit i32"},
+    {"compute Y: i32[4] (i) = -1e30\n", "compute Y: constant body -1e+30 does not fit i32"},
 };
 
 START_TEST(malformed_text_is_an_error) {
