@@ -74,13 +74,14 @@ test: build build-asan build-fuzz
 # Crashes go to $(FUZZ_BUILD)/crashes; add one to tests/fuzz/regressions/NAME/.
 fuzz: build-fuzz
 	@mkdir -p $(FUZZ_BUILD)/crashes
-	@for f in $(FUZZ_BUILD)/bin/fuzz_*; do \
+	@failed=""; for f in $(FUZZ_BUILD)/bin/fuzz_*; do \
 	  name=$$(basename $$f); target=$${name#fuzz_}; \
 	  dirs=tests/fuzz/$$target; \
 	  [ -d tests/fuzz/regressions/$$target ] && dirs="$$dirs tests/fuzz/regressions/$$target"; \
 	  MFX_FUZZ_ARTIFACTS=$(FUZZ_BUILD)/crashes $(SANITIZER_ENV) \
-	    bash tests/fuzz/run.sh $$f $(FUZZ_SECONDS) $$dirs || exit 1; \
-	done
+	    bash tests/fuzz/run.sh $$f $(FUZZ_SECONDS) $$dirs || failed="$$failed $$name"; \
+	done; \
+	[ -z "$$failed" ] || { echo "mfx: fuzz targets that failed:$$failed (inputs in $(FUZZ_BUILD)/crashes)"; exit 1; }
 
 run: build
 	$(BUILD)/bin/mfx demo
