@@ -289,7 +289,7 @@ mfx_status mfx_check_division(const mfx_expr *e) {
     return mfx_fail(MFX_ERR_INVALID, "integer %s by the constant 0", what);
   range ry = range_of(y);
   if (contains(ry, 0)) {
-    char why[260] = "its range is unknown";
+    char why[512] = "its range is unknown";
     char where[200] = "";
     size_t used = 0;
     axes_text(y, where, sizeof where, &used);

@@ -181,14 +181,21 @@ END_TEST
 
 /* Text that is deep without being long per line, in every shape that used
  * to overflow the stack (the parser's recursion, or the walkers after it). */
+static char *append(char *p, const char *s) {
+  size_t n = strlen(s);
+  memcpy(p, s, n);
+  return p + n;
+}
+
 static char *repeated(const char *head, const char *unit, int n, const char *mid, const char *close) {
   size_t size = strlen(head) + (strlen(unit) + strlen(close)) * (size_t)n + strlen(mid) + 2;
-  char *text = malloc(size), *p = text;
-  p += sprintf(p, "%s", head);
-  for (int i = 0; i < n; i++) p += sprintf(p, "%s", unit);
-  p += sprintf(p, "%s", mid);
-  for (int i = 0; i < n; i++) p += sprintf(p, "%s", close);
-  sprintf(p, "\n");
+  char *text = malloc(size);
+  if (!text) abort();
+  char *p = append(text, head);
+  for (int i = 0; i < n; i++) p = append(p, unit);
+  p = append(p, mid);
+  for (int i = 0; i < n; i++) p = append(p, close);
+  strcpy(p, "\n");
   return text;
 }
 
