@@ -1,16 +1,23 @@
 # Thin wrapper around CMake. The two commands a newcomer needs:
 #   make run    build, then run the demo
-#   make test   build release and sanitizer (ASan+UBSan) trees, run all tests
+#   make test   build release and sanitizer (ASan+UBSan) trees, run all tests,
+#               and run each fuzz target briefly (clang, a tree of its own)
+#   make fuzz   run each fuzz target for FUZZ_SECONDS (default 60)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CC ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
 MAKEFLAGS += --no-print-directory
 
 # Debian packages the build needs; any llvm-N-dev with N >= 14 will do.
 # g++ and zlib1g-dev: linking LLVM's static archives (MFX_LLVM_STATIC, the GPU pack).
+# clang-14 and libclang-rt-14-dev: the libFuzzer targets (tests/fuzz).
 PACKAGES := check libsqlite3-dev libopenblas-dev libcjson-dev pkg-config \
             python3-numpy python3-pytest python3-torch cmake libopenmpi-dev openmpi-bin \
-            g++ zlib1g-dev
+            g++ zlib1g-dev clang-14 libclang-rt-14-dev
 LLVM_PACKAGE := llvm-14-dev
 
 LSAN_SUPP := $(CURDIR)/tests/lsan.supp
@@ -18,7 +25,7 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1 \
                  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                  $(if $(wildcard $(LSAN_SUPP)),LSAN_OPTIONS=suppressions=$(LSAN_SUPP))
 
-.PHONY: all deps build build-asan test run clean
+.PHONY: all deps build build-asan build-fuzz test fuzz run clean
 
 all: build
 
@@ -51,12 +58,33 @@ build-asan: deps
 	      -DMFX_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
-test: build build-asan
+# libFuzzer needs clang (CC: read when the tree is first configured; a changed
+# CMAKE_C_COMPILER would reset the cache); only the fuzz programs and the
+# libraries they need are built.
+build-fuzz: deps
+	CC=$(FUZZ_CC) cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	      -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DMFX_FUZZ=ON -DMFX_FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target mfx_fuzz
+
+test: build build-asan build-fuzz
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && $(SANITIZER_ENV) ctest --output-on-failure -j$(JOBS)
+	cd $(FUZZ_BUILD) && $(SANITIZER_ENV) ctest --output-on-failure -j$(JOBS) -R '^fuzz_'
+
+# Crashes go to $(FUZZ_BUILD)/crashes; add one to tests/fuzz/regressions/NAME/.
+fuzz: build-fuzz
+	@mkdir -p $(FUZZ_BUILD)/crashes
+	@failed=""; for f in $(FUZZ_BUILD)/bin/fuzz_*; do \
+	  name=$$(basename $$f); target=$${name#fuzz_}; \
+	  dirs=tests/fuzz/$$target; \
+	  [ -d tests/fuzz/regressions/$$target ] && dirs="$$dirs tests/fuzz/regressions/$$target"; \
+	  MFX_FUZZ_ARTIFACTS=$(FUZZ_BUILD)/crashes $(SANITIZER_ENV) \
+	    bash tests/fuzz/run.sh $$f $(FUZZ_SECONDS) $$dirs || failed="$$failed $$name"; \
+	done; \
+	[ -z "$$failed" ] || { echo "mfx: fuzz targets that failed:$$failed (inputs in $(FUZZ_BUILD)/crashes)"; exit 1; }
 
 run: build
 	$(BUILD)/bin/mfx demo
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -2,6 +2,7 @@
  * line, with its whole key, so that a file moves records between machines
  * and back without loss), and an SVG plot of one tuning's progress. */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,9 +149,13 @@ static mfx_status tune_import_trial(const cJSON *o, const tune_import_at *at, mf
   t->m.spread = tune_json_number(o, "spread", 0.0);
   t->m.p10_s = tune_json_number(o, "p10_s", 0.0);
   t->m.p90_s = tune_json_number(o, "p90_s", 0.0);
-  t->m.repeats = (int)tune_json_number(o, "repeats", 0.0);
+  double repeats = tune_json_number(o, "repeats", 0.0), rank = tune_json_number(o, "rank", 0.0);
+  if (!(repeats >= 0 && repeats <= INT_MAX && rank >= 0 && rank <= INT_MAX)) /* (int) would be UB */
+    return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: \"repeats\" and \"rank\" must be from 0 "
+                    "to %d", at->name, at->line, INT_MAX);
+  t->m.repeats = (int)repeats;
   t->created = tune_json_number(o, "created", 0.0);
-  t->rank = (int)tune_json_number(o, "rank", 0.0);
+  t->rank = (int)rank;
   t->build_s = tune_json_number(o, "build_s", 0.0);
   const char *error = tune_json_string(o, "error");
   tune_copy_text(t->error, sizeof t->error, error != NULL ? error : "");

@@ -7,6 +7,7 @@
  * buffers: lower_region.c; checks on the result: lower_verify.c. */
 #include <string.h>
 
+#include "bounds.h"
 #include "lower_internal.h"
 
 /* NEST_ENCLOSING: the body holds the stage's other nests. */
@@ -288,6 +289,17 @@ static mfx_status lower_stage(mfx_arena *a, mfx_schedule *s, mfx_stage *st, mfx_
   return MFX_OK;
 }
 
+/* The walkers below recurse: refuse a body deeper than the TE allows
+ * (inlining adds the producers' levels). */
+static mfx_status check_depth(const mfx_stage *st, const mfx_expr *body, const char *with) {
+  if (!body)
+    return mfx_fail(MFX_ERR_INVALID, "compute %s: no body (mfx_compute_set_body was not called)",
+                    st->tensor->buf->name);
+  if (!mfx_expr_deeper_than(body, MFX_MAX_EXPR_DEPTH)) return MFX_OK;
+  return mfx_fail(MFX_ERR_SCHEDULE, "compute %s: more than %d levels deep%s (the limit)",
+                  st->tensor->buf->name, MFX_MAX_EXPR_DEPTH, with);
+}
+
 /* ---- the function ---------------------------------------------------------------------------- */
 
 mfx_status mfx_lower_traced(mfx_schedule *s, const char *name, mfx_pass_hook after, void *ctx,
@@ -301,7 +313,9 @@ mfx_status mfx_lower_traced(mfx_schedule *s, const char *name, mfx_pass_hook aft
     mfx_stage *st = s->stages[i];
     mfx_status rc = lower_check_attached_readers(s, st);
     if (rc != MFX_OK) return rc;
+    if ((rc = check_depth(st, st->tensor->body, "")) != MFX_OK) return rc;
     bodies[i] = inline_loads(a, st->tensor->body, bodies, s);
+    if ((rc = check_depth(st, bodies[i], " with its inlined producers")) != MFX_OK) return rc;
     if (st->inlined || st->attached_to) continue;
     rc = lower_stage(a, s, st, bodies[i], bodies, &parts[n_parts]);
     if (rc == MFX_OK) rc = lower_check_loops(parts[n_parts], st->tensor->buf->name);

@@ -12,9 +12,13 @@
  * are the placeholders in order; the outputs are the computes no other
  * compute reads. */
 #include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bounds.h"
 #include "mfx/compiler.h"
 
 typedef enum { TOK_END, TOK_NEWLINE, TOK_NAME, TOK_INT, TOK_FLOAT, TOK_PUNCT } tok_kind;
@@ -28,11 +32,14 @@ typedef struct {
 } token;
 
 #define MAX_TENSORS 64
+#define MAX_NAME 63 /* characters in a name */
 
 typedef struct {
   mfx_arena *a;
   const char *src, *p, *file;
   int line, col, depth;
+  int nest;       /* parse_expr / parse_unary calls open now */
+  int last_depth; /* levels of the expression parsed last */
   token tok;
   mfx_status status;
   int n_tensors;
@@ -91,14 +98,35 @@ static void skip_blank(parser *ps) {
   }
 }
 
+/* A literal that does not fit: an error, and the token ends the input. */
+static void literal_out_of_range(parser *ps, token *t, const char *start, const char *end,
+                                 const char *what) {
+  char msg[160];
+  size_t n = (size_t)(end - start);
+  snprintf(msg, sizeof msg, "%s literal %.*s%s is out of range (%s)", t->kind == TOK_INT ? "integer" : "float",
+           (int)(n < 40 ? n : 40), start, n > 40 ? "..." : "", what);
+  parse_error_at(ps, t, "%s", msg);
+  t->kind = TOK_END;
+}
+
 static void lex_number(parser *ps, token *t) {
   const char *start = ps->p;
   char *end;
+  errno = 0;
   t->i = strtoll(start, &end, 10);
   t->kind = TOK_INT;
+  int int_range = errno == ERANGE;
   if (*end == '.' || *end == 'e' || *end == 'E') {
     t->f = strtod(start, &end);
     t->kind = TOK_FLOAT;
+  }
+  if (t->kind == TOK_INT && int_range) {
+    literal_out_of_range(ps, t, start, end, "integers are int64");
+    return;
+  }
+  if (t->kind == TOK_FLOAT && !(fabs(t->f) <= FLT_MAX)) {
+    literal_out_of_range(ps, t, start, end, "constants are f32, at most about 3.4e38");
+    return;
   }
   if (*end == 'f' && (t->kind == TOK_FLOAT || !isalnum((unsigned char)end[1]))) {
     if (t->kind == TOK_INT) t->f = (double)t->i;
@@ -129,10 +157,18 @@ static void next(parser *ps) {
   } else if (isalpha((unsigned char)c) || c == '_') {
     int n = 0;
     while (isalnum((unsigned char)*ps->p) || *ps->p == '_' || *ps->p == '.') {
-      if (n < 63) t->text[n++] = *ps->p;
+      if (n < MAX_NAME) t->text[n] = *ps->p;
+      n++;
       advance_char(ps);
     }
     t->kind = TOK_NAME;
+    if (n > MAX_NAME) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "name '%.20s...' is %d characters long (at most %d)", t->text, n,
+               MAX_NAME);
+      parse_error_at(ps, t, "%s", msg);
+      t->kind = TOK_END;
+    }
   } else {
     t->kind = TOK_PUNCT;
     t->text[0] = c;
@@ -228,8 +264,46 @@ static mfx_expr *checked(parser *ps, mfx_expr *e) {
   return e;
 }
 
+/* A check of e failed (rc): its message, at token `at`. */
+static mfx_expr *refused_at(parser *ps, const token *at, mfx_status rc, mfx_expr *e) {
+  if (rc == MFX_OK || !e) return e;
+  char msg[400];
+  snprintf(msg, sizeof msg, "%s", mfx_last_error());
+  parse_error_at(ps, at, "%s", msg);
+  return NULL;
+}
+
+/* e was built `depth` levels deep: remember that, refuse it past the limit
+ * (the compiler's walkers recurse; a long a + b + c chain is deep too). */
+static mfx_expr *built(parser *ps, mfx_expr *e, int depth, const token *at) {
+  ps->last_depth = depth;
+  if (!e || depth <= MFX_MAX_EXPR_DEPTH) return e;
+  char msg[160];
+  snprintf(msg, sizeof msg, "expression more than %d levels deep (the limit; split it into "
+           "several computes)", MFX_MAX_EXPR_DEPTH);
+  parse_error_at(ps, at, "%s", msg);
+  return NULL;
+}
+
+/* Entering one more parse_expr or parse_unary: refuse to nest past the limit
+ * (the parser itself recurses). Pair with leave(). */
+static int enter(parser *ps) {
+  if (++ps->nest <= MFX_MAX_EXPR_DEPTH) return 1;
+  char msg[160];
+  snprintf(msg, sizeof msg, "expression nested more than %d levels deep (the limit)",
+           MFX_MAX_EXPR_DEPTH);
+  parse_error(ps, "%s", msg);
+  return 0;
+}
+
+static mfx_expr *leave(parser *ps, mfx_expr *e) {
+  ps->nest--;
+  return e;
+}
+
+/* Arguments in parentheses; ps->last_depth is the deepest one's. */
 static int parse_args(parser *ps, mfx_expr **args, int max) {
-  int n = 0;
+  int n = 0, deepest = 0;
   if (!expect_punct(ps, "(")) return -1;
   do {
     if (n == max) {
@@ -238,8 +312,10 @@ static int parse_args(parser *ps, mfx_expr **args, int max) {
     }
     args[n] = parse_expr(ps);
     if (!args[n]) return -1;
+    if (ps->last_depth > deepest) deepest = ps->last_depth;
     n++;
   } while (is_punct(ps, ",") && (next(ps), 1));
+  ps->last_depth = deepest;
   return expect_punct(ps, ")") ? n : -1;
 }
 
@@ -258,11 +334,13 @@ static int parse_arity(parser *ps, mfx_expr **args, int want, const char *name) 
   return 0;
 }
 
-static mfx_expr *parse_cast(parser *ps, mfx_dtype t) {
+static mfx_expr *parse_cast(parser *ps, mfx_dtype t, const token *at) {
   mfx_expr *arg[1];
   if (!parse_arity(ps, arg, 1, mfx_dtype_name(t))) return NULL;
-  if (arg[0]->kind == MFX_EXPR_INT && !mfx_dtype_is_float(t)) return mfx_int(ps->a, t, arg[0]->u.i);
-  return checked(ps, mfx_cast(ps->a, t, arg[0]));
+  int depth = ps->last_depth + 1;
+  if (arg[0]->kind == MFX_EXPR_INT && !mfx_dtype_is_float(t))
+    return built(ps, mfx_int(ps->a, t, arg[0]->u.i), depth, at);
+  return built(ps, checked(ps, mfx_cast(ps->a, t, arg[0])), depth, at);
 }
 
 static const struct { const char *name; mfx_unary_op op; } UNARY_FUNCS[] = {
@@ -270,30 +348,34 @@ static const struct { const char *name; mfx_unary_op op; } UNARY_FUNCS[] = {
     {"exp", MFX_EXP},           {"log", MFX_LOG}, {"tanh", MFX_TANH},
     {"erf", MFX_ERF},           {"round", MFX_ROUND}};
 
-static mfx_expr *parse_call(parser *ps, const char *name) {
+static mfx_expr *parse_call(parser *ps, const char *name, const token *at) {
   mfx_expr *args[3];
   mfx_dtype t;
-  if (dtype_of(name, &t)) return parse_cast(ps, t);
+  if (dtype_of(name, &t)) return parse_cast(ps, t, at);
   for (size_t i = 0; i < sizeof UNARY_FUNCS / sizeof UNARY_FUNCS[0]; i++)
     if (strcmp(name, UNARY_FUNCS[i].name) == 0) {
       if (!parse_arity(ps, args, 1, name)) return NULL;
-      return checked(ps, mfx_unary(ps->a, UNARY_FUNCS[i].op, args[0]));
+      return built(ps, checked(ps, mfx_unary(ps->a, UNARY_FUNCS[i].op, args[0])),
+                   ps->last_depth + 1, at);
     }
   if (strcmp(name, "min") == 0 || strcmp(name, "max") == 0) {
     if (!parse_arity(ps, args, 2, name)) return NULL;
-    return checked(ps, mfx_binary(ps->a, name[1] == 'i' ? MFX_MIN : MFX_MAX, args[0], args[1]));
+    mfx_binary_op op = name[1] == 'i' ? MFX_MIN : MFX_MAX;
+    return built(ps, checked(ps, mfx_binary(ps->a, op, args[0], args[1])), ps->last_depth + 1, at);
   }
   if (strcmp(name, "select") == 0) {
     if (!parse_arity(ps, args, 3, name)) return NULL;
-    return checked(ps, mfx_select(ps->a, args[0], args[1], args[2]));
+    return built(ps, checked(ps, mfx_select(ps->a, args[0], args[1], args[2])),
+                 ps->last_depth + 1, at);
   }
   parse_error(ps, "unknown function '%s'", name);
   return NULL; /* reported at the '(' after the name */
 }
 
-static mfx_expr *parse_load(parser *ps, mfx_tensor *t) {
+/* t[indices]; refused, at the tensor's name, when an index can leave t. */
+static mfx_expr *parse_load(parser *ps, mfx_tensor *t, const token *at) {
   mfx_expr *idx[MFX_MAX_DIMS];
-  int n = 0;
+  int n = 0, deepest = 0;
   next(ps); /* [ */
   do {
     if (n == MFX_MAX_DIMS) {
@@ -301,9 +383,11 @@ static mfx_expr *parse_load(parser *ps, mfx_tensor *t) {
       return NULL;
     }
     if (!(idx[n++] = parse_expr(ps))) return NULL;
+    if (ps->last_depth > deepest) deepest = ps->last_depth;
   } while (is_punct(ps, ",") && (next(ps), 1));
   if (!expect_punct(ps, "]")) return NULL;
-  return checked(ps, mfx_tensor_load(ps->a, t, n, idx));
+  mfx_expr *e = built(ps, checked(ps, mfx_tensor_load(ps->a, t, n, idx)), deepest + 1, at);
+  return e ? refused_at(ps, at, mfx_check_load(e), e) : NULL;
 }
 
 static mfx_expr *parse_name(parser *ps) {
@@ -311,7 +395,8 @@ static mfx_expr *parse_name(parser *ps) {
   token at = ps->tok;
   strcpy(name, ps->tok.text);
   next(ps);
-  if (is_punct(ps, "(")) return parse_call(ps, name);
+  ps->last_depth = 1;
+  if (is_punct(ps, "(")) return parse_call(ps, name, &at);
   if (strcmp(name, "true") == 0 || strcmp(name, "false") == 0) return mfx_int(ps->a, MFX_BOOL, name[0] == 't');
   if (strcmp(name, "inf") == 0) return mfx_f32(ps->a, 1.0 / 0.0);
   mfx_tensor *t = find_tensor(ps, name);
@@ -320,7 +405,7 @@ static mfx_expr *parse_name(parser *ps) {
       parse_error_at(ps, &at, "tensor '%s' needs indices", name);
       return NULL;
     }
-    return parse_load(ps, t);
+    return parse_load(ps, t, &at);
   }
   mfx_var *v = find_axis(ps, name);
   if (v) return mfx_var_ref(ps->a, v);
@@ -332,6 +417,7 @@ static mfx_expr *parse_name(parser *ps) {
 static mfx_expr *parse_primary(parser *ps) {
   if (ps->status != MFX_OK) return NULL;
   token t = ps->tok;
+  ps->last_depth = 1;
   if (t.kind == TOK_INT) {
     next(ps);
     return mfx_i64(ps->a, t.i);
@@ -352,13 +438,16 @@ static mfx_expr *parse_primary(parser *ps) {
 
 static mfx_expr *parse_unary(parser *ps) {
   if (is_punct(ps, "-") || is_punct(ps, "~") || is_punct(ps, "!")) {
+    token at = ps->tok;
     char op = ps->tok.text[0];
+    if (!enter(ps)) return leave(ps, NULL);
     next(ps);
     mfx_expr *x = parse_unary(ps);
-    if (!x) return NULL;
-    if (op == '-' && x->kind == MFX_EXPR_INT) return mfx_int(ps->a, x->type, -x->u.i);
-    if (op == '-' && x->kind == MFX_EXPR_FLOAT) return mfx_f32(ps->a, -x->u.f);
-    return checked(ps, mfx_unary(ps->a, op == '-' ? MFX_NEG : MFX_NOT, x));
+    if (!x) return leave(ps, NULL);
+    if (op == '-' && x->kind == MFX_EXPR_INT) return leave(ps, mfx_int(ps->a, x->type, -x->u.i));
+    if (op == '-' && x->kind == MFX_EXPR_FLOAT) return leave(ps, mfx_f32(ps->a, -x->u.f));
+    mfx_expr *e = checked(ps, mfx_unary(ps->a, op == '-' ? MFX_NEG : MFX_NOT, x));
+    return leave(ps, built(ps, e, ps->last_depth + 1, &at));
   }
   return parse_primary(ps);
 }
@@ -382,20 +471,33 @@ static int binary_at(const parser *ps, int level, mfx_binary_op *op) {
   return 0;
 }
 
+/* x op y op ...: left-associative, so each operator adds a level to the
+ * tree; integer division or modulo refused (at the operator) unless the
+ * divisor is provably nonzero. */
 static mfx_expr *parse_level(parser *ps, int level) {
   if (level > TOP_LEVEL) return parse_unary(ps);
   mfx_expr *x = parse_level(ps, level + 1);
+  int dx = ps->last_depth;
   mfx_binary_op op;
   while (x && binary_at(ps, level, &op)) {
+    token at = ps->tok;
     next(ps);
     mfx_expr *y = parse_level(ps, level + 1);
     if (!y) return NULL;
-    x = checked(ps, mfx_binary(ps->a, op, x, y));
+    int d = (dx > ps->last_depth ? dx : ps->last_depth) + 1;
+    x = built(ps, checked(ps, mfx_binary(ps->a, op, x, y)), d, &at);
+    if (x) x = refused_at(ps, &at, mfx_check_division(x), x);
+    dx = d;
   }
+  ps->last_depth = dx;
   return x;
 }
 
-static mfx_expr *parse_expr(parser *ps) { return ps->status == MFX_OK ? parse_level(ps, 0) : NULL; }
+static mfx_expr *parse_expr(parser *ps) {
+  if (ps->status != MFX_OK) return NULL;
+  if (!enter(ps)) return leave(ps, NULL);
+  return leave(ps, parse_level(ps, 0));
+}
 
 /* ---- statements ----------------------------------------------------------------------- */
 
@@ -422,6 +524,7 @@ static int reducer_ahead(parser *ps, mfx_reduce_op *op) {
 }
 
 static mfx_expr *parse_reduction(parser *ps, mfx_reduce_op op) {
+  token at = ps->tok;
   next(ps); /* reducer */
   expect_punct(ps, "(");
   do {
@@ -446,8 +549,9 @@ static mfx_expr *parse_reduction(parser *ps, mfx_reduce_op op) {
   } while (is_punct(ps, ",") && (next(ps), 1));
   if (!expect_punct(ps, ":")) return NULL;
   mfx_expr *src = parse_expr(ps);
+  int depth = ps->last_depth + 1;
   if (!src || !expect_punct(ps, ")")) return NULL;
-  return checked(ps, mfx_reduce(ps->a, op, ps->n_red, ps->red, src));
+  return built(ps, checked(ps, mfx_reduce(ps->a, op, ps->n_red, ps->red, src)), depth, &at);
 }
 
 /* NAME ':' dtype '[' dims ']' */
@@ -498,7 +602,7 @@ static void parse_placeholder(parser *ps) {
   int64_t shape[MFX_MAX_DIMS];
   next(ps);
   if (!parse_decl(ps, name, &t, &ndim, shape)) return;
-  mfx_tensor *x = mfx_placeholder(ps->a, name, t, ndim, shape);
+  mfx_tensor *x = mfx_placeholder(ps->a, name, t, ndim, shape); /* checks the size */
   if (x) add_tensor(ps, x);
   else checked(ps, NULL);
 }
@@ -516,7 +620,13 @@ static void parse_compute(parser *ps) {
       parse_error(ps, "compute %s: more axes than dimensions", name);
       return;
     }
+    token at = ps->tok;
     if (!expect_name(ps, "an axis name", axes[n_axes])) return;
+    for (int i = 0; i < n_axes; i++)
+      if (strcmp(axes[i], axes[n_axes]) == 0) {
+        parse_error_at(ps, &at, "axis '%.63s' is defined twice", axes[i]);
+        return;
+      }
     axis_names[n_axes] = axes[n_axes];
     n_axes++;
   } while (is_punct(ps, ",") && (next(ps), 1));
@@ -527,6 +637,10 @@ static void parse_compute(parser *ps) {
   }
   if (!expect_punct(ps, "=")) return;
   ps->cur = mfx_compute_begin(ps->a, name, t, ndim, shape, axis_names);
+  if (!ps->cur) {
+    checked(ps, NULL);
+    return;
+  }
   ps->n_red = 0;
   mfx_reduce_op op;
   mfx_expr *body = reducer_ahead(ps, &op) ? parse_reduction(ps, op) : parse_expr(ps);

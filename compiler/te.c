@@ -3,22 +3,36 @@
  * the tensors it reads, which is the graph the schedule walks. */
 #include <string.h>
 
+#include "bounds.h"
 #include "mfx/compiler.h"
 
-static mfx_status check_shape(const char *name, int ndim, const int64_t *shape) {
+/* The most elements a tensor may have: 2^40 (4 TiB of f32); its byte size
+ * and every flat index then fit an int64 with room to spare. */
+#define TE_MAX_ELEMENTS ((int64_t)1 << 40)
+
+static mfx_status check_shape(const char *name, int ndim, const int64_t *shape, mfx_dtype t) {
   if (ndim < 1 || ndim > MFX_MAX_DIMS)
     return mfx_fail(MFX_ERR_INVALID, "tensor %s: rank %d (expected 1..%d)", name, ndim,
                     MFX_MAX_DIMS);
-  for (int i = 0; i < ndim; i++)
+  int64_t count = 1;
+  for (int i = 0; i < ndim; i++) {
     if (shape[i] < 1)
       return mfx_fail(MFX_ERR_INVALID, "tensor %s: dimension %d is %lld (must be positive)",
                       name, i, (long long)shape[i]);
+    if (__builtin_mul_overflow(count, shape[i], &count) || count > TE_MAX_ELEMENTS)
+      return mfx_fail(MFX_ERR_INVALID,
+                      "tensor %s: too many elements (dimensions up to %d multiply past "
+                      "2^40 = %lld, the limit)", name, i, (long long)TE_MAX_ELEMENTS);
+  }
+  int64_t bytes;
+  if (t < MFX_DTYPE_COUNT && __builtin_mul_overflow(count, (int64_t)mfx_dtype_size(t), &bytes))
+    return mfx_fail(MFX_ERR_INVALID, "tensor %s: its size in bytes overflows int64", name);
   return MFX_OK;
 }
 
 static mfx_tensor *tensor_new(mfx_arena *a, const char *name, mfx_dtype t, int ndim,
                               const int64_t *shape) {
-  if (check_shape(name, ndim, shape) != MFX_OK) return NULL;
+  if (check_shape(name, ndim, shape, t) != MFX_OK) return NULL;
   if (t == MFX_BOOL || t >= MFX_DTYPE_COUNT) {
     mfx_fail(MFX_ERR_INVALID, "tensor %s: unsupported dtype", name);
     return NULL;
@@ -41,6 +55,13 @@ mfx_tensor *mfx_compute_begin(mfx_arena *a, const char *name, mfx_dtype t, int n
                               const int64_t *shape, const char *const *axis_names) {
   mfx_tensor *x = tensor_new(a, name, t, ndim, shape);
   if (!x) return NULL;
+  for (int i = 0; axis_names && i < ndim; i++)
+    for (int j = 0; j < i; j++)
+      if (strcmp(axis_names[i], axis_names[j]) == 0) {
+        mfx_fail(MFX_ERR_INVALID, "compute %s: axis name '%s' is used twice (axes %d and %d); "
+                 "each axis needs its own name", name, axis_names[i], j, i);
+        return NULL;
+      }
   x->n_axes = ndim;
   for (int i = 0; i < ndim; i++) {
     char fallback[16];
@@ -141,6 +162,10 @@ mfx_status mfx_compute_set_body(mfx_arena *a, mfx_tensor *t, mfx_expr *body) {
     return mfx_fail(MFX_ERR_INVALID, "set_body: not a compute tensor");
   if (!body)
     return mfx_fail_context(MFX_ERR_INVALID, "compute %s: body", t->buf->name);
+  if (body->kind == MFX_EXPR_FLOAT && !mfx_dtype_is_float(t->buf->dtype) &&
+      !(body->u.f >= -9223372036854775808.0 && body->u.f < 9223372036854775808.0))
+    return mfx_fail(MFX_ERR_INVALID, "compute %s: constant body %g does not fit %s", t->buf->name,
+                    body->u.f, mfx_dtype_name(t->buf->dtype));
   if (body->kind == MFX_EXPR_INT || body->kind == MFX_EXPR_FLOAT)
     body = mfx_dtype_is_float(t->buf->dtype)
                ? mfx_f32(a, body->kind == MFX_EXPR_INT ? (double)body->u.i : body->u.f)
@@ -148,10 +173,16 @@ mfx_status mfx_compute_set_body(mfx_arena *a, mfx_tensor *t, mfx_expr *body) {
   if (body->type != t->buf->dtype)
     return mfx_fail(MFX_ERR_INVALID, "compute %s: body has type %s, tensor is %s (add a cast)",
                     t->buf->name, mfx_dtype_name(body->type), mfx_dtype_name(t->buf->dtype));
+  if (mfx_expr_deeper_than(body, MFX_MAX_EXPR_DEPTH))
+    return mfx_fail(MFX_ERR_INVALID,
+                    "compute %s: body is more than %d levels deep (the limit; split it into "
+                    "several computes)", t->buf->name, MFX_MAX_EXPR_DEPTH);
   body_check c = {a, t, NULL, 0, MFX_OK};
   t->n_inputs = 0;
   check_expr(&c, body, 1);
   if (c.status != MFX_OK) return c.status;
+  mfx_status rc = mfx_check_expr_safe(body);
+  if (rc != MFX_OK) return mfx_fail_context(rc, "compute %s", t->buf->name);
   t->body = body;
   return MFX_OK;
 }

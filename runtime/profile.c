@@ -493,6 +493,10 @@ static mfx_status profile_numbers(const profile_where *w, const jv *obj, const c
   return MFX_OK;
 }
 
+/* A count stored as a JSON number: in [0, 2^53], where the cast to int64_t
+ * is defined and exact. */
+static int profile_count_fits(double v) { return v >= 0 && v <= 9007199254740992.0; }
+
 static mfx_status profile_read_expert(const profile_where *w, const jv *obj,
                                       mfx_latency_expert *x) {
   double tokens[MFX_LATENCY_MAX_POINTS];
@@ -506,8 +510,10 @@ static mfx_status profile_read_expert(const profile_where *w, const jv *obj,
   if (st == MFX_OK) st = profile_number(w, obj, "b", &x->b);
   if (st == MFX_OK) st = profile_number(w, obj, "r2", &x->r2);
   if (st == MFX_OK) st = profile_number(w, obj, "latency", &x->latency);
+  for (int i = 0; st == MFX_OK && i < nt; i++)
+    if (!profile_count_fits(tokens[i])) st = profile_bad(w, "tokens", "holds a count out of range");
   x->points = nt;
-  for (int i = 0; i < nt; i++) x->tokens[i] = (int64_t)tokens[i];
+  for (int i = 0; st == MFX_OK && i < nt; i++) x->tokens[i] = (int64_t)tokens[i];
   return st;
 }
 
@@ -517,6 +523,10 @@ static mfx_status profile_read_sizes(const profile_where *w, const jv *obj,
   mfx_status st = profile_number(w, obj, "dim", &dim);
   if (st == MFX_OK) st = profile_number(w, obj, "hidden", &hidden);
   if (st == MFX_OK) st = profile_number(w, obj, "at_tokens", &at);
+  if (st == MFX_OK && !(profile_count_fits(dim) && profile_count_fits(hidden) &&
+                        profile_count_fits(at)))
+    st = profile_bad(w, "dim\", \"hidden\" or \"at_tokens", "is out of range");
+  if (st != MFX_OK) return st;
   t->dim = (int64_t)dim;
   t->hidden = (int64_t)hidden;
   t->at_tokens = (int64_t)at;

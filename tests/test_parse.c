@@ -132,6 +132,35 @@ static const struct { const char *text, *message; } BAD[] = {
     {"placeholder X: i32[4]\ncompute Y: i32[4] (i) = erf(X[i])\n", "erf needs an f32 operand, got i32"},
     {"placeholder X: i32[4]\ncompute Y: i32[4] (i) = round(X[i])\n", "round needs an f32 operand, got i32"},
     {"placeholder X: f32[4]\ncompute Y: f32[4] (i) = round(X[i], 2)\n", "round takes 1 argument, got 2"},
+    /* Loads that can leave their tensor, divisions that can divide by 0. */
+    {"placeholder X: f32[16]\ncompute Y: f32[16] (i) = X[i + 100]\n",
+     "2:26: load X: index 0, (i + 100), ranges over [100, 115] for i < 16, outside dimension 0 of X, [0, 16)"},
+    {"placeholder X: f32[16]\ncompute Y: f32[16] (i) = X[i - 1]\n", "ranges over [-1, 14]"},
+    {"placeholder X: f32[4, 6]\ncompute Y: f32[4] (i) = sum(k < 7: X[i, k])\n",
+     "2:36: load X: index 1, k, ranges over [0, 6] for k < 7, outside dimension 1 of X, [0, 6)"},
+    {"placeholder X: f32[16]\ncompute Y: f32[16] (i) = X[i / 0]\n", "2:30: integer division by the constant 0"},
+    {"placeholder X: f32[16]\ncompute Y: f32[16] (i) = X[i % 0]\n", "2:30: integer modulo by the constant 0"},
+    {"placeholder X: f32[16]\ncompute Y: f32[16] (i) = X[15 / i]\n", "division by i, which can be 0 (it ranges over [0, 15] for i < 16)"},
+    {"placeholder X: i32[16]\ncompute Y: i32[16] (i) = X[i] % (X[i] | 1)\n", "modulo by (X[i] | i32(1)), which can be 0"},
+    {"placeholder X: i32[16]\ncompute Y: i32[16] (i) = X[i] / -1\n", "can be -1 while the dividend can be the smallest i32"},
+    {"placeholder X: f32[16]\ncompute Y: f32[16] (i) = X[select(i < 15, i + 1, 15)]\n", "ranges over [1, 16]"},
+    {"placeholder X: f32[16]\ncompute Y: f32[16] (i) = X[i32(i) * 2147483647]\n", "ranges over [-2147483648, 2147483647]"},
+    {"placeholder X: f32[16]\ncompute Y: f32[16] (i) = X[i * 4611686018427387904]\n", "ranges over [-9223372036854775808, 9223372036854775807]"},
+    /* Names, literals and shapes that used to be truncated or clamped. */
+    {"placeholder X: f32[4]\ncompute Y: f32[4] (i) = "
+     "X_234567890123456789012345678901234567890123456789012345678901234[i]\n",
+     "2:25: name 'X_234567890123456789...' is 65 characters long (at most 63)"},
+    {"placeholder X: f32[4]\ncompute Y: f32[4] (i) = X[i] * 1e999\n", "2:32: float literal 1e999 is out of range"},
+    {"placeholder X: f32[4]\ncompute Y: f32[4] (i) = X[i] * 1e39\n", "float literal 1e39 is out of range"},
+    {"placeholder X: f32[4]\ncompute Y: f32[4] (i) = X[i] * -1e39f\n", "2:33: float literal 1e39 is out of range"},
+    {"placeholder X: i64[4]\ncompute Y: i64[4] (i) = X[i] + 9223372036854775808\n", "integer literal 9223372036854775808 is out of range"},
+    {"placeholder X: f32[99999999999999999999]\n", "1:20: integer literal 99999999999999999999 is out of range"},
+    {"placeholder X: f32[3037000500, 3037000500]\n", "tensor X: too many elements"},
+    {"placeholder X: u8[1099511627777]\n", "tensor X: too many elements"},
+    {"placeholder X: f32[4, 4]\ncompute Y: f32[4, 4] (i, i) = X[i, i]\n", "2:26: axis 'i' is defined twice"},
+    /* Found by fuzz_te_parse: the conversion to int64 was undefined. */
+    {"compute Y: i32[4] (i) = inf\n", "compute Y: constant body inf does not fit i32"},
+    {"compute Y: i32[4] (i) = -1e30\n", "compute Y: constant body -1e+30 does not fit i32"},
 };
 
 START_TEST(malformed_text_is_an_error) {
@@ -150,6 +179,79 @@ START_TEST(malformed_text_is_an_error) {
 }
 END_TEST
 
+/* Text that is deep without being long per line, in every shape that used
+ * to overflow the stack (the parser's recursion, or the walkers after it). */
+static char *append(char *p, const char *s) {
+  size_t n = strlen(s);
+  memcpy(p, s, n);
+  return p + n;
+}
+
+static char *repeated(const char *head, const char *unit, int n, const char *mid, const char *close) {
+  size_t size = strlen(head) + (strlen(unit) + strlen(close)) * (size_t)n + strlen(mid) + 2;
+  char *text = malloc(size);
+  if (!text) abort();
+  char *p = append(text, head);
+  for (int i = 0; i < n; i++) p = append(p, unit);
+  p = append(p, mid);
+  for (int i = 0; i < n; i++) p = append(p, close);
+  strcpy(p, "\n");
+  return text;
+}
+
+#define DEEP_HEAD "placeholder X: f32[16]\ncompute Y: f32[16] (i) = "
+
+START_TEST(deep_text_is_an_error) {
+  char *texts[] = {repeated(DEEP_HEAD, "(", 8000, "X[i]", ")"),
+                   repeated(DEEP_HEAD, "-", 20000, "X[i]", ""),
+                   repeated(DEEP_HEAD "X[i]", " + X[i]", 100000, "", ""),
+                   repeated(DEEP_HEAD, "exp(", 5000, "X[i]", ")"),
+                   repeated(DEEP_HEAD "X[", "i + ", 5000, "0", "]"),
+                   repeated(DEEP_HEAD, "X[", 5000, "i", "]")};
+  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    mfx_arena *a = mfx_arena_create();
+    mfx_schedule *s = (mfx_schedule *)1;
+    ck_assert_int_eq(mfx_te_parse(a, texts[i], "deep.te", &s), MFX_ERR_INVALID);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strncmp(mfx_last_error(), "deep.te:2:", 10) == 0 &&
+                      strstr(mfx_last_error(), "256 levels deep (the limit"),
+                  "case %zu: %s", i, mfx_last_error());
+    mfx_arena_destroy(a);
+    free(texts[i]);
+  }
+}
+END_TEST
+
+/* Just inside every limit: accepted, and the kernel lowers. */
+START_TEST(text_at_the_limits_is_accepted) {
+  char *texts[] = {repeated(DEEP_HEAD, "(", 200, "X[i]", ")"),
+                   repeated(DEEP_HEAD "X[i]", " + X[i]", 200, "", ""),
+                   repeated(DEEP_HEAD, "-", 200, "X[i]", "")};
+  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    mfx_arena *a = mfx_arena_create();
+    mfx_schedule *s;
+    mfx_func *fn;
+    ck_assert_msg(mfx_te_parse(a, texts[i], "ok.te", &s) == MFX_OK, "case %zu: %s", i,
+                  mfx_last_error());
+    ck_assert_msg(mfx_lower(s, "ok", &fn) == MFX_OK, "case %zu: %s", i, mfx_last_error());
+    mfx_arena_destroy(a);
+    free(texts[i]);
+  }
+  static const char *safe =
+      "placeholder X: f32[16]\n"
+      "placeholder idx: i32[4]\n"
+      "placeholder N_2345678901234567890123456789012345678901234567890123456789012: f32[4, 3]\n"
+      "compute Y: f32[16] (i) = X[15 - i] + X[i / 2] + X[(i + 3) % 16] + X[min(i + 1, 15)]"
+      " + X[i >> 1] + X[i & 7] + X[(i * 3) % 16] + X[abs(i - 15)] + X[15 - i % 4 * 4]\n"
+      "compute G: f32[4, 3] (m, d) = X[idx[m]] + N_2345678901234567890123456789012345678901234567890123456789012[m, d]"
+      " * 3.4e38 + f32(idx[m] / 3 + idx[m] % (i32(m) + 1))\n";
+  mfx_arena *a = mfx_arena_create();
+  mfx_schedule *s;
+  ck_assert_msg(mfx_te_parse(a, safe, "safe.te", &s) == MFX_OK, "%s", mfx_last_error());
+  mfx_arena_destroy(a);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("parse");
   TCase *tc = tcase_create("te");
@@ -157,6 +259,8 @@ int main(void) {
   tcase_add_test(tc, parsed_kernel_runs);
   tcase_add_test(tc, erf_and_round_round_trip);
   tcase_add_test(tc, malformed_text_is_an_error);
+  tcase_add_test(tc, deep_text_is_an_error);
+  tcase_add_test(tc, text_at_the_limits_is_accepted);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
