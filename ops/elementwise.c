@@ -148,7 +148,7 @@ EW_BUILDERS(q16_gelu, ew_q16_gelu_kind)
 #define EW_KNOBS                                                                            \
   .n_knobs = 3,                                                                             \
   .knobs = {                                                                                \
-    {"vector", "elements per vector step of the inner axis", 8, 4, {4, 8, 16, 32}},         \
+    {"vector", "elements per vector step of the inner axis", 16, 4, {4, 8, 16, 32}},        \
     {"vec", "vectorize the inner axis", 1, 2, {0, 1}},                                      \
     {"parallel", "run the rows on the thread pool", 1, 2, {0, 1}},                          \
   },                                                                                        \
