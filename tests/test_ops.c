@@ -280,9 +280,13 @@ static void host_float_inputs(float *x, int64_t n) {
   }
 }
 
-/* i32 inputs: every value of [-8, 8) in Q16.16, then every 4099th int32. */
+/* i32 inputs: the ends of int32 (q16_gelu saturates only at the top), every
+ * value of [-8, 8) in Q16.16, then every 4099th int32. */
 static void host_int_inputs(int32_t *q, int64_t n) {
+  static const int32_t ends[] = {INT32_MAX, INT32_MAX - 63, INT32_MAX - 64, INT32_MAX - 65,
+                                 INT32_MIN, INT32_MIN + 1, 0, -1, 1};
   int64_t k = 0;
+  for (; k < (int64_t)(sizeof ends / sizeof ends[0]); k++) q[k] = ends[k];
   for (int64_t v = -(8 << 16); k < n / 2 && v < (8 << 16); v++) q[k++] = (int32_t)v;
   for (int64_t v = INT32_MIN; k < n; v += 4099) q[k++] = (int32_t)(v <= INT32_MAX ? v : INT32_MAX);
 }
