@@ -49,13 +49,16 @@
  *   tanh  1.5 ulp (measured 1.37, just above 0.625)
  *   erf   1.5 ulp (measured 1.31, just below 1; relative for tiny x too:
  *                  erf(1e-30) is 2/sqrt(pi) 1e-30 correctly rounded)
- * The test asserts exactly these bounds (with the polynomials evaluated by
- * Horner's scheme for exp and erf below 1, where the last roundings count,
- * and by Estrin's, shorter chains of fma, elsewhere). On a GPU the same instructions
- * give the same results (IEEE fma, add, mul, div.rn and cvt.rni are
- * correctly rounded in PTX; LLVM emits no approximations here); the
- * divisions of log and tanh are fdiv, which the NVPTX backend lowers to
- * div.rn.f32 (correctly rounded) as the tests check. */
+ * The test asserts exactly these bounds, on the vectorized, serial and
+ * GPU-emulated kernels. Polynomials are evaluated by Horner's scheme for
+ * exp and for erf below 1, where the last roundings count, and by
+ * Estrin's (shorter chains of fma: the fma latency, not the throughput,
+ * bounds a vector's erf) elsewhere.
+ *
+ * On a GPU the same instructions give the same results: PTX's fma.rn, add,
+ * mul, div.rn and cvt.rni are correctly rounded, subnormals are kept (no
+ * ftz), and nothing here is an approximate instruction (tests/test_nvptx.c
+ * checks the PTX). Not yet run on a GPU: none was lent to this work. */
 #include "codegen_internal.h"
 
 #include <math.h>
