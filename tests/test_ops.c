@@ -418,7 +418,13 @@ START_TEST(test_elementwise_equal_the_layer_host_functions) {
    * tolerance. */
   ck_assert(q16_within_one(7, 8) && q16_within_one(8, 7) && !q16_within_one(6, 8) &&
             !q16_within_one(INT32_MIN, INT32_MAX));
-  ck_assert_int_eq(mfx_op_find("q16_gelu")->int_tolerance, 1);
+  int64_t tol = mfx_op_find("q16_gelu")->int_tolerance;
+  ck_assert_int_eq(tol, 1);
+  ck_assert(mfx_compare_arrays_int(&qout, &qref, 0.0, tol).ok); /* what the op checks use */
+  r[5] = qr[5] + 1; /* one unit: allowed */
+  ck_assert(mfx_compare_arrays_int(&qout, &qref, 0.0, tol).ok);
+  r[5] = qr[5] + 2; /* two units: a failure */
+  ck_assert(!mfx_compare_arrays_int(&qout, &qref, 0.0, tol).ok);
   ck_assert_msg(d.mismatches == 0, "%lld mismatches; first: %s", (long long)d.mismatches,
                 d.first);
   mfx_array_free(&fref);
