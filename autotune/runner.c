@@ -168,7 +168,8 @@ static void tune_clear_outputs(mfx_runner *r) {
 /* 1 when every output matches; otherwise describes the first that differs. */
 static int tune_outputs_match(mfx_runner *r, mfx_trial *t) {
   for (int i = 0; i < r->op->n_outputs; i++) {
-    mfx_compare c = mfx_compare_arrays(&r->outputs[i], &r->expected[i], r->o.measure.tol);
+    mfx_compare c = mfx_compare_arrays_int(&r->outputs[i], &r->expected[i], r->o.measure.tol,
+                                           r->op->int_tolerance);
     if (c.ok) continue;
     snprintf(t->error, sizeof t->error,
              "%s differs from the reference: max abs err %.3g, max rel err %.3g at element "

@@ -78,7 +78,7 @@ static mfx_status case_open(mfx_case *c, const char *op, const char *dims, mfx_p
 static int case_check(mfx_case *c) {
   run_mfx(c);
   c->op->reference(c->dims, c->in, c->want);
-  mfx_compare r = mfx_compare_arrays(&c->out[0], &c->want[0], 1e-4);
+  mfx_compare r = mfx_compare_arrays_int(&c->out[0], &c->want[0], 1e-4, c->op->int_tolerance);
   return r.ok;
 }
 

@@ -20,12 +20,6 @@ typedef struct mfx_cg mfx_cg;
 typedef struct mfx_cg_target {
   const char *name;              /* for messages: "x86-64 host" */
   unsigned buffer_address_space; /* of the kernel's argument buffers */
-  const char *tanh_symbol;       /* scalar f32 tanh to call ("tanhf") */
-  const char *erf_symbol;        /* scalar f32 erf to call ("erff"); NULL: none */
-  /* Scalar f32 exp and log to call, once per lane (NULL: the llvm.exp and
-   * llvm.log intrinsics). A target whose backend cannot lower those
-   * intrinsics defines these functions in the module from emit_kernel. */
-  const char *exp_symbol, *log_symbol;
   /* Make the kernel's function(s) in cg->mod for fn and emit fn->body. */
   mfx_status (*emit_kernel)(mfx_cg *cg, const mfx_func *fn);
   /* FOR loops of the kinds the shared code does not handle: PARALLEL,
@@ -127,6 +121,14 @@ void cg_scope_pop(mfx_cg *cg, int mark);
 const mfx_cg_binding *cg_lookup(const mfx_cg *cg, const void *key);
 /* The bindings in scope that body uses (malloc'd, *n entries; NULL if 0). */
 mfx_status cg_free_bindings(mfx_cg *cg, const mfx_stmt *body, mfx_cg_binding **out, int *n);
+
+/* ---- f32 math (codegen_math.c) ------------------------------------------------ */
+
+/* Whether op (exp, log, tanh, erf) is expanded by cg_math_unary. */
+int cg_math_expands(mfx_unary_op op);
+/* op of x (an f32 or a vector of f32) as inline, branch-free polynomial
+ * code at the builder's position; NULL if op is not one cg_math_expands. */
+LLVMValueRef cg_math_unary(mfx_cg *cg, mfx_unary_op op, LLVMValueRef x);
 
 /* A nounwind function in cg->mod, with internal linkage if internal and
  * alwaysinline if always_inline. */

@@ -546,58 +546,6 @@ static mfx_status cg_expr_binary(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *ou
   return st;
 }
 
-static void cg_add_function_attribute(mfx_cg *cg, LLVMValueRef fn, const char *attr);
-
-/* A library math function (tanhf, erff) reads and writes no memory the
- * kernel can see (at most errno, which kernels never read): marked so, the
- * optimizer computes a repeated call once (q16_gelu uses its GELU value
- * five times). "readnone" before LLVM 16, "memory(none)" after. */
-static void cg_mark_pure(mfx_cg *cg, LLVMValueRef fn) {
-  unsigned readnone = LLVMGetEnumAttributeKindForName("readnone", strlen("readnone"));
-  unsigned memory = LLVMGetEnumAttributeKindForName("memory", strlen("memory"));
-  if (readnone != 0) cg_add_function_attribute(cg, fn, "readnone");
-  else if (memory != 0) /* value 0: no memory effects */
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateEnumAttribute(cg->ctx, memory, 0));
-  cg_add_function_attribute(cg, fn, "nounwind");
-  cg_add_function_attribute(cg, fn, "willreturn");
-}
-
-static LLVMValueRef cg_call_f32(mfx_cg *cg, const char *symbol, LLVMValueRef x) {
-  LLVMTypeRef f32 = LLVMFloatTypeInContext(cg->ctx);
-  LLVMTypeRef type = LLVMFunctionType(f32, &f32, 1, 0);
-  LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, symbol);
-  if (fn == NULL) {
-    fn = LLVMAddFunction(cg->mod, symbol, type);
-    cg_mark_pure(cg, fn);
-  }
-  return LLVMBuildCall2(cg->b, type, fn, &x, 1, "");
-}
-
-/* A scalar f32 function (tanh, or a target's exp/log): one call per lane. */
-static LLVMValueRef cg_call_lanewise(mfx_cg *cg, const char *symbol, LLVMValueRef x) {
-  if (!cg_is_vector(x)) return cg_call_f32(cg, symbol, x);
-  LLVMValueRef v = LLVMGetUndef(LLVMTypeOf(x));
-  for (int lane = 0; lane < cg->lanes; lane++) {
-    LLVMValueRef l = cg_lane_constant(cg, lane);
-    LLVMValueRef r = cg_call_f32(cg, symbol, LLVMBuildExtractElement(cg->b, x, l, ""));
-    v = LLVMBuildInsertElement(cg->b, v, r, l, "");
-  }
-  return v;
-}
-
-/* The function a target calls for op, or NULL for the LLVM intrinsic
- * (tanh and erf have none). */
-static const char *cg_math_symbol(const mfx_cg *cg, mfx_unary_op op) {
-  switch (op) {
-  case MFX_TANH: return cg->target->tanh_symbol;
-  case MFX_ERF: return cg->target->erf_symbol;
-  case MFX_EXP: return cg->target->exp_symbol;
-  case MFX_LOG: return cg->target->log_symbol;
-  default: return NULL;
-  }
-}
-
 static mfx_status cg_unary_value(mfx_cg *cg, mfx_unary_op op, mfx_dtype t, LLVMValueRef a,
                                  LLVMValueRef *out) {
   int fl = mfx_dtype_is_float(t);
@@ -625,17 +573,10 @@ static mfx_status cg_unary_value(mfx_cg *cg, mfx_unary_op op, mfx_dtype t, LLVMV
   case MFX_ERF:
   case MFX_ROUND:
     if (!fl) return cg_fail(cg, "%s on %s, expected f32", mfx_unary_op_name(op), mfx_dtype_name(t));
-    if (cg_math_symbol(cg, op) != NULL)
-      *out = cg_call_lanewise(cg, cg_math_symbol(cg, op), a);
-    else if (op == MFX_TANH || op == MFX_ERF)
-      return cg_fail(cg, "%s: the %s target has no function for it", mfx_unary_op_name(op),
-                     cg->target->name);
+    if (cg_math_expands(op)) /* inline polynomial code, the same on every target */
+      *out = cg_math_unary(cg, op, a);
     else
-      *out = cg_intrinsic(cg,
-                          op == MFX_SQRT   ? "llvm.sqrt"
-                          : op == MFX_EXP  ? "llvm.exp"
-                          : op == MFX_LOG  ? "llvm.log"
-                                           : "llvm.rint", /* ties to even: the default mode */
+      *out = cg_intrinsic(cg, op == MFX_SQRT ? "llvm.sqrt" : "llvm.rint", /* rint: ties to even */
                           &a, 1);
     return MFX_OK;
   case MFX_UNARY_OP_COUNT: break;

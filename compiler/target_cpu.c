@@ -325,8 +325,6 @@ static mfx_status cpu_emit_barrier(mfx_cg *cg, const mfx_stmt *s) {
 static const mfx_cg_target cpu_target = {
     .name = "x86-64 host",
     .buffer_address_space = 0,
-    .tanh_symbol = "tanhf",
-    .erf_symbol = "erff",
     .emit_kernel = cpu_emit_kernel,
     .emit_for = cpu_emit_for,
     .emit_allocate = cpu_emit_allocate,
@@ -414,7 +412,7 @@ struct mfx_jit_kernel {
 
 /* An LLJIT whose target machine is the host's (same CPU, features and
  * optimization level as cpu_target_machine), resolving library calls
- * (tanhf, expf) from the process. */
+ * from the process (memset, memcpy that LLVM may emit). */
 static mfx_status cpu_create_jit(LLVMOrcLLJITRef *out) {
   LLVMTargetMachineRef tm;
   mfx_status st = cpu_target_machine(LLVMRelocDefault, LLVMCodeModelJITDefault, &tm);

@@ -26,29 +26,10 @@
  * llvm.nvvm.barrier0 (bar.sync 0). GLOBAL allocations cannot happen inside
  * a kernel: global intermediates are workspace arguments.
  *
- * f32 math without libdevice (LLVM 14's NVPTX backend lowers llvm.sqrt to
- * sqrt.rn.f32 but cannot lower llvm.exp or llvm.log):
- *   exp(x)  = ex2.approx(p) * (1 + ln2 * e), p = fl(x * log2e) and e its
- *             rounding error (by fma), so large |x| loses nothing;
- *   log(x)  = lg2.approx(x) * ln2, except for x in (0.7, 1.4), where
- *             lg2.approx is only accurate to about 2^-22 absolute and
- *             2 atanh((x-1)/(x+1)) as an odd series is used instead;
- *   tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)), except for |x| < 0.4,
- *             where that cancels and the Taylor series to x^13 is used;
- *   erf(x)  = sign(x) (1 - erfc(|x|)) with the Chebyshev fit of Numerical
- *             Recipes (erfc's fractional error < 1.2e-7), z = |x|,
- *             t = 1 / (1 + z/2), erfc = t exp(-z^2 + P(t)), except for
- *             |x| < 0.5, where 1 - erfc loses the relative accuracy of small
- *             results and the Taylor series to x^13 is used. Evaluated in
- *             f32 as here, with glibc's expf for exp, the largest absolute
- *             error over [-8, 8] (steps of 1e-6) is 1.7e-7 against double
- *             erf and 1.8e-7 against glibc's erff (tests/test_nvptx.c
- *             measures it on steps of 1e-5); mfx_nvptx_expf adds a few ulp
- *             of erfc <= 0.48;
- * round(x) is llvm.rint, which the backend lowers to cvt.rni.f32.f32.
- * With exact ex2/lg2 the formulas are within 2 (exp) and 3 (log, tanh) ulp
- * (checked in C against double precision); ex2.approx/lg2.approx add their
- * own error (a few ulp by the PTX ISA). Not yet measured on a GPU.
+ * f32 math without libdevice: exp, log, tanh and erf are the inline
+ * polynomial code of codegen_math.c (the same instructions as on the CPU,
+ * with its error bounds; divisions are div.rn.f32); sqrt is llvm.sqrt
+ * (sqrt.rn.f32) and round llvm.rint (cvt.rni.f32.f32).
  *
  * Architectures: LLVM 14 stops at sm_86 and PTX ISA 7.5. sm_87/89/90 get
  * sm_80 PTX, which the driver JIT-compiles forward; see mfx_ptx_target. */
@@ -274,19 +255,9 @@ static LLVMValueRef nvptx_call_intrinsic(mfx_cg *cg, const char *name, LLVMValue
   return LLVMBuildCall2(cg->b, type, fn, args, n, "");
 }
 
-/* A call of an intrinsic overloaded on f32 (llvm.fma.f32, llvm.fabs.f32). */
-static LLVMValueRef nvptx_call_f32_intrinsic(mfx_cg *cg, const char *name, LLVMValueRef *args,
-                                             unsigned n) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  LLVMTypeRef f32 = LLVMFloatTypeInContext(cg->ctx);
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &f32, 1);
-  LLVMTypeRef type = LLVMIntrinsicGetType(cg->ctx, id, &f32, 1);
-  return LLVMBuildCall2(cg->b, type, fn, args, n, "");
-}
-
 static mfx_status nvptx_require_intrinsics(mfx_cg *cg) {
-  static const char *const names[] = {"llvm.nvvm.barrier0", "llvm.nvvm.ex2.approx.f",
-                                      "llvm.nvvm.lg2.approx.f", "llvm.fma", "llvm.fabs"};
+  static const char *const names[] = {"llvm.nvvm.barrier0", "llvm.fma", "llvm.fabs",
+                                      "llvm.copysign", "llvm.rint"};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
     if (LLVMLookupIntrinsicID(names[i], strlen(names[i])) == 0)
       return cg_fail(cg, "this LLVM has no intrinsic %s", names[i]);
@@ -294,145 +265,6 @@ static mfx_status nvptx_require_intrinsics(mfx_cg *cg) {
     if (LLVMLookupIntrinsicID(nvptx_sreg[axis], strlen(nvptx_sreg[axis])) == 0)
       return cg_fail(cg, "this LLVM has no intrinsic %s", nvptx_sreg[axis]);
   return MFX_OK;
-}
-
-/* ---- f32 math: exp, log, tanh, erf ---------------------------------------------------- */
-
-#define NVPTX_EXPF "mfx_nvptx_expf"
-#define NVPTX_LOGF "mfx_nvptx_logf"
-#define NVPTX_TANHF "mfx_nvptx_tanhf"
-#define NVPTX_ERFF "mfx_nvptx_erff"
-
-static LLVMValueRef nvptx_f32(mfx_cg *cg, double v) {
-  return LLVMConstReal(LLVMFloatTypeInContext(cg->ctx), v);
-}
-
-static LLVMValueRef nvptx_fma(mfx_cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-  LLVMValueRef args[3] = {a, b, c};
-  return nvptx_call_f32_intrinsic(cg, "llvm.fma", args, 3);
-}
-
-static LLVMValueRef nvptx_fabs(mfx_cg *cg, LLVMValueRef x) {
-  return nvptx_call_f32_intrinsic(cg, "llvm.fabs", &x, 1);
-}
-
-/* c[0] + z * (c[1] + z * (... c[n-1])) */
-static LLVMValueRef nvptx_horner(mfx_cg *cg, LLVMValueRef z, const double *c, int n) {
-  LLVMValueRef acc = nvptx_f32(cg, c[n - 1]);
-  for (int i = n - 2; i >= 0; i--) acc = nvptx_fma(cg, acc, z, nvptx_f32(cg, c[i]));
-  return acc;
-}
-
-/* Begin an internal, always-inlined float(float) helper; returns its argument. */
-static LLVMValueRef nvptx_begin_math(mfx_cg *cg, const char *name, mfx_cg_function *saved) {
-  LLVMTypeRef f32 = LLVMFloatTypeInContext(cg->ctx);
-  LLVMValueRef fn = cg_add_function(cg, name, LLVMFunctionType(f32, &f32, 1, 0), 1, 1);
-  *saved = cg_begin_function(cg, fn);
-  return LLVMGetParam(fn, 0);
-}
-
-static void nvptx_end_math(mfx_cg *cg, LLVMValueRef result, mfx_cg_function saved) {
-  LLVMBuildRet(cg->b, result);
-  cg_end_function(cg, saved, NULL);
-}
-
-static void nvptx_define_exp(mfx_cg *cg) {
-  mfx_cg_function saved;
-  LLVMValueRef x = nvptx_begin_math(cg, NVPTX_EXPF, &saved);
-  float log2e_hi = (float)M_LOG2E;
-  float log2e_lo = (float)(M_LOG2E - (double)log2e_hi);
-  LLVMValueRef hi = nvptx_f32(cg, log2e_hi);
-  LLVMValueRef p = LLVMBuildFMul(cg->b, x, hi, "p");
-  /* e = x * log2e - p, exactly enough: the part of the exponent p lost. */
-  LLVMValueRef e = nvptx_fma(cg, x, hi, LLVMBuildFNeg(cg->b, p, ""));
-  e = nvptx_fma(cg, x, nvptx_f32(cg, log2e_lo), e);
-  LLVMValueRef two_p = nvptx_call_intrinsic(cg, "llvm.nvvm.ex2.approx.f", &p, 1);
-  LLVMValueRef fixed =
-      LLVMBuildFMul(cg->b, two_p, nvptx_fma(cg, e, nvptx_f32(cg, M_LN2), nvptx_f32(cg, 1)), "");
-  /* Past |x| = 104 the result is 0 or inf, and e may be NaN (inf - inf). */
-  LLVMValueRef in_range =
-      LLVMBuildFCmp(cg->b, LLVMRealOLT, nvptx_fabs(cg, x), nvptx_f32(cg, 104), "");
-  nvptx_end_math(cg, LLVMBuildSelect(cg->b, in_range, fixed, two_p, ""), saved);
-}
-
-static void nvptx_define_log(mfx_cg *cg) {
-  static const double odd[] = {2.0, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11};
-  mfx_cg_function saved;
-  LLVMValueRef x = nvptx_begin_math(cg, NVPTX_LOGF, &saved);
-  LLVMValueRef lg2 = nvptx_call_intrinsic(cg, "llvm.nvvm.lg2.approx.f", &x, 1);
-  LLVMValueRef far = LLVMBuildFMul(cg->b, lg2, nvptx_f32(cg, M_LN2), "");
-  /* Near 1: u = (x-1)/(x+1), log x = 2u (1 + u^2/3 + u^4/5 + ...); x-1 is exact. */
-  LLVMValueRef one = nvptx_f32(cg, 1);
-  LLVMValueRef u =
-      LLVMBuildFDiv(cg->b, LLVMBuildFSub(cg->b, x, one, ""), LLVMBuildFAdd(cg->b, x, one, ""), "u");
-  LLVMValueRef series =
-      LLVMBuildFMul(cg->b, u, nvptx_horner(cg, LLVMBuildFMul(cg->b, u, u, ""), odd, 6), "");
-  LLVMValueRef near =
-      LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, x, nvptx_f32(cg, 0.7), ""),
-                   LLVMBuildFCmp(cg->b, LLVMRealOLT, x, nvptx_f32(cg, 1.4), ""), "");
-  nvptx_end_math(cg, LLVMBuildSelect(cg->b, near, series, far, ""), saved);
-}
-
-static void nvptx_define_tanh(mfx_cg *cg, LLVMValueRef exp_fn) {
-  static const double taylor[] = {1.0,         -1.0 / 3,         2.0 / 15,         -17.0 / 315,
-                                  62.0 / 2835, -1382.0 / 155925, 21844.0 / 6081075};
-  mfx_cg_function saved;
-  LLVMValueRef x = nvptx_begin_math(cg, NVPTX_TANHF, &saved);
-  LLVMTypeRef f32 = LLVMFloatTypeInContext(cg->ctx);
-  LLVMValueRef a = nvptx_fabs(cg, x);
-  LLVMValueRef small =
-      LLVMBuildFMul(cg->b, x, nvptx_horner(cg, LLVMBuildFMul(cg->b, x, x, ""), taylor, 7), "");
-  LLVMValueRef two_a = LLVMBuildFAdd(cg->b, a, a, "");
-  LLVMValueRef e = LLVMBuildCall2(cg->b, LLVMFunctionType(f32, &f32, 1, 0), exp_fn, &two_a, 1, "");
-  LLVMValueRef q =
-      LLVMBuildFDiv(cg->b, nvptx_f32(cg, 2), LLVMBuildFAdd(cg->b, e, nvptx_f32(cg, 1), ""), "");
-  LLVMValueRef big = LLVMBuildFSub(cg->b, nvptx_f32(cg, 1), q, "");
-  LLVMValueRef negative = LLVMBuildFCmp(cg->b, LLVMRealOLT, x, nvptx_f32(cg, 0), "");
-  big = LLVMBuildSelect(cg->b, negative, LLVMBuildFNeg(cg->b, big, ""), big, "");
-  LLVMValueRef is_small = LLVMBuildFCmp(cg->b, LLVMRealOLT, a, nvptx_f32(cg, 0.4), "");
-  nvptx_end_math(cg, LLVMBuildSelect(cg->b, is_small, small, big, ""), saved);
-}
-
-/* Numerical Recipes' erfc: erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2),
- * z >= 0; then erf(x) = sign(x) (1 - erfc(|x|)). Near 0 the Taylor series
- * erf(x) = 2/sqrt(pi) sum_n (-1)^n x^(2n+1) / (n! (2n+1)), to n = 6 (the
- * next term is below 2^-31 of the result at |x| = 0.5). tests/test_nvptx.c
- * evaluates the same f32 operations in C and measures the error. */
-static void nvptx_define_erf(mfx_cg *cg, LLVMValueRef exp_fn) {
-  static const double chebyshev[] = {-1.26551223, 1.00002368, 0.37409196, 0.09678418,
-                                     -0.18628806, 0.27886807, -1.13520398, 1.48851587,
-                                     -0.82215223, 0.17087277};
-  static const double two_over_sqrt_pi = 1.1283791670955126;
-  static const double taylor[] = {two_over_sqrt_pi,        -two_over_sqrt_pi / 3,
-                                  two_over_sqrt_pi / 10,   -two_over_sqrt_pi / 42,
-                                  two_over_sqrt_pi / 216,  -two_over_sqrt_pi / 1320,
-                                  two_over_sqrt_pi / 9360};
-  mfx_cg_function saved;
-  LLVMValueRef x = nvptx_begin_math(cg, NVPTX_ERFF, &saved);
-  LLVMTypeRef f32 = LLVMFloatTypeInContext(cg->ctx);
-  LLVMValueRef z = nvptx_fabs(cg, x);
-  LLVMValueRef small =
-      LLVMBuildFMul(cg->b, x, nvptx_horner(cg, LLVMBuildFMul(cg->b, x, x, ""), taylor, 7), "");
-  LLVMValueRef t = LLVMBuildFDiv(
-      cg->b, nvptx_f32(cg, 1),
-      nvptx_fma(cg, z, nvptx_f32(cg, 0.5), nvptx_f32(cg, 1)), "t");
-  LLVMValueRef arg =
-      nvptx_fma(cg, LLVMBuildFNeg(cg->b, z, ""), z, nvptx_horner(cg, t, chebyshev, 10));
-  LLVMValueRef e = LLVMBuildCall2(cg->b, LLVMFunctionType(f32, &f32, 1, 0), exp_fn, &arg, 1, "");
-  LLVMValueRef big = LLVMBuildFSub(cg->b, nvptx_f32(cg, 1), LLVMBuildFMul(cg->b, t, e, ""), "");
-  LLVMValueRef negative = LLVMBuildFCmp(cg->b, LLVMRealOLT, x, nvptx_f32(cg, 0), "");
-  big = LLVMBuildSelect(cg->b, negative, LLVMBuildFNeg(cg->b, big, ""), big, "");
-  LLVMValueRef is_small = LLVMBuildFCmp(cg->b, LLVMRealOLT, z, nvptx_f32(cg, 0.5), "");
-  nvptx_end_math(cg, LLVMBuildSelect(cg->b, is_small, small, big, ""), saved);
-}
-
-/* The functions the shared code calls for exp, log, tanh and erf; unused
- * ones are dropped by the optimizer. */
-static void nvptx_define_math(mfx_cg *cg) {
-  nvptx_define_exp(cg);
-  nvptx_define_log(cg);
-  nvptx_define_tanh(cg, LLVMGetNamedFunction(cg->mod, NVPTX_EXPF));
-  nvptx_define_erf(cg, LLVMGetNamedFunction(cg->mod, NVPTX_EXPF));
 }
 
 /* ---- the kernel function ------------------------------------------------------------------ */
@@ -497,7 +329,6 @@ static mfx_status nvptx_emit_kernel(mfx_cg *cg, const mfx_func *fn) {
   LLVMValueRef f = NULL;
   if (st == MFX_OK) st = nvptx_declare_kernel(cg, fn, &f);
   if (st != MFX_OK) return st;
-  nvptx_define_math(cg);
   mfx_cg_function saved = cg_begin_function(cg, f);
   int mark = cg_scope_mark(cg);
   for (int i = 0; st == MFX_OK && i < fn->n_args; i++)
@@ -602,10 +433,6 @@ static mfx_status nvptx_emit_barrier(mfx_cg *cg, const mfx_stmt *s) {
 static const mfx_cg_target nvptx_target = {
     .name = "nvptx64 (CUDA)",
     .buffer_address_space = 1,
-    .tanh_symbol = NVPTX_TANHF,
-    .erf_symbol = NVPTX_ERFF,
-    .exp_symbol = NVPTX_EXPF,
-    .log_symbol = NVPTX_LOGF,
     .emit_kernel = nvptx_emit_kernel,
     .emit_for = nvptx_emit_for,
     .emit_allocate = nvptx_emit_allocate,

@@ -82,6 +82,8 @@ struct mfx_moe {
 
 #include <math.h>
 
+/* glibc's erff: the kernels' erf (compiler/codegen_math.c) is within 1.5 ulp
+ * of it, not bit for bit; see ops/elementwise.c for the bounds that follow. */
 static inline float moe_gelu(float x) {
   return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
 }

@@ -862,7 +862,7 @@ START_TEST(reference_table_matches_ops) {
     ck_assert_msg(r->reference == op->reference && r->random_input == op->random_input &&
                       r->n_dims == op->n_dims && r->n_inputs == op->n_inputs &&
                       r->n_outputs == op->n_outputs &&
-                      r->gpu_int_tolerance == op->gpu_int_tolerance,
+                      r->int_tolerance == op->int_tolerance,
                   "op %s: ops/reference_table.c disagrees with its mfx_op", op->name);
   }
   ck_assert_ptr_null(mfx_reference_find("no_such_op"));

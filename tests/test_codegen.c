@@ -616,7 +616,7 @@ START_TEST(float_math) {
 }
 END_TEST
 
-/* ---- erf and round: libm's erff lane by lane, rint ------------------------------------------- */
+/* ---- erf and round: the inline polynomial, rint ------------------------------------------- */
 
 #define ROUND_N 61 /* not a multiple of the 8 lanes: a guarded tail */
 static float ROUND_X[ROUND_N + 3], ERF_OUT[ROUND_N + 3], ROUND_OUT[ROUND_N + 3];
@@ -638,10 +638,21 @@ static int same_float(float got, float want) {
   return memcmp(&got, &want, sizeof got) == 0 || (isnan(got) && isnan(want));
 }
 
+/* erf is codegen_math.c's polynomial: within its documented 1.5 ulp of
+ * erf in double (tests/test_vecmath.c sweeps the whole range); NaN, +-0
+ * and +-1 exactly. */
+static int erf_close(float got, float x) {
+  double truth = erf((double)x);
+  if (isnan(truth) || truth == 0.0 || fabs(truth) == 1.0) return same_float(got, (float)truth);
+  int e;
+  frexp(truth, &e);
+  return fabs((double)got - truth) <= 1.5 * ldexp(1.0, (e - 1 - 23 > -149 ? e - 1 - 23 : -149));
+}
+
 static void check_erf_round(void) {
   for (int i = 0; i < ROUND_N; i++) {
-    ck_assert_msg(same_float(ERF_OUT[i], erff(ROUND_X[i])), "erf(%a) = %a, expected %a",
-                  (double)ROUND_X[i], (double)ERF_OUT[i], (double)erff(ROUND_X[i]));
+    ck_assert_msg(erf_close(ERF_OUT[i], ROUND_X[i]), "erf(%a) = %a, expected %a",
+                  (double)ROUND_X[i], (double)ERF_OUT[i], erf((double)ROUND_X[i]));
     ck_assert_msg(same_float(ROUND_OUT[i], rintf(ROUND_X[i])), "round(%a) = %a, expected %a",
                   (double)ROUND_X[i], (double)ROUND_OUT[i], (double)rintf(ROUND_X[i]));
   }

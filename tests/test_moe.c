@@ -99,6 +99,36 @@ static double rel_err(const float *a, const float *b, int64_t n) {
   return worst / scale;
 }
 
+/* The shift expert's integers against the host's. Its GELU step
+ * (q16_gelu) may be one Q16.16 unit off per hidden element: the kernels'
+ * erf is codegen_math.c's polynomial, the host's glibc's erff (the bound is
+ * proved in ops/elementwise.c and asserted in tests/test_ops.c). The first
+ * shift layer, before it, is exact. The second sums G[n,k] (hq[k] >> S[n,k])
+ * with G in {-1, 0, 1}; an arithmetic shift is floor(hq / 2^s), and
+ * floor((a + 1) / 2^s) - floor(a / 2^s) is 0 or 1, so each hidden element
+ * one unit off moves each output by at most one unit (wrapping sums keep
+ * that, the results being far from +-2^31 here): an output is at most H
+ * units off, H the hidden width. Returns the largest difference. */
+static int64_t q16_max_diff(const int32_t *a, const int32_t *b, int64_t n, int64_t *count) {
+  int64_t worst = 0;
+  *count = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t d = llabs((int64_t)a[i] - b[i]);
+    worst = d > worst ? d : worst;
+    *count += d != 0;
+  }
+  return worst;
+}
+
+static void assert_shift_within(const int32_t *yq, const int32_t *yq_ref, int64_t n, int64_t H) {
+  int64_t count;
+  int64_t worst = q16_max_diff(yq, yq_ref, n, &count);
+  ck_assert_msg(worst <= H, "shift expert: an output %lld units from the host (at most %lld: "
+                "one per hidden element)", (long long)worst, (long long)H);
+  fprintf(stderr, "shift expert: %lld of %lld outputs differ from the host, by at most %lld\n",
+          (long long)count, (long long)n, (long long)worst);
+}
+
 /* ---- arithmetic ------------------------------------------------------------ */
 
 START_TEST(test_bucket) {
@@ -344,8 +374,9 @@ START_TEST(test_gpu_real_vs_reference) {
 }
 END_TEST
 
-/* The emulated GPU kernels call the same erff as the reference: the
- * integer pipeline of a shift expert matches it exactly. */
+/* The emulated GPU kernels run the same polynomial erf as the CPU's: the
+ * integer pipeline of a shift expert is within H units of the host's
+ * (assert_shift_within). */
 START_TEST(test_gpu_emulated_shift_exact) {
   mfx_moe *moe = make_layer_on("emulate", 24, 40, 1, "shift,shift", 3, NULL, NULL);
   int64_t T = 21, n = T * 24;
@@ -356,7 +387,7 @@ START_TEST(test_gpu_emulated_shift_exact) {
   ck_assert_msg(mfx_moe_shift_expert_q16(moe, 1, NULL, xq, T, yq) == MFX_OK, "%s",
                 mfx_last_error());
   ck_assert_int_eq(mfx_moe_reference_shift_q16(moe, 1, xq, T, yq_ref), MFX_OK);
-  ck_assert_mem_eq(yq, yq_ref, (size_t)n * 4);
+  assert_shift_within(yq, yq_ref, n, 40);
   free(x);
   free(xq);
   free(yq);
@@ -513,13 +544,17 @@ START_TEST(test_shift_exact) {
   for (int64_t i = 0; i < n; i++) xq[i] = mfx_q16_from_float(x[i]);
   ck_assert_int_eq(mfx_moe_shift_expert_q16(moe, 1, &env, xq, T, yq), MFX_OK);
   ck_assert_int_eq(mfx_moe_reference_shift_q16(moe, 1, xq, T, yq_ref), MFX_OK);
-  ck_assert_mem_eq(yq, yq_ref, (size_t)n * 4); /* integers: exactly */
+  assert_shift_within(yq, yq_ref, n, 40);
   mfx_moe_trace trace;
   memset(&trace, 0, sizeof trace);
   trace.logits = logits;
   ck_assert_int_eq(mfx_moe_forward(moe, &env, x, T, y, &trace), MFX_OK);
   ck_assert_int_eq(mfx_moe_reference(moe, x, T, logits, want, NULL), MFX_OK);
-  ck_assert_msg(rel_err(y, want, n) == 0.0, "shift layer differs: %g", rel_err(y, want, n));
+  /* top-1: y = w q16_to_float(yq), w <= 1, for both host and kernels: at most
+   * H = 40 units of 2^-16, and the product's rounding. */
+  double worst = 0.0;
+  for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)y[i] - (double)want[i]));
+  ck_assert_msg(worst <= 40.0 / 65536.0 * (1.0 + 0x1p-20), "shift layer differs by %g", worst);
   free(x);
   free(y);
   free(want);

@@ -517,8 +517,10 @@ START_TEST(float_math_is_self_contained) {
   split_bind(s, st, loop_of(st, "i"), 64, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &o, &in);
   mfx_gpu_program *p = lower_split(s, "math");
   char *ptx = compile_and_assemble(p, "math");
-  assert_has(ptx, "ex2.approx", "math (exp, tanh)");
-  assert_has(ptx, "lg2.approx", "math (log)");
+  assert_has(ptx, "fma.rn.f32", "math (codegen_math.c's polynomials)");
+  assert_has(ptx, "cvt.rni.f32.f32", "math (exp's n = rint(x log2 e))");
+  assert_has(ptx, "div.rn.f32", "math (log's s, tanh's 2 / (e + 1): correctly rounded)");
+  assert_lacks(ptx, "approx", "math: no approximate PTX instructions");
   assert_has(ptx, "sqrt.rn.f32", "math (sqrt)");
   assert_lacks(ptx, ".extern", "math: no library calls");
   assert_lacks(ptx, "call", "math: helpers are inlined");
@@ -533,8 +535,8 @@ START_TEST(float_math_is_self_contained) {
 }
 END_TEST
 
-/* erf and round: erf is the internal helper mfx_nvptx_erff (no libm on a
- * GPU), round is cvt.rni (to nearest, ties to even). */
+/* erf and round: erf is codegen_math.c's inline polynomial (no libm on a
+ * GPU, no division), round is cvt.rni (to nearest, ties to even). */
 START_TEST(erf_and_round_are_self_contained) {
   int64_t n = 100;
   mfx_tensor *X = input1("X", MFX_F32, n);
@@ -548,61 +550,16 @@ START_TEST(erf_and_round_are_self_contained) {
   mfx_gpu_program *p = lower_split(s, "erf_round");
   char *ptx = compile_and_assemble(p, "erf_round");
   assert_has(ptx, "cvt.rni.f32.f32", "round");
-  assert_has(ptx, "ex2.approx", "erf (its exp)");
-  assert_has(ptx, "rcp.rn.f32", "erf (t = 1 / (1 + z/2), correctly rounded)");
+  assert_has(ptx, "fma.rn.f32", "erf (its polynomials)");
+  assert_lacks(ptx, "approx", "erf: no approximate PTX instructions");
   assert_lacks(ptx, ".extern", "erf: no library calls");
-  assert_lacks(ptx, "call", "erf: the helper is inlined");
+  assert_lacks(ptx, "call", "erf: no function calls");
   free(ptx);
   char *ll = NULL;
   size_t size = 0;
   ok(mfx_codegen_gpu_emit(p, "sm_80", MFX_EMIT_LL, &ll, &size));
   assert_lacks(ll, "erff", "erf LL");
   free(ll);
-}
-END_TEST
-
-/* The erf of target_nvptx.c, evaluated here with the same f32 operations
- * (fma where it uses llvm.fma), glibc's expf standing in for
- * mfx_nvptx_expf (whose ex2.approx only a GPU has). */
-static float nvptx_horner_c(float z, const double *c, int n) {
-  float acc = (float)c[n - 1];
-  for (int i = n - 2; i >= 0; i--) acc = fmaf(acc, z, (float)c[i]);
-  return acc;
-}
-
-static float nvptx_erf_c(float x) {
-  static const double chebyshev[] = {-1.26551223, 1.00002368, 0.37409196, 0.09678418,
-                                     -0.18628806, 0.27886807, -1.13520398, 1.48851587,
-                                     -0.82215223, 0.17087277};
-  static const double k = 1.1283791670955126; /* 2 / sqrt(pi) */
-  static const double taylor[] = {k, -k / 3, k / 10, -k / 42, k / 216, -k / 1320, k / 9360};
-  float z = fabsf(x);
-  float small = x * nvptx_horner_c(x * x, taylor, 7);
-  float t = 1.0f / fmaf(z, 0.5f, 1.0f);
-  float e = expf(fmaf(-z, z, nvptx_horner_c(t, chebyshev, 10)));
-  float big = 1.0f - t * e;
-  if (x < 0.0f) big = -big;
-  return z < 0.5f ? small : big;
-}
-
-/* Its largest absolute error over [-8, 8] in steps of 1e-5 (and at the
- * ends of the f32 range), against double erf and against glibc's erff. */
-START_TEST(erf_formula_error) {
-  double worst = 0.0, worst_x = 0.0, worst_f = 0.0;
-  for (long i = -800000; i <= 800000; i++) {
-    float x = (float)i * 1e-5f;
-    double got = nvptx_erf_c(x);
-    double err = fabs(got - erf((double)x)), err_f = fabs(got - (double)erff(x));
-    if (err > worst) worst = err, worst_x = x;
-    if (err_f > worst_f) worst_f = err_f;
-  }
-  fprintf(stderr, "nvptx erf: max abs error %.3g (at x = %.6g) against erf, %.3g against erff\n",
-          worst, worst_x, worst_f);
-  ck_assert_msg(worst < 2e-7 && worst_f < 2e-7, "erf error %g / %g", worst, worst_f);
-  ck_assert(nvptx_erf_c(INFINITY) == 1.0f && nvptx_erf_c(-INFINITY) == -1.0f);
-  ck_assert(nvptx_erf_c(1e30f) == 1.0f && nvptx_erf_c(4.0f) == 1.0f && erff(4.0f) == 1.0f);
-  ck_assert(isnan(nvptx_erf_c(NAN)));
-  ck_assert(nvptx_erf_c(-0.0f) == 0.0f && signbit(nvptx_erf_c(-0.0f)));
 }
 END_TEST
 
@@ -854,7 +811,6 @@ static Suite *nvptx_suite(void) {
   tcase_add_test(tc, operators_assemble);
   tcase_add_test(tc, float_math_is_self_contained);
   tcase_add_test(tc, erf_and_round_are_self_contained);
-  tcase_add_test(tc, erf_formula_error);
   tcase_add_test(tc, partial_extents_are_guarded);
   tcase_add_test(tc, barrier_threads_could_skip_is_an_error);
   tcase_add_test(tc, gpu_errors);

@@ -34,7 +34,8 @@ static int bench_side_run(const tool_problem *p, const mfx_config *cfg, mfx_pool
     rc = tool_error_status(TOOL_EXIT_FAIL, "allocating outputs");
   if (rc == 0) rc = bench_launch(&b);
   for (int i = 0; rc == 0 && i < p->op->n_outputs; i++) {
-    mfx_compare c = mfx_compare_arrays(&out[i], &want[i], TOOL_DEFAULT_TOL);
+    mfx_compare c =
+        mfx_compare_arrays_int(&out[i], &want[i], TOOL_DEFAULT_TOL, p->op->int_tolerance);
     if (!c.ok)
       rc = tool_error(TOOL_EXIT_FAIL, "output %s differs from the reference (max_rel_err %.3g)",
                       p->op->outputs[i].name, c.max_rel_err);

@@ -93,7 +93,8 @@ static int tool_demo_measure(tool_demo_case *c, tool_demo_row *row) {
   if (rc != 0) return rc;
   row->ok = 1;
   for (int i = 0; i < c->op->n_outputs; i++) {
-    mfx_compare cmp = mfx_compare_arrays(&c->outputs[i], &c->want[i], TOOL_DEFAULT_TOL);
+    mfx_compare cmp =
+        mfx_compare_arrays_int(&c->outputs[i], &c->want[i], TOOL_DEFAULT_TOL, c->op->int_tolerance);
     if (cmp.max_rel_err > row->max_rel_err) row->max_rel_err = cmp.max_rel_err;
     if (!cmp.ok) row->ok = 0;
   }

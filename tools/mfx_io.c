@@ -129,7 +129,7 @@ int tool_compare_outputs(const mfx_op *op, const int64_t *dims, const mfx_array 
   }
   op->reference(dims, inputs, want);
   for (int i = 0; i < op->n_outputs; i++) {
-    mfx_compare c = mfx_compare_arrays(&outputs[i], &want[i], tol);
+    mfx_compare c = mfx_compare_arrays_int(&outputs[i], &want[i], tol, op->int_tolerance);
     if (c.max_abs_err > worst->max_abs_err) worst->max_abs_err = c.max_abs_err;
     if (c.max_rel_err > worst->max_rel_err) worst->max_rel_err = c.max_rel_err;
     if (!c.ok && worst->ok) {

@@ -23,7 +23,7 @@ typedef struct {
   int n_dims, n_inputs, n_outputs;
   mfx_reference_fn reference;
   mfx_random_input_fn random_input;
-  int64_t gpu_int_tolerance; /* as the mfx_op's: integer slack for results from a GPU */
+  int64_t int_tolerance; /* as the mfx_op's: integer slack on every target */
 } mfx_reference_op;
 
 int mfx_reference_count(void);
