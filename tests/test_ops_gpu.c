@@ -298,7 +298,8 @@ START_TEST(gpu_kernel_counts) {
     {"linear_gelu", "{\"pack\":0}", 1},                           /* Y with GELU at write-back */
     {"shift_linear_q16_gelu", "{\"form\":0,\"pack\":0}", 1},    /* XQ into the shared tile */
     {"shift_linear_q16_gelu", "{\"form\":0,\"pack\":0,\"shared\":0}", 1}, /* XQ inlined */
-    {"shift_linear_dequantize", "{\"form\":1,\"pack\":0}", 2}, /* CNT, ACC+CNT dequantized */
+    {"shift_linear_dequantize", "{\"form\":1,\"pack\":1}", 5}, /* ST, ZM, NM, CNT, ACC+CNT
+                                                                     dequantized (no Y) */
     {"matadd", "{}", 1},
     {"gelu", "{}", 1},
     {"q16_gelu", "{\"threads\":64}", 1},
