@@ -6,8 +6,8 @@
  *   mult:  X [M,D] -linear_gelu W1-> [M,H] -linear W2-> [M,D]
  *   shift: X [M,D] -shift_linear_q16_gelu S1,G1-> [M,H] Q16.16
  *          -shift_linear_dequantize S2,G2-> [M,D]
- * The Q16.16 entry (mfx_moe_shift_expert_q16) runs shift_linear, GELU on
- * the host pool, shift_linear. */
+ * The Q16.16 entry (mfx_moe_shift_expert_q16) runs shift_linear, q16_gelu
+ * (in place), shift_linear. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,25 +56,6 @@ void moe_parallel(const mfx_kernel_env *env, mfx_parallel_body body, void *closu
   if (n <= 0) return;
   if (env->parallel_for == NULL) body(closure, 0, n);
   else env->parallel_for(env->pool, body, closure, n);
-}
-
-typedef struct {
-  void *src, *dst;
-  int64_t row; /* elements per row */
-} moe_rows_job;
-
-/* The shift expert's middle: q <- Q16.16(GELU(f32(q))), in place. */
-static void moe_requantize_body(void *c, int64_t begin, int64_t end) {
-  const moe_rows_job *j = c;
-  int32_t *q = j->dst;
-  for (int64_t i = begin * j->row; i < end * j->row; i++)
-    q[i] = moe_q16_from_float(moe_gelu(moe_q16_to_float(q[i])));
-}
-
-static void moe_rows(const mfx_kernel_env *env, mfx_parallel_body body, const void *src,
-                     void *dst, int64_t rows, int64_t row) {
-  moe_rows_job j = {(void *)src, dst, row};
-  moe_parallel(env, body, &j, rows);
 }
 
 /* ---- the kernel cache ----------------------------------------------------------- */
@@ -326,7 +307,10 @@ mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int
   if (st == MFX_OK && moe->gpu != NULL) return moe_gpu_shift_q16(moe, e, env, xq, rows, yq);
   if (st == MFX_OK) st = moe_shift(moe, env, "shift_linear", rows, H, D, xq, x->s1, x->g1, hq);
   if (st != MFX_OK) return st;
-  moe_rows(env, moe_requantize_body, NULL, hq, rows, H);
+  const mfx_op_kernel *gelu;
+  if ((st = moe_kernel_get(moe, "q16_gelu", rows, H, 0, &gelu)) != MFX_OK) return st;
+  mfx_array h = moe_view(MFX_I32, rows, H, hq); /* elementwise: in place is safe */
+  if ((st = mfx_op_kernel_run(gelu, env, &h, &h)) != MFX_OK) return st;
   return moe_shift(moe, env, "shift_linear", rows, D, H, hq, x->s2, x->g2, yq);
 }
 
