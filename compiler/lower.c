@@ -208,6 +208,71 @@ static mfx_stmt *lower_reduce_in_place(stage_lowering *L, mfx_expr **idx, const 
   return nest(L, pos, n, both, 0, NEST_GUARDS | NEST_ATTACHED | NEST_ENCLOSING);
 }
 
+/* ---- epilogue fusion: the consumer applied at write-back ------------------------------- */
+
+static mfx_expr *replace_loads(mfx_arena *a, mfx_expr *e, const mfx_buffer *buf, mfx_expr *v) {
+  if (!e || !mfx_expr_reads(e, buf)) return e;
+  mfx_expr *c = mfx_arena_alloc(a, sizeof *c);
+  *c = *e;
+  switch (e->kind) {
+  case MFX_EXPR_LOAD: return e->u.load.buf == buf ? v : e; /* indices never read buf */
+  case MFX_EXPR_BINARY:
+    c->u.bin.a = replace_loads(a, e->u.bin.a, buf, v);
+    c->u.bin.b = replace_loads(a, e->u.bin.b, buf, v);
+    return c;
+  case MFX_EXPR_UNARY: c->u.un.a = replace_loads(a, e->u.un.a, buf, v); return c;
+  case MFX_EXPR_CAST: c->u.cast.a = replace_loads(a, e->u.cast.a, buf, v); return c;
+  case MFX_EXPR_SELECT:
+    c->u.sel.cond = replace_loads(a, e->u.sel.cond, buf, v);
+    c->u.sel.a = replace_loads(a, e->u.sel.a, buf, v);
+    c->u.sel.b = replace_loads(a, e->u.sel.b, buf, v);
+    return c;
+  default: return e;
+  }
+}
+
+/* The store of one accumulated element: R[idx] = acc, or with an epilogue
+ * C[idx] = f(acc, ...), C's axes taking R's index. */
+static mfx_stmt *write_back(stage_lowering *L, mfx_expr **idx, mfx_expr *acc) {
+  mfx_arena *a = L->arena;
+  const mfx_tensor *r = L->stage->tensor;
+  if (!L->epilogue) return mfx_stmt_store(a, r->buf, r->n_axes, idx, acc);
+  const mfx_tensor *c = L->stage->epilogue->tensor;
+  mfx_expr **repl = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)mfx_arena_var_count(a));
+  for (int d = 0; d < c->n_axes; d++) repl[c->axes[d]->id] = idx[d];
+  mfx_expr *v = mfx_expr_substitute(a, replace_loads(a, L->epilogue, r->buf, acc), repl);
+  return mfx_stmt_store(a, c->buf, c->n_axes, idx, v);
+}
+
+/* R fused with consumer C: C reads R only at its own element (through the
+ * stages inlined into it too), nothing else reads R, and R accumulates
+ * locally (the write-back is where C is applied). */
+static mfx_status check_epilogue(const mfx_schedule *s, const mfx_stage *st, mfx_expr **bodies) {
+  const mfx_stage *c = st->epilogue;
+  const char *rn = st->tensor->buf->name, *cn = c->tensor->buf->name;
+  if (!st->local_at)
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "fuse_epilogue %s into %s: the reduction does not accumulate locally; "
+                    "cache_write it (the epilogue is applied at the write-back)", cn, rn);
+  if (c->n_relations || c->n_attached || c->local_at || c->inlined || c->attached_to)
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "fuse_epilogue %s into %s: the consumer was scheduled after the fusion; a "
+                    "fused consumer runs in the reduction's loops", cn, rn);
+  for (int i = 0; i < s->n_stages; i++) {
+    const mfx_stage *o = s->stages[i];
+    if (o == st || o->inlined) continue;
+    if (o == c && mfx_expr_reads_at_axes(bodies[i], st->tensor->buf, c->tensor)) continue;
+    if (mfx_expr_reads(bodies[i], st->tensor->buf))
+      return mfx_fail(MFX_ERR_SCHEDULE,
+                      o == c ? "fuse_epilogue %s into %s: %s reads %s at another index than its "
+                               "own element (through an inlined stage)"
+                             : "fuse_epilogue %s into %s: %s reads %s too; a fused reduction "
+                               "is never stored, so the consumer must be its one reader",
+                      cn, rn, o->tensor->buf->name, rn);
+  }
+  return MFX_OK;
+}
+
 static mfx_status lower_reduce_local(stage_lowering *L, mfx_expr **idx, const mfx_expr *red,
                                      mfx_expr *src, mfx_stmt **out) {
   mfx_arena *a = L->arena;
@@ -254,9 +319,7 @@ static mfx_status lower_reduce_local(stage_lowering *L, mfx_expr **idx, const mf
   int n = range_positions(p + 1, st->n_leaves, pos);
   mfx_stmt *update = nest(L, pos, n, mfx_stmt_store(a, local, ndim, lidx, acc), outer,
                           NEST_GUARDS | NEST_ATTACHED);
-  mfx_stmt *back = nest(L, sl, n_sl,
-                        mfx_stmt_store(a, st->tensor->buf, st->tensor->n_axes, idx,
-                                       mfx_load(a, local, ndim, lidx)),
+  mfx_stmt *back = nest(L, sl, n_sl, write_back(L, idx, mfx_load(a, local, ndim, lidx)),
                         outer, NEST_GUARDS);
   mfx_stmt *body = mfx_stmt_allocate(a, local, mfx_stmt_seq(a, 3, (mfx_stmt *[]){init, update, back}));
   n = range_positions(0, p + 1, pos);
@@ -283,6 +346,11 @@ static mfx_status lower_stage(mfx_arena *a, mfx_schedule *s, mfx_stage *st, mfx_
   if (!is_reduce) {
     *out = lower_elementwise(&L, idx, src);
     return MFX_OK;
+  }
+  if (st->epilogue) {
+    mfx_status rc = check_epilogue(s, st, bodies);
+    if (rc != MFX_OK) return rc;
+    L.epilogue = bodies[lower_stage_index(s, st->epilogue->tensor)];
   }
   if (st->local_at) return lower_reduce_local(&L, idx, body, src, out);
   *out = lower_reduce_in_place(&L, idx, body, src);
@@ -316,15 +384,23 @@ mfx_status mfx_lower_traced(mfx_schedule *s, const char *name, mfx_pass_hook aft
     if ((rc = check_depth(st, st->tensor->body, "")) != MFX_OK) return rc;
     bodies[i] = inline_loads(a, st->tensor->body, bodies, s);
     if ((rc = check_depth(st, bodies[i], " with its inlined producers")) != MFX_OK) return rc;
-    if (st->inlined || st->attached_to) continue;
-    rc = lower_stage(a, s, st, bodies[i], bodies, &parts[n_parts]);
+  }
+  for (int i = 0; i < s->n_stages; i++) {
+    mfx_stage *st = s->stages[i];
+    /* A reduction with an epilogue runs where its consumer would: after
+     * every stage the consumer reads. */
+    if (st->inlined || st->attached_to || st->epilogue) continue;
+    int k = st->fused_into ? lower_stage_index(s, st->fused_into->tensor) : i;
+    st = s->stages[k];
+    mfx_status rc = lower_stage(a, s, st, bodies[k], bodies, &parts[n_parts]);
     if (rc == MFX_OK) rc = lower_check_loops(parts[n_parts], st->tensor->buf->name);
     if (rc != MFX_OK) return rc;
     n_parts++;
   }
   mfx_stmt *body = mfx_stmt_seq(a, n_parts, parts);
   for (int i = s->n_stages - 1; i >= 0; i--)
-    if (!s->stages[i]->is_output && !s->stages[i]->inlined && !s->stages[i]->attached_to)
+    if (!s->stages[i]->is_output && !s->stages[i]->inlined && !s->stages[i]->attached_to &&
+        !s->stages[i]->epilogue)
       body = mfx_stmt_allocate(a, s->stages[i]->tensor->buf, body);
 
   mfx_func *fn = mfx_arena_alloc(a, sizeof *fn);

@@ -33,6 +33,7 @@ typedef struct {
   attachment attached[MFX_MAX_ATTACHED];
   int n_attached;
   int guards_innermost; /* shared buffers: no guard may enclose a barrier */
+  mfx_expr *epilogue;   /* fuse_epilogue: the consumer's (inlined) body */
 } stage_lowering;
 
 /* The position of loop variable v among the stage's leaves (-1: none). */

@@ -156,6 +156,10 @@ void mfx_print_schedule(FILE *f, const mfx_schedule *s) {
     fprintf(f, "stage %s%s%s\n", st->tensor->buf->name, st->is_output ? " (output)" : "",
             st->inlined ? " inlined" : "");
     if (st->inlined) continue;
+    if (st->fused_into) {
+      fprintf(f, "  epilogue of %s\n", st->fused_into->tensor->buf->name);
+      continue;
+    }
     for (int r = 0; r < st->n_relations; r++) print_relation(f, &st->relations[r]);
     fputs("  loops:", f);
     for (int l = 0; l < st->n_leaves; l++) {
@@ -166,6 +170,7 @@ void mfx_print_schedule(FILE *f, const mfx_schedule *s) {
     }
     fputc('\n', f);
     if (st->local_at) fprintf(f, "  cache_write local at %s\n", st->local_at->var->name);
+    if (st->epilogue) fprintf(f, "  epilogue %s at write-back\n", st->epilogue->tensor->buf->name);
   }
 }
 

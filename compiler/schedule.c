@@ -351,6 +351,10 @@ mfx_status mfx_sched_compute_inline(mfx_schedule *s, mfx_stage *st) {
     return mfx_fail(MFX_ERR_SCHEDULE,
                     "compute_inline %s: the stage has loop transformations; an inlined stage "
                     "has no loops", stage_name(st));
+  if (st->fused_into)
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "compute_inline %s: the stage is already the epilogue of %s",
+                    stage_name(st), stage_name(st->fused_into));
   st->inlined = 1;
   return MFX_OK;
 }
@@ -426,4 +430,117 @@ mfx_status mfx_sched_compute_at(mfx_schedule *s, mfx_stage *producer, mfx_stage 
   mfx_status rc = attach(s, consumer, producer->tensor, scope, at, 1, "compute_at");
   if (rc == MFX_OK) producer->attached_to = consumer;
   return rc;
+}
+
+/* ---- epilogue fusion ------------------------------------------------------------------ */
+
+int mfx_expr_reads(const mfx_expr *e, const mfx_buffer *buf) {
+  if (!e) return 0;
+  switch (e->kind) {
+  case MFX_EXPR_LOAD:
+    if (e->u.load.buf == buf) return 1;
+    for (int i = 0; i < e->u.load.n; i++)
+      if (mfx_expr_reads(e->u.load.idx[i], buf)) return 1;
+    return 0;
+  case MFX_EXPR_BINARY: return mfx_expr_reads(e->u.bin.a, buf) || mfx_expr_reads(e->u.bin.b, buf);
+  case MFX_EXPR_UNARY: return mfx_expr_reads(e->u.un.a, buf);
+  case MFX_EXPR_CAST: return mfx_expr_reads(e->u.cast.a, buf);
+  case MFX_EXPR_SELECT:
+    return mfx_expr_reads(e->u.sel.cond, buf) || mfx_expr_reads(e->u.sel.a, buf) ||
+           mfx_expr_reads(e->u.sel.b, buf);
+  case MFX_EXPR_REDUCE: return mfx_expr_reads(e->u.red.src, buf);
+  default: return 0;
+  }
+}
+
+static int load_at_axes(const mfx_expr *e, const mfx_tensor *c) {
+  if (e->u.load.n != c->n_axes) return 0;
+  for (int d = 0; d < c->n_axes; d++) {
+    const mfx_expr *x = e->u.load.idx[d];
+    if (x->kind != MFX_EXPR_VAR || x->u.var != c->axes[d]) return 0;
+  }
+  return 1;
+}
+
+int mfx_expr_reads_at_axes(const mfx_expr *e, const mfx_buffer *buf, const mfx_tensor *c) {
+  if (!e) return 1;
+  switch (e->kind) {
+  case MFX_EXPR_LOAD:
+    if (e->u.load.buf == buf && !load_at_axes(e, c)) return 0;
+    for (int i = 0; i < e->u.load.n; i++)
+      if (!mfx_expr_reads_at_axes(e->u.load.idx[i], buf, c)) return 0;
+    return 1;
+  case MFX_EXPR_BINARY:
+    return mfx_expr_reads_at_axes(e->u.bin.a, buf, c) && mfx_expr_reads_at_axes(e->u.bin.b, buf, c);
+  case MFX_EXPR_UNARY: return mfx_expr_reads_at_axes(e->u.un.a, buf, c);
+  case MFX_EXPR_CAST: return mfx_expr_reads_at_axes(e->u.cast.a, buf, c);
+  case MFX_EXPR_SELECT:
+    return mfx_expr_reads_at_axes(e->u.sel.cond, buf, c) &&
+           mfx_expr_reads_at_axes(e->u.sel.a, buf, c) && mfx_expr_reads_at_axes(e->u.sel.b, buf, c);
+  default: return 1;
+  }
+}
+
+static mfx_status check_epilogue_reduction(const mfx_stage *r) {
+  const char *name = stage_name(r);
+  if (r->tensor->body->kind != MFX_EXPR_REDUCE)
+    return mfx_fail(MFX_ERR_SCHEDULE, "fuse_epilogue %s: the stage is not a reduction", name);
+  if (r->is_output)
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "fuse_epilogue %s: the reduction is an output, so it must be stored; fuse "
+                    "only a reduction whose one reader is the consumer", name);
+  if (r->epilogue)
+    return mfx_fail(MFX_ERR_SCHEDULE, "fuse_epilogue %s: the reduction already has epilogue %s",
+                    name, stage_name(r->epilogue));
+  return MFX_OK;
+}
+
+static int same_shape(const mfx_tensor *x, const mfx_tensor *y) {
+  if (x->n_axes != y->n_axes) return 0;
+  for (int d = 0; d < x->n_axes; d++)
+    if (x->buf->shape[d] != y->buf->shape[d]) return 0;
+  return 1;
+}
+
+static mfx_status check_epilogue_consumer(mfx_schedule *s, const mfx_stage *r,
+                                          const mfx_stage *c) {
+  const char *rn = stage_name(r), *cn = stage_name(c);
+  if (c->tensor->body->kind == MFX_EXPR_REDUCE)
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "fuse_epilogue %s into %s: the consumer is a reduction; only an elementwise "
+                    "consumer can be applied at write-back", cn, rn);
+  if (c->inlined || c->attached_to || c->fused_into || c->epilogue)
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "fuse_epilogue %s into %s: the consumer is already inlined, attached or "
+                    "fused", cn, rn);
+  if (c->n_relations || c->n_attached || c->local_at || stage_has_kind(c, MFX_LOOP_PARALLEL) ||
+      stage_has_kind(c, MFX_LOOP_VECTORIZED))
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "fuse_epilogue %s into %s: the consumer has its own schedule; a fused "
+                    "consumer runs in the reduction's loops and has none", cn, rn);
+  if (!same_shape(r->tensor, c->tensor))
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "fuse_epilogue %s into %s: the consumer's shape differs from the "
+                    "reduction's; it must have one element per element of %s", cn, rn, rn);
+  if (!tensor_reads(s, c->tensor, r->tensor))
+    return mfx_fail(MFX_ERR_SCHEDULE, "fuse_epilogue %s into %s: the consumer does not read %s",
+                    cn, rn, rn);
+  if (!mfx_expr_reads_at_axes(c->tensor->body, r->tensor->buf, c->tensor))
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "fuse_epilogue %s into %s: the consumer reads %s at another index than its "
+                    "own element (only C[i...] = f(R[i...], ...) can be fused)", cn, rn, rn);
+  return MFX_OK;
+}
+
+mfx_status mfx_sched_fuse_epilogue(mfx_schedule *s, mfx_stage *reduction, mfx_stage *consumer) {
+  if (!reduction || !consumer) return mfx_fail(MFX_ERR_SCHEDULE, "fuse_epilogue: no stage");
+  if (reduction == consumer)
+    return mfx_fail(MFX_ERR_SCHEDULE, "fuse_epilogue %s: a stage cannot be its own epilogue",
+                    stage_name(reduction));
+  mfx_status rc = check_epilogue_reduction(reduction);
+  if (rc == MFX_OK) rc = check_epilogue_consumer(s, reduction, consumer);
+  if (rc != MFX_OK) return rc;
+  reduction->epilogue = consumer;
+  consumer->fused_into = reduction;
+  return MFX_OK;
 }

@@ -60,7 +60,7 @@ enum { EW_M, EW_N };
 /* ---- the expressions ------------------------------------------------------------------- */
 
 /* (0.5 x) (1 + erf(x c)), c = 1/sqrt(2) rounded to f32 as the host's literal. */
-static mfx_expr *ew_gelu(mfx_arena *a, mfx_expr *x) {
+mfx_expr *mfx_ew_gelu(mfx_arena *a, mfx_expr *x) {
   mfx_expr *half = mfx_mul(a, mfx_f32(a, 0.5), x);
   mfx_expr *scaled = mfx_mul(a, x, mfx_f32(a, (double)0.70710678118654752f));
   return mfx_mul(a, half, mfx_add(a, mfx_f32(a, 1.0), mfx_unary(a, MFX_ERF, scaled)));
@@ -68,7 +68,7 @@ static mfx_expr *ew_gelu(mfx_arena *a, mfx_expr *x) {
 
 /* The i32 Q16.16 of f32 x: v = x 2^16 (exact); v >= 2^31 -> INT32_MAX,
  * v <= -2^31 -> INT32_MIN, NaN -> 0, else rint(v). */
-static mfx_expr *ew_q16_quantize(mfx_arena *a, mfx_expr *x) {
+mfx_expr *mfx_ew_q16_quantize(mfx_arena *a, mfx_expr *x) {
   mfx_expr *v = mfx_mul(a, x, mfx_f32(a, 65536.0));
   mfx_expr *top = mfx_f32(a, EW_TWO_31), *bottom = mfx_f32(a, -EW_TWO_31);
   mfx_expr *inside = mfx_binary(a, MFX_LAND, mfx_binary(a, MFX_GT, v, bottom),
@@ -80,7 +80,7 @@ static mfx_expr *ew_q16_quantize(mfx_arena *a, mfx_expr *x) {
 }
 
 /* (f32)q 2^-16 */
-static mfx_expr *ew_q16_dequantize(mfx_arena *a, mfx_expr *q) {
+mfx_expr *mfx_ew_q16_dequantize(mfx_arena *a, mfx_expr *q) {
   return mfx_mul(a, mfx_cast(a, MFX_F32, q), mfx_f32(a, 1.0 / 65536.0));
 }
 
@@ -95,7 +95,7 @@ static mfx_expr *ew_q16_dequantize(mfx_arena *a, mfx_expr *q) {
  *   the top (Q >= 2^31 - 64 dequantizes to 32768, whose GELU is 32768:
  *   v = 2^31 -> INT32_MAX). The conversion sees rint(v) for v in
  *   (-2^31, 2^31) or 0, as in ew_q16_quantize. */
-static mfx_expr *ew_q16_gelu(mfx_arena *a, mfx_expr *q) {
+mfx_expr *mfx_ew_q16_gelu(mfx_arena *a, mfx_expr *q) {
   mfx_expr *f = mfx_cast(a, MFX_F32, q);
   mfx_expr *scaled = mfx_mul(a, f, mfx_f32(a, (double)0.70710678118654752f / 65536.0));
   mfx_expr *half = mfx_mul(a, mfx_f32(a, 0.5), f);
@@ -115,12 +115,12 @@ typedef struct {
   mfx_expr *(*body)(mfx_arena *a, mfx_expr *x);
 } ew_kind;
 
-static const ew_kind ew_gelu_kind = {"gelu", "X", "Y", MFX_F32, MFX_F32, ew_gelu};
+static const ew_kind ew_gelu_kind = {"gelu", "X", "Y", MFX_F32, MFX_F32, mfx_ew_gelu};
 static const ew_kind ew_quantize_kind = {"q16_quantize", "X", "Q", MFX_F32, MFX_I32,
-                                         ew_q16_quantize};
+                                         mfx_ew_q16_quantize};
 static const ew_kind ew_dequantize_kind = {"q16_dequantize", "Q", "X", MFX_I32, MFX_F32,
-                                           ew_q16_dequantize};
-static const ew_kind ew_q16_gelu_kind = {"q16_gelu", "Q", "R", MFX_I32, MFX_I32, ew_q16_gelu};
+                                           mfx_ew_q16_dequantize};
+static const ew_kind ew_q16_gelu_kind = {"q16_gelu", "Q", "R", MFX_I32, MFX_I32, mfx_ew_q16_gelu};
 
 /* OUT[i, j] = body(IN[i, j]) and its (unscheduled) schedule. */
 static mfx_status ew_define(mfx_arena *a, const int64_t *dims, const ew_kind *k,

@@ -99,6 +99,20 @@ static mfx_status mfx_gpu_bind_blocks(mfx_schedule *s, mfx_stage *st,
   return mfx_sched_bind(s, st, l->yo, MFX_LOOP_BLOCK_X);
 }
 
+/* A staged tensor at each reduction step: copied to shared memory, or for a
+ * computed one (an elementwise prologue) evaluated into it, or inlined into
+ * the loads when shared staging is off. */
+static mfx_status mfx_gpu_stage_tile(mfx_schedule *s, mfx_stage *st,
+                                     const mfx_gpu_tiled_reduce *p, int i, mfx_itervar *step) {
+  const mfx_gpu_staged *g = &p->staged[i];
+  if (!(p->computed >> i & 1u))
+    return p->shared ? mfx_sched_cache_read(s, st, g->tensor, MFX_SCOPE_SHARED, step) : MFX_OK;
+  mfx_stage *producer;
+  MFX_TRY(mfx_tmpl_stage(s, g->tensor, &producer));
+  if (p->shared) return mfx_sched_compute_at(s, producer, st, step, MFX_SCOPE_SHARED);
+  return mfx_sched_compute_inline(s, producer);
+}
+
 static mfx_status mfx_gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
                                              const mfx_gpu_tiled_reduce *p) {
   mfx_gpu_loops l = {0};
@@ -107,8 +121,7 @@ static mfx_status mfx_gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
   MFX_TRY(mfx_sched_bind(s, st, l.xt, MFX_LOOP_THREAD_Y));
   MFX_TRY(mfx_sched_bind(s, st, l.yt, MFX_LOOP_THREAD_X));
   MFX_TRY(mfx_sched_cache_write_local(s, st, l.yt));
-  for (int i = 0; p->shared && i < p->n_staged; i++)
-    MFX_TRY(mfx_sched_cache_read(s, st, p->staged[i].tensor, MFX_SCOPE_SHARED, l.ro));
+  for (int i = 0; i < p->n_staged; i++) MFX_TRY(mfx_gpu_stage_tile(s, st, p, i, l.ro));
   if (p->unroll) {
     MFX_TRY(mfx_sched_unroll(s, st, l.xr));
     MFX_TRY(mfx_sched_unroll(s, st, l.yr));

@@ -42,15 +42,10 @@ static mfx_status linear_weight(mfx_arena *a, mfx_tensor *W, int64_t pack, int64
   return MFX_OK;
 }
 
-typedef struct {
-  mfx_tensor *X, *W, *Y;
-  mfx_tensor *packed; /* the W layout stage, NULL for pack 0 */
-} linear_te;
-
-/* The tensor expressions and the (unscheduled) schedule, W laid out as the
- * pack knob says (panels of tn columns for pack 2). */
-static mfx_status linear_define(mfx_arena *a, const int64_t *dims, int64_t pack, int64_t tn,
-                                linear_te *t, mfx_schedule **out) {
+/* The tensor expressions, W laid out as the pack knob says (panels of tn
+ * columns for pack 2). */
+mfx_status mfx_linear_te(mfx_arena *a, const int64_t *dims, int64_t pack, int64_t tn,
+                         mfx_linear_parts *t) {
   int64_t M = dims[LINEAR_M], N = dims[LINEAR_N], K = dims[LINEAR_K];
   t->X = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){M, K});
   t->W = mfx_placeholder(a, "W", MFX_F32, 2, (int64_t[]){N, K});
@@ -60,21 +55,24 @@ static mfx_status linear_define(mfx_arena *a, const int64_t *dims, int64_t pack,
   mfx_expr *kk = mfx_var_ref(a, k), *w = NULL;
   MFX_TRY(linear_weight(a, t->W, pack, tn, &t->packed, mfx_tmpl_axis(a, t->Y, 1), kk, &w));
   mfx_expr *x = mfx_tmpl_load2(a, t->X, mfx_tmpl_axis(a, t->Y, 0), kk);
-  MFX_TRY(mfx_tmpl_set_body(a, t->Y, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, mfx_mul(a, x, w))));
+  return mfx_tmpl_set_body(a, t->Y, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, mfx_mul(a, x, w)));
+}
+
+static mfx_status linear_define(mfx_arena *a, const int64_t *dims, int64_t pack, int64_t tn,
+                                mfx_linear_parts *t, mfx_schedule **out) {
+  MFX_TRY(mfx_linear_te(a, dims, pack, tn, t));
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->X, t->W}, 1, &t->Y, out);
 }
 
-static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                               mfx_schedule **out) {
+mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
+                               const mfx_config *cfg) {
   int64_t tn = mfx_config_get(cfg, "tile_n");
-  linear_te t;
-  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), tn, &t, out));
-  mfx_tensor *packed = t.packed;
+  mfx_tensor *packed = t->packed;
   int parallel = (int)mfx_config_get(cfg, "parallel");
   if (packed != NULL && packed->n_axes == 2)
-    MFX_TRY(mfx_tmpl_apply_transpose(*out, packed, 16, parallel));
+    MFX_TRY(mfx_tmpl_apply_transpose(s, packed, 16, parallel));
   else if (packed != NULL)
-    MFX_TRY(mfx_tmpl_apply_elementwise(*out, packed, 8, 0, parallel));
+    MFX_TRY(mfx_tmpl_apply_elementwise(s, packed, 8, 0, parallel));
   mfx_tmpl_tiled_reduce p = {
     .x = "i", .y = "j", .r = "k",
     .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
@@ -82,26 +80,39 @@ static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_conf
     .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
     .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
   };
-  return mfx_tmpl_apply_tiled_reduce(*out, t.Y, &p);
+  return mfx_tmpl_apply_tiled_reduce(s, t->Y, &p);
+}
+
+static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                               mfx_schedule **out) {
+  mfx_linear_parts t;
+  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), mfx_config_get(cfg, "tile_n"),
+                        &t, out));
+  return mfx_linear_schedule(*out, &t, cfg);
 }
 
 /* GPU: WT[k, n] (pack 1) in its own kernel, then blocks of block_m x block_n
  * outputs, X and W(T) tiles of block_k staged in shared memory. */
-static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                                   mfx_schedule **out) {
-  linear_te t;
-  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), 1, &t, out));
-  if (t.packed != NULL)
-    MFX_TRY(mfx_gpu_apply_elementwise(*out, t.packed, mfx_config_get(cfg, "threads")));
+mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
+                                   const mfx_config *cfg) {
+  if (t->packed != NULL)
+    MFX_TRY(mfx_gpu_apply_elementwise(s, t->packed, mfx_config_get(cfg, "threads")));
   mfx_gpu_tiled_reduce p = {
     .what = "linear", .x = "i", .y = "j", .r = "k",
     .bx = mfx_config_get(cfg, "block_m"), .by = mfx_config_get(cfg, "block_n"),
     .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
     .br = mfx_config_get(cfg, "block_k"),
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
-    .n_staged = 2, .staged = {{t.X, 'x'}, {t.packed != NULL ? t.packed : t.W, 'y'}},
+    .n_staged = 2, .staged = {{t->X, 'x'}, {t->packed != NULL ? t->packed : t->W, 'y'}},
   };
-  return mfx_gpu_apply_tiled_reduce(*out, t.Y, &p);
+  return mfx_gpu_apply_tiled_reduce(s, t->Y, &p);
+}
+
+static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                   mfx_schedule **out) {
+  mfx_linear_parts t;
+  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), 1, &t, out));
+  return mfx_linear_schedule_gpu(*out, &t, cfg);
 }
 
 const mfx_op mfx_op_def_linear = {

@@ -336,7 +336,7 @@ static mfx_status gpu_linear(mfx_moe *moe, const mfx_kernel_env *env, const char
                              int64_t m, int64_t n, int64_t k, uint64_t x, uint64_t s, uint64_t g,
                              uint64_t y) {
   int64_t dims[3] = {m, n, k};
-  if (strcmp(op, "linear") == 0) return gpu_run(moe, env, op, dims, (uint64_t[]){x, s, y});
+  if (strncmp(op, "linear", 6) == 0) return gpu_run(moe, env, op, dims, (uint64_t[]){x, s, y});
   return gpu_run(moe, env, op, dims, (uint64_t[]){x, s, g, y});
 }
 
@@ -376,19 +376,19 @@ static mfx_status gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, 
                     a->yq);
 }
 
-/* Expert e from X to Y. */
+/* Expert e from X to Y: two kernels, GELU and Q16.16 fused into them. */
 static mfx_status gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows,
                              const gpu_addresses *a) {
   int64_t D = moe->spec.dim, H = moe->spec.hidden;
   const gpu_weights *w = &moe->gpu->expert[e];
   if (moe->spec.kinds[e] == MFX_EXPERT_MULT) {
-    MFX_TRY(gpu_linear(moe, env, "linear", rows, H, D, a->x, w->w1.address, 0, a->h));
-    MFX_TRY(gpu_map(moe, env, "gelu", rows, H, a->h, a->hg));
+    MFX_TRY(gpu_linear(moe, env, "linear_gelu", rows, H, D, a->x, w->w1.address, 0, a->hg));
     return gpu_linear(moe, env, "linear", rows, D, H, a->hg, w->w2.address, 0, a->y);
   }
-  MFX_TRY(gpu_map(moe, env, "q16_quantize", rows, D, a->x, a->xq));
-  MFX_TRY(gpu_shift_q16(moe, e, env, rows, a));
-  return gpu_map(moe, env, "q16_dequantize", rows, D, a->yq, a->y);
+  MFX_TRY(gpu_linear(moe, env, "shift_linear_q16_gelu", rows, H, D, a->x, w->s1.address,
+                     w->g1.address, a->hq2));
+  return gpu_linear(moe, env, "shift_linear_dequantize", rows, D, H, a->hq2, w->s2.address,
+                    w->g2.address, a->y);
 }
 
 mfx_status moe_gpu_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,

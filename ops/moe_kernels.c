@@ -1,11 +1,13 @@
 /* The layer's compiled kernels: a cache keyed by (op, M, N, K), where M is
  * always a token bucket (mfx_moe_bucket) so a few kernels serve every batch;
- * the workspace; and the experts as chains of kernels with the host steps
- * between them (GELU, Q16.16 conversions) run on the kernel env's pool.
+ * the workspace; and the experts as chains of two kernels each, GELU and the
+ * Q16.16 conversions fused into them (fused.c):
  *
- *   mult:  X [M,D] -linear W1-> [M,H] -GELU-> -linear W2-> [M,D]
- *   shift: X -Q16.16-> -shift_linear S1,G1-> [M,H] -f32, GELU, Q16.16->
- *          -shift_linear S2,G2-> [M,D] -f32-> */
+ *   mult:  X [M,D] -linear_gelu W1-> [M,H] -linear W2-> [M,D]
+ *   shift: X [M,D] -shift_linear_q16_gelu S1,G1-> [M,H] Q16.16
+ *          -shift_linear_dequantize S2,G2-> [M,D]
+ * The Q16.16 entry (mfx_moe_shift_expert_q16) runs shift_linear, q16_gelu
+ * (in place), shift_linear. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,45 +56,6 @@ void moe_parallel(const mfx_kernel_env *env, mfx_parallel_body body, void *closu
   if (n <= 0) return;
   if (env->parallel_for == NULL) body(closure, 0, n);
   else env->parallel_for(env->pool, body, closure, n);
-}
-
-typedef struct {
-  void *src, *dst;
-  int64_t row; /* elements per row */
-} moe_rows_job;
-
-static void moe_gelu_body(void *c, int64_t begin, int64_t end) {
-  const moe_rows_job *j = c;
-  float *p = j->dst;
-  for (int64_t i = begin * j->row; i < end * j->row; i++) p[i] = moe_gelu(p[i]);
-}
-
-static void moe_quantize_body(void *c, int64_t begin, int64_t end) {
-  const moe_rows_job *j = c;
-  const float *s = j->src;
-  int32_t *d = j->dst;
-  for (int64_t i = begin * j->row; i < end * j->row; i++) d[i] = moe_q16_from_float(s[i]);
-}
-
-static void moe_dequantize_body(void *c, int64_t begin, int64_t end) {
-  const moe_rows_job *j = c;
-  const int32_t *s = j->src;
-  float *d = j->dst;
-  for (int64_t i = begin * j->row; i < end * j->row; i++) d[i] = moe_q16_to_float(s[i]);
-}
-
-/* The shift expert's middle: q <- Q16.16(GELU(f32(q))), in place. */
-static void moe_requantize_body(void *c, int64_t begin, int64_t end) {
-  const moe_rows_job *j = c;
-  int32_t *q = j->dst;
-  for (int64_t i = begin * j->row; i < end * j->row; i++)
-    q[i] = moe_q16_from_float(moe_gelu(moe_q16_to_float(q[i])));
-}
-
-static void moe_rows(const mfx_kernel_env *env, mfx_parallel_body body, const void *src,
-                     void *dst, int64_t rows, int64_t row) {
-  moe_rows_job j = {(void *)src, dst, row};
-  moe_parallel(env, body, &j, rows);
 }
 
 /* ---- the kernel cache ----------------------------------------------------------- */
@@ -290,34 +253,37 @@ static mfx_array moe_view(mfx_dtype t, int64_t rows, int64_t cols, const void *d
   return a;
 }
 
-/* y [m, n] = op(x [m, k], weights), through the cached kernel. */
-static mfx_status moe_linear(mfx_moe *moe, const mfx_kernel_env *env, int64_t m, int64_t n,
-                             int64_t k, const float *x, const float *w, float *y) {
+/* y [m, n] = op(x [m, k], weights), through the cached kernel: linear or
+ * linear_gelu. */
+static mfx_status moe_linear(mfx_moe *moe, const mfx_kernel_env *env, const char *op,
+                             int64_t m, int64_t n, int64_t k, const float *x, const float *w,
+                             float *y) {
   const mfx_op_kernel *kernel;
-  mfx_status st = moe_kernel_get(moe, "linear", m, n, k, &kernel);
+  mfx_status st = moe_kernel_get(moe, op, m, n, k, &kernel);
   if (st != MFX_OK) return st;
   mfx_array in[2] = {moe_view(MFX_F32, m, k, x), moe_view(MFX_F32, n, k, w)};
   mfx_array out = moe_view(MFX_F32, m, n, y);
   return mfx_op_kernel_run(kernel, env, in, &out);
 }
 
-static mfx_status moe_shift(mfx_moe *moe, const mfx_kernel_env *env, int64_t m, int64_t n,
-                            int64_t k, const int32_t *x, const int8_t *s, const int8_t *g,
-                            int32_t *y) {
+/* The same for shift_linear and its fused forms: x and y of the op's dtypes. */
+static mfx_status moe_shift(mfx_moe *moe, const mfx_kernel_env *env, const char *op, int64_t m,
+                            int64_t n, int64_t k, const void *x, const int8_t *s,
+                            const int8_t *g, void *y) {
   const mfx_op_kernel *kernel;
-  mfx_status st = moe_kernel_get(moe, "shift_linear", m, n, k, &kernel);
+  mfx_status st = moe_kernel_get(moe, op, m, n, k, &kernel);
   if (st != MFX_OK) return st;
-  mfx_array in[3] = {moe_view(MFX_I32, m, k, x), moe_view(MFX_I8, n, k, s),
+  mfx_array in[3] = {moe_view(kernel->op->inputs[0].dtype, m, k, x), moe_view(MFX_I8, n, k, s),
                      moe_view(MFX_I8, n, k, g)};
-  mfx_array out = moe_view(MFX_I32, m, n, y);
+  mfx_array out = moe_view(kernel->op->outputs[0].dtype, m, n, y);
   return mfx_op_kernel_run(kernel, env, in, &out);
 }
 
 mfx_status moe_run_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
                           int64_t rows, float *rlogits) {
   if (moe->gpu != NULL) return moe_gpu_router(moe, env, xpad, rows, rlogits);
-  return moe_linear(moe, env, rows, moe->spec.experts, moe->spec.dim, xpad, moe->router_w,
-                    rlogits);
+  return moe_linear(moe, env, "linear", rows, moe->spec.experts, moe->spec.dim, xpad,
+                    moe->router_w, rlogits);
 }
 
 static mfx_status moe_run_mult(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
@@ -326,10 +292,9 @@ static mfx_status moe_run_mult(mfx_moe *moe, int e, const mfx_kernel_env *env, c
   const moe_expert *x = &moe->expert[e];
   float *hb = NULL;
   mfx_status st = moe_ws_get(moe, MOE_WS_HB, (size_t)(rows * H) * sizeof(float), (void **)&hb);
-  if (st == MFX_OK) st = moe_linear(moe, env, rows, H, D, xb, x->w1, hb);
+  if (st == MFX_OK) st = moe_linear(moe, env, "linear_gelu", rows, H, D, xb, x->w1, hb);
   if (st != MFX_OK) return st;
-  moe_rows(env, moe_gelu_body, NULL, hb, rows, H);
-  return moe_linear(moe, env, rows, D, H, hb, x->w2, y);
+  return moe_linear(moe, env, "linear", rows, D, H, hb, x->w2, y);
 }
 
 mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows) {
@@ -340,23 +305,25 @@ mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int
   if (st == MFX_OK) st = moe_ws_get(moe, MOE_WS_HQ, (size_t)(rows * H) * 4, (void **)&hq);
   if (st == MFX_OK) st = moe_ws_get(moe, MOE_WS_YQ, (size_t)(rows * D) * 4, (void **)&yq);
   if (st == MFX_OK && moe->gpu != NULL) return moe_gpu_shift_q16(moe, e, env, xq, rows, yq);
-  if (st == MFX_OK) st = moe_shift(moe, env, rows, H, D, xq, x->s1, x->g1, hq);
+  if (st == MFX_OK) st = moe_shift(moe, env, "shift_linear", rows, H, D, xq, x->s1, x->g1, hq);
   if (st != MFX_OK) return st;
-  moe_rows(env, moe_requantize_body, NULL, hq, rows, H);
-  return moe_shift(moe, env, rows, D, H, hq, x->s2, x->g2, yq);
+  const mfx_op_kernel *gelu;
+  if ((st = moe_kernel_get(moe, "q16_gelu", rows, H, 0, &gelu)) != MFX_OK) return st;
+  mfx_array h = moe_view(MFX_I32, rows, H, hq); /* elementwise: in place is safe */
+  if ((st = mfx_op_kernel_run(gelu, env, &h, &h)) != MFX_OK) return st;
+  return moe_shift(moe, env, "shift_linear", rows, D, H, hq, x->s2, x->g2, yq);
 }
 
 static mfx_status moe_run_shift(mfx_moe *moe, int e, const mfx_kernel_env *env,
                                 const float *xb, int64_t rows, float *y) {
-  int64_t D = moe->spec.dim;
-  void *xq = NULL;
-  mfx_status st = moe_ws_get(moe, MOE_WS_XQ, (size_t)(rows * D) * 4, &xq);
+  int64_t D = moe->spec.dim, H = moe->spec.hidden;
+  const moe_expert *x = &moe->expert[e];
+  void *hq = NULL;
+  mfx_status st = moe_ws_get(moe, MOE_WS_HQ, (size_t)(rows * H) * 4, &hq);
+  if (st == MFX_OK)
+    st = moe_shift(moe, env, "shift_linear_q16_gelu", rows, H, D, xb, x->s1, x->g1, hq);
   if (st != MFX_OK) return st;
-  moe_rows(env, moe_quantize_body, xb, xq, rows, D);
-  st = moe_run_shift_q16(moe, e, env, rows);
-  if (st != MFX_OK) return st;
-  moe_rows(env, moe_dequantize_body, moe->ws[MOE_WS_YQ], y, rows, D);
-  return MFX_OK;
+  return moe_shift(moe, env, "shift_linear_dequantize", rows, D, H, hq, x->s2, x->g2, y);
 }
 
 mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
@@ -379,17 +346,9 @@ int moe_expert_wants(const mfx_moe *moe, const int64_t *rows, moe_want *want) {
   for (int e = 0; e < moe->spec.experts; e++) {
     mfx_expert_kind kind = moe->spec.kinds[e];
     if (kind == MFX_EXPERT_NULL || rows[e] <= 0) continue;
-    const char *lin = kind == MFX_EXPERT_MULT ? "linear" : "shift_linear";
-    n = moe_want_add(want, n, lin, rows[e], H, D);
-    n = moe_want_add(want, n, lin, rows[e], D, H);
-    if (moe->gpu == NULL) continue; /* the host runs GELU and Q16.16 itself */
-    if (kind == MFX_EXPERT_MULT) {
-      n = moe_want_add(want, n, "gelu", rows[e], H, 0);
-    } else {
-      n = moe_want_add(want, n, "q16_quantize", rows[e], D, 0);
-      n = moe_want_add(want, n, "q16_gelu", rows[e], H, 0);
-      n = moe_want_add(want, n, "q16_dequantize", rows[e], D, 0);
-    }
+    int mult = kind == MFX_EXPERT_MULT;
+    n = moe_want_add(want, n, mult ? "linear_gelu" : "shift_linear_q16_gelu", rows[e], H, D);
+    n = moe_want_add(want, n, mult ? "linear" : "shift_linear_dequantize", rows[e], D, H);
   }
   return n;
 }

@@ -18,6 +18,9 @@ extern const mfx_op mfx_op_def_q16_dequantize;
 extern const mfx_op mfx_op_def_q16_gelu;
 extern const mfx_op mfx_op_def_gather_rows; /* gather.c: the MoE dispatch and combine */
 extern const mfx_op mfx_op_def_combine_rows;
+extern const mfx_op mfx_op_def_linear_gelu; /* fused.c: reductions with fused epilogues */
+extern const mfx_op mfx_op_def_shift_linear_q16_gelu;
+extern const mfx_op mfx_op_def_shift_linear_dequantize;
 
 /* ---- references (reference.c): naive, independent of the compiler -------- */
 
@@ -32,6 +35,9 @@ void mfx_ref_q16_dequantize(const int64_t *dims, const mfx_array *in, mfx_array 
 void mfx_ref_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
 void mfx_ref_gather_rows(const int64_t *dims, const mfx_array *in, mfx_array *out);
 void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_linear_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_shift_linear_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
+void mfx_ref_shift_linear_dequantize(const int64_t *dims, const mfx_array *in, mfx_array *out);
 
 /* ---- random fills (random.c) ------------------------------------------------ */
 
@@ -51,6 +57,7 @@ void mfx_random_q16_dequantize(int i, const int64_t *dims, mfx_array *a, uint64_
 void mfx_random_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 void mfx_random_gather_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 void mfx_random_combine_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+void mfx_random_shift_linear_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 
 /* ---- schedule-template helpers (template.c) ---------------------------------- */
 
@@ -137,6 +144,9 @@ typedef struct {
   int shared, unroll;               /* 0/1: shared staging; unrolled thread tile */
   int n_staged;
   mfx_gpu_staged staged[MFX_MAX_ATTACHED];
+  unsigned computed; /* bit i: staged[i] is an elementwise stage (a prologue),
+                      * computed into its shared tile (compute_at), or
+                      * inlined when shared staging is off */
 } mfx_gpu_tiled_reduce;
 
 mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
@@ -154,6 +164,48 @@ mfx_status mfx_gpu_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t thr
   .gpu_knobs = {                                                                            \
     {"threads", "threads per block, one element each", 256, 5, {64, 128, 256, 512, 1024}},  \
   }
+
+/* ---- pieces of ops that composite ops reuse (fused.c) ------------------------------ */
+
+/* linear.c: Y = X W^T over the dims M, N, K, W packed as `pack` says (panels
+ * of tn columns for pack 2); the CPU and GPU templates read the op's knobs. */
+typedef struct {
+  mfx_tensor *X, *W, *Y;
+  mfx_tensor *packed; /* the W layout stage, NULL for pack 0 */
+} mfx_linear_parts;
+mfx_status mfx_linear_te(mfx_arena *a, const int64_t *dims, int64_t pack, int64_t tn,
+                         mfx_linear_parts *t);
+mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
+                               const mfx_config *cfg);
+mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
+                                   const mfx_config *cfg);
+
+/* shift_linear.c: the reduction `red` (Y itself for form 0, ACC for form 1
+ * with Y = ACC + CNT[j]); X is the caller's when p->X is set on entry (an
+ * elementwise stage: x_compute 1 lets the GPU template compute it into
+ * shared memory, or inline it). A NULL Y to the templates leaves Y
+ * unscheduled (for the caller to inline). */
+typedef struct {
+  mfx_tensor *X, *S, *G;     /* placeholders (X: or the caller's stage) */
+  int pack, form;
+  int n_weight;              /* weight stages made here, scheduled elementwise */
+  mfx_tensor *weight[3];
+  int x_compute;
+} mfx_shift_parts;
+mfx_status mfx_shift_linear_te(mfx_arena *a, const int64_t *dims, mfx_shift_parts *p,
+                               mfx_tensor **red, mfx_tensor **cnt, mfx_tensor **Y);
+mfx_status mfx_shift_linear_schedule(mfx_schedule *s, const mfx_shift_parts *p,
+                                     mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
+                                     const mfx_config *cfg);
+mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const mfx_shift_parts *p,
+                                         mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
+                                         const mfx_config *cfg);
+
+/* elementwise.c: the bodies of gelu, q16_quantize, q16_dequantize, q16_gelu. */
+mfx_expr *mfx_ew_gelu(mfx_arena *a, mfx_expr *x);
+mfx_expr *mfx_ew_q16_quantize(mfx_arena *a, mfx_expr *x);
+mfx_expr *mfx_ew_q16_dequantize(mfx_arena *a, mfx_expr *q);
+mfx_expr *mfx_ew_q16_gelu(mfx_arena *a, mfx_expr *q);
 
 /* The stage of t, or MFX_ERR_SCHEDULE naming t. */
 mfx_status mfx_tmpl_stage(mfx_schedule *s, mfx_tensor *t, mfx_stage **out);

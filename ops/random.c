@@ -71,6 +71,12 @@ void mfx_random_shift_linear(int i, const int64_t *dims, mfx_array *a, uint64_t 
   else mfx_fill_uniform_int(a, rng, -1, 1);                      /* signs */
 }
 
+/* X f32 in [-2, 2) (a few sums reach past GELU's bend), then S and G. */
+void mfx_random_shift_linear_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  if (i == 0) mfx_fill_uniform_f32(a, rng, -2.0f, 2.0f);
+  else mfx_random_shift_linear(i, dims, a, rng);
+}
+
 void mfx_random_matadd(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
   (void)dims;
   if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);

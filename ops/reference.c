@@ -234,3 +234,58 @@ void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *o
       Y[t * D + d] = acc;
     }
 }
+
+/* ---- fused ops: the references of their parts, composed ---------------------------------- */
+
+/* Row m of a 2-D array of `cols` columns as a [1, cols] array (a view). */
+static mfx_array mfx_ref_row(const mfx_array *a, int64_t m, int64_t cols) {
+  mfx_array r = {.dtype = a->dtype, .ndim = 2, .shape = {1, cols}};
+  r.data = (char *)a->data + m * cols * (int64_t)mfx_dtype_size(a->dtype);
+  return r;
+}
+
+/* linear_gelu: Y = gelu(linear(X, W)); dims M, N, K. Row by row, in place. */
+void mfx_ref_linear_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t N = dims[1], K = dims[2];
+  for (int64_t m = 0; m < dims[0]; m++) {
+    mfx_array x = mfx_ref_row(&in[0], m, K), y = mfx_ref_row(&out[0], m, N);
+    mfx_ref_linear((int64_t[]){1, N, K}, (mfx_array[]){x, in[1]}, &y);
+    mfx_ref_gelu((int64_t[]){1, N}, &y, &y);
+  }
+}
+
+/* shift_linear_q16_gelu: R = q16_gelu(shift_linear(q16_quantize(X), S, G));
+ * dims M, N, K. Without memory for one quantized row, R is all INT32_MIN
+ * (no kernel computes that for the test inputs). */
+void mfx_ref_shift_linear_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t N = dims[1], K = dims[2];
+  mfx_array q = {.dtype = MFX_I32, .ndim = 2, .shape = {1, K}, .data = malloc((size_t)K * 4)};
+  for (int64_t m = 0; m < dims[0]; m++) {
+    mfx_array x = mfx_ref_row(&in[0], m, K), r = mfx_ref_row(&out[0], m, N);
+    if (q.data == NULL) {
+      for (int64_t n = 0; n < N; n++) ((int32_t *)r.data)[n] = INT32_MIN;
+      continue;
+    }
+    mfx_ref_q16_quantize((int64_t[]){1, K}, &x, &q);
+    mfx_ref_shift_linear((int64_t[]){1, N, K}, (mfx_array[]){q, in[1], in[2]}, &r);
+    mfx_ref_q16_gelu((int64_t[]){1, N}, &r, &r);
+  }
+  free(q.data);
+}
+
+/* shift_linear_dequantize: Y = q16_dequantize(shift_linear(X, S, G)); dims M, N, K. */
+void mfx_ref_shift_linear_dequantize(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t N = dims[1], K = dims[2];
+  int32_t *acc = malloc((size_t)N * 4);
+  for (int64_t m = 0; m < dims[0]; m++) {
+    mfx_array x = mfx_ref_row(&in[0], m, K), y = mfx_ref_row(&out[0], m, N);
+    mfx_array r = {.dtype = MFX_I32, .ndim = 2, .shape = {1, N}, .data = acc};
+    if (acc == NULL) {
+      for (int64_t n = 0; n < N; n++) ((float *)y.data)[n] = NAN;
+      continue;
+    }
+    mfx_ref_shift_linear((int64_t[]){1, N, K}, (mfx_array[]){x, in[1], in[2]}, &r);
+    mfx_ref_q16_dequantize((int64_t[]){1, N}, &r, &y);
+  }
+  free(acc);
+}

@@ -19,6 +19,11 @@ static const mfx_reference_op mfx_reference_table[] = {
   {"q16_gelu", 2, 1, 1, mfx_ref_q16_gelu, mfx_random_q16_gelu, 1}, /* see elementwise.c */
   {"gather_rows", 3, 2, 1, mfx_ref_gather_rows, mfx_random_gather_rows, 0},
   {"combine_rows", 4, 3, 1, mfx_ref_combine_rows, mfx_random_combine_rows, 0},
+  {"linear_gelu", 3, 2, 1, mfx_ref_linear_gelu, mfx_random_linear, 0},
+  {"shift_linear_q16_gelu", 3, 3, 1, mfx_ref_shift_linear_q16_gelu,
+   mfx_random_shift_linear_q16_gelu, 1}, /* the GELU of q16_gelu */
+  {"shift_linear_dequantize", 3, 3, 1, mfx_ref_shift_linear_dequantize,
+   mfx_random_shift_linear, 0},
 };
 
 #define MFX_REFERENCE_TABLE_SIZE \

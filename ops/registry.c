@@ -21,6 +21,9 @@ static const mfx_op *const mfx_op_table[] = {
   &mfx_op_def_q16_gelu,
   &mfx_op_def_gather_rows,
   &mfx_op_def_combine_rows,
+  &mfx_op_def_linear_gelu,
+  &mfx_op_def_shift_linear_q16_gelu,
+  &mfx_op_def_shift_linear_dequantize,
 };
 
 #define MFX_OP_TABLE_SIZE ((int)(sizeof mfx_op_table / sizeof mfx_op_table[0]))

@@ -15,12 +15,7 @@
 
 enum { SHIFT_M, SHIFT_N, SHIFT_K };
 
-typedef struct {
-  mfx_tensor *X, *S, *G;     /* placeholders */
-  int pack, form;
-  int n_weight;              /* weight stages made here, scheduled elementwise */
-  mfx_tensor *weight[3];
-} shift_parts;
+typedef mfx_shift_parts shift_parts;
 
 /* An i8 weight stage T over (k, n) (pack) or (n, k) computing f(S[n,k], G[n,k]). */
 typedef mfx_expr *(*shift_weight_fn)(mfx_arena *a, mfx_expr *s, mfx_expr *g);
@@ -148,8 +143,8 @@ static mfx_status shift_add_count(mfx_arena *a, mfx_tensor *acc, mfx_tensor *cnt
   return MFX_OK;
 }
 
-static mfx_status shift_schedule(mfx_schedule *s, const shift_parts *p, mfx_tensor *red,
-                                 mfx_tensor *cnt, mfx_tensor *Y, const mfx_config *cfg) {
+mfx_status mfx_shift_linear_schedule(mfx_schedule *s, const shift_parts *p, mfx_tensor *red,
+                                     mfx_tensor *cnt, mfx_tensor *Y, const mfx_config *cfg) {
   int parallel = (int)mfx_config_get(cfg, "parallel");
   int vec = (int)mfx_config_get(cfg, "vec");
   int64_t tn = mfx_config_get(cfg, "tile_n");
@@ -159,7 +154,7 @@ static mfx_status shift_schedule(mfx_schedule *s, const shift_parts *p, mfx_tens
   }
   if (cnt != NULL) {
     MFX_TRY(mfx_tmpl_apply_elementwise(s, cnt, 8, 0, parallel));
-    MFX_TRY(mfx_tmpl_apply_elementwise(s, Y, tn, vec, parallel));
+    if (Y != NULL) MFX_TRY(mfx_tmpl_apply_elementwise(s, Y, tn, vec, parallel));
   }
   mfx_tmpl_tiled_reduce t = {
     .x = "i", .y = "j", .r = "k",
@@ -171,12 +166,11 @@ static mfx_status shift_schedule(mfx_schedule *s, const shift_parts *p, mfx_tens
   return mfx_tmpl_apply_tiled_reduce(s, red, &t);
 }
 
-/* The tensor expressions and the (unscheduled) schedule. */
-static mfx_status shift_define(mfx_arena *a, const int64_t *dims, shift_parts *p,
-                               mfx_tensor **red, mfx_tensor **cnt, mfx_tensor **Y,
-                               mfx_schedule **out) {
+/* The tensor expressions (X a placeholder unless the caller set p->X). */
+mfx_status mfx_shift_linear_te(mfx_arena *a, const int64_t *dims, shift_parts *p,
+                               mfx_tensor **red, mfx_tensor **cnt, mfx_tensor **Y) {
   int64_t M = dims[SHIFT_M], N = dims[SHIFT_N], K = dims[SHIFT_K];
-  p->X = mfx_placeholder(a, "X", MFX_I32, 2, (int64_t[]){M, K});
+  if (p->X == NULL) p->X = mfx_placeholder(a, "X", MFX_I32, 2, (int64_t[]){M, K});
   p->S = mfx_placeholder(a, "S", MFX_I8, 2, (int64_t[]){N, K});
   p->G = mfx_placeholder(a, "G", MFX_I8, 2, (int64_t[]){N, K});
   if (!p->X || !p->S || !p->G) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: inputs");
@@ -187,6 +181,14 @@ static mfx_status shift_define(mfx_arena *a, const int64_t *dims, shift_parts *p
     MFX_TRY(shift_negative_count(a, p, cnt));
     MFX_TRY(shift_add_count(a, *red, *cnt, Y));
   }
+  return MFX_OK;
+}
+
+/* The tensor expressions and the (unscheduled) schedule. */
+static mfx_status shift_define(mfx_arena *a, const int64_t *dims, shift_parts *p,
+                               mfx_tensor **red, mfx_tensor **cnt, mfx_tensor **Y,
+                               mfx_schedule **out) {
+  MFX_TRY(mfx_shift_linear_te(a, dims, p, red, cnt, Y));
   return mfx_schedule_create(a, 3, (mfx_tensor *[]){p->X, p->S, p->G}, 1, Y, out);
 }
 
@@ -198,20 +200,21 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
   };
   mfx_tensor *red, *cnt, *Y;
   MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
-  return shift_schedule(*out, &p, red, cnt, Y, cfg);
+  return mfx_shift_linear_schedule(*out, &p, red, cnt, Y, cfg);
 }
 
 /* GPU: the weight stages, the count and the final add one element per
  * thread, each its own kernel; the reduction block-tiled with X and the
  * weights (i8) staged in shared memory. Still shifts, masks and selects. */
-static mfx_status shift_schedule_gpu(mfx_schedule *s, const shift_parts *p, mfx_tensor *red,
-                                     mfx_tensor *cnt, mfx_tensor *Y, const mfx_config *cfg) {
+mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
+                                         mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
+                                         const mfx_config *cfg) {
   int64_t threads = mfx_config_get(cfg, "threads");
   for (int i = 0; i < p->n_weight; i++)
     MFX_TRY(mfx_gpu_apply_elementwise(s, p->weight[i], threads));
   if (cnt != NULL) {
     MFX_TRY(mfx_gpu_apply_elementwise(s, cnt, threads));
-    MFX_TRY(mfx_gpu_apply_elementwise(s, Y, threads));
+    if (Y != NULL) MFX_TRY(mfx_gpu_apply_elementwise(s, Y, threads));
   }
   mfx_gpu_tiled_reduce t = {
     .what = "shift_linear", .x = "i", .y = "j", .r = "k",
@@ -219,7 +222,7 @@ static mfx_status shift_schedule_gpu(mfx_schedule *s, const shift_parts *p, mfx_
     .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
     .br = mfx_config_get(cfg, "block_k"),
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
-    .n_staged = 1, .staged = {{p->X, 'x'}},
+    .n_staged = 1, .staged = {{p->X, 'x'}}, .computed = p->x_compute ? 1u : 0u,
   };
   if (p->n_weight == 0) {
     t.staged[t.n_staged++] = (mfx_gpu_staged){p->S, 'y'};
@@ -238,7 +241,7 @@ static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_c
   };
   mfx_tensor *red, *cnt, *Y;
   MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
-  return shift_schedule_gpu(*out, &p, red, cnt, Y, cfg);
+  return mfx_shift_linear_schedule_gpu(*out, &p, red, cnt, Y, cfg);
 }
 
 const mfx_op mfx_op_def_shift_linear = {

@@ -430,12 +430,12 @@ START_TEST(test_gpu_kernel_list) {
   ck_assert_ptr_nonnull(mfx_moe_device_info(moe));
   ck_assert_int_eq(mfx_moe_device_info(moe)->kind, MFX_DEVICE_CPU); /* emulated on it */
   ck_assert_int_eq(mfx_moe_prepare(moe, 20), MFX_OK);
-  /* mult: linear x2 + gelu; shift: shift_linear x2 + quantize, q16_gelu, dequantize */
-  ck_assert_int_eq(mfx_moe_kernel_count(moe), 8);
+  /* mult: linear_gelu, linear; shift: shift_linear_q16_gelu, shift_linear_dequantize */
+  ck_assert_int_eq(mfx_moe_kernel_count(moe), 4);
   ck_assert_ptr_null(mfx_moe_kernel_at(moe, 0));
   ck_assert_ptr_null(mfx_moe_gpu_kernel_at(moe, 0)); /* emulated: no PTX */
   ck_assert_int_eq(mfx_moe_prepare(moe, 17), MFX_OK); /* the same bucket: nothing new */
-  ck_assert_int_eq(mfx_moe_kernel_count(moe), 8);
+  ck_assert_int_eq(mfx_moe_kernel_count(moe), 4);
   mfx_moe_destroy(moe);
   mfx_moe *cpu = make_layer(16, 24, 1, "mult", 1);
   ck_assert(!mfx_moe_on_gpu(cpu));
@@ -453,7 +453,7 @@ static mfx_status gpu_chooser(void *user, const char *target, const mfx_op *op,
   int *mode = user;
   ck_assert_str_eq(target, "cuda");
   if (*mode == 0) return mfx_fail(MFX_ERR_NOT_FOUND, "no GPU record for %s", op->name);
-  if (strcmp(op->name, *mode == 1 ? "linear" : "shift_linear") != 0) return MFX_OK;
+  if (strcmp(op->name, *mode == 1 ? "linear" : "shift_linear_q16_gelu") != 0) return MFX_OK;
   /* 64 x 64 threads: over 1024 per block */
   mfx_status st = mfx_config_set_for(op, "cuda", cfg, "block_m", 64);
   if (st == MFX_OK) st = mfx_config_set_for(op, "cuda", cfg, "thread_m", 1);
@@ -481,11 +481,10 @@ START_TEST(test_gpu_config_errors) {
   moe = make_layer_on("emulate", 8, 8, 1, "mult,shift", 1, gpu_chooser, &mode);
   st = mfx_moe_prepare(moe, 4);
   ck_assert_int_eq(st, MFX_ERR_SCHEDULE);
-  ck_assert_msg(strstr(mfx_last_error(), "compiling shift_linear for cuda") != NULL, "%s",
+  ck_assert_msg(strstr(mfx_last_error(), "compiling shift_linear_q16_gelu for cuda") != NULL, "%s",
                 mfx_last_error());
-  /* D = H: one linear serves both layers; with gelu, q16_quantize, q16_gelu
-   * and q16_dequantize that is 5; the one shift_linear failed */
-  ck_assert_int_eq(mfx_moe_kernel_count(moe), 5);
+  /* linear_gelu, linear and shift_linear_dequantize; shift_linear_q16_gelu failed */
+  ck_assert_int_eq(mfx_moe_kernel_count(moe), 3);
   mfx_moe_destroy(moe);
 }
 END_TEST
@@ -661,7 +660,8 @@ START_TEST(test_kernel_cache) {
   int calls = 0;
   mfx_moe *moe = make_layer_with((int)D, 16, 1, "mult,shift,mult", 6, quick_config, &calls);
   ck_assert_int_eq(mfx_moe_prepare(moe, 30), MFX_OK);
-  /* M=32: linear and shift_linear for [D->H] and [H->D], shared by experts of a kind */
+  /* M=32: linear_gelu [D->H], linear [H->D], shift_linear_q16_gelu [D->H] and
+   * shift_linear_dequantize [H->D], shared by experts of a kind */
   ck_assert_int_eq(mfx_moe_kernel_count(moe), 4);
   ck_assert_int_eq(calls, 4);
   const mfx_op_kernel *k0 = mfx_moe_kernel_at(moe, 0);

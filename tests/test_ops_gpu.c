@@ -99,6 +99,28 @@ static const gpu_case cases[] = {
    {"{}", "{\"threads\":512}"}, 0},
   {"q16_gelu", 5, {{1, 1}, {3, 7}, {65, 129}, {33, 1000}, {1, 300}},
    {"{}", "{\"threads\":64}", "{\"threads\":1024}"}, 0},
+  /* The fused ops (fused.c): epilogues on the register tiles, the
+   * q16_quantize prologue computed into the shared X tile or inlined. */
+  {"linear_gelu", 5,
+   {{1, 1, 1}, {37, 45, 29}, {33, 17, 65}, {130, 70, 40}, {3, 100, 1}},
+   {"{}",
+    "{\"shared\":0,\"unroll\":0,\"pack\":0,\"block_m\":32,\"block_n\":16,\"thread_m\":1,"
+    "\"thread_n\":2,\"block_k\":8}",
+    "{\"block_m\":16,\"block_n\":128,\"thread_m\":2,\"thread_n\":8,\"block_k\":4}"},
+   0},
+  {"shift_linear_q16_gelu", 5,
+   {{1, 1, 1}, {37, 45, 29}, {33, 17, 65}, {130, 70, 40}, {3, 100, 1}},
+   {"{}", "{\"form\":1}",
+    "{\"form\":1,\"pack\":0,\"block_m\":32,\"block_n\":32,\"thread_m\":2,\"thread_n\":2,"
+    "\"block_k\":8,\"unroll\":0,\"threads\":64}",
+    "{\"pack\":0,\"shared\":0,\"block_m\":16,\"block_n\":64,\"thread_m\":1,\"thread_n\":4}"},
+   0},
+  {"shift_linear_dequantize", 5,
+   {{1, 1, 1}, {37, 45, 29}, {33, 17, 65}, {130, 70, 40}, {3, 100, 1}},
+   {"{}", "{\"form\":1}",
+    "{\"form\":1,\"shared\":0,\"block_k\":64,\"block_m\":64,\"block_n\":16,\"thread_m\":8,"
+    "\"thread_n\":1}"},
+   0},
   /* The MoE dispatch (T, M, D) and combine (R, T, K, D): row indices from
    * data, -1 among them; K of 1, 2 and 3. */
   {"gather_rows", 5, {{1, 1, 1}, {5, 7, 13}, {33, 65, 129}, {1, 9, 300}, {40, 1000, 33}},
@@ -273,6 +295,11 @@ START_TEST(gpu_kernel_counts) {
     {"shift_linear", "{\"form\":0,\"pack\":0}", 1},
     {"shift_linear", "{\"form\":1,\"pack\":1}", 6}, /* ST, ZM, NM, ACC, CNT, Y */
     {"hamming", "{\"pack\":1}", 2},
+    {"linear_gelu", "{\"pack\":0}", 1},                           /* Y with GELU at write-back */
+    {"shift_linear_q16_gelu", "{\"form\":0,\"pack\":0}", 1},    /* XQ into the shared tile */
+    {"shift_linear_q16_gelu", "{\"form\":0,\"pack\":0,\"shared\":0}", 1}, /* XQ inlined */
+    {"shift_linear_dequantize", "{\"form\":1,\"pack\":1}", 5}, /* ST, ZM, NM, CNT, ACC+CNT
+                                                                     dequantized (no Y) */
     {"matadd", "{}", 1},
     {"gelu", "{}", 1},
     {"q16_gelu", "{\"threads\":64}", 1},

@@ -321,6 +321,196 @@ START_TEST(inline_elementwise_stage) {
 }
 END_TEST
 
+/* ---- epilogue fusion ------------------------------------------------------------------ */
+
+typedef struct {
+  mfx_arena *a;
+  mfx_tensor *X, *B, *R;
+  mfx_schedule *s;
+} fusion_graph;
+
+/* R[i] = sum(k < 5: X[i, k]) over M = 10 rows, and X, B[i] placeholders. */
+static fusion_graph make_fusion_graph(void) {
+  fusion_graph g = {.a = mfx_arena_create()};
+  g.X = mfx_placeholder(g.a, "X", MFX_F32, 2, (int64_t[]){10, 5});
+  g.B = mfx_placeholder(g.a, "B", MFX_F32, 1, (int64_t[]){10});
+  g.R = mfx_compute_begin(g.a, "R", MFX_F32, 1, (int64_t[]){10}, (const char *[]){"i"});
+  mfx_var *k = mfx_var_create(g.a, "k", 5, 1);
+  mfx_expr *x = mfx_tensor_load(g.a, g.X, 2, (mfx_expr *[]){mfx_var_ref(g.a, g.R->axes[0]),
+                                                            mfx_var_ref(g.a, k)});
+  ck_assert_int_eq(mfx_compute_set_body(g.a, g.R, mfx_reduce(g.a, MFX_REDUCE_SUM, 1, &k, x)), MFX_OK);
+  return g;
+}
+
+/* name[c] = f(src[idx(c)]) + B[c], idx: c itself or 9 - c (shift != 0). */
+static mfx_tensor *fusion_consumer(fusion_graph *g, const char *name, mfx_tensor *src,
+                                   int reversed) {
+  mfx_arena *a = g->a;
+  mfx_tensor *C = mfx_compute_begin(a, name, MFX_F32, 1, (int64_t[]){10}, (const char *[]){"c"});
+  mfx_expr *c = mfx_var_ref(a, C->axes[0]);
+  mfx_expr *at = reversed ? mfx_sub(a, mfx_i64(a, 9), c) : c;
+  mfx_expr *body = mfx_add(a, mfx_mul(a, mfx_tensor_load(a, src, 1, &at), mfx_f32(a, 2)),
+                           mfx_tensor_load(a, g->B, 1, &c));
+  ck_assert_int_eq(mfx_compute_set_body(a, C, body), MFX_OK);
+  return C;
+}
+
+static void fusion_schedule(fusion_graph *g, int n_out, mfx_tensor **outs) {
+  ck_assert_int_eq(mfx_schedule_create(g->a, 2, (mfx_tensor *[]){g->X, g->B}, n_out, outs, &g->s),
+                   MFX_OK);
+}
+
+/* R split by 4, accumulated locally at i.o, the write-back vectorized. */
+static mfx_stage *fusion_tile(fusion_graph *g) {
+  mfx_stage *st = mfx_schedule_stage(g->s, g->R);
+  mfx_itervar *io, *ii;
+  ck_assert_int_eq(mfx_sched_split(g->s, st, mfx_stage_itervar(st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
+  ck_assert_int_eq(mfx_sched_reorder(g->s, st, 3, (mfx_itervar *[]){io, mfx_stage_itervar(st, "k"), ii}), MFX_OK);
+  ck_assert_int_eq(mfx_sched_parallel(g->s, st, io), MFX_OK);
+  ck_assert_int_eq(mfx_sched_vectorize(g->s, st, ii), MFX_OK);
+  ck_assert_int_eq(mfx_sched_cache_write_local(g->s, st, io), MFX_OK);
+  return st;
+}
+
+START_TEST(fuse_epilogue_at_write_back) {
+  fusion_graph g = make_fusion_graph();
+  mfx_tensor *C = fusion_consumer(&g, "C", g.R, 0);
+  fusion_schedule(&g, 1, &C);
+  mfx_stage *rs = fusion_tile(&g), *cs = mfx_schedule_stage(g.s, C);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, cs), MFX_OK);
+  char *sched = print_to_string(print_schedule_cb, g.s);
+  ck_assert_ptr_nonnull(strstr(sched, "epilogue C at write-back"));
+  ck_assert_ptr_nonnull(strstr(sched, "stage C (output)\n  epilogue of R"));
+  free(sched);
+  mfx_func *fn;
+  ck_assert_int_eq(mfx_lower(g.s, "f", &fn), MFX_OK);
+  char *loops = print_to_string(print_func_cb, fn);
+  ck_assert_msg(strstr(loops, "C[((i.o * 4) + i.i)] = ((R.local[i.i] * 2f) + B[((i.o * 4) + i.i)])") != NULL,
+                "%s", loops);
+  ck_assert_ptr_null(strstr(loops, "allocate R:")); /* R is never stored */
+  ck_assert_ptr_null(strstr(loops, "  R["));
+  free(loops);
+  /* a second epilogue, or fusing the consumer again, or inlining it */
+  assert_error(mfx_sched_fuse_epilogue(g.s, rs, cs), MFX_ERR_SCHEDULE, "already has epilogue C");
+  mfx_arena_destroy(g.a);
+  /* a fused intermediate consumer cannot be inlined afterwards */
+  g = make_fusion_graph();
+  mfx_tensor *T = fusion_consumer(&g, "T", g.R, 0);
+  C = fusion_consumer(&g, "C", T, 0);
+  fusion_schedule(&g, 1, &C);
+  rs = fusion_tile(&g);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, T)), MFX_OK);
+  assert_error(mfx_sched_compute_inline(g.s, mfx_schedule_stage(g.s, T)), MFX_ERR_SCHEDULE,
+               "already the epilogue of R");
+  ck_assert_int_eq(mfx_lower(g.s, "f", &fn), MFX_OK); /* T is kept (C reads it), R is not */
+  loops = print_to_string(print_func_cb, fn);
+  ck_assert_ptr_nonnull(strstr(loops, "allocate T: f32[10] global"));
+  ck_assert_ptr_null(strstr(loops, "allocate R:"));
+  free(loops);
+  mfx_arena_destroy(g.a);
+}
+END_TEST
+
+/* A consumer reading R through a stage inlined into it is fused too. */
+START_TEST(fuse_epilogue_through_inlined_stage) {
+  fusion_graph g = make_fusion_graph();
+  mfx_tensor *T = fusion_consumer(&g, "T", g.R, 0);
+  mfx_tensor *C = fusion_consumer(&g, "C", T, 0);
+  fusion_schedule(&g, 1, &C);
+  mfx_stage *rs = fusion_tile(&g);
+  ck_assert_int_eq(mfx_sched_compute_inline(g.s, mfx_schedule_stage(g.s, T)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, C)), MFX_OK);
+  mfx_func *fn;
+  ck_assert_int_eq(mfx_lower(g.s, "f", &fn), MFX_OK);
+  char *loops = print_to_string(print_func_cb, fn);
+  ck_assert_msg(strstr(loops, "(((R.local[i.i] * 2f) + B[((i.o * 4) + i.i)]) * 2f)") != NULL, "%s",
+                loops);
+  free(loops);
+  mfx_arena_destroy(g.a);
+}
+END_TEST
+
+START_TEST(fuse_epilogue_errors) {
+  /* the consumer reads R at another element */
+  fusion_graph g = make_fusion_graph();
+  mfx_tensor *C = fusion_consumer(&g, "C", g.R, 1);
+  fusion_schedule(&g, 1, &C);
+  mfx_stage *rs = fusion_tile(&g), *cs = mfx_schedule_stage(g.s, C);
+  assert_error(mfx_sched_fuse_epilogue(g.s, rs, cs), MFX_ERR_SCHEDULE, "reads R at another index");
+  assert_error(mfx_sched_fuse_epilogue(g.s, cs, cs), MFX_ERR_SCHEDULE, "its own epilogue");
+  assert_error(mfx_sched_fuse_epilogue(g.s, cs, rs), MFX_ERR_SCHEDULE, "C: the stage is not a reduction");
+  assert_error(mfx_sched_fuse_epilogue(g.s, NULL, cs), MFX_ERR_SCHEDULE, "no stage");
+  mfx_arena_destroy(g.a);
+
+  /* ... or through an inlined stage (found when lowering) */
+  g = make_fusion_graph();
+  mfx_tensor *T = fusion_consumer(&g, "T", g.R, 1);
+  C = fusion_consumer(&g, "C", T, 0);
+  fusion_schedule(&g, 1, &C);
+  rs = fusion_tile(&g);
+  ck_assert_int_eq(mfx_sched_compute_inline(g.s, mfx_schedule_stage(g.s, T)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, C)), MFX_OK);
+  mfx_func *fn;
+  assert_error(mfx_lower(g.s, "f", &fn), MFX_ERR_SCHEDULE,
+               "C reads R at another index than its own element (through an inlined stage)");
+  mfx_arena_destroy(g.a);
+
+  /* R read by another stage too */
+  g = make_fusion_graph();
+  C = fusion_consumer(&g, "C", g.R, 0);
+  mfx_tensor *E = fusion_consumer(&g, "E", g.R, 0);
+  fusion_schedule(&g, 2, (mfx_tensor *[]){C, E});
+  rs = fusion_tile(&g);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, C)), MFX_OK);
+  assert_error(mfx_lower(g.s, "f", &fn), MFX_ERR_SCHEDULE, "E reads R too");
+  mfx_arena_destroy(g.a);
+
+  /* R an output */
+  g = make_fusion_graph();
+  C = fusion_consumer(&g, "C", g.R, 0);
+  fusion_schedule(&g, 2, (mfx_tensor *[]){C, g.R});
+  rs = fusion_tile(&g);
+  assert_error(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, C)), MFX_ERR_SCHEDULE,
+               "the reduction is an output");
+  mfx_arena_destroy(g.a);
+
+  /* a reduction as consumer: D[i] = sum(k: R[i] X[i, k]) */
+  g = make_fusion_graph();
+  mfx_tensor *D = mfx_compute_begin(g.a, "D", MFX_F32, 1, (int64_t[]){10}, (const char *[]){"d"});
+  mfx_var *k = mfx_var_create(g.a, "kd", 5, 1);
+  mfx_expr *d = mfx_var_ref(g.a, D->axes[0]);
+  mfx_expr *prod = mfx_mul(g.a, mfx_tensor_load(g.a, g.R, 1, &d),
+                           mfx_tensor_load(g.a, g.X, 2, (mfx_expr *[]){d, mfx_var_ref(g.a, k)}));
+  ck_assert_int_eq(mfx_compute_set_body(g.a, D, mfx_reduce(g.a, MFX_REDUCE_SUM, 1, &k, prod)), MFX_OK);
+  fusion_schedule(&g, 1, &D);
+  rs = fusion_tile(&g);
+  assert_error(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, D)), MFX_ERR_SCHEDULE,
+               "the consumer is a reduction");
+  mfx_arena_destroy(g.a);
+
+  /* no local accumulator; a consumer with loops of its own (before and after) */
+  g = make_fusion_graph();
+  C = fusion_consumer(&g, "C", g.R, 0);
+  fusion_schedule(&g, 1, &C);
+  rs = mfx_schedule_stage(g.s, g.R);
+  cs = mfx_schedule_stage(g.s, C);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, cs), MFX_OK);
+  assert_error(mfx_lower(g.s, "f", &fn), MFX_ERR_SCHEDULE, "does not accumulate locally");
+  ck_assert_int_eq(mfx_sched_cache_write_local(g.s, rs, mfx_stage_itervar(rs, "i")), MFX_OK);
+  ck_assert_int_eq(mfx_sched_split(g.s, cs, mfx_stage_itervar(cs, "c"), 4, MFX_TAIL_GUARD, NULL, NULL), MFX_OK);
+  assert_error(mfx_lower(g.s, "f", &fn), MFX_ERR_SCHEDULE, "scheduled after the fusion");
+  mfx_arena_destroy(g.a);
+  g = make_fusion_graph();
+  C = fusion_consumer(&g, "C", g.R, 0);
+  fusion_schedule(&g, 1, &C);
+  cs = mfx_schedule_stage(g.s, C);
+  ck_assert_int_eq(mfx_sched_parallel(g.s, cs, mfx_stage_itervar(cs, "c")), MFX_OK);
+  assert_error(mfx_sched_fuse_epilogue(g.s, mfx_schedule_stage(g.s, g.R), cs), MFX_ERR_SCHEDULE,
+               "the consumer has its own schedule");
+  mfx_arena_destroy(g.a);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("schedule");
   TCase *tc = tcase_create("core");
@@ -334,6 +524,9 @@ int main(void) {
   tcase_add_test(tc, schedule_errors);
   tcase_add_test(tc, lowering_errors);
   tcase_add_test(tc, inline_elementwise_stage);
+  tcase_add_test(tc, fuse_epilogue_at_write_back);
+  tcase_add_test(tc, fuse_epilogue_through_inlined_stage);
+  tcase_add_test(tc, fuse_epilogue_errors);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

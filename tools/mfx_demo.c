@@ -213,11 +213,12 @@ static void tool_demo_make_plan(tool_demo *d) {
   tool_plan_add(&d->plan, "router", "linear", mfx_moe_bucket(a->tokens), a->experts, a->dim);
   for (int e = 0; e < a->experts; e++) {
     if (a->kinds[e] == MFX_EXPERT_MULT) {
-      tool_plan_add(&d->plan, "mult fc1", "linear", m, a->hidden, a->dim);
+      /* the kernels the layer runs: GELU and Q16.16 fused into them */
+      tool_plan_add(&d->plan, "mult fc1", "linear_gelu", m, a->hidden, a->dim);
       tool_plan_add(&d->plan, "mult fc2", "linear", m, a->dim, a->hidden);
     } else if (a->kinds[e] == MFX_EXPERT_SHIFT) {
-      tool_plan_add(&d->plan, "shift fc1", "shift_linear", m, a->hidden, a->dim);
-      tool_plan_add(&d->plan, "shift fc2", "shift_linear", m, a->dim, a->hidden);
+      tool_plan_add(&d->plan, "shift fc1", "shift_linear_q16_gelu", m, a->hidden, a->dim);
+      tool_plan_add(&d->plan, "shift fc2", "shift_linear_dequantize", m, a->dim, a->hidden);
     }
   }
 }

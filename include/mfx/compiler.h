@@ -226,6 +226,8 @@ struct mfx_stage {
   int n_attached;
   mfx_attached attached[MFX_MAX_ATTACHED];
   mfx_stage *attached_to;         /* compute_at: the consumer that computes it */
+  mfx_stage *epilogue;            /* fuse_epilogue: the consumer applied at write-back */
+  mfx_stage *fused_into;          /* fuse_epilogue: the reduction that computes it */
 };
 
 typedef struct mfx_schedule {
@@ -274,6 +276,19 @@ mfx_status mfx_sched_compute_inline(mfx_schedule *s, mfx_stage *st);
 /* Accumulate the stage in a local buffer covering the spatial loops below
  * `at` (a leaf), written back once per iteration of `at`. */
 mfx_status mfx_sched_cache_write_local(mfx_schedule *s, mfx_stage *st, mfx_itervar *at);
+/* Epilogue fusion: the elementwise `consumer` C[i...] = f(R[i...], ...) of
+ * the reduction `reduction` (R) is computed from R's local accumulator as
+ * it is written back (cache_write_local is required by lowering), R is
+ * never stored, and C's loops are R's. Refuses a consumer that is a
+ * reduction, scheduled, inlined or attached, of another shape, or that reads
+ * R at other than its own index (through stages inlined into it too); an R
+ * that is an output or read by any other stage (checked at lowering). */
+mfx_status mfx_sched_fuse_epilogue(mfx_schedule *s, mfx_stage *reduction, mfx_stage *consumer);
+/* 1 when every load of `buf` in e (a consumer body) reads it at exactly the
+ * consumer's axes, in order; 0 if some load reads it elsewhere. */
+int mfx_expr_reads_at_axes(const mfx_expr *e, const mfx_buffer *buf, const mfx_tensor *consumer);
+/* 1 when e loads `buf` anywhere. */
+int mfx_expr_reads(const mfx_expr *e, const mfx_buffer *buf);
 
 /* Serve the stage's loads of `input` (a placeholder or another stage's
  * tensor) inside loop `at` from a buffer in `scope`, refilled at the start
