@@ -1,14 +1,18 @@
 /* mfx compiler: tensor expressions, schedules, loop IR, passes, printers and
  * LLVM code generation. The pipeline, in file order:
  *
- *   te.c        tensor expressions (placeholders, computes, reductions)
+ *   parse.c     TE text -> tensor expressions
+ *   te.c        tensor expressions (placeholders, computes, reductions);
+ *               bounds.c proves every load inside its tensor
  *   schedule.c  schedule primitives: annotate stages, never rewrite them
  *   ir.c, ir_visit.c, ir_substitute.c  nodes, the visitor/mutator, substitution
  *   lower.c     schedule + TE -> loop IR (bounds, guards, local accumulators);
  *               lower_region.c (cache_read/compute_at buffers), lower_verify.c
  *   passes.c    the pass table lowering runs: simplify.c, flatten.c
  *   print.c     text form of every layer
- *   codegen_llvm.c  loop IR -> LLVM IR -> host JIT / object / assembly
+ *   build.c     mfx_build: the one driver from a schedule to what is emitted
+ *   codegen_llvm.c  loop IR -> LLVM IR -> host JIT / object / assembly;
+ *               codegen_math.c expands exp, log, tanh, erf (every target)
  *   target_nvptx.c  GPU programs (kernels.c) -> PTX for nvptx64
  *
  * All nodes of one compilation live in one mfx_arena and die together. */
