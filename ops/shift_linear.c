@@ -230,7 +230,15 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
   };
   mfx_tensor *red, *cnt, *Y;
   MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
-  return mfx_shift_linear_schedule(*out, &p, red, cnt, Y, cfg);
+  /* form 1 with a register tile: Y = ACC + CNT[j] at the tile's write-back
+   * instead of a second pass over M x N. */
+  int epilogue = Y != red && mfx_config_get(cfg, "local") == 1;
+  MFX_TRY(mfx_shift_linear_schedule(*out, &p, red, cnt, epilogue ? NULL : Y, cfg));
+  if (!epilogue) return MFX_OK;
+  mfx_stage *rs, *ys;
+  MFX_TRY(mfx_tmpl_stage(*out, red, &rs));
+  MFX_TRY(mfx_tmpl_stage(*out, Y, &ys));
+  return mfx_sched_fuse_epilogue(*out, rs, ys);
 }
 
 /* GPU: the weight stages, the count and the final add one element per
@@ -296,7 +304,7 @@ const mfx_op mfx_op_def_shift_linear = {
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
-    {"pack", "weights: 0 as given, 1 i8 [k,n], 2 i32 panels [n/16,k,16] (for tile_n 16)", 1,
+    {"pack", "weights: 0 as given, 1 i8 [k,n], 2 i32 panels [n/16,k,16] (for tile_n 16)", 2,
      3, {0, 1, 2}},
     {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 1, 2,
      {0, 1}},
