@@ -44,16 +44,18 @@ static mfx_expr *shift_negative_mask(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
                     mfx_int(a, MFX_I8, -1), mfx_int(a, MFX_I8, 0));
 }
 
-/* pack 2: i32 panels T[jo, k, ji] = f(S, G)[min(jo*16 + ji, N-1), k], one
- * zmm of weights per k step and column tile, read contiguously (a [k, n]
- * copy strides N per k: at N = 1024 every k row maps to the same L1 set). */
-enum { SHIFT_PANEL = 16 };
+/* pack 2: i32 panels T[jo, k, ji] = f(S, G)[min(jo*P + ji, N-1), k] of
+ * P = p->panel columns (the register tile's width; 16 when unset): each k
+ * step of a column tile reads P consecutive weights (a [k, n] copy strides
+ * N per k: at N = 1024 every k row maps to the same L1 set). */
+static int64_t shift_panel(const shift_parts *p) { return p->panel > 0 ? p->panel : 16; }
 
 static mfx_tensor *shift_stage_begin(mfx_arena *a, const shift_parts *p, const char *name,
                                      int64_t N, int64_t K) {
   if (p->pack == 2)
     return mfx_compute_begin(a, name, MFX_I32, 3,
-                             (int64_t[]){(N + SHIFT_PANEL - 1) / SHIFT_PANEL, K, SHIFT_PANEL},
+                             (int64_t[]){(N + shift_panel(p) - 1) / shift_panel(p), K,
+                                         shift_panel(p)},
                              (const char *[]){"jo", "k", "ji"});
   if (p->pack == 1)
     return mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){K, N}, (const char *[]){"k", "n"});
@@ -67,9 +69,9 @@ static mfx_status shift_weight_stage(mfx_arena *a, shift_parts *p, const char *n
   if (T == NULL) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: weight stage %s", name);
   mfx_expr *n, *k;
   if (p->pack == 2) {
-    n = mfx_add(a, mfx_mul(a, mfx_tmpl_axis(a, T, 0), mfx_i64(a, SHIFT_PANEL)),
+    n = mfx_add(a, mfx_mul(a, mfx_tmpl_axis(a, T, 0), mfx_i64(a, shift_panel(p))),
                 mfx_tmpl_axis(a, T, 2));
-    if (N % SHIFT_PANEL != 0) n = mfx_binary(a, MFX_MIN, n, mfx_i64(a, N - 1));
+    if (N % shift_panel(p) != 0) n = mfx_binary(a, MFX_MIN, n, mfx_i64(a, N - 1));
     k = mfx_tmpl_axis(a, T, 1);
   } else {
     n = mfx_tmpl_axis(a, T, p->pack ? 1 : 0);
@@ -87,8 +89,8 @@ static mfx_status shift_weight_stage(mfx_arena *a, shift_parts *p, const char *n
 static mfx_expr *shift_weight_load(mfx_arena *a, const shift_parts *p, mfx_tensor *T,
                                    mfx_expr *n, mfx_expr *k) {
   if (p->pack == 2) {
-    mfx_expr *idx[3] = {mfx_binary(a, MFX_DIV, n, mfx_i64(a, SHIFT_PANEL)), k,
-                        mfx_binary(a, MFX_MOD, n, mfx_i64(a, SHIFT_PANEL))};
+    mfx_expr *idx[3] = {mfx_binary(a, MFX_DIV, n, mfx_i64(a, shift_panel(p))), k,
+                        mfx_binary(a, MFX_MOD, n, mfx_i64(a, shift_panel(p)))};
     return idx[0] && idx[2] ? mfx_tensor_load(a, T, 3, idx) : NULL;
   }
   mfx_expr *w = p->pack ? mfx_tmpl_load2(a, T, k, n) : mfx_tmpl_load2(a, T, n, k);
@@ -227,6 +229,7 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
   shift_parts p = {
     .pack = (int)mfx_config_get(cfg, "pack"),
     .form = (int)mfx_config_get(cfg, "form"),
+    .panel = mfx_config_get(cfg, "tile_n"),
   };
   mfx_tensor *red, *cnt, *Y;
   MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
@@ -304,7 +307,7 @@ const mfx_op mfx_op_def_shift_linear = {
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
-    {"pack", "weights: 0 as given, 1 i8 [k,n], 2 i32 panels [n/16,k,16] (for tile_n 16)", 2,
+    {"pack", "weights: 0 as given, 1 i8 [k,n], 2 i32 panels [n/tn,k,tn] of the tile's width", 2,
      3, {0, 1, 2}},
     {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 1, 2,
      {0, 1}},
