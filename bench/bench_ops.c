@@ -11,6 +11,7 @@
  * usage: bench_ops [--threads N] [--json]   (default: all CPUs) */
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,9 +186,31 @@ typedef struct {
   int ok;
 } row;
 
+/* The CPU's model name from /proc/cpuinfo ("unknown" elsewhere). */
+static void cpu_model(char *out, size_t size) {
+  snprintf(out, size, "unknown");
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (f == NULL) return;
+  char line[512];
+  while (fgets(line, sizeof line, f) != NULL) {
+    char *colon = strchr(line, ':');
+    if (strncmp(line, "model name", 10) != 0 || colon == NULL) continue;
+    colon += 1 + strspn(colon + 1, " \t");
+    colon[strcspn(colon, "\n\"\\")] = '\0';
+    snprintf(out, size, "%s", colon);
+    break;
+  }
+  fclose(f);
+}
+
 static void print_rows(const row *rows, int n, int threads, int json) {
+  char cpu[256];
+  cpu_model(cpu, sizeof cpu);
+  const char *core = openblas_get_corename();
+  if (core == NULL) core = "unknown";
   if (json) {
-    printf("{\"threads\": %d, \"results\": [\n", threads);
+    printf("{\"threads\": %d, \"cpu\": \"%s\", \"openblas_core\": \"%s\", \"results\": [\n",
+           threads, cpu, core);
     for (int i = 0; i < n; i++)
       printf("  {\"op\": \"%s\", \"dims\": \"%s\", \"baseline\": \"%s\", \"mfx_ms\": %.4f, "
              "\"baseline_ms\": %.4f, \"speedup\": %.3f, \"ok\": %s}%s\n",
@@ -196,6 +219,7 @@ static void print_rows(const row *rows, int n, int threads, int json) {
     printf("]}\n");
     return;
   }
+  printf("cpu: %s; OpenBLAS core: %s\n\n", cpu, core);
   printf("%-17s %-26s %-28s %9s %9s %8s %s\n", "op", "dims", "baseline", "mfx ms", "base ms",
          "speedup", "check");
   for (int i = 0; i < n; i++)
@@ -210,8 +234,12 @@ static int bench_all(mfx_pool *pool, mfx_pool *single, row *rows) {
   static const struct { const char *op, *dims; int m, n, k; } dense[] = {
       {"linear", "M=512,N=512,K=512", 512, 512, 512},
       {"linear", "M=3136,N=512,K=64", 3136, 512, 64},
+      {"linear", "M=1024,N=1024,K=1024", 1024, 1024, 1024},
       {"shift_linear", "M=512,N=512,K=512", 512, 512, 512},
       {"shift_linear", "M=3136,N=512,K=64", 3136, 512, 64},
+      {"shift_linear", "M=3136,N=64,K=512", 3136, 64, 512},
+      {"shift_linear", "M=784,N=1024,K=128", 784, 1024, 128},
+      {"shift_linear", "M=784,N=128,K=1024", 784, 128, 1024},
   };
   for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) {
     if (case_open(&c, dense[i].op, dense[i].dims, pool) != MFX_OK) return -1;

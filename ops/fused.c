@@ -92,7 +92,8 @@ static mfx_status fused_shift_define(mfx_arena *a, const int64_t *dims, const mf
                                      mfx_schedule **out) {
   int64_t M = dims[FUSED_M], K = dims[FUSED_K];
   f->p = (mfx_shift_parts){.pack = (int)mfx_config_get(cfg, "pack"),
-                           .form = (int)mfx_config_get(cfg, "form"), .x_compute = k->quantize};
+                           .form = (int)mfx_config_get(cfg, "form"), .x_compute = k->quantize,
+                           .panel = mfx_config_get(cfg, "tile_n")};
   mfx_tensor *X;
   if (k->quantize) {
     f->Xf = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){M, K});
@@ -212,7 +213,7 @@ const mfx_op mfx_op_def_linear_gelu = {
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},                                     \
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},                         \
     FUSED_LOCAL_KNOB,                                                                       \
-    {"pack", "weights as i8 [k,n] copies (n contiguous)", 1, 2, {0, 1}},                    \
+    {"pack", "weights: 0 as given, 1 i8 [k,n], 2 i32 panels [n/tn,k,tn]", 2, 3, {0, 1, 2}}, \
     {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 1, 2,      \
      {0, 1}},                                                                               \
     {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}}, \

@@ -188,6 +188,7 @@ mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
 typedef struct {
   mfx_tensor *X, *S, *G;     /* placeholders (X: or the caller's stage) */
   int pack, form;
+  int64_t panel;             /* pack 2: columns per weight panel (0: 16) */
   int n_weight;              /* weight stages made here, scheduled elementwise */
   mfx_tensor *weight[3];
   int x_compute;

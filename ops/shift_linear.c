@@ -44,24 +44,55 @@ static mfx_expr *shift_negative_mask(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
                     mfx_int(a, MFX_I8, -1), mfx_int(a, MFX_I8, 0));
 }
 
+/* pack 2: i32 panels T[jo, k, ji] = f(S, G)[min(jo*P + ji, N-1), k] of
+ * P = p->panel columns (the register tile's width; 16 when unset): each k
+ * step of a column tile reads P consecutive weights (a [k, n] copy strides
+ * N per k: at N = 1024 every k row maps to the same L1 set). */
+static int64_t shift_panel(const shift_parts *p) { return p->panel > 0 ? p->panel : 16; }
+
+static mfx_tensor *shift_stage_begin(mfx_arena *a, const shift_parts *p, const char *name,
+                                     int64_t N, int64_t K) {
+  if (p->pack == 2)
+    return mfx_compute_begin(a, name, MFX_I32, 3,
+                             (int64_t[]){(N + shift_panel(p) - 1) / shift_panel(p), K,
+                                         shift_panel(p)},
+                             (const char *[]){"jo", "k", "ji"});
+  if (p->pack == 1)
+    return mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){K, N}, (const char *[]){"k", "n"});
+  return mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){N, K}, (const char *[]){"n", "k"});
+}
+
 static mfx_status shift_weight_stage(mfx_arena *a, shift_parts *p, const char *name,
                                      shift_weight_fn f, mfx_tensor **out) {
   int64_t N = p->S->buf->shape[0], K = p->S->buf->shape[1];
-  mfx_tensor *T = p->pack ? mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){K, N},
-                                              (const char *[]){"k", "n"})
-                          : mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){N, K},
-                                              (const char *[]){"n", "k"});
-  mfx_expr *n = mfx_tmpl_axis(a, T, p->pack ? 1 : 0), *k = mfx_tmpl_axis(a, T, p->pack ? 0 : 1);
+  mfx_tensor *T = shift_stage_begin(a, p, name, N, K);
+  if (T == NULL) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: weight stage %s", name);
+  mfx_expr *n, *k;
+  if (p->pack == 2) {
+    n = mfx_add(a, mfx_mul(a, mfx_tmpl_axis(a, T, 0), mfx_i64(a, shift_panel(p))),
+                mfx_tmpl_axis(a, T, 2));
+    if (N % shift_panel(p) != 0) n = mfx_binary(a, MFX_MIN, n, mfx_i64(a, N - 1));
+    k = mfx_tmpl_axis(a, T, 1);
+  } else {
+    n = mfx_tmpl_axis(a, T, p->pack ? 1 : 0);
+    k = mfx_tmpl_axis(a, T, p->pack ? 0 : 1);
+  }
   mfx_expr *body = f(a, mfx_tmpl_load2(a, p->S, n, k), mfx_tmpl_load2(a, p->G, n, k));
+  if (p->pack == 2) body = mfx_cast(a, MFX_I32, body);
   MFX_TRY(mfx_tmpl_set_body(a, T, body));
   p->weight[p->n_weight++] = T;
   *out = T;
   return MFX_OK;
 }
 
-/* The weight stage T read at (n, k) in its own layout, widened to i32. */
+/* The weight stage T read at (n, k) in its own layout, as i32. */
 static mfx_expr *shift_weight_load(mfx_arena *a, const shift_parts *p, mfx_tensor *T,
                                    mfx_expr *n, mfx_expr *k) {
+  if (p->pack == 2) {
+    mfx_expr *idx[3] = {mfx_binary(a, MFX_DIV, n, mfx_i64(a, shift_panel(p))), k,
+                        mfx_binary(a, MFX_MOD, n, mfx_i64(a, shift_panel(p)))};
+    return idx[0] && idx[2] ? mfx_tensor_load(a, T, 3, idx) : NULL;
+  }
   mfx_expr *w = p->pack ? mfx_tmpl_load2(a, T, k, n) : mfx_tmpl_load2(a, T, n, k);
   return mfx_cast(a, MFX_I32, w);
 }
@@ -71,7 +102,7 @@ static mfx_status shift_term_select(mfx_arena *a, shift_parts *p, mfx_expr *x, m
                                     mfx_expr *k, mfx_expr **term) {
   mfx_expr *s, *g;
   if (p->pack) {
-    mfx_tensor *ST, *GT;
+    mfx_tensor *ST = NULL, *GT = NULL;
     MFX_TRY(shift_weight_stage(a, p, "ST", shift_amount, &ST));
     MFX_TRY(shift_weight_stage(a, p, "GT", shift_sign, &GT));
     s = shift_weight_load(a, p, ST, n, k);
@@ -90,7 +121,7 @@ static mfx_status shift_term_select(mfx_arena *a, shift_parts *p, mfx_expr *x, m
 /* form 1: (v & Z) ^ N from three weight stages. */
 static mfx_status shift_term_mask(mfx_arena *a, shift_parts *p, mfx_expr *x, mfx_expr *n,
                                   mfx_expr *k, mfx_expr **term) {
-  mfx_tensor *ST, *ZM, *NM;
+  mfx_tensor *ST = NULL, *ZM = NULL, *NM = NULL;
   MFX_TRY(shift_weight_stage(a, p, "ST", shift_amount, &ST));
   MFX_TRY(shift_weight_stage(a, p, "ZM", shift_nonzero_mask, &ZM));
   MFX_TRY(shift_weight_stage(a, p, "NM", shift_negative_mask, &NM));
@@ -149,7 +180,8 @@ mfx_status mfx_shift_linear_schedule(mfx_schedule *s, const shift_parts *p, mfx_
   int vec = (int)mfx_config_get(cfg, "vec");
   int64_t tn = mfx_config_get(cfg, "tile_n");
   for (int i = 0; i < p->n_weight; i++) {
-    if (p->pack) MFX_TRY(mfx_tmpl_apply_transpose(s, p->weight[i], 16, parallel));
+    if (p->pack == 2) MFX_TRY(mfx_tmpl_apply_elementwise(s, p->weight[i], 8, 0, parallel));
+    else if (p->pack) MFX_TRY(mfx_tmpl_apply_transpose(s, p->weight[i], 16, parallel));
     else MFX_TRY(mfx_tmpl_apply_elementwise(s, p->weight[i], 16, vec, parallel));
   }
   if (cnt != NULL) {
@@ -197,10 +229,19 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
   shift_parts p = {
     .pack = (int)mfx_config_get(cfg, "pack"),
     .form = (int)mfx_config_get(cfg, "form"),
+    .panel = mfx_config_get(cfg, "tile_n"),
   };
   mfx_tensor *red, *cnt, *Y;
   MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
-  return mfx_shift_linear_schedule(*out, &p, red, cnt, Y, cfg);
+  /* form 1 with a register tile: Y = ACC + CNT[j] at the tile's write-back
+   * instead of a second pass over M x N. */
+  int epilogue = Y != red && mfx_config_get(cfg, "local") == 1;
+  MFX_TRY(mfx_shift_linear_schedule(*out, &p, red, cnt, epilogue ? NULL : Y, cfg));
+  if (!epilogue) return MFX_OK;
+  mfx_stage *rs, *ys;
+  MFX_TRY(mfx_tmpl_stage(*out, red, &rs));
+  MFX_TRY(mfx_tmpl_stage(*out, Y, &ys));
+  return mfx_sched_fuse_epilogue(*out, rs, ys);
 }
 
 /* GPU: the weight stages, the count and the final add one element per
@@ -266,7 +307,8 @@ const mfx_op mfx_op_def_shift_linear = {
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
     {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
-    {"pack", "weights as i8 [k,n] copies (n contiguous)", 1, 2, {0, 1}},
+    {"pack", "weights: 0 as given, 1 i8 [k,n], 2 i32 panels [n/tn,k,tn] of the tile's width", 2,
+     3, {0, 1, 2}},
     {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 1, 2,
      {0, 1}},
     {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}},

@@ -147,6 +147,42 @@ START_TEST(test_shift_linear_kernels) {
 }
 END_TEST
 
+/* pack 2 (i32 weight panels of 16 columns) under both forms and every
+ * register tile, on shapes that divide no tile and no panel. */
+START_TEST(test_shift_linear_panels) {
+  static const int64_t shapes[][MFX_OP_MAX_DIMS] = {
+    {1, 1, 1}, {37, 45, 29}, {70, 130, 37}, {9, 8, 300}, {13, 17, 1},
+  };
+  static const int64_t tiles[][3] = {{1, 8, 0}, {6, 16, 0}, {8, 16, 64}, {4, 32, 16}, {8, 32, 0}};
+  const mfx_op *op = mfx_op_find("shift_linear");
+  mfx_pool *pool = NULL;
+  ck_assert_int_eq(mfx_pool_create(2, &pool), MFX_OK);
+  mfx_kernel_env env;
+  mfx_kernel_env_init(&env, pool);
+  int failures = 0, cases = 0;
+  for (int s = 0; s < 5; s++)
+    for (int t = 0; t < 5; t++)
+      for (int form = 0; form < 2; form++) {
+        mfx_config cfg;
+        mfx_config_default(op, &cfg);
+        ck_assert_int_eq(mfx_config_set(op, &cfg, "pack", 2), MFX_OK);
+        ck_assert_int_eq(mfx_config_set(op, &cfg, "form", form), MFX_OK);
+        ck_assert_int_eq(mfx_config_set(op, &cfg, "tile_m", tiles[t][0]), MFX_OK);
+        ck_assert_int_eq(mfx_config_set(op, &cfg, "tile_n", tiles[t][1]), MFX_OK);
+        ck_assert_int_eq(mfx_config_set(op, &cfg, "tile_k", tiles[t][2]), MFX_OK);
+        char why[1024], what[512];
+        cases++;
+        if (run_case(op, shapes[s], &cfg, &env, (uint64_t)(s * 7 + t + 1), why, sizeof why))
+          continue;
+        describe(op, shapes[s], &cfg, what, sizeof what);
+        fprintf(stderr, "FAIL %s: %s\n", what, why);
+        failures++;
+      }
+  mfx_pool_destroy(pool);
+  ck_assert_msg(failures == 0, "%d of %d shift_linear pack 2 cases failed", failures, cases);
+}
+END_TEST
+
 /* The fused ops (fused.c) against their composed references: shapes that
  * divide no tile, one row, K past a reduction split. */
 static const int64_t fused_shapes[][MFX_OP_MAX_DIMS] = {
@@ -804,6 +840,7 @@ static Suite *ops_suite(void) {
   tcase_set_timeout(kernels, 600);
   tcase_add_test(kernels, test_linear_kernels);
   tcase_add_test(kernels, test_shift_linear_kernels);
+  tcase_add_test(kernels, test_shift_linear_panels);
   tcase_add_test(kernels, test_linear_gelu_kernels);
   tcase_add_test(kernels, test_shift_linear_q16_gelu_kernels);
   tcase_add_test(kernels, test_shift_linear_dequantize_kernels);
