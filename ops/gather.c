@@ -8,10 +8,12 @@
  *                 (combine: each token's expert outputs, weighted by its
  *                 gates; ROWS = -1 marks a null expert)
  * Indices come from data: a load whose index is another load (i32, widened
- * to i64 by the load). The caller guarantees indices below the row count;
- * -1 is the only negative one. The kernels never read out of bounds for it:
- * the row loaded is max(index, 0), and a select, which evaluates both arms,
- * then takes the 0 (or -0.0) arm.
+ * to i64 by the load). -1 marks "no row"; so does every other index outside
+ * [0, rows) (rows = T for gather_rows, R for combine_rows): a defined
+ * result, not a read out of bounds, whatever an embedding application
+ * passes. The row loaded is min(max(index, 0), rows - 1), always a real row,
+ * and a select, which evaluates both arms, then takes the 0 (or -0.0) arm
+ * unless 0 <= index < rows. The references (ops/reference.c) do the same.
  *
  * combine_rows' sum starts from the sum identity, 0.0, and adds the terms in
  * the order of s, each product rounded once to f32: the plain-C reference's
@@ -31,15 +33,19 @@ enum { COMBINE_R, COMBINE_T, COMBINE_K, COMBINE_D };
 
 /* ---- the expressions ------------------------------------------------------------------- */
 
-/* max(index, 0): the row a select's unused arm still loads when index = -1. */
-static mfx_expr *gather_safe_row(mfx_arena *a, mfx_expr *index) {
+/* min(max(index, 0), rows - 1): a real row, the one a select's unused arm
+ * still loads when the index is outside [0, rows). */
+static mfx_expr *gather_safe_row(mfx_arena *a, mfx_expr *index, int64_t rows) {
   if (index == NULL) return NULL;
-  return mfx_binary(a, MFX_MAX, index, mfx_int(a, MFX_I32, 0));
+  mfx_expr *low = mfx_binary(a, MFX_MAX, index, mfx_int(a, MFX_I32, 0));
+  return mfx_binary(a, MFX_MIN, low, mfx_int(a, MFX_I32, rows - 1));
 }
 
-static mfx_expr *gather_valid(mfx_arena *a, mfx_expr *index) {
+/* 0 <= index < rows */
+static mfx_expr *gather_valid(mfx_arena *a, mfx_expr *index, int64_t rows) {
   if (index == NULL) return NULL;
-  return mfx_binary(a, MFX_GE, index, mfx_int(a, MFX_I32, 0));
+  return mfx_binary(a, MFX_LAND, mfx_binary(a, MFX_GE, index, mfx_int(a, MFX_I32, 0)),
+                    mfx_binary(a, MFX_LT, index, mfx_int(a, MFX_I32, rows)));
 }
 
 /* ---- gather_rows ------------------------------------------------------------------------- */
@@ -56,8 +62,8 @@ static mfx_status gather_define(mfx_arena *a, const int64_t *dims, mfx_tensor **
   if (!X || !IDX || !Y) return mfx_fail_context(MFX_ERR_INVALID, "gather_rows: tensors");
   mfx_expr *m = mfx_tmpl_axis(a, Y, 0);
   mfx_expr *index = m != NULL ? mfx_tensor_load(a, IDX, 1, &m) : NULL;
-  mfx_expr *x = mfx_tmpl_load2(a, X, gather_safe_row(a, index), mfx_tmpl_axis(a, Y, 1));
-  mfx_expr *body = x != NULL ? mfx_select(a, gather_valid(a, index), x, mfx_f32(a, 0.0)) : NULL;
+  mfx_expr *x = mfx_tmpl_load2(a, X, gather_safe_row(a, index, T), mfx_tmpl_axis(a, Y, 1));
+  mfx_expr *body = x != NULL ? mfx_select(a, gather_valid(a, index, T), x, mfx_f32(a, 0.0)) : NULL;
   MFX_TRY(mfx_tmpl_set_body(a, Y, body));
   *out_tensor = Y;
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){X, IDX}, 1, &Y, out);
@@ -97,9 +103,9 @@ static mfx_status combine_define(mfx_arena *a, const int64_t *dims, mfx_tensor *
   mfx_expr *t = mfx_tmpl_axis(a, Y, 0), *ss = mfx_var_ref(a, s);
   mfx_expr *row = mfx_tmpl_load2(a, ROWS, t, ss);
   mfx_expr *gate = mfx_tmpl_load2(a, GATES, t, ss);
-  mfx_expr *y = mfx_tmpl_load2(a, YALL, gather_safe_row(a, row), mfx_tmpl_axis(a, Y, 1));
+  mfx_expr *y = mfx_tmpl_load2(a, YALL, gather_safe_row(a, row, R), mfx_tmpl_axis(a, Y, 1));
   mfx_expr *term = gate != NULL && y != NULL
-                       ? mfx_select(a, gather_valid(a, row), mfx_mul(a, gate, y),
+                       ? mfx_select(a, gather_valid(a, row, R), mfx_mul(a, gate, y),
                                     mfx_f32(a, -0.0))
                        : NULL;
   mfx_expr *body = term != NULL ? mfx_reduce(a, MFX_REDUCE_SUM, 1, &s, term) : NULL;
@@ -141,7 +147,7 @@ const mfx_op mfx_op_def_gather_rows = {
   .n_inputs = 2,
   .inputs = {
     {"X", MFX_F32, 2, {"T", "D"}, "rows (tokens)"},
-    {"IDX", MFX_I32, 1, {"M"}, "the row of X for each row of Y, in [0, T), or -1 (padding)"},
+    {"IDX", MFX_I32, 1, {"M"}, "the row of X for each row of Y, in [0, T); -1 (padding) or any index outside: a zero row"},
   },
   .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "D"}, "Y[m,d] = IDX[m] >= 0 ? X[IDX[m],d] : 0"}},
@@ -167,8 +173,8 @@ const mfx_op mfx_op_def_combine_rows = {
   .n_inputs = 3,
   .inputs = {
     {"YALL", MFX_F32, 2, {"R", "D"}, "rows (the experts' outputs)"},
-    {"ROWS", MFX_I32, 2, {"T", "K"}, "the row of YALL for each token and slot, in [0, R), or "
-                                     "-1 (a null expert)"},
+    {"ROWS", MFX_I32, 2, {"T", "K"}, "the row of YALL for each token and slot, in [0, R); "
+                                     "-1 (a null expert) or any index outside: no term"},
     {"GATES", MFX_F32, 2, {"T", "K"}, "the weight of each token's slot"},
   },
   .n_outputs = 1,

@@ -202,25 +202,26 @@ void mfx_ref_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) 
 
 /* ---- the MoE layer's dispatch and combine: rows picked by indices ------------------------ */
 
-/* gather_rows: Y[m,d] = IDX[m] >= 0 ? X[IDX[m],d] : 0; dims T, M, D. Indices
- * are below T (the caller's guarantee); -1 marks a padding row. */
+/* gather_rows: Y[m,d] = 0 <= IDX[m] < T ? X[IDX[m],d] : 0; dims T, M, D. -1
+ * marks a padding row, and so does any other index outside [0, T). */
 void mfx_ref_gather_rows(const int64_t *dims, const mfx_array *in, mfx_array *out) {
-  int64_t M = dims[1], D = dims[2];
+  int64_t T = dims[0], M = dims[1], D = dims[2];
   const float *X = in[0].data;
   const int32_t *IDX = in[1].data;
   float *Y = out[0].data;
   for (int64_t m = 0; m < M; m++)
-    for (int64_t d = 0; d < D; d++) Y[m * D + d] = IDX[m] >= 0 ? X[IDX[m] * D + d] : 0.0f;
+    for (int64_t d = 0; d < D; d++) Y[m * D + d] = IDX[m] >= 0 && IDX[m] < T ? X[IDX[m] * D + d] : 0.0f;
 }
 
 /* combine_rows: Y[t,d] = sum over s, in order, of GATES[t,s] YALL[ROWS[t,s],d]
- * where ROWS[t,s] >= 0 (-1 marks a null expert); dims R, T, K, D. In f32
+ * where 0 <= ROWS[t,s] < R (-1, or any index outside, marks a null expert);
+ * dims R, T, K, D. In f32
  * from 0, each product and each sum rounded once, in this order: the
  * layer's arithmetic, not a more accurate one (a C compiler that contracts
  * the multiply-add into an FMA, where the baseline ISA has one, changes the
  * last bit; within every tolerance). */
 void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *out) {
-  int64_t T = dims[1], K = dims[2], D = dims[3];
+  int64_t R = dims[0], T = dims[1], K = dims[2], D = dims[3];
   const float *YALL = in[0].data, *GATES = in[2].data;
   const int32_t *ROWS = in[1].data;
   float *Y = out[0].data;
@@ -229,7 +230,7 @@ void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *o
       float acc = 0.0f;
       for (int64_t s = 0; s < K; s++) {
         int32_t row = ROWS[t * K + s];
-        if (row >= 0) acc += GATES[t * K + s] * YALL[row * D + d];
+        if (row >= 0 && row < R) acc += GATES[t * K + s] * YALL[row * D + d];
       }
       Y[t * D + d] = acc;
     }

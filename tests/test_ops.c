@@ -271,13 +271,13 @@ END_TEST
  * page that faults when touched, every index is -1 or 0, and each config
  * (default, smallest, largest) runs to the reference's result. A load of
  * row -1 would read the page before the rows and crash the test. */
-static void check_rows_in_bounds(const char *name, const int64_t *dims) {
+static void check_rows_placed(const char *name, const int64_t *dims, int at_end) {
   const mfx_op *op = mfx_op_find(name);
   ck_assert_ptr_nonnull(op);
   mfx_config cfgs[MAX_CONFIGS];
   int n_cfgs = configs_for(op, 0, cfgs);
   guarded_rows g;
-  guarded_rows_setup(op, dims, &g);
+  guarded_rows_setup(op, dims, at_end, &g);
   for (int c = 0; c < n_cfgs; c++) {
     mfx_op_kernel k;
     ck_assert_msg(mfx_op_compile(op, dims, &cfgs[c], &k) == MFX_OK, "%s: %s", name,
@@ -289,6 +289,12 @@ static void check_rows_in_bounds(const char *name, const int64_t *dims) {
     mfx_op_kernel_free(&k);
   }
   guarded_rows_free(op, &g);
+}
+
+/* Rows right after a faulting page, then right before one. */
+static void check_rows_in_bounds(const char *name, const int64_t *dims) {
+  check_rows_placed(name, dims, 0);
+  check_rows_placed(name, dims, 1);
 }
 
 START_TEST(test_row_index_minus_one_is_never_read) {

@@ -401,14 +401,14 @@ END_TEST
 /* A row index of -1 is never read on a GPU either: emulated, with the rows
  * (input 0) right after a page that faults when touched and every index -1
  * or 0, under each config of the case. */
-static void check_rows_in_bounds(const char *name, const int64_t *dims) {
+static void check_rows_placed(const char *name, const int64_t *dims, int at_end) {
   const mfx_op *op = find_op(name);
   const gpu_case *gc = NULL;
   for (int c = 0; c < N_CASES; c++)
     if (strcmp(cases[c].op, name) == 0) gc = &cases[c];
   ck_assert_ptr_nonnull(gc);
   guarded_rows g;
-  guarded_rows_setup(op, dims, &g);
+  guarded_rows_setup(op, dims, at_end, &g);
   void *args[2 * MFX_OP_MAX_TENSORS];
   for (int i = 0; i < op->n_inputs; i++) args[i] = g.in[i].data;
   args[op->n_inputs] = g.got[0].data;
@@ -427,6 +427,12 @@ static void check_rows_in_bounds(const char *name, const int64_t *dims) {
     mfx_arena_destroy(a);
   }
   guarded_rows_free(op, &g);
+}
+
+/* Rows right after a faulting page, then right before one. */
+static void check_rows_in_bounds(const char *name, const int64_t *dims) {
+  check_rows_placed(name, dims, 0);
+  check_rows_placed(name, dims, 1);
 }
 
 START_TEST(emulated_row_index_minus_one_is_never_read) {
