@@ -65,6 +65,9 @@ static cache_u128 cache_hash_str(cache_u128 h, const char *s) {
 
 int mfx_cache_key_func(const mfx_func *fn, const char *triple, const char *cpu,
                        const char *features, mfx_cache_key *out) {
+  /* Malformed funcs are not keyed: the build reports what is wrong. */
+  if (fn == NULL || fn->name == NULL || fn->body == NULL || (fn->n_args > 0 && fn->args == NULL))
+    return -1;
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
