@@ -13,6 +13,7 @@
  * (an mfx_parallel_body) run by env->parallel_for; the closure, a struct on
  * the caller's stack, holds env, the flag's address and every variable and
  * buffer the loop body uses from outside. */
+#include "cache.h"
 #include "codegen_internal.h"
 
 #include <llvm-c/Error.h>
@@ -434,16 +435,52 @@ static mfx_status cpu_create_jit(LLVMOrcLLJITRef *out) {
   return MFX_OK;
 }
 
-/* Hand mod (created in tsc's context) to the JIT and find the entry. */
-static mfx_status cpu_jit_load(LLVMOrcLLJITRef jit, LLVMOrcThreadSafeContextRef tsc,
-                               LLVMModuleRef mod, const char *name, mfx_cpu_kernel_fn *entry) {
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
-  LLVMErrorRef err = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm);
+/* The host object for fn: from the kernel cache when a verified entry
+ * exists, else built (IR, optimization, codegen with tm) and stored. */
+static mfx_status cpu_object(const mfx_func *fn, LLVMTargetMachineRef tm,
+                             LLVMMemoryBufferRef *out) {
+  char *triple = LLVMGetTargetMachineTriple(tm), *cpu = LLVMGetTargetMachineCPU(tm);
+  char *features = LLVMGetTargetMachineFeatureString(tm);
+  mfx_cache_key key;
+  int keyed = mfx_cache_key_func(fn, triple, cpu, features, &key) == 0;
+  LLVMDisposeMessage(triple);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(features);
+  char *data = NULL;
+  size_t size = 0;
+  if (keyed && mfx_cache_load(&key, &data, &size)) {
+    *out = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, size, fn->name);
+    free(data);
+    return MFX_OK;
+  }
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef mod = NULL;
+  mfx_status st = cpu_build_optimized(fn, ctx, tm, &mod);
+  char *message = NULL;
+  if (st == MFX_OK) {
+    mfx_cache_note_codegen();
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &message, out)) {
+      st = mfx_fail(MFX_ERR_CODEGEN, "codegen: emitting the object of %s: %s", fn->name,
+                    message != NULL ? message : "(no message)");
+      LLVMDisposeMessage(message);
+    }
+  }
+  if (mod != NULL) LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  if (st == MFX_OK && keyed)
+    mfx_cache_store(&key, LLVMGetBufferStart(*out), LLVMGetBufferSize(*out));
+  return st;
+}
+
+/* Hand the object to the JIT (which owns it then) and find the entry. */
+static mfx_status cpu_jit_load(LLVMOrcLLJITRef jit, LLVMMemoryBufferRef obj, const char *name,
+                               mfx_cpu_kernel_fn *entry) {
+  LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), obj);
   if (err != NULL)
-    return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: adding the module to the LLJIT");
+    return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: adding the object to the LLJIT");
   LLVMOrcExecutorAddress address = 0;
   err = LLVMOrcLLJITLookup(jit, &address, name);
-  if (err != NULL) return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: JIT-compiling the kernel");
+  if (err != NULL) return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: JIT-linking the kernel");
   *entry = (mfx_cpu_kernel_fn)(uintptr_t)address;
   return MFX_OK;
 }
@@ -455,9 +492,8 @@ mfx_status mfx_jit_compile(const mfx_func *fn, mfx_jit_kernel **out) {
   LLVMTargetMachineRef tm = NULL;
   if (st == MFX_OK) st = cpu_target_machine(LLVMRelocDefault, LLVMCodeModelJITDefault, &tm);
   if (st != MFX_OK) return st;
-  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-  LLVMModuleRef mod = NULL;
-  st = cpu_build_optimized(fn, LLVMOrcThreadSafeContextGetContext(tsc), tm, &mod);
+  LLVMMemoryBufferRef obj = NULL;
+  st = cpu_object(fn, tm, &obj);
   LLVMDisposeTargetMachine(tm);
   mfx_jit_kernel *k = NULL;
   if (st == MFX_OK) {
@@ -466,11 +502,10 @@ mfx_status mfx_jit_compile(const mfx_func *fn, mfx_jit_kernel **out) {
   }
   if (st == MFX_OK) st = cpu_create_jit(&k->jit);
   if (st == MFX_OK) {
-    st = cpu_jit_load(k->jit, tsc, mod, fn->name, &k->entry);
-    mod = NULL; /* owned by the JIT now, even on failure */
+    st = cpu_jit_load(k->jit, obj, fn->name, &k->entry);
+    obj = NULL; /* owned by the JIT now, even on failure */
   }
-  if (mod != NULL) LLVMDisposeModule(mod);
-  LLVMOrcDisposeThreadSafeContext(tsc);
+  if (obj != NULL) LLVMDisposeMemoryBuffer(obj);
   if (st != MFX_OK) {
     mfx_jit_free(k);
     return st;

@@ -40,6 +40,7 @@ static const char tool_main_usage[] =
     "  compile OP --dims D     compile ahead of time into an artifact (-o K.mfxa)\n"
     "  experts --tokens N ...  measure expert latencies: fit, alpha, latency table\n"
     "  loss KIND --logits F    a router loss (switch, latency, zloss) of .npy logits\n"
+    "  cache info|clear        the kernel cache on disk: where, how big; empty it\n"
     "  help [COMMAND]          this text, or the options of one command\n"
     "  version                 the version of mfx\n"
     "\n"
@@ -152,6 +153,7 @@ static tool_command_fn tool_find_command(const char *name) {
       {"ops", tool_cmd_ops},   {"lower", tool_cmd_lower}, {"run", tool_cmd_run},
       {"bench", tool_cmd_bench}, {"demo", tool_cmd_demo}, {"tune", tool_cmd_tune},   {"db", tool_cmd_db},
       {"compile", tool_cmd_compile}, {"experts", tool_cmd_experts}, {"loss", tool_cmd_loss},
+      {"cache", tool_cmd_cache},
       {"help", tool_cmd_help}, {"version", tool_cmd_version},
       {"--help", tool_cmd_help}, {"-h", tool_cmd_help}, {"--version", tool_cmd_version},
   };

@@ -130,6 +130,7 @@ int tool_cmd_bench(int argc, char **argv); /* mfx_bench.c */
 int tool_cmd_demo(int argc, char **argv);
 int tool_cmd_tune(int argc, char **argv); /* mfx_tune.c */
 int tool_cmd_db(int argc, char **argv);   /* mfx_db.c */
+int tool_cmd_cache(int argc, char **argv); /* mfx_cache.c */
 int tool_cmd_compile(int argc, char **argv); /* mfx_compile.c */
 
 /* The usage text of one subcommand (NULL: unknown). */

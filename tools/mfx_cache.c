@@ -1,0 +1,62 @@
+/* mfx cache: the kernel cache on disk (compiler/cache.c): info, clear. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../compiler/cache.h"
+#include "mfx_cli.h"
+
+int tool_cmd_cache(int argc, char **argv);
+
+static const char tool_cache_usage[] =
+    "usage: mfx cache info|clear\n"
+    "\n"
+    "The kernel cache: host objects of JIT-compiled kernels, in $MFX_CACHE_DIR,\n"
+    "else $XDG_CACHE_HOME/mfx, else ~/.cache/mfx. MFX_CACHE=0 turns it off;\n"
+    "MFX_CACHE_MAX_MB bounds its size (default 256; least recently used go).\n"
+    "  info    directory, entries, bytes, limit, enabled\n"
+    "  clear   remove every entry\n";
+
+static int tool_cache_info(void) {
+  const char *dir = mfx_cache_dir();
+  long entries = 0;
+  long long bytes = 0;
+  if (dir != NULL && mfx_cache_scan(dir, &entries, &bytes) != 0) {
+    fprintf(stderr, "mfx cache info: cannot read the directory %s\n", dir);
+    return 1;
+  }
+  printf("dir      %s\n", dir != NULL ? dir : "(none)");
+  printf("enabled  %s\n", dir != NULL ? "yes" : "no");
+  printf("entries  %ld\n", entries);
+  printf("bytes    %lld\n", bytes);
+  printf("limit    %lld\n", mfx_cache_limit_bytes());
+  return 0;
+}
+
+static int tool_cache_clear(void) {
+  const char *dir = mfx_cache_dir();
+  if (dir == NULL) {
+    fprintf(stderr, "mfx cache clear: the kernel cache is off (MFX_CACHE=0 or no usable "
+                    "directory); nothing removed\n");
+    return 1;
+  }
+  long removed = 0;
+  if (mfx_cache_clear(dir, &removed) != 0) {
+    fprintf(stderr, "mfx cache clear: cannot read the directory %s\n", dir);
+    return 1;
+  }
+  printf("removed %ld entries from %s\n", removed, dir);
+  return 0;
+}
+
+int tool_cmd_cache(int argc, char **argv) {
+  if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    fputs(tool_cache_usage, stdout);
+    return 0;
+  }
+  if (argc == 2 && strcmp(argv[1], "info") == 0) return tool_cache_info();
+  if (argc == 2 && strcmp(argv[1], "clear") == 0) return tool_cache_clear();
+  fprintf(stderr, "mfx cache: expected 'info' or 'clear'%s%s\n", argc > 1 ? ", got " : "",
+          argc > 1 ? argv[1] : "");
+  fputs(tool_cache_usage, stderr);
+  return 2;
+}
