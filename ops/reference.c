@@ -3,7 +3,10 @@
  * the definitions, double accumulation for floats, defined wrap-around for
  * integers. Shapes come from dims in each op's dim order. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include "mfx/reference.h"
 
 #include "ops_internal.h"
 
@@ -209,8 +212,10 @@ void mfx_ref_gather_rows(const int64_t *dims, const mfx_array *in, mfx_array *ou
   const float *X = in[0].data;
   const int32_t *IDX = in[1].data;
   float *Y = out[0].data;
+  int64_t T = dims[0];
   for (int64_t m = 0; m < M; m++)
-    for (int64_t d = 0; d < D; d++) Y[m * D + d] = IDX[m] >= 0 ? X[IDX[m] * D + d] : 0.0f;
+    for (int64_t d = 0; d < D; d++) /* an index past T: NaN, never a read past X */
+      Y[m * D + d] = IDX[m] >= T || IDX[m] < -1 ? NAN : IDX[m] >= 0 ? X[IDX[m] * D + d] : 0.0f;
 }
 
 /* combine_rows: Y[t,d] = sum over s, in order, of GATES[t,s] YALL[ROWS[t,s],d]
@@ -229,7 +234,8 @@ void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *o
       float acc = 0.0f;
       for (int64_t s = 0; s < K; s++) {
         int32_t row = ROWS[t * K + s];
-        if (row >= 0) acc += GATES[t * K + s] * YALL[row * D + d];
+        if (row >= dims[0] || row < -1) acc = NAN; /* out of range: never read */
+        else if (row >= 0) acc += GATES[t * K + s] * YALL[row * D + d];
       }
       Y[t * D + d] = acc;
     }
@@ -288,4 +294,32 @@ void mfx_ref_shift_linear_dequantize(const int64_t *dims, const mfx_array *in, m
     mfx_ref_q16_dequantize((int64_t[]){1, N}, &r, &y);
   }
   free(acc);
+}
+
+/* ---- data-dependent inputs: checked before a launch --------------------------------------- */
+
+/* Indices of `n` int32 values must be -1 ("none") or in [0, limit). */
+static int mfx_ref_check_indices(const char *op, const char *what, const mfx_array *a, int64_t n,
+                                 int64_t limit, char *msg, size_t msg_size) {
+  if (a->dtype != MFX_I32 || a->data == NULL) return MFX_OK;
+  const int32_t *v = a->data;
+  for (int64_t i = 0; i < n; i++) {
+    if (v[i] >= -1 && v[i] < limit) continue;
+    if (msg != NULL && msg_size > 0)
+      snprintf(msg, msg_size, "%s: %s[%lld] = %d is out of range (expected -1 or 0..%lld)", op,
+               what, (long long)i, (int)v[i], (long long)limit - 1);
+    return MFX_ERR_INVALID;
+  }
+  return MFX_OK;
+}
+
+int mfx_reference_check_inputs(const char *op, const int64_t *dims, const mfx_array *inputs,
+                               char *msg, size_t msg_size) {
+  if (op == NULL || dims == NULL || inputs == NULL) return MFX_OK;
+  if (strcmp(op, "gather_rows") == 0) /* T, M, D; IDX [M] */
+    return mfx_ref_check_indices(op, "IDX", &inputs[1], dims[1], dims[0], msg, msg_size);
+  if (strcmp(op, "combine_rows") == 0) /* R, T, K, D; ROWS [T, K] */
+    return mfx_ref_check_indices(op, "ROWS", &inputs[1], dims[1] * dims[2], dims[0], msg,
+                                 msg_size);
+  return MFX_OK;
 }

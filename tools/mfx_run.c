@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mfx/reference.h"
 #include "mfx_cli.h"
 
 #define TOOL_PREVIEW 4
@@ -119,6 +120,10 @@ static void tool_print_outputs(const tool_run_state *st, const tool_args *args) 
 static int tool_run_steps(tool_run_state *st, const tool_args *args) {
   tool_print_header(&st->p);
   int rc = tool_prepare_inputs(st, args);
+  char msg[256];
+  if (rc == 0 && mfx_reference_check_inputs(st->p.op->name, st->p.dims, st->inputs, msg,
+                                            sizeof msg) != MFX_OK)
+    rc = tool_error(TOOL_EXIT_FAIL, "run %s", msg);
   if (rc == 0) rc = tool_prepare_kernel(st, args);
   if (rc == 0) rc = tool_launch_once(&st->launch);
   if (rc == 0 && args->repeat > 0) rc = tool_time_kernel(st, args->repeat);
