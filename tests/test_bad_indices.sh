@@ -82,5 +82,9 @@ except Exception as e:
 "
 done
 
+# Sizes are checked before allocating: a refusal with the bytes, not an OOM kill.
+expect 1 "bytes of inputs and outputs, over the cap" "$MFX" run linear \
+  --dims M=1000000,N=1000000,K=1
+
 echo "bad indices: $passed passed, $failed failed"
 (( failed == 0 ))
