@@ -14,6 +14,11 @@
  * passes. The row loaded is min(max(index, 0), rows - 1), always a real row,
  * and a select, which evaluates both arms, then takes the 0 (or -0.0) arm
  * unless 0 <= index < rows. The references (ops/reference.c) do the same.
+ * Where inputs enter from outside (mfx run, mfx-runner, mfx_artifact_run
+ * and so mfx.Module), an index other than -1 outside [0, rows) is an error
+ * naming the element before anything is launched
+ * (mfx_reference_check_inputs, runtime/module.c); the guard above is what
+ * a kernel called directly, or a layer's own dispatch, can rely on.
  *
  * combine_rows' sum starts from the sum identity, 0.0, and adds the terms in
  * the order of s, each product rounded once to f32: the plain-C reference's

@@ -863,9 +863,19 @@ static mfx_status art_write_all(int fd, const void *data, size_t size, const cha
   return MFX_OK;
 }
 
+mfx_status mfx_check_replaceable(const char *path, const char *what) {
+  struct stat sb;
+  if (path == NULL) return mfx_fail(MFX_ERR_INVALID, "%s: NULL path", what);
+  if (lstat(path, &sb) != 0) return MFX_OK; /* missing: created */
+  if (S_ISREG(sb.st_mode)) return MFX_OK;
+  return mfx_fail(MFX_ERR_IO, "%s %s: not a regular file (a device, directory, link or FIFO); "
+                  "refusing to replace it, give a path to a regular file", what, path);
+}
+
 mfx_status mfx_artifact_write_file(const char *path, const void *data, size_t size) {
   if (path == NULL || (data == NULL && size > 0))
     return mfx_fail(MFX_ERR_INVALID, "mfx_artifact_write_file: NULL argument");
+  if (mfx_check_replaceable(path, "output") != MFX_OK) return MFX_ERR_IO;
   size_t len = strlen(path);
   char *temp = malloc(len + 16);
   if (temp == NULL) return mfx_fail(MFX_ERR_NOMEM, "artifact %s: out of memory", path);

@@ -228,9 +228,28 @@ static mfx_status art_check_call(const mfx_artifact *art, int index, int n_input
   return MFX_OK;
 }
 
+/* Row indices (gather_rows IDX, combine_rows ROWS: input 1, int32) must be
+ * -1 ("none") or a row of input 0: checked here, where inputs enter, once
+ * per call, rather than guarded in every kernel (no cost in the inner loop,
+ * and a bad index is an error with a message instead of a silent zero). */
+static mfx_status art_check_indices(const mfx_artifact *art, const mfx_artifact_kernel *k,
+                                    int n_inputs, const mfx_array *inputs) {
+  if (strcmp(k->op, "gather_rows") != 0 && strcmp(k->op, "combine_rows") != 0) return MFX_OK;
+  if (n_inputs < 2 || inputs[1].dtype != MFX_I32 || inputs[0].ndim < 1) return MFX_OK;
+  int64_t rows = inputs[0].shape[0], n = mfx_array_numel(&inputs[1]);
+  const int32_t *v = inputs[1].data;
+  for (int64_t i = 0; i < n; i++)
+    if (v[i] < -1 || v[i] >= rows)
+      return mfx_fail(MFX_ERR_INVALID, "artifact %s: kernel %s: index input element %lld = %d "
+                      "is out of range (expected -1 or 0..%lld)", art->label, k->name,
+                      (long long)i, (int)v[i], (long long)rows - 1);
+  return MFX_OK;
+}
+
 mfx_status mfx_artifact_run(mfx_artifact *art, int index, int n_inputs, const mfx_array *inputs,
                             int n_outputs, mfx_array *outputs) {
   ART_TRY(art_check_call(art, index, n_inputs, inputs, n_outputs, outputs));
+  ART_TRY(art_check_indices(art, &art->kernels[index], n_inputs, inputs));
   pthread_mutex_lock(&art->lock);
   mfx_status st = art->backend->run(art->state, index, inputs, outputs);
   pthread_mutex_unlock(&art->lock);
@@ -241,6 +260,7 @@ mfx_status mfx_artifact_time(mfx_artifact *art, int index, int n_inputs, const m
                              int n_outputs, mfx_array *outputs, int repeat,
                              double *median_seconds) {
   ART_TRY(art_check_call(art, index, n_inputs, inputs, n_outputs, outputs));
+  ART_TRY(art_check_indices(art, &art->kernels[index], n_inputs, inputs));
   if (repeat < 1 || repeat > 1000000 || median_seconds == NULL)
     return mfx_fail(MFX_ERR_INVALID, "artifact %s: time: repeat=%d, expected 1..1000000 and "
                     "a result pointer", art->label, repeat);

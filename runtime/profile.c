@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mfx/artifact.h"
 #include "mfx/moe.h"
 #include "mfx/router.h"
 
@@ -709,6 +710,7 @@ mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t) {
   if (t->device[0] == '\0' || t->experts < 1 || t->experts > MFX_LATENCY_MAX_EXPERTS)
     return mfx_fail(MFX_ERR_INVALID, "latency save: the table needs a device key and 1..%d "
                     "experts", MFX_LATENCY_MAX_EXPERTS);
+  if (mfx_check_replaceable(path, "latency table") != MFX_OK) return MFX_ERR_IO;
   mfx_latency_table *others = NULL;
   int count = 0;
   mfx_status st = profile_read_others(path, t->device, &others, &count);

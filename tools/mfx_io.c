@@ -118,6 +118,25 @@ void tool_free_arrays(mfx_array *arrays, int n) {
 
 /* ---- checking against the reference ---------------------------------------------- */
 
+/* The element of output `which` that failed the check, both values. */
+static void tool_print_differing(int which, const mfx_array *got, const mfx_array *want,
+                                 int64_t i) {
+  if (i < 0 || got->data == NULL || want->data == NULL || got->dtype != want->dtype) return;
+  if (got->dtype == MFX_F32) {
+    fprintf(stderr, "mfx: output %d differs at element %lld: got %.9g, reference %.9g\n", which,
+            (long long)i, (double)((const float *)got->data)[i],
+            (double)((const float *)want->data)[i]);
+    return;
+  }
+  size_t size = mfx_dtype_size(got->dtype);
+  int64_t g = 0, w = 0;
+  if (size > sizeof g) return;
+  memcpy(&g, (const unsigned char *)got->data + (size_t)i * size, size);
+  memcpy(&w, (const unsigned char *)want->data + (size_t)i * size, size);
+  fprintf(stderr, "mfx: output %d differs at element %lld: got bytes 0x%llx, reference 0x%llx\n",
+          which, (long long)i, (unsigned long long)g, (unsigned long long)w);
+}
+
 int tool_compare_outputs(const mfx_op *op, const int64_t *dims, const mfx_array *inputs,
                          const mfx_array *outputs, double tol, mfx_compare *worst) {
   mfx_array want[MFX_OP_MAX_TENSORS];
@@ -135,6 +154,7 @@ int tool_compare_outputs(const mfx_op *op, const int64_t *dims, const mfx_array 
     if (!c.ok && worst->ok) {
       worst->ok = 0;
       worst->worst_index = c.worst_index;
+      tool_print_differing(i, &outputs[i], &want[i], c.worst_index);
     }
   }
   tool_free_arrays(want, op->n_outputs);

@@ -119,6 +119,10 @@ mfx_status mfx_artifact_decode(const void *data, size_t size, const char *label,
  * (written to a temporary file beside path, then renamed). */
 mfx_status mfx_artifact_read_file(const char *path, void **data, size_t *size);
 mfx_status mfx_artifact_write_file(const char *path, const void *data, size_t size);
+/* MFX_OK when `path` is missing or a regular file (a writer may replace it);
+ * MFX_ERR_IO naming `what` otherwise: a device node, FIFO, directory or
+ * socket is never replaced by an atomic rename. Every writer calls it. */
+mfx_status mfx_check_replaceable(const char *path, const char *what);
 
 /* ---- loaded artifacts ------------------------------------------------------ */
 

@@ -136,6 +136,12 @@ def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=No
     Returns (loss: float, grad: float32 array shaped like logits).
     Raises ValueError with the C library's message on bad input."""
     code = _kind_code(kind)
+    # k reaches C as an int: a bool, a fraction or a value past int32 would
+    # silently become another k (2**32+1 -> 1).
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"router_loss: k={k!r} must be an integer (1 <= k <= E)")
+    if not -2**31 <= int(k) <= 2**31 - 1:  # the C library checks 1 <= k <= E
+        raise ValueError(f"router_loss: k={k} is out of range (1 <= k <= E)")
     shape = np.shape(logits)
     z = _logits_2d(logits)
     alpha = None if latency is None else latency_alpha(latency)

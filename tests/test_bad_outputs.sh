@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Writers never replace something that is not a regular file: the atomic
+# rename of `mfx compile -o` would otherwise land on a FIFO, a directory or
+# a device node (/dev/full as root). Refused with a message, the node kept.
+#
+# Environment: MFX_BIN (the directory holding mfx).
+set -u
+MFX="${MFX_BIN:-build/bin}/mfx"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_badout.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=0
+check() { # NAME CONDITION-STATUS
+  if [[ $2 == 0 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $1"; fi
+}
+
+mkfifo "$TMP/fifo"
+out=$("$MFX" compile hamming --dims N=5,M=3,W=2 -o "$TMP/fifo" 2>&1); status=$?
+check "compile -o FIFO exits 1 (got $status: $out)" $(( status != 1 ))
+[[ "$out" == *"not a regular file"* ]]; check "compile -o FIFO message: $out" $?
+[[ -p "$TMP/fifo" ]]; check "the FIFO is still a FIFO" $?
+
+ln -s /dev/null "$TMP/link"
+out=$("$MFX" compile hamming --dims N=5,M=3,W=2 -o "$TMP/link" 2>&1); status=$?
+check "compile -o symlink exits 1 (got $status: $out)" $(( status != 1 ))
+[[ -L "$TMP/link" ]]; check "the symlink is kept" $?
+
+out=$("$MFX" compile hamming --dims N=5,M=3,W=2 -o "$TMP/k.mfxa" 2>&1); status=$?
+check "compile -o a new file works (got $status: $out)" $status
+out=$("$MFX" compile hamming --dims N=5,M=3,W=2 -o "$TMP/k.mfxa" 2>&1); status=$?
+check "compile -o replaces a regular file (got $status: $out)" $status
+
+echo "bad outputs: $passed passed, $failed failed"
+(( failed == 0 ))
