@@ -254,7 +254,7 @@ static int cache_list(const char *dir, cache_file **out, long *n) {
       *out = grown;
     }
     cache_file *f = &(*out)[(*n)++];
-    snprintf(f->name, sizeof f->name, "%s", e->d_name);
+    memcpy(f->name, e->d_name, strlen(e->d_name) + 1); /* length checked above */
     f->bytes = st.st_size;
     f->mtime = st.st_mtim;
   }
