@@ -132,6 +132,15 @@ int tool_cmd_tune(int argc, char **argv); /* mfx_tune.c */
 int tool_cmd_db(int argc, char **argv);   /* mfx_db.c */
 int tool_cmd_compile(int argc, char **argv); /* mfx_compile.c */
 
+/* Kernels written as TE text (FILE.te): the name ends in ".te"; the whole
+ * file as a NUL-terminated string (malloc'd; NULL if unreadable or not text). */
+int tool_is_te_file(const char *name);
+char *tool_read_file(const char *path);
+/* mfx run FILE.te (mfx_run_te.c); tool_args_te_file: the index in argv of a
+ * FILE.te argument, 0 if none. */
+int tool_args_te_file(int argc, char **argv);
+int tool_cmd_run_te(int argc, char **argv);
+
 /* The usage text of one subcommand (NULL: unknown). */
 const char *tool_usage(const char *command);
 
