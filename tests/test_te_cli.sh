@@ -66,5 +66,22 @@ expect 1 "computing Y[3]: load X[4...] out of bounds" "$MFX" run "$tmp/oob.te" -
 printf 'placeholder A: i32[3]\nplaceholder B: i32[3]\ncompute Y: i32[3] (i) = A[i] / (B[i] & 0)\n' >"$tmp/div0.te"
 expect 1 "integer division by zero" "$MFX" run "$tmp/div0.te" --check
 expect 0 "usage: mfx run FILE.te" "$MFX" run "$tmp/relu_mm.te" --help
+
+# ---- mfx compile FILE.te -o k.mfxa, run by mfx-runner ----
+RUNNER=${MFX_BIN}/mfx-runner
+E=examples/kernels
+printf 'placeholder A: u32[33, 4]\nplaceholder B: u32[21, 4]\ncompute Q: u32[33, 4] (i, j) = A[i, j]\ncompute K: u32[21, 4] (i, j) = B[i, j]\n' >"$tmp/gen.te"
+expect 0 "-> $tmp/k.npy" "$MFX" run "$tmp/gen.te" --seed 9 --out Q="$tmp/q.npy" --out K="$tmp/k.npy"
+expect 0 "kernel 0 hamming: te" "$MFX" compile "$E/hamming.te" -o "$tmp/ham.mfxa"
+expect 0 "kernel 1 mm: te" "$MFX" compile "$E/linear.te" --op "$tmp/relu_mm.te" --name mm -o "$tmp/two.mfxa"
+expect 0 "output   S -> $tmp/s_runner.npy" "$RUNNER" "$tmp/ham.mfxa" --in Q="$tmp/q.npy" --in K="$tmp/k.npy" --out S="$tmp/s_runner.npy"
+expect 0 "check    S max_abs_err=0 max_rel_err=0 ok" "$MFX" run "$E/hamming.te" --in Q="$tmp/q.npy" --in K="$tmp/k.npy" --out S="$tmp/s_jit.npy" --check
+if ! cmp -s "$tmp/s_runner.npy" "$tmp/s_jit.npy"; then
+  echo "FAIL: the artifact's hamming output differs from mfx run's (checked) output"; failures=$((failures + 1))
+fi
+expect 1 "no random inputs for op te; give every input with --in" "$RUNNER" "$tmp/ham.mfxa"
+expect 2 "no auto-scheduler yet, so no GPU schedule; use --target cpu" "$MFX" compile "$E/hamming.te" --target cuda:sm_80 -o "$tmp/g.mfxa"
+expect 2 "fixes its own shapes" "$MFX" compile "$E/hamming.te" --dims N=3 -o "$tmp/g.mfxa"
+expect 1 "cannot read TE text from $tmp/missing.te" "$MFX" compile "$tmp/missing.te" -o "$tmp/g.mfxa"
 [ $failures = 0 ] && echo "test_te_cli: all checks passed"
 exit $((failures > 0))

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "mfx/artifact.h"
 #include "mfx/ops.h"
 
 #define TOOL_EXIT_OK 0
@@ -140,6 +141,10 @@ char *tool_read_file(const char *path);
  * FILE.te argument, 0 if none. */
 int tool_args_te_file(int argc, char **argv);
 int tool_cmd_run_te(int argc, char **argv);
+/* mfx compile FILE.te: a kernel name from the file name ([A-Za-z0-9_]); k
+ * built (name and target set by the caller) with the default schedule. */
+void tool_te_default_name(const char *path, char *out, size_t size);
+int tool_te_build_kernel(const char *path, mfx_artifact_kernel *k);
 
 /* The usage text of one subcommand (NULL: unknown). */
 const char *tool_usage(const char *command);

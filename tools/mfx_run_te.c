@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mfx/artifact.h"
 #include "mfx_cli.h"
 
 #define TOOL_TE_PREVIEW 4
@@ -393,5 +394,41 @@ int tool_cmd_run_te(int argc, char **argv) {
   free(r);
   free(kept);
   fflush(stdout);
+  return rc;
+}
+
+/* ---- mfx compile FILE.te: the kernel into an artifact -------------------------------- */
+
+void tool_te_default_name(const char *path, char *out, size_t size) {
+  const char *base = strrchr(path, '/');
+  base = base != NULL ? base + 1 : path;
+  size_t n = strlen(base) - 3; /* without ".te" */
+  size_t k = 0;
+  for (size_t i = 0; i < n && k + 1 < size; i++) {
+    char c = base[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    out[k++] = ok ? c : '_';
+  }
+  if (k == 0 && size > 2) out[k++] = 'k';
+  out[k] = '\0';
+}
+
+int tool_te_build_kernel(const char *path, mfx_artifact_kernel *k) {
+  if (strcmp(k->target, "cpu") != 0)
+    return tool_error(TOOL_EXIT_USAGE, "%s: --target %s: text kernels have only the default "
+                      "schedule (every loop serial) and no auto-scheduler yet, so no GPU "
+                      "schedule; use --target cpu", path, k->target);
+  tool_te_run r;
+  memset(&r, 0, sizeof r);
+  r.path = path;
+  int rc = tool_te_build(&r);
+  if (rc == 0) {
+    snprintf(k->op, sizeof k->op, "te"); /* no op: no reference, inputs from --in */
+    k->n_dims = 0;
+    snprintf(k->config, sizeof k->config, "{}");
+    if (mfx_artifact_build(r.s, k) != MFX_OK) rc = tool_error_status(TOOL_EXIT_FAIL, "compile");
+  }
+  if (r.arena != NULL) mfx_arena_destroy(r.arena);
+  free(r.text);
   return rc;
 }
