@@ -523,11 +523,6 @@ static void interp_bind(interp_ctx *c, const mfx_var *v, int64_t value) {
   c->bound[v->id] = 1;
 }
 
-static mfx_reduce_op interp_reduce_op_check(interp_ctx *c, mfx_reduce_op op) {
-  if ((int)op < 0 || op >= MFX_REDUCE_OP_COUNT) interp_error(c, "an unknown reduction");
-  return op;
-}
-
 /* The combine of lower.c: acc + x, max, min, or. */
 static mfx_binary_op interp_combine_op(mfx_reduce_op op) {
   switch (op) {
@@ -538,35 +533,40 @@ static mfx_binary_op interp_combine_op(mfx_reduce_op op) {
   }
 }
 
+/* A reduction body is well formed and its identity (mfx_reduce_identity)
+ * evaluated, once per compute. */
+static mfx_status interp_reduce_setup(interp_ctx *c, const mfx_tensor *t, interp_value *identity) {
+  const mfx_expr *red = t->body;
+  int n = red->u.red.n_axes;
+  const char *name = t->buf->name;
+  if ((int)red->u.red.op < 0 || red->u.red.op >= MFX_REDUCE_OP_COUNT)
+    return mfx_fail(MFX_ERR_INVALID, "interp: compute %s: an unknown reduction", name);
+  if (red->u.red.src == NULL || red->u.red.src->type != t->buf->dtype || n < 1 ||
+      n > MFX_MAX_DIMS * 2)
+    return mfx_fail(MFX_ERR_INVALID, "interp: compute %s: a malformed reduction (source missing "
+                    "or of another type than the tensor, or %d axes)", name, n);
+  for (int a = 0; a < n; a++)
+    if (red->u.red.axes[a]->extent < 1)
+      return mfx_fail(MFX_ERR_INVALID, "interp: compute %s: reduction axis %s has extent %lld",
+                      name, red->u.red.axes[a]->name, (long long)red->u.red.axes[a]->extent);
+  mfx_expr *e = mfx_reduce_identity(c->scratch, red->u.red.op, t->buf->dtype);
+  if (e == NULL) return mfx_fail(MFX_ERR_NOMEM, "interp: out of memory");
+  *identity = interp_constant(c, e);
+  return c->status;
+}
+
 /* One reduction: the identity, then the source combined in over every point
  * of the reduction axes, the first axis outermost. */
-static interp_value interp_reduce(interp_ctx *c, const mfx_expr *red, mfx_dtype t) {
-  mfx_reduce_op op = interp_reduce_op_check(c, red->u.red.op);
-  const mfx_expr *src = red->u.red.src;
+static interp_value interp_reduce(interp_ctx *c, const mfx_expr *red, mfx_dtype t,
+                                  interp_value identity) {
   int n = red->u.red.n_axes;
-  if (c->status != MFX_OK || src == NULL || src->type != t || n < 1 || n > MFX_MAX_DIMS * 2) {
-    interp_error(c, "a malformed reduction (source missing, of another type than the "
-                    "tensor, or a bad number of axes)");
-    return interp_int(0);
-  }
-  mfx_expr *identity = mfx_reduce_identity(c->scratch, op, t);
-  if (identity == NULL) {
-    interp_error(c, "out of memory for a reduction identity");
-    return interp_int(0);
-  }
-  interp_value acc = interp_expr(c, identity);
   int64_t k[MFX_MAX_DIMS * 2] = {0}, extent[MFX_MAX_DIMS * 2];
-  for (int a = 0; a < n; a++) {
-    extent[a] = red->u.red.axes[a]->extent;
-    if (extent[a] < 1) {
-      interp_error(c, "a reduction axis without a positive extent");
-      return interp_int(0);
-    }
-  }
-  mfx_binary_op combine = interp_combine_op(op);
+  for (int a = 0; a < n; a++) extent[a] = red->u.red.axes[a]->extent;
+  mfx_binary_op combine = interp_combine_op(red->u.red.op);
+  interp_value acc = identity;
   do {
     for (int a = 0; a < n; a++) interp_bind(c, red->u.red.axes[a], k[a]);
-    interp_value x = interp_expr(c, src);
+    interp_value x = interp_expr(c, red->u.red.src);
     acc = interp_binary_value(c, combine, t, acc, x);
   } while (c->status == MFX_OK && interp_next_index(k, extent, n));
   for (int a = 0; a < n; a++) c->bound[red->u.red.axes[a]->id] = 0;
@@ -582,16 +582,19 @@ static mfx_status interp_compute(interp_ctx *c, interp_slot *slot) {
   if (t->body->type != buf->dtype)
     return mfx_fail(MFX_ERR_INVALID, "interp: compute %s: body of type %s for a %s tensor",
                     buf->name, mfx_dtype_name(t->body->type), mfx_dtype_name(buf->dtype));
-  mfx_status st = mfx_array_create(&slot->array, buf->dtype, buf->ndim, buf->shape);
-  if (st != MFX_OK) return mfx_fail_context(st, "interp: compute %s", buf->name);
-  slot->owned = 1;
   int64_t *idx = c->index, at = 0;
   memset(c->index, 0, sizeof c->index);
   c->current = t;
+  int is_reduce = t->body->kind == MFX_EXPR_REDUCE;
+  interp_value identity = interp_int(0);
+  if (is_reduce) INTERP_TRY(interp_reduce_setup(c, t, &identity));
+  mfx_status st = mfx_array_create(&slot->array, buf->dtype, buf->ndim, buf->shape);
+  if (st != MFX_OK) return mfx_fail_context(st, "interp: compute %s", buf->name);
+  slot->owned = 1;
   do {
     for (int d = 0; d < t->n_axes; d++) interp_bind(c, t->axes[d], idx[d]);
-    interp_value v = t->body->kind == MFX_EXPR_REDUCE ? interp_reduce(c, t->body, buf->dtype)
-                                                      : interp_expr(c, t->body);
+    interp_value v = is_reduce ? interp_reduce(c, t->body, buf->dtype, identity)
+                               : interp_expr(c, t->body);
     if (c->status == MFX_OK && v.poison != INTERP_DEFINED) {
       char what[200];
       snprintf(what, sizeof what, "the value is undefined in the generated code: it depends "

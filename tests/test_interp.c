@@ -383,6 +383,36 @@ START_TEST(nan_through_min_max_and_compares) {
 }
 END_TEST
 
+/* Logic on bool, bool converted to numbers, and the dtypes not met above
+ * (i16, u64). */
+START_TEST(logic_and_remaining_dtypes) {
+  te_case t;
+  te_parse(&t, "placeholder X: f32[4]\n"
+               "placeholder A: i32[4]\n"
+               "compute L: u8[4] (i) = u8((X[i] > 0f || A[i] <= 1) && !(X[i] == 2f))\n"
+               "compute F: f32[4] (i) = f32(X[i] >= 1f) - f32(A[i] != 0)\n"
+               "compute W: i16[4] (i) = i16(A[i]) * i16(300) + i16(i)\n"
+               "compute U: u64[4] (i) = u64(A[i]) - u64(i) * u64(3)\n"
+               "compute M: u64[4] (i) = max(u64(A[i]), u64(5)) >> u64(1)\n");
+  set_f32(&t.in[0], (float[]){2.0f, -1.0f, 0.5f, -3.0f});
+  set_i32(&t.in[1], (int32_t[]){0, 1, 200, -2});
+  te_run(&t);
+  const uint8_t *l = te_out(&t, "L")->data;
+  const float *f = te_out(&t, "F")->data;
+  const int16_t *w = te_out(&t, "W")->data;
+  const uint64_t *u = te_out(&t, "U")->data, *m = te_out(&t, "M")->data;
+  ck_assert(l[0] == 0 && l[1] == 1 && l[2] == 1 && l[3] == 1);
+  ck_assert(f[0] == 1.0f && f[1] == -1.0f && f[2] == -1.0f && f[3] == -1.0f);
+  ck_assert_int_eq(w[2], (int16_t)(uint16_t)(60000 + 2)); /* wraps at 16 bits */
+  ck_assert_int_eq(w[3], -597);
+  ck_assert(u[0] == 0 && u[1] == UINT64_MAX - 1); /* 1 - 3 */
+  ck_assert(u[3] == UINT64_MAX - 1 - 9);          /* sign-extended -2, minus 9 */
+  ck_assert(m[0] == 2 && m[3] == UINT64_MAX / 2); /* unsigned max, logical shift */
+  te_same_all(&t);
+  te_free(&t);
+}
+END_TEST
+
 /* u8(NaN) is undefined in the generated code: an error, not a value. */
 START_TEST(undefined_conversions_are_errors) {
   static const float bad[] = {NAN, 3e9f, -2147483904.0f, INFINITY};
@@ -679,6 +709,7 @@ static Suite *interp_suite(void) {
   tcase_add_test(nodes, shifts_bitwise_and_popcount);
   tcase_add_test(nodes, casts_follow_c);
   tcase_add_test(nodes, nan_through_min_max_and_compares);
+  tcase_add_test(nodes, logic_and_remaining_dtypes);
   tcase_add_test(nodes, undefined_conversions_are_errors);
   tcase_add_test(nodes, round_ties_to_even);
   tcase_add_test(nodes, f32_operations_round_one_by_one);
