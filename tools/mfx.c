@@ -33,6 +33,7 @@ static const char tool_main_usage[] =
     "  ops                     list the ops: dims, inputs, outputs, knobs\n"
     "  lower OP --dims D       print the tensor expression, schedule and loop IR\n"
     "  run OP --dims D         compile, run, optionally check and time one op\n"
+    "  run FILE.te             the same for a kernel written as TE text\n"
     "  bench OP --dims D       the tuned config against the template default\n"
     "  demo                    a ShiftAddViT MoE layer: tune, latencies, check, losses\n"
     "  tune OP --dims D        search the op's knobs, record trials in the database\n"
@@ -68,6 +69,8 @@ static const char tool_lower_usage[] =
 
 static const char tool_run_usage[] =
     "usage: mfx run OP --dims NAME=V,... [options]\n"
+    "       mfx run FILE.te [--kernel NAME] [options]  (a kernel written as TE text,\n"
+    "                          checked against the IR interpreter: mfx run FILE.te --help)\n"
     "\n"
     "JIT-compile OP for this CPU and run it.\n"
     "  --dims M=64,N=64,K=64   every dim of the op, once, positive\n"

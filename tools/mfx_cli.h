@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "mfx/artifact.h"
 #include "mfx/ops.h"
 
 #define TOOL_EXIT_OK 0
@@ -132,6 +133,19 @@ int tool_cmd_tune(int argc, char **argv); /* mfx_tune.c */
 int tool_cmd_db(int argc, char **argv);   /* mfx_db.c */
 int tool_cmd_cache(int argc, char **argv); /* mfx_cache.c */
 int tool_cmd_compile(int argc, char **argv); /* mfx_compile.c */
+
+/* Kernels written as TE text (FILE.te): the name ends in ".te"; the whole
+ * file as a NUL-terminated string (malloc'd; NULL if unreadable or not text). */
+int tool_is_te_file(const char *name);
+char *tool_read_file(const char *path);
+/* mfx run FILE.te (mfx_run_te.c); tool_args_te_file: the index in argv of a
+ * FILE.te argument, 0 if none. */
+int tool_args_te_file(int argc, char **argv);
+int tool_cmd_run_te(int argc, char **argv);
+/* mfx compile FILE.te: a kernel name from the file name ([A-Za-z0-9_]); k
+ * built (name and target set by the caller) with the default schedule. */
+void tool_te_default_name(const char *path, char *out, size_t size);
+int tool_te_build_kernel(const char *path, mfx_artifact_kernel *k);
 
 /* The usage text of one subcommand (NULL: unknown). */
 const char *tool_usage(const char *command);

@@ -28,6 +28,10 @@ static const char tool_compile_usage[] =
     "  --name NAME             the kernel's name in the artifact (default: the op,\n"
     "                          then op_2, op_3, ... when taken)\n"
     "  --op OP                 start another kernel of the same artifact\n"
+    "  OP may be FILE.te, a kernel written as TE text (see mfx help lower): compiled\n"
+    "                          for cpu with its default schedule (every loop serial),\n"
+    "                          op \"te\", named after the file; mfx-runner runs it on\n"
+    "                          --in inputs (it has no reference to --check it against)\n"
     "  --add FILE.mfxa         include the kernels of an existing artifact\n"
     "  --db PATH               tuning database for cpu kernels without --config\n"
     "                          (default $MFX_DB, else ~/.cache/mfx/tune.db)\n"
@@ -278,8 +282,33 @@ static int tool_build_kernel(const tool_problem *p, mfx_artifact_kernel *k) {
   return rc;
 }
 
+/* A kernel written as TE text (mfx_run_te.c): its default schedule. */
+static int tool_compile_te_kernel(tool_compile_state *st, const tool_compile_group *g,
+                                  const char *target) {
+  const char *path = g->args.op_name;
+  if (g->args.dims_text != NULL || g->args.config_json != NULL)
+    return tool_error(TOOL_EXIT_USAGE, "%s: a TE file fixes its own shapes and schedule; --dims "
+                      "and --config apply to ops", path);
+  if (st->n_kernels >= MFX_ARTIFACT_MAX_KERNELS)
+    return tool_error(TOOL_EXIT_USAGE, "compile: more than %d kernels", MFX_ARTIFACT_MAX_KERNELS);
+  mfx_artifact_kernel *k = &st->kernels[st->n_kernels];
+  memset(k, 0, sizeof *k);
+  char base[MFX_ARTIFACT_NAME_BYTES];
+  tool_te_default_name(path, base, sizeof base);
+  int rc = tool_choose_name(st, g, base, k->name, sizeof k->name);
+  if (rc != 0) return rc;
+  snprintf(k->target, sizeof k->target, "%s", target);
+  printf("config   %s: %s, default schedule (every loop serial; no auto-scheduler yet)\n",
+         k->name, path);
+  rc = tool_te_build_kernel(path, k);
+  if (rc != 0) return rc;
+  st->built[st->n_kernels++] = 1;
+  return 0;
+}
+
 static int tool_compile_group_kernel(tool_compile_state *st, const tool_compile_group *g,
                                      const char *target) {
+  if (tool_is_te_file(g->args.op_name)) return tool_compile_te_kernel(st, g, target);
   tool_problem p;
   int rc = tool_compile_resolve(&g->args, target, &p);
   if (rc != 0) return rc;

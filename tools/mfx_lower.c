@@ -102,12 +102,12 @@ static int tool_lower_problem(const tool_problem *p, const char *emit, const cha
 
 /* ---- a kernel written as TE text (mfx_print_te's language) -------------------- */
 
-static int tool_is_te_file(const char *name) {
+int tool_is_te_file(const char *name) {
   size_t n = name ? strlen(name) : 0;
   return n > 3 && strcmp(name + n - 3, ".te") == 0;
 }
 
-static char *tool_read_file(const char *path) {
+char *tool_read_file(const char *path) {
   FILE *f = fopen(path, "rb");
   if (f == NULL) return NULL;
   char *text = NULL;

@@ -165,6 +165,7 @@ static void tool_run_cleanup(tool_run_state *st) {
 }
 
 int tool_cmd_run(int argc, char **argv) {
+  if (tool_args_te_file(argc, argv) > 0) return tool_cmd_run_te(argc, argv); /* mfx_run_te.c */
   tool_args args;
   unsigned allowed = TOOL_OPT_DIMS | TOOL_OPT_CONFIG | TOOL_OPT_IN | TOOL_OPT_OUT |
                      TOOL_OPT_THREADS | TOOL_OPT_CHECK | TOOL_OPT_REPEAT | TOOL_OPT_SEED |

@@ -555,6 +555,24 @@ mfx_status mfx_build(mfx_schedule *s, const char *name, const char *target, mfx_
                      const mfx_build_options *opts, mfx_build_result *out);
 const char *mfx_build_emit_name(mfx_build_emit what); /* "jit", "ptx", ... */
 
+/* ---- the interpreter (interp.c) ------------------------------------------------------
+ * A slow, direct evaluator of a schedule's tensor expressions: the reference
+ * for kernels that have no plain-C one. The schedule's annotations are
+ * ignored; every compute the outputs need is evaluated element by element,
+ * reductions from mfx_reduce_identity over their axes in the declared order.
+ * Values follow the generated code's rules (integers wrap modulo 2^bits,
+ * division truncates, each f32 operation rounded to f32 without contraction,
+ * libm's expf/logf/tanhf/erff, conversions as C): see compiler/interp.c.
+ * Errors, with the element being computed: a load out of bounds, an integer
+ * division by zero, and any value the generated code leaves undefined (a
+ * shift by >= the width, an f32 -> integer conversion out of range) that
+ * reaches a tensor.
+ *
+ * inputs: one array per schedule input (s->inputs order), dtype and shape
+ * checked; outputs: s->n_outputs arrays, allocated here on success (free
+ * each with mfx_array_free), all zeroed on failure. */
+mfx_status mfx_interp_run(const mfx_schedule *s, const mfx_array *inputs, mfx_array *outputs);
+
 #ifdef __cplusplus
 }
 #endif
