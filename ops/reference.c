@@ -200,25 +200,28 @@ void mfx_ref_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) 
 
 /* ---- the MoE layer's dispatch and combine: rows picked by indices ------------------------ */
 
-/* gather_rows: Y[m,d] = IDX[m] >= 0 ? X[IDX[m],d] : 0; dims T, M, D. Indices
- * are below T (the caller's guarantee); -1 marks a padding row. */
+/* gather_rows: Y[m,d] = IDX[m] >= 0 ? X[IDX[m],d] : 0; dims T, M, D; -1 marks
+ * a padding row. An index past T is an error that callers report before
+ * (mfx_op_check_inputs); here it is never read: its row is NaN. */
 void mfx_ref_gather_rows(const int64_t *dims, const mfx_array *in, mfx_array *out) {
-  int64_t M = dims[1], D = dims[2];
+  int64_t T = dims[0], M = dims[1], D = dims[2];
   const float *X = in[0].data;
   const int32_t *IDX = in[1].data;
   float *Y = out[0].data;
   for (int64_t m = 0; m < M; m++)
-    for (int64_t d = 0; d < D; d++) Y[m * D + d] = IDX[m] >= 0 ? X[IDX[m] * D + d] : 0.0f;
+    for (int64_t d = 0; d < D; d++)
+      Y[m * D + d] = IDX[m] >= T ? NAN : IDX[m] >= 0 ? X[IDX[m] * D + d] : 0.0f;
 }
 
 /* combine_rows: Y[t,d] = sum over s, in order, of GATES[t,s] YALL[ROWS[t,s],d]
- * where ROWS[t,s] >= 0 (-1 marks a null expert); dims R, T, K, D. In f32
+ * where ROWS[t,s] >= 0 (-1 marks a null expert; a row past R, an error
+ * callers report before, is never read: NaN); dims R, T, K, D. In f32
  * from 0, each product and each sum rounded once, in this order: the
  * layer's arithmetic, not a more accurate one (a C compiler that contracts
  * the multiply-add into an FMA, where the baseline ISA has one, changes the
  * last bit; within every tolerance). */
 void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *out) {
-  int64_t T = dims[1], K = dims[2], D = dims[3];
+  int64_t R = dims[0], T = dims[1], K = dims[2], D = dims[3];
   const float *YALL = in[0].data, *GATES = in[2].data;
   const int32_t *ROWS = in[1].data;
   float *Y = out[0].data;
@@ -227,7 +230,8 @@ void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *o
       float acc = 0.0f;
       for (int64_t s = 0; s < K; s++) {
         int32_t row = ROWS[t * K + s];
-        if (row >= 0) acc += GATES[t * K + s] * YALL[row * D + d];
+        if (row >= R) acc = NAN; /* an error reported before; never read */
+        else if (row >= 0) acc += GATES[t * K + s] * YALL[row * D + d];
       }
       Y[t * D + d] = acc;
     }
