@@ -120,6 +120,8 @@ static void tool_print_outputs(const tool_run_state *st, const tool_args *args) 
 
 static int tool_run_steps(tool_run_state *st, const tool_args *args) {
   tool_print_header(&st->p);
+  if (mfx_op_check_memory(st->p.op, st->p.dims) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "run");
   int rc = tool_prepare_inputs(st, args);
   if (rc == 0) rc = tool_prepare_kernel(st, args);
   if (rc == 0) rc = tool_launch_once(&st->launch);
