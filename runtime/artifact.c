@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* ---- layout ------------------------------------------------------------------ */
 
@@ -264,6 +262,62 @@ static mfx_status art_check_args(const art_where *w, const mfx_artifact_kernel *
   return MFX_OK;
 }
 
+/* ---- the kernel against its op: dims, argument names, dtypes, shapes ---------------- */
+
+static void art_shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
+  size_t used = (size_t)snprintf(buf, size, "[");
+  for (int i = 0; i < ndim && used < size; i++)
+    used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? ", " : "", (long long)shape[i]);
+  if (used < size) snprintf(buf + used, size - used, "]");
+}
+
+static mfx_status art_check_op_arg(const art_where *w, const mfx_op_interface *f,
+                                   const mfx_op_interface_tensor *t, const int64_t *dims,
+                                   const mfx_artifact_arg *a) {
+  int64_t want[MFX_MAX_DIMS] = {0};
+  mfx_op_interface_shape(f, t, dims, want);
+  int same = strcmp(a->name, t->name) == 0 && a->dtype == t->dtype && a->ndim == t->ndim;
+  for (int i = 0; same && i < t->ndim; i++) same = a->shape[i] == want[i];
+  if (same) return MFX_OK;
+  char got_shape[160], want_shape[160];
+  art_shape_text(a->ndim, a->shape, got_shape, sizeof got_shape);
+  art_shape_text(t->ndim, want, want_shape, sizeof want_shape);
+  return ART_FAIL(w, MFX_ERR_FORMAT, "%s %s is %s %s, but op %s with the kernel's dims takes "
+                  "%s %s %s (dims, shapes and dtypes disagree)", mfx_arg_role_name(a->role),
+                  a->name, mfx_dtype_name(a->dtype), got_shape, f->op, t->name,
+                  mfx_dtype_name(t->dtype), want_shape);
+}
+
+/* For an op this runtime knows: the dims by name and order, then every input
+ * and output as the op defines it under those dims. (Workspace arguments
+ * are the schedule's own.) Ops it does not know get no cross-check: they
+ * have no reference and no index inputs here either. */
+static mfx_status art_check_op(const art_where *w, const mfx_artifact_kernel *k) {
+  const mfx_op_interface *f = mfx_op_interface_find(k->op);
+  if (f == NULL) return MFX_OK;
+  int same = k->n_dims == f->n_dims;
+  for (int d = 0; same && d < f->n_dims; d++) same = strcmp(k->dim_names[d], f->dims[d]) == 0;
+  if (!same) {
+    char names[160] = "";
+    size_t used = 0;
+    for (int d = 0; d < f->n_dims && used < sizeof names; d++)
+      used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", d ? "," : "",
+                               f->dims[d]);
+    return ART_FAIL(w, MFX_ERR_FORMAT, "op %s takes the dims %s in this order; the kernel "
+                    "record holds %d other dims", f->op, names, k->n_dims);
+  }
+  int n_in = mfx_artifact_role_count(k, MFX_ARG_INPUT);
+  int n_out = mfx_artifact_role_count(k, MFX_ARG_OUTPUT);
+  if (n_in != f->n_inputs || n_out != f->n_outputs)
+    return ART_FAIL(w, MFX_ERR_FORMAT, "op %s takes %d inputs and %d outputs, the kernel %d "
+                    "and %d", f->op, f->n_inputs, f->n_outputs, n_in, n_out);
+  for (int i = 0; i < n_in; i++) ART_TRY(art_check_op_arg(w, f, &f->inputs[i], k->dims,
+                                                          &k->args[i]));
+  for (int i = 0; i < n_out; i++)
+    ART_TRY(art_check_op_arg(w, f, &f->outputs[i], k->dims, &k->args[n_in + i]));
+  return MFX_OK;
+}
+
 static mfx_status art_check_launch(const art_where *w, const mfx_artifact_kernel *k,
                                    const mfx_artifact_launch *l) {
   ART_TRY(art_check_ident(w, "a launch name", l->name, MFX_ARTIFACT_LAUNCH_NAME_BYTES));
@@ -349,7 +403,8 @@ mfx_status mfx_artifact_kernel_validate(const mfx_artifact_kernel *k, const char
   ART_TRY(art_check_text(&w, "the configuration", k->config, sizeof k->config));
   ART_TRY(art_check_dims(&w, k));
   ART_TRY(art_check_args(&w, k));
-  return art_check_target(&w, k);
+  ART_TRY(art_check_target(&w, k));
+  return art_check_op(&w, k);
 }
 
 /* ---- encoding ----------------------------------------------------------------------- */
@@ -822,81 +877,15 @@ mfx_status mfx_artifact_decode(const void *data, size_t size, const char *label,
 mfx_status mfx_artifact_read_file(const char *path, void **data, size_t *size) {
   if (path == NULL || data == NULL || size == NULL)
     return mfx_fail(MFX_ERR_INVALID, "mfx_artifact_read_file: NULL argument");
-  *data = NULL;
-  *size = 0;
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return mfx_fail(MFX_ERR_IO, "artifact %s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return mfx_fail(MFX_ERR_IO, "artifact %s: not a regular file", path);
-  }
-  size_t n = (size_t)sb.st_size;
-  unsigned char *buf = malloc(n > 0 ? n : 1);
-  if (buf == NULL) {
-    fclose(f);
-    return mfx_fail(MFX_ERR_NOMEM, "artifact %s: out of memory for %zu bytes", path, n);
-  }
-  size_t got = fread(buf, 1, n, f);
-  int failed = ferror(f);
-  fclose(f);
-  if (failed || got != n) {
-    free(buf);
-    return mfx_fail(MFX_ERR_IO, "artifact %s: read %zu of %zu bytes (file changed while "
-                    "reading?)", path, got, n);
-  }
-  *data = buf;
-  *size = n;
-  return MFX_OK;
-}
-
-static mfx_status art_write_all(int fd, const void *data, size_t size, const char *path) {
-  const unsigned char *p = data;
-  while (size > 0) {
-    ssize_t n = write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return mfx_fail(MFX_ERR_IO, "artifact %s: write failed: %s", path,
-                                n < 0 ? strerror(errno) : "no progress");
-    p += n;
-    size -= (size_t)n;
-  }
-  return MFX_OK;
-}
-
-mfx_status mfx_check_replaceable(const char *path, const char *what) {
-  struct stat sb;
-  if (path == NULL) return mfx_fail(MFX_ERR_INVALID, "%s: NULL path", what);
-  if (lstat(path, &sb) != 0) return MFX_OK; /* missing: created */
-  if (S_ISREG(sb.st_mode)) return MFX_OK;
-  return mfx_fail(MFX_ERR_IO, "%s %s: not a regular file (a device, directory, link or FIFO); "
-                  "refusing to replace it, give a path to a regular file", what, path);
+  char *text = NULL;
+  mfx_status st = mfx_file_read(path, "artifact", MFX_FILE_CAP_ARTIFACT, &text, size);
+  *data = text;
+  /* A missing artifact is an I/O error here, as it always was. */
+  return st == MFX_ERR_NOT_FOUND ? MFX_ERR_IO : st;
 }
 
 mfx_status mfx_artifact_write_file(const char *path, const void *data, size_t size) {
   if (path == NULL || (data == NULL && size > 0))
     return mfx_fail(MFX_ERR_INVALID, "mfx_artifact_write_file: NULL argument");
-  if (mfx_check_replaceable(path, "output") != MFX_OK) return MFX_ERR_IO;
-  size_t len = strlen(path);
-  char *temp = malloc(len + 16);
-  if (temp == NULL) return mfx_fail(MFX_ERR_NOMEM, "artifact %s: out of memory", path);
-  snprintf(temp, len + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(temp);
-  if (fd < 0) {
-    mfx_status st = mfx_fail(MFX_ERR_IO, "artifact %s: cannot create a file beside it: %s",
-                             path, strerror(errno));
-    free(temp);
-    return st;
-  }
-  /* mkstemp makes the file private; an artifact is an ordinary file. */
-  mfx_status st = MFX_OK;
-  if (fchmod(fd, 0644) != 0)
-    st = mfx_fail(MFX_ERR_IO, "artifact %s: setting its mode: %s", path, strerror(errno));
-  if (st == MFX_OK) st = art_write_all(fd, data, size, path);
-  if (close(fd) != 0 && st == MFX_OK)
-    st = mfx_fail(MFX_ERR_IO, "artifact %s: closing: %s", path, strerror(errno));
-  if (st == MFX_OK && rename(temp, path) != 0)
-    st = mfx_fail(MFX_ERR_IO, "artifact %s: cannot replace it: %s", path, strerror(errno));
-  if (st != MFX_OK) unlink(temp);
-  free(temp);
-  return st;
+  return mfx_file_write(path, "artifact", data, size);
 }

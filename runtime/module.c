@@ -225,7 +225,10 @@ static mfx_status art_check_call(const mfx_artifact *art, int index, int n_input
   for (int i = 0; i < want_in; i++) ART_TRY(art_check_array(art, k, &k->args[i], &inputs[i]));
   for (int i = 0; i < want_out; i++)
     ART_TRY(art_check_array(art, k, &k->args[want_in + i], &outputs[i]));
-  return MFX_OK;
+  /* Index and shift inputs: no kernel reads outside its buffers. */
+  char where[640];
+  snprintf(where, sizeof where, "artifact %s: kernel %s", art->label, k->name);
+  return mfx_op_check_inputs(k->op, k->dims, want_in, inputs, where);
 }
 
 /* Row indices (gather_rows IDX, combine_rows ROWS: input 1, int32) must be

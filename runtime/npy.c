@@ -347,10 +347,9 @@ mfx_status mfx_npy_load(const char *path, mfx_array *out) {
     return mfx_fail(MFX_ERR_INVALID, "npy load: path and output must not be NULL");
   }
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    return mfx_fail(MFX_ERR_IO, "npy %s: cannot open for reading: %s", path, strerror(errno));
-  }
+  FILE *f = NULL;
+  mfx_status opened = mfx_file_open_read(path, "npy", MFX_FILE_CAP_NPY, &f, NULL);
+  if (opened != MFX_OK) return opened == MFX_ERR_NOT_FOUND ? MFX_ERR_IO : opened;
   mfx_npy_header h;
   mfx_dtype t = MFX_F32;
   mfx_status st = mfx_npy_read_header(path, f, &h);
@@ -430,13 +429,11 @@ mfx_status mfx_npy_save(const char *path, const mfx_array *a) {
   }
   mfx_status st = mfx_npy_check_savable(path, a);
   if (st != MFX_OK) return st;
-  FILE *f = fopen(path, "wb");
-  if (f == NULL) {
-    return mfx_fail(MFX_ERR_IO, "npy %s: cannot open for writing: %s", path, strerror(errno));
-  }
-  st = mfx_npy_write(path, f, a);
-  if (fclose(f) != 0 && st == MFX_OK) {
-    st = mfx_fail(MFX_ERR_IO, "npy %s: close failed: %s", path, strerror(errno));
-  }
+  mfx_file_writer w;
+  st = mfx_file_write_begin(&w, path, "npy");
+  if (st != MFX_OK) return st;
+  st = mfx_npy_write(path, w.f, a);
+  if (st == MFX_OK) return mfx_file_write_commit(&w);
+  mfx_file_write_abort(&w);
   return st;
 }

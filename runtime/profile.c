@@ -563,31 +563,7 @@ static mfx_status profile_read_table(const profile_where *w, const jv *obj,
 /* ==== the file ============================================================================ */
 
 static mfx_status profile_read_file(const char *path, char **out) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return mfx_fail(errno == ENOENT ? MFX_ERR_NOT_FOUND : MFX_ERR_IO,
-                    "latency table %s: cannot open: %s", path, strerror(errno));
-  size_t cap = 4096, n = 0, got;
-  char *text = malloc(cap);
-  while (text != NULL && (got = fread(text + n, 1, cap - n - 1, f)) > 0) {
-    n += got;
-    if (n + 1 == cap) {
-      char *grown = realloc(text, cap * 2);
-      if (grown == NULL) free(text);
-      text = grown;
-      cap *= 2;
-    }
-  }
-  int failed = ferror(f);
-  fclose(f);
-  if (text == NULL) return mfx_fail(MFX_ERR_NOMEM, "latency table %s: out of memory", path);
-  if (failed) {
-    free(text);
-    return mfx_fail(MFX_ERR_IO, "latency table %s: read error", path);
-  }
-  text[n] = '\0';
-  *out = text;
-  return MFX_OK;
+  return mfx_file_read(path, "latency table", MFX_FILE_CAP_TEXT, out, NULL);
 }
 
 /* The "devices" object of a parsed file, checking the format marker. */
@@ -718,18 +694,11 @@ mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t) {
     free(others);
     return st;
   }
-  char tmp[1200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (f == NULL)
-    st = mfx_fail(MFX_ERR_IO, "latency table %s: cannot write: %s", tmp, strerror(errno));
+  mfx_file_writer w;
+  if (st == MFX_OK) st = mfx_file_write_begin(&w, path, "latency table");
   if (st == MFX_OK) {
-    profile_write_file(f, others, count, t);
-    if (fclose(f) != 0) st = mfx_fail(MFX_ERR_IO, "latency table %s: write failed", tmp);
-    if (st == MFX_OK && rename(tmp, path) != 0)
-      st = mfx_fail(MFX_ERR_IO, "latency table %s: cannot rename %s into place: %s", path, tmp,
-                    strerror(errno));
-    if (st != MFX_OK) remove(tmp);
+    profile_write_file(w.f, others, count, t);
+    st = mfx_file_write_commit(&w);
   }
   free(others);
   return st;

@@ -102,6 +102,44 @@ size_t mfx_artifact_arg_bytes(const mfx_artifact_arg *a);
 mfx_status mfx_artifact_alloc_arrays(const mfx_artifact_kernel *k, mfx_arg_role role,
                                      mfx_array *arrays);
 
+/* ---- what the runtime knows of each op (runtime/interface.c) --------------- */
+
+/* One argument of an op: its shape named by the op's dims; for an input
+ * whose values the kernel uses as indices or shift amounts, the values it
+ * may hold: [min, max_dim) when max_dim names a dim, else [min, max]. */
+typedef struct {
+  const char *name;
+  mfx_dtype dtype;
+  int ndim;
+  const char *shape[MFX_MAX_DIMS];
+  int ranged; /* 0: any value */
+  int64_t min;
+  const char *max_dim;
+  int64_t max;
+} mfx_op_interface_tensor;
+
+typedef struct {
+  const char *op;
+  int n_dims;
+  const char *dims[MFX_MAX_DIMS];
+  int n_inputs;
+  mfx_op_interface_tensor inputs[4];
+  int n_outputs;
+  mfx_op_interface_tensor outputs[4];
+} mfx_op_interface;
+
+int mfx_op_interface_count(void);
+const mfx_op_interface *mfx_op_interface_at(int i);
+const mfx_op_interface *mfx_op_interface_find(const char *op); /* NULL: not an op it knows */
+int mfx_op_interface_dim(const mfx_op_interface *f, const char *name); /* -1 if none */
+void mfx_op_interface_shape(const mfx_op_interface *f, const mfx_op_interface_tensor *t,
+                            const int64_t *dims, int64_t *shape);
+/* Check the values of op's index and shift inputs (dims in the op's order);
+ * MFX_OK for an op it does not know. `where` starts the message. Every
+ * artifact run makes this check before a launch. */
+mfx_status mfx_op_check_inputs(const char *op, const int64_t *dims, int n_inputs,
+                               const mfx_array *inputs, const char *where);
+
 /* ---- the container format (libc only) ------------------------------------- */
 
 /* Check one kernel description as the decoder would (names, counts, shapes,

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -109,6 +110,39 @@ void mfx_kernel_env_init(mfx_kernel_env *env, mfx_pool *pool);
 /* Every compiled CPU kernel: args[i] points to argument i's data.
  * Returns 0, or non-zero when a workspace allocation failed. */
 typedef int32_t (*mfx_cpu_kernel_fn)(void **args, const mfx_kernel_env *env);
+
+/* ---- files: bounded reads, atomic writes (runtime/file.c) ----------------
+ * Every file mfx reads or writes goes through these. A read takes a regular
+ * file only (following symlinks; a device, FIFO or directory is refused),
+ * of at most `cap` bytes; a write goes to a temporary file beside `path`
+ * that replaces it only once complete, and never replaces anything but a
+ * regular file. `what` ("artifact", "latency table") names the file in
+ * messages. A missing file reads as MFX_ERR_NOT_FOUND. */
+
+#define MFX_FILE_CAP_TEXT ((size_t)64 << 20)     /* kernel text, JSON tables, db imports */
+#define MFX_FILE_CAP_ARTIFACT ((size_t)1 << 30)  /* .mfxa */
+#define MFX_FILE_CAP_NPY ((size_t)1 << 40)       /* .npy: its header bounds what is read */
+
+/* The whole file into *data (malloc'd, a NUL after the last byte). */
+mfx_status mfx_file_read(const char *path, const char *what, size_t cap, char **data,
+                         size_t *size);
+/* The file opened for reading, checked as above; *size its size. */
+mfx_status mfx_file_open_read(const char *path, const char *what, size_t cap, FILE **f,
+                              size_t *size);
+
+typedef struct {
+  FILE *f;    /* write here between begin and commit */
+  char *path; /* internal */
+  char *temp;
+  char what[48];
+} mfx_file_writer;
+
+mfx_status mfx_file_write_begin(mfx_file_writer *w, const char *path, const char *what);
+/* Flush, close and rename into place; on failure the target is untouched. */
+mfx_status mfx_file_write_commit(mfx_file_writer *w);
+void mfx_file_write_abort(mfx_file_writer *w);
+/* One buffer, atomically. */
+mfx_status mfx_file_write(const char *path, const char *what, const void *data, size_t size);
 
 /* ---- time ---------------------------------------------------------------- */
 
