@@ -232,21 +232,61 @@ static mfx_status tune_db_configure(mfx_tune_db *db) {
   return tune_db_migrate(db, &id);
 }
 
-static mfx_status tune_db_open_mode(const char *path, int create, mfx_tune_db **out) {
-  if (path == NULL || out == NULL)
-    return mfx_fail(MFX_ERR_INVALID, "tune database: path and out must not be NULL");
-  *out = NULL;
-  if (!create && access(path, F_OK) != 0)
-    return mfx_fail(MFX_ERR_NOT_FOUND, "tune database %s: no such file", path);
+/* Read-only: nothing is written (no journal mode, no migration), so a
+ * shared database that this user may only read still serves lookups. It
+ * must be a complete mfx database of this schema version already. */
+static mfx_status tune_db_configure_readonly(mfx_tune_db *db) {
+  sqlite3_busy_timeout(db->h, TUNE_DB_BUSY_MS);
+  tune_db_identity id;
+  TUNE_TRY(tune_db_identify(db, &id));
+  TUNE_TRY(tune_db_accept(db, &id));
+  if (id.n_tables == 0)
+    return mfx_fail(MFX_ERR_FORMAT, "tune database %s: the file is empty or holds no tables: "
+                    "not an mfx tuning database (mfx tune creates one)", db->path);
+  if (!id.has_tasks || !id.has_trials || id.version != MFX_TUNE_DB_SCHEMA)
+    return mfx_fail(MFX_ERR_FORMAT, "tune database %s: schema version %lld, this mfx reads %d "
+                    "(open it once read-write, with mfx tune or mfx db import, to upgrade it)",
+                    db->path, (long long)id.version, MFX_TUNE_DB_SCHEMA);
+  return MFX_OK;
+}
+
+typedef enum { TUNE_DB_CREATE, TUNE_DB_EXISTING, TUNE_DB_READONLY, TUNE_DB_IMMUTABLE } tune_db_mode;
+
+/* "file:PATH?immutable=1" with the URI's special characters escaped. */
+static int tune_db_immutable_uri(const char *path, char *buf, size_t size) {
+  size_t used = (size_t)snprintf(buf, size, "file:");
+  for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++) {
+    int plain = *p > 0x20 && *p < 0x7f && *p != '%' && *p != '?' && *p != '#';
+    if (used + 4 >= size) return -1;
+    used += (size_t)(plain ? snprintf(buf + used, size - used, "%c", *p)
+                           : snprintf(buf + used, size - used, "%%%02X", *p));
+  }
+  return used + 13 < size ? (snprintf(buf + used, size - used, "?immutable=1"), 0) : -1;
+}
+
+static mfx_status tune_db_open_handle(mfx_tune_db *db, const char *path, tune_db_mode mode) {
+  char uri[3200];
+  int flags = SQLITE_OPEN_READONLY;
+  if (mode == TUNE_DB_CREATE) flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  if (mode == TUNE_DB_EXISTING) flags = SQLITE_OPEN_READWRITE;
+  if (mode == TUNE_DB_IMMUTABLE) {
+    if (tune_db_immutable_uri(path, uri, sizeof uri) != 0)
+      return mfx_fail(MFX_ERR_INVALID, "tune database %s: path too long", path);
+    path = uri;
+    flags |= SQLITE_OPEN_URI;
+  }
+  if (sqlite3_open_v2(path, &db->h, flags, NULL) == SQLITE_OK) return MFX_OK;
+  return db->h != NULL ? tune_db_error(db, MFX_ERR_IO, "cannot open")
+                       : mfx_fail(MFX_ERR_NOMEM, "tune database %s: out of memory", db->path);
+}
+
+static mfx_status tune_db_open_as(const char *path, tune_db_mode mode, mfx_tune_db **out) {
   mfx_tune_db *db = calloc(1, sizeof *db);
   if (db == NULL) return mfx_fail(MFX_ERR_NOMEM, "tune database: out of memory");
   tune_copy_text(db->path, sizeof db->path, path);
-  int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
-  mfx_status st = MFX_OK;
-  if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK)
-    st = db->h != NULL ? tune_db_error(db, MFX_ERR_IO, "cannot open")
-                       : mfx_fail(MFX_ERR_NOMEM, "tune database %s: out of memory", path);
-  if (st == MFX_OK) st = tune_db_configure(db);
+  mfx_status st = tune_db_open_handle(db, path, mode);
+  if (st == MFX_OK)
+    st = mode >= TUNE_DB_READONLY ? tune_db_configure_readonly(db) : tune_db_configure(db);
   if (st != MFX_OK) {
     mfx_tune_db_close(db);
     return st;
@@ -255,12 +295,37 @@ static mfx_status tune_db_open_mode(const char *path, int create, mfx_tune_db **
   return MFX_OK;
 }
 
+/* A WAL database in a directory this user cannot write: SQLite cannot make
+ * the -shm file a reader needs. With no -wal file beside it everything
+ * committed is in the main file, which is then read as immutable. */
+static int tune_db_wal_absent(const char *path) {
+  char wal[1100];
+  if ((size_t)snprintf(wal, sizeof wal, "%s-wal", path) >= sizeof wal) return 0;
+  return access(wal, F_OK) != 0;
+}
+
+static mfx_status tune_db_open_mode(const char *path, tune_db_mode mode, mfx_tune_db **out) {
+  if (path == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "tune database: path and out must not be NULL");
+  *out = NULL;
+  if (mode != TUNE_DB_CREATE && access(path, F_OK) != 0)
+    return mfx_fail(MFX_ERR_NOT_FOUND, "tune database %s: no such file", path);
+  mfx_status st = tune_db_open_as(path, mode, out);
+  if (st == MFX_ERR_IO && mode == TUNE_DB_READONLY && tune_db_wal_absent(path))
+    st = tune_db_open_as(path, TUNE_DB_IMMUTABLE, out);
+  return st;
+}
+
 mfx_status mfx_tune_db_open(const char *path, mfx_tune_db **out) {
-  return tune_db_open_mode(path, 1, out);
+  return tune_db_open_mode(path, TUNE_DB_CREATE, out);
 }
 
 mfx_status mfx_tune_db_open_existing(const char *path, mfx_tune_db **out) {
-  return tune_db_open_mode(path, 0, out);
+  return tune_db_open_mode(path, TUNE_DB_EXISTING, out);
+}
+
+mfx_status mfx_tune_db_open_readonly(const char *path, mfx_tune_db **out) {
+  return tune_db_open_mode(path, TUNE_DB_READONLY, out);
 }
 
 void mfx_tune_db_close(mfx_tune_db *db) {
@@ -459,7 +524,7 @@ mfx_status mfx_tune_db_best(mfx_tune_db *db, const mfx_tune_key *key, mfx_trial 
   if (db == NULL || key == NULL || key->op == NULL || best == NULL || found == NULL)
     return mfx_fail(MFX_ERR_INVALID, "tune database: bad arguments to best");
   tune_db_best_visit v = {best, 0};
-  TUNE_TRY(tune_db_visit(db, key, "AND status = 'ok' ORDER BY median_s, id", tune_db_take_first,
+  TUNE_TRY(tune_db_visit(db, key, "AND status = 'ok' AND median_s > 0 ORDER BY median_s, id", tune_db_take_first,
                          &v));
   *found = v.found;
   return MFX_OK;
@@ -482,11 +547,13 @@ mfx_status mfx_tune_db_count(mfx_tune_db *db, const mfx_tune_key *key, int *tria
 
 static const char tune_db_list_sql[] =
     "SELECT t.op, t.dims, t.dtypes, t.target, t.arch, t.device, t.version,"
-    " COUNT(r.id), TOTAL(r.status = 'ok'), TOTAL(r.status = 'error'),"
+    " COUNT(r.id), TOTAL(r.status = 'ok' AND r.median_s > 0), TOTAL(r.status = 'error'),"
     " TOTAL(r.status = 'wrong'),"
     " (SELECT b.median_s FROM mfx_trials b WHERE b.task = t.id AND b.status = 'ok'"
+    "  AND b.median_s > 0"
     "  ORDER BY b.median_s, b.id LIMIT 1),"
     " (SELECT b.config FROM mfx_trials b WHERE b.task = t.id AND b.status = 'ok'"
+    "  AND b.median_s > 0"
     "  ORDER BY b.median_s, b.id LIMIT 1)"
     " FROM mfx_tasks t LEFT JOIN mfx_trials r ON r.task = t.id"
     " GROUP BY t.id ORDER BY t.op, t.dims, t.id";
@@ -531,7 +598,7 @@ mfx_status tune_db_tuned_shapes(mfx_tune_db *db, const mfx_tune_key *key, tune_d
   sqlite3_stmt *stmt;
   TUNE_TRY(tune_db_prepare(db,
                            "SELECT t.dims, t.device, r.config, MIN(r.median_s) FROM mfx_tasks t"
-                           " JOIN mfx_trials r ON r.task = t.id AND r.status = 'ok'"
+                           " JOIN mfx_trials r ON r.task = t.id AND r.status = 'ok' AND r.median_s > 0"
                            " WHERE t.op = ?1 AND t.dtypes = ?2 AND t.target = ?3 AND t.arch = ?4"
                            " AND t.version = ?5 GROUP BY t.id ORDER BY t.id",
                            &stmt));

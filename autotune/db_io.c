@@ -142,6 +142,16 @@ static mfx_status tune_import_trial(const cJSON *o, const tune_import_at *at, mf
     return mfx_fail(MFX_ERR_FORMAT,
                     "import %s line %d: \"session\" (string) and \"created\" (number) are needed",
                     at->name, at->line);
+  static const char *const numbers[] = {"median_s", "spread", "p10_s", "p90_s", "repeats",
+                                        "created", "rank", "build_s"};
+  for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, numbers[i]);
+    if (item != NULL && !cJSON_IsNull(item) &&
+        (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble < 0.0 ||
+         item->valuedouble > 1e15))
+      return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: \"%s\" must be a finite number "
+                      "0..1e15", at->name, at->line, numbers[i]);
+  }
   t->m.median_s = tune_json_number(o, "median_s", 0.0);
   if (t->status == MFX_TRIAL_OK && !(t->m.median_s > 0.0))
     return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: an ok trial needs median_s > 0",
@@ -162,18 +172,21 @@ static mfx_status tune_import_trial(const cJSON *o, const tune_import_at *at, mf
   return MFX_OK;
 }
 
-/* Dims as the tuner writes them, when the op is known. */
-static void tune_import_dims(const char *op_name, const char *dims, char *buf, size_t size) {
+/* The op must be one mfx knows and the dims valid for it: written as the
+ * tuner writes them. */
+static mfx_status tune_import_dims(const char *op_name, const char *dims,
+                                   const tune_import_at *at, char *buf, size_t size) {
   const mfx_op *op = mfx_op_find(op_name);
+  if (op == NULL)
+    return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: unknown op \"%.64s\" (see mfx ops)",
+                    at->name, at->line, op_name);
   mfx_tune_key key;
   memset(&key, 0, sizeof key);
   key.op = op;
-  if (op != NULL && mfx_op_parse_dims(op, dims, key.dims) == MFX_OK) {
-    mfx_tune_key_dims_text(&key, buf, size);
-    return;
-  }
-  mfx_clear_error();
-  tune_copy_text(buf, size, dims);
+  if (mfx_op_parse_dims(op, dims, key.dims) != MFX_OK)
+    return mfx_fail_context(MFX_ERR_FORMAT, "import %s line %d", at->name, at->line);
+  mfx_tune_key_dims_text(&key, buf, size);
+  return MFX_OK;
 }
 
 static mfx_status tune_import_object(mfx_tune_db *db, const cJSON *o, const tune_import_at *at,
@@ -183,9 +196,9 @@ static mfx_status tune_import_object(mfx_tune_db *db, const cJSON *o, const tune
   mfx_trial t;
   char config[1024], dims[256];
   TUNE_TRY(tune_import_key(o, at, v, &target));
+  TUNE_TRY(tune_import_dims(v[0], v[1], at, dims, sizeof dims));
   TUNE_TRY(tune_import_config(o, v[0], target.target, at, config, sizeof config));
   TUNE_TRY(tune_import_trial(o, at, &t, &session));
-  tune_import_dims(v[0], v[1], dims, sizeof dims);
   tune_db_task task = {v[0], dims, v[2], &target};
   sqlite3_int64 id;
   TUNE_TRY(tune_db_task_id(db, &task, 1, &id));
@@ -210,15 +223,45 @@ static mfx_status tune_import_line(mfx_tune_db *db, const char *line, const tune
   return st;
 }
 
+#define TUNE_IMPORT_LINE_BYTES 65536
+
+/* One line into buf (without its newline): 1, 0 at the end of the input;
+ * a line longer than the buffer or holding a NUL byte is an error. */
+static mfx_status tune_import_read_line(FILE *in, char *buf, const tune_import_at *at,
+                                        size_t *total, int *got) {
+  size_t n = 0;
+  int c;
+  *got = 0;
+  while ((c = getc(in)) != EOF) {
+    *got = 1;
+    if (++*total > MFX_FILE_CAP_TEXT)
+      return mfx_fail(MFX_ERR_FORMAT, "import %s: more than the cap of %zu bytes for an "
+                      "import", at->name, MFX_FILE_CAP_TEXT);
+    if (c == '\n') break;
+    if (c == '\0')
+      return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: a NUL byte: not JSON lines text",
+                      at->name, at->line);
+    if (n + 1 >= TUNE_IMPORT_LINE_BYTES)
+      return mfx_fail(MFX_ERR_FORMAT, "import %s line %d: longer than %d bytes", at->name,
+                      at->line, TUNE_IMPORT_LINE_BYTES - 1);
+    buf[n++] = (char)c;
+  }
+  buf[n] = '\0';
+  return MFX_OK;
+}
+
 static mfx_status tune_import_lines(mfx_tune_db *db, FILE *in, const char *name, int *added,
                                     int *skipped) {
-  char *line = NULL;
-  size_t cap = 0;
+  char *line = malloc(TUNE_IMPORT_LINE_BYTES);
+  if (line == NULL) return mfx_fail(MFX_ERR_NOMEM, "import %s: out of memory", name);
   tune_import_at at = {name, 0};
   mfx_status st = MFX_OK;
-  while (st == MFX_OK && getline(&line, &cap, in) >= 0) {
+  size_t total = 0;
+  int got = 1;
+  while (st == MFX_OK && got) {
     at.line++;
-    st = tune_import_line(db, line, &at, added, skipped);
+    st = tune_import_read_line(in, line, &at, &total, &got);
+    if (st == MFX_OK && got) st = tune_import_line(db, line, &at, added, skipped);
   }
   if (st == MFX_OK && ferror(in)) st = mfx_fail(MFX_ERR_IO, "import %s: read error", name);
   free(line);

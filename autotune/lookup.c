@@ -150,7 +150,7 @@ mfx_status mfx_tune_lookup(const char *db_path, const mfx_op *op, const int64_t 
   mfx_tune_db *db = NULL;
   TUNE_TRY(mfx_tune_db_path(db_path, path, sizeof path));
   TUNE_TRY(mfx_tune_key_init(&key, op, dims, "cpu"));
-  mfx_status st = mfx_tune_db_open_existing(path, &db);
+  mfx_status st = mfx_tune_db_open_readonly(path, &db);
   if (st == MFX_ERR_NOT_FOUND) {
     mfx_clear_error();
     TUNE_TRY(mfx_tune_choose(NULL, &key, out));

@@ -83,7 +83,7 @@ static int tool_db_open(const tool_db_args *a, int create, mfx_tune_db **db) {
   char path[1024];
   if (mfx_tune_db_path(a->db, path, sizeof path) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "--db");
-  mfx_status st = create ? mfx_tune_db_open(path, db) : mfx_tune_db_open_existing(path, db);
+  mfx_status st = create ? mfx_tune_db_open(path, db) : mfx_tune_db_open_readonly(path, db);
   if (st == MFX_ERR_NOT_FOUND)
     return tool_error(TOOL_EXIT_FAIL, "db: no tuning database at %s (mfx tune creates one)", path);
   return st == MFX_OK ? 0 : tool_error_status(TOOL_EXIT_FAIL, "db");
@@ -173,24 +173,47 @@ static int tool_db_best(const tool_db_args *a, mfx_tune_db *db) {
 
 /* ---- export / import / plot --------------------------------------------------------------- */
 
+/* Output to --out (atomically, a regular file only) or stdout. */
+typedef mfx_status (*tool_db_writer)(mfx_tune_db *db, const void *what, FILE *out, int *count);
+
+static int tool_db_write(const tool_db_args *a, const char *command, tool_db_writer fn,
+                         mfx_tune_db *db, const void *what, int *count) {
+  if (a->out == NULL) {
+    if (fn(db, what, stdout, count) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, command);
+    return fflush(stdout) == 0 ? 0 : tool_error(TOOL_EXIT_FAIL, "%s: cannot write stdout", command);
+  }
+  mfx_file_writer w;
+  mfx_status st = mfx_file_write_begin(&w, a->out, "--out");
+  if (st == MFX_OK && (st = fn(db, what, w.f, count)) != MFX_OK) mfx_file_write_abort(&w);
+  else if (st == MFX_OK) st = mfx_file_write_commit(&w);
+  return st == MFX_OK ? 0 : tool_error_status(TOOL_EXIT_FAIL, command);
+}
+
+static mfx_status tool_db_export_to(mfx_tune_db *db, const void *what, FILE *out, int *count) {
+  (void)what;
+  return mfx_tune_db_export(db, out, count);
+}
+
+static mfx_status tool_db_plot_to(mfx_tune_db *db, const void *key, FILE *out, int *count) {
+  (void)count;
+  return mfx_tune_db_plot(db, key, out);
+}
+
 static int tool_db_export(const tool_db_args *a, mfx_tune_db *db) {
-  FILE *out = a->out != NULL ? fopen(a->out, "w") : stdout;
-  if (out == NULL) return tool_error(TOOL_EXIT_FAIL, "db export: cannot write %s", a->out);
   int count = 0;
-  mfx_status st = mfx_tune_db_export(db, out, &count);
-  if (out != stdout && fclose(out) != 0 && st == MFX_OK)
-    return tool_error(TOOL_EXIT_FAIL, "db export: cannot write %s", a->out);
-  if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "db export");
-  fprintf(stderr, "exported %d trials from %s\n", count, mfx_tune_db_path_of(db));
-  return 0;
+  int rc = tool_db_write(a, "db export", tool_db_export_to, db, NULL, &count);
+  if (rc == 0) fprintf(stderr, "exported %d trials from %s\n", count, mfx_tune_db_path_of(db));
+  return rc;
 }
 
 static int tool_db_import(const tool_db_args *a, mfx_tune_db *db) {
   if (a->positional == NULL)
     return tool_error(TOOL_EXIT_USAGE, "db import: missing FILE (a JSON-lines export, or -)");
   int from_stdin = strcmp(a->positional, "-") == 0;
-  FILE *in = from_stdin ? stdin : fopen(a->positional, "r");
-  if (in == NULL) return tool_error(TOOL_EXIT_FAIL, "db import: cannot read %s", a->positional);
+  FILE *in = stdin;
+  if (!from_stdin &&
+      mfx_file_open_read(a->positional, "file", MFX_FILE_CAP_TEXT, &in, NULL) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "db import");
   int added = 0, skipped = 0;
   mfx_status st = mfx_tune_db_import(db, in, a->positional, &added, &skipped);
   if (!from_stdin) fclose(in);
@@ -203,15 +226,9 @@ static int tool_db_import(const tool_db_args *a, mfx_tune_db *db) {
 static int tool_db_plot(const tool_db_args *a, mfx_tune_db *db) {
   mfx_tune_key key;
   int rc = tool_db_key(a, &key);
-  if (rc != 0) return rc;
-  FILE *out = a->out != NULL ? fopen(a->out, "w") : stdout;
-  if (out == NULL) return tool_error(TOOL_EXIT_FAIL, "db plot: cannot write %s", a->out);
-  mfx_status st = mfx_tune_db_plot(db, &key, out);
-  if (out != stdout && fclose(out) != 0 && st == MFX_OK)
-    return tool_error(TOOL_EXIT_FAIL, "db plot: cannot write %s", a->out);
-  if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "db plot");
-  if (a->out != NULL) printf("wrote %s\n", a->out);
-  return 0;
+  if (rc == 0) rc = tool_db_write(a, "db plot", tool_db_plot_to, db, &key, NULL);
+  if (rc == 0 && a->out != NULL) printf("wrote %s\n", a->out);
+  return rc;
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */

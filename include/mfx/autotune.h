@@ -233,6 +233,10 @@ typedef struct mfx_tune_db mfx_tune_db;
 mfx_status mfx_tune_db_open(const char *path, mfx_tune_db **out);
 /* The same, but MFX_ERR_NOT_FOUND (nothing created) when there is no file. */
 mfx_status mfx_tune_db_open_existing(const char *path, mfx_tune_db **out);
+/* For lookups only: SQLITE_OPEN_READONLY, no schema or journal writes, so a
+ * shared read-only database works; an empty or older file is MFX_ERR_FORMAT.
+ * Ok trials without a positive time are never a best. */
+mfx_status mfx_tune_db_open_readonly(const char *path, mfx_tune_db **out);
 void mfx_tune_db_close(mfx_tune_db *db);
 const char *mfx_tune_db_path_of(const mfx_tune_db *db);
 
