@@ -514,7 +514,18 @@ static mfx_status profile_read_expert(const profile_where *w, const jv *obj,
   for (int i = 0; st == MFX_OK && i < nt; i++)
     if (!profile_count_fits(tokens[i])) st = profile_bad(w, "tokens", "holds a count out of range");
   x->points = nt;
-  for (int i = 0; st == MFX_OK && i < nt; i++) x->tokens[i] = (int64_t)tokens[i];
+  for (int i = 0; st == MFX_OK && i < nt; i++) {
+    if (!(tokens[i] >= 1.0 && tokens[i] <= 1e12 && tokens[i] == floor(tokens[i])))
+      st = profile_bad(w, "tokens", "holds a value that is not a token count 1..1e12");
+    else if (!isfinite(x->seconds[i]) || x->seconds[i] < 0.0)
+      st = profile_bad(w, "seconds", "holds a value that is not finite and >= 0");
+    else
+      x->tokens[i] = (int64_t)tokens[i];
+  }
+  if (st == MFX_OK && (!isfinite(x->a) || !isfinite(x->b) || !isfinite(x->r2)))
+    st = profile_bad(w, "a", "b or r2 is not finite");
+  if (st == MFX_OK && (!isfinite(x->latency) || x->latency <= 0.0))
+    st = profile_bad(w, "latency", "is not finite and positive");
   return st;
 }
 
@@ -524,9 +535,11 @@ static mfx_status profile_read_sizes(const profile_where *w, const jv *obj,
   mfx_status st = profile_number(w, obj, "dim", &dim);
   if (st == MFX_OK) st = profile_number(w, obj, "hidden", &hidden);
   if (st == MFX_OK) st = profile_number(w, obj, "at_tokens", &at);
-  if (st == MFX_OK && !(profile_count_fits(dim) && profile_count_fits(hidden) &&
-                        profile_count_fits(at)))
-    st = profile_bad(w, "dim\", \"hidden\" or \"at_tokens", "is out of range");
+  const double sizes[3] = {dim, hidden, at};
+  for (int i = 0; st == MFX_OK && i < 3; i++)
+    if (!(sizes[i] >= 1.0 && sizes[i] <= 2147483648.0 && sizes[i] == floor(sizes[i])))
+      st = profile_bad(w, i == 0 ? "dim" : i == 1 ? "hidden" : "at_tokens",
+                       "is not an integer 1..2^31");
   if (st != MFX_OK) return st;
   t->dim = (int64_t)dim;
   t->hidden = (int64_t)hidden;
@@ -554,8 +567,8 @@ static mfx_status profile_read_table(const profile_where *w, const jv *obj,
   if (st == MFX_OK && na != t->experts)
     st = profile_bad(w, "alpha", "has not one entry per expert");
   for (int e = 0; st == MFX_OK && e < na; e++) {
-    if (!isfinite(t->alpha[e]) || t->alpha[e] <= 0.0)
-      st = profile_bad(w, "alpha", "holds a value that is not finite and positive");
+    if (!isfinite(t->alpha[e]) || t->alpha[e] <= 0.0 || t->alpha[e] > MFX_ROUTER_ALPHA_MAX)
+      st = profile_bad(w, "alpha", "holds a value outside 0 < alpha <= 1e6");
   }
   return st;
 }

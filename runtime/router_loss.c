@@ -62,10 +62,10 @@ static mfx_status mfx_router_check_alpha(mfx_router_loss_kind kind,
                     alpha_count, experts);
   }
   for (int i = 0; i < experts; i++) {
-    if (!isfinite(alpha[i]) || alpha[i] <= 0.0) {
+    if (!isfinite(alpha[i]) || alpha[i] <= 0.0 || alpha[i] > MFX_ROUTER_ALPHA_MAX) {
       return mfx_fail(MFX_ERR_INVALID,
-                      "router loss latency: alpha[%d]=%g; expected finite and > 0",
-                      i, alpha[i]);
+                      "router loss latency: alpha[%d]=%g; expected 0 < alpha <= %g (latency "
+                      "over the mean latency)", i, alpha[i], MFX_ROUTER_ALPHA_MAX);
     }
   }
   return MFX_OK;
@@ -277,6 +277,9 @@ mfx_status mfx_router_loss(mfx_router_loss_kind kind, const float *logits,
   }
   if (grad != NULL) mfx_router_softmax_backward(logits, tokens, experts, &w, grad);
   mfx_router_work_destroy(&w);
+  if (!isfinite(*loss))
+    return mfx_fail(MFX_ERR_INVALID, "router loss %s: the loss is %g, not a finite number "
+                    "(alpha or the counts too large?)", mfx_router_loss_name(kind), *loss);
   return MFX_OK;
 }
 

@@ -120,7 +120,11 @@ mfx_status mfx_router_update_bias(float *bias, const double *counts,
 mfx_status mfx_router_latency_fit(const double *n, const double *seconds,
                                   int count, double *a, double *b, double *r2);
 
-/* alpha_i = latency_i / mean_j latency_j; latencies finite and positive. */
+/* alpha_i = latency_i / mean_j latency_j; latencies finite and positive.
+ * The latency loss and latency tables take alpha in (0, MFX_ROUTER_ALPHA_MAX]
+ * (a latency a million times the mean is a broken table, and larger ones
+ * overflow the loss). */
+#define MFX_ROUTER_ALPHA_MAX 1e6
 mfx_status mfx_router_latency_alpha(const double *latency, int experts,
                                     double *alpha);
 

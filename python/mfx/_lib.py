@@ -73,6 +73,20 @@ def check(status):
     raise RuntimeError(message)
 
 
+def c_int_arg(value, name, low=-(2 ** 31), high=2 ** 31 - 1):
+    """value as a Python int for a C int parameter: an int (or numpy
+    integer) in [low, high]; bools, floats and anything larger are refused
+    rather than truncated."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
 def declare(name, restype, *argtypes):
     """Sets the C signature of lib.<name> and returns the function."""
     fn = getattr(lib, name)

@@ -13,7 +13,9 @@ KEY is "cpu: <model name> (<N> cores)" for a CPU."""
 
 import ctypes
 import json
+import math
 import os
+import stat
 
 import numpy as np
 
@@ -39,6 +41,58 @@ def default_path():
     return os.path.join(os.path.expanduser("~"), ".cache", "mfx", "latency.json")
 
 
+# As the C runtime's reader (include/mfx/runtime.h, include/mfx/router.h).
+FILE_CAP = 64 << 20
+ALPHA_MAX = 1e6
+
+
+def _read_capped(path):
+    """The text of a regular file of at most FILE_CAP bytes: a symlink to
+    /dev/zero or a FIFO is refused, not read until memory runs out."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"latency table {path}: not a regular file; refusing to read it")
+        if info.st_size > FILE_CAP:
+            raise ValueError(f"latency table {path}: {info.st_size} bytes, larger than the cap "
+                             f"of {FILE_CAP} bytes for a latency table")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(FILE_CAP + 1)
+    finally:
+        os.close(fd)
+    if len(data) > FILE_CAP:
+        raise ValueError(f"latency table {path}: more than the cap of {FILE_CAP} bytes")
+    return data.decode("utf-8")
+
+
+def _finite(value, low, high=math.inf, integer=False):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high
+            and (not integer or float(value).is_integer()))
+
+
+def _check_numbers(path, key, entry, experts):
+    """The checks the C reader makes (runtime/profile.c)."""
+    def bad(field, expected):
+        return ValueError(f"latency table {path}, device {key!r}: \"{field}\" {expected}")
+    for field in ("dim", "hidden", "at_tokens"):
+        if not _finite(entry[field], 1, 2 ** 31, integer=True):
+            raise bad(field, "is not an integer 1..2^31")
+    for x in experts:
+        if len(x["tokens"]) != len(x["seconds"]) or len(x["tokens"]) > 16:
+            raise bad("seconds", "differs in length from tokens, or has more than 16 points")
+        if not all(_finite(n, 1, 1e12, integer=True) for n in x["tokens"]):
+            raise bad("tokens", "holds a value that is not a token count 1..1e12")
+        if not all(_finite(t, 0) for t in x["seconds"]):
+            raise bad("seconds", "holds a value that is not finite and >= 0")
+        if not all(_finite(x[f], -math.inf) for f in ("a", "b", "r2")):
+            raise bad("a", "b or r2 is not finite")
+        if not _finite(x["latency"], 0) or x["latency"] <= 0:
+            raise bad("latency", "is not finite and positive")
+
+
 def _table(path, key, entry):
     try:
         experts = entry["experts"]
@@ -56,9 +110,15 @@ def _table(path, key, entry):
         }
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"latency table {path}, device {key!r}: malformed entry ({err!r})") from err
-    if alpha.shape != (len(experts),) or not np.all(np.isfinite(alpha)) or np.any(alpha <= 0):
+    if (alpha.shape != (len(experts),) or not 1 <= len(experts) <= 64
+            or not np.all(np.isfinite(alpha)) or np.any(alpha <= 0) or np.any(alpha > ALPHA_MAX)):
         raise ValueError(f"latency table {path}, device {key!r}: alpha must hold one finite "
-                         f"positive value per expert, got {entry['alpha']!r}")
+                         f"positive value per expert, at most {ALPHA_MAX:g}, got "
+                         f"{entry['alpha']!r}")
+    try:
+        _check_numbers(path, key, entry, experts)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"latency table {path}, device {key!r}: malformed entry ({err!r})") from err
     return table
 
 
@@ -71,11 +131,10 @@ def load_latency(path=None, device=None):
     Raises FileNotFoundError, ValueError (not a latency table) or KeyError
     naming the devices the file has."""
     path = default_path() if path is None else os.fspath(path)
-    with open(path, encoding="utf-8") as f:
-        try:
-            doc = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"latency table {path}: not JSON ({err})") from err
+    try:
+        doc = json.loads(_read_capped(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"latency table {path}: not JSON ({err})") from err
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("devices"), dict):
         raise ValueError(f"latency table {path}: no \"format\": \"{FORMAT}\" with \"devices\" "
                          "(not an mfx latency table, or a newer one)")

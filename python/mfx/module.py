@@ -14,7 +14,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import check, declare
+from ._lib import c_int_arg, check, declare
 
 _MAX_DIMS = 8
 _MAX_ARGS = 16
@@ -121,13 +121,32 @@ def _c_array(sig, array):
     return a
 
 
+def _converted(kernel, sig, value):
+    """value as the kernel's dtype, refusing values the conversion would
+    change (an int64 index of 2**32 + 3 is not row 3; a float64 of 1e39 is
+    not inf)."""
+    converted = np.ascontiguousarray(value, dtype=sig.dtype)
+    if value.dtype == converted.dtype or value.size == 0:
+        return converted
+    if np.issubdtype(sig.dtype, np.integer):
+        info = np.iinfo(sig.dtype)
+        bad = (value < info.min) | (value > info.max)
+    else:
+        bad = np.isfinite(value) & ~np.isfinite(converted)
+    if np.any(bad):
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"kernel {kernel}: input {sig.name}{list(at)} = {value[at]!r} does not "
+                         f"fit in {np.dtype(sig.dtype).name}")
+    return converted
+
+
 class Module:
     """A loaded artifact. device: "cpu", "cuda", "cuda:N" or None (as the
     kernels' target says); threads: CPU pool size, 0 for one per CPU."""
 
     def __init__(self, path, device=None, threads=0):
         handle = ctypes.c_void_p()
-        options = _Options(None if device is None else device.encode(), int(threads))
+        options = _Options(None if device is None else device.encode(), c_int_arg(threads, "threads", 0))
         check(_load(str(path).encode(), ctypes.byref(options), ctypes.byref(handle)))
         self._handle = handle
         self.path = str(path)
@@ -193,7 +212,7 @@ class Module:
             if value.shape != s.shape:
                 raise ValueError(f"kernel {name}: input {s.name} has shape {value.shape}; "
                                  f"expected {s.shape}")
-            keep.append(np.ascontiguousarray(value, dtype=s.dtype))
+            keep.append(_converted(name, s, value))
         outs = [np.empty(s.shape, dtype=s.dtype) for s in out_sigs]
         c_in = (_Array * max(len(in_sigs), 1))(*[_c_array(s, a) for s, a in zip(in_sigs, keep)])
         c_out = (_Array * max(len(out_sigs), 1))(*[_c_array(s, a) for s, a in zip(out_sigs, outs)])
@@ -211,6 +230,6 @@ class Module:
         index = self._index(name_or_index)
         keep, outs, c_in, c_out, _ = self._arrays(index, inputs)
         seconds = ctypes.c_double()
-        check(_time(self._handle, index, len(keep), c_in, len(outs), c_out, int(repeat),
+        check(_time(self._handle, index, len(keep), c_in, len(outs), c_out, c_int_arg(repeat, "repeat", 1, 1000000),
                     ctypes.byref(seconds)))
         return seconds.value

@@ -8,7 +8,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import check, declare
+from ._lib import c_int_arg, check, declare
 
 LOSS_KINDS = ("switch", "latency", "zloss")
 
@@ -149,7 +149,7 @@ def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=No
     loss = ctypes.c_double()
     grad = np.empty(z.shape, dtype=np.float32)
     check(_loss(
-        code, _ptr(z, ctypes.c_float), z.shape[0], z.shape[1], int(k),
+        code, _ptr(z, ctypes.c_float), z.shape[0], z.shape[1], c_int_arg(k, "k"),
         None if alpha is None else _ptr(alpha, ctypes.c_double),
         0 if alpha is None else alpha.size,
         None if global_counts is None else ctypes.byref(global_counts),
@@ -162,7 +162,7 @@ def expert_counts(logits, k=1):
     """Top-k assignment counts c [E] (float64) of logits [..., E]."""
     z = _logits_2d(logits)
     counts = np.empty(z.shape[1], dtype=np.float64)
-    check(_expert_counts(_ptr(z, ctypes.c_float), z.shape[0], z.shape[1], int(k),
+    check(_expert_counts(_ptr(z, ctypes.c_float), z.shape[0], z.shape[1], c_int_arg(k, "k"),
                          _ptr(counts, ctypes.c_double)))
     return counts
 
@@ -178,9 +178,10 @@ def route(logits, bias=None, k=1, return_counts=False):
     b = None if bias is None else _vector(bias, "bias", np.float32)
     if b is not None and b.size != experts:
         raise ValueError(f"bias has {b.size} entries; expected E={experts}")
-    k = int(k)
-    chosen = np.empty((tokens, max(k, 0)), dtype=np.int32)
-    gates = np.empty((tokens, max(k, 0)), dtype=np.float32)
+    k = c_int_arg(k, "k")
+    width = k if 0 <= k <= experts else 0  # the C call refuses k outside 1..E
+    chosen = np.empty((tokens, width), dtype=np.int32)
+    gates = np.empty((tokens, width), dtype=np.float32)
     counts = np.empty(experts, dtype=np.float64)
     check(_route(_ptr(z, ctypes.c_float), tokens, experts, k,
                  None if b is None else _ptr(b, ctypes.c_float),
@@ -220,7 +221,8 @@ class RouterStats:
 
     def __init__(self, experts, k=1):
         handle = ctypes.c_void_p()
-        check(_stats_create(int(experts), int(k), ctypes.byref(handle)))
+        check(_stats_create(c_int_arg(experts, "experts"), c_int_arg(k, "k"),
+                            ctypes.byref(handle)))
         self._handle = handle
         self.experts = int(experts)
         self.k = int(k)
