@@ -367,8 +367,8 @@ static int tool_compile_artifact(const tool_compile_args *a) {
 }
 
 static int tool_write_output(const char *path, const void *data, size_t size) {
-  FILE *f = path != NULL ? fopen(path, "wb") : stdout;
-  if (f == NULL) return tool_error(TOOL_EXIT_FAIL, "-o %s: cannot create it", path);
+  if (path != NULL) return mfx_file_write(path, "-o", data, size) == MFX_OK ? 0 : tool_error_status(TOOL_EXIT_FAIL, "compile");
+  FILE *f = stdout;
   size_t put = fwrite(data, 1, size, f);
   int bad = put != size;
   if (path != NULL) bad |= fclose(f) != 0;

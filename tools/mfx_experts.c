@@ -353,9 +353,10 @@ static void plot_expert(FILE *f, const plot_scale *s, const mfx_latency_table *t
 }
 
 int tool_experts_plot(const char *path, const mfx_latency_table *t) {
-  FILE *f = fopen(path, "w");
-  if (f == NULL)
-    return tool_error(TOOL_EXIT_FAIL, "plot %s: cannot write: %s", path, strerror(errno));
+  mfx_file_writer w;
+  if (mfx_file_write_begin(&w, path, "plot") != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "experts --plot");
+  FILE *f = w.f;
   plot_scale s = plot_scale_of(t);
   fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
           "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
@@ -366,7 +367,7 @@ int tool_experts_plot(const char *path, const mfx_latency_table *t) {
   plot_axes(f, &s);
   for (int e = 0; e < t->experts; e++) plot_expert(f, &s, t, e);
   fputs("</svg>\n", f);
-  if (fclose(f) != 0) return tool_error(TOOL_EXIT_FAIL, "plot %s: write failed", path);
+  if (mfx_file_write_commit(&w) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "experts --plot");
   return 0;
 }
 

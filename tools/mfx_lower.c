@@ -108,30 +108,12 @@ int tool_is_te_file(const char *name) {
 }
 
 char *tool_read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return NULL;
   char *text = NULL;
-  size_t size = 0, cap = 0, got;
-  char chunk[4096];
-  while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    if (size + got + 1 > cap) {
-      cap = 2 * (size + got + 1);
-      char *grown = realloc(text, cap);
-      if (grown == NULL) break;
-      text = grown;
-    }
-    memcpy(text + size, chunk, got);
-    size += got;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (text == NULL || bad) {
+  size_t size = 0;
+  if (mfx_file_read(path, "kernel text", MFX_FILE_CAP_TEXT, &text, &size) != MFX_OK) return NULL;
+  if (strlen(text) != size) {
     free(text);
-    return NULL;
-  }
-  text[size] = '\0';
-  if (strlen(text) != size) { /* a NUL inside: not text */
-    free(text);
+    mfx_fail(MFX_ERR_FORMAT, "kernel text %s: a NUL byte: not text", path);
     return NULL;
   }
   return text;
@@ -140,7 +122,7 @@ char *tool_read_file(const char *path) {
 /* The TE as written, its default schedule (every loop serial) and loop IR. */
 static int tool_lower_te_file(const char *path, const char *emit, const char *print_after) {
   char *text = tool_read_file(path);
-  if (text == NULL) return tool_error(TOOL_EXIT_FAIL, "cannot read TE text from %s", path);
+  if (text == NULL) return tool_error_status(TOOL_EXIT_FAIL, "cannot read TE text");
   mfx_arena *arena = mfx_arena_create();
   mfx_schedule *s = NULL;
   mfx_build_result r = {0};
