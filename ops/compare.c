@@ -63,7 +63,7 @@ static uint64_t mfx_integer_distance(const mfx_array *got, const mfx_array *want
  * over max|ref| when every element is within int_tol, else infinite. */
 static mfx_compare mfx_compare_integers(const mfx_array *got, const mfx_array *want,
                                         int64_t int_tol) {
-  mfx_compare c = {0.0, 0.0, -1, 1};
+  mfx_compare c = {0.0, 0.0, -1, 1, -1, 0.0, 0.0};
   size_t size = mfx_dtype_size(got->dtype);
   int64_t n = mfx_array_numel(got);
   const unsigned char *g = got->data, *w = want->data;
@@ -72,6 +72,8 @@ static mfx_compare mfx_compare_integers(const mfx_array *got, const mfx_array *w
   for (int64_t i = 0; i < n; i++) {
     if (fabs(mfx_array_value(want, i)) > max_ref) max_ref = fabs(mfx_array_value(want, i));
     if (memcmp(g + (size_t)i * size, w + (size_t)i * size, size) == 0) continue;
+    if (c.first_index < 0)
+      c.first_index = i, c.first_got = mfx_array_value(got, i), c.first_want = mfx_array_value(want, i);
     uint64_t distance = mfx_integer_distance(got, want, i);
     int within = int_tol > 0 && distance <= (uint64_t)int_tol;
     /* The worst element: the largest distance, an element out of tolerance first. */
@@ -87,42 +89,40 @@ static mfx_compare mfx_compare_integers(const mfx_array *got, const mfx_array *w
   return c;
 }
 
+/* Equal as results: the same number, both NaN, or the same infinity. */
+static int mfx_same_float(double g, double w) { return g == w || (isnan(g) && isnan(w)); }
+
+/* Floats: an element equal to the reference (NaN to NaN, an infinity to the
+ * same infinity) is exact whatever else the output holds; a difference
+ * involving NaN or an infinity is never within tolerance; the rest are
+ * within tol * max |ref| over the finite reference values. */
 static mfx_compare mfx_compare_float(const mfx_array *got, const mfx_array *want,
                                      double tol) {
-  mfx_compare c = {0.0, 0.0, -1, 1};
+  mfx_compare c = {0.0, 0.0, -1, 1, -1, 0.0, 0.0};
   double max_ref = 0.0;
+  int non_finite = 0;
   int64_t n = mfx_array_numel(got);
   for (int64_t i = 0; i < n; i++) {
     double g = mfx_array_value(got, i), w = mfx_array_value(want, i);
-    /* NaN matches NaN and an infinity the same infinity: bit-identical
-     * data with non-finite values passes. */
-    if ((isnan(g) && isnan(w)) || (isinf(g) && g == w)) continue;
-    double err = fabs(g - w);
-    if (isnan(err) || isinf(err)) {
-      c.max_abs_err = isnan(err) ? NAN : INFINITY;
-      c.worst_index = i;
-      c.ok = 0;
-      break;
-    }
-    if (err > c.max_abs_err) {
+    if (isfinite(w) && fabs(w) > max_ref) max_ref = fabs(w);
+    if (mfx_same_float(g, w)) continue;
+    if (c.first_index < 0) c.first_index = i, c.first_got = g, c.first_want = w;
+    double err = isfinite(g) && isfinite(w) ? fabs(g - w) : INFINITY;
+    non_finite |= !isfinite(err);
+    if (err > c.max_abs_err || c.worst_index < 0) {
       c.max_abs_err = err;
       c.worst_index = i;
     }
-    if (fabs(w) > max_ref) max_ref = fabs(w);
-  }
-  if (!c.ok) {
-    c.max_rel_err = c.max_abs_err;
-    return c;
   }
   if (c.max_abs_err == 0.0) c.max_rel_err = 0.0;
-  else c.max_rel_err = max_ref > 0.0 ? c.max_abs_err / max_ref : INFINITY;
-  c.ok = c.max_rel_err <= tol;
+  else c.max_rel_err = max_ref > 0.0 && !non_finite ? c.max_abs_err / max_ref : INFINITY;
+  c.ok = !non_finite && c.max_rel_err <= tol;
   return c;
 }
 
 mfx_compare mfx_compare_arrays_int(const mfx_array *got, const mfx_array *want, double tol,
                                    int64_t int_tol) {
-  mfx_compare bad = {INFINITY, INFINITY, -1, 0};
+  mfx_compare bad = {INFINITY, INFINITY, -1, 0, -1, 0.0, 0.0};
   if (got == NULL || want == NULL || !mfx_array_same_layout(got, want) || int_tol < 0)
     return bad;
   if (mfx_dtype_is_float(got->dtype)) return mfx_compare_float(got, want, tol);

@@ -403,8 +403,7 @@ mfx_status mfx_artifact_kernel_validate(const mfx_artifact_kernel *k, const char
   ART_TRY(art_check_text(&w, "the configuration", k->config, sizeof k->config));
   ART_TRY(art_check_dims(&w, k));
   ART_TRY(art_check_args(&w, k));
-  ART_TRY(art_check_target(&w, k));
-  return art_check_op(&w, k);
+  return art_check_target(&w, k);
 }
 
 /* ---- encoding ----------------------------------------------------------------------- */
@@ -500,6 +499,8 @@ static mfx_status art_check_for_encoding(const mfx_artifact_kernel *kernels, int
                     MFX_ARTIFACT_MAX_KERNELS);
   for (int i = 0; i < n; i++) {
     ART_TRY(mfx_artifact_kernel_validate(&kernels[i], "(being written)"));
+    art_where w = {"(being written)", kernels[i].name};
+    ART_TRY(art_check_op(&w, &kernels[i]));
     for (int j = 0; j < i; j++)
       if (strcmp(kernels[i].name, kernels[j].name) == 0)
         return mfx_fail(MFX_ERR_INVALID, "artifact: two kernels are named %s; kernel names "
@@ -804,7 +805,8 @@ static mfx_status art_read_kernel(const art_reader *r, const art_kernel_sections
                                     i * ART_LAUNCH_BYTES, &k->launches[i]));
   ART_TRY(art_read_config(&w, r, ks->of[ART_SEC_CONFIG], k));
   art_read_code(r, ks, k);
-  return mfx_artifact_kernel_validate(k, r->label);
+  ART_TRY(mfx_artifact_kernel_validate(k, r->label));
+  return art_check_op(&w, k);
 }
 
 /* Each kernel has exactly one kernel, args, launches and config section and

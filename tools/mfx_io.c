@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mfx/artifact.h"
 #include "mfx_cli.h"
 
 /* ---- bindings ------------------------------------------------------------------ */
@@ -96,6 +97,10 @@ int tool_load_inputs(const tool_problem *p, const tool_args *args, mfx_array *in
     int rc = tool_load_one(p, &args->in[i], &inputs[index]);
     if (rc != 0) return rc;
   }
+  /* Index and shift inputs from files: checked before any kernel sees them. */
+  if (args->n_in > 0 &&
+      mfx_op_check_inputs(p->op->name, p->dims, p->op->n_inputs, inputs, "--in") != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, p->op->name);
   return 0;
 }
 
@@ -143,6 +148,8 @@ int tool_compare_outputs(const mfx_op *op, const int64_t *dims, const mfx_array 
   memset(want, 0, sizeof want);
   memset(worst, 0, sizeof *worst);
   worst->ok = 1;
+  worst->first_index = -1;
+  worst->worst_index = -1;
   if (mfx_op_alloc_outputs(op, dims, want) != MFX_OK) {
     return tool_error_status(TOOL_EXIT_FAIL, "reference outputs");
   }
@@ -155,6 +162,11 @@ int tool_compare_outputs(const mfx_op *op, const int64_t *dims, const mfx_array 
       worst->ok = 0;
       worst->worst_index = c.worst_index;
       tool_print_differing(i, &outputs[i], &want[i], c.worst_index);
+    }
+    if (c.first_index >= 0 && worst->first_index < 0) {
+      worst->first_index = c.first_index;
+      worst->first_got = c.first_got;
+      worst->first_want = c.first_want;
     }
   }
   tool_free_arrays(want, op->n_outputs);

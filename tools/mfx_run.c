@@ -116,8 +116,10 @@ static int tool_check_kernel(tool_run_state *st, double tol) {
   if (!c.ok) {
     return tool_error(TOOL_EXIT_FAIL,
                       "run %s: output differs from the reference (worst element %lld, "
-                      "tolerance %g)",
-                      st->p.op->name, (long long)c.worst_index, tol);
+                      "tolerance %g; first difference at element %lld: got %.9g, reference "
+                      "%.9g)",
+                      st->p.op->name, (long long)c.worst_index, tol, (long long)c.first_index,
+                      c.first_got, c.first_want);
   }
   return 0;
 }

@@ -148,7 +148,10 @@ mfx_status mfx_artifact_kernel_validate(const mfx_artifact_kernel *k, const char
 /* Encode kernels into one artifact image: *data is malloc'd, free() it. */
 mfx_status mfx_artifact_encode(const mfx_artifact_kernel *kernels, int n_kernels, void **data,
                                size_t *size);
-/* Check magic, size, checksum, version and every field, and decode. The
+/* Check magic, size, checksum, version and every field, and decode. A
+ * kernel of an op the runtime knows (mfx_op_interface_find) must also agree
+ * with it: dims by name and order, and every input and output's name,
+ * dtype and shape under those dims (encoding checks the same). The
  * kernels (*kernels, malloc'd: free() it) point into data, which must
  * outlive them. `label` (a path) names the artifact in messages. */
 mfx_status mfx_artifact_decode(const void *data, size_t size, const char *label,

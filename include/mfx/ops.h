@@ -142,8 +142,16 @@ void mfx_op_random_inputs(const mfx_op *op, const int64_t *dims, uint64_t seed,
                           mfx_array *inputs);
 
 /* Compare output against reference: integers exact, f32 within
- * tol * max|ref|. Reports the worst errors. */
-typedef struct { double max_abs_err, max_rel_err; int64_t worst_index; int ok; } mfx_compare;
+ * tol * max|ref| (NaN equals NaN and an infinity the same infinity; any
+ * other difference involving them is a mismatch). Reports the worst
+ * errors and the first element that differs (first_index -1: none). */
+typedef struct {
+  double max_abs_err, max_rel_err;
+  int64_t worst_index;
+  int ok;
+  int64_t first_index;
+  double first_got, first_want;
+} mfx_compare;
 mfx_compare mfx_compare_arrays(const mfx_array *got, const mfx_array *want, double tol);
 /* The same, with integers allowed to differ by up to int_tol (>= 0) each:
  * for ops whose integer outputs may differ by design (the op's int_tolerance). */
