@@ -129,7 +129,72 @@ mfx_status mfx_op_parse_dims(const mfx_op *op, const char *text, int64_t *dims) 
                       op->name, op->dims[d], names);
     }
   }
+  mfx_status st = mfx_op_check_sizes(op, parsed);
+  if (st != MFX_OK) return st;
   memcpy(dims, parsed, sizeof(int64_t) * (size_t)op->n_dims);
+  return MFX_OK;
+}
+
+/* ---- sizes: before anything is allocated ------------------------------------ */
+
+/* Bytes of tensor t under dims, or 0 when they overflow 2^62. */
+static uint64_t mfx_op_tensor_bytes(const mfx_op *op, const mfx_op_tensor *t,
+                                    const int64_t *dims) {
+  int64_t shape[MFX_MAX_DIMS];
+  mfx_op_tensor_shape(op, t, dims, shape);
+  uint64_t bytes = mfx_dtype_size(t->dtype);
+  for (int i = 0; i < t->ndim; i++) {
+    if (shape[i] <= 0 || bytes > ((uint64_t)1 << 62) / (uint64_t)shape[i]) return 0;
+    bytes *= (uint64_t)shape[i];
+  }
+  return bytes;
+}
+
+static void mfx_op_shape_text(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims,
+                              char *buf, size_t size) {
+  int64_t shape[MFX_MAX_DIMS];
+  mfx_op_tensor_shape(op, t, dims, shape);
+  size_t used = (size_t)snprintf(buf, size, "[");
+  for (int i = 0; i < t->ndim && used < size; i++)
+    used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? ", " : "",
+                             (long long)shape[i]);
+  if (used < size) snprintf(buf + used, size - used, "]");
+}
+
+mfx_status mfx_op_check_sizes(const mfx_op *op, const int64_t *dims) {
+  for (int i = 0; i < op->n_inputs + op->n_outputs; i++) {
+    const mfx_op_tensor *t = i < op->n_inputs ? &op->inputs[i] : &op->outputs[i - op->n_inputs];
+    if (mfx_op_tensor_bytes(op, t, dims) != 0) continue;
+    char shape[200];
+    mfx_op_shape_text(op, t, dims, shape, sizeof shape);
+    return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s %s would be %s %s, more than 2^62 bytes",
+                    op->name, i < op->n_inputs ? "input" : "output", t->name,
+                    mfx_dtype_name(t->dtype), shape);
+  }
+  return MFX_OK;
+}
+
+mfx_status mfx_op_check_memory(const mfx_op *op, const int64_t *dims) {
+  MFX_TRY(mfx_op_check_sizes(op, dims));
+  uint64_t cap = mfx_array_max_bytes(), total = 0;
+  for (int i = 0; i < op->n_inputs + op->n_outputs; i++) {
+    const mfx_op_tensor *t = i < op->n_inputs ? &op->inputs[i] : &op->outputs[i - op->n_inputs];
+    uint64_t bytes = mfx_op_tensor_bytes(op, t, dims);
+    total += bytes;
+    if (bytes <= cap) continue;
+    char shape[200];
+    mfx_op_shape_text(op, t, dims, shape, sizeof shape);
+    return mfx_fail(MFX_ERR_NOMEM, "%s: %s %s %s %s needs %llu bytes (%.1f GiB); one allocation "
+                    "may take at most %llu bytes (%.1f GiB, this machine's memory)", op->name,
+                    i < op->n_inputs ? "input" : "output", t->name, mfx_dtype_name(t->dtype),
+                    shape, (unsigned long long)bytes, (double)bytes / 1073741824.0,
+                    (unsigned long long)cap, (double)cap / 1073741824.0);
+  }
+  if (total > cap)
+    return mfx_fail(MFX_ERR_NOMEM, "%s: its inputs and outputs need %llu bytes (%.1f GiB) "
+                    "together, more than this machine's memory (%.1f GiB)", op->name,
+                    (unsigned long long)total, (double)total / 1073741824.0,
+                    (double)cap / 1073741824.0);
   return MFX_OK;
 }
 

@@ -1,8 +1,10 @@
 /* Dense row-major host arrays. */
 #include "mfx/runtime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int64_t mfx_array_numel(const mfx_array *a) {
   int64_t n = 1;
@@ -33,8 +35,29 @@ static mfx_status mfx_array_check_shape(mfx_dtype t, int ndim, const int64_t *sh
     }
     total *= (size_t)shape[i];
   }
+  size_t cap = mfx_array_max_bytes();
+  if (total > cap) {
+    char shape_text[200];
+    size_t used = 0;
+    shape_text[0] = '\0';
+    for (int i = 0; i < ndim && used < sizeof shape_text; i++)
+      used += (size_t)snprintf(shape_text + used, sizeof shape_text - used, "%s%lld",
+                               i ? ", " : "", (long long)shape[i]);
+    return mfx_fail(MFX_ERR_NOMEM, "array %s [%s]: %zu bytes (%.1f GiB), more than the cap of "
+                    "%zu bytes (%.1f GiB, this machine's memory) for one allocation",
+                    mfx_dtype_name(t), shape_text, total, (double)total / 1073741824.0, cap,
+                    (double)cap / 1073741824.0);
+  }
   *bytes = total;
   return MFX_OK;
+}
+
+/* The machine's physical memory: no single array may need more. */
+size_t mfx_array_max_bytes(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return (size_t)1 << 40;
+  if ((unsigned long)pages > SIZE_MAX / (unsigned long)page) return SIZE_MAX;
+  return (size_t)pages * (size_t)page;
 }
 
 mfx_status mfx_array_create(mfx_array *a, mfx_dtype t, int ndim, const int64_t *shape) {

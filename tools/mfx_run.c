@@ -145,6 +145,8 @@ static void tool_print_outputs(const tool_run_state *st, const tool_args *args) 
 
 static int tool_run_steps(tool_run_state *st, const tool_args *args) {
   tool_print_header(&st->p);
+  if (mfx_op_check_memory(st->p.op, st->p.dims) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "run");
   int rc = tool_prepare_inputs(st, args);
   char msg[256];
   if (rc == 0 && mfx_reference_check_inputs(st->p.op->name, st->p.dims, st->inputs, msg,

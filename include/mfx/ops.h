@@ -79,6 +79,11 @@ const mfx_op *mfx_op_find(const char *name); /* NULL if unknown */
 /* Parse "M=64,N=32,K=16" into dims (in the op's dim order). Every dim must be
  * given exactly once, positive. */
 mfx_status mfx_op_parse_dims(const mfx_op *op, const char *text, int64_t *dims);
+/* Every input and output under dims fits in 2^62 bytes (mfx_op_parse_dims
+ * checks this); _memory also that each fits one allocation and all of them
+ * this machine's memory (MFX_ERR_NOMEM saying what they would need). */
+mfx_status mfx_op_check_sizes(const mfx_op *op, const int64_t *dims);
+mfx_status mfx_op_check_memory(const mfx_op *op, const int64_t *dims);
 /* Shape of an interface tensor under dims. */
 void mfx_op_tensor_shape(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims,
                          int64_t *shape);

@@ -70,6 +70,9 @@ typedef struct {
 } mfx_array;
 
 int64_t mfx_array_numel(const mfx_array *a);
+/* The most bytes one array may take (the machine's physical memory):
+ * mfx_array_create refuses more with a message that says both sizes. */
+size_t mfx_array_max_bytes(void);
 mfx_status mfx_array_create(mfx_array *a, mfx_dtype t, int ndim, const int64_t *shape);
 void mfx_array_free(mfx_array *a);
 
