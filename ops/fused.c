@@ -13,14 +13,24 @@
  * staging). Knobs are the reduction's, `local` fixed at 1 (the epilogue is
  * applied at the local tile's write-back). */
 #include "ops_internal.h"
+#include <stdio.h>
+#include <string.h>
 
 enum { FUSED_M, FUSED_N, FUSED_K };
 
 typedef mfx_expr *(*fused_fn)(mfx_arena *a, mfx_expr *x);
 
-/* C[i, j] = f(R[i, j]) of the 2-D reduction R, named `name`, of dtype t. */
+/* C[i, j] = f(R[i, j]) of the 2-D reduction R, named `name`, of dtype t.
+ * When C takes R's name (the op's output is called what the unfused op's
+ * is), R becomes "<name>_acc": the kernel's arguments keep the op's names. */
 static mfx_status fused_consumer(mfx_arena *a, const char *name, mfx_dtype t, mfx_tensor *R,
                                  fused_fn f, mfx_tensor **out) {
+  if (strcmp(R->buf->name, name) == 0) {
+    char *renamed = mfx_arena_alloc(a, strlen(name) + 5);
+    if (renamed == NULL) return mfx_fail(MFX_ERR_NOMEM, "fused op: out of memory");
+    snprintf(renamed, strlen(name) + 5, "%s_acc", name);
+    R->buf->name = renamed;
+  }
   mfx_tensor *C = mfx_compute_begin(a, name, t, 2, R->buf->shape, (const char *[]){"i", "j"});
   mfx_expr *r = mfx_tmpl_load2(a, R, mfx_tmpl_axis(a, C, 0), mfx_tmpl_axis(a, C, 1));
   MFX_TRY(mfx_tmpl_set_body(a, C, r != NULL ? f(a, r) : NULL));
@@ -47,7 +57,7 @@ static mfx_status linear_gelu_define(mfx_arena *a, const int64_t *dims, int64_t 
                                      int64_t tn, mfx_linear_parts *t, mfx_tensor **C,
                                      mfx_schedule **out) {
   MFX_TRY(mfx_linear_te(a, dims, pack, tn, t));
-  MFX_TRY(fused_consumer(a, "YG", MFX_F32, t->Y, mfx_ew_gelu, C));
+  MFX_TRY(fused_consumer(a, "Y", MFX_F32, t->Y, mfx_ew_gelu, C));
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->X, t->W}, 1, C, out);
 }
 
@@ -80,7 +90,7 @@ typedef struct {
 } fused_shift_kind;
 
 static const fused_shift_kind fused_q16_gelu = {1, "R", MFX_I32, mfx_ew_q16_gelu};
-static const fused_shift_kind fused_dequantize = {0, "YF", MFX_F32, mfx_ew_q16_dequantize};
+static const fused_shift_kind fused_dequantize = {0, "Y", MFX_F32, mfx_ew_q16_dequantize};
 
 typedef struct {
   mfx_shift_parts p;

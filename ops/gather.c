@@ -17,7 +17,7 @@
  * Where inputs enter from outside (mfx run, mfx-runner, mfx_artifact_run
  * and so mfx.Module), an index other than -1 outside [0, rows) is an error
  * naming the element before anything is launched
- * (mfx_reference_check_inputs, runtime/module.c); the guard above is what
+ * (mfx_op_check_inputs, runtime/interface.c); the guard above is what
  * a kernel called directly, or a layer's own dispatch, can rely on.
  *
  * combine_rows' sum starts from the sum identity, 0.0, and adds the terms in

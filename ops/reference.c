@@ -293,31 +293,3 @@ void mfx_ref_shift_linear_dequantize(const int64_t *dims, const mfx_array *in, m
   }
   free(acc);
 }
-
-/* ---- data-dependent inputs: checked before a launch --------------------------------------- */
-
-/* Indices of `n` int32 values must be -1 ("none") or in [0, limit). */
-static int mfx_ref_check_indices(const char *op, const char *what, const mfx_array *a, int64_t n,
-                                 int64_t limit, char *msg, size_t msg_size) {
-  if (a->dtype != MFX_I32 || a->data == NULL) return MFX_OK;
-  const int32_t *v = a->data;
-  for (int64_t i = 0; i < n; i++) {
-    if (v[i] >= -1 && v[i] < limit) continue;
-    if (msg != NULL && msg_size > 0)
-      snprintf(msg, msg_size, "%s: %s[%lld] = %d is out of range (expected -1 or 0..%lld)", op,
-               what, (long long)i, (int)v[i], (long long)limit - 1);
-    return MFX_ERR_INVALID;
-  }
-  return MFX_OK;
-}
-
-int mfx_reference_check_inputs(const char *op, const int64_t *dims, const mfx_array *inputs,
-                               char *msg, size_t msg_size) {
-  if (op == NULL || dims == NULL || inputs == NULL) return MFX_OK;
-  if (strcmp(op, "gather_rows") == 0) /* T, M, D; IDX [M] */
-    return mfx_ref_check_indices(op, "IDX", &inputs[1], dims[1], dims[0], msg, msg_size);
-  if (strcmp(op, "combine_rows") == 0) /* R, T, K, D; ROWS [T, K] */
-    return mfx_ref_check_indices(op, "ROWS", &inputs[1], dims[1] * dims[2], dims[0], msg,
-                                 msg_size);
-  return MFX_OK;
-}

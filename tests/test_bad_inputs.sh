@@ -263,7 +263,7 @@ expect 1 "latency[0]=-1; expected finite and > 0" "$PY" -c "
 import mfx, numpy as np
 mfx.router_loss(np.zeros((4, 2), np.float32), 'latency', latency=[-1.0, 1.0])"
 for k in "2**32 + 1" "1.5" "True"; do
-  expect 1 "refused: k" "$PY" -c "
+  expect 1 "refused: router_loss: k" "$PY" -c "
 import mfx, numpy as np
 try:
     mfx.router_loss(np.zeros((4, 2), np.float32), 'switch', k=$k)

@@ -25,32 +25,8 @@ static const tool_binding *tool_find_binding(const tool_binding *b, int n, const
   return NULL;
 }
 
-/* Bytes of one interface tensor under dims; -1 past the cap's range. */
-static double tool_tensor_bytes(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims) {
-  int64_t shape[MFX_MAX_DIMS];
-  mfx_op_tensor_shape(op, t, dims, shape);
-  double bytes = (double)mfx_dtype_size(t->dtype);
-  for (int i = 0; i < t->ndim; i++) bytes *= (double)shape[i];
-  return bytes;
-}
-
-/* mfx run holds inputs, outputs and the reference's outputs: refuse, with
- * the size, before allocating past TOOL_RUN_MAX_BYTES (not an OOM kill). */
-#define TOOL_RUN_MAX_BYTES (16.0 * 1024 * 1024 * 1024)
-static int tool_check_sizes(const mfx_op *op, const int64_t *dims) {
-  double bytes = 0.0;
-  for (int i = 0; i < op->n_inputs; i++) bytes += tool_tensor_bytes(op, &op->inputs[i], dims);
-  for (int i = 0; i < op->n_outputs; i++)
-    bytes += 2.0 * tool_tensor_bytes(op, &op->outputs[i], dims);
-  if (bytes <= TOOL_RUN_MAX_BYTES) return 0;
-  return tool_error(TOOL_EXIT_FAIL, "run %s: these dims need %.0f bytes of inputs and outputs, "
-                    "over the cap of %.0f bytes; give smaller dims", op->name, bytes,
-                    TOOL_RUN_MAX_BYTES);
-}
-
 static int tool_prepare_inputs(tool_run_state *st, const tool_args *args) {
   const mfx_op *op = st->p.op;
-  if (tool_check_sizes(op, st->p.dims) != 0) return TOOL_EXIT_FAIL;
   if (mfx_op_alloc_inputs(op, st->p.dims, st->inputs) != MFX_OK) {
     return tool_error_status(TOOL_EXIT_FAIL, "allocating inputs");
   }
@@ -148,10 +124,6 @@ static int tool_run_steps(tool_run_state *st, const tool_args *args) {
   if (mfx_op_check_memory(st->p.op, st->p.dims) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "run");
   int rc = tool_prepare_inputs(st, args);
-  char msg[256];
-  if (rc == 0 && mfx_reference_check_inputs(st->p.op->name, st->p.dims, st->inputs, msg,
-                                            sizeof msg) != MFX_OK)
-    rc = tool_error(TOOL_EXIT_FAIL, "run %s", msg);
   if (rc == 0) rc = tool_prepare_kernel(st, args);
   if (rc == 0) rc = tool_launch_once(&st->launch);
   if (rc == 0 && args->repeat > 0) rc = tool_time_kernel(st, args->repeat);

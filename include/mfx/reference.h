@@ -35,13 +35,6 @@ const mfx_reference_op *mfx_reference_find(const char *op); /* NULL if unknown *
 void mfx_random_inputs(mfx_random_input_fn random_input, int n_inputs, const int64_t *dims,
                        uint64_t seed, mfx_array *inputs);
 
-/* The data-dependent inputs of op `op` are valid: the row indices of
- * gather_rows and combine_rows are -1 ("none") or below the row count.
- * MFX_ERR_INVALID with a message naming the element otherwise; MFX_OK for
- * ops without such inputs. Called where inputs enter (mfx run, mfx-runner,
- * mfx_artifact_run) so that a bad index never reaches a kernel. */
-int mfx_reference_check_inputs(const char *op, const int64_t *dims, const mfx_array *inputs,
-                               char *msg, size_t msg_size);
 
 #ifdef __cplusplus
 }

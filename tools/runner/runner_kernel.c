@@ -109,9 +109,8 @@ static int runner_prepare_inputs(runner_kernel *r, const runner_args *a) {
     int rc = runner_load_input(r, &a->in[i]);
     if (rc != 0) return rc;
   }
-  char msg[256];
-  if (mfx_reference_check_inputs(r->k->op, r->k->dims, r->inputs, msg, sizeof msg) != MFX_OK)
-    return runner_error(RUNNER_EXIT_FAIL, "kernel %s: %s", r->k->name, msg);
+  if (mfx_op_check_inputs(r->k->op, r->k->dims, r->n_in, r->inputs, r->k->name) != MFX_OK)
+    return runner_error(RUNNER_EXIT_FAIL, "%s", mfx_last_error());
   return 0;
 }
 
