@@ -72,8 +72,10 @@ mfx_status mfx_build(mfx_schedule *s, const char *name, const char *target, mfx_
   BUILD_TRY(mfx_target_parse(target, &t));
   BUILD_TRY(build_check(&t, target, what));
   mfx_build_result r = {0};
+  double t0 = mfx_now_seconds();
   mfx_status st = mfx_lower_traced(s, name, opts ? opts->after : NULL, opts ? opts->ctx : NULL,
                                    &r.func);
+  mfx_compile_time_add(MFX_PHASE_LOWER, mfx_now_seconds() - t0);
   if (st == MFX_OK && what != MFX_BUILD_FUNC)
     st = t.kind == MFX_TARGET_CPU ? build_host(what, &r) : build_gpu(s->arena, &t, what, &r);
   if (st != MFX_OK) {

@@ -81,8 +81,10 @@ int mfx_cache_key_func(const mfx_func *fn, const char *triple, const char *cpu,
   h = cache_fnv128(h, text, len);
   free(text);
   char misc[200];
-  snprintf(misc, sizeof misc, "llvm %s mfx %s format %u entry %s jit", LLVM_VERSION_STRING,
-           MFX_VERSION_STRING, CACHE_FORMAT, fn->name);
+  const char *pipeline = mfx_llvm_pipeline();
+  if (pipeline == NULL) return -1; /* the build reports the bad setting */
+  snprintf(misc, sizeof misc, "llvm %s mfx %s format %u entry %s jit pipeline %s",
+           LLVM_VERSION_STRING, MFX_VERSION_STRING, CACHE_FORMAT, fn->name, pipeline);
   h = cache_hash_str(h, misc);
   h = cache_hash_str(h, triple);
   h = cache_hash_str(h, cpu);

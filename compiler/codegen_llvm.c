@@ -1329,7 +1329,10 @@ static mfx_status cg_verify(LLVMModuleRef mod, const char *kernel) {
 
 mfx_status cg_build_module(const mfx_func *fn, const mfx_cg_target *target, LLVMContextRef ctx,
                            LLVMTargetMachineRef tm, LLVMModuleRef *out) {
-  return cg_build_module_with(fn, target, NULL, ctx, tm, out);
+  double t0 = mfx_now_seconds();
+  mfx_status st = cg_build_module_with(fn, target, NULL, ctx, tm, out);
+  mfx_compile_time_add(MFX_PHASE_IRGEN, mfx_now_seconds() - t0);
+  return st;
 }
 
 mfx_status cg_build_module_with(const mfx_func *fn, const mfx_cg_target *target,
@@ -1365,12 +1368,16 @@ mfx_status cg_build_module_with(const mfx_func *fn, const mfx_cg_target *target,
 }
 
 mfx_status cg_optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm) {
+  const char *pipeline = mfx_llvm_pipeline();
+  if (pipeline == NULL) return MFX_ERR_INVALID;
   LLVMPassBuilderOptionsRef options = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(options, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(options, 1);
   LLVMPassBuilderOptionsSetLoopInterleaving(options, 1);
   LLVMPassBuilderOptionsSetLoopUnrolling(options, 1);
-  LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, options);
+  double t0 = mfx_now_seconds();
+  LLVMErrorRef err = LLVMRunPasses(mod, pipeline, tm, options);
+  mfx_compile_time_add(MFX_PHASE_OPTIMIZE, mfx_now_seconds() - t0);
   LLVMDisposePassBuilderOptions(options);
   if (err != NULL) return cg_fail_llvm(MFX_ERR_CODEGEN, err, "codegen: LLVM optimizer");
   return MFX_OK;
@@ -1400,7 +1407,10 @@ mfx_status cg_emit_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, mfx_emit_k
   char *message = NULL;
   LLVMMemoryBufferRef buf = NULL;
   LLVMCodeGenFileType file = kind == MFX_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile;
-  if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, file, &message, &buf)) {
+  double t0 = mfx_now_seconds();
+  LLVMBool failed = LLVMTargetMachineEmitToMemoryBuffer(tm, mod, file, &message, &buf);
+  mfx_compile_time_add(MFX_PHASE_CODEGEN, mfx_now_seconds() - t0);
+  if (failed) {
     mfx_status st = mfx_fail(MFX_ERR_CODEGEN, "codegen: LLVM could not emit %s: %s",
                              kind == MFX_EMIT_ASM ? "assembly" : "an object",
                              message != NULL ? message : "(no message)");

@@ -451,6 +451,7 @@ static mfx_status cpu_object(const mfx_func *fn, LLVMTargetMachineRef tm,
   if (keyed && mfx_cache_load(&key, &data, &size)) {
     *out = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, size, fn->name);
     free(data);
+    mfx_compile_note_build(1);
     return MFX_OK;
   }
   LLVMContextRef ctx = LLVMContextCreate();
@@ -459,7 +460,11 @@ static mfx_status cpu_object(const mfx_func *fn, LLVMTargetMachineRef tm,
   char *message = NULL;
   if (st == MFX_OK) {
     mfx_cache_note_codegen();
-    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &message, out)) {
+    mfx_compile_note_build(0);
+    double t0 = mfx_now_seconds();
+    LLVMBool failed = LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &message, out);
+    mfx_compile_time_add(MFX_PHASE_CODEGEN, mfx_now_seconds() - t0);
+    if (failed) {
       st = mfx_fail(MFX_ERR_CODEGEN, "codegen: emitting the object of %s: %s", fn->name,
                     message != NULL ? message : "(no message)");
       LLVMDisposeMessage(message);
@@ -502,7 +507,9 @@ mfx_status mfx_jit_compile(const mfx_func *fn, mfx_jit_kernel **out) {
   }
   if (st == MFX_OK) st = cpu_create_jit(&k->jit);
   if (st == MFX_OK) {
+    double t0 = mfx_now_seconds();
     st = cpu_jit_load(k->jit, obj, fn->name, &k->entry);
+    mfx_compile_time_add(MFX_PHASE_LINK, mfx_now_seconds() - t0);
     obj = NULL; /* owned by the JIT now, even on failure */
   }
   if (obj != NULL) LLVMDisposeMemoryBuffer(obj);

@@ -550,6 +550,7 @@ static mfx_status nvptx_emit(const mfx_gpu_program *p, const mfx_ptx_target *t,
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = NULL;
   mfx_status st = nvptx_build_program(p, ctx, tm, &mod);
+  if (st == MFX_OK) mfx_compile_note_build(0);
   if (st == MFX_OK) st = cg_optimize_module(mod, tm);
   if (st == MFX_OK) st = cg_emit_module(mod, tm, kind, data, size);
   if (st == MFX_OK && kind == MFX_EMIT_ASM) st = nvptx_prepend_note(t, data, size);

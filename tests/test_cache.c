@@ -26,6 +26,7 @@ static void setup(void) {
   ck_assert_ptr_nonnull(mkdtemp(DIRBUF));
   unsetenv("MFX_CACHE");
   unsetenv("MFX_CACHE_MAX_MB");
+  unsetenv("MFX_LLVM_PIPELINE");
   setenv("MFX_CACHE_DIR", DIRBUF, 1);
 }
 
@@ -132,6 +133,65 @@ static void damage(int truncate_it) {
   ck_assert_int_eq(s.codegens, 2);
 }
 
+/* The LLVM pipeline is part of the key: an O1 object is never loaded for
+ * an O3 build, and each pipeline's build is itself cached. */
+START_TEST(pipeline_in_the_key) {
+  setenv("MFX_LLVM_PIPELINE", "O1", 1);
+  build_and_check(11);
+  setenv("MFX_LLVM_PIPELINE", "O3", 1);
+  build_and_check(11);
+  mfx_cache_stats s = mfx_cache_get_stats();
+  ck_assert_int_eq(s.hits, 0);
+  ck_assert_int_eq(s.codegens, 2);
+  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 2);
+  setenv("MFX_LLVM_PIPELINE", "O1", 1);
+  build_and_check(11);
+  s = mfx_cache_get_stats();
+  ck_assert_int_eq(s.hits, 1);
+  ck_assert_int_eq(s.codegens, 2);
+}
+END_TEST
+
+/* Anything but O1, O2, O3 is refused with the setting named, not guessed. */
+START_TEST(bad_pipeline_refused) {
+  setenv("MFX_LLVM_PIPELINE", "O4", 1);
+  mfx_jit_kernel *k = NULL;
+  ck_assert_int_eq(mfx_jit_compile(kernel(3), &k), MFX_ERR_INVALID);
+  ck_assert_ptr_null(k);
+  ck_assert_ptr_nonnull(strstr(mfx_last_error(), "MFX_LLVM_PIPELINE=O4"));
+  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 0);
+  ck_assert_ptr_null(mfx_llvm_pipeline());
+  setenv("MFX_LLVM_PIPELINE", "O2", 1);
+  ck_assert_str_eq(mfx_llvm_pipeline(), "default<O2>");
+  unsetenv("MFX_LLVM_PIPELINE");
+  ck_assert_str_eq(mfx_llvm_pipeline(), "default<O3>");
+}
+END_TEST
+
+/* Every phase of a cold build is timed; a cache hit is counted, not timed
+ * as a build. */
+START_TEST(compile_times_by_phase) {
+  mfx_compile_times_reset();
+  build_and_check(13);
+  mfx_compile_times t;
+  mfx_compile_times_get(&t);
+  ck_assert_int_eq(t.builds, 1);
+  ck_assert_int_eq(t.cached, 0);
+  for (int p = MFX_PHASE_IRGEN; p < MFX_PHASE_COUNT; p++)
+    ck_assert_msg(t.seconds[p] > 0.0, "phase %s took no time", mfx_compile_phase_name(p));
+  ck_assert_double_eq(t.seconds[MFX_PHASE_LOWER], 0.0); /* not through mfx_build here */
+  build_and_check(13);
+  mfx_compile_times_get(&t);
+  ck_assert_int_eq(t.builds, 1);
+  ck_assert_int_eq(t.cached, 1);
+  ck_assert_str_eq(mfx_compile_phase_name(MFX_PHASE_OPTIMIZE), "optimize");
+  ck_assert_str_eq(mfx_compile_phase_name(MFX_PHASE_COUNT), "?");
+  mfx_compile_times_reset();
+  mfx_compile_times_get(&t);
+  ck_assert_int_eq(t.builds + t.cached, 0);
+}
+END_TEST
+
 START_TEST(flipped_byte_rebuilt) { damage(0); }
 END_TEST
 
@@ -223,6 +283,9 @@ int main(void) {
   tcase_add_checked_fixture(t, setup, teardown);
   tcase_set_timeout(t, 240);
   tcase_add_test(t, miss_then_hit);
+  tcase_add_test(t, pipeline_in_the_key);
+  tcase_add_test(t, bad_pipeline_refused);
+  tcase_add_test(t, compile_times_by_phase);
   tcase_add_test(t, flipped_byte_rebuilt);
   tcase_add_test(t, truncated_rebuilt);
   tcase_add_test(t, concurrent_writers);

@@ -555,6 +555,38 @@ mfx_status mfx_build(mfx_schedule *s, const char *name, const char *target, mfx_
                      const mfx_build_options *opts, mfx_build_result *out);
 const char *mfx_build_emit_name(mfx_build_emit what); /* "jit", "ptx", ... */
 
+/* ---- where compile time goes (compile_stats.c) -------------------------------------
+ * Every kernel build adds its phases' seconds here (summed over threads:
+ * the MoE layer compiles in parallel), so a tool or a benchmark can say
+ * what a cold compile costs and which phase dominates. */
+typedef enum {
+  MFX_PHASE_LOWER,    /* schedule -> loop IR: mfx_lower and its passes */
+  MFX_PHASE_IRGEN,    /* loop IR -> LLVM IR */
+  MFX_PHASE_OPTIMIZE, /* the LLVM pipeline (mfx_llvm_pipeline) */
+  MFX_PHASE_CODEGEN,  /* LLVM IR -> object code or PTX */
+  MFX_PHASE_LINK,     /* the JIT links the object and finds the entry */
+  MFX_PHASE_COUNT
+} mfx_compile_phase;
+
+typedef struct {
+  double seconds[MFX_PHASE_COUNT];
+  long builds;      /* kernels whose code was generated (cache misses) */
+  long cached;      /* host objects taken from the kernel cache */
+} mfx_compile_times;
+
+const char *mfx_compile_phase_name(mfx_compile_phase p); /* "lower", "optimize", ... */
+void mfx_compile_time_add(mfx_compile_phase p, double seconds);
+void mfx_compile_note_build(int from_cache);
+void mfx_compile_times_get(mfx_compile_times *out);
+void mfx_compile_times_reset(void);
+
+/* The LLVM optimization pipeline every kernel goes through, as an LLVM
+ * pass-pipeline string: $MFX_LLVM_PIPELINE when set (O1, O2 or O3), else
+ * the default (see docs/performance.md "Compile time" for why). NULL with
+ * a message when the variable holds anything else. Part of the kernel
+ * cache's key: objects built with different pipelines never mix. */
+const char *mfx_llvm_pipeline(void);
+
 /* ---- the interpreter (interp.c) ------------------------------------------------------
  * A slow, direct evaluator of a schedule's tensor expressions: the reference
  * for kernels that have no plain-C one. The schedule's annotations are
