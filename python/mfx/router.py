@@ -11,6 +11,7 @@ import numpy as np
 from ._lib import c_int_arg, check, declare
 
 LOSS_KINDS = ("switch", "latency", "zloss")
+ALPHA_MAX = 1e6  # MFX_ROUTER_ALPHA_MAX
 
 _c_double_p = ctypes.POINTER(ctypes.c_double)
 _c_float_p = ctypes.POINTER(ctypes.c_float)
