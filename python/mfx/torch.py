@@ -197,7 +197,30 @@ def cv2(x):
     return x.var() / x.mean() ** 2
 
 
-def _loss(z, kind, k, latency, counts, tokens):
+def _process_group(distributed, group):
+    """Whether to sum the counts over a process group: distributed None
+    means "when torch.distributed has a process group initialised"."""
+    available = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed is None:
+        return available
+    if distributed and not available:
+        raise ValueError("router loss: distributed=True but torch.distributed has no process "
+                         "group initialised (call torch.distributed.init_process_group first)")
+    return bool(distributed)
+
+
+def all_reduce_stats(stats, tokens, group=None):
+    """Global-batch statistics: stats [E] (counts, or a smooth load) and the
+    token count summed over the ranks of `group` with ONE all_reduce of an
+    [E+1] buffer on stats' device. Returns (global stats, global tokens),
+    both without gradient."""
+    buf = torch.cat([stats.detach().reshape(-1),
+                     torch.as_tensor(tokens, dtype=stats.dtype, device=stats.device).reshape(1)])
+    torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.SUM, group=group)
+    return buf[:-1], buf[-1]
+
+
+def _loss(z, kind, k, latency, counts, tokens, reduce=False, group=None):
     tokens_here, experts = z.shape
     if kind == "zloss":
         if counts is not None or tokens is not None:
@@ -208,20 +231,31 @@ def _loss(z, kind, k, latency, counts, tokens):
     c, count_tokens = _global(counts, tokens, experts, k, z)
     if c is None:
         c, count_tokens = expert_counts(z, k), tokens_here
+        if reduce:
+            c, count_tokens = all_reduce_stats(c, count_tokens, group)
     p = torch.softmax(z, dim=1)
     if kind == "switch":
         return experts * (c / (k * count_tokens) * p.mean(dim=0)).sum()
     return cv2(alpha * p.sum(dim=0)) + cv2(alpha * c)
 
 
-def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=None):
+def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=None,
+                distributed=None, group=None):
     """Differentiable router loss of torch logits [..., E] computed with
     torch operations on their device; see mfx.router_loss for the
     arguments (counts may be a tensor on any device). Returns a 0-d tensor
-    in the logits' dtype."""
+    in the logits' dtype.
+
+    Global-batch statistics: when torch.distributed has a process group
+    initialised (or distributed=True), the switch and latency losses sum
+    this step's expert counts and token count over the ranks of `group`
+    with one all_reduce before the loss (the probabilities stay local, as in
+    mfx.RouterStats). distributed=False keeps them local; counts/tokens
+    given by the caller are taken as already global."""
     if kind not in LOSS_KINDS:
         raise ValueError(f"router loss '{kind}' is unknown; expected switch, latency or zloss")
     if kind != "latency" and latency is not None:
         raise ValueError(f"router loss {kind}: latency is given but only the latency loss uses it")
     z = _rows(logits)
-    return _loss(z, kind, k, latency, counts, tokens).to(logits.dtype)
+    reduce = kind != "zloss" and counts is None and _process_group(distributed, group)
+    return _loss(z, kind, k, latency, counts, tokens, reduce, group).to(logits.dtype)
