@@ -98,6 +98,34 @@ class ZLoss(torch.autograd.Function):
         return _backward(ctx, grad_output)
 
 
+class NoisyLoss(torch.autograd.Function):
+    """NoisyLoss.apply(logits, noise_logits, noise, kind="latency", k=1,
+    latency=None, load="smooth"): the C code of the noisy gate's loss
+    (mfx.noisy_router_loss) with gradients for the clean and noise logits."""
+
+    @staticmethod
+    def forward(ctx, logits, noise_logits, noise=None, kind="latency", k=1, latency=None,
+                load="smooth"):
+        _check_tensor(logits)
+        _check_tensor(noise_logits)
+
+        def host(t):
+            return None if t is None else t.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+        loss, gz, gr = _router.noisy_router_loss(host(logits), host(noise_logits), host(noise),
+                                                 kind=kind, k=k, latency=_numpy_or_none(latency),
+                                                 load=load)
+        ctx.grads = [torch.from_numpy(g).to(device=logits.device, dtype=logits.dtype)
+                     for g in (gz, gr)]
+        return torch.tensor(loss, device=logits.device, dtype=logits.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        gz, gr = ctx.grads
+        return gz * grad_output, gr * grad_output, None, None, None, None, None
+
+
 # ---- the losses in torch operations ----------------------------------------
 
 def _work_dtype(logits):
@@ -220,6 +248,63 @@ def all_reduce_stats(stats, tokens, group=None):
     return buf[:-1], buf[-1]
 
 
+NOISE_MIN = _router.NOISE_MIN
+LOAD_KINDS = _router.LOAD_KINDS
+
+
+def noise_scale(noise_logits):
+    """sigma = softplus(r) + NOISE_MIN: the noisy gate's noise scale."""
+    return torch.nn.functional.softplus(noise_logits) + NOISE_MIN
+
+
+def noisy_logits(logits, noise_logits, noise=None):
+    """h = z + eps * sigma (Shazeer et al. 2017); noise None: h = z."""
+    if noise is None:
+        return logits
+    return logits + noise * noise_scale(noise_logits)
+
+
+def _noisy_rows(logits, noise_logits, noise):
+    z = _rows(logits)
+    _check_tensor(noise_logits)
+    if noise_logits.shape != logits.shape or (noise is not None and noise.shape != logits.shape):
+        raise ValueError(f"noise logits {tuple(noise_logits.shape)} and noise "
+                         f"{None if noise is None else tuple(noise.shape)} must have the "
+                         f"logits' shape {tuple(logits.shape)}")
+    r = _rows(noise_logits)
+    eps = None if noise is None else _rows(noise)
+    return z, r, eps
+
+
+def _noisy_load(z, r, eps, k, load):
+    """load [E] of rows z, r, eps (see noisy_load)."""
+    tokens, experts = z.shape
+    h = noisy_logits(z, r, eps)
+    if load == "hard":
+        chosen = topk_indices(h.detach(), k).reshape(-1)
+        return torch.zeros(experts, dtype=z.dtype, device=z.device).index_add_(
+            0, chosen, torch.ones_like(chosen, dtype=z.dtype))
+    if k == experts:
+        return z.new_full((experts,), float(tokens)) + 0.0 * z.sum(0)
+    order = topk_indices(h.detach(), k + 1)
+    top = h.gather(1, order)  # differentiable: the thresholds move with h
+    in_topk = torch.zeros_like(z, dtype=torch.bool).scatter_(1, order[:, :k], True)
+    threshold = torch.where(in_topk, top[:, k:k + 1], top[:, k - 1:k])
+    u = (z - threshold) / noise_scale(r)
+    return (0.5 * torch.erfc(-u / math.sqrt(2.0))).sum(0)
+
+
+def noisy_load(logits, noise_logits, noise=None, k=1, load="smooth"):
+    """The noisy gate's load [E] in torch operations (mfx.noisy_load is the
+    C reference): "smooth", sum over tokens of P(expert in the token's top
+    k) = Phi((z_i - k-th largest h_j, j != i) / sigma_i), differentiable in
+    the clean and the noise logits; or "hard", the top-k counts of h."""
+    if load not in LOAD_KINDS:
+        raise ValueError(f"router load '{load}' is unknown; expected hard or smooth")
+    z, r, eps = _noisy_rows(logits, noise_logits, noise)
+    return _noisy_load(z, r, eps, _check_k(k, z.shape[1]), load)
+
+
 def _loss(z, kind, k, latency, counts, tokens, reduce=False, group=None):
     tokens_here, experts = z.shape
     if kind == "zloss":
@@ -239,8 +324,30 @@ def _loss(z, kind, k, latency, counts, tokens, reduce=False, group=None):
     return cv2(alpha * p.sum(dim=0)) + cv2(alpha * c)
 
 
+def _noisy_loss(logits, noise_logits, noise, kind, k, latency, load, reduce, group):
+    if kind == "zloss":
+        raise ValueError("router loss zloss: the noisy gate applies to the switch and latency "
+                         "losses only (zloss has no load term)")
+    if load not in LOAD_KINDS:
+        raise ValueError(f"router load '{load}' is unknown; expected hard or smooth")
+    z, r, eps = _noisy_rows(logits, noise_logits, noise)
+    tokens, experts = z.shape
+    k = _check_k(k, experts)
+    alpha = _alpha(latency, experts, z) if kind == "latency" else None
+    importance = torch.softmax(z, dim=1).sum(0)
+    lo = _noisy_load(z, r, eps, k, load)
+    count_tokens = tokens
+    if reduce:
+        # the other ranks' loads enter as constants: each rank differentiates its own share
+        total, count_tokens = all_reduce_stats(lo, tokens, group)
+        lo = lo + (total - lo.detach())
+    if kind == "switch":
+        return experts * (lo / (k * count_tokens) * importance / tokens).sum()
+    return cv2(alpha * importance) + cv2(alpha * lo)
+
+
 def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=None,
-                distributed=None, group=None):
+                distributed=None, group=None, noise_logits=None, noise=None, load="smooth"):
     """Differentiable router loss of torch logits [..., E] computed with
     torch operations on their device; see mfx.router_loss for the
     arguments (counts may be a tensor on any device). Returns a 0-d tensor
@@ -251,11 +358,25 @@ def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=No
     this step's expert counts and token count over the ranks of `group`
     with one all_reduce before the loss (the probabilities stay local, as in
     mfx.RouterStats). distributed=False keeps them local; counts/tokens
-    given by the caller are taken as already global."""
+    given by the caller are taken as already global.
+
+    The noisy top-k gate (switch and latency): with noise_logits r (and
+    standard normal samples noise, None for zero) the counts are replaced by
+    noisy_load(logits, r, noise, k, load); load="smooth" (default) gives the
+    load term a gradient, "hard" is the top-k counts of the noisy logits.
+    Distributed, the load is summed over the ranks the same way."""
     if kind not in LOSS_KINDS:
         raise ValueError(f"router loss '{kind}' is unknown; expected switch, latency or zloss")
     if kind != "latency" and latency is not None:
         raise ValueError(f"router loss {kind}: latency is given but only the latency loss uses it")
-    z = _rows(logits)
     reduce = kind != "zloss" and counts is None and _process_group(distributed, group)
+    if noise_logits is not None:
+        if counts is not None or tokens is not None:
+            raise ValueError("router loss: give noise_logits or global counts, not both (the "
+                             "noisy gate's load replaces the counts)")
+        return _noisy_loss(logits, noise_logits, noise, kind, k, latency, load, reduce,
+                           group).to(logits.dtype)
+    if noise is not None:
+        raise ValueError("router loss: noise samples need noise_logits")
+    z = _rows(logits)
     return _loss(z, kind, k, latency, counts, tokens, reduce, group).to(logits.dtype)

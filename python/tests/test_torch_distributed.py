@@ -32,6 +32,13 @@ def batch(rank):
     return z.astype(np.float32)
 
 
+def noise_of(rank):
+    rng = np.random.default_rng(200 + rank)
+    shape = batch(rank).shape
+    return (torch.tensor(rng.uniform(-2.0, 0.0, shape), dtype=torch.float32),
+            torch.tensor(rng.normal(size=shape), dtype=torch.float32))
+
+
 def _worker(rank, port, out_dir):
     import torch.distributed as dist
 
@@ -57,6 +64,14 @@ def _worker(rank, port, out_dir):
             local = mfx_torch.router_loss(z, kind, k=k, distributed=False,
                                           latency=LATENCY if kind == "latency" else None)
             results[f"{kind}{k}_local"] = local.item()
+        z = torch.tensor(batch(rank), requires_grad=True)
+        r, eps = noise_of(rank)
+        r.requires_grad_()
+        before = len(calls)
+        loss = mfx_torch.router_loss(z, "latency", k=2, latency=LATENCY, noise_logits=r,
+                                     noise=eps)
+        grads = torch.autograd.grad(loss, (z, r))
+        results["noisy"] = (loss.item(), grads[0].numpy(), grads[1].numpy(), len(calls) - before)
         results["zloss_calls"] = len(calls)
         mfx_torch.router_loss(torch.tensor(batch(rank)), "zloss")
         results["zloss_calls"] = len(calls) - results["zloss_calls"]
@@ -97,6 +112,34 @@ def test_two_ranks_equal_the_concatenated_batch(ranks, kind, k):
         local, _ = mfx.router_loss(batch(rank), kind, k=k, latency=latency)
         assert ranks[rank][f"{kind}{k}_local"] == pytest.approx(local, rel=1e-5)
         assert abs(local - want_loss) > 1e-4
+
+
+def test_two_ranks_smooth_load(ranks):
+    """The noisy gate's smooth load is summed over the ranks (one
+    all_reduce); each rank's gradient is that of the global-load loss with
+    the other rank's load held constant."""
+    for rank in range(WORLD):
+        loss, gz, gr, calls = ranks[rank]["noisy"]
+        assert calls == 1
+        other = 1 - rank
+        r_other, eps_other = noise_of(other)
+        load_other = torch.tensor(mfx.noisy_load(batch(other), r_other.numpy(),
+                                                 eps_other.numpy(), k=2))
+        z = torch.tensor(batch(rank), dtype=torch.float64, requires_grad=True)
+        r, eps = noise_of(rank)
+        r = r.double().requires_grad_()
+        load = mfx_torch.noisy_load(z, r, eps.double(), k=2) + load_other
+        alpha = torch.tensor(LATENCY, dtype=torch.float64) / np.mean(LATENCY)
+        want = (mfx_torch.cv2(alpha * torch.softmax(z, 1).sum(0))
+                + mfx_torch.cv2(alpha * load))
+        wz, wr = torch.autograd.grad(want, (z, r))
+        assert loss == pytest.approx(want.item(), rel=1e-5)
+        np.testing.assert_allclose(gz, wz.numpy(), rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(gr, wr.numpy(), rtol=1e-3, atol=1e-6)
+        # and the global load is not the local one
+        local = mfx.noisy_router_loss(batch(rank), r.detach().float().numpy(), eps.numpy(),
+                                      "latency", k=2, latency=LATENCY)[0]
+        assert abs(local - loss) > 1e-4
 
 
 def test_zloss_needs_no_all_reduce(ranks):
