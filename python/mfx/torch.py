@@ -10,6 +10,10 @@ SwitchLoss, LatencyLoss and ZLoss are the C implementation wrapped as
 autograd Functions (a float32 CPU copy of the logits, once differentiable):
 the reference in torch form, and a cross-check on any machine.
 
+Modules for training (mfx.moe_torch): ShiftLinear (DeepShift-PS) and MoE
+(the mfx layer with the noisy gate and the latency-aware loss; export()
+writes the weights file of the mfx runtime layer).
+
 Checks that need the values of a tensor (finite logits, global counts
 summing to k * tokens) are made when the tensor is on the CPU, where they
 cost no synchronisation; on a GPU a non-finite logit gives a NaN loss."""
@@ -380,3 +384,15 @@ def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=No
         raise ValueError("router loss: noise samples need noise_logits")
     z = _rows(logits)
     return _loss(z, kind, k, latency, counts, tokens, reduce, group).to(logits.dtype)
+
+
+_MODULES = ("MoE", "MultExpert", "ShiftExpert", "ShiftLinear")
+
+
+def __getattr__(name):
+    """mfx.torch.MoE, ShiftLinear, ...: from mfx.moe_torch, which builds on
+    this module (imported on first use, so neither import order is circular)."""
+    if name in _MODULES:
+        from . import moe_torch
+        return getattr(moe_torch, name)
+    raise AttributeError(f"module 'mfx.torch' has no attribute {name!r}")
