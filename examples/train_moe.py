@@ -266,7 +266,7 @@ def main():
         alpha = np.asarray(table["alpha"], dtype=np.float64)
         reversed_alpha = alpha[::-1].copy()
         faster = KINDS[int(np.argmin(alpha))]
-        print(f"alpha    " + "  ".join(f"{k} {a:.3f}" for k, a in zip(KINDS, alpha))
+        print("alpha    " + "  ".join(f"{k} {a:.3f}" for k, a in zip(KINDS, alpha))
               + f"  (the {faster} expert is faster here)")
         data = load_digits(args.seed)
         print(f"data     digits: {data[0].shape[0]} train, {data[2].shape[0]} test images "
