@@ -16,8 +16,8 @@ MAKEFLAGS += --no-print-directory
 # g++ and zlib1g-dev: linking LLVM's static archives (MFX_LLVM_STATIC, the GPU pack).
 # clang-14 and libclang-rt-14-dev: the libFuzzer targets (tests/fuzz).
 PACKAGES := check libsqlite3-dev libopenblas-dev libcjson-dev pkg-config \
-            python3-numpy python3-pytest python3-torch cmake libopenmpi-dev openmpi-bin \
-            g++ zlib1g-dev clang-14 libclang-rt-14-dev
+            python3-numpy python3-pytest python3-torch python3-sklearn cmake libopenmpi-dev \
+            openmpi-bin g++ zlib1g-dev clang-14 libclang-rt-14-dev
 LLVM_PACKAGE := llvm-14-dev
 
 LSAN_SUPP := $(CURDIR)/tests/lsan.supp

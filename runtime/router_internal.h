@@ -23,6 +23,14 @@ void mfx_router_add_counts(const float *logits, int64_t tokens, int experts,
                            int k, double *counts, double *scratch,
                            int32_t *selected);
 
+/* Checks alpha for loss `kind` (required by the latency loss only). */
+mfx_status mfx_router_check_alpha(mfx_router_loss_kind kind, const double *alpha,
+                                  int alpha_count, int experts);
+
+/* CV^2(x) = var(x)/mean(x)^2 (unbiased variance, n >= 2); when dcv2 is not
+ * NULL it receives dCV^2/dx. */
+double mfx_router_cv2(const double *x, int n, double *dcv2);
+
 /* malloc that reports MFX_ERR_NOMEM naming `where`. */
 mfx_status mfx_router_alloc(const char *where, size_t bytes, void **out);
 

@@ -37,9 +37,8 @@ mfx_status mfx_router_loss_from_name(const char *name, mfx_router_loss_kind *out
 
 /* ---- input checks -------------------------------------------------------- */
 
-static mfx_status mfx_router_check_alpha(mfx_router_loss_kind kind,
-                                         const double *alpha, int alpha_count,
-                                         int experts) {
+mfx_status mfx_router_check_alpha(mfx_router_loss_kind kind, const double *alpha,
+                                  int alpha_count, int experts) {
   if (kind != MFX_ROUTER_LATENCY) {
     if (alpha == NULL) return MFX_OK;
     return mfx_fail(MFX_ERR_INVALID,
@@ -184,7 +183,7 @@ static double mfx_router_switch(int64_t tokens, int experts, int k,
 
 /* CV^2(x) = var(x)/mean(x)^2 (unbiased variance); when dcv2 is not NULL it
  * receives dCV^2/dx_i = 2(x_i - m)/((E-1) m^2) - 2 var/(E m^3). */
-static double mfx_router_cv2(const double *x, int n, double *dcv2) {
+double mfx_router_cv2(const double *x, int n, double *dcv2) {
   double mean = 0.0;
   for (int i = 0; i < n; i++) mean += x[i];
   mean /= n;

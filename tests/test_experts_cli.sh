@@ -203,6 +203,52 @@ print(",".join(repr(a) for a in t["alpha"]))' "$TMP/lat.json"
 ALPHA=$("$PY" -c "import mfx; print(list(mfx.load_latency('$TMP/lat.json')['alpha']))")
 compare latency 1 "$ALPHA" --latency "$TMP/lat.json"
 
+# the noisy top-k gate: --noise-logits, --noise-eps, --load against mfx.noisy_router_loss
+"$PY" -c "
+import numpy as np
+rng = np.random.default_rng(8)
+np.save('$TMP/r.npy', rng.normal(size=(4, 25, 3)).astype(np.float32))
+np.save('$TMP/eps.npy', rng.normal(size=(4, 25, 3)).astype(np.float32))
+np.save('$TMP/r_bad.npy', rng.normal(size=(4, 25, 2)).astype(np.float32))"
+compare_noisy() {
+  local kind=$1 k=$2 latency=$3 load=$4 eps=$5
+  shift 5
+  expect 0 '"load_kind"' "$MFX" loss "$kind" --logits "$TMP/z.npy" --k "$k" --json \
+    --noise-logits "$TMP/r.npy" --load "$load" --grad-out "$TMP/g.npy" \
+    --grad-noise-out "$TMP/gr.npy" "$@"
+  check "mfx loss $kind k=$k --load $load $* equals mfx.noisy_router_loss" '
+got = json.loads(sys.argv[1])
+z, r = np.load(sys.argv[2]), np.load(sys.argv[3])
+eps = None if sys.argv[4] == "none" else np.load(sys.argv[4])
+k, load = int(sys.argv[6]), sys.argv[8]
+loss, gz, gr = mfx.noisy_router_loss(z, r, eps, sys.argv[5], k=k, latency=eval(sys.argv[7]),
+                                     load=load)
+assert abs(got["loss"] - loss) <= 1e-12 * max(1.0, abs(loss)), (got["loss"], loss)
+assert got["load_kind"] == load
+assert np.allclose(got["load"], mfx.noisy_load(z, r, eps, k=k, load=load), rtol=1e-12)
+assert np.array_equal(np.load(sys.argv[9]), gz) and np.array_equal(np.load(sys.argv[10]), gr)
+assert (load == "hard") == (not gr.any())' \
+    "$OUT" "$TMP/z.npy" "$TMP/r.npy" "$eps" "$kind" "$k" "$latency" "$load" "$TMP/g.npy" \
+    "$TMP/gr.npy"
+}
+compare_noisy latency 1 "[1.5, 0.5, 1.0]" smooth none --latency 1.5,0.5,1.0
+compare_noisy latency 2 "[1.5, 0.5, 1.0]" smooth "$TMP/eps.npy" --latency 1.5,0.5,1.0 \
+  --noise-eps "$TMP/eps.npy"
+compare_noisy switch 1 None hard "$TMP/eps.npy" --noise-eps "$TMP/eps.npy"
+compare_noisy switch 2 None smooth "$TMP/eps.npy" --noise-eps "$TMP/eps.npy"
+expect 0 "load     smooth (noisy gate)" "$MFX" loss switch --logits "$TMP/z.npy" \
+  --noise-logits "$TMP/r.npy"
+expect 2 "need --noise-logits" "$MFX" loss switch --logits "$TMP/z.npy" --load hard
+expect 2 "need --noise-logits" "$MFX" loss switch --logits "$TMP/z.npy" --noise-eps "$TMP/eps.npy"
+expect 2 "--load 'soft'; expected smooth or hard" "$MFX" loss switch --logits "$TMP/z.npy" \
+  --noise-logits "$TMP/r.npy" --load soft
+expect 2 "zloss has no load term" "$MFX" loss zloss --logits "$TMP/z.npy" --noise-logits "$TMP/r.npy"
+expect 1 "expected f32 shaped like the logits" "$MFX" loss switch --logits "$TMP/z.npy" \
+  --noise-logits "$TMP/r_bad.npy"
+expect 1 "loss: --noise-eps: npy" "$MFX" loss switch --logits "$TMP/z.npy" \
+  --noise-logits "$TMP/r.npy" --noise-eps "$TMP/z64.npy"
+expect 1 "cannot open" "$MFX" loss switch --logits "$TMP/z.npy" --noise-logits "$TMP/missing.npy"
+
 expect 0 "loss     switch" "$MFX" loss switch --logits "$TMP/z.npy"
 expect 0 "usage: mfx loss" "$MFX" loss --help
 expect 2 "unknown kind 'bogus'" "$MFX" loss bogus --logits "$TMP/z.npy"

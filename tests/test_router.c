@@ -255,6 +255,208 @@ START_TEST(test_gradients_finite_differences) {
 }
 END_TEST
 
+/* ---- the noisy top-k gate and the smooth load ---------------------------- */
+
+static double std_normal_cdf(double u) { return 0.5 * erfc(-u / sqrt(2.0)); }
+
+START_TEST(test_noisy_by_hand) {
+  /* T=1, E=3, k=1: z = [1, 0, -1], r = 0 (sigma = ln 2 + 0.01), eps = [0, 2, 0]:
+   * h = [1, 2 sigma, -1] = [1, 1.40629, -1]: the top 1 is expert 1, the
+   * second is expert 0. Thresholds: expert 1 (in the top k) -> h_0; the
+   * others -> h_1. */
+  const float z[3] = {1.0f, 0.0f, -1.0f}, r[3] = {0.0f, 0.0f, 0.0f}, eps[3] = {0.0f, 2.0f, 0.0f};
+  double sigma = log(2.0) + MFX_ROUTER_NOISE_MIN, h1 = 2.0 * sigma;
+  float h[3];
+  ck_assert_int_eq(mfx_router_noisy_logits(z, r, eps, 1, 3, h), MFX_OK);
+  ck_assert_float_eq_tol(h[1], (float)h1, 1e-6f);
+  ck_assert_float_eq(h[0], 1.0f);
+  double load[3];
+  ck_assert_int_eq(mfx_router_noisy_load(MFX_ROUTER_LOAD_SMOOTH, z, r, eps, 1, 3, 1, load), MFX_OK);
+  ck_assert_double_eq_tol(load[0], std_normal_cdf((1.0 - h1) / sigma), 1e-12);
+  ck_assert_double_eq_tol(load[1], std_normal_cdf((0.0 - 1.0) / sigma), 1e-12);
+  ck_assert_double_eq_tol(load[2], std_normal_cdf((-1.0 - h1) / sigma), 1e-12);
+  ck_assert_int_eq(mfx_router_noisy_load(MFX_ROUTER_LOAD_HARD, z, r, eps, 1, 3, 1, load), MFX_OK);
+  ck_assert(load[0] == 0.0 && load[1] == 1.0 && load[2] == 0.0);
+  /* eps NULL: h = z; k = E: every expert always in the top k. */
+  ck_assert_int_eq(mfx_router_noisy_logits(z, r, NULL, 1, 3, h), MFX_OK);
+  ck_assert(h[0] == 1.0f && h[1] == 0.0f && h[2] == -1.0f);
+  ck_assert_int_eq(mfx_router_noisy_load(MFX_ROUTER_LOAD_SMOOTH, z, r, NULL, 1, 3, 3, load), MFX_OK);
+  ck_assert(load[0] == 1.0 && load[1] == 1.0 && load[2] == 1.0);
+  float gz[3], gr[3];
+  const double dload[3] = {1.0, -2.0, 0.5};
+  ck_assert_int_eq(mfx_router_smooth_load_backward(z, r, NULL, 1, 3, 3, dload, gz, gr), MFX_OK);
+  for (int j = 0; j < 3; j++) ck_assert(gz[j] == 0.0f && gr[j] == 0.0f);
+}
+END_TEST
+
+START_TEST(test_noisy_hard_loss_equals_the_loss_of_h) {
+  /* The hard load is the counts of h: with eps NULL that is the plain loss. */
+  enum { T = 9, E = 4 };
+  float z[T * E], r[T * E], ga[T * E], gb[T * E], gn[T * E];
+  random_logits(z, T, E);
+  for (int i = 0; i < T * E; i++) r[i] = (float)(uniform01() - 0.5);
+  const double alpha[E] = {0.5, 1.0, 2.0, 1.5};
+  for (int kind = MFX_ROUTER_SWITCH; kind <= MFX_ROUTER_LATENCY; kind++) {
+    const double *a = kind == MFX_ROUTER_LATENCY ? alpha : NULL;
+    double noisy = 0.0, plain = 0.0;
+    ck_assert_int_eq(mfx_router_noisy_loss((mfx_router_loss_kind)kind, MFX_ROUTER_LOAD_HARD, z, r,
+                                           NULL, T, E, 2, a, a ? E : 0, &noisy, ga, gn), MFX_OK);
+    ck_assert_int_eq(mfx_router_loss((mfx_router_loss_kind)kind, z, T, E, 2, a, a ? E : 0, NULL,
+                                     &plain, gb), MFX_OK);
+    ck_assert_double_eq_tol(noisy, plain, 1e-12);
+    for (int i = 0; i < T * E; i++) {
+      ck_assert_float_eq_tol(ga[i], gb[i], 1e-7f);
+      ck_assert(gn[i] == 0.0f);
+    }
+  }
+}
+END_TEST
+
+static double noisy_loss_of(mfx_router_loss_kind kind, mfx_router_load_kind load, const float *z,
+                            const float *r, const float *eps, int64_t T, int E, int k,
+                            const double *alpha) {
+  double loss = NAN;
+  mfx_status st = mfx_router_noisy_loss(kind, load, z, r, eps, T, E, k, alpha, alpha ? E : 0,
+                                        &loss, NULL, NULL);
+  ck_assert_msg(st == MFX_OK, "%s", mfx_last_error());
+  return loss;
+}
+
+/* Central differences of the noisy loss in every clean and noise logit. */
+static void check_noisy_gradient(mfx_router_loss_kind kind, int64_t T, int E, int k,
+                                 int with_eps) {
+  size_t n = (size_t)T * E;
+  float *z = malloc(n * sizeof(float)), *r = malloc(n * sizeof(float));
+  float *eps = malloc(n * sizeof(float)), *gz = malloc(n * sizeof(float));
+  float *gr = malloc(n * sizeof(float));
+  double *alpha = malloc((size_t)E * sizeof(double));
+  ck_assert(z && r && eps && gz && gr && alpha);
+  random_logits(z, T, E);
+  for (size_t i = 0; i < n; i++) {
+    r[i] = (float)(-2.5 + uniform01()); /* sigma 0.08..0.2: keeps h's order */
+    eps[i] = (float)(2.0 * uniform01() - 1.0);
+  }
+  for (int i = 0; i < E; i++) alpha[i] = 0.5 + uniform01();
+  const double *a = kind == MFX_ROUTER_LATENCY ? alpha : NULL;
+  const float *e = with_eps ? eps : NULL;
+  mfx_router_load_kind L = MFX_ROUTER_LOAD_SMOOTH;
+  double loss = 0.0;
+  ck_assert_int_eq(mfx_router_noisy_loss(kind, L, z, r, e, T, E, k, a, a ? E : 0, &loss, gz, gr),
+                   MFX_OK);
+  for (int which = 0; which < 2; which++) {
+    float *x = which ? r : z, *g = which ? gr : gz;
+    for (size_t i = 0; i < n; i++) {
+      float saved = x[i];
+      x[i] = saved + 1e-3f;
+      double up = x[i], loss_up = noisy_loss_of(kind, L, z, r, e, T, E, k, a);
+      x[i] = saved - 1e-3f;
+      double down = x[i], loss_down = noisy_loss_of(kind, L, z, r, e, T, E, k, a);
+      x[i] = saved;
+      double fd = (loss_up - loss_down) / (up - down);
+      ck_assert_msg(fabs(fd - g[i]) <= 5e-5 + 2e-3 * fabs(fd),
+                    "%s T=%lld E=%d k=%d eps=%d: d/d%s[%zu]=%.8g, finite difference %.8g",
+                    mfx_router_loss_name(kind), (long long)T, E, k, with_eps,
+                    which ? "r" : "z", i, (double)g[i], fd);
+    }
+  }
+  free(z);
+  free(r);
+  free(eps);
+  free(gz);
+  free(gr);
+  free(alpha);
+}
+
+START_TEST(test_noisy_gradients_finite_differences) {
+  const int shapes[][3] = {{1, 2, 1}, {3, 4, 2}, {5, 3, 3}, {7, 8, 2}, {16, 5, 1}};
+  for (int kind = MFX_ROUTER_SWITCH; kind <= MFX_ROUTER_LATENCY; kind++) {
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+      for (int with_eps = 0; with_eps < 2; with_eps++)
+        check_noisy_gradient((mfx_router_loss_kind)kind, shapes[s][0], shapes[s][1],
+                             shapes[s][2], with_eps);
+    }
+  }
+}
+END_TEST
+
+START_TEST(test_smooth_load_backward_matches_the_loss) {
+  /* The load backward alone, dload = 1 for one expert: the gradient of load_i. */
+  enum { T = 6, E = 5, K = 2 };
+  float z[T * E], r[T * E], eps[T * E], gz[T * E], gr[T * E];
+  random_logits(z, T, E);
+  for (int i = 0; i < T * E; i++) {
+    r[i] = (float)(-2.0 + uniform01());
+    eps[i] = (float)(uniform01() - 0.5);
+  }
+  for (int expert = 0; expert < E; expert++) {
+    double dload[E] = {0};
+    dload[expert] = 1.0;
+    ck_assert_int_eq(mfx_router_smooth_load_backward(z, r, eps, T, E, K, dload, gz, gr), MFX_OK);
+    for (int i = 0; i < T * E; i++) {
+      double up[E], down[E];
+      float saved = z[i];
+      z[i] = saved + 1e-3f;
+      double zu = z[i];
+      ck_assert_int_eq(mfx_router_noisy_load(MFX_ROUTER_LOAD_SMOOTH, z, r, eps, T, E, K, up), 0);
+      z[i] = saved - 1e-3f;
+      double zd = z[i];
+      ck_assert_int_eq(mfx_router_noisy_load(MFX_ROUTER_LOAD_SMOOTH, z, r, eps, T, E, K, down), 0);
+      z[i] = saved;
+      double fd = (up[expert] - down[expert]) / (zu - zd);
+      ck_assert_msg(fabs(fd - gz[i]) <= 5e-5 + 2e-3 * fabs(fd), "dload_%d/dz[%d]=%g, fd %g",
+                    expert, i, (double)gz[i], fd);
+    }
+  }
+}
+END_TEST
+
+START_TEST(test_noisy_errors) {
+  const float z[4] = {0.0f, 1.0f, 2.0f, 3.0f}, r[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  const float nan4[4] = {0.0f, NAN, 0.0f, 0.0f};
+  const double alpha[2] = {1.0, 2.0};
+  double loss, load[2];
+  float h[4], g[4];
+  mfx_router_loss_kind S = MFX_ROUTER_SWITCH, L = MFX_ROUTER_LATENCY;
+  mfx_router_load_kind SM = MFX_ROUTER_LOAD_SMOOTH;
+  ck_assert_str_eq(mfx_router_load_name(MFX_ROUTER_LOAD_HARD), "hard");
+  ck_assert_str_eq(mfx_router_load_name(SM), "smooth");
+  ck_assert_str_eq(mfx_router_load_name((mfx_router_load_kind)7), "unknown");
+  mfx_router_load_kind parsed;
+  ck_assert_int_eq(mfx_router_load_from_name("smooth", &parsed), MFX_OK);
+  ck_assert_int_eq(parsed, SM);
+  expect_error(mfx_router_load_from_name("soft", &parsed), MFX_ERR_INVALID,
+               "'soft' is unknown; expected hard or smooth");
+  expect_error(mfx_router_noisy_logits(z, NULL, NULL, 2, 2, h), MFX_ERR_INVALID,
+               "noise logits is NULL");
+  expect_error(mfx_router_noisy_logits(z, nan4, NULL, 2, 2, h), MFX_ERR_INVALID,
+               "noise logits [0,1] is nan");
+  expect_error(mfx_router_noisy_logits(z, r, nan4, 2, 2, h), MFX_ERR_INVALID,
+               "noise samples [0,1] is nan");
+  expect_error(mfx_router_noisy_logits(nan4, r, NULL, 2, 2, h), MFX_ERR_INVALID, "logit [0,1]");
+  expect_error(mfx_router_noisy_logits(z, r, NULL, 2, 2, NULL), MFX_ERR_INVALID, "output is NULL");
+  expect_error(mfx_router_noisy_load(SM, z, r, NULL, 2, 2, 3, load), MFX_ERR_INVALID, "k=3");
+  expect_error(mfx_router_noisy_load((mfx_router_load_kind)5, z, r, NULL, 2, 2, 1, load),
+               MFX_ERR_INVALID, "load kind 5");
+  expect_error(mfx_router_noisy_load(SM, z, r, NULL, 2, 2, 1, NULL), MFX_ERR_INVALID,
+               "load is NULL");
+  expect_error(mfx_router_smooth_load_backward(z, r, NULL, 2, 2, 1, NULL, g, g), MFX_ERR_INVALID,
+               "dload is NULL");
+  const double bad_dload[2] = {INFINITY, 0.0};
+  expect_error(mfx_router_smooth_load_backward(z, r, NULL, 2, 2, 1, bad_dload, g, g),
+               MFX_ERR_INVALID, "dload[0]=inf");
+  expect_error(mfx_router_noisy_loss(MFX_ROUTER_ZLOSS, SM, z, r, NULL, 2, 2, 1, NULL, 0, &loss,
+                                     g, g), MFX_ERR_INVALID, "zloss has no load term");
+  expect_error(mfx_router_noisy_loss(L, SM, z, r, NULL, 2, 2, 1, NULL, 0, &loss, g, g),
+               MFX_ERR_INVALID, "alpha is NULL");
+  expect_error(mfx_router_noisy_loss(S, SM, z, r, NULL, 2, 2, 1, alpha, 2, &loss, g, g),
+               MFX_ERR_INVALID, "only the latency loss");
+  expect_error(mfx_router_noisy_loss(S, SM, z, r, NULL, 2, 2, 1, NULL, 0, NULL, g, g),
+               MFX_ERR_INVALID, "loss is NULL");
+  ck_assert_int_eq(mfx_router_noisy_loss(L, SM, z, r, NULL, 2, 2, 1, alpha, 2, &loss, NULL, NULL),
+                   MFX_OK);
+}
+END_TEST
+
 /* ---- global-batch statistics --------------------------------------------- */
 
 /* A fake communicator of 2 ranks: each rank's buffer as it entered the
@@ -617,6 +819,13 @@ static Suite *router_suite(void) {
   tcase_add_test(values, test_latency_invariant_to_alpha_scale);
   tcase_add_test(values, test_gradients_finite_differences);
   suite_add_tcase(s, values);
+  TCase *noisy = tcase_create("noisy gate");
+  tcase_add_test(noisy, test_noisy_by_hand);
+  tcase_add_test(noisy, test_noisy_hard_loss_equals_the_loss_of_h);
+  tcase_add_test(noisy, test_noisy_gradients_finite_differences);
+  tcase_add_test(noisy, test_smooth_load_backward_matches_the_loss);
+  tcase_add_test(noisy, test_noisy_errors);
+  suite_add_tcase(s, noisy);
   TCase *balance = tcase_create("balance");
   tcase_add_test(balance, test_global_stats_two_ranks);
   tcase_add_test(balance, test_stats_errors);

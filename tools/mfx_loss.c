@@ -19,25 +19,35 @@ static const char tool_loss_usage[] =
     "  --latency FILE.json    or a latency table saved by mfx experts\n"
     "  --device KEY           the table's device key (default: this host's)\n"
     "  --grad-out FILE.npy    save the gradient, shaped like the logits\n"
+    "The noisy top-k gate (switch and latency; Shazeer et al. 2017): h = z + eps *\n"
+    "(softplus(r) + 0.01); the counts are replaced by the load of h:\n"
+    "  --noise-logits FILE.npy  the noise logits r, shaped like the logits\n"
+    "  --noise-eps FILE.npy     standard normal samples eps (default: zero)\n"
+    "  --load smooth|hard       P(expert in the top k) summed over tokens, with a\n"
+    "                           gradient (default), or the top-k counts of h\n"
+    "  --grad-noise-out FILE.npy  save dL/dr\n"
     "  --json                 print {\"kind\", \"loss\", \"tokens\", \"experts\", \"k\",\n"
-    "                         \"counts\", \"alpha\"} instead of text\n";
+    "                         \"counts\", \"alpha\"[, \"load_kind\", \"load\"]} instead of text\n";
 
 typedef struct {
   const char *kind_name, *logits_path, *latency, *device, *grad_out;
+  const char *noise_path, *eps_path, *load_name, *grad_noise_out;
   mfx_router_loss_kind kind;
+  mfx_router_load_kind load;
   int64_t k;
   int json;
 } tool_loss_args;
 
 typedef struct {
-  mfx_array logits;
+  mfx_array logits, noise, eps;
   int64_t tokens;
   int experts;
   double alpha[MFX_LATENCY_MAX_EXPERTS];
   int n_alpha;
   double counts[MFX_LATENCY_MAX_EXPERTS];
+  double load[MFX_LATENCY_MAX_EXPERTS];
   double loss;
-  float *grad;
+  float *grad, *grad_noise;
 } tool_loss_run;
 
 static int tool_loss_option(int argc, char **argv, int *i, tool_loss_args *a) {
@@ -47,11 +57,34 @@ static int tool_loss_option(int argc, char **argv, int *i, tool_loss_args *a) {
   else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--latency", &v)) == 1) a->latency = v;
   else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--device", &v)) == 1) a->device = v;
   else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--grad-out", &v)) == 1) a->grad_out = v;
+  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--noise-logits", &v)) == 1)
+    a->noise_path = v;
+  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--noise-eps", &v)) == 1) a->eps_path = v;
+  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--load", &v)) == 1) a->load_name = v;
+  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--grad-noise-out", &v)) == 1)
+    a->grad_noise_out = v;
   else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--k", &v)) == 1)
     return tool_flag_int("--k", v, 1, 1 << 20, &a->k);
   if (hit < 0) return TOOL_EXIT_USAGE;
   if (hit == 0)
     return tool_error(TOOL_EXIT_USAGE, "loss: unknown argument '%s' (see mfx help loss)", argv[*i]);
+  return 0;
+}
+
+/* The noisy-gate options: all need --noise-logits, which zloss refuses. */
+static int tool_loss_parse_noise(tool_loss_args *a) {
+  a->load = MFX_ROUTER_LOAD_SMOOTH;
+  if (a->load_name != NULL && mfx_router_load_from_name(a->load_name, &a->load) != MFX_OK)
+    return tool_error(TOOL_EXIT_USAGE, "loss: --load '%s'; expected smooth or hard", a->load_name);
+  if (a->noise_path == NULL) {
+    if (a->eps_path || a->load_name || a->grad_noise_out)
+      return tool_error(TOOL_EXIT_USAGE, "loss: --noise-eps, --load and --grad-noise-out need "
+                        "--noise-logits FILE.npy (the noisy top-k gate)");
+    return 0;
+  }
+  if (a->kind == MFX_ROUTER_ZLOSS)
+    return tool_error(TOOL_EXIT_USAGE, "loss zloss: --noise-logits applies to the switch and "
+                      "latency losses only (zloss has no load term)");
   return 0;
 }
 
@@ -78,7 +111,7 @@ static int tool_loss_parse(int argc, char **argv, tool_loss_args *a) {
   if (a->kind != MFX_ROUTER_LATENCY && a->latency != NULL)
     return tool_error(TOOL_EXIT_USAGE, "loss %s: --latency applies to the latency loss only",
                       a->kind_name);
-  return 0;
+  return tool_loss_parse_noise(a);
 }
 
 static int tool_loss_logits(const tool_loss_args *a, tool_loss_run *r) {
@@ -92,6 +125,26 @@ static int tool_loss_logits(const tool_loss_args *a, tool_loss_run *r) {
   r->experts = (int)z->shape[z->ndim - 1];
   r->tokens = r->experts > 0 ? mfx_array_numel(z) / r->experts : 0;
   return 0;
+}
+
+/* Noise logits (and samples) of the logits' shape. */
+static int tool_loss_noise_file(const char *flag, const char *path, const mfx_array *logits,
+                                mfx_array *out) {
+  if (mfx_npy_load(path, out) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, flag);
+  int same = out->dtype == MFX_F32 && out->ndim == logits->ndim;
+  for (int d = 0; same && d < out->ndim; d++) same = out->shape[d] == logits->shape[d];
+  if (!same)
+    return tool_error(TOOL_EXIT_FAIL, "%s %s holds %s with %d dims; expected f32 shaped "
+                      "like the logits", flag, path, mfx_dtype_name(out->dtype), out->ndim);
+  return 0;
+}
+
+static int tool_loss_noise(const tool_loss_args *a, tool_loss_run *r) {
+  int rc = tool_loss_noise_file("loss: --noise-logits", a->noise_path, &r->logits, &r->noise);
+  if (rc == 0 && a->eps_path != NULL)
+    rc = tool_loss_noise_file("loss: --noise-eps", a->eps_path, &r->logits, &r->eps);
+  return rc;
 }
 
 /* alpha from a list of latencies or from a latency table file. */
@@ -121,12 +174,26 @@ static int tool_loss_compute(const tool_loss_args *a, tool_loss_run *r) {
   if (latency && r->n_alpha != r->experts)
     return tool_error(TOOL_EXIT_FAIL, "loss: %d latencies for E=%d experts (logits %s); expected "
                       "one per expert", r->n_alpha, r->experts, a->logits_path);
-  r->grad = malloc((size_t)mfx_array_numel(&r->logits) * sizeof(float) + 1);
-  if (r->grad == NULL) return tool_error(TOOL_EXIT_FAIL, "loss: out of memory");
-  if (mfx_router_loss(a->kind, r->logits.data, r->tokens, r->experts, (int)a->k,
-                      latency ? r->alpha : NULL, latency ? r->n_alpha : 0, NULL, &r->loss,
-                      r->grad) != MFX_OK)
+  size_t bytes = (size_t)mfx_array_numel(&r->logits) * sizeof(float) + 1;
+  r->grad = malloc(bytes);
+  r->grad_noise = malloc(bytes);
+  if (r->grad == NULL || r->grad_noise == NULL)
+    return tool_error(TOOL_EXIT_FAIL, "loss: out of memory");
+  const double *alpha = latency ? r->alpha : NULL;
+  int n_alpha = latency ? r->n_alpha : 0;
+  if (a->noise_path != NULL) {
+    if (mfx_router_noisy_loss(a->kind, a->load, r->logits.data, r->noise.data, r->eps.data,
+                              r->tokens, r->experts, (int)a->k, alpha, n_alpha, &r->loss,
+                              r->grad, r->grad_noise) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, "loss (noisy gate)");
+    if (r->experts <= MFX_LATENCY_MAX_EXPERTS &&
+        mfx_router_noisy_load(a->load, r->logits.data, r->noise.data, r->eps.data, r->tokens,
+                              r->experts, (int)a->k, r->load) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, "loss: load");
+  } else if (mfx_router_loss(a->kind, r->logits.data, r->tokens, r->experts, (int)a->k, alpha,
+                             n_alpha, NULL, &r->loss, r->grad) != MFX_OK) {
     return tool_error_status(TOOL_EXIT_FAIL, "loss");
+  }
   int counts = r->experts <= MFX_LATENCY_MAX_EXPERTS;
   if (counts && mfx_router_expert_counts(r->logits.data, r->tokens, r->experts, (int)a->k,
                                          r->counts) != MFX_OK)
@@ -134,11 +201,11 @@ static int tool_loss_compute(const tool_loss_args *a, tool_loss_run *r) {
   return 0;
 }
 
-static int tool_loss_save_grad(const tool_loss_args *a, tool_loss_run *r) {
-  mfx_array g = r->logits;
-  g.data = r->grad;
-  if (mfx_npy_save(a->grad_out, &g) != MFX_OK)
-    return tool_error_status(TOOL_EXIT_FAIL, "loss: --grad-out");
+static int tool_loss_save(const char *flag, const char *path, const mfx_array *like,
+                          float *data) {
+  mfx_array g = *like;
+  g.data = data;
+  if (mfx_npy_save(path, &g) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, flag);
   return 0;
 }
 
@@ -157,7 +224,13 @@ static void tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {
     if (counts) tool_loss_list(r->counts, r->experts, 1);
     printf("], \"alpha\": [");
     tool_loss_list(r->alpha, r->n_alpha, 1);
-    printf("]}\n");
+    printf("]");
+    if (a->noise_path != NULL) {
+      printf(", \"load_kind\": \"%s\", \"load\": [", mfx_router_load_name(a->load));
+      if (counts) tool_loss_list(r->load, r->experts, 1);
+      printf("]");
+    }
+    printf("}\n");
     return;
   }
   printf("loss     %s %.9g\nlogits   %s: %lld tokens x %d experts, k=%lld\n",
@@ -168,12 +241,19 @@ static void tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {
     tool_loss_list(r->counts, r->experts, 0);
     printf("\n");
   }
+  if (a->noise_path != NULL && counts) {
+    printf("load     %s (noisy gate): ", mfx_router_load_name(a->load));
+    tool_loss_list(r->load, r->experts, 0);
+    printf("\n");
+  }
   if (r->n_alpha > 0) {
     printf("alpha    ");
     tool_loss_list(r->alpha, r->n_alpha, 0);
     printf("\n");
   }
   if (a->grad_out != NULL) printf("grad     saved to %s\n", a->grad_out);
+  if (a->grad_noise_out != NULL) printf("grad     of the noise logits saved to %s\n",
+                                        a->grad_noise_out);
 }
 
 int tool_cmd_loss(int argc, char **argv) {
@@ -187,11 +267,17 @@ int tool_cmd_loss(int argc, char **argv) {
   tool_loss_run r;
   memset(&r, 0, sizeof r);
   rc = tool_loss_logits(&a, &r);
+  if (rc == 0 && a.noise_path != NULL) rc = tool_loss_noise(&a, &r);
   if (rc == 0 && a.latency != NULL) rc = tool_loss_alpha(&a, &r);
   if (rc == 0) rc = tool_loss_compute(&a, &r);
-  if (rc == 0 && a.grad_out != NULL) rc = tool_loss_save_grad(&a, &r);
+  if (rc == 0 && a.grad_out != NULL) rc = tool_loss_save("loss: --grad-out", a.grad_out, &r.logits, r.grad);
+  if (rc == 0 && a.grad_noise_out != NULL)
+    rc = tool_loss_save("loss: --grad-noise-out", a.grad_noise_out, &r.logits, r.grad_noise);
   if (rc == 0) tool_loss_print(&a, &r);
   mfx_array_free(&r.logits);
+  mfx_array_free(&r.noise);
+  mfx_array_free(&r.eps);
   free(r.grad);
+  free(r.grad_noise);
   return rc;
 }

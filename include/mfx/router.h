@@ -65,6 +65,58 @@ mfx_status mfx_router_loss(mfx_router_loss_kind kind, const float *logits,
 mfx_status mfx_router_expert_counts(const float *logits, int64_t tokens,
                                     int experts, int k, double *counts);
 
+/* ---- the noisy top-k gate and its smooth load (Shazeer et al. 2017) -------
+ * Clean logits z [T,E], noise logits r [T,E] (a second projection of each
+ * token) and standard normal samples eps [T,E] (NULL: all zero, the noise's
+ * mean) give the noisy logits
+ *   sigma = softplus(r) + MFX_ROUTER_NOISE_MIN,   h = z + eps * sigma;
+ * a training layer takes its top k by h. The smooth load of expert i is
+ *   load_i = sum_t P[t,i],  P[t,i] = Phi((z[t,i] - thr[t,i]) / sigma[t,i]),
+ * the probability that i is in token t's top k when i's noise is drawn
+ * again and the others' stay: thr[t,i] = the k-th largest h[t,j] over
+ * j != i, i.e. h's (k+1)-th largest when i is in the top k of h (ties to the
+ * lower index), its k-th largest otherwise. Phi is the standard normal CDF.
+ * With k == E every P is 1. Unlike the counts, load has a gradient with
+ * respect to z and r (through Phi, sigma and the threshold's h). */
+#define MFX_ROUTER_NOISE_MIN 1e-2
+
+typedef enum {
+  MFX_ROUTER_LOAD_HARD = 0, /* top-k counts of h: no gradient */
+  MFX_ROUTER_LOAD_SMOOTH,   /* the smooth load above */
+  MFX_ROUTER_LOAD_COUNT
+} mfx_router_load_kind;
+
+const char *mfx_router_load_name(mfx_router_load_kind kind); /* "hard", "smooth" */
+mfx_status mfx_router_load_from_name(const char *name, mfx_router_load_kind *out);
+
+/* h [tokens, experts] (f32) from z, r and eps (eps may be NULL). */
+mfx_status mfx_router_noisy_logits(const float *clean, const float *noise, const float *eps,
+                                   int64_t tokens, int experts, float *noisy);
+/* load [experts]: the smooth load (MFX_ROUTER_LOAD_SMOOTH) or the top-k
+ * counts of h (MFX_ROUTER_LOAD_HARD). */
+mfx_status mfx_router_noisy_load(mfx_router_load_kind kind, const float *clean,
+                                 const float *noise, const float *eps, int64_t tokens,
+                                 int experts, int k, double *load);
+/* The backward pass of the smooth load: given dL/dload [experts], writes
+ * dL/dz into grad_clean and dL/dr into grad_noise ([tokens, experts] each;
+ * either may be NULL). */
+mfx_status mfx_router_smooth_load_backward(const float *clean, const float *noise,
+                                           const float *eps, int64_t tokens, int experts,
+                                           int k, const double *dload, float *grad_clean,
+                                           float *grad_noise);
+/* The switch or latency loss of the noisy gate: the counts c replaced by
+ * the load of `load` (P and I stay the softmax of the clean logits):
+ *   switch:  L = E * sum_i load_i/(k*T) * P_i
+ *   latency: L = CV^2(alpha . I) + CV^2(alpha . load)
+ * so with the smooth load both terms train the router. grad_clean and
+ * grad_noise [tokens, experts] may be NULL; with the hard load grad_noise
+ * is zero. alpha, alpha_count as in mfx_router_loss. */
+mfx_status mfx_router_noisy_loss(mfx_router_loss_kind kind, mfx_router_load_kind load,
+                                 const float *clean, const float *noise, const float *eps,
+                                 int64_t tokens, int experts, int k, const double *alpha,
+                                 int alpha_count, double *loss, float *grad_clean,
+                                 float *grad_noise);
+
 /* ---- global-batch statistics ("Demons in the Detail") ---------------------
  * Sums the counts over the micro-batches of one optimizer step and, on
  * demand, across data-parallel ranks; probabilities stay local. */

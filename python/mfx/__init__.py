@@ -12,6 +12,10 @@ Router losses and balancing (include/mfx/router.h):
     update_bias(bias, counts, u) -> new bias
     fit_latency(ns, secs) -> (a, b, r2)
     latency_alpha(latency), expert_counts(logits, k), RouterStats(experts, k)
+    noisy_logits(logits, noise_logits, noise=None) -> h (noisy top-k gate)
+    noisy_load(logits, noise_logits, noise=None, k=1, load="smooth"|"hard") -> [E]
+    noisy_router_loss(logits, noise_logits, noise=None, kind="latency", k=1,
+                      latency=None, load="smooth") -> (loss, grad, grad_noise)
 With PyTorch installed, mfx.torch offers the losses as autograd Functions.
 
 Expert latency tables (include/mfx/moe.h, saved by `mfx experts`):
@@ -23,17 +27,22 @@ from ._lib import last_error
 from .latency import host_key, load_latency
 from .module import Module
 from .router import (
+    LOAD_KINDS,
     LOSS_KINDS,
     RouterStats,
     expert_counts,
     fit_latency,
     latency_alpha,
+    noisy_load,
+    noisy_logits,
+    noisy_router_loss,
     route,
     router_loss,
     update_bias,
 )
 
 __all__ = [
+    "LOAD_KINDS",
     "LOSS_KINDS",
     "Module",
     "host_key",
@@ -43,6 +52,9 @@ __all__ = [
     "fit_latency",
     "last_error",
     "latency_alpha",
+    "noisy_load",
+    "noisy_logits",
+    "noisy_router_loss",
     "route",
     "router_loss",
     "update_bias",

@@ -11,6 +11,9 @@ import numpy as np
 from ._lib import c_int_arg, check, declare
 
 LOSS_KINDS = ("switch", "latency", "zloss")
+ALPHA_MAX = 1e6  # MFX_ROUTER_ALPHA_MAX
+LOAD_KINDS = ("hard", "smooth")
+NOISE_MIN = 1e-2  # MFX_ROUTER_NOISE_MIN
 
 _c_double_p = ctypes.POINTER(ctypes.c_double)
 _c_float_p = ctypes.POINTER(ctypes.c_float)
@@ -56,6 +59,23 @@ _latency_fit = declare(
 )
 _latency_alpha = declare(
     "mfx_router_latency_alpha", ctypes.c_int, _c_double_p, ctypes.c_int, _c_double_p
+)
+_load_from_name = declare(
+    "mfx_router_load_from_name", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)
+)
+_noisy_logits = declare(
+    "mfx_router_noisy_logits", ctypes.c_int,
+    _c_float_p, _c_float_p, _c_float_p, ctypes.c_int64, ctypes.c_int, _c_float_p,
+)
+_noisy_load = declare(
+    "mfx_router_noisy_load", ctypes.c_int,
+    ctypes.c_int, _c_float_p, _c_float_p, _c_float_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int,
+    _c_double_p,
+)
+_noisy_loss = declare(
+    "mfx_router_noisy_loss", ctypes.c_int,
+    ctypes.c_int, ctypes.c_int, _c_float_p, _c_float_p, _c_float_p, ctypes.c_int64,
+    ctypes.c_int, ctypes.c_int, _c_double_p, ctypes.c_int, _c_double_p, _c_float_p, _c_float_p,
 )
 _stats_create = declare(
     "mfx_router_stats_create", ctypes.c_int,
@@ -156,6 +176,80 @@ def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=No
         ctypes.byref(loss), _ptr(grad, ctypes.c_float),
     ))
     return loss.value, grad.reshape(shape)
+
+
+def _load_code(load):
+    if not isinstance(load, str):
+        raise ValueError(f"router load {load!r}; expected one of {', '.join(LOAD_KINDS)}")
+    code = ctypes.c_int()
+    check(_load_from_name(load.encode("utf-8"), ctypes.byref(code)))
+    return code.value
+
+
+def _noisy_inputs(logits, noise_logits, noise):
+    """(z, r, eps or None) as float32 [T, E] arrays of one shape."""
+    z = _logits_2d(logits)
+    r = _logits_2d(noise_logits)
+    if np.shape(noise_logits) != np.shape(logits):
+        raise ValueError(f"noise logits have shape {np.shape(noise_logits)}; expected the "
+                         f"logits' shape {np.shape(logits)}")
+    if noise is None:
+        return z, r, None
+    if np.shape(noise) != np.shape(logits):
+        raise ValueError(f"noise samples have shape {np.shape(noise)}; expected the logits' "
+                         f"shape {np.shape(logits)}")
+    return z, r, _logits_2d(noise)
+
+
+def _opt_ptr(array):
+    return None if array is None else _ptr(array, ctypes.c_float)
+
+
+def noisy_logits(logits, noise_logits, noise=None):
+    """The noisy top-k gate's logits h = z + eps * (softplus(r) + NOISE_MIN)
+    (Shazeer et al. 2017) of clean logits z, noise logits r and standard
+    normal samples eps (None: zero), all shaped [..., E]; float32."""
+    shape = np.shape(logits)
+    z, r, eps = _noisy_inputs(logits, noise_logits, noise)
+    h = np.empty(z.shape, dtype=np.float32)
+    check(_noisy_logits(_ptr(z, ctypes.c_float), _ptr(r, ctypes.c_float), _opt_ptr(eps),
+                        z.shape[0], z.shape[1], _ptr(h, ctypes.c_float)))
+    return h.reshape(shape)
+
+
+def noisy_load(logits, noise_logits, noise=None, k=1, load="smooth"):
+    """Per-expert load [E] (float64) of the noisy gate: "smooth", the sum
+    over tokens of the probability that the expert is in the token's top k
+    (Phi((z_i - threshold)/sigma_i)), or "hard", the top-k counts of h."""
+    z, r, eps = _noisy_inputs(logits, noise_logits, noise)
+    out = np.empty(z.shape[1], dtype=np.float64)
+    check(_noisy_load(_load_code(load), _ptr(z, ctypes.c_float), _ptr(r, ctypes.c_float),
+                      _opt_ptr(eps), z.shape[0], z.shape[1], c_int_arg(k, "k"),
+                      _ptr(out, ctypes.c_double)))
+    return out
+
+
+def noisy_router_loss(logits, noise_logits, noise=None, kind="latency", k=1, latency=None,
+                      load="smooth"):
+    """The switch or latency loss of the noisy top-k gate: the counts are
+    replaced by noisy_load(..., load); P and I stay the softmax of the clean
+    logits. Returns (loss, dL/dlogits, dL/dnoise_logits), the gradients
+    float32 shaped like the logits (the hard load gives zero for the noise)."""
+    code = _kind_code(kind)
+    shape = np.shape(logits)
+    z, r, eps = _noisy_inputs(logits, noise_logits, noise)
+    alpha = None if latency is None else latency_alpha(latency)
+    loss = ctypes.c_double()
+    grad_z = np.empty(z.shape, dtype=np.float32)
+    grad_r = np.empty(z.shape, dtype=np.float32)
+    check(_noisy_loss(
+        code, _load_code(load), _ptr(z, ctypes.c_float), _ptr(r, ctypes.c_float), _opt_ptr(eps),
+        z.shape[0], z.shape[1], c_int_arg(k, "k"),
+        None if alpha is None else _ptr(alpha, ctypes.c_double),
+        0 if alpha is None else alpha.size, ctypes.byref(loss),
+        _ptr(grad_z, ctypes.c_float), _ptr(grad_r, ctypes.c_float),
+    ))
+    return loss.value, grad_z.reshape(shape), grad_r.reshape(shape)
 
 
 def expert_counts(logits, k=1):
