@@ -11,6 +11,7 @@
 
 #include "mfx/artifact.h"
 #include "mfx/ops.h"
+#include "mfx_argparse.h"
 
 #define TOOL_EXIT_OK 0
 #define TOOL_EXIT_FAIL 1
@@ -73,9 +74,16 @@ int tool_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* The same with the library's last error appended. */
 int tool_error_status(int code, const char *what);
 
-/* Parse argv (argv[0] is the subcommand) accepting the `allowed` options.
- * Returns 0 or an exit status after printing the error. */
+/* Parse argv (argv[0] is the subcommand) accepting the `allowed` options
+ * and one positional OP, through the shared parser (mfx_argparse.h): every
+ * error is reported as there, with exit status 2. --help sets out->help (the
+ * caller prints its usage). Returns 0 or an exit status after printing the
+ * error. */
 int tool_parse_args(int argc, char **argv, unsigned allowed, tool_args *out);
+/* The same with the command's own options too (a table ending in a NULL
+ * name, pointing into the caller's variables), e.g. mfx lower's --passes. */
+int tool_parse_args_with(int argc, char **argv, unsigned allowed, const tool_arg *extra,
+                         tool_args *out);
 
 /* Op by name (listing known ops when unknown), --dims and --config. */
 int tool_resolve_problem(const tool_args *args, tool_problem *out);
