@@ -282,10 +282,12 @@ static int args_positional(args_state *st, const char *arg) {
   while (p != NULL && p[n].name != NULL) n++;
   if (st->n_positionals >= n) {
     const char *who = st->cl->command;
-    if (st->n_positionals == 0)
+    if (st->n_positionals == 0) {
+      const char *only = args_option_count(st->cl->options) > 0 ? ", only options" : "";
       return who != NULL ? args_fail(st->err, TOOL_ARG_ERR_EXTRA, "%s: unexpected argument '%s' "
-                                     "(it takes no arguments, only options)", who, arg)
+                                     "(it takes no arguments%s)", who, arg, only)
                          : args_fail(st->err, TOOL_ARG_ERR_EXTRA, "unexpected argument '%s'", arg);
+    }
     const char *last = p[n - 1].name;
     return who != NULL ? args_fail(st->err, TOOL_ARG_ERR_EXTRA, "%s: unexpected argument '%s' "
                                    "after %s '%s'", who, arg, last, st->last_positional)
