@@ -40,45 +40,47 @@ typedef struct {
   float *grad;
 } tool_loss_run;
 
-static int tool_loss_option(int argc, char **argv, int *i, tool_loss_args *a) {
-  const char *v = NULL;
-  int hit;
-  if ((hit = tool_flag(argc, argv, i, "--logits", &v)) == 1) a->logits_path = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--latency", &v)) == 1) a->latency = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--device", &v)) == 1) a->device = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--grad-out", &v)) == 1) a->grad_out = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--k", &v)) == 1)
-    return tool_flag_int("--k", v, 1, 1 << 20, &a->k);
-  if (hit < 0) return TOOL_EXIT_USAGE;
-  if (hit == 0)
-    return tool_error(TOOL_EXIT_USAGE, "loss: unknown argument '%s' (see mfx help loss)", argv[*i]);
-  return 0;
-}
+static const char *const tool_loss_kinds[] = {"switch", "latency", "zloss", NULL};
 
 static int tool_loss_parse(int argc, char **argv, tool_loss_args *a) {
   memset(a, 0, sizeof *a);
   a->k = 1;
-  for (int i = 1; i < argc; i++) {
-    int rc = 0;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return -1;
-    if (strcmp(argv[i], "--json") == 0) a->json = 1;
-    else if (argv[i][0] != '-' && a->kind_name == NULL) a->kind_name = argv[i];
-    else rc = tool_loss_option(argc, argv, &i, a);
-    if (rc != 0) return rc;
-  }
+  const tool_arg options[] = {
+      {.name = "--logits", .type = TOOL_ARG_PATH, .to.text = &a->logits_path,
+       .example = "--logits z.npy"},
+      {.name = "--k", .type = TOOL_ARG_INT64, .to.i64 = &a->k, .min = 1, .max = 1 << 20,
+       .example = "--k 2"},
+      {.name = "--latency", .type = TOOL_ARG_TEXT, .to.text = &a->latency,
+       .example = "--latency 1.2,0.6 or --latency FILE.json"},
+      {.name = "--device", .type = TOOL_ARG_TEXT, .to.text = &a->device,
+       .example = "--device 'cpu: ...' (a key of the latency table)"},
+      {.name = "--grad-out", .type = TOOL_ARG_PATH, .to.text = &a->grad_out,
+       .example = "--grad-out g.npy"},
+      {.name = "--json", .type = TOOL_ARG_FLAG, .to.flag = &a->json},
+      {0},
+  };
+  const tool_pos positionals[] = {
+      {.name = "KIND", .to = &a->kind_name, .choices = tool_loss_kinds, .noun = "kind"},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx", .command = "loss", .usage = tool_loss_usage,
+                     .options = options, .positionals = positionals};
+  int rc = tool_args_parse(&cl, argc, argv);
+  if (rc != 0) return rc;
   if (a->kind_name == NULL || a->logits_path == NULL)
     return tool_error(TOOL_EXIT_USAGE, "loss: needs KIND and --logits, e.g. mfx loss latency "
                       "--logits z.npy --latency 1.2,0.6");
   if (mfx_router_loss_from_name(a->kind_name, &a->kind) != MFX_OK)
-    return tool_error(TOOL_EXIT_USAGE, "loss: unknown kind '%s'; expected switch, latency or zloss",
-                      a->kind_name);
+    return tool_error_status(TOOL_EXIT_USAGE, "loss");
   if (a->kind == MFX_ROUTER_LATENCY && a->latency == NULL)
     return tool_error(TOOL_EXIT_USAGE, "loss latency: needs --latency a,b,... (one per expert) or "
                       "--latency FILE.json");
   if (a->kind != MFX_ROUTER_LATENCY && a->latency != NULL)
     return tool_error(TOOL_EXIT_USAGE, "loss %s: --latency applies to the latency loss only",
                       a->kind_name);
-  return 0;
+  if (a->kind == MFX_ROUTER_LATENCY || a->device == NULL) return 0;
+  return tool_error(TOOL_EXIT_USAGE, "loss %s: --device picks a latency table's device; it applies "
+                    "to the latency loss only", a->kind_name);
 }
 
 static int tool_loss_logits(const tool_loss_args *a, tool_loss_run *r) {
@@ -179,10 +181,7 @@ static void tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {
 int tool_cmd_loss(int argc, char **argv) {
   tool_loss_args a;
   int rc = tool_loss_parse(argc, argv, &a);
-  if (rc == -1) {
-    fputs(tool_loss_usage, stdout);
-    return TOOL_EXIT_OK;
-  }
+  if (rc == TOOL_ARGS_HELP) return TOOL_EXIT_OK;
   if (rc != 0) return rc;
   tool_loss_run r;
   memset(&r, 0, sizeof r);
