@@ -25,6 +25,14 @@ int tool_error_status(int code, const char *what) {
   return tool_error(code, "%s: %s", what, why);
 }
 
+int tool_json_finish(mfx_json *w, const char *what) {
+  if (mfx_json_finish(w) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, what);
+  if (w->nonfinite > 0)
+    fprintf(stderr, "mfx: warning: %s: %d number%s NaN or infinite, written as null (JSON has "
+            "no NaN)\n", what, w->nonfinite, w->nonfinite == 1 ? " was" : "s were");
+  return 0;
+}
+
 /* ---- options: tool_parse_args over the shared parser (mfx_argparse.c) ---------- */
 
 static const char *const tool_emit_formats[] = {"ll", "asm", NULL};

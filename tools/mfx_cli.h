@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "mfx/artifact.h"
+#include "mfx/json.h"
 #include "mfx/ops.h"
 #include "mfx_argparse.h"
 
@@ -84,6 +85,11 @@ int tool_parse_args(int argc, char **argv, unsigned allowed, tool_args *out);
  * name, pointing into the caller's variables), e.g. mfx lower's --passes. */
 int tool_parse_args_with(int argc, char **argv, unsigned allowed, const tool_arg *extra,
                          tool_args *out);
+
+/* Ends a JSON value a command wrote with the shared writer (mfx/json.h):
+ * says on stderr when numbers were NaN or infinite (written as null, JSON
+ * has no NaN); 0, or exit status 1 naming `what` when writing failed. */
+int tool_json_finish(mfx_json *w, const char *what);
 
 /* Op by name (listing known ops when unknown), --dims and --config. */
 int tool_resolve_problem(const tool_args *args, tool_problem *out);

@@ -114,31 +114,35 @@ static int tool_db_key(const tool_db_args *a, mfx_tune_key *key) {
 
 /* ---- list ---------------------------------------------------------------------------- */
 
-static void tool_db_json_string(const char *s) {
-  putchar('"');
-  for (; *s != '\0'; s++) {
-    if (*s == '"' || *s == '\\') putchar('\\');
-    if ((unsigned char)*s < 0x20) printf("\\u%04x", (unsigned char)*s);
-    else putchar(*s);
-  }
-  putchar('"');
-}
+typedef struct {
+  int json;
+  int rc; /* a failed write stops the listing with this exit status */
+} tool_db_lister;
 
 static int tool_db_list_one(void *user, const mfx_tune_task_info *t) {
-  int json = *(int *)user;
-  if (json) {
-    printf("{\"op\":\"%s\",\"dims\":\"%s\",\"target\":\"%s\",\"arch\":", t->op, t->dims,
-           t->target.target);
-    tool_db_json_string(t->target.arch);
-    printf(",\"device\":");
-    tool_db_json_string(t->target.device);
-    printf(",\"version\":");
-    tool_db_json_string(t->target.version);
-    printf(",\"trials\":%d,\"ok\":%d,\"errors\":%d,\"wrong\":%d,\"best_s\":", t->trials, t->ok,
-           t->errors, t->wrong);
-    if (t->ok > 0) printf("%.9g,\"best_config\":%s}\n", t->best_s, t->best_config);
-    else printf("null,\"best_config\":null}\n");
-    return 0;
+  tool_db_lister *l = user;
+  if (l->json) {
+    mfx_json w;
+    mfx_json_begin(&w, stdout, MFX_JSON_COMPACT);
+    mfx_json_object(&w);
+    mfx_json_key_string(&w, "op", t->op);
+    mfx_json_key_string(&w, "dims", t->dims);
+    mfx_json_key_string(&w, "target", t->target.target);
+    mfx_json_key_string(&w, "arch", t->target.arch);
+    mfx_json_key_string(&w, "device", t->target.device);
+    mfx_json_key_string(&w, "version", t->target.version);
+    mfx_json_key_int(&w, "trials", t->trials);
+    mfx_json_key_int(&w, "ok", t->ok);
+    mfx_json_key_int(&w, "errors", t->errors);
+    mfx_json_key_int(&w, "wrong", t->wrong);
+    mfx_json_key(&w, "best_s");
+    if (t->ok > 0) mfx_json_number(&w, t->best_s);
+    else mfx_json_null(&w);
+    mfx_json_key(&w, "best_config");
+    mfx_json_raw(&w, t->ok > 0 ? t->best_config : NULL);
+    mfx_json_end(&w);
+    putchar('\n');
+    return l->rc = tool_json_finish(&w, "db list --json");
   }
   char best[32] = "-";
   if (t->ok > 0) snprintf(best, sizeof best, "%.4g", t->best_s * 1e3);
@@ -148,13 +152,13 @@ static int tool_db_list_one(void *user, const mfx_tune_task_info *t) {
 }
 
 static int tool_db_list(const tool_db_args *a, mfx_tune_db *db) {
-  int json = a->json;
-  if (!json)
+  tool_db_lister l = {a->json, 0};
+  if (!l.json)
     printf("%-16s %-28s %-4s %6s %4s %5s %5s %10s  %s\n", "op", "dims", "tgt", "trials", "ok",
            "error", "wrong", "best ms", "best config");
-  if (mfx_tune_db_list(db, tool_db_list_one, &json) != MFX_OK)
+  if (mfx_tune_db_list(db, tool_db_list_one, &l) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "db list");
-  return 0;
+  return l.rc;
 }
 
 /* ---- best ------------------------------------------------------------------------------ */
@@ -168,10 +172,17 @@ static int tool_db_best(const tool_db_args *a, mfx_tune_db *db) {
   if (mfx_tune_choose(db, &key, &c) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "db best");
   mfx_config_to_json(&c.cfg, config, sizeof config);
   if (a->json) {
-    printf("{\"source\":\"%s\",\"config\":%s,\"median_s\":%.9g,\"why\":",
-           mfx_tune_source_name(c.source), config, c.median_s);
-    tool_db_json_string(c.why);
-    printf("}\n");
+    mfx_json w;
+    mfx_json_begin(&w, stdout, MFX_JSON_COMPACT);
+    mfx_json_object(&w);
+    mfx_json_key_string(&w, "source", mfx_tune_source_name(c.source));
+    mfx_json_key(&w, "config");
+    mfx_json_raw(&w, config);
+    mfx_json_key_number(&w, "median_s", c.median_s);
+    mfx_json_key_string(&w, "why", c.why);
+    mfx_json_end(&w);
+    putchar('\n');
+    return tool_json_finish(&w, "db best --json");
   } else {
     printf("source   %s\nconfig   %s\nwhy      %s\n", mfx_tune_source_name(c.source), config,
            c.why);

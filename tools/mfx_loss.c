@@ -144,38 +144,46 @@ static int tool_loss_save_grad(const tool_loss_args *a, tool_loss_run *r) {
   return 0;
 }
 
-static void tool_loss_list(const double *v, int n, int json) {
-  const char *sep = json ? ", " : " ";
-  for (int i = 0; i < n; i++) printf(json ? "%s%.12g" : "%s%.4g", i ? sep : "", v[i]);
+static void tool_loss_list(const double *v, int n) {
+  for (int i = 0; i < n; i++) printf("%s%.4g", i ? " " : "", v[i]);
 }
 
-static void tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {
+static int tool_loss_print_json(const tool_loss_args *a, const tool_loss_run *r) {
+  mfx_json w;
+  mfx_json_begin(&w, stdout, MFX_JSON_COMPACT);
+  mfx_json_object(&w);
+  mfx_json_key_string(&w, "kind", mfx_router_loss_name(a->kind));
+  mfx_json_key_number(&w, "loss", r->loss);
+  mfx_json_key_int(&w, "tokens", r->tokens);
+  mfx_json_key_int(&w, "experts", r->experts);
+  mfx_json_key_int(&w, "k", a->k);
+  mfx_json_key(&w, "counts");
+  mfx_json_numbers(&w, r->counts, r->experts <= MFX_LATENCY_MAX_EXPERTS ? r->experts : 0);
+  mfx_json_key(&w, "alpha");
+  mfx_json_numbers(&w, r->alpha, r->n_alpha);
+  mfx_json_end(&w);
+  putchar('\n');
+  return tool_json_finish(&w, "loss --json");
+}
+
+static int tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {
   int counts = r->experts <= MFX_LATENCY_MAX_EXPERTS;
-  if (a->json) {
-    printf("{\"kind\": \"%s\", \"loss\": %.17g, \"tokens\": %lld, \"experts\": %d, \"k\": %lld",
-           mfx_router_loss_name(a->kind), r->loss, (long long)r->tokens, r->experts,
-           (long long)a->k);
-    printf(", \"counts\": [");
-    if (counts) tool_loss_list(r->counts, r->experts, 1);
-    printf("], \"alpha\": [");
-    tool_loss_list(r->alpha, r->n_alpha, 1);
-    printf("]}\n");
-    return;
-  }
+  if (a->json) return tool_loss_print_json(a, r);
   printf("loss     %s %.9g\nlogits   %s: %lld tokens x %d experts, k=%lld\n",
          mfx_router_loss_name(a->kind), r->loss, a->logits_path, (long long)r->tokens, r->experts,
          (long long)a->k);
   if (counts) {
     printf("counts   ");
-    tool_loss_list(r->counts, r->experts, 0);
+    tool_loss_list(r->counts, r->experts);
     printf("\n");
   }
   if (r->n_alpha > 0) {
     printf("alpha    ");
-    tool_loss_list(r->alpha, r->n_alpha, 0);
+    tool_loss_list(r->alpha, r->n_alpha);
     printf("\n");
   }
   if (a->grad_out != NULL) printf("grad     saved to %s\n", a->grad_out);
+  return 0;
 }
 
 int tool_cmd_loss(int argc, char **argv) {
@@ -189,7 +197,7 @@ int tool_cmd_loss(int argc, char **argv) {
   if (rc == 0 && a.latency != NULL) rc = tool_loss_alpha(&a, &r);
   if (rc == 0) rc = tool_loss_compute(&a, &r);
   if (rc == 0 && a.grad_out != NULL) rc = tool_loss_save_grad(&a, &r);
-  if (rc == 0) tool_loss_print(&a, &r);
+  if (rc == 0) rc = tool_loss_print(&a, &r);
   mfx_array_free(&r.logits);
   free(r.grad);
   return rc;
