@@ -10,8 +10,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mfx/json.h"
+#include "mfx/moe.h"
 
 typedef struct {
   mfx_json w;
@@ -293,6 +295,66 @@ START_TEST(test_write_error_is_reported) {
 }
 END_TEST
 
+/* ---- the latency tables the runtime saves with it ------------------------------- */
+
+static void small_table(mfx_latency_table *t, const char *device) {
+  memset(t, 0, sizeof *t);
+  snprintf(t->device, sizeof t->device, "%s", device);
+  snprintf(t->target, sizeof t->target, "cpu");
+  t->dim = 8;
+  t->hidden = 16;
+  t->at_tokens = 8;
+  t->experts = 2;
+  for (int e = 0; e < 2; e++) {
+    mfx_latency_expert *x = &t->expert[e];
+    snprintf(x->name, sizeof x->name, "%s", e ? "shift" : "mult");
+    x->points = 3;
+    for (int i = 0; i < 3; i++) {
+      x->tokens[i] = 4 << i;
+      x->seconds[i] = (1.0 + e) * 1e-4 * (i + 1) / 3.0;
+    }
+    x->a = 1e-5 / 3.0;
+    x->b = (1.0 + e) / 7.0 * 1e-6;
+    x->r2 = 0.1 + e / 3.0;
+    x->latency = x->a + x->b * 8;
+  }
+  t->alpha[0] = 2.0 / 3.0;
+  t->alpha[1] = 4.0 / 3.0;
+}
+
+START_TEST(test_latency_table_round_trip) {
+  char dir[] = "/tmp/mfx_json_XXXXXX", path[64];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/lat.json", dir);
+  mfx_latency_table t, back;
+  /* A key with a quote, a backslash, a tab and UTF-8: escaped, read back. */
+  small_table(&t, "cpu: \"Caf\xc3\xa9\" \\ x\t(2 cores)");
+  ck_assert_int_eq(mfx_latency_save(path, &t), MFX_OK);
+  ck_assert_int_eq(mfx_latency_load(path, t.device, &back), MFX_OK);
+  ck_assert_str_eq(back.device, t.device);
+  ck_assert_int_eq(back.experts, 2);
+  for (int e = 0; e < 2; e++) {
+    ck_assert(back.expert[e].a == t.expert[e].a); /* exact: the fewest digits that read back */
+    ck_assert(back.expert[e].b == t.expert[e].b);
+    ck_assert(back.expert[e].r2 == t.expert[e].r2);
+    ck_assert(back.alpha[e] == t.alpha[e]);
+    for (int i = 0; i < 3; i++) ck_assert(back.expert[e].seconds[i] == t.expert[e].seconds[i]);
+  }
+  /* NaN or infinity: refused, and the file keeps what it had. */
+  small_table(&t, "cpu: other");
+  t.expert[1].r2 = NAN;
+  ck_assert_int_eq(mfx_latency_save(path, &t), MFX_ERR_INVALID);
+  ck_assert_ptr_nonnull(strstr(mfx_last_error(), "1 numbers are NaN or infinite"));
+  ck_assert_int_eq(mfx_latency_load(path, "cpu: other", &back), MFX_ERR_NOT_FOUND);
+  small_table(&t, "cpu: other");
+  t.alpha[0] = INFINITY;
+  ck_assert_int_eq(mfx_latency_save(path, &t), MFX_ERR_INVALID);
+  ck_assert_int_eq(mfx_latency_load(path, "cpu: \"Caf\xc3\xa9\" \\ x\t(2 cores)", &back), MFX_OK);
+  remove(path);
+  rmdir(dir);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("json");
   TCase *t = tcase_create("writer");
@@ -305,6 +367,9 @@ int main(void) {
   tcase_add_test(t, test_misuse_is_reported);
   tcase_add_test(t, test_write_error_is_reported);
   suite_add_tcase(s, t);
+  TCase *l = tcase_create("latency");
+  tcase_add_test(l, test_latency_table_round_trip);
+  suite_add_tcase(s, l);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
   int failed = srunner_ntests_failed(r);
