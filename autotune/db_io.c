@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "db_internal.h"
+#include "mfx/json.h"
 
 /* ---- export --------------------------------------------------------------------- */
 
@@ -20,37 +21,41 @@ static const char *const tune_export_text[] = {"op", "dims", "dtypes", "target",
                                                 "device", "version"};
 static const char *const tune_export_numbers[] = {"median_s", "spread", "p10_s", "p90_s"};
 
-static void tune_export_number(cJSON *o, const char *name, sqlite3_stmt *stmt, int col) {
-  if (sqlite3_column_type(stmt, col) == SQLITE_NULL) cJSON_AddNullToObject(o, name);
-  else cJSON_AddNumberToObject(o, name, sqlite3_column_double(stmt, col));
+static void tune_export_number(mfx_json *w, const char *name, sqlite3_stmt *stmt, int col) {
+  mfx_json_key(w, name);
+  if (sqlite3_column_type(stmt, col) == SQLITE_NULL) mfx_json_null(w);
+  else mfx_json_number(w, sqlite3_column_double(stmt, col));
 }
 
-static cJSON *tune_export_row(sqlite3_stmt *stmt) {
-  cJSON *o = cJSON_CreateObject();
-  if (o == NULL) return NULL;
-  for (int i = 0; i < 7; i++) cJSON_AddStringToObject(o, tune_export_text[i], tune_db_text(stmt, i));
-  cJSON *config = cJSON_Parse(tune_db_text(stmt, 7));
-  if (config != NULL) cJSON_AddItemToObject(o, "config", config);
-  else cJSON_AddStringToObject(o, "config", tune_db_text(stmt, 7));
-  cJSON_AddStringToObject(o, "status", tune_db_text(stmt, 8));
-  for (int i = 0; i < 4; i++) tune_export_number(o, tune_export_numbers[i], stmt, 9 + i);
-  cJSON_AddNumberToObject(o, "repeats", sqlite3_column_int(stmt, 13));
-  cJSON_AddStringToObject(o, "error", tune_db_text(stmt, 14));
-  cJSON_AddNumberToObject(o, "created", sqlite3_column_double(stmt, 15));
-  cJSON_AddStringToObject(o, "session", tune_db_text(stmt, 16));
-  cJSON_AddNumberToObject(o, "rank", sqlite3_column_int(stmt, 17));
-  cJSON_AddNumberToObject(o, "build_s", sqlite3_column_double(stmt, 18));
-  return o;
+/* The config as stored: an object when it is one (it always is when mfx
+ * wrote it), else its text as a string. */
+static void tune_export_config(mfx_json *w, const char *text) {
+  cJSON *config = cJSON_Parse(text);
+  mfx_json_key(w, "config");
+  if (cJSON_IsObject(config)) mfx_json_raw(w, text);
+  else mfx_json_string(w, text);
+  cJSON_Delete(config);
 }
 
+/* One trial as one line, through the shared writer (mfx/json.h). */
 static mfx_status tune_export_write(mfx_tune_db *db, sqlite3_stmt *stmt, FILE *out) {
-  cJSON *row = tune_export_row(stmt);
-  char *text = row != NULL ? cJSON_PrintUnformatted(row) : NULL;
-  cJSON_Delete(row);
-  if (text == NULL) return mfx_fail(MFX_ERR_NOMEM, "export %s: out of memory", db->path);
-  int bad = fputs(text, out) < 0 || fputc('\n', out) == EOF;
-  free(text);
-  if (bad) return mfx_fail(MFX_ERR_IO, "export %s: cannot write the output", db->path);
+  mfx_json w;
+  mfx_json_begin(&w, out, MFX_JSON_COMPACT);
+  mfx_json_object(&w);
+  for (int i = 0; i < 7; i++) mfx_json_key_string(&w, tune_export_text[i], tune_db_text(stmt, i));
+  tune_export_config(&w, tune_db_text(stmt, 7));
+  mfx_json_key_string(&w, "status", tune_db_text(stmt, 8));
+  for (int i = 0; i < 4; i++) tune_export_number(&w, tune_export_numbers[i], stmt, 9 + i);
+  mfx_json_key_int(&w, "repeats", sqlite3_column_int(stmt, 13));
+  mfx_json_key_string(&w, "error", tune_db_text(stmt, 14));
+  mfx_json_key_number(&w, "created", sqlite3_column_double(stmt, 15));
+  mfx_json_key_string(&w, "session", tune_db_text(stmt, 16));
+  mfx_json_key_int(&w, "rank", sqlite3_column_int(stmt, 17));
+  mfx_json_key_number(&w, "build_s", sqlite3_column_double(stmt, 18));
+  mfx_json_end(&w);
+  fputc('\n', out);
+  if (mfx_json_finish(&w) != MFX_OK)
+    return mfx_fail(MFX_ERR_IO, "export %s: cannot write the output", db->path);
   return MFX_OK;
 }
 

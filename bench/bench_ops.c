@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mfx/json.h"
 #include "mfx/ops.h"
 
 void openblas_set_num_threads(int n);
@@ -196,11 +197,42 @@ static void cpu_model(char *out, size_t size) {
     char *colon = strchr(line, ':');
     if (strncmp(line, "model name", 10) != 0 || colon == NULL) continue;
     colon += 1 + strspn(colon + 1, " \t");
-    colon[strcspn(colon, "\n\"\\")] = '\0';
+    colon[strcspn(colon, "\n")] = '\0';
     snprintf(out, size, "%s", colon);
     break;
   }
   fclose(f);
+}
+
+/* The rows as one JSON object (mfx/json.h); a speedup of a zero time is
+ * infinite and written as null, which the writer counts and we say. */
+static void print_json(const row *rows, int n, int threads, const char *cpu, const char *core) {
+  mfx_json w;
+  mfx_json_begin(&w, stdout, MFX_JSON_PRETTY);
+  mfx_json_object(&w);
+  mfx_json_key_int(&w, "threads", threads);
+  mfx_json_key_string(&w, "cpu", cpu);
+  mfx_json_key_string(&w, "openblas_core", core);
+  mfx_json_key(&w, "results");
+  mfx_json_array(&w);
+  for (int i = 0; i < n; i++) {
+    mfx_json_object(&w);
+    mfx_json_key_string(&w, "op", rows[i].op);
+    mfx_json_key_string(&w, "dims", rows[i].dims);
+    mfx_json_key_string(&w, "baseline", rows[i].baseline);
+    mfx_json_key_number(&w, "mfx_ms", rows[i].mfx_s * 1e3);
+    mfx_json_key_number(&w, "baseline_ms", rows[i].base_s * 1e3);
+    mfx_json_key_number(&w, "speedup", rows[i].base_s / rows[i].mfx_s);
+    mfx_json_key(&w, "ok");
+    mfx_json_bool(&w, rows[i].ok);
+    mfx_json_end(&w);
+  }
+  mfx_json_end(&w);
+  mfx_json_end(&w);
+  putchar('\n');
+  if (mfx_json_finish(&w) != MFX_OK) fprintf(stderr, "bench_ops: %s\n", mfx_last_error());
+  if (w.nonfinite > 0)
+    fprintf(stderr, "bench_ops: %d numbers were NaN or infinite, written as null\n", w.nonfinite);
 }
 
 static void print_rows(const row *rows, int n, int threads, int json) {
@@ -209,14 +241,7 @@ static void print_rows(const row *rows, int n, int threads, int json) {
   const char *core = openblas_get_corename();
   if (core == NULL) core = "unknown";
   if (json) {
-    printf("{\"threads\": %d, \"cpu\": \"%s\", \"openblas_core\": \"%s\", \"results\": [\n",
-           threads, cpu, core);
-    for (int i = 0; i < n; i++)
-      printf("  {\"op\": \"%s\", \"dims\": \"%s\", \"baseline\": \"%s\", \"mfx_ms\": %.4f, "
-             "\"baseline_ms\": %.4f, \"speedup\": %.3f, \"ok\": %s}%s\n",
-             rows[i].op, rows[i].dims, rows[i].baseline, rows[i].mfx_s * 1e3, rows[i].base_s * 1e3,
-             rows[i].base_s / rows[i].mfx_s, rows[i].ok ? "true" : "false", i + 1 < n ? "," : "");
-    printf("]}\n");
+    print_json(rows, n, threads, cpu, core);
     return;
   }
   printf("cpu: %s; OpenBLAS core: %s\n\n", cpu, core);

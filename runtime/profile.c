@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "mfx/artifact.h"
+#include "mfx/json.h"
 #include "mfx/moe.h"
 #include "mfx/router.h"
 
@@ -201,59 +202,50 @@ mfx_status mfx_latency_finish(mfx_latency_table *t) {
   return st == MFX_OK ? MFX_OK : mfx_fail_context(st, "latency finish");
 }
 
-/* ==== writing JSON ========================================================================= */
+/* ==== writing JSON (the shared writer, mfx/json.h) ============================================ */
 
-static void profile_write_string(FILE *out, const char *s) {
-  fputc('"', out);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
-    else if (c < 0x20) fprintf(out, "\\u%04x", c);
-    else fputc(c, out);
-  }
-  fputc('"', out);
-}
-
-static void profile_write_numbers(FILE *out, const double *v, int n) {
-  fputc('[', out);
-  for (int i = 0; i < n; i++) fprintf(out, "%s%.12g", i ? ", " : "", v[i]);
-  fputc(']', out);
-}
-
-static void profile_write_expert(FILE *out, const mfx_latency_expert *x, const char *pad) {
+static void profile_json_expert(mfx_json *w, const mfx_latency_expert *x) {
   double tokens[MFX_LATENCY_MAX_POINTS];
-  for (int i = 0; i < x->points; i++) tokens[i] = (double)x->tokens[i];
-  fprintf(out, "%s  {\"name\": ", pad);
-  profile_write_string(out, x->name);
-  fputs(", \"tokens\": ", out);
-  profile_write_numbers(out, tokens, x->points);
-  fprintf(out, ",\n%s   \"seconds\": ", pad);
-  profile_write_numbers(out, x->seconds, x->points);
-  fprintf(out, ",\n%s   \"a\": %.12g, \"b\": %.12g, \"r2\": %.12g, \"latency\": %.12g}", pad,
-          x->a, x->b, x->r2, x->latency);
+  int points = x->points < 0 ? 0 : x->points > MFX_LATENCY_MAX_POINTS ? MFX_LATENCY_MAX_POINTS
+                                                                       : x->points;
+  for (int i = 0; i < points; i++) tokens[i] = (double)x->tokens[i];
+  mfx_json_object(w);
+  mfx_json_key_string(w, "name", x->name);
+  mfx_json_key(w, "tokens");
+  mfx_json_numbers(w, tokens, points);
+  mfx_json_key(w, "seconds");
+  mfx_json_numbers(w, x->seconds, points);
+  mfx_json_key_number(w, "a", x->a);
+  mfx_json_key_number(w, "b", x->b);
+  mfx_json_key_number(w, "r2", x->r2);
+  mfx_json_key_number(w, "latency", x->latency);
+  mfx_json_end(w);
+}
+
+static void profile_json_table(mfx_json *w, const mfx_latency_table *t) {
+  int experts = t->experts < 0 ? 0 : t->experts > MFX_LATENCY_MAX_EXPERTS ? MFX_LATENCY_MAX_EXPERTS
+                                                                          : t->experts;
+  mfx_json_object(w);
+  mfx_json_key_string(w, "device", t->device);
+  mfx_json_key_string(w, "target", t->target);
+  mfx_json_key_int(w, "dim", t->dim);
+  mfx_json_key_int(w, "hidden", t->hidden);
+  mfx_json_key_int(w, "at_tokens", t->at_tokens);
+  mfx_json_key(w, "experts");
+  mfx_json_array(w);
+  for (int e = 0; e < experts; e++) profile_json_expert(w, &t->expert[e]);
+  mfx_json_end(w);
+  mfx_json_key(w, "alpha");
+  mfx_json_numbers(w, t->alpha, experts);
+  mfx_json_end(w);
 }
 
 void mfx_latency_write_json(FILE *out, const mfx_latency_table *t, int indent) {
-  char pad[64];
-  if (indent < 0) indent = 0;
-  if (indent > 60) indent = 60;
-  memset(pad, ' ', (size_t)indent);
-  pad[indent] = '\0';
-  fprintf(out, "{\n%s  \"device\": ", pad);
-  profile_write_string(out, t->device);
-  fprintf(out, ",\n%s  \"target\": ", pad);
-  profile_write_string(out, t->target);
-  fprintf(out, ",\n%s  \"dim\": %lld, \"hidden\": %lld, \"at_tokens\": %lld,\n%s  \"experts\": [\n",
-          pad, (long long)t->dim, (long long)t->hidden, (long long)t->at_tokens, pad);
-  char inner[80];
-  snprintf(inner, sizeof inner, "%s  ", pad);
-  for (int e = 0; e < t->experts; e++) {
-    profile_write_expert(out, &t->expert[e], inner);
-    fputs(e + 1 < t->experts ? ",\n" : "\n", out);
-  }
-  fprintf(out, "%s  ],\n%s  \"alpha\": ", pad, pad);
-  profile_write_numbers(out, t->alpha, t->experts);
-  fprintf(out, "\n%s}", pad);
+  mfx_json w;
+  mfx_json_begin(&w, out, MFX_JSON_PRETTY);
+  w.base_indent = indent < 0 ? 0 : indent > 60 ? 60 : indent;
+  profile_json_table(&w, t);
+  (void)mfx_json_finish(&w); /* the stream's own error state tells the caller */
 }
 
 /* ==== reading JSON: a small DOM parser ======================================================== */
@@ -679,18 +671,29 @@ static mfx_status profile_read_others(const char *path, const char *skip,
   return st;
 }
 
-static void profile_write_file(FILE *f, const mfx_latency_table *others, int count,
-                               const mfx_latency_table *t) {
-  fprintf(f, "{\n  \"format\": \"%s\",\n  \"devices\": {\n", PROFILE_FORMAT);
+/* The whole file; a table with NaN or infinite numbers is refused (JSON
+ * has none: they would be written as null, and no loader takes them). */
+static mfx_status profile_write_file(FILE *f, const mfx_latency_table *others, int count,
+                                     const mfx_latency_table *t) {
+  mfx_json w;
+  mfx_json_begin(&w, f, MFX_JSON_PRETTY);
+  mfx_json_object(&w);
+  mfx_json_key_string(&w, "format", PROFILE_FORMAT);
+  mfx_json_key(&w, "devices");
+  mfx_json_object(&w);
   for (int i = 0; i <= count; i++) {
     const mfx_latency_table *x = i < count ? &others[i] : t;
-    fputs("    ", f);
-    profile_write_string(f, x->device);
-    fputs(": ", f);
-    mfx_latency_write_json(f, x, 4);
-    fputs(i < count ? ",\n" : "\n", f);
+    mfx_json_key(&w, x->device);
+    profile_json_table(&w, x);
   }
-  fputs("  }\n}\n", f);
+  mfx_json_end(&w);
+  mfx_json_end(&w);
+  fputc('\n', f);
+  mfx_status st = mfx_json_finish(&w);
+  if (st == MFX_OK && w.nonfinite > 0)
+    st = mfx_fail(MFX_ERR_INVALID, "latency table of '%s': %d numbers are NaN or infinite (JSON "
+                  "has no NaN; they would be written as null); not saved", t->device, w.nonfinite);
+  return st;
 }
 
 mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t) {
@@ -710,8 +713,9 @@ mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t) {
   mfx_file_writer w;
   if (st == MFX_OK) st = mfx_file_write_begin(&w, path, "latency table");
   if (st == MFX_OK) {
-    profile_write_file(w.f, others, count, t);
-    st = mfx_file_write_commit(&w);
+    st = profile_write_file(w.f, others, count, t);
+    if (st == MFX_OK) st = mfx_file_write_commit(&w);
+    else mfx_file_write_abort(&w);
   }
   free(others);
   return st;

@@ -278,5 +278,66 @@ expect 2 "more than 2^62 bytes" "$MFX" run matadd --dims B=2147483648,H=21474836
 expect 0 "max_rel_err=0 ok" "$MFX" run gelu --dims M=4,N=5 --in "X=$TMP/x_nonfinite.npy" --check
 expect 0 "max_rel_err=0 ok" "$RUNNER" "$TMP/gelu.mfxa" --in "X=$TMP/x_nonfinite.npy" --check
 
+# 9. command lines: every subcommand parses through one parser (tools/mfx_argparse.c),
+# so every option gets the same checks, messages and exit status 2
+U="unknown option"
+expect 2 "ops: unexpected argument 'extra' after OP 'linear'" "$MFX" ops linear extra
+expect 2 "ops: $U '--frob' (see mfx help ops)" "$MFX" ops --frob
+expect 2 "--print-after needs a value" "$MFX" lower linear --dims M=4,N=4,K=4 --print-after
+expect 2 "--print-after: no such pass 'nosuch'" "$MFX" lower linear --dims M=4,N=4,K=4 --print-after nosuch
+expect 2 "--emit: unknown format 'obj'; expected ll or asm" "$MFX" lower linear --dims M=4,N=4,K=4 --emit obj
+expect 2 "--passes takes no value" "$MFX" lower --passes=1
+expect 2 "--dims given twice ('M=1' and 'M=2'); give it once" "$MFX" lower linear --dims M=1 --dims M=2
+expect 2 "cache: unknown command 'purge'; expected info or clear" "$MFX" cache purge
+expect 2 "cache: unexpected argument 'extra' after COMMAND 'info'" "$MFX" cache info extra
+expect 2 "version: unexpected argument 'x' (it takes no arguments)" "$MFX" version x
+expect 2 "db: unknown command 'frob'; expected list, best, export, import or plot" "$MFX" db frob
+expect 2 "db export: $U '--json' (see mfx help db)" "$MFX" db export --json
+expect 2 "db list: $U '--dims'" "$MFX" db list --dims M=4
+expect 2 "--db needs a value (e.g. --db tune.db)" "$MFX" db list --db
+expect 2 "db best: missing OP (see mfx ops)" "$MFX" db best --db "$TMP/tune.db"
+expect 2 "db import: missing FILE (a JSON-lines export, or -)" "$MFX" db import
+expect 2 "--json given twice; give it once" "$MFX" db list --json --json
+expect 2 "--k: '0' is out of range; expected a whole number in 1..1048576" "$MFX" loss switch --logits "$TMP/logits.npy" --k 0
+expect 2 "--k: 'two' is not a whole number in 1..1048576" "$MFX" loss switch --logits "$TMP/logits.npy" --k two
+expect 2 "loss: unknown kind 'nope'; expected switch, latency or zloss" "$MFX" loss nope --logits "$TMP/logits.npy"
+expect 2 "--logits given twice" "$MFX" loss switch --logits "$TMP/logits.npy" --logits "$TMP/logits.npy"
+expect 2 "--json takes no value" "$MFX" loss switch --logits "$TMP/logits.npy" --json=yes
+expect 2 "--device picks a latency table's device" "$MFX" loss switch --logits "$TMP/logits.npy" --device cpu
+expect 2 "--tokens: '99999999999999999999' is out of range" "$MFX" experts --tokens 99999999999999999999 --dim 8 --hidden 16
+expect 2 "--min-time: 'nan' is not a number in [0, 60]" "$MFX" experts --tokens 16 --dim 8 --hidden 16 --min-time nan
+expect 2 "--min-time: '61' is out of range; expected a number in [0, 60]" "$MFX" experts --tokens 16 --dim 8 --hidden 16 --min-time 61
+expect 2 "--threads: '0' is out of range; expected a whole number in 1..1024" "$MFX" experts --tokens 16 --dim 8 --hidden 16 --threads 0
+expect 2 "--experts needs a value (e.g. --experts mult,shift)" "$MFX" experts --tokens 16 --dim 8 --hidden 16 --experts
+expect 2 "experts: $U '--bogus' (see mfx help experts)" "$MFX" experts --bogus
+expect 2 "--seed: '-1' is not a non-negative whole number" "$MFX" demo --seed -1
+expect 2 "--tokens: '1' is out of range; expected a whole number in 2..16777216" "$MFX" demo --tokens 1
+expect 2 "--k: '0' is out of range" "$MFX" demo --k 0
+expect 2 "demo: --k 3 with 2 experts; expected k <= E" "$MFX" demo --k 3
+expect 2 "--no-ops takes no value" "$MFX" demo --no-ops=1
+expect 2 "--out needs a value" "$MFX" demo --out ""
+expect 2 "demo: unexpected argument 'extra' (it takes no arguments, only options)" "$MFX" demo extra
+expect 2 "--emit: unknown format 'exe'; expected ll, asm, obj or ptx" "$MFX" compile gelu --dims M=4,N=5 --emit exe
+expect 2 "--dims given twice for op gelu ('M=4,N=5' and 'M=1,N=1')" "$MFX" compile gelu --dims M=4,N=5 --dims M=1,N=1 -o "$TMP/x.mfxa"
+expect 2 "compile: --name before any op" "$MFX" compile --name x gelu --dims M=4,N=5 -o "$TMP/x.mfxa"
+expect 2 "-o needs a value (e.g. -o k.mfxa)" "$MFX" compile gelu --dims M=4,N=5 -o
+expect 2 "-o given twice ('$TMP/a.mfxa' and '$TMP/b.mfxa')" "$MFX" compile gelu --dims M=4,N=5 -o "$TMP/a.mfxa" --output "$TMP/b.mfxa"
+ADDS=()
+for i in $(seq 17); do ADDS+=(--add "$TMP/gelu.mfxa"); done
+expect 2 "--add given more than 16 times" "$MFX" compile "${ADDS[@]}" -o "$TMP/x.mfxa"
+expect 2 "--seed: '18446744073709551616' is out of range" "$MFX" run gelu --dims M=4,N=5 --seed 18446744073709551616
+expect 2 "--tol: 'nan' is not a number in [0, 1)" "$MFX" run gelu --dims M=4,N=5 --tol nan
+INS=()
+for i in $(seq 17); do INS+=(--in "X=$TMP/x_nonfinite.npy"); done
+expect 2 "--in given more than 16 times" "$MFX" run gelu --dims M=4,N=5 "${INS[@]}"
+expect 2 "--tol: '1' is out of range; expected a number in [0, 1)" "$RUNNER" "$TMP/gelu.mfxa" --tol 1
+expect 2 "--threads: '2000' is out of range" "$RUNNER" "$TMP/gelu.mfxa" --threads 2000
+expect 2 "--check takes no value" "$RUNNER" "$TMP/gelu.mfxa" --check=1
+expect 2 "--kernel given twice ('a' and 'b'); give it once" "$RUNNER" "$TMP/gelu.mfxa" --kernel a --kernel b
+expect 2 "--in given more than 16 times" "$RUNNER" "$TMP/gelu.mfxa" "${INS[@]}"
+expect 2 "unexpected argument 'y' after ARTIFACT '$TMP/gelu.mfxa'" "$RUNNER" "$TMP/gelu.mfxa" y
+expect 2 "unknown option '--frob' (see mfx-runner --help)" "$RUNNER" "$TMP/gelu.mfxa" --frob
+expect 2 "missing ARTIFACT (a .mfxa file from mfx compile)" "$RUNNER" --check
+
 echo "test_bad_inputs: $passed passed, $failed failed, $skipped skipped"
 (( failed == 0 ))

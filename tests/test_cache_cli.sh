@@ -33,8 +33,8 @@ expect 0 "entries  0" "$MFX" cache info
 [ -z "$(ls -A "$tmp/cache")" ] || { echo "FAIL: cache dir not empty after clear"; failures=$((failures + 1)); }
 expect 0 "enabled  no" env MFX_CACHE=0 "$MFX" cache info
 expect 1 "off" env MFX_CACHE=0 "$MFX" cache clear
-expect 2 "expected 'info' or 'clear'" "$MFX" cache
-expect 2 "expected 'info' or 'clear'" "$MFX" cache purge
+expect 2 "cache: missing COMMAND; expected info or clear" "$MFX" cache
+expect 2 "cache: unknown command 'purge'; expected info or clear" "$MFX" cache purge
 expect 0 "usage: mfx cache" "$MFX" cache --help
 : >"$tmp/file"
 expect 0 "kernel cache off" env MFX_CACHE_DIR="$tmp/file" "$MFX" cache info

@@ -153,10 +153,10 @@ gpu = [k for k in keys if k.startswith("emulate: ")]
 assert len(gpu) == 1, keys
 assert t["devices"][gpu[0]]["target"] == "emulate"
 assert abs(sum(t["devices"][gpu[0]]["alpha"]) - 2.0) < 1e-9' "$TMP/lat.json"
-expect 2 "--tokens: '1' is not a whole number in 2.." "$MFX" experts --tokens 1 --dim 8 --hidden 16
+expect 2 "--tokens: '1' is out of range; expected a whole number in 2.." "$MFX" experts --tokens 1 --dim 8 --hidden 16
 expect 2 "--dim: '0'" "$MFX" experts --tokens 64 --dim 0 --hidden 16
 expect 2 "--tokens needs a value" "$MFX" experts --dim 8 --hidden 16 --tokens
-expect 2 "unknown argument '--bogus'" "$MFX" experts "${SMALL[@]}" --bogus
+expect 2 "experts: unknown option '--bogus' (see mfx help experts)" "$MFX" experts "${SMALL[@]}" --bogus
 expect 1 "cannot write the table" "$MFX" experts "${SMALL[@]}" --out "$TMP/no/such/dir/lat.json"
 echo "not json" > "$TMP/corrupt.json"
 expect 1 "not an mfx latency table" "$MFX" experts "${SMALL[@]}" --out "$TMP/corrupt.json"
@@ -240,7 +240,7 @@ expect 0 "load     smooth (noisy gate)" "$MFX" loss switch --logits "$TMP/z.npy"
   --noise-logits "$TMP/r.npy"
 expect 2 "need --noise-logits" "$MFX" loss switch --logits "$TMP/z.npy" --load hard
 expect 2 "need --noise-logits" "$MFX" loss switch --logits "$TMP/z.npy" --noise-eps "$TMP/eps.npy"
-expect 2 "--load 'soft'; expected smooth or hard" "$MFX" loss switch --logits "$TMP/z.npy" \
+expect 2 "unknown load 'soft'; expected smooth or hard" "$MFX" loss switch --logits "$TMP/z.npy" \
   --noise-logits "$TMP/r.npy" --load soft
 expect 2 "zloss has no load term" "$MFX" loss zloss --logits "$TMP/z.npy" --noise-logits "$TMP/r.npy"
 expect 1 "expected f32 shaped like the logits" "$MFX" loss switch --logits "$TMP/z.npy" \
@@ -258,7 +258,7 @@ expect 2 "applies to the latency loss only" "$MFX" loss switch --logits "$TMP/z.
 expect 2 "--latency: '1,,2' has an empty" "$MFX" loss latency --logits "$TMP/z.npy" --latency 1,,2
 expect 2 "--latency: 'x' is not a number" "$MFX" loss latency --logits "$TMP/z.npy" --latency 1,x,2
 expect 2 "--k: '0'" "$MFX" loss switch --logits "$TMP/z.npy" --k 0
-expect 2 "unknown argument 'extra'" "$MFX" loss switch extra --logits "$TMP/z.npy"
+expect 2 "loss: unexpected argument 'extra' after KIND 'switch'" "$MFX" loss switch extra --logits "$TMP/z.npy"
 expect 1 "cannot open" "$MFX" loss switch --logits "$TMP/missing.npy"
 expect 1 "k=5" "$MFX" loss switch --logits "$TMP/z.npy" --k 5
 expect 1 "2 latencies for E=3 experts" "$MFX" loss latency --logits "$TMP/z.npy" --latency 1,2

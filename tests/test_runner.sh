@@ -186,7 +186,7 @@ expect 2 "kernel linear has no input named Q" "$RUNNER" "$ALL" --kernel linear -
 expect 2 "kernel linear has no output named Z" "$RUNNER" "$ALL" --kernel linear --out Z="$TMP/z.npy"
 expect 1 "cannot" "$RUNNER" "$ALL" --kernel linear --in X="$TMP/does_not_exist.npy"
 expect 2 "--repeat counts the runs of --bench" "$RUNNER" "$ALL" --repeat 3
-expect 2 "--repeat: '0' is not a whole number" "$RUNNER" "$ALL" --bench --repeat 0
+expect 2 "--repeat: '0' is out of range; expected a whole number in 1..1000000" "$RUNNER" "$ALL" --bench --repeat 0
 expect 2 "--tol: 'x' is not a number" "$RUNNER" "$ALL" --tol x
 expect 2 "--seed: '-1' is not a non-negative" "$RUNNER" "$ALL" --seed -1
 expect 2 "unknown option '--frobnicate'" "$RUNNER" "$ALL" --frobnicate

@@ -40,7 +40,7 @@ expect 0 " 3 simplify " "$MFX" lower --passes
 expect 0 "loop IR after flatten (run 1)" "$MFX" lower "$tmp/relu_mm.te" --print-after flatten
 expect 0 "loop IR after simplify (run 2)" "$MFX" lower "$tmp/relu_mm.te" --print-after simplify
 expect 2 "no such pass" "$MFX" lower "$tmp/relu_mm.te" --print-after fold
-expect 2 "needs a pass name" "$MFX" lower "$tmp/relu_mm.te" --print-after
+expect 2 "--print-after needs a value (e.g. --print-after simplify" "$MFX" lower "$tmp/relu_mm.te" --print-after
 
 # ---- mfx run FILE.te: compiled, run, checked against the IR interpreter ----
 expect 0 "check    Y max_abs_err=" "$MFX" run "$tmp/relu_mm.te" --check

@@ -138,11 +138,10 @@ static int tool_is_help_flag(const char *arg) {
 }
 
 static int tool_cmd_version(int argc, char **argv) {
-  if (argc == 2 && tool_is_help_flag(argv[1])) {
-    fputs(tool_version_usage, stdout);
-    return TOOL_EXIT_OK;
-  }
-  if (argc > 1) return tool_error(TOOL_EXIT_USAGE, "version takes no arguments, got '%s'", argv[1]);
+  tool_cmdline cl = {.program = "mfx", .command = "version", .usage = tool_version_usage};
+  int rc = tool_args_parse(&cl, argc, argv);
+  if (rc == TOOL_ARGS_HELP) return TOOL_EXIT_OK;
+  if (rc != 0) return rc;
   printf("mfx %s (%d ops, host CPU target through LLVM)\n", TOOL_VERSION, mfx_op_count());
   return TOOL_EXIT_OK;
 }

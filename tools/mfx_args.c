@@ -1,7 +1,6 @@
 /* Command-line parsing for the mfx tool: options, numbers, bindings, and
  * resolving the op, its dims and its config. Every error names the option,
  * what it got and what it expected, and returns exit status 2. */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,187 +25,97 @@ int tool_error_status(int code, const char *what) {
   return tool_error(code, "%s: %s", what, why);
 }
 
-/* ---- options ---------------------------------------------------------------- */
-
-typedef struct {
-  const char *name;
-  unsigned bit;
-  int takes_value;
-  const char *example; /* shown when the value is missing */
-} tool_option;
-
-static const tool_option tool_options[] = {
-    {"--dims", TOOL_OPT_DIMS, 1, "--dims M=64,N=64,K=64"},
-    {"--config", TOOL_OPT_CONFIG, 1, "--config '{\"knob\": 8}'"},
-    {"--emit", TOOL_OPT_EMIT, 1, "--emit ll or --emit asm"},
-    {"--in", TOOL_OPT_IN, 1, "--in X=x.npy"},
-    {"--out", TOOL_OPT_OUT, 1, "--out Y=y.npy"},
-    {"--threads", TOOL_OPT_THREADS, 1, "--threads 2"},
-    {"--check", TOOL_OPT_CHECK, 0, "--check"},
-    {"--tol", TOOL_OPT_TOL, 1, "--tol 1e-4"},
-    {"--repeat", TOOL_OPT_REPEAT, 1, "--repeat 20"},
-    {"--seed", TOOL_OPT_SEED, 1, "--seed 7"},
-    {"--db", TOOL_OPT_DB, 1, "--db tune.db"},
-};
-
-static const tool_option *tool_find_option(const char *arg, size_t name_len) {
-  for (size_t i = 0; i < sizeof tool_options / sizeof tool_options[0]; i++) {
-    const char *name = tool_options[i].name;
-    if (strlen(name) == name_len && strncmp(name, arg, name_len) == 0) return &tool_options[i];
-  }
-  return NULL;
-}
-
-static int tool_parse_long(const char *option, const char *text, long lo, long hi, long *out) {
-  char *end = NULL;
-  errno = 0;
-  long v = strtol(text, &end, 10);
-  if (text[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
-    return tool_error(TOOL_EXIT_USAGE, "%s: '%s' is not a whole number in %ld..%ld", option,
-                      text, lo, hi);
-  }
-  *out = v;
+int tool_json_finish(mfx_json *w, const char *what) {
+  if (mfx_json_finish(w) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, what);
+  if (w->nonfinite > 0)
+    fprintf(stderr, "mfx: warning: %s: %d number%s NaN or infinite, written as null (JSON has "
+            "no NaN)\n", what, w->nonfinite, w->nonfinite == 1 ? " was" : "s were");
   return 0;
 }
 
-static int tool_parse_seed(const char *text, uint64_t *out) {
-  char *end = NULL;
-  errno = 0;
-  unsigned long long v = strtoull(text, &end, 10);
-  if (text[0] == '\0' || text[0] == '-' || *end != '\0' || errno != 0) {
-    return tool_error(TOOL_EXIT_USAGE, "--seed: '%s' is not a non-negative whole number", text);
-  }
-  *out = (uint64_t)v;
-  return 0;
-}
+/* ---- options: tool_parse_args over the shared parser (mfx_argparse.c) ---------- */
 
-static int tool_parse_tol(const char *text, double *out) {
-  char *end = NULL;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (text[0] == '\0' || *end != '\0' || errno != 0 || !(v >= 0.0 && v < 1.0)) {
-    return tool_error(TOOL_EXIT_USAGE, "--tol: '%s' is not a number in [0, 1)", text);
-  }
-  *out = v;
-  return 0;
-}
+static const char *const tool_emit_formats[] = {"ll", "asm", NULL};
 
-/* "NAME=FILE" into a binding. */
-static int tool_parse_binding(const char *option, const char *text, tool_binding *b) {
+/* "NAME=FILE" into the next binding of --in or --out. */
+static int tool_bind(void *user, const char *option, const char *text, char *why, size_t size) {
+  tool_args *a = user;
+  int is_in = strcmp(option, "--in") == 0;
+  tool_binding *b = is_in ? &a->in[a->n_in] : &a->out[a->n_out];
   size_t len = strlen(text);
   const char *eq = strchr(text, '=');
   if (eq == NULL || eq == text || eq[1] == '\0') {
-    return tool_error(TOOL_EXIT_USAGE, "%s: '%s' is not NAME=FILE.npy (e.g. %s X=x.npy)",
-                      option, text, option);
+    snprintf(why, size, "%s: '%s' is not NAME=FILE.npy (e.g. %s X=x.npy)", option, text, option);
+    return 1;
   }
   if (len >= sizeof b->text) {
-    return tool_error(TOOL_EXIT_USAGE, "%s: argument is %zu characters long; at most %zu",
-                      option, len, sizeof b->text - 1);
+    snprintf(why, size, "%s: argument is %zu characters long; at most %zu", option, len,
+             sizeof b->text - 1);
+    return 1;
   }
   memcpy(b->text, text, len + 1);
   b->text[eq - text] = '\0';
   b->name = b->text;
   b->path = b->text + (eq - text) + 1;
+  if (is_in) a->n_in++;
+  else a->n_out++;
   return 0;
 }
 
-static int tool_add_binding(const char *option, const char *text, tool_binding *list, int *n) {
-  if (*n >= TOOL_MAX_BINDINGS) {
-    return tool_error(TOOL_EXIT_USAGE, "%s given more than %d times", option, TOOL_MAX_BINDINGS);
-  }
-  int rc = tool_parse_binding(option, text, &list[*n]);
-  if (rc == 0) (*n)++;
-  return rc;
+/* The shared options, each with its bit; pointers into *a. */
+static int tool_shared_options(tool_args *a, unsigned allowed, tool_arg *out) {
+  const struct { unsigned bit; tool_arg arg; } all[] = {
+      {TOOL_OPT_DIMS, {.name = "--dims", .type = TOOL_ARG_TEXT, .to.text = &a->dims_text,
+                       .example = "--dims M=64,N=64,K=64"}},
+      {TOOL_OPT_CONFIG, {.name = "--config", .type = TOOL_ARG_TEXT, .to.text = &a->config_json,
+                         .example = "--config '{\"knob\": 8}'"}},
+      {TOOL_OPT_EMIT, {.name = "--emit", .type = TOOL_ARG_ENUM, .to.text = &a->emit,
+                       .choices = tool_emit_formats, .noun = "format",
+                       .example = "--emit ll or --emit asm"}},
+      {TOOL_OPT_IN, {.name = "--in", .type = TOOL_ARG_TEXT, .max_count = TOOL_MAX_BINDINGS,
+                     .example = "--in X=x.npy", .check = tool_bind, .check_user = a}},
+      {TOOL_OPT_OUT, {.name = "--out", .type = TOOL_ARG_TEXT, .max_count = TOOL_MAX_BINDINGS,
+                      .example = "--out Y=y.npy", .check = tool_bind, .check_user = a}},
+      {TOOL_OPT_THREADS, {.name = "--threads", .type = TOOL_ARG_INT, .to.i32 = &a->threads,
+                          .min = 1, .max = 1024, .example = "--threads 2"}},
+      {TOOL_OPT_CHECK, {.name = "--check", .type = TOOL_ARG_FLAG, .to.flag = &a->check}},
+      {TOOL_OPT_TOL, {.name = "--tol", .type = TOOL_ARG_FLOAT, .to.f64 = &a->tol, .lo = 0.0,
+                      .hi = 1.0, .hi_open = 1, .example = "--tol 1e-4"}},
+      {TOOL_OPT_REPEAT, {.name = "--repeat", .type = TOOL_ARG_INT, .to.i32 = &a->repeat,
+                         .min = 1, .max = 1000000, .example = "--repeat 20"}},
+      {TOOL_OPT_SEED, {.name = "--seed", .type = TOOL_ARG_UINT64, .to.u64 = &a->seed,
+                       .example = "--seed 7"}},
+      {TOOL_OPT_DB, {.name = "--db", .type = TOOL_ARG_PATH, .to.text = &a->db_path,
+                     .example = "--db tune.db"}},
+  };
+  int n = 0;
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (all[i].bit & allowed) out[n++] = all[i].arg;
+  return n;
 }
 
-static int tool_set_once(const char *option, const char **slot, const char *value) {
-  if (*slot != NULL) {
-    return tool_error(TOOL_EXIT_USAGE, "%s given twice ('%s' and '%s'); give it once", option,
-                      *slot, value);
-  }
-  *slot = value;
-  return 0;
-}
-
-static int tool_apply_option(const tool_option *o, const char *value, tool_args *a) {
-  long v = 0;
-  int rc = 0;
-  switch (o->bit) {
-  case TOOL_OPT_DIMS: return tool_set_once(o->name, &a->dims_text, value);
-  case TOOL_OPT_CONFIG: return tool_set_once(o->name, &a->config_json, value);
-  case TOOL_OPT_EMIT:
-    if (strcmp(value, "ll") != 0 && strcmp(value, "asm") != 0) {
-      return tool_error(TOOL_EXIT_USAGE, "--emit: '%s' is not a format; expected ll or asm",
-                        value);
-    }
-    return tool_set_once(o->name, &a->emit, value);
-  case TOOL_OPT_IN: return tool_add_binding(o->name, value, a->in, &a->n_in);
-  case TOOL_OPT_OUT: return tool_add_binding(o->name, value, a->out, &a->n_out);
-  case TOOL_OPT_THREADS:
-    rc = tool_parse_long(o->name, value, 1, 1024, &v);
-    a->threads = (int)v;
-    return rc;
-  case TOOL_OPT_REPEAT:
-    rc = tool_parse_long(o->name, value, 1, 1000000, &v);
-    a->repeat = (int)v;
-    return rc;
-  case TOOL_OPT_SEED: return tool_parse_seed(value, &a->seed);
-  case TOOL_OPT_TOL: return tool_parse_tol(value, &a->tol);
-  case TOOL_OPT_DB: return tool_set_once(o->name, &a->db_path, value);
-  case TOOL_OPT_CHECK: a->check = 1; return 0;
-  }
-  return tool_error(TOOL_EXIT_USAGE, "internal: option %s has no handler", o->name);
-}
-
-/* One argument starting with "--" at argv[*i]; may consume the next one. */
-static int tool_parse_option(int argc, char **argv, int *i, unsigned allowed, tool_args *a) {
-  const char *arg = argv[*i];
-  const char *eq = strchr(arg, '=');
-  size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
-  const tool_option *o = tool_find_option(arg, name_len);
-  if (o == NULL || (o->bit & allowed) == 0) {
-    return tool_error(TOOL_EXIT_USAGE, "%s: unknown option '%.*s' (see mfx help %s)",
-                      a->command, (int)name_len, arg, a->command);
-  }
-  if (!o->takes_value) {
-    if (eq != NULL) return tool_error(TOOL_EXIT_USAGE, "%s takes no value", o->name);
-    return tool_apply_option(o, NULL, a);
-  }
-  const char *value = NULL;
-  if (eq != NULL) {
-    value = eq + 1;
-  } else if (*i + 1 < argc) {
-    value = argv[++*i];
-  } else {
-    return tool_error(TOOL_EXIT_USAGE, "%s needs a value (e.g. %s)", o->name, o->example);
-  }
-  return tool_apply_option(o, value, a);
-}
-
-int tool_parse_args(int argc, char **argv, unsigned allowed, tool_args *out) {
+int tool_parse_args_with(int argc, char **argv, unsigned allowed, const tool_arg *extra,
+                         tool_args *out) {
   memset(out, 0, sizeof *out);
   out->command = argv[0];
   out->seed = 1;
   out->tol = TOOL_DEFAULT_TOL;
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i];
-    int rc = 0;
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-      out->help = 1;
-    } else if (strncmp(arg, "--", 2) == 0) {
-      rc = tool_parse_option(argc, argv, &i, allowed, out);
-    } else if (arg[0] == '-' && arg[1] != '\0') {
-      rc = tool_error(TOOL_EXIT_USAGE, "%s: unknown option '%s' (see mfx help %s)",
-                      out->command, arg, out->command);
-    } else if (out->op_name == NULL) {
-      out->op_name = arg;
-    } else {
-      rc = tool_error(TOOL_EXIT_USAGE, "%s: unexpected argument '%s' after op '%s'",
-                      out->command, arg, out->op_name);
-    }
-    if (rc != 0) return rc;
+  tool_arg options[TOOL_ARGS_MAX_OPTIONS + 1];
+  int n = tool_shared_options(out, allowed, options);
+  for (int i = 0; extra != NULL && extra[i].name != NULL; i++) {
+    if (n >= TOOL_ARGS_MAX_OPTIONS)
+      return tool_error(TOOL_EXIT_USAGE, "internal: %s has too many options", out->command);
+    options[n++] = extra[i];
   }
-  return 0;
+  memset(&options[n], 0, sizeof options[n]);
+  const tool_pos positionals[] = {{.name = "OP", .to = &out->op_name}, {0}};
+  tool_cmdline cl = {.program = "mfx", .command = out->command, .options = options,
+                     .positionals = positionals, .help_given = &out->help};
+  return tool_args_parse(&cl, argc, argv);
+}
+
+int tool_parse_args(int argc, char **argv, unsigned allowed, tool_args *out) {
+  return tool_parse_args_with(argc, argv, allowed, NULL, out);
 }
 
 /* ---- the op, its dims and config ------------------------------------------- */

@@ -49,14 +49,17 @@ static int tool_cache_clear(void) {
 }
 
 int tool_cmd_cache(int argc, char **argv) {
-  if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-    fputs(tool_cache_usage, stdout);
-    return 0;
-  }
-  if (argc == 2 && strcmp(argv[1], "info") == 0) return tool_cache_info();
-  if (argc == 2 && strcmp(argv[1], "clear") == 0) return tool_cache_clear();
-  fprintf(stderr, "mfx cache: expected 'info' or 'clear'%s%s\n", argc > 1 ? ", got " : "",
-          argc > 1 ? argv[1] : "");
-  fputs(tool_cache_usage, stderr);
-  return 2;
+  static const char *const commands[] = {"info", "clear", NULL};
+  int which = -1;
+  const tool_pos positionals[] = {
+      {.name = "COMMAND", .required = 1, .choices = commands, .index = &which,
+       .noun = "command", .hint = "; expected info or clear"},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx", .command = "cache", .usage = tool_cache_usage,
+                     .positionals = positionals};
+  int rc = tool_args_parse(&cl, argc, argv);
+  if (rc == TOOL_ARGS_HELP) return TOOL_EXIT_OK;
+  if (rc != 0) return rc;
+  return which == 0 ? tool_cache_info() : tool_cache_clear();
 }

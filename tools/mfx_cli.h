@@ -10,7 +10,9 @@
 #include <stdint.h>
 
 #include "mfx/artifact.h"
+#include "mfx/json.h"
 #include "mfx/ops.h"
+#include "mfx_argparse.h"
 
 #define TOOL_EXIT_OK 0
 #define TOOL_EXIT_FAIL 1
@@ -73,9 +75,21 @@ int tool_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* The same with the library's last error appended. */
 int tool_error_status(int code, const char *what);
 
-/* Parse argv (argv[0] is the subcommand) accepting the `allowed` options.
- * Returns 0 or an exit status after printing the error. */
+/* Parse argv (argv[0] is the subcommand) accepting the `allowed` options
+ * and one positional OP, through the shared parser (mfx_argparse.h): every
+ * error is reported as there, with exit status 2. --help sets out->help (the
+ * caller prints its usage). Returns 0 or an exit status after printing the
+ * error. */
 int tool_parse_args(int argc, char **argv, unsigned allowed, tool_args *out);
+/* The same with the command's own options too (a table ending in a NULL
+ * name, pointing into the caller's variables), e.g. mfx lower's --passes. */
+int tool_parse_args_with(int argc, char **argv, unsigned allowed, const tool_arg *extra,
+                         tool_args *out);
+
+/* Ends a JSON value a command wrote with the shared writer (mfx/json.h):
+ * says on stderr when numbers were NaN or infinite (written as null, JSON
+ * has no NaN); 0, or exit status 1 naming `what` when writing failed. */
+int tool_json_finish(mfx_json *w, const char *what);
 
 /* Op by name (listing known ops when unknown), --dims and --config. */
 int tool_resolve_problem(const tool_args *args, tool_problem *out);

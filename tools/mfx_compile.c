@@ -57,14 +57,21 @@ typedef struct {
   const char *emit;
   const char *output;
   const char *db; /* --db: the tuning database for cpu kernels without --config */
-  int help;
 } tool_compile_args;
 
 /* ---- the command line ---------------------------------------------------------- */
 
-static int tool_compile_new_group(tool_compile_args *a, const char *op) {
-  if (a->n_groups >= TOOL_COMPILE_MAX_GROUPS)
-    return tool_error(TOOL_EXIT_USAGE, "compile: more than %d ops", TOOL_COMPILE_MAX_GROUPS);
+static const char *const tool_compile_formats[] = {"ll", "asm", "obj", "ptx", NULL};
+
+/* OP, or --op OP: a new group. */
+static int tool_compile_new_group(void *user, const char *option, const char *op, char *why,
+                                  size_t size) {
+  tool_compile_args *a = user;
+  (void)option;
+  if (a->n_groups >= TOOL_COMPILE_MAX_GROUPS) {
+    snprintf(why, size, "compile: more than %d ops", TOOL_COMPILE_MAX_GROUPS);
+    return 1;
+  }
   tool_compile_group *g = &a->groups[a->n_groups++];
   memset(g, 0, sizeof *g);
   g->args.command = "compile";
@@ -72,94 +79,63 @@ static int tool_compile_new_group(tool_compile_args *a, const char *op) {
   return 0;
 }
 
-static int tool_compile_set(const char *option, const char **slot, const char *value) {
-  if (*slot != NULL)
-    return tool_error(TOOL_EXIT_USAGE, "compile: %s given twice ('%s' and '%s')", option, *slot,
-                      value);
+/* --dims, --config, --name: once for the op they follow. */
+static int tool_compile_group_option(void *user, const char *option, const char *value,
+                                     char *why, size_t size) {
+  tool_compile_args *a = user;
+  if (a->n_groups == 0) {
+    snprintf(why, size, "compile: %s before any op (write OP or --op OP first)", option);
+    return 1;
+  }
+  tool_compile_group *g = &a->groups[a->n_groups - 1];
+  const char **slot = strcmp(option, "--dims") == 0     ? &g->args.dims_text
+                      : strcmp(option, "--config") == 0 ? &g->args.config_json
+                                                         : &g->name;
+  if (*slot != NULL) {
+    snprintf(why, size, "%s given twice for op %s ('%s' and '%s'); give it once per op", option,
+             g->args.op_name, *slot, value);
+    return 1;
+  }
   *slot = value;
   return 0;
 }
 
-/* An option that belongs to the current op group. */
-static int tool_compile_group_option(tool_compile_args *a, const char *option,
-                                     const char *value) {
-  if (a->n_groups == 0)
-    return tool_error(TOOL_EXIT_USAGE, "compile: %s before any op (write OP or --op OP first)",
-                      option);
-  tool_compile_group *g = &a->groups[a->n_groups - 1];
-  if (strcmp(option, "--dims") == 0) return tool_compile_set(option, &g->args.dims_text, value);
-  if (strcmp(option, "--config") == 0)
-    return tool_compile_set(option, &g->args.config_json, value);
-  return tool_compile_set(option, &g->name, value);
-}
-
-static int tool_compile_option(tool_compile_args *a, const char *option, const char *value) {
-  if (strcmp(option, "--op") == 0) return tool_compile_new_group(a, value);
-  if (strcmp(option, "--dims") == 0 || strcmp(option, "--config") == 0 ||
-      strcmp(option, "--name") == 0)
-    return tool_compile_group_option(a, option, value);
-  if (strcmp(option, "--add") == 0) {
-    if (a->n_adds >= TOOL_COMPILE_MAX_ADDS)
-      return tool_error(TOOL_EXIT_USAGE, "compile: more than %d --add", TOOL_COMPILE_MAX_ADDS);
-    a->adds[a->n_adds++] = value;
-    return 0;
-  }
-  if (strcmp(option, "--target") == 0) return tool_compile_set(option, &a->target, value);
-  if (strcmp(option, "--db") == 0) return tool_compile_set(option, &a->db, value);
-  if (strcmp(option, "--emit") == 0) return tool_compile_set(option, &a->emit, value);
-  return tool_compile_set("-o", &a->output, value);
-}
-
-static int tool_compile_takes_value(const char *option) {
-  static const char *const known[] = {"--op",  "--dims", "--config", "--name", "--add",
-                                      "--target", "--emit", "-o",    "--output", "--db"};
-  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-    if (strcmp(known[i], option) == 0) return 1;
-  return 0;
-}
-
-/* One "--opt value" or "--opt=value" at argv[*i]. */
-static int tool_compile_parse_option(int argc, char **argv, int *i, tool_compile_args *a) {
-  char option[32];
-  const char *arg = argv[*i];
-  const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
-  size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-  snprintf(option, sizeof option, "%.*s", (int)(len < sizeof option ? len : sizeof option - 1),
-           arg);
-  if (len >= sizeof option || !tool_compile_takes_value(option))
-    return tool_error(TOOL_EXIT_USAGE, "compile: unknown option '%.*s' (see mfx help compile)",
-                      (int)len, arg);
-  const char *value = eq != NULL ? eq + 1 : NULL;
-  if (value == NULL && *i + 1 < argc) value = argv[++*i];
-  if (value == NULL || value[0] == '\0')
-    return tool_error(TOOL_EXIT_USAGE, "compile: %s needs a value (see mfx help compile)",
-                      option);
-  return tool_compile_option(a, option, value);
-}
-
 static int tool_compile_parse(int argc, char **argv, tool_compile_args *a) {
   memset(a, 0, sizeof *a);
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i];
-    int rc = 0;
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) a->help = 1;
-    else if (arg[0] == '-' && arg[1] != '\0') rc = tool_compile_parse_option(argc, argv, &i, a);
-    else if (a->n_groups == 0) rc = tool_compile_new_group(a, arg);
-    else rc = tool_error(TOOL_EXIT_USAGE, "compile: unexpected argument '%s' (a second op "
-                         "needs --op %s)", arg, arg);
-    if (rc != 0) return rc;
-  }
-  return 0;
+  const tool_arg options[] = {
+      {.name = "--op", .type = TOOL_ARG_TEXT, .max_count = -1, .example = "--op hamming",
+       .check = tool_compile_new_group, .check_user = a},
+      {.name = "--dims", .type = TOOL_ARG_TEXT, .max_count = -1,
+       .example = "--dims M=64,N=64,K=64", .check = tool_compile_group_option, .check_user = a},
+      {.name = "--config", .type = TOOL_ARG_TEXT, .max_count = -1,
+       .example = "--config '{\"knob\": 8}'", .check = tool_compile_group_option,
+       .check_user = a},
+      {.name = "--name", .type = TOOL_ARG_TEXT, .max_count = -1, .example = "--name fc1",
+       .check = tool_compile_group_option, .check_user = a},
+      {.name = "--add", .type = TOOL_ARG_PATH, .to.text = a->adds,
+       .max_count = TOOL_COMPILE_MAX_ADDS, .count = &a->n_adds, .example = "--add k.mfxa"},
+      {.name = "--target", .type = TOOL_ARG_TEXT, .to.text = &a->target,
+       .example = "--target cuda:sm_80"},
+      {.name = "--db", .type = TOOL_ARG_PATH, .to.text = &a->db, .example = "--db tune.db"},
+      {.name = "--emit", .type = TOOL_ARG_ENUM, .to.text = &a->emit,
+       .choices = tool_compile_formats, .noun = "format", .example = "--emit asm"},
+      {.name = "-o", .alias = "--output", .type = TOOL_ARG_PATH, .to.text = &a->output,
+       .example = "-o k.mfxa"},
+      {0},
+  };
+  const tool_pos positionals[] = {
+      {.name = "OP", .check = tool_compile_new_group, .check_user = a},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx", .command = "compile", .usage = tool_compile_usage,
+                     .options = options, .positionals = positionals};
+  return tool_args_parse(&cl, argc, argv);
 }
 
 static int tool_compile_check_args(const tool_compile_args *a) {
   if (a->n_groups == 0 && a->n_adds == 0)
     return tool_error(TOOL_EXIT_USAGE, "compile: missing OP (see mfx ops for the list)");
   if (a->emit != NULL) {
-    if (strcmp(a->emit, "ll") != 0 && strcmp(a->emit, "asm") != 0 &&
-        strcmp(a->emit, "obj") != 0 && strcmp(a->emit, "ptx") != 0)
-      return tool_error(TOOL_EXIT_USAGE, "--emit: '%s' is not a format; expected ll, asm, obj "
-                        "or ptx", a->emit);
     if (a->n_groups != 1 || a->n_adds > 0)
       return tool_error(TOOL_EXIT_USAGE, "compile --emit writes the code of one op; give one "
                         "OP and no --op or --add");
@@ -427,7 +403,7 @@ int tool_cmd_compile(int argc, char **argv) {
   tool_compile_args *a = calloc(1, sizeof *a);
   if (a == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory");
   int rc = tool_compile_parse(argc, argv, a);
-  if (rc == 0 && a->help) fputs(tool_compile_usage, stdout);
+  if (rc == TOOL_ARGS_HELP) rc = TOOL_EXIT_OK;
   else if (rc == 0) {
     if (a->target == NULL) a->target = "cpu";
     for (int i = 0; i < a->n_groups; i++) a->groups[i].args.db_path = a->db;

@@ -20,63 +20,71 @@ static const char tool_db_usage[] =
     "  export [--out FILE]              every trial as JSON lines (default: stdout)\n"
     "  import FILE                      add the trials of an export ('-': stdin);\n"
     "                                   trials already present are skipped\n"
-    "  plot OP --dims D [--out FILE.svg] best-so-far time against trial number\n";
+    "  plot OP --dims D [--target cpu] [--out FILE.svg]\n"
+    "                                   best-so-far time against trial number\n"
+    "Each command takes only the options shown with it (and --db).\n";
 
 typedef struct {
   const char *command, *positional, *db, *dims, *target, *out;
-  int json, help;
+  int json;
 } tool_db_args;
 
-/* ---- arguments ------------------------------------------------------------------ */
+/* ---- arguments: each subcommand its own options ------------------------------------- */
 
-static int tool_db_value(const char *name, const char *value, tool_db_args *a) {
-  static const struct { const char *name; size_t offset; } texts[] = {
-      {"--db", offsetof(tool_db_args, db)},
-      {"--dims", offsetof(tool_db_args, dims)},
-      {"--target", offsetof(tool_db_args, target)},
-      {"--out", offsetof(tool_db_args, out)},
+static const char *const tool_db_commands[] = {"list", "best", "export", "import", "plot", NULL};
+
+enum { TOOL_DB_LIST, TOOL_DB_BEST, TOOL_DB_EXPORT, TOOL_DB_IMPORT, TOOL_DB_PLOT, TOOL_DB_ANY };
+
+/* Which subcommands take each option (bits of the enum above; ANY: all). */
+static int tool_db_options(tool_db_args *a, int command, tool_arg *out) {
+  const unsigned any = 1u << TOOL_DB_ANY, keyed = 1u << TOOL_DB_BEST | 1u << TOOL_DB_PLOT;
+  const struct { unsigned commands; tool_arg arg; } all[] = {
+      {~0u, {.name = "--db", .type = TOOL_ARG_PATH, .to.text = &a->db, .example = "--db tune.db"}},
+      {keyed | any, {.name = "--dims", .type = TOOL_ARG_TEXT, .to.text = &a->dims,
+                     .example = "--dims M=64,N=64,K=64"}},
+      {keyed | any, {.name = "--target", .type = TOOL_ARG_TEXT, .to.text = &a->target,
+                     .example = "--target cpu"}},
+      {1u << TOOL_DB_LIST | 1u << TOOL_DB_BEST | any,
+       {.name = "--json", .type = TOOL_ARG_FLAG, .to.flag = &a->json}},
+      {1u << TOOL_DB_EXPORT | 1u << TOOL_DB_PLOT | any,
+       {.name = "--out", .type = TOOL_ARG_PATH, .to.text = &a->out, .example = "--out FILE"}},
   };
-  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-    if (strcmp(texts[i].name, name) != 0) continue;
-    const char **slot = (const char **)(void *)((char *)a + texts[i].offset);
-    if (*slot != NULL) return tool_error(TOOL_EXIT_USAGE, "%s given twice; give it once", name);
-    *slot = value;
-    return 0;
-  }
-  return tool_error(TOOL_EXIT_USAGE, "db: unknown option '%s' (see mfx db --help)", name);
+  int n = 0;
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (all[i].commands & (1u << command)) out[n++] = all[i].arg;
+  memset(&out[n], 0, sizeof out[n]);
+  return n;
 }
 
-static int tool_db_option(int argc, char **argv, int *i, tool_db_args *a) {
-  char name[64];
-  const char *arg = argv[*i], *eq = strchr(arg, '=');
-  size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
-  if (len >= sizeof name) return tool_error(TOOL_EXIT_USAGE, "db: unknown option '%s'", arg);
-  memcpy(name, arg, len);
-  name[len] = '\0';
-  if (strcmp(name, "--json") == 0) {
-    a->json = 1;
-    return eq == NULL ? 0 : tool_error(TOOL_EXIT_USAGE, "--json takes no value");
-  }
-  const char *value = eq ? eq + 1 : NULL;
-  if (value == NULL && *i + 1 < argc) value = argv[++*i];
-  if (value == NULL)
-    return tool_error(TOOL_EXIT_USAGE, "%s needs a value (see mfx db --help)", name);
-  return tool_db_value(name, value, a);
-}
-
+/* mfx db [options] COMMAND [ARG] [options]: the first word picks the option
+ * set, so `db export --json` is an error, not ignored. */
 static int tool_db_parse(int argc, char **argv, tool_db_args *a) {
   memset(a, 0, sizeof *a);
-  for (int i = 1; i < argc; i++) {
-    int rc = 0;
-    const char *arg = argv[i];
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) a->help = 1;
-    else if (strncmp(arg, "--", 2) == 0) rc = tool_db_option(argc, argv, &i, a);
-    else if (a->command == NULL) a->command = arg;
-    else if (a->positional == NULL) a->positional = arg;
-    else rc = tool_error(TOOL_EXIT_USAGE, "db %s: unexpected argument '%s'", a->command, arg);
-    if (rc != 0) return rc;
+  tool_arg options[8];
+  char command[32] = "db";
+  int which = TOOL_DB_ANY;
+  tool_db_options(a, TOOL_DB_ANY, options);
+  tool_pos positionals[] = {
+      {.name = "COMMAND", .to = &a->command, .required = 1, .choices = tool_db_commands,
+       .index = &which, .noun = "command", .hint = "; expected list, best, export, import or plot"},
+      {.name = "OP", .to = &a->positional, .required = 1, .hint = " (see mfx ops)"},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx", .command = command, .help = "mfx help db",
+                     .usage = tool_db_usage, .options = options, .positionals = positionals};
+  int at = tool_args_first_positional(&cl, argc, argv);
+  for (int i = 0; at > 0 && tool_db_commands[i] != NULL; i++)
+    if (strcmp(argv[at], tool_db_commands[i]) == 0) which = i;
+  if (which != TOOL_DB_ANY) {
+    snprintf(command, sizeof command, "db %s", tool_db_commands[which]);
+    tool_db_options(a, which, options);
+    if (which == TOOL_DB_IMPORT) positionals[1] = (tool_pos){.name = "FILE", .to = &a->positional,
+        .required = 1, .hint = " (a JSON-lines export, or -)"};
+    if (which == TOOL_DB_LIST || which == TOOL_DB_EXPORT) positionals[1].name = NULL;
+  } else {
+    positionals[1].name = NULL; /* the COMMAND is missing or unknown: say that */
   }
-  return 0;
+  return tool_args_parse(&cl, argc, argv);
 }
 
 static int tool_db_open(const tool_db_args *a, int create, mfx_tune_db **db) {
@@ -106,31 +114,35 @@ static int tool_db_key(const tool_db_args *a, mfx_tune_key *key) {
 
 /* ---- list ---------------------------------------------------------------------------- */
 
-static void tool_db_json_string(const char *s) {
-  putchar('"');
-  for (; *s != '\0'; s++) {
-    if (*s == '"' || *s == '\\') putchar('\\');
-    if ((unsigned char)*s < 0x20) printf("\\u%04x", (unsigned char)*s);
-    else putchar(*s);
-  }
-  putchar('"');
-}
+typedef struct {
+  int json;
+  int rc; /* a failed write stops the listing with this exit status */
+} tool_db_lister;
 
 static int tool_db_list_one(void *user, const mfx_tune_task_info *t) {
-  int json = *(int *)user;
-  if (json) {
-    printf("{\"op\":\"%s\",\"dims\":\"%s\",\"target\":\"%s\",\"arch\":", t->op, t->dims,
-           t->target.target);
-    tool_db_json_string(t->target.arch);
-    printf(",\"device\":");
-    tool_db_json_string(t->target.device);
-    printf(",\"version\":");
-    tool_db_json_string(t->target.version);
-    printf(",\"trials\":%d,\"ok\":%d,\"errors\":%d,\"wrong\":%d,\"best_s\":", t->trials, t->ok,
-           t->errors, t->wrong);
-    if (t->ok > 0) printf("%.9g,\"best_config\":%s}\n", t->best_s, t->best_config);
-    else printf("null,\"best_config\":null}\n");
-    return 0;
+  tool_db_lister *l = user;
+  if (l->json) {
+    mfx_json w;
+    mfx_json_begin(&w, stdout, MFX_JSON_COMPACT);
+    mfx_json_object(&w);
+    mfx_json_key_string(&w, "op", t->op);
+    mfx_json_key_string(&w, "dims", t->dims);
+    mfx_json_key_string(&w, "target", t->target.target);
+    mfx_json_key_string(&w, "arch", t->target.arch);
+    mfx_json_key_string(&w, "device", t->target.device);
+    mfx_json_key_string(&w, "version", t->target.version);
+    mfx_json_key_int(&w, "trials", t->trials);
+    mfx_json_key_int(&w, "ok", t->ok);
+    mfx_json_key_int(&w, "errors", t->errors);
+    mfx_json_key_int(&w, "wrong", t->wrong);
+    mfx_json_key(&w, "best_s");
+    if (t->ok > 0) mfx_json_number(&w, t->best_s);
+    else mfx_json_null(&w);
+    mfx_json_key(&w, "best_config");
+    mfx_json_raw(&w, t->ok > 0 ? t->best_config : NULL);
+    mfx_json_end(&w);
+    putchar('\n');
+    return l->rc = tool_json_finish(&w, "db list --json");
   }
   char best[32] = "-";
   if (t->ok > 0) snprintf(best, sizeof best, "%.4g", t->best_s * 1e3);
@@ -140,13 +152,13 @@ static int tool_db_list_one(void *user, const mfx_tune_task_info *t) {
 }
 
 static int tool_db_list(const tool_db_args *a, mfx_tune_db *db) {
-  int json = a->json;
-  if (!json)
+  tool_db_lister l = {a->json, 0};
+  if (!l.json)
     printf("%-16s %-28s %-4s %6s %4s %5s %5s %10s  %s\n", "op", "dims", "tgt", "trials", "ok",
            "error", "wrong", "best ms", "best config");
-  if (mfx_tune_db_list(db, tool_db_list_one, &json) != MFX_OK)
+  if (mfx_tune_db_list(db, tool_db_list_one, &l) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "db list");
-  return 0;
+  return l.rc;
 }
 
 /* ---- best ------------------------------------------------------------------------------ */
@@ -160,10 +172,17 @@ static int tool_db_best(const tool_db_args *a, mfx_tune_db *db) {
   if (mfx_tune_choose(db, &key, &c) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "db best");
   mfx_config_to_json(&c.cfg, config, sizeof config);
   if (a->json) {
-    printf("{\"source\":\"%s\",\"config\":%s,\"median_s\":%.9g,\"why\":",
-           mfx_tune_source_name(c.source), config, c.median_s);
-    tool_db_json_string(c.why);
-    printf("}\n");
+    mfx_json w;
+    mfx_json_begin(&w, stdout, MFX_JSON_COMPACT);
+    mfx_json_object(&w);
+    mfx_json_key_string(&w, "source", mfx_tune_source_name(c.source));
+    mfx_json_key(&w, "config");
+    mfx_json_raw(&w, config);
+    mfx_json_key_number(&w, "median_s", c.median_s);
+    mfx_json_key_string(&w, "why", c.why);
+    mfx_json_end(&w);
+    putchar('\n');
+    return tool_json_finish(&w, "db best --json");
   } else {
     printf("source   %s\nconfig   %s\nwhy      %s\n", mfx_tune_source_name(c.source), config,
            c.why);
@@ -242,11 +261,8 @@ int tool_cmd_db(int argc, char **argv) {
   };
   tool_db_args a;
   int rc = tool_db_parse(argc, argv, &a);
+  if (rc == TOOL_ARGS_HELP) return TOOL_EXIT_OK;
   if (rc != 0) return rc;
-  if (a.help) {
-    fputs(tool_db_usage, stdout);
-    return TOOL_EXIT_OK;
-  }
   for (size_t i = 0; a.command != NULL && i < sizeof commands / sizeof commands[0]; i++) {
     if (strcmp(commands[i].name, a.command) != 0) continue;
     mfx_tune_db *db = NULL;
@@ -256,8 +272,5 @@ int tool_cmd_db(int argc, char **argv) {
     fflush(stdout);
     return rc;
   }
-  fputs(tool_db_usage, stderr);
-  return tool_error(TOOL_EXIT_USAGE, "db: %s '%s'; expected list, best, export, import or plot",
-                    a.command ? "unknown command" : "missing command",
-                    a.command ? a.command : "");
+  return tool_error(TOOL_EXIT_USAGE, "internal: db command '%s' has no handler", a.command);
 }

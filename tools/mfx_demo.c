@@ -25,7 +25,8 @@
 #define TOOL_DEMO_LOGIT_TOL 1e-5
 
 typedef struct {
-  int64_t tokens, trials, k, seed;
+  int64_t tokens, trials, k;
+  uint64_t seed;
   int dim, hidden, threads, ops;
   int experts;
   mfx_expert_kind kinds[MFX_MOE_MAX_EXPERTS];
@@ -48,50 +49,42 @@ typedef struct {
 
 /* ==== arguments ================================================================ */
 
-static int tool_demo_value(tool_demo_args *a, const char *flag, const char *v) {
-  int64_t n = 0;
-  int rc = 0;
-  if (strcmp(flag, "--tokens") == 0) return tool_flag_int(flag, v, 2, 1 << 24, &a->tokens);
-  if (strcmp(flag, "--k") == 0) return tool_flag_int(flag, v, 1, MFX_MOE_MAX_EXPERTS, &a->k);
-  if (strcmp(flag, "--tune-trials") == 0) return tool_flag_int(flag, v, 0, 1000, &a->trials);
-  if (strcmp(flag, "--seed") == 0) return tool_flag_int(flag, v, 0, INT64_MAX, &a->seed);
-  if (strcmp(flag, "--out") == 0) {
-    a->out = v;
-  } else if (strcmp(flag, "--target") == 0) {
-    a->target = v;
-  } else if (strcmp(flag, "--experts") == 0) {
-    if (mfx_expert_kinds_parse(v, a->kinds, MFX_MOE_MAX_EXPERTS, &a->experts) != MFX_OK)
-      rc = tool_error(TOOL_EXIT_USAGE, "--experts: %s", mfx_last_error());
-  } else {
-    rc = tool_flag_int(flag, v, 1, 1 << 16, &n);
-    if (strcmp(flag, "--dim") == 0) a->dim = (int)n;
-    else if (strcmp(flag, "--hidden") == 0) a->hidden = (int)n;
-    else a->threads = (int)n;
-  }
-  return rc;
-}
-
 static int tool_demo_parse(int argc, char **argv, tool_demo_args *a) {
-  static const char *const flags[] = {"--tokens", "--dim",    "--hidden", "--experts",
-                                      "--k",      "--threads", "--out",   "--tune-trials",
-                                      "--seed",   "--target"};
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return -1;
-    if (strcmp(argv[i], "--no-ops") == 0) {
-      a->ops = 0;
-      continue;
-    }
-    int hit = 0;
-    const char *v = NULL;
-    for (size_t f = 0; hit == 0 && f < sizeof flags / sizeof flags[0]; f++) {
-      hit = tool_flag(argc, argv, &i, flags[f], &v);
-      if (hit == 1 && tool_demo_value(a, flags[f], v) != 0) return TOOL_EXIT_USAGE;
-    }
-    if (hit < 0) return TOOL_EXIT_USAGE;
-    if (hit == 0)
-      return tool_error(TOOL_EXIT_USAGE, "demo: unknown argument '%s' (see mfx help demo)",
-                        argv[i]);
-  }
+  int no_ops = 0;
+  tool_experts_request kinds;
+  memset(&kinds, 0, sizeof kinds);
+  kinds.experts = a->experts;
+  memcpy(kinds.kinds, a->kinds, sizeof kinds.kinds);
+  const tool_arg options[] = {
+      {.name = "--target", .type = TOOL_ARG_TEXT, .to.text = &a->target,
+       .example = "--target cpu"},
+      {.name = "--tokens", .type = TOOL_ARG_INT64, .to.i64 = &a->tokens, .min = 2,
+       .max = 1 << 24, .example = "--tokens 3136"},
+      {.name = "--dim", .type = TOOL_ARG_INT, .to.i32 = &a->dim, .min = 1, .max = 1 << 16,
+       .example = "--dim 64"},
+      {.name = "--hidden", .type = TOOL_ARG_INT, .to.i32 = &a->hidden, .min = 1,
+       .max = 1 << 16, .example = "--hidden 512"},
+      {.name = "--experts", .type = TOOL_ARG_TEXT, .example = "--experts mult,shift",
+       .check = tool_check_expert_kinds, .check_user = &kinds},
+      {.name = "--k", .type = TOOL_ARG_INT64, .to.i64 = &a->k, .min = 1,
+       .max = MFX_MOE_MAX_EXPERTS, .example = "--k 1"},
+      {.name = "--tune-trials", .type = TOOL_ARG_INT64, .to.i64 = &a->trials, .min = 0,
+       .max = 1000, .example = "--tune-trials 8"},
+      {.name = "--threads", .type = TOOL_ARG_INT, .to.i32 = &a->threads, .min = 1,
+       .max = 1024, .example = "--threads 2"},
+      {.name = "--seed", .type = TOOL_ARG_UINT64, .to.u64 = &a->seed, .example = "--seed 7"},
+      {.name = "--out", .type = TOOL_ARG_PATH, .to.text = &a->out,
+       .example = "--out mfx-demo-out"},
+      {.name = "--no-ops", .type = TOOL_ARG_FLAG, .to.flag = &no_ops},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx", .command = "demo", .usage = tool_usage("demo"),
+                     .options = options};
+  int rc = tool_args_parse(&cl, argc, argv);
+  if (rc != 0) return rc;
+  a->ops = !no_ops;
+  a->experts = kinds.experts;
+  memcpy(a->kinds, kinds.kinds, sizeof a->kinds);
   if (a->k > a->experts)
     return tool_error(TOOL_EXIT_USAGE, "demo: --k %lld with %d experts; expected k <= E",
                       (long long)a->k, a->experts);
@@ -535,10 +528,7 @@ int tool_cmd_demo(int argc, char **argv) {
   d.t0 = mfx_now_seconds();
   tool_demo_defaults(&d.a);
   int rc = tool_demo_parse(argc, argv, &d.a);
-  if (rc == -1) {
-    fputs(tool_usage("demo"), stdout);
-    return TOOL_EXIT_OK;
-  }
+  if (rc == TOOL_ARGS_HELP) return TOOL_EXIT_OK;
   if (rc == 0) tool_demo_resolve_target(&d.a);
   if (rc == 0) rc = tool_demo_run(&d);
   if (rc == 0) tool_demo_summary(&d);

@@ -50,32 +50,14 @@ typedef struct {
   float *grad, *grad_noise;
 } tool_loss_run;
 
-static int tool_loss_option(int argc, char **argv, int *i, tool_loss_args *a) {
-  const char *v = NULL;
-  int hit;
-  if ((hit = tool_flag(argc, argv, i, "--logits", &v)) == 1) a->logits_path = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--latency", &v)) == 1) a->latency = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--device", &v)) == 1) a->device = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--grad-out", &v)) == 1) a->grad_out = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--noise-logits", &v)) == 1)
-    a->noise_path = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--noise-eps", &v)) == 1) a->eps_path = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--load", &v)) == 1) a->load_name = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--grad-noise-out", &v)) == 1)
-    a->grad_noise_out = v;
-  else if (hit == 0 && (hit = tool_flag(argc, argv, i, "--k", &v)) == 1)
-    return tool_flag_int("--k", v, 1, 1 << 20, &a->k);
-  if (hit < 0) return TOOL_EXIT_USAGE;
-  if (hit == 0)
-    return tool_error(TOOL_EXIT_USAGE, "loss: unknown argument '%s' (see mfx help loss)", argv[*i]);
-  return 0;
-}
+static const char *const tool_loss_kinds[] = {"switch", "latency", "zloss", NULL};
+static const char *const tool_loss_loads[] = {"smooth", "hard", NULL};
 
 /* The noisy-gate options: all need --noise-logits, which zloss refuses. */
 static int tool_loss_parse_noise(tool_loss_args *a) {
   a->load = MFX_ROUTER_LOAD_SMOOTH;
   if (a->load_name != NULL && mfx_router_load_from_name(a->load_name, &a->load) != MFX_OK)
-    return tool_error(TOOL_EXIT_USAGE, "loss: --load '%s'; expected smooth or hard", a->load_name);
+    return tool_error_status(TOOL_EXIT_USAGE, "loss: --load");
   if (a->noise_path == NULL) {
     if (a->eps_path || a->load_name || a->grad_noise_out)
       return tool_error(TOOL_EXIT_USAGE, "loss: --noise-eps, --load and --grad-noise-out need "
@@ -91,26 +73,50 @@ static int tool_loss_parse_noise(tool_loss_args *a) {
 static int tool_loss_parse(int argc, char **argv, tool_loss_args *a) {
   memset(a, 0, sizeof *a);
   a->k = 1;
-  for (int i = 1; i < argc; i++) {
-    int rc = 0;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return -1;
-    if (strcmp(argv[i], "--json") == 0) a->json = 1;
-    else if (argv[i][0] != '-' && a->kind_name == NULL) a->kind_name = argv[i];
-    else rc = tool_loss_option(argc, argv, &i, a);
-    if (rc != 0) return rc;
-  }
+  const tool_arg options[] = {
+      {.name = "--logits", .type = TOOL_ARG_PATH, .to.text = &a->logits_path,
+       .example = "--logits z.npy"},
+      {.name = "--k", .type = TOOL_ARG_INT64, .to.i64 = &a->k, .min = 1, .max = 1 << 20,
+       .example = "--k 2"},
+      {.name = "--latency", .type = TOOL_ARG_TEXT, .to.text = &a->latency,
+       .example = "--latency 1.2,0.6 or --latency FILE.json"},
+      {.name = "--device", .type = TOOL_ARG_TEXT, .to.text = &a->device,
+       .example = "--device 'cpu: ...' (a key of the latency table)"},
+      {.name = "--grad-out", .type = TOOL_ARG_PATH, .to.text = &a->grad_out,
+       .example = "--grad-out g.npy"},
+      {.name = "--noise-logits", .type = TOOL_ARG_PATH, .to.text = &a->noise_path,
+       .example = "--noise-logits r.npy"},
+      {.name = "--noise-eps", .type = TOOL_ARG_PATH, .to.text = &a->eps_path,
+       .example = "--noise-eps eps.npy"},
+      {.name = "--load", .type = TOOL_ARG_ENUM, .to.text = &a->load_name,
+       .choices = tool_loss_loads, .noun = "load", .example = "--load smooth"},
+      {.name = "--grad-noise-out", .type = TOOL_ARG_PATH, .to.text = &a->grad_noise_out,
+       .example = "--grad-noise-out gr.npy"},
+      {.name = "--json", .type = TOOL_ARG_FLAG, .to.flag = &a->json},
+      {0},
+  };
+  const tool_pos positionals[] = {
+      {.name = "KIND", .to = &a->kind_name, .choices = tool_loss_kinds, .noun = "kind"},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx", .command = "loss", .usage = tool_loss_usage,
+                     .options = options, .positionals = positionals};
+  int rc = tool_args_parse(&cl, argc, argv);
+  if (rc != 0) return rc;
   if (a->kind_name == NULL || a->logits_path == NULL)
     return tool_error(TOOL_EXIT_USAGE, "loss: needs KIND and --logits, e.g. mfx loss latency "
                       "--logits z.npy --latency 1.2,0.6");
   if (mfx_router_loss_from_name(a->kind_name, &a->kind) != MFX_OK)
-    return tool_error(TOOL_EXIT_USAGE, "loss: unknown kind '%s'; expected switch, latency or zloss",
-                      a->kind_name);
+    return tool_error_status(TOOL_EXIT_USAGE, "loss");
   if (a->kind == MFX_ROUTER_LATENCY && a->latency == NULL)
     return tool_error(TOOL_EXIT_USAGE, "loss latency: needs --latency a,b,... (one per expert) or "
                       "--latency FILE.json");
   if (a->kind != MFX_ROUTER_LATENCY && a->latency != NULL)
     return tool_error(TOOL_EXIT_USAGE, "loss %s: --latency applies to the latency loss only",
                       a->kind_name);
+  if (a->kind != MFX_ROUTER_LATENCY && a->device != NULL)
+    return tool_error(TOOL_EXIT_USAGE, "loss %s: --device picks a latency table's device; it "
+                      "applies to the latency loss only", a->kind_name);
   return tool_loss_parse_noise(a);
 }
 
@@ -209,60 +215,65 @@ static int tool_loss_save(const char *flag, const char *path, const mfx_array *l
   return 0;
 }
 
-static void tool_loss_list(const double *v, int n, int json) {
-  const char *sep = json ? ", " : " ";
-  for (int i = 0; i < n; i++) printf(json ? "%s%.12g" : "%s%.4g", i ? sep : "", v[i]);
+static void tool_loss_list(const double *v, int n) {
+  for (int i = 0; i < n; i++) printf("%s%.4g", i ? " " : "", v[i]);
 }
 
-static void tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {
+static int tool_loss_print_json(const tool_loss_args *a, const tool_loss_run *r) {
   int counts = r->experts <= MFX_LATENCY_MAX_EXPERTS;
-  if (a->json) {
-    printf("{\"kind\": \"%s\", \"loss\": %.17g, \"tokens\": %lld, \"experts\": %d, \"k\": %lld",
-           mfx_router_loss_name(a->kind), r->loss, (long long)r->tokens, r->experts,
-           (long long)a->k);
-    printf(", \"counts\": [");
-    if (counts) tool_loss_list(r->counts, r->experts, 1);
-    printf("], \"alpha\": [");
-    tool_loss_list(r->alpha, r->n_alpha, 1);
-    printf("]");
-    if (a->noise_path != NULL) {
-      printf(", \"load_kind\": \"%s\", \"load\": [", mfx_router_load_name(a->load));
-      if (counts) tool_loss_list(r->load, r->experts, 1);
-      printf("]");
-    }
-    printf("}\n");
-    return;
+  mfx_json w;
+  mfx_json_begin(&w, stdout, MFX_JSON_COMPACT);
+  mfx_json_object(&w);
+  mfx_json_key_string(&w, "kind", mfx_router_loss_name(a->kind));
+  mfx_json_key_number(&w, "loss", r->loss);
+  mfx_json_key_int(&w, "tokens", r->tokens);
+  mfx_json_key_int(&w, "experts", r->experts);
+  mfx_json_key_int(&w, "k", a->k);
+  mfx_json_key(&w, "counts");
+  mfx_json_numbers(&w, r->counts, counts ? r->experts : 0);
+  mfx_json_key(&w, "alpha");
+  mfx_json_numbers(&w, r->alpha, r->n_alpha);
+  if (a->noise_path != NULL) {
+    mfx_json_key_string(&w, "load_kind", mfx_router_load_name(a->load));
+    mfx_json_key(&w, "load");
+    mfx_json_numbers(&w, r->load, counts ? r->experts : 0);
   }
+  mfx_json_end(&w);
+  putchar('\n');
+  return tool_json_finish(&w, "loss --json");
+}
+
+static int tool_loss_print(const tool_loss_args *a, const tool_loss_run *r) {
+  int counts = r->experts <= MFX_LATENCY_MAX_EXPERTS;
+  if (a->json) return tool_loss_print_json(a, r);
   printf("loss     %s %.9g\nlogits   %s: %lld tokens x %d experts, k=%lld\n",
          mfx_router_loss_name(a->kind), r->loss, a->logits_path, (long long)r->tokens, r->experts,
          (long long)a->k);
   if (counts) {
     printf("counts   ");
-    tool_loss_list(r->counts, r->experts, 0);
+    tool_loss_list(r->counts, r->experts);
     printf("\n");
   }
   if (a->noise_path != NULL && counts) {
     printf("load     %s (noisy gate): ", mfx_router_load_name(a->load));
-    tool_loss_list(r->load, r->experts, 0);
+    tool_loss_list(r->load, r->experts);
     printf("\n");
   }
   if (r->n_alpha > 0) {
     printf("alpha    ");
-    tool_loss_list(r->alpha, r->n_alpha, 0);
+    tool_loss_list(r->alpha, r->n_alpha);
     printf("\n");
   }
   if (a->grad_out != NULL) printf("grad     saved to %s\n", a->grad_out);
   if (a->grad_noise_out != NULL) printf("grad     of the noise logits saved to %s\n",
                                         a->grad_noise_out);
+  return 0;
 }
 
 int tool_cmd_loss(int argc, char **argv) {
   tool_loss_args a;
   int rc = tool_loss_parse(argc, argv, &a);
-  if (rc == -1) {
-    fputs(tool_loss_usage, stdout);
-    return TOOL_EXIT_OK;
-  }
+  if (rc == TOOL_ARGS_HELP) return TOOL_EXIT_OK;
   if (rc != 0) return rc;
   tool_loss_run r;
   memset(&r, 0, sizeof r);
@@ -273,7 +284,7 @@ int tool_cmd_loss(int argc, char **argv) {
   if (rc == 0 && a.grad_out != NULL) rc = tool_loss_save("loss: --grad-out", a.grad_out, &r.logits, r.grad);
   if (rc == 0 && a.grad_noise_out != NULL)
     rc = tool_loss_save("loss: --grad-noise-out", a.grad_noise_out, &r.logits, r.grad_noise);
-  if (rc == 0) tool_loss_print(&a, &r);
+  if (rc == 0) rc = tool_loss_print(&a, &r);
   mfx_array_free(&r.logits);
   mfx_array_free(&r.noise);
   mfx_array_free(&r.eps);

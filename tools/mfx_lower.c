@@ -151,44 +151,33 @@ static int tool_lower_te_file(const char *path, const char *emit, const char *pr
   return rc;
 }
 
-/* Takes --passes and --print-after PASS out of argv (the shared parser knows
- * neither); -1 on a usage error, already reported. */
-static int tool_lower_own_flags(int *argc, char **argv, int *passes, const char **print_after) {
-  int n = 1;
-  for (int i = 1; i < *argc; i++) {
-    if (strcmp(argv[i], "--passes") == 0) {
-      *passes = 1;
-    } else if (strcmp(argv[i], "--print-after") == 0) {
-      if (i + 1 >= *argc) {
-        tool_error(TOOL_EXIT_USAGE, "--print-after needs a pass name (see mfx lower --passes)");
-        return -1;
-      }
-      *print_after = argv[++i];
-      if (!tool_is_pass(*print_after)) {
-        tool_error(TOOL_EXIT_USAGE, "--print-after %s: no such pass (see mfx lower --passes)",
-                   *print_after);
-        return -1;
-      }
-    } else {
-      argv[n++] = argv[i];
-    }
-  }
-  *argc = n;
-  return 0;
+static int tool_check_pass(void *user, const char *option, const char *value, char *why,
+                           size_t size) {
+  (void)user;
+  if (tool_is_pass(value)) return 0;
+  snprintf(why, size, "%s: no such pass '%s' (see mfx lower --passes)", option, value);
+  return 1;
 }
 
 int tool_cmd_lower(int argc, char **argv) {
   tool_args args;
   int passes = 0;
   const char *print_after = NULL;
-  if (tool_lower_own_flags(&argc, argv, &passes, &print_after) != 0) return TOOL_EXIT_USAGE;
-  if (passes) return tool_print_passes();
-  int rc = tool_parse_args(argc, argv, TOOL_OPT_DIMS | TOOL_OPT_CONFIG | TOOL_OPT_EMIT, &args);
+  const tool_arg own[] = {
+      {.name = "--passes", .type = TOOL_ARG_FLAG, .to.flag = &passes},
+      {.name = "--print-after", .type = TOOL_ARG_TEXT, .to.text = &print_after,
+       .example = "--print-after simplify; mfx lower --passes lists them",
+       .check = tool_check_pass},
+      {0},
+  };
+  int rc = tool_parse_args_with(argc, argv, TOOL_OPT_DIMS | TOOL_OPT_CONFIG | TOOL_OPT_EMIT, own,
+                                &args);
   if (rc != 0) return rc;
   if (args.help) {
     fputs(tool_usage("lower"), stdout);
     return TOOL_EXIT_OK;
   }
+  if (passes) return tool_print_passes();
   if (tool_is_te_file(args.op_name)) {
     if (args.dims_text != NULL || args.config_json != NULL)
       return tool_error(TOOL_EXIT_USAGE, "%s: a TE file fixes its own shapes; --dims and --config "

@@ -21,6 +21,10 @@ int tool_flag_int(const char *flag, const char *text, int64_t lo, int64_t hi, in
 int tool_flag_double(const char *flag, const char *text, double lo, double hi, double *out);
 /* "1.5,2,3" into at most max finite numbers; 0 or exit status 2. */
 int tool_flag_doubles(const char *flag, const char *text, double *out, int max, int *count);
+/* A tool_arg check for --experts LIST: the kinds into the tool_experts_request
+ * given as user (its kinds and experts). */
+int tool_check_expert_kinds(void *user, const char *option, const char *value, char *why,
+                            size_t size);
 
 /* ---- measuring experts ---------------------------------------------------------- */
 

@@ -89,11 +89,14 @@ mfx_status mfx_profile_expert(mfx_profile_fn fn, void *user, const int64_t *toke
  * to at_tokens -- and alpha = latency / mean latency. */
 mfx_status mfx_latency_finish(mfx_latency_table *t);
 
-/* The table as one JSON object (what one device key maps to). */
+/* The table as one JSON object (what one device key maps to), through the
+ * shared writer (mfx/json.h): a NaN or infinity becomes null. */
 void mfx_latency_write_json(FILE *out, const mfx_latency_table *t, int indent);
 /* Saves t under its device key in the file at path, keeping the other
  * devices' tables there; written to a temporary file, then renamed.
- * The file: {"format": "mfx-latency-1", "devices": {KEY: TABLE, ...}}. */
+ * The file: {"format": "mfx-latency-1", "devices": {KEY: TABLE, ...}}.
+ * A table holding a NaN or infinite number is refused (MFX_ERR_INVALID,
+ * nothing written): JSON has none. */
 mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t);
 /* Loads the table of `device` (NULL: this host's key) from path: the key
  * itself, or the one key that starts with it ("cuda", "emulate"; several

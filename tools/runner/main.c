@@ -1,11 +1,11 @@
 /* mfx-runner: the command line, loading the artifact, and the kernels to
  * run. What happens to one kernel is runner_kernel.c. */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../mfx_argparse.h"
 #include "runner.h"
 
 const char runner_usage[] =
@@ -46,132 +46,67 @@ int runner_error_status(int code, const char *what) {
   return runner_error(code, "%s: %s", what, why[0] != '\0' ? why : "unknown failure");
 }
 
-/* ---- arguments ------------------------------------------------------------------- */
+/* ---- arguments: the parser mfx shares (tools/mfx_argparse.c) ----------------------- */
 
-static int runner_parse_number(const char *option, const char *text, long long lo, long long hi,
-                               long long *out) {
-  char *end = NULL;
-  errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (text[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi)
-    return runner_error(RUNNER_EXIT_USAGE, "%s: '%s' is not a whole number in %lld..%lld", option,
-                        text, lo, hi);
-  *out = v;
-  return 0;
-}
-
-/* Any unsigned 64-bit seed, as mfx run takes it. */
-static int runner_parse_seed(const char *text, uint64_t *out) {
-  char *end = NULL;
-  errno = 0;
-  unsigned long long v = strtoull(text, &end, 10);
-  if (text[0] == '\0' || text[0] == '-' || *end != '\0' || errno != 0)
-    return runner_error(RUNNER_EXIT_USAGE, "--seed: '%s' is not a non-negative whole number",
-                        text);
-  *out = (uint64_t)v;
-  return 0;
-}
-
-static int runner_parse_tol(const char *text, double *out) {
-  char *end = NULL;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (text[0] == '\0' || *end != '\0' || errno != 0 || !(v >= 0.0 && v < 1.0))
-    return runner_error(RUNNER_EXIT_USAGE, "--tol: '%s' is not a number in [0, 1)", text);
-  *out = v;
-  return 0;
-}
-
-static int runner_add_binding(const char *option, const char *text, runner_binding *list,
-                              int *n) {
+/* --in or --out NAME=FILE into the next binding. */
+static int runner_bind(void *user, const char *option, const char *text, char *why, size_t size) {
+  runner_args *a = user;
+  int is_in = strcmp(option, "--in") == 0;
+  runner_binding *b = is_in ? &a->in[a->n_in] : &a->out[a->n_out];
   const char *eq = strchr(text, '=');
-  if (eq == NULL || eq == text || eq[1] == '\0')
-    return runner_error(RUNNER_EXIT_USAGE, "%s: '%s' is not NAME=FILE.npy", option, text);
-  if ((size_t)(eq - text) >= sizeof list[0].name)
-    return runner_error(RUNNER_EXIT_USAGE, "%s: the name in '%s' is too long", option, text);
-  if (*n >= RUNNER_MAX_BINDINGS)
-    return runner_error(RUNNER_EXIT_USAGE, "%s given more than %d times", option,
-                        RUNNER_MAX_BINDINGS);
-  runner_binding *b = &list[(*n)++];
+  if (eq == NULL || eq == text || eq[1] == '\0') {
+    snprintf(why, size, "%s: '%s' is not NAME=FILE.npy", option, text);
+    return 1;
+  }
+  if ((size_t)(eq - text) >= sizeof b->name) {
+    snprintf(why, size, "%s: the name in '%s' is too long", option, text);
+    return 1;
+  }
   snprintf(b->name, sizeof b->name, "%.*s", (int)(eq - text), text);
   b->path = eq + 1;
+  if (is_in) a->n_in++;
+  else a->n_out++;
   return 0;
-}
-
-static int runner_set_once(const char *option, const char **slot, const char *value) {
-  if (*slot != NULL)
-    return runner_error(RUNNER_EXIT_USAGE, "%s given twice ('%s' and '%s')", option, *slot, value);
-  *slot = value;
-  return 0;
-}
-
-/* An option with a value. */
-static int runner_apply(runner_args *a, const char *option, const char *value) {
-  long long v = 0;
-  int rc = 0;
-  if (strcmp(option, "--kernel") == 0) return runner_set_once(option, &a->kernel, value);
-  if (strcmp(option, "--device") == 0) return runner_set_once(option, &a->device, value);
-  if (strcmp(option, "--in") == 0) return runner_add_binding(option, value, a->in, &a->n_in);
-  if (strcmp(option, "--out") == 0) return runner_add_binding(option, value, a->out, &a->n_out);
-  if (strcmp(option, "--tol") == 0) return runner_parse_tol(value, &a->tol);
-  if (strcmp(option, "--repeat") == 0) {
-    rc = runner_parse_number(option, value, 1, 1000000, &v);
-    a->repeat = (int)v;
-  } else if (strcmp(option, "--threads") == 0) {
-    rc = runner_parse_number(option, value, 1, 1024, &v);
-    a->threads = (int)v;
-  } else {
-    rc = runner_parse_seed(value, &a->seed);
-  }
-  return rc;
-}
-
-static int runner_flag(runner_args *a, const char *arg) {
-  if (strcmp(arg, "--check") == 0) return a->check = 1;
-  if (strcmp(arg, "--bench") == 0) return a->bench = 1;
-  if (strcmp(arg, "--list") == 0) return a->list = 1;
-  if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return a->help = 1;
-  return 0;
-}
-
-static int runner_takes_value(const char *option) {
-  static const char *const known[] = {"--kernel", "--in",      "--out",    "--tol", "--repeat",
-                                      "--device", "--threads", "--seed"};
-  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-    if (strcmp(known[i], option) == 0) return 1;
-  return 0;
-}
-
-static int runner_parse_option(int argc, char **argv, int *i, runner_args *a) {
-  const char *arg = argv[*i];
-  if (runner_flag(a, arg)) return 0;
-  char option[16];
-  const char *eq = strchr(arg, '=');
-  size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-  snprintf(option, sizeof option, "%.*s", (int)(len < sizeof option ? len : 0), arg);
-  if (len >= sizeof option || !runner_takes_value(option))
-    return runner_error(RUNNER_EXIT_USAGE, "unknown option '%.*s' (see mfx-runner --help)",
-                        (int)len, arg);
-  const char *value = eq != NULL ? eq + 1 : (*i + 1 < argc ? argv[++*i] : NULL);
-  if (value == NULL) return runner_error(RUNNER_EXIT_USAGE, "%s needs a value", option);
-  return runner_apply(a, option, value);
 }
 
 int runner_parse_args(int argc, char **argv, runner_args *a) {
   memset(a, 0, sizeof *a);
   a->seed = 1;
   a->tol = RUNNER_DEFAULT_TOL;
-  for (int i = 1; i < argc; i++) {
-    int rc = 0;
-    if (argv[i][0] == '-' && argv[i][1] != '\0') rc = runner_parse_option(argc, argv, &i, a);
-    else if (a->artifact == NULL) a->artifact = argv[i];
-    else rc = runner_error(RUNNER_EXIT_USAGE, "unexpected argument '%s' after the artifact %s",
-                           argv[i], a->artifact);
-    if (rc != 0) return rc;
+  const tool_arg options[] = {
+      {.name = "--kernel", .type = TOOL_ARG_TEXT, .to.text = &a->kernel,
+       .example = "--kernel linear or --kernel 0"},
+      {.name = "--in", .type = TOOL_ARG_TEXT, .max_count = RUNNER_MAX_BINDINGS,
+       .example = "--in X=x.npy", .check = runner_bind, .check_user = a},
+      {.name = "--out", .type = TOOL_ARG_TEXT, .max_count = RUNNER_MAX_BINDINGS,
+       .example = "--out Y=y.npy", .check = runner_bind, .check_user = a},
+      {.name = "--check", .type = TOOL_ARG_FLAG, .to.flag = &a->check},
+      {.name = "--tol", .type = TOOL_ARG_FLOAT, .to.f64 = &a->tol, .lo = 0.0, .hi = 1.0,
+       .hi_open = 1, .example = "--tol 1e-4"},
+      {.name = "--bench", .type = TOOL_ARG_FLAG, .to.flag = &a->bench},
+      {.name = "--repeat", .type = TOOL_ARG_INT, .to.i32 = &a->repeat, .min = 1,
+       .max = 1000000, .example = "--repeat 20"},
+      {.name = "--device", .type = TOOL_ARG_TEXT, .to.text = &a->device,
+       .example = "--device cuda"},
+      {.name = "--threads", .type = TOOL_ARG_INT, .to.i32 = &a->threads, .min = 1, .max = 1024,
+       .example = "--threads 2"},
+      {.name = "--seed", .type = TOOL_ARG_UINT64, .to.u64 = &a->seed, .example = "--seed 7"},
+      {.name = "--list", .type = TOOL_ARG_FLAG, .to.flag = &a->list},
+      {0},
+  };
+  const tool_pos positionals[] = {
+      {.name = "ARTIFACT", .to = &a->artifact, .required = 1,
+       .hint = " (a .mfxa file from mfx compile)"},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx-runner", .usage = runner_usage, .options = options,
+                     .positionals = positionals};
+  int rc = tool_args_parse(&cl, argc, argv);
+  if (rc == TOOL_ARGS_HELP) {
+    a->help = 1; /* printed */
+    return 0;
   }
-  if (a->help) return 0;
-  if (a->artifact == NULL)
-    return runner_error(RUNNER_EXIT_USAGE, "missing ARTIFACT (a .mfxa file from mfx compile)");
+  if (rc != 0) return rc;
   if (a->repeat != 0 && !a->bench)
     return runner_error(RUNNER_EXIT_USAGE, "--repeat counts the runs of --bench; add --bench");
   if (a->repeat == 0) a->repeat = RUNNER_DEFAULT_REPEAT;
@@ -231,10 +166,7 @@ int main(int argc, char **argv) {
   runner_args a;
   int rc = runner_parse_args(argc, argv, &a);
   if (rc != 0) return rc;
-  if (a.help) {
-    fputs(runner_usage, stdout);
-    return RUNNER_EXIT_OK;
-  }
+  if (a.help) return RUNNER_EXIT_OK; /* the usage is printed */
   if (a.list) return runner_list(&a);
   mfx_artifact_options options = {a.device, a.threads};
   mfx_artifact *art = NULL;
