@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "mfx/artifact.h"
-#include "mfx/moe.h"
+#include "mfx/latency.h"
 #include "mfx/router.h"
 
 #define PROFILE_FORMAT "mfx-latency-1"
