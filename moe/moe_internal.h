@@ -49,7 +49,7 @@ typedef struct {
 } moe_want;
 
 /* The most token buckets a layer loaded from an artifact lists. */
-#define MOE_MAX_BUCKETS 64
+#define MOE_MAX_BUCKETS MFX_MOE_MAX_BUCKETS
 
 /* Where a layer's kernels come from. Every function is given the provider
  * it belongs to; a provider embeds moe_provider first. */

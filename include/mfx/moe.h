@@ -160,6 +160,63 @@ int mfx_moe_kernel_count(const mfx_moe *moe);
 const mfx_op_kernel *mfx_moe_kernel_at(const mfx_moe *moe, int i);
 const mfx_artifact_kernel *mfx_moe_gpu_kernel_at(const mfx_moe *moe, int i);
 
+/* ---- a layer ahead of time: an artifact and a weights file ----------------- */
+
+/* The layer artifact's manifest (mfx_artifact_manifest), JSON: "format",
+ * "dim", "hidden", "k", "experts" ("mult,shift,null"), "target",
+ * "buckets" [ascending token counts], "kernels" [{"role", "bucket",
+ * "name", "op", "dims", "config"}], roles "router", "mult.fc1",
+ * "mult.fc2", "shift.fc1", "shift.fc2" (docs/moe_layer.md). */
+#define MFX_MOE_LAYER_FORMAT "mfx-moe-layer-1"
+/* The weights file's "__metadata__" "format" (a safetensors file). */
+#define MFX_MOE_WEIGHTS_FORMAT "mfx-moe-1"
+#define MFX_MOE_MAX_BUCKETS 64
+#define MFX_MOE_MAX_BUCKET_TOKENS ((int64_t)1 << 24)
+
+/* Builds every kernel of the layer of spec (dims, kinds, k; configs from
+ * spec->choose_config, else the template defaults) for each bucket (token
+ * counts, ascending) on target ("cpu" or "cuda:sm_XX") into one artifact
+ * image with the layer's manifest (*image malloc'd: free() it). The
+ * compiler side (mfx_ops, LLVM). */
+mfx_status mfx_moe_compile_layer(const mfx_moe_spec *spec, const int64_t *buckets,
+                                 int n_buckets, const char *target, void **image,
+                                 size_t *size);
+
+typedef struct {
+  const char *device; /* "cpu", "cuda", "cuda:N"; NULL: as the artifact targets */
+  int threads;        /* CPU thread pool of the kernels; 0: one per online CPU */
+} mfx_moe_load_options;
+
+/* Loads a layer from an artifact written by mfx_moe_compile_layer (mfx
+ * compile-layer) and its weights (mfx_moe_load_weights; NULL: every
+ * weight zero). Runtime only: no LLVM. The layer runs batches of up to its
+ * largest bucket with mfx_moe_forward, mfx_moe_expert_forward and
+ * mfx_moe_reference, and is freed with mfx_moe_destroy. Each layer owns its
+ * kernels and workspace: two layers run side by side from two threads (one
+ * layer: one call at a time). options may be NULL. */
+mfx_status mfx_moe_load(const char *artifact, const char *weights,
+                        const mfx_moe_load_options *options, mfx_moe **out);
+/* Reads a safetensors file (https://huggingface.co/docs/safetensors) of
+ * the layer's weights, all F32: "router.weight" [E, D], optional
+ * "router.bias" [E] (the selection bias), and for each non-null expert e
+ * (0-based) "experts.<e>.w1" [H, D] and "experts.<e>.w2" [D, H];
+ * "__metadata__" with "format": "mfx-moe-1" and "dim", "hidden", "k",
+ * "experts" equal to the layer's. Every shape, dtype and offset is
+ * checked; unknown or missing tensors are errors. Works on any layer. */
+mfx_status mfx_moe_load_weights(mfx_moe *moe, const char *path);
+/* The token buckets of a loaded layer (0 for a layer of mfx_moe_create,
+ * which compiles for any batch). */
+int mfx_moe_bucket_count(const mfx_moe *moe);
+int64_t mfx_moe_bucket_at(const mfx_moe *moe, int i);
+/* Measures every non-null expert alone (mfx_moe_expert_forward, timed by
+ * mfx_moe_last_expert_seconds) at each of `points` token counts and fills
+ * t: device key, dims, the fits, latency and alpha at at_tokens
+ * (mfx_latency_finish). Null experts are left out (they cost nothing).
+ * o NULL: mfx_profile_options_default. */
+mfx_status mfx_moe_profile(mfx_moe *moe, const mfx_kernel_env *env, const int64_t *tokens,
+                           int points, int64_t at_tokens, const mfx_profile_options *o,
+                           mfx_latency_table *t);
+
 /* ---- the plain-C reference -------------------------------------------------- */
 
 /* The same layer in naive C: logits in double, mfx_router_route, experts
