@@ -22,6 +22,7 @@ Artifacts (include/mfx/artifact.h, written by `mfx compile`):
 from ._lib import last_error
 from .latency import host_key, load_latency
 from .module import Module
+from .moe_layer import MoELayer, save_moe_weights
 from .router import (
     LOSS_KINDS,
     RouterStats,
@@ -36,6 +37,8 @@ from .router import (
 __all__ = [
     "LOSS_KINDS",
     "Module",
+    "MoELayer",
+    "save_moe_weights",
     "host_key",
     "load_latency",
     "RouterStats",

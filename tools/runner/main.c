@@ -13,8 +13,12 @@ const char runner_usage[] =
     "                  [--out NAME=FILE.npy]... [--check [--tol T]]\n"
     "                  [--bench [--repeat R]] [--device cpu|cuda|cuda:N]\n"
     "                  [--threads N] [--seed S] [--list]\n"
+    "       mfx-runner LAYER.mfxa --weights W.safetensors [--in X=x.npy] [--out Y=y.npy]\n"
+    "                  [--check [--tol T]] [--bench [--repeat R]] [--device D] [--threads N]\n"
     "\n"
-    "Load an mfx artifact (made by mfx compile) and run its kernels.\n"
+    "Load an mfx artifact (made by mfx compile) and run its kernels; or, with\n"
+    "--weights, an MoE layer (made by mfx compile-layer) and its weights, run on\n"
+    "X [T, D] (default: seeded random tokens, as many as the largest bucket).\n"
     "  --kernel NAME|INDEX   one kernel, by name, op or index (default: every one)\n"
     "  --in NAME=FILE.npy    an input (others get the seeded random data of mfx run)\n"
     "  --out NAME=FILE.npy   save an output\n"
@@ -111,6 +115,7 @@ static int runner_apply(runner_args *a, const char *option, const char *value) {
   int rc = 0;
   if (strcmp(option, "--kernel") == 0) return runner_set_once(option, &a->kernel, value);
   if (strcmp(option, "--device") == 0) return runner_set_once(option, &a->device, value);
+  if (strcmp(option, "--weights") == 0) return runner_set_once(option, &a->weights, value);
   if (strcmp(option, "--in") == 0) return runner_add_binding(option, value, a->in, &a->n_in);
   if (strcmp(option, "--out") == 0) return runner_add_binding(option, value, a->out, &a->n_out);
   if (strcmp(option, "--tol") == 0) return runner_parse_tol(value, &a->tol);
@@ -136,7 +141,7 @@ static int runner_flag(runner_args *a, const char *arg) {
 
 static int runner_takes_value(const char *option) {
   static const char *const known[] = {"--kernel", "--in",      "--out",    "--tol", "--repeat",
-                                      "--device", "--threads", "--seed"};
+                                      "--device", "--threads", "--seed",  "--weights"};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
     if (strcmp(known[i], option) == 0) return 1;
   return 0;
@@ -236,6 +241,7 @@ int main(int argc, char **argv) {
     return RUNNER_EXIT_OK;
   }
   if (a.list) return runner_list(&a);
+  if (a.weights != NULL) return runner_run_layer(&a);
   mfx_artifact_options options = {a.device, a.threads};
   mfx_artifact *art = NULL;
   if (mfx_artifact_load(a.artifact, &options, &art) != MFX_OK)
