@@ -184,7 +184,8 @@ static mfx_status load_read_kernel(const load_manifest *m, load_provider *l,
   char expect[160];
   moe_want_text(want, expect, sizeof expect);
   int same = strcmp(k->op, want->op) == 0 && k->n_dims == want->n_dims && n_dims == k->n_dims;
-  for (int d = 0; same && d < k->n_dims; d++) same = k->dims[d] == want->dims[d] && dims[d] == k->dims[d];
+  for (int d = 0; same && d < k->n_dims; d++)
+    same = k->dims[d] == want->dims[d] && dims[d] == k->dims[d];
   if (!same)
     return mfx_fail(MFX_ERR_INVALID, "moe layer %s: kernel %s (%s, bucket %lld) is %s at "
                     "dims %lld,%lld,%lld; the layer (D=%d, H=%d, E=%d) needs %s (an artifact "

@@ -127,7 +127,8 @@ int runner_run_layer(const runner_args *a) {
     return runner_error_status(RUNNER_EXIT_FAIL, "loading the layer");
   const mfx_moe_spec *s = mfx_moe_get_spec(moe);
   printf("layer %s: D=%d H=%d experts", a->artifact, s->dim, s->hidden);
-  for (int e = 0; e < s->experts; e++) printf("%c%s", e ? ',' : ' ', mfx_expert_kind_name(s->kinds[e]));
+  for (int e = 0; e < s->experts; e++)
+    printf("%c%s", e ? ',' : ' ', mfx_expert_kind_name(s->kinds[e]));
   printf(" k=%d, buckets up to %lld tokens\n", s->k,
          (long long)mfx_moe_bucket_at(moe, mfx_moe_bucket_count(moe) - 1));
   mfx_array x;
