@@ -141,6 +141,20 @@ check "runner output equals the embed's" cmp "$TMP/runner_y.npy" "$TMP/shared_y.
 expect 0 ": ok" "$R" "$L" --weights "$TMP/w.safetensors" --check --seed 3
 expect 0 "median" "$R" "$L" --weights "$TMP/w.safetensors" --bench --repeat 3
 
+# ---- a layer for a GPU: PTX, run where a GPU is, a clear error where none is --------------------
+G="$TMP/gpu.mfxa"
+check "mfx compile-layer --target cuda:sm_80" "$M" compile-layer --dim 8 --hidden 16 \
+  --experts mult,shift,null --k 2 --buckets 16,32 --target cuda:sm_80 -o "$G"
+expect 0 "target cuda:sm_80" "$R" "$G" --list
+out=$("$R" "$G" --weights "$TMP/w.safetensors" --in X="$TMP/x.npy" --check 2>&1)
+rc=$?
+if (( rc == 0 )) && [[ "$out" == *": ok"* ]]; then passed=$((passed + 1)) # a GPU is here
+elif (( rc == 1 )) && [[ "$out" == *"loading the layer: artifact $G: opening device"* ]]; then
+  passed=$((passed + 1))
+else
+  fail "the cuda layer: exit $rc: $out"
+fi
+
 # ---- errors -----------------------------------------------------------------------------------
 expect 1 "written for dim=4, but the layer has dim=8" "$R" "$L" --weights "$TMP/w4.safetensors"
 expect 1 "tensor router.weight has shape [3, 7]; the layer (D=8, H=16, E=3) expects [3, 8]" \
