@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # An MoE layer in an application and in mfx-runner: `cmake --install` into
 # a temporary prefix; a layer compiled by the installed `mfx compile-layer`;
-# its weights written by mfx.save_moe_weights (safetensors); examples/embed_moe
+# its weights written by numpy (safetensors); examples/embed_moe
 # built against the prefix with find_package(mfx) (shared and static) and
 # with pkg-config, with no LLVM in it (ldd), run and checked against the
 # reference; mfx-runner --weights --check; and each error with its exit
@@ -60,34 +60,42 @@ check "cmake --install" cmake --install "$BUILD" --prefix "$PREFIX"
 L="$TMP/layer.mfxa"
 check "mfx compile-layer" "$PREFIX/bin/mfx" compile-layer --dim 8 --hidden 16 \
   --experts mult,shift,null --k 2 --buckets 16,32 -o "$L"
-PYTHONPATH="$SOURCE/python" MFX_LIB_DIR="$PREFIX/lib" "$PY" - "$TMP" <<'PYEOF'
-import sys, numpy as np, mfx
+# Weights files written by numpy alone (the safetensors layout of docs/moe_layer.md).
+"$PY" - "$TMP" <<'PYEOF'
+import json, struct, sys
+import numpy as np
 d = sys.argv[1]
 r = np.random.default_rng(5)
-kinds = ["mult", "shift", "null"]
-def ex(D, H):
-    return (r.uniform(-.4, .4, (H, D)), r.uniform(-.3, .3, (D, H)))
-mfx.save_moe_weights(d + "/w.safetensors", r.uniform(-1, 1, (3, 8)), [ex(8, 16), ex(8, 16), None], kinds, 2)
-mfx.save_moe_weights(d + "/w4.safetensors", r.uniform(-1, 1, (3, 4)), [ex(4, 16), ex(4, 16), None], kinds, 2)
-np.save(d + "/x.npy", r.uniform(-1, 1, (27, 8)).astype(np.float32))
-np.save(d + "/x33.npy", r.uniform(-1, 1, (33, 8)).astype(np.float32))
-np.save(d + "/xi.npy", r.integers(0, 9, (27, 8)).astype(np.int32))
-# wrong shape: a router of D=7 under metadata that says D=8
-import json, struct
 def write(path, tensors, meta):
     h, off, blobs = {"__metadata__": meta}, 0, []
     for name, (dtype, a) in tensors.items():
-        b = a.tobytes(); h[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b); blobs.append(b)
+        b = a.tobytes()
+        h[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
     t = json.dumps(h).encode()
     with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(t))); f.write(t); [f.write(b) for b in blobs]
-meta = {"format": "mfx-moe-1", "dim": "8", "hidden": "16", "k": "2", "experts": "mult,shift,null"}
-f32 = lambda *s: ("F32", np.zeros(s, "<f4"))
-base = {"router.weight": f32(3, 8), "experts.0.w1": f32(16, 8), "experts.0.w2": f32(8, 16),
-        "experts.1.w1": f32(16, 8), "experts.1.w2": f32(8, 16)}
-write(d + "/shape.safetensors", {**base, "router.weight": f32(3, 7)}, meta)
-write(d + "/dtype.safetensors", {**base, "experts.1.w2": ("F16", np.zeros((8, 16), "<f2"))}, meta)
+        f.write(struct.pack("<Q", len(t)))
+        f.write(t)
+        for b in blobs:
+            f.write(b)
+def meta(D):
+    return {"format": "mfx-moe-1", "dim": str(D), "hidden": "16", "k": "2",
+            "experts": "mult,shift,null"}
+def f32(*shape, scale=0.0):
+    return ("F32", r.uniform(-scale, scale, shape).astype("<f4"))
+def layer(D):
+    return {"router.weight": f32(3, D, scale=1), "experts.0.w1": f32(16, D, scale=.4),
+            "experts.0.w2": f32(D, 16, scale=.3), "experts.1.w1": f32(16, D, scale=.4),
+            "experts.1.w2": f32(D, 16, scale=.3)}
+write(d + "/w.safetensors", layer(8), meta(8))
+write(d + "/w4.safetensors", layer(4), meta(4))
+write(d + "/shape.safetensors", {**layer(8), "router.weight": f32(3, 7)}, meta(8))
+write(d + "/dtype.safetensors",
+      {**layer(8), "experts.1.w2": ("F16", np.zeros((8, 16), "<f2"))}, meta(8))
+np.save(d + "/x.npy", r.uniform(-1, 1, (27, 8)).astype(np.float32))
+np.save(d + "/x33.npy", r.uniform(-1, 1, (33, 8)).astype(np.float32))
+np.save(d + "/xi.npy", r.integers(0, 9, (27, 8)).astype(np.int32))
 PYEOF
 [[ -e "$TMP/w.safetensors" ]] && passed=$((passed + 1)) || fail "weights not written"
 head -c 300 "$TMP/w.safetensors" > "$TMP/short.safetensors"
