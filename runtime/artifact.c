@@ -36,11 +36,12 @@ typedef enum {
   ART_SEC_HOST_SO = 5,
   ART_SEC_PTX = 6,
   ART_SEC_CUBIN = 7,
+  ART_SEC_MANIFEST = 8, /* the file's, not a kernel's: at most one, kernel index 0 */
   ART_SEC_TYPE_COUNT
 } art_section_type;
 
 static const char *const art_section_names[ART_SEC_TYPE_COUNT] = {
-    "?", "kernel", "args", "launches", "config", "host_so", "ptx", "cubin"};
+    "?", "kernel", "args", "launches", "config", "host_so", "ptx", "cubin", "manifest"};
 
 typedef struct {
   uint32_t type, kernel;
@@ -479,6 +480,7 @@ static void art_write_section(unsigned char *image, const art_section *s,
   case ART_SEC_HOST_SO: memcpy(p, k->host_so, s->size); break;
   case ART_SEC_PTX:
   case ART_SEC_CUBIN: memcpy(p, k->gpu_image, s->size); break;
+  case ART_SEC_MANIFEST: /* written by mfx_artifact_encode_manifest */
   case ART_SEC_TYPE_COUNT: break;
   }
 }
@@ -524,18 +526,36 @@ static mfx_status art_layout(art_section *sections, int n_sections, uint64_t *si
   return MFX_OK;
 }
 
+static mfx_status art_check_manifest_text(const char *manifest) {
+  if (manifest == NULL) return MFX_OK;
+  size_t n = strlen(manifest);
+  if (n == 0 || n > MFX_ARTIFACT_MANIFEST_MAX_BYTES)
+    return mfx_fail(MFX_ERR_INVALID, "artifact: a manifest of %zu bytes; expected 1..%d",
+                    n, MFX_ARTIFACT_MANIFEST_MAX_BYTES);
+  return MFX_OK;
+}
+
 mfx_status mfx_artifact_encode(const mfx_artifact_kernel *kernels, int n_kernels, void **data,
                                size_t *size) {
+  return mfx_artifact_encode_manifest(kernels, n_kernels, NULL, data, size);
+}
+
+mfx_status mfx_artifact_encode_manifest(const mfx_artifact_kernel *kernels, int n_kernels,
+                                        const char *manifest, void **data, size_t *size) {
   if (data == NULL || size == NULL)
     return mfx_fail(MFX_ERR_INVALID, "mfx_artifact_encode: NULL output");
   *data = NULL;
   *size = 0;
   ART_TRY(art_check_for_encoding(kernels, n_kernels));
-  int n_sections = n_kernels * ART_SECTIONS_PER_KERNEL;
+  ART_TRY(art_check_manifest_text(manifest));
+  int n_kernel_sections = n_kernels * ART_SECTIONS_PER_KERNEL;
+  int n_sections = n_kernel_sections + (manifest != NULL);
   art_section *sections = calloc((size_t)n_sections, sizeof *sections);
   if (sections == NULL) return mfx_fail(MFX_ERR_NOMEM, "artifact: out of memory");
   for (int i = 0; i < n_kernels; i++)
     art_kernel_sections(&kernels[i], (uint32_t)i, sections + i * ART_SECTIONS_PER_KERNEL);
+  if (manifest != NULL)
+    sections[n_kernel_sections] = (art_section){ART_SEC_MANIFEST, 0, 0, strlen(manifest)};
   uint64_t total = 0;
   mfx_status st = art_layout(sections, n_sections, &total);
   unsigned char *image = st == MFX_OK ? calloc(1, (size_t)total) : NULL;
@@ -550,7 +570,10 @@ mfx_status mfx_artifact_encode(const mfx_artifact_kernel *kernels, int n_kernels
       art_put_u32(e + 4, sections[i].kernel);
       art_put_u64(e + 8, sections[i].offset);
       art_put_u64(e + 16, sections[i].size);
-      art_write_section(image, &sections[i], &kernels[sections[i].kernel]);
+      if (sections[i].type == ART_SEC_MANIFEST)
+        memcpy(image + sections[i].offset, manifest, sections[i].size);
+      else
+        art_write_section(image, &sections[i], &kernels[sections[i].kernel]);
     }
     art_put_u64(image + ART_CHECKSUM_OFFSET, art_checksum(image, (size_t)total));
     *data = image;
@@ -817,12 +840,12 @@ static mfx_status art_group_sections(const art_reader *r, uint32_t kernel,
   int code = 0;
   for (uint32_t i = 0; i < r->n_sections; i++) {
     const art_section *s = &r->sections[i];
-    if (s->kernel != kernel) continue;
+    if (s->kernel != kernel || s->type == ART_SEC_MANIFEST) continue;
     if (out->of[s->type] != NULL)
       return mfx_fail(MFX_ERR_FORMAT, "artifact %s: kernel #%u has two %s sections", r->label,
                       kernel, art_section_names[s->type]);
     out->of[s->type] = s;
-    code += s->type >= ART_SEC_HOST_SO;
+    code += s->type >= ART_SEC_HOST_SO && s->type <= ART_SEC_CUBIN;
   }
   for (int t = ART_SEC_KERNEL; t <= ART_SEC_CONFIG; t++)
     if (out->of[t] == NULL)
@@ -847,6 +870,43 @@ static mfx_status art_read_kernels(const art_reader *r, mfx_artifact_kernel *ker
   return MFX_OK;
 }
 
+/* The manifest section: at most one, of kernel index 0, 1 to
+ * MFX_ARTIFACT_MANIFEST_MAX_BYTES of text without a NUL. */
+static mfx_status art_read_manifest(const art_reader *r, const char **text, size_t *bytes) {
+  const art_section *found = NULL;
+  for (uint32_t i = 0; i < r->n_sections; i++) {
+    const art_section *s = &r->sections[i];
+    if (s->type != ART_SEC_MANIFEST) continue;
+    if (found != NULL || s->kernel != 0)
+      return art_fail_file(r, MFX_ERR_FORMAT, "more than one manifest section, or one that "
+                                              "names a kernel");
+    found = s;
+  }
+  if (found != NULL && (found->size == 0 || found->size > MFX_ARTIFACT_MANIFEST_MAX_BYTES ||
+                        memchr(r->data + found->offset, 0, found->size) != NULL))
+    return mfx_fail(MFX_ERR_FORMAT, "artifact %s: the manifest (%llu bytes) is empty, longer "
+                    "than %d bytes or holds a NUL", r->label, (unsigned long long)found->size,
+                    MFX_ARTIFACT_MANIFEST_MAX_BYTES);
+  if (text != NULL) *text = found ? (const char *)r->data + found->offset : NULL;
+  if (bytes != NULL) *bytes = found ? (size_t)found->size : 0;
+  return MFX_OK;
+}
+
+mfx_status mfx_artifact_find_manifest(const void *data, size_t size, const char *label,
+                                      const char **text, size_t *bytes) {
+  if (text == NULL || bytes == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "mfx_artifact_find_manifest: NULL output");
+  *text = NULL;
+  *bytes = 0;
+  art_reader r = {data, size, label != NULL ? label : "(memory)", 0, 0, NULL};
+  if (data == NULL || size == 0) return art_fail_file(&r, MFX_ERR_FORMAT, "empty: not an artifact");
+  mfx_status st = art_read_header(&r);
+  if (st == MFX_OK) st = art_read_table(&r);
+  if (st == MFX_OK) st = art_read_manifest(&r, text, bytes);
+  free(r.sections);
+  return st;
+}
+
 mfx_status mfx_artifact_decode(const void *data, size_t size, const char *label,
                                mfx_artifact_kernel **kernels, int *n_kernels) {
   if (kernels == NULL || n_kernels == NULL)
@@ -858,6 +918,7 @@ mfx_status mfx_artifact_decode(const void *data, size_t size, const char *label,
   if (size == 0) return art_fail_file(&r, MFX_ERR_FORMAT, "empty (0 bytes): not an artifact");
   mfx_status st = art_read_header(&r);
   if (st == MFX_OK) st = art_read_table(&r);
+  if (st == MFX_OK) st = art_read_manifest(&r, NULL, NULL);
   mfx_artifact_kernel *out = NULL;
   if (st == MFX_OK) {
     out = calloc(r.n_kernels, sizeof *out);

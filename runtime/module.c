@@ -15,6 +15,7 @@ struct mfx_artifact {
   size_t size;
   int n_kernels;
   mfx_artifact_kernel *kernels;
+  char *manifest; /* NUL-terminated copy; NULL: none */
   const art_backend *backend;
   void *state;
   pthread_mutex_t lock;
@@ -58,6 +59,15 @@ static mfx_status art_open(mfx_artifact *art, const mfx_artifact_options *option
   mfx_status st = mfx_artifact_decode(art->bytes, art->size, art->label, &art->kernels,
                                       &art->n_kernels);
   if (st != MFX_OK) return st;
+  const char *text = NULL;
+  size_t bytes = 0;
+  ART_TRY(mfx_artifact_find_manifest(art->bytes, art->size, art->label, &text, &bytes));
+  if (text != NULL) {
+    art->manifest = malloc(bytes + 1);
+    if (art->manifest == NULL) return mfx_fail(MFX_ERR_NOMEM, "artifact: out of memory");
+    memcpy(art->manifest, text, bytes);
+    art->manifest[bytes] = '\0';
+  }
   const char *device = art_device_spec(art, options);
   art->backend = strcmp(device, "cpu") == 0 ? &art_cpu_backend : &art_cuda_backend;
   ART_TRY(art_check_targets(art, device));
@@ -120,6 +130,7 @@ void mfx_artifact_free(mfx_artifact *art) {
   if (art->state != NULL) art->backend->unload(art->state);
   pthread_mutex_destroy(&art->lock);
   free(art->kernels);
+  free(art->manifest);
   free(art->bytes);
   free(art);
 }
@@ -133,6 +144,10 @@ const char *mfx_artifact_device(const mfx_artifact *art) {
 }
 
 int mfx_artifact_kernel_count(const mfx_artifact *art) { return art->n_kernels; }
+
+const char *mfx_artifact_manifest(const mfx_artifact *art) {
+  return art != NULL ? art->manifest : NULL;
+}
 
 const mfx_artifact_kernel *mfx_artifact_kernel_at(const mfx_artifact *art, int index) {
   return index >= 0 && index < art->n_kernels ? &art->kernels[index] : NULL;

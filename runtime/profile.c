@@ -14,8 +14,9 @@
 
 #include "mfx/artifact.h"
 #include "mfx/json.h"
-#include "mfx/moe.h"
+#include "mfx/latency.h"
 #include "mfx/router.h"
+#include "json_internal.h"
 
 #define PROFILE_FORMAT "mfx-latency-1"
 
@@ -248,203 +249,6 @@ void mfx_latency_write_json(FILE *out, const mfx_latency_table *t, int indent) {
   (void)mfx_json_finish(&w); /* the stream's own error state tells the caller */
 }
 
-/* ==== reading JSON: a small DOM parser ======================================================== */
-
-typedef enum { JV_NULL, JV_BOOL, JV_NUMBER, JV_STRING, JV_ARRAY, JV_OBJECT } jv_type;
-
-typedef struct jv jv;
-struct jv {
-  jv_type type;
-  double number; /* NUMBER, BOOL */
-  char *string;  /* STRING */
-  int n;         /* ARRAY, OBJECT */
-  jv *items;
-  char **keys;   /* OBJECT */
-};
-
-typedef struct {
-  const char *text, *p;
-  const char *path;
-  int depth;
-} jv_parser;
-
-static void jv_free(jv *v) {
-  if (v == NULL) return;
-  for (int i = 0; i < v->n; i++) {
-    jv_free(&v->items[i]);
-    if (v->keys != NULL) free(v->keys[i]);
-  }
-  free(v->items);
-  free(v->keys);
-  free(v->string);
-  memset(v, 0, sizeof *v);
-}
-
-static mfx_status jv_error(jv_parser *ps, const char *expected) {
-  return mfx_fail(MFX_ERR_FORMAT, "latency table %s: byte %ld: expected %s (not an mfx latency "
-                  "table? delete it or pass another path)", ps->path, (long)(ps->p - ps->text),
-                  expected);
-}
-
-static void jv_skip_space(jv_parser *ps) {
-  while (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r') ps->p++;
-}
-
-static mfx_status jv_parse_value(jv_parser *ps, jv *out);
-
-static int jv_hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* One character after a backslash; \uXXXX outside ASCII becomes '?'. */
-static int jv_escape(jv_parser *ps, char *c) {
-  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-  const char *hit = strchr(from, *ps->p);
-  if (*ps->p != '\0' && hit != NULL) {
-    *c = to[hit - from];
-    ps->p++;
-    return 1;
-  }
-  if (*ps->p != 'u') return 0;
-  int code = 0;
-  for (int i = 1; i <= 4; i++) {
-    int h = jv_hex(ps->p[i]);
-    if (h < 0) return 0;
-    code = code * 16 + h;
-  }
-  ps->p += 5;
-  *c = code < 0x80 && code > 0 ? (char)code : '?';
-  return 1;
-}
-
-static mfx_status jv_parse_string(jv_parser *ps, char **out) {
-  if (*ps->p != '"') return jv_error(ps, "a string");
-  ps->p++;
-  size_t cap = strlen(ps->p) + 1, n = 0;
-  char *s = malloc(cap);
-  if (s == NULL) return mfx_fail(MFX_ERR_NOMEM, "latency table: out of memory");
-  while (*ps->p != '"') {
-    char c = *ps->p++;
-    if (c == '\0' || (unsigned char)c < 0x20) {
-      free(s);
-      return jv_error(ps, "a closing '\"'");
-    }
-    if (c == '\\' && !jv_escape(ps, &c)) {
-      free(s);
-      return jv_error(ps, "a valid escape");
-    }
-    s[n++] = c;
-  }
-  ps->p++;
-  s[n] = '\0';
-  *out = s;
-  return MFX_OK;
-}
-
-static mfx_status jv_grow(jv *v, int with_keys) {
-  jv *items = realloc(v->items, (size_t)(v->n + 1) * sizeof *items);
-  if (items == NULL) return mfx_fail(MFX_ERR_NOMEM, "latency table: out of memory");
-  v->items = items;
-  memset(&v->items[v->n], 0, sizeof *items);
-  if (!with_keys) return MFX_OK;
-  char **keys = realloc(v->keys, (size_t)(v->n + 1) * sizeof *keys);
-  if (keys == NULL) return mfx_fail(MFX_ERR_NOMEM, "latency table: out of memory");
-  v->keys = keys;
-  v->keys[v->n] = NULL;
-  return MFX_OK;
-}
-
-/* Items of an array or members of an object, after the opening bracket. */
-static mfx_status jv_parse_items(jv_parser *ps, jv *out, char close) {
-  int object = close == '}';
-  jv_skip_space(ps);
-  if (*ps->p == close) {
-    ps->p++;
-    return MFX_OK;
-  }
-  for (;;) {
-    mfx_status st = jv_grow(out, object);
-    if (st != MFX_OK) return st;
-    int i = out->n++; /* counted now, so a failure below frees what it got */
-    jv_skip_space(ps);
-    if (object) {
-      st = jv_parse_string(ps, &out->keys[i]);
-      if (st != MFX_OK) return st;
-      jv_skip_space(ps);
-      if (*ps->p++ != ':') return jv_error(ps, "':'");
-    }
-    st = jv_parse_value(ps, &out->items[i]);
-    if (st != MFX_OK) return st;
-    jv_skip_space(ps);
-    if (*ps->p == close) {
-      ps->p++;
-      return MFX_OK;
-    }
-    if (*ps->p++ != ',') return jv_error(ps, object ? "',' or '}'" : "',' or ']'");
-  }
-}
-
-static mfx_status jv_parse_word(jv_parser *ps, jv *out) {
-  static const struct { const char *word; jv_type type; double value; } words[] = {
-      {"true", JV_BOOL, 1}, {"false", JV_BOOL, 0}, {"null", JV_NULL, 0}};
-  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
-    size_t len = strlen(words[i].word);
-    if (strncmp(ps->p, words[i].word, len) == 0) {
-      out->type = words[i].type;
-      out->number = words[i].value;
-      ps->p += len;
-      return MFX_OK;
-    }
-  }
-  char *end = NULL;
-  out->number = strtod(ps->p, &end);
-  if (end == ps->p || (*ps->p != '-' && (*ps->p < '0' || *ps->p > '9')))
-    return jv_error(ps, "a value");
-  out->type = JV_NUMBER;
-  ps->p = end;
-  return MFX_OK;
-}
-
-static mfx_status jv_parse_value(jv_parser *ps, jv *out) {
-  jv_skip_space(ps);
-  if (++ps->depth > 32) return jv_error(ps, "at most 32 levels of nesting");
-  mfx_status st;
-  char c = *ps->p;
-  if (c == '{' || c == '[') {
-    ps->p++;
-    out->type = c == '{' ? JV_OBJECT : JV_ARRAY;
-    st = jv_parse_items(ps, out, c == '{' ? '}' : ']');
-  } else if (c == '"') {
-    out->type = JV_STRING;
-    st = jv_parse_string(ps, &out->string);
-  } else {
-    st = jv_parse_word(ps, out);
-  }
-  ps->depth--;
-  return st;
-}
-
-static mfx_status jv_parse_document(const char *path, const char *text, jv *out) {
-  jv_parser ps = {text, text, path, 0};
-  memset(out, 0, sizeof *out);
-  mfx_status st = jv_parse_value(&ps, out);
-  jv_skip_space(&ps);
-  if (st == MFX_OK && *ps.p != '\0') st = jv_error(&ps, "the end of the file");
-  if (st != MFX_OK) jv_free(out);
-  return st;
-}
-
-static const jv *jv_get(const jv *obj, const char *key) {
-  if (obj == NULL || obj->type != JV_OBJECT) return NULL;
-  for (int i = 0; i < obj->n; i++) {
-    if (strcmp(obj->keys[i], key) == 0) return &obj->items[i];
-  }
-  return NULL;
-}
-
 /* ==== the table from its JSON ================================================================ */
 
 typedef struct {
@@ -456,30 +260,30 @@ static mfx_status profile_bad(const profile_where *w, const char *field, const c
                   field, expected);
 }
 
-static mfx_status profile_number(const profile_where *w, const jv *obj, const char *key,
+static mfx_status profile_number(const profile_where *w, const json_value *obj, const char *key,
                                  double *out) {
-  const jv *v = jv_get(obj, key);
-  if (v == NULL || v->type != JV_NUMBER) return profile_bad(w, key, "is missing or not a number");
+  const json_value *v = json_get(obj, key);
+  if (v == NULL || v->type != JSON_NUMBER) return profile_bad(w, key, "is missing or not a number");
   *out = v->number;
   return MFX_OK;
 }
 
-static mfx_status profile_text(const profile_where *w, const jv *obj, const char *key, char *buf,
+static mfx_status profile_text(const profile_where *w, const json_value *obj, const char *key, char *buf,
                                size_t size) {
-  const jv *v = jv_get(obj, key);
-  if (v == NULL || v->type != JV_STRING) return profile_bad(w, key, "is missing or not a string");
+  const json_value *v = json_get(obj, key);
+  if (v == NULL || v->type != JSON_STRING) return profile_bad(w, key, "is missing or not a string");
   if (strlen(v->string) >= size) return profile_bad(w, key, "is too long");
   snprintf(buf, size, "%s", v->string);
   return MFX_OK;
 }
 
-static mfx_status profile_numbers(const profile_where *w, const jv *obj, const char *key,
+static mfx_status profile_numbers(const profile_where *w, const json_value *obj, const char *key,
                                   int max, double *out, int *count) {
-  const jv *v = jv_get(obj, key);
-  if (v == NULL || v->type != JV_ARRAY) return profile_bad(w, key, "is missing or not an array");
+  const json_value *v = json_get(obj, key);
+  if (v == NULL || v->type != JSON_ARRAY) return profile_bad(w, key, "is missing or not an array");
   if (v->n > max) return profile_bad(w, key, "has too many entries");
   for (int i = 0; i < v->n; i++) {
-    if (v->items[i].type != JV_NUMBER) return profile_bad(w, key, "holds a non-number");
+    if (v->items[i].type != JSON_NUMBER) return profile_bad(w, key, "holds a non-number");
     out[i] = v->items[i].number;
   }
   *count = v->n;
@@ -490,7 +294,7 @@ static mfx_status profile_numbers(const profile_where *w, const jv *obj, const c
  * is defined and exact. */
 static int profile_count_fits(double v) { return v >= 0 && v <= 9007199254740992.0; }
 
-static mfx_status profile_read_expert(const profile_where *w, const jv *obj,
+static mfx_status profile_read_expert(const profile_where *w, const json_value *obj,
                                       mfx_latency_expert *x) {
   double tokens[MFX_LATENCY_MAX_POINTS];
   int nt = 0, ns = 0;
@@ -521,7 +325,7 @@ static mfx_status profile_read_expert(const profile_where *w, const jv *obj,
   return st;
 }
 
-static mfx_status profile_read_sizes(const profile_where *w, const jv *obj,
+static mfx_status profile_read_sizes(const profile_where *w, const json_value *obj,
                                      mfx_latency_table *t) {
   double dim = 0, hidden = 0, at = 0;
   mfx_status st = profile_number(w, obj, "dim", &dim);
@@ -539,15 +343,15 @@ static mfx_status profile_read_sizes(const profile_where *w, const jv *obj,
   return st;
 }
 
-static mfx_status profile_read_table(const profile_where *w, const jv *obj,
+static mfx_status profile_read_table(const profile_where *w, const json_value *obj,
                                      mfx_latency_table *t) {
   memset(t, 0, sizeof *t);
   snprintf(t->device, sizeof t->device, "%s", w->device);
-  if (obj->type != JV_OBJECT) return profile_bad(w, "(table)", "is not an object");
+  if (obj->type != JSON_OBJECT) return profile_bad(w, "(table)", "is not an object");
   mfx_status st = profile_text(w, obj, "target", t->target, sizeof t->target);
   if (st == MFX_OK) st = profile_read_sizes(w, obj, t);
-  const jv *experts = jv_get(obj, "experts");
-  if (st == MFX_OK && (experts == NULL || experts->type != JV_ARRAY || experts->n < 1 ||
+  const json_value *experts = json_get(obj, "experts");
+  if (st == MFX_OK && (experts == NULL || experts->type != JSON_ARRAY || experts->n < 1 ||
                        experts->n > MFX_LATENCY_MAX_EXPERTS))
     st = profile_bad(w, "experts", "is missing or not an array of 1..64 experts");
   if (st != MFX_OK) return st;
@@ -572,30 +376,30 @@ static mfx_status profile_read_file(const char *path, char **out) {
 }
 
 /* The "devices" object of a parsed file, checking the format marker. */
-static mfx_status profile_devices(const char *path, const jv *doc, const jv **out) {
-  const jv *format = jv_get(doc, "format");
-  if (format == NULL || format->type != JV_STRING || strcmp(format->string, PROFILE_FORMAT) != 0)
+static mfx_status profile_devices(const char *path, const json_value *doc, const json_value **out) {
+  const json_value *format = json_get(doc, "format");
+  if (format == NULL || format->type != JSON_STRING || strcmp(format->string, PROFILE_FORMAT) != 0)
     return mfx_fail(MFX_ERR_FORMAT, "latency table %s: no \"format\": \"%s\" (not an mfx latency "
                     "table, or a newer one)", path, PROFILE_FORMAT);
-  *out = jv_get(doc, "devices");
-  if (*out == NULL || (*out)->type != JV_OBJECT)
+  *out = json_get(doc, "devices");
+  if (*out == NULL || (*out)->type != JSON_OBJECT)
     return mfx_fail(MFX_ERR_FORMAT, "latency table %s: \"devices\" is missing or not an object",
                     path);
   return MFX_OK;
 }
 
-static mfx_status profile_parse_file(const char *path, jv *doc, const jv **devices) {
+static mfx_status profile_parse_file(const char *path, json_value *doc, const json_value **devices) {
   char *text = NULL;
   mfx_status st = profile_read_file(path, &text);
   if (st != MFX_OK) return st;
-  st = jv_parse_document(path, text, doc);
+  st = json_parse("latency table", "not an mfx latency table? delete it or pass another path", path, text, doc);
   free(text);
   if (st == MFX_OK) st = profile_devices(path, doc, devices);
-  if (st != MFX_OK) jv_free(doc);
+  if (st != MFX_OK) json_free(doc);
   return st;
 }
 
-static mfx_status profile_not_found(const char *path, const char *device, const jv *devices) {
+static mfx_status profile_not_found(const char *path, const char *device, const json_value *devices) {
   char names[600] = "";
   size_t used = 0;
   for (int i = 0; i < devices->n && used + 1 < sizeof names; i++)
@@ -608,8 +412,8 @@ static mfx_status profile_not_found(const char *path, const char *device, const 
 
 /* No key is `device`: the one key that starts with it ("cuda" for
  * "cuda: cuda:0: NVIDIA H100 ..."); several are an error naming them. */
-static mfx_status profile_by_prefix(const char *path, const char *device, const jv *devices,
-                                    const jv **table, const char **key) {
+static mfx_status profile_by_prefix(const char *path, const char *device, const json_value *devices,
+                                    const json_value **table, const char **key) {
   size_t len = strlen(device);
   int found = -1, count = 0;
   for (int i = 0; len > 0 && i < devices->n; i++) {
@@ -636,24 +440,24 @@ mfx_status mfx_latency_load(const char *path, const char *device, mfx_latency_ta
     if (st != MFX_OK) return st;
     device = key;
   }
-  jv doc;
-  const jv *devices;
+  json_value doc;
+  const json_value *devices;
   mfx_status st = profile_parse_file(path, &doc, &devices);
   if (st != MFX_OK) return st;
-  const jv *table = jv_get(devices, device);
+  const json_value *table = json_get(devices, device);
   if (table == NULL) st = profile_by_prefix(path, device, devices, &table, &device);
   profile_where w = {path, device};
   if (st == MFX_OK)
     st = table == NULL ? profile_not_found(path, device, devices) : profile_read_table(&w, table, t);
-  jv_free(&doc);
+  json_free(&doc);
   return st;
 }
 
 /* The tables of an existing file, other than `skip`; none when no file. */
 static mfx_status profile_read_others(const char *path, const char *skip,
                                       mfx_latency_table **out, int *count) {
-  jv doc;
-  const jv *devices;
+  json_value doc;
+  const json_value *devices;
   *out = NULL;
   *count = 0;
   mfx_status st = profile_parse_file(path, &doc, &devices);
@@ -667,7 +471,7 @@ static mfx_status profile_read_others(const char *path, const char *skip,
     st = profile_read_table(&w, &devices->items[i], &(*out)[*count]);
     if (st == MFX_OK) (*count)++;
   }
-  jv_free(&doc);
+  json_free(&doc);
   return st;
 }
 

@@ -156,6 +156,7 @@ static tool_command_fn tool_find_command(const char *name) {
       {"bench", tool_cmd_bench}, {"demo", tool_cmd_demo}, {"tune", tool_cmd_tune},   {"db", tool_cmd_db},
       {"compile", tool_cmd_compile}, {"experts", tool_cmd_experts}, {"loss", tool_cmd_loss},
       {"cache", tool_cmd_cache},
+      {"compile-layer", tool_cmd_compile_layer},
       {"help", tool_cmd_help}, {"version", tool_cmd_version},
       {"--help", tool_cmd_help}, {"-h", tool_cmd_help}, {"--version", tool_cmd_version},
   };

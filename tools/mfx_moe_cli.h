@@ -92,5 +92,6 @@ int tool_demo_ops_table(mfx_pool *pool);
 /* The subcommands (mfx.c lists them); each prints its own --help. */
 int tool_cmd_experts(int argc, char **argv);
 int tool_cmd_loss(int argc, char **argv);
+int tool_cmd_compile_layer(int argc, char **argv); /* mfx_compile_layer.c */
 
 #endif

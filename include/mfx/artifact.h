@@ -34,6 +34,7 @@ extern "C" {
 #define MFX_ARTIFACT_LAUNCH_NAME_BYTES 128
 #define MFX_ARTIFACT_CONFIG_BYTES 1024 /* schedule configuration, JSON text */
 #define MFX_ARTIFACT_FEATURES_BYTES 256
+#define MFX_ARTIFACT_MANIFEST_MAX_BYTES (1 << 20) /* the file's manifest, JSON text */
 
 typedef enum {
   MFX_ARG_INPUT = 1,
@@ -148,6 +149,16 @@ mfx_status mfx_artifact_kernel_validate(const mfx_artifact_kernel *k, const char
 /* Encode kernels into one artifact image: *data is malloc'd, free() it. */
 mfx_status mfx_artifact_encode(const mfx_artifact_kernel *kernels, int n_kernels, void **data,
                                size_t *size);
+/* The same with a manifest: text (JSON, 1..MFX_ARTIFACT_MANIFEST_MAX_BYTES
+ * bytes, no NUL) that describes the kernels as a whole, for instance an MoE
+ * layer's (mfx/moe_layer.h); NULL: none (mfx_artifact_encode). */
+mfx_status mfx_artifact_encode_manifest(const mfx_artifact_kernel *kernels, int n_kernels,
+                                        const char *manifest, void **data, size_t *size);
+/* The manifest of an image (checked as the decoder checks the file):
+ * *text points into data (no NUL after it), *bytes long; NULL and 0 when
+ * the artifact has none. */
+mfx_status mfx_artifact_find_manifest(const void *data, size_t size, const char *label,
+                                      const char **text, size_t *bytes);
 /* Check magic, size, checksum, version and every field, and decode. A
  * kernel of an op the runtime knows (mfx_op_interface_find) must also agree
  * with it: dims by name and order, and every input and output's name,
@@ -196,6 +207,8 @@ const char *mfx_artifact_host_machine(void);
 const char *mfx_artifact_label(const mfx_artifact *art);  /* the path or label */
 const char *mfx_artifact_device(const mfx_artifact *art); /* "cpu", "cuda:0" */
 int mfx_artifact_kernel_count(const mfx_artifact *art);
+/* The artifact's manifest, NUL-terminated; NULL when it has none. */
+const char *mfx_artifact_manifest(const mfx_artifact *art);
 const mfx_artifact_kernel *mfx_artifact_kernel_at(const mfx_artifact *art, int index);
 /* key: a kernel name, an op name (when one kernel has that op) or an index. */
 mfx_status mfx_artifact_find_kernel(const mfx_artifact *art, const char *key, int *index);

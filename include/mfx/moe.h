@@ -1,15 +1,14 @@
 /* mfx MoE: ShiftAddViT's mixture-of-experts MLP layer run with compiled
- * kernels, its plain-C reference, and the expert latency table the
- * latency-aware router loss reads. Two rooms share this header:
+ * kernels, and its plain-C reference. Two rooms share this header:
  *
- *   runtime/profile.c  measuring an expert at several token counts, the
- *                      latency fit and alpha, and the latency table as JSON
- *                      keyed by device (written with fprintf, read by a small
- *                      reader of its own: the runtime never needs cJSON).
- *                      It lives in libmfxrt, so training code can load the
- *                      table without LLVM.
- *   ops/moe*.c         the layer: router, dispatch, experts, combine, and its
- *                      reference; it compiles its kernels with mfx_op_compile.
+ *   moe/          executing the layer: routing, dispatch, the experts'
+ *                 kernels, combine, its reference, and layers loaded from
+ *                 an artifact (mfx/moe_layer.h); part of libmfxrt, never
+ *                 LLVM
+ *   ops/moe_*.c   building it: mfx_moe_create compiles the kernels on
+ *                 first use (mfx_op_compile, or PTX for a GPU target)
+ *
+ * The expert latency table is mfx/latency.h (runtime/profile.c).
  *
  * Layer notation: tokens T, token dimension D, expert hidden size H,
  * experts E, top-k routing k. Arrays are f32 and row-major. */
@@ -20,90 +19,14 @@
 
 #include "mfx/artifact.h"
 #include "mfx/device.h"
+#include "mfx/latency.h"
 #include "mfx/ops.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ==== expert latency table (runtime/profile.c) ============================= */
-
-#define MFX_LATENCY_MAX_EXPERTS 64
-#define MFX_LATENCY_MAX_POINTS 16
-
-/* One expert's measurements and fitted line seconds ~ a + b * tokens. */
-typedef struct {
-  char name[32];                            /* "mult", "shift" */
-  int points;
-  int64_t tokens[MFX_LATENCY_MAX_POINTS];   /* tokens per call, ascending */
-  double seconds[MFX_LATENCY_MAX_POINTS];   /* median seconds per call */
-  double a, b, r2;
-  double latency; /* seconds at the table's at_tokens (see mfx_latency_finish) */
-} mfx_latency_expert;
-
-typedef struct {
-  char device[160];   /* the key: "cpu: AMD EPYC 7B13 (2 cores)", "cuda: NVIDIA H100" */
-  char target[16];    /* "cpu", "cuda" */
-  int64_t dim, hidden;
-  int64_t at_tokens;  /* where latency and alpha are read off the fits */
-  int experts;
-  mfx_latency_expert expert[MFX_LATENCY_MAX_EXPERTS];
-  double alpha[MFX_LATENCY_MAX_EXPERTS]; /* latency / mean latency */
-} mfx_latency_table;
-
-/* The key of this host: "cpu: <model name> (<N> cores)". */
-mfx_status mfx_latency_host_key(char *buf, size_t size);
-/* The default table path: $MFX_LATENCY when set, else
- * ~/.cache/mfx/latency.json (creating ~/.cache/mfx). */
-mfx_status mfx_latency_default_path(char *buf, size_t size);
-
-/* One timed call of an expert on `tokens` tokens. */
-typedef mfx_status (*mfx_profile_fn)(void *user, int64_t tokens);
-
-typedef struct {
-  int warmup;         /* untimed calls before each token count (1) */
-  int min_repeats;    /* timed calls, at least (5) */
-  int max_repeats;    /* and at most (200) */
-  double min_seconds; /* repeat until this much time was measured (0.05) */
-  /* NULL: a call takes the host-clock time around it. Else the seconds a
-   * call took are what this returns after it, given the fn's user pointer
-   * (a GPU expert's kernel time from device events, say). */
-  double (*seconds)(void *user);
-} mfx_profile_options;
-
-void mfx_profile_options_default(mfx_profile_options *o);
-
-/* Median seconds of fn(user, tokens) over the repeats (host clock, or
- * o->seconds). */
-mfx_status mfx_profile_measure(mfx_profile_fn fn, void *user, int64_t tokens,
-                               const mfx_profile_options *o, double *median_s);
-/* Measures fn at each of `points` token counts (positive, ascending, at
- * least 2 distinct) into out->tokens/seconds and fits out->a, b, r2. */
-mfx_status mfx_profile_expert(mfx_profile_fn fn, void *user, const int64_t *tokens,
-                              int points, const mfx_profile_options *o,
-                              mfx_latency_expert *out);
-
-/* Refits every expert of t (from its points), then sets each latency to
- * a + b * at_tokens -- or, when that is not positive (a fit whose
- * intercept is negative at a small at_tokens), the measured median nearest
- * to at_tokens -- and alpha = latency / mean latency. */
-mfx_status mfx_latency_finish(mfx_latency_table *t);
-
-/* The table as one JSON object (what one device key maps to), through the
- * shared writer (mfx/json.h): a NaN or infinity becomes null. */
-void mfx_latency_write_json(FILE *out, const mfx_latency_table *t, int indent);
-/* Saves t under its device key in the file at path, keeping the other
- * devices' tables there; written to a temporary file, then renamed.
- * The file: {"format": "mfx-latency-1", "devices": {KEY: TABLE, ...}}.
- * A table holding a NaN or infinite number is refused (MFX_ERR_INVALID,
- * nothing written): JSON has none. */
-mfx_status mfx_latency_save(const char *path, const mfx_latency_table *t);
-/* Loads the table of `device` (NULL: this host's key) from path: the key
- * itself, or the one key that starts with it ("cuda", "emulate"; several
- * are MFX_ERR_INVALID). MFX_ERR_NOT_FOUND names the devices the file has. */
-mfx_status mfx_latency_load(const char *path, const char *device, mfx_latency_table *t);
-
-/* ==== the MoE layer (ops/moe*.c) ============================================ */
+/* ==== the MoE layer (moe/, built by ops/moe_*.c) ============================================ */
 
 #define MFX_MOE_MAX_EXPERTS MFX_LATENCY_MAX_EXPERTS
 
@@ -236,6 +159,63 @@ mfx_status mfx_moe_prepare(mfx_moe *moe, int64_t n);
 int mfx_moe_kernel_count(const mfx_moe *moe);
 const mfx_op_kernel *mfx_moe_kernel_at(const mfx_moe *moe, int i);
 const mfx_artifact_kernel *mfx_moe_gpu_kernel_at(const mfx_moe *moe, int i);
+
+/* ---- a layer ahead of time: an artifact and a weights file ----------------- */
+
+/* The layer artifact's manifest (mfx_artifact_manifest), JSON: "format",
+ * "dim", "hidden", "k", "experts" ("mult,shift,null"), "target",
+ * "buckets" [ascending token counts], "kernels" [{"role", "bucket",
+ * "name", "op", "dims", "config"}], roles "router", "mult.fc1",
+ * "mult.fc2", "shift.fc1", "shift.fc2" (docs/moe_layer.md). */
+#define MFX_MOE_LAYER_FORMAT "mfx-moe-layer-1"
+/* The weights file's "__metadata__" "format" (a safetensors file). */
+#define MFX_MOE_WEIGHTS_FORMAT "mfx-moe-1"
+#define MFX_MOE_MAX_BUCKETS 64
+#define MFX_MOE_MAX_BUCKET_TOKENS ((int64_t)1 << 24)
+
+/* Builds every kernel of the layer of spec (dims, kinds, k; configs from
+ * spec->choose_config, else the template defaults) for each bucket (token
+ * counts, ascending) on target ("cpu" or "cuda:sm_XX") into one artifact
+ * image with the layer's manifest (*image malloc'd: free() it). The
+ * compiler side (mfx_ops, LLVM). */
+mfx_status mfx_moe_compile_layer(const mfx_moe_spec *spec, const int64_t *buckets,
+                                 int n_buckets, const char *target, void **image,
+                                 size_t *size);
+
+typedef struct {
+  const char *device; /* "cpu", "cuda", "cuda:N"; NULL: as the artifact targets */
+  int threads;        /* CPU thread pool of the kernels; 0: one per online CPU */
+} mfx_moe_load_options;
+
+/* Loads a layer from an artifact written by mfx_moe_compile_layer (mfx
+ * compile-layer) and its weights (mfx_moe_load_weights; NULL: every
+ * weight zero). Runtime only: no LLVM. The layer runs batches of up to its
+ * largest bucket with mfx_moe_forward, mfx_moe_expert_forward and
+ * mfx_moe_reference, and is freed with mfx_moe_destroy. Each layer owns its
+ * kernels and workspace: two layers run side by side from two threads (one
+ * layer: one call at a time). options may be NULL. */
+mfx_status mfx_moe_load(const char *artifact, const char *weights,
+                        const mfx_moe_load_options *options, mfx_moe **out);
+/* Reads a safetensors file (https://huggingface.co/docs/safetensors) of
+ * the layer's weights, all F32: "router.weight" [E, D], optional
+ * "router.bias" [E] (the selection bias), and for each non-null expert e
+ * (0-based) "experts.<e>.w1" [H, D] and "experts.<e>.w2" [D, H];
+ * "__metadata__" with "format": "mfx-moe-1" and "dim", "hidden", "k",
+ * "experts" equal to the layer's. Every shape, dtype and offset is
+ * checked; unknown or missing tensors are errors. Works on any layer. */
+mfx_status mfx_moe_load_weights(mfx_moe *moe, const char *path);
+/* The token buckets of a loaded layer (0 for a layer of mfx_moe_create,
+ * which compiles for any batch). */
+int mfx_moe_bucket_count(const mfx_moe *moe);
+int64_t mfx_moe_bucket_at(const mfx_moe *moe, int i);
+/* Measures every non-null expert alone (mfx_moe_expert_forward, timed by
+ * mfx_moe_last_expert_seconds) at each of `points` token counts and fills
+ * t: device key, dims, the fits, latency and alpha at at_tokens
+ * (mfx_latency_finish). Null experts are left out (they cost nothing).
+ * o NULL: mfx_profile_options_default. */
+mfx_status mfx_moe_profile(mfx_moe *moe, const mfx_kernel_env *env, const int64_t *tokens,
+                           int points, int64_t at_tokens, const mfx_profile_options *o,
+                           mfx_latency_table *t);
 
 /* ---- the plain-C reference -------------------------------------------------- */
 

@@ -26,6 +26,7 @@ Artifacts (include/mfx/artifact.h, written by `mfx compile`):
 from ._lib import last_error
 from .latency import host_key, load_latency
 from .module import Module
+from .moe_layer import MoELayer, save_moe_weights
 from .router import (
     LOAD_KINDS,
     LOSS_KINDS,
@@ -45,6 +46,8 @@ __all__ = [
     "LOAD_KINDS",
     "LOSS_KINDS",
     "Module",
+    "MoELayer",
+    "save_moe_weights",
     "host_key",
     "load_latency",
     "RouterStats",

@@ -13,8 +13,12 @@ const char runner_usage[] =
     "                  [--out NAME=FILE.npy]... [--check [--tol T]]\n"
     "                  [--bench [--repeat R]] [--device cpu|cuda|cuda:N]\n"
     "                  [--threads N] [--seed S] [--list]\n"
+    "       mfx-runner LAYER.mfxa --weights W.safetensors [--in X=x.npy] [--out Y=y.npy]\n"
+    "                  [--check [--tol T]] [--bench [--repeat R]] [--device D] [--threads N]\n"
     "\n"
-    "Load an mfx artifact (made by mfx compile) and run its kernels.\n"
+    "Load an mfx artifact (made by mfx compile) and run its kernels; or, with\n"
+    "--weights, an MoE layer (made by mfx compile-layer) and its weights, run on\n"
+    "X [T, D] (default: seeded random tokens, as many as the largest bucket).\n"
     "  --kernel NAME|INDEX   one kernel, by name, op or index (default: every one)\n"
     "  --in NAME=FILE.npy    an input (others get the seeded random data of mfx run)\n"
     "  --out NAME=FILE.npy   save an output\n"
@@ -92,6 +96,8 @@ int runner_parse_args(int argc, char **argv, runner_args *a) {
        .example = "--threads 2"},
       {.name = "--seed", .type = TOOL_ARG_UINT64, .to.u64 = &a->seed, .example = "--seed 7"},
       {.name = "--list", .type = TOOL_ARG_FLAG, .to.flag = &a->list},
+      {.name = "--weights", .type = TOOL_ARG_PATH, .to.text = &a->weights,
+       .example = "--weights w.safetensors"},
       {0},
   };
   const tool_pos positionals[] = {
@@ -168,6 +174,7 @@ int main(int argc, char **argv) {
   if (rc != 0) return rc;
   if (a.help) return RUNNER_EXIT_OK; /* the usage is printed */
   if (a.list) return runner_list(&a);
+  if (a.weights != NULL) return runner_run_layer(&a);
   mfx_artifact_options options = {a.device, a.threads};
   mfx_artifact *art = NULL;
   if (mfx_artifact_load(a.artifact, &options, &art) != MFX_OK)

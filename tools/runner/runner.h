@@ -29,6 +29,7 @@ typedef struct {
   const char *artifact;
   const char *kernel; /* NULL: every kernel */
   const char *device; /* NULL: as the artifact targets */
+  const char *weights; /* --weights: the artifact is an MoE layer (runner_layer.c) */
   int n_in, n_out;
   runner_binding in[RUNNER_MAX_BINDINGS];
   runner_binding out[RUNNER_MAX_BINDINGS];
@@ -49,6 +50,8 @@ extern const char runner_usage[];
 
 /* One kernel: inputs (random, then --in files), run or time, check, save. */
 int runner_run_kernel(mfx_artifact *art, int index, const runner_args *args);
+/* An MoE layer artifact with --weights: load, run, check, save, time. */
+int runner_run_layer(const runner_args *args);
 /* What kernel `index` is: op, dims, target, arguments, launches. */
 void runner_list_kernel(const mfx_artifact_kernel *k, int index);
 

@@ -1,10 +1,10 @@
 /* The layer's forward pass, in the order it runs (on a GPU target the
- * dispatch, experts and combine run on the device: moe_gpu.c):
+ * dispatch, experts and combine run on the device: device.c):
  *   router    logits = X Wr^T (compiled linear on X padded to a bucket),
  *             top-k with the selection bias (mfx_router_route)
  *   dispatch  each expert's tokens gathered into one contiguous batch,
  *             padded with zero rows to its bucket
- *   experts   each batch through its expert's kernels (moe_kernels.c) into
+ *   experts   each batch through its expert's kernels (experts.c) into
  *             its slice of one output buffer
  *   combine   y[t] = sum over t's slots of gate * output row, in slot order */
 #include <string.h>
@@ -23,7 +23,7 @@ typedef struct {
 
 static mfx_status moe_route(mfx_moe *moe, const mfx_kernel_env *env, const float *x,
                             int64_t T, moe_routing *r) {
-  int64_t D = moe->spec.dim, E = moe->spec.experts, rows = mfx_moe_bucket(T);
+  int64_t D = moe->spec.dim, E = moe->spec.experts, rows = moe_bucket(moe, T);
   float *xpad = NULL, *rlogits = NULL;
   mfx_status st = moe_ws_get(moe, MOE_WS_XPAD, (size_t)(rows * D) * sizeof(float), (void **)&xpad);
   if (st == MFX_OK)
@@ -57,7 +57,7 @@ static mfx_status moe_dispatch_plan(mfx_moe *moe, int64_t T, const int32_t *chos
     d->start[e] = start;
     d->offset[e] = offset;
     start += d->count[e];
-    if (moe->spec.kinds[e] != MFX_EXPERT_NULL) offset += mfx_moe_bucket(d->count[e]);
+    if (moe->spec.kinds[e] != MFX_EXPERT_NULL) offset += moe_bucket(moe, d->count[e]);
   }
   d->total_rows = offset;
   int64_t fill[MFX_MOE_MAX_EXPERTS] = {0};
@@ -71,9 +71,10 @@ static mfx_status moe_dispatch_plan(mfx_moe *moe, int64_t T, const int32_t *chos
 }
 
 /* xb [bucket(count), D] = the expert's tokens, then zero rows. */
-static void moe_gather(const moe_dispatch *d, int e, const float *x, int64_t D, float *xb) {
+static void moe_gather(const mfx_moe *moe, const moe_dispatch *d, int e, const float *x,
+                       int64_t D, float *xb) {
   const int64_t *list = d->list + d->start[e];
-  int64_t n = d->count[e], rows = mfx_moe_bucket(n);
+  int64_t n = d->count[e], rows = moe_bucket(moe, n);
   for (int64_t j = 0; j < n; j++) memcpy(xb + j * D, x + list[j] * D, (size_t)D * sizeof(float));
   memset(xb + n * D, 0, (size_t)((rows - n) * D) * sizeof(float));
 }
@@ -86,11 +87,11 @@ static mfx_status moe_run_experts(mfx_moe *moe, const mfx_kernel_env *env, const
   for (int e = 0; e < moe->spec.experts; e++) {
     if (moe->spec.kinds[e] == MFX_EXPERT_NULL || d->count[e] == 0) continue;
     double t0 = mfx_now_seconds();
-    int64_t rows = mfx_moe_bucket(d->count[e]);
+    int64_t rows = moe_bucket(moe, d->count[e]);
     float *xb = NULL;
     mfx_status st = moe_ws_get(moe, MOE_WS_XB, (size_t)(rows * D) * sizeof(float), (void **)&xb);
     if (st != MFX_OK) return st;
-    moe_gather(d, e, x, D, xb);
+    moe_gather(moe, d, e, x, D, xb);
     double t1 = mfx_now_seconds();
     st = moe_run_expert(moe, e, env, xb, rows, yall + d->offset[e] * D);
     if (st != MFX_OK)
@@ -107,7 +108,7 @@ static mfx_status moe_run_experts(mfx_moe *moe, const mfx_kernel_env *env, const
 /* Every kernel the experts' batches need, compiled together before any runs. */
 static mfx_status moe_prepare_batches(mfx_moe *moe, const moe_dispatch *d) {
   int64_t rows[MFX_MOE_MAX_EXPERTS];
-  for (int e = 0; e < moe->spec.experts; e++) rows[e] = mfx_moe_bucket(d->count[e]);
+  for (int e = 0; e < moe->spec.experts; e++) rows[e] = moe_bucket(moe, d->count[e]);
   return moe_compile_experts(moe, rows);
 }
 
@@ -142,7 +143,7 @@ static mfx_status moe_forward_checks(const mfx_moe *moe, const float *x, int64_t
                                      const float *y) {
   if (moe == NULL || x == NULL || y == NULL)
     return mfx_fail(MFX_ERR_INVALID, "moe forward: layer, x and y must not be NULL");
-  return moe_check_tokens(T, "moe forward");
+  return moe_check_batch(moe, T, "moe forward");
 }
 
 static mfx_status moe_routing_buffers(mfx_moe *moe, int64_t T, mfx_moe_trace *trace,
@@ -223,13 +224,13 @@ mfx_status mfx_moe_forward(mfx_moe *moe, const mfx_kernel_env *env, const float 
 mfx_status mfx_moe_expert_forward(mfx_moe *moe, int e, const mfx_kernel_env *env,
                                   const float *x, int64_t n, float *y) {
   mfx_status st = moe_check_expert(moe, e, "moe expert forward");
-  if (st == MFX_OK) st = moe_check_tokens(n, "moe expert forward");
+  if (st == MFX_OK) st = moe_check_batch(moe, n, "moe expert forward");
   if (st == MFX_OK && (x == NULL || y == NULL))
     st = mfx_fail(MFX_ERR_INVALID, "moe expert forward: x and y must not be NULL");
   if (st != MFX_OK) return st;
   mfx_kernel_env serial;
   env = moe_env_or_serial(env, &serial);
-  int64_t D = moe->spec.dim, rows = mfx_moe_bucket(n);
+  int64_t D = moe->spec.dim, rows = moe_bucket(moe, n);
   float *xb = NULL, *yb = NULL;
   st = moe_ws_get(moe, MOE_WS_XB, (size_t)(rows * D) * sizeof(float), (void **)&xb);
   if (st == MFX_OK)
@@ -252,7 +253,7 @@ double mfx_moe_last_expert_seconds(const mfx_moe *moe) { return moe ? moe->last_
 mfx_status mfx_moe_shift_expert_q16(mfx_moe *moe, int e, const mfx_kernel_env *env,
                                     const int32_t *xq, int64_t n, int32_t *yq) {
   mfx_status st = moe_check_expert(moe, e, "moe shift expert");
-  if (st == MFX_OK) st = moe_check_tokens(n, "moe shift expert");
+  if (st == MFX_OK) st = moe_check_batch(moe, n, "moe shift expert");
   if (st == MFX_OK && moe->spec.kinds[e] != MFX_EXPERT_SHIFT)
     st = mfx_fail(MFX_ERR_INVALID, "moe shift expert: expert %d is %s, not shift", e,
                   mfx_expert_kind_name(moe->spec.kinds[e]));
@@ -261,7 +262,7 @@ mfx_status mfx_moe_shift_expert_q16(mfx_moe *moe, int e, const mfx_kernel_env *e
   if (st != MFX_OK) return st;
   mfx_kernel_env serial;
   env = moe_env_or_serial(env, &serial);
-  int64_t D = moe->spec.dim, rows = mfx_moe_bucket(n);
+  int64_t D = moe->spec.dim, rows = moe_bucket(moe, n);
   int32_t *xpad = NULL;
   st = moe_ws_get(moe, MOE_WS_XQ, (size_t)(rows * D) * 4, (void **)&xpad);
   if (st != MFX_OK) return st;
@@ -275,9 +276,9 @@ mfx_status mfx_moe_shift_expert_q16(mfx_moe *moe, int e, const mfx_kernel_env *e
 
 mfx_status mfx_moe_prepare(mfx_moe *moe, int64_t n) {
   if (moe == NULL) return mfx_fail(MFX_ERR_INVALID, "moe prepare: the layer is NULL");
-  mfx_status st = moe_check_tokens(n, "moe prepare");
+  mfx_status st = moe_check_batch(moe, n, "moe prepare");
   if (st != MFX_OK) return st;
   int64_t rows[MFX_MOE_MAX_EXPERTS];
-  for (int e = 0; e < moe->spec.experts; e++) rows[e] = mfx_moe_bucket(n);
+  for (int e = 0; e < moe->spec.experts; e++) rows[e] = moe_bucket(moe, n);
   return moe_compile_experts(moe, rows);
 }

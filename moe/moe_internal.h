@@ -1,17 +1,34 @@
-/* What the MoE layer's files share (ops/moe*.c); not a public interface.
+/* What the MoE layer's files share; not a public interface. The layer is
+ * split along the line the runtime keeps: executing it (moe/, part of
+ * libmfxrt, never LLVM) and building its kernels (ops/moe_*.c, the
+ * compiler side). The executor runs every kernel through a provider, a
+ * table of function pointers: the builder's providers compile kernels on
+ * first use (ops/moe_jit.c on the host, ops/moe_gpu.c for a GPU target);
+ * a layer loaded from an artifact finds them there (moe/artifact.c).
  *
- *   moe.c            the spec, weights, creation and destruction
- *   moe_math.c       GELU, Q16.16, the DeepShift conversion, the buckets
- *   moe_kernels.c    the kernel cache and the experts on compiled kernels
- *   moe_gpu.c        the same on a GPU target (cuda, or emulated on the CPU)
- *   moe_forward.c    router, dispatch, experts, combine
- *   moe_reference.c  the same layer in plain C */
+ *   moe/layer.c      the spec, weights, creation and destruction
+ *   moe/math.c       GELU, Q16.16, the DeepShift conversion, the buckets
+ *   moe/experts.c    the workspace and the experts as chains of kernels
+ *   moe/device.c     a GPU target's buffers, chains and whole pass
+ *   moe/forward.c    router, dispatch, experts, combine
+ *   moe/reference.c  the same layer in plain C
+ *
+ * ops/ includes this header (it may use moe/); moe/ never includes ops. */
 #ifndef MFX_MOE_INTERNAL_H
 #define MFX_MOE_INTERNAL_H
 
 #include "mfx/artifact.h"
+#include "mfx/device.h"
 #include "mfx/moe.h"
-#include "ops_internal.h"
+
+/* Return the status of `expr` when it is not MFX_OK (as ops_internal.h). */
+#ifndef MFX_TRY
+#define MFX_TRY(expr)                   \
+  do {                                  \
+    mfx_status mfx_try_ = (expr);       \
+    if (mfx_try_ != MFX_OK) return mfx_try_; \
+  } while (0)
+#endif
 
 /* One expert's weights: the float ones (mult, and the source of a shift
  * expert's), and a shift expert's converted ones. NULL when unused. */
@@ -23,23 +40,45 @@ typedef struct {
 
 #define MOE_MAX_OP_DIMS 4
 
-/* A kernel the layer needs: op at dims, in the op's order (unused ones 0). */
+/* A kernel the layer needs: op (a static name: "linear") at dims, in the
+ * op's order (unused ones 0). */
 typedef struct {
-  const mfx_op *op;
+  const char *op;
+  int n_dims;
   int64_t dims[MOE_MAX_OP_DIMS];
 } moe_want;
+
+/* The most token buckets a layer loaded from an artifact lists. */
+#define MOE_MAX_BUCKETS MFX_MOE_MAX_BUCKETS
+
+/* Where a layer's kernels come from. Every function is given the provider
+ * it belongs to; a provider embeds moe_provider first. */
+typedef struct moe_provider moe_provider;
+typedef struct {
+  const char *kind; /* "jit", "gpu", "artifact" */
+  /* Makes each wanted kernel ready: compiles those missing (a builder), or
+   * checks that the artifact holds them. */
+  mfx_status (*ensure)(moe_provider *p, const moe_want *want, int n);
+  /* Runs w on host arrays: its inputs, then its outputs (NULL: the provider
+   * runs on device buffers only). */
+  mfx_status (*run_host)(moe_provider *p, const moe_want *w, const mfx_kernel_env *env,
+                         mfx_array *in, mfx_array *out);
+  /* Runs w on device addresses: its inputs, then its outputs (NULL: host
+   * only). */
+  mfx_status (*run_device)(moe_provider *p, const moe_want *w, const mfx_kernel_env *env,
+                           const uint64_t *addresses);
+  int (*count)(const moe_provider *p); /* kernels ready */
+  void (*destroy)(moe_provider *p);
+} moe_provider_ops;
+
+struct moe_provider {
+  const moe_provider_ops *ops;
+  mfx_moe *moe;
+};
 
 /* Every kernel of a pass: 6 per expert (its chain and, on a GPU, its
  * gather), the router, the combine. */
 #define MOE_MAX_WANTS (6 * MFX_MOE_MAX_EXPERTS + 2)
-
-/* A compiled kernel of the cache, keyed by op and dims. */
-typedef struct {
-  const mfx_op *op;
-  int64_t dims[3];
-  mfx_config cfg; /* as chosen, before compiling */
-  mfx_op_kernel kernel;
-} moe_kernel_entry;
 
 /* The workspace buffers a forward pass uses, grown on demand. */
 typedef enum {
@@ -65,14 +104,15 @@ struct mfx_moe {
   mfx_moe_spec spec;
   char target[32];   /* spec.target, copied: "cpu", "cuda:1", "emulate" */
   moe_gpu *gpu;      /* NULL: host kernels */
+  moe_provider *provider; /* the kernels */
+  int n_buckets;     /* 0: mfx_moe_bucket; else the only token counts kernels exist for */
+  int64_t buckets[MOE_MAX_BUCKETS]; /* ascending */
   unsigned long weights_version; /* bumped by every change of a weight */
   double last_expert_s; /* mfx_moe_last_expert_seconds */
   float *router_w;   /* [E, D] */
   float *router_bias; /* [E] */
   int has_bias;
   moe_expert expert[MFX_MOE_MAX_EXPERTS];
-  int n_kernels, cap_kernels;
-  moe_kernel_entry *kernels;
   int compiled_since; /* kernels compiled since the counter was reset */
   void *ws[MOE_WS_COUNT];
   size_t ws_bytes[MOE_WS_COUNT];
@@ -101,15 +141,25 @@ static inline int32_t moe_q16_from_float(float x) {
 
 static inline float moe_q16_to_float(int32_t q) { return (float)((double)q / 65536.0); }
 
-/* ---- moe.c ---- */
+/* ---- layer.c ---- */
 mfx_status moe_check_expert(const mfx_moe *moe, int e, const char *where);
 mfx_status moe_check_tokens(int64_t tokens, const char *where);
+/* A layer of spec with zero weights and no provider yet (the caller sets
+ * moe->provider); opens the GPU target's device (moe_gpu_open). */
+mfx_status moe_layer_new(const mfx_moe_spec *spec, mfx_moe **out);
+/* The token count a batch of n is padded to: mfx_moe_bucket(n), or for a
+ * layer with a bucket list the smallest bucket >= n (0 when none is). */
+int64_t moe_bucket(const mfx_moe *moe, int64_t n);
+/* MFX_OK when a batch of n tokens fits the layer's buckets; else an error
+ * that names the largest bucket. */
+mfx_status moe_check_batch(const mfx_moe *moe, int64_t n, const char *where);
 
-/* ---- moe_kernels.c ---- */
+/* ---- experts.c ---- */
 /* A workspace slot of at least `bytes` (contents undefined). */
 mfx_status moe_ws_get(mfx_moe *moe, moe_ws_slot slot, size_t bytes, void **out);
 void moe_ws_free(mfx_moe *moe);
-void moe_kernels_free(mfx_moe *moe);
+/* Grows *array (of *cap elements of size bytes) to hold need; 0 when out of memory. */
+int moe_grow(void **array, int *cap, int need, size_t size);
 /* The router: rlogits [rows, E] = xpad [rows, D] W^T, rows a bucket. */
 mfx_status moe_run_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
                           int64_t rows, float *rlogits);
@@ -118,30 +168,23 @@ mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const 
                           int64_t rows, float *y);
 /* A shift expert's integer pipeline on the workspace: XQ -> YQ, rows a bucket. */
 mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows);
-/* Appends op `name` at (m, n, k) to want[0..count) unless it is there;
- * returns the new count. */
+/* Appends op `name` at (m, n, k) (k 0: a 2-dim op at (m, n)) to
+ * want[0..count) unless it is there; returns the new count. */
 int moe_want_add(moe_want *want, int count, const char *name, int64_t m, int64_t n, int64_t k);
-/* The same for an op of up to MOE_MAX_OP_DIMS dims. */
-int moe_want_add_dims(moe_want *want, int count, const char *name, const int64_t *dims);
-/* The kernels of every expert e with rows[e] > 0 (a bucket) on the layer's
- * target, into want (MOE_MAX_WANTS); returns how many. */
+/* The same for an op of n_dims (<= MOE_MAX_OP_DIMS) dims. */
+int moe_want_add_dims(moe_want *want, int count, const char *name, int n_dims,
+                      const int64_t *dims);
+int moe_want_equal(const moe_want *a, const moe_want *b);
+/* "linear M=16,N=2,K=64" into buf. */
+void moe_want_text(const moe_want *w, char *buf, size_t size);
+/* The kernels of every expert e with rows[e] > 0 (a bucket) into want
+ * (MOE_MAX_WANTS); returns how many. */
 int moe_expert_wants(const mfx_moe *moe, const int64_t *rows, moe_want *want);
-/* Compiles the kernels of every expert e with rows[e] > 0, those not yet
- * cached, several at a time (configs chosen first, one by one). */
+/* Makes the kernels of every expert e with rows[e] > 0 ready (the
+ * provider compiles those missing, several at a time). */
 mfx_status moe_compile_experts(mfx_moe *moe, const int64_t *rows);
-/* The host cache's part of it. */
-mfx_status moe_kernels_ensure(mfx_moe *moe, const moe_want *want, int n);
-/* Runs job(ctx, i) for i in [0, n) on up to one thread per CPU (at most 8). */
-void moe_run_jobs(int n, void (*job)(void *ctx, int i), void *ctx);
-/* Builds `fresh` slots of `size` bytes each with build(ctx, slot), side by
- * side (a failing build frees what it made); moves the slots that built to
- * the front, *kept of them, and returns the first failure with its message. */
-mfx_status moe_build_side_by_side(void *slots, size_t size, int fresh,
-                                  mfx_status (*build)(void *ctx, void *slot), void *ctx,
-                                  int *kept);
-/* Grows *array (of *cap elements of size bytes) to hold need; 0 when out of memory. */
-int moe_grow(void **array, int *cap, int need, size_t size);
-/* ---- moe_forward.c: where each expert's batch lies ---- */
+
+/* ---- forward.c: where each expert's batch lies ---- */
 /* list[start[e] .. start[e]+count[e]) holds expert e's tokens in token
  * order; its outputs are rows offset[e] .. of YALL, a bucket of them.
  * rows[t*k+s] is the YALL row of slot s of token t (-1: a null expert). */
@@ -153,12 +196,18 @@ typedef struct {
   int64_t *list, *rows;
 } moe_dispatch;
 
-/* ---- moe_gpu.c: the layer's kernels on a GPU target ---- */
+/* ---- device.c: the layer on a GPU target ---- */
+struct moe_gpu;
 /* target: "cuda", "cuda:N" or "emulate"; sets moe->gpu (also on failure:
  * moe_gpu_close frees what was opened). */
 mfx_status moe_gpu_open(mfx_moe *moe, const char *target);
 void moe_gpu_close(mfx_moe *moe);
 const char *moe_gpu_description(const mfx_moe *moe);
+mfx_device *moe_gpu_device(const mfx_moe *moe);
+/* 1 when the GPU kernels run in the compiler's emulation on the CPU. */
+int moe_gpu_emulated(const mfx_moe *moe);
+/* What GPU kernels are built for: "cuda:sm_90", or "cuda" when emulated. */
+const char *moe_gpu_build_target(const mfx_moe *moe);
 /* As moe_run_router, moe_run_expert and moe_run_shift_q16, with host
  * arrays in and out and everything between on the device. */
 mfx_status moe_gpu_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
@@ -167,9 +216,7 @@ mfx_status moe_gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const 
                           int64_t rows, float *y);
 mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, const int32_t *xq,
                              int64_t rows, int32_t *yq);
-/* The GPU cache's part of moe_compile_experts. */
-mfx_status moe_gpu_ensure(mfx_moe *moe, const moe_want *want, int n);
-/* A pass's kernels on the device, compiled side by side: the experts',
+/* A pass's kernels on the device, made ready together: the experts',
  * their gathers and the combine, for T tokens dispatched as d. */
 mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d);
 /* Dispatch, experts and combine on the device: each expert's tokens
@@ -181,9 +228,6 @@ mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
                            mfx_moe_trace *trace);
 /* Device seconds of the kernels of the last moe_gpu_expert. */
 double moe_gpu_last_expert_seconds(const mfx_moe *moe);
-int moe_gpu_kernel_count(const mfx_moe *moe);
-/* Kernel i of a cuda layer as built (PTX, launches); NULL when emulated. */
-const mfx_artifact_kernel *moe_gpu_artifact_kernel(const mfx_moe *moe, int i);
 
 /* An env to use when the caller passed none. */
 const mfx_kernel_env *moe_env_or_serial(const mfx_kernel_env *env, mfx_kernel_env *serial);

@@ -1,5 +1,6 @@
 /* The MoE layer as data: its spec (dims, expert kinds, routing), its
- * weights, creation and destruction. Running it is moe_forward.c. */
+ * weights, its token buckets, creation and destruction. Running it is
+ * forward.c; where its kernels come from, the provider (moe_internal.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,7 +103,7 @@ static mfx_status moe_alloc_expert(mfx_moe *moe, int e) {
   return x->s1 && x->g1 && x->s2 && x->g2 ? MFX_OK : MFX_ERR_NOMEM;
 }
 
-mfx_status mfx_moe_create(const mfx_moe_spec *spec, mfx_moe **out) {
+mfx_status moe_layer_new(const mfx_moe_spec *spec, mfx_moe **out) {
   if (spec == NULL || out == NULL)
     return mfx_fail(MFX_ERR_INVALID, "moe create: spec and out must not be NULL");
   *out = NULL;
@@ -145,7 +146,7 @@ void mfx_moe_destroy(mfx_moe *moe) {
   }
   free(moe->router_w);
   free(moe->router_bias);
-  moe_kernels_free(moe);
+  if (moe->provider != NULL) moe->provider->ops->destroy(moe->provider);
   moe_ws_free(moe);
   moe_gpu_close(moe);
   free(moe);
@@ -173,6 +174,24 @@ mfx_status moe_check_tokens(int64_t tokens, const char *where) {
     return mfx_fail(MFX_ERR_INVALID, "%s: %lld tokens; expected at least 1", where,
                     (long long)tokens);
   return MFX_OK;
+}
+
+int64_t moe_bucket(const mfx_moe *moe, int64_t n) {
+  if (moe->n_buckets == 0) return mfx_moe_bucket(n);
+  if (n <= 0) return 0;
+  for (int i = 0; i < moe->n_buckets; i++)
+    if (moe->buckets[i] >= n) return moe->buckets[i];
+  return 0;
+}
+
+mfx_status moe_check_batch(const mfx_moe *moe, int64_t n, const char *where) {
+  mfx_status st = moe_check_tokens(n, where);
+  if (st != MFX_OK || moe->n_buckets == 0 || n <= moe->buckets[moe->n_buckets - 1]) return st;
+  return mfx_fail(MFX_ERR_INVALID, "%s: a batch of %lld tokens is larger than the layer's "
+                  "largest bucket, %lld (its kernels exist for at most that many tokens; "
+                  "split the batch, or build the layer with a larger bucket: mfx compile-layer "
+                  "--buckets ...)", where, (long long)n,
+                  (long long)moe->buckets[moe->n_buckets - 1]);
 }
 
 static mfx_status moe_check_finite(const float *w, size_t n, const char *where) {
@@ -223,38 +242,6 @@ mfx_status mfx_moe_set_expert(mfx_moe *moe, int e, const float *w1, const float 
   if (kind != MFX_EXPERT_SHIFT) return MFX_OK;
   st = mfx_deepshift_convert(w1, (int64_t)hd, x->s1, x->g1);
   if (st == MFX_OK) st = mfx_deepshift_convert(w2, (int64_t)hd, x->s2, x->g2);
-  return st;
-}
-
-static void moe_fill_uniform(float *w, size_t n, float bound, uint64_t *rng) {
-  for (size_t i = 0; i < n; i++) {
-    float u = (float)(mfx_rng_next(rng) >> 40) * (1.0f / 16777216.0f);
-    w[i] = bound * (2.0f * u - 1.0f);
-  }
-}
-
-mfx_status mfx_moe_init_random(mfx_moe *moe, uint64_t seed) {
-  if (moe == NULL) return mfx_fail(MFX_ERR_INVALID, "moe init random: the layer is NULL");
-  const mfx_moe_spec *s = &moe->spec;
-  size_t hd = (size_t)s->hidden * (size_t)s->dim;
-  uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
-  float *w1 = malloc(hd * sizeof(float)), *w2 = malloc(hd * sizeof(float));
-  mfx_status st = w1 && w2 ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "moe init random: out of memory");
-  if (st == MFX_OK) {
-    moe_fill_uniform(moe->router_w, (size_t)s->experts * (size_t)s->dim,
-                     1.0f / sqrtf((float)s->dim), &rng);
-    memset(moe->router_bias, 0, (size_t)s->experts * sizeof(float));
-    moe->has_bias = 0;
-    moe->weights_version++;
-  }
-  for (int e = 0; st == MFX_OK && e < s->experts; e++) {
-    if (s->kinds[e] == MFX_EXPERT_NULL) continue;
-    moe_fill_uniform(w1, hd, 1.0f / sqrtf((float)s->dim), &rng);
-    moe_fill_uniform(w2, hd, 1.0f / sqrtf((float)s->hidden), &rng);
-    st = mfx_moe_set_expert(moe, e, w1, w2);
-  }
-  free(w1);
-  free(w2);
   return st;
 }
 

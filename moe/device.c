@@ -1,0 +1,393 @@
+/* The layer on a GPU target: every step but routing is a GPU kernel on
+ * buffers that stay on the device. A pass sends the router's input over
+ * once and reads its logits back; top-k routing and the dispatch plan run
+ * on the host, which sends back small index lists and the gates; each
+ * expert's tokens are gathered on the device (gather_rows), run through its
+ * chain, and combined there (combine_rows); the output comes back once.
+ *
+ * Kernels run on device addresses through the layer's provider: built
+ * from the ops' GPU templates (ops/moe_gpu.c; "emulate" runs the same GPU
+ * programs in the compiler's CPU emulation on the CPU device's buffers),
+ * or loaded from an artifact. The weights are copied over once, and again
+ * after they change.
+ *
+ *   pass:  XPAD -router linear-> logits (to the host); per expert:
+ *          XPAD -gather_rows IDX-> XALL rows -chain-> YALL rows; then
+ *          YALL -combine_rows ROWS, GATES-> OUT (to the host)
+ *   mult:  X -linear W1-> H -gelu-> HG -linear W2-> Y
+ *   shift: X -q16_quantize-> XQ -shift_linear S1,G1-> HQ -q16_gelu-> HQ2
+ *            -shift_linear S2,G2-> YQ -q16_dequantize-> Y */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moe_internal.h"
+#include "mfx/artifact.h"
+#include "mfx/device.h"
+
+/* Activation buffers, grown on demand. */
+typedef enum {
+  GPU_X,   /* f32 [rows, D]: the router's or an expert's input */
+  GPU_RL,  /* f32 [rows, E]: router logits */
+  GPU_H,   /* f32 [rows, H] */
+  GPU_HG,  /* f32 [rows, H] */
+  GPU_XQ,  /* i32 [rows, D] */
+  GPU_HQ,  /* i32 [rows, H] */
+  GPU_HQ2, /* i32 [rows, H] */
+  GPU_YQ,  /* i32 [rows, D] */
+  GPU_Y,   /* f32 [rows, D] */
+  GPU_XALL,  /* f32 [bucket(rows of YALL), D]: every expert's gathered tokens */
+  GPU_YALL,  /* f32 [bucket(rows of YALL), D]: every expert's outputs */
+  GPU_IDX,   /* i32 [rows of YALL]: the token of each gathered row, -1 padding */
+  GPU_ROWS,  /* i32 [T, k]: the YALL row of each slot, -1 a null expert */
+  GPU_GATES, /* f32 [T, k] */
+  GPU_OUT,   /* f32 [T, D]: the layer's output */
+  GPU_BUFFER_COUNT
+} gpu_slot;
+
+/* One expert's weights on the device (unused ones stay empty). */
+typedef struct {
+  mfx_device_buffer w1, w2, s1, g1, s2, g2;
+} gpu_weights;
+
+struct moe_gpu {
+  int emulated;
+  mfx_device *dev;
+  char target[32]; /* what the ops are built for: "cuda:sm_90", or "cuda" emulated */
+  char description[256];
+  mfx_device_buffer buf[GPU_BUFFER_COUNT];
+  mfx_device_buffer router_w;
+  gpu_weights expert[MFX_MOE_MAX_EXPERTS];
+  unsigned long weights_version; /* the layer's version the device holds */
+  mfx_event *start, *end; /* around an expert's kernels */
+  double last_expert_s;
+};
+
+/* ---- opening ------------------------------------------------------------------------ */
+
+static mfx_status gpu_open_device(moe_gpu *g, const char *target) {
+  if (strcmp(target, "emulate") == 0) {
+    g->emulated = 1;
+    snprintf(g->target, sizeof g->target, "cuda");
+    MFX_TRY(mfx_device_open("cpu", &g->dev));
+    snprintf(g->description, sizeof g->description, "GPU kernels emulated on the CPU (%s)",
+             mfx_device_get_info(g->dev)->name);
+    return MFX_OK;
+  }
+  mfx_status st = mfx_device_open(target, &g->dev);
+  if (st != MFX_OK) return st;
+  const mfx_device_info *info = mfx_device_get_info(g->dev);
+  if (info->kind != MFX_DEVICE_CUDA)
+    return mfx_fail(MFX_ERR_INVALID, "moe: target '%s' is not a GPU; expected cpu, cuda, "
+                    "cuda:N or emulate", target);
+  snprintf(g->target, sizeof g->target, "cuda:sm_%d%d", info->compute_major,
+           info->compute_minor);
+  snprintf(g->description, sizeof g->description, "%s: %s (%s)", mfx_device_name(g->dev),
+           info->name, info->arch);
+  return MFX_OK;
+}
+
+mfx_status moe_gpu_open(mfx_moe *moe, const char *target) {
+  moe_gpu *g = calloc(1, sizeof *g);
+  if (g == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory");
+  moe->gpu = g;
+  g->weights_version = (unsigned long)-1;
+  mfx_status st = gpu_open_device(g, target);
+  return st == MFX_OK ? MFX_OK : mfx_fail_context(st, "moe: opening target '%s'", target);
+}
+
+const mfx_device_info *mfx_moe_device_info(const mfx_moe *moe) {
+  return moe != NULL && moe->gpu != NULL ? mfx_device_get_info(moe->gpu->dev) : NULL;
+}
+
+static void gpu_weights_free(gpu_weights *w) {
+  mfx_device_buffer *all[] = {&w->w1, &w->w2, &w->s1, &w->g1, &w->s2, &w->g2};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mfx_device_buffer_free(all[i]);
+}
+
+void moe_gpu_close(mfx_moe *moe) {
+  moe_gpu *g = moe->gpu;
+  if (g == NULL) return;
+  for (int i = 0; i < GPU_BUFFER_COUNT; i++) mfx_device_buffer_free(&g->buf[i]);
+  mfx_device_buffer_free(&g->router_w);
+  for (int e = 0; e < MFX_MOE_MAX_EXPERTS; e++) gpu_weights_free(&g->expert[e]);
+  if (g->start != NULL) mfx_event_destroy(g->start);
+  if (g->end != NULL) mfx_event_destroy(g->end);
+  if (g->dev != NULL) mfx_device_close(g->dev);
+  free(g);
+  moe->gpu = NULL;
+}
+
+/* ---- buffers ------------------------------------------------------------------------ */
+
+/* The activation buffer of slot, at least `bytes`. */
+static mfx_status gpu_buffer(moe_gpu *g, gpu_slot slot, size_t bytes, uint64_t *address) {
+  mfx_device_buffer *b = &g->buf[slot];
+  if (b->bytes < bytes) {
+    mfx_device_buffer_free(b);
+    MFX_TRY(mfx_device_buffer_alloc(g->dev, bytes, b));
+  }
+  *address = b->address;
+  return MFX_OK;
+}
+
+static mfx_status gpu_upload(moe_gpu *g, mfx_device_buffer *b, const void *src, size_t bytes) {
+  if (b->bytes != bytes) {
+    mfx_device_buffer_free(b);
+    MFX_TRY(mfx_device_buffer_alloc(g->dev, bytes, b));
+  }
+  return mfx_device_buffer_write(b, 0, src, bytes);
+}
+
+/* Copies the layer's weights over when they changed since the last copy. */
+static mfx_status gpu_sync_weights(mfx_moe *moe) {
+  moe_gpu *g = moe->gpu;
+  if (g->weights_version == moe->weights_version) return MFX_OK;
+  size_t hd = (size_t)moe->spec.hidden * (size_t)moe->spec.dim;
+  MFX_TRY(gpu_upload(g, &g->router_w, moe->router_w,
+                     (size_t)moe->spec.experts * (size_t)moe->spec.dim * sizeof(float)));
+  for (int e = 0; e < moe->spec.experts; e++) {
+    const moe_expert *x = &moe->expert[e];
+    gpu_weights *w = &g->expert[e];
+    if (moe->spec.kinds[e] == MFX_EXPERT_MULT) {
+      MFX_TRY(gpu_upload(g, &w->w1, x->w1, hd * sizeof(float)));
+      MFX_TRY(gpu_upload(g, &w->w2, x->w2, hd * sizeof(float)));
+    } else if (moe->spec.kinds[e] == MFX_EXPERT_SHIFT) {
+      MFX_TRY(gpu_upload(g, &w->s1, x->s1, hd));
+      MFX_TRY(gpu_upload(g, &w->g1, x->g1, hd));
+      MFX_TRY(gpu_upload(g, &w->s2, x->s2, hd));
+      MFX_TRY(gpu_upload(g, &w->g2, x->g2, hd));
+    }
+  }
+  g->weights_version = moe->weights_version;
+  return MFX_OK;
+}
+
+/* ---- running kernels ------------------------------------------------------------------ */
+
+const char *moe_gpu_description(const mfx_moe *moe) { return moe->gpu->description; }
+mfx_device *moe_gpu_device(const mfx_moe *moe) { return moe->gpu->dev; }
+int moe_gpu_emulated(const mfx_moe *moe) { return moe->gpu->emulated; }
+const char *moe_gpu_build_target(const mfx_moe *moe) { return moe->gpu->target; }
+
+/* Runs op at dims (n_dims of them) on device addresses through the
+ * layer's provider: its inputs, then its outputs. */
+static mfx_status gpu_run_dims(mfx_moe *moe, const mfx_kernel_env *env, const char *name,
+                               int n_dims, const int64_t *dims, const uint64_t *addresses) {
+  moe_want w[1];
+  moe_want_add_dims(w, 0, name, n_dims, dims);
+  moe_provider *p = moe->provider;
+  if (p->ops->run_device == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "moe: the %s kernels run on host arrays only",
+                    p->ops->kind);
+  return p->ops->run_device(p, w, env, addresses);
+}
+
+/* ---- the experts and the router ---------------------------------------------------------- */
+
+static mfx_status gpu_linear(mfx_moe *moe, const mfx_kernel_env *env, const char *op,
+                             int64_t m, int64_t n, int64_t k, uint64_t x, uint64_t s, uint64_t g,
+                             uint64_t y) {
+  int64_t dims[3] = {m, n, k};
+  if (strncmp(op, "linear", 6) == 0)
+    return gpu_run_dims(moe, env, op, 3, dims, (uint64_t[]){x, s, y});
+  return gpu_run_dims(moe, env, op, 3, dims, (uint64_t[]){x, s, g, y});
+}
+
+static mfx_status gpu_map(mfx_moe *moe, const mfx_kernel_env *env, const char *op, int64_t m,
+                          int64_t n, uint64_t x, uint64_t y) {
+  return gpu_run_dims(moe, env, op, 2, (int64_t[]){m, n}, (uint64_t[]){x, y});
+}
+
+typedef struct {
+  uint64_t x, h, hg, xq, hq, hq2, yq, y;
+} gpu_addresses;
+
+/* The scratch between an expert's kernels for `rows`; with_io also its own
+ * input and output buffers (GPU_X, GPU_Y), else the caller sets x and y. */
+static mfx_status gpu_activations(moe_gpu *g, int64_t rows, int64_t D, int64_t H, int with_io,
+                                  gpu_addresses *a) {
+  size_t rd = (size_t)(rows * D) * 4, rh = (size_t)(rows * H) * 4;
+  if (with_io) MFX_TRY(gpu_buffer(g, GPU_X, rd, &a->x));
+  if (with_io) MFX_TRY(gpu_buffer(g, GPU_Y, rd, &a->y));
+  MFX_TRY(gpu_buffer(g, GPU_H, rh, &a->h));
+  MFX_TRY(gpu_buffer(g, GPU_HG, rh, &a->hg));
+  MFX_TRY(gpu_buffer(g, GPU_XQ, rd, &a->xq));
+  MFX_TRY(gpu_buffer(g, GPU_HQ, rh, &a->hq));
+  MFX_TRY(gpu_buffer(g, GPU_HQ2, rh, &a->hq2));
+  return gpu_buffer(g, GPU_YQ, rd, &a->yq);
+}
+
+/* The shift expert from XQ to YQ. */
+static mfx_status gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows,
+                                const gpu_addresses *a) {
+  int64_t D = moe->spec.dim, H = moe->spec.hidden;
+  const gpu_weights *w = &moe->gpu->expert[e];
+  MFX_TRY(gpu_linear(moe, env, "shift_linear", rows, H, D, a->xq, w->s1.address, w->g1.address,
+                     a->hq));
+  MFX_TRY(gpu_map(moe, env, "q16_gelu", rows, H, a->hq, a->hq2));
+  return gpu_linear(moe, env, "shift_linear", rows, D, H, a->hq2, w->s2.address, w->g2.address,
+                    a->yq);
+}
+
+/* Expert e from X to Y: two kernels, GELU and Q16.16 fused into them. */
+static mfx_status gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows,
+                             const gpu_addresses *a) {
+  int64_t D = moe->spec.dim, H = moe->spec.hidden;
+  const gpu_weights *w = &moe->gpu->expert[e];
+  if (moe->spec.kinds[e] == MFX_EXPERT_MULT) {
+    MFX_TRY(gpu_linear(moe, env, "linear_gelu", rows, H, D, a->x, w->w1.address, 0, a->hg));
+    return gpu_linear(moe, env, "linear", rows, D, H, a->hg, w->w2.address, 0, a->y);
+  }
+  MFX_TRY(gpu_linear(moe, env, "shift_linear_q16_gelu", rows, H, D, a->x, w->s1.address,
+                     w->g1.address, a->hq2));
+  return gpu_linear(moe, env, "shift_linear_dequantize", rows, D, H, a->hq2, w->s2.address,
+                    w->g2.address, a->y);
+}
+
+mfx_status moe_gpu_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
+                          int64_t rows, float *rlogits) {
+  moe_gpu *g = moe->gpu;
+  int64_t D = moe->spec.dim, E = moe->spec.experts;
+  uint64_t x, rl;
+  MFX_TRY(gpu_sync_weights(moe));
+  MFX_TRY(gpu_buffer(g, GPU_X, (size_t)(rows * D) * 4, &x));
+  MFX_TRY(gpu_buffer(g, GPU_RL, (size_t)(rows * E) * 4, &rl));
+  MFX_TRY(mfx_device_buffer_write(&g->buf[GPU_X], 0, xpad, (size_t)(rows * D) * 4));
+  MFX_TRY(gpu_linear(moe, env, "linear", rows, E, D, x, g->router_w.address, 0, rl));
+  return mfx_device_buffer_read(&g->buf[GPU_RL], 0, rlogits, (size_t)(rows * E) * 4);
+}
+
+/* One of the chains above, with the host arrays around it: src [rows, D]
+ * into slot in, the chain between two events, slot out into dst [rows, D]. */
+typedef mfx_status (*gpu_chain)(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows,
+                                const gpu_addresses *a);
+
+static mfx_status gpu_run_chain(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows,
+                                gpu_chain chain, gpu_slot in, const void *src, gpu_slot out,
+                                void *dst) {
+  moe_gpu *g = moe->gpu;
+  gpu_addresses a;
+  MFX_TRY(gpu_sync_weights(moe));
+  MFX_TRY(gpu_activations(g, rows, moe->spec.dim, moe->spec.hidden, 1, &a));
+  size_t bytes = (size_t)(rows * moe->spec.dim) * 4;
+  MFX_TRY(mfx_device_buffer_write(&g->buf[in], 0, src, bytes));
+  if (g->start == NULL) MFX_TRY(mfx_event_create(g->dev, &g->start));
+  if (g->end == NULL) MFX_TRY(mfx_event_create(g->dev, &g->end));
+  MFX_TRY(mfx_event_record(g->start));
+  MFX_TRY(chain(moe, e, env, rows, &a));
+  MFX_TRY(mfx_event_record(g->end));
+  MFX_TRY(mfx_device_buffer_read(&g->buf[out], 0, dst, bytes));
+  return mfx_event_elapsed(g->start, g->end, &g->last_expert_s);
+}
+
+mfx_status moe_gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
+                          int64_t rows, float *y) {
+  return gpu_run_chain(moe, e, env, rows, gpu_expert, GPU_X, xb, GPU_Y, y);
+}
+
+mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, const int32_t *xq,
+                             int64_t rows, int32_t *yq) {
+  return gpu_run_chain(moe, e, env, rows, gpu_shift_q16, GPU_XQ, xq, GPU_YQ, yq);
+}
+
+double moe_gpu_last_expert_seconds(const mfx_moe *moe) { return moe->gpu->last_expert_s; }
+
+/* ---- a whole pass on the device ----------------------------------------------------------- */
+
+/* Rows of the router's input on the device (xpad), of YALL as allocated. */
+static int64_t gpu_yall_rows(const moe_dispatch *d) { return mfx_moe_bucket(d->total_rows); }
+
+mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d) {
+  int64_t rows[MFX_MOE_MAX_EXPERTS], D = moe->spec.dim;
+  moe_want want[MOE_MAX_WANTS];
+  for (int e = 0; e < moe->spec.experts; e++) rows[e] = moe_bucket(moe, d->count[e]);
+  int n = moe_expert_wants(moe, rows, want);
+  for (int e = 0; e < moe->spec.experts; e++)
+    if (moe->spec.kinds[e] != MFX_EXPERT_NULL && rows[e] > 0)
+      n = moe_want_add(want, n, "gather_rows", moe_bucket(moe, T), rows[e], D);
+  if (d->total_rows > 0)
+    n = moe_want_add_dims(want, n, "combine_rows", 4,
+                          (int64_t[MOE_MAX_OP_DIMS]){gpu_yall_rows(d), T, moe->spec.k, D});
+  return moe->provider->ops->ensure(moe->provider, want, n);
+}
+
+/* The host side of dispatch, as small arrays for the device: the token of
+ * each YALL row (-1 padding) and the YALL row of each slot (-1 null). */
+static mfx_status gpu_upload_plan(mfx_moe *moe, int64_t T, const moe_dispatch *d,
+                                  const float *gates) {
+  moe_gpu *g = moe->gpu;
+  int64_t total = d->total_rows, slots = T * moe->spec.k;
+  int32_t *idx = malloc((size_t)total * 4), *rows = malloc((size_t)slots * 4);
+  mfx_status st = idx && rows ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "moe: out of memory");
+  for (int e = 0; st == MFX_OK && e < moe->spec.experts; e++) {
+    if (moe->spec.kinds[e] == MFX_EXPERT_NULL || d->count[e] == 0) continue;
+    int32_t *out = idx + d->offset[e];
+    for (int64_t j = 0; j < moe_bucket(moe, d->count[e]); j++)
+      out[j] = j < d->count[e] ? (int32_t)d->list[d->start[e] + j] : -1;
+  }
+  for (int64_t i = 0; st == MFX_OK && i < slots; i++) rows[i] = (int32_t)d->rows[i];
+  uint64_t unused;
+  if (st == MFX_OK) st = gpu_buffer(g, GPU_IDX, (size_t)total * 4, &unused);
+  if (st == MFX_OK) st = gpu_buffer(g, GPU_ROWS, (size_t)slots * 4, &unused);
+  if (st == MFX_OK) st = gpu_buffer(g, GPU_GATES, (size_t)slots * 4, &unused);
+  if (st == MFX_OK) st = mfx_device_buffer_write(&g->buf[GPU_IDX], 0, idx, (size_t)total * 4);
+  if (st == MFX_OK) st = mfx_device_buffer_write(&g->buf[GPU_ROWS], 0, rows, (size_t)slots * 4);
+  if (st == MFX_OK)
+    st = mfx_device_buffer_write(&g->buf[GPU_GATES], 0, gates, (size_t)slots * 4);
+  free(idx);
+  free(rows);
+  return st;
+}
+
+/* Expert e on its rows of XALL into its rows of YALL, its tokens gathered
+ * from the router's input first. */
+static mfx_status gpu_pass_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t T,
+                                  const moe_dispatch *d) {
+  moe_gpu *g = moe->gpu;
+  int64_t D = moe->spec.dim, rows = moe_bucket(moe, d->count[e]);
+  uint64_t row_bytes = (uint64_t)D * 4, first = (uint64_t)d->offset[e];
+  gpu_addresses a;
+  MFX_TRY(gpu_activations(g, rows, D, moe->spec.hidden, 0, &a));
+  a.x = g->buf[GPU_XALL].address + first * row_bytes;
+  a.y = g->buf[GPU_YALL].address + first * row_bytes;
+  uint64_t idx = g->buf[GPU_IDX].address + first * 4;
+  MFX_TRY(gpu_run_dims(moe, env, "gather_rows", 3, (int64_t[]){moe_bucket(moe, T), rows, D},
+                       (uint64_t[]){g->buf[GPU_X].address, idx, a.x}));
+  return gpu_expert(moe, e, env, rows, &a);
+}
+
+mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
+                           const moe_dispatch *d, const float *gates, float *y,
+                           mfx_moe_trace *trace) {
+  moe_gpu *g = moe->gpu;
+  int64_t D = moe->spec.dim, R = gpu_yall_rows(d);
+  size_t out_bytes = (size_t)(T * D) * 4;
+  if (d->total_rows == 0) { /* every token went to null experts */
+    memset(y, 0, out_bytes);
+    return MFX_OK;
+  }
+  uint64_t xall, yall, out;
+  MFX_TRY(gpu_sync_weights(moe));
+  MFX_TRY(gpu_buffer(g, GPU_XALL, (size_t)(R * D) * 4, &xall));
+  MFX_TRY(gpu_buffer(g, GPU_YALL, (size_t)(R * D) * 4, &yall));
+  MFX_TRY(gpu_buffer(g, GPU_OUT, out_bytes, &out));
+  MFX_TRY(gpu_upload_plan(moe, T, d, gates));
+  for (int e = 0; e < moe->spec.experts; e++) {
+    if (moe->spec.kinds[e] == MFX_EXPERT_NULL || d->count[e] == 0) continue;
+    double t0 = mfx_now_seconds();
+    mfx_status st = gpu_pass_expert(moe, e, env, T, d);
+    if (st == MFX_OK && trace != NULL) st = mfx_device_synchronize(g->dev); /* to time it */
+    if (st != MFX_OK)
+      return mfx_fail_context(st, "moe expert %d (%s, %lld tokens)", e,
+                              mfx_expert_kind_name(moe->spec.kinds[e]), (long long)d->count[e]);
+    if (trace != NULL) trace->expert_s[e] = mfx_now_seconds() - t0;
+  }
+  double t1 = mfx_now_seconds();
+  MFX_TRY(gpu_run_dims(moe, env, "combine_rows", 4, (int64_t[]){R, T, moe->spec.k, D},
+                       (uint64_t[]){yall, g->buf[GPU_ROWS].address, g->buf[GPU_GATES].address,
+                                    out}));
+  MFX_TRY(mfx_device_buffer_read(&g->buf[GPU_OUT], 0, y, out_bytes));
+  if (trace != NULL) trace->combine_s = mfx_now_seconds() - t1;
+  return MFX_OK;
+}

@@ -1,0 +1,40 @@
+/* The compiler side of the MoE layer (ops/moe_*.c): the providers that
+ * compile the layer's kernels on first use, and what they share. Not a
+ * public interface. The executor is moe/ (moe/moe_internal.h).
+ *
+ *   moe_build.c  mfx_moe_create: a layer whose kernels are compiled here;
+ *                random weights; the compiled kernels, for artifacts
+ *   moe_jit.c    the host provider: JIT-compiled kernels (mfx_op_compile)
+ *   moe_gpu.c    the GPU provider: PTX through the CUDA driver, or emulated
+ *   moe_jobs.c   building several kernels side by side
+ *
+ * Calls go one way: moe_build.c -> moe_jit.c, moe_gpu.c -> moe_jobs.c. */
+#ifndef MFX_MOE_BUILD_H
+#define MFX_MOE_BUILD_H
+
+#include "moe_internal.h"
+#include "ops_internal.h"
+
+/* ---- moe_jobs.c ---- */
+/* Runs job(ctx, i) for i in [0, n) on up to one thread per CPU (at most 8). */
+void moe_run_jobs(int n, void (*job)(void *ctx, int i), void *ctx);
+/* Builds `fresh` slots of `size` bytes each with build(ctx, slot), side by
+ * side (a failing build frees what it made); moves the slots that built to
+ * the front, *kept of them, and returns the first failure with its message. */
+mfx_status moe_build_side_by_side(void *slots, size_t size, int fresh,
+                                  mfx_status (*build)(void *ctx, void *slot), void *ctx,
+                                  int *kept);
+
+/* ---- moe_jit.c ---- */
+mfx_status moe_jit_provider_create(mfx_moe *moe, moe_provider **out);
+int moe_jit_provider_is(const moe_provider *p);
+/* Compiled kernel i of a host provider (NULL out of range). */
+const mfx_op_kernel *moe_jit_provider_kernel(const moe_provider *p, int i);
+
+/* ---- moe_gpu.c ---- */
+mfx_status moe_gpu_provider_create(mfx_moe *moe, moe_provider **out);
+int moe_gpu_provider_is(const moe_provider *p);
+/* Kernel i of a cuda layer as built (PTX, launches); NULL when emulated. */
+const mfx_artifact_kernel *moe_gpu_provider_kernel(const moe_provider *p, int i);
+
+#endif
