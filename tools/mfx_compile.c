@@ -28,10 +28,11 @@ static const char tool_compile_usage[] =
     "  --name NAME             the kernel's name in the artifact (default: the op,\n"
     "                          then op_2, op_3, ... when taken)\n"
     "  --op OP                 start another kernel of the same artifact\n"
-    "  OP may be FILE.te, a kernel written as TE text (see mfx help lower): compiled\n"
-    "                          for cpu with its default schedule (every loop serial),\n"
-    "                          op \"te\", named after the file; mfx-runner runs it on\n"
-    "                          --in inputs (it has no reference to --check it against)\n"
+    "  OP may be FILE.te, a kernel written as TE text (see mfx help lower): scheduled\n"
+    "                          by the auto-scheduler with its tuned config (mfx tune\n"
+    "                          FILE.te; cuda:sm_XX: tuned with --target emulate) or its\n"
+    "                          default, op \"te\", named after the file; mfx-runner runs\n"
+    "                          it on --in inputs (it has no reference to --check it against)\n"
     "  --add FILE.mfxa         include the kernels of an existing artifact\n"
     "  --db PATH               tuning database for cpu kernels without --config\n"
     "                          (default $MFX_DB, else ~/.cache/mfx/tune.db)\n"
@@ -298,9 +299,7 @@ static int tool_compile_te_kernel(tool_compile_state *st, const tool_compile_gro
   int rc = tool_choose_name(st, g, base, k->name, sizeof k->name);
   if (rc != 0) return rc;
   snprintf(k->target, sizeof k->target, "%s", target);
-  printf("config   %s: %s, default schedule (every loop serial; no auto-scheduler yet)\n",
-         k->name, path);
-  rc = tool_te_build_kernel(path, k);
+  rc = tool_te_autosched_kernel(path, g->args.db_path, k);
   if (rc != 0) return rc;
   st->built[st->n_kernels++] = 1;
   return 0;

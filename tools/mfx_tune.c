@@ -297,6 +297,7 @@ static int tool_tune_run(const tool_tune_args *a, const mfx_tune_key *key, mfx_t
 }
 
 int tool_cmd_tune(int argc, char **argv) {
+  if (tool_args_te_file(argc, argv)) return tool_cmd_tune_te(argc, argv); /* mfx_tune_te.c */
   tool_tune_args a;
   int rc = tool_tune_parse(argc, argv, &a);
   if (rc != 0) return rc;
