@@ -183,6 +183,9 @@ static void as_producer_rules(mfx_autosched_plan *p, int i) {
   } else {
     st->inlined = 1;
     st->rules |= 1u << MFX_RULE_INLINE;
+    for (int c = 0; c < p->n_stages; c++) /* a tiled stage reads each value many times */
+      for (int j = 0; p->stages[c].tiled && j < p->stages[c].n_operands; j++)
+        if (p->stages[c].operands[j].tensor == st->tensor) st->reused = 1;
   }
 }
 
@@ -201,6 +204,7 @@ static int as_vectorizable(const mfx_autosched_stage *st) {
 
 static void as_schedule_rules(mfx_autosched_plan *p, int i) {
   mfx_autosched_stage *st = &p->stages[i];
+  if (st->reused && as_vectorizable(st)) st->rules |= 1u << MFX_RULE_VECTORIZE;
   if (st->inlined || st->packed || st->epilogue_of >= 0) return;
   st->rules |= 1u << MFX_RULE_PARALLEL | 1u << MFX_RULE_GPU_BIND;
   if (st->tiled) {

@@ -13,7 +13,7 @@
 /* ---- the knobs ------------------------------------------------------------------- */
 
 static const mfx_knob as_cpu_tile[] = {
-  {"tile_x", "rows of the register tile (unrolled)", 4, 5, {1, 2, 4, 6, 8}},
+  {"tile_x", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
   {"tile_y", "vector columns of the register tile", 16, 4, {8, 16, 32, 64}},
   {"tile_k", "split of the reduction (0: none)", 0, 4, {0, 16, 64, 256}},
   {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
@@ -26,6 +26,9 @@ static const mfx_knob as_cpu_pack = {
     {0, 1, 2}};
 static const mfx_knob as_fuse = {"fuse", "elementwise consumer as the reduction's epilogue", 1,
                                  2, {0, 1}};
+static const mfx_knob as_inline = {
+    "inline", "elementwise producers a tiled stage reuses: 0 computed once (own stage), 1 inlined",
+    0, 2, {0, 1}};
 static const mfx_knob as_cpu_parallel = {"parallel", "outer loops on the thread pool", 1, 2,
                                          {0, 1}};
 static const mfx_knob as_cpu_ew = {"ew_vec", "vector width of elementwise stages (0: none)", 16,
@@ -58,11 +61,51 @@ static int as_is_epilogue(const mfx_autosched_stage *s) { return s->epilogue_of 
 static int as_is_plain(const mfx_autosched_stage *s) {
   return !s->tiled && !s->inlined && s->epilogue_of < 0 && !s->packed;
 }
+static int as_is_reused(const mfx_autosched_stage *s) { return s->reused; }
 static int as_is_plain_vector(const mfx_autosched_stage *s) {
-  return as_is_plain(s) && !s->is_reduction && (s->rules >> MFX_RULE_VECTORIZE & 1u);
+  return (as_is_plain(s) || s->reused) && !s->is_reduction && (s->rules >> MFX_RULE_VECTORIZE & 1u);
 }
 
 static void as_put(mfx_knob *knobs, int *n, const mfx_knob *k) { knobs[(*n)++] = *k; }
+
+/* The largest extent of a tiled stage's rows (what 0), vector columns (1)
+ * or reduction (2), over the plan's tiled stages. */
+static int64_t as_tiled_extent(const mfx_autosched_plan *p, int what) {
+  int64_t most = 0;
+  for (int i = 0; i < p->n_stages; i++) {
+    const mfx_autosched_stage *st = &p->stages[i];
+    if (!st->tiled) continue;
+    int64_t e = what == 0   ? st->tensor->axes[st->row_axis]->extent
+                : what == 1 ? st->tensor->axes[st->vec_axis]->extent
+                            : st->tensor->body->u.red.axes[0]->extent;
+    if (e > most) most = e;
+  }
+  return most;
+}
+
+/* Drop the choices a kernel's extents make pointless: tiles past the
+ * extent (bar the smallest, which always stays), reduction splits that do
+ * not split; the default moves to the largest choice left when it went. */
+static void as_fit_knob(mfx_knob *k, int64_t extent, int split) {
+  int n = 0, has_def = 0;
+  for (int c = 0; c < k->n_choices; c++) {
+    int64_t v = k->choices[c];
+    int keep = split ? (v == 0 || v < extent) : (c == 0 || v <= extent);
+    if (!keep) continue;
+    k->choices[n++] = v;
+    has_def |= v == k->def;
+  }
+  k->n_choices = n;
+  if (!has_def) k->def = k->choices[split ? 0 : n - 1];
+}
+
+static void as_fit_tiles(const mfx_autosched_plan *p, mfx_knob *knobs, int n) {
+  for (int i = 0; i < n; i++) {
+    if (strcmp(knobs[i].name, "tile_x") == 0) as_fit_knob(&knobs[i], as_tiled_extent(p, 0), 0);
+    if (strcmp(knobs[i].name, "tile_y") == 0) as_fit_knob(&knobs[i], 2 * as_tiled_extent(p, 1), 0);
+    if (strcmp(knobs[i].name, "tile_k") == 0) as_fit_knob(&knobs[i], as_tiled_extent(p, 2), 1);
+  }
+}
 
 void mfx_autosched_knobs(const mfx_autosched_plan *p, int gpu, mfx_knob *knobs, int *n) {
   *n = 0;
@@ -72,6 +115,7 @@ void mfx_autosched_knobs(const mfx_autosched_plan *p, int gpu, mfx_knob *knobs, 
       as_put(knobs, n, &as_gpu_tile[i]);
     if (p->n_packs > 0) as_put(knobs, n, &as_gpu_pack);
     if (as_any(p, as_is_epilogue)) as_put(knobs, n, &as_fuse);
+    if (as_any(p, as_is_reused)) as_put(knobs, n, &as_inline);
     as_put(knobs, n, &as_gpu_threads);
     return;
   }
@@ -80,8 +124,10 @@ void mfx_autosched_knobs(const mfx_autosched_plan *p, int gpu, mfx_knob *knobs, 
   if (as_any(p, as_is_tiled_vector)) as_put(knobs, n, &as_cpu_vec);
   if (p->n_packs > 0) as_put(knobs, n, &as_cpu_pack);
   if (as_any(p, as_is_epilogue)) as_put(knobs, n, &as_fuse);
+  if (as_any(p, as_is_reused)) as_put(knobs, n, &as_inline);
   as_put(knobs, n, &as_cpu_parallel);
   if (as_any(p, as_is_plain_vector)) as_put(knobs, n, &as_cpu_ew);
+  as_fit_tiles(p, knobs, *n);
 }
 
 /* A knob's value, or its default when the config lacks it. */
@@ -175,6 +221,7 @@ typedef struct {
   int gpu;
   int pack;      /* the pack knob (0 when nothing is packed) */
   int fuse;
+  int inline_reused;
   int parallel;
   int64_t threads;
   mfx_tensor *packed[MFX_AUTOSCHED_MAX_OPERANDS];
@@ -191,12 +238,12 @@ static mfx_status as_cpu_tiled(as_apply *x, const mfx_autosched_stage *st) {
     .r = st->tensor->body->u.red.axes[0]->name,
     .fx = as_knob(x->cfg, "tile_x", 4), .fy = as_knob(x->cfg, "tile_y", 16),
     .fr = as_knob(x->cfg, "tile_k", 0),
-    .vec = (int)as_knob(x->cfg, "vec", 0), .unroll = (int)as_knob(x->cfg, "unroll", 1),
+    .vec = (int)as_knob(x->cfg, "vec", 0) && (st->rules >> MFX_RULE_VECTORIZE & 1u),
+    .unroll = (int)as_knob(x->cfg, "unroll", 1),
     .parallel = x->parallel, .local = (int)as_knob(x->cfg, "local", 1),
     .cols_outer = (int)as_knob(x->cfg, "cols_outer", 1),
   };
   for (int i = 0; i < st->n_outer; i++) p.outer[i] = as_axis(st, st->outer[i]);
-  if (p.fr >= st->tensor->body->u.red.axes[0]->extent) p.fr = 0;
   return mfx_tmpl_apply_tiled_reduce(x->s, st->tensor, &p);
 }
 
@@ -281,6 +328,7 @@ static mfx_status as_apply_inline(as_apply *x) {
   for (int i = 0; i < x->plan->n_stages; i++) {
     const mfx_autosched_stage *st = &x->plan->stages[i];
     if (!st->inlined && !(st->packed && x->pack == 0)) continue;
+    if (st->reused && !x->inline_reused) continue; /* its own stage: as_apply_stage */
     mfx_stage *stage;
     MFX_TRY(as_stage_of(x, st->tensor, &stage));
     if (stage != NULL) MFX_TRY(mfx_sched_compute_inline(x->s, stage));
@@ -303,7 +351,7 @@ static mfx_status as_apply_epilogue(as_apply *x, const mfx_autosched_stage *st) 
 }
 
 static mfx_status as_apply_stage(as_apply *x, const mfx_autosched_stage *st) {
-  if (st->inlined || st->packed) return MFX_OK;
+  if ((st->inlined && !(st->reused && !x->inline_reused)) || st->packed) return MFX_OK;
   if (st->epilogue_of >= 0) return as_apply_epilogue(x, st);
   if (st->tiled) return x->gpu ? as_gpu_tiled(x, st) : as_cpu_tiled(x, st);
   if (x->gpu) return mfx_gpu_apply_elementwise(x->s, st->tensor, x->threads);
@@ -333,6 +381,7 @@ mfx_status mfx_autosched_build(mfx_arena *a, const char *text, const char *file,
                 (target != NULL && strcmp(target, "emulate") == 0)};
   x.pack = p->n_packs > 0 ? (int)as_knob(cfg, "pack", x.gpu ? 1 : 2) : 0;
   x.fuse = (int)as_knob(cfg, "fuse", 1);
+  x.inline_reused = (int)as_knob(cfg, "inline", 0);
   x.parallel = (int)as_knob(cfg, "parallel", 1);
   x.threads = as_knob(cfg, "threads", 256);
   if (x.pack != 0)

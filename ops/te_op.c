@@ -157,6 +157,30 @@ static mfx_status te_interface(mfx_te_op *t, mfx_tensor *const *ts, int n, const
   return MFX_OK;
 }
 
+/* Integer outputs may be one unit off where an f32 from exp, log, tanh or
+ * erf (the generated code's own expansions, compiler/codegen_math.c, within
+ * a few ulp of libm's that the interpreter calls) is rounded to an integer,
+ * as q16_gelu's int_tolerance says; exact otherwise. */
+typedef struct {
+  mfx_ir_visitor base;
+  int approximated;
+} te_math_walk;
+
+static void te_math_visit(mfx_ir_visitor *v, const mfx_expr *e) {
+  te_math_walk *w = (te_math_walk *)v;
+  if (e->kind == MFX_EXPR_UNARY &&
+      (e->u.un.op == MFX_EXP || e->u.un.op == MFX_LOG || e->u.un.op == MFX_TANH ||
+       e->u.un.op == MFX_ERF))
+    w->approximated = 1;
+  mfx_ir_visit_expr_children(v, e);
+}
+
+static int64_t te_int_tolerance(const mfx_schedule *s) {
+  te_math_walk w = {{te_math_visit, NULL, 0}, 0};
+  for (int i = 0; i < s->n_stages; i++) mfx_ir_visit_expr(&w.base, s->stages[i]->tensor->body);
+  return w.approximated ? 1 : 0;
+}
+
 static mfx_status te_describe(mfx_te_op *t) {
   mfx_schedule *s = NULL;
   MFX_TRY(mfx_te_parse(t->arena, t->text, t->file, &s));
@@ -173,6 +197,7 @@ static mfx_status te_describe(mfx_te_op *t) {
   mfx_autosched_knobs(&t->plan, 0, t->op.knobs, &t->op.n_knobs);
   mfx_autosched_knobs(&t->plan, 1, t->op.gpu_knobs, &t->op.n_gpu_knobs);
   t->op.random_input = te_random;
+  t->op.int_tolerance = te_int_tolerance(s);
   return MFX_OK;
 }
 
@@ -233,3 +258,8 @@ void mfx_te_op_dims(const mfx_te_op *t, int64_t *dims) {
 }
 
 const mfx_autosched_plan *mfx_te_op_plan(const mfx_te_op *t) { return &t->plan; }
+
+void mfx_te_op_set_random_input(mfx_te_op *t, void (*fn)(int i, const int64_t *dims,
+                                                          mfx_array *a, uint64_t *rng)) {
+  t->op.random_input = fn != NULL ? fn : te_random;
+}

@@ -114,7 +114,9 @@ START_TEST(test_rules_inline_fuse) {
   open_op o = open_kernel(k_relu_linear_bias);
   const mfx_autosched_stage *r = stage_named(o.plan, "R"), *y = stage_named(o.plan, "Y"),
                             *z = stage_named(o.plan, "Z");
-  ck_assert(r->inlined && fired(r, MFX_RULE_INLINE) && !fired(r, MFX_RULE_PARALLEL));
+  ck_assert(r->inlined && r->reused && fired(r, MFX_RULE_INLINE) && !fired(r, MFX_RULE_PARALLEL));
+  ck_assert(has_knob(mfx_te_op_get(o.t), 0, "inline") && has_knob(mfx_te_op_get(o.t), 1, "inline"));
+  ck_assert_int_eq(mfx_te_op_get(o.t)->int_tolerance, 0);
   ck_assert(y->tiled && fired(y, MFX_RULE_PACK));
   ck_assert_int_eq(access_of(y, "R"), MFX_ACCESS_BROADCAST);
   ck_assert(z->epilogue_of == mfx_autosched_stage_index(o.plan, y->tensor));
@@ -141,6 +143,12 @@ START_TEST(test_rules_contiguous_batch_elementwise) {
   ck_assert(st->tiled && o.plan->n_packs == 0 && !fired(st, MFX_RULE_PACK));
   ck_assert_int_eq(access_of(st, "V"), MFX_ACCESS_CONTIGUOUS);
   ck_assert(!has_knob(mfx_te_op_get(o.t), 0, "pack"));
+  /* tiles fitted to the extents: 13 codes, 23 columns, 50 terms */
+  int nk = 0;
+  const mfx_knob *kn = mfx_op_knobs(mfx_te_op_get(o.t), "cpu", &nk);
+  for (int i = 0; i < nk; i++)
+    if (strcmp(kn[i].name, "tile_y") == 0) ck_assert_int_eq(kn[i].choices[kn[i].n_choices - 1], 32);
+    else if (strcmp(kn[i].name, "tile_k") == 0) ck_assert_int_eq(kn[i].n_choices, 2); /* 0, 16 */
   mfx_te_op_destroy(o.t);
 
   o = open_kernel(k_batch);
@@ -155,6 +163,7 @@ START_TEST(test_rules_contiguous_batch_elementwise) {
             fired(st, MFX_RULE_PARALLEL) && !fired(st, MFX_RULE_TILE));
   const mfx_op *op = mfx_te_op_get(o.t);
   ck_assert(has_knob(op, 0, "ew_vec") && !has_knob(op, 0, "tile_x") && op->n_knobs == 2);
+  ck_assert_int_eq(op->int_tolerance, 1); /* erf: the generated expansion against libm's */
   ck_assert(has_knob(op, 1, "threads") && !has_knob(op, 1, "block_x"));
   mfx_te_op_destroy(o.t);
 
@@ -297,19 +306,20 @@ END_TEST
 START_TEST(test_emulate_against_interpreter) { check_space(kernels[_i], "emulate", 3); }
 END_TEST
 
-/* Every knob combination of one small kernel: pack x fuse x local x vec. */
+/* Knob combinations of one small kernel: pack x fuse x vec x inline. */
 START_TEST(test_cpu_pack_fuse_combinations) {
   open_op o = open_kernel(k_relu_linear_bias);
   problem p;
   problem_init(&p, o.t);
   for (int pack = 0; pack < 3; pack++)
     for (int fuse = 0; fuse < 2; fuse++)
-      for (int vec = 0; vec < 2; vec++) {
+      for (int vec = 0; vec < 4; vec++) {
         mfx_config cfg;
         mfx_config_default(p.op, &cfg);
         ck_assert(mfx_config_set(p.op, &cfg, "pack", pack) == MFX_OK);
         ck_assert(mfx_config_set(p.op, &cfg, "fuse", fuse) == MFX_OK);
-        ck_assert(mfx_config_set(p.op, &cfg, "vec", vec) == MFX_OK);
+        ck_assert(mfx_config_set(p.op, &cfg, "vec", vec & 1) == MFX_OK);
+        ck_assert(mfx_config_set(p.op, &cfg, "inline", vec >> 1) == MFX_OK);
         ck_assert(mfx_config_set(p.op, &cfg, "tile_y", pack == 2 ? 8 : 32) == MFX_OK);
         run_cpu(&p, &cfg);
       }

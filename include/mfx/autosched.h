@@ -18,7 +18,8 @@
  *   vectorize    the innermost spatial axis, contiguous in the output
  *   parallel     the outer spatial loops, fused, on the thread pool
  *   cache_write  a reduction accumulates in a local (register) tile
- *   inline       elementwise producers computed inside their consumers
+ *   inline       elementwise producers computed inside their consumers (a
+ *                knob where a tiled consumer would recompute each value)
  *   fuse         an elementwise consumer of a reduction applied as its
  *                tile is written back (mfx_sched_fuse_epilogue)
  *   pack         an operand read across its rows along the vector axis
@@ -68,6 +69,8 @@ typedef struct {
   int n_spatial, n_reduce;
   int n_consumers;    /* stages that read it */
   int inlined;        /* inline: an elementwise, non-output stage not packed */
+  int reused;         /* inlined into a tiled stage that reuses each value (the
+                       * knob `inline` 0 computes it once, as its own stage) */
   int packed;         /* pack: an elementwise producer read across its rows by a
                        * tiled stage; computed into the packed layout */
   int epilogue_of;    /* fuse: the stage index of its reduction, else -1 */
@@ -116,7 +119,10 @@ mfx_status mfx_autosched_build(mfx_arena *a, const char *text, const char *file,
  * (D0, D1, ... in order of appearance, at most MFX_OP_MAX_DIMS), its inputs
  * the placeholders, its outputs the computes nothing reads (each at most
  * MFX_OP_MAX_TENSORS), its reference the IR interpreter, its knobs the
- * auto-scheduler's. Its name is "te:" and 16 hex digits of a hash of the
+ * auto-scheduler's (tile choices past the kernel's extents dropped); its
+ * int_tolerance 1 where exp, log, tanh or erf appear (the generated code's
+ * expansions against libm's in the interpreter: an f32 rounded to an integer
+ * may land one unit off, as for q16_gelu), else 0. Its name is "te:" and 16 hex digits of a hash of the
  * kernel as printed (mfx_print_te: comments and spacing do not count). At
  * most MFX_TE_OP_MAX ops live at once. */
 #define MFX_TE_OP_MAX 16
@@ -126,6 +132,11 @@ void mfx_te_op_destroy(mfx_te_op *t);
 const mfx_op *mfx_te_op_get(const mfx_te_op *t);
 void mfx_te_op_dims(const mfx_te_op *t, int64_t *dims);
 const mfx_autosched_plan *mfx_te_op_plan(const mfx_te_op *t);
+/* Replace the op's random inputs (NULL: back to f32 in [-1, 1), integers
+ * over their whole range), e.g. with valid indices for a kernel that
+ * gathers; fn receives the text kernel's dims. */
+void mfx_te_op_set_random_input(mfx_te_op *t, void (*fn)(int i, const int64_t *dims,
+                                                          mfx_array *a, uint64_t *rng));
 
 #ifdef __cplusplus
 }
