@@ -77,6 +77,19 @@ else
   echo "FAIL: building tests/fake_cuda/fake_cuda.c"; failures=$((failures + 1))
 fi
 
+# ---- the code: host assembly and PTX of the auto-scheduled kernel ----
+expect 0 "vfmadd" "$MFX" compile "$E/linear.te" --emit asm
+expect 0 ".entry kernel_k" "$MFX" compile "$E/relu_linear.te" --target cuda:sm_90 --emit ptx
+if command -v ptxas >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ptxas ]; then
+  PTXAS=$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)
+  "$MFX" compile "$E/relu_linear.te" --target cuda:sm_90 --emit ptx -o "$tmp/relu.ptx" 2>/dev/null
+  if ! "$PTXAS" -arch=sm_90 -o "$tmp/relu.cubin" "$tmp/relu.ptx" 2>"$tmp/ptxas.log"; then
+    echo "FAIL: ptxas refused the auto-scheduled PTX:"; head -5 "$tmp/ptxas.log"; failures=$((failures + 1))
+  fi
+else
+  echo "SKIP: no ptxas; the auto-scheduled PTX is not assembled"
+fi
+
 # ---- bad input ----
 printf 'placeholder X: f32[4]\n' >"$tmp/nocompute.te"
 expect 1 "nocompute.te: no compute statement" "$MFX" tune "$tmp/nocompute.te" "${quick[@]}"
@@ -96,6 +109,7 @@ expect 2 "--target given twice" "$MFX" tune "$E/linear.te" --target cpu --target
 expect 2 "--trials needs a value" "$MFX" tune "$E/linear.te" --trials
 expect 2 "expected cpu or cuda:sm_XX" "$MFX" compile "$E/linear.te" --target emulate -o "$tmp/x.mfxa"
 expect 2 "expected cpu or cuda:sm_XX" "$MFX" compile "$E/linear.te" --target tpu -o "$tmp/x.mfxa"
+expect 2 "--emit ptx is GPU code" "$MFX" compile "$E/linear.te" --emit ptx
 printf 'not sqlite' >"$tmp/broken.db"
 expect 1 "$tmp/broken.db: not an SQLite database" "$MFX" tune "$E/linear.te" "${quick[@]}" --db "$tmp/broken.db"
 expect 1 "$tmp/broken.db" "$MFX" compile "$E/linear.te" --db "$tmp/broken.db" -o "$tmp/x.mfxa"

@@ -149,6 +149,8 @@ void tool_te_default_name(const char *path, char *out, size_t size);
  * (the tuned config of k->target, else its default) into k. */
 int tool_cmd_tune_te(int argc, char **argv);
 int tool_te_autosched_kernel(const char *path, const char *db, mfx_artifact_kernel *k);
+int tool_te_emit_code(const char *path, const char *db, const char *target, int what,
+                      char **data, size_t *size); /* what: an mfx_build_emit */
 
 /* The usage text of one subcommand (NULL: unknown). */
 const char *tool_usage(const char *command);

@@ -397,7 +397,8 @@ static int tool_emit_code(const tool_problem *p, const char *target, mfx_build_e
 
 static int tool_compile_emit(const tool_compile_args *a) {
   tool_problem p;
-  int rc = tool_compile_resolve(&a->groups[0].args, a->target, &p);
+  int te = tool_is_te_file(a->groups[0].args.op_name);
+  int rc = te ? 0 : tool_compile_resolve(&a->groups[0].args, a->target, &p);
   if (rc != 0) return rc;
   int cuda = mfx_target_names_gpu(a->target);
   if (!cuda && strcmp(a->emit, "ptx") == 0)
@@ -410,6 +411,14 @@ static int tool_compile_emit(const tool_compile_args *a) {
                         : strcmp(a->emit, "obj") == 0 ? MFX_BUILD_OBJ
                         : strcmp(a->emit, "ptx") == 0 ? MFX_BUILD_PTX
                                                       : MFX_BUILD_ASM;
+  if (te) { /* mfx_tune_te.c: the auto-scheduled text kernel */
+    char *data = NULL;
+    size_t size = 0;
+    rc = tool_te_emit_code(a->groups[0].args.op_name, a->db, a->target, what, &data, &size);
+    if (rc == 0) rc = tool_write_output(a->output, data, size);
+    free(data);
+    return rc;
+  }
   return tool_emit_code(&p, a->target, what, a->output);
 }
 

@@ -386,14 +386,18 @@ static int tool_te_choose(const mfx_op *op, const int64_t *dims, const char *tar
   return 0;
 }
 
-int tool_te_autosched_kernel(const char *path, const char *db, mfx_artifact_kernel *k) {
+/* FILE.te's auto-scheduled schedule for k_target in arena, with the config
+ * chosen (and said) as tool_te_choose does; *config gets it as JSON. */
+static int tool_te_schedule(const char *path, const char *db, const char *k_target,
+                            const char *name, FILE *say, mfx_arena *arena, mfx_schedule **s,
+                            char *config, size_t config_size) {
   mfx_target target;
-  if (mfx_target_parse(k->target, &target) != MFX_OK)
-    return tool_error(TOOL_EXIT_USAGE, "--target %s: %s", k->target, mfx_last_error());
+  if (mfx_target_parse(k_target, &target) != MFX_OK)
+    return tool_error(TOOL_EXIT_USAGE, "--target %s: %s", k_target, mfx_last_error());
   if (target.kind == MFX_TARGET_EMULATE || (target.kind == MFX_TARGET_CUDA && target.sm == 0))
-    return tool_error(TOOL_EXIT_USAGE, "%s: --target %s: an artifact holds cpu or cuda:sm_XX code "
-                      "(tune with --target emulate, then compile with --target cuda:sm_XX)",
-                      path, k->target);
+    return tool_error(TOOL_EXIT_USAGE, "%s: --target %s: compile for cpu or cuda:sm_XX (tune "
+                      "with --target emulate, then compile with --target cuda:sm_XX)", path,
+                      k_target);
   mfx_te_op *t = NULL;
   int rc = tool_te_open_op(path, 0, &t);
   if (rc != 0) return rc;
@@ -401,22 +405,48 @@ int tool_te_autosched_kernel(const char *path, const char *db, mfx_artifact_kern
   int64_t dims[MFX_OP_MAX_DIMS];
   mfx_te_op_dims(t, dims);
   mfx_tune_choice choice;
-  rc = tool_te_choose(op, dims, k->target, db, &choice);
-  mfx_arena *arena = rc == 0 ? mfx_arena_create() : NULL;
-  mfx_schedule *s = NULL;
+  rc = tool_te_choose(op, dims, k_target, db, &choice);
   if (rc == 0) {
-    char config[512];
-    mfx_config_to_json(&choice.cfg, config, sizeof config);
-    printf("config   %s: %s as %s, %s: %s\n", k->name, path, op->name, config, choice.why);
+    mfx_config_to_json(&choice.cfg, config, config_size);
+    fprintf(say, "config   %s: %s as %s, %s: %s\n", name, path, op->name, config, choice.why);
+    if (mfx_op_build_for(op, k_target, arena, dims, &choice.cfg, s) != MFX_OK)
+      rc = tool_error_status(TOOL_EXIT_FAIL, "auto-scheduling");
+  }
+  mfx_te_op_destroy(t);
+  return rc;
+}
+
+int tool_te_autosched_kernel(const char *path, const char *db, mfx_artifact_kernel *k) {
+  mfx_arena *arena = mfx_arena_create();
+  if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
+  mfx_schedule *s = NULL;
+  char config[512];
+  int rc = tool_te_schedule(path, db, k->target, k->name, stdout, arena, &s, config,
+                            sizeof config);
+  if (rc == 0) {
     snprintf(k->op, sizeof k->op, "te"); /* no op mfx-runner knows: inputs from --in */
     k->n_dims = 0;
     snprintf(k->config, sizeof k->config, "%s", config);
-    if (arena == NULL) rc = tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
+    if (mfx_artifact_build(s, k) != MFX_OK) rc = tool_error_status(TOOL_EXIT_FAIL, "compile");
   }
-  if (rc == 0 && mfx_op_build_for(op, k->target, arena, dims, &choice.cfg, &s) != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "auto-scheduling");
-  if (rc == 0 && mfx_artifact_build(s, k) != MFX_OK) rc = tool_error_status(TOOL_EXIT_FAIL, "compile");
-  if (arena != NULL) mfx_arena_destroy(arena);
-  mfx_te_op_destroy(t);
+  mfx_arena_destroy(arena);
+  return rc;
+}
+
+/* mfx compile FILE.te --emit ...: the auto-scheduled kernel's code (the
+ * config line goes to standard error: standard output may be the code). */
+int tool_te_emit_code(const char *path, const char *db, const char *target, int what,
+                      char **data, size_t *size) {
+  mfx_arena *arena = mfx_arena_create();
+  if (arena == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for the IR arena");
+  mfx_schedule *s = NULL;
+  char config[512];
+  int rc = tool_te_schedule(path, db, target, "kernel", stderr, arena, &s, config, sizeof config);
+  mfx_build_result r = {0};
+  if (rc == 0 && mfx_build(s, "kernel", target, (mfx_build_emit)what, NULL, &r) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "code generation");
+  *data = r.data;
+  *size = r.size;
+  mfx_arena_destroy(arena);
   return rc;
 }
