@@ -119,7 +119,7 @@ static int tool_tune_te_parse(int argc, char **argv, tool_tune_te_args *a) {
 /* ---- the kernel as an op -------------------------------------------------------------- */
 
 /* Read and analyse FILE.te; prints the plan (which rules fired) when verbose. */
-int tool_te_open_op(const char *path, int verbose, mfx_te_op **out) {
+static int tool_te_open_op(const char *path, int verbose, mfx_te_op **out) {
   char *text = tool_read_file(path);
   if (text == NULL) return tool_error(TOOL_EXIT_FAIL, "cannot read TE text from %s", path);
   mfx_status st = mfx_te_op_create(text, path, out);
