@@ -170,28 +170,69 @@ static mfx_expr *as_redirect_load(mfx_ir_mutator *m, mfx_expr *e) {
   return mfx_tensor_load(m->arena, r->to, 3, idx);
 }
 
+/* Whether every load of `buf` in the tiled stages sits directly under a
+ * cast to one type (i32(S[n, k])): then the pack holds the converted values
+ * and the inner loop converts nothing (the cast left there is to its own
+ * type). */
+typedef struct {
+  mfx_ir_visitor base;
+  const mfx_buffer *buf;
+  int plain, cast;
+  mfx_dtype type;
+} as_cast_walk;
+
+static void as_cast_visit(mfx_ir_visitor *v, const mfx_expr *e) {
+  as_cast_walk *w = (as_cast_walk *)v;
+  if (e->kind == MFX_EXPR_CAST && e->u.cast.a->kind == MFX_EXPR_LOAD &&
+      e->u.cast.a->u.load.buf == w->buf) {
+    if (w->cast > 0 && e->type != w->type) w->plain++;
+    w->type = e->type;
+    w->cast++;
+    for (int i = 0; i < e->u.cast.a->u.load.n; i++) mfx_ir_visit_expr(v, e->u.cast.a->u.load.idx[i]);
+    return;
+  }
+  if (e->kind == MFX_EXPR_LOAD && e->u.load.buf == w->buf) w->plain++;
+  mfx_ir_visit_expr_children(v, e);
+}
+
+static mfx_dtype as_pack_type(const mfx_autosched_plan *p, const mfx_tensor *t) {
+  as_cast_walk w = {{as_cast_visit, NULL, 0}, t->buf, 0, 0, t->buf->dtype};
+  for (int i = 0; i < p->n_stages; i++)
+    if (p->stages[i].tiled) mfx_ir_visit_expr(&w.base, p->stages[i].tensor->body);
+  return w.plain == 0 && w.cast > 0 ? w.type : t->buf->dtype;
+}
+
+/* T's value at (i, j) converted to `type` when it differs from T's. */
+static mfx_expr *as_packed_value(mfx_arena *a, mfx_tensor *t, mfx_dtype type, mfx_expr *i,
+                                 mfx_expr *j) {
+  mfx_expr *v = as_value_at(a, t, i, j);
+  return v != NULL && type != t->buf->dtype ? mfx_cast(a, type, v) : v;
+}
+
 /* The packed layout of T[N, K]: TT[K, N] (panel 0) or TP[ceil(N/panel), K,
  * panel] with rows past N repeating the last (never stored: the consumer's
- * tail is guarded). */
-static mfx_status as_pack_tensor(mfx_arena *a, mfx_tensor *t, int64_t panel, mfx_tensor **out) {
+ * tail is guarded); values of `type` (as_pack_type). */
+static mfx_status as_pack_tensor(mfx_arena *a, mfx_tensor *t, mfx_dtype type, int64_t panel,
+                                 mfx_tensor **out) {
   int64_t N = t->buf->shape[0], K = t->buf->shape[1];
   const char *name = mfx_arena_printf(a, "%s_pack", t->buf->name);
   if (panel == 0) {
-    mfx_tensor *p = mfx_compute_begin(a, name, t->buf->dtype, 2, (int64_t[]){K, N},
+    mfx_tensor *p = mfx_compute_begin(a, name, type, 2, (int64_t[]){K, N},
                                       (const char *[]){"pk", "pn"});
     if (p == NULL) return mfx_fail(MFX_ERR_INVALID, "auto-scheduler: packing %s", t->buf->name);
-    MFX_TRY(mfx_tmpl_set_body(a, p, as_value_at(a, t, mfx_tmpl_axis(a, p, 1), mfx_tmpl_axis(a, p, 0))));
+    MFX_TRY(mfx_tmpl_set_body(a, p, as_packed_value(a, t, type, mfx_tmpl_axis(a, p, 1),
+                                                    mfx_tmpl_axis(a, p, 0))));
     *out = p;
     return MFX_OK;
   }
   int64_t shape[3] = {(N + panel - 1) / panel, K, panel};
-  mfx_tensor *p = mfx_compute_begin(a, name, t->buf->dtype, 3, shape,
+  mfx_tensor *p = mfx_compute_begin(a, name, type, 3, shape,
                                     (const char *[]){"po", "pk", "pi"});
   if (p == NULL) return mfx_fail(MFX_ERR_INVALID, "auto-scheduler: packing %s", t->buf->name);
   mfx_expr *row = mfx_add(a, mfx_mul(a, mfx_tmpl_axis(a, p, 0), mfx_i64(a, panel)),
                           mfx_tmpl_axis(a, p, 2));
   if (N % panel != 0) row = mfx_binary(a, MFX_MIN, row, mfx_i64(a, N - 1));
-  MFX_TRY(mfx_tmpl_set_body(a, p, as_value_at(a, t, row, mfx_tmpl_axis(a, p, 1))));
+  MFX_TRY(mfx_tmpl_set_body(a, p, as_packed_value(a, t, type, row, mfx_tmpl_axis(a, p, 1))));
   *out = p;
   return MFX_OK;
 }
@@ -200,7 +241,7 @@ static mfx_status as_pack_tensor(mfx_arena *a, mfx_tensor *t, int64_t panel, mfx
 static mfx_status as_apply_packs(mfx_arena *a, const mfx_autosched_plan *p, int64_t panel,
                                  mfx_tensor **packed) {
   for (int k = 0; k < p->n_packs; k++) {
-    MFX_TRY(as_pack_tensor(a, p->packs[k], panel, &packed[k]));
+    MFX_TRY(as_pack_tensor(a, p->packs[k], as_pack_type(p, p->packs[k]), panel, &packed[k]));
     for (int i = 0; i < p->n_stages; i++) {
       const mfx_autosched_stage *st = &p->stages[i];
       if (!st->tiled) continue;

@@ -27,6 +27,11 @@ static const char k_shift[] =
     "select((G[n, k] & i8(3)) == i8(2), i32(-1), i32(0)))\n"
     "compute Y: i32[31, 17] (m, n) = sum(k < 40: select(SG[n, k] > 0, X[m, k] >> SH[n, k], "
     "select(SG[n, k] < 0, -(X[m, k] >> SH[n, k]), i32(0))))\n";
+/* the op's own form: S and G read across their rows, S only through a cast */
+static const char k_shift_plain[] =
+    "placeholder X: i32[31, 40]\nplaceholder S: i8[17, 40]\nplaceholder G: i8[17, 40]\n"
+    "compute Y: i32[31, 17] (m, n) = sum(k < 40: select(G[n, k] > i8(0), X[m, k] >> "
+    "(i32(S[n, k]) & 15), select(G[n, k] < i8(0), -(X[m, k] >> (i32(S[n, k]) & 15)), i32(0))))\n";
 static const char k_matadd[] =
     "placeholder Hc: i8[50, 13]\nplaceholder V: f32[50, 23]\n"
     "compute O: f32[13, 23] (c, d) = sum(n < 50: select(Hc[n, c] != i8(0), V[n, d], -0f))\n";
@@ -133,6 +138,36 @@ START_TEST(test_rules_pack_producers) {
   ck_assert(fired(sh, MFX_RULE_PACK) && !fired(sh, MFX_RULE_PARALLEL));
   ck_assert_int_eq(o.plan->n_packs, 2);
   ck_assert_int_eq(access_of(stage_named(o.plan, "Y"), "SH"), MFX_ACCESS_ROWS);
+  mfx_te_op_destroy(o.t);
+}
+END_TEST
+
+/* Packed placeholders: S, only ever read through i32(...), is packed as i32
+ * values; G, compared as i8, stays i8. */
+static mfx_dtype pack_type(const mfx_schedule *s, const char *name) {
+  for (int i = 0; i < s->n_stages; i++)
+    if (strcmp(s->stages[i]->tensor->buf->name, name) == 0) return s->stages[i]->tensor->buf->dtype;
+  ck_abort_msg("no stage %s", name);
+  return MFX_I8;
+}
+
+START_TEST(test_pack_converted_values) {
+  open_op o = open_kernel(k_shift_plain);
+  ck_assert_int_eq(o.plan->n_packs, 2);
+  const mfx_op *op = mfx_te_op_get(o.t);
+  int64_t dims[MFX_OP_MAX_DIMS];
+  mfx_te_op_dims(o.t, dims);
+  for (int pack = 1; pack <= 2; pack++) {
+    mfx_config cfg;
+    mfx_config_default(op, &cfg);
+    ck_assert(mfx_config_set(op, &cfg, "pack", pack) == MFX_OK);
+    mfx_arena *a = mfx_arena_create();
+    mfx_schedule *s = NULL;
+    ck_assert_msg(mfx_op_build_for(op, "cpu", a, dims, &cfg, &s) == MFX_OK, "%s", mfx_last_error());
+    ck_assert_int_eq(pack_type(s, "S_pack"), MFX_I32);
+    ck_assert_int_eq(pack_type(s, "G_pack"), MFX_I8);
+    mfx_arena_destroy(a);
+  }
   mfx_te_op_destroy(o.t);
 }
 END_TEST
@@ -296,7 +331,7 @@ static void check_space(const char *text, const char *target, int n) {
   mfx_te_op_destroy(o.t);
 }
 
-static const char *const kernels[] = {k_linear, k_relu_linear_bias, k_shift, k_matadd,
+static const char *const kernels[] = {k_linear, k_relu_linear_bias, k_shift, k_shift_plain, k_matadd,
                                       k_hamming, k_batch, k_gelu, k_rowsum, k_two_reductions};
 #define N_KERNELS (int)(sizeof kernels / sizeof kernels[0])
 
@@ -394,6 +429,7 @@ static Suite *autosched_suite(void) {
   tcase_add_test(rules, test_rules_pack_producers);
   tcase_add_test(rules, test_rules_contiguous_batch_elementwise);
   tcase_add_test(rules, test_hash_ignores_comments);
+  tcase_add_test(rules, test_pack_converted_values);
   suite_add_tcase(s, rules);
   TCase *kernels_tc = tcase_create("kernels");
   tcase_set_timeout(kernels_tc, 600);

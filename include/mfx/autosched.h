@@ -24,7 +24,9 @@
  *                tile is written back (mfx_sched_fuse_epilogue)
  *   pack         an operand read across its rows along the vector axis
  *                (X[col, k]) laid out so that the vector reads contiguous
- *                memory: transposed, or in panels of the tile's width
+ *                memory: transposed, or in panels of the tile's width; an
+ *                operand only ever read through one cast (i32(S[n, k])) is
+ *                packed converted
  *   gpu_bind     blocks and threads bound to the spatial tiles
  *   gpu_shared   the operands of a reduction step staged in shared memory
  *   gpu_register a thread's register tile of outputs */
