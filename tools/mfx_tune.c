@@ -18,6 +18,7 @@ int tool_cmd_tune(int argc, char **argv);
 
 static const char tool_tune_usage[] =
     "usage: mfx tune OP --dims NAME=V,... [options]\n"
+    "       mfx tune FILE.te [options]   (a kernel written as text: mfx tune FILE.te --help)\n"
     "\n"
     "Search OP's schedule knobs for these dims on this machine. Every candidate is\n"
     "checked against the reference (tolerance 1e-4) before it is timed; every trial\n"
