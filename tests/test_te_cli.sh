@@ -89,7 +89,7 @@ if ! cmp -s "$tmp/s_runner.npy" "$tmp/s_jit.npy"; then
   echo "FAIL: the artifact's hamming output differs from mfx run's (checked) output"; failures=$((failures + 1))
 fi
 expect 1 "no random inputs for op te; give every input with --in" "$RUNNER" "$tmp/ham.mfxa"
-expect 2 "no auto-scheduler yet, so no GPU schedule; use --target cpu" "$MFX" compile "$E/hamming.te" --target cuda:sm_80 -o "$tmp/g.mfxa"
+expect 0 "kernel 0 hamming: te  on cuda:sm_80" "$MFX" compile "$E/hamming.te" --target cuda:sm_80 -o "$tmp/g.mfxa"
 expect 2 "fixes its own shapes" "$MFX" compile "$E/hamming.te" --dims N=3 -o "$tmp/g.mfxa"
 expect 1 "cannot read TE text from $tmp/missing.te" "$MFX" compile "$tmp/missing.te" -o "$tmp/g.mfxa"
 [ $failures = 0 ] && echo "test_te_cli: all checks passed"

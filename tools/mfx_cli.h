@@ -159,7 +159,12 @@ int tool_cmd_run_te(int argc, char **argv);
 /* mfx compile FILE.te: a kernel name from the file name ([A-Za-z0-9_]); k
  * built (name and target set by the caller) with the default schedule. */
 void tool_te_default_name(const char *path, char *out, size_t size);
-int tool_te_build_kernel(const char *path, mfx_artifact_kernel *k);
+/* mfx_tune_te.c: mfx tune FILE.te, and FILE.te compiled with the auto-scheduler
+ * (the tuned config of k->target, else its default) into k. */
+int tool_cmd_tune_te(int argc, char **argv);
+int tool_te_autosched_kernel(const char *path, const char *db, mfx_artifact_kernel *k);
+int tool_te_emit_code(const char *path, const char *db, const char *target, int what,
+                      char **data, size_t *size); /* what: an mfx_build_emit */
 
 /* The usage text of one subcommand (NULL: unknown). */
 const char *tool_usage(const char *command);

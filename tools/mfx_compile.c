@@ -28,10 +28,11 @@ static const char tool_compile_usage[] =
     "  --name NAME             the kernel's name in the artifact (default: the op,\n"
     "                          then op_2, op_3, ... when taken)\n"
     "  --op OP                 start another kernel of the same artifact\n"
-    "  OP may be FILE.te, a kernel written as TE text (see mfx help lower): compiled\n"
-    "                          for cpu with its default schedule (every loop serial),\n"
-    "                          op \"te\", named after the file; mfx-runner runs it on\n"
-    "                          --in inputs (it has no reference to --check it against)\n"
+    "  OP may be FILE.te, a kernel written as TE text (see mfx help lower): scheduled\n"
+    "                          by the auto-scheduler with its tuned config (mfx tune\n"
+    "                          FILE.te; cuda:sm_XX: tuned with --target emulate) or its\n"
+    "                          default, op \"te\", named after the file; mfx-runner runs\n"
+    "                          it on --in inputs (it has no reference to --check it against)\n"
     "  --add FILE.mfxa         include the kernels of an existing artifact\n"
     "  --db PATH               tuning database for cpu kernels without --config\n"
     "                          (default $MFX_DB, else ~/.cache/mfx/tune.db)\n"
@@ -274,9 +275,7 @@ static int tool_compile_te_kernel(tool_compile_state *st, const tool_compile_gro
   int rc = tool_choose_name(st, g, base, k->name, sizeof k->name);
   if (rc != 0) return rc;
   snprintf(k->target, sizeof k->target, "%s", target);
-  printf("config   %s: %s, default schedule (every loop serial; no auto-scheduler yet)\n",
-         k->name, path);
-  rc = tool_te_build_kernel(path, k);
+  rc = tool_te_autosched_kernel(path, g->args.db_path, k);
   if (rc != 0) return rc;
   st->built[st->n_kernels++] = 1;
   return 0;
@@ -374,7 +373,8 @@ static int tool_emit_code(const tool_problem *p, const char *target, mfx_build_e
 
 static int tool_compile_emit(const tool_compile_args *a) {
   tool_problem p;
-  int rc = tool_compile_resolve(&a->groups[0].args, a->target, &p);
+  int te = tool_is_te_file(a->groups[0].args.op_name);
+  int rc = te ? 0 : tool_compile_resolve(&a->groups[0].args, a->target, &p);
   if (rc != 0) return rc;
   int cuda = mfx_target_names_gpu(a->target);
   if (!cuda && strcmp(a->emit, "ptx") == 0)
@@ -387,6 +387,14 @@ static int tool_compile_emit(const tool_compile_args *a) {
                         : strcmp(a->emit, "obj") == 0 ? MFX_BUILD_OBJ
                         : strcmp(a->emit, "ptx") == 0 ? MFX_BUILD_PTX
                                                       : MFX_BUILD_ASM;
+  if (te) { /* mfx_tune_te.c: the auto-scheduled text kernel */
+    char *data = NULL;
+    size_t size = 0;
+    rc = tool_te_emit_code(a->groups[0].args.op_name, a->db, a->target, what, &data, &size);
+    if (rc == 0) rc = tool_write_output(a->output, data, size);
+    free(data);
+    return rc;
+  }
   return tool_emit_code(&p, a->target, what, a->output);
 }
 

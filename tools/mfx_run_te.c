@@ -1,6 +1,6 @@
 /* mfx run FILE.te: a kernel written as TE text, compiled for this CPU with
  * the default schedule (every loop serial, as `mfx lower FILE.te` prints
- * it; there is no auto-scheduler for text kernels yet), run on .npy or
+ * it; mfx tune and mfx compile FILE.te auto-schedule it), run on .npy or
  * seeded random inputs, and with --check compared with the IR interpreter
  * (compiler/interp.c), the reference of any kernel. */
 #include <stdio.h>
@@ -17,7 +17,7 @@ static const char tool_run_te_usage[] =
     "usage: mfx run FILE.te [--kernel NAME] [options]\n"
     "\n"
     "Compile a kernel written as TE text (see mfx help lower) for this CPU with the\n"
-    "default schedule (every loop serial; text kernels have no auto-scheduler yet)\n"
+    "default schedule (every loop serial; mfx tune/compile FILE.te auto-schedule it)\n"
     "and run it. Inputs are the placeholders, outputs the computes nothing reads.\n"
     "  --kernel NAME           compute only tensor NAME (an output, or any compute of\n"
     "                          the file: it becomes the only output)\n"
@@ -342,8 +342,8 @@ static int tool_te_steps(tool_te_run *r, const tool_args *args) {
   int rc = tool_te_build(r);
   if (rc == 0) rc = tool_te_check_bindings(r, args);
   if (rc != 0) return rc;
-  printf("kernel   %s%s%s (default schedule: every loop serial; no auto-scheduler for text "
-         "kernels yet)\n", r->path, r->kernel_name ? " --kernel " : "",
+  printf("kernel   %s%s%s (default schedule: every loop serial; mfx tune/compile FILE.te "
+         "auto-schedule it)\n", r->path, r->kernel_name ? " --kernel " : "",
          r->kernel_name ? r->kernel_name : "");
   rc = tool_te_prepare_inputs(r, args);
   if (rc == 0 && args->check) rc = tool_te_interpret(r);
@@ -411,24 +411,4 @@ void tool_te_default_name(const char *path, char *out, size_t size) {
   }
   if (k == 0 && size > 2) out[k++] = 'k';
   out[k] = '\0';
-}
-
-int tool_te_build_kernel(const char *path, mfx_artifact_kernel *k) {
-  if (strcmp(k->target, "cpu") != 0)
-    return tool_error(TOOL_EXIT_USAGE, "%s: --target %s: text kernels have only the default "
-                      "schedule (every loop serial) and no auto-scheduler yet, so no GPU "
-                      "schedule; use --target cpu", path, k->target);
-  tool_te_run r;
-  memset(&r, 0, sizeof r);
-  r.path = path;
-  int rc = tool_te_build(&r);
-  if (rc == 0) {
-    snprintf(k->op, sizeof k->op, "te"); /* no op: no reference, inputs from --in */
-    k->n_dims = 0;
-    snprintf(k->config, sizeof k->config, "{}");
-    if (mfx_artifact_build(r.s, k) != MFX_OK) rc = tool_error_status(TOOL_EXIT_FAIL, "compile");
-  }
-  if (r.arena != NULL) mfx_arena_destroy(r.arena);
-  free(r.text);
-  return rc;
 }

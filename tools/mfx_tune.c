@@ -18,6 +18,7 @@ int tool_cmd_tune(int argc, char **argv);
 
 static const char tool_tune_usage[] =
     "usage: mfx tune OP --dims NAME=V,... [options]\n"
+    "       mfx tune FILE.te [options]   (a kernel written as text: mfx tune FILE.te --help)\n"
     "\n"
     "Search OP's schedule knobs for these dims on this machine. Every candidate is\n"
     "checked against the reference (tolerance 1e-4) before it is timed; every trial\n"
@@ -297,6 +298,7 @@ static int tool_tune_run(const tool_tune_args *a, const mfx_tune_key *key, mfx_t
 }
 
 int tool_cmd_tune(int argc, char **argv) {
+  if (tool_args_te_file(argc, argv)) return tool_cmd_tune_te(argc, argv); /* mfx_tune_te.c */
   tool_tune_args a;
   int rc = tool_tune_parse(argc, argv, &a);
   if (rc != 0) return rc;

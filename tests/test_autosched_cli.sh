@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# mfx tune FILE.te (cpu and emulate), mfx compile FILE.te with the tuned
+# config (cpu; cuda:sm_XX from the emulate records), the artifact run by
+# mfx-runner and compared with mfx run's output checked against the IR
+# interpreter; the GPU artifact loaded and launched on the fake driver; bad
+# input refused with a clear message and a non-zero status. Small trial
+# counts: the CI machine has 2 cores.
+set -u
+MFX=${MFX_BIN:?}/mfx
+RUNNER=${MFX_BIN}/mfx-runner
+E=examples/kernels
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export MFX_DB="$tmp/tune.db"
+failures=0
+expect() { # status substring command...
+  local want=$1 needle=$2; shift 2
+  local out status
+  out=$("$@" 2>&1); status=$?
+  if [ "$status" != "$want" ] || [[ "$out" != *"$needle"* ]] || [[ "$out" == *Sanitizer* ]]; then
+    echo "FAIL: $* -> status $status (want $want), output lacks '$needle':"; echo "$out" | head -8
+    failures=$((failures + 1))
+  fi
+}
+quick=(--trials 3 --min-time 0.001 --timeout 0)
+
+# ---- the plan: which rules fired, the knobs ----
+expect 0 "Y: reduction (rows m, vector n, reduce k); tile vectorize parallel cache_write pack" \
+  "$MFX" tune "$E/linear.te" "${quick[@]}"
+expect 0 "SH: elementwise; pack" "$MFX" tune "$E/shift_linear.te" "${quick[@]}"
+expect 0 "Z: elementwise (epilogue of Y); fuse" "$MFX" tune "$E/relu_linear.te" "${quick[@]}"
+expect 0 "knobs    tile_x{1,2,4,6,8}" "$MFX" tune "$E/hamming.te" "${quick[@]}"
+
+# ---- tuned: the records are used by compile, which says so ----
+expect 0 "trials   3 measured (ok 3" "$MFX" tune "$E/shift_linear.te" "${quick[@]}"
+hash=$("$MFX" tune "$E/shift_linear.te" --trials 1 --min-time 0.001 --timeout 0 | sed -n 's/^kernel .* as op \(te:[0-9a-f]*\)$/\1/p')
+expect 0 "$hash" "$MFX" db list
+expect 0 "as $hash, {" "$MFX" compile "$E/shift_linear.te" -o "$tmp/shift.mfxa"
+expect 0 "tuned: the best of" "$MFX" compile "$E/shift_linear.te" -o "$tmp/shift.mfxa"
+expect 0 "auto-scheduler default: no tuning record" "$MFX" compile "$E/matadd.te" -o "$tmp/m.mfxa"
+expect 0 "auto-scheduler default: no tuning record" "$MFX" compile "$E/hamming.te" \
+  --db "$tmp/other.db" -o "$tmp/h.mfxa"
+
+# ---- mfx-runner runs the artifact: the same output as the checked mfx run ----
+cat >"$tmp/gen.te" <<'TE'
+placeholder A: i32[31, 40]
+placeholder B: i8[17, 40]
+placeholder C: i8[17, 40]
+compute X: i32[31, 40] (i, j) = A[i, j]
+compute S: i8[17, 40] (i, j) = B[i, j]
+compute G: i8[17, 40] (i, j) = C[i, j]
+TE
+expect 0 "-> $tmp/g.npy" "$MFX" run "$tmp/gen.te" --seed 5 --out X="$tmp/x.npy" --out S="$tmp/s.npy" --out G="$tmp/g.npy"
+ins=(--in X="$tmp/x.npy" --in S="$tmp/s.npy" --in G="$tmp/g.npy")
+expect 0 "output   Y -> $tmp/y_runner.npy" "$RUNNER" "$tmp/shift.mfxa" "${ins[@]}" --out Y="$tmp/y_runner.npy"
+expect 0 "check    Y max_abs_err=0 max_rel_err=0 ok" "$MFX" run "$E/shift_linear.te" "${ins[@]}" --out Y="$tmp/y_jit.npy" --check
+if ! cmp -s "$tmp/y_runner.npy" "$tmp/y_jit.npy"; then
+  echo "FAIL: the auto-scheduled artifact's output differs from mfx run's checked one"; failures=$((failures + 1))
+fi
+
+# ---- GPU schedules: tuned on the emulation, compiled for cuda, run on the fake driver ----
+expect 0 "trials   2 measured (ok 2)" "$MFX" tune "$E/shift_linear.te" --target emulate --trials 2 --min-time 0.001
+expect 0 "(tuned with --target emulate: checked GPU schedules, timed on the CPU)" \
+  "$MFX" compile "$E/shift_linear.te" --target cuda:sm_80 -o "$tmp/shift_gpu.mfxa"
+expect 0 "auto-scheduler default" "$MFX" compile "$E/relu_linear.te" --target cuda:sm_90 -o "$tmp/relu_gpu.mfxa"
+expect 0 "launch   shift_linear_k" "$RUNNER" "$tmp/shift_gpu.mfxa" --list
+if cc -std=gnu11 -O1 -shared -fPIC -o "$tmp/libcuda.so.1" \
+     "${MFX_SOURCE_DIR:-.}/tests/fake_cuda/fake_cuda.c" -lpthread 2>"$tmp/fake.log"; then
+  out=$(MFX_CUDA_LIBRARY="$tmp/libcuda.so.1" "$RUNNER" "$tmp/shift_gpu.mfxa" "${ins[@]}" --bench --repeat 2 2>&1)
+  if [[ "$out" == *"without CUDA headers"* ]]; then
+    echo "SKIP: the runtime has no CUDA support; fake-driver run not checked"
+  elif [[ "$out" != *"on cuda:0"* ]]; then
+    echo "FAIL: the auto-scheduled GPU artifact on the fake driver:"; echo "$out" | head -5
+    failures=$((failures + 1))
+  fi
+else
+  echo "FAIL: building tests/fake_cuda/fake_cuda.c"; failures=$((failures + 1))
+fi
+
+# ---- the code: host assembly and PTX of the auto-scheduled kernel ----
+expect 0 "vfmadd" "$MFX" compile "$E/linear.te" --emit asm
+expect 0 ".entry kernel_k" "$MFX" compile "$E/relu_linear.te" --target cuda:sm_90 --emit ptx
+if command -v ptxas >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ptxas ]; then
+  PTXAS=$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)
+  "$MFX" compile "$E/relu_linear.te" --target cuda:sm_90 --emit ptx -o "$tmp/relu.ptx" 2>/dev/null
+  if ! "$PTXAS" -arch=sm_90 -o "$tmp/relu.cubin" "$tmp/relu.ptx" 2>"$tmp/ptxas.log"; then
+    echo "FAIL: ptxas refused the auto-scheduled PTX:"; head -5 "$tmp/ptxas.log"; failures=$((failures + 1))
+  fi
+else
+  echo "SKIP: no ptxas; the auto-scheduled PTX is not assembled"
+fi
+
+# ---- bad input ----
+printf 'placeholder X: f32[4]\n' >"$tmp/nocompute.te"
+expect 1 "nocompute.te: no compute statement" "$MFX" tune "$tmp/nocompute.te" "${quick[@]}"
+expect 1 "nocompute.te: no compute statement" "$MFX" compile "$tmp/nocompute.te" -o "$tmp/x.mfxa"
+printf 'placeholder X: f32[4]\ncompute Y: f32[4] (i) = X[j]\n' >"$tmp/bad.te"
+expect 1 "bad.te:2:27: unknown name 'j'" "$MFX" tune "$tmp/bad.te" "${quick[@]}"
+expect 1 "cannot read TE text from $tmp/missing.te" "$MFX" tune "$tmp/missing.te"
+expect 2 "--target gpu" "$MFX" tune "$E/linear.te" --target gpu
+expect 2 "tuning on a GPU is not done for text kernels here; use --target emulate" \
+  "$MFX" tune "$E/linear.te" --target cuda:sm_90
+expect 2 "--strategy: 'best' is not a strategy" "$MFX" tune "$E/linear.te" --strategy best
+expect 2 "--trials: '0' is not a whole number" "$MFX" tune "$E/linear.te" --trials 0
+expect 2 "--trials: 'x' is not a whole number" "$MFX" tune "$E/linear.te" --trials x
+expect 2 "unknown option '--dims'" "$MFX" tune "$E/linear.te" --dims M=4
+expect 2 "unexpected argument 'extra'" "$MFX" tune "$E/linear.te" extra
+expect 2 "--target given twice" "$MFX" tune "$E/linear.te" --target cpu --target cpu
+expect 2 "--trials needs a value" "$MFX" tune "$E/linear.te" --trials
+expect 2 "expected cpu or cuda:sm_XX" "$MFX" compile "$E/linear.te" --target emulate -o "$tmp/x.mfxa"
+expect 2 "expected cpu or cuda:sm_XX" "$MFX" compile "$E/linear.te" --target tpu -o "$tmp/x.mfxa"
+expect 2 "--emit ptx is GPU code" "$MFX" compile "$E/linear.te" --emit ptx
+printf 'not sqlite' >"$tmp/broken.db"
+expect 1 "$tmp/broken.db: not an SQLite database" "$MFX" tune "$E/linear.te" "${quick[@]}" --db "$tmp/broken.db"
+expect 1 "$tmp/broken.db" "$MFX" compile "$E/linear.te" --db "$tmp/broken.db" -o "$tmp/x.mfxa"
+expect 0 "usage: mfx tune FILE.te" "$MFX" tune "$E/linear.te" --help
+[ $failures = 0 ] && echo "test_autosched_cli: all checks passed"
+exit $((failures > 0))
