@@ -630,8 +630,8 @@ static uint64_t fake_hash(const char *s) {
 }
 
 /* Milliseconds one launch takes on the fake device: a fixed launch cost,
- * then waves of resident blocks over the SMs, each wave costing more the
- * more warps a block has; plus a per-name constant (a microsecond or so)
+ * then waves of resident blocks over the SMs, a wave of small blocks
+ * costing more (a per-block overhead that larger blocks amortize); plus a per-name constant (a microsecond or so)
  * so that different kernels never tie. */
 double fake_cuda_model_ms(const char *name, const unsigned grid[3], const unsigned block[3],
                           unsigned shared) {
@@ -645,7 +645,7 @@ double fake_cuda_model_ms(const char *name, const unsigned grid[3], const unsign
   int sms = fake_env_int("FAKE_CUDA_SMS", 132);
   uint64_t slots = resident * (uint64_t)(sms > 0 ? sms : 1);
   uint64_t waves = (blocks + slots - 1) / slots;
-  return 0.002 + (double)waves * 0.001 * (1.0 + 0.25 * (double)warps) +
+  return 0.002 + (double)waves * 0.001 * (1.0 + 4.0 / (double)warps) +
          (double)(fake_hash(name) % 101) * 1e-5;
 }
 
