@@ -142,33 +142,11 @@ typedef struct {
   int next; /* atomically claimed */
 } tune_build_batch;
 
-/* The op's GPU template, lowered to its GPU program and JIT-compiled
- * through the CPU emulation (target emulate). */
-static mfx_status tune_compile_emulated(const mfx_runner *r, const mfx_config *cfg,
-                                        mfx_op_kernel *k) {
-  memset(k, 0, sizeof *k);
-  k->op = r->op;
-  memcpy(k->dims, r->dims, sizeof(int64_t) * (size_t)r->op->n_dims);
-  TUNE_TRY(mfx_config_complete_for(r->op, "emulate", cfg, &k->cfg));
-  k->arena = mfx_arena_create();
-  if (k->arena == NULL) return mfx_fail(MFX_ERR_NOMEM, "build: out of memory for an arena");
-  mfx_build_result res;
-  mfx_status st = mfx_op_build_for(r->op, "emulate", k->arena, r->dims, &k->cfg, &k->schedule);
-  if (st == MFX_OK) st = mfx_build(k->schedule, r->op->name, "emulate", MFX_BUILD_JIT, NULL, &res);
-  if (st != MFX_OK) {
-    mfx_op_kernel_free(k);
-    return st;
-  }
-  k->func = res.func;
-  k->jit = res.jit;
-  return MFX_OK;
-}
-
 static void tune_build_one(tune_build_batch *b, int i) {
   mfx_trial *t = &b->trials[i];
   double t0 = mfx_now_seconds();
-  mfx_status st = b->r->emulate ? tune_compile_emulated(b->r, &b->cfgs[i], &b->kernels[i])
-                                : mfx_op_compile(b->r->op, b->r->dims, &b->cfgs[i], &b->kernels[i]);
+  mfx_status st = mfx_op_compile_for(b->r->op, b->r->emulate ? "emulate" : "cpu", b->r->dims,
+                                     &b->cfgs[i], &b->kernels[i]);
   t->build_s = mfx_now_seconds() - t0;
   if (st != MFX_OK) {
     t->status = MFX_TRIAL_ERROR;

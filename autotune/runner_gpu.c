@@ -573,33 +573,6 @@ typedef struct {
   pthread_cond_t cond;
 } gpu_batch;
 
-/* cfg as a PTX artifact image for the device's architecture. */
-static mfx_status gpu_build_image(const tune_gpu *g, const mfx_config *cfg, void **image,
-                                  size_t *size) {
-  mfx_arena *a = mfx_arena_create();
-  if (a == NULL) return mfx_fail(MFX_ERR_NOMEM, "build: out of memory for an arena");
-  mfx_schedule *s = NULL;
-  mfx_artifact_kernel k;
-  memset(&k, 0, sizeof k);
-  mfx_status st = mfx_op_build_for(g->op, g->sm_target, a, g->dims, cfg, &s);
-  if (st == MFX_OK) {
-    snprintf(k.name, sizeof k.name, "%s_tune", g->op->name);
-    snprintf(k.op, sizeof k.op, "%s", g->op->name);
-    snprintf(k.target, sizeof k.target, "%s", g->sm_target);
-    k.n_dims = g->op->n_dims;
-    for (int d = 0; d < g->op->n_dims; d++) {
-      snprintf(k.dim_names[d], sizeof k.dim_names[d], "%s", g->op->dims[d]);
-      k.dims[d] = g->dims[d];
-    }
-    mfx_config_to_json(cfg, k.config, sizeof k.config);
-    st = mfx_artifact_build(s, &k);
-  }
-  if (st == MFX_OK) st = mfx_artifact_encode(&k, 1, image, size);
-  mfx_artifact_kernel_release(&k);
-  mfx_arena_destroy(a);
-  return st;
-}
-
 static void *gpu_build_worker(void *arg) {
   gpu_batch *b = arg;
   for (;;) {
@@ -607,7 +580,8 @@ static void *gpu_build_worker(void *arg) {
     if (i >= b->n) return NULL;
     mfx_trial *t = &b->trials[i];
     double t0 = mfx_now_seconds();
-    if (gpu_build_image(b->g, &b->cfgs[i], &b->images[i], &b->sizes[i]) != MFX_OK) {
+    if (mfx_op_gpu_image(b->g->op, b->g->sm_target, b->g->dims, &b->cfgs[i], "tune",
+                         &b->images[i], &b->sizes[i]) != MFX_OK) {
       b->images[i] = NULL;
       gpu_error(t, "build: %s", mfx_last_error());
     }

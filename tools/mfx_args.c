@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mfx/autotune.h"
+#include "mfx/target.h"
 #include "mfx_cli.h"
 
 int tool_error(int code, const char *fmt, ...) {
@@ -47,6 +48,7 @@ static const tool_option tool_options[] = {
     {"--repeat", TOOL_OPT_REPEAT, 1, "--repeat 20"},
     {"--seed", TOOL_OPT_SEED, 1, "--seed 7"},
     {"--db", TOOL_OPT_DB, 1, "--db tune.db"},
+    {"--target", TOOL_OPT_TARGET, 1, "--target cuda (cpu, cuda, cuda:N or emulate)"},
 };
 
 static const tool_option *tool_find_option(const char *arg, size_t name_len) {
@@ -154,6 +156,15 @@ static int tool_apply_option(const tool_option *o, const char *value, tool_args 
   case TOOL_OPT_TOL: return tool_parse_tol(value, &a->tol);
   case TOOL_OPT_DB: return tool_set_once(o->name, &a->db_path, value);
   case TOOL_OPT_CHECK: a->check = 1; return 0;
+  case TOOL_OPT_TARGET: {
+    mfx_target t;
+    if (mfx_target_parse(value, &t) != MFX_OK)
+      return tool_error(TOOL_EXIT_USAGE, "--target: %s", mfx_last_error());
+    if (t.kind == MFX_TARGET_CUDA && t.sm > 0)
+      return tool_error(TOOL_EXIT_USAGE, "--target %s names an architecture, not a device; "
+                        "give cuda or cuda:N", value);
+    return tool_set_once(o->name, &a->target, value);
+  }
   }
   return tool_error(TOOL_EXIT_USAGE, "internal: option %s has no handler", o->name);
 }
@@ -282,10 +293,11 @@ int tool_resolve_problem(const tool_args *args, tool_problem *out) {
   if (mfx_op_parse_dims(out->op, args->dims_text, out->dims) != MFX_OK) {
     return tool_error(TOOL_EXIT_USAGE, "--dims '%s': %s", args->dims_text, mfx_last_error());
   }
-  mfx_config_default(out->op, &out->cfg);
+  out->knobs = args->target != NULL ? args->target : "cpu";
+  mfx_config_default_for(out->op, out->knobs, &out->cfg);
   snprintf(out->config_why, sizeof out->config_why, "template default");
   if (args->config_json != NULL) {
-    if (mfx_config_parse_json(out->op, args->config_json, &out->cfg) != MFX_OK)
+    if (mfx_config_parse_json_for(out->op, out->knobs, args->config_json, &out->cfg) != MFX_OK)
       return tool_error(TOOL_EXIT_USAGE, "--config '%s': %s", args->config_json, mfx_last_error());
     snprintf(out->config_why, sizeof out->config_why, "given by --config");
   }
@@ -297,8 +309,10 @@ int tool_resolve_problem(const tool_args *args, tool_problem *out) {
 int tool_apply_tuned_config(const tool_args *args, tool_problem *p) {
   if (args->config_json != NULL) return 0;
   mfx_tune_choice choice;
-  if (mfx_tune_lookup(args->db_path, p->op, p->dims, &choice) != MFX_OK)
-    return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
+  if (mfx_tune_lookup_for(args->db_path, p->op, p->dims, args->target, &choice) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, args->target != NULL && strcmp(args->target, "cpu")
+                                                 ? "--target"
+                                                 : "reading the tuning database");
   p->cfg = choice.cfg;
   snprintf(p->config_why, sizeof p->config_why, "%s", choice.why);
   return 0;

@@ -33,6 +33,7 @@ enum {
   TOOL_OPT_SEED = 1u << 8,
   TOOL_OPT_TOL = 1u << 9,
   TOOL_OPT_DB = 1u << 10,
+  TOOL_OPT_TARGET = 1u << 11,
 };
 
 /* --in NAME=FILE or --out NAME=FILE. */
@@ -58,6 +59,7 @@ typedef struct {
   double tol;
   int help;                /* --help given */
   const char *db_path;     /* --db; NULL: $MFX_DB, else ~/.cache/mfx/tune.db */
+  const char *target;      /* --target (checked by mfx_target_parse); NULL: cpu */
 } tool_args;
 
 /* What every compile needs, resolved from the arguments. */
@@ -66,6 +68,7 @@ typedef struct {
   int64_t dims[MFX_OP_MAX_DIMS];
   mfx_config cfg;
   char config_why[480];    /* where cfg came from: --config, tuned, nearest, default */
+  const char *knobs;       /* the target whose knobs cfg holds: "cpu", "cuda..." or "emulate" */
 } tool_problem;
 
 /* Print "mfx: error: <message>" to stderr; returns `code`. */

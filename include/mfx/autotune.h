@@ -317,6 +317,10 @@ mfx_status mfx_tune_db_path(const char *given, char *buf, size_t size);
  * default path); a missing file means the template default. */
 mfx_status mfx_tune_lookup(const char *db_path, const mfx_op *op, const int64_t *dims,
                            mfx_tune_choice *out);
+/* The same for a target (mfx_tune_target_get: cpu, emulate, cuda, cuda:N),
+ * so a GPU gets the records of that device. */
+mfx_status mfx_tune_lookup_for(const char *db_path, const mfx_op *op, const int64_t *dims,
+                               const char *target, mfx_tune_choice *out);
 
 /* ---- tuning ------------------------------------------------------------------------ */
 
