@@ -82,6 +82,18 @@ expect 0 "(given by --config)" env MFX_CUDA_LIBRARY="$FAKE" \
 expect 2 "is not one of" env MFX_CUDA_LIBRARY="$FAKE" \
   "$MFX" run $OP --dims $DIMS --target cuda --config '{"threads":100}'
 
+# --- bench: tuned against default on the device, both checked; JSON for scripts ----
+expect 0 '"chosen_ms":' env MFX_CUDA_LIBRARY="$FAKE" \
+  "$MFX" bench $OP --dims $DIMS --target cuda --db "$DB" --repeat 3 --json
+expect 0 '"config_why":"tuned: the best of 5 trials' echo "$OUT"
+expect 0 '"no_cublas":"no dense float equivalent of q16_dequantize"' echo "$OUT"
+expect 0 "speedup" env MFX_CUDA_LIBRARY="$FAKE" \
+  "$MFX" bench $OP --dims $DIMS --target cuda --db "$DB" --repeat 3
+expect 0 "on cuda:0: Fake CUDA Device 0 (sm_90)" echo "$OUT"
+expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" \
+  env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 "$MFX" bench $OP --dims $DIMS --target cuda
+expect 0 "both checked" "$MFX" bench linear --dims M=13,N=17,K=19 --target emulate --repeat 3
+
 # --- errors ----------------------------------------------------------------------------
 expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" \
   env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 "$MFX" run $OP --dims $DIMS --target cuda

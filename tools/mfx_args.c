@@ -49,6 +49,7 @@ static const tool_option tool_options[] = {
     {"--seed", TOOL_OPT_SEED, 1, "--seed 7"},
     {"--db", TOOL_OPT_DB, 1, "--db tune.db"},
     {"--target", TOOL_OPT_TARGET, 1, "--target cuda (cpu, cuda, cuda:N or emulate)"},
+    {"--json", TOOL_OPT_JSON, 0, "--json"},
 };
 
 static const tool_option *tool_find_option(const char *arg, size_t name_len) {
@@ -156,6 +157,7 @@ static int tool_apply_option(const tool_option *o, const char *value, tool_args 
   case TOOL_OPT_TOL: return tool_parse_tol(value, &a->tol);
   case TOOL_OPT_DB: return tool_set_once(o->name, &a->db_path, value);
   case TOOL_OPT_CHECK: a->check = 1; return 0;
+  case TOOL_OPT_JSON: a->json = 1; return 0;
   case TOOL_OPT_TARGET: {
     mfx_target t;
     if (mfx_target_parse(value, &t) != MFX_OK)

@@ -34,6 +34,7 @@ enum {
   TOOL_OPT_TOL = 1u << 9,
   TOOL_OPT_DB = 1u << 10,
   TOOL_OPT_TARGET = 1u << 11,
+  TOOL_OPT_JSON = 1u << 12,
 };
 
 /* --in NAME=FILE or --out NAME=FILE. */
@@ -60,6 +61,7 @@ typedef struct {
   int help;                /* --help given */
   const char *db_path;     /* --db; NULL: $MFX_DB, else ~/.cache/mfx/tune.db */
   const char *target;      /* --target (checked by mfx_target_parse); NULL: cpu */
+  int json;                /* --json: one JSON object */
 } tool_args;
 
 /* What every compile needs, resolved from the arguments. */
