@@ -116,5 +116,15 @@ expect 0 "wrong 0" "$MFX" tune hamming --dims N=19,M=23,W=3 --target emulate --d
 expect 0 "(tuned: the best of 3 trials" "$MFX" run hamming --dims N=19,M=23,W=3 \
   --target emulate --db "$DB" --check
 
+# --- the MoE layer on the GPU emulation: tuned there first, then configs from those records -----
+expect 0 "configs the layer compiled with (emulate records):" "$MFX" demo --target emulate \
+  --tokens 32 --dim 8 --hidden 16 --tune-trials 1 --no-ops --out "$TMP/demo"
+expect 0 "tuning: autotuner, 1 random trials per kernel at the balanced load on emulate" echo "$OUT"
+if [[ "$OUT" =~ \(emulate\ records\):\ ([0-9]+)\ tuned ]] && (( BASH_REMATCH[1] > 0 )); then
+  passed=$((passed + 1))
+else
+  fail "the emulated layer used no tuned config" "$(echo "$OUT" | tail -n 5)"
+fi
+
 echo "test_gpu_cli: $passed passed, $failed failed"
 (( failed == 0 ))
