@@ -126,5 +126,14 @@ else
   fail "the emulated layer used no tuned config" "$(echo "$OUT" | tail -n 5)"
 fi
 
+expect 0 "kernel configs from the tuning database's records of emulate:" "$MFX" experts \
+  --target emulate --tokens 32 --dim 8 --hidden 16 --min-time 0.001 --db "$TMP/demo/tune.db" \
+  --out "$TMP/latency.json"
+if [[ "$OUT" =~ records\ of\ emulate:\ ([0-9]+)\ tuned ]] && (( BASH_REMATCH[1] > 0 )); then
+  passed=$((passed + 1))
+else
+  fail "mfx experts --target emulate used no tuned config" "$(echo "$OUT" | tail -n 3)"
+fi
+
 echo "test_gpu_cli: $passed passed, $failed failed"
 (( failed == 0 ))

@@ -6,6 +6,7 @@
  * device, the nearest tuned shape (other token buckets), or the template
  * default. A GPU's key is asked once, before the layer opens the device
  * (the asking happens in a child process that must not inherit CUDA). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,6 +125,27 @@ mfx_status tool_demo_choose(void *tuning, const char *target, const mfx_op *op,
   *cfg = choice.cfg;
   if ((unsigned)choice.source < 3) t->chosen[choice.source]++;
   return MFX_OK;
+}
+
+int tool_demo_tuning_open(const char *db_path, const char *target, tool_demo_tuning **out) {
+  char path[1024];
+  tool_demo_tuning *t = calloc(1, sizeof *t);
+  if (t == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory");
+  *out = t;
+  t->target = target;
+  if (strcmp(target, "cpu") != 0) {
+    char what[96];
+    snprintf(what, sizeof what, "opening target '%.40s'", target);
+    if (mfx_tune_target_get(target, &t->gpu) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, what);
+    t->have_gpu = 1;
+  }
+  if (mfx_tune_db_path(db_path, path, sizeof path) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "the tuning database");
+  mfx_status st = mfx_tune_db_open_readonly(path, &t->db);
+  if (st == MFX_ERR_NOT_FOUND) mfx_clear_error();
+  else if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "the tuning database");
+  return 0;
 }
 
 void tool_demo_tuning_sources(const tool_demo_tuning *t, int counts[3]) {
