@@ -317,6 +317,43 @@ START_TEST(test_emulate_tunes_checked) {
 }
 END_TEST
 
+/* A synthetic GPU objective: best at 128 threads per block and small
+ * thread tiles, as a launch-bound kernel might be. */
+static double gpu_objective(void *user, const mfx_config *cfg) {
+  (void)user;
+  double bm = (double)mfx_config_get(cfg, "block_m"), bn = (double)mfx_config_get(cfg, "block_n");
+  double tm = (double)mfx_config_get(cfg, "thread_m"), tn = (double)mfx_config_get(cfg, "thread_n");
+  double threads = (bm / tm) * (bn / tn), off = log2(threads) - 7.0;
+  return 1e-3 * (1.0 + off * off) * (1.0 + 0.05 * (tm + tn));
+}
+
+static double best_of(mfx_strategy strategy, int trials) {
+  const mfx_op *op = mfx_op_find("linear");
+  int64_t dims[3] = {200, 300, 64};
+  mfx_tune_key key;
+  mfx_tune_options o;
+  mfx_tune_summary sum;
+  ck_assert_int_eq(mfx_tune_key_init(&key, op, dims, "emulate"), MFX_OK);
+  mfx_tune_options_default(&o);
+  o.strategy = strategy;
+  o.trials = trials;
+  o.seed = 3;
+  o.runner.objective = gpu_objective;
+  ck_assert_msg(mfx_tune(NULL, &key, &o, &sum) == MFX_OK, "%s", mfx_last_error());
+  ck_assert(sum.have_best);
+  return sum.best_s;
+}
+
+/* The model strategy on a GPU space (with its launch features) beats random
+ * search at the same budget on an objective of threads per block. */
+START_TEST(test_model_gpu_features) {
+  double model = best_of(MFX_SEARCH_MODEL, 40), random = best_of(MFX_SEARCH_RANDOM, 40);
+  printf("model-guided best %.6g s, random %.6g s (40 trials each)\n", model, random);
+  ck_assert_msg(model <= random, "model %.6g s, random %.6g s", model, random);
+  ck_assert_msg(model <= 1.2 * 1.1e-3, "model best %.6g s, the optimum 1.1e-3", model);
+}
+END_TEST
+
 static Suite *gputune_suite(void) {
   Suite *s = suite_create("gputune");
   TCase *fake = tcase_create("fake");
@@ -329,6 +366,7 @@ static Suite *gputune_suite(void) {
   TCase *emulate = tcase_create("emulate");
   tcase_set_timeout(emulate, 240);
   tcase_add_test(emulate, test_emulate_tunes_checked);
+  tcase_add_test(emulate, test_model_gpu_features);
   suite_add_tcase(s, emulate);
   return s;
 }
