@@ -65,7 +65,7 @@ fi
 expect 0 "refused before launch" "$MFX" db export --db "$DB"
 expect 0 "CUDA_ERROR_ILLEGAL_ADDRESS" echo "$OUT"
 expect 0 "regs 32, spill 0 B" echo "$OUT"
-expect 0 "cuda" "$MFX" db list --db "$DB"
+expect 0 "cuda/sm_90" "$MFX" db list --db "$DB"
 unset FAKE_CUDA_LOG FAKE_CUDA_FAULT_THREADS
 
 expect 0 "(tuned: the best of 5 trials for this key" env MFX_CUDA_LIBRARY="$FAKE" \
