@@ -82,6 +82,9 @@ int tune_default_batch(const mfx_tune_options *o);
 mfx_status tune_target_gpu(const mfx_target *t, mfx_tune_target *out);
 /* The device's info, asked in a child process (CUDA never initialised here). */
 mfx_status tune_gpu_probe(const char *spec, mfx_device_info *info);
+/* Under MPI: target "cuda" on rank r is "cuda:<r mod devices>" (in buf);
+ * buf "" for any other target. */
+mfx_status tune_gpu_rank_target(const char *target, int rank, char *buf, size_t size);
 /* "NAME, S SMs, M MiB, driver X.Y". */
 void tune_gpu_describe(const mfx_device_info *info, char *buf, size_t size);
 

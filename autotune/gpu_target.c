@@ -14,6 +14,7 @@
 
 typedef struct {
   int ok;
+  int count; /* CUDA devices */
   mfx_device_info info;
   char message[512];
 } tune_probe_reply;
@@ -22,7 +23,10 @@ static void tune_probe_child(const char *spec, int fd) {
   tune_probe_reply reply;
   memset(&reply, 0, sizeof reply);
   mfx_device *dev = NULL;
-  if (mfx_device_open(spec, &dev) == MFX_OK) {
+  if (spec == NULL) { /* the count only */
+    reply.ok = mfx_device_count("cuda", &reply.count) == MFX_OK;
+    if (!reply.ok) tune_copy_text(reply.message, sizeof reply.message, mfx_last_error());
+  } else if (mfx_device_open(spec, &dev) == MFX_OK) {
     reply.ok = 1;
     reply.info = *mfx_device_get_info(dev);
     mfx_device_close(dev);
@@ -53,11 +57,35 @@ static int tune_read_all(int fd, void *buf, size_t bytes) {
   return 1;
 }
 
+static mfx_status tune_probe(const char *spec, tune_probe_reply *out);
+
 mfx_status tune_gpu_probe(const char *spec, mfx_device_info *info) {
+  tune_probe_reply reply;
+  TUNE_TRY(tune_probe(spec, &reply));
+  *info = reply.info;
+  return MFX_OK;
+}
+
+mfx_status tune_gpu_rank_target(const char *target, int rank, char *buf, size_t size) {
+  mfx_target t;
+  buf[0] = '\0';
+  if (target == NULL || mfx_target_parse(target, &t) != MFX_OK || t.kind != MFX_TARGET_CUDA ||
+      t.device >= 0 || t.sm > 0)
+    return MFX_OK;
+  tune_probe_reply reply;
+  TUNE_TRY(tune_probe(NULL, &reply));
+  if (reply.count < 1) return mfx_fail(MFX_ERR_DEVICE, "no CUDA device for rank %d", rank);
+  snprintf(buf, size, "cuda:%d", rank % reply.count);
+  return MFX_OK;
+}
+
+/* The device spec opened, or (spec NULL) the count, in a child process. */
+static mfx_status tune_probe(const char *spec, tune_probe_reply *out) {
   int fds[2];
   fflush(NULL);
   if (pipe(fds) != 0)
-    return mfx_fail(MFX_ERR_IO, "probing %s: pipe: %s", spec, strerror(errno));
+    return mfx_fail(MFX_ERR_IO, "probing %s: pipe: %s", spec != NULL ? spec : "cuda",
+                    strerror(errno));
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
@@ -66,9 +94,11 @@ mfx_status tune_gpu_probe(const char *spec, mfx_device_info *info) {
   close(fds[1]);
   if (pid < 0) {
     close(fds[0]);
-    return mfx_fail(MFX_ERR_IO, "probing %s: fork: %s", spec, strerror(errno));
+    return mfx_fail(MFX_ERR_IO, "probing %s: fork: %s", spec != NULL ? spec : "cuda",
+                    strerror(errno));
   }
   tune_probe_reply reply;
+  const char *what = spec != NULL ? spec : "cuda";
   int got = tune_read_all(fds[0], &reply, sizeof reply);
   close(fds[0]);
   int status = 0;
@@ -76,9 +106,9 @@ mfx_status tune_gpu_probe(const char *spec, mfx_device_info *info) {
   }
   if (!got)
     return mfx_fail(MFX_ERR_DEVICE, "probing %s: the probing process died (status %d) before "
-                    "answering", spec, status);
+                    "answering", what, status);
   if (!reply.ok) return mfx_fail(MFX_ERR_DEVICE, "%s", reply.message);
-  *info = reply.info;
+  *out = reply;
   return MFX_OK;
 }
 

@@ -94,6 +94,18 @@ expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" \
   env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 "$MFX" bench $OP --dims $DIMS --target cuda
 expect 0 "both checked" "$MFX" bench linear --dims M=13,N=17,K=19 --target emulate --repeat 3
 
+# --- MPI: one rank per (fake) GPU, trials gathered on rank 0 ---------------------------------
+if command -v mpirun >/dev/null 2>&1 &&
+   ! "$MFX" tune $OP --dims $DIMS --trials 1 --mpi --db "$TMP/probe.db" 2>&1 | grep -q "built without MPI"; then
+  expect 0 "trials   5 measured (ok 4, error 1" env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    mpirun --allow-run-as-root --oversubscribe -n 2 -x MFX_CUDA_LIBRARY="$FAKE" -x FAKE_CUDA_DEVICES=2 \
+    "$MFX" tune $OP --dims $DIMS --target cuda --mpi --db "$TMP/mpi.db" --strategy exhaustive --min-time 0.0005
+  ranks=$("$MFX" db export --db "$TMP/mpi.db" 2>/dev/null | grep -o '"rank":[01]' | sort -u | wc -l)
+  if [[ "$ranks" == 2 ]]; then passed=$((passed + 1)); else fail "MPI: not both ranks measured"; fi
+else
+  echo "SKIP: MPI on GPUs (no mpirun, or mfx built without MPI)"
+fi
+
 # --- errors ----------------------------------------------------------------------------
 expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" \
   env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 "$MFX" run $OP --dims $DIMS --target cuda
