@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "mfx/autotune.h"
+#include "mfx/device.h"
+#include "mfx/target.h"
 
 /* Return the status of `expr` when it is not MFX_OK. */
 #define TUNE_TRY(expr)                        \
@@ -73,5 +75,31 @@ mfx_status tune_run_loop(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tun
 /* Candidates per round when the options do not say: twice the builder
  * threads, at least 4. */
 int tune_default_batch(const mfx_tune_options *o);
+
+/* ---- GPU targets (gpu_target.c, runner_gpu.c) ---------------------------------- */
+
+/* mfx_tune_target_get of emulate, cuda and cuda:N. */
+mfx_status tune_target_gpu(const mfx_target *t, mfx_tune_target *out);
+/* The device's info, asked in a child process (CUDA never initialised here). */
+mfx_status tune_gpu_probe(const char *spec, mfx_device_info *info);
+/* Under MPI: target "cuda" on rank r is "cuda:<r mod devices>" (in buf);
+ * buf "" for any other target. */
+mfx_status tune_gpu_rank_target(const char *target, int rank, char *buf, size_t size);
+/* "NAME, S SMs, M MiB, driver X.Y". */
+void tune_gpu_describe(const mfx_device_info *info, char *buf, size_t size);
+
+/* The summary of samples (sorted here): median, p10, p90, spread. */
+void tune_summarize(double *samples, int n, int calls, double total, mfx_measurement *out);
+
+/* Measuring candidates on a CUDA device: a worker process behind a
+ * single-threaded "zygote" forked at creation (inputs and reference
+ * outputs are inherited); candidates are PTX artifacts built on the host by
+ * `jobs` threads while earlier ones are measured. */
+typedef struct tune_gpu tune_gpu;
+mfx_status tune_gpu_create(const mfx_op *op, const int64_t *dims, const mfx_runner_options *o,
+                           const mfx_array *inputs, const mfx_array *expected, tune_gpu **out);
+void tune_gpu_destroy(tune_gpu *g);
+mfx_status tune_gpu_evaluate(tune_gpu *g, int n, const mfx_config *cfgs, mfx_trial *out,
+                             mfx_trial_done_fn done, void *user);
 
 #endif

@@ -37,6 +37,8 @@ static const char *const tune_db_migrations[MFX_TUNE_DB_SCHEMA] = {
   /* 2: which MPI rank ran a trial, and how long it took to build. */
   "ALTER TABLE mfx_trials ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;"
   "ALTER TABLE mfx_trials ADD COLUMN build_s REAL NOT NULL DEFAULT 0;",
+  /* 3: what a GPU candidate used (registers, spills, shared memory, occupancy). */
+  "ALTER TABLE mfx_trials ADD COLUMN resources TEXT NOT NULL DEFAULT '';",
 };
 
 /* ---- statements ------------------------------------------------------------- */
@@ -405,6 +407,7 @@ static void tune_db_bind_trial(sqlite3_stmt *stmt, sqlite3_int64 task, const cha
   sqlite3_bind_text(stmt, 11, session, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(stmt, 12, t->rank);
   sqlite3_bind_double(stmt, 13, t->build_s);
+  sqlite3_bind_text(stmt, 14, t->resources, -1, SQLITE_TRANSIENT);
 }
 
 mfx_status tune_db_insert(mfx_tune_db *db, sqlite3_int64 task, const char *config,
@@ -415,12 +418,12 @@ mfx_status tune_db_insert(mfx_tune_db *db, sqlite3_int64 task, const char *confi
                            ignore_duplicate
                                ? "INSERT OR IGNORE INTO mfx_trials(task, config, status, "
                                  "median_s, spread, p10_s, p90_s, repeats, error, created, "
-                                 "session, rank, build_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                                 "?8, ?9, ?10, ?11, ?12, ?13)"
+                                 "session, rank, build_s, resources) VALUES (?1, ?2, ?3, ?4, "
+                                 "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                                : "INSERT INTO mfx_trials(task, config, status, median_s, spread,"
                                  " p10_s, p90_s, repeats, error, created, session, rank, "
-                                 "build_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                                 "?11, ?12, ?13)",
+                                 "build_s, resources) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                                 "?9, ?10, ?11, ?12, ?13, ?14)",
                            &stmt));
   tune_db_bind_trial(stmt, task, config, t, session);
   int rc = tune_db_step(stmt);
@@ -453,7 +456,7 @@ mfx_status mfx_tune_db_add_trial(mfx_tune_db *db, const mfx_tune_key *key, const
 }
 
 /* A trial from a row (config, status, median, spread, p10, p90, repeats,
- * error, created, rank, build_s); 0 when its config no longer parses. */
+ * error, created, rank, build_s, resources); 0 when its config no longer parses. */
 static int tune_db_row_trial(const mfx_tune_key *key, sqlite3_stmt *stmt, mfx_trial *t) {
   memset(t, 0, sizeof *t);
   if (mfx_config_parse_json_for(key->op, key->target.target, tune_db_text(stmt, 0), &t->cfg) !=
@@ -471,11 +474,13 @@ static int tune_db_row_trial(const mfx_tune_key *key, sqlite3_stmt *stmt, mfx_tr
   t->created = sqlite3_column_double(stmt, 8);
   t->rank = sqlite3_column_int(stmt, 9);
   t->build_s = sqlite3_column_double(stmt, 10);
+  tune_copy_text(t->resources, sizeof t->resources, tune_db_text(stmt, 11));
   return 1;
 }
 
 #define TUNE_DB_TRIAL_COLUMNS \
-  "config, status, median_s, spread, p10_s, p90_s, repeats, error, created, rank, build_s"
+  "config, status, median_s, spread, p10_s, p90_s, repeats, error, created, rank, build_s, " \
+  "resources"
 
 /* Visit the trials of a task selected by `where` (after task = ?1). */
 static mfx_status tune_db_visit(mfx_tune_db *db, const mfx_tune_key *key, const char *tail,

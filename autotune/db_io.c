@@ -15,7 +15,7 @@
 static const char tune_export_sql[] =
     "SELECT t.op, t.dims, t.dtypes, t.target, t.arch, t.device, t.version, r.config, r.status,"
     " r.median_s, r.spread, r.p10_s, r.p90_s, r.repeats, r.error, r.created, r.session, r.rank,"
-    " r.build_s FROM mfx_trials r JOIN mfx_tasks t ON t.id = r.task ORDER BY r.id";
+    " r.build_s, r.resources FROM mfx_trials r JOIN mfx_tasks t ON t.id = r.task ORDER BY r.id";
 
 static const char *const tune_export_text[] = {"op", "dims", "dtypes", "target", "arch",
                                                 "device", "version"};
@@ -52,6 +52,8 @@ static mfx_status tune_export_write(mfx_tune_db *db, sqlite3_stmt *stmt, FILE *o
   mfx_json_key_string(&w, "session", tune_db_text(stmt, 16));
   mfx_json_key_int(&w, "rank", sqlite3_column_int(stmt, 17));
   mfx_json_key_number(&w, "build_s", sqlite3_column_double(stmt, 18));
+  if (tune_db_text(stmt, 19)[0] != '\0')
+    mfx_json_key_string(&w, "resources", tune_db_text(stmt, 19));
   mfx_json_end(&w);
   fputc('\n', out);
   if (mfx_json_finish(&w) != MFX_OK)
@@ -174,6 +176,8 @@ static mfx_status tune_import_trial(const cJSON *o, const tune_import_at *at, mf
   t->build_s = tune_json_number(o, "build_s", 0.0);
   const char *error = tune_json_string(o, "error");
   tune_copy_text(t->error, sizeof t->error, error != NULL ? error : "");
+  const char *resources = tune_json_string(o, "resources");
+  tune_copy_text(t->resources, sizeof t->resources, resources != NULL ? resources : "");
   return MFX_OK;
 }
 

@@ -145,11 +145,16 @@ mfx_status mfx_tune_choose(mfx_tune_db *db, const mfx_tune_key *key, mfx_tune_ch
 
 mfx_status mfx_tune_lookup(const char *db_path, const mfx_op *op, const int64_t *dims,
                            mfx_tune_choice *out) {
+  return mfx_tune_lookup_for(db_path, op, dims, "cpu", out);
+}
+
+mfx_status mfx_tune_lookup_for(const char *db_path, const mfx_op *op, const int64_t *dims,
+                               const char *target, mfx_tune_choice *out) {
   char path[1024];
   mfx_tune_key key;
   mfx_tune_db *db = NULL;
   TUNE_TRY(mfx_tune_db_path(db_path, path, sizeof path));
-  TUNE_TRY(mfx_tune_key_init(&key, op, dims, "cpu"));
+  TUNE_TRY(mfx_tune_key_init(&key, op, dims, target != NULL ? target : "cpu"));
   mfx_status st = mfx_tune_db_open_readonly(path, &db);
   if (st == MFX_ERR_NOT_FOUND) {
     mfx_clear_error();

@@ -64,7 +64,7 @@ static double tune_quantile(const double *v, int n, double q) {
   return v[i] + (at - i) * (v[i + 1] - v[i]);
 }
 
-static void tune_summarize(double *samples, int n, int calls, double total,
+void tune_summarize(double *samples, int n, int calls, double total,
                            mfx_measurement *out) {
   qsort(samples, (size_t)n, sizeof *samples, tune_compare_double);
   out->median_s = tune_quantile(samples, n, 0.5);

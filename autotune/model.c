@@ -3,10 +3,16 @@
  * knob's choice; for knobs with three or more choices (tile sizes, layouts)
  * also log2(1 + value) scaled to [0, 1], and the products of those for
  * every pair of them (tile sizes interact: the register tile is their
- * product). Fitting solves the centered normal
+ * product). On a GPU space (the target's GPU template) also what the knobs
+ * imply for the launch: threads per block (block over thread tile of each
+ * block_X/thread_X pair, else the threads knob), shared memory staged per
+ * block, the estimated occupancy on an SM of 2048 threads and 228 KiB, the
+ * waves of blocks over 132 SMs and the idle tail of the last wave (see
+ * tune_gpu_features). Fitting solves the centered normal
  * equations (X^T X + lambda I) w = X^T y by Cholesky, with lambda chosen
  * among a few by leave-one-out error. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +23,7 @@ struct mfx_cost_model {
   mfx_space space;
   int n_features;
   int n_onehot;                       /* one-hot features come first */
+  int gpu;                            /* TUNE_GPU_FEATURES more at the end */
   int offset[MFX_OP_MAX_KNOBS];       /* first one-hot feature of each knob */
   int n_ordinal;                      /* knobs with 3 or more choices */
   int ordinal[MFX_OP_MAX_KNOBS];
@@ -31,6 +38,70 @@ struct mfx_cost_model {
 };
 
 static double tune_log_value(int64_t v) { return log2(1.0 + (double)(v < 0 ? 0 : v)); }
+
+#define TUNE_GPU_FEATURES 5
+#define TUNE_GPU_SM_THREADS 2048.0
+#define TUNE_GPU_SM_BLOCKS 32.0
+#define TUNE_GPU_SM_SHARED (228.0 * 1024.0)
+#define TUNE_GPU_SMS 132.0
+
+/* The value of knob "name" in the config being featurized; -1 if none. */
+static int64_t tune_knob(const mfx_knob *knobs, const int64_t *v, int n, const char *name) {
+  for (int k = 0; k < n; k++)
+    if (strcmp(knobs[k].name, name) == 0) return v[k];
+  return -1;
+}
+
+/* The op's dim named like the knob suffix ("m" -> M); -1 if none. */
+static int64_t tune_dim_of(const mfx_space *s, const char *suffix) {
+  for (int d = 0; d < s->op->n_dims; d++)
+    if (strlen(s->op->dims[d]) == 1 && (s->op->dims[d][0] | 0x20) == (suffix[0] | 0x20) &&
+        suffix[1] == '\0')
+      return s->dims[d];
+  return -1;
+}
+
+/* Launch features of a GPU config (values v in knob order): log2 threads
+ * per block, occupancy, log2(1 + waves), the idle tail of the last wave,
+ * shared bytes / 48 KiB. */
+static void tune_gpu_features(const mfx_space *s, const mfx_knob *knobs, const int64_t *v, int n,
+                              double *x) {
+  double threads = 1.0, blocks = 1.0, staged = 0.0;
+  int pairs = 0;
+  for (int k = 0; k < n; k++) {
+    if (strncmp(knobs[k].name, "block_", 6) != 0) continue;
+    char thread[40];
+    snprintf(thread, sizeof thread, "thread_%s", knobs[k].name + 6);
+    int64_t t = tune_knob(knobs, v, n, thread), dim = tune_dim_of(s, knobs[k].name + 6);
+    if (t > 0 && v[k] >= t) {
+      threads *= (double)(v[k] / t);
+      staged += (double)v[k];
+      pairs++;
+    }
+    if (t > 0 && dim > 0) blocks *= ceil((double)dim / (double)v[k]);
+  }
+  int64_t tk = tune_knob(knobs, v, n, "threads");
+  if (pairs == 0 && tk > 0) threads = (double)tk;
+  int64_t step = tune_knob(knobs, v, n, "block_k");
+  if (step < 0) step = tune_knob(knobs, v, n, "block_w");
+  double shared = tune_knob(knobs, v, n, "shared") > 0 && step > 0 ? staged * step * 4.0 : 0.0;
+  if (pairs == 0) { /* one element per thread: blocks from the largest tensor */
+    double elems = 1.0;
+    for (int d = 0; d < s->op->n_dims; d++) elems *= (double)s->dims[d];
+    blocks = ceil(elems / threads);
+  }
+  double resident = floor(TUNE_GPU_SM_THREADS / (32.0 * ceil(threads / 32.0)));
+  if (resident > TUNE_GPU_SM_BLOCKS) resident = TUNE_GPU_SM_BLOCKS;
+  if (shared > 0.0 && floor(TUNE_GPU_SM_SHARED / shared) < resident)
+    resident = floor(TUNE_GPU_SM_SHARED / shared);
+  if (resident < 1.0) resident = 1.0;
+  double waves = blocks / (resident * TUNE_GPU_SMS);
+  x[0] = log2(threads) / 10.0;
+  x[1] = resident * threads / TUNE_GPU_SM_THREADS;
+  x[2] = log2(1.0 + waves) / 8.0;
+  x[3] = ceil(waves) - waves;
+  x[4] = shared / 49152.0;
+}
 
 static void tune_model_ranges(mfx_cost_model *m) {
   int n_knobs = 0;
@@ -52,7 +123,8 @@ static void tune_model_ranges(mfx_cost_model *m) {
   for (int k = 0; k < n_knobs; k++)
     if (knobs[k].n_choices >= 3) m->ordinal[m->n_ordinal++] = k;
   int n = m->n_ordinal;
-  m->n_features = f + n + n * (n - 1) / 2;
+  m->gpu = mfx_target_is_gpu(m->space.target);
+  m->n_features = f + n + n * (n - 1) / 2 + (m->gpu ? TUNE_GPU_FEATURES : 0);
 }
 
 mfx_status mfx_cost_model_create(const mfx_space *space, mfx_cost_model **out) {
@@ -87,12 +159,14 @@ static void tune_model_features(const mfx_cost_model *m, uint64_t index, double 
   int n_knobs = 0;
   const mfx_knob *knobs = mfx_op_knobs(m->space.op, m->space.target, &n_knobs);
   double u[MFX_OP_MAX_KNOBS];
+  int64_t values[MFX_OP_MAX_KNOBS];
   memset(x, 0, sizeof(double) * (size_t)m->n_features);
   for (int k = 0; k < n_knobs; k++) {
     const mfx_knob *knob = &knobs[k];
     int c = (int)(index % (uint64_t)knob->n_choices);
     index /= (uint64_t)knob->n_choices;
     x[m->offset[k] + c] = 1.0;
+    values[k] = knob->choices[c];
     double span = m->hi[k] - m->lo[k];
     u[k] = span > 0.0 ? (tune_log_value(knob->choices[c]) - m->lo[k]) / span : 0.0;
   }
@@ -100,6 +174,7 @@ static void tune_model_features(const mfx_cost_model *m, uint64_t index, double 
   for (int a = 0; a < m->n_ordinal; a++) x[f++] = u[m->ordinal[a]];
   for (int a = 0; a < m->n_ordinal; a++)
     for (int b = a + 1; b < m->n_ordinal; b++) x[f++] = u[m->ordinal[a]] * u[m->ordinal[b]];
+  if (m->gpu) tune_gpu_features(&m->space, knobs, values, n_knobs, x + f);
 }
 
 /* Factor symmetric positive definite A (n x n) in place: its lower

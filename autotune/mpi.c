@@ -202,6 +202,9 @@ mfx_status mfx_tune_mpi(const char *db_path, const mfx_tune_key *key, const mfx_
   mfx_runner_options runner = o->runner;
   runner.rank = m.rank;
   if (runner.threads <= 0) runner.threads = tune_mpi_threads_per_rank();
+  char gpu[32]; /* one rank per GPU: rank r measures on device r mod the count */
+  if (st == MFX_OK) st = tune_gpu_rank_target(runner.target, m.rank, gpu, sizeof gpu);
+  if (st == MFX_OK && gpu[0] != '\0') runner.target = gpu;
   if (st == MFX_OK) st = mfx_runner_create(key->op, key->dims, &runner, &m.runner);
   st = tune_mpi_agree(st, "to set up its runner");
   if (st == MFX_OK && m.rank == 0) st = tune_mpi_root(&m, db_path, key, o, out);

@@ -25,6 +25,8 @@ struct mfx_runner {
   mfx_array expected[MFX_OP_MAX_TENSORS];
   mfx_array outputs[MFX_OP_MAX_TENSORS];
   mfx_pool *pool;                 /* in-process runs only */
+  int emulate;                    /* target emulate: GPU templates JIT-emulated */
+  tune_gpu *gpu;                  /* target cuda[:N] */
   unsigned char *flush;
   size_t flush_bytes;
 };
@@ -68,9 +70,24 @@ static mfx_status tune_runner_arrays(mfx_runner *r) {
   return MFX_OK;
 }
 
+/* Which kind of runner o->target asks for. */
+static mfx_status tune_runner_target(mfx_runner *r) {
+  mfx_target t;
+  if (r->o.target == NULL) return MFX_OK;
+  TUNE_TRY(mfx_target_parse(r->o.target, &t));
+  if (t.kind == MFX_TARGET_EMULATE) r->emulate = 1;
+  if (t.kind == MFX_TARGET_CUDA && t.sm > 0)
+    return mfx_fail(MFX_ERR_INVALID, "runner: target '%s' names an architecture, not a device; "
+                    "give cuda or cuda:N", r->o.target);
+  return MFX_OK;
+}
+
 static mfx_status tune_runner_setup(mfx_runner *r) {
   if (r->o.objective != NULL) return MFX_OK;
+  TUNE_TRY(tune_runner_target(r));
   TUNE_TRY(tune_runner_arrays(r));
+  if (r->o.target != NULL && mfx_target_names_gpu(r->o.target))
+    return tune_gpu_create(r->op, r->dims, &r->o, r->inputs, r->expected, &r->gpu);
   if (r->o.timeout_s <= 0.0) TUNE_TRY(mfx_pool_create(r->o.threads, &r->pool));
   if (r->o.measure.flush_cache) {
     r->flush_bytes = mfx_measure_flush_bytes();
@@ -109,6 +126,7 @@ void mfx_runner_destroy(mfx_runner *r) {
     mfx_array_free(&r->outputs[i]);
   }
   if (r->pool != NULL) mfx_pool_destroy(r->pool);
+  tune_gpu_destroy(r->gpu);
   free(r->flush);
   free(r);
 }
@@ -127,7 +145,8 @@ typedef struct {
 static void tune_build_one(tune_build_batch *b, int i) {
   mfx_trial *t = &b->trials[i];
   double t0 = mfx_now_seconds();
-  mfx_status st = mfx_op_compile(b->r->op, b->r->dims, &b->cfgs[i], &b->kernels[i]);
+  mfx_status st = mfx_op_compile_for(b->r->op, b->r->emulate ? "emulate" : "cpu", b->r->dims,
+                                     &b->cfgs[i], &b->kernels[i]);
   t->build_s = mfx_now_seconds() - t0;
   if (st != MFX_OK) {
     t->status = MFX_TRIAL_ERROR;
@@ -342,6 +361,7 @@ mfx_status mfx_runner_evaluate(mfx_runner *r, int n, const mfx_config *cfgs, mfx
     tune_evaluate_objective(r, n, cfgs, out, done, user);
     return MFX_OK;
   }
+  if (r->gpu != NULL) return tune_gpu_evaluate(r->gpu, n, cfgs, out, done, user);
   mfx_op_kernel *kernels = calloc((size_t)n + 1, sizeof *kernels);
   if (kernels == NULL) return mfx_fail(MFX_ERR_NOMEM, "runner: out of memory");
   for (int i = 0; i < n; i++) {

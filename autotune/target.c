@@ -91,11 +91,9 @@ mfx_status mfx_tune_target_get(const char *name, mfx_tune_target *out) {
   if (out == NULL) return mfx_fail(MFX_ERR_INVALID, "target: out must not be NULL");
   memset(out, 0, sizeof *out);
   if (name == NULL) name = "cpu";
-  if (strcmp(name, "cpu") != 0)
-    return mfx_fail(MFX_ERR_INVALID,
-                    "target '%s' cannot be tuned by this mfx: the tuner measures on the "
-                    "host CPU only (expected cpu)",
-                    name);
+  mfx_target t;
+  TUNE_TRY(mfx_target_parse(name, &t));
+  if (t.kind != MFX_TARGET_CPU) return tune_target_gpu(&t, out);
   tune_copy_text(out->target, sizeof out->target, "cpu");
   tune_cpu_arch(out->arch, sizeof out->arch);
   tune_cpu_device(out->device, sizeof out->device);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Here (with LLVM): everything a GPU machine without LLVM needs to check and
 # time mfx, in one folder to copy there:
-#   - mfx and test_moe linked against LLVM's static archives (MFX_LLVM_STATIC),
-#     so the MoE layer compiles its GPU kernels there; stripped and gzipped;
+#   - mfx, test_moe and test_device linked against LLVM's static archives
+#     (MFX_LLVM_STATIC), so mfx compiles and tunes GPU kernels there; stripped
+#     and gzipped;
 #   - mfx-runner and the op artifacts of bench/gpu_prepare.sh;
 #   - the shared libraries those programs load, other than glibc's own;
 #   - device_check.sh, which runs it all there and writes logs and JSON.
@@ -17,19 +18,19 @@ sm=${2:-sm_80}
 build=${MFX_PACK_BUILD:-$root/build-gpu-static}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMFX_LLVM_STATIC=ON >/dev/null
-cmake --build "$build" -j"$(nproc)" --target mfx mfx-runner test_moe >/dev/null
+cmake --build "$build" -j"$(nproc)" --target mfx mfx-runner test_moe test_device >/dev/null
 
 rm -rf "$pack"
 mkdir -p "$pack/bin" "$pack/lib"
 "$here/gpu_prepare.sh" "$build" "$pack/artifacts" "$sm"
 cp "$build/bin/mfx-runner" "$pack/bin/"
-for program in mfx test_moe; do
+for program in mfx test_moe test_device; do
   strip -o "$pack/bin/$program" "$build/bin/$program"
   gzip -9 "$pack/bin/$program"
 done
 
 # The libraries the programs load, but not glibc (the machine's own must serve).
-for program in mfx test_moe mfx-runner; do
+for program in mfx test_moe test_device mfx-runner; do
   ldd "$build/bin/$program" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in

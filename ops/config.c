@@ -15,8 +15,9 @@ typedef struct {
   char what_buf[96];
 } mfx_knob_set;
 
+/* emulate runs the GPU templates too (on the CPU). */
 int mfx_target_is_gpu(const char *target) {
-  return mfx_target_names_gpu(target);
+  return mfx_target_names_gpu(target) || (target != NULL && strcmp(target, "emulate") == 0);
 }
 
 const mfx_knob *mfx_op_knobs(const mfx_op *op, const char *target, int *n) {

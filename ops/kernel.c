@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mfx/artifact.h"
+#include "mfx/target.h"
 #include "ops_internal.h"
 
 static mfx_status mfx_op_check_dims(const mfx_op *op, const int64_t *dims) {
@@ -146,4 +148,69 @@ mfx_status mfx_op_kernel_run(const mfx_op_kernel *k, const mfx_kernel_env *env,
     return mfx_fail(MFX_ERR_NOMEM, "run %s: the kernel could not allocate its workspace",
                     op->name);
   return MFX_OK;
+}
+
+/* ---- other targets ---------------------------------------------------------------------- */
+
+static mfx_status mfx_op_emulate_jit(mfx_op_kernel *k) {
+  k->arena = mfx_arena_create();
+  if (k->arena == NULL) return mfx_fail(MFX_ERR_NOMEM, "out of memory creating an arena");
+  mfx_build_result r;
+  MFX_TRY(mfx_op_build_for(k->op, "emulate", k->arena, k->dims, &k->cfg, &k->schedule));
+  MFX_TRY(mfx_build(k->schedule, k->op->name, "emulate", MFX_BUILD_JIT, NULL, &r));
+  k->func = r.func;
+  k->jit = r.jit;
+  return MFX_OK;
+}
+
+mfx_status mfx_op_compile_for(const mfx_op *op, const char *target, const int64_t *dims,
+                              const mfx_config *cfg, mfx_op_kernel *out) {
+  if (target == NULL || strcmp(target, "cpu") == 0) return mfx_op_compile(op, dims, cfg, out);
+  if (strcmp(target, "emulate") != 0)
+    return mfx_fail(MFX_ERR_INVALID, "compile: target '%s' does not run in this process; "
+                    "expected cpu or emulate", target);
+  if (op == NULL || dims == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "compile: op, dims and out must not be NULL");
+  memset(out, 0, sizeof *out);
+  out->op = op;
+  MFX_TRY(mfx_op_check_dims(op, dims));
+  memcpy(out->dims, dims, sizeof(int64_t) * (size_t)op->n_dims);
+  MFX_TRY(mfx_config_complete_for(op, "emulate", cfg, &out->cfg));
+  mfx_status st = mfx_op_emulate_jit(out);
+  if (st != MFX_OK) {
+    char what[512];
+    mfx_op_describe(out, what, sizeof what);
+    mfx_op_kernel_free(out);
+    return mfx_fail_context(st, "compiling %s for emulate", what);
+  }
+  return MFX_OK;
+}
+
+mfx_status mfx_op_gpu_image(const mfx_op *op, const char *sm_target, const int64_t *dims,
+                            const mfx_config *cfg, const char *suffix, void **image,
+                            size_t *size) {
+  mfx_arena *a = mfx_arena_create();
+  if (a == NULL) return mfx_fail(MFX_ERR_NOMEM, "build: out of memory for an arena");
+  mfx_schedule *s = NULL;
+  mfx_artifact_kernel k;
+  memset(&k, 0, sizeof k);
+  mfx_status st = mfx_op_build_for(op, sm_target, a, dims, cfg, &s);
+  if (st == MFX_OK) {
+    snprintf(k.name, sizeof k.name, "%s_%s", op->name, suffix);
+    snprintf(k.op, sizeof k.op, "%s", op->name);
+    snprintf(k.target, sizeof k.target, "%s", sm_target);
+    k.n_dims = op->n_dims;
+    for (int d = 0; d < op->n_dims; d++) {
+      snprintf(k.dim_names[d], sizeof k.dim_names[d], "%s", op->dims[d]);
+      k.dims[d] = dims[d];
+    }
+    mfx_config cfg_done;
+    if (mfx_config_complete_for(op, sm_target, cfg, &cfg_done) == MFX_OK)
+      mfx_config_to_json(&cfg_done, k.config, sizeof k.config);
+    st = mfx_artifact_build(s, &k);
+  }
+  if (st == MFX_OK) st = mfx_artifact_encode(&k, 1, image, size);
+  mfx_artifact_kernel_release(&k);
+  mfx_arena_destroy(a);
+  return st;
 }

@@ -194,6 +194,26 @@ static mfx_status mfx_cuda_attribute(const mfx_cuda_device *cu, CUdevice_attribu
   return mfx_cuda_check(cu, cu->driver->cuDeviceGetAttribute(out, attribute, cu->device), call);
 }
 
+/* Per-SM resources, for occupancy estimates. */
+static mfx_status mfx_cuda_query_sm(mfx_cuda_device *cu, mfx_device_info *info) {
+  int shared_sm = 0, l2 = 0;
+  if (mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR,
+                         "max threads per SM", &info->max_threads_per_sm) ||
+      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR,
+                         "max blocks per SM", &info->max_blocks_per_sm) ||
+      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK, "registers per block",
+                         &info->registers_per_block) ||
+      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR,
+                         "registers per SM", &info->registers_per_sm) ||
+      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+                         "shared memory per SM", &shared_sm) ||
+      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, "L2 cache size", &l2))
+    return MFX_ERR_DEVICE;
+  info->shared_per_sm = (size_t)shared_sm;
+  info->l2_bytes = (size_t)l2;
+  return MFX_OK;
+}
+
 static mfx_status mfx_cuda_query_limits(mfx_cuda_device *cu, mfx_device_info *info) {
   int shared = 0, optin = 0;
   if (mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, "compute major",
@@ -207,7 +227,8 @@ static mfx_status mfx_cuda_query_limits(mfx_cuda_device *cu, mfx_device_info *in
       mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
                          "shared memory per block", &shared) ||
       mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
-                         "shared memory per block opt-in", &optin))
+                         "shared memory per block opt-in", &optin) ||
+      mfx_cuda_query_sm(cu, info))
     return MFX_ERR_DEVICE;
   info->shared_per_block = (size_t)shared;
   info->shared_per_block_optin = (size_t)(optin > shared ? optin : shared);
@@ -238,14 +259,38 @@ static mfx_status mfx_cuda_query(mfx_cuda_device *cu, int ordinal, mfx_device_in
   return MFX_OK;
 }
 
+/* "cuda:0 (NVIDIA H100 80GB HBM3, sm_90), cuda:1 (...)" for messages. */
+static void mfx_cuda_list_devices(const mfx_cuda_driver *drv, int count, char *out, size_t cap) {
+  size_t used = 0;
+  out[0] = '\0';
+  for (int i = 0; i < count && used + 1 < cap; i++) {
+    CUdevice dev = 0;
+    char name[128] = "?";
+    int major = 0, minor = 0;
+    if (drv->cuDeviceGet(&dev, i) == CUDA_SUCCESS) {
+      if (drv->cuDeviceGetName(name, (int)sizeof name, dev) != CUDA_SUCCESS) snprintf(name, sizeof name, "?");
+      drv->cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+      drv->cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+    }
+    name[sizeof name - 1] = '\0';
+    int n = snprintf(out + used, cap - used, "%scuda:%d (%s, sm_%d%d)", i ? ", " : "", i, name,
+                     major, minor);
+    if (n < 0) break;
+    used += (size_t)n;
+  }
+}
+
 static mfx_status mfx_cuda_check_ordinal(const mfx_cuda_driver *drv, int ordinal) {
   int count;
   if (mfx_cuda_init(drv, &count) != MFX_OK) return MFX_ERR_DEVICE;
   if (count == 0)
     return mfx_fail(MFX_ERR_DEVICE, "no CUDA device (driver %s found no GPU)", drv->path);
-  if (ordinal >= count)
-    return mfx_fail(MFX_ERR_DEVICE, "cuda:%d: only %d CUDA device%s", ordinal, count,
-                    count == 1 ? "" : "s");
+  if (ordinal >= count) {
+    char list[512];
+    mfx_cuda_list_devices(drv, count, list, sizeof list);
+    return mfx_fail(MFX_ERR_DEVICE, "cuda:%d: only %d CUDA device%s here: %s", ordinal, count,
+                    count == 1 ? "" : "s", list);
+  }
   return MFX_OK;
 }
 
@@ -557,6 +602,21 @@ mfx_status mfx_cuda_launch(void *state, void *function, const char *name,
   }
   if (opt_in) pthread_mutex_unlock(&cu->launch_lock);
   return st;
+}
+
+mfx_status mfx_cuda_function_attributes(void *state, void *function,
+                                        mfx_function_attributes *out) {
+  mfx_cuda_device *cu = state;
+  CUfunction fn = function;
+  if (mfx_cuda_enter(cu) != MFX_OK ||
+      mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_NUM_REGS, &out->registers) ||
+      mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, &out->local_bytes) ||
+      mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
+                                  &out->static_shared_bytes) ||
+      mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+                                  &out->max_threads_per_block))
+    return MFX_ERR_DEVICE;
+  return MFX_OK;
 }
 
 #else /* !MFX_CUDA_HEADERS */

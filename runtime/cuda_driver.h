@@ -87,6 +87,8 @@ void mfx_cuda_module_unload(void *state, void *module);
 mfx_status mfx_cuda_function_get(void *state, void *module, const char *name, void **function);
 mfx_status mfx_cuda_launch(void *state, void *function, const char *name,
                            const mfx_launch_dims *dims, void **args);
+mfx_status mfx_cuda_function_attributes(void *state, void *function,
+                                        mfx_function_attributes *out);
 #endif
 
 #endif

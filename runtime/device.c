@@ -36,6 +36,7 @@ typedef struct {
   mfx_status (*function_get)(void *state, void *module, const char *name, void **function);
   mfx_status (*launch)(void *state, void *function, const char *name, const mfx_launch_dims *dims,
                        void **args);
+  mfx_status (*attributes)(void *state, void *function, mfx_function_attributes *out);
 } mfx_device_ops;
 
 struct mfx_device {
@@ -189,6 +190,7 @@ static const mfx_device_ops mfx_cuda_ops = {
     .module_unload = mfx_cuda_module_unload,
     .function_get = mfx_cuda_function_get,
     .launch = mfx_cuda_launch,
+    .attributes = mfx_cuda_function_attributes,
 };
 #endif
 
@@ -472,4 +474,14 @@ mfx_status mfx_function_launch(mfx_function *fn, const mfx_launch_dims *dims, vo
   if (st != MFX_OK) return st;
   mfx_device *dev = fn->module->device;
   return dev->ops->launch(dev->state, fn->handle, fn->name, dims, args);
+}
+
+mfx_status mfx_function_get_attributes(mfx_function *fn, mfx_function_attributes *out) {
+  if (fn == NULL || out == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "function attributes: fn and out must not be NULL");
+  memset(out, 0, sizeof *out);
+  mfx_device *dev = fn->module->device;
+  if (dev->ops->attributes == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "%s: %s has no function attributes", dev->name, fn->name);
+  return dev->ops->attributes(dev->state, fn->handle, out);
 }

@@ -68,7 +68,10 @@ expect 0 "usage: mfx tune" "$MFX" tune --help
 expect 0 "usage: mfx db" "$MFX" db --help
 expect 2 "expected exhaustive, random or model" "$MFX" tune $OP --dims $DIMS --strategy best
 expect 2 "missing --dims" "$MFX" tune $OP
-expect 2 "only" "$MFX" tune $OP --dims $DIMS --target cuda
+expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" \
+  env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 "$MFX" tune $OP --dims $DIMS --target cuda
+expect 2 "names an architecture, not a device" "$MFX" tune $OP --dims $DIMS --target cuda:sm_80
+expect 2 "expected cpu, cuda, cuda:N" "$MFX" tune $OP --dims $DIMS --target tpu
 expect 2 "unknown op" "$MFX" tune nosuchop --dims $DIMS
 expect 2 "expected list, best, export, import or plot" "$MFX" db frobnicate
 expect 1 "no tuning database" "$MFX" db list --db "$TMP/absent.db"

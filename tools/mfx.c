@@ -72,8 +72,12 @@ static const char tool_run_usage[] =
     "       mfx run FILE.te [--kernel NAME] [options]  (a kernel written as TE text,\n"
     "                          checked against the IR interpreter: mfx run FILE.te --help)\n"
     "\n"
-    "JIT-compile OP for this CPU and run it.\n"
+    "Compile OP for a target and run it.\n"
     "  --dims M=64,N=64,K=64   every dim of the op, once, positive\n"
+    "  --target T              cpu (default: JIT for this CPU), cuda or cuda:N (the GPU\n"
+    "                          template as PTX for the device, loaded through the driver,\n"
+    "                          timed with CUDA events) or emulate (the GPU template run by\n"
+    "                          the CPU emulation); --config then sets GPU knobs\n"
     "  --in NAME=FILE.npy      an input (others get seeded random data)\n"
     "  --out NAME=FILE.npy     save an output\n"
     "  --config '{\"knob\":V}'   knob values over the defaults\n"
@@ -85,17 +89,22 @@ static const char tool_run_usage[] =
     "  --db PATH               tuning database (default $MFX_DB, else\n"
     "                          ~/.cache/mfx/tune.db): without --config, its best\n"
     "                          record for the op and dims (or the nearest tuned\n"
-    "                          shape) is used; the output says which and why\n";
+    "                          shape) is used; the output says which and why\n"
+    "                          (on a GPU: the records of that device)\n";
 
 static const char tool_bench_usage[] =
     "usage: mfx bench OP --dims NAME=V,... [--db PATH] [--config JSON] [--repeat R]\n"
-    "                 [--threads N] [--seed S]\n"
+    "                 [--threads N] [--seed S] [--target cpu|cuda|cuda:N|emulate] [--json]\n"
     "\n"
     "Time OP with the configuration the tuning database chooses (its best record,\n"
     "else the nearest tuned shape; or --config) against the template default, in\n"
-    "one run on the same inputs, each checked against the reference first.\n"
+    "one run on the same inputs, each checked against the reference first. On a\n"
+    "GPU also against cuBLAS SGEMM (libcublas.so opened at run time; fp32 with TF32\n"
+    "off, and TF32 on) at the op's dense float equivalent.\n"
     "  --db PATH               tuning database (default $MFX_DB, else ~/.cache/mfx/tune.db)\n"
-    "  --repeat R              timed runs of each (default 20), medians\n";
+    "  --repeat R              timed runs of each (default 20), medians\n"
+    "  --target T              where: cpu (default), cuda, cuda:N or emulate\n"
+    "  --json                  one JSON object\n";
 
 static const char tool_demo_usage[] =
     "usage: mfx demo [options]\n"

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mfx/autotune.h"
+#include "mfx/target.h"
 #include "mfx_cli.h"
 
 int tool_error(int code, const char *fmt, ...) {
@@ -62,6 +63,24 @@ static int tool_bind(void *user, const char *option, const char *text, char *why
   return 0;
 }
 
+/* --target names where to run: a device (cpu, cuda, cuda:N, emulate), not
+ * an architecture to compile for (that is mfx compile's cuda:sm_XX). */
+static int tool_check_target(void *user, const char *name, const char *value, char *why,
+                             size_t size) {
+  (void)user;
+  mfx_target t;
+  if (mfx_target_parse(value, &t) != MFX_OK) {
+    snprintf(why, size, "%s: %s", name, mfx_last_error());
+    return 1;
+  }
+  if (t.kind == MFX_TARGET_CUDA && t.sm > 0) {
+    snprintf(why, size, "%s %s names an architecture, not a device; give cuda or cuda:N", name,
+             value);
+    return 1;
+  }
+  return 0;
+}
+
 /* The shared options, each with its bit; pointers into *a. */
 static int tool_shared_options(tool_args *a, unsigned allowed, tool_arg *out) {
   const struct { unsigned bit; tool_arg arg; } all[] = {
@@ -87,6 +106,10 @@ static int tool_shared_options(tool_args *a, unsigned allowed, tool_arg *out) {
                        .example = "--seed 7"}},
       {TOOL_OPT_DB, {.name = "--db", .type = TOOL_ARG_PATH, .to.text = &a->db_path,
                      .example = "--db tune.db"}},
+      {TOOL_OPT_TARGET, {.name = "--target", .type = TOOL_ARG_TEXT, .to.text = &a->target,
+                         .example = "--target cuda (cpu, cuda, cuda:N or emulate)",
+                         .check = tool_check_target}},
+      {TOOL_OPT_JSON, {.name = "--json", .type = TOOL_ARG_FLAG, .to.flag = &a->json}},
   };
   int n = 0;
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -191,10 +214,11 @@ int tool_resolve_problem(const tool_args *args, tool_problem *out) {
   if (mfx_op_parse_dims(out->op, args->dims_text, out->dims) != MFX_OK) {
     return tool_error(TOOL_EXIT_USAGE, "--dims '%s': %s", args->dims_text, mfx_last_error());
   }
-  mfx_config_default(out->op, &out->cfg);
+  out->knobs = args->target != NULL ? args->target : "cpu";
+  mfx_config_default_for(out->op, out->knobs, &out->cfg);
   snprintf(out->config_why, sizeof out->config_why, "template default");
   if (args->config_json != NULL) {
-    if (mfx_config_parse_json(out->op, args->config_json, &out->cfg) != MFX_OK)
+    if (mfx_config_parse_json_for(out->op, out->knobs, args->config_json, &out->cfg) != MFX_OK)
       return tool_error(TOOL_EXIT_USAGE, "--config '%s': %s", args->config_json, mfx_last_error());
     snprintf(out->config_why, sizeof out->config_why, "given by --config");
   }
@@ -206,8 +230,10 @@ int tool_resolve_problem(const tool_args *args, tool_problem *out) {
 int tool_apply_tuned_config(const tool_args *args, tool_problem *p) {
   if (args->config_json != NULL) return 0;
   mfx_tune_choice choice;
-  if (mfx_tune_lookup(args->db_path, p->op, p->dims, &choice) != MFX_OK)
-    return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
+  if (mfx_tune_lookup_for(args->db_path, p->op, p->dims, args->target, &choice) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, args->target != NULL && strcmp(args->target, "cpu")
+                                                 ? "--target"
+                                                 : "reading the tuning database");
   p->cfg = choice.cfg;
   snprintf(p->config_why, sizeof p->config_why, "%s", choice.why);
   return 0;

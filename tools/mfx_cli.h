@@ -35,6 +35,8 @@ enum {
   TOOL_OPT_SEED = 1u << 8,
   TOOL_OPT_TOL = 1u << 9,
   TOOL_OPT_DB = 1u << 10,
+  TOOL_OPT_TARGET = 1u << 11,
+  TOOL_OPT_JSON = 1u << 12,
 };
 
 /* --in NAME=FILE or --out NAME=FILE. */
@@ -60,6 +62,8 @@ typedef struct {
   double tol;
   int help;                /* --help given */
   const char *db_path;     /* --db; NULL: $MFX_DB, else ~/.cache/mfx/tune.db */
+  const char *target;      /* --target (checked by mfx_target_parse); NULL: cpu */
+  int json;                /* --json: one JSON object */
 } tool_args;
 
 /* What every compile needs, resolved from the arguments. */
@@ -68,6 +72,7 @@ typedef struct {
   int64_t dims[MFX_OP_MAX_DIMS];
   mfx_config cfg;
   char config_why[480];    /* where cfg came from: --config, tuned, nearest, default */
+  const char *knobs;       /* the target whose knobs cfg holds: "cpu", "cuda..." or "emulate" */
 } tool_problem;
 
 /* Print "mfx: error: <message>" to stderr; returns `code`. */

@@ -146,8 +146,13 @@ static int tool_db_list_one(void *user, const mfx_tune_task_info *t) {
   }
   char best[32] = "-";
   if (t->ok > 0) snprintf(best, sizeof best, "%.4g", t->best_s * 1e3);
-  printf("%-16s %-28s %-4s %6d %4d %5d %5d %10s  %s\n", t->op, t->dims, t->target.target,
-         t->trials, t->ok, t->errors, t->wrong, best, t->ok > 0 ? t->best_config : "-");
+  char target[48]; /* a GPU's records are its arch's: "cuda/sm_90" */
+  if (strcmp(t->target.target, "cuda") == 0)
+    snprintf(target, sizeof target, "cuda/%.30s", t->target.arch);
+  else
+    snprintf(target, sizeof target, "%.40s", t->target.target);
+  printf("%-16s %-28s %-4s %6d %4d %5d %5d %10s  %s\n", t->op, t->dims, target, t->trials,
+         t->ok, t->errors, t->wrong, best, t->ok > 0 ? t->best_config : "-");
   return 0;
 }
 

@@ -110,14 +110,10 @@ static void tool_demo_defaults(tool_demo_args *a) {
 /* auto: the first GPU when the driver and a device are there, else cpu. */
 static void tool_demo_resolve_target(tool_demo_args *a) {
   if (strcmp(a->target, "auto") != 0) return;
-  int count = 0;
-  mfx_device *dev = NULL;
-  a->target = "cpu";
-  if (mfx_device_count("cuda", &count) == MFX_OK && count > 0 &&
-      mfx_device_open("cuda", &dev) == MFX_OK) {
-    a->target = "cuda";
-    mfx_device_close(dev);
-  }
+  /* asked in a child process (mfx_tune_target_get): this process must not
+   * initialise CUDA before the tuner forks its GPU worker */
+  mfx_tune_target gpu;
+  a->target = mfx_tune_target_get("cuda", &gpu) == MFX_OK ? "cuda" : "cpu";
   mfx_clear_error();
 }
 
@@ -220,15 +216,10 @@ static int tool_demo_tune_section(tool_demo *d) {
   char db[1100];
   int rc = tool_demo_path(d, "tune.db", db, sizeof db);
   if (rc != 0) return rc;
-  if (tool_demo_on_gpu(&d->a)) {
-    printf("\n1. tuning: skipped on %s: the autotuner measures CPU kernels; the layer's GPU\n"
-           "   kernels use their GPU templates' defaults\n", d->a.target);
-    return 0;
-  }
-  printf("\n1. tuning: autotuner, %lld random trials per kernel at the balanced load "
-         "(database %s)\n", (long long)d->a.trials, db);
+  printf("\n1. tuning: autotuner, %lld random trials per kernel at the balanced load on %s "
+         "(database %s)\n", (long long)d->a.trials, d->a.target, db);
   tool_demo_step(d, "tuning the layer's kernels");
-  return tool_demo_tune(db, (int)d->a.trials, &d->plan, &d->tuning);
+  return tool_demo_tune(db, (int)d->a.trials, &d->plan, d->a.target, &d->tuning);
 }
 
 /* ==== 2. expert latencies ================================================================= */
@@ -508,16 +499,14 @@ static int tool_demo_run(tool_demo *d) {
 static void tool_demo_summary(const tool_demo *d) {
   int sources[3];
   tool_demo_tuning_sources(d->tuning, sources);
-  if (tool_demo_on_gpu(&d->a)) {
-    printf("\nconfigs the layer compiled with: the GPU templates' defaults\n");
-    printf("files in %s/: latency.json, latency.svg%s\n", d->a.out,
+  printf("\nconfigs the layer compiled with (%s records): %d tuned, %d from the nearest tuned "
+         "shape, %d template defaults\n", d->a.target, sources[MFX_TUNE_TUNED],
+         sources[MFX_TUNE_NEAREST], sources[MFX_TUNE_DEFAULT]);
+  if (tool_demo_on_gpu(&d->a))
+    printf("files in %s/: tune.db, latency.json, latency.svg%s\n", d->a.out,
            mfx_moe_gpu_kernel_at(d->moe, 0) != NULL ? ", moe_layer.mfxa" : "");
-  } else {
-    printf("\nconfigs the layer compiled with: %d tuned, %d from the nearest tuned shape, %d "
-           "template defaults\n", sources[MFX_TUNE_TUNED], sources[MFX_TUNE_NEAREST],
-           sources[MFX_TUNE_DEFAULT]);
+  else
     printf("files in %s/: tune.db, latency.json, latency.svg, moe_layer.mfxa\n", d->a.out);
-  }
   printf("done in %.1f s: %s\n", mfx_now_seconds() - d->t0,
          d->failed ? "CHECK FAILED" : "every check passed");
 }

@@ -1,8 +1,12 @@
 /* mfx demo, tuning: each kernel of the layer briefly tuned through the
  * autotuner (random search, resumed from the demo's own database, so a
- * second run measures nothing new), and the layer's config chooser, which
- * asks the database for every kernel the layer compiles: the tuned record,
- * the nearest tuned shape (other token buckets), or the template default. */
+ * second run measures nothing new) on the layer's target (the CPU, a GPU, or
+ * the GPU emulation), and the layer's config chooser, which asks the
+ * database for every kernel the layer compiles: the tuned record of that
+ * device, the nearest tuned shape (other token buckets), or the template
+ * default. A GPU's key is asked once, before the layer opens the device
+ * (the asking happens in a child process that must not inherit CUDA). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +18,9 @@
 struct tool_demo_tuning {
   mfx_tune_db *db;
   int chosen[3]; /* configs handed to the layer, by mfx_tune_source */
+  const char *target;     /* the layer's: "cpu", "cuda", "cuda:N", "emulate" */
+  mfx_tune_target gpu;    /* its key when not cpu */
+  int have_gpu;
 };
 
 typedef struct {
@@ -29,12 +36,14 @@ static void tool_tune_progress(void *user, const mfx_tune_progress *p) {
           p->have_best ? p->best_s * 1e3 : 0.0, mfx_now_seconds() - c->t0);
 }
 
-static void tool_tune_options(int trials, tool_tune_progress_ctx *ctx, mfx_tune_options *o) {
+static void tool_tune_options(const char *target, int trials, tool_tune_progress_ctx *ctx,
+                              mfx_tune_options *o) {
   mfx_tune_options_default(o);
   o->strategy = MFX_SEARCH_RANDOM;
   o->trials = trials;
   o->resume = 1;
   o->session = "mfx-demo";
+  o->runner.target = target;
   o->runner.jobs = 2;
   o->runner.measure.min_seconds = TOOL_TUNE_MIN_SECONDS;
   o->progress = tool_tune_progress;
@@ -50,13 +59,21 @@ static void tool_tune_print(const tool_demo_kernel *k, const mfx_tune_summary *s
          s->trials, s->have_best ? s->best_s * 1e3 : 0.0, cfg);
 }
 
+/* The key of op at dims on the layer's target (GPU keys from the cache). */
+static mfx_status tool_tune_key(const tool_demo_tuning *t, int gpu, const mfx_op *op,
+                                const int64_t *dims, mfx_tune_key *key) {
+  mfx_status st = mfx_tune_key_init(key, op, dims, "cpu");
+  if (st == MFX_OK && gpu) key->target = t->gpu;
+  return st;
+}
+
 static int tool_tune_one(tool_demo_tuning *t, const tool_demo_kernel *k, int trials) {
   mfx_tune_key key;
-  if (mfx_tune_key_init(&key, k->op, k->dims, "cpu") != MFX_OK)
+  if (tool_tune_key(t, t->have_gpu, k->op, k->dims, &key) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "demo: tuning key");
   tool_tune_progress_ctx ctx = {k, mfx_now_seconds()};
   mfx_tune_options o;
-  tool_tune_options(trials, &ctx, &o);
+  tool_tune_options(t->target, trials, &ctx, &o);
   mfx_tune_summary s;
   if (mfx_tune(t->db, &key, &o, &s) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "demo: tuning");
@@ -65,10 +82,18 @@ static int tool_tune_one(tool_demo_tuning *t, const tool_demo_kernel *k, int tri
 }
 
 int tool_demo_tune(const char *db_path, int trials, const tool_demo_plan *plan,
-                   tool_demo_tuning **out) {
+                   const char *target, tool_demo_tuning **out) {
   tool_demo_tuning *t = calloc(1, sizeof *t);
   if (t == NULL) return tool_error(TOOL_EXIT_FAIL, "demo: out of memory");
   *out = t;
+  t->target = target;
+  if (strcmp(target, "cpu") != 0) {
+    if (mfx_tune_target_get(target, &t->gpu) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, "demo: the tuning key of the target");
+    t->have_gpu = 1;
+    printf("  device    %s %s (%s): its own records\n", t->gpu.target, t->gpu.device,
+           t->gpu.arch);
+  }
   if (mfx_tune_db_open(db_path, &t->db) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "demo: the tuning database");
   if (trials == 0) {
@@ -90,15 +115,37 @@ int tool_demo_tune(const char *db_path, int trials, const tool_demo_plan *plan,
 mfx_status tool_demo_choose(void *tuning, const char *target, const mfx_op *op,
                             const int64_t *dims, mfx_config *cfg) {
   tool_demo_tuning *t = tuning;
-  if (t == NULL || strcmp(target, "cpu") != 0) return MFX_OK; /* CPU kernels are tuned */
+  int gpu = strcmp(target, "cpu") != 0; /* "cuda:sm_XX", or "cuda" emulated */
+  if (t == NULL || (gpu && !t->have_gpu)) return MFX_OK;
   mfx_tune_key key;
   mfx_tune_choice choice;
-  mfx_status st = mfx_tune_key_init(&key, op, dims, "cpu");
+  mfx_status st = tool_tune_key(t, gpu, op, dims, &key);
   if (st == MFX_OK) st = mfx_tune_choose(t->db, &key, &choice);
   if (st != MFX_OK) return st;
   *cfg = choice.cfg;
   if ((unsigned)choice.source < 3) t->chosen[choice.source]++;
   return MFX_OK;
+}
+
+int tool_demo_tuning_open(const char *db_path, const char *target, tool_demo_tuning **out) {
+  char path[1024];
+  tool_demo_tuning *t = calloc(1, sizeof *t);
+  if (t == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory");
+  *out = t;
+  t->target = target;
+  if (strcmp(target, "cpu") != 0) {
+    char what[96];
+    snprintf(what, sizeof what, "opening target '%.40s'", target);
+    if (mfx_tune_target_get(target, &t->gpu) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, what);
+    t->have_gpu = 1;
+  }
+  if (mfx_tune_db_path(db_path, path, sizeof path) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "the tuning database");
+  mfx_status st = mfx_tune_db_open_readonly(path, &t->db);
+  if (st == MFX_ERR_NOT_FOUND) mfx_clear_error();
+  else if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "the tuning database");
+  return 0;
 }
 
 void tool_demo_tuning_sources(const tool_demo_tuning *t, int counts[3]) {

@@ -26,6 +26,9 @@ static const char tool_experts_usage[] =
     "                      emulate (the GPU kernels on the CPU, for testing); on a\n"
     "                      GPU the time is the kernels' (device events), without\n"
     "                      the copies of the batch to and from the host\n"
+    "  --db PATH           tuning database whose records of the target's device give\n"
+    "                      the kernels' configs (default $MFX_DB, else\n"
+    "                      ~/.cache/mfx/tune.db; none: template defaults)\n"
     "  --threads N         thread pool size (default: one per CPU)\n"
     "  --min-time S        seconds measured per point, at least (default 0.05)\n"
     "  --json              print the table as JSON instead of text\n"
@@ -371,7 +374,7 @@ int tool_experts_plot(const char *path, const mfx_latency_table *t) {
 
 typedef struct {
   tool_experts_request req;
-  const char *target, *plot, *out;
+  const char *target, *plot, *out, *db;
   int json, threads;
 } tool_experts_args;
 
@@ -404,6 +407,7 @@ static int tool_experts_parse(int argc, char **argv, tool_experts_args *a) {
        .example = "--target cpu"},
       {.name = "--plot", .type = TOOL_ARG_PATH, .to.text = &a->plot, .example = "--plot lat.svg"},
       {.name = "--out", .type = TOOL_ARG_PATH, .to.text = &a->out, .example = "--out lat.json"},
+      {.name = "--db", .type = TOOL_ARG_PATH, .to.text = &a->db, .example = "--db tune.db"},
       {.name = "--json", .type = TOOL_ARG_FLAG, .to.flag = &a->json},
       {0},
   };
@@ -478,9 +482,21 @@ int tool_cmd_experts(int argc, char **argv) {
   mfx_pool *pool = NULL;
   if (mfx_pool_create(a.threads, &pool) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "experts: creating the thread pool");
+  tool_demo_tuning *tuning = NULL;
+  rc = tool_demo_tuning_open(a.db, a.target, &tuning); /* before the device is opened */
+  a.req.choose_config = tool_demo_choose;
+  a.req.choose_user = tuning;
   mfx_latency_table *t = malloc(sizeof *t);
-  rc = t ? tool_experts_measure(&a.req, pool, t) : tool_error(TOOL_EXIT_FAIL, "out of memory");
+  if (rc == 0)
+    rc = t ? tool_experts_measure(&a.req, pool, t) : tool_error(TOOL_EXIT_FAIL, "out of memory");
   mfx_pool_destroy(pool);
+  int sources[3];
+  tool_demo_tuning_sources(tuning, sources);
+  if (rc == 0)
+    fprintf(stderr, "mfx experts: kernel configs from the tuning database's records of %s: %d "
+            "tuned, %d from the nearest tuned shape, %d template defaults\n", a.target,
+            sources[0], sources[1], sources[2]);
+  tool_demo_tuning_free(tuning);
   if (rc == 0 && a.json) {
     mfx_latency_write_json(stdout, t, 0);
     fputc('\n', stdout);

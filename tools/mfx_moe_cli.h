@@ -71,11 +71,16 @@ typedef struct {
 /* mfx_demo_tune.c: brief tuning through the autotuner, and the layer's
  * config chooser (an mfx_moe_config_fn over the tuning database). */
 typedef struct tool_demo_tuning tool_demo_tuning;
+/* target: where the layer runs (cpu, cuda, cuda:N, emulate): the kernels
+ * are tuned there and the layer's chooser asks that device's records. */
 int tool_demo_tune(const char *db_path, int trials, const tool_demo_plan *plan,
-                   tool_demo_tuning **out);
+                   const char *target, tool_demo_tuning **out);
 mfx_status tool_demo_choose(void *tuning, const char *target, const mfx_op *op,
                             const int64_t *dims, mfx_config *cfg);
 /* How many configs the chooser handed out: tuned, nearest tuned shape, default. */
+/* The chooser alone, over the database at db_path (NULL: $MFX_DB, else the
+ * default; a missing file: template defaults), for the target's device. */
+int tool_demo_tuning_open(const char *db_path, const char *target, tool_demo_tuning **out);
 void tool_demo_tuning_sources(const tool_demo_tuning *t, int counts[3]);
 void tool_demo_tuning_free(tool_demo_tuning *t);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "mfx/autotune.h"
+#include "mfx/target.h"
 #include "mfx_cli.h"
 
 int tool_cmd_tune(int argc, char **argv);
@@ -24,13 +25,17 @@ static const char tool_tune_usage[] =
     "checked against the reference (tolerance 1e-4) before it is timed; every trial\n"
     "is committed to the tuning database at once.\n"
     "  --dims M=64,N=64,K=64   every dim of the op, once, positive\n"
-    "  --target cpu            what to tune for (only the host CPU here)\n"
+    "  --target T              cpu (default), cuda, cuda:N (a GPU: candidates built to PTX\n"
+    "                          here, measured with CUDA events by a worker process that is\n"
+    "                          restarted after a fault) or emulate (the GPU templates run\n"
+    "                          by the CPU emulation)\n"
     "  --trials N              configs to measure for this key (default 32)\n"
     "  --strategy S            exhaustive, random or model (default model)\n"
     "  --db PATH               the database (default $MFX_DB, else ~/.cache/mfx/tune.db)\n"
     "  --resume                continue: count and never remeasure the configs already\n"
     "                          in the database for this key\n"
-    "  --jobs J                build J candidates in parallel (default 1)\n"
+    "  --jobs J                build J candidates in parallel (default 1; 2 for GPU\n"
+    "                          targets, whose builds overlap the measurements)\n"
     "  --timeout S             run each candidate in a child process killed after S\n"
     "                          seconds (default 60); 0 runs them in this process\n"
     "  --threads N             kernel thread pool size (default: one per CPU)\n"
@@ -138,7 +143,7 @@ static int tool_tune_option(int argc, char **argv, int *i, tool_tune_args *a) {
 static int tool_tune_parse(int argc, char **argv, tool_tune_args *a) {
   memset(a, 0, sizeof *a);
   a->trials = 32;
-  a->jobs = 1;
+  a->jobs = 0; /* not given */
   a->timeout = 60.0;
   a->min_time = 0.05;
   a->seed = 1;
@@ -172,8 +177,14 @@ static int tool_tune_key(const tool_tune_args *a, mfx_tune_key *key) {
                       op->name, names);
   if (mfx_op_parse_dims(op, a->dims, dims) != MFX_OK)
     return tool_error(TOOL_EXIT_USAGE, "--dims '%s': %s", a->dims, mfx_last_error());
-  if (mfx_tune_key_init(key, op, dims, a->target) != MFX_OK)
+  mfx_target target;
+  if (a->target != NULL && mfx_target_parse(a->target, &target) != MFX_OK)
     return tool_error(TOOL_EXIT_USAGE, "--target: %s", mfx_last_error());
+  if (a->target != NULL && target.kind == MFX_TARGET_CUDA && target.sm > 0)
+    return tool_error(TOOL_EXIT_USAGE, "--target %s names an architecture, not a device: tuning "
+                      "measures on a GPU; give cuda or cuda:N", a->target);
+  if (mfx_tune_key_init(key, op, dims, a->target) != MFX_OK) /* no driver, no such GPU */
+    return tool_error(TOOL_EXIT_FAIL, "--target %s: %s", a->target, mfx_last_error());
   return 0;
 }
 
@@ -186,7 +197,8 @@ static int tool_tune_options(const tool_tune_args *a, mfx_tune_options *o) {
   o->trials = (int)a->trials;
   o->resume = a->resume;
   o->seed = a->seed;
-  o->runner.jobs = (int)a->jobs;
+  o->runner.target = a->target;
+  o->runner.jobs = a->jobs > 0 ? (int)a->jobs : a->target != NULL && strcmp(a->target, "cpu") != 0 ? 2 : 1;
   o->runner.threads = (int)a->threads;
   o->runner.timeout_s = a->timeout;
   o->runner.measure.min_seconds = a->min_time;

@@ -96,7 +96,8 @@ typedef struct {
   int max_repeats;     /* at most (200) */
   double min_sample_s; /* a repeat groups calls until it lasts this long (2e-4);
                           one call per repeat when flushing */
-  int flush_cache;     /* write a buffer larger than the LLC before each repeat */
+  int flush_cache;     /* write a buffer larger than the LLC (on a GPU: twice the L2)
+                          before each repeat */
   double tol;          /* f32 tolerance of the reference check (1e-4) */
 } mfx_measure_options;
 
@@ -160,6 +161,9 @@ typedef struct {
   int rank;             /* the MPI rank that ran it (0 alone) */
   double created;       /* Unix time it was recorded */
   char error[MFX_TRIAL_ERROR_MAX];
+  /* GPU candidates: "regs 40, spill 0 B, shared 8192 B, threads 256, occupancy 0.75,
+   * waves 1.2" (what the driver reports and the occupancy that implies); "" otherwise. */
+  char resources[192];
 } mfx_trial;
 
 /* A synthetic objective instead of building and timing (strategy studies,
@@ -167,6 +171,12 @@ typedef struct {
 typedef double (*mfx_objective_fn)(void *user, const mfx_config *cfg);
 
 typedef struct {
+  /* Where candidates run: NULL or "cpu" this CPU; "emulate" the GPU template
+   * through the compiler's CPU emulation (mfx_gpu_emulate_compile); "cuda" or
+   * "cuda:N" a GPU: candidates are compiled to PTX on the host and measured
+   * by a worker process (forked before CUDA is initialised, restarted after
+   * a sticky error or a timeout) with CUDA events. */
+  const char *target;
   int jobs;              /* builder threads (default 1; 0 means 1) */
   double timeout_s;      /* > 0: run each candidate in a child process killed
                             after this long; 0: in this process */
@@ -205,7 +215,12 @@ typedef struct {
   char version[64];  /* "mfx 0.1.0 llvm 14.0.6" */
 } mfx_tune_target;
 
-/* The fingerprint of target "cpu" (this host); other names are refused. */
+/* The fingerprint of a target (mfx/target.h):
+ *   cpu         this host (arch: machine, SIMD flags, flag hash)
+ *   emulate     the GPU templates emulated on this host
+ *   cuda[:N]    GPU N: arch "sm_XX", device "NAME, S SMs, M MiB, driver X.Y"
+ *               (asked in a child process: this process never initialises CUDA)
+ * cuda:sm_XX names no device and is refused. */
 mfx_status mfx_tune_target_get(const char *name, mfx_tune_target *out);
 
 /* What a record is keyed by: op (with its dtypes), dims, target. */
@@ -223,7 +238,7 @@ void mfx_tune_key_dtypes_text(const mfx_op *op, char *buf, size_t size);
 
 /* ---- the database ---------------------------------------------------------------- */
 
-#define MFX_TUNE_DB_SCHEMA 2
+#define MFX_TUNE_DB_SCHEMA 3
 
 typedef struct mfx_tune_db mfx_tune_db;
 
@@ -302,6 +317,10 @@ mfx_status mfx_tune_db_path(const char *given, char *buf, size_t size);
  * default path); a missing file means the template default. */
 mfx_status mfx_tune_lookup(const char *db_path, const mfx_op *op, const int64_t *dims,
                            mfx_tune_choice *out);
+/* The same for a target (mfx_tune_target_get: cpu, emulate, cuda, cuda:N),
+ * so a GPU gets the records of that device. */
+mfx_status mfx_tune_lookup_for(const char *db_path, const mfx_op *op, const int64_t *dims,
+                               const char *target, mfx_tune_choice *out);
 
 /* ---- tuning ------------------------------------------------------------------------ */
 

@@ -43,6 +43,13 @@ typedef struct {
   size_t shared_per_block_optin; /* and at most, opted in (> 48 KiB) */
   uint64_t total_memory;     /* bytes */
   int driver_version;        /* cuDriverGetVersion: 12040 is 12.4; 0 on the CPU */
+  /* Per-SM resources, for occupancy estimates (0 on the CPU). */
+  int max_threads_per_sm;
+  int max_blocks_per_sm;
+  int registers_per_block;
+  int registers_per_sm;
+  size_t shared_per_sm;
+  size_t l2_bytes;           /* L2 cache size */
 } mfx_device_info;
 
 /* spec: "cpu", "cuda" (= "cuda:0") or "cuda:N". */
@@ -115,6 +122,16 @@ typedef struct {
  * buffer: &buffer.address). Errors of the kernel itself show at the next
  * synchronize, read or event wait. */
 mfx_status mfx_function_launch(mfx_function *fn, const mfx_launch_dims *dims, void **args);
+
+/* What the driver says a loaded function uses (CU_FUNC_ATTRIBUTE_*). */
+typedef struct {
+  int registers;             /* per thread (NUM_REGS) */
+  int local_bytes;           /* per thread local memory: spills (LOCAL_SIZE_BYTES) */
+  int static_shared_bytes;   /* per block (SHARED_SIZE_BYTES) */
+  int max_threads_per_block; /* the most this function can be launched with */
+} mfx_function_attributes;
+
+mfx_status mfx_function_get_attributes(mfx_function *fn, mfx_function_attributes *out);
 
 #ifdef __cplusplus
 }

@@ -136,6 +136,17 @@ typedef struct {
 mfx_status mfx_op_compile(const mfx_op *op, const int64_t *dims, const mfx_config *cfg,
                           mfx_op_kernel *out);
 void mfx_op_kernel_free(mfx_op_kernel *k);
+/* The same for a target: "cpu" (or NULL) as mfx_op_compile; "emulate" the
+ * op's GPU template through the compiler's CPU emulation (cfg holds GPU
+ * knobs); the kernel runs with mfx_op_kernel_run either way. */
+mfx_status mfx_op_compile_for(const mfx_op *op, const char *target, const int64_t *dims,
+                              const mfx_config *cfg, mfx_op_kernel *out);
+/* The op's GPU template built to PTX for sm_target ("cuda:sm_90") as a
+ * one-kernel artifact image (*image malloc'd: free() it), named
+ * "<op>_<suffix>": what mfx run, bench and the GPU tuner load on a device. */
+mfx_status mfx_op_gpu_image(const mfx_op *op, const char *sm_target, const int64_t *dims,
+                            const mfx_config *cfg, const char *suffix, void **image,
+                            size_t *size);
 /* Run with inputs then outputs (shapes and dtypes checked). */
 mfx_status mfx_op_kernel_run(const mfx_op_kernel *k, const mfx_kernel_env *env,
                              mfx_array *inputs, mfx_array *outputs);
