@@ -71,8 +71,10 @@ mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
   int parallel = (int)mfx_config_get(cfg, "parallel");
   if (packed != NULL && packed->n_axes == 2)
     MFX_TRY(mfx_tmpl_apply_transpose(s, packed, 16, parallel));
-  else if (packed != NULL)
+  else if (packed != NULL && tn >= 32) /* k blocks: measured faster only for wide panels */
     MFX_TRY(mfx_tmpl_apply_panel(s, packed, 16, parallel));
+  else if (packed != NULL)
+    MFX_TRY(mfx_tmpl_apply_elementwise(s, packed, 8, 0, parallel));
   mfx_tmpl_tiled_reduce p = {
     .x = "i", .y = "j", .r = "k",
     .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
