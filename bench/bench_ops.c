@@ -275,14 +275,22 @@ static int bench_all(mfx_pool *pool, mfx_pool *single, row *rows) {
     gemm_close(&g);
     case_close(&c);
   }
-  /* matadd B=1,H=4,N=3136,D=64,C=64: per head O[C,D] = Hc^T[C,N] V[N,D]. */
-  if (case_open(&c, "matadd", "B=1,H=4,N=3136,D=64,C=64", pool) != MFX_OK) return -1;
-  gemm_case g = gemm_open(64, 64, 3136, 4, 1);
-  rows[n] = (row){"matadd", "B=1,H=4,N=3136,D=64,C=64", "OpenBLAS sgemm (float codes)",
-                  median_seconds(run_mfx, &c), median_seconds(run_gemm, &g), case_check(&c)};
-  n++;
-  gemm_close(&g);
-  case_close(&c);
+  /* matadd, per head O[C,D] = Hc^T[C,N] V[N,D], at three token counts of a
+   * PVT-style pyramid (56x56, 28x28 and 14x14 tokens, 64 values per head). */
+  static const struct { const char *dims; int heads, n; } mat[] = {
+      {"B=1,H=4,N=3136,D=64,C=64", 4, 3136},
+      {"B=1,H=2,N=784,D=64,C=64", 2, 784},
+      {"B=1,H=5,N=196,D=64,C=64", 5, 196},
+  };
+  for (size_t i = 0; i < sizeof mat / sizeof mat[0]; i++) {
+    if (case_open(&c, "matadd", mat[i].dims, pool) != MFX_OK) return -1;
+    gemm_case g = gemm_open(64, 64, mat[i].n, mat[i].heads, 1);
+    rows[n] = (row){"matadd", mat[i].dims, "OpenBLAS sgemm (float codes)",
+                    median_seconds(run_mfx, &c), median_seconds(run_gemm, &g), case_check(&c)};
+    n++;
+    gemm_close(&g);
+    case_close(&c);
+  }
   /* binary attention, same shape. */
   if (case_open(&c, "binary_attention", "B=1,H=4,N=3136,D=64,C=64", pool) != MFX_OK) return -1;
   attention_case t = {.n = 3136, .d = 64, .c = 64, .heads = 4};
@@ -327,7 +335,7 @@ int main(int argc, char **argv) {
   }
   threads = mfx_pool_threads(pool);
   openblas_set_num_threads(threads);
-  row rows[16];
+  row rows[24];
   int n = bench_all(pool, single, rows);
   if (n < 0) {
     fprintf(stderr, "bench_ops: %s\n", mfx_last_error());

@@ -183,7 +183,7 @@ const mfx_op mfx_op_def_linear_gelu = {
   .n_knobs = 9,
   .knobs = {
     {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
-    {"tile_n", "columns of the register tile (the vector loop)", 16, 3, {8, 16, 32}},
+    {"tile_n", "columns of the register tile (the vector loop)", 32, 3, {8, 16, 32}},
     {"tile_k", "split of the reduction (0: none)", 0, 5, {0, 16, 64, 128, 256}},
     {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},

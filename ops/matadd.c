@@ -85,7 +85,7 @@ const mfx_op mfx_op_def_matadd = {
   .n_knobs = 7,
   .knobs = {
     {"tile_c", "codes per register tile (unrolled)", 8, 4, {1, 2, 4, 8}},
-    {"tile_d", "columns of d per register tile (the vector loop)", 32, 3, {8, 16, 32}},
+    {"tile_d", "columns of d per register tile (the vector loop)", 32, 4, {8, 16, 32, 64}},
     {"tile_n", "split of the reduction over n (0: none)", 0, 3, {0, 16, 64}},
     {"vec", "vectorize over d in mfx (0: left to LLVM's loop vectorizer)", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's codes", 1, 2, {0, 1}},

@@ -107,6 +107,9 @@ mfx_status mfx_tmpl_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
 mfx_status mfx_tmpl_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t vector,
                                       int vec, int parallel);
 
+/* Panels P[jo, k, ji] of a [rows, k] source: k in blocks of `block`, each
+ * source row read along k within a block. */
+mfx_status mfx_tmpl_apply_panel(mfx_schedule *s, mfx_tensor *t, int64_t block, int parallel);
 /* A 2-D layout stage (a transpose, or any stage whose reads run across its
  * rows) in block x block tiles, block rows in parallel when parallel. */
 mfx_status mfx_tmpl_apply_transpose(mfx_schedule *s, mfx_tensor *t, int64_t block,

@@ -162,6 +162,38 @@ mfx_status mfx_tmpl_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t ve
   return MFX_OK;
 }
 
+/* ---- panels ---------------------------------------------------------------------------- */
+
+/* P[jo, k, ji] = src[jo*tn + ji, k] in blocks of `block` k steps: for one
+ * (jo, k block), each of the tn source rows is read along k (one cache line
+ * for block 16 of f32/i32) before the next, and the block's tn x block
+ * outputs are one contiguous run. Reading along ji instead (the plain
+ * elementwise order) touches tn rows a row-stride apart per k step, all in
+ * one L1 set when the stride is 4 KiB: at K = 1024 and tn = 32 that packing
+ * took 7% of linear's time. */
+static mfx_status mfx_tmpl_panel_stage(mfx_schedule *s, mfx_stage *st, int64_t block,
+                                       int parallel) {
+  if (st->tensor->n_axes != 3 || st->n_root != 3)
+    return mfx_fail_context(MFX_ERR_INVALID, "a panel has 3 axes (jo, k, ji), not %d",
+                            st->tensor->n_axes);
+  mfx_itervar *ko, *ki, *top = st->root[0];
+  MFX_TRY(mfx_sched_split(s, st, st->root[1], block, MFX_TAIL_GUARD, &ko, &ki));
+  MFX_TRY(mfx_sched_reorder(s, st, 4, (mfx_itervar *[]){st->root[0], ko, st->root[2], ki}));
+  MFX_TRY(mfx_sched_fuse(s, st, st->root[0], ko, &top));
+  if (parallel) MFX_TRY(mfx_sched_parallel(s, st, top));
+  return MFX_OK;
+}
+
+mfx_status mfx_tmpl_apply_panel(mfx_schedule *s, mfx_tensor *t, int64_t block, int parallel) {
+  mfx_stage *st;
+  MFX_TRY(mfx_tmpl_stage(s, t, &st));
+  mfx_status status = mfx_tmpl_panel_stage(s, st, block, parallel);
+  if (status != MFX_OK)
+    return mfx_fail_context(status, "panel schedule of %s (k blocks of %lld)", t->buf->name,
+                            (long long)block);
+  return MFX_OK;
+}
+
 /* ---- transposes ------------------------------------------------------------------------ */
 
 /* T[j, i] = src[i, j] in square blocks: the rows a block reads stay in L1
