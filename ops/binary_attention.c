@@ -253,16 +253,13 @@ static mfx_status attn_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_co
 }
 
 const mfx_op mfx_op_def_binary_attention = {
-  .name = "binary_attention",
+  MFX_OP_LISTED(binary_attention),
   .about = "binary-code linear attention: O = normalize(V/2 + Hc (Hc^T V) / pi) over d",
-  .n_dims = 5,
   .dims = {"B", "H", "N", "D", "C"},
-  .n_inputs = 2,
   .inputs = {
     {"Hc", MFX_I8, 4, {"B", "H", "N", "C"}, "binary codes 0/1"},
     {"V", MFX_F32, 4, {"B", "H", "N", "D"}, "values"},
   },
-  .n_outputs = 1,
   .outputs = {{"O", MFX_F32, 4, {"B", "H", "N", "D"}, "rows of unit norm over d"}},
   .n_knobs = 9,
   .knobs = {
@@ -279,8 +276,6 @@ const mfx_op mfx_op_def_binary_attention = {
      {1, 4, 8}},
   },
   .build = attn_build,
-  .reference = mfx_ref_binary_attention,
-  .random_input = mfx_random_binary_attention,
   .n_gpu_knobs = 10,
   .gpu_knobs = {
     {"block_c", "codes per thread block of Hc^T V", 32, 4, {8, 16, 32, 64}},

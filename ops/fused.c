@@ -159,16 +159,13 @@ static mfx_status shift_dequantize_build_gpu(mfx_arena *a, const int64_t *dims,
   {"local", "accumulate the tile in registers (needed: the epilogue runs at write-back)", 1, 1, {1}}
 
 const mfx_op mfx_op_def_linear_gelu = {
-  .name = "linear_gelu",
+  MFX_OP_LISTED(linear_gelu),
   .about = "dense layer with GELU fused: Y = GELU(X W^T) in f32 (the mult expert's first half)",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 2,
   .inputs = {
     {"X", MFX_F32, 2, {"M", "K"}, "activations"},
     {"W", MFX_F32, 2, {"N", "K"}, "weights, one row per output feature"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y = gelu(linear(X, W))"}},
   .n_knobs = 9,
   .knobs = {
@@ -184,8 +181,6 @@ const mfx_op mfx_op_def_linear_gelu = {
     {"cols_outer", "column tiles outside row tiles (a W panel stays in cache)", 1, 2, {0, 1}},
   },
   .build = linear_gelu_build,
-  .reference = mfx_ref_linear_gelu,
-  .random_input = mfx_random_linear,
   .n_gpu_knobs = 9,
   .gpu_knobs = {
     {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
@@ -239,44 +234,33 @@ const mfx_op mfx_op_def_linear_gelu = {
   }
 
 const mfx_op mfx_op_def_shift_linear_q16_gelu = {
-  .name = "shift_linear_q16_gelu",
+  MFX_OP_LISTED(shift_linear_q16_gelu),
   .about = "the shift expert's first half fused: R = q16_gelu(shift_linear(q16_quantize(X)))",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 3,
   .inputs = {
     {"X", MFX_F32, 2, {"M", "K"}, "activations, f32 (quantized to Q16.16 in the kernel)"},
     {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
     {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
   },
-  .n_outputs = 1,
   .outputs = {{"R", MFX_I32, 2, {"M", "N"},
                "R = q16_gelu(shift_linear(q16_quantize(X), S, G)), Q16.16"}},
   FUSED_SHIFT_KNOBS(1, {"prologue", "q16_quantize: 0 inlined into the loads, 1 its own stage",
                         1, 2, {0, 1}}),
   .build = shift_q16_gelu_build,
-  .reference = mfx_ref_shift_linear_q16_gelu,
-  .random_input = mfx_random_shift_linear_q16_gelu,
   .build_gpu = shift_q16_gelu_build_gpu,
-  .int_tolerance = 1, /* erf is a polynomial on every target: see elementwise.c */
 };
 
 const mfx_op mfx_op_def_shift_linear_dequantize = {
-  .name = "shift_linear_dequantize",
+  MFX_OP_LISTED(shift_linear_dequantize),
   .about = "the shift expert's second half fused: Y = q16_dequantize(shift_linear(X, S, G))",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 3,
   .inputs = {
     {"X", MFX_I32, 2, {"M", "K"}, "activations, Q16.16 fixed point"},
     {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
     {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y = f32(shift_linear(X, S, G)) 2^-16"}},
   FUSED_SHIFT_KNOBS(0, ),
   .build = shift_dequantize_build,
-  .reference = mfx_ref_shift_linear_dequantize,
-  .random_input = mfx_random_shift_linear,
   .build_gpu = shift_dequantize_build_gpu,
 };

@@ -145,16 +145,13 @@ static mfx_status combine_build_gpu(mfx_arena *a, const int64_t *dims, const mfx
 /* ---- the ops ---------------------------------------------------------------------------- */
 
 const mfx_op mfx_op_def_gather_rows = {
-  .name = "gather_rows",
+  MFX_OP_LISTED(gather_rows),
   .about = "rows of X picked by IDX (the MoE dispatch): Y[m] = X[IDX[m]], 0 where IDX[m] = -1",
-  .n_dims = 3,
   .dims = {"T", "M", "D"},
-  .n_inputs = 2,
   .inputs = {
     {"X", MFX_F32, 2, {"T", "D"}, "rows (tokens)"},
     {"IDX", MFX_I32, 1, {"M"}, "the row of X for each row of Y, in [0, T); -1 (padding) or any index outside: a zero row"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "D"}, "Y[m,d] = IDX[m] >= 0 ? X[IDX[m],d] : 0"}},
   .n_knobs = 3,
   .knobs = {
@@ -164,25 +161,20 @@ const mfx_op mfx_op_def_gather_rows = {
   },
   MFX_GPU_ELEMENTWISE_KNOBS,
   .build = gather_build,
-  .reference = mfx_ref_gather_rows,
-  .random_input = mfx_random_gather_rows,
   .build_gpu = gather_build_gpu,
 };
 
 const mfx_op mfx_op_def_combine_rows = {
-  .name = "combine_rows",
+  MFX_OP_LISTED(combine_rows),
   .about = "gate-weighted sums of rows picked by ROWS (the MoE combine): "
            "Y[t] = sum_s GATES[t,s] YALL[ROWS[t,s]], skipping ROWS[t,s] = -1",
-  .n_dims = 4,
   .dims = {"R", "T", "K", "D"},
-  .n_inputs = 3,
   .inputs = {
     {"YALL", MFX_F32, 2, {"R", "D"}, "rows (the experts' outputs)"},
     {"ROWS", MFX_I32, 2, {"T", "K"}, "the row of YALL for each token and slot, in [0, R); "
                                      "-1 (a null expert) or any index outside: no term"},
     {"GATES", MFX_F32, 2, {"T", "K"}, "the weight of each token's slot"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"T", "D"},
                "Y[t,d] = sum over s in order of ROWS[t,s] >= 0 ? GATES[t,s] YALL[ROWS[t,s],d] "
                ": -0.0, from 0"}},
@@ -195,7 +187,5 @@ const mfx_op mfx_op_def_combine_rows = {
   },
   MFX_GPU_ELEMENTWISE_KNOBS,
   .build = combine_build,
-  .reference = mfx_ref_combine_rows,
-  .random_input = mfx_random_combine_rows,
   .build_gpu = combine_build_gpu,
 };

@@ -69,16 +69,13 @@ static mfx_status hamming_build_gpu(mfx_arena *a, const int64_t *dims, const mfx
 }
 
 const mfx_op mfx_op_def_hamming = {
-  .name = "hamming",
+  MFX_OP_LISTED(hamming),
   .about = "Hamming similarity of packed binary codes: S = 32W - 2 popcount(Q xor K)",
-  .n_dims = 3,
   .dims = {"N", "M", "W"},
-  .n_inputs = 2,
   .inputs = {
     {"Q", MFX_U32, 2, {"N", "W"}, "query codes, bit j of word w is code bit 32w+j"},
     {"K", MFX_U32, 2, {"M", "W"}, "key codes, same packing"},
   },
-  .n_outputs = 1,
   .outputs = {{"S", MFX_I32, 2, {"N", "M"}, "S[n,m] = 32W - 2 popcount(Q[n] xor K[m])"}},
   .n_knobs = 9,
   .knobs = {
@@ -93,8 +90,6 @@ const mfx_op mfx_op_def_hamming = {
     {"cols_outer", "key tiles outside query tiles (a KT panel stays in cache)", 0, 2, {0, 1}},
   },
   .build = hamming_build,
-  .reference = mfx_ref_hamming,
-  .random_input = mfx_random_hamming,
   .n_gpu_knobs = 9,
   .gpu_knobs = {
     {"block_n", "query rows per thread block", 64, 4, {16, 32, 64, 128}},

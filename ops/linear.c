@@ -116,16 +116,13 @@ static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_
 }
 
 const mfx_op mfx_op_def_linear = {
-  .name = "linear",
+  MFX_OP_LISTED(linear),
   .about = "dense layer Y = X W^T in f32 (the multiplication expert)",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 2,
   .inputs = {
     {"X", MFX_F32, 2, {"M", "K"}, "activations"},
     {"W", MFX_F32, 2, {"N", "K"}, "weights, one row per output feature"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y[m,n] = sum_k X[m,k] W[n,k]"}},
   .n_knobs = 9,
   .knobs = {
@@ -141,8 +138,6 @@ const mfx_op mfx_op_def_linear = {
     {"cols_outer", "column tiles outside row tiles (a W panel stays in cache)", 1, 2, {0, 1}},
   },
   .build = linear_build,
-  .reference = mfx_ref_linear,
-  .random_input = mfx_random_linear,
   .n_gpu_knobs = 9,
   .gpu_knobs = {
     {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},

@@ -71,16 +71,13 @@ static mfx_status matadd_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_
 }
 
 const mfx_op mfx_op_def_matadd = {
-  .name = "matadd",
+  MFX_OP_LISTED(matadd),
   .about = "binary codes times values with additions only: O = Hc^T V per batch and head",
-  .n_dims = 5,
   .dims = {"B", "H", "N", "D", "C"},
-  .n_inputs = 2,
   .inputs = {
     {"Hc", MFX_I8, 4, {"B", "H", "N", "C"}, "binary codes 0/1"},
     {"V", MFX_F32, 4, {"B", "H", "N", "D"}, "values"},
   },
-  .n_outputs = 1,
   .outputs = {{"O", MFX_F32, 4, {"B", "H", "C", "D"}, "O[b,h,c,d] = sum_n Hc[b,h,n,c] V[b,h,n,d]"}},
   .n_knobs = 7,
   .knobs = {
@@ -93,8 +90,6 @@ const mfx_op mfx_op_def_matadd = {
     {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
   },
   .build = matadd_build,
-  .reference = mfx_ref_matadd,
-  .random_input = mfx_random_matadd,
   .n_gpu_knobs = 7,
   .gpu_knobs = {
     {"block_c", "codes per thread block", 32, 4, {8, 16, 32, 64}},

@@ -286,17 +286,14 @@ static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_c
 }
 
 const mfx_op mfx_op_def_shift_linear = {
-  .name = "shift_linear",
+  MFX_OP_LISTED(shift_linear),
   .about = "shift layer Y = sum_k G (X >> S) in Q16.16 fixed point (MatShift)",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 3,
   .inputs = {
     {"X", MFX_I32, 2, {"M", "K"}, "activations, Q16.16 fixed point"},
     {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
     {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_I32, 2, {"M", "N"}, "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k])"}},
   .n_knobs = 10,
   .knobs = {
@@ -314,8 +311,6 @@ const mfx_op mfx_op_def_shift_linear = {
     {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}},
   },
   .build = shift_build,
-  .reference = mfx_ref_shift_linear,
-  .random_input = mfx_random_shift_linear,
   .n_gpu_knobs = 10,
   .gpu_knobs = {
     {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},

@@ -611,6 +611,68 @@ START_TEST(test_registry) {
 }
 END_TEST
 
+/* The counts in ops/op_list.h agree with each mfx_op's names and shapes:
+ * every dim and tensor slot below the count is named, none above it, and
+ * every shape names one of the op's dims. */
+static int name_count(const char *const *names, int max) {
+  int n = 0;
+  while (n < max && names[n] != NULL) n++;
+  return n;
+}
+
+static void check_listed_interface(const mfx_op *op) {
+  ck_assert_msg(name_count(op->dims, MFX_OP_MAX_DIMS) == op->n_dims,
+                "%s: op_list.h says %d dims, its mfx_op names %d", op->name, op->n_dims,
+                name_count(op->dims, MFX_OP_MAX_DIMS));
+  for (int i = 0; i < MFX_OP_MAX_TENSORS; i++) {
+    ck_assert_msg((op->inputs[i].name != NULL) == (i < op->n_inputs), "%s: input %d", op->name, i);
+    ck_assert_msg((op->outputs[i].name != NULL) == (i < op->n_outputs), "%s: output %d",
+                  op->name, i);
+  }
+  for (int i = 0; i < op->n_inputs + op->n_outputs; i++) {
+    const mfx_op_tensor *t = i < op->n_inputs ? &op->inputs[i] : &op->outputs[i - op->n_inputs];
+    for (int d = 0; d < t->ndim; d++) {
+      int found = 0;
+      for (int e = 0; e < op->n_dims; e++) found |= strcmp(op->dims[e], t->shape[d]) == 0;
+      ck_assert_msg(found, "%s: %s's dim %s is not a dim of the op", op->name, t->name,
+                    t->shape[d]);
+    }
+  }
+}
+
+START_TEST(test_op_list) {
+  for (int i = 0; i < mfx_op_count(); i++) {
+    const mfx_op *op = mfx_op_at(i);
+    check_listed_interface(op);
+    ck_assert_ptr_nonnull(op->reference);
+    ck_assert_ptr_nonnull(op->random_input);
+    /* Every op has a work rate, over dims it has: all 3s give 3^k times the factor. */
+    int64_t dims[MFX_OP_MAX_DIMS];
+    for (int d = 0; d < MFX_OP_MAX_DIMS; d++) dims[d] = 3;
+    const char *unit = NULL;
+    double work = mfx_op_work(op, dims, &unit);
+    ck_assert_msg(work > 0.0 && unit != NULL && strstr(unit, "/s") != NULL, "%s: no work rate",
+                  op->name);
+  }
+  const char *unit = NULL;
+  /* linear: 2 M N K flops. */
+  ck_assert_double_eq(mfx_op_work(mfx_op_find("linear"), (int64_t[]){4, 5, 6}, &unit), 240.0);
+  ck_assert_str_eq(unit, "GFLOP/s");
+  /* matadd: B H N D C adds. */
+  ck_assert_double_eq(mfx_op_work(mfx_op_find("matadd"), (int64_t[]){2, 3, 4, 5, 6}, &unit),
+                      720.0);
+  ck_assert_str_eq(unit, "Gadd/s");
+  /* combine_rows (R, T, K, D): 2 T K D. */
+  ck_assert_double_eq(mfx_op_work(mfx_op_find("combine_rows"), (int64_t[]){9, 2, 3, 4}, &unit),
+                      48.0);
+  /* An op outside the list has no work; neither has a NULL op. */
+  mfx_op stranger = *mfx_op_find("linear");
+  stranger.name = "stranger";
+  ck_assert_double_eq(mfx_op_work(&stranger, (int64_t[]){4, 5, 6}, &unit), 0.0);
+  ck_assert_double_eq(mfx_op_work(NULL, (int64_t[]){4, 5, 6}, &unit), 0.0);
+}
+END_TEST
+
 static void expect_dims_error(const mfx_op *op, const char *text, const char *fragment) {
   int64_t dims[MFX_OP_MAX_DIMS] = {0};
   mfx_clear_error();
@@ -835,6 +897,7 @@ static Suite *ops_suite(void) {
   Suite *s = suite_create("ops");
   TCase *api = tcase_create("interface");
   tcase_add_test(api, test_registry);
+  tcase_add_test(api, test_op_list);
   tcase_add_test(api, test_parse_dims);
   tcase_add_test(api, test_configs);
   tcase_add_test(api, test_compare);
