@@ -51,7 +51,7 @@
  * axis on the thread pool; GPU, one element per thread. */
 #include <stdint.h>
 
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { EW_M, EW_N };
 
@@ -139,17 +139,19 @@ static mfx_status ew_define(mfx_arena *a, const int64_t *dims, const ew_kind *k,
 static mfx_status ew_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                            const ew_kind *k, mfx_schedule **out) {
   mfx_tensor *t = NULL;
+  mfx_ew_knobs kn;
+  MFX_TRY(mfx_ew_knobs_read(cfg, k->what, &kn));
   MFX_TRY(ew_define(a, dims, k, &t, out));
-  return mfx_tmpl_apply_elementwise(*out, t, mfx_config_get(cfg, "vector"),
-                                    (int)mfx_config_get(cfg, "vec"),
-                                    (int)mfx_config_get(cfg, "parallel"));
+  return mfx_tmpl_apply_elementwise(*out, t, kn.vector, (int)kn.vec, (int)kn.parallel);
 }
 
 static mfx_status ew_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                const ew_kind *k, mfx_schedule **out) {
   mfx_tensor *t = NULL;
+  mfx_ew_gpu_knobs kn;
+  MFX_TRY(mfx_ew_gpu_knobs_read(cfg, k->what, &kn));
   MFX_TRY(ew_define(a, dims, k, &t, out));
-  return mfx_gpu_apply_elementwise(*out, t, mfx_config_get(cfg, "threads"));
+  return mfx_gpu_apply_elementwise(*out, t, kn.threads);
 }
 
 #define EW_BUILDERS(name, kind)                                                             \

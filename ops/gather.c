@@ -31,7 +31,7 @@
  * reduction of one row by `vector` columns of d, the small reduction over s
  * outside the vector loop and the sum kept in a local accumulator. GPU, one
  * output element per thread, for both. */
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { GATHER_T, GATHER_M, GATHER_D };
 enum { COMBINE_R, COMBINE_T, COMBINE_K, COMBINE_D };
@@ -77,17 +77,19 @@ static mfx_status gather_define(mfx_arena *a, const int64_t *dims, mfx_tensor **
 static mfx_status gather_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                mfx_schedule **out) {
   mfx_tensor *Y = NULL;
+  mfx_ew_knobs k;
+  MFX_TRY(mfx_ew_knobs_read(cfg, "gather_rows", &k));
   MFX_TRY(gather_define(a, dims, &Y, out));
-  return mfx_tmpl_apply_elementwise(*out, Y, mfx_config_get(cfg, "vector"),
-                                    (int)mfx_config_get(cfg, "vec"),
-                                    (int)mfx_config_get(cfg, "parallel"));
+  return mfx_tmpl_apply_elementwise(*out, Y, k.vector, (int)k.vec, (int)k.parallel);
 }
 
 static mfx_status gather_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
   mfx_tensor *Y = NULL;
+  mfx_ew_gpu_knobs k;
+  MFX_TRY(mfx_ew_gpu_knobs_read(cfg, "gather_rows (GPU)", &k));
   MFX_TRY(gather_define(a, dims, &Y, out));
-  return mfx_gpu_apply_elementwise(*out, Y, mfx_config_get(cfg, "threads"));
+  return mfx_gpu_apply_elementwise(*out, Y, k.threads);
 }
 
 /* ---- combine_rows ------------------------------------------------------------------------ */
@@ -119,17 +121,21 @@ static mfx_status combine_define(mfx_arena *a, const int64_t *dims, mfx_tensor *
   return mfx_schedule_create(a, 3, (mfx_tensor *[]){YALL, ROWS, GATES}, 1, &Y, out);
 }
 
+#define COMBINE_CPU_KNOBS(X) X(vector) X(vec) X(parallel) X(local)
+MFX_KNOB_VIEW(combine_knobs, COMBINE_CPU_KNOBS)
+
 /* One row of t by `vector` columns of d per tile, over every s:
  *   [t.o, d.o fused, parallel], s, t.i (1), d.i (vectorized) */
 static mfx_status combine_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                 mfx_schedule **out) {
   mfx_tensor *Y = NULL;
+  combine_knobs k;
+  MFX_TRY(combine_knobs_read(cfg, "combine_rows", &k));
   MFX_TRY(combine_define(a, dims, &Y, out));
   mfx_tmpl_tiled_reduce p = {
     .n_outer = 0, .x = "t", .y = "d", .r = "s",
-    .fx = 1, .fy = mfx_config_get(cfg, "vector"), .fr = 0,
-    .vec = (int)mfx_config_get(cfg, "vec"), .unroll = 0,
-    .parallel = (int)mfx_config_get(cfg, "parallel"), .local = (int)mfx_config_get(cfg, "local"),
+    .fx = 1, .fy = k.vector, .fr = 0,
+    .vec = (int)k.vec, .unroll = 0, .parallel = (int)k.parallel, .local = (int)k.local,
   };
   return mfx_tmpl_apply_tiled_reduce(*out, Y, &p);
 }
@@ -138,8 +144,10 @@ static mfx_status combine_build(mfx_arena *a, const int64_t *dims, const mfx_con
 static mfx_status combine_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                     mfx_schedule **out) {
   mfx_tensor *Y = NULL;
+  mfx_ew_gpu_knobs k;
+  MFX_TRY(mfx_ew_gpu_knobs_read(cfg, "combine_rows (GPU)", &k));
   MFX_TRY(combine_define(a, dims, &Y, out));
-  return mfx_gpu_apply_elementwise(*out, Y, mfx_config_get(cfg, "threads"));
+  return mfx_gpu_apply_elementwise(*out, Y, k.threads);
 }
 
 /* ---- the ops ---------------------------------------------------------------------------- */

@@ -184,6 +184,11 @@ mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const mfx_shift_parts 
                                          mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
                                          const mfx_config *cfg);
 
+/* matadd.c: the compute `name`[b,h,c,d] = sum_n select(Hc[b,h,n,c] != 0, V[b,h,n,d], -0.0)
+ * over matadd's dims (B, H, N, D, C); binary attention's Hc^T V. */
+mfx_status mfx_matadd_te(mfx_arena *a, mfx_tensor *Hc, mfx_tensor *V, const int64_t *dims,
+                         const char *name, mfx_tensor **out);
+
 /* elementwise.c: the bodies of gelu, q16_quantize, q16_dequantize, q16_gelu. */
 mfx_expr *mfx_ew_gelu(mfx_arena *a, mfx_expr *x);
 mfx_expr *mfx_ew_q16_quantize(mfx_arena *a, mfx_expr *x);

@@ -673,6 +673,46 @@ START_TEST(test_op_list) {
 }
 END_TEST
 
+/* Templates read their knobs through typed views (ops/knobs.h): a knob the
+ * config lacks is an error naming it, never a -1 taken for a tile size. */
+START_TEST(test_knob_views) {
+  const mfx_op *op = mfx_op_find("linear");
+  mfx_config cfg;
+  mfx_config_default(op, &cfg);
+  int64_t v[2] = {0, 0};
+  ck_assert_int_eq(mfx_config_read(&cfg, "linear", 2, (const char *[]){"tile_m", "pack"}, v),
+                   MFX_OK);
+  ck_assert_int_eq(v[0], 8);
+  ck_assert_int_eq(v[1], 2);
+  mfx_clear_error();
+  ck_assert_int_eq(mfx_config_read(&cfg, "linear", 2, (const char *[]){"tile_m", "tile_nn"}, v),
+                   MFX_ERR_INVALID);
+  ck_assert_msg(strstr(mfx_last_error(), "linear") && strstr(mfx_last_error(), "\"tile_nn\"") &&
+                    strstr(mfx_last_error(), "tile_n, "),
+                "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_config_read(NULL, "linear", 1, (const char *[]){"tile_m"}, v),
+                   MFX_ERR_INVALID);
+  /* Every template, CPU and GPU, refuses a config without its knobs. */
+  mfx_config empty = {0};
+  for (int i = 0; i < mfx_op_count(); i++) {
+    op = mfx_op_at(i);
+    int64_t dims[MFX_OP_MAX_DIMS];
+    for (int d = 0; d < MFX_OP_MAX_DIMS; d++) dims[d] = 4;
+    for (int gpu = 0; gpu < 2; gpu++) {
+      mfx_arena *arena = mfx_arena_create();
+      mfx_schedule *sched = NULL;
+      mfx_clear_error();
+      mfx_status st = gpu ? op->build_gpu(arena, dims, &empty, &sched)
+                          : op->build(arena, dims, &empty, &sched);
+      ck_assert_msg(st == MFX_ERR_INVALID && strstr(mfx_last_error(), "knobs of") != NULL &&
+                        strstr(mfx_last_error(), "holds none") != NULL,
+                    "%s (%s): %d %s", op->name, gpu ? "gpu" : "cpu", st, mfx_last_error());
+      mfx_arena_destroy(arena);
+    }
+  }
+}
+END_TEST
+
 static void expect_dims_error(const mfx_op *op, const char *text, const char *fragment) {
   int64_t dims[MFX_OP_MAX_DIMS] = {0};
   mfx_clear_error();
@@ -898,6 +938,7 @@ static Suite *ops_suite(void) {
   TCase *api = tcase_create("interface");
   tcase_add_test(api, test_registry);
   tcase_add_test(api, test_op_list);
+  tcase_add_test(api, test_knob_views);
   tcase_add_test(api, test_parse_dims);
   tcase_add_test(api, test_configs);
   tcase_add_test(api, test_compare);

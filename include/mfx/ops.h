@@ -101,6 +101,11 @@ mfx_status mfx_config_parse_json(const mfx_op *op, const char *json, mfx_config 
 /* Write {"knob":value,...} into buf. */
 void mfx_config_to_json(const mfx_config *cfg, char *buf, size_t size);
 int64_t mfx_config_get(const mfx_config *cfg, const char *name); /* -1 if absent */
+/* Read n knobs by name into values, in order; MFX_ERR_INVALID naming `what`
+ * (the op or template) and the first knob cfg does not hold. What the
+ * templates' typed knob views (ops/knobs.h) are filled by. */
+mfx_status mfx_config_read(const mfx_config *cfg, const char *what, int n,
+                           const char *const *names, int64_t *values);
 
 /* Targets. "cpu" (or NULL) uses op->knobs and op->build; "cuda:sm_XX" (any
  * name starting with "cuda") op->gpu_knobs and op->build_gpu. The plain
