@@ -46,7 +46,7 @@ static void tune_flush(const mfx_launch *l, int round) {
 /* Seconds of `calls` launches back to back. */
 static mfx_status tune_time_calls(const mfx_launch *l, int calls, double *seconds) {
   double t0 = mfx_now_seconds();
-  for (int c = 0; c < calls; c++) TUNE_TRY(mfx_launch_call(l));
+  for (int c = 0; c < calls; c++) MFX_TRY(mfx_launch_call(l));
   *seconds = mfx_now_seconds() - t0;
   return MFX_OK;
 }
@@ -82,7 +82,7 @@ static mfx_status tune_calls_per_repeat(const mfx_launch *l, const mfx_measure_o
   *calls = 1;
   if (o->flush_cache || o->min_sample_s <= 0.0) return MFX_OK;
   double one;
-  TUNE_TRY(tune_time_calls(l, 1, &one));
+  MFX_TRY(tune_time_calls(l, 1, &one));
   if (one < o->min_sample_s) {
     double n = ceil(o->min_sample_s / (one > 1e-9 ? one : 1e-9));
     *calls = n > TUNE_MAX_CALLS_PER_REPEAT ? TUNE_MAX_CALLS_PER_REPEAT : (int)n;
@@ -95,7 +95,7 @@ mfx_status mfx_measure_cpu(const mfx_launch *l, const mfx_measure_options *o,
   if (l == NULL || o == NULL || out == NULL || o->max_repeats < 1)
     return mfx_fail(MFX_ERR_INVALID, "measure: bad arguments (max_repeats must be >= 1)");
   int calls;
-  TUNE_TRY(tune_calls_per_repeat(l, o, &calls));
+  MFX_TRY(tune_calls_per_repeat(l, o, &calls));
   double *samples = malloc(sizeof(double) * (size_t)o->max_repeats);
   if (samples == NULL) return mfx_fail(MFX_ERR_NOMEM, "measure: out of memory");
   double total = 0.0;

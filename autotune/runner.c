@@ -60,18 +60,18 @@ int mfx_trial_status_from_name(const char *name, mfx_trial_status *out) {
 
 static mfx_status tune_runner_arrays(mfx_runner *r) {
   const mfx_op *op = r->op;
-  TUNE_TRY(mfx_op_alloc_inputs(op, r->dims, r->inputs));
+  MFX_TRY(mfx_op_alloc_inputs(op, r->dims, r->inputs));
   mfx_op_random_inputs(op, r->dims, r->o.input_seed, r->inputs);
-  TUNE_TRY(mfx_op_alloc_outputs(op, r->dims, r->expected));
-  TUNE_TRY(mfx_op_alloc_outputs(op, r->dims, r->outputs));
+  MFX_TRY(mfx_op_alloc_outputs(op, r->dims, r->expected));
+  MFX_TRY(mfx_op_alloc_outputs(op, r->dims, r->outputs));
   op->reference(r->dims, r->inputs, r->expected);
   return MFX_OK;
 }
 
 static mfx_status tune_runner_setup(mfx_runner *r) {
   if (r->o.objective != NULL) return MFX_OK;
-  TUNE_TRY(tune_runner_arrays(r));
-  if (r->o.timeout_s <= 0.0) TUNE_TRY(mfx_pool_create(r->o.threads, &r->pool));
+  MFX_TRY(tune_runner_arrays(r));
+  if (r->o.timeout_s <= 0.0) MFX_TRY(mfx_pool_create(r->o.threads, &r->pool));
   if (r->o.measure.flush_cache) {
     r->flush_bytes = mfx_measure_flush_bytes();
     r->flush = malloc(r->flush_bytes);

@@ -165,7 +165,7 @@ mfx_status mfx_tune_db_path(const char *given, char *buf, size_t size) {
   if ((size_t)snprintf(dir, sizeof dir, "%s/.cache", home) >= sizeof dir ||
       (size_t)snprintf(buf, size, "%s/.cache/mfx/tune.db", home) >= size)
     return mfx_fail(MFX_ERR_INVALID, "HOME '%s' is too long for a database path", home);
-  TUNE_TRY(tune_mkdir(dir));
+  MFX_TRY(tune_mkdir(dir));
   tune_copy_text(dir + strlen(dir), sizeof dir - strlen(dir), "/mfx");
   return tune_mkdir(dir);
 }

@@ -43,13 +43,6 @@ void mfx_fill_uniform_int(mfx_array *a, uint64_t *rng, int64_t lo, int64_t hi);
 
 /* ---- schedule-template helpers (template.c) ---------------------------------- */
 
-/* Return the status of `expr` when it is not MFX_OK. */
-#define MFX_TRY(expr)                   \
-  do {                                  \
-    mfx_status mfx_try_ = (expr);       \
-    if (mfx_try_ != MFX_OK) return mfx_try_; \
-  } while (0)
-
 /* t[i, j] and t[i, j, k, l] as expressions (NULL propagates). */
 mfx_expr *mfx_tmpl_load2(mfx_arena *a, mfx_tensor *t, mfx_expr *i, mfx_expr *j);
 mfx_expr *mfx_tmpl_load4(mfx_arena *a, mfx_tensor *t, mfx_expr *i, mfx_expr *j,

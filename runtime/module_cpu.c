@@ -192,9 +192,9 @@ static mfx_status cpu_load_kernel(const char *label, const mfx_artifact_kernel *
   snprintf(what, sizeof what, "artifact %s: kernel %s", label, k->name);
   out->meta = k;
   out->fd = -1;
-  ART_TRY(cpu_check_machine(label, k));
-  ART_TRY(cpu_check_elf(k, what));
-  ART_TRY(cpu_open_object(k, what, out));
+  MFX_TRY(cpu_check_machine(label, k));
+  MFX_TRY(cpu_check_elf(k, what));
+  MFX_TRY(cpu_open_object(k, what, out));
   dlerror();
   void *sym = dlsym(out->handle, k->symbol);
   if (sym == NULL)

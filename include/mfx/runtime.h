@@ -27,6 +27,14 @@ typedef enum {
   MFX_ERR_MISMATCH,  /* result differs from the reference */
 } mfx_status;
 
+/* Return the status of `expr` from the calling function when it is not
+ * MFX_OK (the one early-return helper of every room). */
+#define MFX_TRY(expr)                          \
+  do {                                         \
+    mfx_status mfx_try_ = (expr);              \
+    if (mfx_try_ != MFX_OK) return mfx_try_;   \
+  } while (0)
+
 /* The message of the last failure on this thread ("" if none). */
 const char *mfx_last_error(void);
 /* Record a message for this thread and return `status` (printf format). */
