@@ -36,24 +36,23 @@ void mfx_runner_options_default(mfx_runner_options *o) {
   mfx_measure_options_default(&o->measure);
 }
 
+static const char *const tune_trial_status_names[] = {
+    [MFX_TRIAL_OK] = "ok",
+    [MFX_TRIAL_ERROR] = "error",
+    [MFX_TRIAL_WRONG] = "wrong",
+};
+#define TUNE_N_TRIAL_STATUS \
+  ((int)(sizeof tune_trial_status_names / sizeof tune_trial_status_names[0]))
+
 const char *mfx_trial_status_name(mfx_trial_status s) {
-  switch (s) {
-  case MFX_TRIAL_OK: return "ok";
-  case MFX_TRIAL_ERROR: return "error";
-  case MFX_TRIAL_WRONG: return "wrong";
-  }
-  return "?";
+  return mfx_name_of(tune_trial_status_names, sizeof(char *), TUNE_N_TRIAL_STATUS, (int)s, "?");
 }
 
 int mfx_trial_status_from_name(const char *name, mfx_trial_status *out) {
-  static const mfx_trial_status all[] = {MFX_TRIAL_OK, MFX_TRIAL_ERROR, MFX_TRIAL_WRONG};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-    if (name != NULL && strcmp(name, mfx_trial_status_name(all[i])) == 0) {
-      *out = all[i];
-      return 0;
-    }
-  }
-  return -1;
+  int i = mfx_name_index(tune_trial_status_names, sizeof(char *), TUNE_N_TRIAL_STATUS, name);
+  if (i < 0) return -1;
+  *out = (mfx_trial_status)i;
+  return 0;
 }
 
 /* ---- create / destroy ------------------------------------------------------ */

@@ -48,24 +48,22 @@ struct mfx_search {
   uint64_t centers[TUNE_CENTERS]; /* the fastest observed configs */
 };
 
+static const char *const tune_strategy_names[] = {
+    [MFX_SEARCH_EXHAUSTIVE] = "exhaustive",
+    [MFX_SEARCH_RANDOM] = "random",
+    [MFX_SEARCH_MODEL] = "model",
+};
+#define TUNE_N_STRATEGIES ((int)(sizeof tune_strategy_names / sizeof tune_strategy_names[0]))
+
 const char *mfx_strategy_name(mfx_strategy s) {
-  switch (s) {
-  case MFX_SEARCH_EXHAUSTIVE: return "exhaustive";
-  case MFX_SEARCH_RANDOM: return "random";
-  case MFX_SEARCH_MODEL: return "model";
-  }
-  return "?";
+  return mfx_name_of(tune_strategy_names, sizeof(char *), TUNE_N_STRATEGIES, (int)s, "?");
 }
 
 int mfx_strategy_from_name(const char *name, mfx_strategy *out) {
-  static const mfx_strategy all[] = {MFX_SEARCH_EXHAUSTIVE, MFX_SEARCH_RANDOM, MFX_SEARCH_MODEL};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-    if (name != NULL && strcmp(name, mfx_strategy_name(all[i])) == 0) {
-      *out = all[i];
-      return 0;
-    }
-  }
-  return -1;
+  int i = mfx_name_index(tune_strategy_names, sizeof(char *), TUNE_N_STRATEGIES, name);
+  if (i < 0) return -1;
+  *out = (mfx_strategy)i;
+  return 0;
 }
 
 mfx_status mfx_search_create(const mfx_space *space, mfx_strategy strategy, uint64_t seed,

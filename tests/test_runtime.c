@@ -162,6 +162,27 @@ END_TEST
 
 /* ---- dtypes and arrays ------------------------------------------------------ */
 
+/* mfx_name_of / mfx_name_index over a plain array and over a table of
+ * structs (the stride), with holes, out-of-range values and NULLs. */
+START_TEST(test_enum_names) {
+  static const char *const plain[] = {"zero", NULL, "two"};
+  ck_assert_str_eq(mfx_name_of(plain, sizeof(char *), 3, 0, "?"), "zero");
+  ck_assert_str_eq(mfx_name_of(plain, sizeof(char *), 3, 1, "?"), "?");
+  ck_assert_str_eq(mfx_name_of(plain, sizeof(char *), 3, 3, "?"), "?");
+  ck_assert_str_eq(mfx_name_of(plain, sizeof(char *), 3, -1, "?"), "?");
+  ck_assert_int_eq(mfx_name_index(plain, sizeof(char *), 3, "two"), 2);
+  ck_assert_int_eq(mfx_name_index(plain, sizeof(char *), 3, "one"), -1);
+  ck_assert_int_eq(mfx_name_index(plain, sizeof(char *), 3, NULL), -1);
+  ck_assert_int_eq(mfx_name_index(plain, sizeof(char *), 2, "two"), -1); /* past n */
+  struct row { int before; const char *name; double after; };
+  static const struct row rows[] = {{1, "a", 0.5}, {2, "bb", 1.5}};
+  ck_assert_str_eq(mfx_name_of(&rows[0].name, sizeof rows[0], 2, 1, "?"), "bb");
+  ck_assert_int_eq(mfx_name_index(&rows[0].name, sizeof rows[0], 2, "a"), 0);
+  ck_assert_int_eq(mfx_name_index(&rows[0].name, sizeof rows[0], 2, "bb"), 1);
+  ck_assert_int_eq(mfx_name_index(NULL, sizeof rows[0], 2, "bb"), -1);
+}
+END_TEST
+
 START_TEST(test_dtype_table) {
   static const char *names[] = {"bool", "i8", "i16", "i32", "i64", "u8", "u32", "u64", "f32"};
   static const size_t sizes[] = {1, 1, 2, 4, 8, 1, 4, 8, 4};
@@ -779,6 +800,7 @@ static Suite *runtime_suite(void) {
   suite_add_tcase(s, status);
   TCase *arrays = tcase_create("arrays");
   tcase_add_test(arrays, test_dtype_table);
+  tcase_add_test(arrays, test_enum_names);
   tcase_add_test(arrays, test_array_create);
   tcase_add_test(arrays, test_array_create_errors);
   suite_add_tcase(s, arrays);

@@ -61,6 +61,15 @@ typedef enum {
   MFX_DTYPE_COUNT
 } mfx_dtype;
 
+/* Enum names, one lookup each way: names points at the name of entry 0 of a
+ * table of n entries `stride` bytes apart (a plain array of names: stride
+ * sizeof(char *)); entry v names the value v. mfx_name_of: the name of
+ * value, fallback when out of range or unnamed; mfx_name_index: the value
+ * named name, -1 when none is. */
+const char *mfx_name_of(const void *names, size_t stride, int n, int value,
+                        const char *fallback);
+int mfx_name_index(const void *names, size_t stride, int n, const char *name);
+
 const char *mfx_dtype_name(mfx_dtype t);          /* "f32" */
 int mfx_dtype_from_name(const char *name, mfx_dtype *out); /* 0 on success */
 size_t mfx_dtype_size(mfx_dtype t);               /* bytes; bool is 1 */
