@@ -51,9 +51,20 @@ static mfx_status tune_time_calls(const mfx_launch *l, int calls, double *second
   return MFX_OK;
 }
 
-static int tune_compare_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
+/* One repeat of the timing loop: the cache flushed (when asked), then
+ * `calls` launches timed together (by the loop's host clock). */
+typedef struct {
+  const mfx_launch *launch;
+  int calls, flush, round;
+} tune_repeat;
+
+static mfx_status tune_timed_repeat(void *user, double *seconds) {
+  (void)seconds;
+  tune_repeat *r = user;
+  if (r->flush) tune_flush(r->launch, r->round);
+  r->round++;
+  for (int c = 0; c < r->calls; c++) MFX_TRY(mfx_launch_call(r->launch));
+  return MFX_OK;
 }
 
 /* q-quantile of sorted values, linearly interpolated. */
@@ -66,7 +77,7 @@ static double tune_quantile(const double *v, int n, double q) {
 
 static void tune_summarize(double *samples, int n, int calls, double total,
                            mfx_measurement *out) {
-  qsort(samples, (size_t)n, sizeof *samples, tune_compare_double);
+  mfx_median(samples, n); /* sorts them */
   out->median_s = tune_quantile(samples, n, 0.5);
   out->p10_s = tune_quantile(samples, n, 0.1);
   out->p90_s = tune_quantile(samples, n, 0.9);
@@ -100,15 +111,13 @@ mfx_status mfx_measure_cpu(const mfx_launch *l, const mfx_measure_options *o,
   if (samples == NULL) return mfx_fail(MFX_ERR_NOMEM, "measure: out of memory");
   double total = 0.0;
   int n = 0;
-  mfx_status st = MFX_OK;
-  while (n < o->max_repeats && (n < o->min_repeats || total < o->min_seconds)) {
-    if (o->flush_cache) tune_flush(l, n);
-    double seconds;
-    st = tune_time_calls(l, calls, &seconds);
-    if (st != MFX_OK) break;
-    samples[n++] = seconds / calls;
-    total += seconds;
-  }
+  tune_repeat repeat = {l, calls, o->flush_cache, 0};
+  int min_repeats = o->min_repeats < 1 ? 1 : o->min_repeats;
+  mfx_timing plan = {.min_runs = min_repeats < o->max_repeats ? min_repeats : o->max_repeats,
+                     .max_runs = o->max_repeats,
+                     .min_seconds = o->min_seconds > 0.0 ? o->min_seconds : 0.0};
+  mfx_status st = mfx_time_runs(tune_timed_repeat, &repeat, &plan, samples, &n, &total);
+  for (int i = 0; i < n; i++) samples[i] /= calls;
   if (st == MFX_OK) tune_summarize(samples, n, calls, total, out);
   free(samples);
   return st;

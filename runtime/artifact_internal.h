@@ -38,7 +38,5 @@ typedef struct {
 extern const art_backend art_cpu_backend;
 extern const art_backend art_cuda_backend;
 
-/* The median of n > 0 values (sorts them). */
-double art_median(double *values, int n);
 
 #endif

@@ -20,16 +20,6 @@ struct mfx_artifact {
   pthread_mutex_t lock;
 };
 
-static int art_compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-double art_median(double *values, int n) {
-  qsort(values, (size_t)n, sizeof *values, art_compare_doubles);
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
 /* ---- loading ----------------------------------------------------------------- */
 
 /* The device to use: the option, or what kernel 0 targets. */

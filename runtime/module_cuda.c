@@ -168,7 +168,7 @@ static mfx_status cuda_time(void *state, int index, const mfx_array *inputs, mfx
   if (st == MFX_OK) st = mfx_device_synchronize(s->device);
   if (st == MFX_OK) st = cuda_time_rounds(s, k, start, end, repeat, times);
   if (st == MFX_OK) st = cuda_copy_out(k, outputs);
-  if (st == MFX_OK) *median_seconds = art_median(times, repeat);
+  if (st == MFX_OK) *median_seconds = mfx_median(times, repeat);
   if (start != NULL) mfx_event_destroy(start);
   if (end != NULL) mfx_event_destroy(end);
   free(times);

@@ -202,31 +202,27 @@ void tool_format_element(const mfx_array *a, int64_t i, char *buf, size_t size) 
 
 /* ---- timing ------------------------------------------------------------------------ */
 
-static int tool_compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
+/* A tool's timed function (an exit status) under the runtime's timing loop. */
+typedef struct {
+  tool_timed_fn fn;
+  void *closure;
+  int rc;
+} tool_timed_call;
+
+static mfx_status tool_timed(void *user, double *seconds) {
+  (void)seconds;
+  tool_timed_call *c = user;
+  c->rc = c->fn(c->closure);
+  return c->rc == 0 ? MFX_OK : MFX_ERR_INVALID;
 }
 
 int tool_measure(tool_timed_fn fn, void *closure, int min_runs, int max_runs,
                  double min_seconds, double *median_seconds, int *runs) {
-  double *times = malloc((size_t)max_runs * sizeof *times);
-  if (times == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for %d timings", max_runs);
-  double total = 0.0;
-  int n = 0;
-  while (n < max_runs && (n < min_runs || total < min_seconds)) {
-    double t0 = mfx_now_seconds();
-    int rc = fn(closure);
-    times[n] = mfx_now_seconds() - t0;
-    if (rc != 0) {
-      free(times);
-      return rc;
-    }
-    total += times[n++];
-  }
-  qsort(times, (size_t)n, sizeof *times, tool_compare_doubles);
-  *median_seconds = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
-  *runs = n;
-  free(times);
+  tool_timed_call call = {fn, closure, 0};
+  mfx_timing plan = {.min_runs = min_runs, .max_runs = max_runs, .min_seconds = min_seconds};
+  mfx_status st = mfx_time_median(tool_timed, &call, &plan, median_seconds, runs);
+  if (call.rc != 0) return call.rc;
+  if (st != MFX_OK) return tool_error(TOOL_EXIT_FAIL, "%s", mfx_last_error());
   return 0;
 }
 

@@ -168,6 +168,25 @@ mfx_status mfx_file_write(const char *path, const char *what, const void *data, 
 
 double mfx_now_seconds(void); /* monotonic */
 
+/* The one timing loop. fn runs once; it may set *seconds (set to -1 before
+ * each timed run) to its own time (a device's), else the host clock's time
+ * of the call counts. */
+typedef mfx_status (*mfx_timed_fn)(void *user, double *seconds);
+typedef struct {
+  int warmup;         /* untimed runs first */
+  int min_runs, max_runs;
+  double min_seconds; /* keep running past min_runs until the runs sum to this */
+} mfx_timing;
+/* The runs' times in samples (room for max_runs), in order; *runs how many;
+ * *total (may be NULL) their sum. Stops at fn's first failure, returning it. */
+mfx_status mfx_time_runs(mfx_timed_fn fn, void *user, const mfx_timing *t, double *samples,
+                         int *runs, double *total);
+/* The median of the runs (the mean of the middle two for an even count). */
+mfx_status mfx_time_median(mfx_timed_fn fn, void *user, const mfx_timing *t, double *median_s,
+                           int *runs);
+/* The median of n values (sorts them); 0 for none. */
+double mfx_median(double *values, int n);
+
 #ifdef __cplusplus
 }
 #endif
