@@ -10,13 +10,6 @@
 #include "mfx/device.h"
 #include "mfx/target.h"
 
-/* Return the status of `expr` when it is not MFX_OK. */
-#define TUNE_TRY(expr)                        \
-  do {                                        \
-    mfx_status tune_try_ = (expr);            \
-    if (tune_try_ != MFX_OK) return tune_try_; \
-  } while (0)
-
 /* ---- u64 -> u64 hash map (open addressing); also a set ------------------ */
 
 typedef struct {

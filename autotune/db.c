@@ -206,7 +206,7 @@ static mfx_status tune_db_migrate_locked(mfx_tune_db *db) {
     return mfx_fail(MFX_ERR_FORMAT, "tune database %s: schema version %lld is newer than %d",
                     db->path, (long long)version, MFX_TUNE_DB_SCHEMA);
   for (sqlite3_int64 v = version; v < MFX_TUNE_DB_SCHEMA; v++)
-    TUNE_TRY(tune_db_exec(db, tune_db_migrations[v]));
+    MFX_TRY(tune_db_exec(db, tune_db_migrations[v]));
   char sql[128];
   snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d",
            MFX_TUNE_DB_SCHEMA, TUNE_DB_APP_ID);
@@ -215,7 +215,7 @@ static mfx_status tune_db_migrate_locked(mfx_tune_db *db) {
 
 static mfx_status tune_db_migrate(mfx_tune_db *db, const tune_db_identity *id) {
   if (id->version == MFX_TUNE_DB_SCHEMA && id->app_id == TUNE_DB_APP_ID) return MFX_OK;
-  TUNE_TRY(tune_db_begin(db));
+  MFX_TRY(tune_db_begin(db));
   mfx_status st = tune_db_migrate_locked(db); /* re-reads: another process may have won */
   if (st == MFX_OK) st = tune_db_commit(db);
   if (st != MFX_OK) tune_db_rollback(db);
@@ -227,10 +227,10 @@ static mfx_status tune_db_migrate(mfx_tune_db *db, const tune_db_identity *id) {
 static mfx_status tune_db_configure(mfx_tune_db *db) {
   sqlite3_busy_timeout(db->h, TUNE_DB_BUSY_MS);
   tune_db_identity id;
-  TUNE_TRY(tune_db_identify(db, &id));
-  TUNE_TRY(tune_db_accept(db, &id));
-  TUNE_TRY(tune_db_exec(db, "PRAGMA journal_mode = WAL"));
-  TUNE_TRY(tune_db_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON"));
+  MFX_TRY(tune_db_identify(db, &id));
+  MFX_TRY(tune_db_accept(db, &id));
+  MFX_TRY(tune_db_exec(db, "PRAGMA journal_mode = WAL"));
+  MFX_TRY(tune_db_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON"));
   return tune_db_migrate(db, &id);
 }
 
@@ -240,8 +240,8 @@ static mfx_status tune_db_configure(mfx_tune_db *db) {
 static mfx_status tune_db_configure_readonly(mfx_tune_db *db) {
   sqlite3_busy_timeout(db->h, TUNE_DB_BUSY_MS);
   tune_db_identity id;
-  TUNE_TRY(tune_db_identify(db, &id));
-  TUNE_TRY(tune_db_accept(db, &id));
+  MFX_TRY(tune_db_identify(db, &id));
+  MFX_TRY(tune_db_accept(db, &id));
   if (id.n_tables == 0)
     return mfx_fail(MFX_ERR_FORMAT, "tune database %s: the file is empty or holds no tables: "
                     "not an mfx tuning database (mfx tune creates one)", db->path);
@@ -359,7 +359,7 @@ static void tune_db_bind_task(sqlite3_stmt *stmt, const tune_db_task *t) {
 static mfx_status tune_db_find_task(mfx_tune_db *db, const tune_db_task *task,
                                     sqlite3_int64 *id) {
   sqlite3_stmt *stmt;
-  TUNE_TRY(tune_db_prepare(db,
+  MFX_TRY(tune_db_prepare(db,
                            "SELECT id FROM mfx_tasks WHERE op = ?1 AND dims = ?2 AND dtypes = ?3 "
                            "AND target = ?4 AND arch = ?5 AND device = ?6 AND version = ?7",
                            &stmt));
@@ -373,10 +373,10 @@ static mfx_status tune_db_find_task(mfx_tune_db *db, const tune_db_task *task,
 
 mfx_status tune_db_task_id(mfx_tune_db *db, const tune_db_task *task, int create,
                            sqlite3_int64 *id) {
-  TUNE_TRY(tune_db_find_task(db, task, id));
+  MFX_TRY(tune_db_find_task(db, task, id));
   if (*id != 0 || !create) return MFX_OK;
   sqlite3_stmt *stmt;
-  TUNE_TRY(tune_db_prepare(db,
+  MFX_TRY(tune_db_prepare(db,
                            "INSERT INTO mfx_tasks(op, dims, dtypes, target, arch, device, version)"
                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                            &stmt));
@@ -414,7 +414,7 @@ mfx_status tune_db_insert(mfx_tune_db *db, sqlite3_int64 task, const char *confi
                           const mfx_trial *t, const char *session, int ignore_duplicate,
                           int *inserted) {
   sqlite3_stmt *stmt;
-  TUNE_TRY(tune_db_prepare(db,
+  MFX_TRY(tune_db_prepare(db,
                            ignore_duplicate
                                ? "INSERT OR IGNORE INTO mfx_trials(task, config, status, "
                                  "median_s, spread, p10_s, p90_s, repeats, error, created, "
@@ -439,7 +439,7 @@ static mfx_status tune_db_add_locked(mfx_tune_db *db, const mfx_tune_key *key,
   tune_db_task task;
   sqlite3_int64 id;
   tune_db_task_of_key(key, dims, sizeof dims, dtypes, sizeof dtypes, &task);
-  TUNE_TRY(tune_db_task_id(db, &task, 1, &id));
+  MFX_TRY(tune_db_task_id(db, &task, 1, &id));
   mfx_config_to_json(&t->cfg, config, sizeof config);
   return tune_db_insert(db, id, config, t, session, 0, NULL);
 }
@@ -448,7 +448,7 @@ mfx_status mfx_tune_db_add_trial(mfx_tune_db *db, const mfx_tune_key *key, const
                                  const mfx_trial *t) {
   if (db == NULL || key == NULL || key->op == NULL || session == NULL || t == NULL)
     return mfx_fail(MFX_ERR_INVALID, "tune database: bad arguments to add_trial");
-  TUNE_TRY(tune_db_begin(db));
+  MFX_TRY(tune_db_begin(db));
   mfx_status st = tune_db_add_locked(db, key, session, t);
   if (st == MFX_OK) st = tune_db_commit(db);
   if (st != MFX_OK) tune_db_rollback(db);
@@ -489,12 +489,12 @@ static mfx_status tune_db_visit(mfx_tune_db *db, const mfx_tune_key *key, const 
   tune_db_task task;
   sqlite3_int64 id;
   tune_db_task_of_key(key, dims, sizeof dims, dtypes, sizeof dtypes, &task);
-  TUNE_TRY(tune_db_task_id(db, &task, 0, &id));
+  MFX_TRY(tune_db_task_id(db, &task, 0, &id));
   if (id == 0) return MFX_OK;
   snprintf(sql, sizeof sql, "SELECT " TUNE_DB_TRIAL_COLUMNS " FROM mfx_trials WHERE task = ?1 %s",
            tail);
   sqlite3_stmt *stmt;
-  TUNE_TRY(tune_db_prepare(db, sql, &stmt));
+  MFX_TRY(tune_db_prepare(db, sql, &stmt));
   sqlite3_bind_int64(stmt, 1, id);
   int rc;
   mfx_trial t;
@@ -529,7 +529,7 @@ mfx_status mfx_tune_db_best(mfx_tune_db *db, const mfx_tune_key *key, mfx_trial 
   if (db == NULL || key == NULL || key->op == NULL || best == NULL || found == NULL)
     return mfx_fail(MFX_ERR_INVALID, "tune database: bad arguments to best");
   tune_db_best_visit v = {best, 0};
-  TUNE_TRY(tune_db_visit(db, key, "AND status = 'ok' AND median_s > 0 ORDER BY median_s, id", tune_db_take_first,
+  MFX_TRY(tune_db_visit(db, key, "AND status = 'ok' AND median_s > 0 ORDER BY median_s, id", tune_db_take_first,
                          &v));
   *found = v.found;
   return MFX_OK;
@@ -584,7 +584,7 @@ mfx_status mfx_tune_db_list(mfx_tune_db *db, mfx_task_visit_fn fn, void *user) {
   if (db == NULL || fn == NULL)
     return mfx_fail(MFX_ERR_INVALID, "tune database: bad arguments to list");
   sqlite3_stmt *stmt;
-  TUNE_TRY(tune_db_prepare(db, tune_db_list_sql, &stmt));
+  MFX_TRY(tune_db_prepare(db, tune_db_list_sql, &stmt));
   int rc;
   mfx_tune_task_info info;
   while ((rc = tune_db_step(stmt)) == SQLITE_ROW) {
@@ -601,7 +601,7 @@ mfx_status tune_db_tuned_shapes(mfx_tune_db *db, const mfx_tune_key *key, tune_d
   char dtypes[256];
   mfx_tune_key_dtypes_text(key->op, dtypes, sizeof dtypes);
   sqlite3_stmt *stmt;
-  TUNE_TRY(tune_db_prepare(db,
+  MFX_TRY(tune_db_prepare(db,
                            "SELECT t.dims, t.device, r.config, MIN(r.median_s) FROM mfx_tasks t"
                            " JOIN mfx_trials r ON r.task = t.id AND r.status = 'ok' AND r.median_s > 0"
                            " WHERE t.op = ?1 AND t.dtypes = ?2 AND t.target = ?3 AND t.arch = ?4"

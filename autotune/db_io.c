@@ -65,7 +65,7 @@ mfx_status mfx_tune_db_export(mfx_tune_db *db, FILE *out, int *count) {
   if (db == NULL || out == NULL)
     return mfx_fail(MFX_ERR_INVALID, "export: db and out must not be NULL");
   sqlite3_stmt *stmt;
-  TUNE_TRY(tune_db_prepare(db, tune_export_sql, &stmt));
+  MFX_TRY(tune_db_prepare(db, tune_export_sql, &stmt));
   int rc, n = 0;
   mfx_status st = MFX_OK;
   while (st == MFX_OK && (rc = tune_db_step(stmt)) == SQLITE_ROW) {
@@ -204,13 +204,13 @@ static mfx_status tune_import_object(mfx_tune_db *db, const cJSON *o, const tune
   mfx_tune_target target;
   mfx_trial t;
   char config[1024], dims[256];
-  TUNE_TRY(tune_import_key(o, at, v, &target));
-  TUNE_TRY(tune_import_dims(v[0], v[1], at, dims, sizeof dims));
-  TUNE_TRY(tune_import_config(o, v[0], target.target, at, config, sizeof config));
-  TUNE_TRY(tune_import_trial(o, at, &t, &session));
+  MFX_TRY(tune_import_key(o, at, v, &target));
+  MFX_TRY(tune_import_dims(v[0], v[1], at, dims, sizeof dims));
+  MFX_TRY(tune_import_config(o, v[0], target.target, at, config, sizeof config));
+  MFX_TRY(tune_import_trial(o, at, &t, &session));
   tune_db_task task = {v[0], dims, v[2], &target};
   sqlite3_int64 id;
-  TUNE_TRY(tune_db_task_id(db, &task, 1, &id));
+  MFX_TRY(tune_db_task_id(db, &task, 1, &id));
   return tune_db_insert(db, id, config, &t, session, 1, inserted);
 }
 
@@ -282,7 +282,7 @@ mfx_status mfx_tune_db_import(mfx_tune_db *db, FILE *in, const char *name, int *
   if (db == NULL || in == NULL)
     return mfx_fail(MFX_ERR_INVALID, "import: db and in must not be NULL");
   int a = 0, s = 0;
-  TUNE_TRY(tune_db_begin(db));
+  MFX_TRY(tune_db_begin(db));
   mfx_status st = tune_import_lines(db, in, name != NULL ? name : "(input)", &a, &s);
   if (st == MFX_OK) st = tune_db_commit(db);
   if (st != MFX_OK) {

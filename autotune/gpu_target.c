@@ -61,7 +61,7 @@ static mfx_status tune_probe(const char *spec, tune_probe_reply *out);
 
 mfx_status tune_gpu_probe(const char *spec, mfx_device_info *info) {
   tune_probe_reply reply;
-  TUNE_TRY(tune_probe(spec, &reply));
+  MFX_TRY(tune_probe(spec, &reply));
   *info = reply.info;
   return MFX_OK;
 }
@@ -73,7 +73,7 @@ mfx_status tune_gpu_rank_target(const char *target, int rank, char *buf, size_t 
       t.device >= 0 || t.sm > 0)
     return MFX_OK;
   tune_probe_reply reply;
-  TUNE_TRY(tune_probe(NULL, &reply));
+  MFX_TRY(tune_probe(NULL, &reply));
   if (reply.count < 1) return mfx_fail(MFX_ERR_DEVICE, "no CUDA device for rank %d", rank);
   snprintf(buf, size, "cuda:%d", rank % reply.count);
   return MFX_OK;
@@ -121,7 +121,7 @@ void tune_gpu_describe(const mfx_device_info *info, char *buf, size_t size) {
 mfx_status tune_target_gpu(const mfx_target *t, mfx_tune_target *out) {
   if (t->kind == MFX_TARGET_EMULATE) {
     mfx_tune_target cpu;
-    TUNE_TRY(mfx_tune_target_get("cpu", &cpu));
+    MFX_TRY(mfx_tune_target_get("cpu", &cpu));
     tune_copy_text(out->target, sizeof out->target, "emulate");
     snprintf(out->arch, sizeof out->arch, "gpu-emulated %.170s", cpu.arch);
     tune_copy_text(out->device, sizeof out->device, cpu.device);
@@ -134,9 +134,9 @@ mfx_status tune_target_gpu(const mfx_target *t, mfx_tune_target *out) {
   char spec[32];
   mfx_device_info info;
   snprintf(spec, sizeof spec, "cuda:%d", t->device < 0 ? 0 : t->device);
-  TUNE_TRY(tune_gpu_probe(spec, &info));
+  MFX_TRY(tune_gpu_probe(spec, &info));
   mfx_tune_target cpu;
-  TUNE_TRY(mfx_tune_target_get("cpu", &cpu));
+  MFX_TRY(mfx_tune_target_get("cpu", &cpu));
   tune_copy_text(out->target, sizeof out->target, "cuda");
   tune_copy_text(out->arch, sizeof out->arch, info.arch);
   tune_gpu_describe(&info, out->device, sizeof out->device);

@@ -114,9 +114,9 @@ static mfx_status tune_choose_exact(mfx_tune_db *db, const mfx_tune_key *key,
                                     mfx_tune_choice *out, int *found) {
   mfx_trial best;
   int trials = 0;
-  TUNE_TRY(mfx_tune_db_best(db, key, &best, found));
+  MFX_TRY(mfx_tune_db_best(db, key, &best, found));
   if (!*found) return MFX_OK;
-  TUNE_TRY(mfx_tune_db_count(db, key, &trials));
+  MFX_TRY(mfx_tune_db_count(db, key, &trials));
   out->cfg = best.cfg;
   out->source = MFX_TUNE_TUNED;
   out->median_s = best.m.median_s;
@@ -131,8 +131,8 @@ mfx_status mfx_tune_choose(mfx_tune_db *db, const mfx_tune_key *key, mfx_tune_ch
     return mfx_fail(MFX_ERR_INVALID, "tune choose: key and out must not be NULL");
   memset(out, 0, sizeof *out);
   int found = 0;
-  if (db != NULL) TUNE_TRY(tune_choose_exact(db, key, out, &found));
-  if (db != NULL && !found) TUNE_TRY(tune_choose_nearest(db, key, out, &found));
+  if (db != NULL) MFX_TRY(tune_choose_exact(db, key, out, &found));
+  if (db != NULL && !found) MFX_TRY(tune_choose_nearest(db, key, out, &found));
   if (found) return MFX_OK;
   mfx_config_default_for(key->op, key->target.target, &out->cfg);
   out->source = MFX_TUNE_DEFAULT;
@@ -153,12 +153,12 @@ mfx_status mfx_tune_lookup_for(const char *db_path, const mfx_op *op, const int6
   char path[1024];
   mfx_tune_key key;
   mfx_tune_db *db = NULL;
-  TUNE_TRY(mfx_tune_db_path(db_path, path, sizeof path));
-  TUNE_TRY(mfx_tune_key_init(&key, op, dims, target != NULL ? target : "cpu"));
+  MFX_TRY(mfx_tune_db_path(db_path, path, sizeof path));
+  MFX_TRY(mfx_tune_key_init(&key, op, dims, target != NULL ? target : "cpu"));
   mfx_status st = mfx_tune_db_open_readonly(path, &db);
   if (st == MFX_ERR_NOT_FOUND) {
     mfx_clear_error();
-    TUNE_TRY(mfx_tune_choose(NULL, &key, out));
+    MFX_TRY(mfx_tune_choose(NULL, &key, out));
     snprintf(out->why, sizeof out->why, "template default: no tuning database at %.340s", path);
     return MFX_OK;
   }

@@ -46,14 +46,25 @@ static void tune_flush(const mfx_launch *l, int round) {
 /* Seconds of `calls` launches back to back. */
 static mfx_status tune_time_calls(const mfx_launch *l, int calls, double *seconds) {
   double t0 = mfx_now_seconds();
-  for (int c = 0; c < calls; c++) TUNE_TRY(mfx_launch_call(l));
+  for (int c = 0; c < calls; c++) MFX_TRY(mfx_launch_call(l));
   *seconds = mfx_now_seconds() - t0;
   return MFX_OK;
 }
 
-static int tune_compare_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
+/* One repeat of the timing loop: the cache flushed (when asked), then
+ * `calls` launches timed together (by the loop's host clock). */
+typedef struct {
+  const mfx_launch *launch;
+  int calls, flush, round;
+} tune_repeat;
+
+static mfx_status tune_timed_repeat(void *user, double *seconds) {
+  (void)seconds;
+  tune_repeat *r = user;
+  if (r->flush) tune_flush(r->launch, r->round);
+  r->round++;
+  for (int c = 0; c < r->calls; c++) MFX_TRY(mfx_launch_call(r->launch));
+  return MFX_OK;
 }
 
 /* q-quantile of sorted values, linearly interpolated. */
@@ -66,7 +77,7 @@ static double tune_quantile(const double *v, int n, double q) {
 
 void tune_summarize(double *samples, int n, int calls, double total,
                            mfx_measurement *out) {
-  qsort(samples, (size_t)n, sizeof *samples, tune_compare_double);
+  mfx_median(samples, n); /* sorts them */
   out->median_s = tune_quantile(samples, n, 0.5);
   out->p10_s = tune_quantile(samples, n, 0.1);
   out->p90_s = tune_quantile(samples, n, 0.9);
@@ -82,7 +93,7 @@ static mfx_status tune_calls_per_repeat(const mfx_launch *l, const mfx_measure_o
   *calls = 1;
   if (o->flush_cache || o->min_sample_s <= 0.0) return MFX_OK;
   double one;
-  TUNE_TRY(tune_time_calls(l, 1, &one));
+  MFX_TRY(tune_time_calls(l, 1, &one));
   if (one < o->min_sample_s) {
     double n = ceil(o->min_sample_s / (one > 1e-9 ? one : 1e-9));
     *calls = n > TUNE_MAX_CALLS_PER_REPEAT ? TUNE_MAX_CALLS_PER_REPEAT : (int)n;
@@ -95,20 +106,18 @@ mfx_status mfx_measure_cpu(const mfx_launch *l, const mfx_measure_options *o,
   if (l == NULL || o == NULL || out == NULL || o->max_repeats < 1)
     return mfx_fail(MFX_ERR_INVALID, "measure: bad arguments (max_repeats must be >= 1)");
   int calls;
-  TUNE_TRY(tune_calls_per_repeat(l, o, &calls));
+  MFX_TRY(tune_calls_per_repeat(l, o, &calls));
   double *samples = malloc(sizeof(double) * (size_t)o->max_repeats);
   if (samples == NULL) return mfx_fail(MFX_ERR_NOMEM, "measure: out of memory");
   double total = 0.0;
   int n = 0;
-  mfx_status st = MFX_OK;
-  while (n < o->max_repeats && (n < o->min_repeats || total < o->min_seconds)) {
-    if (o->flush_cache) tune_flush(l, n);
-    double seconds;
-    st = tune_time_calls(l, calls, &seconds);
-    if (st != MFX_OK) break;
-    samples[n++] = seconds / calls;
-    total += seconds;
-  }
+  tune_repeat repeat = {l, calls, o->flush_cache, 0};
+  int min_repeats = o->min_repeats < 1 ? 1 : o->min_repeats;
+  mfx_timing plan = {.min_runs = min_repeats < o->max_repeats ? min_repeats : o->max_repeats,
+                     .max_runs = o->max_repeats,
+                     .min_seconds = o->min_seconds > 0.0 ? o->min_seconds : 0.0};
+  mfx_status st = mfx_time_runs(tune_timed_repeat, &repeat, &plan, samples, &n, &total);
+  for (int i = 0; i < n; i++) samples[i] /= calls;
   if (st == MFX_OK) tune_summarize(samples, n, calls, total, out);
   free(samples);
   return st;

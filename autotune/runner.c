@@ -38,34 +38,33 @@ void mfx_runner_options_default(mfx_runner_options *o) {
   mfx_measure_options_default(&o->measure);
 }
 
+static const char *const tune_trial_status_names[] = {
+    [MFX_TRIAL_OK] = "ok",
+    [MFX_TRIAL_ERROR] = "error",
+    [MFX_TRIAL_WRONG] = "wrong",
+};
+#define TUNE_N_TRIAL_STATUS \
+  ((int)(sizeof tune_trial_status_names / sizeof tune_trial_status_names[0]))
+
 const char *mfx_trial_status_name(mfx_trial_status s) {
-  switch (s) {
-  case MFX_TRIAL_OK: return "ok";
-  case MFX_TRIAL_ERROR: return "error";
-  case MFX_TRIAL_WRONG: return "wrong";
-  }
-  return "?";
+  return mfx_name_of(tune_trial_status_names, sizeof(char *), TUNE_N_TRIAL_STATUS, (int)s, "?");
 }
 
 int mfx_trial_status_from_name(const char *name, mfx_trial_status *out) {
-  static const mfx_trial_status all[] = {MFX_TRIAL_OK, MFX_TRIAL_ERROR, MFX_TRIAL_WRONG};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-    if (name != NULL && strcmp(name, mfx_trial_status_name(all[i])) == 0) {
-      *out = all[i];
-      return 0;
-    }
-  }
-  return -1;
+  int i = mfx_name_index(tune_trial_status_names, sizeof(char *), TUNE_N_TRIAL_STATUS, name);
+  if (i < 0) return -1;
+  *out = (mfx_trial_status)i;
+  return 0;
 }
 
 /* ---- create / destroy ------------------------------------------------------ */
 
 static mfx_status tune_runner_arrays(mfx_runner *r) {
   const mfx_op *op = r->op;
-  TUNE_TRY(mfx_op_alloc_inputs(op, r->dims, r->inputs));
+  MFX_TRY(mfx_op_alloc_inputs(op, r->dims, r->inputs));
   mfx_op_random_inputs(op, r->dims, r->o.input_seed, r->inputs);
-  TUNE_TRY(mfx_op_alloc_outputs(op, r->dims, r->expected));
-  TUNE_TRY(mfx_op_alloc_outputs(op, r->dims, r->outputs));
+  MFX_TRY(mfx_op_alloc_outputs(op, r->dims, r->expected));
+  MFX_TRY(mfx_op_alloc_outputs(op, r->dims, r->outputs));
   op->reference(r->dims, r->inputs, r->expected);
   return MFX_OK;
 }
@@ -74,7 +73,7 @@ static mfx_status tune_runner_arrays(mfx_runner *r) {
 static mfx_status tune_runner_target(mfx_runner *r) {
   mfx_target t;
   if (r->o.target == NULL) return MFX_OK;
-  TUNE_TRY(mfx_target_parse(r->o.target, &t));
+  MFX_TRY(mfx_target_parse(r->o.target, &t));
   if (t.kind == MFX_TARGET_EMULATE) r->emulate = 1;
   if (t.kind == MFX_TARGET_CUDA && t.sm > 0)
     return mfx_fail(MFX_ERR_INVALID, "runner: target '%s' names an architecture, not a device; "
@@ -84,11 +83,11 @@ static mfx_status tune_runner_target(mfx_runner *r) {
 
 static mfx_status tune_runner_setup(mfx_runner *r) {
   if (r->o.objective != NULL) return MFX_OK;
-  TUNE_TRY(tune_runner_target(r));
-  TUNE_TRY(tune_runner_arrays(r));
+  MFX_TRY(tune_runner_target(r));
+  MFX_TRY(tune_runner_arrays(r));
   if (r->o.target != NULL && mfx_target_names_gpu(r->o.target))
     return tune_gpu_create(r->op, r->dims, &r->o, r->inputs, r->expected, &r->gpu);
-  if (r->o.timeout_s <= 0.0) TUNE_TRY(mfx_pool_create(r->o.threads, &r->pool));
+  if (r->o.timeout_s <= 0.0) MFX_TRY(mfx_pool_create(r->o.threads, &r->pool));
   if (r->o.measure.flush_cache) {
     r->flush_bytes = mfx_measure_flush_bytes();
     r->flush = malloc(r->flush_bytes);

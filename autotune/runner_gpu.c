@@ -136,23 +136,23 @@ static size_t gpu_array_bytes(const mfx_array *a) {
 
 static mfx_status gpu_worker_open(gpu_worker *w) {
   const tune_gpu *g = w->g;
-  TUNE_TRY(mfx_device_open(g->spec, &w->dev));
+  MFX_TRY(mfx_device_open(g->spec, &w->dev));
   w->info = mfx_device_get_info(w->dev);
   for (int i = 0; i < g->op->n_inputs; i++) {
     size_t bytes = gpu_array_bytes(&g->inputs[i]);
-    TUNE_TRY(mfx_device_buffer_alloc(w->dev, bytes, &w->in[i]));
-    TUNE_TRY(mfx_device_buffer_write(&w->in[i], 0, g->inputs[i].data, bytes));
+    MFX_TRY(mfx_device_buffer_alloc(w->dev, bytes, &w->in[i]));
+    MFX_TRY(mfx_device_buffer_write(&w->in[i], 0, g->inputs[i].data, bytes));
   }
-  TUNE_TRY(mfx_op_alloc_outputs(g->op, g->dims, w->host_out));
+  MFX_TRY(mfx_op_alloc_outputs(g->op, g->dims, w->host_out));
   for (int i = 0; i < g->op->n_outputs; i++)
-    TUNE_TRY(mfx_device_buffer_alloc(w->dev, gpu_array_bytes(&w->host_out[i]), &w->out[i]));
-  TUNE_TRY(mfx_event_create(w->dev, &w->start));
-  TUNE_TRY(mfx_event_create(w->dev, &w->end));
+    MFX_TRY(mfx_device_buffer_alloc(w->dev, gpu_array_bytes(&w->host_out[i]), &w->out[i]));
+  MFX_TRY(mfx_event_create(w->dev, &w->start));
+  MFX_TRY(mfx_event_create(w->dev, &w->end));
   if (g->o.measure.flush_cache) {
     size_t bytes = 2 * (w->info->l2_bytes > 0 ? w->info->l2_bytes : ((size_t)64 << 20));
     w->flush_host = calloc(1, bytes);
     if (w->flush_host == NULL) return mfx_fail(MFX_ERR_NOMEM, "worker: no memory to flush L2");
-    TUNE_TRY(mfx_device_buffer_alloc(w->dev, bytes, &w->flush));
+    MFX_TRY(mfx_device_buffer_alloc(w->dev, bytes, &w->flush));
   }
   return MFX_OK;
 }
@@ -250,10 +250,10 @@ static mfx_status gpu_launch_all(const gpu_candidate *c) {
 /* Loads the module, its functions and their attributes; binds arguments. */
 static mfx_status gpu_prepare(gpu_worker *w, gpu_candidate *c) {
   const mfx_artifact_kernel *k = c->k;
-  TUNE_TRY(mfx_module_load(w->dev, k->gpu_image, k->gpu_image_bytes, &c->module));
+  MFX_TRY(mfx_module_load(w->dev, k->gpu_image, k->gpu_image_bytes, &c->module));
   for (int i = 0; i < k->n_launches; i++) {
-    TUNE_TRY(mfx_module_function(c->module, k->launches[i].name, &c->fn[i]));
-    TUNE_TRY(mfx_function_get_attributes(c->fn[i], &c->attr[i]));
+    MFX_TRY(mfx_module_function(c->module, k->launches[i].name, &c->fn[i]));
+    MFX_TRY(mfx_function_get_attributes(c->fn[i], &c->attr[i]));
   }
   int first_out = mfx_artifact_role_first(k, MFX_ARG_OUTPUT);
   for (int i = 0; i < k->n_args; i++) {
@@ -266,7 +266,7 @@ static mfx_status gpu_prepare(gpu_worker *w, gpu_candidate *c) {
 static mfx_status gpu_alloc_workspace(gpu_worker *w, gpu_candidate *c) {
   for (int i = 0; i < c->k->n_args; i++) {
     if (c->k->args[i].role != MFX_ARG_WORKSPACE) continue;
-    TUNE_TRY(mfx_device_buffer_alloc(w->dev, mfx_artifact_arg_bytes(&c->k->args[i]), &c->ws[i]));
+    MFX_TRY(mfx_device_buffer_alloc(w->dev, mfx_artifact_arg_bytes(&c->k->args[i]), &c->ws[i]));
     c->address[i] = c->ws[i].address;
   }
   return MFX_OK;
@@ -277,13 +277,13 @@ static mfx_status gpu_run_once(gpu_worker *w, const gpu_candidate *c) {
   const mfx_op *op = w->g->op;
   for (int i = 0; i < op->n_outputs; i++) {
     memset(w->host_out[i].data, 0xff, gpu_array_bytes(&w->host_out[i]));
-    TUNE_TRY(mfx_device_buffer_write(&w->out[i], 0, w->host_out[i].data,
+    MFX_TRY(mfx_device_buffer_write(&w->out[i], 0, w->host_out[i].data,
                                      gpu_array_bytes(&w->host_out[i])));
   }
-  TUNE_TRY(gpu_launch_all(c));
-  TUNE_TRY(mfx_device_synchronize(w->dev));
+  MFX_TRY(gpu_launch_all(c));
+  MFX_TRY(mfx_device_synchronize(w->dev));
   for (int i = 0; i < op->n_outputs; i++)
-    TUNE_TRY(mfx_device_buffer_read(&w->out[i], 0, w->host_out[i].data,
+    MFX_TRY(mfx_device_buffer_read(&w->out[i], 0, w->host_out[i].data,
                                     gpu_array_bytes(&w->host_out[i])));
   return MFX_OK;
 }
@@ -307,9 +307,9 @@ static int gpu_outputs_match(const gpu_worker *w, mfx_trial *t) {
 /* Seconds of `calls` back-to-back runs between two events. */
 static mfx_status gpu_time_calls(gpu_worker *w, const gpu_candidate *c, int calls,
                                  double *seconds) {
-  TUNE_TRY(mfx_event_record(w->start));
-  for (int i = 0; i < calls; i++) TUNE_TRY(gpu_launch_all(c));
-  TUNE_TRY(mfx_event_record(w->end));
+  MFX_TRY(mfx_event_record(w->start));
+  for (int i = 0; i < calls; i++) MFX_TRY(gpu_launch_all(c));
+  MFX_TRY(mfx_event_record(w->end));
   return mfx_event_elapsed(w->start, w->end, seconds);
 }
 
@@ -318,7 +318,7 @@ static mfx_status gpu_measure(gpu_worker *w, const gpu_candidate *c, mfx_measure
   int calls = 1;
   if (!o->flush_cache && o->min_sample_s > 0.0) {
     double one = 0.0;
-    TUNE_TRY(gpu_time_calls(w, c, 1, &one));
+    MFX_TRY(gpu_time_calls(w, c, 1, &one));
     if (one < o->min_sample_s) {
       double n = ceil(o->min_sample_s / (one > 1e-9 ? one : 1e-9));
       calls = n > GPU_MAX_CALLS ? GPU_MAX_CALLS : (int)n;

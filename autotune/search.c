@@ -48,24 +48,22 @@ struct mfx_search {
   uint64_t centers[TUNE_CENTERS]; /* the fastest observed configs */
 };
 
+static const char *const tune_strategy_names[] = {
+    [MFX_SEARCH_EXHAUSTIVE] = "exhaustive",
+    [MFX_SEARCH_RANDOM] = "random",
+    [MFX_SEARCH_MODEL] = "model",
+};
+#define TUNE_N_STRATEGIES ((int)(sizeof tune_strategy_names / sizeof tune_strategy_names[0]))
+
 const char *mfx_strategy_name(mfx_strategy s) {
-  switch (s) {
-  case MFX_SEARCH_EXHAUSTIVE: return "exhaustive";
-  case MFX_SEARCH_RANDOM: return "random";
-  case MFX_SEARCH_MODEL: return "model";
-  }
-  return "?";
+  return mfx_name_of(tune_strategy_names, sizeof(char *), TUNE_N_STRATEGIES, (int)s, "?");
 }
 
 int mfx_strategy_from_name(const char *name, mfx_strategy *out) {
-  static const mfx_strategy all[] = {MFX_SEARCH_EXHAUSTIVE, MFX_SEARCH_RANDOM, MFX_SEARCH_MODEL};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-    if (name != NULL && strcmp(name, mfx_strategy_name(all[i])) == 0) {
-      *out = all[i];
-      return 0;
-    }
-  }
-  return -1;
+  int i = mfx_name_index(tune_strategy_names, sizeof(char *), TUNE_N_STRATEGIES, name);
+  if (i < 0) return -1;
+  *out = (mfx_strategy)i;
+  return 0;
 }
 
 mfx_status mfx_search_create(const mfx_space *space, mfx_strategy strategy, uint64_t seed,
@@ -123,7 +121,7 @@ static mfx_status tune_search_take(mfx_search *s, uint64_t index, int *taken) {
     s->n_invalid++;
     return tune_map_put(&s->invalid, index, 1);
   }
-  TUNE_TRY(tune_map_put(&s->seen, index, 1));
+  MFX_TRY(tune_map_put(&s->seen, index, 1));
   *taken = 1;
   return MFX_OK;
 }
@@ -137,7 +135,7 @@ static mfx_status tune_search_draw(mfx_search *s, uint64_t *index, int *ok) {
   uint64_t at_j = j, at_next = s->perm_next;
   tune_map_get(&s->perm, j, &at_j);
   tune_map_get(&s->perm, s->perm_next, &at_next);
-  TUNE_TRY(tune_map_put(&s->perm, j, at_next));
+  MFX_TRY(tune_map_put(&s->perm, j, at_next));
   s->perm_next++;
   *index = at_j;
   *ok = 1;
@@ -150,9 +148,9 @@ static mfx_status tune_search_random_one(mfx_search *s, uint64_t *out, int *got)
   for (;;) {
     uint64_t index;
     int ok;
-    TUNE_TRY(tune_search_draw(s, &index, &ok));
+    MFX_TRY(tune_search_draw(s, &index, &ok));
     if (!ok) break;
-    TUNE_TRY(tune_search_take(s, index, got));
+    MFX_TRY(tune_search_take(s, index, got));
     if (*got) {
       *out = index;
       return MFX_OK;
@@ -160,7 +158,7 @@ static mfx_status tune_search_random_one(mfx_search *s, uint64_t *out, int *got)
   }
   /* The permutation is drawn: whatever is left fresh, in index order. */
   for (; s->cursor < s->space.size; s->cursor++) {
-    TUNE_TRY(tune_search_take(s, s->cursor, got));
+    MFX_TRY(tune_search_take(s, s->cursor, got));
     if (*got) {
       *out = s->cursor++;
       return MFX_OK;
@@ -173,7 +171,7 @@ static mfx_status tune_search_exhaustive(mfx_search *s, int n, uint64_t *out, in
   *got = 0;
   for (; *got < n && s->cursor < s->space.size; s->cursor++) {
     int taken;
-    TUNE_TRY(tune_search_take(s, s->cursor, &taken));
+    MFX_TRY(tune_search_take(s, s->cursor, &taken));
     if (taken) out[(*got)++] = s->cursor;
   }
   return MFX_OK;
@@ -183,7 +181,7 @@ static mfx_status tune_search_random(mfx_search *s, int n, uint64_t *out, int *g
   *got = 0;
   while (*got < n) {
     int one;
-    TUNE_TRY(tune_search_random_one(s, &out[*got], &one));
+    MFX_TRY(tune_search_random_one(s, &out[*got], &one));
     if (!one) break;
     (*got)++;
   }
@@ -336,11 +334,11 @@ static mfx_status tune_search_model_pick(mfx_search *s, tune_pool *pool, int *or
   *got = 0;
   pool->n = 0;
   tune_map_free(&pool->members);
-  TUNE_TRY(tune_search_anneal(s, pool));
+  MFX_TRY(tune_search_anneal(s, pool));
   for (int i = 0; i < pool->n; i++) order[i] = i;
   tune_order_by(order, pool->n, pool->pred);
   for (int i = 0; i < pool->n && !*got; i++) {
-    TUNE_TRY(tune_search_take(s, pool->index[order[i]], got));
+    MFX_TRY(tune_search_take(s, pool->index[order[i]], got));
     if (*got) *out = pool->index[order[i]];
   }
   return MFX_OK;
@@ -383,20 +381,20 @@ static mfx_status tune_search_model(mfx_search *s, int n, uint64_t *out, int *go
     uint64_t index;
     int taken = 0;
     mfx_config_default_for(s->space.op, s->space.target, &def);
-    TUNE_TRY(mfx_space_index(&s->space, &def, &index));
-    TUNE_TRY(tune_search_take(s, index, &taken));
+    MFX_TRY(mfx_space_index(&s->space, &def, &index));
+    MFX_TRY(tune_search_take(s, index, &taken));
     if (taken) out[(*got)++] = index;
   }
   int n_model = 0;
   if (s->n_obs >= TUNE_MODEL_INIT && *got < n) {
     int want = n - *got, explore = 0;
     for (int i = 1; i < want; i++) explore += tune_rng_unit(&s->rng) < TUNE_MODEL_EXPLORE;
-    TUNE_TRY(tune_search_fit(s));
-    TUNE_TRY(tune_search_model_picks(s, want - explore, out + *got, &n_model));
+    MFX_TRY(tune_search_fit(s));
+    MFX_TRY(tune_search_model_picks(s, want - explore, out + *got, &n_model));
     *got += n_model;
   }
   int more;
-  TUNE_TRY(tune_search_random(s, n - *got, out + *got, &more));
+  MFX_TRY(tune_search_random(s, n - *got, out + *got, &more));
   *got += more;
   return MFX_OK;
 }
@@ -428,8 +426,8 @@ mfx_status mfx_search_observe(mfx_search *s, uint64_t index, double seconds) {
   if (s == NULL || index >= s->space.size)
     return mfx_fail(MFX_ERR_INVALID, "search: observed index %llu is outside the space",
                     (unsigned long long)index);
-  TUNE_TRY(tune_map_put(&s->seen, index, 1));
-  if (s->n_obs == s->cap_obs) TUNE_TRY(tune_search_grow(s));
+  MFX_TRY(tune_map_put(&s->seen, index, 1));
+  if (s->n_obs == s->cap_obs) MFX_TRY(tune_search_grow(s));
   s->obs_index[s->n_obs] = index;
   s->obs_seconds[s->n_obs++] = seconds > 0.0 && isfinite(seconds) ? seconds : 0.0;
   return MFX_OK;

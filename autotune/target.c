@@ -92,7 +92,7 @@ mfx_status mfx_tune_target_get(const char *name, mfx_tune_target *out) {
   memset(out, 0, sizeof *out);
   if (name == NULL) name = "cpu";
   mfx_target t;
-  TUNE_TRY(mfx_target_parse(name, &t));
+  MFX_TRY(mfx_target_parse(name, &t));
   if (t.kind != MFX_TARGET_CPU) return tune_target_gpu(&t, out);
   tune_copy_text(out->target, sizeof out->target, "cpu");
   tune_cpu_arch(out->arch, sizeof out->arch);
@@ -163,7 +163,7 @@ mfx_status mfx_tune_db_path(const char *given, char *buf, size_t size) {
   if ((size_t)snprintf(dir, sizeof dir, "%s/.cache", home) >= sizeof dir ||
       (size_t)snprintf(buf, size, "%s/.cache/mfx/tune.db", home) >= size)
     return mfx_fail(MFX_ERR_INVALID, "HOME '%s' is too long for a database path", home);
-  TUNE_TRY(tune_mkdir(dir));
+  MFX_TRY(tune_mkdir(dir));
   tune_copy_text(dir + strlen(dir), sizeof dir - strlen(dir), "/mfx");
   return tune_mkdir(dir);
 }

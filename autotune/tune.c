@@ -78,7 +78,7 @@ static int tune_load_trial(void *user, const mfx_trial *t) {
 }
 
 static mfx_status tune_resume(tune_state *s) {
-  TUNE_TRY(mfx_tune_db_trials(s->db, s->key, tune_load_trial, s));
+  MFX_TRY(mfx_tune_db_trials(s->db, s->key, tune_load_trial, s));
   if (s->commit != MFX_OK) return mfx_fail_context(s->commit, "resuming");
   s->done = s->sum->resumed;
   tune_report(s, NULL);
@@ -108,10 +108,10 @@ static void tune_trial_done(void *user, int i, const mfx_trial *t) {
 static mfx_status tune_round(tune_state *s, int batch, tune_evaluate_fn evaluate, void *user,
                              uint64_t *indices, mfx_trial *trials, int *got) {
   int want = s->o->trials - s->done < batch ? s->o->trials - s->done : batch;
-  TUNE_TRY(mfx_search_next(s->search, want, indices, got));
+  MFX_TRY(mfx_search_next(s->search, want, indices, got));
   if (*got == 0) return MFX_OK;
   s->batch = indices;
-  TUNE_TRY(evaluate(user, *got, indices, trials, tune_trial_done, s));
+  MFX_TRY(evaluate(user, *got, indices, trials, tune_trial_done, s));
   return s->commit;
 }
 
@@ -145,7 +145,7 @@ static mfx_status tune_check_options(const mfx_tune_key *key, const mfx_tune_opt
 mfx_status tune_run_loop(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tune_options *o,
                          int batch, tune_evaluate_fn evaluate, void *user,
                          mfx_tune_summary *out) {
-  TUNE_TRY(tune_check_options(key, o, out));
+  MFX_TRY(tune_check_options(key, o, out));
   memset(out, 0, sizeof *out);
   if (o->session != NULL) tune_copy_text(out->session, sizeof out->session, o->session);
   else tune_session_id(out->session, sizeof out->session);
@@ -157,8 +157,8 @@ mfx_status tune_run_loop(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tun
   s.sum = out;
   s.t0 = mfx_now_seconds();
   tune_map_init(&s.loaded);
-  TUNE_TRY(mfx_space_init_for(&s.space, key->op, key->dims, key->target.target));
-  TUNE_TRY(mfx_search_create(&s.space, o->strategy, o->seed, &s.search));
+  MFX_TRY(mfx_space_init_for(&s.space, key->op, key->dims, key->target.target));
+  MFX_TRY(mfx_search_create(&s.space, o->strategy, o->seed, &s.search));
   mfx_status st = tune_loop(&s, batch > 0 ? batch : 1, evaluate, user);
   out->invalid = mfx_search_invalid(s.search);
   out->space_size = s.space.size;
@@ -195,11 +195,11 @@ int tune_default_batch(const mfx_tune_options *o) {
 
 mfx_status mfx_tune(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tune_options *o,
                     mfx_tune_summary *out) {
-  TUNE_TRY(tune_check_options(key, o, out));
+  MFX_TRY(tune_check_options(key, o, out));
   mfx_space space;
-  TUNE_TRY(mfx_space_init_for(&space, key->op, key->dims, key->target.target));
+  MFX_TRY(mfx_space_init_for(&space, key->op, key->dims, key->target.target));
   tune_local local = {NULL, &space};
-  TUNE_TRY(mfx_runner_create(key->op, key->dims, &o->runner, &local.runner));
+  MFX_TRY(mfx_runner_create(key->op, key->dims, &o->runner, &local.runner));
   mfx_status st = tune_run_loop(db, key, o, tune_default_batch(o), tune_evaluate_local, &local,
                                 out);
   mfx_runner_destroy(local.runner);

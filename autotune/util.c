@@ -55,7 +55,7 @@ static mfx_status tune_map_grow(tune_map *m) {
 }
 
 mfx_status tune_map_put(tune_map *m, uint64_t key, uint64_t value) {
-  if ((m->count + 1) * 2 > m->cap) TUNE_TRY(tune_map_grow(m));
+  if ((m->count + 1) * 2 > m->cap) MFX_TRY(tune_map_grow(m));
   tune_map_store(m->keys, m->values, m->cap, &m->count, key, value);
   return MFX_OK;
 }

@@ -24,25 +24,26 @@ void openblas_set_num_threads(int n);
 
 typedef void (*bench_fn)(void *ctx);
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
+typedef struct {
+  bench_fn fn;
+  void *ctx;
+} bench_call;
+
+static mfx_status bench_timed(void *user, double *seconds) {
+  (void)seconds;
+  bench_call *c = user;
+  c->fn(c->ctx);
+  return MFX_OK;
 }
 
 /* One warm-up, then repeats until 0.3 s and at least 5 runs; the median. */
 static double median_seconds(bench_fn fn, void *ctx) {
-  double times[1000];
-  int n = 0;
-  double total = 0;
-  fn(ctx);
-  while (n < 1000 && (n < 5 || total < 0.3)) {
-    double t0 = mfx_now_seconds();
-    fn(ctx);
-    times[n] = mfx_now_seconds() - t0;
-    total += times[n++];
-  }
-  qsort(times, (size_t)n, sizeof times[0], cmp_double);
-  return times[n / 2];
+  bench_call call = {fn, ctx};
+  mfx_timing plan = {.warmup = 1, .min_runs = 5, .max_runs = 1000, .min_seconds = 0.3};
+  double median = 0.0;
+  if (mfx_time_median(bench_timed, &call, &plan, &median, NULL) != MFX_OK)
+    fprintf(stderr, "bench: %s\n", mfx_last_error());
+  return median;
 }
 
 /* ---- the mfx side ------------------------------------------------------------------ */

@@ -29,12 +29,6 @@
 #define MFX_VERSION_STRING "0.1.0"
 #endif
 
-#define ART_TRY(expr)                        \
-  do {                                       \
-    mfx_status art_try_ = (expr);            \
-    if (art_try_ != MFX_OK) return art_try_; \
-  } while (0)
-
 #define ART_MAX_CC_WORDS 16
 #define ART_LINK_LOG_BYTES 1500
 
@@ -163,7 +157,7 @@ static mfx_status art_run_linker(const art_link_dir *d) {
 static mfx_status art_link_shared(const char *object, size_t object_size, char **so,
                                   size_t *so_size) {
   art_link_dir d;
-  ART_TRY(art_link_dir_create(&d));
+  MFX_TRY(art_link_dir_create(&d));
   mfx_status st = art_write_file(d.object, object, object_size);
   if (st == MFX_OK) st = art_run_linker(&d);
   if (st == MFX_OK) st = art_read_whole(d.shared, so, so_size);
@@ -192,9 +186,9 @@ static mfx_status art_add_arg(mfx_artifact_kernel *k, const mfx_buffer *b, mfx_a
 
 static mfx_status art_fill_args(const mfx_schedule *s, mfx_artifact_kernel *k) {
   k->n_args = 0;
-  for (int i = 0; i < s->n_inputs; i++) ART_TRY(art_add_arg(k, s->inputs[i]->buf, MFX_ARG_INPUT));
+  for (int i = 0; i < s->n_inputs; i++) MFX_TRY(art_add_arg(k, s->inputs[i]->buf, MFX_ARG_INPUT));
   for (int i = 0; i < s->n_outputs; i++)
-    ART_TRY(art_add_arg(k, s->outputs[i]->buf, MFX_ARG_OUTPUT));
+    MFX_TRY(art_add_arg(k, s->outputs[i]->buf, MFX_ARG_OUTPUT));
   return MFX_OK;
 }
 
@@ -227,7 +221,7 @@ static mfx_status art_build_cpu(mfx_schedule *s, mfx_artifact_kernel *k) {
   snprintf(k->machine, sizeof k->machine, "%s", mfx_artifact_host_machine());
   art_fill_cpu_features(k);
   mfx_build_result r;
-  ART_TRY(mfx_build(s, k->symbol, "cpu", MFX_BUILD_OBJ, NULL, &r));
+  MFX_TRY(mfx_build(s, k->symbol, "cpu", MFX_BUILD_OBJ, NULL, &r));
   char *so = NULL;
   size_t so_size = 0;
   mfx_status st = art_link_shared(r.data, r.size, &so, &so_size);
@@ -277,19 +271,19 @@ static mfx_status art_fill_launch(const mfx_gpu_program *prog, const mfx_gpu_ker
 
 static mfx_status art_fill_launches(const mfx_gpu_program *prog, mfx_artifact_kernel *k) {
   for (int i = 0; i < prog->n_workspace; i++)
-    ART_TRY(art_add_arg(k, prog->workspace[i], MFX_ARG_WORKSPACE));
+    MFX_TRY(art_add_arg(k, prog->workspace[i], MFX_ARG_WORKSPACE));
   if (prog->n_kernels < 1 || prog->n_kernels > MFX_ARTIFACT_MAX_LAUNCHES)
     return mfx_fail(MFX_ERR_INVALID, "kernel %s: %d launches, expected 1..%d", k->name,
                     prog->n_kernels, MFX_ARTIFACT_MAX_LAUNCHES);
   k->n_launches = prog->n_kernels;
   for (int i = 0; i < prog->n_kernels; i++)
-    ART_TRY(art_fill_launch(prog, &prog->kernels[i], k->name, &k->launches[i]));
+    MFX_TRY(art_fill_launch(prog, &prog->kernels[i], k->name, &k->launches[i]));
   return MFX_OK;
 }
 
 static mfx_status art_build_cuda(mfx_schedule *s, mfx_artifact_kernel *k) {
   mfx_build_result r;
-  ART_TRY(mfx_build(s, k->name, k->target, MFX_BUILD_PTX, NULL, &r));
+  MFX_TRY(mfx_build(s, k->name, k->target, MFX_BUILD_PTX, NULL, &r));
   mfx_status st = art_fill_launches(r.program, k);
   if (st != MFX_OK) {
     free(r.data);

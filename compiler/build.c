@@ -6,12 +6,6 @@
 
 #include "mfx/compiler.h"
 
-#define BUILD_TRY(expr)                        \
-  do {                                         \
-    mfx_status build_try_ = (expr);            \
-    if (build_try_ != MFX_OK) return build_try_; \
-  } while (0)
-
 const char *mfx_build_emit_name(mfx_build_emit what) {
   static const char *const names[] = {"func", "program", "jit", "ll", "asm", "obj", "ptx"};
   return (unsigned)what < sizeof names / sizeof names[0] ? names[what] : "?";
@@ -52,7 +46,7 @@ static mfx_status build_host(mfx_build_emit what, mfx_build_result *r) {
 
 static mfx_status build_gpu(mfx_arena *a, const mfx_target *t, mfx_build_emit what,
                             mfx_build_result *r) {
-  BUILD_TRY(mfx_split_kernels(a, r->func, &r->program));
+  MFX_TRY(mfx_split_kernels(a, r->func, &r->program));
   switch (what) {
   case MFX_BUILD_JIT: return mfx_gpu_emulate_compile(a, r->program, &r->jit);
   case MFX_BUILD_LL: return mfx_codegen_gpu_emit(r->program, t->sm_name, MFX_EMIT_LL, &r->data, &r->size);
@@ -69,8 +63,8 @@ mfx_status mfx_build(mfx_schedule *s, const char *name, const char *target, mfx_
   if (s == NULL || name == NULL)
     return mfx_fail(MFX_ERR_INVALID, "mfx_build: schedule and name must not be NULL");
   mfx_target t;
-  BUILD_TRY(mfx_target_parse(target, &t));
-  BUILD_TRY(build_check(&t, target, what));
+  MFX_TRY(mfx_target_parse(target, &t));
+  MFX_TRY(build_check(&t, target, what));
   mfx_build_result r = {0};
   double t0 = mfx_now_seconds();
   mfx_status st = mfx_lower_traced(s, name, opts ? opts->after : NULL, opts ? opts->ctx : NULL,

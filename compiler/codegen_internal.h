@@ -119,8 +119,40 @@ mfx_status cg_rebind(mfx_cg *cg, const mfx_cg_binding *b, LLVMValueRef value);
 int cg_scope_mark(const mfx_cg *cg); /* pop back with cg_scope_pop */
 void cg_scope_pop(mfx_cg *cg, int mark);
 const mfx_cg_binding *cg_lookup(const mfx_cg *cg, const void *key);
-/* The bindings in scope that body uses (malloc'd, *n entries; NULL if 0). */
+/* The bindings in scope that body uses (malloc'd, *n entries; NULL if 0;
+ * codegen_free.c). */
 mfx_status cg_free_bindings(mfx_cg *cg, const mfx_stmt *body, mfx_cg_binding **out, int *n);
+
+/* How e depends on the vectorized variable (scalar and vector modes). */
+mfx_cg_linear cg_linear(const mfx_cg *cg, const mfx_expr *e);
+/* Grow a malloc'd array of *cap items of size bytes to hold n + 1. */
+mfx_status cg_grow(void **items, int *cap, int n, size_t size);
+
+/* ---- vectorization legality (codegen_vec.c) ------------------------------------- */
+
+/* What a vectorized body does, gathered before deciding to vectorize it. */
+typedef struct {
+  const mfx_buffer *buf;
+  const mfx_expr *idx;
+  mfx_cg_linear lin;
+  int is_store;
+} cg_access;
+
+typedef struct {
+  mfx_cg *cg;
+  int ok; /* vector code would equal the serial loop */
+  cg_access *access;
+  int n_access, cap_access;
+  const mfx_expr **guard; /* IF conditions */
+  int n_guard, cap_guard;
+} cg_vec_plan;
+
+/* Walk a VECTORIZED loop's body (its variable bound to the lane ids) into
+ * p (p->cg set, p->ok 1 on entry): p->ok stays 1 when vector code equals
+ * the serial loop, p->guard lists the conditions to check at the first
+ * and last lane. Free with cg_vec_plan_free. */
+mfx_status cg_vec_plan_body(cg_vec_plan *p, const mfx_stmt *body);
+void cg_vec_plan_free(cg_vec_plan *p);
 
 /* ---- f32 math (codegen_math.c) ------------------------------------------------ */
 

@@ -150,7 +150,6 @@ static mfx_cg_linear cg_lin_opaque(int dep) { return (mfx_cg_linear){dep, !dep, 
 
 /* ---- how an expression depends on the vectorized variable -------------------- */
 
-static mfx_cg_linear cg_linear(const mfx_cg *cg, const mfx_expr *e);
 
 static mfx_cg_linear cg_lin_scaled(mfx_cg_linear a, int64_t factor) {
   int64_t c;
@@ -184,7 +183,7 @@ static mfx_cg_linear cg_linear_binary(const mfx_cg *cg, const mfx_expr *e) {
   }
 }
 
-static mfx_cg_linear cg_linear(const mfx_cg *cg, const mfx_expr *e) {
+mfx_cg_linear cg_linear(const mfx_cg *cg, const mfx_expr *e) {
   if (cg->vec_var == NULL || e == NULL) return cg_lin_const();
   switch (e->kind) {
   case MFX_EXPR_INT:
@@ -824,24 +823,7 @@ static mfx_status cg_emit_unrolled(mfx_cg *cg, const mfx_stmt *s) {
   return MFX_OK;
 }
 
-/* What a vectorized body does, gathered before deciding to vectorize it. */
-typedef struct {
-  const mfx_buffer *buf;
-  const mfx_expr *idx;
-  mfx_cg_linear lin;
-  int is_store;
-} cg_access;
-
-typedef struct {
-  mfx_cg *cg;
-  int ok; /* vector code would equal the serial loop */
-  cg_access *access;
-  int n_access, cap_access;
-  const mfx_expr **guard; /* IF conditions */
-  int n_guard, cap_guard;
-} cg_vec_plan;
-
-static mfx_status cg_grow(void **items, int *cap, int n, size_t size) {
+mfx_status cg_grow(void **items, int *cap, int n, size_t size) {
   if (n < *cap) return MFX_OK;
   int grown_cap = *cap > 0 ? *cap * 2 : 16;
   void *grown = realloc(*items, (size_t)grown_cap * size);
@@ -850,200 +832,6 @@ static mfx_status cg_grow(void **items, int *cap, int n, size_t size) {
   *items = grown;
   *cap = grown_cap;
   return MFX_OK;
-}
-
-static mfx_status cg_plan_access(cg_vec_plan *p, const mfx_buffer *buf, int n, mfx_expr *const *idx,
-                                 int is_store) {
-  if (buf == NULL || n != 1 || idx == NULL || idx[0] == NULL) {
-    p->ok = 0; /* the serial loop reports it */
-    return MFX_OK;
-  }
-  void *items = p->access;
-  mfx_status st = cg_grow(&items, &p->cap_access, p->n_access, sizeof *p->access);
-  p->access = items;
-  if (st != MFX_OK) return st;
-  p->access[p->n_access++] = (cg_access){buf, idx[0], cg_linear(p->cg, idx[0]), is_store};
-  return MFX_OK;
-}
-
-static mfx_status cg_plan_expr(cg_vec_plan *p, const mfx_expr *e) {
-  if (e == NULL) {
-    p->ok = 0;
-    return MFX_OK;
-  }
-  mfx_status st = MFX_OK;
-  switch (e->kind) {
-  case MFX_EXPR_INT:
-  case MFX_EXPR_FLOAT:
-  case MFX_EXPR_VAR: return MFX_OK;
-  case MFX_EXPR_LOAD:
-    st = cg_plan_access(p, e->u.load.buf, e->u.load.n, e->u.load.idx, 0);
-    for (int i = 0; st == MFX_OK && p->ok && i < e->u.load.n; i++)
-      st = cg_plan_expr(p, e->u.load.idx[i]);
-    return st;
-  case MFX_EXPR_BINARY:
-    st = cg_plan_expr(p, e->u.bin.a);
-    return st == MFX_OK ? cg_plan_expr(p, e->u.bin.b) : st;
-  case MFX_EXPR_UNARY: return cg_plan_expr(p, e->u.un.a);
-  case MFX_EXPR_SELECT:
-    st = cg_plan_expr(p, e->u.sel.cond);
-    if (st == MFX_OK) st = cg_plan_expr(p, e->u.sel.a);
-    return st == MFX_OK ? cg_plan_expr(p, e->u.sel.b) : st;
-  case MFX_EXPR_CAST: return cg_plan_expr(p, e->u.cast.a);
-  case MFX_EXPR_REDUCE: break;
-  }
-  p->ok = 0;
-  return MFX_OK;
-}
-
-/* Does e read a variable bound inside the vectorized body (a let, which
- * the guard check before the body cannot see)? */
-static int cg_uses_inner_let(const mfx_cg *cg, const mfx_expr *e) {
-  if (e == NULL) return 0;
-  switch (e->kind) {
-  case MFX_EXPR_INT:
-  case MFX_EXPR_FLOAT: return 0;
-  case MFX_EXPR_VAR: {
-    const mfx_cg_binding *b = cg_lookup(cg, e->u.var);
-    return b != NULL && b->value == NULL;
-  }
-  case MFX_EXPR_LOAD:
-    for (int i = 0; i < e->u.load.n; i++)
-      if (cg_uses_inner_let(cg, e->u.load.idx[i])) return 1;
-    return 0;
-  case MFX_EXPR_BINARY:
-    return cg_uses_inner_let(cg, e->u.bin.a) || cg_uses_inner_let(cg, e->u.bin.b);
-  case MFX_EXPR_UNARY: return cg_uses_inner_let(cg, e->u.un.a);
-  case MFX_EXPR_SELECT:
-    return cg_uses_inner_let(cg, e->u.sel.cond) || cg_uses_inner_let(cg, e->u.sel.a) ||
-           cg_uses_inner_let(cg, e->u.sel.b);
-  case MFX_EXPR_CAST: return cg_uses_inner_let(cg, e->u.cast.a);
-  case MFX_EXPR_REDUCE: return 1;
-  }
-  return 1;
-}
-
-/* A guard that holds at the first and the last lane holds at every lane:
- * true of comparisons between affine functions of the variable, and of
- * conjunctions of such. */
-static int cg_guard_is_monotone(const mfx_cg *cg, const mfx_expr *e) {
-  if (!cg_linear(cg, e).dep) return 1;
-  if (e->kind != MFX_EXPR_BINARY) return 0;
-  switch (e->u.bin.op) {
-  case MFX_LT:
-  case MFX_LE:
-  case MFX_GT:
-  case MFX_GE: return cg_linear(cg, e->u.bin.a).affine && cg_linear(cg, e->u.bin.b).affine;
-  case MFX_LAND:
-    return cg_guard_is_monotone(cg, e->u.bin.a) && cg_guard_is_monotone(cg, e->u.bin.b);
-  default: return 0;
-  }
-}
-
-static mfx_status cg_plan_stmt(cg_vec_plan *p, const mfx_stmt *s);
-
-static mfx_status cg_plan_let(cg_vec_plan *p, const mfx_stmt *s) {
-  mfx_status st = cg_plan_expr(p, s->u.let.value);
-  if (st != MFX_OK || !p->ok || s->u.let.var == NULL) {
-    if (s->u.let.var == NULL) p->ok = 0;
-    return st;
-  }
-  int mark = cg_scope_mark(p->cg);
-  /* Bound without a value: known to be inside, with its dependence. */
-  st = cg_bind_var(p->cg, s->u.let.var, s->u.let.value->type, NULL,
-                   cg_linear(p->cg, s->u.let.value));
-  if (st == MFX_OK) st = cg_plan_stmt(p, s->u.let.body);
-  cg_scope_pop(p->cg, mark);
-  return st;
-}
-
-static mfx_status cg_plan_if(cg_vec_plan *p, const mfx_stmt *s) {
-  const mfx_expr *c = s->u.if_.cond;
-  if (c == NULL) {
-    p->ok = 0;
-    return MFX_OK;
-  }
-  mfx_status st = MFX_OK;
-  if (cg_linear(p->cg, c).dep) {
-    if (cg_uses_inner_let(p->cg, c) || !cg_guard_is_monotone(p->cg, c)) {
-      p->ok = 0;
-      return MFX_OK;
-    }
-    void *items = (void *)p->guard;
-    st = cg_grow(&items, &p->cap_guard, p->n_guard, sizeof *p->guard);
-    p->guard = items;
-    if (st != MFX_OK) return st;
-    p->guard[p->n_guard++] = c;
-  }
-  st = cg_plan_expr(p, c);
-  if (st == MFX_OK && s->u.if_.then_s != NULL) st = cg_plan_stmt(p, s->u.if_.then_s);
-  if (st == MFX_OK && s->u.if_.else_s != NULL) st = cg_plan_stmt(p, s->u.if_.else_s);
-  return st;
-}
-
-static mfx_status cg_plan_stmt(cg_vec_plan *p, const mfx_stmt *s) {
-  if (s == NULL || !p->ok) {
-    p->ok = 0;
-    return MFX_OK;
-  }
-  mfx_status st = MFX_OK;
-  switch (s->kind) {
-  case MFX_STMT_STORE:
-    st = cg_plan_access(p, s->u.store.buf, s->u.store.n, s->u.store.idx, 1);
-    if (st == MFX_OK && p->ok) st = cg_plan_expr(p, s->u.store.idx[0]);
-    return st == MFX_OK ? cg_plan_expr(p, s->u.store.value) : st;
-  case MFX_STMT_LET: return cg_plan_let(p, s);
-  case MFX_STMT_IF: return cg_plan_if(p, s);
-  case MFX_STMT_SEQ:
-    if (s->u.seq.n > 0 && s->u.seq.items == NULL) p->ok = 0;
-    for (int i = 0; st == MFX_OK && p->ok && i < s->u.seq.n; i++)
-      st = cg_plan_stmt(p, s->u.seq.items[i]);
-    return st;
-  case MFX_STMT_FOR:
-  case MFX_STMT_ALLOCATE:
-  case MFX_STMT_BARRIER: break;
-  }
-  p->ok = 0;
-  return MFX_OK;
-}
-
-static int cg_expr_equal(const mfx_expr *a, const mfx_expr *b) {
-  if (a == b) return 1;
-  if (a == NULL || b == NULL || a->kind != b->kind || a->type != b->type) return 0;
-  switch (a->kind) {
-  case MFX_EXPR_INT: return a->u.i == b->u.i;
-  case MFX_EXPR_FLOAT: return a->u.f == b->u.f;
-  case MFX_EXPR_VAR: return a->u.var == b->u.var;
-  case MFX_EXPR_LOAD:
-    if (a->u.load.buf != b->u.load.buf || a->u.load.n != b->u.load.n) return 0;
-    for (int i = 0; i < a->u.load.n; i++)
-      if (!cg_expr_equal(a->u.load.idx[i], b->u.load.idx[i])) return 0;
-    return 1;
-  case MFX_EXPR_BINARY:
-    return a->u.bin.op == b->u.bin.op && cg_expr_equal(a->u.bin.a, b->u.bin.a) &&
-           cg_expr_equal(a->u.bin.b, b->u.bin.b);
-  case MFX_EXPR_UNARY: return a->u.un.op == b->u.un.op && cg_expr_equal(a->u.un.a, b->u.un.a);
-  case MFX_EXPR_SELECT:
-    return cg_expr_equal(a->u.sel.cond, b->u.sel.cond) && cg_expr_equal(a->u.sel.a, b->u.sel.a) &&
-           cg_expr_equal(a->u.sel.b, b->u.sel.b);
-  case MFX_EXPR_CAST: return cg_expr_equal(a->u.cast.a, b->u.cast.a);
-  case MFX_EXPR_REDUCE: return 0;
-  }
-  return 0;
-}
-
-/* Lanes must not communicate through memory: every buffer the body stores
- * to is accessed at one index, affine in the variable with a non-zero
- * coefficient, so each lane owns its elements. */
-static int cg_plan_lanes_independent(const cg_vec_plan *p) {
-  for (int i = 0; i < p->n_access; i++) {
-    const cg_access *store = &p->access[i];
-    if (!store->is_store) continue;
-    if (!store->lin.affine || store->lin.coeff == 0) return 0;
-    for (int j = 0; j < p->n_access; j++)
-      if (p->access[j].buf == store->buf && !cg_expr_equal(p->access[j].idx, store->idx)) return 0;
-  }
-  return 1;
 }
 
 /* if (every guard holds at lane 0 and at lane L-1) vector body, else the
@@ -1079,18 +867,17 @@ static mfx_status cg_emit_vector_body(mfx_cg *cg, const mfx_stmt *s, int *vector
   cg_vec_plan plan = {.cg = cg, .ok = 1};
   mfx_status st =
       cg_bind_var(cg, s->u.loop.var, MFX_I64, cg_lane_ids(cg), (mfx_cg_linear){1, 1, 1});
-  if (st == MFX_OK) st = cg_plan_stmt(&plan, s->u.loop.body);
-  *vectorized = st == MFX_OK && plan.ok && cg_plan_lanes_independent(&plan);
+  if (st == MFX_OK) st = cg_vec_plan_body(&plan, s->u.loop.body);
+  *vectorized = st == MFX_OK && plan.ok;
   if (*vectorized && plan.n_guard == 0)
     st = cg_emit_stmt(cg, s->u.loop.body);
   else if (*vectorized)
     st = cg_emit_guarded_vector(cg, s, &plan);
-  free(plan.access);
-  free((void *)plan.guard);
+  cg_vec_plan_free(&plan);
   return st;
 }
 
-/* Vector code when it equals the serial loop (see cg_plan_*), else the
+/* Vector code when it equals the serial loop (codegen_vec.c), else the
  * serial loop. */
 static mfx_status cg_emit_vectorized(mfx_cg *cg, const mfx_stmt *s) {
   if (cg->vec_var != NULL || s->u.loop.extent < 2 || s->u.loop.extent > CG_MAX_LANES)
@@ -1138,101 +925,6 @@ mfx_status cg_emit_stmt(mfx_cg *cg, const mfx_stmt *s) {
   case MFX_STMT_BARRIER: return cg->target->emit_barrier(cg, s);
   }
   return cg_fail(cg, "unknown statement kind %d", (int)s->kind);
-}
-
-/* ---- what a body uses from outside (for outlined functions) ------------------ */
-
-typedef struct {
-  const void **keys;
-  int n, cap;
-  mfx_status st;
-} cg_keys;
-
-static void cg_keys_add(cg_keys *k, const void *key) {
-  if (key == NULL || k->st != MFX_OK) return;
-  for (int i = 0; i < k->n; i++)
-    if (k->keys[i] == key) return;
-  void *items = (void *)k->keys;
-  k->st = cg_grow(&items, &k->cap, k->n, sizeof *k->keys);
-  k->keys = items;
-  if (k->st == MFX_OK) k->keys[k->n++] = key;
-}
-
-static void cg_keys_expr(cg_keys *k, const mfx_expr *e) {
-  if (e == NULL) return;
-  switch (e->kind) {
-  case MFX_EXPR_INT:
-  case MFX_EXPR_FLOAT: return;
-  case MFX_EXPR_VAR: cg_keys_add(k, e->u.var); return;
-  case MFX_EXPR_LOAD:
-    cg_keys_add(k, e->u.load.buf);
-    for (int i = 0; i < e->u.load.n && e->u.load.idx != NULL; i++)
-      cg_keys_expr(k, e->u.load.idx[i]);
-    return;
-  case MFX_EXPR_BINARY:
-    cg_keys_expr(k, e->u.bin.a);
-    cg_keys_expr(k, e->u.bin.b);
-    return;
-  case MFX_EXPR_UNARY: cg_keys_expr(k, e->u.un.a); return;
-  case MFX_EXPR_SELECT:
-    cg_keys_expr(k, e->u.sel.cond);
-    cg_keys_expr(k, e->u.sel.a);
-    cg_keys_expr(k, e->u.sel.b);
-    return;
-  case MFX_EXPR_CAST: cg_keys_expr(k, e->u.cast.a); return;
-  case MFX_EXPR_REDUCE: cg_keys_expr(k, e->u.red.src); return;
-  }
-}
-
-static void cg_keys_stmt(cg_keys *k, const mfx_stmt *s) {
-  if (s == NULL) return;
-  switch (s->kind) {
-  case MFX_STMT_FOR: cg_keys_stmt(k, s->u.loop.body); return;
-  case MFX_STMT_STORE:
-    cg_keys_add(k, s->u.store.buf);
-    for (int i = 0; i < s->u.store.n && s->u.store.idx != NULL; i++)
-      cg_keys_expr(k, s->u.store.idx[i]);
-    cg_keys_expr(k, s->u.store.value);
-    return;
-  case MFX_STMT_LET:
-    cg_keys_expr(k, s->u.let.value);
-    cg_keys_stmt(k, s->u.let.body);
-    return;
-  case MFX_STMT_IF:
-    cg_keys_expr(k, s->u.if_.cond);
-    cg_keys_stmt(k, s->u.if_.then_s);
-    cg_keys_stmt(k, s->u.if_.else_s);
-    return;
-  case MFX_STMT_ALLOCATE: cg_keys_stmt(k, s->u.alloc.body); return;
-  case MFX_STMT_SEQ:
-    for (int i = 0; i < s->u.seq.n && s->u.seq.items != NULL; i++)
-      cg_keys_stmt(k, s->u.seq.items[i]);
-    return;
-  case MFX_STMT_BARRIER: return;
-  }
-}
-
-mfx_status cg_free_bindings(mfx_cg *cg, const mfx_stmt *body, mfx_cg_binding **out, int *n) {
-  *out = NULL;
-  *n = 0;
-  cg_keys keys = {NULL, 0, 0, MFX_OK};
-  cg_keys_stmt(&keys, body);
-  if (keys.st != MFX_OK || keys.n == 0) {
-    free((void *)keys.keys);
-    return keys.st;
-  }
-  mfx_cg_binding *found = malloc((size_t)keys.n * sizeof *found);
-  if (found == NULL) {
-    free((void *)keys.keys);
-    return mfx_fail(MFX_ERR_NOMEM, "codegen %s: %d captured names", cg->kernel, keys.n);
-  }
-  for (int i = 0; i < keys.n; i++) {
-    const mfx_cg_binding *b = cg_lookup(cg, keys.keys[i]);
-    if (b != NULL && b->value != NULL) found[(*n)++] = *b;
-  }
-  free((void *)keys.keys);
-  *out = found;
-  return MFX_OK;
 }
 
 /* ---- functions -------------------------------------------------------------------- */

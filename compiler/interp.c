@@ -40,12 +40,6 @@
 
 #include "mfx/compiler.h"
 
-#define INTERP_TRY(expr)            \
-  do {                              \
-    mfx_status interp_st_ = (expr); \
-    if (interp_st_ != MFX_OK) return interp_st_; \
-  } while (0)
-
 /* Why a value is undefined (LLVM poison); INTERP_DEFINED if it is not. */
 typedef enum {
   INTERP_DEFINED,
@@ -587,7 +581,7 @@ static mfx_status interp_compute(interp_ctx *c, interp_slot *slot) {
   c->current = t;
   int is_reduce = t->body->kind == MFX_EXPR_REDUCE;
   interp_value identity = interp_int(0);
-  if (is_reduce) INTERP_TRY(interp_reduce_setup(c, t, &identity));
+  if (is_reduce) MFX_TRY(interp_reduce_setup(c, t, &identity));
   mfx_status st = mfx_array_create(&slot->array, buf->dtype, buf->ndim, buf->shape);
   if (st != MFX_OK) return mfx_fail_context(st, "interp: compute %s", buf->name);
   slot->owned = 1;
@@ -651,11 +645,11 @@ static mfx_status interp_collect(interp_ctx *c) {
       if (c->s->outputs[j] == c->s->outputs[i])
         return mfx_fail(MFX_ERR_INVALID, "interp: output %s is listed twice",
                         c->s->outputs[i]->buf->name);
-    INTERP_TRY(interp_add_slot(c, c->s->outputs[i], &cap));
+    MFX_TRY(interp_add_slot(c, c->s->outputs[i], &cap));
   }
   for (int i = 0; i < c->n_slots; i++) { /* the list grows as it is walked */
     const mfx_tensor *t = c->slots[i].tensor;
-    for (int k = 0; k < t->n_inputs; k++) INTERP_TRY(interp_add_slot(c, t->inputs[k], &cap));
+    for (int k = 0; k < t->n_inputs; k++) MFX_TRY(interp_add_slot(c, t->inputs[k], &cap));
   }
   return MFX_OK;
 }
@@ -691,7 +685,7 @@ static mfx_status interp_check_input(const mfx_tensor *p, int i, const mfx_array
 static mfx_status interp_bind_inputs(interp_ctx *c, const mfx_array *inputs) {
   for (int i = 0; i < c->s->n_inputs; i++) {
     const mfx_tensor *p = c->s->inputs[i];
-    INTERP_TRY(interp_check_input(p, i, inputs != NULL ? &inputs[i] : NULL));
+    MFX_TRY(interp_check_input(p, i, inputs != NULL ? &inputs[i] : NULL));
     for (int k = 0; k < c->n_slots; k++) {
       if (c->slots[k].tensor != p) continue;
       c->slots[k].array = inputs[i];
@@ -722,10 +716,10 @@ static mfx_status interp_evaluate(interp_ctx *c, interp_slot *slot) {
   for (int k = 0; k < t->n_inputs; k++) {
     interp_slot *in = interp_slot_of_tensor(c, t->inputs[k]);
     if (in == NULL) return mfx_fail(MFX_ERR_INVALID, "interp: a tensor list out of step");
-    INTERP_TRY(interp_evaluate(c, in));
+    MFX_TRY(interp_evaluate(c, in));
   }
-  INTERP_TRY(interp_check_axes(c, t));
-  INTERP_TRY(interp_compute(c, slot));
+  MFX_TRY(interp_check_axes(c, t));
+  MFX_TRY(interp_compute(c, slot));
   slot->state = 2;
   return MFX_OK;
 }

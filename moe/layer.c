@@ -11,17 +11,16 @@
 static const char *const moe_kind_names[MFX_EXPERT_KIND_COUNT] = {"mult", "shift", "null"};
 
 const char *mfx_expert_kind_name(mfx_expert_kind kind) {
-  return (unsigned)kind < MFX_EXPERT_KIND_COUNT ? moe_kind_names[kind] : "?";
+  return mfx_name_of(moe_kind_names, sizeof(char *), MFX_EXPERT_KIND_COUNT, (int)kind, "?");
 }
 
 mfx_status mfx_expert_kind_from_name(const char *name, mfx_expert_kind *out) {
   if (name == NULL || out == NULL)
     return mfx_fail(MFX_ERR_INVALID, "expert kind: name and out must not be NULL");
-  for (int i = 0; i < MFX_EXPERT_KIND_COUNT; i++) {
-    if (strcmp(name, moe_kind_names[i]) == 0) {
-      *out = (mfx_expert_kind)i;
-      return MFX_OK;
-    }
+  int i = mfx_name_index(moe_kind_names, sizeof(char *), MFX_EXPERT_KIND_COUNT, name);
+  if (i >= 0) {
+    *out = (mfx_expert_kind)i;
+    return MFX_OK;
   }
   return mfx_fail(MFX_ERR_INVALID, "unknown expert kind '%s'; expected mult, shift or null",
                   name);

@@ -21,15 +21,6 @@
 #include "mfx/device.h"
 #include "mfx/moe.h"
 
-/* Return the status of `expr` when it is not MFX_OK (as ops_internal.h). */
-#ifndef MFX_TRY
-#define MFX_TRY(expr)                   \
-  do {                                  \
-    mfx_status mfx_try_ = (expr);       \
-    if (mfx_try_ != MFX_OK) return mfx_try_; \
-  } while (0)
-#endif
-
 /* One expert's weights: the float ones (mult, and the source of a shift
  * expert's), and a shift expert's converted ones. NULL when unused. */
 typedef struct {

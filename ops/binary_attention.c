@@ -13,7 +13,7 @@
  *   NP[b,h,n,l] = sum_k X[b,h,n,k*L+l]^2,   NRM[b,h,n] = sum_l NP[b,h,n,l]
  * Vectorized over d, each select of a code is a compare to a mask and a
  * masked add (see matadd.c). */
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { ATTN_B, ATTN_H, ATTN_N, ATTN_D, ATTN_C };
 
@@ -35,20 +35,9 @@ static mfx_expr *attn_code_set(mfx_arena *a, mfx_expr *code) {
   return mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0));
 }
 
-/* A[b,h,c,d] = sum_n select(Hc[b,h,n,c], V[b,h,n,d], 0). */
+/* A[b,h,c,d] = sum_n select(Hc[b,h,n,c], V[b,h,n,d], 0): matadd's expression. */
 static mfx_status attn_kv(mfx_arena *a, attn_stages *t, const int64_t *dims) {
-  int64_t B = dims[ATTN_B], H = dims[ATTN_H], N = dims[ATTN_N], D = dims[ATTN_D];
-  int64_t C = dims[ATTN_C];
-  mfx_tensor *A = mfx_compute_begin(a, "A", MFX_F32, 4, (int64_t[]){B, H, C, D},
-                                    (const char *[]){"b", "h", "c", "d"});
-  mfx_var *n = mfx_var_create(a, "n", N, 1);
-  mfx_expr *b = mfx_tmpl_axis(a, A, 0), *h = mfx_tmpl_axis(a, A, 1), *nn = mfx_var_ref(a, n);
-  mfx_expr *code = mfx_tmpl_load4(a, t->Hc, b, h, nn, mfx_tmpl_axis(a, A, 2));
-  mfx_expr *v = mfx_tmpl_load4(a, t->V, b, h, nn, mfx_tmpl_axis(a, A, 3));
-  mfx_expr *term = mfx_select(a, attn_code_set(a, code), v, mfx_f32(a, -0.0));
-  MFX_TRY(mfx_tmpl_set_body(a, A, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
-  t->A = A;
-  return MFX_OK;
+  return mfx_matadd_te(a, t->Hc, t->V, dims, "A", &t->A);
 }
 
 /* XS[b,h,n,d] = sum_c select(Hc[b,h,n,c], A[b,h,c,d], 0). */
@@ -155,27 +144,37 @@ static mfx_status attn_schedule_norm(mfx_schedule *s, const attn_stages *t, int6
   return mfx_sched_unroll(s, st, ni);
 }
 
+#define ATTN_CPU_KNOBS(X) \
+  X(tile_c) X(tile_n) X(tile_d) X(vec) X(unroll) X(parallel) X(local) X(inline_x) X(rows_norm)
+MFX_KNOB_VIEW(attn_knobs, ATTN_CPU_KNOBS)
+#define ATTN_GPU_KNOBS(X)                                                                   \
+  X(block_c) X(block_n) X(block_d) X(thread_r) X(thread_d) X(block_k) X(shared) X(unroll)  \
+  X(inline_x) X(threads)
+MFX_KNOB_VIEW(attn_gpu_knobs, ATTN_GPU_KNOBS)
+
 static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx_config *cfg) {
-  int vec = (int)mfx_config_get(cfg, "vec"), parallel = (int)mfx_config_get(cfg, "parallel");
-  int unroll = (int)mfx_config_get(cfg, "unroll"), local = (int)mfx_config_get(cfg, "local");
-  int64_t td = mfx_config_get(cfg, "tile_d");
+  attn_knobs k;
+  MFX_TRY(attn_knobs_read(cfg, "binary_attention", &k));
+  int vec = (int)k.vec, parallel = (int)k.parallel;
+  int unroll = (int)k.unroll, local = (int)k.local;
+  int64_t td = k.tile_d;
   mfx_tmpl_tiled_reduce kv = {
     .n_outer = 2, .outer = {"b", "h"}, .x = "c", .y = "d", .r = "n",
-    .fx = mfx_config_get(cfg, "tile_c"), .fy = td,
+    .fx = k.tile_c, .fy = td,
     .vec = vec, .unroll = unroll, .parallel = parallel, .local = local,
   };
   MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->A, &kv));
   mfx_tmpl_tiled_reduce q = {
     .n_outer = 2, .outer = {"b", "h"}, .x = "n", .y = "d", .r = "c",
-    .fx = mfx_config_get(cfg, "tile_n"), .fy = td,
+    .fx = k.tile_n, .fy = td,
     .vec = vec, .unroll = unroll, .parallel = parallel, .local = local,
   };
   MFX_TRY(mfx_tmpl_apply_tiled_reduce(s, t->XS, &q));
   mfx_stage *x_stage;
   MFX_TRY(mfx_tmpl_stage(s, t->X, &x_stage));
-  if (mfx_config_get(cfg, "inline_x")) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
+  if (k.inline_x) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
   else MFX_TRY(mfx_tmpl_apply_elementwise(s, t->X, td, vec, parallel));
-  int64_t rows = mfx_config_get(cfg, "rows_norm");
+  int64_t rows = k.rows_norm;
   if (t->NP) {
     mfx_tmpl_tiled_reduce np = {
       .n_outer = 2, .outer = {"b", "h"}, .x = "n", .y = "l", .r = "k",
@@ -219,13 +218,13 @@ static mfx_status attn_build(mfx_arena *a, const int64_t *dims, const mfx_config
  * register per row; O is one element per thread. */
 static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
                                     const mfx_config *cfg) {
+  attn_gpu_knobs k;
+  MFX_TRY(attn_gpu_knobs_read(cfg, "binary_attention (GPU)", &k));
   mfx_gpu_tiled_reduce kv = {
     .what = "binary_attention (Hc^T V)", .n_outer = 2, .outer = {"b", "h"},
     .x = "c", .y = "d", .r = "n",
-    .bx = mfx_config_get(cfg, "block_c"), .by = mfx_config_get(cfg, "block_d"),
-    .tx = mfx_config_get(cfg, "thread_r"), .ty = mfx_config_get(cfg, "thread_d"),
-    .br = mfx_config_get(cfg, "block_k"),
-    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .bx = k.block_c, .by = k.block_d, .tx = k.thread_r, .ty = k.thread_d, .br = k.block_k,
+    .shared = (int)k.shared, .unroll = (int)k.unroll,
     .n_staged = 2, .staged = {{t->Hc, 'x'}, {t->V, 'y'}},
   };
   MFX_TRY(mfx_gpu_apply_tiled_reduce(s, t->A, &kv));
@@ -233,13 +232,13 @@ static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
   q.what = "binary_attention (Hc A)";
   q.x = "n";
   q.r = "c";
-  q.bx = mfx_config_get(cfg, "block_n");
+  q.bx = k.block_n;
   q.staged[1] = (mfx_gpu_staged){t->A, 'y'};
   MFX_TRY(mfx_gpu_apply_tiled_reduce(s, t->XS, &q));
-  int64_t threads = mfx_config_get(cfg, "threads");
+  int64_t threads = k.threads;
   mfx_stage *x_stage;
   MFX_TRY(mfx_tmpl_stage(s, t->X, &x_stage));
-  if (mfx_config_get(cfg, "inline_x")) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
+  if (k.inline_x) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
   else MFX_TRY(mfx_gpu_apply_elementwise(s, t->X, threads));
   MFX_TRY(mfx_gpu_apply_elementwise(s, t->NRM, threads));
   return mfx_gpu_apply_elementwise(s, t->O, threads);
@@ -253,16 +252,13 @@ static mfx_status attn_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_co
 }
 
 const mfx_op mfx_op_def_binary_attention = {
-  .name = "binary_attention",
+  MFX_OP_LISTED(binary_attention),
   .about = "binary-code linear attention: O = normalize(V/2 + Hc (Hc^T V) / pi) over d",
-  .n_dims = 5,
   .dims = {"B", "H", "N", "D", "C"},
-  .n_inputs = 2,
   .inputs = {
     {"Hc", MFX_I8, 4, {"B", "H", "N", "C"}, "binary codes 0/1"},
     {"V", MFX_F32, 4, {"B", "H", "N", "D"}, "values"},
   },
-  .n_outputs = 1,
   .outputs = {{"O", MFX_F32, 4, {"B", "H", "N", "D"}, "rows of unit norm over d"}},
   .n_knobs = 9,
   .knobs = {
@@ -279,8 +275,6 @@ const mfx_op mfx_op_def_binary_attention = {
      {1, 4, 8}},
   },
   .build = attn_build,
-  .reference = mfx_ref_binary_attention,
-  .random_input = mfx_random_binary_attention,
   .n_gpu_knobs = 10,
   .gpu_knobs = {
     {"block_c", "codes per thread block of Hc^T V", 32, 4, {8, 16, 32, 64}},

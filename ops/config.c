@@ -93,6 +93,33 @@ int64_t mfx_config_get(const mfx_config *cfg, const char *name) {
   return -1;
 }
 
+mfx_status mfx_config_read(const mfx_config *cfg, const char *what, int n,
+                           const char *const *names, int64_t *values) {
+  if (cfg == NULL || names == NULL || values == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "knobs of %s: config, names and values must not be NULL",
+                    what ? what : "?");
+  for (int k = 0; k < n; k++) {
+    int i = 0;
+    while (i < cfg->n && strcmp(cfg->names[i], names[k]) != 0) i++;
+    if (i < cfg->n) {
+      values[k] = cfg->values[i];
+      continue;
+    }
+    char have[512];
+    size_t used = 0;
+    have[0] = '\0';
+    for (int j = 0; j < cfg->n && used < sizeof have; j++) {
+      int w = snprintf(have + used, sizeof have - used, "%s%s", j ? ", " : "", cfg->names[j]);
+      if (w < 0) break;
+      used += (size_t)w;
+    }
+    return mfx_fail(MFX_ERR_INVALID, "knobs of %s: the template reads knob \"%s\", which the "
+                    "config does not hold (it holds %s); the op's knob table and the template "
+                    "disagree", what ? what : "?", names[k], cfg->n ? have : "none");
+  }
+  return MFX_OK;
+}
+
 static mfx_status mfx_knob_set_value(const mfx_knob_set *ks, mfx_config *cfg, const char *name,
                                      int64_t v) {
   const mfx_knob *k = mfx_knob_find(ks, name);

@@ -51,7 +51,7 @@
  * axis on the thread pool; GPU, one element per thread. */
 #include <stdint.h>
 
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { EW_M, EW_N };
 
@@ -139,17 +139,19 @@ static mfx_status ew_define(mfx_arena *a, const int64_t *dims, const ew_kind *k,
 static mfx_status ew_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                            const ew_kind *k, mfx_schedule **out) {
   mfx_tensor *t = NULL;
+  mfx_ew_knobs kn;
+  MFX_TRY(mfx_ew_knobs_read(cfg, k->what, &kn));
   MFX_TRY(ew_define(a, dims, k, &t, out));
-  return mfx_tmpl_apply_elementwise(*out, t, mfx_config_get(cfg, "vector"),
-                                    (int)mfx_config_get(cfg, "vec"),
-                                    (int)mfx_config_get(cfg, "parallel"));
+  return mfx_tmpl_apply_elementwise(*out, t, kn.vector, (int)kn.vec, (int)kn.parallel);
 }
 
 static mfx_status ew_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                const ew_kind *k, mfx_schedule **out) {
   mfx_tensor *t = NULL;
+  mfx_ew_gpu_knobs kn;
+  MFX_TRY(mfx_ew_gpu_knobs_read(cfg, k->what, &kn));
   MFX_TRY(ew_define(a, dims, k, &t, out));
-  return mfx_gpu_apply_elementwise(*out, t, mfx_config_get(cfg, "threads"));
+  return mfx_gpu_apply_elementwise(*out, t, kn.threads);
 }
 
 #define EW_BUILDERS(name, kind)                                                             \
@@ -179,67 +181,46 @@ EW_BUILDERS(q16_gelu, ew_q16_gelu_kind)
   MFX_GPU_ELEMENTWISE_KNOBS
 
 const mfx_op mfx_op_def_gelu = {
-  .name = "gelu",
+  MFX_OP_LISTED(gelu),
   .about = "GELU in f32: Y = 0.5 X (1 + erf(X / sqrt 2)) (the MoE experts' activation)",
-  .n_dims = 2,
   .dims = {"M", "N"},
-  .n_inputs = 1,
   .inputs = {{"X", MFX_F32, 2, {"M", "N"}, "activations"}},
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y = (0.5 X) (1 + erf(X 0.70710678f))"}},
   EW_KNOBS,
   .build = gelu_build,
-  .reference = mfx_ref_gelu,
-  .random_input = mfx_random_gelu,
   .build_gpu = gelu_build_gpu,
 };
 
 const mfx_op mfx_op_def_q16_quantize = {
-  .name = "q16_quantize",
+  MFX_OP_LISTED(q16_quantize),
   .about = "f32 to Q16.16 fixed point: round(X 2^16), ties to even, saturated; NaN to 0",
-  .n_dims = 2,
   .dims = {"M", "N"},
-  .n_inputs = 1,
   .inputs = {{"X", MFX_F32, 2, {"M", "N"}, "values"}},
-  .n_outputs = 1,
   .outputs = {{"Q", MFX_I32, 2, {"M", "N"},
                "Q = rint(X 2^16) within int32 (INT32_MAX/MIN beyond, 0 for NaN)"}},
   EW_KNOBS,
   .build = q16_quantize_build,
-  .reference = mfx_ref_q16_quantize,
-  .random_input = mfx_random_q16_quantize,
   .build_gpu = q16_quantize_build_gpu,
 };
 
 const mfx_op mfx_op_def_q16_dequantize = {
-  .name = "q16_dequantize",
+  MFX_OP_LISTED(q16_dequantize),
   .about = "Q16.16 fixed point to f32: X = Q 2^-16",
-  .n_dims = 2,
   .dims = {"M", "N"},
-  .n_inputs = 1,
   .inputs = {{"Q", MFX_I32, 2, {"M", "N"}, "Q16.16 values"}},
-  .n_outputs = 1,
   .outputs = {{"X", MFX_F32, 2, {"M", "N"}, "X = f32(Q) 2^-16"}},
   EW_KNOBS,
   .build = q16_dequantize_build,
-  .reference = mfx_ref_q16_dequantize,
-  .random_input = mfx_random_q16_dequantize,
   .build_gpu = q16_dequantize_build_gpu,
 };
 
 const mfx_op mfx_op_def_q16_gelu = {
-  .name = "q16_gelu",
+  MFX_OP_LISTED(q16_gelu),
   .about = "GELU on Q16.16 (the shift expert's middle step): R = q16(GELU(Q 2^-16))",
-  .n_dims = 2,
   .dims = {"M", "N"},
-  .n_inputs = 1,
   .inputs = {{"Q", MFX_I32, 2, {"M", "N"}, "Q16.16 values"}},
-  .n_outputs = 1,
   .outputs = {{"R", MFX_I32, 2, {"M", "N"}, "R = q16_quantize(gelu(q16_dequantize(Q)))"}},
   EW_KNOBS,
   .build = q16_gelu_build,
-  .reference = mfx_ref_q16_gelu,
-  .random_input = mfx_random_q16_gelu,
   .build_gpu = q16_gelu_build_gpu,
-  .int_tolerance = 1, /* erf from a polynomial, not erff: see the top of this file */
 };

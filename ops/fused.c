@@ -12,7 +12,8 @@
  * into the shared X tile of each reduction step (inlined without shared
  * staging). Knobs are the reduction's, `local` fixed at 1 (the epilogue is
  * applied at the local tile's write-back). */
-#include "ops_internal.h"
+#include "knobs.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -65,8 +66,9 @@ static mfx_status linear_gelu_build(mfx_arena *a, const int64_t *dims, const mfx
                                     mfx_schedule **out) {
   mfx_linear_parts t;
   mfx_tensor *C;
-  MFX_TRY(linear_gelu_define(a, dims, mfx_config_get(cfg, "pack"),
-                             mfx_config_get(cfg, "tile_n"), &t, &C, out));
+  mfx_linear_knobs k;
+  MFX_TRY(mfx_linear_knobs_read(cfg, "linear_gelu", &k));
+  MFX_TRY(linear_gelu_define(a, dims, k.pack, k.tile_n, &t, &C, out));
   MFX_TRY(mfx_linear_schedule(*out, &t, cfg));
   return fused_epilogue(*out, t.Y, C);
 }
@@ -75,7 +77,9 @@ static mfx_status linear_gelu_build_gpu(mfx_arena *a, const int64_t *dims,
                                         const mfx_config *cfg, mfx_schedule **out) {
   mfx_linear_parts t;
   mfx_tensor *C;
-  MFX_TRY(linear_gelu_define(a, dims, mfx_config_get(cfg, "pack"), 1, &t, &C, out));
+  mfx_linear_gpu_knobs k;
+  MFX_TRY(mfx_linear_gpu_knobs_read(cfg, "linear_gelu (GPU)", &k));
+  MFX_TRY(linear_gelu_define(a, dims, k.pack, 1, &t, &C, out));
   MFX_TRY(mfx_linear_schedule_gpu(*out, &t, cfg));
   return fused_epilogue(*out, t.Y, C);
 }
@@ -97,13 +101,20 @@ typedef struct {
   mfx_tensor *Xf, *red, *cnt, *Y, *C;
 } fused_shift;
 
+/* The knobs the definition reads, on either target (panel: tile_n, 0 on a GPU). */
+#define FUSED_SHIFT_DEFINE_KNOBS(X) X(pack) X(form)
+MFX_KNOB_VIEW(fused_shift_define_knobs, FUSED_SHIFT_DEFINE_KNOBS)
+#define FUSED_PROLOGUE_KNOBS(X) X(prologue)
+MFX_KNOB_VIEW(fused_prologue_knobs, FUSED_PROLOGUE_KNOBS)
+
 static mfx_status fused_shift_define(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                                     const fused_shift_kind *k, fused_shift *f,
+                                     int64_t panel, const fused_shift_kind *k, fused_shift *f,
                                      mfx_schedule **out) {
   int64_t M = dims[FUSED_M], K = dims[FUSED_K];
-  f->p = (mfx_shift_parts){.pack = (int)mfx_config_get(cfg, "pack"),
-                           .form = (int)mfx_config_get(cfg, "form"), .x_compute = k->quantize,
-                           .panel = mfx_config_get(cfg, "tile_n")};
+  fused_shift_define_knobs kn;
+  MFX_TRY(fused_shift_define_knobs_read(cfg, "shift_linear (fused)", &kn));
+  f->p = (mfx_shift_parts){.pack = (int)kn.pack, .form = (int)kn.form, .x_compute = k->quantize,
+                           .panel = panel};
   mfx_tensor *X;
   if (k->quantize) {
     f->Xf = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){M, K});
@@ -125,11 +136,15 @@ static mfx_status fused_shift_finish(mfx_schedule *s, const fused_shift *f) {
 static mfx_status fused_shift_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                     const fused_shift_kind *k, mfx_schedule **out) {
   fused_shift f;
-  MFX_TRY(fused_shift_define(a, dims, cfg, k, &f, out));
-  if (k->quantize && mfx_config_get(cfg, "prologue") == 0) MFX_TRY(fused_inline(*out, f.p.X));
-  else if (k->quantize)
-    MFX_TRY(mfx_tmpl_apply_elementwise(*out, f.p.X, 16, (int)mfx_config_get(cfg, "vec"),
-                                       (int)mfx_config_get(cfg, "parallel")));
+  mfx_shift_knobs kn;
+  MFX_TRY(mfx_shift_knobs_read(cfg, "shift_linear (fused)", &kn));
+  MFX_TRY(fused_shift_define(a, dims, cfg, kn.tile_n, k, &f, out));
+  if (k->quantize) {
+    fused_prologue_knobs pk;
+    MFX_TRY(fused_prologue_knobs_read(cfg, "shift_linear_q16_gelu", &pk));
+    if (pk.prologue == 0) MFX_TRY(fused_inline(*out, f.p.X));
+    else MFX_TRY(mfx_tmpl_apply_elementwise(*out, f.p.X, 16, (int)kn.vec, (int)kn.parallel));
+  }
   MFX_TRY(mfx_shift_linear_schedule(*out, &f.p, f.red, f.cnt, NULL, cfg));
   return fused_shift_finish(*out, &f);
 }
@@ -138,7 +153,7 @@ static mfx_status fused_shift_build_gpu(mfx_arena *a, const int64_t *dims,
                                         const mfx_config *cfg, const fused_shift_kind *k,
                                         mfx_schedule **out) {
   fused_shift f;
-  MFX_TRY(fused_shift_define(a, dims, cfg, k, &f, out));
+  MFX_TRY(fused_shift_define(a, dims, cfg, 0, k, &f, out));
   MFX_TRY(mfx_shift_linear_schedule_gpu(*out, &f.p, f.red, f.cnt, NULL, cfg));
   return fused_shift_finish(*out, &f);
 }
@@ -165,128 +180,52 @@ static mfx_status shift_dequantize_build_gpu(mfx_arena *a, const int64_t *dims,
 
 /* ---- the ops ------------------------------------------------------------------------------- */
 
-#define FUSED_LOCAL_KNOB \
-  {"local", "accumulate the tile in registers (needed: the epilogue runs at write-back)", 1, 1, {1}}
-
 const mfx_op mfx_op_def_linear_gelu = {
-  .name = "linear_gelu",
+  MFX_OP_LISTED(linear_gelu),
   .about = "dense layer with GELU fused: Y = GELU(X W^T) in f32 (the mult expert's first half)",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 2,
   .inputs = {
     {"X", MFX_F32, 2, {"M", "K"}, "activations"},
     {"W", MFX_F32, 2, {"N", "K"}, "weights, one row per output feature"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y = gelu(linear(X, W))"}},
-  .n_knobs = 9,
-  .knobs = {
-    {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
-    {"tile_n", "columns of the register tile (the vector loop)", 32, 3, {8, 16, 32}},
-    {"tile_k", "split of the reduction (0: none)", 0, 5, {0, 16, 64, 128, 256}},
-    {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
-    {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
-    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
-    FUSED_LOCAL_KNOB,
-    {"pack", "W layout: 0 as given, 1 transposed WT[k,n], 2 panels WP[n/tn,k,tn]", 2, 3,
-     {0, 1, 2}},
-    {"cols_outer", "column tiles outside row tiles (a W panel stays in cache)", 1, 2, {0, 1}},
-  },
+  MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL_FIXED),
   .build = linear_gelu_build,
-  .reference = mfx_ref_linear_gelu,
-  .random_input = mfx_random_linear,
-  .n_gpu_knobs = 9,
-  .gpu_knobs = {
-    {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
-    {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
-    {"thread_m", "rows per thread (register tile, strided by the block's thread rows)", 8, 4,
-     {1, 2, 4, 8}},
-    {"thread_n", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
-     {1, 2, 4, 8}},
-    {"block_k", "reduction step: the X and W tiles staged per step", 16, 5, {4, 8, 16, 32, 64}},
-    {"shared", "stage the X and W tiles in shared memory", 1, 2, {0, 1}},
-    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
-    {"pack", "W transposed to WT[k,n] first (its own kernel): shared rows of n", 1, 2, {0, 1}},
-    {"threads", "threads per block of the packing kernel", 256, 4, {64, 128, 256, 512}},
-  },
   .build_gpu = linear_gelu_build_gpu,
 };
 
-#define FUSED_SHIFT_KNOBS(extra_n, ...)                                                      \
-  .n_knobs = 10 + (extra_n),                                                                \
-  .knobs = {                                                                                \
-    {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},              \
-    {"tile_n", "columns of the register tile (the vector loop)", 16, 3, {8, 16, 32}},       \
-    {"tile_k", "split of the reduction (0: none)", 0, 4, {0, 16, 64, 256}},                 \
-    {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},                                  \
-    {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},                                     \
-    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},                         \
-    FUSED_LOCAL_KNOB,                                                                       \
-    {"pack", "weights: 0 as given, 1 i8 [k,n], 2 i32 panels [n/tn,k,tn]", 2, 3, {0, 1, 2}}, \
-    {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 1, 2,      \
-     {0, 1}},                                                                               \
-    {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}}, \
-    __VA_ARGS__                                                                             \
-  },                                                                                        \
-  .n_gpu_knobs = 10,                                                                        \
-  .gpu_knobs = {                                                                            \
-    {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},                   \
-    {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},                 \
-    {"thread_m", "rows per thread (register tile, strided by the block's thread rows)", 8,  \
-     4, {1, 2, 4, 8}},                                                                      \
-    {"thread_n", "columns per thread (register tile, strided: stores coalesce)", 4, 4,      \
-     {1, 2, 4, 8}},                                                                         \
-    {"block_k", "reduction step: the X and weight tiles staged per step", 16, 5,            \
-     {4, 8, 16, 32, 64}},                                                                   \
-    {"shared", "stage the X and weight tiles in shared memory", 1, 2, {0, 1}},              \
-    {"unroll", "unroll the register tile", 1, 2, {0, 1}},                                   \
-    {"pack", "weights as i8 [k,n] copies first (their own kernels)", 1, 2, {0, 1}},         \
-    {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 0, 2,      \
-     {0, 1}},                                                                               \
-    {"threads", "threads per block of the weight and count kernels", 256, 4,                \
-     {64, 128, 256, 512}},                                                                  \
-  }
+#define FUSED_SHIFT_KNOBS(extra_n, ...)                                                   \
+  MFX_SHIFT_KNOB_TABLES(MFX_KNOB_LOCAL_FIXED, "threads per block of the weight and count kernels", \
+                        extra_n, __VA_ARGS__)
 
 const mfx_op mfx_op_def_shift_linear_q16_gelu = {
-  .name = "shift_linear_q16_gelu",
+  MFX_OP_LISTED(shift_linear_q16_gelu),
   .about = "the shift expert's first half fused: R = q16_gelu(shift_linear(q16_quantize(X)))",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 3,
   .inputs = {
     {"X", MFX_F32, 2, {"M", "K"}, "activations, f32 (quantized to Q16.16 in the kernel)"},
     {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
     {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
   },
-  .n_outputs = 1,
   .outputs = {{"R", MFX_I32, 2, {"M", "N"},
                "R = q16_gelu(shift_linear(q16_quantize(X), S, G)), Q16.16"}},
   FUSED_SHIFT_KNOBS(1, {"prologue", "q16_quantize: 0 inlined into the loads, 1 its own stage",
                         1, 2, {0, 1}}),
   .build = shift_q16_gelu_build,
-  .reference = mfx_ref_shift_linear_q16_gelu,
-  .random_input = mfx_random_shift_linear_q16_gelu,
   .build_gpu = shift_q16_gelu_build_gpu,
-  .int_tolerance = 1, /* erf is a polynomial on every target: see elementwise.c */
 };
 
 const mfx_op mfx_op_def_shift_linear_dequantize = {
-  .name = "shift_linear_dequantize",
+  MFX_OP_LISTED(shift_linear_dequantize),
   .about = "the shift expert's second half fused: Y = q16_dequantize(shift_linear(X, S, G))",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 3,
   .inputs = {
     {"X", MFX_I32, 2, {"M", "K"}, "activations, Q16.16 fixed point"},
     {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
     {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y = f32(shift_linear(X, S, G)) 2^-16"}},
   FUSED_SHIFT_KNOBS(0, ),
   .build = shift_dequantize_build,
-  .reference = mfx_ref_shift_linear_dequantize,
-  .random_input = mfx_random_shift_linear,
   .build_gpu = shift_dequantize_build_gpu,
 };

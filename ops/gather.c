@@ -31,7 +31,7 @@
  * reduction of one row by `vector` columns of d, the small reduction over s
  * outside the vector loop and the sum kept in a local accumulator. GPU, one
  * output element per thread, for both. */
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { GATHER_T, GATHER_M, GATHER_D };
 enum { COMBINE_R, COMBINE_T, COMBINE_K, COMBINE_D };
@@ -77,17 +77,19 @@ static mfx_status gather_define(mfx_arena *a, const int64_t *dims, mfx_tensor **
 static mfx_status gather_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                mfx_schedule **out) {
   mfx_tensor *Y = NULL;
+  mfx_ew_knobs k;
+  MFX_TRY(mfx_ew_knobs_read(cfg, "gather_rows", &k));
   MFX_TRY(gather_define(a, dims, &Y, out));
-  return mfx_tmpl_apply_elementwise(*out, Y, mfx_config_get(cfg, "vector"),
-                                    (int)mfx_config_get(cfg, "vec"),
-                                    (int)mfx_config_get(cfg, "parallel"));
+  return mfx_tmpl_apply_elementwise(*out, Y, k.vector, (int)k.vec, (int)k.parallel);
 }
 
 static mfx_status gather_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
   mfx_tensor *Y = NULL;
+  mfx_ew_gpu_knobs k;
+  MFX_TRY(mfx_ew_gpu_knobs_read(cfg, "gather_rows (GPU)", &k));
   MFX_TRY(gather_define(a, dims, &Y, out));
-  return mfx_gpu_apply_elementwise(*out, Y, mfx_config_get(cfg, "threads"));
+  return mfx_gpu_apply_elementwise(*out, Y, k.threads);
 }
 
 /* ---- combine_rows ------------------------------------------------------------------------ */
@@ -119,17 +121,21 @@ static mfx_status combine_define(mfx_arena *a, const int64_t *dims, mfx_tensor *
   return mfx_schedule_create(a, 3, (mfx_tensor *[]){YALL, ROWS, GATES}, 1, &Y, out);
 }
 
+#define COMBINE_CPU_KNOBS(X) X(vector) X(vec) X(parallel) X(local)
+MFX_KNOB_VIEW(combine_knobs, COMBINE_CPU_KNOBS)
+
 /* One row of t by `vector` columns of d per tile, over every s:
  *   [t.o, d.o fused, parallel], s, t.i (1), d.i (vectorized) */
 static mfx_status combine_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                 mfx_schedule **out) {
   mfx_tensor *Y = NULL;
+  combine_knobs k;
+  MFX_TRY(combine_knobs_read(cfg, "combine_rows", &k));
   MFX_TRY(combine_define(a, dims, &Y, out));
   mfx_tmpl_tiled_reduce p = {
     .n_outer = 0, .x = "t", .y = "d", .r = "s",
-    .fx = 1, .fy = mfx_config_get(cfg, "vector"), .fr = 0,
-    .vec = (int)mfx_config_get(cfg, "vec"), .unroll = 0,
-    .parallel = (int)mfx_config_get(cfg, "parallel"), .local = (int)mfx_config_get(cfg, "local"),
+    .fx = 1, .fy = k.vector, .fr = 0,
+    .vec = (int)k.vec, .unroll = 0, .parallel = (int)k.parallel, .local = (int)k.local,
   };
   return mfx_tmpl_apply_tiled_reduce(*out, Y, &p);
 }
@@ -138,23 +144,22 @@ static mfx_status combine_build(mfx_arena *a, const int64_t *dims, const mfx_con
 static mfx_status combine_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                     mfx_schedule **out) {
   mfx_tensor *Y = NULL;
+  mfx_ew_gpu_knobs k;
+  MFX_TRY(mfx_ew_gpu_knobs_read(cfg, "combine_rows (GPU)", &k));
   MFX_TRY(combine_define(a, dims, &Y, out));
-  return mfx_gpu_apply_elementwise(*out, Y, mfx_config_get(cfg, "threads"));
+  return mfx_gpu_apply_elementwise(*out, Y, k.threads);
 }
 
 /* ---- the ops ---------------------------------------------------------------------------- */
 
 const mfx_op mfx_op_def_gather_rows = {
-  .name = "gather_rows",
+  MFX_OP_LISTED(gather_rows),
   .about = "rows of X picked by IDX (the MoE dispatch): Y[m] = X[IDX[m]], 0 where IDX[m] = -1",
-  .n_dims = 3,
   .dims = {"T", "M", "D"},
-  .n_inputs = 2,
   .inputs = {
     {"X", MFX_F32, 2, {"T", "D"}, "rows (tokens)"},
     {"IDX", MFX_I32, 1, {"M"}, "the row of X for each row of Y, in [0, T); -1 (padding) or any index outside: a zero row"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "D"}, "Y[m,d] = IDX[m] >= 0 ? X[IDX[m],d] : 0"}},
   .n_knobs = 3,
   .knobs = {
@@ -164,25 +169,20 @@ const mfx_op mfx_op_def_gather_rows = {
   },
   MFX_GPU_ELEMENTWISE_KNOBS,
   .build = gather_build,
-  .reference = mfx_ref_gather_rows,
-  .random_input = mfx_random_gather_rows,
   .build_gpu = gather_build_gpu,
 };
 
 const mfx_op mfx_op_def_combine_rows = {
-  .name = "combine_rows",
+  MFX_OP_LISTED(combine_rows),
   .about = "gate-weighted sums of rows picked by ROWS (the MoE combine): "
            "Y[t] = sum_s GATES[t,s] YALL[ROWS[t,s]], skipping ROWS[t,s] = -1",
-  .n_dims = 4,
   .dims = {"R", "T", "K", "D"},
-  .n_inputs = 3,
   .inputs = {
     {"YALL", MFX_F32, 2, {"R", "D"}, "rows (the experts' outputs)"},
     {"ROWS", MFX_I32, 2, {"T", "K"}, "the row of YALL for each token and slot, in [0, R); "
                                      "-1 (a null expert) or any index outside: no term"},
     {"GATES", MFX_F32, 2, {"T", "K"}, "the weight of each token's slot"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"T", "D"},
                "Y[t,d] = sum over s in order of ROWS[t,s] >= 0 ? GATES[t,s] YALL[ROWS[t,s],d] "
                ": -0.0, from 0"}},
@@ -195,7 +195,5 @@ const mfx_op mfx_op_def_combine_rows = {
   },
   MFX_GPU_ELEMENTWISE_KNOBS,
   .build = combine_build,
-  .reference = mfx_ref_combine_rows,
-  .random_input = mfx_random_combine_rows,
   .build_gpu = combine_build_gpu,
 };

@@ -3,7 +3,7 @@
  * computed as one reduction: sum_w (32 - (popcount(Q[n,w] ^ K[m,w]) << 1)).
  * Template: K packed as KT[w, m] so that a vector runs over m, then a
  * register tile of tile_n rows of Q by tile_m vector columns. */
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { HAMMING_N, HAMMING_M, HAMMING_W };
 
@@ -32,19 +32,27 @@ static mfx_status hamming_define(mfx_arena *a, const int64_t *dims, int pack, ha
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Q, t->K}, 1, &t->S, out);
 }
 
+#define HAMMING_CPU_KNOBS(X) \
+  X(tile_n) X(tile_m) X(tile_w) X(vec) X(unroll) X(parallel) X(local) X(pack) X(cols_outer)
+MFX_KNOB_VIEW(hamming_knobs, HAMMING_CPU_KNOBS)
+#define HAMMING_GPU_KNOBS(X) \
+  X(block_n) X(block_m) X(thread_n) X(thread_m) X(block_w) X(shared) X(unroll) X(pack) X(threads)
+MFX_KNOB_VIEW(hamming_gpu_knobs, HAMMING_GPU_KNOBS)
+
 static mfx_status hamming_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                 mfx_schedule **out) {
-  int parallel = (int)mfx_config_get(cfg, "parallel");
+  hamming_knobs k;
+  MFX_TRY(hamming_knobs_read(cfg, "hamming", &k));
+  int parallel = (int)k.parallel;
   hamming_te t;
-  MFX_TRY(hamming_define(a, dims, (int)mfx_config_get(cfg, "pack"), &t, out));
+  MFX_TRY(hamming_define(a, dims, (int)k.pack, &t, out));
   if (t.KT != NULL) MFX_TRY(mfx_tmpl_apply_transpose(*out, t.KT, 16, parallel));
   mfx_tmpl_tiled_reduce p = {
     .x = "i", .y = "j", .r = "w",
-    .fx = mfx_config_get(cfg, "tile_n"), .fy = mfx_config_get(cfg, "tile_m"),
-    .fr = mfx_config_get(cfg, "tile_w"),
-    .vec = (int)mfx_config_get(cfg, "vec"), .unroll = (int)mfx_config_get(cfg, "unroll"),
-    .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
-    .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
+    .fx = k.tile_n, .fy = k.tile_m, .fr = k.tile_w,
+    .vec = (int)k.vec, .unroll = (int)k.unroll,
+    .parallel = parallel, .local = (int)k.local,
+    .cols_outer = (int)k.cols_outer,
   };
   return mfx_tmpl_apply_tiled_reduce(*out, t.S, &p);
 }
@@ -54,31 +62,28 @@ static mfx_status hamming_build(mfx_arena *a, const int64_t *dims, const mfx_con
  * shift and add, no multiplication. */
 static mfx_status hamming_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                     mfx_schedule **out) {
+  hamming_gpu_knobs k;
+  MFX_TRY(hamming_gpu_knobs_read(cfg, "hamming (GPU)", &k));
   hamming_te t;
-  MFX_TRY(hamming_define(a, dims, (int)mfx_config_get(cfg, "pack"), &t, out));
-  if (t.KT != NULL) MFX_TRY(mfx_gpu_apply_elementwise(*out, t.KT, mfx_config_get(cfg, "threads")));
+  MFX_TRY(hamming_define(a, dims, (int)k.pack, &t, out));
+  if (t.KT != NULL) MFX_TRY(mfx_gpu_apply_elementwise(*out, t.KT, k.threads));
   mfx_gpu_tiled_reduce p = {
     .what = "hamming", .x = "i", .y = "j", .r = "w",
-    .bx = mfx_config_get(cfg, "block_n"), .by = mfx_config_get(cfg, "block_m"),
-    .tx = mfx_config_get(cfg, "thread_n"), .ty = mfx_config_get(cfg, "thread_m"),
-    .br = mfx_config_get(cfg, "block_w"),
-    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .bx = k.block_n, .by = k.block_m, .tx = k.thread_n, .ty = k.thread_m, .br = k.block_w,
+    .shared = (int)k.shared, .unroll = (int)k.unroll,
     .n_staged = 2, .staged = {{t.Q, 'x'}, {t.KT != NULL ? t.KT : t.K, 'y'}},
   };
   return mfx_gpu_apply_tiled_reduce(*out, t.S, &p);
 }
 
 const mfx_op mfx_op_def_hamming = {
-  .name = "hamming",
+  MFX_OP_LISTED(hamming),
   .about = "Hamming similarity of packed binary codes: S = 32W - 2 popcount(Q xor K)",
-  .n_dims = 3,
   .dims = {"N", "M", "W"},
-  .n_inputs = 2,
   .inputs = {
     {"Q", MFX_U32, 2, {"N", "W"}, "query codes, bit j of word w is code bit 32w+j"},
     {"K", MFX_U32, 2, {"M", "W"}, "key codes, same packing"},
   },
-  .n_outputs = 1,
   .outputs = {{"S", MFX_I32, 2, {"N", "M"}, "S[n,m] = 32W - 2 popcount(Q[n] xor K[m])"}},
   .n_knobs = 9,
   .knobs = {
@@ -87,14 +92,12 @@ const mfx_op mfx_op_def_hamming = {
     {"tile_w", "split of the reduction over words (0: none)", 0, 3, {0, 4, 16}},
     {"vec", "vectorize over keys", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
-    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
-    {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
+    MFX_KNOB_PARALLEL,
+    MFX_KNOB_LOCAL,
     {"pack", "K transposed to KT[w,m] (keys contiguous)", 1, 2, {0, 1}},
     {"cols_outer", "key tiles outside query tiles (a KT panel stays in cache)", 0, 2, {0, 1}},
   },
   .build = hamming_build,
-  .reference = mfx_ref_hamming,
-  .random_input = mfx_random_hamming,
   .n_gpu_knobs = 9,
   .gpu_knobs = {
     {"block_n", "query rows per thread block", 64, 4, {16, 32, 64, 128}},
@@ -105,7 +108,7 @@ const mfx_op mfx_op_def_hamming = {
     {"block_w", "words per reduction step: the Q and K tiles staged per step", 8, 5,
      {1, 2, 4, 8, 16}},
     {"shared", "stage the Q and K tiles in shared memory", 1, 2, {0, 1}},
-    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
+    MFX_GPU_KNOB_UNROLL,
     {"pack", "K transposed to KT[w,m] first (its own kernel): shared rows of keys", 1, 2,
      {0, 1}},
     {"threads", "threads per block of the packing kernel", 256, 4, {64, 128, 256, 512}},

@@ -3,7 +3,7 @@
  * Template: W packed so that n is contiguous (WT[k, n], or panels
  * WP[n/tn, k, tn] of the register tile's width), then a register tile of
  * tile_m rows by tile_n vector columns accumulated in a local buffer. */
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { LINEAR_M, LINEAR_N, LINEAR_K };
 
@@ -66,9 +66,11 @@ static mfx_status linear_define(mfx_arena *a, const int64_t *dims, int64_t pack,
 
 mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
                                const mfx_config *cfg) {
-  int64_t tn = mfx_config_get(cfg, "tile_n");
+  mfx_linear_knobs k;
+  MFX_TRY(mfx_linear_knobs_read(cfg, "linear", &k));
+  int64_t tn = k.tile_n;
   mfx_tensor *packed = t->packed;
-  int parallel = (int)mfx_config_get(cfg, "parallel");
+  int parallel = (int)k.parallel;
   if (packed != NULL && packed->n_axes == 2)
     MFX_TRY(mfx_tmpl_apply_transpose(s, packed, 16, parallel));
   else if (packed != NULL && tn >= 32) /* k blocks: measured faster only for wide panels */
@@ -77,10 +79,10 @@ mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
     MFX_TRY(mfx_tmpl_apply_elementwise(s, packed, 8, 0, parallel));
   mfx_tmpl_tiled_reduce p = {
     .x = "i", .y = "j", .r = "k",
-    .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
-    .vec = (int)mfx_config_get(cfg, "vec"), .unroll = (int)mfx_config_get(cfg, "unroll"),
-    .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
-    .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
+    .fx = k.tile_m, .fy = tn, .fr = k.tile_k,
+    .vec = (int)k.vec, .unroll = (int)k.unroll,
+    .parallel = parallel, .local = (int)k.local,
+    .cols_outer = (int)k.cols_outer,
   };
   return mfx_tmpl_apply_tiled_reduce(s, t->Y, &p);
 }
@@ -88,8 +90,9 @@ mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
 static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                mfx_schedule **out) {
   mfx_linear_parts t;
-  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), mfx_config_get(cfg, "tile_n"),
-                        &t, out));
+  mfx_linear_knobs k;
+  MFX_TRY(mfx_linear_knobs_read(cfg, "linear", &k));
+  MFX_TRY(linear_define(a, dims, k.pack, k.tile_n, &t, out));
   return mfx_linear_schedule(*out, &t, cfg);
 }
 
@@ -97,14 +100,14 @@ static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_conf
  * outputs, X and W(T) tiles of block_k staged in shared memory. */
 mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
                                    const mfx_config *cfg) {
+  mfx_linear_gpu_knobs k;
+  MFX_TRY(mfx_linear_gpu_knobs_read(cfg, "linear (GPU)", &k));
   if (t->packed != NULL)
-    MFX_TRY(mfx_gpu_apply_elementwise(s, t->packed, mfx_config_get(cfg, "threads")));
+    MFX_TRY(mfx_gpu_apply_elementwise(s, t->packed, k.threads));
   mfx_gpu_tiled_reduce p = {
     .what = "linear", .x = "i", .y = "j", .r = "k",
-    .bx = mfx_config_get(cfg, "block_m"), .by = mfx_config_get(cfg, "block_n"),
-    .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
-    .br = mfx_config_get(cfg, "block_k"),
-    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .bx = k.block_m, .by = k.block_n, .tx = k.thread_m, .ty = k.thread_n, .br = k.block_k,
+    .shared = (int)k.shared, .unroll = (int)k.unroll,
     .n_staged = 2, .staged = {{t->X, 'x'}, {t->packed != NULL ? t->packed : t->W, 'y'}},
   };
   return mfx_gpu_apply_tiled_reduce(s, t->Y, &p);
@@ -113,51 +116,22 @@ mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
 static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
   mfx_linear_parts t;
-  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), 1, &t, out));
+  mfx_linear_gpu_knobs k;
+  MFX_TRY(mfx_linear_gpu_knobs_read(cfg, "linear (GPU)", &k));
+  MFX_TRY(linear_define(a, dims, k.pack, 1, &t, out));
   return mfx_linear_schedule_gpu(*out, &t, cfg);
 }
 
 const mfx_op mfx_op_def_linear = {
-  .name = "linear",
+  MFX_OP_LISTED(linear),
   .about = "dense layer Y = X W^T in f32 (the multiplication expert)",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 2,
   .inputs = {
     {"X", MFX_F32, 2, {"M", "K"}, "activations"},
     {"W", MFX_F32, 2, {"N", "K"}, "weights, one row per output feature"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y[m,n] = sum_k X[m,k] W[n,k]"}},
-  .n_knobs = 9,
-  .knobs = {
-    {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
-    {"tile_n", "columns of the register tile (the vector loop)", 32, 3, {8, 16, 32}},
-    {"tile_k", "split of the reduction (0: none)", 0, 5, {0, 16, 64, 128, 256}},
-    {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
-    {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
-    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
-    {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
-    {"pack", "W layout: 0 as given, 1 transposed WT[k,n], 2 panels WP[n/tn,k,tn]", 2, 3,
-     {0, 1, 2}},
-    {"cols_outer", "column tiles outside row tiles (a W panel stays in cache)", 1, 2, {0, 1}},
-  },
+  MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL),
   .build = linear_build,
-  .reference = mfx_ref_linear,
-  .random_input = mfx_random_linear,
-  .n_gpu_knobs = 9,
-  .gpu_knobs = {
-    {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
-    {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
-    {"thread_m", "rows per thread (register tile, strided by the block's thread rows)", 8, 4,
-     {1, 2, 4, 8}},
-    {"thread_n", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
-     {1, 2, 4, 8}},
-    {"block_k", "reduction step: the X and W tiles staged per step", 16, 5, {4, 8, 16, 32, 64}},
-    {"shared", "stage the X and W tiles in shared memory", 1, 2, {0, 1}},
-    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
-    {"pack", "W transposed to WT[k,n] first (its own kernel): shared rows of n", 1, 2, {0, 1}},
-    {"threads", "threads per block of the packing kernel", 256, 4, {64, 128, 256, 512}},
-  },
   .build_gpu = linear_build_gpu,
 };

@@ -8,13 +8,32 @@
  * The code of a term is the same for every column of d: the vector select
  * takes it broadcast to every lane (compiler/codegen_llvm.c), so the term
  * becomes a compare to a mask and a masked add, not a branch per term. */
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { MATADD_B, MATADD_H, MATADD_N, MATADD_D, MATADD_C };
 
 typedef struct {
   mfx_tensor *Hc, *V, *O;
 } matadd_te;
+
+mfx_status mfx_matadd_te(mfx_arena *a, mfx_tensor *Hc, mfx_tensor *V, const int64_t *dims,
+                         const char *name, mfx_tensor **out) {
+  int64_t B = dims[MATADD_B], H = dims[MATADD_H], N = dims[MATADD_N];
+  int64_t D = dims[MATADD_D], C = dims[MATADD_C];
+  mfx_tensor *O = mfx_compute_begin(a, name, MFX_F32, 4, (int64_t[]){B, H, C, D},
+                                    (const char *[]){"b", "h", "c", "d"});
+  if (O == NULL) return mfx_fail_context(MFX_ERR_INVALID, "matadd: %s", name);
+  mfx_var *n = mfx_var_create(a, "n", N, 1);
+  mfx_expr *b = mfx_tmpl_axis(a, O, 0), *h = mfx_tmpl_axis(a, O, 1);
+  mfx_expr *nn = mfx_var_ref(a, n);
+  mfx_expr *code = mfx_tmpl_load4(a, Hc, b, h, nn, mfx_tmpl_axis(a, O, 2));
+  mfx_expr *v = mfx_tmpl_load4(a, V, b, h, nn, mfx_tmpl_axis(a, O, 3));
+  mfx_expr *term = mfx_select(a, mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0)), v,
+                              mfx_f32(a, -0.0));
+  MFX_TRY(mfx_tmpl_set_body(a, O, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
+  *out = O;
+  return MFX_OK;
+}
 
 /* The tensor expression and the (unscheduled) schedule. */
 static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
@@ -23,31 +42,28 @@ static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
   int64_t D = dims[MATADD_D], C = dims[MATADD_C];
   t->Hc = mfx_placeholder(a, "Hc", MFX_I8, 4, (int64_t[]){B, H, N, C});
   t->V = mfx_placeholder(a, "V", MFX_F32, 4, (int64_t[]){B, H, N, D});
-  t->O = mfx_compute_begin(a, "O", MFX_F32, 4, (int64_t[]){B, H, C, D},
-                           (const char *[]){"b", "h", "c", "d"});
-  if (!t->Hc || !t->V || !t->O) return mfx_fail_context(MFX_ERR_INVALID, "matadd: tensors");
-  mfx_var *n = mfx_var_create(a, "n", N, 1);
-  mfx_expr *b = mfx_tmpl_axis(a, t->O, 0), *h = mfx_tmpl_axis(a, t->O, 1);
-  mfx_expr *nn = mfx_var_ref(a, n);
-  mfx_expr *code = mfx_tmpl_load4(a, t->Hc, b, h, nn, mfx_tmpl_axis(a, t->O, 2));
-  mfx_expr *v = mfx_tmpl_load4(a, t->V, b, h, nn, mfx_tmpl_axis(a, t->O, 3));
-  mfx_expr *term = mfx_select(a, mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0)), v,
-                              mfx_f32(a, -0.0));
-  MFX_TRY(mfx_tmpl_set_body(a, t->O, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
+  if (!t->Hc || !t->V) return mfx_fail_context(MFX_ERR_INVALID, "matadd: tensors");
+  MFX_TRY(mfx_matadd_te(a, t->Hc, t->V, dims, "O", &t->O));
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
 }
+
+#define MATADD_CPU_KNOBS(X) X(tile_c) X(tile_d) X(tile_n) X(vec) X(unroll) X(parallel) X(local)
+MFX_KNOB_VIEW(matadd_knobs, MATADD_CPU_KNOBS)
+#define MATADD_GPU_KNOBS(X) \
+  X(block_c) X(block_d) X(thread_c) X(thread_d) X(block_n) X(shared) X(unroll)
+MFX_KNOB_VIEW(matadd_gpu_knobs, MATADD_GPU_KNOBS)
 
 static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                mfx_schedule **out) {
   matadd_te t;
+  matadd_knobs k;
+  MFX_TRY(matadd_knobs_read(cfg, "matadd", &k));
   MFX_TRY(matadd_define(a, dims, &t, out));
   mfx_tmpl_tiled_reduce p = {
     .n_outer = 2, .outer = {"b", "h"},
     .x = "c", .y = "d", .r = "n",
-    .fx = mfx_config_get(cfg, "tile_c"), .fy = mfx_config_get(cfg, "tile_d"),
-    .fr = mfx_config_get(cfg, "tile_n"),
-    .vec = (int)mfx_config_get(cfg, "vec"), .unroll = (int)mfx_config_get(cfg, "unroll"),
-    .parallel = (int)mfx_config_get(cfg, "parallel"), .local = (int)mfx_config_get(cfg, "local"),
+    .fx = k.tile_c, .fy = k.tile_d, .fr = k.tile_n,
+    .vec = (int)k.vec, .unroll = (int)k.unroll, .parallel = (int)k.parallel, .local = (int)k.local,
   };
   return mfx_tmpl_apply_tiled_reduce(*out, t.O, &p);
 }
@@ -58,29 +74,26 @@ static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_conf
 static mfx_status matadd_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
   matadd_te t;
+  matadd_gpu_knobs k;
+  MFX_TRY(matadd_gpu_knobs_read(cfg, "matadd (GPU)", &k));
   MFX_TRY(matadd_define(a, dims, &t, out));
   mfx_gpu_tiled_reduce p = {
     .what = "matadd", .n_outer = 2, .outer = {"b", "h"}, .x = "c", .y = "d", .r = "n",
-    .bx = mfx_config_get(cfg, "block_c"), .by = mfx_config_get(cfg, "block_d"),
-    .tx = mfx_config_get(cfg, "thread_c"), .ty = mfx_config_get(cfg, "thread_d"),
-    .br = mfx_config_get(cfg, "block_n"),
-    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .bx = k.block_c, .by = k.block_d, .tx = k.thread_c, .ty = k.thread_d, .br = k.block_n,
+    .shared = (int)k.shared, .unroll = (int)k.unroll,
     .n_staged = 2, .staged = {{t.Hc, 'x'}, {t.V, 'y'}},
   };
   return mfx_gpu_apply_tiled_reduce(*out, t.O, &p);
 }
 
 const mfx_op mfx_op_def_matadd = {
-  .name = "matadd",
+  MFX_OP_LISTED(matadd),
   .about = "binary codes times values with additions only: O = Hc^T V per batch and head",
-  .n_dims = 5,
   .dims = {"B", "H", "N", "D", "C"},
-  .n_inputs = 2,
   .inputs = {
     {"Hc", MFX_I8, 4, {"B", "H", "N", "C"}, "binary codes 0/1"},
     {"V", MFX_F32, 4, {"B", "H", "N", "D"}, "values"},
   },
-  .n_outputs = 1,
   .outputs = {{"O", MFX_F32, 4, {"B", "H", "C", "D"}, "O[b,h,c,d] = sum_n Hc[b,h,n,c] V[b,h,n,d]"}},
   .n_knobs = 7,
   .knobs = {
@@ -89,12 +102,10 @@ const mfx_op mfx_op_def_matadd = {
     {"tile_n", "split of the reduction over n (0: none)", 0, 3, {0, 16, 64}},
     {"vec", "vectorize over d in mfx (0: left to LLVM's loop vectorizer)", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's codes", 1, 2, {0, 1}},
-    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
-    {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
+    MFX_KNOB_PARALLEL,
+    MFX_KNOB_LOCAL,
   },
   .build = matadd_build,
-  .reference = mfx_ref_matadd,
-  .random_input = mfx_random_matadd,
   .n_gpu_knobs = 7,
   .gpu_knobs = {
     {"block_c", "codes per thread block", 32, 4, {8, 16, 32, 64}},
@@ -105,7 +116,7 @@ const mfx_op mfx_op_def_matadd = {
     {"block_n", "tokens per reduction step: the Hc and V tiles staged per step", 16, 5,
      {4, 8, 16, 32, 64}},
     {"shared", "stage the Hc and V tiles in shared memory", 1, 2, {0, 1}},
-    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
+    MFX_GPU_KNOB_UNROLL,
   },
   .build_gpu = matadd_build_gpu,
 };

@@ -5,39 +5,34 @@
 
 #include "mfx/ops.h"
 
-/* ---- the operators (one file each) --------------------------------------- */
+/* ---- the operators: one file each, one line each in op_list.h ---------------- */
 
-extern const mfx_op mfx_op_def_linear;
-extern const mfx_op mfx_op_def_shift_linear;
-extern const mfx_op mfx_op_def_matadd;
-extern const mfx_op mfx_op_def_hamming;
-extern const mfx_op mfx_op_def_binary_attention;
-extern const mfx_op mfx_op_def_gelu; /* elementwise.c: GELU and Q16.16 */
-extern const mfx_op mfx_op_def_q16_quantize;
-extern const mfx_op mfx_op_def_q16_dequantize;
-extern const mfx_op mfx_op_def_q16_gelu;
-extern const mfx_op mfx_op_def_gather_rows; /* gather.c: the MoE dispatch and combine */
-extern const mfx_op mfx_op_def_combine_rows;
-extern const mfx_op mfx_op_def_linear_gelu; /* fused.c: reductions with fused epilogues */
-extern const mfx_op mfx_op_def_shift_linear_q16_gelu;
-extern const mfx_op mfx_op_def_shift_linear_dequantize;
+/* The counts and tolerance of op `name`, from its line in op_list.h:
+ * mfx_opl_<name>_n_dims, _n_inputs, _n_outputs, _int_tolerance. */
+#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu)                              \
+  mfx_opl_##name##_n_dims = (nd), mfx_opl_##name##_n_inputs = (ni),            \
+  mfx_opl_##name##_n_outputs = (no), mfx_opl_##name##_int_tolerance = (tol),
+enum {
+#include "op_list.h"
+};
+#undef MFX_OP
 
-/* ---- references (reference.c): naive, independent of the compiler -------- */
+/* Each op's definition (ops/<file>.c), plain-C reference (reference.c,
+ * naive, independent of the compiler) and random inputs (random.c). */
+#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu)                                     \
+  extern const mfx_op mfx_op_def_##name;                                              \
+  void mfx_ref_##name(const int64_t *dims, const mfx_array *in, mfx_array *out);      \
+  void mfx_random_##name(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
+#include "op_list.h"
+#undef MFX_OP
 
-void mfx_ref_linear(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_shift_linear(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_matadd(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_hamming(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_binary_attention(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_q16_quantize(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_q16_dequantize(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_gather_rows(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_linear_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_shift_linear_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out);
-void mfx_ref_shift_linear_dequantize(const int64_t *dims, const mfx_array *in, mfx_array *out);
+/* The fields of mfx_op_def_<name> its line in op_list.h gives: begin the
+ * definition with MFX_OP_LISTED(name), then the rest (about, dims, tensors,
+ * knobs, build). */
+#define MFX_OP_LISTED(op)                                                                  \
+  .name = #op, .n_dims = mfx_opl_##op##_n_dims, .n_inputs = mfx_opl_##op##_n_inputs,        \
+  .n_outputs = mfx_opl_##op##_n_outputs, .int_tolerance = mfx_opl_##op##_int_tolerance,     \
+  .reference = mfx_ref_##op, .random_input = mfx_random_##op
 
 /* ---- random fills (random.c) ------------------------------------------------ */
 
@@ -45,28 +40,8 @@ void mfx_ref_shift_linear_dequantize(const int64_t *dims, const mfx_array *in, m
 void mfx_fill_uniform_f32(mfx_array *a, uint64_t *rng, float lo, float hi);
 /* Integers uniform in [lo, hi], for any integer dtype that holds them. */
 void mfx_fill_uniform_int(mfx_array *a, uint64_t *rng, int64_t lo, int64_t hi);
-/* Each op's random inputs (its mfx_op's random_input). */
-void mfx_random_linear(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_shift_linear(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_matadd(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_hamming(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_binary_attention(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_q16_quantize(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_q16_dequantize(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_gather_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_combine_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
-void mfx_random_shift_linear_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 
 /* ---- schedule-template helpers (template.c) ---------------------------------- */
-
-/* Return the status of `expr` when it is not MFX_OK. */
-#define MFX_TRY(expr)                   \
-  do {                                  \
-    mfx_status mfx_try_ = (expr);       \
-    if (mfx_try_ != MFX_OK) return mfx_try_; \
-  } while (0)
 
 /* t[i, j] and t[i, j, k, l] as expressions (NULL propagates). */
 mfx_expr *mfx_tmpl_load2(mfx_arena *a, mfx_tensor *t, mfx_expr *i, mfx_expr *j);
@@ -204,6 +179,11 @@ mfx_status mfx_shift_linear_schedule(mfx_schedule *s, const mfx_shift_parts *p,
 mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const mfx_shift_parts *p,
                                          mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
                                          const mfx_config *cfg);
+
+/* matadd.c: the compute `name`[b,h,c,d] = sum_n select(Hc[b,h,n,c] != 0, V[b,h,n,d], -0.0)
+ * over matadd's dims (B, H, N, D, C); binary attention's Hc^T V. */
+mfx_status mfx_matadd_te(mfx_arena *a, mfx_tensor *Hc, mfx_tensor *V, const int64_t *dims,
+                         const char *name, mfx_tensor **out);
 
 /* elementwise.c: the bodies of gelu, q16_quantize, q16_dequantize, q16_gelu. */
 mfx_expr *mfx_ew_gelu(mfx_arena *a, mfx_expr *x);

@@ -64,11 +64,22 @@ void mfx_random_linear(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) 
   mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
 }
 
+/* linear_gelu: the inputs of linear. */
+void mfx_random_linear_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  mfx_random_linear(i, dims, a, rng);
+}
+
 void mfx_random_shift_linear(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
   (void)dims;
   if (i == 0) mfx_fill_uniform_int(a, rng, -(1 << 20), 1 << 20); /* Q16.16 in [-16, 16] */
   else if (i == 1) mfx_fill_uniform_int(a, rng, 0, 15);          /* shifts */
   else mfx_fill_uniform_int(a, rng, -1, 1);                      /* signs */
+}
+
+/* shift_linear_dequantize: the inputs of shift_linear. */
+void mfx_random_shift_linear_dequantize(int i, const int64_t *dims, mfx_array *a,
+                                        uint64_t *rng) {
+  mfx_random_shift_linear(i, dims, a, rng);
 }
 
 /* X f32 in [-2, 2) (a few sums reach past GELU's bend), then S and G. */

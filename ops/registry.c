@@ -10,20 +10,9 @@
 #include "ops_internal.h"
 
 static const mfx_op *const mfx_op_table[] = {
-  &mfx_op_def_linear,
-  &mfx_op_def_shift_linear,
-  &mfx_op_def_matadd,
-  &mfx_op_def_hamming,
-  &mfx_op_def_binary_attention,
-  &mfx_op_def_gelu,
-  &mfx_op_def_q16_quantize,
-  &mfx_op_def_q16_dequantize,
-  &mfx_op_def_q16_gelu,
-  &mfx_op_def_gather_rows,
-  &mfx_op_def_combine_rows,
-  &mfx_op_def_linear_gelu,
-  &mfx_op_def_shift_linear_q16_gelu,
-  &mfx_op_def_shift_linear_dequantize,
+#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu) &mfx_op_def_##name,
+#include "op_list.h"
+#undef MFX_OP
 };
 
 #define MFX_OP_TABLE_SIZE ((int)(sizeof mfx_op_table / sizeof mfx_op_table[0]))
@@ -204,6 +193,40 @@ void mfx_op_tensor_shape(const mfx_op *op, const mfx_op_tensor *t, const int64_t
     int d = mfx_dim_index(op, t->shape[i], strlen(t->shape[i]));
     shape[i] = d >= 0 ? dims[d] : 0;
   }
+}
+
+/* ---- work per run ---------------------------------------------------------------- */
+
+typedef struct {
+  const char *op;
+  double factor;
+  const char *dims; /* "M*N*K" */
+  const char *unit;
+} mfx_op_work_rule;
+
+static const mfx_op_work_rule mfx_op_work_rules[] = {
+#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu) {#name, wf, wd, wu},
+#include "op_list.h"
+#undef MFX_OP
+};
+
+double mfx_op_work(const mfx_op *op, const int64_t *dims, const char **unit) {
+  if (op == NULL || dims == NULL) return 0.0;
+  for (size_t r = 0; r < sizeof mfx_op_work_rules / sizeof mfx_op_work_rules[0]; r++) {
+    const mfx_op_work_rule *rule = &mfx_op_work_rules[r];
+    if (strcmp(rule->op, op->name) != 0) continue;
+    double work = rule->factor;
+    for (const char *p = rule->dims; *p != '\0';) {
+      size_t len = strcspn(p, "*");
+      int d = mfx_dim_index(op, p, len);
+      if (d < 0) return 0.0;
+      work *= (double)dims[d];
+      p += len + (p[len] == '*');
+    }
+    if (unit != NULL) *unit = rule->unit;
+    return work;
+  }
+  return 0.0;
 }
 
 /* ---- argument arrays ------------------------------------------------------------ */

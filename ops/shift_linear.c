@@ -11,7 +11,7 @@
  * pack 1 lays the weight stages out as [k, n] so the n loop is contiguous;
  * they stay i8 (a quarter of the memory traffic of i32) and are widened in
  * registers, once per k for all the tile's rows. */
-#include "ops_internal.h"
+#include "knobs.h"
 
 enum { SHIFT_M, SHIFT_N, SHIFT_K };
 
@@ -176,9 +176,11 @@ static mfx_status shift_add_count(mfx_arena *a, mfx_tensor *acc, mfx_tensor *cnt
 
 mfx_status mfx_shift_linear_schedule(mfx_schedule *s, const shift_parts *p, mfx_tensor *red,
                                      mfx_tensor *cnt, mfx_tensor *Y, const mfx_config *cfg) {
-  int parallel = (int)mfx_config_get(cfg, "parallel");
-  int vec = (int)mfx_config_get(cfg, "vec");
-  int64_t tn = mfx_config_get(cfg, "tile_n");
+  mfx_shift_knobs k;
+  MFX_TRY(mfx_shift_knobs_read(cfg, "shift_linear", &k));
+  int parallel = (int)k.parallel;
+  int vec = (int)k.vec;
+  int64_t tn = k.tile_n;
   for (int i = 0; i < p->n_weight; i++) {
     if (p->pack == 2) MFX_TRY(mfx_tmpl_apply_elementwise(s, p->weight[i], 8, 0, parallel));
     else if (p->pack) MFX_TRY(mfx_tmpl_apply_transpose(s, p->weight[i], 16, parallel));
@@ -190,10 +192,10 @@ mfx_status mfx_shift_linear_schedule(mfx_schedule *s, const shift_parts *p, mfx_
   }
   mfx_tmpl_tiled_reduce t = {
     .x = "i", .y = "j", .r = "k",
-    .fx = mfx_config_get(cfg, "tile_m"), .fy = tn, .fr = mfx_config_get(cfg, "tile_k"),
-    .vec = vec, .unroll = (int)mfx_config_get(cfg, "unroll"),
-    .parallel = parallel, .local = (int)mfx_config_get(cfg, "local"),
-    .cols_outer = (int)mfx_config_get(cfg, "cols_outer"),
+    .fx = k.tile_m, .fy = tn, .fr = k.tile_k,
+    .vec = vec, .unroll = (int)k.unroll,
+    .parallel = parallel, .local = (int)k.local,
+    .cols_outer = (int)k.cols_outer,
   };
   return mfx_tmpl_apply_tiled_reduce(s, red, &t);
 }
@@ -226,16 +228,14 @@ static mfx_status shift_define(mfx_arena *a, const int64_t *dims, shift_parts *p
 
 static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                               mfx_schedule **out) {
-  shift_parts p = {
-    .pack = (int)mfx_config_get(cfg, "pack"),
-    .form = (int)mfx_config_get(cfg, "form"),
-    .panel = mfx_config_get(cfg, "tile_n"),
-  };
+  mfx_shift_knobs k;
+  MFX_TRY(mfx_shift_knobs_read(cfg, "shift_linear", &k));
+  shift_parts p = {.pack = (int)k.pack, .form = (int)k.form, .panel = k.tile_n};
   mfx_tensor *red, *cnt, *Y;
   MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
   /* form 1 with a register tile: Y = ACC + CNT[j] at the tile's write-back
    * instead of a second pass over M x N. */
-  int epilogue = Y != red && mfx_config_get(cfg, "local") == 1;
+  int epilogue = Y != red && k.local == 1;
   MFX_TRY(mfx_shift_linear_schedule(*out, &p, red, cnt, epilogue ? NULL : Y, cfg));
   if (!epilogue) return MFX_OK;
   mfx_stage *rs, *ys;
@@ -250,7 +250,9 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
 mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
                                          mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
                                          const mfx_config *cfg) {
-  int64_t threads = mfx_config_get(cfg, "threads");
+  mfx_shift_gpu_knobs k;
+  MFX_TRY(mfx_shift_gpu_knobs_read(cfg, "shift_linear (GPU)", &k));
+  int64_t threads = k.threads;
   for (int i = 0; i < p->n_weight; i++)
     MFX_TRY(mfx_gpu_apply_elementwise(s, p->weight[i], threads));
   if (cnt != NULL) {
@@ -259,10 +261,8 @@ mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
   }
   mfx_gpu_tiled_reduce t = {
     .what = "shift_linear", .x = "i", .y = "j", .r = "k",
-    .bx = mfx_config_get(cfg, "block_m"), .by = mfx_config_get(cfg, "block_n"),
-    .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
-    .br = mfx_config_get(cfg, "block_k"),
-    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .bx = k.block_m, .by = k.block_n, .tx = k.thread_m, .ty = k.thread_n, .br = k.block_k,
+    .shared = (int)k.shared, .unroll = (int)k.unroll,
     .n_staged = 1, .staged = {{p->X, 'x'}}, .computed = p->x_compute ? 1u : 0u,
   };
   if (p->n_weight == 0) {
@@ -276,62 +276,26 @@ mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
 
 static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                   mfx_schedule **out) {
-  shift_parts p = {
-    .pack = (int)mfx_config_get(cfg, "pack"),
-    .form = (int)mfx_config_get(cfg, "form"),
-  };
+  mfx_shift_gpu_knobs k;
+  MFX_TRY(mfx_shift_gpu_knobs_read(cfg, "shift_linear (GPU)", &k));
+  shift_parts p = {.pack = (int)k.pack, .form = (int)k.form};
   mfx_tensor *red, *cnt, *Y;
   MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
   return mfx_shift_linear_schedule_gpu(*out, &p, red, cnt, Y, cfg);
 }
 
 const mfx_op mfx_op_def_shift_linear = {
-  .name = "shift_linear",
+  MFX_OP_LISTED(shift_linear),
   .about = "shift layer Y = sum_k G (X >> S) in Q16.16 fixed point (MatShift)",
-  .n_dims = 3,
   .dims = {"M", "N", "K"},
-  .n_inputs = 3,
   .inputs = {
     {"X", MFX_I32, 2, {"M", "K"}, "activations, Q16.16 fixed point"},
     {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
     {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
   },
-  .n_outputs = 1,
   .outputs = {{"Y", MFX_I32, 2, {"M", "N"}, "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k])"}},
-  .n_knobs = 10,
-  .knobs = {
-    {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
-    {"tile_n", "columns of the register tile (the vector loop)", 16, 3, {8, 16, 32}},
-    {"tile_k", "split of the reduction (0: none)", 0, 4, {0, 16, 64, 256}},
-    {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
-    {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
-    {"parallel", "run the tiles on the thread pool", 1, 2, {0, 1}},
-    {"local", "accumulate the tile in registers (local buffer)", 1, 2, {0, 1}},
-    {"pack", "weights: 0 as given, 1 i8 [k,n], 2 i32 panels [n/tn,k,tn] of the tile's width", 2,
-     3, {0, 1, 2}},
-    {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 1, 2,
-     {0, 1}},
-    {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}},
-  },
+  MFX_SHIFT_KNOB_TABLES(MFX_KNOB_LOCAL, "threads per block of the weight, count and add kernels",
+                        0, ),
   .build = shift_build,
-  .reference = mfx_ref_shift_linear,
-  .random_input = mfx_random_shift_linear,
-  .n_gpu_knobs = 10,
-  .gpu_knobs = {
-    {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
-    {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
-    {"thread_m", "rows per thread (register tile, strided by the block's thread rows)", 8, 4,
-     {1, 2, 4, 8}},
-    {"thread_n", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
-     {1, 2, 4, 8}},
-    {"block_k", "reduction step: the X and weight tiles staged per step", 16, 5,
-     {4, 8, 16, 32, 64}},
-    {"shared", "stage the X and weight tiles in shared memory", 1, 2, {0, 1}},
-    {"unroll", "unroll the register tile", 1, 2, {0, 1}},
-    {"pack", "weights as i8 [k,n] copies first (their own kernels)", 1, 2, {0, 1}},
-    {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 0, 2, {0, 1}},
-    {"threads", "threads per block of the weight, count and add kernels", 256, 4,
-     {64, 128, 256, 512}},
-  },
   .build_gpu = shift_build_gpu,
 };

@@ -215,7 +215,7 @@ static mfx_status art_check_dims(const art_where *w, const mfx_artifact_kernel *
   if (k->n_dims < 0 || k->n_dims > MFX_MAX_DIMS)
     return ART_FAIL(w, MFX_ERR_FORMAT, "%d dims, expected 0..%d", k->n_dims, MFX_MAX_DIMS);
   for (int d = 0; d < k->n_dims; d++) {
-    ART_TRY(art_check_ident(w, "a dim name", k->dim_names[d], MFX_ARTIFACT_DIM_NAME_BYTES));
+    MFX_TRY(art_check_ident(w, "a dim name", k->dim_names[d], MFX_ARTIFACT_DIM_NAME_BYTES));
     if (k->dims[d] <= 0)
       return ART_FAIL(w, MFX_ERR_FORMAT, "dim %s=%lld must be positive", k->dim_names[d],
                       (long long)k->dims[d]);
@@ -245,7 +245,7 @@ static mfx_status art_check_args(const art_where *w, const mfx_artifact_kernel *
   int last_role = MFX_ARG_INPUT;
   for (int i = 0; i < k->n_args; i++) {
     const mfx_artifact_arg *a = &k->args[i];
-    ART_TRY(art_check_ident(w, "an argument name", a->name, MFX_ARTIFACT_NAME_BYTES));
+    MFX_TRY(art_check_ident(w, "an argument name", a->name, MFX_ARTIFACT_NAME_BYTES));
     if ((int)a->dtype < 0 || a->dtype >= MFX_DTYPE_COUNT)
       return ART_FAIL(w, MFX_ERR_FORMAT, "argument %s has an unknown dtype %d", a->name,
                       (int)a->dtype);
@@ -253,7 +253,7 @@ static mfx_status art_check_args(const art_where *w, const mfx_artifact_kernel *
       return ART_FAIL(w, MFX_ERR_FORMAT, "argument %s: role %d out of order (inputs, then "
                       "outputs, then workspace)", a->name, (int)a->role);
     last_role = (int)a->role;
-    ART_TRY(art_check_shape(w, a));
+    MFX_TRY(art_check_shape(w, a));
     for (int j = 0; j < i; j++)
       if (strcmp(k->args[j].name, a->name) == 0)
         return ART_FAIL(w, MFX_ERR_FORMAT, "argument name %s appears twice", a->name);
@@ -312,16 +312,16 @@ static mfx_status art_check_op(const art_where *w, const mfx_artifact_kernel *k)
   if (n_in != f->n_inputs || n_out != f->n_outputs)
     return ART_FAIL(w, MFX_ERR_FORMAT, "op %s takes %d inputs and %d outputs, the kernel %d "
                     "and %d", f->op, f->n_inputs, f->n_outputs, n_in, n_out);
-  for (int i = 0; i < n_in; i++) ART_TRY(art_check_op_arg(w, f, &f->inputs[i], k->dims,
+  for (int i = 0; i < n_in; i++) MFX_TRY(art_check_op_arg(w, f, &f->inputs[i], k->dims,
                                                           &k->args[i]));
   for (int i = 0; i < n_out; i++)
-    ART_TRY(art_check_op_arg(w, f, &f->outputs[i], k->dims, &k->args[n_in + i]));
+    MFX_TRY(art_check_op_arg(w, f, &f->outputs[i], k->dims, &k->args[n_in + i]));
   return MFX_OK;
 }
 
 static mfx_status art_check_launch(const art_where *w, const mfx_artifact_kernel *k,
                                    const mfx_artifact_launch *l) {
-  ART_TRY(art_check_ident(w, "a launch name", l->name, MFX_ARTIFACT_LAUNCH_NAME_BYTES));
+  MFX_TRY(art_check_ident(w, "a launch name", l->name, MFX_ARTIFACT_LAUNCH_NAME_BYTES));
   uint64_t threads = 1;
   for (int i = 0; i < 3; i++) {
     if (l->grid[i] == 0 || l->block[i] == 0 || l->grid[i] > 0x7fffffffu)
@@ -355,8 +355,8 @@ static int art_features_ok(const char *s) {
 }
 
 static mfx_status art_check_cpu(const art_where *w, const mfx_artifact_kernel *k) {
-  ART_TRY(art_check_ident(w, "the CPU machine", k->machine, sizeof k->machine));
-  ART_TRY(art_check_ident(w, "the entry symbol", k->symbol, MFX_ARTIFACT_NAME_BYTES));
+  MFX_TRY(art_check_ident(w, "the CPU machine", k->machine, sizeof k->machine));
+  MFX_TRY(art_check_ident(w, "the entry symbol", k->symbol, MFX_ARTIFACT_NAME_BYTES));
   if (!art_features_ok(k->cpu_features))
     return ART_FAIL(w, MFX_ERR_FORMAT, "%s", "CPU features are not a comma-separated list");
   if (k->host_so == NULL || k->host_so_bytes == 0)
@@ -380,7 +380,7 @@ static mfx_status art_check_cuda(const art_where *w, const mfx_artifact_kernel *
   if (k->n_launches < 1 || k->n_launches > MFX_ARTIFACT_MAX_LAUNCHES)
     return ART_FAIL(w, MFX_ERR_FORMAT, "%d launches, expected 1..%d", k->n_launches,
                     MFX_ARTIFACT_MAX_LAUNCHES);
-  for (int i = 0; i < k->n_launches; i++) ART_TRY(art_check_launch(w, k, &k->launches[i]));
+  for (int i = 0; i < k->n_launches; i++) MFX_TRY(art_check_launch(w, k, &k->launches[i]));
   return MFX_OK;
 }
 
@@ -389,21 +389,21 @@ static mfx_status art_check_target(const art_where *w, const mfx_artifact_kernel
   if (!art_text_ok(k->target, sizeof k->target) || art_parse_target(k->target, &t) != 0)
     return ART_FAIL(w, MFX_ERR_FORMAT, "target \"%.31s\" is neither cpu nor cuda:sm_NN",
                     art_text_ok(k->target, sizeof k->target) ? k->target : "?");
-  ART_TRY(art_check_text(w, "machine", k->machine, sizeof k->machine));
-  ART_TRY(art_check_text(w, "symbol", k->symbol, sizeof k->symbol));
-  ART_TRY(art_check_text(w, "CPU features", k->cpu_features, sizeof k->cpu_features));
+  MFX_TRY(art_check_text(w, "machine", k->machine, sizeof k->machine));
+  MFX_TRY(art_check_text(w, "symbol", k->symbol, sizeof k->symbol));
+  MFX_TRY(art_check_text(w, "CPU features", k->cpu_features, sizeof k->cpu_features));
   return t.kind == ART_TARGET_CPU ? art_check_cpu(w, k) : art_check_cuda(w, k);
 }
 
 mfx_status mfx_artifact_kernel_validate(const mfx_artifact_kernel *k, const char *label) {
   if (k == NULL) return mfx_fail(MFX_ERR_INVALID, "artifact %s: kernel is NULL", label);
   art_where w = {label, art_ident_ok(k->name, sizeof k->name) ? k->name : "?"};
-  ART_TRY(art_check_ident(&w, "the kernel name", k->name, sizeof k->name));
-  ART_TRY(art_check_ident(&w, "the op name", k->op, sizeof k->op));
-  ART_TRY(art_check_text(&w, "the compiler version", k->compiler, sizeof k->compiler));
-  ART_TRY(art_check_text(&w, "the configuration", k->config, sizeof k->config));
-  ART_TRY(art_check_dims(&w, k));
-  ART_TRY(art_check_args(&w, k));
+  MFX_TRY(art_check_ident(&w, "the kernel name", k->name, sizeof k->name));
+  MFX_TRY(art_check_ident(&w, "the op name", k->op, sizeof k->op));
+  MFX_TRY(art_check_text(&w, "the compiler version", k->compiler, sizeof k->compiler));
+  MFX_TRY(art_check_text(&w, "the configuration", k->config, sizeof k->config));
+  MFX_TRY(art_check_dims(&w, k));
+  MFX_TRY(art_check_args(&w, k));
   return art_check_target(&w, k);
 }
 
@@ -500,9 +500,9 @@ static mfx_status art_check_for_encoding(const mfx_artifact_kernel *kernels, int
     return mfx_fail(MFX_ERR_INVALID, "artifact: %d kernels, expected 1..%d", n,
                     MFX_ARTIFACT_MAX_KERNELS);
   for (int i = 0; i < n; i++) {
-    ART_TRY(mfx_artifact_kernel_validate(&kernels[i], "(being written)"));
+    MFX_TRY(mfx_artifact_kernel_validate(&kernels[i], "(being written)"));
     art_where w = {"(being written)", kernels[i].name};
-    ART_TRY(art_check_op(&w, &kernels[i]));
+    MFX_TRY(art_check_op(&w, &kernels[i]));
     for (int j = 0; j < i; j++)
       if (strcmp(kernels[i].name, kernels[j].name) == 0)
         return mfx_fail(MFX_ERR_INVALID, "artifact: two kernels are named %s; kernel names "
@@ -546,8 +546,8 @@ mfx_status mfx_artifact_encode_manifest(const mfx_artifact_kernel *kernels, int 
     return mfx_fail(MFX_ERR_INVALID, "mfx_artifact_encode: NULL output");
   *data = NULL;
   *size = 0;
-  ART_TRY(art_check_for_encoding(kernels, n_kernels));
-  ART_TRY(art_check_manifest_text(manifest));
+  MFX_TRY(art_check_for_encoding(kernels, n_kernels));
+  MFX_TRY(art_check_manifest_text(manifest));
   int n_kernel_sections = n_kernels * ART_SECTIONS_PER_KERNEL;
   int n_sections = n_kernel_sections + (manifest != NULL);
   art_section *sections = calloc((size_t)n_sections, sizeof *sections);
@@ -630,8 +630,8 @@ static int art_all_zero(const unsigned char *p, size_t n) {
 }
 
 static mfx_status art_read_header(art_reader *r) {
-  ART_TRY(art_check_magic(r));
-  ART_TRY(art_check_size_and_sum(r));
+  MFX_TRY(art_check_magic(r));
+  MFX_TRY(art_check_size_and_sum(r));
   uint32_t version = art_get_u32(r->data + 8);
   if (version != MFX_ARTIFACT_FORMAT_VERSION)
     return mfx_fail(MFX_ERR_FORMAT, "artifact %s: format version %u; this runtime reads "
@@ -675,7 +675,7 @@ static mfx_status art_read_table(art_reader *r) {
   r->sections = calloc(r->n_sections > 0 ? r->n_sections : 1, sizeof *r->sections);
   if (r->sections == NULL) return art_fail_file(r, MFX_ERR_NOMEM, "out of memory");
   uint64_t end = ART_HEADER_BYTES + (uint64_t)r->n_sections * ART_ENTRY_BYTES;
-  for (uint32_t i = 0; i < r->n_sections; i++) ART_TRY(art_read_entry(r, i, &end));
+  for (uint32_t i = 0; i < r->n_sections; i++) MFX_TRY(art_read_entry(r, i, &end));
   return MFX_OK;
 }
 
@@ -713,7 +713,7 @@ static mfx_status art_read_dims(const art_where *w, const unsigned char *p,
                                                 "zero", d);
       continue;
     }
-    ART_TRY(art_read_string(w, e, 16, k->dim_names[d], "a dim name"));
+    MFX_TRY(art_read_string(w, e, 16, k->dim_names[d], "a dim name"));
     uint64_t v = art_get_u64(e + 16);
     if (v > INT64_MAX) return ART_FAIL(w, MFX_ERR_FORMAT, "dim %s is too large", k->dim_names[d]);
     k->dims[d] = (int64_t)v;
@@ -723,28 +723,28 @@ static mfx_status art_read_dims(const art_where *w, const unsigned char *p,
 
 static mfx_status art_read_kernel_record(const art_where *w, const unsigned char *p,
                                          mfx_artifact_kernel *k) {
-  ART_TRY(art_read_string(w, p, 64, k->name, "the kernel name"));
-  ART_TRY(art_read_string(w, p + 64, 64, k->op, "the op name"));
-  ART_TRY(art_read_string(w, p + 128, 32, k->target, "the target"));
-  ART_TRY(art_read_string(w, p + 160, 32, k->machine, "the machine"));
-  ART_TRY(art_read_string(w, p + 192, 64, k->compiler, "the compiler"));
-  ART_TRY(art_read_string(w, p + 256, 64, k->symbol, "the symbol"));
-  ART_TRY(art_read_string(w, p + 320, 256, k->cpu_features, "the CPU features"));
-  ART_TRY(art_read_count(w, p + 576, MFX_MAX_DIMS, &k->n_dims, "dims"));
-  ART_TRY(art_read_count(w, p + 580, MFX_ARTIFACT_MAX_ARGS, &k->n_args, "arguments"));
-  ART_TRY(art_read_count(w, p + 584, MFX_ARTIFACT_MAX_LAUNCHES, &k->n_launches, "launches"));
+  MFX_TRY(art_read_string(w, p, 64, k->name, "the kernel name"));
+  MFX_TRY(art_read_string(w, p + 64, 64, k->op, "the op name"));
+  MFX_TRY(art_read_string(w, p + 128, 32, k->target, "the target"));
+  MFX_TRY(art_read_string(w, p + 160, 32, k->machine, "the machine"));
+  MFX_TRY(art_read_string(w, p + 192, 64, k->compiler, "the compiler"));
+  MFX_TRY(art_read_string(w, p + 256, 64, k->symbol, "the symbol"));
+  MFX_TRY(art_read_string(w, p + 320, 256, k->cpu_features, "the CPU features"));
+  MFX_TRY(art_read_count(w, p + 576, MFX_MAX_DIMS, &k->n_dims, "dims"));
+  MFX_TRY(art_read_count(w, p + 580, MFX_ARTIFACT_MAX_ARGS, &k->n_args, "arguments"));
+  MFX_TRY(art_read_count(w, p + 584, MFX_ARTIFACT_MAX_LAUNCHES, &k->n_launches, "launches"));
   if (art_get_u32(p + 588) != 0) return ART_FAIL(w, MFX_ERR_FORMAT, "%s", "reserved field set");
   return art_read_dims(w, p, k);
 }
 
 static mfx_status art_read_arg(const art_where *w, const unsigned char *p, mfx_artifact_arg *a) {
   char dtype[8];
-  ART_TRY(art_read_string(w, p, 64, a->name, "an argument name"));
-  ART_TRY(art_read_string(w, p + 64, 8, dtype, "an argument dtype"));
+  MFX_TRY(art_read_string(w, p, 64, a->name, "an argument name"));
+  MFX_TRY(art_read_string(w, p + 64, 8, dtype, "an argument dtype"));
   if (mfx_dtype_from_name(dtype, &a->dtype) != 0)
     return ART_FAIL(w, MFX_ERR_FORMAT, "argument %s has unknown dtype \"%s\"", a->name, dtype);
   a->role = (mfx_arg_role)art_get_u32(p + 72);
-  ART_TRY(art_read_count(w, p + 76, MFX_MAX_DIMS, &a->ndim, "argument dimensions"));
+  MFX_TRY(art_read_count(w, p + 76, MFX_MAX_DIMS, &a->ndim, "argument dimensions"));
   for (int i = 0; i < MFX_MAX_DIMS; i++) {
     uint64_t v = art_get_u64(p + 80 + 8 * i);
     if ((i >= a->ndim && v != 0) || v > INT64_MAX)
@@ -756,14 +756,14 @@ static mfx_status art_read_arg(const art_where *w, const unsigned char *p, mfx_a
 
 static mfx_status art_read_launch(const art_where *w, const unsigned char *p,
                                   mfx_artifact_launch *l) {
-  ART_TRY(art_read_string(w, p, 128, l->name, "a launch name"));
+  MFX_TRY(art_read_string(w, p, 128, l->name, "a launch name"));
   for (int i = 0; i < 3; i++) {
     l->grid[i] = art_get_u32(p + 128 + 4 * i);
     l->block[i] = art_get_u32(p + 140 + 4 * i);
   }
   l->shared_static = art_get_u64(p + 152);
   l->shared_dynamic = art_get_u64(p + 160);
-  ART_TRY(art_read_count(w, p + 168, MFX_ARTIFACT_MAX_ARGS, &l->n_args, "launch parameters"));
+  MFX_TRY(art_read_count(w, p + 168, MFX_ARTIFACT_MAX_ARGS, &l->n_args, "launch parameters"));
   if (art_get_u32(p + 172) != 0) return ART_FAIL(w, MFX_ERR_FORMAT, "%s", "reserved field set");
   for (int i = 0; i < MFX_ARTIFACT_MAX_ARGS; i++) {
     uint32_t v = art_get_u32(p + 176 + 4 * i);
@@ -815,20 +815,20 @@ static mfx_status art_read_kernel(const art_reader *r, const art_kernel_sections
   char kernel_name[32];
   snprintf(kernel_name, sizeof kernel_name, "#%u", index);
   art_where w = {r->label, kernel_name};
-  ART_TRY(art_check_records(&w, ks->of[ART_SEC_KERNEL], 1, ART_KERNEL_BYTES));
-  ART_TRY(art_read_kernel_record(&w, r->data + ks->of[ART_SEC_KERNEL]->offset, k));
+  MFX_TRY(art_check_records(&w, ks->of[ART_SEC_KERNEL], 1, ART_KERNEL_BYTES));
+  MFX_TRY(art_read_kernel_record(&w, r->data + ks->of[ART_SEC_KERNEL]->offset, k));
   w.kernel = art_ident_ok(k->name, sizeof k->name) ? k->name : kernel_name;
-  ART_TRY(art_check_records(&w, ks->of[ART_SEC_ARGS], k->n_args, ART_ARG_BYTES));
+  MFX_TRY(art_check_records(&w, ks->of[ART_SEC_ARGS], k->n_args, ART_ARG_BYTES));
   for (int i = 0; i < k->n_args; i++)
-    ART_TRY(art_read_arg(&w, r->data + ks->of[ART_SEC_ARGS]->offset + i * ART_ARG_BYTES,
+    MFX_TRY(art_read_arg(&w, r->data + ks->of[ART_SEC_ARGS]->offset + i * ART_ARG_BYTES,
                          &k->args[i]));
-  ART_TRY(art_check_records(&w, ks->of[ART_SEC_LAUNCHES], k->n_launches, ART_LAUNCH_BYTES));
+  MFX_TRY(art_check_records(&w, ks->of[ART_SEC_LAUNCHES], k->n_launches, ART_LAUNCH_BYTES));
   for (int i = 0; i < k->n_launches; i++)
-    ART_TRY(art_read_launch(&w, r->data + ks->of[ART_SEC_LAUNCHES]->offset +
+    MFX_TRY(art_read_launch(&w, r->data + ks->of[ART_SEC_LAUNCHES]->offset +
                                     i * ART_LAUNCH_BYTES, &k->launches[i]));
-  ART_TRY(art_read_config(&w, r, ks->of[ART_SEC_CONFIG], k));
+  MFX_TRY(art_read_config(&w, r, ks->of[ART_SEC_CONFIG], k));
   art_read_code(r, ks, k);
-  ART_TRY(mfx_artifact_kernel_validate(k, r->label));
+  MFX_TRY(mfx_artifact_kernel_validate(k, r->label));
   return art_check_op(&w, k);
 }
 
@@ -860,8 +860,8 @@ static mfx_status art_group_sections(const art_reader *r, uint32_t kernel,
 static mfx_status art_read_kernels(const art_reader *r, mfx_artifact_kernel *kernels) {
   for (uint32_t i = 0; i < r->n_kernels; i++) {
     art_kernel_sections_t ks;
-    ART_TRY(art_group_sections(r, i, &ks));
-    ART_TRY(art_read_kernel(r, &ks, i, &kernels[i]));
+    MFX_TRY(art_group_sections(r, i, &ks));
+    MFX_TRY(art_read_kernel(r, &ks, i, &kernels[i]));
     for (uint32_t j = 0; j < i; j++)
       if (strcmp(kernels[i].name, kernels[j].name) == 0)
         return mfx_fail(MFX_ERR_FORMAT, "artifact %s: two kernels are named %s", r->label,

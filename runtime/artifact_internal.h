@@ -5,13 +5,6 @@
 
 #include "mfx/artifact.h"
 
-/* Return the status of `expr` when it is not MFX_OK. */
-#define ART_TRY(expr)                        \
-  do {                                       \
-    mfx_status art_try_ = (expr);            \
-    if (art_try_ != MFX_OK) return art_try_; \
-  } while (0)
-
 typedef enum { ART_TARGET_CPU, ART_TARGET_CUDA } art_target_kind;
 
 typedef struct {
@@ -45,7 +38,5 @@ typedef struct {
 extern const art_backend art_cpu_backend;
 extern const art_backend art_cuda_backend;
 
-/* The median of n > 0 values (sorts them). */
-double art_median(double *values, int n);
 
 #endif

@@ -27,18 +27,16 @@ static int mfx_dtype_valid(mfx_dtype t) {
 }
 
 const char *mfx_dtype_name(mfx_dtype t) {
-  return mfx_dtype_valid(t) ? mfx_dtype_table[t].name : "invalid";
+  return mfx_name_of(&mfx_dtype_table[0].name, sizeof mfx_dtype_table[0], MFX_DTYPE_COUNT,
+                     (int)t, "invalid");
 }
 
 int mfx_dtype_from_name(const char *name, mfx_dtype *out) {
-  if (name == NULL) return -1;
-  for (int t = 0; t < MFX_DTYPE_COUNT; t++) {
-    if (strcmp(name, mfx_dtype_table[t].name) == 0) {
-      if (out != NULL) *out = (mfx_dtype)t;
-      return 0;
-    }
-  }
-  return -1;
+  int t = mfx_name_index(&mfx_dtype_table[0].name, sizeof mfx_dtype_table[0], MFX_DTYPE_COUNT,
+                         name);
+  if (t < 0) return -1;
+  if (out != NULL) *out = (mfx_dtype)t;
+  return 0;
 }
 
 size_t mfx_dtype_size(mfx_dtype t) {

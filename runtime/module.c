@@ -21,16 +21,6 @@ struct mfx_artifact {
   pthread_mutex_t lock;
 };
 
-static int art_compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-double art_median(double *values, int n) {
-  qsort(values, (size_t)n, sizeof *values, art_compare_doubles);
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
 /* ---- loading ----------------------------------------------------------------- */
 
 /* The device to use: the option, or what kernel 0 targets. */
@@ -61,7 +51,7 @@ static mfx_status art_open(mfx_artifact *art, const mfx_artifact_options *option
   if (st != MFX_OK) return st;
   const char *text = NULL;
   size_t bytes = 0;
-  ART_TRY(mfx_artifact_find_manifest(art->bytes, art->size, art->label, &text, &bytes));
+  MFX_TRY(mfx_artifact_find_manifest(art->bytes, art->size, art->label, &text, &bytes));
   if (text != NULL) {
     art->manifest = malloc(bytes + 1);
     if (art->manifest == NULL) return mfx_fail(MFX_ERR_NOMEM, "artifact: out of memory");
@@ -70,7 +60,7 @@ static mfx_status art_open(mfx_artifact *art, const mfx_artifact_options *option
   }
   const char *device = art_device_spec(art, options);
   art->backend = strcmp(device, "cpu") == 0 ? &art_cpu_backend : &art_cuda_backend;
-  ART_TRY(art_check_targets(art, device));
+  MFX_TRY(art_check_targets(art, device));
   int threads = options != NULL ? options->threads : 0;
   return art->backend->load(device, threads, art->label, art->kernels, art->n_kernels,
                             &art->state);
@@ -108,7 +98,7 @@ mfx_status mfx_artifact_load(const char *path, const mfx_artifact_options *optio
   *out = NULL;
   void *bytes = NULL;
   size_t size = 0;
-  ART_TRY(mfx_artifact_read_file(path, &bytes, &size));
+  MFX_TRY(mfx_artifact_read_file(path, &bytes, &size));
   return art_load_owned(bytes, size, path, options, out);
 }
 
@@ -237,9 +227,9 @@ static mfx_status art_check_call(const mfx_artifact *art, int index, int n_input
     return mfx_fail(MFX_ERR_INVALID, "artifact %s: kernel %s takes %d inputs and %d outputs, "
                     "got %d and %d", art->label, k->name, want_in, want_out, n_inputs,
                     n_outputs);
-  for (int i = 0; i < want_in; i++) ART_TRY(art_check_array(art, k, &k->args[i], &inputs[i]));
+  for (int i = 0; i < want_in; i++) MFX_TRY(art_check_array(art, k, &k->args[i], &inputs[i]));
   for (int i = 0; i < want_out; i++)
-    ART_TRY(art_check_array(art, k, &k->args[want_in + i], &outputs[i]));
+    MFX_TRY(art_check_array(art, k, &k->args[want_in + i], &outputs[i]));
   /* Index and shift inputs: no kernel reads outside its buffers. */
   char where[640];
   snprintf(where, sizeof where, "artifact %s: kernel %s", art->label, k->name);
@@ -266,8 +256,8 @@ static mfx_status art_check_indices(const mfx_artifact *art, const mfx_artifact_
 
 mfx_status mfx_artifact_run(mfx_artifact *art, int index, int n_inputs, const mfx_array *inputs,
                             int n_outputs, mfx_array *outputs) {
-  ART_TRY(art_check_call(art, index, n_inputs, inputs, n_outputs, outputs));
-  ART_TRY(art_check_indices(art, &art->kernels[index], n_inputs, inputs));
+  MFX_TRY(art_check_call(art, index, n_inputs, inputs, n_outputs, outputs));
+  MFX_TRY(art_check_indices(art, &art->kernels[index], n_inputs, inputs));
   pthread_mutex_lock(&art->lock);
   mfx_status st = art->backend->run(art->state, index, inputs, outputs);
   pthread_mutex_unlock(&art->lock);
@@ -277,8 +267,8 @@ mfx_status mfx_artifact_run(mfx_artifact *art, int index, int n_inputs, const mf
 mfx_status mfx_artifact_time(mfx_artifact *art, int index, int n_inputs, const mfx_array *inputs,
                              int n_outputs, mfx_array *outputs, int repeat,
                              double *median_seconds) {
-  ART_TRY(art_check_call(art, index, n_inputs, inputs, n_outputs, outputs));
-  ART_TRY(art_check_indices(art, &art->kernels[index], n_inputs, inputs));
+  MFX_TRY(art_check_call(art, index, n_inputs, inputs, n_outputs, outputs));
+  MFX_TRY(art_check_indices(art, &art->kernels[index], n_inputs, inputs));
   if (repeat < 1 || repeat > 1000000 || median_seconds == NULL)
     return mfx_fail(MFX_ERR_INVALID, "artifact %s: time: repeat=%d, expected 1..1000000 and "
                     "a result pointer", art->label, repeat);

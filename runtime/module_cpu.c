@@ -192,9 +192,9 @@ static mfx_status cpu_load_kernel(const char *label, const mfx_artifact_kernel *
   snprintf(what, sizeof what, "artifact %s: kernel %s", label, k->name);
   out->meta = k;
   out->fd = -1;
-  ART_TRY(cpu_check_machine(label, k));
-  ART_TRY(cpu_check_elf(k, what));
-  ART_TRY(cpu_open_object(k, what, out));
+  MFX_TRY(cpu_check_machine(label, k));
+  MFX_TRY(cpu_check_elf(k, what));
+  MFX_TRY(cpu_open_object(k, what, out));
   dlerror();
   void *sym = dlsym(out->handle, k->symbol);
   if (sym == NULL)
@@ -261,19 +261,24 @@ static mfx_status cpu_run(void *state, int index, const mfx_array *inputs, mfx_a
   return cpu_call(state, index, inputs, outputs);
 }
 
+typedef struct {
+  void *state;
+  int index;
+  const mfx_array *inputs;
+  mfx_array *outputs;
+} cpu_timed_call;
+
+static mfx_status cpu_timed(void *closure, double *seconds) {
+  (void)seconds; /* the host clock's */
+  cpu_timed_call *c = closure;
+  return cpu_call(c->state, c->index, c->inputs, c->outputs);
+}
+
 static mfx_status cpu_time(void *state, int index, const mfx_array *inputs, mfx_array *outputs,
                            int repeat, double *median_seconds) {
-  double *times = malloc((size_t)repeat * sizeof *times);
-  if (times == NULL) return mfx_fail(MFX_ERR_NOMEM, "time: out of memory for %d runs", repeat);
-  mfx_status st = cpu_call(state, index, inputs, outputs); /* warm-up */
-  for (int r = 0; r < repeat && st == MFX_OK; r++) {
-    double t0 = mfx_now_seconds();
-    st = cpu_call(state, index, inputs, outputs);
-    times[r] = mfx_now_seconds() - t0;
-  }
-  if (st == MFX_OK) *median_seconds = art_median(times, repeat);
-  free(times);
-  return st;
+  cpu_timed_call call = {state, index, inputs, outputs};
+  mfx_timing plan = {.warmup = 1, .min_runs = repeat, .max_runs = repeat};
+  return mfx_time_median(cpu_timed, &call, &plan, median_seconds, NULL);
 }
 
 static const char *cpu_device_name(const void *state) {

@@ -41,7 +41,7 @@ static mfx_status cuda_check_target(const cuda_state *s, const mfx_artifact_kern
 
 static mfx_status cuda_load_kernel(cuda_state *s, const mfx_artifact_kernel *k, cuda_kernel *out) {
   out->meta = k;
-  ART_TRY(cuda_check_target(s, k));
+  MFX_TRY(cuda_check_target(s, k));
   mfx_status st = mfx_module_load(s->device, k->gpu_image, k->gpu_image_bytes, &out->module);
   if (st != MFX_OK) return mfx_fail_context(st, "artifact %s: kernel %s", s->label, k->name);
   for (int i = 0; i < k->n_launches; i++) {
@@ -103,7 +103,7 @@ static mfx_status cuda_load(const char *device, int threads, const char *label,
 static mfx_status cuda_copy_in(cuda_kernel *k, const mfx_array *inputs) {
   int n = mfx_artifact_role_count(k->meta, MFX_ARG_INPUT);
   for (int i = 0; i < n; i++)
-    ART_TRY(mfx_device_buffer_write(&k->buffers[i], 0, inputs[i].data, k->buffers[i].bytes));
+    MFX_TRY(mfx_device_buffer_write(&k->buffers[i], 0, inputs[i].data, k->buffers[i].bytes));
   return MFX_OK;
 }
 
@@ -111,7 +111,7 @@ static mfx_status cuda_copy_out(cuda_kernel *k, mfx_array *outputs) {
   int first = mfx_artifact_role_first(k->meta, MFX_ARG_OUTPUT);
   int n = mfx_artifact_role_count(k->meta, MFX_ARG_OUTPUT);
   for (int i = 0; i < n; i++)
-    ART_TRY(mfx_device_buffer_read(&k->buffers[first + i], 0, outputs[i].data,
+    MFX_TRY(mfx_device_buffer_read(&k->buffers[first + i], 0, outputs[i].data,
                             k->buffers[first + i].bytes));
   return MFX_OK;
 }
@@ -136,8 +136,8 @@ static mfx_status cuda_launch_all(const cuda_state *s, cuda_kernel *k) {
 static mfx_status cuda_run(void *state, int index, const mfx_array *inputs, mfx_array *outputs) {
   cuda_state *s = state;
   cuda_kernel *k = &s->kernels[index];
-  ART_TRY(cuda_copy_in(k, inputs));
-  ART_TRY(cuda_launch_all(s, k));
+  MFX_TRY(cuda_copy_in(k, inputs));
+  MFX_TRY(cuda_launch_all(s, k));
   return cuda_copy_out(k, outputs);
 }
 
@@ -145,10 +145,10 @@ static mfx_status cuda_run(void *state, int index, const mfx_array *inputs, mfx_
 static mfx_status cuda_time_rounds(cuda_state *s, cuda_kernel *k, mfx_event *start,
                                    mfx_event *end, int repeat, double *times) {
   for (int r = 0; r < repeat; r++) {
-    ART_TRY(mfx_event_record(start));
-    ART_TRY(cuda_launch_all(s, k));
-    ART_TRY(mfx_event_record(end));
-    ART_TRY(mfx_event_elapsed(start, end, &times[r]));
+    MFX_TRY(mfx_event_record(start));
+    MFX_TRY(cuda_launch_all(s, k));
+    MFX_TRY(mfx_event_record(end));
+    MFX_TRY(mfx_event_elapsed(start, end, &times[r]));
   }
   return MFX_OK;
 }
@@ -168,7 +168,7 @@ static mfx_status cuda_time(void *state, int index, const mfx_array *inputs, mfx
   if (st == MFX_OK) st = mfx_device_synchronize(s->device);
   if (st == MFX_OK) st = cuda_time_rounds(s, k, start, end, repeat, times);
   if (st == MFX_OK) st = cuda_copy_out(k, outputs);
-  if (st == MFX_OK) *median_seconds = art_median(times, repeat);
+  if (st == MFX_OK) *median_seconds = mfx_median(times, repeat);
   if (start != NULL) mfx_event_destroy(start);
   if (end != NULL) mfx_event_destroy(end);
   free(times);

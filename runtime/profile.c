@@ -92,11 +92,6 @@ void mfx_profile_options_default(mfx_profile_options *o) {
   o->seconds = NULL;
 }
 
-static int profile_compare(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static mfx_status profile_check_options(const mfx_profile_options *o) {
   if (o->warmup < 0 || o->min_repeats < 1 || o->max_repeats < o->min_repeats ||
       !(o->min_seconds >= 0.0))
@@ -104,6 +99,21 @@ static mfx_status profile_check_options(const mfx_profile_options *o) {
                     " expected warmup >= 0, 1 <= min_repeats <= max_repeats, min_seconds >= 0",
                     o->warmup, o->min_repeats, o->max_repeats, o->min_seconds);
   return MFX_OK;
+}
+
+/* One run of the profiled function, timed by its own clock when it has one. */
+typedef struct {
+  mfx_profile_fn fn;
+  void *user;
+  int64_t tokens;
+  double (*seconds)(void *user);
+} profile_run;
+
+static mfx_status profile_once(void *closure, double *seconds) {
+  profile_run *r = closure;
+  mfx_status st = r->fn(r->user, r->tokens);
+  if (st == MFX_OK && r->seconds != NULL && *seconds < 0.0) *seconds = r->seconds(r->user);
+  return st;
 }
 
 mfx_status mfx_profile_measure(mfx_profile_fn fn, void *user, int64_t tokens,
@@ -115,22 +125,9 @@ mfx_status mfx_profile_measure(mfx_profile_fn fn, void *user, int64_t tokens,
     return mfx_fail(MFX_ERR_INVALID, "profile: fn and median_s must not be NULL");
   mfx_status st = profile_check_options(o);
   if (st != MFX_OK) return st;
-  for (int i = 0; st == MFX_OK && i < o->warmup; i++) st = fn(user, tokens);
-  double *times = malloc((size_t)o->max_repeats * sizeof *times);
-  if (st == MFX_OK && times == NULL) st = mfx_fail(MFX_ERR_NOMEM, "profile: out of memory");
-  int n = 0;
-  double total = 0.0;
-  while (st == MFX_OK && n < o->max_repeats && (n < o->min_repeats || total < o->min_seconds)) {
-    double t0 = mfx_now_seconds();
-    st = fn(user, tokens);
-    times[n] = o->seconds != NULL ? o->seconds(user) : mfx_now_seconds() - t0;
-    total += times[n++];
-  }
-  if (st == MFX_OK) {
-    qsort(times, (size_t)n, sizeof *times, profile_compare);
-    *median_s = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
-  }
-  free(times);
+  profile_run run = {fn, user, tokens, o->seconds};
+  mfx_timing plan = {o->warmup, o->min_repeats, o->max_repeats, o->min_seconds};
+  if (st == MFX_OK) st = mfx_time_median(profile_once, &run, &plan, median_s, NULL);
   return st == MFX_OK ? MFX_OK : mfx_fail_context(st, "profile at %lld tokens", (long long)tokens);
 }
 

@@ -16,19 +16,18 @@ static const char *const mfx_router_loss_names[MFX_ROUTER_LOSS_COUNT] = {
 };
 
 const char *mfx_router_loss_name(mfx_router_loss_kind kind) {
-  if ((int)kind < 0 || kind >= MFX_ROUTER_LOSS_COUNT) return "unknown";
-  return mfx_router_loss_names[kind];
+  return mfx_name_of(mfx_router_loss_names, sizeof(char *), MFX_ROUTER_LOSS_COUNT, (int)kind,
+                     "unknown");
 }
 
 mfx_status mfx_router_loss_from_name(const char *name, mfx_router_loss_kind *out) {
   if (name == NULL || out == NULL) {
     return mfx_fail(MFX_ERR_INVALID, "router loss name: name or out is NULL");
   }
-  for (int kind = 0; kind < MFX_ROUTER_LOSS_COUNT; kind++) {
-    if (strcmp(name, mfx_router_loss_names[kind]) == 0) {
-      *out = (mfx_router_loss_kind)kind;
-      return MFX_OK;
-    }
+  int kind = mfx_name_index(mfx_router_loss_names, sizeof(char *), MFX_ROUTER_LOSS_COUNT, name);
+  if (kind >= 0) {
+    *out = (mfx_router_loss_kind)kind;
+    return MFX_OK;
   }
   return mfx_fail(MFX_ERR_INVALID,
                   "router loss '%s' is unknown; expected switch, latency or zloss",

@@ -611,6 +611,108 @@ START_TEST(test_registry) {
 }
 END_TEST
 
+/* The counts in ops/op_list.h agree with each mfx_op's names and shapes:
+ * every dim and tensor slot below the count is named, none above it, and
+ * every shape names one of the op's dims. */
+static int name_count(const char *const *names, int max) {
+  int n = 0;
+  while (n < max && names[n] != NULL) n++;
+  return n;
+}
+
+static void check_listed_interface(const mfx_op *op) {
+  ck_assert_msg(name_count(op->dims, MFX_OP_MAX_DIMS) == op->n_dims,
+                "%s: op_list.h says %d dims, its mfx_op names %d", op->name, op->n_dims,
+                name_count(op->dims, MFX_OP_MAX_DIMS));
+  for (int i = 0; i < MFX_OP_MAX_TENSORS; i++) {
+    ck_assert_msg((op->inputs[i].name != NULL) == (i < op->n_inputs), "%s: input %d", op->name, i);
+    ck_assert_msg((op->outputs[i].name != NULL) == (i < op->n_outputs), "%s: output %d",
+                  op->name, i);
+  }
+  for (int i = 0; i < op->n_inputs + op->n_outputs; i++) {
+    const mfx_op_tensor *t = i < op->n_inputs ? &op->inputs[i] : &op->outputs[i - op->n_inputs];
+    for (int d = 0; d < t->ndim; d++) {
+      int found = 0;
+      for (int e = 0; e < op->n_dims; e++) found |= strcmp(op->dims[e], t->shape[d]) == 0;
+      ck_assert_msg(found, "%s: %s's dim %s is not a dim of the op", op->name, t->name,
+                    t->shape[d]);
+    }
+  }
+}
+
+START_TEST(test_op_list) {
+  for (int i = 0; i < mfx_op_count(); i++) {
+    const mfx_op *op = mfx_op_at(i);
+    check_listed_interface(op);
+    ck_assert_ptr_nonnull(op->reference);
+    ck_assert_ptr_nonnull(op->random_input);
+    /* Every op has a work rate, over dims it has: all 3s give 3^k times the factor. */
+    int64_t dims[MFX_OP_MAX_DIMS];
+    for (int d = 0; d < MFX_OP_MAX_DIMS; d++) dims[d] = 3;
+    const char *unit = NULL;
+    double work = mfx_op_work(op, dims, &unit);
+    ck_assert_msg(work > 0.0 && unit != NULL && strstr(unit, "/s") != NULL, "%s: no work rate",
+                  op->name);
+  }
+  const char *unit = NULL;
+  /* linear: 2 M N K flops. */
+  ck_assert_double_eq(mfx_op_work(mfx_op_find("linear"), (int64_t[]){4, 5, 6}, &unit), 240.0);
+  ck_assert_str_eq(unit, "GFLOP/s");
+  /* matadd: B H N D C adds. */
+  ck_assert_double_eq(mfx_op_work(mfx_op_find("matadd"), (int64_t[]){2, 3, 4, 5, 6}, &unit),
+                      720.0);
+  ck_assert_str_eq(unit, "Gadd/s");
+  /* combine_rows (R, T, K, D): 2 T K D. */
+  ck_assert_double_eq(mfx_op_work(mfx_op_find("combine_rows"), (int64_t[]){9, 2, 3, 4}, &unit),
+                      48.0);
+  /* An op outside the list has no work; neither has a NULL op. */
+  mfx_op stranger = *mfx_op_find("linear");
+  stranger.name = "stranger";
+  ck_assert_double_eq(mfx_op_work(&stranger, (int64_t[]){4, 5, 6}, &unit), 0.0);
+  ck_assert_double_eq(mfx_op_work(NULL, (int64_t[]){4, 5, 6}, &unit), 0.0);
+}
+END_TEST
+
+/* Templates read their knobs through typed views (ops/knobs.h): a knob the
+ * config lacks is an error naming it, never a -1 taken for a tile size. */
+START_TEST(test_knob_views) {
+  const mfx_op *op = mfx_op_find("linear");
+  mfx_config cfg;
+  mfx_config_default(op, &cfg);
+  int64_t v[2] = {0, 0};
+  ck_assert_int_eq(mfx_config_read(&cfg, "linear", 2, (const char *[]){"tile_m", "pack"}, v),
+                   MFX_OK);
+  ck_assert_int_eq(v[0], 8);
+  ck_assert_int_eq(v[1], 2);
+  mfx_clear_error();
+  ck_assert_int_eq(mfx_config_read(&cfg, "linear", 2, (const char *[]){"tile_m", "tile_nn"}, v),
+                   MFX_ERR_INVALID);
+  ck_assert_msg(strstr(mfx_last_error(), "linear") && strstr(mfx_last_error(), "\"tile_nn\"") &&
+                    strstr(mfx_last_error(), "tile_n, "),
+                "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_config_read(NULL, "linear", 1, (const char *[]){"tile_m"}, v),
+                   MFX_ERR_INVALID);
+  /* Every template, CPU and GPU, refuses a config without its knobs. */
+  mfx_config empty = {0};
+  for (int i = 0; i < mfx_op_count(); i++) {
+    op = mfx_op_at(i);
+    int64_t dims[MFX_OP_MAX_DIMS];
+    for (int d = 0; d < MFX_OP_MAX_DIMS; d++) dims[d] = 4;
+    for (int gpu = 0; gpu < 2; gpu++) {
+      mfx_arena *arena = mfx_arena_create();
+      mfx_schedule *sched = NULL;
+      mfx_clear_error();
+      mfx_status st = gpu ? op->build_gpu(arena, dims, &empty, &sched)
+                          : op->build(arena, dims, &empty, &sched);
+      ck_assert_msg(st == MFX_ERR_INVALID && strstr(mfx_last_error(), "knobs of") != NULL &&
+                        strstr(mfx_last_error(), "holds none") != NULL,
+                    "%s (%s): %d %s", op->name, gpu ? "gpu" : "cpu", st, mfx_last_error());
+      mfx_arena_destroy(arena);
+    }
+  }
+}
+END_TEST
+
 static void expect_dims_error(const mfx_op *op, const char *text, const char *fragment) {
   int64_t dims[MFX_OP_MAX_DIMS] = {0};
   mfx_clear_error();
@@ -835,6 +937,8 @@ static Suite *ops_suite(void) {
   Suite *s = suite_create("ops");
   TCase *api = tcase_create("interface");
   tcase_add_test(api, test_registry);
+  tcase_add_test(api, test_op_list);
+  tcase_add_test(api, test_knob_views);
   tcase_add_test(api, test_parse_dims);
   tcase_add_test(api, test_configs);
   tcase_add_test(api, test_compare);

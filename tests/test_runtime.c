@@ -160,7 +160,78 @@ START_TEST(test_status_names) {
 }
 END_TEST
 
+/* The timing loop: warm-up runs untimed, min_runs..max_runs, a function's
+ * own time in place of the host clock's, the first failure returned. */
+typedef struct {
+  int calls, fail_at;
+} timed_counter;
+
+static mfx_status timed_count(void *user, double *seconds) {
+  timed_counter *c = user;
+  c->calls++;
+  if (c->calls == c->fail_at) return mfx_fail(MFX_ERR_DEVICE, "run %d failed", c->calls);
+  if (*seconds < 0.0) *seconds = (double)c->calls; /* a timed run: its "device" time */
+  return MFX_OK;
+}
+
+START_TEST(test_timing_loop) {
+  timed_counter c = {0, 0};
+  mfx_timing plan = {.warmup = 2, .min_runs = 3, .max_runs = 3};
+  double samples[8], total = 0.0, median = 0.0;
+  int runs = 0;
+  ck_assert_int_eq(mfx_time_runs(timed_count, &c, &plan, samples, &runs, &total), MFX_OK);
+  ck_assert_int_eq(c.calls, 5);
+  ck_assert_int_eq(runs, 3);
+  ck_assert_double_eq(samples[0], 3.0); /* calls 1 and 2 were the warm-up */
+  ck_assert_double_eq(total, 3.0 + 4.0 + 5.0);
+  /* min_seconds keeps it running past min_runs, up to max_runs. */
+  c = (timed_counter){0, 0};
+  plan = (mfx_timing){.min_runs = 1, .max_runs = 8, .min_seconds = 6.0};
+  ck_assert_int_eq(mfx_time_median(timed_count, &c, &plan, &median, &runs), MFX_OK);
+  ck_assert_int_eq(runs, 3); /* 1 + 2 + 3 >= 6 */
+  ck_assert_double_eq(median, 2.0);
+  plan.min_runs = 4;
+  c = (timed_counter){0, 0};
+  ck_assert_int_eq(mfx_time_median(timed_count, &c, &plan, &median, &runs), MFX_OK);
+  ck_assert_double_eq(median, 2.5); /* the mean of the middle two of 1..4 */
+  /* A failure stops the loop and is returned with its message. */
+  c = (timed_counter){0, 3};
+  ck_assert_int_eq(mfx_time_median(timed_count, &c, &plan, &median, &runs), MFX_ERR_DEVICE);
+  ck_assert_int_eq(runs, 2);
+  ck_assert_str_eq(mfx_last_error(), "run 3 failed");
+  /* Bad plans are refused. */
+  plan = (mfx_timing){.min_runs = 0, .max_runs = 4};
+  ck_assert_int_eq(mfx_time_runs(timed_count, &c, &plan, samples, &runs, NULL), MFX_ERR_INVALID);
+  plan = (mfx_timing){.min_runs = 5, .max_runs = 4};
+  ck_assert_int_eq(mfx_time_runs(timed_count, &c, &plan, samples, &runs, NULL), MFX_ERR_INVALID);
+  double v[] = {3.0, 1.0, 2.0};
+  ck_assert_double_eq(mfx_median(v, 3), 2.0);
+  ck_assert_double_eq(mfx_median(v, 0), 0.0);
+}
+END_TEST
+
 /* ---- dtypes and arrays ------------------------------------------------------ */
+
+/* mfx_name_of / mfx_name_index over a plain array and over a table of
+ * structs (the stride), with holes, out-of-range values and NULLs. */
+START_TEST(test_enum_names) {
+  static const char *const plain[] = {"zero", NULL, "two"};
+  ck_assert_str_eq(mfx_name_of(plain, sizeof(char *), 3, 0, "?"), "zero");
+  ck_assert_str_eq(mfx_name_of(plain, sizeof(char *), 3, 1, "?"), "?");
+  ck_assert_str_eq(mfx_name_of(plain, sizeof(char *), 3, 3, "?"), "?");
+  ck_assert_str_eq(mfx_name_of(plain, sizeof(char *), 3, -1, "?"), "?");
+  ck_assert_int_eq(mfx_name_index(plain, sizeof(char *), 3, "two"), 2);
+  ck_assert_int_eq(mfx_name_index(plain, sizeof(char *), 3, "one"), -1);
+  ck_assert_int_eq(mfx_name_index(plain, sizeof(char *), 3, NULL), -1);
+  ck_assert_int_eq(mfx_name_index(plain, sizeof(char *), 2, "two"), -1); /* past n */
+  struct row { int before; const char *name; double after; };
+  static const struct row rows[] = {{1, "a", 0.5}, {2, "bb", 1.5}};
+  ck_assert_str_eq(mfx_name_of(&rows[0].name, sizeof rows[0], 2, 1, "?"), "bb");
+  ck_assert_int_eq(mfx_name_index(&rows[0].name, sizeof rows[0], 2, "a"), 0);
+  ck_assert_int_eq(mfx_name_index(&rows[0].name, sizeof rows[0], 2, "bb"), 1);
+  ck_assert_int_eq(mfx_name_index(NULL, sizeof rows[0], 2, "bb"), -1);
+}
+END_TEST
 
 START_TEST(test_dtype_table) {
   static const char *names[] = {"bool", "i8", "i16", "i32", "i64", "u8", "u32", "u64", "f32"};
@@ -779,6 +850,8 @@ static Suite *runtime_suite(void) {
   suite_add_tcase(s, status);
   TCase *arrays = tcase_create("arrays");
   tcase_add_test(arrays, test_dtype_table);
+  tcase_add_test(arrays, test_enum_names);
+  tcase_add_test(arrays, test_timing_loop);
   tcase_add_test(arrays, test_array_create);
   tcase_add_test(arrays, test_array_create_errors);
   suite_add_tcase(s, arrays);

@@ -202,83 +202,33 @@ void tool_format_element(const mfx_array *a, int64_t i, char *buf, size_t size) 
 
 /* ---- timing ------------------------------------------------------------------------ */
 
-static int tool_compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
+/* A tool's timed function (an exit status) under the runtime's timing loop. */
+typedef struct {
+  tool_timed_fn fn;
+  void *closure;
+  int rc;
+} tool_timed_call;
+
+static mfx_status tool_timed(void *user, double *seconds) {
+  (void)seconds;
+  tool_timed_call *c = user;
+  c->rc = c->fn(c->closure);
+  return c->rc == 0 ? MFX_OK : MFX_ERR_INVALID;
 }
 
 int tool_measure(tool_timed_fn fn, void *closure, int min_runs, int max_runs,
                  double min_seconds, double *median_seconds, int *runs) {
-  double *times = malloc((size_t)max_runs * sizeof *times);
-  if (times == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory for %d timings", max_runs);
-  double total = 0.0;
-  int n = 0;
-  while (n < max_runs && (n < min_runs || total < min_seconds)) {
-    double t0 = mfx_now_seconds();
-    int rc = fn(closure);
-    times[n] = mfx_now_seconds() - t0;
-    if (rc != 0) {
-      free(times);
-      return rc;
-    }
-    total += times[n++];
-  }
-  qsort(times, (size_t)n, sizeof *times, tool_compare_doubles);
-  *median_seconds = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
-  *runs = n;
-  free(times);
+  tool_timed_call call = {fn, closure, 0};
+  mfx_timing plan = {.min_runs = min_runs, .max_runs = max_runs, .min_seconds = min_seconds};
+  mfx_status st = mfx_time_median(tool_timed, &call, &plan, median_seconds, runs);
+  if (call.rc != 0) return call.rc;
+  if (st != MFX_OK) return tool_error(TOOL_EXIT_FAIL, "%s", mfx_last_error());
   return 0;
 }
 
 /* ---- operation counts ---------------------------------------------------------------- */
 
-/* work = factor * product of the named dims: linear multiplies and adds,
- * shift_linear shifts and adds, hamming xors and counts 32-bit word pairs,
- * matadd adds (bit-selected), binary attention adds in both products, the
- * elementwise ops (GELU, Q16.16) elements, gather_rows the elements it
- * writes, combine_rows multiplies and adds. */
-typedef struct {
-  const char *op;
-  double factor;
-  const char *dims[6];
-  const char *unit;
-} tool_work_rule;
-
-static const tool_work_rule tool_work_rules[] = {
-    {"linear", 2.0, {"M", "N", "K"}, "GFLOP/s"},
-    {"shift_linear", 2.0, {"M", "N", "K"}, "Gop/s"},
-    {"hamming", 1.0, {"N", "M", "W"}, "Gword/s"},
-    {"matadd", 1.0, {"B", "H", "N", "D", "C"}, "Gadd/s"},
-    {"binary_attention", 2.0, {"B", "H", "N", "D", "C"}, "Gadd/s"},
-    {"gelu", 1.0, {"M", "N"}, "Gelem/s"},
-    {"q16_quantize", 1.0, {"M", "N"}, "Gelem/s"},
-    {"q16_dequantize", 1.0, {"M", "N"}, "Gelem/s"},
-    {"q16_gelu", 1.0, {"M", "N"}, "Gelem/s"},
-    {"gather_rows", 1.0, {"M", "D"}, "Gelem/s"},
-    {"combine_rows", 2.0, {"T", "K", "D"}, "GFLOP/s"},
-};
-
-static int tool_dim_value(const mfx_op *op, const int64_t *dims, const char *name, double *v) {
-  for (int i = 0; i < op->n_dims; i++) {
-    if (strcmp(op->dims[i], name) == 0) {
-      *v = (double)dims[i];
-      return 1;
-    }
-  }
-  return 0;
-}
-
+/* The work rates are in ops/op_list.h. */
 double tool_op_work(const mfx_op *op, const int64_t *dims, const char **unit) {
-  for (size_t r = 0; r < sizeof tool_work_rules / sizeof tool_work_rules[0]; r++) {
-    const tool_work_rule *rule = &tool_work_rules[r];
-    if (strcmp(rule->op, op->name) != 0) continue;
-    double work = rule->factor, v = 0.0;
-    for (int i = 0; i < 6 && rule->dims[i] != NULL; i++) {
-      if (!tool_dim_value(op, dims, rule->dims[i], &v)) return 0.0;
-      work *= v;
-    }
-    *unit = rule->unit;
-    return work;
-  }
-  return 0.0;
+  return mfx_op_work(op, dims, unit);
 }

@@ -84,6 +84,10 @@ mfx_status mfx_op_parse_dims(const mfx_op *op, const char *text, int64_t *dims);
  * this machine's memory (MFX_ERR_NOMEM saying what they would need). */
 mfx_status mfx_op_check_sizes(const mfx_op *op, const int64_t *dims);
 mfx_status mfx_op_check_memory(const mfx_op *op, const int64_t *dims);
+/* The work of one run of op under dims (its line in ops/op_list.h: a factor
+ * times a product of dims, e.g. 2 M N K flops for linear), *unit its rate's
+ * unit ("GFLOP/s"); 0 for an op that is not listed. */
+double mfx_op_work(const mfx_op *op, const int64_t *dims, const char **unit);
 /* Shape of an interface tensor under dims. */
 void mfx_op_tensor_shape(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims,
                          int64_t *shape);
@@ -97,6 +101,11 @@ mfx_status mfx_config_parse_json(const mfx_op *op, const char *json, mfx_config 
 /* Write {"knob":value,...} into buf. */
 void mfx_config_to_json(const mfx_config *cfg, char *buf, size_t size);
 int64_t mfx_config_get(const mfx_config *cfg, const char *name); /* -1 if absent */
+/* Read n knobs by name into values, in order; MFX_ERR_INVALID naming `what`
+ * (the op or template) and the first knob cfg does not hold. What the
+ * templates' typed knob views (ops/knobs.h) are filled by. */
+mfx_status mfx_config_read(const mfx_config *cfg, const char *what, int n,
+                           const char *const *names, int64_t *values);
 
 /* Targets. "cpu" (or NULL) uses op->knobs and op->build; "cuda:sm_XX" (any
  * name starting with "cuda") op->gpu_knobs and op->build_gpu. The plain

@@ -27,6 +27,14 @@ typedef enum {
   MFX_ERR_MISMATCH,  /* result differs from the reference */
 } mfx_status;
 
+/* Return the status of `expr` from the calling function when it is not
+ * MFX_OK (the one early-return helper of every room). */
+#define MFX_TRY(expr)                          \
+  do {                                         \
+    mfx_status mfx_try_ = (expr);              \
+    if (mfx_try_ != MFX_OK) return mfx_try_;   \
+  } while (0)
+
 /* The message of the last failure on this thread ("" if none). */
 const char *mfx_last_error(void);
 /* Record a message for this thread and return `status` (printf format). */
@@ -52,6 +60,15 @@ typedef enum {
   MFX_F32,
   MFX_DTYPE_COUNT
 } mfx_dtype;
+
+/* Enum names, one lookup each way: names points at the name of entry 0 of a
+ * table of n entries `stride` bytes apart (a plain array of names: stride
+ * sizeof(char *)); entry v names the value v. mfx_name_of: the name of
+ * value, fallback when out of range or unnamed; mfx_name_index: the value
+ * named name, -1 when none is. */
+const char *mfx_name_of(const void *names, size_t stride, int n, int value,
+                        const char *fallback);
+int mfx_name_index(const void *names, size_t stride, int n, const char *name);
 
 const char *mfx_dtype_name(mfx_dtype t);          /* "f32" */
 int mfx_dtype_from_name(const char *name, mfx_dtype *out); /* 0 on success */
@@ -150,6 +167,25 @@ mfx_status mfx_file_write(const char *path, const char *what, const void *data, 
 /* ---- time ---------------------------------------------------------------- */
 
 double mfx_now_seconds(void); /* monotonic */
+
+/* The one timing loop. fn runs once; it may set *seconds (set to -1 before
+ * each timed run) to its own time (a device's), else the host clock's time
+ * of the call counts. */
+typedef mfx_status (*mfx_timed_fn)(void *user, double *seconds);
+typedef struct {
+  int warmup;         /* untimed runs first */
+  int min_runs, max_runs;
+  double min_seconds; /* keep running past min_runs until the runs sum to this */
+} mfx_timing;
+/* The runs' times in samples (room for max_runs), in order; *runs how many;
+ * *total (may be NULL) their sum. Stops at fn's first failure, returning it. */
+mfx_status mfx_time_runs(mfx_timed_fn fn, void *user, const mfx_timing *t, double *samples,
+                         int *runs, double *total);
+/* The median of the runs (the mean of the middle two for an even count). */
+mfx_status mfx_time_median(mfx_timed_fn fn, void *user, const mfx_timing *t, double *median_s,
+                           int *runs);
+/* The median of n values (sorts them); 0 for none. */
+double mfx_median(double *values, int n);
 
 #ifdef __cplusplus
 }
