@@ -48,7 +48,7 @@ static mfx_status mfx_gpu_check_shared(const mfx_gpu_tiled_reduce *p) {
 /* ---- the tiled reduction -------------------------------------------------------------- */
 
 typedef struct {
-  mfx_itervar *outer[2];
+  mfx_itervar *outer[3];
   mfx_itervar *xo, *xt, *xr, *yo, *yt, *yr, *ro, *ri;
 } mfx_gpu_loops;
 
@@ -74,29 +74,34 @@ static mfx_status mfx_gpu_split_all(mfx_schedule *s, mfx_stage *st,
   return mfx_sched_split(s, st, r, p->br, MFX_TAIL_GUARD, &l->ro, &l->ri);
 }
 
-/* Order the loops and bind the block axes. */
+/* Order the loops and bind the block axes: with no outer axis the row tiles
+ * take blockIdx.y and the column tiles blockIdx.x; with outer axes both
+ * tile loops are fused into blockIdx.x (every tile its own block), the last
+ * outer axis takes blockIdx.y and the others, fused, blockIdx.z. The block
+ * index is split back by / and % once per block; the staged regions take it
+ * as an opaque base (lower_region.c). */
 static mfx_status mfx_gpu_bind_blocks(mfx_schedule *s, mfx_stage *st,
                                       const mfx_gpu_tiled_reduce *p, const mfx_gpu_loops *l) {
-  mfx_itervar *major = l->yo, *minor = l->xo;
-  if (p->n_outer == 2 && l->xo->extent > l->yo->extent) {
-    major = l->xo;
-    minor = l->yo;
-  }
   mfx_itervar *order[12];
   int n = 0;
   for (int i = 0; i < p->n_outer; i++) order[n++] = l->outer[i];
-  order[n++] = p->n_outer == 2 ? major : l->xo;
-  order[n++] = p->n_outer == 2 ? minor : l->yo;
+  order[n++] = l->xo;
+  order[n++] = l->yo;
   mfx_itervar *inner[6] = {l->xt, l->yt, l->ro, l->ri, l->xr, l->yr};
   for (int i = 0; i < 6; i++) order[n++] = inner[i];
   MFX_TRY(mfx_sched_reorder(s, st, n, order));
-  if (p->n_outer >= 1) MFX_TRY(mfx_sched_bind(s, st, l->outer[0], MFX_LOOP_BLOCK_Z));
-  if (p->n_outer == 2) {
-    MFX_TRY(mfx_sched_bind(s, st, l->outer[1], MFX_LOOP_BLOCK_Y));
-    return mfx_sched_bind(s, st, major, MFX_LOOP_BLOCK_X);
+  if (p->n_outer == 0) {
+    MFX_TRY(mfx_sched_bind(s, st, l->xo, MFX_LOOP_BLOCK_Y));
+    return mfx_sched_bind(s, st, l->yo, MFX_LOOP_BLOCK_X);
   }
-  MFX_TRY(mfx_sched_bind(s, st, l->xo, MFX_LOOP_BLOCK_Y));
-  return mfx_sched_bind(s, st, l->yo, MFX_LOOP_BLOCK_X);
+  mfx_itervar *tiles, *z = NULL;
+  MFX_TRY(mfx_sched_fuse(s, st, l->xo, l->yo, &tiles));
+  MFX_TRY(mfx_sched_bind(s, st, tiles, MFX_LOOP_BLOCK_X));
+  MFX_TRY(mfx_sched_bind(s, st, l->outer[p->n_outer - 1], MFX_LOOP_BLOCK_Y));
+  if (p->n_outer == 1) return MFX_OK;
+  z = l->outer[0];
+  for (int i = 1; i < p->n_outer - 1; i++) MFX_TRY(mfx_sched_fuse(s, st, z, l->outer[i], &z));
+  return mfx_sched_bind(s, st, z, MFX_LOOP_BLOCK_Z);
 }
 
 /* A staged tensor at each reduction step: copied to shared memory, or for a
@@ -131,7 +136,7 @@ static mfx_status mfx_gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
 
 mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
                                       const mfx_gpu_tiled_reduce *p) {
-  if (p->n_outer < 0 || p->n_outer > 2 || p->n_staged > MFX_MAX_ATTACHED)
+  if (p->n_outer < 0 || p->n_outer > 3 || p->n_staged > MFX_MAX_ATTACHED)
     return mfx_fail(MFX_ERR_INVALID, "%s GPU template: %d outer axes, %d staged tensors",
                     p->what, p->n_outer, p->n_staged);
   MFX_TRY(mfx_gpu_check_threads(p));

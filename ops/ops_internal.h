@@ -127,16 +127,16 @@ typedef struct {
  * runs in steps of br with the staged tensors copied to shared memory by the
  * whole block at each step:
  *   [outer...], x.o, y.o, x.t, y.t, r.o, r.i, x.r, y.r
- * x.o -> blockIdx.y, y.o -> blockIdx.x, x.t -> threadIdx.y, y.t -> threadIdx.x.
- * One outer axis goes to blockIdx.z; with two, the first takes blockIdx.z,
- * the second blockIdx.y, the tile loop with more tiles blockIdx.x and the
- * other runs serially in each block (fused loops would make the staged loads
- * non-affine). Non-dividing tiles are guarded by lowering. Refuses, naming
+ * x.t -> threadIdx.y, y.t -> threadIdx.x. With no outer axis x.o ->
+ * blockIdx.y, y.o -> blockIdx.x; with outer axes (x.o, y.o) fused ->
+ * blockIdx.x (every output tile its own block), the last outer axis ->
+ * blockIdx.y, the others fused -> blockIdx.z. Non-dividing tiles are
+ * guarded by lowering. Refuses, naming
  * the op, blocks of more than 1024 threads and staging over 48 KiB. */
 typedef struct {
   const char *what;                 /* the op, for messages */
-  int n_outer;                      /* batch axes (0..2), outermost first */
-  const char *outer[2];
+  int n_outer;                      /* batch axes (0..3), outermost first */
+  const char *outer[3];
   const char *x, *y, *r;            /* rows, columns, reduction */
   int64_t bx, by;                   /* block tile */
   int64_t tx, ty;                   /* thread tile */
