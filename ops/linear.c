@@ -92,12 +92,10 @@ static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_conf
 }
 
 /* GPU: WT[k, n] (pack 1) in its own kernel, then blocks of block_m x block_n
- * outputs, X and W(T) tiles of block_k staged in shared memory. */
-mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
-                                   const mfx_config *cfg) {
-  if (t->packed != NULL)
-    MFX_TRY(mfx_gpu_apply_elementwise(s, t->packed, mfx_config_get(cfg, "threads")));
-  mfx_gpu_tiled_reduce p = {
+ * outputs, X and W(T) tiles of block_k staged in shared memory; with split_k
+ * the reduction over K in pieces (partial sums, then their sum). */
+static mfx_gpu_tiled_reduce linear_gpu_tiles(const mfx_linear_parts *t, const mfx_config *cfg) {
+  return (mfx_gpu_tiled_reduce){
     .what = "linear", .x = "i", .y = "j", .r = "k",
     .bx = mfx_config_get(cfg, "block_m"), .by = mfx_config_get(cfg, "block_n"),
     .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
@@ -105,14 +103,39 @@ mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
     .n_staged = 2, .staged = {{t->X, 'x'}, {t->packed != NULL ? t->packed : t->W, 'y'}},
   };
-  return mfx_gpu_apply_tiled_reduce(s, t->Y, &p);
 }
+
+static mfx_status linear_schedule_gpu_split(mfx_schedule *s, const mfx_linear_parts *t,
+                                            const mfx_gpu_split *g, const mfx_config *cfg) {
+  int64_t threads = mfx_config_get(cfg, "threads");
+  if (t->packed != NULL) MFX_TRY(mfx_gpu_apply_elementwise(s, t->packed, threads));
+  mfx_gpu_tiled_reduce p = linear_gpu_tiles(t, cfg);
+  return mfx_gpu_apply_split(s, t->Y, g, &p, threads);
+}
+
+mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
+                                   const mfx_config *cfg) {
+  mfx_gpu_split whole = {.pieces = 1};
+  return linear_schedule_gpu_split(s, t, &whole, cfg);
+}
+
+/* GPU split-K pieces: auto keeps >= 128 terms a piece, so that the partial
+ * sums (8 bytes of traffic per output and piece) stay small next to the
+ * 2 x 128 FLOPs each stands for. */
+#define LINEAR_GPU_MIN_CHUNK 128
 
 static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
   mfx_linear_parts t;
-  MFX_TRY(linear_define(a, dims, mfx_config_get(cfg, "pack"), 1, &t, out));
-  return mfx_linear_schedule_gpu(*out, &t, cfg);
+  MFX_TRY(mfx_linear_te(a, dims, mfx_config_get(cfg, "pack"), 1, &t));
+  int64_t bm = mfx_config_get(cfg, "block_m"), bn = mfx_config_get(cfg, "block_n");
+  int64_t tiles = ((dims[LINEAR_M] + bm - 1) / bm) * ((dims[LINEAR_N] + bn - 1) / bn);
+  int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[LINEAR_K],
+                                        mfx_config_get(cfg, "block_k"), LINEAR_GPU_MIN_CHUNK);
+  mfx_gpu_split g;
+  MFX_TRY(mfx_gpu_split_reduction(a, t.Y, 0, pieces, mfx_config_get(cfg, "block_k"), &g));
+  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.X, t.W}, 1, &t.Y, out));
+  return linear_schedule_gpu_split(*out, &t, &g, cfg);
 }
 
 const mfx_op mfx_op_def_linear = {
@@ -143,7 +166,7 @@ const mfx_op mfx_op_def_linear = {
   .build = linear_build,
   .reference = mfx_ref_linear,
   .random_input = mfx_random_linear,
-  .n_gpu_knobs = 9,
+  .n_gpu_knobs = 10,
   .gpu_knobs = {
     {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
     {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
@@ -155,7 +178,11 @@ const mfx_op mfx_op_def_linear = {
     {"shared", "stage the X and W tiles in shared memory", 1, 2, {0, 1}},
     {"unroll", "unroll the register tile", 1, 2, {0, 1}},
     {"pack", "W transposed to WT[k,n] first (its own kernel): shared rows of n", 1, 2, {0, 1}},
-    {"threads", "threads per block of the packing kernel", 256, 4, {64, 128, 256, 512}},
+    {"threads", "threads per block of the packing kernel and of the sum of split_k pieces",
+     256, 4, {64, 128, 256, 512}},
+    {"split_k", "pieces of the reduction over K, each on its own blocks, then summed by a "
+     "second kernel (0: auto, the fewest for two waves on 132 SMs, >= 128 terms a piece)", 0, 8,
+     {0, 1, 2, 4, 8, 16, 32, 64}},
   },
   .build_gpu = linear_build_gpu,
 };

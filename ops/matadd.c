@@ -16,9 +16,8 @@ typedef struct {
   mfx_tensor *Hc, *V, *O;
 } matadd_te;
 
-/* The tensor expression and the (unscheduled) schedule. */
-static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
-                                mfx_schedule **out) {
+/* The tensor expression. */
+static mfx_status matadd_expr(mfx_arena *a, const int64_t *dims, matadd_te *t) {
   int64_t B = dims[MATADD_B], H = dims[MATADD_H], N = dims[MATADD_N];
   int64_t D = dims[MATADD_D], C = dims[MATADD_C];
   t->Hc = mfx_placeholder(a, "Hc", MFX_I8, 4, (int64_t[]){B, H, N, C});
@@ -33,7 +32,13 @@ static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
   mfx_expr *v = mfx_tmpl_load4(a, t->V, b, h, nn, mfx_tmpl_axis(a, t->O, 3));
   mfx_expr *term = mfx_select(a, mfx_binary(a, MFX_NE, code, mfx_int(a, MFX_I8, 0)), v,
                               mfx_f32(a, -0.0));
-  MFX_TRY(mfx_tmpl_set_body(a, t->O, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term)));
+  return mfx_tmpl_set_body(a, t->O, mfx_reduce(a, MFX_REDUCE_SUM, 1, &n, term));
+}
+
+/* The tensor expression and the (unscheduled) schedule. */
+static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
+                                mfx_schedule **out) {
+  MFX_TRY(matadd_expr(a, dims, t));
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
 }
 
@@ -52,22 +57,32 @@ static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_conf
   return mfx_tmpl_apply_tiled_reduce(*out, t.O, &p);
 }
 
-/* GPU: batch on blockIdx.z, head on blockIdx.y, code x value tiles with the
- * Hc (i8) and V tiles of block_n tokens staged in shared memory; each term a
- * select of V or -0.0, then an add. */
+/* GPU: the code x value tiles (fused) on blockIdx.x, batch and head on
+ * blockIdx.z/y, the Hc (i8) and V tiles of block_n tokens staged in shared
+ * memory; each term a select of V or -0.0, then an add. O has few elements
+ * (C x D a head) and a long reduction over N: split_k cuts N in pieces, each
+ * its own blocks (the pieces on blockIdx.y, batch and head fused on
+ * blockIdx.z), then a second kernel sums the pieces. */
 static mfx_status matadd_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
   matadd_te t;
-  MFX_TRY(matadd_define(a, dims, &t, out));
+  MFX_TRY(matadd_expr(a, dims, &t));
+  int64_t bc = mfx_config_get(cfg, "block_c"), bd = mfx_config_get(cfg, "block_d");
+  int64_t bn = mfx_config_get(cfg, "block_n");
+  int64_t tiles = dims[MATADD_B] * dims[MATADD_H] * ((dims[MATADD_C] + bc - 1) / bc) *
+                  ((dims[MATADD_D] + bd - 1) / bd);
+  int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[MATADD_N], bn, bn);
+  mfx_gpu_split g;
+  MFX_TRY(mfx_gpu_split_reduction(a, t.O, 2, pieces, bn, &g));
+  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
   mfx_gpu_tiled_reduce p = {
     .what = "matadd", .n_outer = 2, .outer = {"b", "h"}, .x = "c", .y = "d", .r = "n",
-    .bx = mfx_config_get(cfg, "block_c"), .by = mfx_config_get(cfg, "block_d"),
-    .tx = mfx_config_get(cfg, "thread_c"), .ty = mfx_config_get(cfg, "thread_d"),
-    .br = mfx_config_get(cfg, "block_n"),
+    .bx = bc, .by = bd,
+    .tx = mfx_config_get(cfg, "thread_c"), .ty = mfx_config_get(cfg, "thread_d"), .br = bn,
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
     .n_staged = 2, .staged = {{t.Hc, 'x'}, {t.V, 'y'}},
   };
-  return mfx_gpu_apply_tiled_reduce(*out, t.O, &p);
+  return mfx_gpu_apply_split(*out, t.O, &g, &p, mfx_config_get(cfg, "threads"));
 }
 
 const mfx_op mfx_op_def_matadd = {
@@ -95,17 +110,22 @@ const mfx_op mfx_op_def_matadd = {
   .build = matadd_build,
   .reference = mfx_ref_matadd,
   .random_input = mfx_random_matadd,
-  .n_gpu_knobs = 7,
+  .n_gpu_knobs = 9,
   .gpu_knobs = {
-    {"block_c", "codes per thread block", 32, 4, {8, 16, 32, 64}},
-    {"block_d", "columns of d per thread block", 64, 4, {16, 32, 64, 128}},
+    {"block_c", "codes per thread block", 16, 4, {8, 16, 32, 64}},
+    {"block_d", "columns of d per thread block", 32, 4, {16, 32, 64, 128}},
     {"thread_c", "codes per thread (register tile, strided)", 2, 4, {1, 2, 4, 8}},
-    {"thread_d", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
+    {"thread_d", "columns per thread (register tile, strided: stores coalesce)", 1, 4,
      {1, 2, 4, 8}},
-    {"block_n", "tokens per reduction step: the Hc and V tiles staged per step", 16, 5,
+    {"block_n", "tokens per reduction step: the Hc and V tiles staged per step", 8, 5,
      {4, 8, 16, 32, 64}},
     {"shared", "stage the Hc and V tiles in shared memory", 1, 2, {0, 1}},
     {"unroll", "unroll the register tile", 1, 2, {0, 1}},
+    {"split_k", "pieces of the reduction over N, each on its own blocks, then summed by a "
+     "second kernel (0: auto, the fewest for two waves on 132 SMs, a staging step or more a "
+     "piece)", 0, 10, {0, 1, 2, 4, 8, 16, 32, 64, 128, 256}},
+    {"threads", "threads per block of the kernel that sums the split_k pieces (C x D x B x H "
+     "outputs, few: small blocks spread them over more SMs)", 64, 4, {32, 64, 128, 256}},
   },
   .build_gpu = matadd_build_gpu,
 };

@@ -152,6 +152,34 @@ typedef struct {
 mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
                                       const mfx_gpu_tiled_reduce *p);
 
+/* Split-K: a long reduction cut into pieces, each piece's partial sums
+ * computed by its own blocks into a workspace RP (pieces a batch axis of
+ * the tiled reduction), then R = the sum over the pieces, one output
+ * element per thread in a second kernel (deterministic, no atomics, no
+ * zeroing pass). A piece is whole staging steps (chunk a multiple of step);
+ * tensors read along the reduction are padded with zeros past K where the
+ * pieces overrun it, computed into the staged tiles (or inlined without
+ * staging). Built on the TE, before mfx_schedule_create. */
+#define MFX_GPU_SMS 132      /* H100 SXM: what "fill the device" aims at */
+#define MFX_GPU_MAX_SPLIT 256
+typedef struct {
+  mfx_tensor *part; /* RP, or NULL when the reduction stays whole */
+  int64_t pieces, chunk;
+  int n_padded;
+  mfx_tensor *source[MFX_MAX_ATTACHED], *padded[MFX_MAX_ATTACHED];
+} mfx_gpu_split;
+
+int64_t mfx_gpu_split_pieces(int64_t knob, int64_t tiles, int64_t K, int64_t step,
+                             int64_t min_chunk);
+/* Rewrites R's body (a sum over one axis) into the split form; the pieces
+ * axis is inserted in RP at position `at` (after R's batch axes). */
+mfx_status mfx_gpu_split_reduction(mfx_arena *a, mfx_tensor *R, int at, int64_t pieces,
+                                   int64_t step, mfx_gpu_split *out);
+/* Schedules RP with p (plus the pieces axis) and R elementwise; without a
+ * split, R with p. */
+mfx_status mfx_gpu_apply_split(mfx_schedule *s, mfx_tensor *R, const mfx_gpu_split *g,
+                               const mfx_gpu_tiled_reduce *p, int64_t threads);
+
 /* An elementwise stage (or one reducing per output element, in a register):
  * its spatial axes fused, one element per thread, `threads` per block
  * (fewer when the stage is smaller). */

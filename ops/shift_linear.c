@@ -246,10 +246,11 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
 
 /* GPU: the weight stages, the count and the final add one element per
  * thread, each its own kernel; the reduction block-tiled with X and the
- * weights (i8) staged in shared memory. Still shifts, masks and selects. */
-mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
-                                         mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
-                                         const mfx_config *cfg) {
+ * weights (i8) staged in shared memory, with split_k in pieces (partial
+ * sums, then their sum). Still shifts, masks and selects. */
+static mfx_status shift_schedule_gpu_split(mfx_schedule *s, const shift_parts *p,
+                                           mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
+                                           const mfx_gpu_split *g, const mfx_config *cfg) {
   int64_t threads = mfx_config_get(cfg, "threads");
   for (int i = 0; i < p->n_weight; i++)
     MFX_TRY(mfx_gpu_apply_elementwise(s, p->weight[i], threads));
@@ -271,8 +272,18 @@ mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
   }
   for (int i = 0; i < p->n_weight; i++)
     t.staged[t.n_staged++] = (mfx_gpu_staged){p->weight[i], 'y'};
-  return mfx_gpu_apply_tiled_reduce(s, red, &t);
+  return mfx_gpu_apply_split(s, red, g, &t, threads);
 }
+
+mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
+                                         mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
+                                         const mfx_config *cfg) {
+  mfx_gpu_split whole = {.pieces = 1};
+  return shift_schedule_gpu_split(s, p, red, cnt, Y, &whole, cfg);
+}
+
+/* As linear.c: auto split_k keeps >= 128 terms a piece. */
+#define SHIFT_GPU_MIN_CHUNK 128
 
 static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                   mfx_schedule **out) {
@@ -281,8 +292,15 @@ static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_c
     .form = (int)mfx_config_get(cfg, "form"),
   };
   mfx_tensor *red, *cnt, *Y;
-  MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
-  return mfx_shift_linear_schedule_gpu(*out, &p, red, cnt, Y, cfg);
+  MFX_TRY(mfx_shift_linear_te(a, dims, &p, &red, &cnt, &Y));
+  int64_t bm = mfx_config_get(cfg, "block_m"), bn = mfx_config_get(cfg, "block_n");
+  int64_t tiles = ((dims[SHIFT_M] + bm - 1) / bm) * ((dims[SHIFT_N] + bn - 1) / bn);
+  int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[SHIFT_K],
+                                        mfx_config_get(cfg, "block_k"), SHIFT_GPU_MIN_CHUNK);
+  mfx_gpu_split g;
+  MFX_TRY(mfx_gpu_split_reduction(a, red, 0, pieces, mfx_config_get(cfg, "block_k"), &g));
+  MFX_TRY(mfx_schedule_create(a, 3, (mfx_tensor *[]){p.X, p.S, p.G}, 1, &Y, out));
+  return shift_schedule_gpu_split(*out, &p, red, cnt, Y, &g, cfg);
 }
 
 const mfx_op mfx_op_def_shift_linear = {
@@ -316,7 +334,7 @@ const mfx_op mfx_op_def_shift_linear = {
   .build = shift_build,
   .reference = mfx_ref_shift_linear,
   .random_input = mfx_random_shift_linear,
-  .n_gpu_knobs = 10,
+  .n_gpu_knobs = 11,
   .gpu_knobs = {
     {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
     {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
@@ -332,6 +350,9 @@ const mfx_op mfx_op_def_shift_linear = {
     {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 0, 2, {0, 1}},
     {"threads", "threads per block of the weight, count and add kernels", 256, 4,
      {64, 128, 256, 512}},
+    {"split_k", "pieces of the reduction over K, each on its own blocks, then summed by a "
+     "second kernel (0: auto, the fewest for two waves on 132 SMs, >= 128 terms a piece)", 0, 8,
+     {0, 1, 2, 4, 8, 16, 32, 64}},
   },
   .build_gpu = shift_build_gpu,
 };
