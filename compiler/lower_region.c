@@ -358,18 +358,27 @@ static mfx_stmt *fill_shared(stage_lowering *L, const attachment *at) {
   return mfx_stmt_for(a, e, e->extent, MFX_LOOP_SERIAL, body);
 }
 
+/* The fills of the buffers attached at pos, then body: the shared fills
+ * together between one pair of barriers (the first: no thread still reads
+ * the last step's tiles; the second: every tile is complete), then the
+ * local fills; each buffer allocated around it all. */
 mfx_stmt *lower_wrap_attached(stage_lowering *L, int pos, mfx_stmt *body) {
   mfx_arena *a = L->arena;
-  for (int i = L->n_attached - 1; i >= 0; i--) {
-    const attachment *at = &L->attached[i];
-    if (at->pos != pos) continue;
-    mfx_stmt *s;
-    if (at->spec->scope == MFX_SCOPE_SHARED)
-      s = mfx_stmt_seq(a, 4, (mfx_stmt *[]){mfx_stmt_barrier(a), fill_shared(L, at),
-                                            mfx_stmt_barrier(a), body});
-    else
-      s = mfx_stmt_seq(a, 2, (mfx_stmt *[]){fill_local(L, at), body});
-    body = mfx_stmt_allocate(a, at->buf, s);
-  }
-  return body;
+  mfx_stmt *items[2 * MFX_MAX_ATTACHED + 3];
+  int n = 0, n_shared = 0;
+  for (int i = 0; i < L->n_attached; i++)
+    if (L->attached[i].pos == pos && L->attached[i].spec->scope == MFX_SCOPE_SHARED) {
+      if (n_shared++ == 0) items[n++] = mfx_stmt_barrier(a);
+      items[n++] = fill_shared(L, &L->attached[i]);
+    }
+  if (n_shared > 0) items[n++] = mfx_stmt_barrier(a);
+  for (int i = 0; i < L->n_attached; i++)
+    if (L->attached[i].pos == pos && L->attached[i].spec->scope != MFX_SCOPE_SHARED)
+      items[n++] = fill_local(L, &L->attached[i]);
+  if (n == 0) return body;
+  items[n++] = body;
+  mfx_stmt *s = mfx_stmt_seq(a, n, items);
+  for (int i = L->n_attached - 1; i >= 0; i--)
+    if (L->attached[i].pos == pos) s = mfx_stmt_allocate(a, L->attached[i].buf, s);
+  return s;
 }

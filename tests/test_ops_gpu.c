@@ -617,6 +617,84 @@ static void check_ptx(const mfx_gpu_program *p, const char *sm, int shared, cons
   free(ptx);
 }
 
+static int stmt_count_barriers(const mfx_stmt *s) {
+  if (s == NULL) return 0;
+  switch (s->kind) {
+  case MFX_STMT_BARRIER: return 1;
+  case MFX_STMT_FOR: return stmt_count_barriers(s->u.loop.body);
+  case MFX_STMT_LET: return stmt_count_barriers(s->u.let.body);
+  case MFX_STMT_IF: return stmt_count_barriers(s->u.if_.then_s) + stmt_count_barriers(s->u.if_.else_s);
+  case MFX_STMT_ALLOCATE: return stmt_count_barriers(s->u.alloc.body);
+  case MFX_STMT_SEQ: {
+    int n = 0;
+    for (int i = 0; i < s->u.seq.n; i++) n += stmt_count_barriers(s->u.seq.items[i]);
+    return n;
+  }
+  default: return 0;
+  }
+}
+
+/* bar.sync instructions in the PTX of one kernel (its .entry to the next). */
+static int ptx_count_barriers(const char *ptx, const char *kernel) {
+  char entry[256];
+  snprintf(entry, sizeof entry, ".entry %s(", kernel);
+  const char *at = strstr(ptx, entry);
+  if (at == NULL) return -1;
+  const char *end = strstr(at + 1, ".entry ");
+  int n = 0;
+  for (const char *b = strstr(at, "bar.sync"); b != NULL && (end == NULL || b < end);
+       b = strstr(b + 1, "bar.sync"))
+    n++;
+  return n;
+}
+
+/* Every staging step fills all its shared tiles between one pair of
+ * barriers (before: nobody still reads the last step's tiles; after: the
+ * tiles are complete), whatever the number of staged tensors (2 to 4 here):
+ * two barriers in the kernel's loop IR and two bar.sync in its PTX (K long
+ * enough that LLVM keeps the k-loop rolled). */
+START_TEST(one_barrier_pair_per_staging_step) {
+  static const struct {
+    const char *op, *json;
+    int64_t dims[MFX_OP_MAX_DIMS];
+  } want[] = {
+    {"linear", "{\"split_k\":1}", {256, 256, 1024}},
+    {"linear", "{\"split_k\":8}", {256, 256, 1024}},
+    {"shift_linear", "{\"split_k\":1}", {256, 256, 1024}},               /* X, ST, GT */
+    {"shift_linear", "{\"split_k\":1,\"form\":1}", {256, 256, 1024}},    /* X, ST, ZM, NM */
+    {"matadd", "{\"split_k\":1}", {1, 1, 1024, 32, 16}},
+    {"hamming", "{}", {256, 256, 256}},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const mfx_op *op = find_op(want[i].op);
+    char what[512];
+    describe(op, want[i].dims, want[i].json, what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, want[i].dims, want[i].json);
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s: %s", what,
+                  mfx_last_error());
+    int staged = 0;
+    for (int k = 0; k < p->n_kernels; k++) {
+      const mfx_gpu_kernel *kern = &p->kernels[k];
+      if (kern->shared_bytes == 0) {
+        ck_assert_int_eq(stmt_count_barriers(kern->body), 0);
+        continue;
+      }
+      staged++;
+      ck_assert_msg(stmt_count_barriers(kern->body) == 2, "%s: %s has %d barriers in its loop "
+                    "IR, expected 2", what, kern->name, stmt_count_barriers(kern->body));
+      ck_assert_msg(ptx_count_barriers(ptx, kern->name) == 2, "%s: %s has %d bar.sync in its "
+                    "PTX, expected 2", what, kern->name, ptx_count_barriers(ptx, kern->name));
+    }
+    ck_assert_msg(staged == 1, "%s: %d staged kernels", what, staged);
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
 START_TEST(ptx_assembles) {
   const gpu_case *gc = &cases[_i];
   const mfx_op *op = find_op(gc->op);
@@ -811,6 +889,7 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_loop_test(tc, emulated_ops_match_reference, 0, N_CASES);
   tcase_add_test(tc, emulated_row_index_minus_one_is_never_read);
   tcase_add_loop_test(tc, ptx_assembles, 0, N_CASES);
+  tcase_add_test(tc, one_barrier_pair_per_staging_step);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
   tcase_add_test(tc, tuning_space_of_a_gpu_target);
   suite_add_tcase(s, tc);
