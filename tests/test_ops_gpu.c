@@ -695,6 +695,68 @@ START_TEST(one_barrier_pair_per_staging_step) {
 }
 END_TEST
 
+/* ptxas -v -arch=sm_90 on the PTX: its report (into log), "" without ptxas. */
+static void ptxas_report(const char *ptx, char *log, size_t size, const char *what) {
+  log[0] = '\0';
+  const char *ptxas = ptxas_path();
+  if (ptxas == NULL) {
+    fprintf(stderr, "SKIP: ptxas not found; spills not checked (%s) ****************\n", what);
+    return;
+  }
+  char file[] = "/tmp/mfx_spill_XXXXXX.ptx";
+  int fd = mkstemps(file, 4);
+  ck_assert_msg(fd >= 0, "cannot create a temporary PTX file");
+  size_t len = strlen(ptx);
+  ck_assert_int_eq(write(fd, ptx, len), (ssize_t)len);
+  close(fd);
+  char command[8192];
+  snprintf(command, sizeof command, "'%s' -v -arch=sm_90 -o /dev/null '%s' 2>&1", ptxas, file);
+  FILE *out = popen(command, "r");
+  ck_assert_ptr_nonnull(out);
+  size_t n = fread(log, 1, size - 1, out);
+  log[n] = '\0';
+  int status = pclose(out);
+  unlink(file);
+  ck_assert_msg(status == 0, "%s: ptxas -v failed:\n%s", what, log);
+}
+
+/* The GPU defaults at ShiftAddViT's shapes keep their register tiles in
+ * registers: ptxas -v reports no spill stores or loads for any kernel (and
+ * a stack frame of 0 bytes). */
+START_TEST(gpu_defaults_do_not_spill) {
+  for (int c = 0; c < N_SHIFTADDVIT; c++) {
+    const mfx_op *op = find_op(shiftaddvit[c].op);
+    char what[512];
+    describe(op, shiftaddvit[c].dims, "{}", what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, shiftaddvit[c].dims, "{}");
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s: %s", what,
+                  mfx_last_error());
+    static char log[65536];
+    ptxas_report(ptx, log, sizeof log, what);
+    if (log[0] != '\0') {
+      int entries = 0;
+      for (const char *e = strstr(log, "Compiling entry"); e; e = strstr(e + 1, "Compiling entry"))
+        entries++;
+      ck_assert_msg(entries == p->n_kernels, "%s: ptxas -v reported %d kernels of %d:\n%s", what,
+                    entries, p->n_kernels, log);
+      for (const char *l = strstr(log, "spill"); l; l = strstr(l + 1, "spill")) {
+        const char *line = l;
+        while (line > log && line[-1] != '\n') line--;
+        while (*line == ' ') line++;
+        static const char none[] = "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads";
+        ck_assert_msg(strncmp(line, none, sizeof none - 1) == 0,
+                      "%s: a kernel spills:\n%s", what, log);
+      }
+    }
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
 START_TEST(ptx_assembles) {
   const gpu_case *gc = &cases[_i];
   const mfx_op *op = find_op(gc->op);
@@ -890,6 +952,7 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_test(tc, emulated_row_index_minus_one_is_never_read);
   tcase_add_loop_test(tc, ptx_assembles, 0, N_CASES);
   tcase_add_test(tc, one_barrier_pair_per_staging_step);
+  tcase_add_test(tc, gpu_defaults_do_not_spill);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
   tcase_add_test(tc, tuning_space_of_a_gpu_target);
   suite_add_tcase(s, tc);
