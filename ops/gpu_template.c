@@ -53,12 +53,16 @@ typedef struct {
 } mfx_gpu_loops;
 
 /* iv -> o (extent/block), t (block/tile: a thread each), r (tile: in registers),
- * so that iv = o*block + r*(block/tile) + t. */
+ * so that iv = o*block + r*(block/tile) + t (strided: neighbouring threads
+ * neighbouring elements, coalesced), or with contiguous tiles
+ * iv = o*block + t*tile + r (a thread's elements side by side: its shared
+ * loads merge into ld.shared.v2/v4). */
 static mfx_status mfx_gpu_split3(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv, int64_t block,
-                                 int64_t tile, mfx_itervar **o, mfx_itervar **t,
-                                 mfx_itervar **r) {
+                                 int64_t tile, int contiguous, mfx_itervar **o,
+                                 mfx_itervar **t, mfx_itervar **r) {
   mfx_itervar *in;
   MFX_TRY(mfx_sched_split(s, st, iv, block, MFX_TAIL_GUARD, o, &in));
+  if (contiguous) return mfx_sched_split(s, st, in, tile, MFX_TAIL_GUARD, t, r);
   return mfx_sched_split(s, st, in, block / tile, MFX_TAIL_GUARD, r, t);
 }
 
@@ -69,8 +73,8 @@ static mfx_status mfx_gpu_split_all(mfx_schedule *s, mfx_stage *st,
   MFX_TRY(mfx_tmpl_itervar(st, p->x, &x));
   MFX_TRY(mfx_tmpl_itervar(st, p->y, &y));
   MFX_TRY(mfx_tmpl_itervar(st, p->r, &r));
-  MFX_TRY(mfx_gpu_split3(s, st, x, p->bx, p->tx, &l->xo, &l->xt, &l->xr));
-  MFX_TRY(mfx_gpu_split3(s, st, y, p->by, p->ty, &l->yo, &l->yt, &l->yr));
+  MFX_TRY(mfx_gpu_split3(s, st, x, p->bx, p->tx, p->contiguous, &l->xo, &l->xt, &l->xr));
+  MFX_TRY(mfx_gpu_split3(s, st, y, p->by, p->ty, p->contiguous, &l->yo, &l->yt, &l->yr));
   return mfx_sched_split(s, st, r, p->br, MFX_TAIL_GUARD, &l->ro, &l->ri);
 }
 

@@ -101,6 +101,7 @@ static mfx_gpu_tiled_reduce linear_gpu_tiles(const mfx_linear_parts *t, const mf
     .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
     .br = mfx_config_get(cfg, "block_k"),
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .contiguous = mfx_config_get(cfg, "contiguous") == 1,
     .n_staged = 2, .staged = {{t->X, 'x'}, {t->packed != NULL ? t->packed : t->W, 'y'}},
   };
 }
@@ -166,7 +167,7 @@ const mfx_op mfx_op_def_linear = {
   .build = linear_build,
   .reference = mfx_ref_linear,
   .random_input = mfx_random_linear,
-  .n_gpu_knobs = 10,
+  .n_gpu_knobs = 11,
   .gpu_knobs = {
     {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
     {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
@@ -183,6 +184,8 @@ const mfx_op mfx_op_def_linear = {
     {"split_k", "pieces of the reduction over K, each on its own blocks, then summed by a "
      "second kernel (0: auto, the fewest for two waves on 132 SMs, >= 128 terms a piece)", 0, 8,
      {0, 1, 2, 4, 8, 16, 32, 64}},
+    {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's rows and columns side "
+     "by side (its shared loads merge into ld.shared.v4)", 0, 2, {0, 1}},
   },
   .build_gpu = linear_build_gpu,
 };

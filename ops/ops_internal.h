@@ -142,6 +142,8 @@ typedef struct {
   int64_t tx, ty;                   /* thread tile */
   int64_t br;                       /* reduction step */
   int shared, unroll;               /* 0/1: shared staging; unrolled thread tile */
+  int contiguous;                   /* 1: a thread's tile elements side by side (vector
+                                     * shared loads) instead of strided by the threads */
   int n_staged;
   mfx_gpu_staged staged[MFX_MAX_ATTACHED];
   unsigned computed; /* bit i: staged[i] is an elementwise stage (a prologue),

@@ -60,7 +60,9 @@ static const gpu_case cases[] = {
     /* split_k: pieces padded past K (65 = 3 x 24 - 7), without staging, one piece per step */
     "{\"split_k\":4,\"block_k\":8}", "{\"split_k\":2,\"shared\":0,\"pack\":0}",
     "{\"split_k\":64,\"block_k\":4,\"block_m\":16,\"block_n\":16,\"thread_m\":1,"
-    "\"thread_n\":1}"},
+    "\"thread_n\":1}",
+    "{\"contiguous\":1,\"split_k\":2,\"block_m\":16,\"block_n\":128,\"thread_m\":2,"
+    "\"thread_n\":8,\"block_k\":4}"},
    0},
   {"shift_linear", 5,
    {{1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {130, 70, 40}, {3, 100, 1}},
@@ -757,6 +759,29 @@ START_TEST(gpu_defaults_do_not_spill) {
 }
 END_TEST
 
+/* Contiguous thread tiles: a thread's columns of the staged W tile side by
+ * side, read with one ld.shared.v4.f32 per 4 columns; strided tiles have
+ * none (their columns are block_n / thread_n apart). */
+START_TEST(contiguous_tiles_load_vectors_from_shared) {
+  const mfx_op *op = find_op("linear");
+  const int64_t dims[3] = {784, 128, 1024};
+  static const char *json[2] = {"{\"contiguous\":0}", "{\"contiguous\":1}"};
+  for (int c = 0; c < 2; c++) {
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, dims, json[c]);
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s", mfx_last_error());
+    int vector = strstr(ptx, "ld.shared.v4.f32") != NULL;
+    ck_assert_msg(vector == c, "linear %s: ld.shared.v4.f32 %s in the PTX", json[c],
+                  vector ? "present" : "absent");
+    assemble(ptx, "sm_90", json[c]);
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
 START_TEST(ptx_assembles) {
   const gpu_case *gc = &cases[_i];
   const mfx_op *op = find_op(gc->op);
@@ -953,6 +978,7 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_loop_test(tc, ptx_assembles, 0, N_CASES);
   tcase_add_test(tc, one_barrier_pair_per_staging_step);
   tcase_add_test(tc, gpu_defaults_do_not_spill);
+  tcase_add_test(tc, contiguous_tiles_load_vectors_from_shared);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
   tcase_add_test(tc, tuning_space_of_a_gpu_target);
   suite_add_tcase(s, tc);
