@@ -264,6 +264,7 @@ static mfx_status shift_schedule_gpu_split(mfx_schedule *s, const shift_parts *p
     .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
     .br = mfx_config_get(cfg, "block_k"),
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .contiguous = mfx_config_get(cfg, "contiguous") == 1,
     .n_staged = 1, .staged = {{p->X, 'x'}}, .computed = p->x_compute ? 1u : 0u,
   };
   if (p->n_weight == 0) {
@@ -334,7 +335,7 @@ const mfx_op mfx_op_def_shift_linear = {
   .build = shift_build,
   .reference = mfx_ref_shift_linear,
   .random_input = mfx_random_shift_linear,
-  .n_gpu_knobs = 11,
+  .n_gpu_knobs = 12,
   .gpu_knobs = {
     {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
     {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
@@ -353,6 +354,8 @@ const mfx_op mfx_op_def_shift_linear = {
     {"split_k", "pieces of the reduction over K, each on its own blocks, then summed by a "
      "second kernel (0: auto, the fewest for two waves on 132 SMs, >= 128 terms a piece)", 0, 8,
      {0, 1, 2, 4, 8, 16, 32, 64}},
+    {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's columns side by side "
+     "(its i8 weights read from shared memory 4 at a time)", 0, 2, {0, 1}},
   },
   .build_gpu = shift_build_gpu,
 };

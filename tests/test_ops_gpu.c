@@ -38,7 +38,7 @@
 
 #define TOL 1e-4
 #define MAX_SHAPES 6
-#define MAX_CONFIGS 8
+#define MAX_CONFIGS 10
 
 typedef struct {
   const char *op;
@@ -73,7 +73,9 @@ static const gpu_case cases[] = {
     "{\"form\":1,\"shared\":0,\"block_k\":64,\"block_m\":64,\"block_n\":16,\"thread_m\":8,"
     "\"thread_n\":1}",
     "{\"split_k\":4,\"block_k\":8}", "{\"split_k\":2,\"form\":1,\"shared\":0}",
-    "{\"split_k\":64,\"pack\":0,\"block_k\":4}"},
+    "{\"split_k\":64,\"pack\":0,\"block_k\":4}",
+    "{\"contiguous\":1,\"form\":1,\"split_k\":2,\"block_m\":32,\"block_n\":32,"
+    "\"thread_m\":2,\"thread_n\":4,\"block_k\":8}"},
    1},
   {"matadd", 5,
    {{1, 1, 1, 1, 1}, {2, 3, 17, 9, 5}, {1, 2, 40, 33, 70}, {2, 1, 64, 64, 16}, {3, 2, 5, 1, 1}},
@@ -759,11 +761,12 @@ START_TEST(gpu_defaults_do_not_spill) {
 }
 END_TEST
 
-/* Contiguous thread tiles: a thread's columns of the staged W tile side by
- * side, read with one ld.shared.v4.f32 per 4 columns; strided tiles have
- * none (their columns are block_n / thread_n apart). */
-START_TEST(contiguous_tiles_load_vectors_from_shared) {
-  const mfx_op *op = find_op("linear");
+/* Contiguous thread tiles: a thread's columns of the staged weight tile side
+ * by side, read with one vector load per 4 columns (ld.shared.v4.f32 for
+ * linear's W, ld.shared.v4.u8 for shift_linear's i8 shifts and signs);
+ * strided tiles have none (their columns are block_n / thread_n apart). */
+static void check_vector_shared_loads(const char *name, const char *vector_load) {
+  const mfx_op *op = find_op(name);
   const int64_t dims[3] = {784, 128, 1024};
   static const char *json[2] = {"{\"contiguous\":0}", "{\"contiguous\":1}"};
   for (int c = 0; c < 2; c++) {
@@ -772,13 +775,18 @@ START_TEST(contiguous_tiles_load_vectors_from_shared) {
     char *ptx = NULL;
     size_t size = 0;
     ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s", mfx_last_error());
-    int vector = strstr(ptx, "ld.shared.v4.f32") != NULL;
-    ck_assert_msg(vector == c, "linear %s: ld.shared.v4.f32 %s in the PTX", json[c],
+    int vector = strstr(ptx, vector_load) != NULL;
+    ck_assert_msg(vector == c, "%s %s: %s %s in the PTX", name, json[c], vector_load,
                   vector ? "present" : "absent");
     assemble(ptx, "sm_90", json[c]);
     free(ptx);
     mfx_arena_destroy(a);
   }
+}
+
+START_TEST(contiguous_tiles_load_vectors_from_shared) {
+  check_vector_shared_loads("linear", "ld.shared.v4.f32");
+  check_vector_shared_loads("shift_linear", "ld.shared.v4.u8");
 }
 END_TEST
 
