@@ -5,38 +5,6 @@
  * threads together, between barriers). */
 #include "lower_internal.h"
 
-/* An index as c + sum(coeff[v] * leaf v); fails on anything not affine. */
-typedef struct {
-  int64_t c;
-  int64_t coeff[MFX_MAX_ITERVARS]; /* by leaf position */
-} linear_form;
-
-static int linear_of(const mfx_stage *st, const mfx_expr *e, int64_t scale, linear_form *out) {
-  switch (e->kind) {
-  case MFX_EXPR_INT: out->c += scale * e->u.i; return 1;
-  case MFX_EXPR_VAR: {
-    int p = lower_leaf_position(st, e->u.var);
-    if (p < 0) return 0;
-    out->coeff[p] += scale;
-    return 1;
-  }
-  case MFX_EXPR_CAST: return linear_of(st, e->u.cast.a, scale, out);
-  case MFX_EXPR_BINARY: {
-    const mfx_expr *x = e->u.bin.a, *y = e->u.bin.b;
-    switch (e->u.bin.op) {
-    case MFX_ADD: return linear_of(st, x, scale, out) && linear_of(st, y, scale, out);
-    case MFX_SUB: return linear_of(st, x, scale, out) && linear_of(st, y, -scale, out);
-    case MFX_MUL:
-      if (y->kind == MFX_EXPR_INT) return linear_of(st, x, scale * y->u.i, out);
-      if (x->kind == MFX_EXPR_INT) return linear_of(st, y, scale * x->u.i, out);
-      return 0;
-    default: return 0;
-    }
-  }
-  default: return 0;
-  }
-}
-
 static int is_thread_kind(mfx_loop_kind k) { return k >= MFX_LOOP_THREAD_X && k <= MFX_LOOP_THREAD_Z; }
 static int is_block_kind(mfx_loop_kind k) { return k >= MFX_LOOP_BLOCK_X && k <= MFX_LOOP_BLOCK_Z; }
 
@@ -45,6 +13,105 @@ static int is_block_kind(mfx_loop_kind k) { return k >= MFX_LOOP_BLOCK_X && k <=
 static int is_inside(const attachment *at, const mfx_stage *st, int p) {
   return p > at->pos || (at->spec->scope == MFX_SCOPE_SHARED && is_thread_kind(st->leaves[p]->kind));
 }
+
+#define REGION_MAX_OPAQUE 4
+
+/* An index as c + sum(coeff[v] * leaf v) + sum(opaque_coeff[i] * opaque[i]),
+ * where each opaque term is a non-affine expression of loops outside the
+ * attach loop only (a block index split out of fused block loops by / and
+ * %): constant over the region, so it moves the region's base, never its
+ * extent. Fails on anything else not affine. */
+typedef struct {
+  int64_t c;
+  int64_t coeff[MFX_MAX_ITERVARS]; /* by leaf position */
+  int n_opaque;
+  const mfx_expr *opaque[REGION_MAX_OPAQUE];
+  int64_t opaque_coeff[REGION_MAX_OPAQUE];
+} linear_form;
+
+static int region_same_expr(const mfx_expr *x, const mfx_expr *y) {
+  if (x == y) return 1;
+  if (!x || !y || x->kind != y->kind || x->type != y->type) return 0;
+  switch (x->kind) {
+  case MFX_EXPR_INT: return x->u.i == y->u.i;
+  case MFX_EXPR_VAR: return x->u.var == y->u.var;
+  case MFX_EXPR_BINARY:
+    return x->u.bin.op == y->u.bin.op && region_same_expr(x->u.bin.a, y->u.bin.a) &&
+           region_same_expr(x->u.bin.b, y->u.bin.b);
+  case MFX_EXPR_UNARY: return x->u.un.op == y->u.un.op && region_same_expr(x->u.un.a, y->u.un.a);
+  case MFX_EXPR_CAST: return region_same_expr(x->u.cast.a, y->u.cast.a);
+  default: return 0;
+  }
+}
+
+/* 1 when e is integer arithmetic on loops outside the attach loop only. */
+static int region_outside_only(const mfx_stage *st, const attachment *at, const mfx_expr *e) {
+  switch (e->kind) {
+  case MFX_EXPR_INT: return 1;
+  case MFX_EXPR_VAR: {
+    int p = lower_leaf_position(st, e->u.var);
+    return p >= 0 && !is_inside(at, st, p);
+  }
+  case MFX_EXPR_BINARY:
+    return region_outside_only(st, at, e->u.bin.a) && region_outside_only(st, at, e->u.bin.b);
+  case MFX_EXPR_UNARY: return region_outside_only(st, at, e->u.un.a);
+  case MFX_EXPR_CAST: return region_outside_only(st, at, e->u.cast.a);
+  default: return 0;
+  }
+}
+
+static int linear_add_opaque(linear_form *out, const mfx_expr *e, int64_t scale) {
+  for (int i = 0; i < out->n_opaque; i++)
+    if (region_same_expr(out->opaque[i], e)) {
+      out->opaque_coeff[i] += scale;
+      return 1;
+    }
+  if (out->n_opaque == REGION_MAX_OPAQUE) return 0;
+  out->opaque[out->n_opaque] = e;
+  out->opaque_coeff[out->n_opaque++] = scale;
+  return 1;
+}
+
+static int linear_of(const mfx_stage *st, const attachment *at, const mfx_expr *e,
+                     int64_t scale, linear_form *out);
+
+static int linear_of_binary(const mfx_stage *st, const attachment *at, const mfx_expr *e,
+                            int64_t scale, linear_form *out) {
+  const mfx_expr *x = e->u.bin.a, *y = e->u.bin.b;
+  switch (e->u.bin.op) {
+  case MFX_ADD: return linear_of(st, at, x, scale, out) && linear_of(st, at, y, scale, out);
+  case MFX_SUB: return linear_of(st, at, x, scale, out) && linear_of(st, at, y, -scale, out);
+  case MFX_MUL:
+    if (y->kind == MFX_EXPR_INT) return linear_of(st, at, x, scale * y->u.i, out);
+    if (x->kind == MFX_EXPR_INT) return linear_of(st, at, y, scale * x->u.i, out);
+    return 0;
+  default: return 0;
+  }
+}
+
+static int linear_of(const mfx_stage *st, const attachment *at, const mfx_expr *e,
+                     int64_t scale, linear_form *out) {
+  switch (e->kind) {
+  case MFX_EXPR_INT: out->c += scale * e->u.i; return 1;
+  case MFX_EXPR_VAR: {
+    int p = lower_leaf_position(st, e->u.var);
+    if (p < 0) return 0;
+    out->coeff[p] += scale;
+    return 1;
+  }
+  case MFX_EXPR_CAST: return linear_of(st, at, e->u.cast.a, scale, out);
+  case MFX_EXPR_BINARY: {
+    linear_form tried = *out; /* a failed try leaves out as it was */
+    if (linear_of_binary(st, at, e, scale, &tried)) {
+      *out = tried;
+      return 1;
+    }
+    return region_outside_only(st, at, e) && linear_add_opaque(out, e, scale);
+  }
+  default: return 0;
+  }
+}
+
 
 typedef struct {
   mfx_ir_visitor base;
@@ -56,10 +123,22 @@ typedef struct {
   mfx_status status;
 } region_walk;
 
+static int same_opaque(const linear_form *f, const linear_form *g) {
+  if (f->n_opaque != g->n_opaque) return 0;
+  for (int i = 0; i < f->n_opaque; i++) {
+    int found = 0;
+    for (int j = 0; j < g->n_opaque && !found; j++)
+      found = region_same_expr(f->opaque[i], g->opaque[j]) &&
+              f->opaque_coeff[i] == g->opaque_coeff[j];
+    if (!found) return 0;
+  }
+  return 1;
+}
+
 static int same_outside(const region_walk *w, const linear_form *f, int d) {
   for (int p = 0; p < w->L->stage->n_leaves; p++)
     if (!is_inside(w->at, w->L->stage, p) && f->coeff[p] != w->first[d].coeff[p]) return 0;
-  return 1;
+  return same_opaque(f, &w->first[d]);
 }
 
 static void region_add_load(region_walk *w, const mfx_expr *e) {
@@ -67,10 +146,10 @@ static void region_add_load(region_walk *w, const mfx_expr *e) {
   const char *name = w->at->spec->tensor->buf->name;
   for (int d = 0; d < e->u.load.n && w->status == MFX_OK; d++) {
     linear_form f = {0};
-    if (!linear_of(st, e->u.load.idx[d], 1, &f)) {
+    if (!linear_of(st, w->at, e->u.load.idx[d], 1, &f)) {
       w->status = mfx_fail(MFX_ERR_SCHEDULE,
                            "attach %s to stage %s: index %d of a load is not affine in the loops "
-                           "(fused loops cannot be cached)", name, st->tensor->buf->name, d);
+                           "(a loop fused inside the attach loop cannot be cached)", name, st->tensor->buf->name, d);
       return;
     }
     int64_t lo = f.c, hi = f.c;
@@ -115,6 +194,9 @@ static mfx_expr *outside_expr(stage_lowering *L, const attachment *at, const lin
   for (int p = 0; p < L->stage->n_leaves; p++)
     if (!is_inside(at, L->stage, p) && f->coeff[p])
       e = mfx_add(a, e, mfx_mul(a, mfx_var_ref(a, L->stage->leaves[p]->var), mfx_i64(a, f->coeff[p])));
+  for (int i = 0; i < f->n_opaque; i++)
+    if (f->opaque_coeff[i])
+      e = mfx_add(a, e, mfx_mul(a, (mfx_expr *)f->opaque[i], mfx_i64(a, f->opaque_coeff[i])));
   return mfx_simplify_expr(a, e);
 }
 
@@ -143,7 +225,7 @@ static mfx_expr *redirect_load(mfx_ir_mutator *m, mfx_expr *e) {
   mfx_expr *idx[MFX_MAX_DIMS];
   for (int d = 0; d < c->u.load.n; d++) {
     linear_form f = {0};
-    linear_of(r->L->stage, c->u.load.idx[d], 1, &f);
+    linear_of(r->L->stage, r->at, c->u.load.idx[d], 1, &f);
     idx[d] = inside_expr(r->L, r->at, &f, r->at->lo[d]);
   }
   return mfx_load(m->arena, r->at->buf, c->u.load.n, idx);
@@ -276,18 +358,27 @@ static mfx_stmt *fill_shared(stage_lowering *L, const attachment *at) {
   return mfx_stmt_for(a, e, e->extent, MFX_LOOP_SERIAL, body);
 }
 
+/* The fills of the buffers attached at pos, then body: the shared fills
+ * together between one pair of barriers (the first: no thread still reads
+ * the last step's tiles; the second: every tile is complete), then the
+ * local fills; each buffer allocated around it all. */
 mfx_stmt *lower_wrap_attached(stage_lowering *L, int pos, mfx_stmt *body) {
   mfx_arena *a = L->arena;
-  for (int i = L->n_attached - 1; i >= 0; i--) {
-    const attachment *at = &L->attached[i];
-    if (at->pos != pos) continue;
-    mfx_stmt *s;
-    if (at->spec->scope == MFX_SCOPE_SHARED)
-      s = mfx_stmt_seq(a, 4, (mfx_stmt *[]){mfx_stmt_barrier(a), fill_shared(L, at),
-                                            mfx_stmt_barrier(a), body});
-    else
-      s = mfx_stmt_seq(a, 2, (mfx_stmt *[]){fill_local(L, at), body});
-    body = mfx_stmt_allocate(a, at->buf, s);
-  }
-  return body;
+  mfx_stmt *items[2 * MFX_MAX_ATTACHED + 3];
+  int n = 0, n_shared = 0;
+  for (int i = 0; i < L->n_attached; i++)
+    if (L->attached[i].pos == pos && L->attached[i].spec->scope == MFX_SCOPE_SHARED) {
+      if (n_shared++ == 0) items[n++] = mfx_stmt_barrier(a);
+      items[n++] = fill_shared(L, &L->attached[i]);
+    }
+  if (n_shared > 0) items[n++] = mfx_stmt_barrier(a);
+  for (int i = 0; i < L->n_attached; i++)
+    if (L->attached[i].pos == pos && L->attached[i].spec->scope != MFX_SCOPE_SHARED)
+      items[n++] = fill_local(L, &L->attached[i]);
+  if (n == 0) return body;
+  items[n++] = body;
+  mfx_stmt *s = mfx_stmt_seq(a, n, items);
+  for (int i = L->n_attached - 1; i >= 0; i--)
+    if (L->attached[i].pos == pos) s = mfx_stmt_allocate(a, L->attached[i].buf, s);
+  return s;
 }

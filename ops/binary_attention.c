@@ -187,9 +187,9 @@ static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx
   return mfx_tmpl_apply_elementwise(s, t->O, td, vec, parallel);
 }
 
-/* The tensor expressions and the (unscheduled) schedule. */
-static mfx_status attn_define(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
-                              attn_stages *t, mfx_schedule **out) {
+/* The tensor expressions. */
+static mfx_status attn_te(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
+                          attn_stages *t) {
   int64_t B = dims[ATTN_B], H = dims[ATTN_H], N = dims[ATTN_N], D = dims[ATTN_D];
   int64_t C = dims[ATTN_C];
   *t = (attn_stages){
@@ -201,7 +201,13 @@ static mfx_status attn_define(mfx_arena *a, const int64_t *dims, int64_t norm_la
   MFX_TRY(attn_query(a, t, dims));
   MFX_TRY(attn_mix(a, t));
   MFX_TRY(attn_norm(a, t, norm_lanes));
-  MFX_TRY(attn_normalize(a, t));
+  return attn_normalize(a, t);
+}
+
+/* The tensor expressions and the (unscheduled) schedule. */
+static mfx_status attn_define(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
+                              attn_stages *t, mfx_schedule **out) {
+  MFX_TRY(attn_te(a, dims, norm_lanes, t));
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
 }
 
@@ -214,12 +220,15 @@ static mfx_status attn_build(mfx_arena *a, const int64_t *dims, const mfx_config
 
 /* GPU: one kernel per stage. Hc^T V and Hc A are block-tiled reductions
  * with their operands staged in shared memory (A read back from the
- * workspace); X is inlined or its own pass; NRM reduces over d in a
- * register per row; O is one element per thread. */
+ * workspace); Hc^T V's long reduction over N in split_k pieces (partial
+ * sums, then their sum: A has only C x D elements a head); X is inlined or
+ * its own pass; NRM reduces over d in a register per row; O is one element
+ * per thread. */
 static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
-                                    const mfx_config *cfg) {
+                                    const mfx_gpu_split *g, const mfx_config *cfg) {
   attn_gpu_knobs k;
   MFX_TRY(attn_gpu_knobs_read(cfg, "binary_attention (GPU)", &k));
+  int64_t threads = k.threads;
   mfx_gpu_tiled_reduce kv = {
     .what = "binary_attention (Hc^T V)", .n_outer = 2, .outer = {"b", "h"},
     .x = "c", .y = "d", .r = "n",
@@ -227,7 +236,7 @@ static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
     .shared = (int)k.shared, .unroll = (int)k.unroll,
     .n_staged = 2, .staged = {{t->Hc, 'x'}, {t->V, 'y'}},
   };
-  MFX_TRY(mfx_gpu_apply_tiled_reduce(s, t->A, &kv));
+  MFX_TRY(mfx_gpu_apply_split(s, t->A, g, &kv, threads));
   mfx_gpu_tiled_reduce q = kv;
   q.what = "binary_attention (Hc A)";
   q.x = "n";
@@ -235,7 +244,6 @@ static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
   q.bx = k.block_n;
   q.staged[1] = (mfx_gpu_staged){t->A, 'y'};
   MFX_TRY(mfx_gpu_apply_tiled_reduce(s, t->XS, &q));
-  int64_t threads = k.threads;
   mfx_stage *x_stage;
   MFX_TRY(mfx_tmpl_stage(s, t->X, &x_stage));
   if (k.inline_x) MFX_TRY(mfx_sched_compute_inline(s, x_stage));
@@ -246,9 +254,20 @@ static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
 
 static mfx_status attn_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                  mfx_schedule **out) {
+  attn_gpu_knobs k; /* checks the config holds binary attention's GPU knobs */
+  MFX_TRY(attn_gpu_knobs_read(cfg, "binary_attention (GPU)", &k));
   attn_stages t;
-  MFX_TRY(attn_define(a, dims, 0, &t, out));
-  return attn_schedule_gpu(*out, &t, cfg);
+  MFX_TRY(attn_te(a, dims, 0, &t));
+  int64_t bc = mfx_config_get(cfg, "block_c"), bd = mfx_config_get(cfg, "block_d");
+  int64_t bk = mfx_config_get(cfg, "block_k");
+  int64_t tiles = dims[ATTN_B] * dims[ATTN_H] * ((dims[ATTN_C] + bc - 1) / bc) *
+                  ((dims[ATTN_D] + bd - 1) / bd);
+  int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[ATTN_N], bk,
+                                        bk);
+  mfx_gpu_split g;
+  MFX_TRY(mfx_gpu_split_reduction(a, t.A, 2, pieces, bk, &g));
+  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
+  return attn_schedule_gpu(*out, &t, &g, cfg);
 }
 
 const mfx_op mfx_op_def_binary_attention = {
@@ -275,21 +294,25 @@ const mfx_op mfx_op_def_binary_attention = {
      {1, 4, 8}},
   },
   .build = attn_build,
-  .n_gpu_knobs = 10,
+  .n_gpu_knobs = 11,
   .gpu_knobs = {
-    {"block_c", "codes per thread block of Hc^T V", 32, 4, {8, 16, 32, 64}},
-    {"block_n", "tokens per thread block of Hc A", 64, 4, {16, 32, 64, 128}},
-    {"block_d", "columns of d per thread block (both products)", 64, 4, {16, 32, 64, 128}},
-    {"thread_r", "rows (codes, tokens) per thread of both products (register tile)", 4, 4,
+    {"block_c", "codes per thread block of Hc^T V", 16, 4, {8, 16, 32, 64}},
+    {"block_n", "tokens per thread block of Hc A", 8, 6, {4, 8, 16, 32, 64, 128}},
+    {"block_d", "columns of d per thread block (both products)", 32, 4, {16, 32, 64, 128}},
+    {"thread_r", "rows (codes, tokens) per thread of both products (register tile)", 2, 4,
      {1, 2, 4, 8}},
-    {"thread_d", "columns per thread of both products (register tile, strided)", 4, 4,
+    {"thread_d", "columns per thread of both products (register tile, strided)", 1, 4,
      {1, 2, 4, 8}},
-    {"block_k", "reduction step of both products: the tiles staged per step", 16, 5,
+    {"block_k", "reduction step of both products: the tiles staged per step", 8, 5,
      {4, 8, 16, 32, 64}},
     {"shared", "stage the products' operand tiles in shared memory", 1, 2, {0, 1}},
     {"unroll", "unroll the register tiles", 1, 2, {0, 1}},
     {"inline_x", "compute X inside NRM and O instead of its own kernel", 1, 2, {0, 1}},
-    {"threads", "threads per block of the X, NRM and O kernels", 256, 4, {64, 128, 256, 512}},
+    {"threads", "threads per block of the X, NRM and O kernels and of the sum of the split_k "
+     "pieces", 256, 4, {64, 128, 256, 512}},
+    {"split_k", "pieces of Hc^T V's reduction over N, each on its own blocks, then summed by a "
+     "second kernel (0: auto, the fewest for two waves on 132 SMs, a staging step or more a "
+     "piece)", 0, 10, {0, 1, 2, 4, 8, 16, 32, 64, 128, 256}},
   },
   .build_gpu = attn_build_gpu,
 };

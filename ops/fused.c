@@ -189,13 +189,15 @@ const mfx_op mfx_op_def_linear_gelu = {
     {"W", MFX_F32, 2, {"N", "K"}, "weights, one row per output feature"},
   },
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y = gelu(linear(X, W))"}},
-  MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL_FIXED),
+  MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL_FIXED, "threads per block of the packing kernel", 0,
+                         MFX_NO_GPU_EXTRA),
   .build = linear_gelu_build,
   .build_gpu = linear_gelu_build_gpu,
 };
 
 #define FUSED_SHIFT_KNOBS(extra_n, ...)                                                   \
   MFX_SHIFT_KNOB_TABLES(MFX_KNOB_LOCAL_FIXED, "threads per block of the weight and count kernels", \
+                        0, MFX_NO_GPU_EXTRA, \
                         extra_n, __VA_ARGS__)
 
 const mfx_op mfx_op_def_shift_linear_q16_gelu = {

@@ -85,8 +85,24 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
   {"shared", "stage the " staged " tiles in shared memory", 1, 2, {0, 1}},                  \
   MFX_GPU_KNOB_UNROLL
 
+/* GPU knobs only the unfused reductions have (linear.c, shift_linear.c):
+ * split-K pieces and contiguous thread tiles. */
+#define MFX_GPU_KNOB_SPLIT_K                                                                \
+  {"split_k", "pieces of the reduction over K, each on its own blocks, then summed by a "   \
+   "second kernel (0: auto, the fewest for two waves on 132 SMs, >= 128 terms a piece)", 0, \
+   8, {0, 1, 2, 4, 8, 16, 32, 64}}
+#define MFX_LINEAR_GPU_EXTRA                                                                \
+  MFX_GPU_KNOB_SPLIT_K,                                                                     \
+  {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's rows and columns "   \
+   "side by side (its shared loads merge into ld.shared.v4)", 0, 2, {0, 1}},
+#define MFX_SHIFT_GPU_EXTRA                                                                 \
+  MFX_GPU_KNOB_SPLIT_K,                                                                     \
+  {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's columns side by "    \
+   "side (its i8 weights read from shared memory 4 at a time)", 0, 2, {0, 1}},
+#define MFX_NO_GPU_EXTRA
+
 /* linear's knobs (linear.c; linear_gelu in fused.c with MFX_KNOB_LOCAL_FIXED). */
-#define MFX_LINEAR_KNOB_TABLES(local_knob)                                                  \
+#define MFX_LINEAR_KNOB_TABLES(local_knob, threads_about, gpu_extra_n, gpu_extra)           \
   .n_knobs = 9,                                                                             \
   .knobs = {                                                                                \
     {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},              \
@@ -101,17 +117,18 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
     {"cols_outer", "column tiles outside row tiles (a W panel stays in cache)", 1, 2,       \
      {0, 1}},                                                                               \
   },                                                                                        \
-  .n_gpu_knobs = 9,                                                                         \
+  .n_gpu_knobs = 9 + (gpu_extra_n),                                                         \
   .gpu_knobs = {                                                                            \
     MFX_GPU_KNOBS_MNK("X and W"),                                                           \
     {"pack", "W transposed to WT[k,n] first (its own kernel): shared rows of n", 1, 2,      \
      {0, 1}},                                                                               \
-    {"threads", "threads per block of the packing kernel", 256, 4, {64, 128, 256, 512}},    \
+    {"threads", threads_about, 256, 4, {64, 128, 256, 512}},                                \
+    gpu_extra                                                                               \
   }
 
 /* shift_linear's knobs (shift_linear.c; its fused forms in fused.c with
  * MFX_KNOB_LOCAL_FIXED and extra_n more CPU knobs after them). */
-#define MFX_SHIFT_KNOB_TABLES(local_knob, threads_about, extra_n, ...)                       \
+#define MFX_SHIFT_KNOB_TABLES(local_knob, threads_about, gpu_extra_n, gpu_extra, extra_n, ...) \
   .n_knobs = 10 + (extra_n),                                                                \
   .knobs = {                                                                                \
     {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},              \
@@ -128,13 +145,14 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
     {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}}, \
     __VA_ARGS__                                                                             \
   },                                                                                        \
-  .n_gpu_knobs = 10,                                                                        \
+  .n_gpu_knobs = 10 + (gpu_extra_n),                                                        \
   .gpu_knobs = {                                                                            \
     MFX_GPU_KNOBS_MNK("X and weight"),                                                      \
     {"pack", "weights as i8 [k,n] copies first (their own kernels)", 1, 2, {0, 1}},         \
     {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 0, 2,      \
      {0, 1}},                                                                               \
     {"threads", threads_about, 256, 4, {64, 128, 256, 512}},                                \
+    gpu_extra                                                                               \
   }
 
 #endif

@@ -97,29 +97,53 @@ static mfx_status linear_build(mfx_arena *a, const int64_t *dims, const mfx_conf
 }
 
 /* GPU: WT[k, n] (pack 1) in its own kernel, then blocks of block_m x block_n
- * outputs, X and W(T) tiles of block_k staged in shared memory. */
-mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
-                                   const mfx_config *cfg) {
-  mfx_linear_gpu_knobs k;
-  MFX_TRY(mfx_linear_gpu_knobs_read(cfg, "linear (GPU)", &k));
-  if (t->packed != NULL)
-    MFX_TRY(mfx_gpu_apply_elementwise(s, t->packed, k.threads));
-  mfx_gpu_tiled_reduce p = {
+ * outputs, X and W(T) tiles of block_k staged in shared memory; with split_k
+ * the reduction over K in pieces (partial sums, then their sum). */
+static mfx_gpu_tiled_reduce linear_gpu_tiles(const mfx_linear_parts *t, const mfx_config *cfg) {
+  return (mfx_gpu_tiled_reduce){
     .what = "linear", .x = "i", .y = "j", .r = "k",
-    .bx = k.block_m, .by = k.block_n, .tx = k.thread_m, .ty = k.thread_n, .br = k.block_k,
-    .shared = (int)k.shared, .unroll = (int)k.unroll,
+    .bx = mfx_config_get(cfg, "block_m"), .by = mfx_config_get(cfg, "block_n"),
+    .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
+    .br = mfx_config_get(cfg, "block_k"),
+    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .contiguous = mfx_config_get(cfg, "contiguous") == 1,
     .n_staged = 2, .staged = {{t->X, 'x'}, {t->packed != NULL ? t->packed : t->W, 'y'}},
   };
-  return mfx_gpu_apply_tiled_reduce(s, t->Y, &p);
 }
+
+static mfx_status linear_schedule_gpu_split(mfx_schedule *s, const mfx_linear_parts *t,
+                                            const mfx_gpu_split *g, const mfx_config *cfg) {
+  int64_t threads = mfx_config_get(cfg, "threads");
+  if (t->packed != NULL) MFX_TRY(mfx_gpu_apply_elementwise(s, t->packed, threads));
+  mfx_gpu_tiled_reduce p = linear_gpu_tiles(t, cfg);
+  return mfx_gpu_apply_split(s, t->Y, g, &p, threads);
+}
+
+mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
+                                   const mfx_config *cfg) {
+  mfx_gpu_split whole = {.pieces = 1};
+  return linear_schedule_gpu_split(s, t, &whole, cfg);
+}
+
+/* GPU split-K pieces: auto keeps >= 128 terms a piece, so that the partial
+ * sums (8 bytes of traffic per output and piece) stay small next to the
+ * 2 x 128 FLOPs each stands for. */
+#define LINEAR_GPU_MIN_CHUNK 128
 
 static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
-  mfx_linear_parts t;
-  mfx_linear_gpu_knobs k;
+  mfx_linear_gpu_knobs k; /* checks the config holds linear's GPU knobs */
   MFX_TRY(mfx_linear_gpu_knobs_read(cfg, "linear (GPU)", &k));
-  MFX_TRY(linear_define(a, dims, k.pack, 1, &t, out));
-  return mfx_linear_schedule_gpu(*out, &t, cfg);
+  mfx_linear_parts t;
+  MFX_TRY(mfx_linear_te(a, dims, k.pack, 1, &t));
+  int64_t bm = mfx_config_get(cfg, "block_m"), bn = mfx_config_get(cfg, "block_n");
+  int64_t tiles = ((dims[LINEAR_M] + bm - 1) / bm) * ((dims[LINEAR_N] + bn - 1) / bn);
+  int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[LINEAR_K],
+                                        mfx_config_get(cfg, "block_k"), LINEAR_GPU_MIN_CHUNK);
+  mfx_gpu_split g;
+  MFX_TRY(mfx_gpu_split_reduction(a, t.Y, 0, pieces, mfx_config_get(cfg, "block_k"), &g));
+  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.X, t.W}, 1, &t.Y, out));
+  return linear_schedule_gpu_split(*out, &t, &g, cfg);
 }
 
 const mfx_op mfx_op_def_linear = {
@@ -131,7 +155,9 @@ const mfx_op mfx_op_def_linear = {
     {"W", MFX_F32, 2, {"N", "K"}, "weights, one row per output feature"},
   },
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y[m,n] = sum_k X[m,k] W[n,k]"}},
-  MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL),
+  MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL,
+                         "threads per block of the packing kernel and of the sum of split_k pieces",
+                         2, MFX_LINEAR_GPU_EXTRA),
   .build = linear_build,
   .build_gpu = linear_build_gpu,
 };

@@ -35,15 +35,20 @@ mfx_status mfx_matadd_te(mfx_arena *a, mfx_tensor *Hc, mfx_tensor *V, const int6
   return MFX_OK;
 }
 
-/* The tensor expression and the (unscheduled) schedule. */
-static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
-                                mfx_schedule **out) {
+/* The tensor expression. */
+static mfx_status matadd_expr(mfx_arena *a, const int64_t *dims, matadd_te *t) {
   int64_t B = dims[MATADD_B], H = dims[MATADD_H], N = dims[MATADD_N];
   int64_t D = dims[MATADD_D], C = dims[MATADD_C];
   t->Hc = mfx_placeholder(a, "Hc", MFX_I8, 4, (int64_t[]){B, H, N, C});
   t->V = mfx_placeholder(a, "V", MFX_F32, 4, (int64_t[]){B, H, N, D});
   if (!t->Hc || !t->V) return mfx_fail_context(MFX_ERR_INVALID, "matadd: tensors");
-  MFX_TRY(mfx_matadd_te(a, t->Hc, t->V, dims, "O", &t->O));
+  return mfx_matadd_te(a, t->Hc, t->V, dims, "O", &t->O);
+}
+
+/* The tensor expression and the (unscheduled) schedule. */
+static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
+                                mfx_schedule **out) {
+  MFX_TRY(matadd_expr(a, dims, t));
   return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
 }
 
@@ -68,22 +73,34 @@ static mfx_status matadd_build(mfx_arena *a, const int64_t *dims, const mfx_conf
   return mfx_tmpl_apply_tiled_reduce(*out, t.O, &p);
 }
 
-/* GPU: batch on blockIdx.z, head on blockIdx.y, code x value tiles with the
- * Hc (i8) and V tiles of block_n tokens staged in shared memory; each term a
- * select of V or -0.0, then an add. */
+/* GPU: the code x value tiles (fused) on blockIdx.x, batch and head on
+ * blockIdx.z/y, the Hc (i8) and V tiles of block_n tokens staged in shared
+ * memory; each term a select of V or -0.0, then an add. O has few elements
+ * (C x D a head) and a long reduction over N: split_k cuts N in pieces, each
+ * its own blocks (the pieces on blockIdx.y, batch and head fused on
+ * blockIdx.z), then a second kernel sums the pieces. */
 static mfx_status matadd_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
-  matadd_te t;
-  matadd_gpu_knobs k;
+  matadd_gpu_knobs k; /* checks the config holds matadd's GPU knobs */
   MFX_TRY(matadd_gpu_knobs_read(cfg, "matadd (GPU)", &k));
-  MFX_TRY(matadd_define(a, dims, &t, out));
+  matadd_te t;
+  MFX_TRY(matadd_expr(a, dims, &t));
+  int64_t bc = mfx_config_get(cfg, "block_c"), bd = mfx_config_get(cfg, "block_d");
+  int64_t bn = mfx_config_get(cfg, "block_n");
+  int64_t tiles = dims[MATADD_B] * dims[MATADD_H] * ((dims[MATADD_C] + bc - 1) / bc) *
+                  ((dims[MATADD_D] + bd - 1) / bd);
+  int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[MATADD_N], bn, bn);
+  mfx_gpu_split g;
+  MFX_TRY(mfx_gpu_split_reduction(a, t.O, 2, pieces, bn, &g));
+  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
   mfx_gpu_tiled_reduce p = {
     .what = "matadd", .n_outer = 2, .outer = {"b", "h"}, .x = "c", .y = "d", .r = "n",
-    .bx = k.block_c, .by = k.block_d, .tx = k.thread_c, .ty = k.thread_d, .br = k.block_n,
-    .shared = (int)k.shared, .unroll = (int)k.unroll,
+    .bx = bc, .by = bd,
+    .tx = mfx_config_get(cfg, "thread_c"), .ty = mfx_config_get(cfg, "thread_d"), .br = bn,
+    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
     .n_staged = 2, .staged = {{t.Hc, 'x'}, {t.V, 'y'}},
   };
-  return mfx_gpu_apply_tiled_reduce(*out, t.O, &p);
+  return mfx_gpu_apply_split(*out, t.O, &g, &p, mfx_config_get(cfg, "threads"));
 }
 
 const mfx_op mfx_op_def_matadd = {
@@ -106,17 +123,22 @@ const mfx_op mfx_op_def_matadd = {
     MFX_KNOB_LOCAL,
   },
   .build = matadd_build,
-  .n_gpu_knobs = 7,
+  .n_gpu_knobs = 9,
   .gpu_knobs = {
-    {"block_c", "codes per thread block", 32, 4, {8, 16, 32, 64}},
-    {"block_d", "columns of d per thread block", 64, 4, {16, 32, 64, 128}},
+    {"block_c", "codes per thread block", 16, 4, {8, 16, 32, 64}},
+    {"block_d", "columns of d per thread block", 32, 4, {16, 32, 64, 128}},
     {"thread_c", "codes per thread (register tile, strided)", 2, 4, {1, 2, 4, 8}},
-    {"thread_d", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
+    {"thread_d", "columns per thread (register tile, strided: stores coalesce)", 1, 4,
      {1, 2, 4, 8}},
-    {"block_n", "tokens per reduction step: the Hc and V tiles staged per step", 16, 5,
+    {"block_n", "tokens per reduction step: the Hc and V tiles staged per step", 8, 5,
      {4, 8, 16, 32, 64}},
     {"shared", "stage the Hc and V tiles in shared memory", 1, 2, {0, 1}},
     MFX_GPU_KNOB_UNROLL,
+    {"split_k", "pieces of the reduction over N, each on its own blocks, then summed by a "
+     "second kernel (0: auto, the fewest for two waves on 132 SMs, a staging step or more a "
+     "piece)", 0, 10, {0, 1, 2, 4, 8, 16, 32, 64, 128, 256}},
+    {"threads", "threads per block of the kernel that sums the split_k pieces (C x D x B x H "
+     "outputs, few: small blocks spread them over more SMs)", 64, 4, {32, 64, 128, 256}},
   },
   .build_gpu = matadd_build_gpu,
 };

@@ -105,21 +105,23 @@ typedef struct {
  * runs in steps of br with the staged tensors copied to shared memory by the
  * whole block at each step:
  *   [outer...], x.o, y.o, x.t, y.t, r.o, r.i, x.r, y.r
- * x.o -> blockIdx.y, y.o -> blockIdx.x, x.t -> threadIdx.y, y.t -> threadIdx.x.
- * One outer axis goes to blockIdx.z; with two, the first takes blockIdx.z,
- * the second blockIdx.y, the tile loop with more tiles blockIdx.x and the
- * other runs serially in each block (fused loops would make the staged loads
- * non-affine). Non-dividing tiles are guarded by lowering. Refuses, naming
+ * x.t -> threadIdx.y, y.t -> threadIdx.x. With no outer axis x.o ->
+ * blockIdx.y, y.o -> blockIdx.x; with outer axes (x.o, y.o) fused ->
+ * blockIdx.x (every output tile its own block), the last outer axis ->
+ * blockIdx.y, the others fused -> blockIdx.z. Non-dividing tiles are
+ * guarded by lowering. Refuses, naming
  * the op, blocks of more than 1024 threads and staging over 48 KiB. */
 typedef struct {
   const char *what;                 /* the op, for messages */
-  int n_outer;                      /* batch axes (0..2), outermost first */
-  const char *outer[2];
+  int n_outer;                      /* batch axes (0..3), outermost first */
+  const char *outer[3];
   const char *x, *y, *r;            /* rows, columns, reduction */
   int64_t bx, by;                   /* block tile */
   int64_t tx, ty;                   /* thread tile */
   int64_t br;                       /* reduction step */
   int shared, unroll;               /* 0/1: shared staging; unrolled thread tile */
+  int contiguous;                   /* 1: a thread's tile elements side by side (vector
+                                     * shared loads) instead of strided by the threads */
   int n_staged;
   mfx_gpu_staged staged[MFX_MAX_ATTACHED];
   unsigned computed; /* bit i: staged[i] is an elementwise stage (a prologue),
@@ -129,6 +131,34 @@ typedef struct {
 
 mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
                                       const mfx_gpu_tiled_reduce *p);
+
+/* Split-K: a long reduction cut into pieces, each piece's partial sums
+ * computed by its own blocks into a workspace RP (pieces a batch axis of
+ * the tiled reduction), then R = the sum over the pieces, one output
+ * element per thread in a second kernel (deterministic, no atomics, no
+ * zeroing pass). A piece is whole staging steps (chunk a multiple of step);
+ * tensors read along the reduction are padded with zeros past K where the
+ * pieces overrun it, computed into the staged tiles (or inlined without
+ * staging). Built on the TE, before mfx_schedule_create. */
+#define MFX_GPU_SMS 132      /* H100 SXM: what "fill the device" aims at */
+#define MFX_GPU_MAX_SPLIT 256
+typedef struct {
+  mfx_tensor *part; /* RP, or NULL when the reduction stays whole */
+  int64_t pieces, chunk;
+  int n_padded;
+  mfx_tensor *source[MFX_MAX_ATTACHED], *padded[MFX_MAX_ATTACHED];
+} mfx_gpu_split;
+
+int64_t mfx_gpu_split_pieces(int64_t knob, int64_t tiles, int64_t K, int64_t step,
+                             int64_t min_chunk);
+/* Rewrites R's body (a sum over one axis) into the split form; the pieces
+ * axis is inserted in RP at position `at` (after R's batch axes). */
+mfx_status mfx_gpu_split_reduction(mfx_arena *a, mfx_tensor *R, int at, int64_t pieces,
+                                   int64_t step, mfx_gpu_split *out);
+/* Schedules RP with p (plus the pieces axis) and R elementwise; without a
+ * split, R with p. */
+mfx_status mfx_gpu_apply_split(mfx_schedule *s, mfx_tensor *R, const mfx_gpu_split *g,
+                               const mfx_gpu_tiled_reduce *p, int64_t threads);
 
 /* An elementwise stage (or one reducing per output element, in a register):
  * its spatial axes fused, one element per thread, `threads` per block

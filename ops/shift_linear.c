@@ -246,13 +246,12 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
 
 /* GPU: the weight stages, the count and the final add one element per
  * thread, each its own kernel; the reduction block-tiled with X and the
- * weights (i8) staged in shared memory. Still shifts, masks and selects. */
-mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
-                                         mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
-                                         const mfx_config *cfg) {
-  mfx_shift_gpu_knobs k;
-  MFX_TRY(mfx_shift_gpu_knobs_read(cfg, "shift_linear (GPU)", &k));
-  int64_t threads = k.threads;
+ * weights (i8) staged in shared memory, with split_k in pieces (partial
+ * sums, then their sum). Still shifts, masks and selects. */
+static mfx_status shift_schedule_gpu_split(mfx_schedule *s, const shift_parts *p,
+                                           mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
+                                           const mfx_gpu_split *g, const mfx_config *cfg) {
+  int64_t threads = mfx_config_get(cfg, "threads");
   for (int i = 0; i < p->n_weight; i++)
     MFX_TRY(mfx_gpu_apply_elementwise(s, p->weight[i], threads));
   if (cnt != NULL) {
@@ -261,8 +260,11 @@ mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
   }
   mfx_gpu_tiled_reduce t = {
     .what = "shift_linear", .x = "i", .y = "j", .r = "k",
-    .bx = k.block_m, .by = k.block_n, .tx = k.thread_m, .ty = k.thread_n, .br = k.block_k,
-    .shared = (int)k.shared, .unroll = (int)k.unroll,
+    .bx = mfx_config_get(cfg, "block_m"), .by = mfx_config_get(cfg, "block_n"),
+    .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
+    .br = mfx_config_get(cfg, "block_k"),
+    .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
+    .contiguous = mfx_config_get(cfg, "contiguous") == 1,
     .n_staged = 1, .staged = {{p->X, 'x'}}, .computed = p->x_compute ? 1u : 0u,
   };
   if (p->n_weight == 0) {
@@ -271,8 +273,18 @@ mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
   }
   for (int i = 0; i < p->n_weight; i++)
     t.staged[t.n_staged++] = (mfx_gpu_staged){p->weight[i], 'y'};
-  return mfx_gpu_apply_tiled_reduce(s, red, &t);
+  return mfx_gpu_apply_split(s, red, g, &t, threads);
 }
+
+mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
+                                         mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
+                                         const mfx_config *cfg) {
+  mfx_gpu_split whole = {.pieces = 1};
+  return shift_schedule_gpu_split(s, p, red, cnt, Y, &whole, cfg);
+}
+
+/* As linear.c: auto split_k keeps >= 128 terms a piece. */
+#define SHIFT_GPU_MIN_CHUNK 128
 
 static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                   mfx_schedule **out) {
@@ -280,8 +292,15 @@ static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_c
   MFX_TRY(mfx_shift_gpu_knobs_read(cfg, "shift_linear (GPU)", &k));
   shift_parts p = {.pack = (int)k.pack, .form = (int)k.form};
   mfx_tensor *red, *cnt, *Y;
-  MFX_TRY(shift_define(a, dims, &p, &red, &cnt, &Y, out));
-  return mfx_shift_linear_schedule_gpu(*out, &p, red, cnt, Y, cfg);
+  MFX_TRY(mfx_shift_linear_te(a, dims, &p, &red, &cnt, &Y));
+  int64_t bm = mfx_config_get(cfg, "block_m"), bn = mfx_config_get(cfg, "block_n");
+  int64_t tiles = ((dims[SHIFT_M] + bm - 1) / bm) * ((dims[SHIFT_N] + bn - 1) / bn);
+  int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[SHIFT_K],
+                                        mfx_config_get(cfg, "block_k"), SHIFT_GPU_MIN_CHUNK);
+  mfx_gpu_split g;
+  MFX_TRY(mfx_gpu_split_reduction(a, red, 0, pieces, mfx_config_get(cfg, "block_k"), &g));
+  MFX_TRY(mfx_schedule_create(a, 3, (mfx_tensor *[]){p.X, p.S, p.G}, 1, &Y, out));
+  return shift_schedule_gpu_split(*out, &p, red, cnt, Y, &g, cfg);
 }
 
 const mfx_op mfx_op_def_shift_linear = {
@@ -295,7 +314,7 @@ const mfx_op mfx_op_def_shift_linear = {
   },
   .outputs = {{"Y", MFX_I32, 2, {"M", "N"}, "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k])"}},
   MFX_SHIFT_KNOB_TABLES(MFX_KNOB_LOCAL, "threads per block of the weight, count and add kernels",
-                        0, ),
+                        2, MFX_SHIFT_GPU_EXTRA, 0, ),
   .build = shift_build,
   .build_gpu = shift_build_gpu,
 };

@@ -24,6 +24,7 @@
  * messages that say why, the artifact build for cuda:sm_80 and the tuner's
  * knob space for a cuda target. */
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@
 
 #define TOL 1e-4
 #define MAX_SHAPES 6
-#define MAX_CONFIGS 5
+#define MAX_CONFIGS 10
 
 typedef struct {
   const char *op;
@@ -55,7 +56,13 @@ static const gpu_case cases[] = {
     "\"thread_n\":2,\"block_k\":8}",
     "{\"block_m\":16,\"block_n\":128,\"thread_m\":2,\"thread_n\":8,\"block_k\":4,"
     "\"threads\":64}",
-    "{\"block_m\":64,\"block_n\":32,\"thread_m\":4,\"thread_n\":1,\"block_k\":32,\"pack\":0}"},
+    "{\"block_m\":64,\"block_n\":32,\"thread_m\":4,\"thread_n\":1,\"block_k\":32,\"pack\":0}",
+    /* split_k: pieces padded past K (65 = 3 x 24 - 7), without staging, one piece per step */
+    "{\"split_k\":4,\"block_k\":8}", "{\"split_k\":2,\"shared\":0,\"pack\":0}",
+    "{\"split_k\":64,\"block_k\":4,\"block_m\":16,\"block_n\":16,\"thread_m\":1,"
+    "\"thread_n\":1}",
+    "{\"contiguous\":1,\"split_k\":2,\"block_m\":16,\"block_n\":128,\"thread_m\":2,"
+    "\"thread_n\":8,\"block_k\":4}"},
    0},
   {"shift_linear", 5,
    {{1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {130, 70, 40}, {3, 100, 1}},
@@ -64,14 +71,20 @@ static const gpu_case cases[] = {
     "\"block_k\":8,\"unroll\":0,\"threads\":64}",
     "{\"pack\":0,\"shared\":0,\"block_m\":16,\"block_n\":64,\"thread_m\":1,\"thread_n\":4}",
     "{\"form\":1,\"shared\":0,\"block_k\":64,\"block_m\":64,\"block_n\":16,\"thread_m\":8,"
-    "\"thread_n\":1}"},
+    "\"thread_n\":1}",
+    "{\"split_k\":4,\"block_k\":8}", "{\"split_k\":2,\"form\":1,\"shared\":0}",
+    "{\"split_k\":64,\"pack\":0,\"block_k\":4}",
+    "{\"contiguous\":1,\"form\":1,\"split_k\":2,\"block_m\":32,\"block_n\":32,"
+    "\"thread_m\":2,\"thread_n\":4,\"block_k\":8}"},
    1},
   {"matadd", 5,
    {{1, 1, 1, 1, 1}, {2, 3, 17, 9, 5}, {1, 2, 40, 33, 70}, {2, 1, 64, 64, 16}, {3, 2, 5, 1, 1}},
    {"{}",
     "{\"block_c\":8,\"block_d\":16,\"thread_c\":1,\"thread_d\":1,\"block_n\":4,\"unroll\":0}",
     "{\"shared\":0,\"block_c\":64,\"block_d\":32,\"thread_c\":8,\"thread_d\":2,\"block_n\":64}",
-    "{\"block_c\":16,\"block_d\":128,\"thread_c\":4,\"thread_d\":8,\"block_n\":32}"},
+    "{\"block_c\":16,\"block_d\":128,\"thread_c\":4,\"thread_d\":8,\"block_n\":32}",
+    "{\"split_k\":1}", "{\"split_k\":4,\"block_n\":4,\"shared\":0,\"threads\":32}",
+    "{\"split_k\":256,\"block_n\":16}"},
    1},
   {"hamming", 5,
    {{1, 1, 1}, {5, 40, 3}, {70, 33, 9}, {64, 64, 8}, {3, 130, 1}},
@@ -87,7 +100,9 @@ static const gpu_case cases[] = {
     "{\"shared\":0,\"unroll\":0,\"block_c\":8,\"block_n\":16,\"block_d\":16,\"thread_r\":1,"
     "\"thread_d\":2,\"block_k\":4}",
     "{\"block_c\":64,\"block_n\":128,\"block_d\":32,\"thread_r\":8,\"thread_d\":1,"
-    "\"block_k\":64,\"inline_x\":0}"},
+    "\"block_k\":64,\"inline_x\":0}",
+    "{\"split_k\":1}", "{\"split_k\":8,\"block_k\":4,\"shared\":0}",
+    "{\"split_k\":256,\"inline_x\":0,\"threads\":64}"},
    0},
   /* The elementwise ops (M, N): one element per thread, blocks that the
    * shapes do not fill, and a block smaller than the threads knob. */
@@ -322,6 +337,151 @@ START_TEST(gpu_kernel_counts) {
 }
 END_TEST
 
+static void assert_refused(mfx_status got, mfx_status want, const char *needle,
+                           const char *what) {
+  ck_assert_msg(got == want, "%s: status %d, expected %d (%s)", what, (int)got, (int)want,
+                mfx_last_error());
+  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "%s: message \"%s\" lacks \"%s\"",
+                what, mfx_last_error(), needle);
+}
+
+/* ---- filling the device ------------------------------------------------------------------- */
+
+/* ShiftAddViT's shapes: MatShift / the dense expert (M, N, K) and MatAdd /
+ * binary attention (B, H, N, D, C). `small`: the kernels (bit i: kernel i)
+ * that sum few outputs, one thread each (split_k's sum of a head's C x D
+ * outputs, the row norms): fewer than 100 x 64 threads in all, no work to
+ * spread over 100 blocks; everything else must launch >= 100 blocks in the
+ * GPU default and reach two waves (2 x 132 SMs) somewhere in the knob
+ * space. */
+#define FILL_BLOCKS 100
+#define TWO_WAVES (2 * 132)
+
+static const struct {
+  const char *op;
+  int64_t dims[MFX_OP_MAX_DIMS];
+  unsigned small;
+} shiftaddvit[] = {
+  {"linear", {3136, 512, 64}, 0},   {"linear", {3136, 64, 512}, 0},
+  {"linear", {784, 1024, 128}, 0},  {"linear", {784, 128, 1024}, 0},
+  {"shift_linear", {3136, 512, 64}, 0},  {"shift_linear", {3136, 64, 512}, 0},
+  {"shift_linear", {784, 1024, 128}, 0}, {"shift_linear", {784, 128, 1024}, 0},
+  {"matadd", {1, 1, 3136, 32, 16}, 1u << 1}, {"matadd", {1, 2, 784, 32, 16}, 1u << 1},
+  {"matadd", {1, 5, 196, 32, 16}, 1u << 1},
+  {"binary_attention", {1, 1, 3136, 32, 16}, 1u << 1 | 1u << 3},
+  {"binary_attention", {1, 2, 784, 32, 16}, 1u << 1 | 1u << 3},
+  {"binary_attention", {1, 5, 196, 32, 16}, 1u << 1 | 1u << 3},
+};
+#define N_SHIFTADDVIT ((int)(sizeof shiftaddvit / sizeof shiftaddvit[0]))
+
+static int64_t kernel_blocks(const mfx_gpu_kernel *k) { return k->grid[0] * k->grid[1] * k->grid[2]; }
+static int64_t kernel_threads(const mfx_gpu_kernel *k) {
+  return kernel_blocks(k) * k->block[0] * k->block[1] * k->block[2];
+}
+
+/* The fewest blocks among the kernels that must fill the device; `small`
+ * lists the others (SMALL_BY_SIZE: every kernel of fewer than 100 x 64
+ * threads, for configs whose kernel list the table does not spell out). */
+#define SMALL_BY_SIZE (~0u)
+static int64_t fill_blocks(const mfx_gpu_program *p, unsigned small, const char *what) {
+  int64_t fewest = INT64_MAX;
+  for (int i = 0; i < p->n_kernels; i++) {
+    if (small == SMALL_BY_SIZE && kernel_threads(&p->kernels[i]) < FILL_BLOCKS * 64) continue;
+    if (small != SMALL_BY_SIZE && (small >> i & 1u)) {
+      ck_assert_msg(kernel_threads(&p->kernels[i]) < FILL_BLOCKS * 64, "%s: kernel %d is listed "
+                    "as small but runs %lld threads", what, i,
+                    (long long)kernel_threads(&p->kernels[i]));
+      continue;
+    }
+    if (kernel_blocks(&p->kernels[i]) < fewest) fewest = kernel_blocks(&p->kernels[i]);
+  }
+  return fewest;
+}
+
+/* The table (printed), read from the launch configurations of the defaults. */
+START_TEST(gpu_defaults_fill_the_device) {
+  for (int c = 0; c < N_SHIFTADDVIT; c++) {
+    const mfx_op *op = find_op(shiftaddvit[c].op);
+    char what[512], line[1024];
+    describe(op, shiftaddvit[c].dims, "{}", what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, shiftaddvit[c].dims, "{}");
+    size_t used = (size_t)snprintf(line, sizeof line, "%-52s", what);
+    for (int i = 0; i < p->n_kernels && used < sizeof line; i++)
+      used += (size_t)snprintf(line + used, sizeof line - used, " k%d:%lld%s", i,
+                               (long long)kernel_blocks(&p->kernels[i]),
+                               shiftaddvit[c].small >> i & 1u ? "(small)" : "");
+    fprintf(stderr, "blocks %s\n", line);
+    int64_t fewest = fill_blocks(p, shiftaddvit[c].small, what);
+    ck_assert_msg(fewest >= FILL_BLOCKS, "%s: a kernel launches %lld blocks (want >= %d): %s",
+                  what, (long long)fewest, FILL_BLOCKS, line);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
+/* Some valid config of the knob space launches two waves: split_k over its
+ * choices, with the default tiles and with smaller ones. */
+START_TEST(gpu_knob_space_reaches_two_waves) {
+  static const char *tiles[] = {"", "\"threads\":64,",
+                                "\"block_m\":64,\"block_n\":64,\"thread_m\":4,\"thread_n\":4,"
+                                "\"threads\":64,",
+                                "\"block_c\":8,\"block_d\":16,\"thread_c\":1,\"thread_d\":1,",
+                                "\"block_n\":4,\"block_c\":8,\"block_d\":16,\"thread_r\":1,"
+                                "\"thread_d\":1,\"block_k\":4,\"threads\":64,"};
+  for (int c = 0; c < N_SHIFTADDVIT; c++) {
+    const mfx_op *op = find_op(shiftaddvit[c].op);
+    int n_knobs = 0;
+    const mfx_knob *knobs = mfx_op_knobs(op, "cuda:sm_80", &n_knobs), *split = NULL;
+    for (int k = 0; k < n_knobs; k++)
+      if (strcmp(knobs[k].name, "split_k") == 0) split = &knobs[k];
+    ck_assert_msg(split != NULL, "%s has no split_k GPU knob", op->name);
+    int64_t best = 0;
+    char best_json[256] = "";
+    for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++)
+      for (int v = 0; v < split->n_choices; v++) {
+        char json[256];
+        snprintf(json, sizeof json, "{%s\"split_k\":%lld}", tiles[t], (long long)split->choices[v]);
+        mfx_config cfg;
+        if (mfx_config_parse_json_for(op, "cuda:sm_80", json, &cfg) != MFX_OK) continue;
+        mfx_arena *a = mfx_arena_create();
+        mfx_gpu_program *p = NULL;
+        if (mfx_op_gpu_program(op, a, shiftaddvit[c].dims, &cfg, &p) == MFX_OK) {
+          int64_t fewest = fill_blocks(p, SMALL_BY_SIZE, json);
+          if (fewest > best) {
+            best = fewest;
+            snprintf(best_json, sizeof best_json, "%s", json);
+          }
+        }
+        mfx_arena_destroy(a);
+      }
+    char what[512];
+    describe(op, shiftaddvit[c].dims, best_json, what, sizeof what);
+    ck_assert_msg(best >= TWO_WAVES, "%s: at most %lld blocks in the knob space (want >= %d)",
+                  what, (long long)best, TWO_WAVES);
+  }
+}
+END_TEST
+
+/* split_k's pieces are blocks on blockIdx.y and one more kernel sums them. */
+START_TEST(split_k_adds_a_sum_kernel) {
+  const mfx_op *op = find_op("linear");
+  const int64_t dims[3] = {784, 128, 1024};
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *whole = program(a, op, dims, "{\"split_k\":1}");
+  mfx_gpu_program *split = program(a, op, dims, "{\"split_k\":8}");
+  ck_assert_int_eq(split->n_kernels, whole->n_kernels + 1);
+  const mfx_gpu_kernel *w = &whole->kernels[whole->n_kernels - 1];
+  const mfx_gpu_kernel *k = &split->kernels[split->n_kernels - 2];
+  ck_assert_int_eq(k->grid[1], 8); /* the pieces */
+  ck_assert_int_eq(kernel_blocks(k), 8 * kernel_blocks(w));
+  mfx_config cfg;
+  assert_refused(mfx_config_parse_json_for(op, "cuda:sm_80", "{\"split_k\":3}", &cfg),
+                 MFX_ERR_INVALID, "split_k=3 is not one of its choices", "split_k=3");
+  mfx_arena_destroy(a);
+}
+END_TEST
+
 /* ---- emulated runs against the reference ------------------------------------------------- */
 
 /* One case; on failure writes why into `why` and returns 0. */
@@ -461,6 +621,175 @@ static void check_ptx(const mfx_gpu_program *p, const char *sm, int shared, cons
   free(ptx);
 }
 
+static int stmt_count_barriers(const mfx_stmt *s) {
+  if (s == NULL) return 0;
+  switch (s->kind) {
+  case MFX_STMT_BARRIER: return 1;
+  case MFX_STMT_FOR: return stmt_count_barriers(s->u.loop.body);
+  case MFX_STMT_LET: return stmt_count_barriers(s->u.let.body);
+  case MFX_STMT_IF: return stmt_count_barriers(s->u.if_.then_s) + stmt_count_barriers(s->u.if_.else_s);
+  case MFX_STMT_ALLOCATE: return stmt_count_barriers(s->u.alloc.body);
+  case MFX_STMT_SEQ: {
+    int n = 0;
+    for (int i = 0; i < s->u.seq.n; i++) n += stmt_count_barriers(s->u.seq.items[i]);
+    return n;
+  }
+  default: return 0;
+  }
+}
+
+/* bar.sync instructions in the PTX of one kernel (its .entry to the next). */
+static int ptx_count_barriers(const char *ptx, const char *kernel) {
+  char entry[256];
+  snprintf(entry, sizeof entry, ".entry %s(", kernel);
+  const char *at = strstr(ptx, entry);
+  if (at == NULL) return -1;
+  const char *end = strstr(at + 1, ".entry ");
+  int n = 0;
+  for (const char *b = strstr(at, "bar.sync"); b != NULL && (end == NULL || b < end);
+       b = strstr(b + 1, "bar.sync"))
+    n++;
+  return n;
+}
+
+/* Every staging step fills all its shared tiles between one pair of
+ * barriers (before: nobody still reads the last step's tiles; after: the
+ * tiles are complete), whatever the number of staged tensors (2 to 4 here):
+ * two barriers in the kernel's loop IR and two bar.sync in its PTX (K long
+ * enough that LLVM keeps the k-loop rolled). */
+START_TEST(one_barrier_pair_per_staging_step) {
+  static const struct {
+    const char *op, *json;
+    int64_t dims[MFX_OP_MAX_DIMS];
+  } want[] = {
+    {"linear", "{\"split_k\":1}", {256, 256, 1024}},
+    {"linear", "{\"split_k\":8}", {256, 256, 1024}},
+    {"shift_linear", "{\"split_k\":1}", {256, 256, 1024}},               /* X, ST, GT */
+    {"shift_linear", "{\"split_k\":1,\"form\":1}", {256, 256, 1024}},    /* X, ST, ZM, NM */
+    {"matadd", "{\"split_k\":1}", {1, 1, 1024, 32, 16}},
+    {"hamming", "{}", {256, 256, 256}},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const mfx_op *op = find_op(want[i].op);
+    char what[512];
+    describe(op, want[i].dims, want[i].json, what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, want[i].dims, want[i].json);
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s: %s", what,
+                  mfx_last_error());
+    int staged = 0;
+    for (int k = 0; k < p->n_kernels; k++) {
+      const mfx_gpu_kernel *kern = &p->kernels[k];
+      if (kern->shared_bytes == 0) {
+        ck_assert_int_eq(stmt_count_barriers(kern->body), 0);
+        continue;
+      }
+      staged++;
+      ck_assert_msg(stmt_count_barriers(kern->body) == 2, "%s: %s has %d barriers in its loop "
+                    "IR, expected 2", what, kern->name, stmt_count_barriers(kern->body));
+      ck_assert_msg(ptx_count_barriers(ptx, kern->name) == 2, "%s: %s has %d bar.sync in its "
+                    "PTX, expected 2", what, kern->name, ptx_count_barriers(ptx, kern->name));
+    }
+    ck_assert_msg(staged == 1, "%s: %d staged kernels", what, staged);
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
+/* ptxas -v -arch=sm_90 on the PTX: its report (into log), "" without ptxas. */
+static void ptxas_report(const char *ptx, char *log, size_t size, const char *what) {
+  log[0] = '\0';
+  const char *ptxas = ptxas_path();
+  if (ptxas == NULL) {
+    fprintf(stderr, "SKIP: ptxas not found; spills not checked (%s) ****************\n", what);
+    return;
+  }
+  char file[] = "/tmp/mfx_spill_XXXXXX.ptx";
+  int fd = mkstemps(file, 4);
+  ck_assert_msg(fd >= 0, "cannot create a temporary PTX file");
+  size_t len = strlen(ptx);
+  ck_assert_int_eq(write(fd, ptx, len), (ssize_t)len);
+  close(fd);
+  char command[8192];
+  snprintf(command, sizeof command, "'%s' -v -arch=sm_90 -o /dev/null '%s' 2>&1", ptxas, file);
+  FILE *out = popen(command, "r");
+  ck_assert_ptr_nonnull(out);
+  size_t n = fread(log, 1, size - 1, out);
+  log[n] = '\0';
+  int status = pclose(out);
+  unlink(file);
+  ck_assert_msg(status == 0, "%s: ptxas -v failed:\n%s", what, log);
+}
+
+/* The GPU defaults at ShiftAddViT's shapes keep their register tiles in
+ * registers: ptxas -v reports no spill stores or loads for any kernel (and
+ * a stack frame of 0 bytes). */
+START_TEST(gpu_defaults_do_not_spill) {
+  for (int c = 0; c < N_SHIFTADDVIT; c++) {
+    const mfx_op *op = find_op(shiftaddvit[c].op);
+    char what[512];
+    describe(op, shiftaddvit[c].dims, "{}", what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, shiftaddvit[c].dims, "{}");
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s: %s", what,
+                  mfx_last_error());
+    static char log[65536];
+    ptxas_report(ptx, log, sizeof log, what);
+    if (log[0] != '\0') {
+      int entries = 0;
+      for (const char *e = strstr(log, "Compiling entry"); e; e = strstr(e + 1, "Compiling entry"))
+        entries++;
+      ck_assert_msg(entries == p->n_kernels, "%s: ptxas -v reported %d kernels of %d:\n%s", what,
+                    entries, p->n_kernels, log);
+      for (const char *l = strstr(log, "spill"); l; l = strstr(l + 1, "spill")) {
+        const char *line = l;
+        while (line > log && line[-1] != '\n') line--;
+        while (*line == ' ') line++;
+        static const char none[] = "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads";
+        ck_assert_msg(strncmp(line, none, sizeof none - 1) == 0,
+                      "%s: a kernel spills:\n%s", what, log);
+      }
+    }
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
+/* Contiguous thread tiles: a thread's columns of the staged weight tile side
+ * by side, read with one vector load per 4 columns (ld.shared.v4.f32 for
+ * linear's W, ld.shared.v4.u8 for shift_linear's i8 shifts and signs);
+ * strided tiles have none (their columns are block_n / thread_n apart). */
+static void check_vector_shared_loads(const char *name, const char *vector_load) {
+  const mfx_op *op = find_op(name);
+  const int64_t dims[3] = {784, 128, 1024};
+  static const char *json[2] = {"{\"contiguous\":0}", "{\"contiguous\":1}"};
+  for (int c = 0; c < 2; c++) {
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, dims, json[c]);
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s", mfx_last_error());
+    int vector = strstr(ptx, vector_load) != NULL;
+    ck_assert_msg(vector == c, "%s %s: %s %s in the PTX", name, json[c], vector_load,
+                  vector ? "present" : "absent");
+    assemble(ptx, "sm_90", json[c]);
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+}
+
+START_TEST(contiguous_tiles_load_vectors_from_shared) {
+  check_vector_shared_loads("linear", "ld.shared.v4.f32");
+  check_vector_shared_loads("shift_linear", "ld.shared.v4.u8");
+}
+END_TEST
+
 START_TEST(ptx_assembles) {
   const gpu_case *gc = &cases[_i];
   const mfx_op *op = find_op(gc->op);
@@ -482,13 +811,6 @@ END_TEST
 
 /* ---- configs -------------------------------------------------------------------------------- */
 
-static void assert_refused(mfx_status got, mfx_status want, const char *needle,
-                           const char *what) {
-  ck_assert_msg(got == want, "%s: status %d, expected %d (%s)", what, (int)got, (int)want,
-                mfx_last_error());
-  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "%s: message \"%s\" lacks \"%s\"",
-                what, mfx_last_error(), needle);
-}
 
 START_TEST(gpu_knobs_and_targets) {
   ck_assert(mfx_target_is_gpu("cuda:sm_80"));
@@ -656,9 +978,15 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_test(tc, invalid_gpu_configs_are_refused);
   tcase_add_test(tc, gpu_kernel_counts);
   tcase_add_test(tc, gpu_programs_respect_limits);
+  tcase_add_test(tc, gpu_defaults_fill_the_device);
+  tcase_add_test(tc, gpu_knob_space_reaches_two_waves);
+  tcase_add_test(tc, split_k_adds_a_sum_kernel);
   tcase_add_loop_test(tc, emulated_ops_match_reference, 0, N_CASES);
   tcase_add_test(tc, emulated_row_index_minus_one_is_never_read);
   tcase_add_loop_test(tc, ptx_assembles, 0, N_CASES);
+  tcase_add_test(tc, one_barrier_pair_per_staging_step);
+  tcase_add_test(tc, gpu_defaults_do_not_spill);
+  tcase_add_test(tc, contiguous_tiles_load_vectors_from_shared);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
   tcase_add_test(tc, tuning_space_of_a_gpu_target);
   suite_add_tcase(s, tc);
