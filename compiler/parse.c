@@ -676,7 +676,7 @@ static mfx_status make_schedule(parser *ps, mfx_schedule **out) {
   }
   if (n_out == 0)
     return mfx_fail(MFX_ERR_INVALID, "%s: no compute statement (nothing to compute)", ps->file);
-  return mfx_schedule_create(ps->a, n_in, in, n_out, outs, out);
+  return mfx_sched_create(ps->a, n_in, in, n_out, outs, out);
 }
 
 mfx_status mfx_te_parse(mfx_arena *a, const char *text, const char *file, mfx_schedule **out) {

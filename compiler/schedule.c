@@ -77,7 +77,7 @@ static void visit(graph_walk *w, mfx_tensor *t) {
   s->stages[s->n_stages++] = stage_new(w->arena, t);
 }
 
-mfx_status mfx_schedule_create(mfx_arena *a, int n_inputs, mfx_tensor *const *inputs,
+mfx_status mfx_sched_create(mfx_arena *a, int n_inputs, mfx_tensor *const *inputs,
                                int n_outputs, mfx_tensor *const *outputs,
                                mfx_schedule **out) {
   *out = NULL;
@@ -100,18 +100,18 @@ mfx_status mfx_schedule_create(mfx_arena *a, int n_inputs, mfx_tensor *const *in
     visit(&w, outputs[i]);
     if (w.status != MFX_OK) return w.status;
   }
-  for (int i = 0; i < n_outputs; i++) mfx_schedule_stage(s, outputs[i])->is_output = 1;
+  for (int i = 0; i < n_outputs; i++) mfx_sched_stage(s, outputs[i])->is_output = 1;
   *out = s;
   return MFX_OK;
 }
 
-mfx_stage *mfx_schedule_stage(mfx_schedule *s, const mfx_tensor *t) {
+mfx_stage *mfx_sched_stage(mfx_schedule *s, const mfx_tensor *t) {
   for (int i = 0; i < s->n_stages; i++)
     if (s->stages[i]->tensor == t) return s->stages[i];
   return NULL;
 }
 
-mfx_itervar *mfx_stage_itervar(mfx_stage *st, const char *name) {
+mfx_itervar *mfx_sched_itervar(mfx_stage *st, const char *name) {
   for (int i = 0; i < st->n_itervars; i++)
     if (strcmp(st->itervars[i]->var->name, name) == 0) return st->itervars[i];
   return NULL;
@@ -381,7 +381,7 @@ mfx_status mfx_sched_cache_write_local(mfx_schedule *s, mfx_stage *st, mfx_iterv
 static int tensor_reads(mfx_schedule *s, const mfx_tensor *reader, const mfx_tensor *t) {
   for (int i = 0; i < reader->n_inputs; i++) {
     if (reader->inputs[i] == t) return 1;
-    mfx_stage *producer = mfx_schedule_stage(s, reader->inputs[i]);
+    mfx_stage *producer = mfx_sched_stage(s, reader->inputs[i]);
     if (producer && producer->inlined && tensor_reads(s, reader->inputs[i], t)) return 1;
   }
   return 0;

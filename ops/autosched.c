@@ -361,7 +361,7 @@ static mfx_status as_gpu_tiled(as_apply *x, const mfx_autosched_stage *st) {
 /* ---- applying the plan ------------------------------------------------------------------------- */
 
 static mfx_status as_stage_of(as_apply *x, const mfx_tensor *t, mfx_stage **out) {
-  *out = mfx_schedule_stage(x->s, t);
+  *out = mfx_sched_stage(x->s, t);
   return MFX_OK; /* NULL: not in the schedule (a producer packed into its layout) */
 }
 
@@ -427,7 +427,7 @@ mfx_status mfx_autosched_build(mfx_arena *a, const char *text, const char *file,
   x.threads = as_knob(cfg, "threads", 256);
   if (x.pack != 0)
     MFX_TRY(as_apply_packs(a, p, x.pack == 2 ? as_knob(cfg, "tile_y", 16) : 0, x.packed));
-  MFX_TRY(mfx_schedule_create(a, parsed->n_inputs, parsed->inputs, parsed->n_outputs,
+  MFX_TRY(mfx_sched_create(a, parsed->n_inputs, parsed->inputs, parsed->n_outputs,
                               parsed->outputs, &x.s));
   mfx_status st = as_apply_all(&x);
   if (st != MFX_OK) return mfx_fail_context(st, "auto-scheduling %s", file);

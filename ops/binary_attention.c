@@ -208,7 +208,7 @@ static mfx_status attn_te(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
 static mfx_status attn_define(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
                               attn_stages *t, mfx_schedule **out) {
   MFX_TRY(attn_te(a, dims, norm_lanes, t));
-  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
+  return mfx_sched_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
 }
 
 static mfx_status attn_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
@@ -266,7 +266,7 @@ static mfx_status attn_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_co
                                         bk);
   mfx_gpu_split g;
   MFX_TRY(mfx_gpu_split_reduction(a, t.A, 2, pieces, bk, &g));
-  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
+  MFX_TRY(mfx_sched_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
   return attn_schedule_gpu(*out, &t, &g, cfg);
 }
 

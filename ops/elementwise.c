@@ -133,7 +133,7 @@ static mfx_status ew_define(mfx_arena *a, const int64_t *dims, const ew_kind *k,
   mfx_expr *x = mfx_tmpl_load2(a, in, mfx_tmpl_axis(a, res, 0), mfx_tmpl_axis(a, res, 1));
   MFX_TRY(mfx_tmpl_set_body(a, res, x != NULL ? k->body(a, x) : NULL));
   *out_tensor = res;
-  return mfx_schedule_create(a, 1, &in, 1, &res, out);
+  return mfx_sched_create(a, 1, &in, 1, &res, out);
 }
 
 static mfx_status ew_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,

@@ -59,7 +59,7 @@ static mfx_status linear_gelu_define(mfx_arena *a, const int64_t *dims, int64_t 
                                      mfx_schedule **out) {
   MFX_TRY(mfx_linear_te(a, dims, pack, tn, t));
   MFX_TRY(fused_consumer(a, "Y", MFX_F32, t->Y, mfx_ew_gelu, C));
-  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->X, t->W}, 1, C, out);
+  return mfx_sched_create(a, 2, (mfx_tensor *[]){t->X, t->W}, 1, C, out);
 }
 
 static mfx_status linear_gelu_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
@@ -124,7 +124,7 @@ static mfx_status fused_shift_define(mfx_arena *a, const int64_t *dims, const mf
   MFX_TRY(mfx_shift_linear_te(a, dims, &f->p, &f->red, &f->cnt, &f->Y));
   X = k->quantize ? f->Xf : f->p.X;
   MFX_TRY(fused_consumer(a, k->out, k->out_type, f->Y, k->epilogue, &f->C));
-  return mfx_schedule_create(a, 3, (mfx_tensor *[]){X, f->p.S, f->p.G}, 1, &f->C, out);
+  return mfx_sched_create(a, 3, (mfx_tensor *[]){X, f->p.S, f->p.G}, 1, &f->C, out);
 }
 
 /* Y = ACC + CNT (form 1) goes into the epilogue; then the fusion. */

@@ -71,7 +71,7 @@ static mfx_status gather_define(mfx_arena *a, const int64_t *dims, mfx_tensor **
   mfx_expr *body = x != NULL ? mfx_select(a, gather_valid(a, index, T), x, mfx_f32(a, 0.0)) : NULL;
   MFX_TRY(mfx_tmpl_set_body(a, Y, body));
   *out_tensor = Y;
-  return mfx_schedule_create(a, 2, (mfx_tensor *[]){X, IDX}, 1, &Y, out);
+  return mfx_sched_create(a, 2, (mfx_tensor *[]){X, IDX}, 1, &Y, out);
 }
 
 static mfx_status gather_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
@@ -118,7 +118,7 @@ static mfx_status combine_define(mfx_arena *a, const int64_t *dims, mfx_tensor *
   mfx_expr *body = term != NULL ? mfx_reduce(a, MFX_REDUCE_SUM, 1, &s, term) : NULL;
   MFX_TRY(mfx_tmpl_set_body(a, Y, body));
   *out_tensor = Y;
-  return mfx_schedule_create(a, 3, (mfx_tensor *[]){YALL, ROWS, GATES}, 1, &Y, out);
+  return mfx_sched_create(a, 3, (mfx_tensor *[]){YALL, ROWS, GATES}, 1, &Y, out);
 }
 
 #define COMBINE_CPU_KNOBS(X) X(vector) X(vec) X(parallel) X(local)

@@ -29,7 +29,7 @@ static mfx_status hamming_define(mfx_arena *a, const int64_t *dims, int pack, ha
   mfx_expr *term = mfx_sub(a, mfx_int(a, MFX_I32, 32),
                            mfx_binary(a, MFX_SHL, bits, mfx_int(a, MFX_I32, 1)));
   MFX_TRY(mfx_tmpl_set_body(a, t->S, mfx_reduce(a, MFX_REDUCE_SUM, 1, &w, term)));
-  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Q, t->K}, 1, &t->S, out);
+  return mfx_sched_create(a, 2, (mfx_tensor *[]){t->Q, t->K}, 1, &t->S, out);
 }
 
 #define HAMMING_CPU_KNOBS(X) \

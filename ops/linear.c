@@ -61,7 +61,7 @@ mfx_status mfx_linear_te(mfx_arena *a, const int64_t *dims, int64_t pack, int64_
 static mfx_status linear_define(mfx_arena *a, const int64_t *dims, int64_t pack, int64_t tn,
                                 mfx_linear_parts *t, mfx_schedule **out) {
   MFX_TRY(mfx_linear_te(a, dims, pack, tn, t));
-  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->X, t->W}, 1, &t->Y, out);
+  return mfx_sched_create(a, 2, (mfx_tensor *[]){t->X, t->W}, 1, &t->Y, out);
 }
 
 mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
@@ -142,7 +142,7 @@ static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_
                                         mfx_config_get(cfg, "block_k"), LINEAR_GPU_MIN_CHUNK);
   mfx_gpu_split g;
   MFX_TRY(mfx_gpu_split_reduction(a, t.Y, 0, pieces, mfx_config_get(cfg, "block_k"), &g));
-  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.X, t.W}, 1, &t.Y, out));
+  MFX_TRY(mfx_sched_create(a, 2, (mfx_tensor *[]){t.X, t.W}, 1, &t.Y, out));
   return linear_schedule_gpu_split(*out, &t, &g, cfg);
 }
 

@@ -49,7 +49,7 @@ static mfx_status matadd_expr(mfx_arena *a, const int64_t *dims, matadd_te *t) {
 static mfx_status matadd_define(mfx_arena *a, const int64_t *dims, matadd_te *t,
                                 mfx_schedule **out) {
   MFX_TRY(matadd_expr(a, dims, t));
-  return mfx_schedule_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
+  return mfx_sched_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
 }
 
 #define MATADD_CPU_KNOBS(X) X(tile_c) X(tile_d) X(tile_n) X(vec) X(unroll) X(parallel) X(local)
@@ -92,7 +92,7 @@ static mfx_status matadd_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_
   int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[MATADD_N], bn, bn);
   mfx_gpu_split g;
   MFX_TRY(mfx_gpu_split_reduction(a, t.O, 2, pieces, bn, &g));
-  MFX_TRY(mfx_schedule_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
+  MFX_TRY(mfx_sched_create(a, 2, (mfx_tensor *[]){t.Hc, t.V}, 1, &t.O, out));
   mfx_gpu_tiled_reduce p = {
     .what = "matadd", .n_outer = 2, .outer = {"b", "h"}, .x = "c", .y = "d", .r = "n",
     .bx = bc, .by = bd,

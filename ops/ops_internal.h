@@ -139,7 +139,7 @@ mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
  * zeroing pass). A piece is whole staging steps (chunk a multiple of step);
  * tensors read along the reduction are padded with zeros past K where the
  * pieces overrun it, computed into the staged tiles (or inlined without
- * staging). Built on the TE, before mfx_schedule_create. */
+ * staging). Built on the TE, before mfx_sched_create. */
 #define MFX_GPU_SMS 132      /* H100 SXM: what "fill the device" aims at */
 #define MFX_GPU_MAX_SPLIT 256
 typedef struct {

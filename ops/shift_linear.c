@@ -223,7 +223,7 @@ static mfx_status shift_define(mfx_arena *a, const int64_t *dims, shift_parts *p
                                mfx_tensor **red, mfx_tensor **cnt, mfx_tensor **Y,
                                mfx_schedule **out) {
   MFX_TRY(mfx_shift_linear_te(a, dims, p, red, cnt, Y));
-  return mfx_schedule_create(a, 3, (mfx_tensor *[]){p->X, p->S, p->G}, 1, Y, out);
+  return mfx_sched_create(a, 3, (mfx_tensor *[]){p->X, p->S, p->G}, 1, Y, out);
 }
 
 static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
@@ -299,7 +299,7 @@ static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_c
                                         mfx_config_get(cfg, "block_k"), SHIFT_GPU_MIN_CHUNK);
   mfx_gpu_split g;
   MFX_TRY(mfx_gpu_split_reduction(a, red, 0, pieces, mfx_config_get(cfg, "block_k"), &g));
-  MFX_TRY(mfx_schedule_create(a, 3, (mfx_tensor *[]){p.X, p.S, p.G}, 1, &Y, out));
+  MFX_TRY(mfx_sched_create(a, 3, (mfx_tensor *[]){p.X, p.S, p.G}, 1, &Y, out));
   return shift_schedule_gpu_split(*out, &p, red, cnt, Y, &g, cfg);
 }
 

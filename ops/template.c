@@ -43,7 +43,7 @@ mfx_status mfx_tmpl_transpose(mfx_arena *a, const char *name, mfx_tensor *src,
 /* ---- stages and itervars -------------------------------------------------------- */
 
 mfx_status mfx_tmpl_stage(mfx_schedule *s, mfx_tensor *t, mfx_stage **out) {
-  *out = mfx_schedule_stage(s, t);
+  *out = mfx_sched_stage(s, t);
   if (*out == NULL)
     return mfx_fail(MFX_ERR_SCHEDULE, "template: %s has no stage in the schedule",
                     t->buf->name);
@@ -51,7 +51,7 @@ mfx_status mfx_tmpl_stage(mfx_schedule *s, mfx_tensor *t, mfx_stage **out) {
 }
 
 mfx_status mfx_tmpl_itervar(mfx_stage *st, const char *name, mfx_itervar **out) {
-  *out = mfx_stage_itervar(st, name);
+  *out = mfx_sched_itervar(st, name);
   if (*out == NULL)
     return mfx_fail(MFX_ERR_SCHEDULE, "template: stage %s has no itervar \"%s\"",
                     st->tensor->buf->name, name);

@@ -843,9 +843,9 @@ START_TEST(build_errors) {
   mfx_expr *i = mfx_var_ref(arena, Y->axes[0]);
   ok(mfx_compute_set_body(arena, Y, mfx_add(arena, mfx_tensor_load(arena, X, 1, &i),
                                             mfx_f32(arena, 1))));
-  ok(mfx_schedule_create(arena, 1, &X, 1, &Y, &s));
-  mfx_stage *st = mfx_schedule_stage(s, Y);
-  ok(mfx_sched_parallel(s, st, mfx_stage_itervar(st, "i")));
+  ok(mfx_sched_create(arena, 1, &X, 1, &Y, &s));
+  mfx_stage *st = mfx_sched_stage(s, Y);
+  ok(mfx_sched_parallel(s, st, mfx_sched_itervar(st, "i")));
   describe(&k, op, hamming_dims, "cpu_loops", "cuda:sm_80");
   assert_failed(mfx_artifact_build(s, &k), "building kernel cpu_loops (hamming) for cuda:sm_80");
   ck_assert_msg(strstr(mfx_last_error(), "parallel") != NULL, "%s", mfx_last_error());
@@ -888,14 +888,14 @@ static mfx_schedule *two_stage_schedule(mfx_arena *a, int64_t rows, int64_t cols
   ok(mfx_compute_set_body(a, S, mfx_reduce(a, MFX_REDUCE_MAX, 1, &c,
                                            mfx_tensor_load(a, T, 2, tidx))));
   mfx_schedule *s = NULL;
-  ok(mfx_schedule_create(a, 2, (mfx_tensor *[]){X, Y}, 1, &S, &s));
-  mfx_stage *ts = mfx_schedule_stage(s, T), *ss = mfx_schedule_stage(s, S);
+  ok(mfx_sched_create(a, 2, (mfx_tensor *[]){X, Y}, 1, &S, &s));
+  mfx_stage *ts = mfx_sched_stage(s, T), *ss = mfx_sched_stage(s, S);
   mfx_itervar *f, *o, *in;
-  ok(mfx_sched_fuse(s, ts, mfx_stage_itervar(ts, "i"), mfx_stage_itervar(ts, "k"), &f));
+  ok(mfx_sched_fuse(s, ts, mfx_sched_itervar(ts, "i"), mfx_sched_itervar(ts, "k"), &f));
   ok(mfx_sched_split(s, ts, f, 128, MFX_TAIL_GUARD, &o, &in));
   ok(mfx_sched_bind(s, ts, o, MFX_LOOP_BLOCK_X));
   ok(mfx_sched_bind(s, ts, in, MFX_LOOP_THREAD_X));
-  ok(mfx_sched_split(s, ss, mfx_stage_itervar(ss, "r"), 32, MFX_TAIL_GUARD, &o, &in));
+  ok(mfx_sched_split(s, ss, mfx_sched_itervar(ss, "r"), 32, MFX_TAIL_GUARD, &o, &in));
   ok(mfx_sched_bind(s, ss, o, MFX_LOOP_BLOCK_X));
   ok(mfx_sched_bind(s, ss, in, MFX_LOOP_THREAD_X));
   return s;

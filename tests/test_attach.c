@@ -29,12 +29,12 @@ static matmul make_matmul(int64_t M, int64_t N, int64_t K) {
   mfx_expr *src = mfx_mul(a, mfx_tensor_load(a, m.T, 2, (mfx_expr *[]){i, kk}),
                           mfx_tensor_load(a, m.W, 2, (mfx_expr *[]){j, kk}));
   ck_assert_int_eq(mfx_compute_set_body(a, m.Y, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, src)), MFX_OK);
-  ck_assert_int_eq(mfx_schedule_create(a, 2, (mfx_tensor *[]){m.X, m.W}, 1, &m.Y, &m.s), MFX_OK);
-  m.st = mfx_schedule_stage(m.s, m.Y);
+  ck_assert_int_eq(mfx_sched_create(a, 2, (mfx_tensor *[]){m.X, m.W}, 1, &m.Y, &m.s), MFX_OK);
+  m.st = mfx_sched_stage(m.s, m.Y);
   return m;
 }
 
-static mfx_itervar *iv(matmul *m, const char *name) { return mfx_stage_itervar(m->st, name); }
+static mfx_itervar *iv(matmul *m, const char *name) { return mfx_sched_itervar(m->st, name); }
 
 /* i.o, j.o, k.o, i.i, k.i, j.i with tiles 3 x 4 x 5. */
 static void tile(matmul *m) {
@@ -79,7 +79,7 @@ START_TEST(cache_read_local_matches) {
     int64_t M = SHAPES[c][0], N = SHAPES[c][1], K = SHAPES[c][2];
     matmul m = make_matmul(M, N, K);
     tile(&m);
-    ck_assert_int_eq(mfx_sched_compute_inline(m.s, mfx_schedule_stage(m.s, m.T)), MFX_OK);
+    ck_assert_int_eq(mfx_sched_compute_inline(m.s, mfx_sched_stage(m.s, m.T)), MFX_OK);
     ck_assert_int_eq(mfx_sched_cache_read(m.s, m.st, m.W, MFX_SCOPE_LOCAL, iv(&m, "k.o")), MFX_OK);
     ck_assert_int_eq(mfx_sched_cache_read(m.s, m.st, m.X, MFX_SCOPE_LOCAL, iv(&m, "k.o")), MFX_OK);
     ck_assert_int_eq(mfx_sched_cache_write_local(m.s, m.st, iv(&m, "j.o")), MFX_OK);
@@ -94,7 +94,7 @@ START_TEST(compute_at_matches) {
     int64_t M = SHAPES[c][0], N = SHAPES[c][1], K = SHAPES[c][2];
     matmul m = make_matmul(M, N, K);
     tile(&m);
-    ck_assert_int_eq(mfx_sched_compute_at(m.s, mfx_schedule_stage(m.s, m.T), m.st, iv(&m, "j.o"),
+    ck_assert_int_eq(mfx_sched_compute_at(m.s, mfx_sched_stage(m.s, m.T), m.st, iv(&m, "j.o"),
                                           MFX_SCOPE_LOCAL), MFX_OK);
     run_and_check(&m, M, N, K);
     mfx_arena_destroy(m.a);
@@ -117,7 +117,7 @@ START_TEST(attach_errors) {
   assert_error(mfx_sched_cache_read(m.s, m.st, m.W, MFX_SCOPE_GLOBAL, iv(&m, "k.o")), "scope must be");
   ck_assert_int_eq(mfx_sched_cache_read(m.s, m.st, m.W, MFX_SCOPE_LOCAL, iv(&m, "k.o")), MFX_OK);
   assert_error(mfx_sched_cache_read(m.s, m.st, m.W, MFX_SCOPE_LOCAL, iv(&m, "k.o")), "already attached");
-  mfx_stage *t = mfx_schedule_stage(m.s, m.T);
+  mfx_stage *t = mfx_sched_stage(m.s, m.T);
   assert_error(mfx_sched_compute_at(m.s, m.st, t, iv(&m, "j.o"), MFX_SCOPE_LOCAL), "output");
   mfx_arena_destroy(m.a);
 

@@ -71,9 +71,9 @@ static mfx_schedule *scaled(mfx_arena *a, int gpu) {
   mfx_expr *body = mfx_add(a, mfx_mul(a, mfx_tensor_load(a, X, 2, idx), mfx_f32(a, 2)), mfx_f32(a, 1));
   ck_assert_int_eq(mfx_compute_set_body(a, Y, body), MFX_OK);
   mfx_schedule *s = NULL;
-  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  ck_assert_int_eq(mfx_sched_create(a, 1, &X, 1, &Y, &s), MFX_OK);
   if (gpu) {
-    mfx_stage *st = mfx_schedule_stage(s, Y);
+    mfx_stage *st = mfx_sched_stage(s, Y);
     ck_assert_int_eq(mfx_sched_bind(s, st, st->leaves[0], MFX_LOOP_BLOCK_X), MFX_OK);
     ck_assert_int_eq(mfx_sched_bind(s, st, st->leaves[1], MFX_LOOP_THREAD_X), MFX_OK);
   }

@@ -34,17 +34,17 @@ static program make(int64_t M, int64_t N, int64_t K, int two_stages) {
                                                           mfx_f32(a, 1))), MFX_OK);
     out = p.Z;
   }
-  ck_assert_int_eq(mfx_schedule_create(a, 2, (mfx_tensor *[]){p.X, p.W}, 1, &out, &p.s), MFX_OK);
+  ck_assert_int_eq(mfx_sched_create(a, 2, (mfx_tensor *[]){p.X, p.W}, 1, &out, &p.s), MFX_OK);
   return p;
 }
 
-static mfx_itervar *iv(mfx_stage *st, const char *name) { return mfx_stage_itervar(st, name); }
+static mfx_itervar *iv(mfx_stage *st, const char *name) { return mfx_sched_itervar(st, name); }
 
 /* Blocks of 8x8 outputs, 4x4 threads with 2x2 register tiles, k tiles of 4
  * staged in shared memory. */
 static void schedule_matmul(program *p) {
   mfx_schedule *s = p->s;
-  mfx_stage *st = mfx_schedule_stage(s, p->Y);
+  mfx_stage *st = mfx_sched_stage(s, p->Y);
   mfx_itervar *bi, *ri, *bj, *rj, *ti, *ii, *tj, *jj, *ko, *ki;
   ck_assert_int_eq(mfx_sched_split(s, st, iv(st, "i"), 8, MFX_TAIL_GUARD, &bi, &ri), MFX_OK);
   ck_assert_int_eq(mfx_sched_split(s, st, iv(st, "j"), 8, MFX_TAIL_GUARD, &bj, &rj), MFX_OK);
@@ -60,7 +60,7 @@ static void schedule_matmul(program *p) {
   ck_assert_int_eq(mfx_sched_cache_read(s, st, p->W, MFX_SCOPE_SHARED, ko), MFX_OK);
   ck_assert_int_eq(mfx_sched_cache_write_local(s, st, tj), MFX_OK);
   if (p->Z) {
-    mfx_stage *z = mfx_schedule_stage(s, p->Z);
+    mfx_stage *z = mfx_sched_stage(s, p->Z);
     mfx_itervar *f, *fo, *fi;
     ck_assert_int_eq(mfx_sched_fuse(s, z, iv(z, "zi"), iv(z, "zj"), &f), MFX_OK);
     ck_assert_int_eq(mfx_sched_split(s, z, f, 32, MFX_TAIL_GUARD, &fo, &fi), MFX_OK);

@@ -297,7 +297,7 @@ static mfx_schedule *add_one(mfx_arena *a) {
   ck_assert_int_eq(mfx_compute_set_body(a, Y, mfx_add(a, mfx_tensor_load(a, X, 2, idx), mfx_f32(a, 1))),
                    MFX_OK);
   mfx_schedule *s = NULL;
-  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  ck_assert_int_eq(mfx_sched_create(a, 1, &X, 1, &Y, &s), MFX_OK);
   return s;
 }
 

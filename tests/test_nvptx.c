@@ -145,7 +145,7 @@ static void set_body(mfx_tensor *t, mfx_expr *body) {
 
 static mfx_schedule *schedule(int n_in, mfx_tensor **in, int n_out, mfx_tensor **out) {
   mfx_schedule *s = NULL;
-  ck_assert_msg(mfx_schedule_create(A, n_in, in, n_out, out, &s) == MFX_OK, "schedule: %s",
+  ck_assert_msg(mfx_sched_create(A, n_in, in, n_out, out, &s) == MFX_OK, "schedule: %s",
                 mfx_last_error());
   return s;
 }
@@ -153,7 +153,7 @@ static mfx_schedule *schedule(int n_in, mfx_tensor **in, int n_out, mfx_tensor *
 static void ok(mfx_status st) { ck_assert_msg(st == MFX_OK, "%s", mfx_last_error()); }
 
 static mfx_itervar *loop_of(mfx_stage *st, const char *name) {
-  mfx_itervar *iv = mfx_stage_itervar(st, name);
+  mfx_itervar *iv = mfx_sched_itervar(st, name);
   ck_assert_msg(iv != NULL, "no loop %s", name);
   return iv;
 }
@@ -189,7 +189,7 @@ static binary_program vadd_program(int64_t n, int64_t threads) {
   mfx_expr *i = ref(b.Z->axes[0]);
   set_body(b.Z, mfx_add(A, at1(b.X, i), at1(b.Y, i)));
   mfx_schedule *s = schedule(2, (mfx_tensor *[]){b.X, b.Y}, 1, &b.Z);
-  mfx_stage *st = mfx_schedule_stage(s, b.Z);
+  mfx_stage *st = mfx_sched_stage(s, b.Z);
   mfx_itervar *o, *in;
   split_bind(s, st, loop_of(st, "i"), threads, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &o, &in);
   b.p = lower_split(s, "vadd");
@@ -238,7 +238,7 @@ START_TEST(vectorized_inner_loop) {
     mfx_expr *i = ref(Z->axes[0]);
     set_body(Z, mfx_mul(A, at1(X, i), at1(Y, i)));
     mfx_schedule *s = schedule(2, (mfx_tensor *[]){X, Y}, 1, &Z);
-    mfx_stage *st = mfx_schedule_stage(s, Z);
+    mfx_stage *st = mfx_sched_stage(s, Z);
     mfx_itervar *bo, *rest, *tx, *v;
     ok(mfx_sched_split(s, st, loop_of(st, "i"), 256, MFX_TAIL_GUARD, &bo, &rest));
     ok(mfx_sched_split(s, st, rest, 4, MFX_TAIL_GUARD, &tx, &v));
@@ -271,7 +271,7 @@ static rowsum_program rowsum_schedule(int64_t rows, int64_t cols) {
   mfx_var *k = mfx_var_create(A, "k", cols, 1);
   set_body(r.Y, mfx_reduce(A, MFX_REDUCE_SUM, 1, &k, at2(r.X, ref(r.Y->axes[0]), ref(k))));
   r.s = schedule(1, &r.X, 1, &r.Y);
-  r.st = mfx_schedule_stage(r.s, r.Y);
+  r.st = mfx_sched_stage(r.s, r.Y);
   split_bind(r.s, r.st, loop_of(r.st, "r"), 32, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &r.ro, &r.ri);
   return r;
 }
@@ -314,7 +314,7 @@ static matmul_program matmul(int64_t M, int64_t N, int64_t K, int unroll) {
       mfx_mul(A, at2(m.Am, ref(m.C->axes[0]), ref(k)), at2(m.Bm, ref(k), ref(m.C->axes[1])));
   set_body(m.C, mfx_reduce(A, MFX_REDUCE_SUM, 1, &k, prod));
   mfx_schedule *s = schedule(2, (mfx_tensor *[]){m.Am, m.Bm}, 1, &m.C);
-  mfx_stage *st = mfx_schedule_stage(s, m.C);
+  mfx_stage *st = mfx_sched_stage(s, m.C);
   mfx_itervar *bi, *ii, *bj, *jj, *ty, *ri, *tx, *rj, *ko, *ki;
   ok(mfx_sched_split(s, st, loop_of(st, "i"), 32, MFX_TAIL_GUARD, &bi, &ii));
   ok(mfx_sched_split(s, st, ii, 2, MFX_TAIL_GUARD, &ty, &ri));
@@ -377,7 +377,7 @@ START_TEST(two_kernels_with_workspace) {
     mfx_var *k = mfx_var_create(A, "c", cols, 1);
     set_body(S, mfx_reduce(A, MFX_REDUCE_MAX, 1, &k, at2(T, ref(S->axes[0]), ref(k))));
     mfx_schedule *s = schedule(2, (mfx_tensor *[]){X, Y}, 1, &S);
-    mfx_stage *ts = mfx_schedule_stage(s, T), *ss = mfx_schedule_stage(s, S);
+    mfx_stage *ts = mfx_sched_stage(s, T), *ss = mfx_sched_stage(s, S);
     mfx_itervar *f, *o, *in;
     ok(mfx_sched_fuse(s, ts, loop_of(ts, "i"), loop_of(ts, "k"), &f));
     split_bind(s, ts, f, 128, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &o, &in);
@@ -417,7 +417,7 @@ START_TEST(hamming_popcount_xor) {
     mfx_expr *bits = mfx_cast(A, MFX_I32, mfx_unary(A, MFX_POPCOUNT, x));
     set_body(S, mfx_reduce(A, MFX_REDUCE_SUM, 1, &w, bits));
     mfx_schedule *s = schedule(2, (mfx_tensor *[]){Q, Kb}, 1, &S);
-    mfx_stage *st = mfx_schedule_stage(s, S);
+    mfx_stage *st = mfx_sched_stage(s, S);
     mfx_itervar *bj, *tj;
     ok(mfx_sched_bind(s, st, loop_of(st, "i"), MFX_LOOP_BLOCK_Y));
     split_bind(s, st, loop_of(st, "j"), 32, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &bj, &tj);
@@ -445,7 +445,7 @@ START_TEST(shifts_on_i32) {
     mfx_expr *right = mfx_binary(A, MFX_SHR, at1(X, i), amount);
     set_body(Y, mfx_binary(A, MFX_XOR, left, right));
     mfx_schedule *s = schedule(2, (mfx_tensor *[]){X, P}, 1, &Y);
-    mfx_stage *st = mfx_schedule_stage(s, Y);
+    mfx_stage *st = mfx_sched_stage(s, Y);
     mfx_itervar *o, *in;
     split_bind(s, st, loop_of(st, "i"), 32, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &o, &in);
     mfx_gpu_program *p = lower_split(s, "shifts");
@@ -483,9 +483,9 @@ START_TEST(operators_assemble) {
                                mfx_unary(A, MFX_NOT, mfx_binary(A, MFX_LT, y, mfx_f32(A, -1))))));
   mfx_schedule *s = schedule(3, (mfx_tensor *[]){X, I, U}, 2, (mfx_tensor *[]){Y, Z});
   mfx_itervar *o, *inner;
-  mfx_stage *st = mfx_schedule_stage(s, Y);
+  mfx_stage *st = mfx_sched_stage(s, Y);
   split_bind(s, st, loop_of(st, "i"), 32, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &o, &inner);
-  st = mfx_schedule_stage(s, Z);
+  st = mfx_sched_stage(s, Z);
   split_bind(s, st, loop_of(st, "i"), 64, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &o, &inner);
   mfx_gpu_program *p = lower_split(s, "ops");
   ck_assert_int_eq(p->n_kernels, 2);
@@ -512,7 +512,7 @@ START_TEST(float_math_is_self_contained) {
   sum = mfx_add(A, sum, mfx_add(A, mfx_unary(A, MFX_TANH, x), mfx_unary(A, MFX_SQRT, ax)));
   set_body(Y, sum);
   mfx_schedule *s = schedule(1, &X, 1, &Y);
-  mfx_stage *st = mfx_schedule_stage(s, Y);
+  mfx_stage *st = mfx_sched_stage(s, Y);
   mfx_itervar *o, *in;
   split_bind(s, st, loop_of(st, "i"), 64, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &o, &in);
   mfx_gpu_program *p = lower_split(s, "math");
@@ -544,7 +544,7 @@ START_TEST(erf_and_round_are_self_contained) {
   mfx_expr *x = at1(X, ref(Y->axes[0]));
   set_body(Y, mfx_add(A, mfx_unary(A, MFX_ERF, x), mfx_unary(A, MFX_ROUND, x)));
   mfx_schedule *s = schedule(1, &X, 1, &Y);
-  mfx_stage *st = mfx_schedule_stage(s, Y);
+  mfx_stage *st = mfx_sched_stage(s, Y);
   mfx_itervar *o, *in;
   split_bind(s, st, loop_of(st, "i"), 64, MFX_LOOP_BLOCK_X, MFX_LOOP_THREAD_X, &o, &in);
   mfx_gpu_program *p = lower_split(s, "erf_round");

@@ -25,8 +25,8 @@ static rowsum make_rowsum(int64_t M, int64_t K) {
   mfx_expr *load = mfx_tensor_load(r.a, r.X, 2,
                                    (mfx_expr *[]){mfx_var_ref(r.a, r.Y->axes[0]), mfx_var_ref(r.a, k)});
   ck_assert_int_eq(mfx_compute_set_body(r.a, r.Y, mfx_reduce(r.a, MFX_REDUCE_SUM, 1, &k, load)), MFX_OK);
-  ck_assert_int_eq(mfx_schedule_create(r.a, 1, &r.X, 1, &r.Y, &r.s), MFX_OK);
-  r.st = mfx_schedule_stage(r.s, r.Y);
+  ck_assert_int_eq(mfx_sched_create(r.a, 1, &r.X, 1, &r.Y, &r.s), MFX_OK);
+  r.st = mfx_sched_stage(r.s, r.Y);
   return r;
 }
 
@@ -82,8 +82,8 @@ static const char *GOLDEN_LOOPS =
 START_TEST(golden_rowsum) {
   rowsum r = make_rowsum(6, 3);
   mfx_itervar *io, *ii;
-  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_stage_itervar(r.st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
-  ck_assert_int_eq(mfx_sched_reorder(r.s, r.st, 2, (mfx_itervar *[]){mfx_stage_itervar(r.st, "k"), ii}), MFX_OK);
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_sched_itervar(r.st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
+  ck_assert_int_eq(mfx_sched_reorder(r.s, r.st, 2, (mfx_itervar *[]){mfx_sched_itervar(r.st, "k"), ii}), MFX_OK);
   ck_assert_int_eq(mfx_sched_vectorize(r.s, r.st, ii), MFX_OK);
   ck_assert_int_eq(mfx_sched_parallel(r.s, r.st, io), MFX_OK);
   mfx_func *fn;
@@ -103,7 +103,7 @@ END_TEST
 
 START_TEST(divisible_split_has_no_guard) {
   rowsum r = make_rowsum(8, 2);
-  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_stage_itervar(r.st, "i"), 4, MFX_TAIL_EXACT, NULL, NULL), MFX_OK);
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_sched_itervar(r.st, "i"), 4, MFX_TAIL_EXACT, NULL, NULL), MFX_OK);
   mfx_func *fn;
   ck_assert_int_eq(mfx_lower(r.s, "rowsum", &fn), MFX_OK);
   char *loops = print_to_string(print_func_cb, fn);
@@ -116,8 +116,8 @@ END_TEST
 START_TEST(local_accumulator_and_fuse) {
   rowsum r = make_rowsum(10, 5);
   mfx_itervar *io, *ii, *ko, *ki;
-  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_stage_itervar(r.st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
-  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_stage_itervar(r.st, "k"), 2, MFX_TAIL_GUARD, &ko, &ki), MFX_OK);
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_sched_itervar(r.st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
+  ck_assert_int_eq(mfx_sched_split(r.s, r.st, mfx_sched_itervar(r.st, "k"), 2, MFX_TAIL_GUARD, &ko, &ki), MFX_OK);
   ck_assert_int_eq(mfx_sched_reorder(r.s, r.st, 4, (mfx_itervar *[]){io, ko, ki, ii}), MFX_OK);
   ck_assert_int_eq(mfx_sched_cache_write_local(r.s, r.st, io), MFX_OK);
   mfx_itervar *f;
@@ -242,7 +242,7 @@ START_TEST(compute_errors) {
   /* A placeholder not listed as an input. */
   ck_assert_int_eq(mfx_compute_set_body(a, Y, mfx_tensor_load(a, X, 1, &y0)), MFX_OK);
   mfx_schedule *s;
-  assert_error(mfx_schedule_create(a, 0, NULL, 1, &Y, &s), MFX_ERR_INVALID, "not listed as an input");
+  assert_error(mfx_sched_create(a, 0, NULL, 1, &Y, &s), MFX_ERR_INVALID, "not listed as an input");
   mfx_arena_destroy(a);
 }
 END_TEST
@@ -251,7 +251,7 @@ END_TEST
 
 START_TEST(schedule_errors) {
   rowsum r = make_rowsum(6, 3);
-  mfx_itervar *i = mfx_stage_itervar(r.st, "i"), *k = mfx_stage_itervar(r.st, "k"), *io, *ii;
+  mfx_itervar *i = mfx_sched_itervar(r.st, "i"), *k = mfx_sched_itervar(r.st, "k"), *io, *ii;
   assert_error(mfx_sched_split(r.s, r.st, i, 0, MFX_TAIL_GUARD, &io, &ii), MFX_ERR_SCHEDULE, "must be positive");
   assert_error(mfx_sched_split(r.s, r.st, i, 4, MFX_TAIL_EXACT, &io, &ii), MFX_ERR_SCHEDULE, "does not divide");
   assert_error(mfx_sched_vectorize(r.s, r.st, k), MFX_ERR_SCHEDULE, "reduction loop");
@@ -275,21 +275,21 @@ END_TEST
 START_TEST(lowering_errors) {
   /* Vectorized loop that is not innermost. */
   rowsum r = make_rowsum(6, 3);
-  ck_assert_int_eq(mfx_sched_vectorize(r.s, r.st, mfx_stage_itervar(r.st, "i")), MFX_OK);
+  ck_assert_int_eq(mfx_sched_vectorize(r.s, r.st, mfx_sched_itervar(r.st, "i")), MFX_OK);
   mfx_func *fn;
   assert_error(mfx_lower(r.s, "f", &fn), MFX_ERR_SCHEDULE, "not innermost");
   mfx_arena_destroy(r.a);
   /* Local accumulator attached inside a reduction loop. */
   r = make_rowsum(6, 3);
-  mfx_itervar *i = mfx_stage_itervar(r.st, "i"), *k = mfx_stage_itervar(r.st, "k");
+  mfx_itervar *i = mfx_sched_itervar(r.st, "i"), *k = mfx_sched_itervar(r.st, "k");
   ck_assert_int_eq(mfx_sched_reorder(r.s, r.st, 2, (mfx_itervar *[]){k, i}), MFX_OK);
   ck_assert_int_eq(mfx_sched_cache_write_local(r.s, r.st, i), MFX_OK);
   assert_error(mfx_lower(r.s, "f", &fn), MFX_ERR_SCHEDULE, "outside the attach loop");
   mfx_arena_destroy(r.a);
   /* Unroll and vectorize limits. */
   r = make_rowsum(100, 3);
-  assert_error(mfx_sched_unroll(r.s, r.st, mfx_stage_itervar(r.st, "i")), MFX_ERR_SCHEDULE, "exceeds");
-  assert_error(mfx_sched_vectorize(r.s, r.st, mfx_stage_itervar(r.st, "i")), MFX_ERR_SCHEDULE, "exceeds");
+  assert_error(mfx_sched_unroll(r.s, r.st, mfx_sched_itervar(r.st, "i")), MFX_ERR_SCHEDULE, "exceeds");
+  assert_error(mfx_sched_vectorize(r.s, r.st, mfx_sched_itervar(r.st, "i")), MFX_ERR_SCHEDULE, "exceeds");
   mfx_arena_destroy(r.a);
 }
 END_TEST
@@ -304,14 +304,14 @@ START_TEST(inline_elementwise_stage) {
   mfx_expr *y = mfx_var_ref(a, Y->axes[0]);
   ck_assert_int_eq(mfx_compute_set_body(a, Y, mfx_add(a, mfx_tensor_load(a, T, 1, &y), mfx_f32(a, 1))), MFX_OK);
   mfx_schedule *s;
-  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  ck_assert_int_eq(mfx_sched_create(a, 1, &X, 1, &Y, &s), MFX_OK);
   ck_assert_int_eq(s->n_stages, 2);
   mfx_func *fn;
   ck_assert_int_eq(mfx_lower(s, "f", &fn), MFX_OK);
   char *loops = print_to_string(print_func_cb, fn);
   ck_assert_ptr_nonnull(strstr(loops, "allocate T: f32[5] global"));
   free(loops);
-  ck_assert_int_eq(mfx_sched_compute_inline(s, mfx_schedule_stage(s, T)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_compute_inline(s, mfx_sched_stage(s, T)), MFX_OK);
   ck_assert_int_eq(mfx_lower(s, "f", &fn), MFX_OK);
   loops = print_to_string(print_func_cb, fn);
   ck_assert_ptr_null(strstr(loops, "allocate"));
@@ -356,16 +356,16 @@ static mfx_tensor *fusion_consumer(fusion_graph *g, const char *name, mfx_tensor
 }
 
 static void fusion_schedule(fusion_graph *g, int n_out, mfx_tensor **outs) {
-  ck_assert_int_eq(mfx_schedule_create(g->a, 2, (mfx_tensor *[]){g->X, g->B}, n_out, outs, &g->s),
+  ck_assert_int_eq(mfx_sched_create(g->a, 2, (mfx_tensor *[]){g->X, g->B}, n_out, outs, &g->s),
                    MFX_OK);
 }
 
 /* R split by 4, accumulated locally at i.o, the write-back vectorized. */
 static mfx_stage *fusion_tile(fusion_graph *g) {
-  mfx_stage *st = mfx_schedule_stage(g->s, g->R);
+  mfx_stage *st = mfx_sched_stage(g->s, g->R);
   mfx_itervar *io, *ii;
-  ck_assert_int_eq(mfx_sched_split(g->s, st, mfx_stage_itervar(st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
-  ck_assert_int_eq(mfx_sched_reorder(g->s, st, 3, (mfx_itervar *[]){io, mfx_stage_itervar(st, "k"), ii}), MFX_OK);
+  ck_assert_int_eq(mfx_sched_split(g->s, st, mfx_sched_itervar(st, "i"), 4, MFX_TAIL_GUARD, &io, &ii), MFX_OK);
+  ck_assert_int_eq(mfx_sched_reorder(g->s, st, 3, (mfx_itervar *[]){io, mfx_sched_itervar(st, "k"), ii}), MFX_OK);
   ck_assert_int_eq(mfx_sched_parallel(g->s, st, io), MFX_OK);
   ck_assert_int_eq(mfx_sched_vectorize(g->s, st, ii), MFX_OK);
   ck_assert_int_eq(mfx_sched_cache_write_local(g->s, st, io), MFX_OK);
@@ -376,7 +376,7 @@ START_TEST(fuse_epilogue_at_write_back) {
   fusion_graph g = make_fusion_graph();
   mfx_tensor *C = fusion_consumer(&g, "C", g.R, 0);
   fusion_schedule(&g, 1, &C);
-  mfx_stage *rs = fusion_tile(&g), *cs = mfx_schedule_stage(g.s, C);
+  mfx_stage *rs = fusion_tile(&g), *cs = mfx_sched_stage(g.s, C);
   ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, cs), MFX_OK);
   char *sched = print_to_string(print_schedule_cb, g.s);
   ck_assert_ptr_nonnull(strstr(sched, "epilogue C at write-back"));
@@ -399,8 +399,8 @@ START_TEST(fuse_epilogue_at_write_back) {
   C = fusion_consumer(&g, "C", T, 0);
   fusion_schedule(&g, 1, &C);
   rs = fusion_tile(&g);
-  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, T)), MFX_OK);
-  assert_error(mfx_sched_compute_inline(g.s, mfx_schedule_stage(g.s, T)), MFX_ERR_SCHEDULE,
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_sched_stage(g.s, T)), MFX_OK);
+  assert_error(mfx_sched_compute_inline(g.s, mfx_sched_stage(g.s, T)), MFX_ERR_SCHEDULE,
                "already the epilogue of R");
   ck_assert_int_eq(mfx_lower(g.s, "f", &fn), MFX_OK); /* T is kept (C reads it), R is not */
   loops = print_to_string(print_func_cb, fn);
@@ -418,8 +418,8 @@ START_TEST(fuse_epilogue_through_inlined_stage) {
   mfx_tensor *C = fusion_consumer(&g, "C", T, 0);
   fusion_schedule(&g, 1, &C);
   mfx_stage *rs = fusion_tile(&g);
-  ck_assert_int_eq(mfx_sched_compute_inline(g.s, mfx_schedule_stage(g.s, T)), MFX_OK);
-  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, C)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_compute_inline(g.s, mfx_sched_stage(g.s, T)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_sched_stage(g.s, C)), MFX_OK);
   mfx_func *fn;
   ck_assert_int_eq(mfx_lower(g.s, "f", &fn), MFX_OK);
   char *loops = print_to_string(print_func_cb, fn);
@@ -435,7 +435,7 @@ START_TEST(fuse_epilogue_errors) {
   fusion_graph g = make_fusion_graph();
   mfx_tensor *C = fusion_consumer(&g, "C", g.R, 1);
   fusion_schedule(&g, 1, &C);
-  mfx_stage *rs = fusion_tile(&g), *cs = mfx_schedule_stage(g.s, C);
+  mfx_stage *rs = fusion_tile(&g), *cs = mfx_sched_stage(g.s, C);
   assert_error(mfx_sched_fuse_epilogue(g.s, rs, cs), MFX_ERR_SCHEDULE, "reads R at another index");
   assert_error(mfx_sched_fuse_epilogue(g.s, cs, cs), MFX_ERR_SCHEDULE, "its own epilogue");
   assert_error(mfx_sched_fuse_epilogue(g.s, cs, rs), MFX_ERR_SCHEDULE, "C: the stage is not a reduction");
@@ -448,8 +448,8 @@ START_TEST(fuse_epilogue_errors) {
   C = fusion_consumer(&g, "C", T, 0);
   fusion_schedule(&g, 1, &C);
   rs = fusion_tile(&g);
-  ck_assert_int_eq(mfx_sched_compute_inline(g.s, mfx_schedule_stage(g.s, T)), MFX_OK);
-  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, C)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_compute_inline(g.s, mfx_sched_stage(g.s, T)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_sched_stage(g.s, C)), MFX_OK);
   mfx_func *fn;
   assert_error(mfx_lower(g.s, "f", &fn), MFX_ERR_SCHEDULE,
                "C reads R at another index than its own element (through an inlined stage)");
@@ -461,7 +461,7 @@ START_TEST(fuse_epilogue_errors) {
   mfx_tensor *E = fusion_consumer(&g, "E", g.R, 0);
   fusion_schedule(&g, 2, (mfx_tensor *[]){C, E});
   rs = fusion_tile(&g);
-  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, C)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, mfx_sched_stage(g.s, C)), MFX_OK);
   assert_error(mfx_lower(g.s, "f", &fn), MFX_ERR_SCHEDULE, "E reads R too");
   mfx_arena_destroy(g.a);
 
@@ -470,7 +470,7 @@ START_TEST(fuse_epilogue_errors) {
   C = fusion_consumer(&g, "C", g.R, 0);
   fusion_schedule(&g, 2, (mfx_tensor *[]){C, g.R});
   rs = fusion_tile(&g);
-  assert_error(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, C)), MFX_ERR_SCHEDULE,
+  assert_error(mfx_sched_fuse_epilogue(g.s, rs, mfx_sched_stage(g.s, C)), MFX_ERR_SCHEDULE,
                "the reduction is an output");
   mfx_arena_destroy(g.a);
 
@@ -484,7 +484,7 @@ START_TEST(fuse_epilogue_errors) {
   ck_assert_int_eq(mfx_compute_set_body(g.a, D, mfx_reduce(g.a, MFX_REDUCE_SUM, 1, &k, prod)), MFX_OK);
   fusion_schedule(&g, 1, &D);
   rs = fusion_tile(&g);
-  assert_error(mfx_sched_fuse_epilogue(g.s, rs, mfx_schedule_stage(g.s, D)), MFX_ERR_SCHEDULE,
+  assert_error(mfx_sched_fuse_epilogue(g.s, rs, mfx_sched_stage(g.s, D)), MFX_ERR_SCHEDULE,
                "the consumer is a reduction");
   mfx_arena_destroy(g.a);
 
@@ -492,20 +492,20 @@ START_TEST(fuse_epilogue_errors) {
   g = make_fusion_graph();
   C = fusion_consumer(&g, "C", g.R, 0);
   fusion_schedule(&g, 1, &C);
-  rs = mfx_schedule_stage(g.s, g.R);
-  cs = mfx_schedule_stage(g.s, C);
+  rs = mfx_sched_stage(g.s, g.R);
+  cs = mfx_sched_stage(g.s, C);
   ck_assert_int_eq(mfx_sched_fuse_epilogue(g.s, rs, cs), MFX_OK);
   assert_error(mfx_lower(g.s, "f", &fn), MFX_ERR_SCHEDULE, "does not accumulate locally");
-  ck_assert_int_eq(mfx_sched_cache_write_local(g.s, rs, mfx_stage_itervar(rs, "i")), MFX_OK);
-  ck_assert_int_eq(mfx_sched_split(g.s, cs, mfx_stage_itervar(cs, "c"), 4, MFX_TAIL_GUARD, NULL, NULL), MFX_OK);
+  ck_assert_int_eq(mfx_sched_cache_write_local(g.s, rs, mfx_sched_itervar(rs, "i")), MFX_OK);
+  ck_assert_int_eq(mfx_sched_split(g.s, cs, mfx_sched_itervar(cs, "c"), 4, MFX_TAIL_GUARD, NULL, NULL), MFX_OK);
   assert_error(mfx_lower(g.s, "f", &fn), MFX_ERR_SCHEDULE, "scheduled after the fusion");
   mfx_arena_destroy(g.a);
   g = make_fusion_graph();
   C = fusion_consumer(&g, "C", g.R, 0);
   fusion_schedule(&g, 1, &C);
-  cs = mfx_schedule_stage(g.s, C);
-  ck_assert_int_eq(mfx_sched_parallel(g.s, cs, mfx_stage_itervar(cs, "c")), MFX_OK);
-  assert_error(mfx_sched_fuse_epilogue(g.s, mfx_schedule_stage(g.s, g.R), cs), MFX_ERR_SCHEDULE,
+  cs = mfx_sched_stage(g.s, C);
+  ck_assert_int_eq(mfx_sched_parallel(g.s, cs, mfx_sched_itervar(cs, "c")), MFX_OK);
+  assert_error(mfx_sched_fuse_epilogue(g.s, mfx_sched_stage(g.s, g.R), cs), MFX_ERR_SCHEDULE,
                "the consumer has its own schedule");
   mfx_arena_destroy(g.a);
 }

@@ -48,7 +48,7 @@ START_TEST(deep_body_is_refused_by_lowering) {
   mfx_expr *x = at(a, X, mfx_var_ref(a, Y->axes[0]));
   ck_assert_int_eq(mfx_compute_set_body(a, Y, x), MFX_OK);
   mfx_schedule *s;
-  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  ck_assert_int_eq(mfx_sched_create(a, 1, &X, 1, &Y, &s), MFX_OK);
   Y->body = chain(a, x, 100000);
   mfx_func *fn;
   ck_assert_int_eq(mfx_lower(s, "deep", &fn), MFX_ERR_SCHEDULE);
@@ -71,10 +71,10 @@ START_TEST(inlining_past_the_depth_is_refused) {
   ck_assert_int_eq(mfx_compute_set_body(a, Y, body), MFX_OK);
   mfx_schedule *s;
   mfx_func *fn;
-  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  ck_assert_int_eq(mfx_sched_create(a, 1, &X, 1, &Y, &s), MFX_OK);
   ck_assert_msg(mfx_lower(s, "two", &fn) == MFX_OK, "%s", mfx_last_error());
-  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
-  ck_assert_int_eq(mfx_sched_compute_inline(s, mfx_schedule_stage(s, P)), MFX_OK);
+  ck_assert_int_eq(mfx_sched_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  ck_assert_int_eq(mfx_sched_compute_inline(s, mfx_sched_stage(s, P)), MFX_OK);
   ck_assert_int_eq(mfx_lower(s, "one", &fn), MFX_ERR_SCHEDULE);
   ck_assert_msg(HAS("compute Y: more than 256 levels deep with its inlined producers"), "%s",
                 mfx_last_error());

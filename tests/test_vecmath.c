@@ -57,12 +57,12 @@ static kernel build(const function *f, run_mode mode) {
   mfx_expr *x = mfx_tensor_load(a, X, 1, &i);
   ck_assert_int_eq(mfx_compute_set_body(a, Y, mfx_unary(a, f->op, x)), MFX_OK);
   mfx_schedule *s = NULL;
-  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
-  mfx_stage *st = mfx_schedule_stage(s, Y);
+  ck_assert_int_eq(mfx_sched_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  mfx_stage *st = mfx_sched_stage(s, Y);
   mfx_itervar *outer, *inner;
   if (mode != MODE_SERIAL) {
     int64_t factor = mode == MODE_VECTOR ? 16 : 128;
-    ck_assert_int_eq(mfx_sched_split(s, st, mfx_stage_itervar(st, "i"), factor, MFX_TAIL_GUARD,
+    ck_assert_int_eq(mfx_sched_split(s, st, mfx_sched_itervar(st, "i"), factor, MFX_TAIL_GUARD,
                                      &outer, &inner),
                      MFX_OK);
     if (mode == MODE_VECTOR) {
@@ -290,10 +290,10 @@ START_TEST(vectorized_erf_calls_no_library) {
   body = mfx_add(a, body, mfx_unary(a, MFX_LOG, mfx_unary(a, MFX_EXP, body)));
   ck_assert_int_eq(mfx_compute_set_body(a, Y, body), MFX_OK);
   mfx_schedule *s = NULL;
-  ck_assert_int_eq(mfx_schedule_create(a, 1, &X, 1, &Y, &s), MFX_OK);
-  mfx_stage *st = mfx_schedule_stage(s, Y);
+  ck_assert_int_eq(mfx_sched_create(a, 1, &X, 1, &Y, &s), MFX_OK);
+  mfx_stage *st = mfx_sched_stage(s, Y);
   mfx_itervar *outer, *inner;
-  ck_assert_int_eq(mfx_sched_split(s, st, mfx_stage_itervar(st, "i"), 16, MFX_TAIL_GUARD, &outer,
+  ck_assert_int_eq(mfx_sched_split(s, st, mfx_sched_itervar(st, "i"), 16, MFX_TAIL_GUARD, &outer,
                                    &inner),
                    MFX_OK);
   ck_assert_int_eq(mfx_sched_vectorize(s, st, inner), MFX_OK);

@@ -117,7 +117,7 @@ static int tool_te_pick_kernel(tool_te_run *r) {
                       "%s)", r->kernel_name, r->path, r->kernel_name, names);
   }
   mfx_schedule *one = NULL;
-  if (mfx_schedule_create(r->arena, r->s->n_inputs, r->s->inputs, 1, &t, &one) != MFX_OK)
+  if (mfx_sched_create(r->arena, r->s->n_inputs, r->s->inputs, 1, &t, &one) != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "--kernel");
   r->s = one;
   return 0;

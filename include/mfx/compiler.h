@@ -248,7 +248,7 @@ typedef struct mfx_schedule {
  * the inputs (placeholders; every placeholder read must be listed) in the
  * given order, then the outputs. Stages start in the default order: spatial
  * axes, then reduction axes, all serial. */
-mfx_status mfx_schedule_create(mfx_arena *a, int n_inputs, mfx_tensor *const *inputs,
+mfx_status mfx_sched_create(mfx_arena *a, int n_inputs, mfx_tensor *const *inputs,
                                int n_outputs, mfx_tensor *const *outputs,
                                mfx_schedule **out);
 /* Parse the text form that mfx_print_te writes (placeholder/compute lines,
@@ -257,9 +257,9 @@ mfx_status mfx_schedule_create(mfx_arena *a, int n_inputs, mfx_tensor *const *in
  * Errors name file:line:col and what was expected. */
 mfx_status mfx_te_parse(mfx_arena *a, const char *text, const char *file, mfx_schedule **out);
 
-mfx_stage *mfx_schedule_stage(mfx_schedule *s, const mfx_tensor *t);
+mfx_stage *mfx_sched_stage(mfx_schedule *s, const mfx_tensor *t);
 /* Find an itervar by name among a stage's itervars (NULL if none). */
-mfx_itervar *mfx_stage_itervar(mfx_stage *st, const char *name);
+mfx_itervar *mfx_sched_itervar(mfx_stage *st, const char *name);
 
 mfx_status mfx_sched_split(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv, int64_t factor,
                            mfx_tail tail, mfx_itervar **outer, mfx_itervar **inner);
