@@ -35,8 +35,8 @@ static const char *const tune_db_migrations[MFX_TUNE_DB_SCHEMA] = {
   " UNIQUE(task, config, session));"
   "CREATE INDEX mfx_trials_best ON mfx_trials(task, status, median_s);",
   /* 2: which MPI rank ran a trial, and how long it took to build. */
-  "ALTER TABLE mfx_trials ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;"
-  "ALTER TABLE mfx_trials ADD COLUMN build_s REAL NOT NULL DEFAULT 0;",
+  ("ALTER TABLE mfx_trials ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;"
+   "ALTER TABLE mfx_trials ADD COLUMN build_s REAL NOT NULL DEFAULT 0;"),
   /* 3: what a GPU candidate used (registers, spills, shared memory, occupancy). */
   "ALTER TABLE mfx_trials ADD COLUMN resources TEXT NOT NULL DEFAULT '';",
 };
