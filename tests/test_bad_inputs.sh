@@ -298,6 +298,14 @@ expect 2 "--db needs a value (e.g. --db tune.db)" "$MFX" db list --db
 expect 2 "db best: missing OP (see mfx ops)" "$MFX" db best --db "$TMP/tune.db"
 expect 2 "db import: missing FILE (a JSON-lines export, or -)" "$MFX" db import
 expect 2 "--json given twice; give it once" "$MFX" db list --json --json
+# mfx run FILE.te --kernel and mfx tune, on the shared parser too
+expect 2 "--kernel given twice ('Z' and 'R'); give it once" "$MFX" run examples/kernels/relu_linear.te --kernel Z --kernel R
+expect 2 "--trials: '0' is out of range; expected a whole number in 1..1000000" "$MFX" tune linear --dims M=4,N=4,K=4 --trials 0
+expect 2 "--timeout: '-1' is out of range; expected a number in [0, 86400]" "$MFX" tune linear --dims M=4,N=4,K=4 --timeout -1
+expect 2 "--resume takes no value" "$MFX" tune linear --dims M=4,N=4,K=4 --resume=1
+expect 2 "--dims given twice ('M=4,N=4,K=4' and 'M=1,N=1,K=1'); give it once" "$MFX" tune linear --dims M=4,N=4,K=4 --dims M=1,N=1,K=1
+expect 2 "tune: $U '--bogus'" "$MFX" tune linear --dims M=4,N=4,K=4 --bogus
+expect 2 "--seed: 'x' is not a non-negative whole number" "$MFX" tune linear --dims M=4,N=4,K=4 --seed x
 expect 2 "--k: '0' is out of range; expected a whole number in 1..1048576" "$MFX" loss switch --logits "$TMP/logits.npy" --k 0
 expect 2 "--k: 'two' is not a whole number in 1..1048576" "$MFX" loss switch --logits "$TMP/logits.npy" --k two
 expect 2 "loss: unknown kind 'nope'; expected switch, latency or zloss" "$MFX" loss nope --logits "$TMP/logits.npy"

@@ -58,30 +58,6 @@ int tool_args_te_file(int argc, char **argv) {
   return 0;
 }
 
-/* Take "--kernel NAME" (or --kernel=NAME) out of argv; the rest stays in
- * order for tool_parse_args. */
-static int tool_take_kernel_option(int *argc, char **argv, const char **name) {
-  int kept = 0;
-  *name = NULL;
-  for (int i = 0; i < *argc; i++) {
-    const char *value = NULL;
-    if (strcmp(argv[i], "--kernel") == 0) {
-      if (i + 1 >= *argc) return tool_error(TOOL_EXIT_USAGE, "--kernel needs a value (e.g. --kernel Y)");
-      value = argv[++i];
-    } else if (strncmp(argv[i], "--kernel=", 9) == 0) {
-      value = argv[i] + 9;
-    } else {
-      argv[kept++] = argv[i];
-      continue;
-    }
-    if (*name != NULL) return tool_error(TOOL_EXIT_USAGE, "--kernel given twice");
-    if (value[0] == '\0') return tool_error(TOOL_EXIT_USAGE, "--kernel needs a tensor name");
-    *name = value;
-  }
-  *argc = kept;
-  return 0;
-}
-
 /* ---- the kernel ------------------------------------------------------------------ */
 
 static mfx_tensor *tool_te_find_compute(mfx_tensor *t, const char *name, int depth) {
@@ -367,20 +343,18 @@ static void tool_te_cleanup(tool_te_run *r) {
 }
 
 int tool_cmd_run_te(int argc, char **argv) {
-  char **kept = malloc(sizeof(char *) * (size_t)(argc + 1));
   tool_te_run *r = calloc(1, sizeof *r);
-  if (r == NULL || kept == NULL) {
-    free(kept);
-    free(r);
-    return tool_error(TOOL_EXIT_FAIL, "out of memory");
-  }
-  memcpy(kept, argv, sizeof(char *) * (size_t)argc);
-  int rc = tool_take_kernel_option(&argc, kept, &r->kernel_name);
+  if (r == NULL) return tool_error(TOOL_EXIT_FAIL, "out of memory");
   tool_args args;
   unsigned allowed = TOOL_OPT_DIMS | TOOL_OPT_CONFIG | TOOL_OPT_IN | TOOL_OPT_OUT |
                      TOOL_OPT_THREADS | TOOL_OPT_CHECK | TOOL_OPT_REPEAT | TOOL_OPT_SEED |
                      TOOL_OPT_TOL;
-  if (rc == 0) rc = tool_parse_args(argc, kept, allowed, &args);
+  const tool_arg extra[] = {
+      {.name = "--kernel", .type = TOOL_ARG_TEXT, .to.text = &r->kernel_name,
+       .example = "--kernel Y"},
+      {0},
+  };
+  int rc = tool_parse_args_with(argc, argv, allowed, extra, &args);
   if (rc == 0 && args.help) {
     fputs(tool_run_te_usage, stdout);
   } else if (rc == 0 && (args.dims_text != NULL || args.config_json != NULL)) {
@@ -392,7 +366,6 @@ int tool_cmd_run_te(int argc, char **argv) {
   }
   tool_te_cleanup(r);
   free(r);
-  free(kept);
   fflush(stdout);
   return rc;
 }

@@ -4,8 +4,7 @@
  * place; in logs only the final summary is printed. With --mpi (under
  * mpirun) the candidates are sharded over the ranks and rank 0 writes the
  * database. */
-#include <errno.h>
-#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,99 +46,17 @@ static const char tool_tune_usage[] =
 
 typedef struct {
   const char *op_name, *dims, *target, *db, *strategy;
-  long trials, jobs, threads;
+  int trials, jobs, threads;
   double timeout, min_time;
-  unsigned long long seed;
-  int resume, json, mpi, flush, help;
+  uint64_t seed;
+  int resume, json, mpi, flush;
 } tool_tune_args;
 
-/* ---- arguments ------------------------------------------------------------------ */
+/* ---- arguments: the parser every mfx command shares (mfx_argparse.c) -------------- */
 
-static int tool_tune_long(const char *option, const char *text, long lo, long hi, long *out) {
-  char *end = NULL;
-  errno = 0;
-  long v = strtol(text, &end, 10);
-  if (text[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi)
-    return tool_error(TOOL_EXIT_USAGE, "%s: '%s' is not a whole number in %ld..%ld", option,
-                      text, lo, hi);
-  *out = v;
-  return 0;
-}
+static const char *const tool_tune_strategies[] = {"exhaustive", "random", "model", NULL};
 
-static int tool_tune_seconds(const char *option, const char *text, double *out) {
-  char *end = NULL;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (text[0] == '\0' || *end != '\0' || errno != 0 || !(v >= 0.0 && v <= 86400.0))
-    return tool_error(TOOL_EXIT_USAGE, "%s: '%s' is not a number of seconds in 0..86400",
-                      option, text);
-  *out = v;
-  return 0;
-}
-
-/* Sets the flag `name` when set is non-zero; returns whether it is one. */
-static int tool_tune_flag(const char *name, tool_tune_args *a, int set) {
-  static const struct { const char *name; size_t offset; } flags[] = {
-      {"--resume", offsetof(tool_tune_args, resume)}, {"--json", offsetof(tool_tune_args, json)},
-      {"--mpi", offsetof(tool_tune_args, mpi)},       {"--flush", offsetof(tool_tune_args, flush)},
-  };
-  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-    if (strcmp(flags[i].name, name) == 0) {
-      if (set) *(int *)((char *)a + flags[i].offset) = 1;
-      return 1;
-    }
-  }
-  return 0;
-}
-
-static int tool_tune_text(const char *name, const char *value, tool_tune_args *a, int *rc) {
-  static const struct { const char *name; size_t offset; } texts[] = {
-      {"--dims", offsetof(tool_tune_args, dims)},     {"--target", offsetof(tool_tune_args, target)},
-      {"--db", offsetof(tool_tune_args, db)},         {"--strategy", offsetof(tool_tune_args, strategy)},
-  };
-  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-    if (strcmp(texts[i].name, name) != 0) continue;
-    const char **slot = (const char **)(void *)((char *)a + texts[i].offset);
-    if (*slot != NULL) *rc = tool_error(TOOL_EXIT_USAGE, "%s given twice; give it once", name);
-    *slot = value;
-    return 1;
-  }
-  return 0;
-}
-
-static int tool_tune_value(const char *name, const char *value, tool_tune_args *a) {
-  int rc = 0;
-  if (tool_tune_text(name, value, a, &rc)) return rc;
-  if (strcmp(name, "--trials") == 0) return tool_tune_long(name, value, 1, 1000000, &a->trials);
-  if (strcmp(name, "--jobs") == 0) return tool_tune_long(name, value, 1, 64, &a->jobs);
-  if (strcmp(name, "--threads") == 0) return tool_tune_long(name, value, 1, 1024, &a->threads);
-  if (strcmp(name, "--timeout") == 0) return tool_tune_seconds(name, value, &a->timeout);
-  if (strcmp(name, "--min-time") == 0) return tool_tune_seconds(name, value, &a->min_time);
-  if (strcmp(name, "--seed") == 0) {
-    long v = 0;
-    rc = tool_tune_long(name, value, 0, 2147483647L, &v);
-    a->seed = (unsigned long long)v;
-    return rc;
-  }
-  return tool_error(TOOL_EXIT_USAGE, "tune: unknown option '%s' (see mfx tune --help)", name);
-}
-
-static int tool_tune_option(int argc, char **argv, int *i, tool_tune_args *a) {
-  char name[64];
-  const char *arg = argv[*i], *eq = strchr(arg, '=');
-  size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
-  if (len >= sizeof name) return tool_error(TOOL_EXIT_USAGE, "tune: unknown option '%s'", arg);
-  memcpy(name, arg, len);
-  name[len] = '\0';
-  if (tool_tune_flag(name, a, eq == NULL))
-    return eq == NULL ? 0 : tool_error(TOOL_EXIT_USAGE, "%s takes no value", name);
-  const char *value = eq ? eq + 1 : NULL;
-  if (value == NULL && *i + 1 < argc) value = argv[++*i];
-  if (value == NULL)
-    return tool_error(TOOL_EXIT_USAGE, "%s needs a value (see mfx tune --help)", name);
-  return tool_tune_value(name, value, a);
-}
-
+/* TOOL_ARGS_OK, TOOL_ARGS_HELP (usage printed) or a usage error (printed). */
 static int tool_tune_parse(int argc, char **argv, tool_tune_args *a) {
   memset(a, 0, sizeof *a);
   a->trials = 32;
@@ -147,18 +64,38 @@ static int tool_tune_parse(int argc, char **argv, tool_tune_args *a) {
   a->timeout = 60.0;
   a->min_time = 0.05;
   a->seed = 1;
-  for (int i = 1; i < argc; i++) {
-    int rc = 0;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) a->help = 1;
-    else if (strncmp(argv[i], "--", 2) == 0) rc = tool_tune_option(argc, argv, &i, a);
-    else if (argv[i][0] == '-' && argv[i][1] != '\0')
-      rc = tool_error(TOOL_EXIT_USAGE, "tune: unknown option '%s' (see mfx tune --help)", argv[i]);
-    else if (a->op_name == NULL) a->op_name = argv[i];
-    else rc = tool_error(TOOL_EXIT_USAGE, "tune: unexpected argument '%s' after op '%s'", argv[i],
-                         a->op_name);
-    if (rc != 0) return rc;
-  }
-  return 0;
+  const tool_arg options[] = {
+      {.name = "--dims", .type = TOOL_ARG_TEXT, .to.text = &a->dims,
+       .example = "--dims M=64,N=64,K=64"},
+      {.name = "--target", .type = TOOL_ARG_TEXT, .to.text = &a->target,
+       .example = "--target cuda (cpu, cuda, cuda:N or emulate)"},
+      {.name = "--db", .type = TOOL_ARG_PATH, .to.text = &a->db, .example = "--db tune.db"},
+      {.name = "--strategy", .type = TOOL_ARG_ENUM, .to.text = &a->strategy,
+       .choices = tool_tune_strategies, .noun = "strategy", .example = "--strategy model"},
+      {.name = "--trials", .type = TOOL_ARG_INT, .to.i32 = &a->trials, .min = 1,
+       .max = 1000000, .example = "--trials 32"},
+      {.name = "--jobs", .type = TOOL_ARG_INT, .to.i32 = &a->jobs, .min = 1, .max = 64,
+       .example = "--jobs 2"},
+      {.name = "--threads", .type = TOOL_ARG_INT, .to.i32 = &a->threads, .min = 1, .max = 1024,
+       .example = "--threads 2"},
+      {.name = "--timeout", .type = TOOL_ARG_FLOAT, .to.f64 = &a->timeout, .lo = 0.0,
+       .hi = 86400.0, .example = "--timeout 60"},
+      {.name = "--min-time", .type = TOOL_ARG_FLOAT, .to.f64 = &a->min_time, .lo = 0.0,
+       .hi = 86400.0, .example = "--min-time 0.05"},
+      {.name = "--seed", .type = TOOL_ARG_UINT64, .to.u64 = &a->seed, .example = "--seed 7"},
+      {.name = "--resume", .type = TOOL_ARG_FLAG, .to.flag = &a->resume},
+      {.name = "--json", .type = TOOL_ARG_FLAG, .to.flag = &a->json},
+      {.name = "--mpi", .type = TOOL_ARG_FLAG, .to.flag = &a->mpi},
+      {.name = "--flush", .type = TOOL_ARG_FLAG, .to.flag = &a->flush},
+      {0},
+  };
+  const tool_pos positionals[] = {
+      {.name = "OP", .to = &a->op_name, .hint = " (see mfx ops for the list)"},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx", .command = "tune", .usage = tool_tune_usage,
+                     .options = options, .positionals = positionals};
+  return tool_args_parse(&cl, argc, argv);
 }
 
 /* ---- the problem and options ------------------------------------------------------- */
@@ -191,15 +128,13 @@ static int tool_tune_key(const tool_tune_args *a, mfx_tune_key *key) {
 static int tool_tune_options(const tool_tune_args *a, mfx_tune_options *o) {
   mfx_tune_options_default(o);
   if (a->strategy != NULL && mfx_strategy_from_name(a->strategy, &o->strategy) != 0)
-    return tool_error(TOOL_EXIT_USAGE,
-                      "--strategy: '%s' is not a strategy; expected exhaustive, random or model",
-                      a->strategy);
-  o->trials = (int)a->trials;
+    return tool_error_status(TOOL_EXIT_USAGE, "--strategy");
+  o->trials = a->trials;
   o->resume = a->resume;
   o->seed = a->seed;
   o->runner.target = a->target;
-  o->runner.jobs = a->jobs > 0 ? (int)a->jobs : a->target != NULL && strcmp(a->target, "cpu") != 0 ? 2 : 1;
-  o->runner.threads = (int)a->threads;
+  o->runner.jobs = a->jobs > 0 ? a->jobs : a->target != NULL && strcmp(a->target, "cpu") != 0 ? 2 : 1;
+  o->runner.threads = a->threads;
   o->runner.timeout_s = a->timeout;
   o->runner.measure.min_seconds = a->min_time;
   o->runner.measure.flush_cache = a->flush;
@@ -246,25 +181,41 @@ static void tool_tune_print_text(const mfx_tune_key *key, const mfx_tune_options
   printf("database %s (session %s)\ntime     %.1f s\n", db_path, s->session, s->elapsed_s);
 }
 
-static void tool_tune_print_json(const mfx_tune_key *key, const mfx_tune_options *o,
-                                 const mfx_tune_summary *s, const char *db_path) {
+static int tool_tune_print_json(const mfx_tune_key *key, const mfx_tune_options *o,
+                                const mfx_tune_summary *s, const char *db_path) {
   char dims[256], config[1024] = "null";
   mfx_tune_key_dims_text(key, dims, sizeof dims);
   if (s->have_best) mfx_config_to_json(&s->best, config, sizeof config);
-  printf("{\"op\":\"%s\",\"dims\":\"%s\",\"target\":\"%s\",\"strategy\":\"%s\",", key->op->name,
-         dims, key->target.target, mfx_strategy_name(o->strategy));
-  printf("\"trials\":%d,\"ok\":%d,\"errors\":%d,\"wrong\":%d,\"resumed\":%d,\"invalid\":%d,",
-         s->trials, s->ok, s->errors, s->wrong, s->resumed, s->invalid);
-  printf("\"space\":%llu,\"exhausted\":%s,\"best_config\":%s,", (unsigned long long)s->space_size,
-         s->exhausted ? "true" : "false", config);
-  if (s->have_best) printf("\"best_s\":%.9g,\"best_spread\":%.4g,", s->best_s, s->best_spread);
-  else printf("\"best_s\":null,\"best_spread\":null,");
-  printf("\"session\":\"%s\",\"elapsed_s\":%.3f,\"db\":\"", s->session, s->elapsed_s);
-  for (const char *p = db_path; *p != '\0'; p++) {
-    if (*p == '"' || *p == '\\') putchar('\\');
-    putchar(*p);
-  }
-  printf("\"}\n");
+  mfx_json w;
+  mfx_json_begin(&w, stdout, MFX_JSON_COMPACT);
+  mfx_json_object(&w);
+  mfx_json_key_string(&w, "op", key->op->name);
+  mfx_json_key_string(&w, "dims", dims);
+  mfx_json_key_string(&w, "target", key->target.target);
+  mfx_json_key_string(&w, "strategy", mfx_strategy_name(o->strategy));
+  mfx_json_key_int(&w, "trials", s->trials);
+  mfx_json_key_int(&w, "ok", s->ok);
+  mfx_json_key_int(&w, "errors", s->errors);
+  mfx_json_key_int(&w, "wrong", s->wrong);
+  mfx_json_key_int(&w, "resumed", s->resumed);
+  mfx_json_key_int(&w, "invalid", s->invalid);
+  mfx_json_key_int(&w, "space", (int64_t)s->space_size);
+  mfx_json_key(&w, "exhausted");
+  mfx_json_bool(&w, s->exhausted);
+  mfx_json_key(&w, "best_config");
+  mfx_json_raw(&w, config); /* mfx_config_to_json's object, or null */
+  mfx_json_key(&w, "best_s");
+  if (s->have_best) mfx_json_number(&w, s->best_s);
+  else mfx_json_null(&w);
+  mfx_json_key(&w, "best_spread");
+  if (s->have_best) mfx_json_number(&w, s->best_spread);
+  else mfx_json_null(&w);
+  mfx_json_key_string(&w, "session", s->session);
+  mfx_json_key_number(&w, "elapsed_s", s->elapsed_s);
+  mfx_json_key_string(&w, "db", db_path);
+  mfx_json_end(&w);
+  putchar('\n');
+  return tool_json_finish(&w, "tune --json");
 }
 
 /* ---- running ------------------------------------------------------------------------- */
@@ -303,9 +254,10 @@ static int tool_tune_run(const tool_tune_args *a, const mfx_tune_key *key, mfx_t
   int rc = a->mpi ? tool_tune_mpi(db_path, key, o, &s, &rank) : tool_tune_local(db_path, key, o, &s);
   if (tty && rank == 0) fputs("\r\033[K", stderr);
   if (rc != 0 || rank != 0) return rc;
-  if (a->json) tool_tune_print_json(key, o, &s, db_path);
+  if (a->json) rc = tool_tune_print_json(key, o, &s, db_path);
   else tool_tune_print_text(key, o, &s, db_path);
   fflush(stdout);
+  if (rc != 0) return rc;
   return s.have_best ? 0 : tool_error(TOOL_EXIT_FAIL, "tune: no candidate passed the check");
 }
 
@@ -313,11 +265,8 @@ int tool_cmd_tune(int argc, char **argv) {
   if (tool_args_te_file(argc, argv)) return tool_cmd_tune_te(argc, argv); /* mfx_tune_te.c */
   tool_tune_args a;
   int rc = tool_tune_parse(argc, argv, &a);
+  if (rc == TOOL_ARGS_HELP) return TOOL_EXIT_OK;
   if (rc != 0) return rc;
-  if (a.help) {
-    fputs(tool_tune_usage, stdout);
-    return TOOL_EXIT_OK;
-  }
   if (a.mpi && !mfx_tune_mpi_available())
     return tool_error(TOOL_EXIT_FAIL,
                       "--mpi: this mfx was built without MPI; install an MPI implementation "
