@@ -26,7 +26,7 @@ const mfx_knob *mfx_op_knobs(const mfx_op *op, const char *target, int *n) {
   return gpu ? op->gpu_knobs : op->knobs;
 }
 
-static void mfx_knob_set_init(mfx_knob_set *ks, const mfx_op *op, const char *target) {
+static void cfg_knob_set_init(mfx_knob_set *ks, const mfx_op *op, const char *target) {
   ks->op = op;
   ks->knobs = mfx_op_knobs(op, target, &ks->n);
   if (ks->n > MFX_OP_MAX_KNOBS) ks->n = MFX_OP_MAX_KNOBS;
@@ -35,19 +35,19 @@ static void mfx_knob_set_init(mfx_knob_set *ks, const mfx_op *op, const char *ta
   ks->what = ks->what_buf;
 }
 
-static const mfx_knob *mfx_knob_find(const mfx_knob_set *ks, const char *name) {
+static const mfx_knob *cfg_knob_find(const mfx_knob_set *ks, const char *name) {
   for (int i = 0; i < ks->n; i++)
     if (strcmp(ks->knobs[i].name, name) == 0) return &ks->knobs[i];
   return NULL;
 }
 
-static int mfx_knob_allows(const mfx_knob *k, int64_t v) {
+static int cfg_knob_allows(const mfx_knob *k, int64_t v) {
   for (int i = 0; i < k->n_choices; i++)
     if (k->choices[i] == v) return 1;
   return 0;
 }
 
-static void mfx_knob_names(const mfx_knob_set *ks, char *buf, size_t size) {
+static void cfg_knob_names(const mfx_knob_set *ks, char *buf, size_t size) {
   size_t used = 0;
   buf[0] = '\0';
   for (int i = 0; i < ks->n && used < size; i++) {
@@ -57,7 +57,7 @@ static void mfx_knob_names(const mfx_knob_set *ks, char *buf, size_t size) {
   }
 }
 
-static void mfx_knob_choices(const mfx_knob *k, char *buf, size_t size) {
+static void cfg_knob_choices(const mfx_knob *k, char *buf, size_t size) {
   size_t used = 0;
   buf[0] = '\0';
   for (int i = 0; i < k->n_choices && used < size; i++) {
@@ -68,7 +68,7 @@ static void mfx_knob_choices(const mfx_knob *k, char *buf, size_t size) {
   }
 }
 
-static void mfx_knob_set_defaults(const mfx_knob_set *ks, mfx_config *cfg) {
+static void cfg_knob_set_defaults(const mfx_knob_set *ks, mfx_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   for (int i = 0; i < ks->n; i++) {
     snprintf(cfg->names[i], sizeof cfg->names[i], "%s", ks->knobs[i].name);
@@ -79,8 +79,8 @@ static void mfx_knob_set_defaults(const mfx_knob_set *ks, mfx_config *cfg) {
 
 void mfx_config_default_for(const mfx_op *op, const char *target, mfx_config *cfg) {
   mfx_knob_set ks;
-  mfx_knob_set_init(&ks, op, target);
-  mfx_knob_set_defaults(&ks, cfg);
+  cfg_knob_set_init(&ks, op, target);
+  cfg_knob_set_defaults(&ks, cfg);
 }
 
 void mfx_config_default(const mfx_op *op, mfx_config *cfg) {
@@ -120,18 +120,18 @@ mfx_status mfx_config_read(const mfx_config *cfg, const char *what, int n,
   return MFX_OK;
 }
 
-static mfx_status mfx_knob_set_value(const mfx_knob_set *ks, mfx_config *cfg, const char *name,
+static mfx_status cfg_knob_set_value(const mfx_knob_set *ks, mfx_config *cfg, const char *name,
                                      int64_t v) {
-  const mfx_knob *k = mfx_knob_find(ks, name);
+  const mfx_knob *k = cfg_knob_find(ks, name);
   if (k == NULL) {
     char names[512];
-    mfx_knob_names(ks, names, sizeof names);
+    cfg_knob_names(ks, names, sizeof names);
     return mfx_fail(MFX_ERR_INVALID, "config of %s: unknown knob \"%s\" (the knobs are %s)",
                     ks->what, name, names);
   }
-  if (!mfx_knob_allows(k, v)) {
+  if (!cfg_knob_allows(k, v)) {
     char choices[256];
-    mfx_knob_choices(k, choices, sizeof choices);
+    cfg_knob_choices(k, choices, sizeof choices);
     return mfx_fail(MFX_ERR_INVALID, "config of %s: %s=%lld is not one of its choices (%s)",
                     ks->what, name, (long long)v, choices);
   }
@@ -152,8 +152,8 @@ static mfx_status mfx_knob_set_value(const mfx_knob_set *ks, mfx_config *cfg, co
 mfx_status mfx_config_set_for(const mfx_op *op, const char *target, mfx_config *cfg,
                               const char *name, int64_t v) {
   mfx_knob_set ks;
-  mfx_knob_set_init(&ks, op, target);
-  return mfx_knob_set_value(&ks, cfg, name, v);
+  cfg_knob_set_init(&ks, op, target);
+  return cfg_knob_set_value(&ks, cfg, name, v);
 }
 
 mfx_status mfx_config_set(const mfx_op *op, mfx_config *cfg, const char *name, int64_t v) {
@@ -163,17 +163,17 @@ mfx_status mfx_config_set(const mfx_op *op, mfx_config *cfg, const char *name, i
 mfx_status mfx_config_complete_for(const mfx_op *op, const char *target, const mfx_config *cfg,
                                    mfx_config *out) {
   mfx_knob_set ks;
-  mfx_knob_set_init(&ks, op, target);
+  cfg_knob_set_init(&ks, op, target);
   mfx_config done;
-  mfx_knob_set_defaults(&ks, &done);
+  cfg_knob_set_defaults(&ks, &done);
   for (int i = 0; cfg != NULL && i < cfg->n; i++)
-    MFX_TRY(mfx_knob_set_value(&ks, &done, cfg->names[i], cfg->values[i]));
+    MFX_TRY(cfg_knob_set_value(&ks, &done, cfg->names[i], cfg->values[i]));
   *out = done;
   return MFX_OK;
 }
 
 /* One member of the JSON object: an integral number for a known knob. */
-static mfx_status mfx_config_json_member(const mfx_knob_set *ks, const cJSON *item,
+static mfx_status cfg_config_json_member(const mfx_knob_set *ks, const cJSON *item,
                                          mfx_config *cfg) {
   const char *name = item->string;
   if (!cJSON_IsNumber(item)) {
@@ -185,25 +185,25 @@ static mfx_status mfx_config_json_member(const mfx_knob_set *ks, const cJSON *it
     return mfx_fail(MFX_ERR_INVALID, "config of %s: \"%s\"=%g must be an integer", ks->what,
                     name, v);
   }
-  return mfx_knob_set_value(ks, cfg, name, (int64_t)v);
+  return cfg_knob_set_value(ks, cfg, name, (int64_t)v);
 }
 
-static int mfx_json_has_earlier(const cJSON *object, const cJSON *item) {
+static int cfg_json_has_earlier(const cJSON *object, const cJSON *item) {
   for (const cJSON *o = object->child; o != NULL && o != item; o = o->next)
     if (strcmp(o->string, item->string) == 0) return 1;
   return 0;
 }
 
-static mfx_status mfx_config_json_object(const mfx_knob_set *ks, const cJSON *root,
+static mfx_status cfg_config_json_object(const mfx_knob_set *ks, const cJSON *root,
                                          mfx_config *cfg) {
   if (!cJSON_IsObject(root))
     return mfx_fail(MFX_ERR_INVALID, "config of %s: expected a JSON object {\"knob\": value}",
                     ks->what);
   for (const cJSON *item = root->child; item != NULL; item = item->next) {
-    if (mfx_json_has_earlier(root, item))
+    if (cfg_json_has_earlier(root, item))
       return mfx_fail(MFX_ERR_INVALID, "config of %s: \"%s\" given twice", ks->what,
                       item->string);
-    mfx_status st = mfx_config_json_member(ks, item, cfg);
+    mfx_status st = cfg_config_json_member(ks, item, cfg);
     if (st != MFX_OK) return st;
   }
   return MFX_OK;
@@ -214,7 +214,7 @@ mfx_status mfx_config_parse_json_for(const mfx_op *op, const char *target, const
   if (op == NULL || json == NULL || cfg == NULL)
     return mfx_fail(MFX_ERR_INVALID, "config: op, json and cfg must not be NULL");
   mfx_knob_set ks;
-  mfx_knob_set_init(&ks, op, target);
+  cfg_knob_set_init(&ks, op, target);
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
   if (root == NULL) {
@@ -223,8 +223,8 @@ mfx_status mfx_config_parse_json_for(const mfx_op *op, const char *target, const
                     ks.what, at, json);
   }
   mfx_config parsed;
-  mfx_knob_set_defaults(&ks, &parsed);
-  mfx_status st = mfx_config_json_object(&ks, root, &parsed);
+  cfg_knob_set_defaults(&ks, &parsed);
+  mfx_status st = cfg_config_json_object(&ks, root, &parsed);
   cJSON_Delete(root);
   if (st == MFX_OK) *cfg = parsed;
   return st;

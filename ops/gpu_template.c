@@ -9,7 +9,7 @@
 
 /* ---- limits ---------------------------------------------------------------------- */
 
-static mfx_status mfx_gpu_check_threads(const mfx_gpu_tiled_reduce *p) {
+static mfx_status gpu_check_threads(const mfx_gpu_tiled_reduce *p) {
   if (p->tx < 1 || p->ty < 1 || p->bx % p->tx != 0 || p->by % p->ty != 0)
     return mfx_fail(MFX_ERR_SCHEDULE,
                     "%s GPU config: thread tile %lldx%lld must divide block tile %lldx%lld",
@@ -26,15 +26,15 @@ static mfx_status mfx_gpu_check_threads(const mfx_gpu_tiled_reduce *p) {
   return MFX_OK;
 }
 
-static int64_t mfx_gpu_staged_bytes(const mfx_gpu_tiled_reduce *p, const mfx_gpu_staged *st) {
+static int64_t gpu_staged_bytes(const mfx_gpu_tiled_reduce *p, const mfx_gpu_staged *st) {
   int64_t rows = st->spans == 'x' ? p->bx : p->by;
   return rows * p->br * (int64_t)mfx_dtype_size(st->tensor->buf->dtype);
 }
 
-static mfx_status mfx_gpu_check_shared(const mfx_gpu_tiled_reduce *p) {
+static mfx_status gpu_check_shared(const mfx_gpu_tiled_reduce *p) {
   if (!p->shared) return MFX_OK;
   int64_t bytes = 0;
-  for (int i = 0; i < p->n_staged; i++) bytes += mfx_gpu_staged_bytes(p, &p->staged[i]);
+  for (int i = 0; i < p->n_staged; i++) bytes += gpu_staged_bytes(p, &p->staged[i]);
   if (bytes > MFX_GPU_SHARED_BYTES)
     return mfx_fail(MFX_ERR_SCHEDULE,
                     "%s GPU config: staging tiles of block %lldx%lld by reduction step %lld "
@@ -57,7 +57,7 @@ typedef struct {
  * neighbouring elements, coalesced), or with contiguous tiles
  * iv = o*block + t*tile + r (a thread's elements side by side: its shared
  * loads merge into ld.shared.v2/v4). */
-static mfx_status mfx_gpu_split3(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv, int64_t block,
+static mfx_status gpu_split3(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv, int64_t block,
                                  int64_t tile, int contiguous, mfx_itervar **o,
                                  mfx_itervar **t, mfx_itervar **r) {
   mfx_itervar *in;
@@ -66,15 +66,15 @@ static mfx_status mfx_gpu_split3(mfx_schedule *s, mfx_stage *st, mfx_itervar *iv
   return mfx_sched_split(s, st, in, block / tile, MFX_TAIL_GUARD, r, t);
 }
 
-static mfx_status mfx_gpu_split_all(mfx_schedule *s, mfx_stage *st,
+static mfx_status gpu_split_all(mfx_schedule *s, mfx_stage *st,
                                     const mfx_gpu_tiled_reduce *p, mfx_gpu_loops *l) {
   mfx_itervar *x, *y, *r;
   for (int i = 0; i < p->n_outer; i++) MFX_TRY(mfx_tmpl_itervar(st, p->outer[i], &l->outer[i]));
   MFX_TRY(mfx_tmpl_itervar(st, p->x, &x));
   MFX_TRY(mfx_tmpl_itervar(st, p->y, &y));
   MFX_TRY(mfx_tmpl_itervar(st, p->r, &r));
-  MFX_TRY(mfx_gpu_split3(s, st, x, p->bx, p->tx, p->contiguous, &l->xo, &l->xt, &l->xr));
-  MFX_TRY(mfx_gpu_split3(s, st, y, p->by, p->ty, p->contiguous, &l->yo, &l->yt, &l->yr));
+  MFX_TRY(gpu_split3(s, st, x, p->bx, p->tx, p->contiguous, &l->xo, &l->xt, &l->xr));
+  MFX_TRY(gpu_split3(s, st, y, p->by, p->ty, p->contiguous, &l->yo, &l->yt, &l->yr));
   return mfx_sched_split(s, st, r, p->br, MFX_TAIL_GUARD, &l->ro, &l->ri);
 }
 
@@ -84,7 +84,7 @@ static mfx_status mfx_gpu_split_all(mfx_schedule *s, mfx_stage *st,
  * outer axis takes blockIdx.y and the others, fused, blockIdx.z. The block
  * index is split back by / and % once per block; the staged regions take it
  * as an opaque base (lower_region.c). */
-static mfx_status mfx_gpu_bind_blocks(mfx_schedule *s, mfx_stage *st,
+static mfx_status gpu_bind_blocks(mfx_schedule *s, mfx_stage *st,
                                       const mfx_gpu_tiled_reduce *p, const mfx_gpu_loops *l) {
   mfx_itervar *order[12];
   int n = 0;
@@ -111,7 +111,7 @@ static mfx_status mfx_gpu_bind_blocks(mfx_schedule *s, mfx_stage *st,
 /* A staged tensor at each reduction step: copied to shared memory, or for a
  * computed one (an elementwise prologue) evaluated into it, or inlined into
  * the loads when shared staging is off. */
-static mfx_status mfx_gpu_stage_tile(mfx_schedule *s, mfx_stage *st,
+static mfx_status gpu_stage_tile(mfx_schedule *s, mfx_stage *st,
                                      const mfx_gpu_tiled_reduce *p, int i, mfx_itervar *step) {
   const mfx_gpu_staged *g = &p->staged[i];
   if (!(p->computed >> i & 1u))
@@ -122,15 +122,15 @@ static mfx_status mfx_gpu_stage_tile(mfx_schedule *s, mfx_stage *st,
   return mfx_sched_compute_inline(s, producer);
 }
 
-static mfx_status mfx_gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
+static mfx_status gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
                                              const mfx_gpu_tiled_reduce *p) {
   mfx_gpu_loops l = {0};
-  MFX_TRY(mfx_gpu_split_all(s, st, p, &l));
-  MFX_TRY(mfx_gpu_bind_blocks(s, st, p, &l));
+  MFX_TRY(gpu_split_all(s, st, p, &l));
+  MFX_TRY(gpu_bind_blocks(s, st, p, &l));
   MFX_TRY(mfx_sched_bind(s, st, l.xt, MFX_LOOP_THREAD_Y));
   MFX_TRY(mfx_sched_bind(s, st, l.yt, MFX_LOOP_THREAD_X));
   MFX_TRY(mfx_sched_cache_write_local(s, st, l.yt));
-  for (int i = 0; i < p->n_staged; i++) MFX_TRY(mfx_gpu_stage_tile(s, st, p, i, l.ro));
+  for (int i = 0; i < p->n_staged; i++) MFX_TRY(gpu_stage_tile(s, st, p, i, l.ro));
   if (p->unroll) {
     MFX_TRY(mfx_sched_unroll(s, st, l.xr));
     MFX_TRY(mfx_sched_unroll(s, st, l.yr));
@@ -143,11 +143,11 @@ mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
   if (p->n_outer < 0 || p->n_outer > 3 || p->n_staged > MFX_MAX_ATTACHED)
     return mfx_fail(MFX_ERR_INVALID, "%s GPU template: %d outer axes, %d staged tensors",
                     p->what, p->n_outer, p->n_staged);
-  MFX_TRY(mfx_gpu_check_threads(p));
-  MFX_TRY(mfx_gpu_check_shared(p));
+  MFX_TRY(gpu_check_threads(p));
+  MFX_TRY(gpu_check_shared(p));
   mfx_stage *st;
   MFX_TRY(mfx_tmpl_stage(s, t, &st));
-  mfx_status status = mfx_gpu_tiled_reduce_stage(s, st, p);
+  mfx_status status = gpu_tiled_reduce_stage(s, st, p);
   if (status != MFX_OK)
     return mfx_fail_context(status,
                             "GPU tiled reduction of %s (block %s %lld x %s %lld, thread tile "
@@ -159,7 +159,7 @@ mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
 
 /* ---- elementwise stages ------------------------------------------------------------------ */
 
-static mfx_status mfx_gpu_elementwise_stage(mfx_schedule *s, mfx_stage *st, int64_t threads) {
+static mfx_status gpu_elementwise_stage(mfx_schedule *s, mfx_stage *st, int64_t threads) {
   int n_spatial = st->tensor->n_axes;
   mfx_itervar *f = st->root[0], *blocks, *lanes;
   for (int i = 1; i < n_spatial; i++) MFX_TRY(mfx_sched_fuse(s, st, f, st->root[i], &f));
@@ -177,7 +177,7 @@ mfx_status mfx_gpu_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t thr
                     "(expected 1..%d)", t->buf->name, (long long)threads, MFX_GPU_MAX_THREADS);
   mfx_stage *st;
   MFX_TRY(mfx_tmpl_stage(s, t, &st));
-  mfx_status status = mfx_gpu_elementwise_stage(s, st, threads);
+  mfx_status status = gpu_elementwise_stage(s, st, threads);
   if (status != MFX_OK)
     return mfx_fail_context(status, "GPU elementwise schedule of %s (%lld threads per block)",
                             t->buf->name, (long long)threads);

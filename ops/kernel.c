@@ -7,7 +7,7 @@
 #include "mfx/target.h"
 #include "ops_internal.h"
 
-static mfx_status mfx_op_check_dims(const mfx_op *op, const int64_t *dims) {
+static mfx_status kern_op_check_dims(const mfx_op *op, const int64_t *dims) {
   for (int d = 0; d < op->n_dims; d++)
     if (dims[d] <= 0)
       return mfx_fail(MFX_ERR_INVALID, "%s: %s=%lld must be positive", op->name, op->dims[d],
@@ -26,7 +26,7 @@ mfx_status mfx_op_build_for(const mfx_op *op, const char *target, mfx_arena *a,
     return mfx_fail(MFX_ERR_INVALID, "%s has no GPU schedule template (target %s)", op->name,
                     target);
   mfx_config done;
-  MFX_TRY(mfx_op_check_dims(op, dims));
+  MFX_TRY(kern_op_check_dims(op, dims));
   MFX_TRY(mfx_config_complete_for(op, target, cfg, &done));
   return gpu ? op->build_gpu(a, dims, &done, out) : op->build(a, dims, &done, out);
 }
@@ -43,7 +43,7 @@ mfx_status mfx_op_gpu_program(const mfx_op *op, mfx_arena *a, const int64_t *dim
 
 /* ---- the host kernel ----------------------------------------------------------------- */
 
-static void mfx_op_describe(const mfx_op_kernel *k, char *buf, size_t size) {
+static void kern_op_describe(const mfx_op_kernel *k, char *buf, size_t size) {
   size_t used = (size_t)snprintf(buf, size, "%s", k->op->name);
   for (int d = 0; d < k->op->n_dims && used < size; d++)
     used += (size_t)snprintf(buf + used, size - used, "%s%s=%lld", d ? "," : " ",
@@ -54,7 +54,7 @@ static void mfx_op_describe(const mfx_op_kernel *k, char *buf, size_t size) {
   }
 }
 
-static mfx_status mfx_op_build_and_jit(mfx_op_kernel *k) {
+static mfx_status kern_op_build_and_jit(mfx_op_kernel *k) {
   k->arena = mfx_arena_create();
   if (k->arena == NULL) return mfx_fail(MFX_ERR_NOMEM, "out of memory creating an arena");
   MFX_TRY(k->op->build(k->arena, k->dims, &k->cfg, &k->schedule));
@@ -71,13 +71,13 @@ mfx_status mfx_op_compile(const mfx_op *op, const int64_t *dims, const mfx_confi
     return mfx_fail(MFX_ERR_INVALID, "compile: op, dims and out must not be NULL");
   memset(out, 0, sizeof *out);
   out->op = op;
-  MFX_TRY(mfx_op_check_dims(op, dims));
+  MFX_TRY(kern_op_check_dims(op, dims));
   memcpy(out->dims, dims, sizeof(int64_t) * (size_t)op->n_dims);
   MFX_TRY(mfx_config_complete_for(op, "cpu", cfg, &out->cfg));
-  mfx_status st = mfx_op_build_and_jit(out);
+  mfx_status st = kern_op_build_and_jit(out);
   if (st != MFX_OK) {
     char what[512];
-    mfx_op_describe(out, what, sizeof what);
+    kern_op_describe(out, what, sizeof what);
     mfx_op_kernel_free(out);
     return mfx_fail_context(st, "compiling %s", what);
   }
@@ -94,7 +94,7 @@ void mfx_op_kernel_free(mfx_op_kernel *k) {
   k->func = NULL;
 }
 
-static void mfx_shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
+static void kern_shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
   size_t used = (size_t)snprintf(buf, size, "[");
   for (int i = 0; i < ndim && used < size; i++)
     used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? "," : "",
@@ -102,7 +102,7 @@ static void mfx_shape_text(int ndim, const int64_t *shape, char *buf, size_t siz
   if (used < size) snprintf(buf + used, size - used, "]");
 }
 
-static mfx_status mfx_op_check_array(const mfx_op_kernel *k, const mfx_op_tensor *t,
+static mfx_status kern_op_check_array(const mfx_op_kernel *k, const mfx_op_tensor *t,
                                      const mfx_array *a) {
   const char *op = k->op->name;
   if (a->data == NULL) return mfx_fail(MFX_ERR_INVALID, "run %s: %s has no data", op, t->name);
@@ -115,8 +115,8 @@ static mfx_status mfx_op_check_array(const mfx_op_kernel *k, const mfx_op_tensor
   for (int i = 0; same && i < t->ndim; i++) same = a->shape[i] == want[i];
   if (!same) {
     char got_text[128], want_text[128];
-    mfx_shape_text(a->ndim, a->shape, got_text, sizeof got_text);
-    mfx_shape_text(t->ndim, want, want_text, sizeof want_text);
+    kern_shape_text(a->ndim, a->shape, got_text, sizeof got_text);
+    kern_shape_text(t->ndim, want, want_text, sizeof want_text);
     return mfx_fail(MFX_ERR_INVALID, "run %s: %s has shape %s, expected %s", op, t->name,
                     got_text, want_text);
   }
@@ -132,11 +132,11 @@ mfx_status mfx_op_kernel_run(const mfx_op_kernel *k, const mfx_kernel_env *env,
     return mfx_fail(MFX_ERR_INVALID, "run %s: inputs and outputs must not be NULL", op->name);
   void *args[2 * MFX_OP_MAX_TENSORS];
   for (int i = 0; i < op->n_inputs; i++) {
-    MFX_TRY(mfx_op_check_array(k, &op->inputs[i], &inputs[i]));
+    MFX_TRY(kern_op_check_array(k, &op->inputs[i], &inputs[i]));
     args[i] = inputs[i].data;
   }
   for (int i = 0; i < op->n_outputs; i++) {
-    MFX_TRY(mfx_op_check_array(k, &op->outputs[i], &outputs[i]));
+    MFX_TRY(kern_op_check_array(k, &op->outputs[i], &outputs[i]));
     args[op->n_inputs + i] = outputs[i].data;
   }
   mfx_kernel_env serial;
@@ -152,7 +152,7 @@ mfx_status mfx_op_kernel_run(const mfx_op_kernel *k, const mfx_kernel_env *env,
 
 /* ---- other targets ---------------------------------------------------------------------- */
 
-static mfx_status mfx_op_emulate_jit(mfx_op_kernel *k) {
+static mfx_status kern_op_emulate_jit(mfx_op_kernel *k) {
   k->arena = mfx_arena_create();
   if (k->arena == NULL) return mfx_fail(MFX_ERR_NOMEM, "out of memory creating an arena");
   mfx_build_result r;
@@ -173,13 +173,13 @@ mfx_status mfx_op_compile_for(const mfx_op *op, const char *target, const int64_
     return mfx_fail(MFX_ERR_INVALID, "compile: op, dims and out must not be NULL");
   memset(out, 0, sizeof *out);
   out->op = op;
-  MFX_TRY(mfx_op_check_dims(op, dims));
+  MFX_TRY(kern_op_check_dims(op, dims));
   memcpy(out->dims, dims, sizeof(int64_t) * (size_t)op->n_dims);
   MFX_TRY(mfx_config_complete_for(op, "emulate", cfg, &out->cfg));
-  mfx_status st = mfx_op_emulate_jit(out);
+  mfx_status st = kern_op_emulate_jit(out);
   if (st != MFX_OK) {
     char what[512];
-    mfx_op_describe(out, what, sizeof what);
+    kern_op_describe(out, what, sizeof what);
     mfx_op_kernel_free(out);
     return mfx_fail_context(st, "compiling %s for emulate", what);
   }

@@ -26,7 +26,7 @@ void mfx_fill_uniform_f32(mfx_array *a, uint64_t *rng, float lo, float hi) {
   }
 }
 
-static void mfx_store_int(mfx_array *a, int64_t i, int64_t v) {
+static void rnd_store_int(mfx_array *a, int64_t i, int64_t v) {
   switch (a->dtype) {
   case MFX_BOOL: case MFX_U8: ((uint8_t *)a->data)[i] = (uint8_t)v; break;
   case MFX_I8: ((int8_t *)a->data)[i] = (int8_t)v; break;
@@ -46,7 +46,7 @@ void mfx_fill_uniform_int(mfx_array *a, uint64_t *rng, int64_t lo, int64_t hi) {
   for (int64_t i = 0; i < n; i++) {
     uint64_t r = mfx_rng_next(rng);
     uint64_t off = span == 0 ? r : r % span;
-    mfx_store_int(a, i, (int64_t)((uint64_t)lo + off));
+    rnd_store_int(a, i, (int64_t)((uint64_t)lo + off));
   }
 }
 
@@ -108,7 +108,7 @@ void mfx_random_binary_attention(int i, const int64_t *dims, mfx_array *a, uint6
 
 /* ---- the elementwise ops (GELU, Q16.16) ------------------------------------------------ */
 
-static float mfx_random_unit(uint64_t *rng) { /* [0, 1), 24 random bits */
+static float rnd_random_unit(uint64_t *rng) { /* [0, 1), 24 random bits */
   return (float)(mfx_rng_next(rng) >> 40) * (1.0f / 16777216.0f);
 }
 
@@ -131,7 +131,7 @@ void mfx_random_q16_quantize(int i, const int64_t *dims, mfx_array *a, uint64_t 
   float *p = a->data;
   for (int64_t k = 0; k < mfx_array_numel(a); k++) {
     uint64_t kind = mfx_rng_next(rng) % 8;
-    float u = mfx_random_unit(rng);
+    float u = rnd_random_unit(rng);
     if (kind < 4) {
       p[k] = -8.0f + 16.0f * u;
     } else if (kind == 4) { /* a tie: odd multiple of 2^-17, |k| < 2^21 */
@@ -149,7 +149,7 @@ void mfx_random_q16_quantize(int i, const int64_t *dims, mfx_array *a, uint64_t 
 }
 
 /* Any int32, from 32 bits of r. */
-static int32_t mfx_random_any_int32(uint64_t r) {
+static int32_t rnd_random_any_int32(uint64_t r) {
   return (int32_t)((int64_t)(r % 4294967296ull) - 2147483648LL);
 }
 
@@ -161,7 +161,7 @@ void mfx_random_q16_dequantize(int i, const int64_t *dims, mfx_array *a, uint64_
   for (int64_t k = 0; k < mfx_array_numel(a); k++) {
     uint64_t kind = mfx_rng_next(rng) % 4, r = mfx_rng_next(rng);
     if (kind < 2) p[k] = (int32_t)(int64_t)(r % (1u << 21)) - (1 << 20); /* [-16, 16) */
-    else if (kind == 2) p[k] = mfx_random_any_int32(r);
+    else if (kind == 2) p[k] = rnd_random_any_int32(r);
     else p[k] = r & 1 ? INT32_MAX : INT32_MIN;
   }
 }
@@ -174,7 +174,7 @@ void mfx_random_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng
   for (int64_t k = 0; k < mfx_array_numel(a); k++) {
     uint64_t kind = mfx_rng_next(rng) % 8, r = mfx_rng_next(rng);
     if (kind < 7) p[k] = (int32_t)(int64_t)(r % (12u << 16)) - (6 << 16);
-    else p[k] = mfx_random_any_int32(r);
+    else p[k] = rnd_random_any_int32(r);
   }
 }
 
@@ -182,7 +182,7 @@ void mfx_random_q16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng
 
 /* Row indices of [-1, rows): -1 (padding, or a null expert) one time in
  * four, so that small shapes have some; the others uniform. */
-static void mfx_fill_row_indices(mfx_array *a, uint64_t *rng, int64_t rows) {
+static void rnd_fill_row_indices(mfx_array *a, uint64_t *rng, int64_t rows) {
   int32_t *p = a->data;
   for (int64_t k = 0; k < mfx_array_numel(a); k++) {
     uint64_t kind = mfx_rng_next(rng) % 4, r = mfx_rng_next(rng);
@@ -193,12 +193,12 @@ static void mfx_fill_row_indices(mfx_array *a, uint64_t *rng, int64_t rows) {
 /* X in [-1, 1); IDX in [-1, T). */
 void mfx_random_gather_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
   if (i == 0) mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
-  else mfx_fill_row_indices(a, rng, dims[0]);
+  else rnd_fill_row_indices(a, rng, dims[0]);
 }
 
 /* YALL in [-1, 1); ROWS in [-1, R); GATES in [0, 1). */
 void mfx_random_combine_rows(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
   if (i == 0) mfx_fill_uniform_f32(a, rng, -1.0f, 1.0f);
-  else if (i == 1) mfx_fill_row_indices(a, rng, dims[0]);
+  else if (i == 1) rnd_fill_row_indices(a, rng, dims[0]);
   else mfx_fill_uniform_f32(a, rng, 0.0f, 1.0f);
 }

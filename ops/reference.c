@@ -14,17 +14,17 @@
 
 /* x >> s with sign fill, without relying on the implementation-defined
  * behaviour of >> on negative values. */
-static int32_t mfx_ref_sra(int32_t x, int s) {
+static int32_t ref_sra(int32_t x, int s) {
   return x >= 0 ? (int32_t)(x >> s) : (int32_t)~(~x >> s);
 }
 
 /* The int32 with the bits of u (two's complement), without implementation-
  * defined conversions. */
-static int32_t mfx_ref_wrap32(uint32_t u) {
+static int32_t ref_wrap32(uint32_t u) {
   return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)((int64_t)u - 4294967296LL);
 }
 
-static int mfx_ref_popcount32(uint32_t w) {
+static int ref_popcount32(uint32_t w) {
   int n = 0;
   for (int b = 0; b < 32; b++) n += (int)((w >> b) & 1u);
   return n;
@@ -54,11 +54,11 @@ void mfx_ref_shift_linear(const int64_t *dims, const mfx_array *in, mfx_array *o
     for (int64_t n = 0; n < N; n++) {
       uint32_t acc = 0;
       for (int64_t k = 0; k < K; k++) {
-        uint32_t v = (uint32_t)mfx_ref_sra(X[m * K + k], S[n * K + k] & 31);
+        uint32_t v = (uint32_t)ref_sra(X[m * K + k], S[n * K + k] & 31);
         if (G[n * K + k] > 0) acc += v;
         else if (G[n * K + k] < 0) acc -= v;
       }
-      Y[m * N + n] = mfx_ref_wrap32(acc);
+      Y[m * N + n] = ref_wrap32(acc);
     }
 }
 
@@ -87,14 +87,14 @@ void mfx_ref_hamming(const int64_t *dims, const mfx_array *in, mfx_array *out) {
   for (int64_t n = 0; n < N; n++)
     for (int64_t m = 0; m < M; m++) {
       int64_t differing = 0;
-      for (int64_t w = 0; w < W; w++) differing += mfx_ref_popcount32(Q[n * W + w] ^ K[m * W + w]);
+      for (int64_t w = 0; w < W; w++) differing += ref_popcount32(Q[n * W + w] ^ K[m * W + w]);
       S[n * M + m] = (int32_t)(32 * W - 2 * differing);
     }
 }
 
 /* One (b, h) slice of binary attention: A = Hc^T V, X = V/2 + Hc A / pi,
  * O = X / max(|X| over d, 1e-12). A is C*D doubles, X is D doubles. */
-static void mfx_ref_attention_slice(int64_t N, int64_t D, int64_t C, const int8_t *Hc,
+static void ref_attention_slice(int64_t N, int64_t D, int64_t C, const int8_t *Hc,
                                     const float *V, float *O, double *A, double *X) {
   for (int64_t c = 0; c < C; c++)
     for (int64_t d = 0; d < D; d++) {
@@ -131,7 +131,7 @@ void mfx_ref_binary_attention(const int64_t *dims, const mfx_array *in, mfx_arra
     return;
   }
   for (int64_t bh = 0; bh < B * H; bh++)
-    mfx_ref_attention_slice(N, D, C, Hc + bh * N * C, V + bh * N * D, O + bh * N * D, A,
+    ref_attention_slice(N, D, C, Hc + bh * N * C, V + bh * N * D, O + bh * N * D, A,
                             A + C * D);
   free(A);
 }
@@ -144,7 +144,7 @@ void mfx_ref_binary_attention(const int64_t *dims, const mfx_array *in, mfx_arra
  * added to something). erf is glibc's erff; the kernels' is a polynomial
  * within 1.5 ulp, so they are checked within the bounds ops/elementwise.c
  * proves (gelu: 2^-22 |x| + 1 ulp; q16_gelu: one unit). */
-static float mfx_ref_gelu1(float x) {
+static float ref_gelu1(float x) {
   float half = 0.5f * x;
   float scaled = x * 0.70710678118654752f;
   float one_plus = 1.0f + erff(scaled);
@@ -154,7 +154,7 @@ static float mfx_ref_gelu1(float x) {
 /* Round to nearest, ties to even, written out: floor, then up when the
  * fraction is over one half, or exactly one half and the floor is odd.
  * In double, where v - floor(v) is exact for |v| < 2^31. */
-static double mfx_ref_round_even(double v) {
+static double ref_round_even(double v) {
   double f = floor(v), frac = v - f;
   if (frac > 0.5 || (frac == 0.5 && fmod(f, 2.0) != 0.0)) f += 1.0;
   return f;
@@ -162,45 +162,45 @@ static double mfx_ref_round_even(double v) {
 
 /* Q16.16 of x: x * 2^16 rounded (ties to even), saturated to int32; NaN is
  * 0. x * 2^16 is exact in double for every finite f32 x. */
-static int32_t mfx_ref_q16(float x) {
+static int32_t ref_q16(float x) {
   if (isnan(x)) return 0;
   double v = ldexp((double)x, 16);
   if (v >= 2147483648.0) return INT32_MAX;
   if (v <= -2147483648.0) return INT32_MIN;
-  double r = mfx_ref_round_even(v);
+  double r = ref_round_even(v);
   if (r >= 2147483648.0) return INT32_MAX; /* not reached: f32 has nothing in (2^31-128, 2^31) */
   return (int32_t)r;
 }
 
 /* The f32 nearest q * 2^-16: q rounded to f32 once, then scaled exactly. */
-static float mfx_ref_dq16(int32_t q) { return (float)ldexp((double)q, -16); }
+static float ref_dq16(int32_t q) { return (float)ldexp((double)q, -16); }
 
 /* The four ops share dims M, N and one [M, N] input and output. */
-static int64_t mfx_ref_elements(const int64_t *dims) { return dims[0] * dims[1]; }
+static int64_t ref_elements(const int64_t *dims) { return dims[0] * dims[1]; }
 
 void mfx_ref_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) {
   const float *X = in[0].data;
   float *Y = out[0].data;
-  for (int64_t i = 0; i < mfx_ref_elements(dims); i++) Y[i] = mfx_ref_gelu1(X[i]);
+  for (int64_t i = 0; i < ref_elements(dims); i++) Y[i] = ref_gelu1(X[i]);
 }
 
 void mfx_ref_q16_quantize(const int64_t *dims, const mfx_array *in, mfx_array *out) {
   const float *X = in[0].data;
   int32_t *Q = out[0].data;
-  for (int64_t i = 0; i < mfx_ref_elements(dims); i++) Q[i] = mfx_ref_q16(X[i]);
+  for (int64_t i = 0; i < ref_elements(dims); i++) Q[i] = ref_q16(X[i]);
 }
 
 void mfx_ref_q16_dequantize(const int64_t *dims, const mfx_array *in, mfx_array *out) {
   const int32_t *Q = in[0].data;
   float *X = out[0].data;
-  for (int64_t i = 0; i < mfx_ref_elements(dims); i++) X[i] = mfx_ref_dq16(Q[i]);
+  for (int64_t i = 0; i < ref_elements(dims); i++) X[i] = ref_dq16(Q[i]);
 }
 
 void mfx_ref_q16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) {
   const int32_t *Q = in[0].data;
   int32_t *R = out[0].data;
-  for (int64_t i = 0; i < mfx_ref_elements(dims); i++)
-    R[i] = mfx_ref_q16(mfx_ref_gelu1(mfx_ref_dq16(Q[i])));
+  for (int64_t i = 0; i < ref_elements(dims); i++)
+    R[i] = ref_q16(ref_gelu1(ref_dq16(Q[i])));
 }
 
 /* ---- the MoE layer's dispatch and combine: rows picked by indices ------------------------ */
@@ -242,7 +242,7 @@ void mfx_ref_combine_rows(const int64_t *dims, const mfx_array *in, mfx_array *o
 /* ---- fused ops: the references of their parts, composed ---------------------------------- */
 
 /* Row m of a 2-D array of `cols` columns as a [1, cols] array (a view). */
-static mfx_array mfx_ref_row(const mfx_array *a, int64_t m, int64_t cols) {
+static mfx_array ref_row(const mfx_array *a, int64_t m, int64_t cols) {
   mfx_array r = {.dtype = a->dtype, .ndim = 2, .shape = {1, cols}};
   r.data = (char *)a->data + m * cols * (int64_t)mfx_dtype_size(a->dtype);
   return r;
@@ -252,7 +252,7 @@ static mfx_array mfx_ref_row(const mfx_array *a, int64_t m, int64_t cols) {
 void mfx_ref_linear_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) {
   int64_t N = dims[1], K = dims[2];
   for (int64_t m = 0; m < dims[0]; m++) {
-    mfx_array x = mfx_ref_row(&in[0], m, K), y = mfx_ref_row(&out[0], m, N);
+    mfx_array x = ref_row(&in[0], m, K), y = ref_row(&out[0], m, N);
     mfx_ref_linear((int64_t[]){1, N, K}, (mfx_array[]){x, in[1]}, &y);
     mfx_ref_gelu((int64_t[]){1, N}, &y, &y);
   }
@@ -265,7 +265,7 @@ void mfx_ref_shift_linear_q16_gelu(const int64_t *dims, const mfx_array *in, mfx
   int64_t N = dims[1], K = dims[2];
   mfx_array q = {.dtype = MFX_I32, .ndim = 2, .shape = {1, K}, .data = malloc((size_t)K * 4)};
   for (int64_t m = 0; m < dims[0]; m++) {
-    mfx_array x = mfx_ref_row(&in[0], m, K), r = mfx_ref_row(&out[0], m, N);
+    mfx_array x = ref_row(&in[0], m, K), r = ref_row(&out[0], m, N);
     if (q.data == NULL) {
       for (int64_t n = 0; n < N; n++) ((int32_t *)r.data)[n] = INT32_MIN;
       continue;
@@ -282,7 +282,7 @@ void mfx_ref_shift_linear_dequantize(const int64_t *dims, const mfx_array *in, m
   int64_t N = dims[1], K = dims[2];
   int32_t *acc = malloc((size_t)N * 4);
   for (int64_t m = 0; m < dims[0]; m++) {
-    mfx_array x = mfx_ref_row(&in[0], m, K), y = mfx_ref_row(&out[0], m, N);
+    mfx_array x = ref_row(&in[0], m, K), y = ref_row(&out[0], m, N);
     mfx_array r = {.dtype = MFX_I32, .ndim = 2, .shape = {1, N}, .data = acc};
     if (acc == NULL) {
       for (int64_t n = 0; n < N; n++) ((float *)y.data)[n] = NAN;

@@ -35,13 +35,13 @@ const mfx_op *mfx_op_find(const char *name) {
 
 /* ---- dims ------------------------------------------------------------------ */
 
-static int mfx_dim_index(const mfx_op *op, const char *name, size_t len) {
+static int reg_dim_index(const mfx_op *op, const char *name, size_t len) {
   for (int d = 0; d < op->n_dims; d++)
     if (strlen(op->dims[d]) == len && strncmp(op->dims[d], name, len) == 0) return d;
   return -1;
 }
 
-static void mfx_dim_names(const mfx_op *op, char *buf, size_t size) {
+static void reg_dim_names(const mfx_op *op, char *buf, size_t size) {
   size_t used = 0;
   buf[0] = '\0';
   for (int d = 0; d < op->n_dims && used < size; d++) {
@@ -51,26 +51,26 @@ static void mfx_dim_names(const mfx_op *op, char *buf, size_t size) {
   }
 }
 
-static const char *mfx_skip_space(const char *p) {
+static const char *reg_skip_space(const char *p) {
   while (*p != '\0' && isspace((unsigned char)*p)) p++;
   return p;
 }
 
 /* One "NAME=VALUE" item starting at *pp (stops at ',' or the end). */
-static mfx_status mfx_parse_dim_item(const mfx_op *op, const char **pp, int64_t *dims,
+static mfx_status reg_parse_dim_item(const mfx_op *op, const char **pp, int64_t *dims,
                                      int *seen) {
-  const char *p = mfx_skip_space(*pp);
+  const char *p = reg_skip_space(*pp);
   const char *name = p;
   while (*p != '\0' && (isalnum((unsigned char)*p) || *p == '_')) p++;
   size_t len = (size_t)(p - name);
-  p = mfx_skip_space(p);
+  p = reg_skip_space(p);
   if (len == 0 || *p != '=')
     return mfx_fail(MFX_ERR_INVALID, "dims of %s: expected NAME=VALUE at \"%s\"", op->name,
                     name);
-  int d = mfx_dim_index(op, name, len);
+  int d = reg_dim_index(op, name, len);
   if (d < 0) {
     char names[128];
-    mfx_dim_names(op, names, sizeof names);
+    reg_dim_names(op, names, sizeof names);
     return mfx_fail(MFX_ERR_INVALID, "dims of %s: unknown dim \"%.*s\" (the dims are %s)",
                     op->name, (int)len, name, names);
   }
@@ -82,7 +82,7 @@ static mfx_status mfx_parse_dim_item(const mfx_op *op, const char **pp, int64_t 
   if (end == p + 1 || errno == ERANGE)
     return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s needs an integer value at \"%s\"",
                     op->name, op->dims[d], p + 1);
-  p = mfx_skip_space(end);
+  p = reg_skip_space(end);
   if (*p != '\0' && *p != ',')
     return mfx_fail(MFX_ERR_INVALID, "dims of %s: unexpected \"%s\" after %s=%lld", op->name,
                     p, op->dims[d], v);
@@ -105,7 +105,7 @@ mfx_status mfx_op_parse_dims(const mfx_op *op, const char *text, int64_t *dims) 
   int64_t parsed[MFX_OP_MAX_DIMS] = {0};
   const char *p = text;
   for (;;) {
-    mfx_status st = mfx_parse_dim_item(op, &p, parsed, seen);
+    mfx_status st = reg_parse_dim_item(op, &p, parsed, seen);
     if (st != MFX_OK) return st;
     if (*p == '\0') break;
     p++; /* the ',' */
@@ -113,7 +113,7 @@ mfx_status mfx_op_parse_dims(const mfx_op *op, const char *text, int64_t *dims) 
   for (int d = 0; d < op->n_dims; d++) {
     if (!seen[d]) {
       char names[128];
-      mfx_dim_names(op, names, sizeof names);
+      reg_dim_names(op, names, sizeof names);
       return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s is missing (every one of %s is needed)",
                       op->name, op->dims[d], names);
     }
@@ -127,7 +127,7 @@ mfx_status mfx_op_parse_dims(const mfx_op *op, const char *text, int64_t *dims) 
 /* ---- sizes: before anything is allocated ------------------------------------ */
 
 /* Bytes of tensor t under dims, or 0 when they overflow 2^62. */
-static uint64_t mfx_op_tensor_bytes(const mfx_op *op, const mfx_op_tensor *t,
+static uint64_t reg_op_tensor_bytes(const mfx_op *op, const mfx_op_tensor *t,
                                     const int64_t *dims) {
   int64_t shape[MFX_MAX_DIMS];
   mfx_op_tensor_shape(op, t, dims, shape);
@@ -139,7 +139,7 @@ static uint64_t mfx_op_tensor_bytes(const mfx_op *op, const mfx_op_tensor *t,
   return bytes;
 }
 
-static void mfx_op_shape_text(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims,
+static void reg_op_shape_text(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims,
                               char *buf, size_t size) {
   int64_t shape[MFX_MAX_DIMS];
   mfx_op_tensor_shape(op, t, dims, shape);
@@ -153,9 +153,9 @@ static void mfx_op_shape_text(const mfx_op *op, const mfx_op_tensor *t, const in
 mfx_status mfx_op_check_sizes(const mfx_op *op, const int64_t *dims) {
   for (int i = 0; i < op->n_inputs + op->n_outputs; i++) {
     const mfx_op_tensor *t = i < op->n_inputs ? &op->inputs[i] : &op->outputs[i - op->n_inputs];
-    if (mfx_op_tensor_bytes(op, t, dims) != 0) continue;
+    if (reg_op_tensor_bytes(op, t, dims) != 0) continue;
     char shape[200];
-    mfx_op_shape_text(op, t, dims, shape, sizeof shape);
+    reg_op_shape_text(op, t, dims, shape, sizeof shape);
     return mfx_fail(MFX_ERR_INVALID, "dims of %s: %s %s would be %s %s, more than 2^62 bytes",
                     op->name, i < op->n_inputs ? "input" : "output", t->name,
                     mfx_dtype_name(t->dtype), shape);
@@ -168,11 +168,11 @@ mfx_status mfx_op_check_memory(const mfx_op *op, const int64_t *dims) {
   uint64_t cap = mfx_array_max_bytes(), total = 0;
   for (int i = 0; i < op->n_inputs + op->n_outputs; i++) {
     const mfx_op_tensor *t = i < op->n_inputs ? &op->inputs[i] : &op->outputs[i - op->n_inputs];
-    uint64_t bytes = mfx_op_tensor_bytes(op, t, dims);
+    uint64_t bytes = reg_op_tensor_bytes(op, t, dims);
     total += bytes;
     if (bytes <= cap) continue;
     char shape[200];
-    mfx_op_shape_text(op, t, dims, shape, sizeof shape);
+    reg_op_shape_text(op, t, dims, shape, sizeof shape);
     return mfx_fail(MFX_ERR_NOMEM, "%s: %s %s %s %s needs %llu bytes (%.1f GiB); one allocation "
                     "may take at most %llu bytes (%.1f GiB, this machine's memory)", op->name,
                     i < op->n_inputs ? "input" : "output", t->name, mfx_dtype_name(t->dtype),
@@ -190,7 +190,7 @@ mfx_status mfx_op_check_memory(const mfx_op *op, const int64_t *dims) {
 void mfx_op_tensor_shape(const mfx_op *op, const mfx_op_tensor *t, const int64_t *dims,
                          int64_t *shape) {
   for (int i = 0; i < t->ndim; i++) {
-    int d = mfx_dim_index(op, t->shape[i], strlen(t->shape[i]));
+    int d = reg_dim_index(op, t->shape[i], strlen(t->shape[i]));
     shape[i] = d >= 0 ? dims[d] : 0;
   }
 }
@@ -218,7 +218,7 @@ double mfx_op_work(const mfx_op *op, const int64_t *dims, const char **unit) {
     double work = rule->factor;
     for (const char *p = rule->dims; *p != '\0';) {
       size_t len = strcspn(p, "*");
-      int d = mfx_dim_index(op, p, len);
+      int d = reg_dim_index(op, p, len);
       if (d < 0) return 0.0;
       work *= (double)dims[d];
       p += len + (p[len] == '*');
@@ -231,7 +231,7 @@ double mfx_op_work(const mfx_op *op, const int64_t *dims, const char **unit) {
 
 /* ---- argument arrays ------------------------------------------------------------ */
 
-static mfx_status mfx_op_alloc(const mfx_op *op, const int64_t *dims, int n,
+static mfx_status reg_op_alloc(const mfx_op *op, const int64_t *dims, int n,
                                const mfx_op_tensor *ts, mfx_array *arrays) {
   for (int i = 0; i < n; i++) {
     int64_t shape[MFX_MAX_DIMS];
@@ -246,11 +246,11 @@ static mfx_status mfx_op_alloc(const mfx_op *op, const int64_t *dims, int n,
 }
 
 mfx_status mfx_op_alloc_inputs(const mfx_op *op, const int64_t *dims, mfx_array *inputs) {
-  return mfx_op_alloc(op, dims, op->n_inputs, op->inputs, inputs);
+  return reg_op_alloc(op, dims, op->n_inputs, op->inputs, inputs);
 }
 
 mfx_status mfx_op_alloc_outputs(const mfx_op *op, const int64_t *dims, mfx_array *outputs) {
-  return mfx_op_alloc(op, dims, op->n_outputs, op->outputs, outputs);
+  return reg_op_alloc(op, dims, op->n_outputs, op->outputs, outputs);
 }
 
 /* ---- random inputs ------------------------------------------------------------------ */

@@ -59,7 +59,7 @@ mfx_status mfx_tmpl_itervar(mfx_stage *st, const char *name, mfx_itervar **out) 
 }
 
 /* Fuse n adjacent leaves (outermost first) into one. */
-static mfx_status mfx_tmpl_fuse_all(mfx_schedule *s, mfx_stage *st, int n,
+static mfx_status tmpl_fuse_all(mfx_schedule *s, mfx_stage *st, int n,
                                     mfx_itervar *const *leaves, mfx_itervar **fused) {
   mfx_itervar *f = leaves[0];
   for (int i = 1; i < n; i++) MFX_TRY(mfx_sched_fuse(s, st, f, leaves[i], &f));
@@ -71,7 +71,7 @@ static mfx_status mfx_tmpl_fuse_all(mfx_schedule *s, mfx_stage *st, int n,
 
 /* Leaves outer..., x.o, y.o (or y.o, x.o), [r.o, r.i | r], x.i, y.i; returns
  * how many (x.i and y.i are the last two). */
-static mfx_status mfx_tmpl_tile_order(mfx_schedule *s, mfx_stage *st,
+static mfx_status tmpl_tile_order(mfx_schedule *s, mfx_stage *st,
                                       const mfx_tmpl_tiled_reduce *p, mfx_itervar **order,
                                       int *n_order) {
   mfx_itervar *x, *y, *r, *xo, *yo, *xi, *yi;
@@ -96,16 +96,16 @@ static mfx_status mfx_tmpl_tile_order(mfx_schedule *s, mfx_stage *st,
   return MFX_OK;
 }
 
-static mfx_status mfx_tmpl_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
+static mfx_status tmpl_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
                                               const mfx_tmpl_tiled_reduce *p) {
   mfx_itervar *order[MFX_MAX_DIMS + 6];
   int n = 0;
-  MFX_TRY(mfx_tmpl_tile_order(s, st, p, order, &n));
+  MFX_TRY(tmpl_tile_order(s, st, p, order, &n));
   mfx_itervar *xi = order[n - 2], *yi = order[n - 1];
   int n_spatial_outer = p->n_outer + 2; /* outer..., x.o, y.o */
   mfx_itervar *top = order[n_spatial_outer - 1];
   if (p->parallel) {
-    MFX_TRY(mfx_tmpl_fuse_all(s, st, n_spatial_outer, order, &top));
+    MFX_TRY(tmpl_fuse_all(s, st, n_spatial_outer, order, &top));
     MFX_TRY(mfx_sched_parallel(s, st, top));
   }
   if (p->local) MFX_TRY(mfx_sched_cache_write_local(s, st, top));
@@ -118,7 +118,7 @@ mfx_status mfx_tmpl_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
                                        const mfx_tmpl_tiled_reduce *p) {
   mfx_stage *st;
   MFX_TRY(mfx_tmpl_stage(s, t, &st));
-  mfx_status status = mfx_tmpl_tiled_reduce_stage(s, st, p);
+  mfx_status status = tmpl_tiled_reduce_stage(s, st, p);
   if (status != MFX_OK)
     return mfx_fail_context(status, "tiled reduction of %s (%s by %lld, %s by %lld, %s by %lld)",
                             t->buf->name, p->x, (long long)p->fx, p->y, (long long)p->fy,
@@ -128,7 +128,7 @@ mfx_status mfx_tmpl_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
 
 /* ---- elementwise passes --------------------------------------------------------------- */
 
-static mfx_status mfx_tmpl_elementwise_stage(mfx_schedule *s, mfx_stage *st, int64_t vector,
+static mfx_status tmpl_elementwise_stage(mfx_schedule *s, mfx_stage *st, int64_t vector,
                                              int vec, int parallel) {
   int n_spatial = st->tensor->n_axes;
   int has_reduce = st->n_root > n_spatial;
@@ -145,7 +145,7 @@ static mfx_status mfx_tmpl_elementwise_stage(mfx_schedule *s, mfx_stage *st, int
   }
   if (parallel) {
     mfx_itervar *fused;
-    MFX_TRY(mfx_tmpl_fuse_all(s, st, n_parallel, leaves, &fused));
+    MFX_TRY(tmpl_fuse_all(s, st, n_parallel, leaves, &fused));
     MFX_TRY(mfx_sched_parallel(s, st, fused));
   }
   return MFX_OK;
@@ -155,7 +155,7 @@ mfx_status mfx_tmpl_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t ve
                                       int vec, int parallel) {
   mfx_stage *st;
   MFX_TRY(mfx_tmpl_stage(s, t, &st));
-  mfx_status status = mfx_tmpl_elementwise_stage(s, st, vector, vec, parallel);
+  mfx_status status = tmpl_elementwise_stage(s, st, vector, vec, parallel);
   if (status != MFX_OK)
     return mfx_fail_context(status, "elementwise schedule of %s (vector %lld)", t->buf->name,
                             (long long)vector);
@@ -171,7 +171,7 @@ mfx_status mfx_tmpl_apply_elementwise(mfx_schedule *s, mfx_tensor *t, int64_t ve
  * elementwise order) touches tn rows a row-stride apart per k step, all in
  * one L1 set when the stride is 4 KiB: at K = 1024 and tn = 32 that packing
  * took 7% of linear's time. */
-static mfx_status mfx_tmpl_panel_stage(mfx_schedule *s, mfx_stage *st, int64_t block,
+static mfx_status tmpl_panel_stage(mfx_schedule *s, mfx_stage *st, int64_t block,
                                        int parallel) {
   if (st->tensor->n_axes != 3 || st->n_root != 3)
     return mfx_fail_context(MFX_ERR_INVALID, "a panel has 3 axes (jo, k, ji), not %d",
@@ -187,7 +187,7 @@ static mfx_status mfx_tmpl_panel_stage(mfx_schedule *s, mfx_stage *st, int64_t b
 mfx_status mfx_tmpl_apply_panel(mfx_schedule *s, mfx_tensor *t, int64_t block, int parallel) {
   mfx_stage *st;
   MFX_TRY(mfx_tmpl_stage(s, t, &st));
-  mfx_status status = mfx_tmpl_panel_stage(s, st, block, parallel);
+  mfx_status status = tmpl_panel_stage(s, st, block, parallel);
   if (status != MFX_OK)
     return mfx_fail_context(status, "panel schedule of %s (k blocks of %lld)", t->buf->name,
                             (long long)block);
@@ -199,7 +199,7 @@ mfx_status mfx_tmpl_apply_panel(mfx_schedule *s, mfx_tensor *t, int64_t block, i
 /* T[j, i] = src[i, j] in square blocks: the rows a block reads stay in L1
  * while its columns are written. Not vectorized: the reads would be gathers,
  * slower here than scalar loads that hit L1. */
-static mfx_status mfx_tmpl_transpose_stage(mfx_schedule *s, mfx_stage *st, int64_t block,
+static mfx_status tmpl_transpose_stage(mfx_schedule *s, mfx_stage *st, int64_t block,
                                            int parallel) {
   mfx_itervar *outer_rows, *outer_cols, *rows, *cols;
   MFX_TRY(mfx_sched_tile(s, st, st->root[0], st->root[1], block, block, MFX_TAIL_GUARD,
@@ -212,7 +212,7 @@ mfx_status mfx_tmpl_apply_transpose(mfx_schedule *s, mfx_tensor *t, int64_t bloc
                                     int parallel) {
   mfx_stage *st;
   MFX_TRY(mfx_tmpl_stage(s, t, &st));
-  mfx_status status = mfx_tmpl_transpose_stage(s, st, block, parallel);
+  mfx_status status = tmpl_transpose_stage(s, st, block, parallel);
   if (status != MFX_OK)
     return mfx_fail_context(status, "transpose schedule of %s (blocks of %lld)", t->buf->name,
                             (long long)block);

@@ -12,7 +12,7 @@ int64_t mfx_array_numel(const mfx_array *a) {
   return n;
 }
 
-static mfx_status mfx_array_check_shape(mfx_dtype t, int ndim, const int64_t *shape,
+static mfx_status array_check_shape(mfx_dtype t, int ndim, const int64_t *shape,
                                         size_t *bytes) {
   if ((int)t < 0 || t >= MFX_DTYPE_COUNT) {
     return mfx_fail(MFX_ERR_INVALID, "array: dtype %d is not one of the %d known types",
@@ -64,7 +64,7 @@ mfx_status mfx_array_create(mfx_array *a, mfx_dtype t, int ndim, const int64_t *
   size_t bytes = 0;
   if (a == NULL) return mfx_fail(MFX_ERR_INVALID, "array: output pointer is NULL");
   memset(a, 0, sizeof *a);
-  mfx_status st = mfx_array_check_shape(t, ndim, shape, &bytes);
+  mfx_status st = array_check_shape(t, ndim, shape, &bytes);
   if (st != MFX_OK) return st;
   /* At least one byte so that an empty array still owns a distinct pointer. */
   void *data = calloc(bytes > 0 ? bytes : 1, 1);

@@ -36,13 +36,13 @@ typedef struct mfx_cuda_driver {
 static pthread_mutex_t mfx_cuda_drivers_lock = PTHREAD_MUTEX_INITIALIZER;
 static mfx_cuda_driver *mfx_cuda_drivers;
 
-static const char *mfx_cuda_library_path(void) {
+static const char *cuda_library_path(void) {
   const char *path = getenv("MFX_CUDA_LIBRARY");
   return path != NULL && path[0] != '\0' ? path : MFX_CUDA_DEFAULT_LIBRARY;
 }
 
 /* Looks `symbol` up, then `fallback`; fails naming the symbol. */
-static mfx_status mfx_cuda_symbol(void *library, const char *path, const char *symbol,
+static mfx_status cuda_symbol(void *library, const char *path, const char *symbol,
                                   const char *fallback, void **out) {
   dlerror();
   *out = dlsym(library, symbol);
@@ -59,10 +59,10 @@ static mfx_status mfx_cuda_symbol(void *library, const char *path, const char *s
                   path, symbol, reason);
 }
 
-static mfx_status mfx_cuda_resolve(mfx_cuda_driver *drv, void *library, const char *path) {
+static mfx_status cuda_resolve(mfx_cuda_driver *drv, void *library, const char *path) {
   void *address;
 #define MFX_CUDA_RESOLVE(function, symbol, fallback)                                  \
-  if (mfx_cuda_symbol(library, path, symbol, fallback, &address) != MFX_OK)           \
+  if (cuda_symbol(library, path, symbol, fallback, &address) != MFX_OK)           \
     return MFX_ERR_DEVICE;                                                            \
   memcpy(&drv->function, &address, sizeof address);
   MFX_CUDA_ENTRY_POINTS(MFX_CUDA_RESOLVE)
@@ -70,7 +70,7 @@ static mfx_status mfx_cuda_resolve(mfx_cuda_driver *drv, void *library, const ch
   return MFX_OK;
 }
 
-static mfx_status mfx_cuda_driver_load(const char *path, mfx_cuda_driver **out) {
+static mfx_status cuda_driver_load(const char *path, mfx_cuda_driver **out) {
   dlerror();
   void *library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (library == NULL) {
@@ -86,7 +86,7 @@ static mfx_status mfx_cuda_driver_load(const char *path, mfx_cuda_driver **out) 
     dlclose(library);
     return mfx_fail(MFX_ERR_NOMEM, "CUDA driver %s: out of memory", path);
   }
-  if (mfx_cuda_resolve(drv, library, path) != MFX_OK) {
+  if (cuda_resolve(drv, library, path) != MFX_OK) {
     free(drv);
     free(copy);
     dlclose(library);
@@ -98,14 +98,14 @@ static mfx_status mfx_cuda_driver_load(const char *path, mfx_cuda_driver **out) 
 }
 
 /* The driver of the current MFX_CUDA_LIBRARY, loaded on first use. */
-static mfx_status mfx_cuda_driver_get(const mfx_cuda_driver **out) {
-  const char *path = mfx_cuda_library_path();
+static mfx_status cuda_driver_get(const mfx_cuda_driver **out) {
+  const char *path = cuda_library_path();
   mfx_status st = MFX_OK;
   pthread_mutex_lock(&mfx_cuda_drivers_lock);
   mfx_cuda_driver *drv = mfx_cuda_drivers;
   while (drv != NULL && strcmp(drv->path, path) != 0) drv = drv->next;
   if (drv == NULL) {
-    st = mfx_cuda_driver_load(path, &drv);
+    st = cuda_driver_load(path, &drv);
     if (st == MFX_OK) {
       drv->next = mfx_cuda_drivers;
       mfx_cuda_drivers = drv;
@@ -119,7 +119,7 @@ static mfx_status mfx_cuda_driver_get(const mfx_cuda_driver **out) {
 /* ---- errors ---------------------------------------------------------------- */
 
 /* "CUDA_ERROR_NAME (description)" of a driver result. */
-static void mfx_cuda_describe(const mfx_cuda_driver *drv, CUresult r, char *out, size_t cap) {
+static void cuda_describe(const mfx_cuda_driver *drv, CUresult r, char *out, size_t cap) {
   const char *name = NULL, *text = NULL;
   if (drv->cuGetErrorName(r, &name) != CUDA_SUCCESS || name == NULL) {
     snprintf(out, cap, "CUDA error %d (unknown to this driver)", (int)r);
@@ -129,7 +129,7 @@ static void mfx_cuda_describe(const mfx_cuda_driver *drv, CUresult r, char *out,
   snprintf(out, cap, "%s (%s)", name, text);
 }
 
-static mfx_status mfx_cuda_status(CUresult r) {
+static mfx_status cuda_status(CUresult r) {
   switch (r) {
   case CUDA_ERROR_OUT_OF_MEMORY: return MFX_ERR_NOMEM;
   case CUDA_ERROR_NOT_FOUND: return MFX_ERR_NOT_FOUND;
@@ -138,11 +138,11 @@ static mfx_status mfx_cuda_status(CUresult r) {
 }
 
 /* "where: call: CUDA_ERROR_NAME (description)" */
-static mfx_status mfx_cuda_fail(const mfx_cuda_driver *drv, CUresult r, const char *where,
+static mfx_status cuda_fail(const mfx_cuda_driver *drv, CUresult r, const char *where,
                                 const char *call) {
   char error[256];
-  mfx_cuda_describe(drv, r, error, sizeof error);
-  return mfx_fail(mfx_cuda_status(r), "%s: %s: %s", where, call, error);
+  cuda_describe(drv, r, error, sizeof error);
+  return mfx_fail(cuda_status(r), "%s: %s: %s", where, call, error);
 }
 
 /* ---- devices --------------------------------------------------------------- */
@@ -160,75 +160,75 @@ typedef struct {
   char arch[16];               /* "sm_90" */
 } mfx_cuda_device;
 
-static mfx_status mfx_cuda_check(const mfx_cuda_device *cu, CUresult r, const char *call) {
-  return r == CUDA_SUCCESS ? MFX_OK : mfx_cuda_fail(cu->driver, r, cu->name, call);
+static mfx_status cuda_check(const mfx_cuda_device *cu, CUresult r, const char *call) {
+  return r == CUDA_SUCCESS ? MFX_OK : cuda_fail(cu->driver, r, cu->name, call);
 }
 
 /* Makes the device's primary context current on this thread. */
-static mfx_status mfx_cuda_enter(const mfx_cuda_device *cu) {
-  return mfx_cuda_check(cu, cu->driver->cuCtxSetCurrent(cu->context), "cuCtxSetCurrent");
+static mfx_status cuda_enter(const mfx_cuda_device *cu) {
+  return cuda_check(cu, cu->driver->cuCtxSetCurrent(cu->context), "cuCtxSetCurrent");
 }
 
 /* cuInit, then the number of devices. A driver with no GPU says
  * CUDA_ERROR_NO_DEVICE from cuInit: that is a count of 0. */
-static mfx_status mfx_cuda_init(const mfx_cuda_driver *drv, int *count) {
+static mfx_status cuda_init(const mfx_cuda_driver *drv, int *count) {
   *count = 0;
   CUresult r = drv->cuInit(0);
   if (r == CUDA_ERROR_NO_DEVICE) return MFX_OK;
-  if (r != CUDA_SUCCESS) return mfx_cuda_fail(drv, r, drv->path, "cuInit");
+  if (r != CUDA_SUCCESS) return cuda_fail(drv, r, drv->path, "cuInit");
   r = drv->cuDeviceGetCount(count);
-  return r == CUDA_SUCCESS ? MFX_OK : mfx_cuda_fail(drv, r, drv->path, "cuDeviceGetCount");
+  return r == CUDA_SUCCESS ? MFX_OK : cuda_fail(drv, r, drv->path, "cuDeviceGetCount");
 }
 
 mfx_status mfx_cuda_count(int *count) {
   const mfx_cuda_driver *drv;
   *count = 0;
-  if (mfx_cuda_driver_get(&drv) != MFX_OK) return MFX_ERR_DEVICE;
-  return mfx_cuda_init(drv, count);
+  if (cuda_driver_get(&drv) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_init(drv, count);
 }
 
-static mfx_status mfx_cuda_attribute(const mfx_cuda_device *cu, CUdevice_attribute attribute,
+static mfx_status cuda_attribute(const mfx_cuda_device *cu, CUdevice_attribute attribute,
                                      const char *what, int *out) {
   char call[96];
   snprintf(call, sizeof call, "cuDeviceGetAttribute(%s)", what);
-  return mfx_cuda_check(cu, cu->driver->cuDeviceGetAttribute(out, attribute, cu->device), call);
+  return cuda_check(cu, cu->driver->cuDeviceGetAttribute(out, attribute, cu->device), call);
 }
 
 /* Per-SM resources, for occupancy estimates. */
-static mfx_status mfx_cuda_query_sm(mfx_cuda_device *cu, mfx_device_info *info) {
+static mfx_status cuda_query_sm(mfx_cuda_device *cu, mfx_device_info *info) {
   int shared_sm = 0, l2 = 0;
-  if (mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR,
+  if (cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR,
                          "max threads per SM", &info->max_threads_per_sm) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR,
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR,
                          "max blocks per SM", &info->max_blocks_per_sm) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK, "registers per block",
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK, "registers per block",
                          &info->registers_per_block) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR,
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR,
                          "registers per SM", &info->registers_per_sm) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
                          "shared memory per SM", &shared_sm) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, "L2 cache size", &l2))
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, "L2 cache size", &l2))
     return MFX_ERR_DEVICE;
   info->shared_per_sm = (size_t)shared_sm;
   info->l2_bytes = (size_t)l2;
   return MFX_OK;
 }
 
-static mfx_status mfx_cuda_query_limits(mfx_cuda_device *cu, mfx_device_info *info) {
+static mfx_status cuda_query_limits(mfx_cuda_device *cu, mfx_device_info *info) {
   int shared = 0, optin = 0;
-  if (mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, "compute major",
+  if (cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, "compute major",
                          &info->compute_major) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, "compute minor",
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, "compute minor",
                          &info->compute_minor) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "multiprocessors",
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "multiprocessors",
                          &info->multiprocessors) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, "max threads per block",
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, "max threads per block",
                          &info->max_threads_per_block) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
                          "shared memory per block", &shared) ||
-      mfx_cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+      cuda_attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
                          "shared memory per block opt-in", &optin) ||
-      mfx_cuda_query_sm(cu, info))
+      cuda_query_sm(cu, info))
     return MFX_ERR_DEVICE;
   info->shared_per_block = (size_t)shared;
   info->shared_per_block_optin = (size_t)(optin > shared ? optin : shared);
@@ -238,18 +238,18 @@ static mfx_status mfx_cuda_query_limits(mfx_cuda_device *cu, mfx_device_info *in
   return MFX_OK;
 }
 
-static mfx_status mfx_cuda_query(mfx_cuda_device *cu, int ordinal, mfx_device_info *info) {
+static mfx_status cuda_query(mfx_cuda_device *cu, int ordinal, mfx_device_info *info) {
   const mfx_cuda_driver *drv = cu->driver;
   size_t total = 0;
   memset(info, 0, sizeof *info);
   info->kind = MFX_DEVICE_CUDA;
   info->ordinal = ordinal;
-  if (mfx_cuda_check(cu, drv->cuDeviceGet(&cu->device, ordinal), "cuDeviceGet") ||
-      mfx_cuda_check(cu, drv->cuDeviceGetName(info->name, (int)sizeof info->name, cu->device),
+  if (cuda_check(cu, drv->cuDeviceGet(&cu->device, ordinal), "cuDeviceGet") ||
+      cuda_check(cu, drv->cuDeviceGetName(info->name, (int)sizeof info->name, cu->device),
                      "cuDeviceGetName") ||
-      mfx_cuda_check(cu, drv->cuDeviceTotalMem_v2(&total, cu->device), "cuDeviceTotalMem_v2") ||
-      mfx_cuda_check(cu, drv->cuDriverGetVersion(&cu->driver_version), "cuDriverGetVersion") ||
-      mfx_cuda_query_limits(cu, info))
+      cuda_check(cu, drv->cuDeviceTotalMem_v2(&total, cu->device), "cuDeviceTotalMem_v2") ||
+      cuda_check(cu, drv->cuDriverGetVersion(&cu->driver_version), "cuDriverGetVersion") ||
+      cuda_query_limits(cu, info))
     return MFX_ERR_DEVICE;
   info->name[sizeof info->name - 1] = '\0';
   info->total_memory = total;
@@ -260,7 +260,7 @@ static mfx_status mfx_cuda_query(mfx_cuda_device *cu, int ordinal, mfx_device_in
 }
 
 /* "cuda:0 (NVIDIA H100 80GB HBM3, sm_90), cuda:1 (...)" for messages. */
-static void mfx_cuda_list_devices(const mfx_cuda_driver *drv, int count, char *out, size_t cap) {
+static void cuda_list_devices(const mfx_cuda_driver *drv, int count, char *out, size_t cap) {
   size_t used = 0;
   out[0] = '\0';
   for (int i = 0; i < count && used + 1 < cap; i++) {
@@ -280,14 +280,14 @@ static void mfx_cuda_list_devices(const mfx_cuda_driver *drv, int count, char *o
   }
 }
 
-static mfx_status mfx_cuda_check_ordinal(const mfx_cuda_driver *drv, int ordinal) {
+static mfx_status cuda_check_ordinal(const mfx_cuda_driver *drv, int ordinal) {
   int count;
-  if (mfx_cuda_init(drv, &count) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cuda_init(drv, &count) != MFX_OK) return MFX_ERR_DEVICE;
   if (count == 0)
     return mfx_fail(MFX_ERR_DEVICE, "no CUDA device (driver %s found no GPU)", drv->path);
   if (ordinal >= count) {
     char list[512];
-    mfx_cuda_list_devices(drv, count, list, sizeof list);
+    cuda_list_devices(drv, count, list, sizeof list);
     return mfx_fail(MFX_ERR_DEVICE, "cuda:%d: only %d CUDA device%s here: %s", ordinal, count,
                     count == 1 ? "" : "s", list);
   }
@@ -295,10 +295,10 @@ static mfx_status mfx_cuda_check_ordinal(const mfx_cuda_driver *drv, int ordinal
 }
 
 /* Retains the primary context and makes it current. */
-static mfx_status mfx_cuda_attach(mfx_cuda_device *cu) {
+static mfx_status cuda_attach(mfx_cuda_device *cu) {
   CUresult r = cu->driver->cuDevicePrimaryCtxRetain(&cu->context, cu->device);
-  if (r != CUDA_SUCCESS) return mfx_cuda_check(cu, r, "cuDevicePrimaryCtxRetain");
-  if (mfx_cuda_enter(cu) != MFX_OK) {
+  if (r != CUDA_SUCCESS) return cuda_check(cu, r, "cuDevicePrimaryCtxRetain");
+  if (cuda_enter(cu) != MFX_OK) {
     cu->driver->cuDevicePrimaryCtxRelease_v2(cu->device);
     cu->context = NULL;
     return MFX_ERR_DEVICE;
@@ -309,14 +309,14 @@ static mfx_status mfx_cuda_attach(mfx_cuda_device *cu) {
 mfx_status mfx_cuda_open(int ordinal, mfx_device_info *info, void **state) {
   const mfx_cuda_driver *drv;
   *state = NULL;
-  if (mfx_cuda_driver_get(&drv) != MFX_OK || mfx_cuda_check_ordinal(drv, ordinal) != MFX_OK)
+  if (cuda_driver_get(&drv) != MFX_OK || cuda_check_ordinal(drv, ordinal) != MFX_OK)
     return MFX_ERR_DEVICE;
   mfx_cuda_device *cu = calloc(1, sizeof *cu);
   if (cu == NULL) return mfx_fail(MFX_ERR_NOMEM, "cuda:%d: out of memory", ordinal);
   cu->driver = drv;
   snprintf(cu->name, sizeof cu->name, "cuda:%d", ordinal);
-  mfx_status st = mfx_cuda_query(cu, ordinal, info);
-  if (st == MFX_OK) st = mfx_cuda_attach(cu);
+  mfx_status st = cuda_query(cu, ordinal, info);
+  if (st == MFX_OK) st = cuda_attach(cu);
   if (st != MFX_OK) {
     free(cu);
     return st;
@@ -339,12 +339,12 @@ void mfx_cuda_close(void *state) {
 mfx_status mfx_cuda_alloc(void *state, size_t bytes, uint64_t *address) {
   mfx_cuda_device *cu = state;
   CUdeviceptr ptr = 0;
-  if (mfx_cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
   CUresult r = cu->driver->cuMemAlloc_v2(&ptr, bytes);
   if (r != CUDA_SUCCESS) {
     char call[64];
     snprintf(call, sizeof call, "cuMemAlloc_v2(%zu bytes)", bytes);
-    return mfx_cuda_check(cu, r, call);
+    return cuda_check(cu, r, call);
   }
   *address = (uint64_t)ptr;
   return MFX_OK;
@@ -354,27 +354,27 @@ mfx_status mfx_cuda_alloc(void *state, size_t bytes, uint64_t *address) {
  * free and is reported by the next call that matters. */
 void mfx_cuda_free(void *state, uint64_t address) {
   mfx_cuda_device *cu = state;
-  if (mfx_cuda_enter(cu) == MFX_OK) cu->driver->cuMemFree_v2((CUdeviceptr)address);
+  if (cuda_enter(cu) == MFX_OK) cu->driver->cuMemFree_v2((CUdeviceptr)address);
 }
 
 mfx_status mfx_cuda_write(void *state, uint64_t dst, const void *src, size_t bytes) {
   mfx_cuda_device *cu = state;
-  if (mfx_cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
-  return mfx_cuda_check(cu, cu->driver->cuMemcpyHtoD_v2((CUdeviceptr)dst, src, bytes),
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuMemcpyHtoD_v2((CUdeviceptr)dst, src, bytes),
                         "cuMemcpyHtoD_v2");
 }
 
 mfx_status mfx_cuda_read(void *state, void *dst, uint64_t src, size_t bytes) {
   mfx_cuda_device *cu = state;
-  if (mfx_cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
-  return mfx_cuda_check(cu, cu->driver->cuMemcpyDtoH_v2(dst, (CUdeviceptr)src, bytes),
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuMemcpyDtoH_v2(dst, (CUdeviceptr)src, bytes),
                         "cuMemcpyDtoH_v2");
 }
 
 mfx_status mfx_cuda_synchronize(void *state) {
   mfx_cuda_device *cu = state;
-  if (mfx_cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
-  return mfx_cuda_check(cu, cu->driver->cuCtxSynchronize(), "cuCtxSynchronize");
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuCtxSynchronize(), "cuCtxSynchronize");
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -382,8 +382,8 @@ mfx_status mfx_cuda_synchronize(void *state) {
 mfx_status mfx_cuda_event_create(void *state, void **event) {
   mfx_cuda_device *cu = state;
   CUevent ev = NULL;
-  if (mfx_cuda_enter(cu) != MFX_OK ||
-      mfx_cuda_check(cu, cu->driver->cuEventCreate(&ev, CU_EVENT_DEFAULT), "cuEventCreate"))
+  if (cuda_enter(cu) != MFX_OK ||
+      cuda_check(cu, cu->driver->cuEventCreate(&ev, CU_EVENT_DEFAULT), "cuEventCreate"))
     return MFX_ERR_DEVICE;
   *event = ev;
   return MFX_OK;
@@ -391,21 +391,21 @@ mfx_status mfx_cuda_event_create(void *state, void **event) {
 
 void mfx_cuda_event_destroy(void *state, void *event) {
   mfx_cuda_device *cu = state;
-  if (mfx_cuda_enter(cu) == MFX_OK) cu->driver->cuEventDestroy_v2((CUevent)event);
+  if (cuda_enter(cu) == MFX_OK) cu->driver->cuEventDestroy_v2((CUevent)event);
 }
 
 mfx_status mfx_cuda_event_record(void *state, void *event) {
   mfx_cuda_device *cu = state;
-  if (mfx_cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
-  return mfx_cuda_check(cu, cu->driver->cuEventRecord((CUevent)event, NULL), "cuEventRecord");
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuEventRecord((CUevent)event, NULL), "cuEventRecord");
 }
 
 mfx_status mfx_cuda_event_elapsed(void *state, void *start, void *end, double *seconds) {
   mfx_cuda_device *cu = state;
   float ms = 0.0f;
-  if (mfx_cuda_enter(cu) != MFX_OK ||
-      mfx_cuda_check(cu, cu->driver->cuEventSynchronize((CUevent)end), "cuEventSynchronize") ||
-      mfx_cuda_check(cu, cu->driver->cuEventElapsedTime(&ms, (CUevent)start, (CUevent)end),
+  if (cuda_enter(cu) != MFX_OK ||
+      cuda_check(cu, cu->driver->cuEventSynchronize((CUevent)end), "cuEventSynchronize") ||
+      cuda_check(cu, cu->driver->cuEventElapsedTime(&ms, (CUevent)start, (CUevent)end),
                      "cuEventElapsedTime"))
     return MFX_ERR_DEVICE;
   *seconds = (double)ms * 1e-3;
@@ -415,14 +415,14 @@ mfx_status mfx_cuda_event_elapsed(void *state, void *start, void *end, double *s
 /* ---- modules --------------------------------------------------------------- */
 
 /* A cubin (ELF) or fatbin goes to the driver as is; anything else is PTX. */
-static int mfx_cuda_image_is_binary(const void *image, size_t bytes) {
+static int cuda_image_is_binary(const void *image, size_t bytes) {
   static const unsigned char elf[4] = {0x7f, 'E', 'L', 'F'};
   static const unsigned char fatbin[4] = {0x50, 0xed, 0x55, 0xba}; /* 0xba55ed50 */
   return bytes >= 4 && (memcmp(image, elf, 4) == 0 || memcmp(image, fatbin, 4) == 0);
 }
 
 /* The PTX `.version X.Y` of a text image, for messages; "?" if none. */
-static void mfx_cuda_ptx_version(const char *ptx, char *out, size_t cap) {
+static void cuda_ptx_version(const char *ptx, char *out, size_t cap) {
   const char *at = strstr(ptx, ".version");
   int major = 0, minor = 0;
   if (at != NULL && sscanf(at, ".version %d.%d", &major, &minor) == 2)
@@ -432,12 +432,12 @@ static void mfx_cuda_ptx_version(const char *ptx, char *out, size_t cap) {
 }
 
 /* What to try when the driver refuses an image, or "". */
-static void mfx_cuda_load_hint(const mfx_cuda_device *cu, CUresult r, const char *ptx, char *out,
+static void cuda_load_hint(const mfx_cuda_device *cu, CUresult r, const char *ptx, char *out,
                                size_t cap) {
   char version[32];
   out[0] = '\0';
   if (r == CUDA_ERROR_UNSUPPORTED_PTX_VERSION && ptx != NULL) {
-    mfx_cuda_ptx_version(ptx, version, sizeof version);
+    cuda_ptx_version(ptx, version, sizeof version);
     snprintf(out, cap,
              ": the PTX .version %s is newer than CUDA driver %d.%d accepts (emit an older PTX "
              "ISA, or update the driver)",
@@ -447,24 +447,24 @@ static void mfx_cuda_load_hint(const mfx_cuda_device *cu, CUresult r, const char
   }
 }
 
-static void mfx_cuda_trim(char *text) {
+static void cuda_trim(char *text) {
   size_t n = strlen(text);
   while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' ' || text[n - 1] == '\r'))
     text[--n] = '\0';
 }
 
-static mfx_status mfx_cuda_load_fail(const mfx_cuda_device *cu, CUresult r, const char *ptx,
+static mfx_status cuda_load_fail(const mfx_cuda_device *cu, CUresult r, const char *ptx,
                                      char *error_log) {
   char error[256], hint[256];
-  mfx_cuda_trim(error_log);
-  mfx_cuda_describe(cu->driver, r, error, sizeof error);
-  mfx_cuda_load_hint(cu, r, ptx, hint, sizeof hint);
-  return mfx_fail(mfx_cuda_status(r), "%s: cuModuleLoadDataEx: %s%s%s%s", cu->name, error, hint,
+  cuda_trim(error_log);
+  cuda_describe(cu->driver, r, error, sizeof error);
+  cuda_load_hint(cu, r, ptx, hint, sizeof hint);
+  return mfx_fail(cuda_status(r), "%s: cuModuleLoadDataEx: %s%s%s%s", cu->name, error, hint,
                   error_log[0] != '\0' ? ": " : "", error_log);
 }
 
 /* Loads a NUL-terminated PTX text or a binary image with the JIT logs on. */
-static mfx_status mfx_cuda_load_image(mfx_cuda_device *cu, const void *image, const char *ptx,
+static mfx_status cuda_load_image(mfx_cuda_device *cu, const void *image, const char *ptx,
                                       CUmodule *module, char *log, size_t log_cap) {
   char error_log[MFX_CUDA_ERROR_LOG_BYTES] = {0};
   unsigned int info_bytes = log_cap > UINT_MAX ? UINT_MAX : (unsigned int)log_cap;
@@ -478,8 +478,8 @@ static mfx_status mfx_cuda_load_image(mfx_cuda_device *cu, const void *image, co
                                               options, values);
   log[log_cap - 1] = '\0';
   error_log[sizeof error_log - 1] = '\0';
-  mfx_cuda_trim(log);
-  return r == CUDA_SUCCESS ? MFX_OK : mfx_cuda_load_fail(cu, r, ptx, error_log);
+  cuda_trim(log);
+  return r == CUDA_SUCCESS ? MFX_OK : cuda_load_fail(cu, r, ptx, error_log);
 }
 
 mfx_status mfx_cuda_module_load(void *state, const void *image, size_t bytes, void **module,
@@ -487,8 +487,8 @@ mfx_status mfx_cuda_module_load(void *state, const void *image, size_t bytes, vo
   mfx_cuda_device *cu = state;
   CUmodule mod = NULL;
   char *text = NULL;
-  if (mfx_cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
-  if (!mfx_cuda_image_is_binary(image, bytes)) {
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (!cuda_image_is_binary(image, bytes)) {
     /* The driver reads PTX up to its NUL: give it one. */
     text = malloc(bytes + 1);
     if (text == NULL) return mfx_fail(MFX_ERR_NOMEM, "%s: out of memory copying PTX", cu->name);
@@ -496,7 +496,7 @@ mfx_status mfx_cuda_module_load(void *state, const void *image, size_t bytes, vo
     text[bytes] = '\0';
     image = text;
   }
-  mfx_status st = mfx_cuda_load_image(cu, image, text, &mod, log, log_cap);
+  mfx_status st = cuda_load_image(cu, image, text, &mod, log, log_cap);
   free(text);
   if (st == MFX_OK) *module = mod;
   return st;
@@ -504,18 +504,18 @@ mfx_status mfx_cuda_module_load(void *state, const void *image, size_t bytes, vo
 
 void mfx_cuda_module_unload(void *state, void *module) {
   mfx_cuda_device *cu = state;
-  if (mfx_cuda_enter(cu) == MFX_OK) cu->driver->cuModuleUnload((CUmodule)module);
+  if (cuda_enter(cu) == MFX_OK) cu->driver->cuModuleUnload((CUmodule)module);
 }
 
 mfx_status mfx_cuda_function_get(void *state, void *module, const char *name, void **function) {
   mfx_cuda_device *cu = state;
   CUfunction fn = NULL;
-  if (mfx_cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
   CUresult r = cu->driver->cuModuleGetFunction(&fn, (CUmodule)module, name);
   if (r != CUDA_SUCCESS) {
     char call[160];
     snprintf(call, sizeof call, "cuModuleGetFunction(\"%.100s\")", name);
-    return mfx_cuda_check(cu, r, call);
+    return cuda_check(cu, r, call);
   }
   *function = fn;
   return MFX_OK;
@@ -523,19 +523,19 @@ mfx_status mfx_cuda_function_get(void *state, void *module, const char *name, vo
 
 /* ---- launches -------------------------------------------------------------- */
 
-static mfx_status mfx_cuda_function_attribute(const mfx_cuda_device *cu, CUfunction fn,
+static mfx_status cuda_function_attribute(const mfx_cuda_device *cu, CUfunction fn,
                                               CUfunction_attribute attribute, int *out) {
-  return mfx_cuda_check(cu, cu->driver->cuFuncGetAttribute(out, attribute, fn),
+  return cuda_check(cu, cu->driver->cuFuncGetAttribute(out, attribute, fn),
                         "cuFuncGetAttribute");
 }
 
 /* Opts the function in to `dynamic` bytes of shared memory when its static
  * plus dynamic shared memory exceeds the default per-block limit (48 KiB).
  * Called with launch_lock held: the limit only ever rises. */
-static mfx_status mfx_cuda_prepare_shared(mfx_cuda_device *cu, CUfunction fn, const char *name,
+static mfx_status cuda_prepare_shared(mfx_cuda_device *cu, CUfunction fn, const char *name,
                                           size_t dynamic) {
   int static_bytes = 0, allowed = 0;
-  if (mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, &static_bytes))
+  if (cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, &static_bytes))
     return MFX_ERR_DEVICE;
   size_t total = dynamic + (size_t)static_bytes;
   if (total > cu->shared_per_block_optin || dynamic > INT_MAX)
@@ -544,17 +544,17 @@ static mfx_status mfx_cuda_prepare_shared(mfx_cuda_device *cu, CUfunction fn, co
                     "block; the device allows at most %zu",
                     cu->name, name, dynamic, static_bytes, cu->shared_per_block_optin);
   if (total <= cu->shared_per_block) return MFX_OK;
-  if (mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+  if (cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                   &allowed))
     return MFX_ERR_DEVICE;
   if ((size_t)allowed >= dynamic) return MFX_OK;
-  return mfx_cuda_check(cu,
+  return cuda_check(cu,
                         cu->driver->cuFuncSetAttribute(
                             fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)dynamic),
                         "cuFuncSetAttribute(max dynamic shared size)");
 }
 
-static mfx_status mfx_cuda_check_block(const mfx_cuda_device *cu, const char *name,
+static mfx_status cuda_check_block(const mfx_cuda_device *cu, const char *name,
                                        const mfx_launch_dims *d) {
   uint64_t threads = (uint64_t)d->block[0] * d->block[1] * d->block[2];
   if (threads <= (uint64_t)cu->max_threads_per_block) return MFX_OK;
@@ -565,12 +565,12 @@ static mfx_status mfx_cuda_check_block(const mfx_cuda_device *cu, const char *na
 }
 
 /* A refused launch: say the kernel's own limits, which may be why. */
-static mfx_status mfx_cuda_launch_fail(const mfx_cuda_device *cu, CUresult r, CUfunction fn,
+static mfx_status cuda_launch_fail(const mfx_cuda_device *cu, CUresult r, CUfunction fn,
                                        const char *name) {
   char error[256], hint[160] = "";
   int threads = 0, shared = 0;
   const mfx_cuda_driver *drv = cu->driver;
-  mfx_cuda_describe(drv, r, error, sizeof error);
+  cuda_describe(drv, r, error, sizeof error);
   if ((r == CUDA_ERROR_INVALID_VALUE || r == CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) &&
       drv->cuFuncGetAttribute(&threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fn) ==
           CUDA_SUCCESS &&
@@ -580,7 +580,7 @@ static mfx_status mfx_cuda_launch_fail(const mfx_cuda_device *cu, CUresult r, CU
              " (the kernel allows at most %d threads per block and %d bytes of dynamic shared "
              "memory)",
              threads, shared);
-  return mfx_fail(mfx_cuda_status(r), "%s: launch %s: cuLaunchKernel: %s%s", cu->name, name, error,
+  return mfx_fail(cuda_status(r), "%s: launch %s: cuLaunchKernel: %s%s", cu->name, name, error,
                   hint);
 }
 
@@ -588,17 +588,17 @@ mfx_status mfx_cuda_launch(void *state, void *function, const char *name,
                            const mfx_launch_dims *d, void **args) {
   mfx_cuda_device *cu = state;
   CUfunction fn = function;
-  if (mfx_cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
-  mfx_status st = mfx_cuda_check_block(cu, name, d);
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  mfx_status st = cuda_check_block(cu, name, d);
   if (st != MFX_OK) return st;
   int opt_in = d->shared_bytes > 0;
   if (opt_in) pthread_mutex_lock(&cu->launch_lock);
-  st = opt_in ? mfx_cuda_prepare_shared(cu, fn, name, d->shared_bytes) : MFX_OK;
+  st = opt_in ? cuda_prepare_shared(cu, fn, name, d->shared_bytes) : MFX_OK;
   if (st == MFX_OK) {
     CUresult r = cu->driver->cuLaunchKernel(fn, d->grid[0], d->grid[1], d->grid[2], d->block[0],
                                             d->block[1], d->block[2], (unsigned int)d->shared_bytes,
                                             NULL, args, NULL);
-    if (r != CUDA_SUCCESS) st = mfx_cuda_launch_fail(cu, r, fn, name);
+    if (r != CUDA_SUCCESS) st = cuda_launch_fail(cu, r, fn, name);
   }
   if (opt_in) pthread_mutex_unlock(&cu->launch_lock);
   return st;
@@ -608,12 +608,12 @@ mfx_status mfx_cuda_function_attributes(void *state, void *function,
                                         mfx_function_attributes *out) {
   mfx_cuda_device *cu = state;
   CUfunction fn = function;
-  if (mfx_cuda_enter(cu) != MFX_OK ||
-      mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_NUM_REGS, &out->registers) ||
-      mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, &out->local_bytes) ||
-      mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
+  if (cuda_enter(cu) != MFX_OK ||
+      cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_NUM_REGS, &out->registers) ||
+      cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, &out->local_bytes) ||
+      cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
                                   &out->static_shared_bytes) ||
-      mfx_cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+      cuda_function_attribute(cu, fn, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
                                   &out->max_threads_per_block))
     return MFX_ERR_DEVICE;
   return MFX_OK;
@@ -621,7 +621,7 @@ mfx_status mfx_cuda_function_attributes(void *state, void *function,
 
 #else /* !MFX_CUDA_HEADERS */
 
-static mfx_status mfx_cuda_unavailable(void) {
+static mfx_status cuda_unavailable(void) {
   return mfx_fail(MFX_ERR_DEVICE,
                   "CUDA unavailable: mfx was built without CUDA headers (cuda.h); rebuild with "
                   "the CUDA toolkit's include directory");
@@ -629,14 +629,14 @@ static mfx_status mfx_cuda_unavailable(void) {
 
 mfx_status mfx_cuda_count(int *count) {
   *count = 0;
-  return mfx_cuda_unavailable();
+  return cuda_unavailable();
 }
 
 mfx_status mfx_cuda_open(int ordinal, mfx_device_info *info, void **state) {
   (void)ordinal;
   memset(info, 0, sizeof *info);
   *state = NULL;
-  return mfx_cuda_unavailable();
+  return cuda_unavailable();
 }
 
 #endif

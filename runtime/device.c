@@ -70,9 +70,9 @@ struct mfx_module {
 
 /* ---- the CPU ------------------------------------------------------------- */
 
-static void mfx_cpu_close(void *state) { (void)state; }
+static void dev_cpu_close(void *state) { (void)state; }
 
-static mfx_status mfx_cpu_alloc(void *state, size_t bytes, uint64_t *address) {
+static mfx_status dev_cpu_alloc(void *state, size_t bytes, uint64_t *address) {
   (void)state;
   size_t rounded = (bytes + 63) / 64 * 64;
   void *ptr = rounded >= bytes ? aligned_alloc(64, rounded) : NULL;
@@ -81,31 +81,31 @@ static mfx_status mfx_cpu_alloc(void *state, size_t bytes, uint64_t *address) {
   return MFX_OK;
 }
 
-static void mfx_cpu_free(void *state, uint64_t address) {
+static void dev_cpu_free(void *state, uint64_t address) {
   (void)state;
   free((void *)(uintptr_t)address);
 }
 
-static mfx_status mfx_cpu_write(void *state, uint64_t dst, const void *src, size_t bytes) {
+static mfx_status dev_cpu_write(void *state, uint64_t dst, const void *src, size_t bytes) {
   (void)state;
   memcpy((void *)(uintptr_t)dst, src, bytes);
   return MFX_OK;
 }
 
-static mfx_status mfx_cpu_read(void *state, void *dst, uint64_t src, size_t bytes) {
+static mfx_status dev_cpu_read(void *state, void *dst, uint64_t src, size_t bytes) {
   (void)state;
   memcpy(dst, (const void *)(uintptr_t)src, bytes);
   return MFX_OK;
 }
 
 /* CPU kernels run on the caller's thread (and its pool): nothing is queued. */
-static mfx_status mfx_cpu_synchronize(void *state) {
+static mfx_status dev_cpu_synchronize(void *state) {
   (void)state;
   return MFX_OK;
 }
 
 /* A CPU event is the host clock reading at its record. */
-static mfx_status mfx_cpu_event_create(void *state, void **event) {
+static mfx_status dev_cpu_event_create(void *state, void **event) {
   (void)state;
   double *seconds = calloc(1, sizeof *seconds);
   if (seconds == NULL) return mfx_fail(MFX_ERR_NOMEM, "cpu: out of memory creating an event");
@@ -113,38 +113,38 @@ static mfx_status mfx_cpu_event_create(void *state, void **event) {
   return MFX_OK;
 }
 
-static void mfx_cpu_event_destroy(void *state, void *event) {
+static void dev_cpu_event_destroy(void *state, void *event) {
   (void)state;
   free(event);
 }
 
-static mfx_status mfx_cpu_event_record(void *state, void *event) {
+static mfx_status dev_cpu_event_record(void *state, void *event) {
   (void)state;
   *(double *)event = mfx_now_seconds();
   return MFX_OK;
 }
 
-static mfx_status mfx_cpu_event_elapsed(void *state, void *start, void *end, double *seconds) {
+static mfx_status dev_cpu_event_elapsed(void *state, void *start, void *end, double *seconds) {
   (void)state;
   *seconds = *(const double *)end - *(const double *)start;
   return MFX_OK;
 }
 
 static const mfx_device_ops mfx_cpu_ops = {
-    .close = mfx_cpu_close,
-    .alloc = mfx_cpu_alloc,
-    .free = mfx_cpu_free,
-    .write = mfx_cpu_write,
-    .read = mfx_cpu_read,
-    .synchronize = mfx_cpu_synchronize,
-    .event_create = mfx_cpu_event_create,
-    .event_destroy = mfx_cpu_event_destroy,
-    .event_record = mfx_cpu_event_record,
-    .event_elapsed = mfx_cpu_event_elapsed,
+    .close = dev_cpu_close,
+    .alloc = dev_cpu_alloc,
+    .free = dev_cpu_free,
+    .write = dev_cpu_write,
+    .read = dev_cpu_read,
+    .synchronize = dev_cpu_synchronize,
+    .event_create = dev_cpu_event_create,
+    .event_destroy = dev_cpu_event_destroy,
+    .event_record = dev_cpu_event_record,
+    .event_elapsed = dev_cpu_event_elapsed,
 };
 
 /* The "model name" of /proc/cpuinfo, or a generic name. */
-static void mfx_cpu_model(char *out, size_t cap) {
+static void dev_cpu_model(char *out, size_t cap) {
   char line[512];
   snprintf(out, cap, "host CPU");
   FILE *f = fopen("/proc/cpuinfo", "r");
@@ -160,11 +160,11 @@ static void mfx_cpu_model(char *out, size_t cap) {
   fclose(f);
 }
 
-static void mfx_cpu_info(mfx_device_info *info) {
+static void dev_cpu_info(mfx_device_info *info) {
   struct utsname host;
   memset(info, 0, sizeof *info);
   info->kind = MFX_DEVICE_CPU;
-  mfx_cpu_model(info->name, sizeof info->name);
+  dev_cpu_model(info->name, sizeof info->name);
   snprintf(info->arch, sizeof info->arch, "%.31s", uname(&host) == 0 ? host.machine : "unknown");
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
@@ -195,7 +195,7 @@ static const mfx_device_ops mfx_cuda_ops = {
 #endif
 
 /* mfx_cuda_open fails, with the reason, in a runtime built without cuda.h. */
-static mfx_status mfx_device_open_cuda(mfx_device *dev, int ordinal) {
+static mfx_status dev_device_open_cuda(mfx_device *dev, int ordinal) {
 #if MFX_CUDA_HEADERS
   dev->ops = &mfx_cuda_ops;
 #endif
@@ -205,7 +205,7 @@ static mfx_status mfx_device_open_cuda(mfx_device *dev, int ordinal) {
 /* ---- opening ------------------------------------------------------------------ */
 
 /* "cpu", "cuda", "cuda:N" (mfx_target_parse, less the code-only targets). */
-static mfx_status mfx_device_parse(const char *spec, mfx_device_kind *kind, int *ordinal) {
+static mfx_status dev_device_parse(const char *spec, mfx_device_kind *kind, int *ordinal) {
   mfx_target t;
   *ordinal = 0;
   *kind = MFX_DEVICE_CUDA;
@@ -217,7 +217,7 @@ static mfx_status mfx_device_parse(const char *spec, mfx_device_kind *kind, int 
   return MFX_OK;
 }
 
-static void mfx_device_describe(mfx_device *dev) {
+static void dev_device_describe(mfx_device *dev) {
   const mfx_device_info *in = &dev->info;
   double gib = (double)in->total_memory / (1024.0 * 1024.0 * 1024.0);
   if (in->kind == MFX_DEVICE_CPU) {
@@ -234,23 +234,23 @@ mfx_status mfx_device_open(const char *spec, mfx_device **out) {
   mfx_device_kind kind;
   int ordinal;
   *out = NULL;
-  mfx_status st = mfx_device_parse(spec, &kind, &ordinal);
+  mfx_status st = dev_device_parse(spec, &kind, &ordinal);
   if (st != MFX_OK) return st;
   mfx_device *dev = calloc(1, sizeof *dev);
   if (dev == NULL) return mfx_fail(MFX_ERR_NOMEM, "device %s: out of memory", spec);
   if (kind == MFX_DEVICE_CPU) {
     dev->ops = &mfx_cpu_ops;
-    mfx_cpu_info(&dev->info);
+    dev_cpu_info(&dev->info);
     snprintf(dev->name, sizeof dev->name, "cpu");
   } else {
-    st = mfx_device_open_cuda(dev, ordinal);
+    st = dev_device_open_cuda(dev, ordinal);
     snprintf(dev->name, sizeof dev->name, "cuda:%d", ordinal);
   }
   if (st != MFX_OK) {
     free(dev);
     return st;
   }
-  mfx_device_describe(dev);
+  dev_device_describe(dev);
   *out = dev;
   return MFX_OK;
 }
@@ -300,7 +300,7 @@ void mfx_device_buffer_free(mfx_device_buffer *buf) {
 }
 
 /* `bytes` at `offset` lie inside the buffer, and the host side is there. */
-static mfx_status mfx_device_buffer_check(const mfx_device_buffer *buf, size_t offset, size_t bytes,
+static mfx_status dev_device_buffer_check(const mfx_device_buffer *buf, size_t offset, size_t bytes,
                                    const void *host, const char *what) {
   if (buf == NULL || buf->device == NULL)
     return mfx_fail(MFX_ERR_INVALID, "%s: buffer was never allocated", what);
@@ -315,7 +315,7 @@ static mfx_status mfx_device_buffer_check(const mfx_device_buffer *buf, size_t o
 
 mfx_status mfx_device_buffer_write(mfx_device_buffer *dst, size_t offset, const void *src,
                                    size_t bytes) {
-  mfx_status st = mfx_device_buffer_check(dst, offset, bytes, src, "buffer write");
+  mfx_status st = dev_device_buffer_check(dst, offset, bytes, src, "buffer write");
   if (st != MFX_OK || bytes == 0) return st;
   mfx_device *dev = dst->device;
   return dev->ops->write(dev->state, dst->address + offset, src, bytes);
@@ -323,7 +323,7 @@ mfx_status mfx_device_buffer_write(mfx_device_buffer *dst, size_t offset, const 
 
 mfx_status mfx_device_buffer_read(const mfx_device_buffer *src, size_t offset, void *dst,
                                   size_t bytes) {
-  mfx_status st = mfx_device_buffer_check(src, offset, bytes, dst, "buffer read");
+  mfx_status st = dev_device_buffer_check(src, offset, bytes, dst, "buffer read");
   if (st != MFX_OK || bytes == 0) return st;
   mfx_device *dev = src->device;
   return dev->ops->read(dev->state, dst, src->address + offset, bytes);
@@ -417,14 +417,14 @@ void mfx_module_free(mfx_module *mod) {
 
 const char *mfx_module_log(const mfx_module *mod) { return mod->log; }
 
-static mfx_function *mfx_module_find(const mfx_module *mod, const char *name) {
+static mfx_function *dev_module_find(const mfx_module *mod, const char *name) {
   for (mfx_function *fn = mod->functions; fn != NULL; fn = fn->next)
     if (strcmp(fn->name, name) == 0) return fn;
   return NULL;
 }
 
 /* Looks `name` up in the device's module and adds it to the list. */
-static mfx_status mfx_module_add(mfx_module *mod, const char *name, mfx_function **out) {
+static mfx_status dev_module_add(mfx_module *mod, const char *name, mfx_function **out) {
   mfx_device *dev = mod->device;
   mfx_function *fn = calloc(1, sizeof *fn);
   char *copy = strdup(name);
@@ -449,14 +449,14 @@ mfx_status mfx_module_function(mfx_module *mod, const char *name, mfx_function *
   if (name == NULL || name[0] == '\0')
     return mfx_fail(MFX_ERR_INVALID, "%s: function name is empty", mod->device->name);
   pthread_mutex_lock(&mod->lock);
-  mfx_function *fn = mfx_module_find(mod, name);
-  mfx_status st = fn != NULL ? MFX_OK : mfx_module_add(mod, name, &fn);
+  mfx_function *fn = dev_module_find(mod, name);
+  mfx_status st = fn != NULL ? MFX_OK : dev_module_add(mod, name, &fn);
   pthread_mutex_unlock(&mod->lock);
   *out = fn;
   return st;
 }
 
-static mfx_status mfx_launch_check(const mfx_function *fn, const mfx_launch_dims *d) {
+static mfx_status dev_launch_check(const mfx_function *fn, const mfx_launch_dims *d) {
   const char *device = fn->module->device->name;
   if (d == NULL) return mfx_fail(MFX_ERR_INVALID, "%s: launch %s: no dims", device, fn->name);
   for (int i = 0; i < 3; i++)
@@ -470,7 +470,7 @@ static mfx_status mfx_launch_check(const mfx_function *fn, const mfx_launch_dims
 }
 
 mfx_status mfx_function_launch(mfx_function *fn, const mfx_launch_dims *dims, void **args) {
-  mfx_status st = mfx_launch_check(fn, dims);
+  mfx_status st = dev_launch_check(fn, dims);
   if (st != MFX_OK) return st;
   mfx_device *dev = fn->module->device;
   return dev->ops->launch(dev->state, fn->handle, fn->name, dims, args);

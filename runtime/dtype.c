@@ -22,7 +22,7 @@ static const mfx_dtype_info mfx_dtype_table[MFX_DTYPE_COUNT] = {
   [MFX_F32] = {"f32", 4, 1, 0},
 };
 
-static int mfx_dtype_valid(mfx_dtype t) {
+static int dtype_valid(mfx_dtype t) {
   return (int)t >= 0 && t < MFX_DTYPE_COUNT;
 }
 
@@ -40,13 +40,13 @@ int mfx_dtype_from_name(const char *name, mfx_dtype *out) {
 }
 
 size_t mfx_dtype_size(mfx_dtype t) {
-  return mfx_dtype_valid(t) ? mfx_dtype_table[t].size : 0;
+  return dtype_valid(t) ? mfx_dtype_table[t].size : 0;
 }
 
 int mfx_dtype_is_float(mfx_dtype t) {
-  return mfx_dtype_valid(t) && mfx_dtype_table[t].is_float;
+  return dtype_valid(t) && mfx_dtype_table[t].is_float;
 }
 
 int mfx_dtype_is_signed(mfx_dtype t) {
-  return mfx_dtype_valid(t) && mfx_dtype_table[t].is_signed;
+  return dtype_valid(t) && mfx_dtype_table[t].is_signed;
 }

@@ -64,7 +64,7 @@ static block_header *cache_take(size_t capacity) {
   return h;
 }
 
-static void *mfx_env_alloc(size_t bytes) {
+static void *env_alloc(size_t bytes) {
   if (bytes > SIZE_MAX / 2) return NULL;
   size_t capacity = (bytes + MFX_WORKSPACE_ALIGN - 1) / MFX_WORKSPACE_ALIGN * MFX_WORKSPACE_ALIGN;
   if (capacity == 0) capacity = MFX_WORKSPACE_ALIGN;
@@ -77,7 +77,7 @@ static void *mfx_env_alloc(size_t bytes) {
   return payload(h);
 }
 
-static void mfx_env_free(void *ptr) {
+static void env_free(void *ptr) {
   if (ptr == NULL) return;
   block_header *h = header_of(ptr);
   if (cache.n == CACHE_BLOCKS || cache.bytes + h->capacity > CACHE_BYTES) {
@@ -89,14 +89,14 @@ static void mfx_env_free(void *ptr) {
   cache.bytes += h->capacity;
 }
 
-static int mfx_env_parallel_for(void *pool, mfx_parallel_body body, void *closure, int64_t n) {
+static int env_parallel_for(void *pool, mfx_parallel_body body, void *closure, int64_t n) {
   return mfx_pool_parallel_for((mfx_pool *)pool, body, closure, n);
 }
 
 void mfx_kernel_env_init(mfx_kernel_env *env, mfx_pool *pool) {
   if (env == NULL) return;
   env->pool = pool;
-  env->parallel_for = mfx_env_parallel_for;
-  env->alloc = mfx_env_alloc;
-  env->free = mfx_env_free;
+  env->parallel_for = env_parallel_for;
+  env->alloc = env_alloc;
+  env->free = env_free;
 }

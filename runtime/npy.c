@@ -29,7 +29,7 @@ static const mfx_npy_descr mfx_npy_descrs[] = {
   {"u1", MFX_U8},   {"u4", MFX_U32}, {"u8", MFX_U64}, {"f4", MFX_F32},
 };
 
-static const char *mfx_npy_descr_code(mfx_dtype t) {
+static const char *npy_descr_code(mfx_dtype t) {
   for (size_t i = 0; i < sizeof mfx_npy_descrs / sizeof mfx_npy_descrs[0]; i++) {
     if (mfx_npy_descrs[i].dtype == t) return mfx_npy_descrs[i].code;
   }
@@ -37,7 +37,7 @@ static const char *mfx_npy_descr_code(mfx_dtype t) {
 }
 
 /* '<' little-endian, '|' not applicable (one-byte types), '>' big-endian. */
-static mfx_status mfx_npy_parse_descr(const char *path, const char *descr, mfx_dtype *out) {
+static mfx_status npy_parse_descr(const char *path, const char *descr, mfx_dtype *out) {
   char order = descr[0];
   const char *code = descr + 1;
   for (size_t i = 0; i < sizeof mfx_npy_descrs / sizeof mfx_npy_descrs[0]; i++) {
@@ -79,7 +79,7 @@ typedef struct {
   unsigned seen; /* bit 0 descr, bit 1 fortran_order, bit 2 shape */
 } mfx_npy_header;
 
-static void mfx_npy_skip_space(mfx_npy_parser *p) {
+static void npy_skip_space(mfx_npy_parser *p) {
   while (p->pos < p->len) {
     char c = p->text[p->pos];
     if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
@@ -87,33 +87,33 @@ static void mfx_npy_skip_space(mfx_npy_parser *p) {
   }
 }
 
-static int mfx_npy_peek(mfx_npy_parser *p) {
-  mfx_npy_skip_space(p);
+static int npy_peek(mfx_npy_parser *p) {
+  npy_skip_space(p);
   return p->pos < p->len ? (unsigned char)p->text[p->pos] : -1;
 }
 
-static mfx_status mfx_npy_syntax(mfx_npy_parser *p, const char *expected) {
+static mfx_status npy_syntax(mfx_npy_parser *p, const char *expected) {
   return mfx_fail(MFX_ERR_FORMAT, "npy %s: header is not a valid dict at offset %zu: "
                   "expected %s",
                   p->path, p->pos, expected);
 }
 
-static mfx_status mfx_npy_expect(mfx_npy_parser *p, char c, const char *expected) {
-  if (mfx_npy_peek(p) != (unsigned char)c) return mfx_npy_syntax(p, expected);
+static mfx_status npy_expect(mfx_npy_parser *p, char c, const char *expected) {
+  if (npy_peek(p) != (unsigned char)c) return npy_syntax(p, expected);
   p->pos++;
   return MFX_OK;
 }
 
 /* A quoted string without escapes, as numpy writes them. */
-static mfx_status mfx_npy_parse_string(mfx_npy_parser *p, char *out, size_t cap) {
-  int quote = mfx_npy_peek(p);
-  if (quote != '\'' && quote != '"') return mfx_npy_syntax(p, "a quoted string");
+static mfx_status npy_parse_string(mfx_npy_parser *p, char *out, size_t cap) {
+  int quote = npy_peek(p);
+  if (quote != '\'' && quote != '"') return npy_syntax(p, "a quoted string");
   size_t start = ++p->pos;
   while (p->pos < p->len && p->text[p->pos] != quote) {
-    if (p->text[p->pos] == '\\') return mfx_npy_syntax(p, "a string without escapes");
+    if (p->text[p->pos] == '\\') return npy_syntax(p, "a string without escapes");
     p->pos++;
   }
-  if (p->pos >= p->len) return mfx_npy_syntax(p, "a closing quote");
+  if (p->pos >= p->len) return npy_syntax(p, "a closing quote");
   size_t n = p->pos - start;
   p->pos++;
   if (n >= cap) {
@@ -125,8 +125,8 @@ static mfx_status mfx_npy_parse_string(mfx_npy_parser *p, char *out, size_t cap)
   return MFX_OK;
 }
 
-static mfx_status mfx_npy_parse_bool(mfx_npy_parser *p, int *out) {
-  mfx_npy_skip_space(p);
+static mfx_status npy_parse_bool(mfx_npy_parser *p, int *out) {
+  npy_skip_space(p);
   const char *rest = p->text + p->pos;
   size_t left = p->len - p->pos;
   if (left >= 4 && memcmp(rest, "True", 4) == 0) {
@@ -136,15 +136,15 @@ static mfx_status mfx_npy_parse_bool(mfx_npy_parser *p, int *out) {
     *out = 0;
     p->pos += 5;
   } else {
-    return mfx_npy_syntax(p, "True or False");
+    return npy_syntax(p, "True or False");
   }
   return MFX_OK;
 }
 
 /* A non-negative integer; Python 2 files may carry an 'L' suffix. */
-static mfx_status mfx_npy_parse_dim(mfx_npy_parser *p, int64_t *out) {
-  int c = mfx_npy_peek(p);
-  if (c < '0' || c > '9') return mfx_npy_syntax(p, "a non-negative integer dimension");
+static mfx_status npy_parse_dim(mfx_npy_parser *p, int64_t *out) {
+  int c = npy_peek(p);
+  if (c < '0' || c > '9') return npy_syntax(p, "a non-negative integer dimension");
   int64_t v = 0;
   while (p->pos < p->len && p->text[p->pos] >= '0' && p->text[p->pos] <= '9') {
     int digit = p->text[p->pos] - '0';
@@ -161,17 +161,17 @@ static mfx_status mfx_npy_parse_dim(mfx_npy_parser *p, int64_t *out) {
 }
 
 /* (), (5,), (2, 3) and (2, 3,) */
-static mfx_status mfx_npy_parse_shape(mfx_npy_parser *p, mfx_npy_header *h) {
-  mfx_status st = mfx_npy_expect(p, '(', "'(' opening the shape tuple");
+static mfx_status npy_parse_shape(mfx_npy_parser *p, mfx_npy_header *h) {
+  mfx_status st = npy_expect(p, '(', "'(' opening the shape tuple");
   h->ndim = 0;
-  while (st == MFX_OK && mfx_npy_peek(p) != ')') {
+  while (st == MFX_OK && npy_peek(p) != ')') {
     if (h->ndim == MFX_MAX_DIMS) {
       return mfx_fail(MFX_ERR_FORMAT, "npy %s: shape has more than %d dimensions", p->path,
                       MFX_MAX_DIMS);
     }
-    st = mfx_npy_parse_dim(p, &h->shape[h->ndim++]);
-    if (st == MFX_OK && mfx_npy_peek(p) != ')') {
-      st = mfx_npy_expect(p, ',', "',' or ')' in the shape tuple");
+    st = npy_parse_dim(p, &h->shape[h->ndim++]);
+    if (st == MFX_OK && npy_peek(p) != ')') {
+      st = npy_expect(p, ',', "',' or ')' in the shape tuple");
     }
   }
   if (st != MFX_OK) return st;
@@ -179,21 +179,21 @@ static mfx_status mfx_npy_parse_shape(mfx_npy_parser *p, mfx_npy_header *h) {
   return MFX_OK;
 }
 
-static mfx_status mfx_npy_parse_entry(mfx_npy_parser *p, mfx_npy_header *h) {
+static mfx_status npy_parse_entry(mfx_npy_parser *p, mfx_npy_header *h) {
   char key[32];
-  mfx_status st = mfx_npy_parse_string(p, key, sizeof key);
-  if (st == MFX_OK) st = mfx_npy_expect(p, ':', "':' after a key");
+  mfx_status st = npy_parse_string(p, key, sizeof key);
+  if (st == MFX_OK) st = npy_expect(p, ':', "':' after a key");
   if (st != MFX_OK) return st;
   unsigned bit;
   if (strcmp(key, "descr") == 0) {
     bit = 1u;
-    st = mfx_npy_parse_string(p, h->descr, sizeof h->descr);
+    st = npy_parse_string(p, h->descr, sizeof h->descr);
   } else if (strcmp(key, "fortran_order") == 0) {
     bit = 2u;
-    st = mfx_npy_parse_bool(p, &h->fortran_order);
+    st = npy_parse_bool(p, &h->fortran_order);
   } else if (strcmp(key, "shape") == 0) {
     bit = 4u;
-    st = mfx_npy_parse_shape(p, h);
+    st = npy_parse_shape(p, h);
   } else {
     return mfx_fail(MFX_ERR_FORMAT, "npy %s: header has unexpected key '%s'; expected "
                     "'descr', 'fortran_order' and 'shape'",
@@ -207,20 +207,20 @@ static mfx_status mfx_npy_parse_entry(mfx_npy_parser *p, mfx_npy_header *h) {
   return MFX_OK;
 }
 
-static mfx_status mfx_npy_parse_header(const char *path, const char *text, size_t len,
+static mfx_status npy_parse_header(const char *path, const char *text, size_t len,
                                        mfx_npy_header *h) {
   mfx_npy_parser p = {path, text, len, 0};
   memset(h, 0, sizeof *h);
-  mfx_status st = mfx_npy_expect(&p, '{', "'{' opening the header dict");
-  while (st == MFX_OK && mfx_npy_peek(&p) != '}') {
-    st = mfx_npy_parse_entry(&p, h);
-    if (st == MFX_OK && mfx_npy_peek(&p) != '}') {
-      st = mfx_npy_expect(&p, ',', "',' or '}' after a dict entry");
+  mfx_status st = npy_expect(&p, '{', "'{' opening the header dict");
+  while (st == MFX_OK && npy_peek(&p) != '}') {
+    st = npy_parse_entry(&p, h);
+    if (st == MFX_OK && npy_peek(&p) != '}') {
+      st = npy_expect(&p, ',', "',' or '}' after a dict entry");
     }
   }
   if (st != MFX_OK) return st;
   p.pos++;
-  if (mfx_npy_peek(&p) != -1) return mfx_npy_syntax(&p, "only padding after the dict");
+  if (npy_peek(&p) != -1) return npy_syntax(&p, "only padding after the dict");
   if (h->seen != 7u) {
     return mfx_fail(MFX_ERR_FORMAT, "npy %s: header lacks %s%s%s", path,
                     (h->seen & 1u) ? "" : "'descr' ",
@@ -231,14 +231,14 @@ static mfx_status mfx_npy_parse_header(const char *path, const char *text, size_
 
 /* ---- load -------------------------------------------------------------- */
 
-static uint32_t mfx_npy_read_le(const unsigned char *b, int bytes) {
+static uint32_t npy_read_le(const unsigned char *b, int bytes) {
   uint32_t v = 0;
   for (int i = bytes - 1; i >= 0; i--) v = (v << 8) | b[i];
   return v;
 }
 
 /* Reads the preamble and returns the header text (malloc'd) and its length. */
-static mfx_status mfx_npy_read_header_text(const char *path, FILE *f, char **text,
+static mfx_status npy_read_header_text(const char *path, FILE *f, char **text,
                                            size_t *len) {
   unsigned char pre[MFX_NPY_MAGIC_LEN + 2 + 4];
   if (fread(pre, 1, MFX_NPY_MAGIC_LEN + 2, f) != MFX_NPY_MAGIC_LEN + 2 ||
@@ -255,7 +255,7 @@ static mfx_status mfx_npy_read_header_text(const char *path, FILE *f, char **tex
   if (fread(pre + 8, 1, (size_t)len_bytes, f) != (size_t)len_bytes) {
     return mfx_fail(MFX_ERR_FORMAT, "npy %s: file ends inside the header length", path);
   }
-  *len = mfx_npy_read_le(pre + 8, len_bytes);
+  *len = npy_read_le(pre + 8, len_bytes);
   if (*len > MFX_NPY_MAX_HEADER) {
     return mfx_fail(MFX_ERR_FORMAT, "npy %s: header length %zu exceeds %u bytes", path, *len,
                     MFX_NPY_MAX_HEADER);
@@ -272,15 +272,15 @@ static mfx_status mfx_npy_read_header_text(const char *path, FILE *f, char **tex
   return MFX_OK;
 }
 
-static mfx_status mfx_npy_read_header(const char *path, FILE *f, mfx_npy_header *h) {
+static mfx_status npy_read_header(const char *path, FILE *f, mfx_npy_header *h) {
   char *text = NULL;
   size_t len = 0;
-  mfx_status st = mfx_npy_read_header_text(path, f, &text, &len);
+  mfx_status st = npy_read_header_text(path, f, &text, &len);
   if (st != MFX_OK) return st;
   if (memchr(text, '\0', len) != NULL) {
     st = mfx_fail(MFX_ERR_FORMAT, "npy %s: header contains a NUL byte", path);
   } else {
-    st = mfx_npy_parse_header(path, text, len, h);
+    st = npy_parse_header(path, text, len, h);
   }
   free(text);
   if (st == MFX_OK && h->fortran_order) {
@@ -291,7 +291,7 @@ static mfx_status mfx_npy_read_header(const char *path, FILE *f, mfx_npy_header 
   return st;
 }
 
-static mfx_status mfx_npy_read_data(const char *path, FILE *f, mfx_array *a) {
+static mfx_status npy_read_data(const char *path, FILE *f, mfx_array *a) {
   size_t bytes = (size_t)mfx_array_numel(a) * mfx_dtype_size(a->dtype);
   size_t got = fread(a->data, 1, bytes, f);
   if (got != bytes) {
@@ -303,7 +303,7 @@ static mfx_status mfx_npy_read_data(const char *path, FILE *f, mfx_array *a) {
 }
 
 /* Bytes of data the header describes; a format error when that overflows. */
-static mfx_status mfx_npy_data_bytes(const char *path, const mfx_npy_header *h, mfx_dtype t,
+static mfx_status npy_data_bytes(const char *path, const mfx_npy_header *h, mfx_dtype t,
                                      size_t *bytes) {
   size_t total = mfx_dtype_size(t);
   for (int i = 0; i < h->ndim; i++) {
@@ -320,7 +320,7 @@ static mfx_status mfx_npy_data_bytes(const char *path, const mfx_npy_header *h, 
 /* Compares what is left of a regular file with what the header promises
  * before anything is allocated, so a corrupt shape cannot ask for terabytes.
  * Streams that cannot seek pass here and are checked while reading. */
-static mfx_status mfx_npy_check_data_size(const char *path, FILE *f, size_t bytes) {
+static mfx_status npy_check_data_size(const char *path, FILE *f, size_t bytes) {
   long here = ftell(f);
   if (here < 0 || fseek(f, 0, SEEK_END) != 0) return MFX_OK;
   long end = ftell(f);
@@ -352,16 +352,16 @@ mfx_status mfx_npy_load(const char *path, mfx_array *out) {
   if (opened != MFX_OK) return opened == MFX_ERR_NOT_FOUND ? MFX_ERR_IO : opened;
   mfx_npy_header h;
   mfx_dtype t = MFX_F32;
-  mfx_status st = mfx_npy_read_header(path, f, &h);
+  mfx_status st = npy_read_header(path, f, &h);
   size_t bytes = 0;
-  if (st == MFX_OK) st = mfx_npy_parse_descr(path, h.descr, &t);
-  if (st == MFX_OK) st = mfx_npy_data_bytes(path, &h, t, &bytes);
-  if (st == MFX_OK) st = mfx_npy_check_data_size(path, f, bytes);
+  if (st == MFX_OK) st = npy_parse_descr(path, h.descr, &t);
+  if (st == MFX_OK) st = npy_data_bytes(path, &h, t, &bytes);
+  if (st == MFX_OK) st = npy_check_data_size(path, f, bytes);
   if (st == MFX_OK) {
     st = mfx_array_create(out, t, h.ndim, h.shape);
     if (st != MFX_OK) st = mfx_fail_context(st, "npy %s", path);
   }
-  if (st == MFX_OK) st = mfx_npy_read_data(path, f, out);
+  if (st == MFX_OK) st = npy_read_data(path, f, out);
   fclose(f);
   if (st != MFX_OK) mfx_array_free(out);
   return st;
@@ -371,11 +371,11 @@ mfx_status mfx_npy_load(const char *path, mfx_array *out) {
 
 /* Writes the dict, padded with spaces and a final newline so that the data
  * starts on a 64-byte boundary. Returns the dict length, or 0 on overflow. */
-static size_t mfx_npy_format_header(const mfx_array *a, size_t preamble, char *buf,
+static size_t npy_format_header(const mfx_array *a, size_t preamble, char *buf,
                                     size_t cap) {
   size_t n = (size_t)snprintf(buf, cap, "{'descr': '%c%s', 'fortran_order': False, 'shape': (",
                               mfx_dtype_size(a->dtype) == 1 ? '|' : '<',
-                              mfx_npy_descr_code(a->dtype));
+                              npy_descr_code(a->dtype));
   for (int i = 0; i < a->ndim && n < cap; i++) {
     n += (size_t)snprintf(buf + n, cap - n, i == 0 ? "%lld" : ", %lld",
                           (long long)a->shape[i]);
@@ -388,7 +388,7 @@ static size_t mfx_npy_format_header(const mfx_array *a, size_t preamble, char *b
   return total - preamble;
 }
 
-static mfx_status mfx_npy_check_savable(const char *path, const mfx_array *a) {
+static mfx_status npy_check_savable(const char *path, const mfx_array *a) {
   if ((int)a->dtype < 0 || a->dtype >= MFX_DTYPE_COUNT) {
     return mfx_fail(MFX_ERR_INVALID, "npy %s: cannot save dtype %d", path, (int)a->dtype);
   }
@@ -408,9 +408,9 @@ static mfx_status mfx_npy_check_savable(const char *path, const mfx_array *a) {
   return MFX_OK;
 }
 
-static mfx_status mfx_npy_write(const char *path, FILE *f, const mfx_array *a) {
+static mfx_status npy_write(const char *path, FILE *f, const mfx_array *a) {
   char header[512];
-  size_t len = mfx_npy_format_header(a, MFX_NPY_MAGIC_LEN + 4, header, sizeof header);
+  size_t len = npy_format_header(a, MFX_NPY_MAGIC_LEN + 4, header, sizeof header);
   if (len == 0) return mfx_fail(MFX_ERR_INVALID, "npy %s: header too long", path);
   unsigned char pre[MFX_NPY_MAGIC_LEN + 4] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
                                                (unsigned char)(len & 0xff),
@@ -427,12 +427,12 @@ mfx_status mfx_npy_save(const char *path, const mfx_array *a) {
   if (path == NULL || a == NULL) {
     return mfx_fail(MFX_ERR_INVALID, "npy save: path and array must not be NULL");
   }
-  mfx_status st = mfx_npy_check_savable(path, a);
+  mfx_status st = npy_check_savable(path, a);
   if (st != MFX_OK) return st;
   mfx_file_writer w;
   st = mfx_file_write_begin(&w, path, "npy");
   if (st != MFX_OK) return st;
-  st = mfx_npy_write(path, w.f, a);
+  st = npy_write(path, w.f, a);
   if (st == MFX_OK) return mfx_file_write_commit(&w);
   mfx_file_write_abort(&w);
   return st;

@@ -33,7 +33,7 @@ struct mfx_pool {
 /* Non-zero while this thread runs a loop body or is a pool worker. */
 static _Thread_local int mfx_pool_inside_body;
 
-static void mfx_pool_chunk_range(int64_t n, int chunks, int i, int64_t *begin, int64_t *end) {
+static void pool_chunk_range(int64_t n, int chunks, int i, int64_t *begin, int64_t *end) {
   int64_t base = n / chunks;
   int64_t extra = n % chunks;
   *begin = base * i + (i < extra ? i : extra);
@@ -42,11 +42,11 @@ static void mfx_pool_chunk_range(int64_t n, int chunks, int i, int64_t *begin, i
 
 /* Claims and runs chunks of the current loop; called and returns with the
  * lock held. */
-static void mfx_pool_run_chunks(mfx_pool *pool) {
+static void pool_run_chunks(mfx_pool *pool) {
   while (pool->next_chunk < pool->chunks) {
     int i = pool->next_chunk++;
     int64_t begin, end;
-    mfx_pool_chunk_range(pool->n, pool->chunks, i, &begin, &end);
+    pool_chunk_range(pool->n, pool->chunks, i, &begin, &end);
     mfx_parallel_body body = pool->body;
     void *closure = pool->closure;
     pthread_mutex_unlock(&pool->lock);
@@ -56,7 +56,7 @@ static void mfx_pool_run_chunks(mfx_pool *pool) {
   }
 }
 
-static void *mfx_pool_worker(void *arg) {
+static void *pool_worker(void *arg) {
   mfx_pool *pool = arg;
   mfx_pool_inside_body = 1;
   pthread_mutex_lock(&pool->lock);
@@ -69,13 +69,13 @@ static void *mfx_pool_worker(void *arg) {
     }
     if (pool->shutdown) break;
     seen = pool->generation;
-    mfx_pool_run_chunks(pool);
+    pool_run_chunks(pool);
   }
   pthread_mutex_unlock(&pool->lock);
   return NULL;
 }
 
-static void mfx_pool_stop_workers(mfx_pool *pool) {
+static void pool_stop_workers(mfx_pool *pool) {
   pthread_mutex_lock(&pool->lock);
   pool->shutdown = 1;
   pthread_cond_broadcast(&pool->work_ready);
@@ -84,7 +84,7 @@ static void mfx_pool_stop_workers(mfx_pool *pool) {
   pool->started = 0;
 }
 
-static void mfx_pool_release(mfx_pool *pool) {
+static void pool_release(mfx_pool *pool) {
   pthread_cond_destroy(&pool->work_done);
   pthread_cond_destroy(&pool->work_ready);
   pthread_mutex_destroy(&pool->lock);
@@ -93,13 +93,13 @@ static void mfx_pool_release(mfx_pool *pool) {
   free(pool);
 }
 
-static int mfx_pool_default_threads(void) {
+static int pool_default_threads(void) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   if (cpus < 1) return 1;
   return cpus > MFX_POOL_MAX_THREADS ? MFX_POOL_MAX_THREADS : (int)cpus;
 }
 
-static mfx_status mfx_pool_init_sync(mfx_pool *pool) {
+static mfx_status pool_init_sync(mfx_pool *pool) {
   int ok = pthread_mutex_init(&pool->submit, NULL) == 0;
   ok = ok && pthread_mutex_init(&pool->lock, NULL) == 0;
   ok = ok && pthread_cond_init(&pool->work_ready, NULL) == 0;
@@ -107,10 +107,10 @@ static mfx_status mfx_pool_init_sync(mfx_pool *pool) {
   return ok ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "pool: cannot initialise mutexes/conditions");
 }
 
-static mfx_status mfx_pool_start_workers(mfx_pool *pool) {
+static mfx_status pool_start_workers(mfx_pool *pool) {
   for (int i = 0; i < pool->threads - 1; i++) {
-    if (pthread_create(&pool->workers[i], NULL, mfx_pool_worker, pool) != 0) {
-      mfx_pool_stop_workers(pool);
+    if (pthread_create(&pool->workers[i], NULL, pool_worker, pool) != 0) {
+      pool_stop_workers(pool);
       return mfx_fail(MFX_ERR_NOMEM, "pool: cannot start worker thread %d of %d", i + 1,
                       pool->threads - 1);
     }
@@ -126,7 +126,7 @@ mfx_status mfx_pool_create(int threads, mfx_pool **out) {
     return mfx_fail(MFX_ERR_INVALID, "pool: threads=%d, expected at most %d", threads,
                     MFX_POOL_MAX_THREADS);
   }
-  if (threads <= 0) threads = mfx_pool_default_threads();
+  if (threads <= 0) threads = pool_default_threads();
   mfx_pool *pool = calloc(1, sizeof *pool);
   if (pool == NULL) return mfx_fail(MFX_ERR_NOMEM, "pool: out of memory");
   pool->threads = threads;
@@ -135,10 +135,10 @@ mfx_status mfx_pool_create(int threads, mfx_pool **out) {
     free(pool);
     return mfx_fail(MFX_ERR_NOMEM, "pool: out of memory for %d threads", threads);
   }
-  mfx_status st = mfx_pool_init_sync(pool);
-  if (st == MFX_OK) st = mfx_pool_start_workers(pool);
+  mfx_status st = pool_init_sync(pool);
+  if (st == MFX_OK) st = pool_start_workers(pool);
   if (st != MFX_OK) {
-    mfx_pool_release(pool);
+    pool_release(pool);
     return st;
   }
   *out = pool;
@@ -147,20 +147,20 @@ mfx_status mfx_pool_create(int threads, mfx_pool **out) {
 
 void mfx_pool_destroy(mfx_pool *pool) {
   if (pool == NULL) return;
-  mfx_pool_stop_workers(pool);
-  mfx_pool_release(pool);
+  pool_stop_workers(pool);
+  pool_release(pool);
 }
 
 int mfx_pool_threads(const mfx_pool *pool) { return pool == NULL ? 1 : pool->threads; }
 
-static void mfx_pool_run_serial(mfx_parallel_body body, void *closure, int64_t n) {
+static void pool_run_serial(mfx_parallel_body body, void *closure, int64_t n) {
   int outer = mfx_pool_inside_body;
   mfx_pool_inside_body = 1;
   body(closure, 0, n);
   mfx_pool_inside_body = outer;
 }
 
-static void mfx_pool_run_shared(mfx_pool *pool, mfx_parallel_body body, void *closure,
+static void pool_run_shared(mfx_pool *pool, mfx_parallel_body body, void *closure,
                                 int64_t n, int chunks) {
   pthread_mutex_lock(&pool->submit);
   pthread_mutex_lock(&pool->lock);
@@ -173,7 +173,7 @@ static void mfx_pool_run_shared(mfx_pool *pool, mfx_parallel_body body, void *cl
   pool->generation++;
   pthread_cond_broadcast(&pool->work_ready);
   mfx_pool_inside_body = 1;
-  mfx_pool_run_chunks(pool);
+  pool_run_chunks(pool);
   mfx_pool_inside_body = 0;
   while (pool->pending > 0) pthread_cond_wait(&pool->work_done, &pool->lock);
   pthread_mutex_unlock(&pool->lock);
@@ -185,9 +185,9 @@ int mfx_pool_parallel_for(mfx_pool *pool, mfx_parallel_body body, void *closure,
   int chunks = pool == NULL ? 1 : pool->threads;
   if ((int64_t)chunks > n) chunks = (int)n;
   if (chunks <= 1 || mfx_pool_inside_body) {
-    mfx_pool_run_serial(body, closure, n);
+    pool_run_serial(body, closure, n);
   } else {
-    mfx_pool_run_shared(pool, body, closure, n, chunks);
+    pool_run_shared(pool, body, closure, n, chunks);
   }
   return 0;
 }

@@ -55,7 +55,7 @@ void mfx_router_stats_destroy(mfx_router_stats *stats) {
   free(stats);
 }
 
-static mfx_status mfx_router_stats_check_open(const char *where,
+static mfx_status router_stats_check_open(const char *where,
                                               const mfx_router_stats *stats,
                                               int experts) {
   if (stats == NULL) {
@@ -76,7 +76,7 @@ static mfx_status mfx_router_stats_check_open(const char *where,
 mfx_status mfx_router_stats_add(mfx_router_stats *stats, const float *logits,
                                 int64_t tokens, int experts) {
   const char *where = "router stats add";
-  mfx_status st = mfx_router_stats_check_open(where, stats, experts);
+  mfx_status st = router_stats_check_open(where, stats, experts);
   if (st != MFX_OK) return st;
   st = mfx_router_check_logits(where, logits, tokens, experts, stats->k);
   if (st != MFX_OK) return st;
@@ -90,7 +90,7 @@ mfx_status mfx_router_stats_add_counts(mfx_router_stats *stats,
                                        const double *counts, int experts,
                                        double tokens) {
   const char *where = "router stats add counts";
-  mfx_status st = mfx_router_stats_check_open(where, stats, experts);
+  mfx_status st = router_stats_check_open(where, stats, experts);
   if (st != MFX_OK) return st;
   if (counts == NULL) return mfx_fail(MFX_ERR_INVALID, "%s: counts is NULL", where);
   if (!isfinite(tokens) || tokens < 0.0) {
@@ -116,7 +116,7 @@ mfx_status mfx_router_stats_allreduce(mfx_router_stats *stats,
     return mfx_fail(MFX_ERR_INVALID, "%s: stats or allreduce callback is NULL",
                     where);
   }
-  mfx_status st = mfx_router_stats_check_open(where, stats, stats->experts);
+  mfx_status st = router_stats_check_open(where, stats, stats->experts);
   if (st != MFX_OK) return st;
   int n = stats->experts + 1;
   for (int i = 0; i < n; i++) stats->exchange[i] = stats->buffer[i];
@@ -159,7 +159,7 @@ int mfx_router_stats_k(const mfx_router_stats *stats) {
 
 /* ---- auxiliary-loss-free routing ----------------------------------------- */
 
-static mfx_status mfx_router_check_route(const float *logits, int64_t tokens,
+static mfx_status router_check_route(const float *logits, int64_t tokens,
                                          int experts, int k, const float *bias,
                                          const int32_t *experts_out,
                                          const float *gates_out) {
@@ -182,7 +182,7 @@ static mfx_status mfx_router_check_route(const float *logits, int64_t tokens,
 
 /* Gates of the selected experts: the softmax of their logits, which equals
  * their probabilities renormalised over the k selected, without underflow. */
-static void mfx_router_gates_row(const float *z, const int32_t *selected, int k,
+static void router_gates_row(const float *z, const int32_t *selected, int k,
                                  float *gates) {
   double max = z[selected[0]];
   for (int s = 1; s < k; s++) {
@@ -198,7 +198,7 @@ static void mfx_router_gates_row(const float *z, const int32_t *selected, int k,
 mfx_status mfx_router_route(const float *logits, int64_t tokens, int experts,
                             int k, const float *bias, int32_t *experts_out,
                             float *gates_out, double *counts_out) {
-  mfx_status st = mfx_router_check_route(logits, tokens, experts, k, bias,
+  mfx_status st = router_check_route(logits, tokens, experts, k, bias,
                                          experts_out, gates_out);
   if (st != MFX_OK) return st;
   void *block = NULL;
@@ -212,7 +212,7 @@ mfx_status mfx_router_route(const float *logits, int64_t tokens, int experts,
     mfx_router_softmax_row(z, experts, score);
     for (int i = 0; bias != NULL && i < experts; i++) score[i] += bias[i];
     mfx_router_topk_row(score, experts, k, selected);
-    mfx_router_gates_row(z, selected, k, gates_out + t * k);
+    router_gates_row(z, selected, k, gates_out + t * k);
     for (int s = 0; counts_out != NULL && s < k; s++) counts_out[selected[s]] += 1.0;
   }
   free(score);

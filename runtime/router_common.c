@@ -53,7 +53,7 @@ double mfx_router_softmax_row(const float *z, int experts, double *p) {
 }
 
 /* True when (score a, index ia) ranks before (score b, index ib). */
-static int mfx_router_ranks_before(double a, int ia, double b, int ib) {
+static int router_ranks_before(double a, int ia, double b, int ib) {
   return a > b || (a == b && ia < ib);
 }
 
@@ -66,9 +66,9 @@ void mfx_router_topk_row(const double *score, int experts, int k,
     for (int j = 0; j < experts; j++) {
       if (slot > 0) {
         int prev = selected[slot - 1];
-        if (!mfx_router_ranks_before(score[prev], prev, score[j], j)) continue;
+        if (!router_ranks_before(score[prev], prev, score[j], j)) continue;
       }
-      if (best < 0 || mfx_router_ranks_before(score[j], j, score[best], best)) {
+      if (best < 0 || router_ranks_before(score[j], j, score[best], best)) {
         best = j;
       }
     }

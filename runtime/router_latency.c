@@ -5,7 +5,7 @@
 
 #include <math.h>
 
-static mfx_status mfx_router_check_points(const double *n, const double *seconds,
+static mfx_status router_check_points(const double *n, const double *seconds,
                                           int count) {
   const char *where = "router latency fit";
   if (n == NULL || seconds == NULL) {
@@ -25,7 +25,7 @@ static mfx_status mfx_router_check_points(const double *n, const double *seconds
   return MFX_OK;
 }
 
-static double mfx_router_mean(const double *x, int count) {
+static double router_mean(const double *x, int count) {
   double sum = 0.0;
   for (int i = 0; i < count; i++) sum += x[i];
   return sum / count;
@@ -33,13 +33,13 @@ static double mfx_router_mean(const double *x, int count) {
 
 mfx_status mfx_router_latency_fit(const double *n, const double *seconds,
                                   int count, double *a, double *b, double *r2) {
-  mfx_status st = mfx_router_check_points(n, seconds, count);
+  mfx_status st = router_check_points(n, seconds, count);
   if (st != MFX_OK) return st;
   if (a == NULL || b == NULL || r2 == NULL) {
     return mfx_fail(MFX_ERR_INVALID, "router latency fit: a, b or r2 is NULL");
   }
-  double n_mean = mfx_router_mean(n, count);
-  double s_mean = mfx_router_mean(seconds, count);
+  double n_mean = router_mean(n, count);
+  double s_mean = router_mean(seconds, count);
   double snn = 0.0, sns = 0.0, sss = 0.0;
   for (int i = 0; i < count; i++) {
     snn += (n[i] - n_mean) * (n[i] - n_mean);
@@ -79,7 +79,7 @@ mfx_status mfx_router_latency_alpha(const double *latency, int experts,
                       latency[i]);
     }
   }
-  double mean = mfx_router_mean(latency, experts);
+  double mean = router_mean(latency, experts);
   for (int i = 0; i < experts; i++) alpha[i] = latency[i] / mean;
   return MFX_OK;
 }

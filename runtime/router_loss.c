@@ -69,7 +69,7 @@ mfx_status mfx_router_check_alpha(mfx_router_loss_kind kind, const double *alpha
   return MFX_OK;
 }
 
-static mfx_status mfx_router_check_global(mfx_router_loss_kind kind,
+static mfx_status router_check_global(mfx_router_loss_kind kind,
                                           const mfx_router_counts *global,
                                           int experts, int k) {
   const char *name = mfx_router_loss_name(kind);
@@ -120,7 +120,7 @@ typedef struct {
   int32_t *selected; /* top-k of one row */
 } mfx_router_work;
 
-static mfx_status mfx_router_work_create(int experts, int k, mfx_router_work *w) {
+static mfx_status router_work_create(int experts, int k, mfx_router_work *w) {
   size_t doubles = (size_t)experts * 5;
   void *block = NULL;
   mfx_status st = mfx_router_alloc(
@@ -137,10 +137,10 @@ static mfx_status mfx_router_work_create(int experts, int k, mfx_router_work *w)
   return MFX_OK;
 }
 
-static void mfx_router_work_destroy(mfx_router_work *w) { free(w->prob); }
+static void router_work_destroy(mfx_router_work *w) { free(w->prob); }
 
 /* Fills w->prob_sum and w->counts from the logits. */
-static void mfx_router_local_stats(const float *logits, int64_t tokens,
+static void router_local_stats(const float *logits, int64_t tokens,
                                    int experts, int k, mfx_router_work *w) {
   for (int64_t t = 0; t < tokens; t++) {
     mfx_router_softmax_row(logits + t * experts, experts, w->prob);
@@ -152,7 +152,7 @@ static void mfx_router_local_stats(const float *logits, int64_t tokens,
 
 /* grad[t,j] = p[t,j] * (v_j - sum_i v_i p[t,i]): the softmax backward pass
  * of a per-expert weight v shared by all tokens. */
-static void mfx_router_softmax_backward(const float *logits, int64_t tokens,
+static void router_softmax_backward(const float *logits, int64_t tokens,
                                         int experts, mfx_router_work *w,
                                         float *grad) {
   for (int64_t t = 0; t < tokens; t++) {
@@ -168,7 +168,7 @@ static void mfx_router_softmax_backward(const float *logits, int64_t tokens,
 /* ---- the losses ---------------------------------------------------------- */
 
 /* L = E * sum_i (c_i/(k*Tc)) * P_i, P_i = I_i / T. */
-static double mfx_router_switch(int64_t tokens, int experts, int k,
+static double router_switch(int64_t tokens, int experts, int k,
                                 const double *counts, double count_tokens,
                                 mfx_router_work *w) {
   double loss = 0.0;
@@ -200,7 +200,7 @@ double mfx_router_cv2(const double *x, int n, double *dcv2) {
 
 /* L = CV^2(alpha . I) + CV^2(alpha . c); v_i = alpha_i dCV^2/dx_i. Reuses
  * w->score and w->prob as scratch (the backward pass refills w->prob). */
-static double mfx_router_latency(int experts, const double *alpha,
+static double router_latency(int experts, const double *alpha,
                                  const double *counts, mfx_router_work *w) {
   double *x = w->score;
   for (int i = 0; i < experts; i++) x[i] = alpha[i] * w->prob_sum[i];
@@ -211,7 +211,7 @@ static double mfx_router_latency(int experts, const double *alpha,
 }
 
 /* L = mean_t lse_t^2; dL/dz[t,j] = 2 lse_t p[t,j] / T. */
-static double mfx_router_zloss(const float *logits, int64_t tokens, int experts,
+static double router_zloss(const float *logits, int64_t tokens, int experts,
                                mfx_router_work *w, float *grad) {
   double loss = 0.0;
   for (int64_t t = 0; t < tokens; t++) {
@@ -225,7 +225,7 @@ static double mfx_router_zloss(const float *logits, int64_t tokens, int experts,
   return loss / (double)tokens;
 }
 
-static mfx_status mfx_router_check_loss_args(mfx_router_loss_kind kind,
+static mfx_status router_check_loss_args(mfx_router_loss_kind kind,
                                              const float *logits, int64_t tokens,
                                              int experts, int k,
                                              const double *alpha, int alpha_count,
@@ -246,7 +246,7 @@ static mfx_status mfx_router_check_loss_args(mfx_router_loss_kind kind,
   if (st != MFX_OK) return st;
   st = mfx_router_check_alpha(kind, alpha, alpha_count, experts);
   if (st != MFX_OK) return st;
-  return mfx_router_check_global(kind, global, experts, k);
+  return router_check_global(kind, global, experts, k);
 }
 
 mfx_status mfx_router_loss(mfx_router_loss_kind kind, const float *logits,
@@ -254,27 +254,27 @@ mfx_status mfx_router_loss(mfx_router_loss_kind kind, const float *logits,
                            const double *alpha, int alpha_count,
                            const mfx_router_counts *global, double *loss,
                            float *grad) {
-  mfx_status st = mfx_router_check_loss_args(kind, logits, tokens, experts, k,
+  mfx_status st = router_check_loss_args(kind, logits, tokens, experts, k,
                                              alpha, alpha_count, global, loss);
   if (st != MFX_OK) return st;
   mfx_router_work w;
-  st = mfx_router_work_create(experts, k, &w);
+  st = router_work_create(experts, k, &w);
   if (st != MFX_OK) return st;
   if (kind == MFX_ROUTER_ZLOSS) {
-    *loss = mfx_router_zloss(logits, tokens, experts, &w, grad);
-    mfx_router_work_destroy(&w);
+    *loss = router_zloss(logits, tokens, experts, &w, grad);
+    router_work_destroy(&w);
     return MFX_OK;
   }
-  mfx_router_local_stats(logits, tokens, experts, k, &w);
+  router_local_stats(logits, tokens, experts, k, &w);
   const double *counts = global ? global->counts : w.counts;
   double count_tokens = global ? global->tokens : (double)tokens;
   if (kind == MFX_ROUTER_SWITCH) {
-    *loss = mfx_router_switch(tokens, experts, k, counts, count_tokens, &w);
+    *loss = router_switch(tokens, experts, k, counts, count_tokens, &w);
   } else {
-    *loss = mfx_router_latency(experts, alpha, counts, &w);
+    *loss = router_latency(experts, alpha, counts, &w);
   }
-  if (grad != NULL) mfx_router_softmax_backward(logits, tokens, experts, &w, grad);
-  mfx_router_work_destroy(&w);
+  if (grad != NULL) router_softmax_backward(logits, tokens, experts, &w, grad);
+  router_work_destroy(&w);
   if (!isfinite(*loss))
     return mfx_fail(MFX_ERR_INVALID, "router loss %s: the loss is %g, not a finite number "
                     "(alpha or the counts too large?)", mfx_router_loss_name(kind), *loss);

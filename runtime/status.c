@@ -15,7 +15,7 @@ void mfx_clear_error(void) { mfx_message[0] = '\0'; }
 
 /* Copies as much of `text` as fits after the first `used` bytes of the
  * message; returns the new length. Truncation is silent by design. */
-static size_t mfx_message_append(size_t used, const char *text) {
+static size_t status_message_append(size_t used, const char *text) {
   while (used + 1 < sizeof mfx_message && *text != '\0') mfx_message[used++] = *text++;
   mfx_message[used] = '\0';
   return used;
@@ -31,10 +31,10 @@ mfx_status mfx_fail_context(mfx_status status, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
-  size_t used = mfx_message_append(0, prefix);
+  size_t used = status_message_append(0, prefix);
   if (old[0] != '\0') {
-    used = mfx_message_append(used, ": ");
-    mfx_message_append(used, old);
+    used = status_message_append(used, ": ");
+    status_message_append(used, old);
   }
   return status;
 }
@@ -47,7 +47,7 @@ mfx_status mfx_fail(mfx_status status, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
-  mfx_message_append(0, text);
+  status_message_append(0, text);
   return status;
 }
 

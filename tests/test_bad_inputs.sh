@@ -298,7 +298,10 @@ expect 2 "--db needs a value (e.g. --db tune.db)" "$MFX" db list --db
 expect 2 "db best: missing OP (see mfx ops)" "$MFX" db best --db "$TMP/tune.db"
 expect 2 "db import: missing FILE (a JSON-lines export, or -)" "$MFX" db import
 expect 2 "--json given twice; give it once" "$MFX" db list --json --json
-# mfx run FILE.te --kernel and mfx tune, on the shared parser too
+# mfx run FILE.te --kernel mfx tune and mfx compile-layer, on the shared parser too
+expect 2 "--dim: '0' is out of range; expected a whole number in 1..1048576" "$MFX" compile-layer --dim 0 --hidden 8 --experts mult --k 1 --buckets 16 -o "$TMP/l.mfxa"
+expect 2 "--k given twice ('1' and '2'); give it once" "$MFX" compile-layer --dim 8 --hidden 8 --experts mult,shift --k 1 --k 2 --buckets 16 -o "$TMP/l.mfxa"
+expect 2 "compile-layer: $U '--bogus'" "$MFX" compile-layer --bogus
 expect 2 "--kernel given twice ('Z' and 'R'); give it once" "$MFX" run examples/kernels/relu_linear.te --kernel Z --kernel R
 expect 2 "--trials: '0' is out of range; expected a whole number in 1..1000000" "$MFX" tune linear --dims M=4,N=4,K=4 --trials 0
 expect 2 "--timeout: '-1' is out of range; expected a number in [0, 86400]" "$MFX" tune linear --dims M=4,N=4,K=4 --timeout -1

@@ -55,30 +55,35 @@ static mfx_status tool_layer_choose(void *user, const char *target, const mfx_op
 }
 
 typedef struct {
-  const char *dim, *hidden, *experts, *k, *buckets, *target, *db, *output;
-  int help;
+  const char *experts, *buckets, *target, *db, *output;
+  int dim, hidden, k;
 } tool_layer_args;
 
+/* TOOL_ARGS_OK, TOOL_ARGS_HELP (usage printed) or a usage error (printed). */
 static int tool_layer_parse(int argc, char **argv, tool_layer_args *a) {
   memset(a, 0, sizeof *a);
   a->target = "cpu";
-  for (int i = 1; i < argc; i++) {
-    static const char *const names[] = {"--dim", "--hidden", "--experts", "--k",
-                                        "--buckets", "--target", "--db", "-o"};
-    const char **slots[] = {&a->dim, &a->hidden, &a->experts, &a->k,
-                            &a->buckets, &a->target, &a->db, &a->output};
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      a->help = 1;
-      return 0;
-    }
-    int hit = 0;
-    for (size_t n = 0; n < sizeof names / sizeof names[0] && hit == 0; n++)
-      hit = tool_flag(argc, argv, &i, names[n], slots[n]);
-    if (hit < 0) return TOOL_EXIT_USAGE;
-    if (hit == 0)
-      return tool_error(TOOL_EXIT_USAGE, "compile-layer: unknown argument '%s' (mfx help "
-                        "compile-layer)", argv[i]);
-  }
+  const tool_arg options[] = {
+      {.name = "--dim", .type = TOOL_ARG_INT, .to.i32 = &a->dim, .min = 1, .max = 1 << 20,
+       .example = "--dim 64"},
+      {.name = "--hidden", .type = TOOL_ARG_INT, .to.i32 = &a->hidden, .min = 1, .max = 1 << 20,
+       .example = "--hidden 512"},
+      {.name = "--experts", .type = TOOL_ARG_TEXT, .to.text = &a->experts,
+       .example = "--experts mult,shift"},
+      {.name = "--k", .type = TOOL_ARG_INT, .to.i32 = &a->k, .min = 1, .max = MFX_MOE_MAX_EXPERTS,
+       .example = "--k 1"},
+      {.name = "--buckets", .type = TOOL_ARG_TEXT, .to.text = &a->buckets,
+       .example = "--buckets 64,256,1024"},
+      {.name = "--target", .type = TOOL_ARG_TEXT, .to.text = &a->target,
+       .example = "--target cpu or --target cuda:sm_90"},
+      {.name = "--db", .type = TOOL_ARG_PATH, .to.text = &a->db, .example = "--db tune.db"},
+      {.name = "-o", .type = TOOL_ARG_PATH, .to.text = &a->output, .example = "-o layer.mfxa"},
+      {0},
+  };
+  tool_cmdline cl = {.program = "mfx", .command = "compile-layer",
+                     .usage = tool_compile_layer_usage, .options = options};
+  int rc = tool_args_parse(&cl, argc, argv);
+  if (rc != 0) return rc;
   const char *missing = !a->dim ? "--dim" : !a->hidden ? "--hidden" : !a->experts ? "--experts"
                         : !a->k ? "--k" : !a->buckets ? "--buckets" : !a->output ? "-o" : NULL;
   if (missing != NULL)
@@ -112,32 +117,24 @@ static int tool_layer_buckets(const char *text, int64_t *buckets, int *n) {
 }
 
 static int tool_layer_spec(const tool_layer_args *a, mfx_moe_spec *spec) {
-  int64_t d = 0, h = 0, k = 0;
   memset(spec, 0, sizeof *spec);
-  int rc = tool_flag_int("--dim", a->dim, 1, 1 << 20, &d);
-  if (rc == 0) rc = tool_flag_int("--hidden", a->hidden, 1, 1 << 20, &h);
-  if (rc == 0) rc = tool_flag_int("--k", a->k, 1, MFX_MOE_MAX_EXPERTS, &k);
-  if (rc != 0) return rc;
   if (mfx_expert_kinds_parse(a->experts, spec->kinds, MFX_MOE_MAX_EXPERTS, &spec->experts) !=
       MFX_OK)
     return tool_error(TOOL_EXIT_USAGE, "--experts: %s", mfx_last_error());
-  if (k > spec->experts)
-    return tool_error(TOOL_EXIT_USAGE, "--k %lld: expected 1..%d (the number of experts)",
-                      (long long)k, spec->experts);
-  spec->dim = (int)d;
-  spec->hidden = (int)h;
-  spec->k = (int)k;
+  if (a->k > spec->experts)
+    return tool_error(TOOL_EXIT_USAGE, "--k %d: expected 1..%d (the number of experts)", a->k,
+                      spec->experts);
+  spec->dim = a->dim;
+  spec->hidden = a->hidden;
+  spec->k = a->k;
   return 0;
 }
 
 int tool_cmd_compile_layer(int argc, char **argv) {
   tool_layer_args a;
   int rc = tool_layer_parse(argc, argv, &a);
+  if (rc == TOOL_ARGS_HELP) return TOOL_EXIT_OK;
   if (rc != 0) return rc;
-  if (a.help) {
-    fputs(tool_compile_layer_usage, stdout);
-    return TOOL_EXIT_OK;
-  }
   mfx_moe_spec spec;
   int64_t buckets[MFX_MOE_MAX_BUCKETS];
   int n_buckets = 0;

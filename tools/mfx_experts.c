@@ -38,25 +38,8 @@ static const char tool_experts_usage[] =
 
 /* ==== options ================================================================ */
 
-/* Kept for commands not yet on the shared parser's tables; the numbers go
- * through its value checks, so the messages are the same. */
-int tool_flag(int argc, char **argv, int *i, const char *name, const char **value) {
-  const char *arg = argv[*i];
-  size_t len = strlen(name);
-  if (strncmp(arg, name, len) != 0) return 0;
-  if (arg[len] == '=' && arg[len + 1] != '\0') {
-    *value = arg + len + 1;
-    return 1;
-  }
-  if (arg[len] != '\0' && arg[len] != '=') return 0;
-  if (arg[len] == '=' || *i + 1 >= argc || argv[*i + 1][0] == '\0') {
-    tool_error(TOOL_EXIT_USAGE, "%s needs a value", name);
-    return -1;
-  }
-  *value = argv[++*i];
-  return 1;
-}
-
+/* Numbers inside an option's value (a list, say), with the shared
+ * parser's checks and messages. */
 static int tool_flag_report(const tool_arg_error *err) {
   tool_args_print_error("mfx", err);
   return TOOL_EXIT_USAGE;

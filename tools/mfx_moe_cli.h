@@ -12,10 +12,6 @@
 
 /* ---- options ---------------------------------------------------------------- */
 
-/* If argv[*i] is `name` or `name=V`: sets *value (V, or the next argument,
- * advancing *i) and returns 1; returns 0 when argv[*i] is something else;
- * prints the error and returns -1 when the value is missing. */
-int tool_flag(int argc, char **argv, int *i, const char *name, const char **value);
 /* Whole number / number in [lo, hi] for option `flag`; 0 or exit status 2. */
 int tool_flag_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out);
 int tool_flag_double(const char *flag, const char *text, double lo, double hi, double *out);
