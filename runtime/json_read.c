@@ -71,11 +71,12 @@ static mfx_status jv_parse_string(jv_parser *ps, char **out) {
   char *s = malloc(cap);
   if (s == NULL) return mfx_fail(MFX_ERR_NOMEM, "%s: out of memory", ps->what);
   while (*ps->p != '"') {
-    char c = *ps->p++;
-    if (c == '\0' || (unsigned char)c < 0x20) {
+    char c = *ps->p;
+    if (c == '\0' || (unsigned char)c < 0x20) { /* never step past the text's end */
       free(s);
       return jv_error(ps, "a closing '\"'");
     }
+    ps->p++;
     if (c == '\\' && !jv_escape(ps, &c)) {
       free(s);
       return jv_error(ps, "a valid escape");
@@ -118,7 +119,8 @@ static mfx_status jv_parse_items(jv_parser *ps, json_value *out, char close) {
       st = jv_parse_string(ps, &out->keys[i]);
       if (st != MFX_OK) return st;
       jv_skip_space(ps);
-      if (*ps->p++ != ':') return jv_error(ps, "':'");
+      if (*ps->p != ':') return jv_error(ps, "':'");
+      ps->p++;
     }
     st = jv_parse_value(ps, &out->items[i]);
     if (st != MFX_OK) return st;
@@ -127,7 +129,8 @@ static mfx_status jv_parse_items(jv_parser *ps, json_value *out, char close) {
       ps->p++;
       return MFX_OK;
     }
-    if (*ps->p++ != ',') return jv_error(ps, object ? "',' or '}'" : "',' or ']'");
+    if (*ps->p != ',') return jv_error(ps, object ? "',' or '}'" : "',' or ']'");
+    ps->p++;
   }
 }
 
@@ -176,7 +179,7 @@ mfx_status json_parse(const char *what, const char *hint, const char *path, cons
   jv_parser ps = {text, text, what, hint, path, 0};
   memset(out, 0, sizeof *out);
   mfx_status st = jv_parse_value(&ps, out);
-  jv_skip_space(&ps);
+  if (st == MFX_OK) jv_skip_space(&ps);
   if (st == MFX_OK && *ps.p != '\0') st = jv_error(&ps, "the end of the file");
   if (st != MFX_OK) json_free(out);
   return st;
