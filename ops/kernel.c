@@ -65,23 +65,32 @@ static mfx_status kern_op_build_and_jit(mfx_op_kernel *k) {
   return MFX_OK;
 }
 
-mfx_status mfx_op_compile(const mfx_op *op, const int64_t *dims, const mfx_config *cfg,
-                          mfx_op_kernel *out) {
+/* Checks, fills out's op, dims and config for `target` ("cpu" or
+ * "emulate"), then builds it with `build`; on failure out holds nothing. */
+static mfx_status kern_op_compile_for(const mfx_op *op, const int64_t *dims,
+                                      const mfx_config *cfg, const char *target,
+                                      mfx_status (*build)(mfx_op_kernel *), const char *suffix,
+                                      mfx_op_kernel *out) {
   if (op == NULL || dims == NULL || out == NULL)
     return mfx_fail(MFX_ERR_INVALID, "compile: op, dims and out must not be NULL");
   memset(out, 0, sizeof *out);
   out->op = op;
   MFX_TRY(kern_op_check_dims(op, dims));
   memcpy(out->dims, dims, sizeof(int64_t) * (size_t)op->n_dims);
-  MFX_TRY(mfx_config_complete_for(op, "cpu", cfg, &out->cfg));
-  mfx_status st = kern_op_build_and_jit(out);
+  MFX_TRY(mfx_config_complete_for(op, target, cfg, &out->cfg));
+  mfx_status st = build(out);
   if (st != MFX_OK) {
     char what[512];
     kern_op_describe(out, what, sizeof what);
     mfx_op_kernel_free(out);
-    return mfx_fail_context(st, "compiling %s", what);
+    return mfx_fail_context(st, "compiling %s%s", what, suffix);
   }
   return MFX_OK;
+}
+
+mfx_status mfx_op_compile(const mfx_op *op, const int64_t *dims, const mfx_config *cfg,
+                          mfx_op_kernel *out) {
+  return kern_op_compile_for(op, dims, cfg, "cpu", kern_op_build_and_jit, "", out);
 }
 
 void mfx_op_kernel_free(mfx_op_kernel *k) {
@@ -169,21 +178,7 @@ mfx_status mfx_op_compile_for(const mfx_op *op, const char *target, const int64_
   if (strcmp(target, "emulate") != 0)
     return mfx_fail(MFX_ERR_INVALID, "compile: target '%s' does not run in this process; "
                     "expected cpu or emulate", target);
-  if (op == NULL || dims == NULL || out == NULL)
-    return mfx_fail(MFX_ERR_INVALID, "compile: op, dims and out must not be NULL");
-  memset(out, 0, sizeof *out);
-  out->op = op;
-  MFX_TRY(kern_op_check_dims(op, dims));
-  memcpy(out->dims, dims, sizeof(int64_t) * (size_t)op->n_dims);
-  MFX_TRY(mfx_config_complete_for(op, "emulate", cfg, &out->cfg));
-  mfx_status st = kern_op_emulate_jit(out);
-  if (st != MFX_OK) {
-    char what[512];
-    kern_op_describe(out, what, sizeof what);
-    mfx_op_kernel_free(out);
-    return mfx_fail_context(st, "compiling %s for emulate", what);
-  }
-  return MFX_OK;
+  return kern_op_compile_for(op, dims, cfg, "emulate", kern_op_emulate_jit, " for emulate", out);
 }
 
 mfx_status mfx_op_gpu_image(const mfx_op *op, const char *sm_target, const int64_t *dims,
