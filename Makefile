@@ -52,10 +52,12 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Debug info with -O1: the sanitizers stay fast enough for every test.
+# Debug info with -O1: the sanitizers stay fast enough for every test. Its
+# tests read the kernels the release tree's tests compiled (LLVM's output is
+# the same however mfx was built; see MFX_TEST_KERNEL_CACHE in CMakeLists.txt).
 build-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
-	      -DMFX_SANITIZE=ON
+	      -DMFX_SANITIZE=ON -DMFX_TEST_KERNEL_CACHE=$(abspath $(BUILD))/test-kernel-cache
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 # libFuzzer needs clang (CC: read when the tree is first configured; a changed
