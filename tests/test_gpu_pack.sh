@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # bench/gpu_pack.sh and bench/device_check.sh, as far as a machine without a
 # GPU can take them: the pack holds mfx and test_moe linked without
-# libLLVM.so (MFX_LLVM_STATIC), mfx-runner and one artifact per case; unpacked
+# libLLVM.so (the tree's target mfx_pack), mfx-runner and one artifact per case; unpacked
 # and run by device_check.sh, the layer's test passes (its real-GPU case
 # skipped), and the GPU steps fail with the missing driver named.
 #
-# Environment: MFX_SOURCE_DIR; run from the source tree.
+# Environment: MFX_SOURCE_DIR, MFX_BIN (the tree's bin/); run from the source tree.
 set -u
 src=${MFX_SOURCE_DIR:-.}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_gpu_pack.XXXXXX")
@@ -13,7 +13,7 @@ trap 'rm -rf "$TMP"' EXIT
 failed=0
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
 
-if ! MFX_PACK_BUILD="$TMP/build" "$src/bench/gpu_pack.sh" "$TMP/pack" sm_80 >"$TMP/pack.log" 2>&1; then
+if ! MFX_PACK_BUILD="$(dirname "${MFX_BIN:?}")" "$src/bench/gpu_pack.sh" "$TMP/pack" sm_80 >"$TMP/pack.log" 2>&1; then
   cat "$TMP/pack.log"
   echo "FAIL: gpu_pack.sh"
   exit 1
