@@ -8,12 +8,24 @@
  *   run ratio:  the kernel's median time under this pipeline / under O3
  *
  * usage: bench_compile [--repeat N]   (N builds per case and pipeline; the
- * median build is reported, default 3) */
+ * median build is reported, default 3)
+ *
+ * bench_compile --gpu [--repeat N]: what the kernel cache saves on GPU
+ * builds, under the default pipeline: each case's PTX artifact image
+ * (mfx_op_gpu_image for cuda:sm_80, what the GPU tuner and mfx run build)
+ * and its CPU emulation (mfx_op_compile_for "emulate", what tests and tuning
+ * without a GPU build), cold (an empty cache in a fresh temporary
+ * directory: lowering, codegen and the cache write) and warm (the same
+ * build again: lowering, keying and a verified read). Medians of N. */
+#define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "../compiler/cache.h"
 #include "mfx/compiler.h"
 #include "mfx/ops.h"
 
@@ -149,13 +161,106 @@ static void print_row(const compile_case *c, const char *pipe, const compile_res
          1e3 * r->run_s, r->run_s / run_o3, r->ok ? "ok" : "WRONG");
 }
 
+/* ---- --gpu: cold and warm builds through the kernel cache ------------------------ */
+
+typedef enum { GPU_PTX, GPU_EMULATE } gpu_build_kind;
+
+static mfx_status gpu_build_once(const mfx_op *op, const int64_t *dims, gpu_build_kind kind) {
+  if (kind == GPU_PTX) {
+    void *image = NULL;
+    size_t size = 0;
+    mfx_status st = mfx_op_gpu_image(op, "cuda:sm_80", dims, NULL, "bench", &image, &size);
+    free(image);
+    return st;
+  }
+  mfx_op_kernel k;
+  mfx_status st = mfx_op_compile_for(op, "emulate", dims, NULL, &k);
+  if (st == MFX_OK) mfx_op_kernel_free(&k);
+  return st;
+}
+
+/* Median cold and warm seconds; the cache is emptied before each cold build. */
+static mfx_status gpu_cold_warm(const char *dir, const compile_case *c, gpu_build_kind kind,
+                                int repeat, double *cold, double *warm, long *codegens) {
+  const mfx_op *op = mfx_op_find(c->op);
+  if (op == NULL) return mfx_fail(MFX_ERR_NOT_FOUND, "no op %s", c->op);
+  int64_t dims[MFX_OP_MAX_DIMS];
+  MFX_TRY(mfx_op_parse_dims(op, c->dims, dims));
+  double t_cold[16], t_warm[16];
+  long before = mfx_cache_get_stats().codegens;
+  for (int i = 0; i < repeat; i++) {
+    long removed;
+    mfx_cache_clear(dir, &removed);
+    double t0 = mfx_now_seconds();
+    MFX_TRY(gpu_build_once(op, dims, kind));
+    double t1 = mfx_now_seconds();
+    MFX_TRY(gpu_build_once(op, dims, kind));
+    t_cold[i] = t1 - t0;
+    t_warm[i] = mfx_now_seconds() - t1;
+  }
+  *codegens = mfx_cache_get_stats().codegens - before;
+  qsort(t_cold, (size_t)repeat, sizeof(double), cmp_double);
+  qsort(t_warm, (size_t)repeat, sizeof(double), cmp_double);
+  *cold = t_cold[repeat / 2];
+  *warm = t_warm[repeat / 2];
+  return MFX_OK;
+}
+
+static int gpu_main(int repeat) {
+  char dir[] = "/tmp/mfx_bench_compile_XXXXXX";
+  if (mkdtemp(dir) == NULL) {
+    perror("bench_compile: mkdtemp");
+    return 1;
+  }
+  setenv("MFX_CACHE_DIR", dir, 1);
+  unsetenv("MFX_CACHE");
+  if (mfx_cache_dir() == NULL) {
+    fprintf(stderr, "bench_compile: the kernel cache is off\n");
+    return 1;
+  }
+  char cpu[256];
+  cpu_model(cpu, sizeof cpu);
+  const char *pipe = getenv("MFX_LLVM_PIPELINE");
+  printf("cpu: %s; kernel cache in %s; pipeline %s; median of %d\n", cpu, dir,
+         pipe != NULL ? pipe : "default", repeat);
+  printf("%-24s %-8s %9s %9s %7s %9s\n", "op", "build", "cold ms", "warm ms", "warm/c",
+         "codegens");
+  static const char *const kind_names[] = {"ptx", "emulate"};
+  double log_ratio[2] = {0, 0};
+  int rc = 0;
+  for (size_t c = 0; c < N_CASES && rc == 0; c++)
+    for (int k = 0; k < 2; k++) {
+      double cold = 0, warm = 0;
+      long codegens = 0;
+      if (gpu_cold_warm(dir, &cases[c], (gpu_build_kind)k, repeat, &cold, &warm, &codegens) !=
+          MFX_OK) {
+        fprintf(stderr, "bench_compile: %s %s: %s\n", cases[c].op, kind_names[k],
+                mfx_last_error());
+        rc = 1;
+        break;
+      }
+      printf("%-24s %-8s %9.1f %9.1f %7.3f %9ld\n", cases[c].op, kind_names[k], 1e3 * cold,
+             1e3 * warm, warm / cold, codegens);
+      log_ratio[k] += log(warm / cold);
+    }
+  if (rc == 0)
+    printf("\ngeometric mean warm/cold over %zu kernels: ptx %.3f, emulate %.3f\n", N_CASES,
+           exp(log_ratio[0] / N_CASES), exp(log_ratio[1] / N_CASES));
+  long removed;
+  mfx_cache_clear(dir, &removed);
+  rmdir(dir);
+  return rc;
+}
+
 int main(int argc, char **argv) {
-  int repeat = 3;
+  int repeat = 3, gpu = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
       repeat = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--gpu") == 0) {
+      gpu = 1;
     } else {
-      fprintf(stderr, "usage: bench_compile [--repeat N]  (N 1..15)\n");
+      fprintf(stderr, "usage: bench_compile [--gpu] [--repeat N]  (N 1..15)\n");
       return 2;
     }
   }
@@ -163,6 +268,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_compile: --repeat must be 1..15\n");
     return 2;
   }
+  if (gpu) return gpu_main(repeat);
   setenv("MFX_CACHE", "0", 1); /* cold compiles only */
   char cpu[256];
   cpu_model(cpu, sizeof cpu);
