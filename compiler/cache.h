@@ -25,6 +25,10 @@ typedef struct {
 /* The directory in use ($MFX_CACHE_DIR, $XDG_CACHE_HOME/mfx, ~/.cache/mfx),
  * or NULL when the cache is off (MFX_CACHE=0, unusable path: one warning). */
 const char *mfx_cache_dir(void);
+/* A hash of the binary that holds the compiler (the executable or the
+ * shared library), part of every key: a rebuilt compiler never gets entries
+ * of another build. "unknown" when the file cannot be read. */
+const char *mfx_cache_build_id(void);
 /* Key of fn for the host with the given identity strings. */
 int mfx_cache_key_func(const mfx_func *fn, const char *triple, const char *cpu,
                        const char *features, mfx_cache_key *out);

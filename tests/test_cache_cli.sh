@@ -22,6 +22,8 @@ expect() { # status substring command...
 expect 0 "entries  0" "$MFX" cache info
 expect 0 "dir      $tmp/cache" "$MFX" cache info
 expect 0 "enabled  yes" "$MFX" cache info
+build=$("$MFX" cache info | sed -n 's/^build    //p')
+[[ "$build" =~ ^[0-9a-f]{16}$ ]] || { echo "FAIL: build id '$build'"; failures=$((failures + 1)); }
 expect 0 "output" "$MFX" run linear --dims M=13,N=9,K=5
 expect 0 "entries  1" "$MFX" cache info
 expect 0 "cpu      1" "$MFX" cache info

@@ -12,11 +12,12 @@ static const char tool_cache_usage[] =
     "\n"
     "The kernel cache: host objects of JIT-compiled kernels (*.mfxk) and the PTX\n"
     "of GPU kernels (*.mfxp), each keyed by its loop IR, target (CPU features, or\n"
-    "the sm), LLVM and mfx versions and LLVM pipeline, in $MFX_CACHE_DIR, else\n"
-    "$XDG_CACHE_HOME/mfx, else ~/.cache/mfx. MFX_CACHE=0 turns it off;\n"
-    "MFX_CACHE_MAX_MB bounds its size (default 256; least recently used go,\n"
-    "of either kind).\n"
-    "  info    directory, enabled, entries (cpu: host objects, gpu: PTX), bytes, limit\n"
+    "the sm), LLVM and mfx versions, this mfx build and LLVM pipeline, in\n"
+    "$MFX_CACHE_DIR, else $XDG_CACHE_HOME/mfx, else ~/.cache/mfx. MFX_CACHE=0\n"
+    "turns it off; MFX_CACHE_MAX_MB bounds its size (default 256; least recently\n"
+    "used go, of either kind).\n"
+    "  info    directory, enabled, entries (cpu: host objects, gpu: PTX), bytes, limit,\n"
+    "          build (the hash of this binary in every key: a rebuild starts afresh)\n"
     "  clear   remove every entry\n";
 
 static int tool_cache_info(void) {
@@ -35,6 +36,7 @@ static int tool_cache_info(void) {
   printf("gpu      %ld\n", kinds[MFX_CACHE_PTX]);
   printf("bytes    %lld\n", bytes);
   printf("limit    %lld\n", mfx_cache_limit_bytes());
+  printf("build    %s\n", mfx_cache_build_id());
   return 0;
 }
 
