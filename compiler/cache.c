@@ -2,11 +2,14 @@
  * 128 bits make an accidental collision between kernels negligible; it is
  * not cryptographic (the cache directory is trusted, like Triton's). Each
  * entry also carries a payload checksum (FNV-1a 64) that is verified on
- * every read: a flipped byte or a truncated file is a miss and is rebuilt. */
+ * every read: a flipped byte or a truncated file is a miss and is rebuilt.
+ * Host objects and PTX text share the directory, the size bound and the
+ * LRU order; the kind is in the file name (.mfxk, .mfxp) and the header. */
 #define _GNU_SOURCE
 #include "cache.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <llvm/Config/llvm-config.h> /* LLVM_VERSION_STRING (C header) */
@@ -19,14 +22,14 @@
 
 #define CACHE_MAGIC "MFXKC\0\0\1"
 #define CACHE_FORMAT 1u
-#define CACHE_SUFFIX ".mfxk"
+static const char *const cache_suffix[MFX_CACHE_KINDS] = {".mfxk", ".mfxp"};
 #ifndef MFX_VERSION_STRING
 #define MFX_VERSION_STRING "unknown"
 #endif
 
 typedef struct {
   char magic[8];
-  uint32_t format, reserved;
+  uint32_t format, kind; /* kind: mfx_cache_kind (0, host objects, in format 1's first files) */
   uint8_t key[16];
   uint64_t size, checksum;
 } cache_header;
@@ -58,39 +61,139 @@ static uint64_t cache_fnv64(const void *data, size_t n) {
   return h;
 }
 
+/* ---- the build ------------------------------------------------------------------ */
+
+/* The mfx version names a release, not the code: a rebuilt compiler whose
+ * code generation changed but whose loop IR did not would get the old
+ * entries back (in ctest's cache under the build tree too). So the key
+ * also holds a hash of the file that holds this code (the executable, or
+ * libmfxrt.so): any rebuild that changes a byte of it starts fresh entries,
+ * and every process of one binary shares them. Read once per process:
+ * about 1 MB, a millisecond or two. */
+static char cache_build[24] = "unknown";
+static pthread_once_t cache_build_once = PTHREAD_ONCE_INIT;
+
+static int cache_hash_file(const char *path, uint64_t *out) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  uint64_t h = 0xcbf29ce484222325ull, total = 0;
+  static uint64_t words[8192]; /* only under cache_build_once */
+  ssize_t got;
+  while ((got = read(fd, words, sizeof words)) > 0) {
+    size_t n = ((size_t)got + 7) / 8;
+    memset((char *)words + got, 0, n * 8 - (size_t)got); /* the last word's tail */
+    for (size_t i = 0; i < n; i++) {
+      h = (h ^ words[i]) * 0x100000001b3ull; /* FNV-1a over 64-bit words */
+      h ^= h >> 29;
+    }
+    total += (uint64_t)got;
+  }
+  close(fd);
+  if (got < 0 || total == 0) return -1;
+  *out = h ^ total;
+  return 0;
+}
+
+static void cache_build_init(void) {
+  Dl_info info;
+  const char *path = "/proc/self/exe";
+  if (dladdr((void *)&mfx_cache_key_func, &info) != 0 && info.dli_fname != NULL &&
+      info.dli_fname[0] == '/')
+    path = info.dli_fname; /* a shared library; the executable's name may be relative */
+  uint64_t h;
+  if (cache_hash_file(path, &h) == 0) snprintf(cache_build, sizeof cache_build, "%016llx",
+                                               (unsigned long long)h);
+}
+
+const char *mfx_cache_build_id(void) {
+  pthread_once(&cache_build_once, cache_build_init);
+  return cache_build;
+}
+
 static cache_u128 cache_hash_str(cache_u128 h, const char *s) {
   s = s != NULL ? s : "";
   return cache_fnv128(h, s, strlen(s) + 1); /* the NUL separates fields */
 }
 
-int mfx_cache_key_func(const mfx_func *fn, const char *triple, const char *cpu,
-                       const char *features, mfx_cache_key *out) {
-  /* Malformed funcs are not keyed: the build reports what is wrong. */
-  if (fn == NULL || fn->name == NULL || fn->body == NULL || (fn->n_args > 0 && fn->args == NULL))
-    return -1;
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  if (f == NULL) return -1;
-  mfx_print_func(f, fn);
-  if (fclose(f) != 0) {
-    free(text);
-    return -1;
-  }
+static int cache_func_ok(const mfx_func *fn) {
+  return fn != NULL && fn->name != NULL && fn->body != NULL &&
+         fn->n_args >= 0 && (fn->n_args == 0 || fn->args != NULL);
+}
+
+/* The key of printed IR `text` (freed here) for `target`, the entry name and
+ * the three identity strings of the target machine. */
+static int cache_key_text(char *text, size_t len, const char *target, const char *entry,
+                          const char *triple, const char *cpu, const char *features,
+                          mfx_cache_key *out) {
   cache_u128 h = ((cache_u128)0x6c62272e07bb0142ull << 64) | 0x62b821756295c58dull;
   h = cache_fnv128(h, text, len);
   free(text);
-  char misc[200];
+  char misc[300];
   const char *pipeline = mfx_llvm_pipeline();
   if (pipeline == NULL) return -1; /* the build reports the bad setting */
-  snprintf(misc, sizeof misc, "llvm %s mfx %s format %u entry %s jit pipeline %s",
-           LLVM_VERSION_STRING, MFX_VERSION_STRING, CACHE_FORMAT, fn->name, pipeline);
+  snprintf(misc, sizeof misc, "llvm %s mfx %s build %s format %u entry %s %s pipeline %s",
+           LLVM_VERSION_STRING, MFX_VERSION_STRING, mfx_cache_build_id(), CACHE_FORMAT, entry,
+           target, pipeline);
   h = cache_hash_str(h, misc);
   h = cache_hash_str(h, triple);
   h = cache_hash_str(h, cpu);
   h = cache_hash_str(h, features);
   for (int i = 0; i < 16; i++) out->bytes[i] = (uint8_t)(h >> (8 * i));
   return 0;
+}
+
+static int cache_close_text(FILE *f, char **text) {
+  if (fclose(f) == 0) return 0;
+  free(*text);
+  return -1;
+}
+
+int mfx_cache_key_func(const mfx_func *fn, const char *triple, const char *cpu,
+                       const char *features, mfx_cache_key *out) {
+  /* Malformed funcs are not keyed: the build reports what is wrong. */
+  if (!cache_func_ok(fn)) return -1;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (f == NULL) return -1;
+  mfx_print_func(f, fn);
+  if (cache_close_text(f, &text) != 0) return -1;
+  return cache_key_text(text, len, "jit", fn->name, triple, cpu, features, out);
+}
+
+/* Each kernel as the nvptx target sees it: launch, shared bytes, then the
+ * kernel as a func (its name, arguments and loop IR). */
+static int cache_print_program(FILE *f, const mfx_gpu_program *p) {
+  for (int i = 0; i < p->n_kernels; i++) {
+    const mfx_gpu_kernel *k = &p->kernels[i];
+    mfx_func fn = {.name = k->name, .n_args = k->n_args, .args = k->args, .body = k->body};
+    if (!cache_func_ok(&fn)) return -1;
+    fprintf(f, "kernel %d grid %lld %lld %lld block %lld %lld %lld shared %lld\n", i,
+            (long long)k->grid[0], (long long)k->grid[1], (long long)k->grid[2],
+            (long long)k->block[0], (long long)k->block[1], (long long)k->block[2],
+            (long long)k->shared_bytes);
+    mfx_print_func(f, &fn);
+  }
+  return 0;
+}
+
+int mfx_cache_key_gpu(const mfx_gpu_program *p, const mfx_ptx_target *t, mfx_cache_key *out) {
+  if (p == NULL || t == NULL || p->n_kernels <= 0 || p->kernels == NULL) return -1;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (f == NULL) return -1;
+  int printed = cache_print_program(f, p);
+  if (cache_close_text(f, &text) != 0) return -1;
+  if (printed != 0) {
+    free(text);
+    return -1;
+  }
+  char cpu[32], features[32];
+  snprintf(cpu, sizeof cpu, "sm_%d as sm_%d", t->sm_requested, t->sm_emitted);
+  snprintf(features, sizeof features, "+ptx%d", t->ptx_version);
+  const char *entry = p->func != NULL && p->func->name != NULL ? p->func->name : "";
+  return cache_key_text(text, len, "nvptx", entry, "nvptx64-nvidia-cuda", cpu, features, out);
 }
 
 /* ---- the directory -------------------------------------------------------------- */
@@ -155,10 +258,11 @@ long long mfx_cache_limit_bytes(void) {
   return v * 1024 * 1024;
 }
 
-static void cache_entry_path(const char *dir, const mfx_cache_key *key, char *out, size_t n) {
+static void cache_entry_path(const char *dir, mfx_cache_kind kind, const mfx_cache_key *key,
+                             char *out, size_t n) {
   char hex[33];
   for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", key->bytes[i]);
-  snprintf(out, n, "%s/%s" CACHE_SUFFIX, dir, hex);
+  snprintf(out, n, "%s/%s%s", dir, hex, cache_suffix[kind]);
 }
 
 static void cache_count(long *field) {
@@ -178,8 +282,8 @@ mfx_cache_stats mfx_cache_get_stats(void) {
 
 /* ---- entries -------------------------------------------------------------------- */
 
-static int cache_read_verified(const char *path, const mfx_cache_key *key, char **data,
-                               size_t *size) {
+static int cache_read_verified(const char *path, mfx_cache_kind kind, const mfx_cache_key *key,
+                               char **data, size_t *size) {
   int fd = open(path, O_RDONLY | O_NOFOLLOW);
   if (fd < 0) return 0;
   struct stat st;
@@ -187,11 +291,13 @@ static int cache_read_verified(const char *path, const mfx_cache_key *key, char 
   int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
            read(fd, &h, sizeof h) == (ssize_t)sizeof h &&
            memcmp(h.magic, CACHE_MAGIC, 8) == 0 && h.format == CACHE_FORMAT &&
+           h.kind == (uint32_t)kind &&
            memcmp(h.key, key->bytes, 16) == 0 &&
            (uint64_t)st.st_size == sizeof h + h.size && h.size > 0;
-  char *buf = ok ? malloc(h.size) : NULL;
+  char *buf = ok && h.size < SIZE_MAX ? malloc(h.size + 1) : NULL;
   if (ok) ok = buf != NULL && read(fd, buf, h.size) == (ssize_t)h.size &&
                cache_fnv64(buf, h.size) == h.checksum;
+  if (ok) buf[h.size] = '\0';
   close(fd);
   if (!ok) {
     free(buf);
@@ -202,12 +308,15 @@ static int cache_read_verified(const char *path, const mfx_cache_key *key, char 
   return 1;
 }
 
-int mfx_cache_load(const mfx_cache_key *key, char **data, size_t *size) {
+static int cache_kind_ok(mfx_cache_kind kind) { return kind >= 0 && kind < MFX_CACHE_KINDS; }
+
+int mfx_cache_load_kind(mfx_cache_kind kind, const mfx_cache_key *key, char **data,
+                        size_t *size) {
   const char *dir = mfx_cache_dir();
-  if (dir == NULL) return 0;
+  if (dir == NULL || !cache_kind_ok(kind)) return 0;
   char path[4200];
-  cache_entry_path(dir, key, path, sizeof path);
-  int r = cache_read_verified(path, key, data, size);
+  cache_entry_path(dir, kind, key, path, sizeof path);
+  int r = cache_read_verified(path, kind, key, data, size);
   if (r == 1) {
     utimensat(AT_FDCWD, path, NULL, 0); /* LRU: a hit is a use */
     cache_count(&cache_stats.hits);
@@ -218,13 +327,23 @@ int mfx_cache_load(const mfx_cache_key *key, char **data, size_t *size) {
   return 0;
 }
 
-static int cache_is_entry(const char *name) {
-  size_t n = strlen(name), s = strlen(CACHE_SUFFIX);
-  return n > s && strcmp(name + n - s, CACHE_SUFFIX) == 0;
+int mfx_cache_load(const mfx_cache_key *key, char **data, size_t *size) {
+  return mfx_cache_load_kind(MFX_CACHE_OBJECT, key, data, size);
+}
+
+/* The kind an entry's name says, or -1 when it is no entry. */
+static int cache_entry_kind(const char *name) {
+  size_t n = strlen(name);
+  for (int k = 0; k < MFX_CACHE_KINDS; k++) {
+    size_t s = strlen(cache_suffix[k]);
+    if (n > s && strcmp(name + n - s, cache_suffix[k]) == 0) return k;
+  }
+  return -1;
 }
 
 typedef struct {
   char name[64];
+  int kind;
   long long bytes;
   struct timespec mtime;
 } cache_file;
@@ -236,7 +355,7 @@ static int cache_older(const void *a, const void *b) {
   return 0;
 }
 
-/* The entries of dir (regular files named *.mfxk), malloc'd. */
+/* The entries of dir (regular files named *.mfxk or *.mfxp), malloc'd. */
 static int cache_list(const char *dir, cache_file **out, long *n) {
   *out = NULL;
   *n = 0;
@@ -245,7 +364,8 @@ static int cache_list(const char *dir, cache_file **out, long *n) {
   long cap = 0;
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
-    if (!cache_is_entry(e->d_name) || strlen(e->d_name) >= sizeof((cache_file *)0)->name) continue;
+    int kind = cache_entry_kind(e->d_name);
+    if (kind < 0 || strlen(e->d_name) >= sizeof((cache_file *)0)->name) continue;
     struct stat st;
     if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
       continue;
@@ -257,6 +377,7 @@ static int cache_list(const char *dir, cache_file **out, long *n) {
     }
     cache_file *f = &(*out)[(*n)++];
     memcpy(f->name, e->d_name, strlen(e->d_name) + 1); /* length checked above */
+    f->kind = kind;
     f->bytes = st.st_size;
     f->mtime = st.st_mtim;
   }
@@ -271,6 +392,16 @@ int mfx_cache_scan(const char *dir, long *entries, long long *bytes) {
   *entries = n;
   *bytes = 0;
   for (long i = 0; i < n; i++) *bytes += files[i].bytes;
+  free(files);
+  return 0;
+}
+
+int mfx_cache_scan_kinds(const char *dir, long *entries) {
+  cache_file *files;
+  long n;
+  if (cache_list(dir, &files, &n) != 0) return -1;
+  for (int k = 0; k < MFX_CACHE_KINDS; k++) entries[k] = 0;
+  for (long i = 0; i < n; i++) entries[files[i].kind]++;
   free(files);
   return 0;
 }
@@ -318,11 +449,12 @@ static int cache_write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-void mfx_cache_store(const mfx_cache_key *key, const char *data, size_t size) {
+void mfx_cache_store_kind(mfx_cache_kind kind, const mfx_cache_key *key, const char *data,
+                          size_t size) {
   const char *dir = mfx_cache_dir();
-  if (dir == NULL || size == 0) return;
+  if (dir == NULL || size == 0 || data == NULL || !cache_kind_ok(kind)) return;
   char path[4200], tmp[4300];
-  cache_entry_path(dir, key, path, sizeof path);
+  cache_entry_path(dir, kind, key, path, sizeof path);
   struct stat st;
   if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) return; /* never replace such a thing */
   static unsigned counter;
@@ -336,6 +468,7 @@ void mfx_cache_store(const mfx_cache_key *key, const char *data, size_t size) {
   memset(&h, 0, sizeof h);
   memcpy(h.magic, CACHE_MAGIC, 8);
   h.format = CACHE_FORMAT;
+  h.kind = (uint32_t)kind;
   memcpy(h.key, key->bytes, 16);
   h.size = size;
   h.checksum = cache_fnv64(data, size);
@@ -347,4 +480,8 @@ void mfx_cache_store(const mfx_cache_key *key, const char *data, size_t size) {
   }
   cache_count(&cache_stats.writes);
   cache_evict(dir, strrchr(path, '/') + 1);
+}
+
+void mfx_cache_store(const mfx_cache_key *key, const char *data, size_t size) {
+  mfx_cache_store_kind(MFX_CACHE_OBJECT, key, data, size);
 }

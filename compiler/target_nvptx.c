@@ -2,7 +2,7 @@
  *
  * Each mfx_gpu_kernel is built as its own module by the shared code
  * generator, then the modules are linked into one, optimized (O3) and
- * printed as PTX. A kernel is
+ * printed as PTX, which goes through the kernel cache (cache.c). A kernel is
  *   ptx_kernel void NAME(T0 addrspace(1)* noalias, T1 addrspace(1)* noalias, ...)
  * with kernel->args in order; arguments the kernel never stores to are also
  * readonly, so their loads may go through the read-only cache (ld.global.nc).
@@ -33,6 +33,7 @@
  *
  * Architectures: LLVM 14 stops at sm_86 and PTX ISA 7.5. sm_87/89/90 get
  * sm_80 PTX, which the driver JIT-compiles forward; see mfx_ptx_target. */
+#include "cache.h"
 #include "codegen_internal.h"
 
 #include <llvm-c/Linker.h>
@@ -550,7 +551,10 @@ static mfx_status nvptx_emit(const mfx_gpu_program *p, const mfx_ptx_target *t,
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = NULL;
   mfx_status st = nvptx_build_program(p, ctx, tm, &mod);
-  if (st == MFX_OK) mfx_compile_note_build(0);
+  if (st == MFX_OK) {
+    mfx_cache_note_codegen();
+    mfx_compile_note_build(0);
+  }
   if (st == MFX_OK) st = cg_optimize_module(mod, tm);
   if (st == MFX_OK) st = cg_emit_module(mod, tm, kind, data, size);
   if (st == MFX_OK && kind == MFX_EMIT_ASM) st = nvptx_prepend_note(t, data, size);
@@ -576,11 +580,20 @@ mfx_status mfx_codegen_gpu_emit(const mfx_gpu_program *p, const char *sm, mfx_em
                     "MFX_EMIT_ASM); ptxas or the CUDA driver turn PTX into a binary");
   mfx_ptx_target t;
   mfx_status st = mfx_ptx_target_resolve(sm, &t);
+  if (st != MFX_OK) return st;
+  /* PTX goes through the kernel cache (compiler/cache.c); LLVM IR does not. */
+  mfx_cache_key key;
+  int keyed = kind == MFX_EMIT_ASM && mfx_cache_key_gpu(p, &t, &key) == 0;
+  if (keyed && mfx_cache_load_kind(MFX_CACHE_PTX, &key, data, size)) {
+    mfx_compile_note_build(1);
+    return MFX_OK;
+  }
   LLVMTargetMachineRef tm = NULL;
-  if (st == MFX_OK) st = nvptx_target_machine(&t, &tm);
+  st = nvptx_target_machine(&t, &tm);
   if (st != MFX_OK) return st;
   st = nvptx_emit(p, &t, tm, kind, data, size);
   LLVMDisposeTargetMachine(tm);
+  if (st == MFX_OK && keyed) mfx_cache_store_kind(MFX_CACHE_PTX, &key, *data, *size);
   return st;
 }
 

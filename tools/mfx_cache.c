@@ -10,25 +10,33 @@ int tool_cmd_cache(int argc, char **argv);
 static const char tool_cache_usage[] =
     "usage: mfx cache info|clear\n"
     "\n"
-    "The kernel cache: host objects of JIT-compiled kernels, in $MFX_CACHE_DIR,\n"
-    "else $XDG_CACHE_HOME/mfx, else ~/.cache/mfx. MFX_CACHE=0 turns it off;\n"
-    "MFX_CACHE_MAX_MB bounds its size (default 256; least recently used go).\n"
-    "  info    directory, entries, bytes, limit, enabled\n"
+    "The kernel cache: host objects of JIT-compiled kernels (*.mfxk) and the PTX\n"
+    "of GPU kernels (*.mfxp), each keyed by its loop IR, target (CPU features, or\n"
+    "the sm), LLVM and mfx versions, this mfx build and LLVM pipeline, in\n"
+    "$MFX_CACHE_DIR, else $XDG_CACHE_HOME/mfx, else ~/.cache/mfx. MFX_CACHE=0\n"
+    "turns it off; MFX_CACHE_MAX_MB bounds its size (default 256; least recently\n"
+    "used go, of either kind).\n"
+    "  info    directory, enabled, entries (cpu: host objects, gpu: PTX), bytes, limit,\n"
+    "          build (the hash of this binary in every key: a rebuild starts afresh)\n"
     "  clear   remove every entry\n";
 
 static int tool_cache_info(void) {
   const char *dir = mfx_cache_dir();
-  long entries = 0;
+  long entries = 0, kinds[MFX_CACHE_KINDS] = {0};
   long long bytes = 0;
-  if (dir != NULL && mfx_cache_scan(dir, &entries, &bytes) != 0) {
+  if (dir != NULL &&
+      (mfx_cache_scan(dir, &entries, &bytes) != 0 || mfx_cache_scan_kinds(dir, kinds) != 0)) {
     fprintf(stderr, "mfx cache info: cannot read the directory %s\n", dir);
     return 1;
   }
   printf("dir      %s\n", dir != NULL ? dir : "(none)");
   printf("enabled  %s\n", dir != NULL ? "yes" : "no");
   printf("entries  %ld\n", entries);
+  printf("cpu      %ld\n", kinds[MFX_CACHE_OBJECT]);
+  printf("gpu      %ld\n", kinds[MFX_CACHE_PTX]);
   printf("bytes    %lld\n", bytes);
   printf("limit    %lld\n", mfx_cache_limit_bytes());
+  printf("build    %s\n", mfx_cache_build_id());
   return 0;
 }
 
