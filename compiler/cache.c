@@ -7,9 +7,9 @@
  * LRU order; the kind is in the file name (.mfxk, .mfxp) and the header. */
 #define _GNU_SOURCE
 #include "cache.h"
+#include "mfx_source_hash.h" /* generated: MFX_COMPILER_SOURCE_HASH */
 
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <llvm/Config/llvm-config.h> /* LLVM_VERSION_STRING (C header) */
@@ -66,49 +66,13 @@ static uint64_t cache_fnv64(const void *data, size_t n) {
 /* The mfx version names a release, not the code: a rebuilt compiler whose
  * code generation changed but whose loop IR did not would get the old
  * entries back (in ctest's cache under the build tree too). So the key
- * also holds a hash of the file that holds this code (the executable, or
- * libmfxrt.so): any rebuild that changes a byte of it starts fresh entries,
- * and every process of one binary shares them. Read once per process:
- * about 1 MB, a millisecond or two. */
-static char cache_build[24] = "unknown";
-static pthread_once_t cache_build_once = PTHREAD_ONCE_INIT;
-
-static int cache_hash_file(const char *path, uint64_t *out) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return -1;
-  uint64_t h = 0xcbf29ce484222325ull, total = 0;
-  static uint64_t words[8192]; /* only under cache_build_once */
-  ssize_t got;
-  while ((got = read(fd, words, sizeof words)) > 0) {
-    size_t n = ((size_t)got + 7) / 8;
-    memset((char *)words + got, 0, n * 8 - (size_t)got); /* the last word's tail */
-    for (size_t i = 0; i < n; i++) {
-      h = (h ^ words[i]) * 0x100000001b3ull; /* FNV-1a over 64-bit words */
-      h ^= h >> 29;
-    }
-    total += (uint64_t)got;
-  }
-  close(fd);
-  if (got < 0 || total == 0) return -1;
-  *out = h ^ total;
-  return 0;
-}
-
-static void cache_build_init(void) {
-  Dl_info info;
-  const char *path = "/proc/self/exe";
-  if (dladdr((void *)&mfx_cache_key_func, &info) != 0 && info.dli_fname != NULL &&
-      info.dli_fname[0] == '/')
-    path = info.dli_fname; /* a shared library; the executable's name may be relative */
-  uint64_t h;
-  if (cache_hash_file(path, &h) == 0) snprintf(cache_build, sizeof cache_build, "%016llx",
-                                               (unsigned long long)h);
-}
-
-const char *mfx_cache_build_id(void) {
-  pthread_once(&cache_build_once, cache_build_init);
-  return cache_build;
-}
+ * also holds a hash of the compiler's sources (compiler/ and the public
+ * headers, cmake/source_hash.cmake, regenerated at every build): a change
+ * to any of them starts fresh entries, while every program built from the
+ * same sources (mfx, the tests, the benches, libmfxrt.so's users; a
+ * release or a sanitizer build) shares them, since LLVM's output does not
+ * depend on how mfx itself was compiled. */
+const char *mfx_cache_build_id(void) { return MFX_COMPILER_SOURCE_HASH; }
 
 static cache_u128 cache_hash_str(cache_u128 h, const char *s) {
   s = s != NULL ? s : "";

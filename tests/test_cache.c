@@ -277,8 +277,8 @@ START_TEST(dir_is_a_file) {
 }
 END_TEST
 
-/* The build id in every key: a hash of this test binary, read once. */
-START_TEST(build_id_of_this_binary) {
+/* The build id in every key: the hash of the compiler's sources, the same on every call. */
+START_TEST(build_id_is_the_source_hash) {
   const char *id = mfx_cache_build_id();
   ck_assert_uint_eq(strlen(id), 16);
   for (int i = 0; i < 16; i++) ck_assert_ptr_nonnull(strchr("0123456789abcdef", id[i]));
@@ -302,7 +302,7 @@ int main(void) {
   tcase_add_test(t, eviction_tiny_limit);
   tcase_add_test(t, disabled_writes_nothing);
   tcase_add_test(t, dir_is_a_file);
-  tcase_add_test(t, build_id_of_this_binary);
+  tcase_add_test(t, build_id_is_the_source_hash);
   suite_add_tcase(s, t);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
