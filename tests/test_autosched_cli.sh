@@ -17,6 +17,7 @@ expect() { # status substring command...
   local want=$1 needle=$2; shift 2
   local out status
   out=$("$@" 2>&1); status=$?
+  out_last=$out
   if [ "$status" != "$want" ] || [[ "$out" != *"$needle"* ]] || [[ "$out" == *Sanitizer* ]]; then
     echo "FAIL: $* -> status $status (want $want), output lacks '$needle':"; echo "$out" | head -8
     failures=$((failures + 1))
@@ -77,6 +78,51 @@ else
   echo "FAIL: building tests/fake_cuda/fake_cuda.c"; failures=$((failures + 1))
 fi
 
+# ---- tuned on a GPU: the fake driver (tests/fake_cuda) runs the worker; it computes only
+# q16_dequantize, so q16_dequantize.te's launches run as that (FAKE_CUDA_RUN_AS) and every
+# candidate is still built to PTX, loaded, launched, checked against the interpreter, timed
+# with events and recorded under the device; a kernel the fake does not compute is refused
+# as wrong: the check is real. The schedules' own correctness: --target emulate below. ----
+FAKE="$tmp/libcuda.so.1"
+if [ ! -f "$FAKE" ]; then
+  echo "FAIL: no fake driver built"; failures=$((failures + 1))
+elif MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune "$E/q16_dequantize.te" --target cuda --trials 1 \
+       --db "$tmp/probe.db" 2>&1 | grep -q "built without CUDA headers"; then
+  echo "SKIP: the runtime has no CUDA support; GPU tuning of text kernels not checked"
+else
+  gdb="$tmp/gpu.db"
+  gpu=(env MFX_CUDA_LIBRARY="$FAKE" FAKE_CUDA_RUN_AS=q16_dequantize)
+  expect 0 "trials   4 measured (ok 3, error 1, wrong 0)" "${gpu[@]}" FAKE_CUDA_FAULT_THREADS=128 \
+    "$MFX" tune "$E/q16_dequantize.te" --target cuda --db "$gdb" --strategy exhaustive --min-time 0.0005
+  expect 0 "on cuda (Fake CUDA Device 0, 132 SMs, 81920 MiB, driver 12.4, sm_90)" echo "$out_last"
+  qhash=$(echo "$out_last" | sed -n 's/^kernel .* as op \(te:[0-9a-f]*\)$/\1/p')
+  expect 0 '"target":"cuda","arch":"sm_90","device":"Fake CUDA Device 0' "$MFX" db export --db "$gdb"
+  expect 0 "\"op\":\"$qhash\",\"dims\":\"D0=7,D1=45\"" echo "$out_last"
+  expect 0 "CUDA_ERROR_ILLEGAL_ADDRESS" echo "$out_last"
+  expect 0 "regs 32, spill 0 B" echo "$out_last"
+  expect 1 "(ok 0, error 0, wrong 2)" env MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune "$E/q16_dequantize.te" \
+    --target cuda --db "$tmp/wrong.db" --trials 2 --min-time 0.0005
+  expect 0 "differs from the reference" "$MFX" db export --db "$tmp/wrong.db"
+  expect 1 "no candidate passed the check" env MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune \
+    "$E/shift_linear.te" --target cuda:0 --db "$tmp/wrong.db" --trials 2 --min-time 0.0005
+  # mfx compile for a GPU: that sm_XX's record, else the emulated one, else the default
+  expect 0 "tuned on Fake CUDA Device 0, 132 SMs, 81920 MiB, driver 12.4 (sm_90): the best of 4 trials" \
+    "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_90 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  expect 0 "auto-scheduler default: no tuning record of $qhash on a sm_80 GPU or emulated" \
+    "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_80 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  expect 0 "trials   4 measured (ok 4)" "$MFX" tune "$E/q16_dequantize.te" --target emulate \
+    --db "$gdb" --strategy exhaustive --min-time 0.0005
+  expect 0 "(tuned with --target emulate: checked GPU schedules, timed on the CPU)" \
+    "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_80 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  expect 0 "tuned on Fake CUDA Device 0" \
+    "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_90 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  # errors of the GPU target
+  expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 \
+    "$MFX" tune "$E/q16_dequantize.te" --target cuda --db "$gdb"
+  expect 1 "cuda:7: only 1 CUDA device here: cuda:0 (Fake CUDA Device 0, sm_90)" \
+    env MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune "$E/q16_dequantize.te" --target cuda:7 --db "$gdb"
+fi
+
 # ---- the code: host assembly and PTX of the auto-scheduled kernel ----
 expect 0 "vfmadd" "$MFX" compile "$E/linear.te" --emit asm
 expect 0 ".entry kernel_k" "$MFX" compile "$E/relu_linear.te" --target cuda:sm_90 --emit ptx
@@ -98,7 +144,7 @@ printf 'placeholder X: f32[4]\ncompute Y: f32[4] (i) = X[j]\n' >"$tmp/bad.te"
 expect 1 "bad.te:2:27: unknown name 'j'" "$MFX" tune "$tmp/bad.te" "${quick[@]}"
 expect 1 "cannot read TE text from $tmp/missing.te" "$MFX" tune "$tmp/missing.te"
 expect 2 "--target gpu" "$MFX" tune "$E/linear.te" --target gpu
-expect 2 "tuning on a GPU is not done for text kernels here; use --target emulate" \
+expect 2 "--target cuda:sm_90 names an architecture, not a device: tuning measures on a GPU" \
   "$MFX" tune "$E/linear.te" --target cuda:sm_90
 expect 2 "--strategy: 'best' is not a strategy" "$MFX" tune "$E/linear.te" --strategy best
 expect 2 "--trials: '0' is not a whole number" "$MFX" tune "$E/linear.te" --trials 0
