@@ -42,6 +42,29 @@ expect 0 "auto-scheduler default: no tuning record" "$MFX" compile "$E/matadd.te
 expect 0 "auto-scheduler default: no tuning record" "$MFX" compile "$E/hamming.te" \
   --db "$tmp/other.db" -o "$tmp/h.mfxa"
 
+# ---- the same kernel at other sizes: one op te:<hash> (its sizes are its dims), so the
+# records of one size are the nearest tuned shape of another; the artifact compiled with that
+# config on a shape that divides no tile gives mfx run's checked output (i32: exact) ----
+printf 'placeholder X: i32[64, 40]\nplaceholder W: i32[48, 40]\ncompute Y: i32[64, 48] (m, n) = sum(k < 40: X[m, k] * W[n, k])\n' >"$tmp/l64.te"
+printf 'placeholder X: i32[61, 37]\nplaceholder W: i32[45, 37]\ncompute Y: i32[61, 45] (m, n) = sum(k < 37: X[m, k] * W[n, k])\n' >"$tmp/l61.te"
+printf 'placeholder X: i32[61, 37]\nplaceholder W: i32[45, 37]\ncompute Y: i32[61, 45] (m, n) = sum(k < 37: X[m, k] + W[n, k])\n' >"$tmp/a61.te"
+ndb="$tmp/near.db"
+expect 0 "trials   3 measured (ok 3" "$MFX" tune "$tmp/l64.te" "${quick[@]}" --db "$ndb"
+h64=$(echo "$out_last" | sed -n 's/^kernel .* as op \(te:[0-9a-f]*\)$/\1/p')
+h61=$("$MFX" compile "$tmp/l61.te" --db "$ndb" -o "$tmp/l61.mfxa" 2>&1)
+if [[ "$h61" != *"as $h64, {"*"nearest tuned shape: D0=64,D1=40,D2=48 (log2 distance"* ]]; then
+  echo "FAIL: l61.te did not take l64.te's record as the nearest shape:"; echo "$h61" | head -3
+  failures=$((failures + 1))
+fi
+expect 0 "auto-scheduler default: no tuning record" "$MFX" compile "$tmp/a61.te" --db "$ndb" -o "$tmp/a61.mfxa"
+printf 'placeholder A: i32[61, 37]\nplaceholder B: i32[45, 37]\ncompute XA: i32[61, 37] (i, j) = A[i, j]\ncompute WB: i32[45, 37] (i, j) = B[i, j]\n' >"$tmp/gen61.te"
+expect 0 "-> $tmp/w61.npy" "$MFX" run "$tmp/gen61.te" --seed 3 --out XA="$tmp/x61.npy" --out WB="$tmp/w61.npy"
+in61=(--in X="$tmp/x61.npy" --in W="$tmp/w61.npy")
+expect 0 "output   Y -> $tmp/y61_runner.npy" "$RUNNER" "$tmp/l61.mfxa" "${in61[@]}" --out Y="$tmp/y61_runner.npy"
+expect 0 "check    Y max_abs_err=" "$MFX" run "$tmp/l61.te" "${in61[@]}" --out Y="$tmp/y61_jit.npy" --check
+if ! cmp -s "$tmp/y61_runner.npy" "$tmp/y61_jit.npy"; then
+  echo "FAIL: l61.te compiled with l64.te's config differs from mfx run's checked output"; failures=$((failures + 1))
+fi
 # ---- mfx-runner runs the artifact: the same output as the checked mfx run ----
 cat >"$tmp/gen.te" <<'TE'
 placeholder A: i32[31, 40]
