@@ -139,12 +139,36 @@ else
     "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_80 --db "$gdb" -o "$tmp/q_gpu.mfxa"
   expect 0 "tuned on Fake CUDA Device 0" \
     "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_90 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  # mfx run on the GPU: this device's record, checked against the interpreter, CUDA events
+  expect 0 "(tuned: the best of 4 trials for this key" "${gpu[@]}" "$MFX" run "$E/q16_dequantize.te" \
+    --target cuda --db "$gdb" --check --repeat 2
+  expect 0 "check    X max_abs_err=0 max_rel_err=0 ok" echo "$out_last"
+  expect 0 "(CUDA events, after 1 warm-up)" echo "$out_last"
+  expect 1 "differs from the IR interpreter" env MFX_CUDA_LIBRARY="$FAKE" "$MFX" run \
+    "$E/q16_dequantize.te" --target cuda:0 --db "$gdb" --check
   # errors of the GPU target
+  expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 \
+    "$MFX" run "$E/q16_dequantize.te" --target cuda --db "$gdb"
   expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 \
     "$MFX" tune "$E/q16_dequantize.te" --target cuda --db "$gdb"
   expect 1 "cuda:7: only 1 CUDA device here: cuda:0 (Fake CUDA Device 0, sm_90)" \
     env MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune "$E/q16_dequantize.te" --target cuda:7 --db "$gdb"
 fi
+
+# ---- mfx run --target emulate: the auto-scheduled GPU schedule checked on shapes that divide
+# no tile, with the emulated record of the same kernel at other sizes (nearest) and without ----
+expect 0 "trials   2 measured (ok 2)" "$MFX" tune "$tmp/l64.te" --target emulate \
+  --trials 2 --min-time 0.001 --db "$ndb"
+expect 0 "check    Y max_abs_err=0 max_rel_err=0 ok" "$MFX" run "$tmp/l61.te" --target emulate \
+  --db "$ndb" --check
+expect 0 "(nearest tuned shape: D0=64,D1=40,D2=48" echo "$out_last"
+expect 0 "check    Y max_abs_err=0 max_rel_err=0 ok" "$MFX" run "$E/shift_linear.te" --target emulate --check
+expect 0 "check    Z max_abs_err=" "$MFX" run "$E/relu_linear.te" --target emulate --check --db "$tmp/none.db"
+expect 0 "auto-scheduler default: no tuning record" echo "$out_last"
+expect 2 "names an architecture, not a device" "$MFX" run "$E/linear.te" --target cuda:sm_90
+expect 2 "target \"gpu\": expected cpu, cuda, cuda:N" "$MFX" run "$E/linear.te" --target gpu
+expect 2 "--kernel Y: runs on --target emulate take the whole kernel" "$MFX" run "$E/linear.te" \
+  --target emulate --kernel Y
 
 # ---- the code: host assembly and PTX of the auto-scheduled kernel ----
 expect 0 "vfmadd" "$MFX" compile "$E/linear.te" --emit asm

@@ -506,6 +506,43 @@ static int tool_te_choose(const mfx_op *op, const int64_t *dims, const mfx_targe
   return 0;
 }
 
+/* mfx run FILE.te --target cuda[:N]|emulate (mfx_run_te.c): the config of
+ * the auto-scheduled GPU schedule. cuda: this device's record, else the
+ * nearest tuned dims on its sm_XX (mfx_tune_lookup_for); then the emulated
+ * record (or nearest); the default. emulate: the emulated record, or nearest. */
+int tool_te_run_config(const mfx_op *op, const int64_t *dims, const char *target,
+                       const char *db_given, mfx_config *cfg, char *why, size_t size) {
+  mfx_tune_choice choice;
+  memset(&choice, 0, sizeof choice);
+  choice.source = MFX_TUNE_DEFAULT;
+  int cuda = strcmp(target, "emulate") != 0;
+  if (cuda && mfx_tune_lookup_for(db_given, op, dims, target, &choice) != MFX_OK)
+    return tool_error(TOOL_EXIT_FAIL, "--target %s: %s", target, mfx_last_error());
+  if (choice.source == MFX_TUNE_DEFAULT) {
+    mfx_tune_key key;
+    char path[1024];
+    if (tool_te_emulate_key(op, dims, &key) != 0) return TOOL_EXIT_FAIL;
+    if (mfx_tune_db_path(db_given, path, sizeof path) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, "--db");
+    mfx_tune_db *db = NULL;
+    mfx_status st = mfx_tune_db_open_existing(path, &db);
+    if (st == MFX_ERR_NOT_FOUND) mfx_clear_error();
+    else if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
+    st = mfx_tune_choose(db, &key, &choice);
+    mfx_tune_db_close(db);
+    if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
+    size_t used = strlen(choice.why);
+    if (choice.source != MFX_TUNE_DEFAULT)
+      snprintf(choice.why + used, sizeof choice.why - used, " (tuned with --target emulate)");
+    else
+      snprintf(choice.why, sizeof choice.why, "auto-scheduler default: no tuning record of %s "
+               "%sor emulated in %.300s", op->name, cuda ? "for this GPU " : "", path);
+  }
+  *cfg = choice.cfg;
+  snprintf(why, size, "%s", choice.why);
+  return 0;
+}
+
 /* FILE.te's auto-scheduled schedule for k_target in arena, with the config
  * chosen (and said) as tool_te_choose does; *config gets it as JSON. */
 static int tool_te_schedule(const char *path, const char *db, const char *k_target,
