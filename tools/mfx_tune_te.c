@@ -143,13 +143,19 @@ static int tool_te_open_op(const char *path, int verbose, mfx_te_op **out) {
 
 /* The key of emulated GPU schedules: target "cuda" (so that the GPU knobs
  * are read back), arch and device saying "emulate". */
-static int tool_te_emulate_key(const mfx_op *op, const int64_t *dims, mfx_tune_key *key) {
-  if (mfx_tune_key_init(key, op, dims, "cpu") != MFX_OK)
-    return tool_error_status(TOOL_EXIT_FAIL, "tune");
+static mfx_status tool_te_emulate_key_init(const mfx_op *op, const int64_t *dims,
+                                           mfx_tune_key *key) {
+  MFX_TRY(mfx_tune_key_init(key, op, dims, "cpu"));
   mfx_tune_target t = key->target;
   snprintf(key->target.target, sizeof key->target.target, "cuda");
   snprintf(key->target.arch, sizeof key->target.arch, "emulate (GPU schedule on %.150s)", t.arch);
   snprintf(key->target.device, sizeof key->target.device, "emulate: %.170s", t.device);
+  return MFX_OK;
+}
+
+static int tool_te_emulate_key(const mfx_op *op, const int64_t *dims, mfx_tune_key *key) {
+  if (tool_te_emulate_key_init(op, dims, key) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "tune");
   return 0;
 }
 
@@ -451,8 +457,7 @@ static mfx_status tool_te_arch_record(mfx_tune_db *db, const mfx_tune_key *sm_ke
 static mfx_status tool_te_choose_gpu(mfx_tune_db *db, const mfx_op *op, const int64_t *dims,
                                      int sm, mfx_tune_choice *choice) {
   mfx_tune_key sm_key, emu_key;
-  if (tool_te_emulate_key(op, dims, &emu_key) != 0)
-    return mfx_fail(MFX_ERR_INVALID, "%s", mfx_last_error());
+  MFX_TRY(tool_te_emulate_key_init(op, dims, &emu_key));
   sm_key = emu_key;
   snprintf(sm_key.target.arch, sizeof sm_key.target.arch, "sm_%d", sm);
   sm_key.target.device[0] = '\0'; /* any device of that architecture */
@@ -494,7 +499,8 @@ static int tool_te_choose(const mfx_op *op, const int64_t *dims, const mfx_targe
   mfx_status st = mfx_tune_db_open_existing(path, &db);
   if (st == MFX_ERR_NOT_FOUND) mfx_clear_error();
   else if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
-  st = gpu ? tool_te_choose_gpu(db, op, dims, target->sm, choice) : mfx_tune_choose(db, &key, choice);
+  st = gpu ? tool_te_choose_gpu(db, op, dims, target->sm, choice)
+            : mfx_tune_choose(db, &key, choice);
   mfx_tune_db_close(db);
   if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
   if (choice->source == MFX_TUNE_DEFAULT && gpu)
