@@ -139,6 +139,11 @@ else
     "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_80 --db "$gdb" -o "$tmp/q_gpu.mfxa"
   expect 0 "tuned on Fake CUDA Device 0" \
     "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_90 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  # the same kernel at other sizes: the nearest GPU record of that sm_XX, before emulated ones
+  sed 's/7, 45/9, 50/g' "$E/q16_dequantize.te" >"$tmp/q9.te"
+  expect 0 "nearest tuned shape: D0=7,D1=45 (log2 distance 0.39), where it ran in" \
+    "$MFX" compile "$tmp/q9.te" --target cuda:sm_90 --db "$gdb" -o "$tmp/q9.mfxa"
+  expect 0 "on a sm_90 GPU" echo "$out_last"
   # mfx run on the GPU: this device's record, checked against the interpreter, CUDA events
   expect 0 "(tuned: the best of 4 trials for this key" "${gpu[@]}" "$MFX" run "$E/q16_dequantize.te" \
     --target cuda --db "$gdb" --check --repeat 2
