@@ -1,7 +1,8 @@
 /* A kernel written as TE text, as an mfx_op: what the tuner (search, runner,
  * database) and the compiler front-ends take. Its schedules come from the
  * auto-scheduler, its reference is the IR interpreter, its name is "te:" and
- * a hash of the kernel as printed. An mfx_op's build and reference are plain
+ * a hash of the kernel as printed with its sizes as dims (te_hash), which are
+ * the op's dims D0, D1, ... An mfx_op's build and reference are plain
  * function pointers without a user pointer, so each live op takes one of
  * MFX_TE_OP_MAX slots, each with its own small functions that find the
  * op's text there. */
