@@ -1,6 +1,7 @@
 /* An op compiled for the host: build its schedule from a configuration,
  * lower it, JIT it; run it on arrays checked against the interface. */
 #include <stdio.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "mfx/artifact.h"
@@ -181,6 +182,13 @@ mfx_status mfx_op_compile_for(const mfx_op *op, const char *target, const int64_
   return kern_op_compile_for(op, dims, cfg, "emulate", kern_op_emulate_jit, " for emulate", out);
 }
 
+/* Names in an artifact and in PTX are identifiers: a text kernel's op
+ * te:<hash> becomes te_<hash> there. */
+static void kern_identifier(char *name) {
+  for (char *c = name; *c != '\0'; c++)
+    if (!isalnum((unsigned char)*c) && *c != '_') *c = '_';
+}
+
 mfx_status mfx_op_gpu_image(const mfx_op *op, const char *sm_target, const int64_t *dims,
                             const mfx_config *cfg, const char *suffix, void **image,
                             size_t *size) {
@@ -193,6 +201,8 @@ mfx_status mfx_op_gpu_image(const mfx_op *op, const char *sm_target, const int64
   if (st == MFX_OK) {
     snprintf(k.name, sizeof k.name, "%s_%s", op->name, suffix);
     snprintf(k.op, sizeof k.op, "%s", op->name);
+    kern_identifier(k.name);
+    kern_identifier(k.op);
     snprintf(k.target, sizeof k.target, "%s", sm_target);
     k.n_dims = op->n_dims;
     for (int d = 0; d < op->n_dims; d++) {

@@ -1,10 +1,12 @@
 /* A kernel written as TE text, as an mfx_op: what the tuner (search, runner,
  * database) and the compiler front-ends take. Its schedules come from the
  * auto-scheduler, its reference is the IR interpreter, its name is "te:" and
- * a hash of the kernel as printed. An mfx_op's build and reference are plain
+ * a hash of the kernel as printed with its sizes as dims (te_hash), which are
+ * the op's dims D0, D1, ... An mfx_op's build and reference are plain
  * function pointers without a user pointer, so each live op takes one of
  * MFX_TE_OP_MAX slots, each with its own small functions that find the
  * op's text there. */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,8 +112,26 @@ static const struct {
 
 /* ---- the op's interface --------------------------------------------------------------- */
 
-/* FNV-1a over the kernel as mfx_print_te prints it. */
-static mfx_status te_hash(const mfx_schedule *s, uint64_t *out) {
+static uint64_t te_fnv(uint64_t h, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+  return h;
+}
+
+/* The digits at text[i..j) are an extent: inside a declaration's shape
+ * ("f32[7, 45]") or a reduction's bound ("sum(k < 40: ", "k < 40, l < 3:");
+ * a comparison prints in parentheses, "(i < 40)", so it is neither. */
+static int te_is_extent(const char *text, size_t i, size_t j, size_t size, int in_shape) {
+  if (in_shape) return 1;
+  return i >= 3 && memcmp(text + i - 3, " < ", 3) == 0 && j < size &&
+         (text[j] == ':' || text[j] == ',');
+}
+
+/* FNV-1a over the kernel as mfx_print_te prints it, each extent that is
+ * one of the op's dims written as its name (D0, D1, ...): the same kernel
+ * at other sizes gets the same name te:<hash>, its records differ in dims
+ * only, and mfx compile finds them as the nearest tuned shapes. (Sizes
+ * where two dims coincide are a kernel with fewer dims: another hash.) */
+static mfx_status te_hash(const mfx_te_op *t, const mfx_schedule *s, uint64_t *out) {
   char *buf = NULL;
   size_t size = 0;
   FILE *f = open_memstream(&buf, &size);
@@ -119,7 +139,30 @@ static mfx_status te_hash(const mfx_schedule *s, uint64_t *out) {
   mfx_print_te(f, s);
   fclose(f);
   uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < size; i++) h = (h ^ (unsigned char)buf[i]) * 1099511628211ull;
+  int in_shape = 0, shape_done = 0;
+  for (size_t i = 0; i < size;) {
+    char c = buf[i];
+    if (c == '\n') in_shape = shape_done = 0;
+    else if (c == '[' && !shape_done) in_shape = 1;
+    else if (c == ']' && in_shape) in_shape = 0, shape_done = 1;
+    size_t j = i;
+    while (j < size && buf[j] >= '0' && buf[j] <= '9') j++;
+    int prev_word = i > 0 && (isalnum((unsigned char)buf[i - 1]) || buf[i - 1] == '_' ||
+                              buf[i - 1] == '.');
+    if (j == i || prev_word || te_is_extent(buf, i, j, size, in_shape) == 0) {
+      size_t n = j > i ? j - i : 1;
+      h = te_fnv(h, buf + i, n);
+      i += n;
+      continue;
+    }
+    long long extent = strtoll(buf + i, NULL, 10);
+    char name[24];
+    int len = snprintf(name, sizeof name, "%lld", extent);
+    for (int d = 0; d < t->op.n_dims; d++)
+      if (t->dims[d] == extent) len = snprintf(name, sizeof name, "%s", t->op.dims[d]);
+    h = te_fnv(h, name, (size_t)len);
+    i = j;
+  }
   free(buf);
   *out = h;
   return MFX_OK;
@@ -185,15 +228,15 @@ static mfx_status te_describe(mfx_te_op *t) {
   mfx_schedule *s = NULL;
   MFX_TRY(mfx_te_parse(t->arena, t->text, t->file, &s));
   MFX_TRY(mfx_autosched_analyze(s, &t->plan));
-  uint64_t h = 0;
-  MFX_TRY(te_hash(s, &h));
-  snprintf(t->name, sizeof t->name, "te:%016llx", (unsigned long long)h);
-  t->op.name = t->name;
   t->op.about = t->file;
   t->op.n_inputs = s->n_inputs;
   t->op.n_outputs = s->n_outputs;
   MFX_TRY(te_interface(t, s->inputs, s->n_inputs, "inputs (placeholders)", t->op.inputs));
   MFX_TRY(te_interface(t, s->outputs, s->n_outputs, "outputs", t->op.outputs));
+  uint64_t h = 0;
+  MFX_TRY(te_hash(t, s, &h));
+  snprintf(t->name, sizeof t->name, "te:%016llx", (unsigned long long)h);
+  t->op.name = t->name;
   mfx_autosched_knobs(&t->plan, 0, t->op.knobs, &t->op.n_knobs);
   mfx_autosched_knobs(&t->plan, 1, t->op.gpu_knobs, &t->op.n_gpu_knobs);
   t->op.random_input = te_random;

@@ -226,6 +226,35 @@ START_TEST(test_hash_ignores_comments) {
 }
 END_TEST
 
+/* Sizes are dims, not part of the name: the same kernel at other sizes is
+ * the same op (its records are nearest shapes of each other); a changed
+ * body, a changed constant index or sizes where two dims coincide are not. */
+START_TEST(test_hash_ignores_sizes) {
+  const char *other = "placeholder X: f32[64, 40]\nplaceholder W: f32[8, 40]\n"
+                      "compute Y: f32[64, 8] (m, n) = sum(k < 40: X[m, k] * W[n, k])\n";
+  const char *added = "placeholder X: f32[64, 40]\nplaceholder W: f32[8, 40]\n"
+                      "compute Y: f32[64, 8] (m, n) = sum(k < 40: X[m, k] + W[n, k])\n";
+  const char *square = "placeholder X: f32[40, 40]\nplaceholder W: f32[8, 40]\n"
+                       "compute Y: f32[40, 8] (m, n) = sum(k < 40: X[m, k] * W[n, k])\n";
+  const char *row2 = "placeholder X: f32[64, 40]\nplaceholder W: f32[8, 40]\n"
+                     "compute Y: f32[64, 8] (m, n) = sum(k < 40: X[2, k] * W[n, k])\n";
+  const char *row3 = "placeholder X: f32[64, 40]\nplaceholder W: f32[8, 40]\n"
+                     "compute Y: f32[64, 8] (m, n) = sum(k < 40: X[3, k] * W[n, k])\n";
+  open_op a = open_kernel(k_linear), b = open_kernel(other), c = open_kernel(added),
+          d = open_kernel(square), e = open_kernel(row2), f = open_kernel(row3);
+  const char *name = mfx_te_op_get(a.t)->name;
+  ck_assert_str_eq(name, mfx_te_op_get(b.t)->name);
+  ck_assert_str_ne(name, mfx_te_op_get(c.t)->name);
+  ck_assert_str_ne(name, mfx_te_op_get(d.t)->name);
+  ck_assert_str_ne(mfx_te_op_get(e.t)->name, mfx_te_op_get(f.t)->name);
+  int64_t dims[MFX_OP_MAX_DIMS];
+  mfx_te_op_dims(b.t, dims);
+  ck_assert(dims[0] == 64 && dims[1] == 40 && dims[2] == 8);
+  open_op all[] = {a, b, c, d, e, f};
+  for (int i = 0; i < 6; i++) mfx_te_op_destroy(all[i].t);
+}
+END_TEST
+
 /* ---- kernels against the interpreter --------------------------------------------------------------- */
 
 typedef struct {
@@ -429,6 +458,7 @@ static Suite *autosched_suite(void) {
   tcase_add_test(rules, test_rules_pack_producers);
   tcase_add_test(rules, test_rules_contiguous_batch_elementwise);
   tcase_add_test(rules, test_hash_ignores_comments);
+  tcase_add_test(rules, test_hash_ignores_sizes);
   tcase_add_test(rules, test_pack_converted_values);
   suite_add_tcase(s, rules);
   TCase *kernels_tc = tcase_create("kernels");

@@ -17,6 +17,7 @@ expect() { # status substring command...
   local want=$1 needle=$2; shift 2
   local out status
   out=$("$@" 2>&1); status=$?
+  out_last=$out
   if [ "$status" != "$want" ] || [[ "$out" != *"$needle"* ]] || [[ "$out" == *Sanitizer* ]]; then
     echo "FAIL: $* -> status $status (want $want), output lacks '$needle':"; echo "$out" | head -8
     failures=$((failures + 1))
@@ -41,6 +42,29 @@ expect 0 "auto-scheduler default: no tuning record" "$MFX" compile "$E/matadd.te
 expect 0 "auto-scheduler default: no tuning record" "$MFX" compile "$E/hamming.te" \
   --db "$tmp/other.db" -o "$tmp/h.mfxa"
 
+# ---- the same kernel at other sizes: one op te:<hash> (its sizes are its dims), so the
+# records of one size are the nearest tuned shape of another; the artifact compiled with that
+# config on a shape that divides no tile gives mfx run's checked output (i32: exact) ----
+printf 'placeholder X: i32[64, 40]\nplaceholder W: i32[48, 40]\ncompute Y: i32[64, 48] (m, n) = sum(k < 40: X[m, k] * W[n, k])\n' >"$tmp/l64.te"
+printf 'placeholder X: i32[61, 37]\nplaceholder W: i32[45, 37]\ncompute Y: i32[61, 45] (m, n) = sum(k < 37: X[m, k] * W[n, k])\n' >"$tmp/l61.te"
+printf 'placeholder X: i32[61, 37]\nplaceholder W: i32[45, 37]\ncompute Y: i32[61, 45] (m, n) = sum(k < 37: X[m, k] + W[n, k])\n' >"$tmp/a61.te"
+ndb="$tmp/near.db"
+expect 0 "trials   3 measured (ok 3" "$MFX" tune "$tmp/l64.te" "${quick[@]}" --db "$ndb"
+h64=$(echo "$out_last" | sed -n 's/^kernel .* as op \(te:[0-9a-f]*\)$/\1/p')
+h61=$("$MFX" compile "$tmp/l61.te" --db "$ndb" -o "$tmp/l61.mfxa" 2>&1)
+if [[ "$h61" != *"as $h64, {"*"nearest tuned shape: D0=64,D1=40,D2=48 (log2 distance"* ]]; then
+  echo "FAIL: l61.te did not take l64.te's record as the nearest shape:"; echo "$h61" | head -3
+  failures=$((failures + 1))
+fi
+expect 0 "auto-scheduler default: no tuning record" "$MFX" compile "$tmp/a61.te" --db "$ndb" -o "$tmp/a61.mfxa"
+printf 'placeholder A: i32[61, 37]\nplaceholder B: i32[45, 37]\ncompute XA: i32[61, 37] (i, j) = A[i, j]\ncompute WB: i32[45, 37] (i, j) = B[i, j]\n' >"$tmp/gen61.te"
+expect 0 "-> $tmp/w61.npy" "$MFX" run "$tmp/gen61.te" --seed 3 --out XA="$tmp/x61.npy" --out WB="$tmp/w61.npy"
+in61=(--in X="$tmp/x61.npy" --in W="$tmp/w61.npy")
+expect 0 "output   Y -> $tmp/y61_runner.npy" "$RUNNER" "$tmp/l61.mfxa" "${in61[@]}" --out Y="$tmp/y61_runner.npy"
+expect 0 "check    Y max_abs_err=" "$MFX" run "$tmp/l61.te" "${in61[@]}" --out Y="$tmp/y61_jit.npy" --check
+if ! cmp -s "$tmp/y61_runner.npy" "$tmp/y61_jit.npy"; then
+  echo "FAIL: l61.te compiled with l64.te's config differs from mfx run's checked output"; failures=$((failures + 1))
+fi
 # ---- mfx-runner runs the artifact: the same output as the checked mfx run ----
 cat >"$tmp/gen.te" <<'TE'
 placeholder A: i32[31, 40]
@@ -77,6 +101,80 @@ else
   echo "FAIL: building tests/fake_cuda/fake_cuda.c"; failures=$((failures + 1))
 fi
 
+# ---- tuned on a GPU: the fake driver (tests/fake_cuda) runs the worker; it computes only
+# q16_dequantize, so q16_dequantize.te's launches run as that (FAKE_CUDA_RUN_AS) and every
+# candidate is still built to PTX, loaded, launched, checked against the interpreter, timed
+# with events and recorded under the device; a kernel the fake does not compute is refused
+# as wrong: the check is real. The schedules' own correctness: --target emulate below. ----
+FAKE="$tmp/libcuda.so.1"
+if [ ! -f "$FAKE" ]; then
+  echo "FAIL: no fake driver built"; failures=$((failures + 1))
+elif MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune "$E/q16_dequantize.te" --target cuda --trials 1 \
+       --db "$tmp/probe.db" 2>&1 | grep -q "built without CUDA headers"; then
+  echo "SKIP: the runtime has no CUDA support; GPU tuning of text kernels not checked"
+else
+  gdb="$tmp/gpu.db"
+  gpu=(env MFX_CUDA_LIBRARY="$FAKE" FAKE_CUDA_RUN_AS=q16_dequantize)
+  expect 0 "trials   4 measured (ok 3, error 1, wrong 0)" "${gpu[@]}" FAKE_CUDA_FAULT_THREADS=128 \
+    "$MFX" tune "$E/q16_dequantize.te" --target cuda --db "$gdb" --strategy exhaustive --min-time 0.0005
+  expect 0 "on cuda (Fake CUDA Device 0, 132 SMs, 81920 MiB, driver 12.4, sm_90)" echo "$out_last"
+  qhash=$(echo "$out_last" | sed -n 's/^kernel .* as op \(te:[0-9a-f]*\)$/\1/p')
+  expect 0 '"target":"cuda","arch":"sm_90","device":"Fake CUDA Device 0' "$MFX" db export --db "$gdb"
+  expect 0 "\"op\":\"$qhash\",\"dims\":\"D0=7,D1=45\"" echo "$out_last"
+  expect 0 "CUDA_ERROR_ILLEGAL_ADDRESS" echo "$out_last"
+  expect 0 "regs 32, spill 0 B" echo "$out_last"
+  expect 1 "(ok 0, error 0, wrong 2)" env MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune "$E/q16_dequantize.te" \
+    --target cuda --db "$tmp/wrong.db" --trials 2 --min-time 0.0005
+  expect 0 "differs from the reference" "$MFX" db export --db "$tmp/wrong.db"
+  expect 1 "no candidate passed the check" env MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune \
+    "$E/shift_linear.te" --target cuda:0 --db "$tmp/wrong.db" --trials 2 --min-time 0.0005
+  # mfx compile for a GPU: that sm_XX's record, else the emulated one, else the default
+  expect 0 "tuned on Fake CUDA Device 0, 132 SMs, 81920 MiB, driver 12.4 (sm_90): the best of 4 trials" \
+    "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_90 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  expect 0 "auto-scheduler default: no tuning record of $qhash on a sm_80 GPU or emulated" \
+    "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_80 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  expect 0 "trials   4 measured (ok 4)" "$MFX" tune "$E/q16_dequantize.te" --target emulate \
+    --db "$gdb" --strategy exhaustive --min-time 0.0005
+  expect 0 "(tuned with --target emulate: checked GPU schedules, timed on the CPU)" \
+    "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_80 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  expect 0 "tuned on Fake CUDA Device 0" \
+    "$MFX" compile "$E/q16_dequantize.te" --target cuda:sm_90 --db "$gdb" -o "$tmp/q_gpu.mfxa"
+  # the same kernel at other sizes: the nearest GPU record of that sm_XX, before emulated ones
+  sed 's/7, 45/9, 50/g' "$E/q16_dequantize.te" >"$tmp/q9.te"
+  expect 0 "nearest tuned shape: D0=7,D1=45 (log2 distance 0.39), where it ran in" \
+    "$MFX" compile "$tmp/q9.te" --target cuda:sm_90 --db "$gdb" -o "$tmp/q9.mfxa"
+  expect 0 "on a sm_90 GPU" echo "$out_last"
+  # mfx run on the GPU: this device's record, checked against the interpreter, CUDA events
+  expect 0 "(tuned: the best of 4 trials for this key" "${gpu[@]}" "$MFX" run "$E/q16_dequantize.te" \
+    --target cuda --db "$gdb" --check --repeat 2
+  expect 0 "check    X max_abs_err=0 max_rel_err=0 ok" echo "$out_last"
+  expect 0 "(CUDA events, after 1 warm-up)" echo "$out_last"
+  expect 1 "differs from the IR interpreter" env MFX_CUDA_LIBRARY="$FAKE" "$MFX" run \
+    "$E/q16_dequantize.te" --target cuda:0 --db "$gdb" --check
+  # errors of the GPU target
+  expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 \
+    "$MFX" run "$E/q16_dequantize.te" --target cuda --db "$gdb"
+  expect 1 "no CUDA driver found (/nonexistent/libcuda.so.1)" env MFX_CUDA_LIBRARY=/nonexistent/libcuda.so.1 \
+    "$MFX" tune "$E/q16_dequantize.te" --target cuda --db "$gdb"
+  expect 1 "cuda:7: only 1 CUDA device here: cuda:0 (Fake CUDA Device 0, sm_90)" \
+    env MFX_CUDA_LIBRARY="$FAKE" "$MFX" tune "$E/q16_dequantize.te" --target cuda:7 --db "$gdb"
+fi
+
+# ---- mfx run --target emulate: the auto-scheduled GPU schedule checked on shapes that divide
+# no tile, with the emulated record of the same kernel at other sizes (nearest) and without ----
+expect 0 "trials   2 measured (ok 2)" "$MFX" tune "$tmp/l64.te" --target emulate \
+  --trials 2 --min-time 0.001 --db "$ndb"
+expect 0 "check    Y max_abs_err=0 max_rel_err=0 ok" "$MFX" run "$tmp/l61.te" --target emulate \
+  --db "$ndb" --check
+expect 0 "(nearest tuned shape: D0=64,D1=40,D2=48" echo "$out_last"
+expect 0 "check    Y max_abs_err=0 max_rel_err=0 ok" "$MFX" run "$E/shift_linear.te" --target emulate --check
+expect 0 "check    Z max_abs_err=" "$MFX" run "$E/relu_linear.te" --target emulate --check --db "$tmp/none.db"
+expect 0 "auto-scheduler default: no tuning record" echo "$out_last"
+expect 2 "names an architecture, not a device" "$MFX" run "$E/linear.te" --target cuda:sm_90
+expect 2 "target \"gpu\": expected cpu, cuda, cuda:N" "$MFX" run "$E/linear.te" --target gpu
+expect 2 "--kernel Y: runs on --target emulate take the whole kernel" "$MFX" run "$E/linear.te" \
+  --target emulate --kernel Y
+
 # ---- the code: host assembly and PTX of the auto-scheduled kernel ----
 expect 0 "vfmadd" "$MFX" compile "$E/linear.te" --emit asm
 expect 0 ".entry kernel_k" "$MFX" compile "$E/relu_linear.te" --target cuda:sm_90 --emit ptx
@@ -98,7 +196,7 @@ printf 'placeholder X: f32[4]\ncompute Y: f32[4] (i) = X[j]\n' >"$tmp/bad.te"
 expect 1 "bad.te:2:27: unknown name 'j'" "$MFX" tune "$tmp/bad.te" "${quick[@]}"
 expect 1 "cannot read TE text from $tmp/missing.te" "$MFX" tune "$tmp/missing.te"
 expect 2 "--target gpu" "$MFX" tune "$E/linear.te" --target gpu
-expect 2 "tuning on a GPU is not done for text kernels here; use --target emulate" \
+expect 2 "--target cuda:sm_90 names an architecture, not a device: tuning measures on a GPU" \
   "$MFX" tune "$E/linear.te" --target cuda:sm_90
 expect 2 "--strategy: 'best' is not a strategy" "$MFX" tune "$E/linear.te" --strategy best
 expect 2 "--trials: '0' is not a whole number" "$MFX" tune "$E/linear.te" --trials 0

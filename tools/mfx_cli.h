@@ -168,6 +168,9 @@ void tool_te_default_name(const char *path, char *out, size_t size);
  * (the tuned config of k->target, else its default) into k. */
 int tool_cmd_tune_te(int argc, char **argv);
 int tool_te_autosched_kernel(const char *path, const char *db, mfx_artifact_kernel *k);
+/* mfx run FILE.te --target cuda[:N]|emulate: the config of the GPU schedule, and why. */
+int tool_te_run_config(const mfx_op *op, const int64_t *dims, const char *target,
+                       const char *db, mfx_config *cfg, char *why, size_t size);
 int tool_te_emit_code(const char *path, const char *db, const char *target, int what,
                       char **data, size_t *size); /* what: an mfx_build_emit */
 

@@ -2,12 +2,17 @@
  * the default schedule (every loop serial, as `mfx lower FILE.te` prints
  * it; mfx tune and mfx compile FILE.te auto-schedule it), run on .npy or
  * seeded random inputs, and with --check compared with the IR interpreter
- * (compiler/interp.c), the reference of any kernel. */
+ * (compiler/interp.c), the reference of any kernel. With --target cuda[:N]
+ * or emulate: its auto-scheduled GPU schedule with the tuned config (as
+ * tool_te_run_config chooses), on the device or the GPU emulation. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mfx/artifact.h"
+#include "mfx/autosched.h"
+#include "mfx/device.h"
+#include "mfx/target.h"
 #include "mfx_cli.h"
 
 #define TOOL_TE_PREVIEW 4
@@ -33,7 +38,15 @@ static const char tool_run_te_usage[] =
     "                          the largest |value|: the compiled code fuses x*y+z and\n"
     "                          may approximate exp, erf, tanh)\n"
     "  --repeat R              time R runs after one warm-up; print the median\n"
-    "  --seed S                seed of the random inputs (default 1)\n";
+    "  --seed S                seed of the random inputs (default 1)\n"
+    "  --target T              cpu (default: the default schedule), cuda, cuda:N (the\n"
+    "                          auto-scheduled GPU schedule built to PTX for the device,\n"
+    "                          timed with CUDA events) or emulate (that schedule run by\n"
+    "                          the GPU emulation on this CPU); with the tuned config:\n"
+    "                          this device's record, its sm_XX's nearest, the emulated\n"
+    "                          one, else the auto-scheduler's default\n"
+    "  --db PATH               the tuning database of --target (default $MFX_DB, else\n"
+    "                          ~/.cache/mfx/tune.db)\n";
 
 typedef struct {
   const char *path;
@@ -332,6 +345,126 @@ static int tool_te_steps(tool_te_run *r, const tool_args *args) {
   return rc;
 }
 
+/* ---- --target cuda[:N] or emulate: the auto-scheduled GPU schedule --------------------------- */
+
+typedef struct {
+  mfx_te_op *t;
+  mfx_op_kernel kernel; /* emulate */
+  int compiled;
+  tool_launch launch;
+  mfx_artifact *art; /* cuda */
+} tool_te_gpu;
+
+/* The GPU schedule for the device's architecture, loaded on it. */
+static int tool_te_gpu_load(tool_te_gpu *g, const char *target, const int64_t *dims,
+                            const mfx_config *cfg) {
+  mfx_device *dev = NULL;
+  if (mfx_device_open(target, &dev) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "--target");
+  const mfx_device_info *info = mfx_device_get_info(dev);
+  char sm[32], device[256];
+  snprintf(sm, sizeof sm, "cuda:sm_%d%d", info->compute_major, info->compute_minor);
+  snprintf(device, sizeof device, "%s: %s (%s)", mfx_device_name(dev), info->name, info->arch);
+  mfx_device_close(dev);
+  void *image = NULL;
+  size_t size = 0;
+  if (mfx_op_gpu_image(mfx_te_op_get(g->t), sm, dims, cfg, "run", &image, &size) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "auto-scheduling");
+  mfx_artifact_options o = {target, 0};
+  mfx_status st = mfx_artifact_load_memory(image, size, "mfx run", &o, &g->art);
+  free(image);
+  if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "loading on the GPU");
+  printf("target   %s, PTX for %s\n", device, sm);
+  return 0;
+}
+
+static int tool_te_gpu_compile(tool_te_gpu *g, tool_te_run *r, const char *target,
+                               const int64_t *dims, const mfx_config *cfg, int threads) {
+  if (strcmp(target, "emulate") != 0) return tool_te_gpu_load(g, target, dims, cfg);
+  if (mfx_op_compile_for(mfx_te_op_get(g->t), "emulate", dims, cfg, &g->kernel) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "auto-scheduling");
+  g->compiled = 1;
+  if (mfx_pool_create(threads, &r->pool) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "creating the thread pool");
+  printf("target   emulate: the auto-scheduled GPU schedule run by the CPU emulation\n");
+  g->launch.kernel = &g->kernel;
+  mfx_kernel_env_init(&g->launch.env, r->pool);
+  g->launch.inputs = r->inputs;
+  g->launch.outputs = r->outputs;
+  return 0;
+}
+
+static int tool_te_gpu_launch(tool_te_gpu *g, tool_te_run *r) {
+  if (g->art == NULL) return tool_launch_once(&g->launch);
+  if (mfx_artifact_run(g->art, 0, r->s->n_inputs, r->inputs, r->s->n_outputs, r->outputs) !=
+      MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "running on the GPU");
+  return 0;
+}
+
+static int tool_te_gpu_time(tool_te_gpu *g, tool_te_run *r, int repeat) {
+  double median = 0.0;
+  int runs = repeat;
+  if (g->art == NULL) {
+    int rc = tool_measure(tool_launch_once, &g->launch, repeat, repeat, 0.0, &median, &runs);
+    if (rc != 0) return rc;
+  } else if (mfx_artifact_time(g->art, 0, r->s->n_inputs, r->inputs, r->s->n_outputs, r->outputs,
+                               repeat, &median) != MFX_OK) {
+    return tool_error_status(TOOL_EXIT_FAIL, "timing on the GPU");
+  }
+  printf("time     median %.4f ms over %d runs (%safter 1 warm-up)\n", median * 1e3, runs,
+         g->art != NULL ? "CUDA events, " : "");
+  return 0;
+}
+
+static int tool_te_gpu_steps(tool_te_run *r, const tool_args *args, tool_te_gpu *g) {
+  int rc = tool_te_build(r);
+  if (rc == 0) rc = tool_te_check_bindings(r, args);
+  if (rc == 0 && mfx_te_op_create(r->text, r->path, &g->t) != MFX_OK)
+    rc = tool_error_status(TOOL_EXIT_FAIL, "auto-scheduler");
+  if (rc != 0) return rc;
+  const mfx_op *op = mfx_te_op_get(g->t);
+  int64_t dims[MFX_OP_MAX_DIMS];
+  mfx_te_op_dims(g->t, dims);
+  mfx_config cfg;
+  char why[480], config[1024];
+  rc = tool_te_run_config(op, dims, args->target, args->db_path, &cfg, why, sizeof why);
+  if (rc != 0) return rc;
+  mfx_config_to_json(&cfg, config, sizeof config);
+  printf("kernel   %s as %s, auto-scheduled for %s\nconfig   %s\n         (%s)\n", r->path,
+         op->name, args->target, config, why);
+  rc = tool_te_prepare_inputs(r, args);
+  if (rc == 0 && args->check) rc = tool_te_interpret(r);
+  if (rc == 0) rc = tool_te_alloc_outputs(r);
+  if (rc == 0) rc = tool_te_gpu_compile(g, r, args->target, dims, &cfg, args->threads);
+  if (rc == 0) rc = tool_te_gpu_launch(g, r);
+  if (rc == 0 && args->repeat > 0) rc = tool_te_gpu_time(g, r, args->repeat);
+  if (rc == 0 && args->check) rc = tool_te_check(r, args->tol);
+  if (rc == 0) rc = tool_te_finish(r, args);
+  return rc;
+}
+
+/* --target: cpu (the default schedule, above), cuda[:N] or emulate; a GPU
+ * runs every output (no --kernel) with the tuned (or default) config. */
+static int tool_te_gpu_run(tool_te_run *r, const tool_args *args) {
+  mfx_target t;
+  if (mfx_target_parse(args->target, &t) != MFX_OK)
+    return tool_error(TOOL_EXIT_USAGE, "--target %s: %s", args->target, mfx_last_error());
+  if (t.kind == MFX_TARGET_CUDA && t.sm > 0)
+    return tool_error(TOOL_EXIT_USAGE, "--target %s names an architecture, not a device: mfx run "
+                      "runs on a GPU; give cuda or cuda:N", args->target);
+  if (r->kernel_name != NULL)
+    return tool_error(TOOL_EXIT_USAGE, "--kernel %s: runs on --target %s take the whole kernel "
+                      "(its auto-scheduled schedule); --kernel is for the CPU's default schedule",
+                      r->kernel_name, args->target);
+  tool_te_gpu g;
+  memset(&g, 0, sizeof g);
+  int rc = tool_te_gpu_steps(r, args, &g);
+  if (g.compiled) mfx_op_kernel_free(&g.kernel);
+  if (g.art != NULL) mfx_artifact_free(g.art);
+  mfx_te_op_destroy(g.t);
+  return rc;
+}
+
 static void tool_te_cleanup(tool_te_run *r) {
   tool_free_arrays(r->inputs, TOOL_TE_MAX_ARGS);
   tool_free_arrays(r->outputs, TOOL_TE_MAX_ARGS);
@@ -348,7 +481,7 @@ int tool_cmd_run_te(int argc, char **argv) {
   tool_args args;
   unsigned allowed = TOOL_OPT_DIMS | TOOL_OPT_CONFIG | TOOL_OPT_IN | TOOL_OPT_OUT |
                      TOOL_OPT_THREADS | TOOL_OPT_CHECK | TOOL_OPT_REPEAT | TOOL_OPT_SEED |
-                     TOOL_OPT_TOL;
+                     TOOL_OPT_TOL | TOOL_OPT_TARGET | TOOL_OPT_DB;
   const tool_arg extra[] = {
       {.name = "--kernel", .type = TOOL_ARG_TEXT, .to.text = &r->kernel_name,
        .example = "--kernel Y"},
@@ -362,7 +495,8 @@ int tool_cmd_run_te(int argc, char **argv) {
                     "and --config apply to ops", args.op_name);
   } else if (rc == 0) {
     r->path = args.op_name;
-    rc = tool_te_steps(r, &args);
+    if (args.target != NULL && strcmp(args.target, "cpu") != 0) rc = tool_te_gpu_run(r, &args);
+    else rc = tool_te_steps(r, &args);
   }
   tool_te_cleanup(r);
   free(r);

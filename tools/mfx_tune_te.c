@@ -1,7 +1,10 @@
 /* mfx tune FILE.te: the auto-scheduler's knobs of a kernel written as text,
  * searched on this machine, every candidate checked against the IR
  * interpreter, every trial in the tuning database under op "te:<hash>"
- * (ops/te_op.c). --target cpu goes through the tuner (autotune/tune.c);
+ * (ops/te_op.c). --target cpu and --target cuda[:N] go through the tuner
+ * (autotune/tune.c; on a GPU its builder threads and forked device worker,
+ * autotune/runner_gpu.c, recorded under target "cuda", arch sm_XX and the
+ * device's name, as built-in ops' GPU records);
  * --target emulate builds each candidate's GPU schedule and runs it through
  * the GPU emulation on the CPU: a check of the GPU schedules, timed on the
  * CPU, recorded under target "cuda" with arch "emulate" so that no real GPU
@@ -19,23 +22,28 @@
 #include "mfx_cli.h"
 
 static const char tool_tune_te_usage[] =
-    "usage: mfx tune FILE.te [--target cpu|emulate] [options]\n"
+    "usage: mfx tune FILE.te [--target cpu|cuda|cuda:N|emulate] [options]\n"
     "\n"
     "Search the auto-scheduler's knobs of a kernel written as TE text (see mfx help\n"
     "lower) on this machine. The rules that fired and the knobs they expose are\n"
     "printed first. Every candidate is checked against the IR interpreter before it\n"
     "is timed; every trial goes to the tuning database as op te:<hash of the text>.\n"
     "  --target cpu            this CPU (default)\n"
+    "  --target cuda, cuda:N   a CUDA GPU: candidates built to PTX here, checked and\n"
+    "                          timed (CUDA events) by a worker process restarted after\n"
+    "                          a fault; recorded for the device and its sm_XX\n"
     "  --target emulate        the GPU schedules, run by the GPU emulation on this CPU\n"
-    "                          (checks them; times are the CPU's); mfx compile\n"
-    "                          --target cuda:sm_XX uses the best of these\n"
+    "                          (checks them; times are the CPU's)\n"
+    "                          mfx compile --target cuda:sm_XX takes a GPU record of\n"
+    "                          that sm_XX, else the best emulated one\n"
     "  --trials N              configs to measure (default 16)\n"
     "  --strategy S            exhaustive, random or model (default model)\n"
     "  --db PATH               the database (default $MFX_DB, else ~/.cache/mfx/tune.db)\n"
     "  --seed N                seed of the search (default 1)\n"
     "  --min-time S            measured time per candidate, at least (default 0.05)\n"
     "  --timeout S             cpu: run each candidate in a child process killed after S\n"
-    "                          seconds (default 60); 0 runs them in this process\n"
+    "                          seconds (default 60); 0 runs them in this process; cuda:\n"
+    "                          kill the GPU worker after S seconds on one candidate\n"
     "  --threads N             kernel thread pool size (default: one per CPU)\n";
 
 typedef struct {
@@ -135,13 +143,19 @@ static int tool_te_open_op(const char *path, int verbose, mfx_te_op **out) {
 
 /* The key of emulated GPU schedules: target "cuda" (so that the GPU knobs
  * are read back), arch and device saying "emulate". */
-static int tool_te_emulate_key(const mfx_op *op, const int64_t *dims, mfx_tune_key *key) {
-  if (mfx_tune_key_init(key, op, dims, "cpu") != MFX_OK)
-    return tool_error_status(TOOL_EXIT_FAIL, "tune");
+static mfx_status tool_te_emulate_key_init(const mfx_op *op, const int64_t *dims,
+                                           mfx_tune_key *key) {
+  MFX_TRY(mfx_tune_key_init(key, op, dims, "cpu"));
   mfx_tune_target t = key->target;
   snprintf(key->target.target, sizeof key->target.target, "cuda");
   snprintf(key->target.arch, sizeof key->target.arch, "emulate (GPU schedule on %.150s)", t.arch);
   snprintf(key->target.device, sizeof key->target.device, "emulate: %.170s", t.device);
+  return MFX_OK;
+}
+
+static int tool_te_emulate_key(const mfx_op *op, const int64_t *dims, mfx_tune_key *key) {
+  if (tool_te_emulate_key_init(op, dims, key) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "tune");
   return 0;
 }
 
@@ -279,15 +293,21 @@ static int tool_tune_emulate(const tool_tune_te_args *a, const mfx_op *op, const
   return rc;
 }
 
-/* ---- the host CPU, through the tuner ---------------------------------------------------------- */
+/* ---- the host CPU or a CUDA device, through the tuner ------------------------------------ */
 
-static int tool_tune_cpu(const tool_tune_te_args *a, mfx_tune_db *db, const mfx_tune_key *key,
-                         mfx_strategy strategy) {
+/* cpu: candidates run here (in a child killed after --timeout). cuda[:N]:
+ * builder threads compile them to PTX, a worker process forked by a
+ * supervisor opens the device, checks each against the interpreter's output
+ * and times it with CUDA events (autotune/runner_gpu.c). */
+static int tool_tune_runner(const tool_tune_te_args *a, mfx_tune_db *db, const mfx_tune_key *key,
+                            mfx_strategy strategy, const char *gpu) {
   mfx_tune_options o;
   mfx_tune_options_default(&o);
   o.strategy = strategy;
   o.trials = (int)a->trials;
   o.seed = (uint64_t)a->seed;
+  o.runner.target = gpu;
+  o.runner.jobs = gpu != NULL ? 2 : 1;
   o.runner.threads = (int)a->threads;
   o.runner.timeout_s = a->timeout;
   o.runner.measure.min_seconds = a->min_time;
@@ -295,12 +315,27 @@ static int tool_tune_cpu(const tool_tune_te_args *a, mfx_tune_db *db, const mfx_
   if (mfx_tune(db, key, &o, &s) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "tune");
   char config[1024] = "-";
   if (s.have_best) mfx_config_to_json(&s.best, config, sizeof config);
-  printf("tuned    %s on cpu (%s), %s search\n", key->op->name, key->target.device,
+  printf("tuned    %s on %s (%s%s%s), %s search\n", key->op->name, key->target.target,
+         key->target.device, gpu != NULL ? ", " : "", gpu != NULL ? key->target.arch : "",
          mfx_strategy_name(strategy));
   printf("trials   %d measured (ok %d, error %d, wrong %d), %d refused by the template, space "
          "%llu\n", s.trials, s.ok, s.errors, s.wrong, s.invalid, (unsigned long long)s.space_size);
   if (!s.have_best) return tool_error(TOOL_EXIT_FAIL, "tune: no candidate passed the check");
-  printf("best     %.4f ms %s\n", s.best_s * 1e3, config);
+  printf("best     %.4f ms %s%s\n", s.best_s * 1e3, config,
+         gpu != NULL ? " (CUDA events)" : "");
+  return 0;
+}
+
+/* The key of --target cuda[:N]: the device fingerprinted in a child
+ * process (arch sm_XX, its name); no driver or no such device: exit 1. */
+static int tool_te_cuda_key(const char *name, const mfx_target *target, const mfx_op *op,
+                            const int64_t *dims, mfx_tune_key *key) {
+  if (target->sm > 0)
+    return tool_error(TOOL_EXIT_USAGE, "--target %s names an architecture, not a device: "
+                      "tuning measures on a GPU; give cuda or cuda:N (mfx compile takes "
+                      "cuda:sm_XX)", name);
+  if (mfx_tune_key_init(key, op, dims, name) != MFX_OK)
+    return tool_error(TOOL_EXIT_FAIL, "--target %s: %s", name, mfx_last_error());
   return 0;
 }
 
@@ -312,19 +347,17 @@ static int tool_tune_te_run(const tool_tune_te_args *a, mfx_te_op *t) {
   const char *name = a->target != NULL ? a->target : "cpu";
   if (mfx_target_parse(name, &target) != MFX_OK)
     return tool_error(TOOL_EXIT_USAGE, "--target %s: %s", name, mfx_last_error());
-  if (target.kind == MFX_TARGET_CUDA)
-    return tool_error(TOOL_EXIT_USAGE, "--target %s: tuning on a GPU is not done for text "
-                      "kernels here; use --target emulate to check and tune the GPU schedules "
-                      "on this CPU, or cpu", name);
-  int gpu = target.kind == MFX_TARGET_EMULATE;
+  int emulate = target.kind == MFX_TARGET_EMULATE, cuda = target.kind == MFX_TARGET_CUDA;
   mfx_strategy strategy = MFX_SEARCH_MODEL;
   if (a->strategy != NULL && mfx_strategy_from_name(a->strategy, &strategy) != 0)
     return tool_error(TOOL_EXIT_USAGE, "--strategy: '%s' is not a strategy; expected "
                       "exhaustive, random or model", a->strategy);
-  tool_tune_te_print_knobs(op, gpu);
   mfx_tune_key key;
-  int rc = gpu ? tool_te_emulate_key(op, dims, &key) : 0;
-  if (!gpu && mfx_tune_key_init(&key, op, dims, "cpu") != MFX_OK)
+  int rc = cuda ? tool_te_cuda_key(name, &target, op, dims, &key) : 0;
+  if (rc != 0) return rc;
+  tool_tune_te_print_knobs(op, emulate || cuda);
+  if (emulate) rc = tool_te_emulate_key(op, dims, &key);
+  else if (!cuda && mfx_tune_key_init(&key, op, dims, "cpu") != MFX_OK)
     rc = tool_error_status(TOOL_EXIT_FAIL, "tune");
   char db_path[1024];
   if (rc == 0 && mfx_tune_db_path(a->db, db_path, sizeof db_path) != MFX_OK)
@@ -332,8 +365,8 @@ static int tool_tune_te_run(const tool_tune_te_args *a, mfx_te_op *t) {
   mfx_tune_db *db = NULL;
   if (rc == 0 && mfx_tune_db_open(db_path, &db) != MFX_OK)
     rc = tool_error_status(TOOL_EXIT_FAIL, "tune");
-  if (rc == 0) rc = gpu ? tool_tune_emulate(a, op, dims, db, &key, strategy)
-                        : tool_tune_cpu(a, db, &key, strategy);
+  if (rc == 0) rc = emulate ? tool_tune_emulate(a, op, dims, db, &key, strategy)
+                            : tool_tune_runner(a, db, &key, strategy, cuda ? name : NULL);
   if (rc == 0) printf("database %s\n", db_path);
   mfx_tune_db_close(db);
   return rc;
@@ -357,32 +390,162 @@ int tool_cmd_tune_te(int argc, char **argv) {
 
 /* ---- mfx compile FILE.te: the auto-scheduled kernel ----------------------------------------------- */
 
-/* The config of the kernel's target: cpu from its cpu records, cuda:sm_XX
- * from the emulated GPU schedules' records; the default otherwise. */
-static int tool_te_choose(const mfx_op *op, const int64_t *dims, const char *target,
+/* ---- which record mfx compile takes ------------------------------------------------------- */
+
+/* The fastest record of this kernel at these dims on any device of one
+ * architecture (target cuda, arch sm_XX), whose config the auto-scheduler
+ * still accepts. */
+typedef struct {
+  const mfx_op *op;
+  const mfx_space *space;
+  const mfx_tune_target *target; /* its arch and version */
+  char dims[160], dtypes[160];
+  mfx_tune_task_info best;
+  mfx_config cfg;
+  int found;
+} tool_te_arch_find;
+
+static int tool_te_arch_visit(void *user, const mfx_tune_task_info *t) {
+  tool_te_arch_find *f = user;
+  mfx_config cfg;
+  if (strcmp(t->op, f->op->name) != 0 || strcmp(t->dims, f->dims) != 0 ||
+      strcmp(t->dtypes, f->dtypes) != 0 || strcmp(t->target.target, "cuda") != 0 ||
+      strcmp(t->target.arch, f->target->arch) != 0 ||
+      strcmp(t->target.version, f->target->version) != 0 ||
+      t->ok == 0 || t->best_s <= 0.0 || (f->found && t->best_s >= f->best.best_s))
+    return 0;
+  if (mfx_config_parse_json_for(f->op, "cuda", t->best_config, &cfg) != MFX_OK ||
+      mfx_space_check(f->space, &cfg) != MFX_OK) {
+    mfx_clear_error(); /* a config the auto-scheduler no longer takes is no candidate */
+    return 0;
+  }
+  f->best = *t;
+  f->cfg = cfg;
+  f->found = 1;
+  return 0;
+}
+
+static mfx_status tool_te_arch_record(mfx_tune_db *db, const mfx_tune_key *sm_key,
+                                      mfx_tune_choice *choice, int *found) {
+  mfx_space space;
+  tool_te_arch_find f;
+  memset(&f, 0, sizeof f);
+  f.op = sm_key->op;
+  f.space = &space;
+  mfx_tune_key_dims_text(sm_key, f.dims, sizeof f.dims);
+  mfx_tune_key_dtypes_text(sm_key->op, f.dtypes, sizeof f.dtypes);
+  f.target = &sm_key->target;
+  *found = 0;
+  MFX_TRY(mfx_space_init_for(&space, sm_key->op, sm_key->dims, "cuda"));
+  MFX_TRY(mfx_tune_db_list(db, tool_te_arch_visit, &f));
+  if (!f.found) return MFX_OK;
+  memset(choice, 0, sizeof *choice);
+  choice->cfg = f.cfg;
+  choice->source = MFX_TUNE_TUNED;
+  choice->median_s = f.best.best_s;
+  memcpy(choice->tuned_dims, sm_key->dims, sizeof choice->tuned_dims);
+  snprintf(choice->why, sizeof choice->why, "tuned on %.180s (%.16s): the best of %d trials for "
+           "these dims, %.4g ms (CUDA events)", f.best.target.device, f.target->arch, f.best.trials,
+           f.best.best_s * 1e3);
+  *found = 1;
+  return MFX_OK;
+}
+
+/* cuda:sm_XX, in order: a GPU record of that sm_XX at these dims; the
+ * emulated GPU schedules' record at these dims; the nearest tuned dims of
+ * this kernel on that sm_XX, then emulated; the default. */
+static mfx_status tool_te_choose_gpu(mfx_tune_db *db, const mfx_op *op, const int64_t *dims,
+                                     int sm, mfx_tune_choice *choice) {
+  mfx_tune_key sm_key, emu_key;
+  MFX_TRY(tool_te_emulate_key_init(op, dims, &emu_key));
+  sm_key = emu_key;
+  snprintf(sm_key.target.arch, sizeof sm_key.target.arch, "sm_%d", sm);
+  sm_key.target.device[0] = '\0'; /* any device of that architecture */
+  const char *emulated = " (tuned with --target emulate: checked GPU schedules, timed on the CPU)";
+  int found = 0;
+  if (db != NULL) MFX_TRY(tool_te_arch_record(db, &sm_key, choice, &found));
+  if (found) return MFX_OK;
+  mfx_tune_choice emu;
+  MFX_TRY(mfx_tune_choose(db, &emu_key, &emu));
+  if (emu.source != MFX_TUNE_TUNED) {
+    MFX_TRY(mfx_tune_choose(db, &sm_key, choice));
+    if (choice->source == MFX_TUNE_NEAREST) {
+      size_t used = strlen(choice->why);
+      snprintf(choice->why + used, sizeof choice->why - used, " on a %s GPU", sm_key.target.arch);
+      return MFX_OK;
+    }
+  }
+  *choice = emu;
+  if (emu.source != MFX_TUNE_DEFAULT) {
+    size_t used = strlen(choice->why);
+    snprintf(choice->why + used, sizeof choice->why - used, "%s", emulated);
+  }
+  return MFX_OK;
+}
+
+/* The config of the kernel's target: cpu from its cpu records (or the
+ * nearest tuned dims), cuda:sm_XX as tool_te_choose_gpu says; the default
+ * otherwise. */
+static int tool_te_choose(const mfx_op *op, const int64_t *dims, const mfx_target *target,
                           const char *db_given, mfx_tune_choice *choice) {
-  int gpu = strcmp(target, "cpu") != 0;
+  int gpu = target->kind == MFX_TARGET_CUDA;
   mfx_tune_key key;
-  int rc = gpu ? tool_te_emulate_key(op, dims, &key) : 0;
   if (!gpu && mfx_tune_key_init(&key, op, dims, "cpu") != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "compile");
+    return tool_error_status(TOOL_EXIT_FAIL, "compile");
   char path[1024];
-  if (rc == 0 && mfx_tune_db_path(db_given, path, sizeof path) != MFX_OK)
-    rc = tool_error_status(TOOL_EXIT_FAIL, "--db");
-  if (rc != 0) return rc;
+  if (mfx_tune_db_path(db_given, path, sizeof path) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "--db");
   mfx_tune_db *db = NULL;
   mfx_status st = mfx_tune_db_open_existing(path, &db);
   if (st == MFX_ERR_NOT_FOUND) mfx_clear_error();
   else if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
-  st = mfx_tune_choose(db, &key, choice);
+  st = gpu ? tool_te_choose_gpu(db, op, dims, target->sm, choice)
+            : mfx_tune_choose(db, &key, choice);
   mfx_tune_db_close(db);
   if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
-  if (choice->source == MFX_TUNE_DEFAULT)
+  if (choice->source == MFX_TUNE_DEFAULT && gpu)
     snprintf(choice->why, sizeof choice->why, "auto-scheduler default: no tuning record of %s "
-             "for %s in %.300s", op->name, gpu ? "emulate" : "cpu", path);
-  else if (gpu)
-    snprintf(choice->why + strlen(choice->why), sizeof choice->why - strlen(choice->why),
-             " (tuned with --target emulate: checked GPU schedules, timed on the CPU)");
+             "on a sm_%d GPU or emulated in %.300s", op->name, target->sm, path);
+  else if (choice->source == MFX_TUNE_DEFAULT)
+    snprintf(choice->why, sizeof choice->why, "auto-scheduler default: no tuning record of %s "
+             "for cpu in %.300s", op->name, path);
+  return 0;
+}
+
+/* mfx run FILE.te --target cuda[:N]|emulate (mfx_run_te.c): the config of
+ * the auto-scheduled GPU schedule. cuda: this device's record, else the
+ * nearest tuned dims on its sm_XX (mfx_tune_lookup_for); then the emulated
+ * record (or nearest); the default. emulate: the emulated record, or nearest. */
+int tool_te_run_config(const mfx_op *op, const int64_t *dims, const char *target,
+                       const char *db_given, mfx_config *cfg, char *why, size_t size) {
+  mfx_tune_choice choice;
+  memset(&choice, 0, sizeof choice);
+  choice.source = MFX_TUNE_DEFAULT;
+  int cuda = strcmp(target, "emulate") != 0;
+  if (cuda && mfx_tune_lookup_for(db_given, op, dims, target, &choice) != MFX_OK)
+    return tool_error(TOOL_EXIT_FAIL, "--target %s: %s", target, mfx_last_error());
+  if (choice.source == MFX_TUNE_DEFAULT) {
+    mfx_tune_key key;
+    char path[1024];
+    if (tool_te_emulate_key(op, dims, &key) != 0) return TOOL_EXIT_FAIL;
+    if (mfx_tune_db_path(db_given, path, sizeof path) != MFX_OK)
+      return tool_error_status(TOOL_EXIT_FAIL, "--db");
+    mfx_tune_db *db = NULL;
+    mfx_status st = mfx_tune_db_open_existing(path, &db);
+    if (st == MFX_ERR_NOT_FOUND) mfx_clear_error();
+    else if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
+    st = mfx_tune_choose(db, &key, &choice);
+    mfx_tune_db_close(db);
+    if (st != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "reading the tuning database");
+    size_t used = strlen(choice.why);
+    if (choice.source != MFX_TUNE_DEFAULT)
+      snprintf(choice.why + used, sizeof choice.why - used, " (tuned with --target emulate)");
+    else
+      snprintf(choice.why, sizeof choice.why, "auto-scheduler default: no tuning record of %s "
+               "%sor emulated in %.300s", op->name, cuda ? "for this GPU " : "", path);
+  }
+  *cfg = choice.cfg;
+  snprintf(why, size, "%s", choice.why);
   return 0;
 }
 
@@ -405,7 +568,7 @@ static int tool_te_schedule(const char *path, const char *db, const char *k_targ
   int64_t dims[MFX_OP_MAX_DIMS];
   mfx_te_op_dims(t, dims);
   mfx_tune_choice choice;
-  rc = tool_te_choose(op, dims, k_target, db, &choice);
+  rc = tool_te_choose(op, dims, &target, db, &choice);
   if (rc == 0) {
     mfx_config_to_json(&choice.cfg, config, config_size);
     fprintf(say, "config   %s: %s as %s, %s: %s\n", name, path, op->name, config, choice.why);
