@@ -5,7 +5,7 @@
  * signs -1, 0, 1. Each term is truncated on its own (x >> s is an arithmetic
  * shift: floor(x / 2^s)), the sign applied after the shift, as ShiftAddViT's
  * TVM MatShift kernel does; the sum is exact (no rounding, no saturation):
- * |Y| <= K * 2048 fits i32 for K <= 2^20, which the build checks.
+ * |Y| <= K * 2048 fits i32 for K < 2^20, which the build checks.
  *
  * How it is computed (the bound that makes it exact). Per term, in i16,
  *   t = ((x >> s) & Z) ^ N     Z = G != 0 ? -1 : 0,  N = G < 0 ? -1 : 0
@@ -28,10 +28,11 @@ enum { S16_M, S16_N, S16_K };
 #define SHIFT16_BLOCK 16
 #define SHIFT16_X_MIN (-2048)
 #define SHIFT16_X_MAX 2047
-#define SHIFT16_K_MAX ((int64_t)1 << 20)
+#define SHIFT16_K_MAX (((int64_t)1 << 20) - 1)
 
 typedef struct {
   mfx_tensor *X, *S, *G;
+  mfx_tensor *XR;           /* what the reduction reads: X, or XP (X padded to Kp) */
   mfx_tensor *ST, *ZM, *NM; /* the i16 weight stages: shift, non-zero mask, negative mask */
   mfx_tensor *ACC, *CNT, *Y;
   int64_t panel;            /* > 0: panels [N/P, Kp, P]; 0: [Kp, N] */
@@ -108,8 +109,8 @@ static mfx_expr *s16_block_sum(mfx_arena *a, const s16_parts *p, mfx_expr *i, mf
   for (int64_t c = 0; c < B; c++) {
     mfx_expr *k = mfx_add(a, mfx_mul(a, ko, mfx_i64(a, B)), mfx_i64(a, c));
     /* past K the weights are zero masks: any X in bounds gives t = 0 */
-    mfx_expr *kx = K % B != 0 ? mfx_binary(a, MFX_MIN, k, mfx_i64(a, K - 1)) : k;
-    mfx_expr *v = mfx_binary(a, MFX_SHR, mfx_tmpl_load2(a, p->X, i, kx),
+    mfx_expr *kx = p->XR == p->X && K % B != 0 ? mfx_binary(a, MFX_MIN, k, mfx_i64(a, K - 1)) : k;
+    mfx_expr *v = mfx_binary(a, MFX_SHR, mfx_tmpl_load2(a, p->XR, i, kx),
                              s16_weight_load(a, p, p->ST, j, k));
     mfx_expr *t = mfx_binary(a, MFX_XOR,
                              mfx_binary(a, MFX_AND, v, s16_weight_load(a, p, p->ZM, j, k)),
@@ -146,9 +147,23 @@ static mfx_status s16_reduction(mfx_arena *a, s16_parts *p, int64_t M, int64_t N
                                             j ? mfx_tensor_load(a, p->CNT, 1, &j) : NULL));
 }
 
-/* The tensor expressions and the (unscheduled) schedule. */
+/* XP[m, kp] = X[m, kp] for kp < K, else 0: loads of X affine in the
+ * loops (the GPU template stages them in shared memory). */
+static mfx_status s16_pad_x(mfx_arena *a, s16_parts *p) {
+  int64_t M = p->X->buf->shape[0], K = p->X->buf->shape[1], Kp = s16_padded_k(K, p->block);
+  p->XR = mfx_compute_begin(a, "XP", MFX_I16, 2, (int64_t[]){M, Kp}, (const char *[]){"m", "k"});
+  if (p->XR == NULL) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear16: XP");
+  mfx_expr *k = mfx_tmpl_axis(a, p->XR, 1);
+  mfx_expr *x = mfx_tmpl_load2(a, p->X, mfx_tmpl_axis(a, p->XR, 0),
+                               mfx_binary(a, MFX_MIN, k, mfx_i64(a, K - 1)));
+  return mfx_tmpl_set_body(a, p->XR, mfx_select(a, mfx_binary(a, MFX_LT, k, mfx_i64(a, K)), x,
+                                                mfx_int(a, MFX_I16, 0)));
+}
+
+/* The tensor expressions and the (unscheduled) schedule; pad_x: X read
+ * through XP when K is not a whole number of blocks. */
 static mfx_status s16_define(mfx_arena *a, const int64_t *dims, int64_t panel, int64_t block,
-                             s16_parts *p, mfx_schedule **out) {
+                             int pad_x, s16_parts *p, mfx_schedule **out) {
   int64_t M = dims[S16_M], N = dims[S16_N], K = dims[S16_K];
   if (K > SHIFT16_K_MAX)
     return mfx_fail(MFX_ERR_INVALID, "shift_linear16: K = %lld is over %lld: the exact sum "
@@ -162,6 +177,8 @@ static mfx_status s16_define(mfx_arena *a, const int64_t *dims, int64_t panel, i
   p->S = mfx_placeholder(a, "S", MFX_I8, 2, (int64_t[]){N, K});
   p->G = mfx_placeholder(a, "G", MFX_I8, 2, (int64_t[]){N, K});
   if (!p->X || !p->S || !p->G) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear16: inputs");
+  p->XR = p->X;
+  if (pad_x && K % block != 0) MFX_TRY(s16_pad_x(a, p));
   MFX_TRY(s16_weight_stage(a, p, "ST", s16_amount, &p->ST));
   MFX_TRY(s16_weight_stage(a, p, "ZM", s16_nonzero, &p->ZM));
   MFX_TRY(s16_weight_stage(a, p, "NM", s16_negative, &p->NM));
@@ -185,7 +202,7 @@ static mfx_status s16_build(mfx_arena *a, const int64_t *dims, const mfx_config 
   s16_knobs k;
   MFX_TRY(s16_knobs_read(cfg, "shift_linear16", &k));
   s16_parts p;
-  MFX_TRY(s16_define(a, dims, k.tile_n, k.block, &p, out));
+  MFX_TRY(s16_define(a, dims, k.tile_n, k.block, 0, &p, out));
   int parallel = (int)k.parallel;
   mfx_tensor *weights[3] = {p.ST, p.ZM, p.NM};
   for (int i = 0; i < 3; i++) MFX_TRY(mfx_tmpl_apply_elementwise(*out, weights[i], 8, 0, parallel));
@@ -204,22 +221,24 @@ static mfx_status s16_build(mfx_arena *a, const int64_t *dims, const mfx_config 
   return mfx_sched_fuse_epilogue(*out, rs, ys);
 }
 
-/* GPU: the weight stages ([k, n], i16), the count and Y one element per
- * thread, each its own kernel; the reduction block-tiled over blocks of 16
- * k, its i16 block sums widened as on the CPU (the same exact arithmetic). */
+/* GPU: the weight stages ([k, n], i16), the count, Y and (when K is not a
+ * whole number of blocks) XP one element per thread, each its own kernel;
+ * the reduction block-tiled over blocks of 16 k, its i16 block sums widened
+ * as on the CPU (the same exact arithmetic). */
 static mfx_status s16_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                 mfx_schedule **out) {
   s16_gpu_knobs k;
   MFX_TRY(s16_gpu_knobs_read(cfg, "shift_linear16 (GPU)", &k));
   s16_parts p;
-  MFX_TRY(s16_define(a, dims, 0, SHIFT16_BLOCK, &p, out));
+  MFX_TRY(s16_define(a, dims, 0, SHIFT16_BLOCK, 1, &p, out));
   mfx_tensor *each[5] = {p.ST, p.ZM, p.NM, p.CNT, p.Y};
   for (int i = 0; i < 5; i++) MFX_TRY(mfx_gpu_apply_elementwise(*out, each[i], k.threads));
+  if (p.XR != p.X) MFX_TRY(mfx_gpu_apply_elementwise(*out, p.XR, k.threads));
   mfx_gpu_tiled_reduce t = {
     .what = "shift_linear16", .x = "i", .y = "j", .r = "ko",
     .bx = k.block_m, .by = k.block_n, .tx = k.thread_m, .ty = k.thread_n, .br = k.block_k,
     .shared = (int)k.shared, .unroll = (int)k.unroll,
-    .n_staged = 4, .staged = {{p.X, 'x'}, {p.ST, 'y'}, {p.ZM, 'y'}, {p.NM, 'y'}},
+    .n_staged = 4, .staged = {{p.XR, 'x'}, {p.ST, 'y'}, {p.ZM, 'y'}, {p.NM, 'y'}},
   };
   return mfx_gpu_apply_tiled_reduce(*out, p.ACC, &t);
 }
