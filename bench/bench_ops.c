@@ -4,7 +4,7 @@
  *
  *   linear            vs OpenBLAS sgemm (Y = X W^T)
  *   shift_linear      vs OpenBLAS sgemm of the same shape (f32 weights)
- *   shift_linear16    the same on 16-bit lanes (X i16 in -2048..2047)
+ *   shift_linear16    the same on 16-bit lanes (X i16 in -8192..8191)
  *   matadd            vs OpenBLAS sgemm on the codes as floats (O = Hc^T V per head)
  *   hamming           vs a plain C popcount loop (1 thread; the kernel gets 1 too)
  *   binary_attention  vs its float equivalent built on sgemm

@@ -76,9 +76,9 @@ void mfx_random_shift_linear(int i, const int64_t *dims, mfx_array *a, uint64_t 
   else mfx_fill_uniform_int(a, rng, -1, 1);                      /* signs */
 }
 
-/* shift_linear16: X over its whole valid range -2048..2047, shifts, signs. */
+/* shift_linear16: X over its whole valid range -8192..8191, shifts, signs. */
 void mfx_random_shift_linear16(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
-  if (i == 0) mfx_fill_uniform_int(a, rng, -2048, 2047);
+  if (i == 0) mfx_fill_uniform_int(a, rng, -8192, 8191);
   else mfx_random_shift_linear(i, dims, a, rng);
 }
 

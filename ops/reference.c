@@ -65,7 +65,7 @@ void mfx_ref_shift_linear(const int64_t *dims, const mfx_array *in, mfx_array *o
 /* shift_linear16: Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k]) with X i16, the
  * exact sum (each term truncated on its own: floor(x / 2^s), sign applied
  * after the shift); dims M, N, K. Shift amounts are taken modulo 16 (valid
- * ones are 0..15); for valid X (-2048..2047) and K < 2^20 the sum fits. */
+ * ones are 0..15); for valid X (-8192..8191) and K < 2^18 the sum fits. */
 void mfx_ref_shift_linear16(const int64_t *dims, const mfx_array *in, mfx_array *out) {
   int64_t M = dims[0], N = dims[1], K = dims[2];
   const int16_t *X = in[0].data;

@@ -1,34 +1,36 @@
 /* shift_linear16: MatShift on 16-bit lanes.
  *   Y[m, n] = sum_k G[n, k] (X[m, k] >> S[n, k])        (exact, i32 result)
- * X is i16 fixed point restricted to -2048..2047 (12 significant bits, e.g.
- * Q3.8: value = X / 256 in [-8, 8)); S the right-shift amounts 0..15; G the
- * signs -1, 0, 1. Each term is truncated on its own (x >> s is an arithmetic
+ * X is i16 fixed point restricted to -8192..8191 (14 significant bits, e.g.
+ * Q3.10: value = X / 1024 in [-8, 8)); S the right-shift amounts 0..15; G
+ * the signs -1, 0, 1. Each term is truncated on its own (x >> s is an arithmetic
  * shift: floor(x / 2^s)), the sign applied after the shift, as ShiftAddViT's
  * TVM MatShift kernel does; the sum is exact (no rounding, no saturation):
- * |Y| <= K * 2048 fits i32 for K < 2^20, which the build checks.
+ * |Y| <= K * 8192 fits i32 for K < 2^18, which the build checks.
  *
  * How it is computed (the bound that makes it exact). Per term, in i16,
  *   t = ((x >> s) & Z) ^ N     Z = G != 0 ? -1 : 0,  N = G < 0 ? -1 : 0
  * which is x >> s for G = 1, 0 for G = 0 and ~(x >> s) = -(x >> s) - 1 for
  * G = -1, so Y = sum t + CNT[n] with CNT[n] the count of negative signs.
- * x >> s lies in -2048..2047, and ~ maps that range onto itself, so every t
- * does too; a block of SHIFT16_BLOCK = 16 terms sums to -32768..32752, inside
+ * x >> s lies in -8192..8191, and ~ maps that range onto itself, so every t
+ * does too; a block of SHIFT16_BLOCK = 4 terms sums to -32768..32764, inside
  * i16: the i16 sum of a block (wrapping adds, which never wrap here) is the
  * exact sum. Blocks are widened to i32 and summed there. A larger block or a
  * wider X would overflow i16; that is why X's range is part of the op
  * (checked on every checked run: `mfx run --in`, artifacts, mfx-runner).
+ * (12-bit X with blocks of 16 would widen less often, 3B + 4 instructions
+ * per 32 B terms: measured no faster than blocks of 4, whose 48 weight
+ * vectors per block do not fit the register file; so the op keeps 2 more
+ * bits of X, docs/performance.md.)
  *
  * CPU template: the weights as i16 panels [n/P, k, P] of P = tile_n
  * columns (P = 32: one zmm of 32 lanes per k), the reduction over blocks of
- * 16 k with the block's 16 terms an i16 expression (vpsravw, vpternlogd,
+ * 4 k with the block's 4 terms an i16 expression (vpsravw, vpternlogd,
  * vpaddw per 32 terms) added to the i32 register tile once per block. */
 #include "knobs.h"
 
 enum { S16_M, S16_N, S16_K };
-#define SHIFT16_BLOCK 16
-#define SHIFT16_X_MIN (-2048)
-#define SHIFT16_X_MAX 2047
-#define SHIFT16_K_MAX (((int64_t)1 << 20) - 1)
+#define SHIFT16_BLOCK 4
+#define SHIFT16_K_MAX (((int64_t)1 << 18) - 1)
 
 typedef struct {
   mfx_tensor *X, *S, *G;
@@ -36,7 +38,7 @@ typedef struct {
   mfx_tensor *ST, *ZM, *NM; /* the i16 weight stages: shift, non-zero mask, negative mask */
   mfx_tensor *ACC, *CNT, *Y;
   int64_t panel;            /* > 0: panels [N/P, Kp, P]; 0: [Kp, N] */
-  int64_t block;            /* k per i16 block sum: 1..SHIFT16_BLOCK */
+  int64_t block;            /* k per i16 block sum */
 } s16_parts;
 
 typedef mfx_expr *(*s16_weight_fn)(mfx_arena *a, mfx_expr *s, mfx_expr *g);
@@ -162,16 +164,14 @@ static mfx_status s16_pad_x(mfx_arena *a, s16_parts *p) {
 
 /* The tensor expressions and the (unscheduled) schedule; pad_x: X read
  * through XP when K is not a whole number of blocks. */
-static mfx_status s16_define(mfx_arena *a, const int64_t *dims, int64_t panel, int64_t block,
-                             int pad_x, s16_parts *p, mfx_schedule **out) {
+static mfx_status s16_define(mfx_arena *a, const int64_t *dims, int64_t panel, int pad_x,
+                             s16_parts *p, mfx_schedule **out) {
+  int64_t block = SHIFT16_BLOCK;
   int64_t M = dims[S16_M], N = dims[S16_N], K = dims[S16_K];
   if (K > SHIFT16_K_MAX)
     return mfx_fail(MFX_ERR_INVALID, "shift_linear16: K = %lld is over %lld: the exact sum "
-                    "(up to K * 2048) would not fit Y's i32; split the reduction",
+                    "(up to K * 8192) would not fit Y's i32; split the reduction",
                     (long long)K, (long long)SHIFT16_K_MAX);
-  if (block < 1 || block > SHIFT16_BLOCK)
-    return mfx_fail(MFX_ERR_INVALID, "shift_linear16: block = %lld k per i16 sum; expected "
-                    "1..%d (more could overflow i16)", (long long)block, SHIFT16_BLOCK);
   *p = (s16_parts){.panel = panel, .block = block};
   p->X = mfx_placeholder(a, "X", MFX_I16, 2, (int64_t[]){M, K});
   p->S = mfx_placeholder(a, "S", MFX_I8, 2, (int64_t[]){N, K});
@@ -188,7 +188,7 @@ static mfx_status s16_define(mfx_arena *a, const int64_t *dims, int64_t panel, i
 }
 
 #define S16_CPU_KNOBS(X) \
-  X(tile_m) X(tile_n) X(tile_k) X(block) X(vec) X(unroll) X(parallel) X(cols_outer)
+  X(tile_m) X(tile_n) X(tile_k) X(vec) X(unroll) X(parallel) X(cols_outer)
 MFX_KNOB_VIEW(s16_knobs, S16_CPU_KNOBS)
 #define S16_GPU_KNOBS(X) \
   X(block_m) X(block_n) X(thread_m) X(thread_n) X(block_k) X(shared) X(unroll) X(threads)
@@ -202,7 +202,7 @@ static mfx_status s16_build(mfx_arena *a, const int64_t *dims, const mfx_config 
   s16_knobs k;
   MFX_TRY(s16_knobs_read(cfg, "shift_linear16", &k));
   s16_parts p;
-  MFX_TRY(s16_define(a, dims, k.tile_n, k.block, 0, &p, out));
+  MFX_TRY(s16_define(a, dims, k.tile_n, 0, &p, out));
   int parallel = (int)k.parallel;
   mfx_tensor *weights[3] = {p.ST, p.ZM, p.NM};
   for (int i = 0; i < 3; i++) MFX_TRY(mfx_tmpl_apply_elementwise(*out, weights[i], 8, 0, parallel));
@@ -223,14 +223,14 @@ static mfx_status s16_build(mfx_arena *a, const int64_t *dims, const mfx_config 
 
 /* GPU: the weight stages ([k, n], i16), the count, Y and (when K is not a
  * whole number of blocks) XP one element per thread, each its own kernel;
- * the reduction block-tiled over blocks of 16 k, its i16 block sums widened
+ * the reduction block-tiled over blocks of 4 k, its i16 block sums widened
  * as on the CPU (the same exact arithmetic). */
 static mfx_status s16_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                 mfx_schedule **out) {
   s16_gpu_knobs k;
   MFX_TRY(s16_gpu_knobs_read(cfg, "shift_linear16 (GPU)", &k));
   s16_parts p;
-  MFX_TRY(s16_define(a, dims, 0, SHIFT16_BLOCK, 1, &p, out));
+  MFX_TRY(s16_define(a, dims, 0, 1, &p, out));
   mfx_tensor *each[5] = {p.ST, p.ZM, p.NM, p.CNT, p.Y};
   for (int i = 0; i < 5; i++) MFX_TRY(mfx_gpu_apply_elementwise(*out, each[i], k.threads));
   if (p.XR != p.X) MFX_TRY(mfx_gpu_apply_elementwise(*out, p.XR, k.threads));
@@ -245,23 +245,21 @@ static mfx_status s16_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_con
 
 const mfx_op mfx_op_def_shift_linear16 = {
   MFX_OP_LISTED(shift_linear16),
-  .about = "shift layer Y = sum_k G (X >> S) on 16-bit lanes: X i16 in -2048..2047 "
-           "(e.g. Q3.8), exact i32 sums",
+  .about = "shift layer Y = sum_k G (X >> S) on 16-bit lanes: X i16 in -8192..8191 "
+           "(e.g. Q3.10), exact i32 sums",
   .dims = {"M", "N", "K"},
   .inputs = {
-    {"X", MFX_I16, 2, {"M", "K"}, "activations, i16 fixed point in -2048..2047"},
+    {"X", MFX_I16, 2, {"M", "K"}, "activations, i16 fixed point in -8192..8191"},
     {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
     {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
   },
   .outputs = {{"Y", MFX_I32, 2, {"M", "N"}, "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k]), exact"}},
-  .n_knobs = 8,
+  .n_knobs = 7,
   .knobs = {
     {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
     {"tile_n", "columns of the register tile and weight panel (the vector loop, i16 lanes)",
      32, 3, {16, 32, 64}},
-    {"tile_k", "split of the reduction, in blocks (0: none)", 0, 4, {0, 2, 4, 16}},
-    {"block", "k per i16 block sum, widened to i32 after each (exact for any: <= 16)", 4, 3,
-     {4, 8, 16}},
+    {"tile_k", "split of the reduction, in blocks of 4 k (0: none)", 0, 4, {0, 4, 16, 64}},
     {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
     MFX_KNOB_PARALLEL,
@@ -276,8 +274,8 @@ const mfx_op mfx_op_def_shift_linear16 = {
      {1, 2, 4, 8}},
     {"thread_n", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
      {1, 2, 4, 8}},
-    {"block_k", "reduction step in blocks of 16 k: the X and weight tiles staged per step",
-     1, 3, {1, 2, 4}},
+    {"block_k", "reduction step in blocks of 4 k: the X and weight tiles staged per step",
+     4, 4, {1, 2, 4, 8}},
     {"shared", "stage the X and weight tiles in shared memory", 1, 2, {0, 1}},
     MFX_GPU_KNOB_UNROLL,
     {"threads", "threads per block of the weight, count and add kernels", 256, 4,

@@ -40,7 +40,7 @@ static const mfx_op_interface iface_table[] = {
     RANGED("G", MFX_I8, 2, -1, 1, "N", "K")}, 1,
    {IN("Y", MFX_F32, 2, "M", "N")}},
   {"shift_linear16", 3, {"M", "N", "K"}, 3,
-   {RANGED("X", MFX_I16, 2, -2048, 2047, "M", "K"), RANGED("S", MFX_I8, 2, 0, 15, "N", "K"),
+   {RANGED("X", MFX_I16, 2, -8192, 8191, "M", "K"), RANGED("S", MFX_I8, 2, 0, 15, "N", "K"),
     RANGED("G", MFX_I8, 2, -1, 1, "N", "K")}, 1,
    {IN("Y", MFX_I32, 2, "M", "N")}},
   {"hamming", 3, {"N", "M", "W"}, 2,

@@ -32,13 +32,15 @@ static int64_t term(int64_t x, int64_t s, int64_t g) {
   return g * v;
 }
 
-/* The fills at the edges of the bound: X at both ends of -2048..2047 with
- * shift 0 (every block sum at -32768 or 32752 before the count of negative
- * signs), the largest shift, signs all +1, all -1, alternating, all 0. */
+/* The fills at the edges of the bound: X at both ends of -8192..8191 with
+ * shift 0 (every block sum at -32768 or 32764 before the count of negative
+ * signs), the largest shift, signs all +1, all -1, alternating, all 0; and
+ * the truncation of each term on its own: (-3 >> 1) = -2, negated 2; 1 >> 1
+ * = 0 in every term (a sum shifted once would give K / 2). */
 static const s16_fill edges[] = {
-  {-2048, 0, 1, 0}, {-2048, 0, -1, 0}, {2047, 0, 1, 0}, {2047, 0, -1, 0},
-  {-2048, 15, 1, 0}, {-2048, 15, -1, 0}, {2047, 15, -1, 0}, {-2048, 0, 1, 1},
-  {2047, 0, -1, 1}, {-2048, 0, 0, 0}, {-1, 7, -1, 0}, {-3, 1, -1, 0}, {1, 1, 1, 0},
+  {-8192, 0, 1, 0}, {-8192, 0, -1, 0}, {8191, 0, 1, 0}, {8191, 0, -1, 0},
+  {-8192, 15, 1, 0}, {-8192, 15, -1, 0}, {8191, 15, -1, 0}, {-8192, 0, 1, 1},
+  {8191, 0, -1, 1}, {-8192, 0, 0, 0}, {-1, 7, -1, 0}, {-3, 1, -1, 0}, {1, 1, 1, 0},
 };
 #define N_EDGES ((int)(sizeof edges / sizeof edges[0]))
 
@@ -90,11 +92,12 @@ static void check_edges(const char *target, const char *json, const int64_t *dim
 }
 
 /* CPU: K a whole number of blocks, one past, and many blocks; N past one
- * panel of 32 columns; the block sizes 4, 8 and 16 and the smallest tile. */
+ * panel of 32 columns; tiles and splits of the reduction. */
 START_TEST(cpu_block_sums_at_their_bound) {
-  static const int64_t shapes[][3] = {{3, 37, 16}, {2, 33, 17}, {9, 5, 64}, {1, 70, 300}};
-  static const char *configs[] = {"{}", "{\"block\":8}", "{\"block\":16}",
-                                  "{\"block\":16,\"tile_m\":1,\"tile_n\":16,\"tile_k\":2}",
+  static const int64_t shapes[][3] = {{3, 37, 16}, {2, 33, 17}, {9, 5, 66}, {1, 70, 300}};
+  static const char *configs[] = {"{}", "{\"tile_m\":6,\"tile_n\":64,\"tile_k\":4}",
+                                  "{\"tile_m\":1,\"tile_n\":16,\"tile_k\":16}",
+                                  "{\"tile_m\":2,\"cols_outer\":0,\"tile_k\":64}",
                                   "{\"vec\":0,\"unroll\":0,\"parallel\":0}"};
   for (int s = 0; s < 4; s++)
     for (int c = 0; c < 5; c++)
@@ -149,23 +152,23 @@ static void expect_refused(const mfx_array *in, const char *fragment) {
                 mfx_last_error(), fragment);
 }
 
-/* X outside -2048..2047 (its i16 block sums could overflow), shifts outside
+/* X outside -8192..8191 (its i16 block sums could overflow), shifts outside
  * 0..15, signs outside -1..1: refused before any run, naming the element. */
 START_TEST(inputs_out_of_range_are_refused) {
   const mfx_op *op = mfx_op_find("shift_linear16");
   int64_t dims[3] = {2, 3, 4};
   mfx_array in[3];
   ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
-  s16_fill ok = {2047, 15, -1, 0};
+  s16_fill ok = {8191, 15, -1, 0};
   fill(&ok, dims, in);
   ck_assert_int_eq(mfx_op_check_inputs("shift_linear16", dims, 3, in, "t"), MFX_OK);
   int16_t *x = in[0].data;
   int8_t *s = in[1].data, *g = in[2].data;
-  x[5] = 2048;
-  expect_refused(in, "X[1, 1] = 2048 is outside -2048..2047");
-  x[5] = -2049;
-  expect_refused(in, "X[1, 1] = -2049 is outside -2048..2047");
-  x[5] = -2048;
+  x[5] = 8192;
+  expect_refused(in, "X[1, 1] = 8192 is outside -8192..8191");
+  x[5] = -8193;
+  expect_refused(in, "X[1, 1] = -8193 is outside -8192..8191");
+  x[5] = -8192;
   s[2] = 16;
   expect_refused(in, "S[0, 2] = 16 is outside 0..15");
   s[2] = -1;
@@ -181,24 +184,20 @@ START_TEST(inputs_out_of_range_are_refused) {
 }
 END_TEST
 
-/* A K whose exact sum could pass i32, and a block size past the bound. */
-START_TEST(k_and_block_past_the_bound_are_refused) {
+/* A K whose exact sum could pass i32 is refused by both templates. */
+START_TEST(k_past_the_bound_is_refused) {
   const mfx_op *op = mfx_op_find("shift_linear16");
-  int64_t dims[3] = {1, 1, (int64_t)1 << 20};
+  int64_t dims[3] = {1, 1, (int64_t)1 << 18};
   for (int gpu = 0; gpu < 2; gpu++) {
     mfx_arena *a = mfx_arena_create();
     mfx_schedule *s = NULL;
     mfx_clear_error();
     ck_assert_int_eq(mfx_op_build_for(op, gpu ? "cuda:sm_90" : "cpu", a, dims, NULL, &s),
                      MFX_ERR_INVALID);
-    ck_assert_msg(strstr(mfx_last_error(), "K = 1048576 is over 1048575") != NULL, "%s",
+    ck_assert_msg(strstr(mfx_last_error(), "K = 262144 is over 262143") != NULL, "%s",
                   mfx_last_error());
     mfx_arena_destroy(a);
   }
-  mfx_config cfg;
-  mfx_config_default(op, &cfg);
-  ck_assert_int_eq(mfx_config_set(op, &cfg, "block", 32), MFX_ERR_INVALID);
-  ck_assert_int_eq(mfx_config_set(op, &cfg, "block", 16), MFX_OK);
 }
 END_TEST
 
@@ -210,7 +209,7 @@ static Suite *shift16_suite(void) {
   tcase_add_test(t, gpu_template_block_sums_at_their_bound);
   tcase_add_test(t, gpu_template_matches_the_reference);
   tcase_add_test(t, inputs_out_of_range_are_refused);
-  tcase_add_test(t, k_and_block_past_the_bound_are_refused);
+  tcase_add_test(t, k_past_the_bound_is_refused);
   suite_add_tcase(s, t);
   return s;
 }
