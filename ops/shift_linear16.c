@@ -17,9 +17,10 @@
  * exact sum. Blocks are widened to i32 and summed there. A larger block or a
  * wider X would overflow i16; that is why X's range is part of the op
  * (checked on every checked run: `mfx run --in`, artifacts, mfx-runner).
- * (12-bit X with blocks of 16 would widen less often, 3B + 4 instructions
- * per 32 B terms: measured no faster than blocks of 4, whose 48 weight
- * vectors per block do not fit the register file; so the op keeps 2 more
+ * (12-bit X in blocks of 16 would widen less often, 3B + 4 ALU
+ * instructions per 32 B terms, but such a block's 48 weight vectors do not
+ * fit the register file beside 8 rows of accumulators, and the tiles that
+ * fit measured no faster than blocks of 4 at 8 rows; so the op keeps 2 more
  * bits of X, docs/performance.md.)
  *
  * CPU template: the weights as i16 panels [n/P, k, P] of P = tile_n
