@@ -4,6 +4,7 @@
  *
  *   linear            vs OpenBLAS sgemm (Y = X W^T)
  *   shift_linear      vs OpenBLAS sgemm of the same shape (f32 weights)
+ *   shift_linear16    the same on 16-bit lanes (X i16 in -8192..8191)
  *   matadd            vs OpenBLAS sgemm on the codes as floats (O = Hc^T V per head)
  *   hamming           vs a plain C popcount loop (1 thread; the kernel gets 1 too)
  *   binary_attention  vs its float equivalent built on sgemm
@@ -266,6 +267,10 @@ static int bench_all(mfx_pool *pool, mfx_pool *single, row *rows) {
       {"shift_linear", "M=3136,N=64,K=512", 3136, 64, 512},
       {"shift_linear", "M=784,N=1024,K=128", 784, 1024, 128},
       {"shift_linear", "M=784,N=128,K=1024", 784, 128, 1024},
+      {"shift_linear16", "M=3136,N=512,K=64", 3136, 512, 64},
+      {"shift_linear16", "M=3136,N=64,K=512", 3136, 64, 512},
+      {"shift_linear16", "M=784,N=1024,K=128", 784, 1024, 128},
+      {"shift_linear16", "M=784,N=128,K=1024", 784, 128, 1024},
   };
   for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) {
     if (case_open(&c, dense[i].op, dense[i].dims, pool) != MFX_OK) return -1;

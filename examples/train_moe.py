@@ -236,6 +236,22 @@ def write_svg(path, runs, alphas):
 
 # ---- 3. deploy --------------------------------------------------------------------------
 
+def lanes16_accuracy(name, model, data, q16_acc, share):
+    """Test accuracy with the shift experts' integer path on shift_linear16's
+    16-bit lanes (X with F fraction bits in -8192..8191) instead of Q16.16."""
+    shift_layers = [m for m in model.modules() if isinstance(m, moe_torch.ShiftLinear)]
+    results = []
+    for frac in (8, 10):
+        for m in shift_layers:
+            m.lanes16 = frac
+        results.append(f"F={frac} {accuracy(model, data[2], data[3]):.2f}%")
+    for m in shift_layers:
+        m.lanes16 = None
+    print(f"lanes16  moe ({name} alpha, shift share {share[1]:.3f}), shift experts on "
+          f"shift_linear16 arithmetic: " + "  ".join(results)
+          + f"  (Q16.16: {q16_acc:.2f}%, test set)")
+
+
 def deploy(model, moe, x_te, workdir):
     """The trained layer on mfx kernels against the PyTorch eval forward."""
     model.eval()
@@ -298,6 +314,8 @@ def main():
                   + " ".join(f"{k} {s:.3f}" for k, s in zip(KINDS, train_sh))
                   + ", test (clean routing) " + " ".join(f"{s:.3f}" for s in share)
                   + ", the loss's optimum " + " ".join(f"{o:.3f}" for o in optimum))
+        lanes16_accuracy("measured", model, data, moe_acc, test_share)
+        lanes16_accuracy("reversed", model_rev, data, rev_acc, rev_share)
         deploy(model, moe, data[2], workdir)
     print(f"time     {time.time() - start:.1f} s")
 

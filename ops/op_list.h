@@ -34,4 +34,5 @@ MFX_OP(combine_rows,            4, 3, 1, 0, 2.0, "T*K*D",     "GFLOP/s")
 MFX_OP(linear_gelu,             3, 2, 1, 0, 2.0, "M*N*K",     "GFLOP/s")
 MFX_OP(shift_linear_q16_gelu,   3, 3, 1, 1, 2.0, "M*N*K",     "Gop/s")   /* the same erf */
 MFX_OP(shift_linear_dequantize, 3, 3, 1, 0, 2.0, "M*N*K",     "Gop/s")
+MFX_OP(shift_linear16,          3, 3, 1, 0, 2.0, "M*N*K",     "Gop/s")   /* 16-bit lanes */
 /* clang-format on */

@@ -76,6 +76,12 @@ void mfx_random_shift_linear(int i, const int64_t *dims, mfx_array *a, uint64_t 
   else mfx_fill_uniform_int(a, rng, -1, 1);                      /* signs */
 }
 
+/* shift_linear16: X over its whole valid range -8192..8191, shifts, signs. */
+void mfx_random_shift_linear16(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  if (i == 0) mfx_fill_uniform_int(a, rng, -8192, 8191);
+  else mfx_random_shift_linear(i, dims, a, rng);
+}
+
 /* shift_linear_dequantize: the inputs of shift_linear. */
 void mfx_random_shift_linear_dequantize(int i, const int64_t *dims, mfx_array *a,
                                         uint64_t *rng) {

@@ -62,6 +62,27 @@ void mfx_ref_shift_linear(const int64_t *dims, const mfx_array *in, mfx_array *o
     }
 }
 
+/* shift_linear16: Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k]) with X i16, the
+ * exact sum (each term truncated on its own: floor(x / 2^s), sign applied
+ * after the shift); dims M, N, K. Shift amounts are taken modulo 16 (valid
+ * ones are 0..15); for valid X (-8192..8191) and K < 2^18 the sum fits. */
+void mfx_ref_shift_linear16(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t M = dims[0], N = dims[1], K = dims[2];
+  const int16_t *X = in[0].data;
+  const int8_t *S = in[1].data, *G = in[2].data;
+  int32_t *Y = out[0].data;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      int64_t acc = 0;
+      for (int64_t k = 0; k < K; k++) {
+        int64_t v = ref_sra(X[m * K + k], S[n * K + k] & 15);
+        if (G[n * K + k] > 0) acc += v;
+        else if (G[n * K + k] < 0) acc -= v;
+      }
+      Y[m * N + n] = (int32_t)acc;
+    }
+}
+
 /* matadd: O[b,h,c,d] = sum_n Hc[b,h,n,c] V[b,h,n,d] with 0/1 codes (any
  * non-zero code counts as 1); dims B, H, N, D, C. */
 void mfx_ref_matadd(const int64_t *dims, const mfx_array *in, mfx_array *out) {

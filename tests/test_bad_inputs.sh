@@ -110,6 +110,7 @@ np.save(d + 'rows_big.npy', np.array([[0, 1], [100000000, 2], [3, -1]], np.int32
 np.save(d + 's16.npy', np.full((7, 9), 16, np.int8))
 np.save(d + 's_neg.npy', np.full((7, 9), -1, np.int8))
 np.save(d + 'g2.npy', np.full((7, 9), 2, np.int8))
+np.save(d + 'x16_big.npy', np.full((5, 9), 8192, np.int16))
 x = np.ones((4, 5), np.float32); x[1, 2] = np.nan; x[2, 3] = np.inf; x[3, 0] = -np.inf
 np.save(d + 'x_nonfinite.npy', x)
 np.save(d + 'logits.npy', np.random.default_rng(1).standard_normal((8, 2)).astype(np.float32))
@@ -169,6 +170,8 @@ expect 1 "$R" "$RUNNER" "$TMP/gather.mfxa" --in "IDX=$TMP/idx_big.npy" --check
 expect 1 "$R" "$RUNNER" "$TMP/gather.mfxa" --in "IDX=$TMP/idx_T.npy" --check
 expect 1 "ROWS[1, 0] = 100000000" "$RUNNER" "$TMP/combine.mfxa" --in "ROWS=$TMP/rows_big.npy" --check
 expect 1 "S[0, 0] = 16 is outside 0..15" "$MFX" run shift_linear --dims M=5,N=7,K=9 --in "S=$TMP/s16.npy"
+expect 1 "X[0, 0] = 8192 is outside -8192..8191" "$MFX" run shift_linear16 --dims M=5,N=7,K=9 --in "X=$TMP/x16_big.npy"
+expect 1 "S[0, 0] = 16 is outside 0..15" "$MFX" run shift_linear16 --dims M=5,N=7,K=9 --in "S=$TMP/s16.npy"
 expect 1 "S[0, 0] = -1 is outside 0..15" "$RUNNER" "$TMP/shift.mfxa" --in "S=$TMP/s_neg.npy"
 expect 1 "G[0, 0] = 2 is outside -1..1" "$RUNNER" "$TMP/shift.mfxa" --in "G=$TMP/g2.npy"
 expect 1 "$R" "$PY" -c "

@@ -205,6 +205,16 @@ START_TEST(test_shift_linear_dequantize_kernels) {
 }
 END_TEST
 
+/* 16-bit lanes: K past one i16 block (16) and not a multiple of it, N past
+ * one panel (32) and not a multiple of it. */
+START_TEST(test_shift_linear16_kernels) {
+  static const int64_t shapes[][MFX_OP_MAX_DIMS] = {
+    {1, 1, 1}, {7, 13, 5}, {33, 47, 37}, {64, 64, 64}, {3, 100, 17}, {9, 8, 300},
+  };
+  check_op("shift_linear16", 6, shapes, 3);
+}
+END_TEST
+
 START_TEST(test_matadd_kernels) { /* B, H, N, D, C */
   static const int64_t shapes[][MFX_OP_MAX_DIMS] = {
     {1, 1, 1, 1, 1}, {2, 3, 7, 5, 13}, {1, 2, 33, 17, 9}, {2, 2, 64, 32, 16}, {1, 1, 5, 100, 3},
@@ -591,7 +601,7 @@ START_TEST(test_registry) {
   const char *names[] = {"linear", "shift_linear", "matadd", "hamming", "binary_attention",
                          "gelu", "q16_quantize", "q16_dequantize", "q16_gelu",
                          "gather_rows", "combine_rows", "linear_gelu", "shift_linear_q16_gelu",
-                         "shift_linear_dequantize"};
+                         "shift_linear_dequantize", "shift_linear16"};
   const int n_names = (int)(sizeof names / sizeof names[0]);
   ck_assert_int_eq(mfx_op_count(), n_names);
   for (int i = 0; i < n_names; i++) {
@@ -957,6 +967,7 @@ static Suite *ops_suite(void) {
   tcase_add_test(kernels, test_linear_gelu_kernels);
   tcase_add_test(kernels, test_shift_linear_q16_gelu_kernels);
   tcase_add_test(kernels, test_shift_linear_dequantize_kernels);
+  tcase_add_test(kernels, test_shift_linear16_kernels);
   tcase_add_test(kernels, test_matadd_kernels);
   tcase_add_test(kernels, test_hamming_kernels);
   tcase_add_test(kernels, test_binary_attention_kernels);

@@ -77,6 +77,14 @@ static const gpu_case cases[] = {
     "{\"contiguous\":1,\"form\":1,\"split_k\":2,\"block_m\":32,\"block_n\":32,"
     "\"thread_m\":2,\"thread_n\":4,\"block_k\":8}"},
    1},
+  /* 16-bit lanes: K not a whole number of blocks of 4 (X padded to XP). */
+  {"shift_linear16", 5,
+   {{1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {130, 70, 40}, {3, 100, 1}},
+   {"{}", "{\"shared\":0}",
+    "{\"block_m\":32,\"block_n\":32,\"thread_m\":2,\"thread_n\":2,\"block_k\":8,"
+    "\"unroll\":0,\"threads\":64}",
+    "{\"block_m\":16,\"block_n\":64,\"thread_m\":1,\"thread_n\":4,\"block_k\":1}"},
+   1},
   {"matadd", 5,
    {{1, 1, 1, 1, 1}, {2, 3, 17, 9, 5}, {1, 2, 40, 33, 70}, {2, 1, 64, 64, 16}, {3, 2, 5, 1, 1}},
    {"{}",

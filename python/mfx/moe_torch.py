@@ -75,6 +75,9 @@ class ShiftLinear(nn.Module):
         self.shift = nn.Parameter(shift.clamp(SHIFT_MIN, SHIFT_MAX))
         self.sign = nn.Parameter(torch.sign(weight))
         self.exact = exact
+        # None: the integer path is shift_linear's Q16.16; F: shift_linear16's
+        # 16-bit lanes with F fraction bits (forward_lanes16)
+        self.lanes16 = None
 
     @classmethod
     def from_linear(cls, linear, exact=None):
@@ -108,7 +111,7 @@ class ShiftLinear(nn.Module):
                              f"[..., {self.in_features}]")
         exact = (not self.training) if self.exact is None else self.exact
         if exact:
-            return self.forward_q16(x)
+            return self.forward_q16(x) if self.lanes16 is None else self.forward_lanes16(x)
         if self.training:
             self._clamp_()
         return torch.nn.functional.linear(q16_round(x), self.weight().to(x.dtype))
@@ -127,6 +130,20 @@ class ShiftLinear(nn.Module):
             acc = torch.remainder(acc + 2 ** 31, 2 ** 32) - 2 ** 31  # wrap to int32
             pieces.append((acc.double() / Q16_SCALE).float())
         out = torch.cat(pieces) if pieces else xq.new_zeros((0, self.out_features)).float()
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def forward_lanes16(self, x):
+        """The integer path of mfx's shift_linear16 (no gradient): x in i16
+        with F = self.lanes16 fraction bits, rounded and clamped to
+        -8192..8191, the exact sum of G[n,k] (x_k >> S[n,k]), back to float32."""
+        s, g = self.shift_sign()
+        scale = 2.0 ** int(self.lanes16)
+        rows = x.detach().reshape(-1, self.in_features)
+        xq = torch.round(rows.double() * scale).clamp(-8192, 8191).long()
+        chunk = max(1, (1 << 22) // max(1, self.in_features * self.out_features))
+        pieces = [((xq[i:i + chunk, None, :] >> s[None]) * g[None]).sum(-1).double() / scale
+                  for i in range(0, xq.shape[0], chunk)]
+        out = torch.cat(pieces).float() if pieces else xq.new_zeros((0, self.out_features)).float()
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self):

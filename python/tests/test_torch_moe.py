@@ -166,6 +166,32 @@ def test_shift_linear_eval_is_the_integer_kernel(shape):
     assert (layer(x) - y).abs().max() <= K * 2.0 ** -16
 
 
+def test_shift_linear_lanes16_is_the_shift_linear16_kernel(tmp_path):
+    """lanes16 = F: X rounded to F fraction bits, clamped to -8192..8191, then
+    exactly mfx's shift_linear16 kernel (compiled and run through mfx)."""
+    import subprocess
+    binary = mfx.moe_torch.mfx_binary()
+    if binary is None:
+        pytest.skip("no mfx command")
+    tokens, K, N = 7, 37, 13
+    torch.manual_seed(4)
+    layer = ShiftLinear(K, N, torch.randn(N, K) * 0.4).eval()
+    layer.lanes16 = 10
+    x = torch.randn(tokens, K) * 3.0
+    x[0, 0], x[1, 1] = 100.0, -100.0  # clamped to 8191 / 1024 and -8
+    y = layer(x)
+    S, G = layer.shift_sign()
+    art = tmp_path / "s16.mfxa"
+    subprocess.run([binary, "compile", "shift_linear16", "--dims", f"M={tokens},N={N},K={K}",
+                    "-o", str(art)], check=True, capture_output=True)
+    xq = np.clip(np.rint(x.numpy().astype(np.float64) * 1024.0), -8192, 8191).astype(np.int16)
+    got = mfx.Module(str(art)).run(0, X=xq, S=S.numpy().astype(np.int8),
+                                   G=G.numpy().astype(np.int8))["Y"]
+    np.testing.assert_array_equal(y.numpy(), (got.astype(np.float64) / 1024.0).astype(np.float32))
+    layer.lanes16 = None  # back to Q16.16, which differs
+    assert not torch.equal(layer(x), y)
+
+
 # ---- MoE ----------------------------------------------------------------------------
 
 CONFIGS = [

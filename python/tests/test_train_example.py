@@ -53,5 +53,7 @@ def test_train_moe_example(tmp_path):
     measured, reversed_ = ([float(v) for v in s[1:]] for s in shares)
     assert measured[0] > 0.6 and reversed_[1] > 0.6  # optimum: 0.75 to the faster expert
     assert "deploy" in out
+    assert re.search(r"lanes16  moe \(reversed alpha, shift share \d\.\d+\), shift experts on "
+                     r"shift_linear16 arithmetic: F=8 \d+\.\d+%  F=10 \d+\.\d+%", out)
     svg = xml.dom.minidom.parse(str(plot))
     assert len(svg.getElementsByTagName("polyline")) == 4
