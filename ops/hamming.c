@@ -70,7 +70,7 @@ static mfx_status hamming_build_gpu(mfx_arena *a, const int64_t *dims, const mfx
   mfx_gpu_tiled_reduce p = {
     .what = "hamming", .x = "i", .y = "j", .r = "w",
     .bx = k.block_n, .by = k.block_m, .tx = k.thread_n, .ty = k.thread_m, .br = k.block_w,
-    .shared = (int)k.shared, .unroll = (int)k.unroll,
+    .shared = (int)k.shared, .unroll = (int)k.unroll, .unguarded = 1,
     .n_staged = 2, .staged = {{t.Q, 'x'}, {t.KT != NULL ? t.KT : t.K, 'y'}},
   };
   return mfx_gpu_apply_tiled_reduce(*out, t.S, &p);
