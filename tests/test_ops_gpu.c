@@ -99,6 +99,14 @@ static const gpu_case cases[] = {
     "\"block_w\":16,\"threads\":128}",
     "{\"block_w\":1,\"block_n\":32,\"block_m\":128,\"thread_n\":2,\"thread_m\":8}"},
    1},
+  /* i16 scores: the same template, 16-bit accumulators and stores */
+  {"hamming16", 5,
+   {{1, 1, 1}, {5, 40, 3}, {70, 33, 9}, {64, 64, 8}, {3, 130, 1}},
+   {"{}",
+    "{\"pack\":0,\"block_n\":16,\"block_m\":32,\"thread_n\":1,\"thread_m\":2,\"block_w\":2}",
+    "{\"shared\":0,\"unroll\":0,\"block_n\":128,\"block_m\":16,\"thread_n\":8,\"thread_m\":1,"
+    "\"block_w\":16,\"threads\":128}"},
+   1},
   {"binary_attention", 5,
    {{1, 1, 1, 1, 1}, {2, 3, 17, 9, 5}, {1, 2, 70, 33, 20}, {2, 1, 64, 64, 16}, {1, 1, 5, 1, 3}},
    {"{}", "{\"inline_x\":0,\"threads\":64}",
@@ -746,6 +754,52 @@ static char *ptx_kernel_text(const char *ptx, const char *kernel) {
   return text;
 }
 
+/* Partial tiles cost no branch per term: where a template asks for it
+ * (shift_linear, hamming; not linear, whose contiguous tiles' vector loads
+ * LLVM then no longer forms) and a reduction accumulates in
+ * registers from staged tiles only, the accumulator's update carries no
+ * guard on the rows and columns (the shared tiles are filled with zeros
+ * past the edge; the write-back stays guarded), on shapes that divide no
+ * tile. Guards stay where they must: a reduction step that does not divide
+ * K (zeros need not be the sum's identity term: the shift term of zeros is
+ * 0, but hamming's is 32), and loads straight from global memory
+ * (shared 0). And shift_linear's default (form 2) applies the sign with
+ * and / xor / sub: no select, no negation in its kernel. */
+/* hamming16 writes its scores with 16-bit stores (hamming: 32-bit), and
+ * refuses W past the i16 range on the GPU too. */
+START_TEST(hamming16_stores_16_bits) {
+  static const char *names[2] = {"hamming", "hamming16"};
+  const int64_t dims[3] = {70, 33, 9};
+  for (int i = 0; i < 2; i++) {
+    const mfx_op *op = find_op(names[i]);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, dims, "{}");
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s", mfx_last_error());
+    char *text = ptx_kernel_text(ptx, p->kernels[p->n_kernels - 1].name);
+    int st16 = strstr(text, "st.global.u16") != NULL || strstr(text, "st.global.b16") != NULL;
+    int st32 = strstr(text, "st.global.u32") != NULL || strstr(text, "st.global.b32") != NULL;
+    ck_assert_msg(st16 == (i == 1) && st32 == (i == 0), "%s: 16-bit stores %d, 32-bit %d:\n%s",
+                  names[i], st16, st32, text);
+    assemble(ptx, "sm_90", names[i]);
+    free(text);
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+  const mfx_op *op = find_op("hamming16");
+  mfx_config cfg;
+  gpu_config(op, "{}", &cfg);
+  mfx_arena *a = mfx_arena_create();
+  mfx_schedule *s = NULL;
+  assert_refused(mfx_op_build_for(op, "cuda:sm_80", a, (int64_t[]){8, 8, 1024}, &cfg, &s),
+                 MFX_ERR_INVALID, "W = 1024 words", "hamming16 W=1024");
+  ck_assert_msg(mfx_op_build_for(op, "cuda:sm_80", a, (int64_t[]){8, 8, 1023}, &cfg, &s) ==
+                MFX_OK, "%s", mfx_last_error());
+  mfx_arena_destroy(a);
+}
+END_TEST
+
 START_TEST(partial_tiles_guard_no_term) {
   static const struct {
     const char *op, *json, *acc;
@@ -1089,6 +1143,7 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_test(tc, gpu_defaults_do_not_spill);
   tcase_add_test(tc, contiguous_tiles_load_vectors_from_shared);
   tcase_add_test(tc, partial_tiles_guard_no_term);
+  tcase_add_test(tc, hamming16_stores_16_bits);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
   tcase_add_test(tc, tuning_space_of_a_gpu_target);
   suite_add_tcase(s, tc);
