@@ -365,7 +365,7 @@ static void assert_refused(mfx_status got, mfx_status want, const char *needle,
 /* ShiftAddViT's shapes: MatShift / the dense expert (M, N, K) and MatAdd /
  * binary attention (B, H, N, D, C). `small`: the kernels (bit i: kernel i)
  * that sum few outputs, one thread each (split_k's sum of a head's C x D
- * outputs, the row norms): fewer than 100 x 64 threads in all, no work to
+ * outputs): fewer than 100 x 64 threads in all, no work to
  * spread over 100 blocks; everything else must launch >= 100 blocks in the
  * GPU default and reach two waves (2 x 132 SMs) somewhere in the knob
  * space. */
@@ -383,9 +383,9 @@ static const struct {
   {"shift_linear", {784, 1024, 128}, 0}, {"shift_linear", {784, 128, 1024}, 0},
   {"matadd", {1, 1, 3136, 32, 16}, 1u << 1}, {"matadd", {1, 2, 784, 32, 16}, 1u << 1},
   {"matadd", {1, 5, 196, 32, 16}, 1u << 1},
-  {"binary_attention", {1, 1, 3136, 32, 16}, 1u << 1 | 1u << 3},
-  {"binary_attention", {1, 2, 784, 32, 16}, 1u << 1 | 1u << 3},
-  {"binary_attention", {1, 5, 196, 32, 16}, 1u << 1 | 1u << 3},
+  {"binary_attention", {1, 1, 3136, 32, 16}, 1u << 1},
+  {"binary_attention", {1, 2, 784, 32, 16}, 1u << 1},
+  {"binary_attention", {1, 5, 196, 32, 16}, 1u << 1},
 };
 #define N_SHIFTADDVIT ((int)(sizeof shiftaddvit / sizeof shiftaddvit[0]))
 
@@ -800,6 +800,48 @@ START_TEST(hamming16_stores_16_bits) {
 }
 END_TEST
 
+/* Binary attention's row norms: a warp per row (shfl.sync butterflies) and
+ * rsqrt.approx, no IEEE division or square root in the norm and O kernels;
+ * the norm kernel launches >= 100 blocks at ShiftAddViT's shapes
+ * (gpu_defaults_fill_the_device), and lanes past D take part in the
+ * shuffles (D = 20 and 33 here, in the emulation cases too). */
+START_TEST(row_norms_a_warp_per_row) {
+  static const int64_t shapes[][5] = {{1, 1, 3136, 32, 16}, {1, 2, 70, 20, 16},
+                                      {2, 1, 19, 33, 5}};
+  for (int c = 0; c < 3; c++) {
+    const mfx_op *op = find_op("binary_attention");
+    char what[512];
+    describe(op, shapes[c], "{}", what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, shapes[c], "{}");
+    const mfx_gpu_kernel *inv = &p->kernels[p->n_kernels - 2];
+    ck_assert_msg(inv->block[0] % 32 == 0, "%s: %s has %lld threads (whole warps expected)",
+                  what, inv->name, (long long)inv->block[0]);
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s: %s", what,
+                  mfx_last_error());
+    char *norm = ptx_kernel_text(ptx, inv->name);
+    char *out = ptx_kernel_text(ptx, p->kernels[p->n_kernels - 1].name);
+    int shuffles = 0;
+    for (const char *s = strstr(norm, "shfl.sync.bfly"); s; s = strstr(s + 1, "shfl.sync.bfly"))
+      shuffles++;
+    ck_assert_msg(shuffles == 5, "%s: %d shfl.sync.bfly in %s, expected 5:\n%s", what, shuffles,
+                  inv->name, norm);
+    ck_assert_msg(strstr(norm, "rsqrt.approx") != NULL, "%s: no rsqrt.approx:\n%s", what, norm);
+    ck_assert_msg(strstr(norm, "div.") == NULL && strstr(norm, "sqrt.rn") == NULL &&
+                  strstr(out, "div.") == NULL && strstr(out, "sqrt.rn") == NULL,
+                  "%s: IEEE division or square root in the norm or O kernel:\n%s\n%s", what,
+                  norm, out);
+    assemble(ptx, "sm_90", what);
+    free(norm);
+    free(out);
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
 START_TEST(partial_tiles_guard_no_term) {
   static const struct {
     const char *op, *json, *acc;
@@ -1144,6 +1186,7 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_test(tc, contiguous_tiles_load_vectors_from_shared);
   tcase_add_test(tc, partial_tiles_guard_no_term);
   tcase_add_test(tc, hamming16_stores_16_bits);
+  tcase_add_test(tc, row_norms_a_warp_per_row);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
   tcase_add_test(tc, tuning_space_of_a_gpu_target);
   suite_add_tcase(s, tc);

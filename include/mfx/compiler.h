@@ -67,6 +67,11 @@ typedef enum {
   MFX_ABS, MFX_SQRT, MFX_EXP, MFX_LOG, MFX_TANH,
   MFX_ERF,   /* the error function */
   MFX_ROUND, /* to the nearest integer, ties to even (rint), as f32 */
+  MFX_RSQRT, /* 1 / sqrt(x): on a GPU the approximate instruction (rel. error < 2^-22) */
+  /* GPU only: the sum of x over the 32 lanes of the thread's warp (threadIdx.x / 32),
+   * every lane getting the total; all 32 lanes must evaluate it together (no guard
+   * may split a warp). The GPU emulation sums the expression over the warp's lanes. */
+  MFX_WARP_SUM,
   MFX_UNARY_OP_COUNT
   /* From MFX_SQRT on, every operator takes and gives f32. */
 } mfx_unary_op;
