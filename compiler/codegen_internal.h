@@ -28,6 +28,10 @@ typedef struct mfx_cg_target {
   /* ALLOCATE of GLOBAL or SHARED scope (LOCAL is shared code). */
   mfx_status (*emit_allocate)(mfx_cg *cg, const mfx_stmt *s);
   mfx_status (*emit_barrier)(mfx_cg *cg, const mfx_stmt *s);
+  /* Unary operators the target has its own instructions for (MFX_RSQRT,
+   * MFX_WARP_SUM on a GPU): *out set and 1 returned, or 0 (the shared code's
+   * form, or an error). NULL: none. */
+  int (*emit_unary)(mfx_cg *cg, mfx_unary_op op, LLVMValueRef a, LLVMValueRef *out);
 } mfx_cg_target;
 
 /* How a value depends on the variable of the vectorized loop being emitted:

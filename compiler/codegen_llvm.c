@@ -545,6 +545,15 @@ static mfx_status cg_expr_binary(mfx_cg *cg, const mfx_expr *e, LLVMValueRef *ou
   return st;
 }
 
+/* 1.0 of a float type or a vector of them. */
+static LLVMValueRef cg_const_one(LLVMTypeRef type) {
+  if (LLVMGetTypeKind(type) != LLVMVectorTypeKind) return LLVMConstReal(type, 1.0);
+  LLVMValueRef lanes[64];
+  unsigned n = LLVMGetVectorSize(type);
+  for (unsigned i = 0; i < n && i < 64; i++) lanes[i] = LLVMConstReal(LLVMGetElementType(type), 1.0);
+  return LLVMConstVector(lanes, n < 64 ? n : 64);
+}
+
 static mfx_status cg_unary_value(mfx_cg *cg, mfx_unary_op op, mfx_dtype t, LLVMValueRef a,
                                  LLVMValueRef *out) {
   int fl = mfx_dtype_is_float(t);
@@ -577,6 +586,16 @@ static mfx_status cg_unary_value(mfx_cg *cg, mfx_unary_op op, mfx_dtype t, LLVMV
     else
       *out = cg_intrinsic(cg, op == MFX_SQRT ? "llvm.sqrt" : "llvm.rint", /* rint: ties to even */
                           &a, 1);
+    return MFX_OK;
+  case MFX_RSQRT:
+  case MFX_WARP_SUM:
+    if (!fl) return cg_fail(cg, "%s on %s, expected f32", mfx_unary_op_name(op), mfx_dtype_name(t));
+    if (cg->target->emit_unary != NULL && cg->target->emit_unary(cg, op, a, out)) return MFX_OK;
+    if (op == MFX_WARP_SUM)
+      return cg_fail(cg, "warp_sum on the %s target: a warp reduction is GPU code (a CPU runs "
+                     "it through the GPU emulation)", cg->target->name);
+    *out = LLVMBuildFDiv(cg->b, cg_const_one(LLVMTypeOf(a)), cg_intrinsic(cg, "llvm.sqrt", &a, 1),
+                         "");
     return MFX_OK;
   case MFX_UNARY_OP_COUNT: break;
   }

@@ -15,6 +15,7 @@
 typedef struct {
   mfx_var *var;
   int64_t extent;
+  mfx_loop_kind kind;
 } thread_loop;
 
 #define MAX_THREAD_LOOPS 3
@@ -132,11 +133,101 @@ static mfx_stmt *as_block_local(mfx_arena *a, mfx_stmt *s) {
   return mfx_stmt_allocate(a, copy, redirect_stmt(a, b, copy, mfx_i64(a, 0), s->u.alloc.body));
 }
 
+/* ---- warp sums -------------------------------------------------------------------- */
+
+/* warp_sum(x) at lane tx becomes sum_j x[tx := tx - tx % 32 + j], j < 32:
+ * the threads run one after the other, so the warp's lanes are summed by
+ * evaluating x at each of them (x a pure function of the loop variables and
+ * the data, the lets it reads inlined first). */
+typedef struct {
+  mfx_ir_mutator base;
+  emulation *em;
+  const mfx_var *lane;
+  int64_t lanes;     /* threadIdx.x's extent */
+  mfx_expr **lets;   /* var id -> its let value, lets inlined */
+} warp_rewrite;
+
+static mfx_expr *warp_expr(mfx_ir_mutator *m, mfx_expr *e) {
+  warp_rewrite *w = (warp_rewrite *)m;
+  mfx_expr *c = mfx_ir_mutate_expr_children(m, e);
+  if (c->kind != MFX_EXPR_UNARY || c->u.un.op != MFX_WARP_SUM || w->em->status != MFX_OK)
+    return c;
+  mfx_arena *a = m->arena;
+  if (w->lane == NULL || w->lanes % 32 != 0) {
+    w->em->status = mfx_fail(MFX_ERR_SCHEDULE, "gpu emulation of %s: warp_sum %s; a warp sum "
+                             "needs threadIdx.x over whole warps (a multiple of 32 threads)",
+                             w->em->kernel, w->lane ? "with a partial warp" : "outside threadIdx.x");
+    return c;
+  }
+  mfx_expr *x = mfx_expr_substitute(a, c->u.un.a, w->lets);
+  mfx_expr **at = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)mfx_arena_var_count(a));
+  mfx_expr *lane = mfx_var_ref(a, (mfx_var *)w->lane);
+  mfx_expr *base = mfx_sub(a, lane, mfx_binary(a, MFX_MOD, lane, mfx_i64(a, 32)));
+  mfx_expr *sum = NULL;
+  for (int64_t j = 0; j < 32; j++) {
+    at[w->lane->id] = mfx_add(a, base, mfx_i64(a, j));
+    mfx_expr *term = mfx_expr_substitute(a, x, at);
+    sum = sum ? mfx_add(a, sum, term) : term;
+  }
+  return mfx_simplify_expr(a, sum);
+}
+
+static mfx_stmt *warp_stmt(mfx_ir_mutator *m, mfx_stmt *s) {
+  warp_rewrite *w = (warp_rewrite *)m;
+  mfx_arena *a = m->arena;
+  if (s->kind == MFX_STMT_FOR && s->u.loop.kind == MFX_LOOP_THREAD_X) {
+    const mfx_var *saved = w->lane;
+    int64_t saved_lanes = w->lanes;
+    w->lane = s->u.loop.var;
+    w->lanes = s->u.loop.extent;
+    mfx_stmt *body = mfx_ir_mutate_stmt(m, s->u.loop.body);
+    w->lane = saved;
+    w->lanes = saved_lanes;
+    return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, s->u.loop.kind, body);
+  }
+  if (s->kind != MFX_STMT_LET) return mfx_ir_mutate_stmt_children(m, s);
+  mfx_expr *value = mfx_ir_mutate_expr(m, s->u.let.value);
+  int id = s->u.let.var->id;
+  mfx_expr *saved = w->lets[id];
+  w->lets[id] = mfx_expr_substitute(a, value, w->lets);
+  mfx_stmt *body = mfx_ir_mutate_stmt(m, s->u.let.body);
+  w->lets[id] = saved;
+  return mfx_stmt_let(a, s->u.let.var, value, body);
+}
+
+typedef struct {
+  mfx_ir_visitor base;
+  int found;
+} warp_finder;
+
+static void warp_find(mfx_ir_visitor *v, const mfx_expr *e) {
+  if (e->kind == MFX_EXPR_UNARY && e->u.un.op == MFX_WARP_SUM) {
+    ((warp_finder *)v)->found = 1;
+    v->stop = 1;
+    return;
+  }
+  mfx_ir_visit_expr_children(v, e);
+}
+
+static mfx_stmt *rewrite_warp_sums(emulation *em, mfx_stmt *s, const thread_loop *t, int nt) {
+  warp_finder f = {{warp_find, NULL, 0}, 0};
+  mfx_ir_visit_stmt(&f.base, s);
+  if (!f.found) return s;
+  warp_rewrite w = {{em->a, warp_expr, warp_stmt}, em, NULL, 0, NULL};
+  w.lets = mfx_arena_alloc(em->a, sizeof(mfx_expr *) * (size_t)mfx_arena_var_count(em->a));
+  for (int i = 0; i < nt; i++)
+    if (t[i].kind == MFX_LOOP_THREAD_X) {
+      w.lane = t[i].var;
+      w.lanes = t[i].extent;
+    }
+  return mfx_ir_mutate_stmt(&w.base, s);
+}
+
 /* ---- fission at barriers ---------------------------------------------------------- */
 
 /* s (free of barriers) once per thread of the pending thread loops. */
 static mfx_stmt *per_thread(emulation *em, mfx_stmt *s, const thread_loop *t, int nt) {
-  s = serialize(em->a, s);
+  s = serialize(em->a, rewrite_warp_sums(em, s, t, nt));
   for (int i = nt - 1; i >= 0; i--) s = mfx_stmt_for(em->a, t[i].var, t[i].extent, MFX_LOOP_SERIAL, s);
   return s;
 }
@@ -176,7 +267,7 @@ static mfx_stmt *fission_loop(emulation *em, mfx_stmt *s, thread_loop *t, int nt
                             em->kernel, MAX_THREAD_LOOPS);
       return s;
     }
-    t[nt] = (thread_loop){s->u.loop.var, s->u.loop.extent};
+    t[nt] = (thread_loop){s->u.loop.var, s->u.loop.extent, k};
     return fission(em, s->u.loop.body, t, nt + 1);
   }
   /* A uniform loop: every thread runs all of it, so the barrier order holds

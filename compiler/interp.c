@@ -309,6 +309,7 @@ static interp_value interp_unary_float(interp_ctx *c, mfx_unary_op op, float x) 
   case MFX_TANH: return interp_float(tanhf(x));
   case MFX_ERF: return interp_float(erff(x));
   case MFX_ROUND: return interp_float(rintf(x)); /* ties to even in the default mode */
+  case MFX_RSQRT: return interp_float(1.0f / sqrtf(x));
   default: break;
   }
   char what[96];

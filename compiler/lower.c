@@ -10,8 +10,9 @@
 #include "bounds.h"
 #include "lower_internal.h"
 
-/* NEST_ENCLOSING: the body holds the stage's other nests. */
-enum { NEST_GUARDS = 1, NEST_ATTACHED = 2, NEST_ENCLOSING = 4 };
+/* NEST_ENCLOSING: the body holds the stage's other nests. NEST_REDUCE_GUARDS_ONLY: of the
+ * guards, only those that read a reduction loop. */
+enum { NEST_GUARDS = 1, NEST_ATTACHED = 2, NEST_ENCLOSING = 4, NEST_REDUCE_GUARDS_ONLY = 8 };
 
 /* ---- inlining ------------------------------------------------------------------- */
 
@@ -137,6 +138,7 @@ static mfx_stmt *nest(stage_lowering *L, const int *positions, int n, mfx_stmt *
   for (int j = n - 1; j >= -1; j--) {
     mfx_expr *cond = NULL;
     for (int g = 0; (flags & NEST_GUARDS) && g < L->n_guards; g++) {
+      if ((flags & NEST_REDUCE_GUARDS_ONLY) && !(L->guards[g].mask & L->reduce_leaves)) continue;
       if (guard_depth(L, &L->guards[g], positions, n, outer, mine, flags) != j) continue;
       cond = cond ? mfx_binary(a, MFX_LAND, cond, L->guards[g].cond) : L->guards[g].cond;
     }
@@ -273,6 +275,34 @@ static mfx_status check_epilogue(const mfx_schedule *s, const mfx_stage *st, mfx
   return MFX_OK;
 }
 
+typedef struct {
+  mfx_ir_visitor base;
+  int safe;
+} tile_reads;
+
+static void tile_read(mfx_ir_visitor *v, const mfx_expr *e) {
+  tile_reads *r = (tile_reads *)v;
+  if (e->kind == MFX_EXPR_LOAD && e->u.load.buf->scope == MFX_SCOPE_GLOBAL) r->safe = 0;
+  if (e->kind == MFX_EXPR_BINARY && (e->u.bin.op == MFX_DIV || e->u.bin.op == MFX_MOD) &&
+      !mfx_dtype_is_float(e->type) && e->u.bin.b->kind != MFX_EXPR_INT)
+    r->safe = 0;
+  if (!r->safe) v->stop = 1;
+  else mfx_ir_visit_expr_children(v, e);
+}
+
+/* The update of a local accumulator may run unguarded on the spatial axes
+ * (mfx_sched_unguarded_update asks for it) when src reads only attached tiles (filled whole, zeros outside the
+ * tensor: every read is defined and in bounds) and divides by no data: an
+ * element past the tensor's edge accumulates a value nobody stores (its
+ * write-back stays guarded). The partial tiles then cost no branch per
+ * term; the guards on the reduction axis stay (zeros need not be its
+ * identity). */
+static int update_unguarded(const mfx_expr *src) {
+  tile_reads r = {{tile_read, NULL, 0}, 1};
+  mfx_ir_visit_expr(&r.base, src);
+  return r.safe;
+}
+
 static mfx_status lower_reduce_local(stage_lowering *L, mfx_expr **idx, const mfx_expr *red,
                                      mfx_expr *src, mfx_stmt **out) {
   mfx_arena *a = L->arena;
@@ -317,8 +347,11 @@ static mfx_status lower_reduce_local(stage_lowering *L, mfx_expr **idx, const mf
   mfx_stmt *init = nest(L, sl, n_sl, mfx_stmt_store(a, local, ndim, lidx, ident), outer, 0);
   mfx_expr *acc = combine(a, red->u.red.op, mfx_load(a, local, ndim, lidx), src);
   int n = range_positions(p + 1, st->n_leaves, pos);
-  mfx_stmt *update = nest(L, pos, n, mfx_stmt_store(a, local, ndim, lidx, acc), outer,
-                          NEST_GUARDS | NEST_ATTACHED);
+  for (int q = 0; q < st->n_leaves; q++)
+    if (st->leaves[q]->is_reduce) L->reduce_leaves |= (uint64_t)1 << q;
+  int unguarded = st->unguarded_update && update_unguarded(src);
+  int flags = NEST_GUARDS | NEST_ATTACHED | (unguarded ? NEST_REDUCE_GUARDS_ONLY : 0);
+  mfx_stmt *update = nest(L, pos, n, mfx_stmt_store(a, local, ndim, lidx, acc), outer, flags);
   mfx_stmt *back = nest(L, sl, n_sl, write_back(L, idx, mfx_load(a, local, ndim, lidx)),
                         outer, NEST_GUARDS);
   mfx_stmt *body = mfx_stmt_allocate(a, local, mfx_stmt_seq(a, 3, (mfx_stmt *[]){init, update, back}));

@@ -34,6 +34,7 @@ typedef struct {
   int n_attached;
   int guards_innermost; /* shared buffers: no guard may enclose a barrier */
   mfx_expr *epilogue;   /* fuse_epilogue: the consumer's (inlined) body */
+  uint64_t reduce_leaves; /* leaf positions of reduction loops (local accumulation) */
 } stage_lowering;
 
 /* The position of loop variable v among the stage's leaves (-1: none). */

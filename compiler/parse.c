@@ -346,7 +346,7 @@ static mfx_expr *parse_cast(parser *ps, mfx_dtype t, const token *at) {
 static const struct { const char *name; mfx_unary_op op; } UNARY_FUNCS[] = {
     {"popcount", MFX_POPCOUNT}, {"abs", MFX_ABS}, {"sqrt", MFX_SQRT},
     {"exp", MFX_EXP},           {"log", MFX_LOG}, {"tanh", MFX_TANH},
-    {"erf", MFX_ERF},           {"round", MFX_ROUND}};
+    {"erf", MFX_ERF},           {"round", MFX_ROUND}, {"rsqrt", MFX_RSQRT}};
 
 static mfx_expr *parse_call(parser *ps, const char *name, const token *at) {
   mfx_expr *args[3];

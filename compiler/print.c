@@ -8,7 +8,8 @@ static const char *const BINARY_NAMES[MFX_BINARY_OP_COUNT] = {
     "+", "-", "*", "/", "%", "min", "max", "&", "|", "^", "<<", ">>",
     "<", "<=", ">", ">=", "==", "!=", "&&", "||"};
 static const char *const UNARY_NAMES[MFX_UNARY_OP_COUNT] = {
-    "-", "~", "popcount", "abs", "sqrt", "exp", "log", "tanh", "erf", "round"};
+    "-", "~", "popcount", "abs", "sqrt", "exp", "log", "tanh", "erf", "round", "rsqrt",
+    "warp_sum"};
 static const char *const REDUCE_NAMES[MFX_REDUCE_OP_COUNT] = {"sum", "max", "min", "or"};
 static const char *const LOOP_NAMES[MFX_LOOP_KIND_COUNT] = {
     "serial", "parallel", "vectorized", "unrolled", "blockIdx.x", "blockIdx.y",

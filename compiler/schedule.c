@@ -375,6 +375,15 @@ mfx_status mfx_sched_cache_write_local(mfx_schedule *s, mfx_stage *st, mfx_iterv
   return MFX_OK;
 }
 
+mfx_status mfx_sched_unguarded_update(mfx_schedule *s, mfx_stage *st) {
+  (void)s;
+  if (st->local_at == NULL)
+    return mfx_fail(MFX_ERR_SCHEDULE, "unguarded_update %s: the stage does not accumulate in a "
+                    "local buffer (cache_write_local it first)", stage_name(st));
+  st->unguarded_update = 1;
+  return MFX_OK;
+}
+
 /* ---- attached buffers: cache_read and compute_at ------------------------------------ */
 
 /* Does `reader` read t, directly or through stages inlined into it? */

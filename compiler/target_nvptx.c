@@ -258,7 +258,8 @@ static LLVMValueRef nvptx_call_intrinsic(mfx_cg *cg, const char *name, LLVMValue
 
 static mfx_status nvptx_require_intrinsics(mfx_cg *cg) {
   static const char *const names[] = {"llvm.nvvm.barrier0", "llvm.fma", "llvm.fabs",
-                                      "llvm.copysign", "llvm.rint"};
+                                      "llvm.copysign", "llvm.rint", "llvm.nvvm.rsqrt.approx.f",
+                                      "llvm.nvvm.shfl.sync.bfly.f32"};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
     if (LLVMLookupIntrinsicID(names[i], strlen(names[i])) == 0)
       return cg_fail(cg, "this LLVM has no intrinsic %s", names[i]);
@@ -431,8 +432,31 @@ static mfx_status nvptx_emit_barrier(mfx_cg *cg, const mfx_stmt *s) {
   return MFX_OK;
 }
 
+/* rsqrt.approx.f32 (max relative error 2^-22.9 in the PTX ISA's table), and
+ * the warp's sum by five butterfly shuffles (shfl.sync.bfly, all 32 lanes):
+ * every lane ends with the same total, summed in the same order. */
+static int nvptx_emit_unary(mfx_cg *cg, mfx_unary_op op, LLVMValueRef a, LLVMValueRef *out) {
+  if (LLVMGetTypeKind(LLVMTypeOf(a)) != LLVMFloatTypeKind) return 0; /* no vector forms */
+  if (op == MFX_RSQRT) {
+    *out = nvptx_call_intrinsic(cg, "llvm.nvvm.rsqrt.approx.f", &a, 1);
+    return 1;
+  }
+  if (op != MFX_WARP_SUM) return 0;
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(cg->ctx);
+  LLVMValueRef sum = a;
+  for (unsigned lanes = 16; lanes >= 1; lanes /= 2) {
+    LLVMValueRef args[4] = {LLVMConstInt(i32, 0xffffffffu, 0), sum, LLVMConstInt(i32, lanes, 0),
+                            LLVMConstInt(i32, 31, 0)};
+    LLVMValueRef other = nvptx_call_intrinsic(cg, "llvm.nvvm.shfl.sync.bfly.f32", args, 4);
+    sum = LLVMBuildFAdd(cg->b, sum, other, "");
+  }
+  *out = sum;
+  return 1;
+}
+
 static const mfx_cg_target nvptx_target = {
     .name = "nvptx64 (CUDA)",
+    .emit_unary = nvptx_emit_unary,
     .buffer_address_space = 1,
     .emit_kernel = nvptx_emit_kernel,
     .emit_for = nvptx_emit_for,

@@ -120,6 +120,52 @@ static mfx_status attn_normalize(mfx_arena *a, attn_stages *t) {
   return MFX_OK;
 }
 
+/* GPU: the row norms a warp per row, folded into the inverse norm.
+ *   INV[b,h,n,l] = rsqrt(max(warp_sum(sum_i X[b,h,n,l+32i]^2), 1e-24))   (l < 32 lanes)
+ * Lane l squares the elements l, l+32, ... of its row (a select drops
+ * those past D: every lane of the warp takes part in the shuffles), the
+ * warp adds the 32 partial sums with shfl.sync (every lane gets the
+ * total), and rsqrt.approx replaces the IEEE sqrt and division:
+ * max(sqrt(s), 1e-12) = sqrt(max(s, 1e-24)). Each lane stores the same
+ * value (one coalesced 128-byte store per row); O reads lane 0's. */
+static mfx_status attn_gpu_inverse_norm(mfx_arena *a, attn_stages *t) {
+  const int64_t *s = t->X->buf->shape;
+  int64_t D = s[3];
+  mfx_tensor *INV = mfx_compute_begin(a, "INV", MFX_F32, 4, (int64_t[]){s[0], s[1], s[2], 32},
+                                      (const char *[]){"b", "h", "n", "l"});
+  if (INV == NULL) return mfx_fail_context(MFX_ERR_INVALID, "binary_attention: INV");
+  mfx_expr *ax[4], *sum = NULL;
+  for (int i = 0; i < 4; i++) ax[i] = mfx_tmpl_axis(a, INV, i);
+  for (int64_t i = 0; i * 32 < D; i++) {
+    mfx_expr *d = mfx_add(a, ax[3], mfx_i64(a, 32 * i));
+    mfx_expr *x = mfx_tmpl_load4(a, t->X, ax[0], ax[1], ax[2],
+                                 mfx_binary(a, MFX_MIN, d, mfx_i64(a, D - 1)));
+    mfx_expr *sq = mfx_mul(a, x, x);
+    if (32 * (i + 1) > D)
+      sq = mfx_select(a, mfx_binary(a, MFX_LT, d, mfx_i64(a, D)), sq, mfx_f32(a, 0.0));
+    sum = sum ? mfx_add(a, sum, sq) : sq;
+  }
+  mfx_expr *total = mfx_unary(a, MFX_WARP_SUM, sum);
+  MFX_TRY(mfx_tmpl_set_body(a, INV, mfx_unary(a, MFX_RSQRT, mfx_binary(a, MFX_MAX, total,
+                                                                        mfx_f32(a, 1e-24)))));
+  t->NRM = INV;
+  return MFX_OK;
+}
+
+/* GPU: O = X * INV[b,h,n,0] (no division). */
+static mfx_status attn_gpu_normalize(mfx_arena *a, attn_stages *t) {
+  mfx_tensor *O = mfx_compute_begin(a, "O", MFX_F32, 4, t->X->buf->shape,
+                                    (const char *[]){"b", "h", "n", "d"});
+  if (O == NULL) return mfx_fail_context(MFX_ERR_INVALID, "binary_attention: O");
+  mfx_expr *ax[4];
+  for (int i = 0; i < 4; i++) ax[i] = mfx_tmpl_axis(a, O, i);
+  mfx_expr *x = mfx_tmpl_load4(a, t->X, ax[0], ax[1], ax[2], ax[3]);
+  mfx_expr *inv = mfx_tmpl_load4(a, t->NRM, ax[0], ax[1], ax[2], mfx_i64(a, 0));
+  MFX_TRY(mfx_tmpl_set_body(a, O, mfx_mul(a, x, inv)));
+  t->O = O;
+  return MFX_OK;
+}
+
 /* NRM over blocks of `rows` tokens: b, h, n.o | r, n.i with n.i unrolled,
  * so that `rows` independent sums are in flight instead of one chain of
  * dependent additions; accumulated locally. */
@@ -187,8 +233,8 @@ static mfx_status attn_schedule(mfx_schedule *s, const attn_stages *t, const mfx
   return mfx_tmpl_apply_elementwise(s, t->O, td, vec, parallel);
 }
 
-/* The tensor expressions. */
-static mfx_status attn_te(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
+/* The tensor expressions (gpu: the inverse norm a warp per row). */
+static mfx_status attn_te(mfx_arena *a, const int64_t *dims, int64_t norm_lanes, int gpu,
                           attn_stages *t) {
   int64_t B = dims[ATTN_B], H = dims[ATTN_H], N = dims[ATTN_N], D = dims[ATTN_D];
   int64_t C = dims[ATTN_C];
@@ -200,6 +246,10 @@ static mfx_status attn_te(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
   MFX_TRY(attn_kv(a, t, dims));
   MFX_TRY(attn_query(a, t, dims));
   MFX_TRY(attn_mix(a, t));
+  if (gpu) {
+    MFX_TRY(attn_gpu_inverse_norm(a, t));
+    return attn_gpu_normalize(a, t);
+  }
   MFX_TRY(attn_norm(a, t, norm_lanes));
   return attn_normalize(a, t);
 }
@@ -207,7 +257,7 @@ static mfx_status attn_te(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
 /* The tensor expressions and the (unscheduled) schedule. */
 static mfx_status attn_define(mfx_arena *a, const int64_t *dims, int64_t norm_lanes,
                               attn_stages *t, mfx_schedule **out) {
-  MFX_TRY(attn_te(a, dims, norm_lanes, t));
+  MFX_TRY(attn_te(a, dims, norm_lanes, 0, t));
   return mfx_sched_create(a, 2, (mfx_tensor *[]){t->Hc, t->V}, 1, &t->O, out);
 }
 
@@ -222,8 +272,8 @@ static mfx_status attn_build(mfx_arena *a, const int64_t *dims, const mfx_config
  * with their operands staged in shared memory (A read back from the
  * workspace); Hc^T V's long reduction over N in split_k pieces (partial
  * sums, then their sum: A has only C x D elements a head); X is inlined or
- * its own pass; NRM reduces over d in a register per row; O is one element
- * per thread. */
+ * its own pass; INV (the inverse row norms) a warp per row, one lane per
+ * thread; O is one element per thread. */
 static mfx_status attn_schedule_gpu(mfx_schedule *s, const attn_stages *t,
                                     const mfx_gpu_split *g, const mfx_config *cfg) {
   attn_gpu_knobs k;
@@ -257,7 +307,7 @@ static mfx_status attn_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_co
   attn_gpu_knobs k; /* checks the config holds binary attention's GPU knobs */
   MFX_TRY(attn_gpu_knobs_read(cfg, "binary_attention (GPU)", &k));
   attn_stages t;
-  MFX_TRY(attn_te(a, dims, 0, &t));
+  MFX_TRY(attn_te(a, dims, 0, 1, &t));
   int64_t bc = mfx_config_get(cfg, "block_c"), bd = mfx_config_get(cfg, "block_d");
   int64_t bk = mfx_config_get(cfg, "block_k");
   int64_t tiles = dims[ATTN_B] * dims[ATTN_H] * ((dims[ATTN_C] + bc - 1) / bc) *

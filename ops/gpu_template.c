@@ -130,6 +130,7 @@ static mfx_status gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
   MFX_TRY(mfx_sched_bind(s, st, l.xt, MFX_LOOP_THREAD_Y));
   MFX_TRY(mfx_sched_bind(s, st, l.yt, MFX_LOOP_THREAD_X));
   MFX_TRY(mfx_sched_cache_write_local(s, st, l.yt));
+  if (p->unguarded) MFX_TRY(mfx_sched_unguarded_update(s, st));
   for (int i = 0; i < p->n_staged; i++) MFX_TRY(gpu_stage_tile(s, st, p, i, l.ro));
   if (p->unroll) {
     MFX_TRY(mfx_sched_unroll(s, st, l.xr));

@@ -98,7 +98,7 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
 #define MFX_SHIFT_GPU_EXTRA                                                                 \
   MFX_GPU_KNOB_SPLIT_K,                                                                     \
   {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's columns side by "    \
-   "side (its i8 weights read from shared memory 4 at a time)", 0, 2, {0, 1}},
+   "side", 0, 2, {0, 1}},
 #define MFX_NO_GPU_EXTRA
 
 /* linear's knobs (linear.c; linear_gelu in fused.c with MFX_KNOB_LOCAL_FIXED). */
@@ -149,8 +149,8 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
   .gpu_knobs = {                                                                            \
     MFX_GPU_KNOBS_MNK("X and weight"),                                                      \
     {"pack", "weights as i8 [k,n] copies first (their own kernels)", 1, 2, {0, 1}},         \
-    {"form", "0: select chain, 1: and/xor masks plus a count of negative signs", 0, 2,      \
-     {0, 1}},                                                                               \
+    {"form", "0: select chain, 1: and/xor masks plus a count of negative signs, 2: shift "  \
+     "and sign packed in one byte, sign by and/xor/subtract (no count)", 2, 3, {0, 1, 2}},  \
     {"threads", threads_about, 256, 4, {64, 128, 256, 512}},                                \
     gpu_extra                                                                               \
   }

@@ -24,6 +24,7 @@ MFX_OP(linear,                  3, 2, 1, 0, 2.0, "M*N*K",     "GFLOP/s")
 MFX_OP(shift_linear,            3, 3, 1, 0, 2.0, "M*N*K",     "Gop/s")
 MFX_OP(matadd,                  5, 2, 1, 0, 1.0, "B*H*N*D*C", "Gadd/s")
 MFX_OP(hamming,                 3, 2, 1, 0, 1.0, "N*M*W",     "Gword/s")
+MFX_OP(hamming16,               3, 2, 1, 0, 1.0, "N*M*W",     "Gword/s") /* i16 scores */
 MFX_OP(binary_attention,        5, 2, 1, 0, 2.0, "B*H*N*D*C", "Gadd/s")
 MFX_OP(gelu,                    2, 1, 1, 0, 1.0, "M*N",       "Gelem/s")
 MFX_OP(q16_quantize,            2, 1, 1, 0, 1.0, "M*N",       "Gelem/s")

@@ -122,6 +122,8 @@ typedef struct {
   int shared, unroll;               /* 0/1: shared staging; unrolled thread tile */
   int contiguous;                   /* 1: a thread's tile elements side by side (vector
                                      * shared loads) instead of strided by the threads */
+  int unguarded;                    /* 1: no row / column guard per term in the update
+                                     * (mfx_sched_unguarded_update) */
   int n_staged;
   mfx_gpu_staged staged[MFX_MAX_ATTACHED];
   unsigned computed; /* bit i: staged[i] is an elementwise stage (a prologue),

@@ -106,6 +106,11 @@ void mfx_random_hamming(int i, const int64_t *dims, mfx_array *a, uint64_t *rng)
   mfx_fill_uniform_int(a, rng, 0, UINT32_MAX);
 }
 
+/* hamming16: the inputs of hamming. */
+void mfx_random_hamming16(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  mfx_random_hamming(i, dims, a, rng);
+}
+
 void mfx_random_binary_attention(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
   (void)dims;
   if (i == 0) mfx_fill_uniform_int(a, rng, 0, 1);

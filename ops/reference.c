@@ -113,6 +113,20 @@ void mfx_ref_hamming(const int64_t *dims, const mfx_array *in, mfx_array *out) {
     }
 }
 
+/* hamming16: hamming's scores as i16 (exact for W <= 1023, which the op's
+ * build requires); dims N, M, W. */
+void mfx_ref_hamming16(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t N = dims[0], M = dims[1], W = dims[2];
+  const uint32_t *Q = in[0].data, *K = in[1].data;
+  int16_t *S = out[0].data;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t m = 0; m < M; m++) {
+      int64_t differing = 0;
+      for (int64_t w = 0; w < W; w++) differing += ref_popcount32(Q[n * W + w] ^ K[m * W + w]);
+      S[n * M + m] = (int16_t)(32 * W - 2 * differing);
+    }
+}
+
 /* One (b, h) slice of binary attention: A = Hc^T V, X = V/2 + Hc A / pi,
  * O = X / max(|X| over d, 1e-12). A is C*D doubles, X is D doubles. */
 static void ref_attention_slice(int64_t N, int64_t D, int64_t C, const int8_t *Hc,

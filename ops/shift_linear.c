@@ -8,6 +8,14 @@
  *         counts the negative weights of row n. Three vector operations per
  *         term (shift, and-xor, add) instead of six; exact under 32-bit
  *         wrap-around.
+ * form 2 (GPU): shift and sign packed in one byte, P = sgn(G) << 5 | (S & 31)
+ *         (u8), staged once; per term with p = P widened, s = p & 31,
+ *         z = (p << 26) >> 31 (bit 5: G != 0), m = (p << 24) >> 31 (bit 7:
+ *         G < 0), arithmetic shifts:
+ *         term = (((X >> s) & z) ^ m) - m, the sign applied without a select
+ *         or a count pass: a shift, one three-input logic op (and-xor) and one
+ *         three-input add (acc + t - m) per term; the decode is per column
+ *         and k, shared by the thread's rows. One kernel after the packing.
  * pack 1 lays the weight stages out as [k, n] so the n loop is contiguous;
  * they stay i8 (a quarter of the memory traffic of i32) and are widened in
  * registers, once per k for all the tile's rows. */
@@ -44,6 +52,16 @@ static mfx_expr *shift_negative_mask(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
                     mfx_int(a, MFX_I8, -1), mfx_int(a, MFX_I8, 0));
 }
 
+/* sgn(G) << 5 | (S & 31) in an i8: the bits above 5 are the sign. */
+static mfx_expr *shift_packed(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
+  mfx_expr *zero = mfx_int(a, MFX_I8, 0);
+  mfx_expr *sgn = mfx_select(a, mfx_binary(a, MFX_GT, g, zero), mfx_int(a, MFX_I8, 1),
+                             mfx_select(a, mfx_binary(a, MFX_LT, g, zero),
+                                        mfx_int(a, MFX_I8, -1), zero));
+  return mfx_binary(a, MFX_OR, mfx_binary(a, MFX_SHL, sgn, mfx_int(a, MFX_I8, 5)),
+                    mfx_binary(a, MFX_AND, s, mfx_int(a, MFX_I8, 31)));
+}
+
 /* pack 2: i32 panels T[jo, k, ji] = f(S, G)[min(jo*P + ji, N-1), k] of
  * P = p->panel columns (the register tile's width; 16 when unset): each k
  * step of a column tile reads P consecutive weights (a [k, n] copy strides
@@ -51,21 +69,23 @@ static mfx_expr *shift_negative_mask(mfx_arena *a, mfx_expr *s, mfx_expr *g) {
 static int64_t shift_panel(const shift_parts *p) { return p->panel > 0 ? p->panel : 16; }
 
 static mfx_tensor *shift_stage_begin(mfx_arena *a, const shift_parts *p, const char *name,
-                                     int64_t N, int64_t K) {
+                                     mfx_dtype dtype, int64_t N, int64_t K) {
   if (p->pack == 2)
     return mfx_compute_begin(a, name, MFX_I32, 3,
                              (int64_t[]){(N + shift_panel(p) - 1) / shift_panel(p), K,
                                          shift_panel(p)},
                              (const char *[]){"jo", "k", "ji"});
   if (p->pack == 1)
-    return mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){K, N}, (const char *[]){"k", "n"});
-  return mfx_compute_begin(a, name, MFX_I8, 2, (int64_t[]){N, K}, (const char *[]){"n", "k"});
+    return mfx_compute_begin(a, name, dtype, 2, (int64_t[]){K, N}, (const char *[]){"k", "n"});
+  return mfx_compute_begin(a, name, dtype, 2, (int64_t[]){N, K}, (const char *[]){"n", "k"});
 }
 
 static mfx_status shift_weight_stage(mfx_arena *a, shift_parts *p, const char *name,
                                      shift_weight_fn f, mfx_tensor **out) {
   int64_t N = p->S->buf->shape[0], K = p->S->buf->shape[1];
-  mfx_tensor *T = shift_stage_begin(a, p, name, N, K);
+  /* the packed byte unsigned: four of them load as one ld.shared.v4.u8 */
+  mfx_dtype dtype = f == shift_packed ? MFX_U8 : MFX_I8;
+  mfx_tensor *T = shift_stage_begin(a, p, name, dtype, N, K);
   if (T == NULL) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: weight stage %s", name);
   mfx_expr *n, *k;
   if (p->pack == 2) {
@@ -79,6 +99,7 @@ static mfx_status shift_weight_stage(mfx_arena *a, shift_parts *p, const char *n
   }
   mfx_expr *body = f(a, mfx_tmpl_load2(a, p->S, n, k), mfx_tmpl_load2(a, p->G, n, k));
   if (p->pack == 2) body = mfx_cast(a, MFX_I32, body);
+  else if (dtype != MFX_I8) body = mfx_cast(a, dtype, body);
   MFX_TRY(mfx_tmpl_set_body(a, T, body));
   p->weight[p->n_weight++] = T;
   *out = T;
@@ -131,6 +152,29 @@ static mfx_status shift_term_mask(mfx_arena *a, shift_parts *p, mfx_expr *x, mfx
   return MFX_OK;
 }
 
+/* form 2: the packed byte (a staged copy with pack, else computed from S
+ * and G), decoded into shift, nonzero mask and sign mask. */
+static mfx_status shift_term_packed(mfx_arena *a, shift_parts *p, mfx_expr *x, mfx_expr *n,
+                                    mfx_expr *k, mfx_expr **term) {
+  mfx_expr *packed;
+  if (p->pack) {
+    mfx_tensor *SG = NULL;
+    MFX_TRY(shift_weight_stage(a, p, "SG", shift_packed, &SG));
+    packed = shift_weight_load(a, p, SG, n, k);
+  } else {
+    mfx_expr *byte = shift_packed(a, mfx_tmpl_load2(a, p->S, n, k), mfx_tmpl_load2(a, p->G, n, k));
+    packed = mfx_cast(a, MFX_I32, mfx_cast(a, MFX_U8, byte));
+  }
+  mfx_expr *s = mfx_binary(a, MFX_AND, packed, mfx_int(a, MFX_I32, 31));
+  mfx_expr *z = mfx_binary(a, MFX_SHR, mfx_binary(a, MFX_SHL, packed, mfx_int(a, MFX_I32, 26)),
+                           mfx_int(a, MFX_I32, 31));
+  mfx_expr *m = mfx_binary(a, MFX_SHR, mfx_binary(a, MFX_SHL, packed, mfx_int(a, MFX_I32, 24)),
+                           mfx_int(a, MFX_I32, 31));
+  mfx_expr *v = mfx_binary(a, MFX_SHR, x, s);
+  *term = mfx_sub(a, mfx_binary(a, MFX_XOR, mfx_binary(a, MFX_AND, v, z), m), m);
+  return MFX_OK;
+}
+
 /* CNT[n] = number of k with G[n, k] < 0. */
 static mfx_status shift_negative_count(mfx_arena *a, shift_parts *p, mfx_tensor **out) {
   int64_t N = p->G->buf->shape[0], K = p->G->buf->shape[1];
@@ -145,7 +189,7 @@ static mfx_status shift_negative_count(mfx_arena *a, shift_parts *p, mfx_tensor 
   return MFX_OK;
 }
 
-/* The reduction stage: Y itself (form 0) or ACC before the count (form 1). */
+/* The reduction stage: Y itself (forms 0, 2) or ACC before the count (form 1). */
 static mfx_status shift_reduction(mfx_arena *a, shift_parts *p, const char *name,
                                   int64_t M, int64_t N, int64_t K, mfx_tensor **out) {
   mfx_tensor *R = mfx_compute_begin(a, name, MFX_I32, 2, (int64_t[]){M, N},
@@ -155,6 +199,7 @@ static mfx_status shift_reduction(mfx_arena *a, shift_parts *p, const char *name
   mfx_expr *kk = mfx_var_ref(a, k), *n = mfx_tmpl_axis(a, R, 1), *term = NULL;
   mfx_expr *x = mfx_tmpl_load2(a, p->X, mfx_tmpl_axis(a, R, 0), kk);
   if (p->form == 0) MFX_TRY(shift_term_select(a, p, x, n, kk, &term));
+  else if (p->form == 2) MFX_TRY(shift_term_packed(a, p, x, n, kk, &term));
   else MFX_TRY(shift_term_mask(a, p, x, n, kk, &term));
   MFX_TRY(mfx_tmpl_set_body(a, R, mfx_reduce(a, MFX_REDUCE_SUM, 1, &k, term)));
   *out = R;
@@ -209,7 +254,7 @@ mfx_status mfx_shift_linear_te(mfx_arena *a, const int64_t *dims, shift_parts *p
   p->G = mfx_placeholder(a, "G", MFX_I8, 2, (int64_t[]){N, K});
   if (!p->X || !p->S || !p->G) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear: inputs");
   *cnt = NULL;
-  MFX_TRY(shift_reduction(a, p, p->form == 0 ? "Y" : "ACC", M, N, K, red));
+  MFX_TRY(shift_reduction(a, p, p->form == 1 ? "ACC" : "Y", M, N, K, red));
   *Y = *red;
   if (p->form == 1) {
     MFX_TRY(shift_negative_count(a, p, cnt));
@@ -246,8 +291,8 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
 
 /* GPU: the weight stages, the count and the final add one element per
  * thread, each its own kernel; the reduction block-tiled with X and the
- * weights (i8) staged in shared memory, with split_k in pieces (partial
- * sums, then their sum). Still shifts, masks and selects. */
+ * weights (i8, or form 2's packed u8) staged in shared memory, with split_k
+ * in pieces (partial sums, then their sum). */
 static mfx_status shift_schedule_gpu_split(mfx_schedule *s, const shift_parts *p,
                                            mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
                                            const mfx_gpu_split *g, const mfx_config *cfg) {
@@ -264,7 +309,7 @@ static mfx_status shift_schedule_gpu_split(mfx_schedule *s, const shift_parts *p
     .tx = mfx_config_get(cfg, "thread_m"), .ty = mfx_config_get(cfg, "thread_n"),
     .br = mfx_config_get(cfg, "block_k"),
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
-    .contiguous = mfx_config_get(cfg, "contiguous") == 1,
+    .contiguous = mfx_config_get(cfg, "contiguous") == 1, .unguarded = 1,
     .n_staged = 1, .staged = {{p->X, 'x'}}, .computed = p->x_compute ? 1u : 0u,
   };
   if (p->n_weight == 0) {

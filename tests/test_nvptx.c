@@ -630,6 +630,44 @@ static mfx_stmt *thread_update(mfx_buffer *z, const char *name, int64_t extent) 
               store(z, mfx_var_ref(A, t), mfx_add(A, load(z, mfx_var_ref(A, t)), mfx_f32(A, 1))));
 }
 
+/* warp_sum: five shfl.sync.bfly butterflies on a GPU; the emulation needs
+ * whole warps of threadIdx.x; the CPU code generator refuses it. rsqrt:
+ * rsqrt.approx.f32 on a GPU, 1 / sqrt on the CPU. */
+START_TEST(warp_sum_and_rsqrt) {
+  mfx_buffer *z = buffer("Z", 64, MFX_SCOPE_GLOBAL);
+  for (int threads = 64; threads >= 16; threads -= 48) {
+    mfx_var *t = var("t", threads);
+    mfx_expr *x = load(z, mfx_var_ref(A, t));
+    mfx_expr *v = mfx_unary(A, MFX_RSQRT, mfx_unary(A, MFX_WARP_SUM, x));
+    mfx_stmt *body = loop(t, MFX_LOOP_THREAD_X, store(z, mfx_var_ref(A, t), v));
+    mfx_gpu_program *p = hand_program("warp", z, body, 1, threads);
+    mfx_func *fn = NULL;
+    if (threads == 16) {
+      assert_error(mfx_gpu_emulate_lower(A, p, &fn), MFX_ERR_SCHEDULE, "partial warp");
+      continue;
+    }
+    ok(mfx_gpu_emulate_lower(A, p, &fn));
+    char *ptx = NULL;
+    size_t size = 0;
+    ok(mfx_codegen_ptx(p, "sm_80", &ptx, &size));
+    int n = 0;
+    for (const char *c = strstr(ptx, "shfl.sync.bfly"); c; c = strstr(c + 1, "shfl.sync.bfly")) n++;
+    ck_assert_int_eq(n, 5);
+    assert_has(ptx, "rsqrt.approx.f32", "rsqrt");
+    assemble(ptx, "sm_90", "warp_sum");
+    free(ptx);
+  }
+  mfx_var *i = var("i", 64);
+  mfx_stmt *serial = loop(i, MFX_LOOP_SERIAL, store(z, mfx_var_ref(A, i),
+                          mfx_unary(A, MFX_WARP_SUM, load(z, mfx_var_ref(A, i)))));
+  mfx_jit_kernel *k = NULL;
+  mfx_status st = mfx_jit_compile(func("cpu_warp", 1, &z, serial), &k);
+  ck_assert_msg(st != MFX_OK && strstr(mfx_last_error(), "warp_sum") != NULL &&
+                strstr(mfx_last_error(), "GPU code") != NULL, "%d: %s", (int)st,
+                mfx_last_error());
+}
+END_TEST
+
 /* Nests of one kernel with thread extents 32 and 16: the second is guarded;
  * a barrier in a full-width loop and under a block guard is fine. */
 START_TEST(partial_extents_are_guarded) {
@@ -812,6 +850,7 @@ static Suite *nvptx_suite(void) {
   tcase_add_test(tc, float_math_is_self_contained);
   tcase_add_test(tc, erf_and_round_are_self_contained);
   tcase_add_test(tc, partial_extents_are_guarded);
+  tcase_add_test(tc, warp_sum_and_rsqrt);
   tcase_add_test(tc, barrier_threads_could_skip_is_an_error);
   tcase_add_test(tc, gpu_errors);
   tcase_add_test(tc, architectures);

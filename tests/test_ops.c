@@ -232,6 +232,24 @@ START_TEST(test_hamming_kernels) { /* N, M, W */
 }
 END_TEST
 
+/* i16 scores: W up to 1023 (scores up to +-32,736); W = 1024 is refused. */
+START_TEST(test_hamming16_kernels) { /* N, M, W */
+  static const int64_t shapes[][MFX_OP_MAX_DIMS] = {
+    {1, 1, 1}, {7, 13, 3}, {33, 17, 5}, {3, 100, 1}, {5, 9, 40}, {3, 5, 1023},
+  };
+  check_op("hamming16", 6, shapes, 2);
+  const mfx_op *op = mfx_op_find("hamming16");
+  mfx_config cfg;
+  mfx_config_default(op, &cfg);
+  mfx_arena *a = mfx_arena_create();
+  mfx_schedule *s = NULL;
+  ck_assert_int_eq(op->build(a, (int64_t[]){3, 5, 1024}, &cfg, &s), MFX_ERR_INVALID);
+  ck_assert_msg(strstr(mfx_last_error(), "W = 1024") != NULL &&
+                strstr(mfx_last_error(), "i16") != NULL, "%s", mfx_last_error());
+  mfx_arena_destroy(a);
+}
+END_TEST
+
 START_TEST(test_binary_attention_kernels) { /* B, H, N, D, C */
   /* D picks the lanes of the row norms' partial sums: 16 (32), 8 (24), 4 (100),
    * 2 (6), none (1, 5, 17); N = 19 and 33 divide no block of rows. */
@@ -598,7 +616,8 @@ END_TEST
 /* ---- the registry ----------------------------------------------------------------------------- */
 
 START_TEST(test_registry) {
-  const char *names[] = {"linear", "shift_linear", "matadd", "hamming", "binary_attention",
+  const char *names[] = {"linear", "shift_linear", "matadd", "hamming", "hamming16",
+                         "binary_attention",
                          "gelu", "q16_quantize", "q16_dequantize", "q16_gelu",
                          "gather_rows", "combine_rows", "linear_gelu", "shift_linear_q16_gelu",
                          "shift_linear_dequantize", "shift_linear16"};
@@ -970,6 +989,7 @@ static Suite *ops_suite(void) {
   tcase_add_test(kernels, test_shift_linear16_kernels);
   tcase_add_test(kernels, test_matadd_kernels);
   tcase_add_test(kernels, test_hamming_kernels);
+  tcase_add_test(kernels, test_hamming16_kernels);
   tcase_add_test(kernels, test_binary_attention_kernels);
   tcase_add_test(kernels, test_gelu_kernels);
   tcase_add_test(kernels, test_q16_quantize_kernels);

@@ -38,7 +38,7 @@
 
 #define TOL 1e-4
 #define MAX_SHAPES 6
-#define MAX_CONFIGS 10
+#define MAX_CONFIGS 12
 
 typedef struct {
   const char *op;
@@ -75,6 +75,11 @@ static const gpu_case cases[] = {
     "{\"split_k\":4,\"block_k\":8}", "{\"split_k\":2,\"form\":1,\"shared\":0}",
     "{\"split_k\":64,\"pack\":0,\"block_k\":4}",
     "{\"contiguous\":1,\"form\":1,\"split_k\":2,\"block_m\":32,\"block_n\":32,"
+    "\"thread_m\":2,\"thread_n\":4,\"block_k\":8}",
+    /* form 0 (the default is form 2: the packed byte), and form 2 unpacked, split and with
+     * contiguous tiles */
+    "{\"form\":0}",
+    "{\"form\":2,\"pack\":0,\"contiguous\":1,\"split_k\":2,\"block_m\":32,\"block_n\":32,"
     "\"thread_m\":2,\"thread_n\":4,\"block_k\":8}"},
    1},
   /* 16-bit lanes: K not a whole number of blocks of 4 (X padded to XP). */
@@ -101,6 +106,14 @@ static const gpu_case cases[] = {
     "{\"shared\":0,\"unroll\":0,\"block_n\":128,\"block_m\":16,\"thread_n\":8,\"thread_m\":1,"
     "\"block_w\":16,\"threads\":128}",
     "{\"block_w\":1,\"block_n\":32,\"block_m\":128,\"thread_n\":2,\"thread_m\":8}"},
+   1},
+  /* i16 scores: the same template, 16-bit accumulators and stores */
+  {"hamming16", 5,
+   {{1, 1, 1}, {5, 40, 3}, {70, 33, 9}, {64, 64, 8}, {3, 130, 1}},
+   {"{}",
+    "{\"pack\":0,\"block_n\":16,\"block_m\":32,\"thread_n\":1,\"thread_m\":2,\"block_w\":2}",
+    "{\"shared\":0,\"unroll\":0,\"block_n\":128,\"block_m\":16,\"thread_n\":8,\"thread_m\":1,"
+    "\"block_w\":16,\"threads\":128}"},
    1},
   {"binary_attention", 5,
    {{1, 1, 1, 1, 1}, {2, 3, 17, 9, 5}, {1, 2, 70, 33, 20}, {2, 1, 64, 64, 16}, {1, 1, 5, 1, 3}},
@@ -317,6 +330,8 @@ START_TEST(gpu_kernel_counts) {
     {"shift_linear", "{\"form\":0,\"pack\":1}", 3}, /* ST, GT, Y */
     {"shift_linear", "{\"form\":0,\"pack\":0}", 1},
     {"shift_linear", "{\"form\":1,\"pack\":1}", 6}, /* ST, ZM, NM, ACC, CNT, Y */
+    {"shift_linear", "{\"form\":2,\"pack\":1}", 2}, /* SG, Y */
+    {"shift_linear", "{\"form\":2,\"pack\":0}", 1},
     {"hamming", "{\"pack\":1}", 2},
     {"linear_gelu", "{\"pack\":0}", 1},                           /* Y with GELU at write-back */
     {"shift_linear_q16_gelu", "{\"form\":0,\"pack\":0}", 1},    /* XQ into the shared tile */
@@ -358,7 +373,7 @@ static void assert_refused(mfx_status got, mfx_status want, const char *needle,
 /* ShiftAddViT's shapes: MatShift / the dense expert (M, N, K) and MatAdd /
  * binary attention (B, H, N, D, C). `small`: the kernels (bit i: kernel i)
  * that sum few outputs, one thread each (split_k's sum of a head's C x D
- * outputs, the row norms): fewer than 100 x 64 threads in all, no work to
+ * outputs): fewer than 100 x 64 threads in all, no work to
  * spread over 100 blocks; everything else must launch >= 100 blocks in the
  * GPU default and reach two waves (2 x 132 SMs) somewhere in the knob
  * space. */
@@ -376,9 +391,9 @@ static const struct {
   {"shift_linear", {784, 1024, 128}, 0}, {"shift_linear", {784, 128, 1024}, 0},
   {"matadd", {1, 1, 3136, 32, 16}, 1u << 1}, {"matadd", {1, 2, 784, 32, 16}, 1u << 1},
   {"matadd", {1, 5, 196, 32, 16}, 1u << 1},
-  {"binary_attention", {1, 1, 3136, 32, 16}, 1u << 1 | 1u << 3},
-  {"binary_attention", {1, 2, 784, 32, 16}, 1u << 1 | 1u << 3},
-  {"binary_attention", {1, 5, 196, 32, 16}, 1u << 1 | 1u << 3},
+  {"binary_attention", {1, 1, 3136, 32, 16}, 1u << 1},
+  {"binary_attention", {1, 2, 784, 32, 16}, 1u << 1},
+  {"binary_attention", {1, 5, 196, 32, 16}, 1u << 1},
 };
 #define N_SHIFTADDVIT ((int)(sizeof shiftaddvit / sizeof shiftaddvit[0]))
 
@@ -676,7 +691,8 @@ START_TEST(one_barrier_pair_per_staging_step) {
   } want[] = {
     {"linear", "{\"split_k\":1}", {256, 256, 1024}},
     {"linear", "{\"split_k\":8}", {256, 256, 1024}},
-    {"shift_linear", "{\"split_k\":1}", {256, 256, 1024}},               /* X, ST, GT */
+    {"shift_linear", "{\"split_k\":1,\"form\":0}", {256, 256, 1024}},    /* X, ST, GT */
+    {"shift_linear", "{\"split_k\":1}", {256, 256, 1024}},               /* X, SG */
     {"shift_linear", "{\"split_k\":1,\"form\":1}", {256, 256, 1024}},    /* X, ST, ZM, NM */
     {"matadd", "{\"split_k\":1}", {1, 1, 1024, 32, 16}},
     {"hamming", "{}", {256, 256, 256}},
@@ -708,6 +724,179 @@ START_TEST(one_barrier_pair_per_staging_step) {
     free(ptx);
     mfx_arena_destroy(a);
   }
+}
+END_TEST
+
+/* Stores into buffer `acc` under a condition (inside an if). */
+static int stmt_guarded_stores(const mfx_stmt *s, const char *acc, int guarded) {
+  if (s == NULL) return 0;
+  switch (s->kind) {
+  case MFX_STMT_FOR: return stmt_guarded_stores(s->u.loop.body, acc, guarded);
+  case MFX_STMT_STORE: return guarded && strcmp(s->u.store.buf->name, acc) == 0;
+  case MFX_STMT_LET: return stmt_guarded_stores(s->u.let.body, acc, guarded);
+  case MFX_STMT_IF:
+    return stmt_guarded_stores(s->u.if_.then_s, acc, 1) +
+           stmt_guarded_stores(s->u.if_.else_s, acc, 1);
+  case MFX_STMT_ALLOCATE: return stmt_guarded_stores(s->u.alloc.body, acc, guarded);
+  case MFX_STMT_SEQ: {
+    int n = 0;
+    for (int i = 0; i < s->u.seq.n; i++) n += stmt_guarded_stores(s->u.seq.items[i], acc, guarded);
+    return n;
+  }
+  default: return 0;
+  }
+}
+
+/* The PTX of one kernel: from its .entry to the next (a copy, NUL-terminated). */
+static char *ptx_kernel_text(const char *ptx, const char *kernel) {
+  char entry[256];
+  snprintf(entry, sizeof entry, ".entry %s(", kernel);
+  const char *at = strstr(ptx, entry);
+  ck_assert_msg(at != NULL, "no kernel %s in the PTX", kernel);
+  const char *end = strstr(at + 1, ".entry ");
+  size_t n = end ? (size_t)(end - at) : strlen(at);
+  char *text = malloc(n + 1);
+  ck_assert_ptr_nonnull(text);
+  memcpy(text, at, n);
+  text[n] = '\0';
+  return text;
+}
+
+/* Partial tiles cost no branch per term: where a template asks for it
+ * (shift_linear, hamming; not linear, whose contiguous tiles' vector loads
+ * LLVM then no longer forms) and a reduction accumulates in
+ * registers from staged tiles only, the accumulator's update carries no
+ * guard on the rows and columns (the shared tiles are filled with zeros
+ * past the edge; the write-back stays guarded), on shapes that divide no
+ * tile. Guards stay where they must: a reduction step that does not divide
+ * K (zeros need not be the sum's identity term: the shift term of zeros is
+ * 0, but hamming's is 32), and loads straight from global memory
+ * (shared 0). And shift_linear's default (form 2) applies the sign with
+ * and / xor / sub: no select, no negation in its kernel. */
+/* hamming16 writes its scores with 16-bit stores (hamming: 32-bit), and
+ * refuses W past the i16 range on the GPU too. */
+START_TEST(hamming16_stores_16_bits) {
+  static const char *names[2] = {"hamming", "hamming16"};
+  const int64_t dims[3] = {70, 33, 9};
+  for (int i = 0; i < 2; i++) {
+    const mfx_op *op = find_op(names[i]);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, dims, "{}");
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s", mfx_last_error());
+    char *text = ptx_kernel_text(ptx, p->kernels[p->n_kernels - 1].name);
+    int st16 = strstr(text, "st.global.u16") != NULL || strstr(text, "st.global.b16") != NULL;
+    int st32 = strstr(text, "st.global.u32") != NULL || strstr(text, "st.global.b32") != NULL;
+    ck_assert_msg(st16 == (i == 1) && st32 == (i == 0), "%s: 16-bit stores %d, 32-bit %d:\n%s",
+                  names[i], st16, st32, text);
+    assemble(ptx, "sm_90", names[i]);
+    free(text);
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+  const mfx_op *op = find_op("hamming16");
+  mfx_config cfg;
+  gpu_config(op, "{}", &cfg);
+  mfx_arena *a = mfx_arena_create();
+  mfx_schedule *s = NULL;
+  assert_refused(mfx_op_build_for(op, "cuda:sm_80", a, (int64_t[]){8, 8, 1024}, &cfg, &s),
+                 MFX_ERR_INVALID, "W = 1024 words", "hamming16 W=1024");
+  ck_assert_msg(mfx_op_build_for(op, "cuda:sm_80", a, (int64_t[]){8, 8, 1023}, &cfg, &s) ==
+                MFX_OK, "%s", mfx_last_error());
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+/* Binary attention's row norms: a warp per row (shfl.sync butterflies) and
+ * rsqrt.approx, no IEEE division or square root in the norm and O kernels;
+ * the norm kernel launches >= 100 blocks at ShiftAddViT's shapes
+ * (gpu_defaults_fill_the_device), and lanes past D take part in the
+ * shuffles (D = 20 and 33 here, in the emulation cases too). */
+START_TEST(row_norms_a_warp_per_row) {
+  static const int64_t shapes[][5] = {{1, 1, 3136, 32, 16}, {1, 2, 70, 20, 16},
+                                      {2, 1, 19, 33, 5}};
+  for (int c = 0; c < 3; c++) {
+    const mfx_op *op = find_op("binary_attention");
+    char what[512];
+    describe(op, shapes[c], "{}", what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, shapes[c], "{}");
+    const mfx_gpu_kernel *inv = &p->kernels[p->n_kernels - 2];
+    ck_assert_msg(inv->block[0] % 32 == 0, "%s: %s has %lld threads (whole warps expected)",
+                  what, inv->name, (long long)inv->block[0]);
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s: %s", what,
+                  mfx_last_error());
+    char *norm = ptx_kernel_text(ptx, inv->name);
+    char *out = ptx_kernel_text(ptx, p->kernels[p->n_kernels - 1].name);
+    int shuffles = 0;
+    for (const char *s = strstr(norm, "shfl.sync.bfly"); s; s = strstr(s + 1, "shfl.sync.bfly"))
+      shuffles++;
+    ck_assert_msg(shuffles == 5, "%s: %d shfl.sync.bfly in %s, expected 5:\n%s", what, shuffles,
+                  inv->name, norm);
+    ck_assert_msg(strstr(norm, "rsqrt.approx") != NULL, "%s: no rsqrt.approx:\n%s", what, norm);
+    ck_assert_msg(strstr(norm, "div.") == NULL && strstr(norm, "sqrt.rn") == NULL &&
+                  strstr(out, "div.") == NULL && strstr(out, "sqrt.rn") == NULL,
+                  "%s: IEEE division or square root in the norm or O kernel:\n%s\n%s", what,
+                  norm, out);
+    assemble(ptx, "sm_90", what);
+    free(norm);
+    free(out);
+    free(ptx);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
+START_TEST(partial_tiles_guard_no_term) {
+  static const struct {
+    const char *op, *json, *acc;
+    int64_t dims[MFX_OP_MAX_DIMS];
+    int guarded;
+  } want[] = {
+    {"shift_linear", "{}", "Y.local", {130, 70, 64}, 0},
+    {"shift_linear", "{\"form\":0}", "Y.local", {130, 70, 64}, 0},
+    {"shift_linear", "{\"split_k\":2}", "YP.local", {130, 70, 64}, 0},
+    {"linear", "{\"split_k\":1}", "Y.local", {130, 70, 64}, 1}, /* not asked for (linear.c) */
+    {"hamming", "{}", "S.local", {70, 33, 16}, 0},
+    {"shift_linear", "{\"split_k\":1}", "Y.local", {130, 70, 40}, 1}, /* K % 16 != 0 */
+    {"shift_linear", "{\"shared\":0}", "Y.local", {130, 70, 64}, 1},
+    {"hamming", "{}", "S.local", {70, 33, 9}, 1},                      /* W % 8 != 0 */
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const mfx_op *op = find_op(want[i].op);
+    char what[512];
+    describe(op, want[i].dims, want[i].json, what, sizeof what);
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = program(a, op, want[i].dims, want[i].json);
+    int guarded = 0;
+    for (int k = 0; k < p->n_kernels; k++)
+      guarded += stmt_guarded_stores(p->kernels[k].body, want[i].acc, 0);
+    ck_assert_msg((guarded > 0) == want[i].guarded, "%s: %d guarded updates of %s, expected %s",
+                  what, guarded, want[i].acc, want[i].guarded ? "some" : "none");
+    mfx_arena_destroy(a);
+  }
+  const mfx_op *op = find_op("shift_linear");
+  const int64_t dims[3] = {784, 128, 1024};
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *p = program(a, op, dims, "{}");
+  char *ptx = NULL;
+  size_t size = 0;
+  ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s", mfx_last_error());
+  int staged = 0;
+  while (staged < p->n_kernels && p->kernels[staged].shared_bytes == 0) staged++;
+  ck_assert_int_lt(staged, p->n_kernels);
+  char *text = ptx_kernel_text(ptx, p->kernels[staged].name);
+  ck_assert_msg(strstr(text, "selp.") == NULL && strstr(text, "neg.s32") == NULL,
+                "shift_linear's default kernel selects or negates:\n%s", text);
+  ck_assert_msg(strstr(text, "xor.b32") != NULL && strstr(text, "shr.s32") != NULL,
+                "shift_linear's default kernel has no xor / shr.s32:\n%s", text);
+  assemble(ptx, "sm_90", "shift_linear default");
+  free(text);
+  free(ptx);
+  mfx_arena_destroy(a);
 }
 END_TEST
 
@@ -775,8 +964,13 @@ END_TEST
 
 /* Contiguous thread tiles: a thread's columns of the staged weight tile side
  * by side, read with one vector load per 4 columns (ld.shared.v4.f32 for
- * linear's W, ld.shared.v4.u8 for shift_linear's i8 shifts and signs);
- * strided tiles have none (their columns are block_n / thread_n apart). */
+ * linear's W); strided tiles have none (their columns are block_n / thread_n
+ * apart). shift_linear's contiguous tiles no longer load their i8 / u8
+ * weights 4 at a time: with its update unguarded (partial_tiles_guard_no_term)
+ * LLVM 14 hoists the column offsets (t*4 | r) out of the k-loop and its
+ * load-store vectorizer no longer sees them as consecutive; the guarded form
+ * had the vector loads but 11 SASS instructions per term (the loads and
+ * their decode sunk into every row's guarded block) against 4.3. */
 static void check_vector_shared_loads(const char *name, const char *vector_load) {
   const mfx_op *op = find_op(name);
   const int64_t dims[3] = {784, 128, 1024};
@@ -798,7 +992,6 @@ static void check_vector_shared_loads(const char *name, const char *vector_load)
 
 START_TEST(contiguous_tiles_load_vectors_from_shared) {
   check_vector_shared_loads("linear", "ld.shared.v4.f32");
-  check_vector_shared_loads("shift_linear", "ld.shared.v4.u8");
 }
 END_TEST
 
@@ -999,6 +1192,9 @@ static Suite *ops_gpu_suite(void) {
   tcase_add_test(tc, one_barrier_pair_per_staging_step);
   tcase_add_test(tc, gpu_defaults_do_not_spill);
   tcase_add_test(tc, contiguous_tiles_load_vectors_from_shared);
+  tcase_add_test(tc, partial_tiles_guard_no_term);
+  tcase_add_test(tc, hamming16_stores_16_bits);
+  tcase_add_test(tc, row_norms_a_warp_per_row);
   tcase_add_test(tc, cuda_artifact_uses_the_gpu_template);
   tcase_add_test(tc, tuning_space_of_a_gpu_target);
   suite_add_tcase(s, tc);

@@ -67,6 +67,11 @@ typedef enum {
   MFX_ABS, MFX_SQRT, MFX_EXP, MFX_LOG, MFX_TANH,
   MFX_ERF,   /* the error function */
   MFX_ROUND, /* to the nearest integer, ties to even (rint), as f32 */
+  MFX_RSQRT, /* 1 / sqrt(x): on a GPU the approximate instruction (rel. error < 2^-22) */
+  /* GPU only: the sum of x over the 32 lanes of the thread's warp (threadIdx.x / 32),
+   * every lane getting the total; all 32 lanes must evaluate it together (no guard
+   * may split a warp). The GPU emulation sums the expression over the warp's lanes. */
+  MFX_WARP_SUM,
   MFX_UNARY_OP_COUNT
   /* From MFX_SQRT on, every operator takes and gives f32. */
 } mfx_unary_op;
@@ -227,6 +232,7 @@ struct mfx_stage {
   int is_output;
   int inlined;                    /* compute_inline */
   mfx_itervar *local_at;          /* cache_write(local) accumulating below it */
+  int unguarded_update;           /* mfx_sched_unguarded_update */
   int n_attached;
   mfx_attached attached[MFX_MAX_ATTACHED];
   mfx_stage *attached_to;         /* compute_at: the consumer that computes it */
@@ -280,6 +286,12 @@ mfx_status mfx_sched_compute_inline(mfx_schedule *s, mfx_stage *st);
 /* Accumulate the stage in a local buffer covering the spatial loops below
  * `at` (a leaf), written back once per iteration of `at`. */
 mfx_status mfx_sched_cache_write_local(mfx_schedule *s, mfx_stage *st, mfx_itervar *at);
+/* The update of st's local accumulator (cache_write_local) runs without the
+ * guards of its spatial axes where lowering finds that safe: every read of
+ * the update is an attached tile (filled whole, zeros past the tensor's
+ * edge) and nothing divides by data; the write-back stays guarded, and so
+ * does the reduction axis. Partial tiles then cost no branch per term. */
+mfx_status mfx_sched_unguarded_update(mfx_schedule *s, mfx_stage *st);
 /* Epilogue fusion: the elementwise `consumer` C[i...] = f(R[i...], ...) of
  * the reduction `reduction` (R) is computed from R's local accumulator as
  * it is written back (cache_write_local is required by lowering), R is
