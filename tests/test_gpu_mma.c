@@ -97,7 +97,8 @@ START_TEST(mma_matches_reference_within_tf32_bound) {
   const mfx_op *op = linear_op();
   const int64_t *dims = shapes[_i].dims;
   double worst = 0;
-  for (int c = 0; c < N_CONFIGS; c++) {
+  for (int j = 0; j < 2; j++) { /* two configs a shape, every config on four shapes */
+    int c = (_i + j * 2) % N_CONFIGS;
     mfx_array in[2], out[1];
     ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
     ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, out), MFX_OK);
@@ -163,9 +164,10 @@ static char *mma_ptx(const int64_t *dims, const char *json, const char *sm) {
   return ptx;
 }
 
-static int count(const char *text, const char *what) {
+__attribute__((noinline)) static int count(const char *text, const char *what) {
   int n = 0;
-  for (const char *p = strstr(text, what); p != NULL; p = strstr(p + 1, what)) n++;
+  size_t at = 0;
+  for (const char *p; (p = strstr(text + at, what)) != NULL; n++) at = (size_t)(p - text) + 1;
   return n;
 }
 
@@ -200,7 +202,7 @@ static void assemble_verbose(const char *ptx, const char *arch, const char *what
 START_TEST(mma_ptx_assembles_without_spills) {
   const int64_t dims[][3] = {{37, 45, 29}, {784, 128, 1024}};
   for (int d = 0; d < 2; d++)
-    for (int c = 0; c < N_CONFIGS; c++) {
+    for (int c = 0; c < (d == 0 ? N_CONFIGS : 1); c++) {
       char *ptx = mma_ptx(dims[d], configs[c], "sm_80");
       char what[256];
       snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[d][0],
@@ -222,11 +224,13 @@ END_TEST
  * step is 2 x 8 MMAs a warp, fragments loaded once per 8-wide slice. */
 START_TEST(mma_ptx_inner_step) {
   char *ptx = mma_ptx((int64_t[]){3136, 512, 64}, "{\"mma\":1}", "sm_90");
-  ck_assert_int_eq(count(ptx, "mma.sync.aligned"), 16);
-  ck_assert_int_eq(count(ptx, "cvt.rna.tf32.f32"), 32); /* 2 x (8 of X + 8 of W) */
-  ck_assert_int_eq(count(ptx, "ld.shared.f32"), 32);
+  int mma = count(ptx, "mma.sync.aligned"), cvt = count(ptx, "cvt.rna.tf32.f32");
+  int lds = count(ptx, "ld.shared.f32");
   assemble(ptx, "sm_90", "linear 3136x512x64 mma default");
   free(ptx);
+  ck_assert_int_eq(mma, 16);
+  ck_assert_int_eq(cvt, 32); /* 2 x (8 of X + 8 of W) */
+  ck_assert_int_eq(lds, 32);
 }
 END_TEST
 
