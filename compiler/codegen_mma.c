@@ -77,8 +77,9 @@ static void mma_emit_scalar(mfx_cg *cg, const mfx_stmt *s, const mma_operands *o
     LLVMValueRef cp = mma_ptr(cg, s, o, MFX_MMA_C, mma_i64(cg, 0), mma_i64(cg, i));
     LLVMValueRef acc = mma_load(cg, cp);
     for (int k = 0; k < 8; k++) {
-      LLVMValueRef a = mma_tf32(cg, mma_load(cg, mma_ptr(cg, s, o, MFX_MMA_A, row, mma_i64(cg, k))));
-      LLVMValueRef b = mma_tf32(cg, mma_load(cg, mma_ptr(cg, s, o, MFX_MMA_B, col, mma_i64(cg, k))));
+      LLVMValueRef at = mma_i64(cg, s->u.mma.kperm ? 2 * (k % 4) + k / 4 : k);
+      LLVMValueRef a = mma_tf32(cg, mma_load(cg, mma_ptr(cg, s, o, MFX_MMA_A, row, at)));
+      LLVMValueRef b = mma_tf32(cg, mma_load(cg, mma_ptr(cg, s, o, MFX_MMA_B, col, at)));
       acc = LLVMBuildFAdd(cg->b, acc, LLVMBuildFMul(cg->b, a, b, ""), "");
     }
     LLVMBuildStore(cg->b, acc, cp);
@@ -89,16 +90,38 @@ static void mma_emit_scalar(mfx_cg *cg, const mfx_stmt *s, const mma_operands *o
  * fragments for mma.m16n8k8", .tf32): a0..a3 = A[g][t], A[g+8][t],
  * A[g][t+4], A[g+8][t+4]; b0, b1 = B[k=t][n=g], B[k=t+4][n=g]; c0..c3 as in
  * the statement. The target makes the product. */
+/* The values at k = t and t + 4 of a fragment row: two loads, or with k
+ * permuted one 8-byte load at 2t (offsets and strides even: see kperm). */
+static void mma_load_pair(mfx_cg *cg, const mfx_stmt *s, const mma_operands *o, int i,
+                          LLVMValueRef row, LLVMValueRef out[2]) {
+  if (!s->u.mma.kperm) {
+    out[0] = mma_load(cg, mma_ptr(cg, s, o, i, row, o->t));
+    out[1] = mma_load(cg, mma_ptr(cg, s, o, i, row, mma_plus(cg, o->t, 4)));
+    return;
+  }
+  LLVMValueRef p = mma_ptr(cg, s, o, i, row, LLVMBuildShl(cg->b, o->t, mma_i64(cg, 1), ""));
+  LLVMTypeRef v2 = LLVMVectorType(cg_memory_type(cg, MFX_F32), 2);
+  p = LLVMBuildBitCast(cg->b, p, LLVMPointerType(v2, LLVMGetPointerAddressSpace(LLVMTypeOf(p))),
+                       "");
+  LLVMValueRef v = LLVMBuildLoad2(cg->b, v2, p, "");
+  LLVMSetAlignment(v, 8);
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(cg->ctx);
+  for (int j = 0; j < 2; j++)
+    out[j] = LLVMBuildExtractElement(cg->b, v, LLVMConstInt(i32, (unsigned long long)j, 0), "");
+}
+
 static mfx_status mma_emit_fragments(mfx_cg *cg, const mfx_stmt *s, const mma_operands *o) {
-  LLVMValueRef a[4], b[2], c[4], d[4], cp[4];
+  LLVMValueRef a[4], b[2], c[4], d[4], cp[4], pair[2];
+  for (int r = 0; r < 2; r++) { /* a0, a2: row g; a1, a3: row g + 8 */
+    mma_load_pair(cg, s, o, MFX_MMA_A, mma_plus(cg, o->g, 8 * r), pair);
+    a[r] = pair[0];
+    a[r + 2] = pair[1];
+  }
+  mma_load_pair(cg, s, o, MFX_MMA_B, o->g, b);
   for (int i = 0; i < 4; i++) {
-    LLVMValueRef row = mma_plus(cg, o->g, 8 * (i % 2));
-    a[i] = mma_load(cg, mma_ptr(cg, s, o, MFX_MMA_A, row, mma_plus(cg, o->t, 4 * (i / 2))));
     cp[i] = mma_ptr(cg, s, o, MFX_MMA_C, mma_i64(cg, 0), mma_i64(cg, i));
     c[i] = mma_load(cg, cp[i]);
   }
-  for (int i = 0; i < 2; i++)
-    b[i] = mma_load(cg, mma_ptr(cg, s, o, MFX_MMA_B, o->g, mma_plus(cg, o->t, 4 * i)));
   MFX_TRY(cg->target->emit_mma(cg, a, b, c, d));
   for (int i = 0; i < 4; i++) LLVMBuildStore(cg->b, d[i], cp[i]);
   return MFX_OK;

@@ -246,7 +246,7 @@ void mfx_print_stmt(FILE *f, const mfx_stmt *s, int indent) {
       fprintf(f, " : ld %lld", (long long)s->u.mma.ld[i]);
       if (i == MFX_MMA_A) fputs("] x", f);
     }
-    fputs("] lane ", f);
+    fputs(s->u.mma.kperm ? "] k permuted, lane " : "] lane ", f);
     mfx_print_expr(f, s->u.mma.lane);
     fputc('\n', f);
     return;

@@ -7,20 +7,20 @@
  * (wn = min(bn, 32)): 2 x wn/8 fragments of 16 x 8, 4 f32 accumulators a
  * lane each, at most 32 a thread. Each step of bk along k, the whole block
  * copies A's bm x bk and B's bn x bk tiles into shared memory (coalesced
- * along k; zeros past M, N and K), rows padded to bk + 4 floats so that the
- * fragment loads (8 rows x 4 columns a warp) hit 32 different banks; a
- * barrier; per 8-wide k-slice each warp issues its 2 x wn/8 MMAs; a
+ * along k; zeros past M, N and K; k permuted within each 8 so that a lane's
+ * two values of a fragment row are one 8-byte load), rows padded to 8 or 24
+ * mod 32 floats so that those loads, 16 lanes at a time, hit 32 different
+ * banks; a barrier; per 8-wide k-slice each warp issues its 2 x wn/8 MMAs; a
  * barrier. The accumulators are stored with row/column guards. */
 #include "ops_internal.h"
 
-#define MMA_PAD 4
 #define MMA_WARP_M 32
 #define MMA_MAX_WARP_N 32
 
 typedef struct {
   mfx_arena *a;
   const char *what;
-  int64_t M, N, K, bm, bn, bk, ld;  /* ld: shared row stride, bk + MMA_PAD */
+  int64_t M, N, K, bm, bn, bk, ld;  /* ld: shared row stride (> bk, padded) */
   int64_t wn, warps_n, threads, fm, fn;
   mfx_var *tid;
   mfx_buffer *sa, *sb, *acc;
@@ -74,7 +74,11 @@ static mfx_stmt *mma_fill(mma_plan *p, mfx_buffer *dst, const mfx_tensor *src, m
   mfx_expr *at[2] = {mfx_binary(a, MFX_MIN, row, mma_c(p, extent - 1)),
                      mfx_binary(a, MFX_MIN, col, mma_c(p, p->K - 1))};
   mfx_expr *v = mfx_select(a, inside, mfx_load(a, src->buf, 2, at), mfx_f32(a, 0.0));
-  mfx_expr *to = mfx_add(a, mfx_mul(a, r, mma_c(p, p->ld)), c);
+  /* k permuted within each 8 (0 4 1 5 2 6 3 7): a lane's fragment pair side by side */
+  mfx_expr *cp = mfx_add(a, mfx_mul(a, mma_div(p, c, 8), mma_c(p, 8)),
+                         mfx_add(a, mfx_mul(a, mma_mod(p, c, 4), mma_c(p, 2)),
+                                 mma_div(p, mma_mod(p, c, 8), 4)));
+  mfx_expr *to = mfx_add(a, mfx_mul(a, r, mma_c(p, p->ld)), cp);
   mfx_stmt *st = mfx_stmt_store(a, dst, 1, &to, v);
   if (elems % p->threads != 0) st = mfx_stmt_if(a, mma_lt(p, idx, elems), st, NULL);
   return mfx_stmt_for(a, l, steps, MFX_LOOP_UNROLLED, st);
@@ -97,6 +101,7 @@ static mfx_stmt *mma_compute(mma_plan *p, mfx_expr *lane, mfx_expr *wm, mfx_expr
   int64_t ld[MFX_MMA_OPERANDS] = {1, p->ld, p->ld};
   mfx_stmt *s = mfx_stmt_mma(a, buf, off, ld, lane);
   if (s == NULL) return NULL;
+  s->u.mma.kperm = 1;
   s = mfx_stmt_for(a, j, p->fn, MFX_LOOP_UNROLLED, s);
   s = mfx_stmt_for(a, i, p->fm, MFX_LOOP_UNROLLED, s);
   return mfx_stmt_for(a, kk, p->bk / 8, MFX_LOOP_UNROLLED, s);
@@ -160,7 +165,10 @@ mfx_status mfx_gpu_apply_mma(mfx_schedule *s, mfx_tensor *R, const mfx_tensor *A
   p.M = A->buf->shape[0];
   p.N = B->buf->shape[0];
   p.K = A->buf->shape[1];
-  p.ld = bk + MMA_PAD;
+  /* Row stride = 8 or 24 mod 32 words: the 8-byte fragment loads of a half
+   * warp (rows g..g+3, words 2t, 2t+1) cover 32 banks once. */
+  p.ld = bk + 1;
+  while (p.ld % 32 != 8 && p.ld % 32 != 24) p.ld++;
   p.wn = bn < MMA_MAX_WARP_N ? bn : MMA_MAX_WARP_N;
   p.warps_n = bn / p.wn;
   p.threads = 32 * (bm / MMA_WARP_M) * p.warps_n;

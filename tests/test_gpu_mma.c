@@ -221,16 +221,18 @@ START_TEST(mma_ptx_assembles_without_spills) {
 END_TEST
 
 /* The default mma config (128x64 blocks of 8 warps, k steps of 16): one k
- * step is 2 x 8 MMAs a warp, fragments loaded once per 8-wide slice. */
+ * step is 2 x 8 MMAs a warp, fragments loaded once per 8-wide slice, two
+ * values a load. */
 START_TEST(mma_ptx_inner_step) {
   char *ptx = mma_ptx((int64_t[]){3136, 512, 64}, "{\"mma\":1}", "sm_90");
   int mma = count(ptx, "mma.sync.aligned"), cvt = count(ptx, "cvt.rna.tf32.f32");
-  int lds = count(ptx, "ld.shared.f32");
+  int lds = count(ptx, "ld.shared.f32"), lds2 = count(ptx, "ld.shared.v2.f32");
   assemble(ptx, "sm_90", "linear 3136x512x64 mma default");
   free(ptx);
   ck_assert_int_eq(mma, 16);
   ck_assert_int_eq(cvt, 32); /* 2 x (8 of X + 8 of W) */
-  ck_assert_int_eq(lds, 32);
+  ck_assert_int_eq(lds2, 16); /* k permuted: a lane's pair (t, t + 4) in one 8-byte load */
+  ck_assert_int_eq(lds, 0);
 }
 END_TEST
 

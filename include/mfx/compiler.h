@@ -367,6 +367,10 @@ struct mfx_stmt {
       mfx_expr *off[MFX_MMA_OPERANDS];   /* i64 element offsets */
       int64_t ld[MFX_MMA_OPERANDS];      /* row (A) / column (B) strides; C: 1 */
       mfx_expr *lane;                    /* i64, 0..31 */
+      int kperm; /* 1: A's and B's 8 k values stored in the order 0 4 1 5 2 6 3 7
+                  * (k at 2*(k%4) + k/4), so a lane's pair k = t, t + 4 is adjacent:
+                  * one 8-byte load on a GPU, so A's and B's offsets and strides
+                  * must be even */
     } mma;
   } u;
 };
