@@ -96,6 +96,9 @@ static double check_bound(const int64_t *dims, const mfx_array *in, const mfx_ar
 START_TEST(mma_matches_reference_within_tf32_bound) {
   const mfx_op *op = linear_op();
   const int64_t *dims = shapes[_i].dims;
+  /* The sanitizer tree (MFX_TEST_QUICK) looks for memory errors on the
+   * first four shapes (three divide no tile); the release tree runs all. */
+  if (getenv("MFX_TEST_QUICK") != NULL && _i >= 4) return;
   double worst = 0;
   for (int j = 0; j < 2; j++) { /* two configs a shape, every config on four shapes */
     int c = (_i + j * 2) % N_CONFIGS;
