@@ -72,6 +72,13 @@ static void cg_keys_stmt(cg_keys *k, const mfx_stmt *s) {
       cg_keys_stmt(k, s->u.seq.items[i]);
     return;
   case MFX_STMT_BARRIER: return;
+  case MFX_STMT_MMA:
+    for (int i = 0; i < MFX_MMA_OPERANDS; i++) {
+      cg_keys_add(k, s->u.mma.buf[i]);
+      cg_keys_expr(k, s->u.mma.off[i]);
+    }
+    cg_keys_expr(k, s->u.mma.lane);
+    return;
   }
 }
 

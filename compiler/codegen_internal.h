@@ -32,6 +32,11 @@ typedef struct mfx_cg_target {
    * MFX_WARP_SUM on a GPU): *out set and 1 returned, or 0 (the shared code's
    * form, or an error). NULL: none. */
   int (*emit_unary)(mfx_cg *cg, mfx_unary_op op, LLVMValueRef a, LLVMValueRef *out);
+  /* MMA: d = a b + c from one lane's m16n8k8 TF32 fragments (f32 values,
+   * not yet rounded). NULL: the shared code computes the lane's
+   * accumulators itself (the host: GPU emulation). */
+  mfx_status (*emit_mma)(mfx_cg *cg, const LLVMValueRef a[4], const LLVMValueRef b[2],
+                         const LLVMValueRef c[4], LLVMValueRef d[4]);
 } mfx_cg_target;
 
 /* How a value depends on the variable of the vectorized loop being emitted:
@@ -99,6 +104,15 @@ mfx_status cg_fail_llvm(mfx_status status, LLVMErrorRef err, const char *what);
 /* ---- helpers for targets --------------------------------------------------- */
 
 mfx_status cg_emit_stmt(mfx_cg *cg, const mfx_stmt *s);
+/* An index expression as i64 (scalar mode). */
+mfx_status cg_index(mfx_cg *cg, const mfx_expr *idx, LLVMValueRef *out);
+
+/* codegen_mma.c: the MMA statement; NVPTX's emit_mma (mma.sync through
+ * llvm.nvvm.mma.m16n8k8.row.col.tf32); refusing MMA below sm_80. */
+mfx_status cg_emit_mma(mfx_cg *cg, const mfx_stmt *s);
+mfx_status cg_nvptx_mma(mfx_cg *cg, const LLVMValueRef a[4], const LLVMValueRef b[2],
+                        const LLVMValueRef c[4], LLVMValueRef d[4]);
+mfx_status cg_check_mma_arch(const mfx_gpu_program *p, int sm_requested, int sm_emitted);
 /* A failure of the kernel being compiled: MFX_ERR_CODEGEN with
  * "codegen <kernel>: <message>". */
 mfx_status cg_fail(const mfx_cg *cg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

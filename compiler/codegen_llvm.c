@@ -350,7 +350,7 @@ static mfx_status cg_buffer_access(mfx_cg *cg, const mfx_buffer *buf, int n, mfx
 }
 
 /* The index as i64 (scalar, or a vector in vector mode). */
-static mfx_status cg_index(mfx_cg *cg, const mfx_expr *idx, LLVMValueRef *out) {
+mfx_status cg_index(mfx_cg *cg, const mfx_expr *idx, LLVMValueRef *out) {
   if (mfx_dtype_is_float(idx->type))
     return cg_fail(cg, "index of type %s, expected an integer", mfx_dtype_name(idx->type));
   mfx_status st = cg_expr(cg, idx, out);
@@ -942,6 +942,7 @@ mfx_status cg_emit_stmt(mfx_cg *cg, const mfx_stmt *s) {
   case MFX_STMT_ALLOCATE: return cg_emit_allocate(cg, s);
   case MFX_STMT_SEQ: return cg_emit_seq(cg, s);
   case MFX_STMT_BARRIER: return cg->target->emit_barrier(cg, s);
+  case MFX_STMT_MMA: return cg_emit_mma(cg, s);
   }
   return cg_fail(cg, "unknown statement kind %d", (int)s->kind);
 }

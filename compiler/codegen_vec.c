@@ -160,7 +160,8 @@ static mfx_status cg_plan_stmt(cg_vec_plan *p, const mfx_stmt *s) {
     return st;
   case MFX_STMT_FOR:
   case MFX_STMT_ALLOCATE:
-  case MFX_STMT_BARRIER: break;
+  case MFX_STMT_BARRIER:
+  case MFX_STMT_MMA: break;
   }
   p->ok = 0;
   return MFX_OK;

@@ -103,9 +103,26 @@ static mfx_expr *redirect_expr(mfx_ir_mutator *m, mfx_expr *e) {
   return mfx_load(m->arena, r->to, 1, &idx);
 }
 
+/* An MMA's operands in `from` move to `to` like loads and stores (the
+ * statement runs per thread here: see MFX_STMT_MMA). */
+static mfx_stmt *redirect_mma(const redirect *r, mfx_stmt *c) {
+  mfx_stmt *copy = NULL;
+  for (int i = 0; i < MFX_MMA_OPERANDS; i++) {
+    if (c->u.mma.buf[i] != r->from) continue;
+    if (copy == NULL) {
+      copy = mfx_arena_alloc(r->base.arena, sizeof *copy);
+      *copy = *c;
+    }
+    copy->u.mma.buf[i] = r->to;
+    copy->u.mma.off[i] = mfx_add(r->base.arena, r->offset, c->u.mma.off[i]);
+  }
+  return copy != NULL ? copy : c;
+}
+
 static mfx_stmt *redirect_store(mfx_ir_mutator *m, mfx_stmt *s) {
   const redirect *r = (const redirect *)m;
   mfx_stmt *c = mfx_ir_mutate_stmt_children(m, s);
+  if (c->kind == MFX_STMT_MMA) return redirect_mma(r, c);
   if (c->kind != MFX_STMT_STORE || c->u.store.buf != r->from) return c;
   mfx_expr *idx = mfx_add(m->arena, r->offset, c->u.store.idx[0]);
   return mfx_stmt_store(m->arena, r->to, 1, &idx, c->u.store.value);

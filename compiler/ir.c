@@ -373,3 +373,34 @@ mfx_stmt *mfx_stmt_seq(mfx_arena *a, int n, mfx_stmt *const *items) {
 }
 
 mfx_stmt *mfx_stmt_barrier(mfx_arena *a) { return stmt_new(a, MFX_STMT_BARRIER); }
+
+mfx_stmt *mfx_stmt_mma(mfx_arena *a, mfx_buffer *const buf[MFX_MMA_OPERANDS],
+                       mfx_expr *const off[MFX_MMA_OPERANDS], const int64_t ld[MFX_MMA_OPERANDS],
+                       mfx_expr *lane) {
+  static const char *const role[MFX_MMA_OPERANDS] = {"C", "A", "B"};
+  if (lane == NULL || lane->type != MFX_I64) {
+    mfx_fail(MFX_ERR_INVALID, "mma: the lane must be an i64 expression");
+    return NULL;
+  }
+  for (int i = 0; i < MFX_MMA_OPERANDS; i++) {
+    if (buf[i] == NULL || buf[i]->dtype != MFX_F32 || off[i] == NULL || off[i]->type != MFX_I64) {
+      mfx_fail(MFX_ERR_INVALID, "mma: operand %s needs an f32 buffer and an i64 offset",
+               role[i]);
+      return NULL;
+    }
+    if (i != MFX_MMA_C && ld[i] < 8) {
+      mfx_fail(MFX_ERR_INVALID, "mma: operand %s has stride %lld (at least 8: its 8 k values)",
+               role[i], (long long)ld[i]);
+      return NULL;
+    }
+  }
+  mfx_stmt *s = stmt_new(a, MFX_STMT_MMA);
+  if (!s) return NULL;
+  for (int i = 0; i < MFX_MMA_OPERANDS; i++) {
+    s->u.mma.buf[i] = buf[i];
+    s->u.mma.off[i] = off[i];
+    s->u.mma.ld[i] = i == MFX_MMA_C ? 1 : ld[i];
+  }
+  s->u.mma.lane = lane;
+  return s;
+}

@@ -63,6 +63,10 @@ void mfx_ir_visit_stmt_children(mfx_ir_visitor *v, const mfx_stmt *s) {
     for (int i = 0; i < s->u.seq.n; i++) mfx_ir_visit_stmt(v, s->u.seq.items[i]);
     return;
   case MFX_STMT_BARRIER: return;
+  case MFX_STMT_MMA:
+    for (int i = 0; i < MFX_MMA_OPERANDS; i++) mfx_ir_visit_expr(v, s->u.mma.off[i]);
+    mfx_ir_visit_expr(v, s->u.mma.lane);
+    return;
   }
 }
 
@@ -161,6 +165,22 @@ static mfx_stmt *mutate_store(mfx_ir_mutator *m, mfx_stmt *s) {
   return c;
 }
 
+static mfx_stmt *mutate_mma(mfx_ir_mutator *m, mfx_stmt *s) {
+  mfx_expr *off[MFX_MMA_OPERANDS];
+  int same = 1;
+  for (int i = 0; i < MFX_MMA_OPERANDS; i++) {
+    off[i] = mfx_ir_mutate_expr(m, s->u.mma.off[i]);
+    same &= off[i] == s->u.mma.off[i];
+  }
+  mfx_expr *lane = mfx_ir_mutate_expr(m, s->u.mma.lane);
+  if (same && lane == s->u.mma.lane) return s;
+  mfx_stmt *c = stmt_copy(m->arena, s);
+  if (!c) return NULL;
+  for (int i = 0; i < MFX_MMA_OPERANDS; i++) c->u.mma.off[i] = off[i];
+  c->u.mma.lane = lane;
+  return c;
+}
+
 static mfx_stmt *mutate_seq(mfx_ir_mutator *m, mfx_stmt *s) {
   mfx_stmt **items = NULL;
   int n = s->u.seq.n;
@@ -221,6 +241,7 @@ mfx_stmt *mfx_ir_mutate_stmt_children(mfx_ir_mutator *m, mfx_stmt *s) {
   }
   case MFX_STMT_SEQ: return mutate_seq(m, s);
   case MFX_STMT_BARRIER: return s;
+  case MFX_STMT_MMA: return mutate_mma(m, s);
   }
   return s;
 }

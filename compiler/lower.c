@@ -362,6 +362,10 @@ static mfx_status lower_reduce_local(stage_lowering *L, mfx_expr **idx, const mf
 
 static mfx_status lower_stage(mfx_arena *a, mfx_schedule *s, mfx_stage *st, mfx_expr *body,
                               mfx_expr **bodies, mfx_stmt **out) {
+  if (st->nest != NULL) { /* mfx_sched_set_nest: built by its template */
+    *out = st->nest;
+    return MFX_OK;
+  }
   stage_lowering L = {.arena = a, .schedule = s, .stage = st};
   L.value = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)mfx_arena_var_count(a));
   infer_values(&L);

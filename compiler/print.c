@@ -237,6 +237,20 @@ void mfx_print_stmt(FILE *f, const mfx_stmt *s, int indent) {
     pad(f, indent);
     fputs("barrier\n", f);
     return;
+  case MFX_STMT_MMA:
+    pad(f, indent);
+    fprintf(f, "mma.m16n8k8.tf32 %s[", s->u.mma.buf[MFX_MMA_C]->name);
+    mfx_print_expr(f, s->u.mma.off[MFX_MMA_C]);
+    for (int i = MFX_MMA_A; i < MFX_MMA_OPERANDS; i++) {
+      fprintf(f, "] += %s[", s->u.mma.buf[i]->name);
+      mfx_print_expr(f, s->u.mma.off[i]);
+      fprintf(f, " : ld %lld", (long long)s->u.mma.ld[i]);
+      if (i == MFX_MMA_A) fputs("] x", f);
+    }
+    fputs(s->u.mma.kperm ? "] k permuted, lane " : "] lane ", f);
+    mfx_print_expr(f, s->u.mma.lane);
+    fputc('\n', f);
+    return;
   }
 }
 

@@ -553,3 +553,16 @@ mfx_status mfx_sched_fuse_epilogue(mfx_schedule *s, mfx_stage *reduction, mfx_st
   consumer->fused_into = reduction;
   return MFX_OK;
 }
+
+mfx_status mfx_sched_set_nest(mfx_schedule *s, mfx_stage *st, struct mfx_stmt *nest) {
+  (void)s;
+  if (!st || !nest) return mfx_fail(MFX_ERR_SCHEDULE, "set_nest: no stage or no loop nest");
+  if (st->n_relations || st->local_at || st->n_attached || st->inlined || st->attached_to ||
+      st->epilogue || st->fused_into)
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "set_nest %s: the stage is already scheduled (loops, caches, inlining or "
+                    "fusion); a stage with a template-built nest takes no other primitive",
+                    stage_name(st));
+  st->nest = nest;
+  return MFX_OK;
+}

@@ -205,7 +205,8 @@ static mfx_status nvptx_check_stmt(mfx_cg *cg, const mfx_stmt *s, nvptx_context 
     for (int i = 0; st == MFX_OK && s->u.seq.items != NULL && i < s->u.seq.n; i++)
       st = nvptx_check_stmt(cg, s->u.seq.items[i], c);
     return st;
-  case MFX_STMT_BARRIER: return c.diverged != NULL ? nvptx_barrier_error(cg, c.diverged) : MFX_OK;
+  case MFX_STMT_BARRIER: /* and mma.sync: the whole warp must reach it */
+  case MFX_STMT_MMA: return c.diverged != NULL ? nvptx_barrier_error(cg, c.diverged) : MFX_OK;
   }
   return MFX_OK;
 }
@@ -284,7 +285,8 @@ static int nvptx_stores_to(const mfx_stmt *s, const mfx_buffer *buf) {
     for (int i = 0; s->u.seq.items != NULL && i < s->u.seq.n; i++)
       if (nvptx_stores_to(s->u.seq.items[i], buf)) return 1;
     return 0;
-  case MFX_STMT_BARRIER: return 0;
+  case MFX_STMT_BARRIER:
+  case MFX_STMT_MMA: return 0; /* its accumulators are local */
   }
   return 0;
 }
@@ -462,6 +464,7 @@ static const mfx_cg_target nvptx_target = {
     .emit_for = nvptx_emit_for,
     .emit_allocate = nvptx_emit_allocate,
     .emit_barrier = nvptx_emit_barrier,
+    .emit_mma = cg_nvptx_mma,
 };
 
 /* ---- the target machine ------------------------------------------------------------------ */
@@ -604,6 +607,7 @@ mfx_status mfx_codegen_gpu_emit(const mfx_gpu_program *p, const char *sm, mfx_em
                     "MFX_EMIT_ASM); ptxas or the CUDA driver turn PTX into a binary");
   mfx_ptx_target t;
   mfx_status st = mfx_ptx_target_resolve(sm, &t);
+  if (st == MFX_OK) st = cg_check_mma_arch(p, t.sm_requested, t.sm_emitted);
   if (st != MFX_OK) return st;
   /* PTX goes through the kernel cache (compiler/cache.c); LLVM IR does not. */
   mfx_cache_key key;

@@ -18,6 +18,18 @@ static mfx_status kern_op_check_dims(const mfx_op *op, const int64_t *dims) {
 
 /* ---- building for a target ------------------------------------------------------- */
 
+/* Tensor cores (knob mma=1) on a target that names an architecture below
+ * sm_80: refused before building (code generation refuses it too). */
+static mfx_status kern_check_arch(const mfx_op *op, const char *target, const mfx_config *cfg) {
+  const char *sm = target != NULL ? strstr(target, "sm_") : NULL;
+  mfx_ptx_target t;
+  if (sm == NULL || mfx_config_get(cfg, "mma") != 1 || mfx_ptx_target_resolve(sm, &t) != MFX_OK ||
+      t.sm_emitted >= 80)
+    return MFX_OK;
+  return mfx_fail(MFX_ERR_SCHEDULE, "%s for %s: mma=1 (tensor cores, mma.sync TF32) needs sm_80 "
+                  "or newer; set mma=0 or target cuda:sm_80 or later", op->name, target);
+}
+
 mfx_status mfx_op_build_for(const mfx_op *op, const char *target, mfx_arena *a,
                             const int64_t *dims, const mfx_config *cfg, mfx_schedule **out) {
   if (op == NULL || a == NULL || dims == NULL || out == NULL)
@@ -29,6 +41,7 @@ mfx_status mfx_op_build_for(const mfx_op *op, const char *target, mfx_arena *a,
   mfx_config done;
   MFX_TRY(kern_op_check_dims(op, dims));
   MFX_TRY(mfx_config_complete_for(op, target, cfg, &done));
+  if (gpu) MFX_TRY(kern_check_arch(op, target, &done));
   return gpu ? op->build_gpu(a, dims, &done, out) : op->build(a, dims, &done, out);
 }
 

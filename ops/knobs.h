@@ -94,7 +94,10 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
 #define MFX_LINEAR_GPU_EXTRA                                                                \
   MFX_GPU_KNOB_SPLIT_K,                                                                     \
   {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's rows and columns "   \
-   "side by side (its shared loads merge into ld.shared.v4)", 0, 2, {0, 1}},
+   "side by side (its shared loads merge into ld.shared.v4)", 0, 2, {0, 1}},               \
+  {"mma", "tensor cores (sm_80+): 1 mma.sync m16n8k8 TF32 (inputs rounded to 10 mantissa "  \
+   "bits), a warp per 32x32 tile, X and W read unpacked; split_k, thread_m/n, contiguous, " \
+   "pack and unroll do not apply", 0, 2, {0, 1}},
 #define MFX_SHIFT_GPU_EXTRA                                                                 \
   MFX_GPU_KNOB_SPLIT_K,                                                                     \
   {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's columns side by "    \

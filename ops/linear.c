@@ -130,11 +130,22 @@ mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
  * 2 x 128 FLOPs each stands for. */
 #define LINEAR_GPU_MIN_CHUNK 128
 
+/* GPU tensor cores (knob mma 1): Y straight from X and W, no packing. */
+static mfx_status linear_build_mma(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                   mfx_schedule **out) {
+  mfx_linear_parts t;
+  MFX_TRY(mfx_linear_te(a, dims, 0, 1, &t));
+  MFX_TRY(mfx_sched_create(a, 2, (mfx_tensor *[]){t.X, t.W}, 1, &t.Y, out));
+  return mfx_gpu_apply_mma(*out, t.Y, t.X, t.W, "linear", mfx_config_get(cfg, "block_m"),
+                           mfx_config_get(cfg, "block_n"), mfx_config_get(cfg, "block_k"));
+}
+
 static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
   mfx_linear_gpu_knobs k; /* checks the config holds linear's GPU knobs */
   MFX_TRY(mfx_linear_gpu_knobs_read(cfg, "linear (GPU)", &k));
   mfx_linear_parts t;
+  if (mfx_config_get(cfg, "mma") == 1) return linear_build_mma(a, dims, cfg, out);
   MFX_TRY(mfx_linear_te(a, dims, k.pack, 1, &t));
   int64_t bm = mfx_config_get(cfg, "block_m"), bn = mfx_config_get(cfg, "block_n");
   int64_t tiles = ((dims[LINEAR_M] + bm - 1) / bm) * ((dims[LINEAR_N] + bn - 1) / bn);
@@ -157,7 +168,7 @@ const mfx_op mfx_op_def_linear = {
   .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y[m,n] = sum_k X[m,k] W[n,k]"}},
   MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL,
                          "threads per block of the packing kernel and of the sum of split_k pieces",
-                         2, MFX_LINEAR_GPU_EXTRA),
+                         3, MFX_LINEAR_GPU_EXTRA),
   .build = linear_build,
   .build_gpu = linear_build_gpu,
 };

@@ -162,6 +162,15 @@ mfx_status mfx_gpu_split_reduction(mfx_arena *a, mfx_tensor *R, int at, int64_t 
 mfx_status mfx_gpu_apply_split(mfx_schedule *s, mfx_tensor *R, const mfx_gpu_split *g,
                                const mfx_gpu_tiled_reduce *p, int64_t threads);
 
+/* Tensor cores (gpu_mma.c): R[m, n] = sum_k A[m, k] B[n, k] (f32 2-D, A and
+ * B read directly, no packing) by mma.sync m16n8k8 TF32, blocks of bm x bn,
+ * k steps of bk, a warp per 32 x min(bn, 32) tile. Refuses, naming `what`,
+ * tiles that are not whole fragments, more than 1024 threads and staging
+ * over 48 KiB. Needs sm_80 (checked by code generation). */
+mfx_status mfx_gpu_apply_mma(mfx_schedule *s, mfx_tensor *R, const mfx_tensor *A,
+                             const mfx_tensor *B, const char *what, int64_t bm, int64_t bn,
+                             int64_t bk);
+
 /* An elementwise stage (or one reducing per output element, in a register):
  * its spatial axes fused, one element per thread, `threads` per block
  * (fewer when the stage is smaller). */

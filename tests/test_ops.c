@@ -578,6 +578,7 @@ static int stmt_multiplies(const mfx_stmt *s) {
       if (stmt_multiplies(s->u.seq.items[i])) return 1;
     return 0;
   case MFX_STMT_BARRIER: return 0;
+  case MFX_STMT_MMA: return 1; /* tensor-core products */
   }
   return 0;
 }

@@ -238,6 +238,7 @@ struct mfx_stage {
   mfx_stage *attached_to;         /* compute_at: the consumer that computes it */
   mfx_stage *epilogue;            /* fuse_epilogue: the consumer applied at write-back */
   mfx_stage *fused_into;          /* fuse_epilogue: the reduction that computes it */
+  struct mfx_stmt *nest;          /* mfx_sched_set_nest: its loops, built by a template */
 };
 
 typedef struct mfx_schedule {
@@ -319,6 +320,14 @@ mfx_status mfx_sched_cache_read(mfx_schedule *s, mfx_stage *st, mfx_tensor *inpu
 mfx_status mfx_sched_compute_at(mfx_schedule *s, mfx_stage *producer, mfx_stage *consumer,
                                 mfx_itervar *at, mfx_scope scope);
 
+/* The stage's loop nest as a template built it (loop IR, before flattening:
+ * a tensor's loads and stores take one index per dimension), instead of
+ * lowering its split/bound loops: for forms the schedule primitives cannot
+ * state, such as a warp-level MMA (GPU tensor cores). The nest must compute
+ * the whole tensor; only placeholders and the stage's own tensor may appear
+ * in it, and nothing else may be scheduled on the stage. */
+mfx_status mfx_sched_set_nest(mfx_schedule *s, mfx_stage *st, struct mfx_stmt *nest);
+
 /* ---- loop IR ----------------------------------------------------------------
  *
  * What mfx_lower hands to code generation:
@@ -334,12 +343,26 @@ mfx_status mfx_sched_compute_at(mfx_schedule *s, mfx_stage *producer, mfx_stage 
  *   (the kernel returns non-zero when that fails), LOCAL on the stack,
  *   SHARED in GPU shared memory.
  * - Variables are i64. Integer DIV/MOD in indices have non-negative operands.
- * - Buffers that are function arguments never alias each other. */
+ * - Buffers that are function arguments never alias each other.
+ * - MMA (GPU, sm_80+): one lane's share of a warp's tensor-core tile product
+ *   D = A B + C, m16n8k8 in TF32 (PTX mma.sync.aligned.m16n8k8.row.col.f32.
+ *   tf32.tf32.f32). buf[1]: A, 16 rows x 8, row r at off[1] + r*ld[1];
+ *   buf[2]: B by columns, column n (8 values along k) at off[2] + n*ld[2];
+ *   buf[0]: the lane's four f32 accumulators at off[0] + 0..3, element i
+ *   being row g + 8*(i/2), column 2*t + i%2 of the 16x8 tile (g = lane/4,
+ *   t = lane%4). A and B are rounded to TF32 first (10 mantissa bits,
+ *   nearest, ties away from zero: cvt.rna.tf32.f32). Its meaning per lane
+ *   reads only A, B and the lane's own C (so the CPU emulation runs it per
+ *   thread), but on a GPU all 32 lanes of a warp (lane = threadIdx.x % 32)
+ *   must reach it together: never under a condition, A and B in shared
+ *   memory written before a barrier. */
 
 typedef enum {
   MFX_STMT_FOR, MFX_STMT_STORE, MFX_STMT_LET, MFX_STMT_IF, MFX_STMT_ALLOCATE,
-  MFX_STMT_SEQ, MFX_STMT_BARRIER,
+  MFX_STMT_SEQ, MFX_STMT_BARRIER, MFX_STMT_MMA,
 } mfx_stmt_kind;
+
+enum { MFX_MMA_C, MFX_MMA_A, MFX_MMA_B, MFX_MMA_OPERANDS };
 
 typedef struct mfx_stmt mfx_stmt;
 struct mfx_stmt {
@@ -351,6 +374,16 @@ struct mfx_stmt {
     struct { mfx_expr *cond; mfx_stmt *then_s, *else_s; } if_;
     struct { mfx_buffer *buf; mfx_stmt *body; } alloc;
     struct { int n; mfx_stmt **items; } seq;
+    struct {
+      mfx_buffer *buf[MFX_MMA_OPERANDS]; /* MFX_MMA_C, _A, _B: f32 */
+      mfx_expr *off[MFX_MMA_OPERANDS];   /* i64 element offsets */
+      int64_t ld[MFX_MMA_OPERANDS];      /* row (A) / column (B) strides; C: 1 */
+      mfx_expr *lane;                    /* i64, 0..31 */
+      int kperm; /* 1: A's and B's 8 k values stored in the order 0 4 1 5 2 6 3 7
+                  * (k at 2*(k%4) + k/4), so a lane's pair k = t, t + 4 is adjacent:
+                  * one 8-byte load on a GPU, so A's and B's offsets and strides
+                  * must be even */
+    } mma;
   } u;
 };
 
@@ -363,6 +396,11 @@ mfx_stmt *mfx_stmt_if(mfx_arena *a, mfx_expr *cond, mfx_stmt *then_s, mfx_stmt *
 mfx_stmt *mfx_stmt_allocate(mfx_arena *a, mfx_buffer *b, mfx_stmt *body);
 mfx_stmt *mfx_stmt_seq(mfx_arena *a, int n, mfx_stmt *const *items);
 mfx_stmt *mfx_stmt_barrier(mfx_arena *a);
+/* The MMA statement (see above); NULL with mfx_last_error() set when an
+ * operand is not f32, an offset or the lane not an integer, or a stride < 8. */
+mfx_stmt *mfx_stmt_mma(mfx_arena *a, mfx_buffer *const buf[MFX_MMA_OPERANDS],
+                       mfx_expr *const off[MFX_MMA_OPERANDS], const int64_t ld[MFX_MMA_OPERANDS],
+                       mfx_expr *lane);
 
 /* ---- visiting and rewriting the IR (ir_visit.c) -------------------------------
  * One walker and one rewriter that every pass is written on. Embed the struct

@@ -1,0 +1,342 @@
+/* linear's tensor-core form (GPU knob mma=1: mma.sync m16n8k8 TF32), without
+ * a GPU.
+ *
+ * Results: the GPU emulation (the MMA statement run per lane with TF32
+ * rounding) against a double-precision reference on shapes that divide no
+ * tile and on ShiftAddViT's MLP shapes scaled down, within the TF32 bound
+ *   |Y - Y_exact| <= (2^-10 + K 2^-23) sum_k |X[m,k]| |W[n,k]|
+ * (each input rounded to 10 mantissa bits, relative error <= 2^-11, so a
+ * product is off by <= 2^-10 + 2^-22 of its size; the f32 additions add at
+ * most K units of 2^-24 of the running |sum|); and the rounding itself:
+ * ties go away from zero (cvt.rna), values below half a unit go down.
+ *
+ * PTX: mma.sync and cvt.rna.tf32.f32 in it, ptxas -v for sm_80 and sm_90
+ * accepts it with no spills and no stack frame. Errors: mma=1 below sm_80,
+ * tiles that are not whole fragments, staging over 48 KiB. */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mfx/compiler.h"
+#include "mfx/ops.h"
+#include "ptxas_check.h"
+
+typedef struct {
+  int64_t dims[3];
+} shape;
+
+/* 37x45x29 divides no tile; the ShiftAddViT MLP shapes (3136x512x64,
+ * 3136x64x512, 784x1024x128, 784x128x1024) with M and N scaled down by 8. */
+static const shape shapes[] = {
+    {{1, 1, 1}}, {{37, 45, 29}}, {{33, 17, 65}}, {{130, 70, 40}},
+    {{392, 64, 64}}, {{392, 8, 512}}, {{98, 128, 128}}, {{98, 16, 1024}},
+};
+#define N_SHAPES ((int)(sizeof shapes / sizeof *shapes))
+
+static const char *const configs[] = {
+    "{\"mma\":1}",
+    "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}",
+    "{\"mma\":1,\"block_m\":64,\"block_n\":128,\"block_k\":32}",
+    "{\"mma\":1,\"block_m\":128,\"block_n\":32,\"block_k\":64}",
+};
+#define N_CONFIGS ((int)(sizeof configs / sizeof *configs))
+
+static const mfx_op *linear_op(void) {
+  const mfx_op *op = mfx_op_find("linear");
+  ck_assert_ptr_nonnull(op);
+  return op;
+}
+
+static void gpu_config(const char *json, mfx_config *cfg) {
+  ck_assert_msg(mfx_config_parse_json_for(linear_op(), "cuda:sm_80", json, cfg) == MFX_OK,
+                "config %s: %s", json, mfx_last_error());
+}
+
+/* Y = X W^T by the emulated tensor-core kernel. */
+static void run_mma(const int64_t *dims, const char *json, mfx_array *in, mfx_array *out) {
+  const mfx_op *op = linear_op();
+  mfx_config cfg;
+  gpu_config(json, &cfg);
+  mfx_op_kernel k;
+  ck_assert_msg(mfx_op_compile_for(op, "emulate", dims, &cfg, &k) == MFX_OK, "%s: %s", json,
+                mfx_last_error());
+  memset(out[0].data, 0x7f, (size_t)mfx_array_numel(&out[0]) * sizeof(float));
+  mfx_kernel_env env;
+  mfx_kernel_env_init(&env, NULL);
+  ck_assert_int_eq(mfx_op_kernel_run(&k, &env, in, out), MFX_OK);
+  mfx_op_kernel_free(&k);
+}
+
+/* Every element within the TF32 bound of the exact product; returns the
+ * largest error relative to its bound. */
+static double check_bound(const int64_t *dims, const mfx_array *in, const mfx_array *out,
+                          const char *what) {
+  int64_t M = dims[0], N = dims[1], K = dims[2];
+  const float *X = in[0].data, *W = in[1].data, *Y = out[0].data;
+  double worst = 0, unit = ldexp(1.0, -10) + (double)K * ldexp(1.0, -23);
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      double exact = 0, size = 0;
+      for (int64_t k = 0; k < K; k++) {
+        exact += (double)X[m * K + k] * W[n * K + k];
+        size += fabs((double)X[m * K + k] * W[n * K + k]);
+      }
+      double err = fabs((double)Y[m * N + n] - exact), bound = unit * size + 1e-30;
+      ck_assert_msg(err <= bound, "%s: Y[%lld,%lld] = %.9g, exact %.9g: error %.3g over the TF32 "
+                    "bound %.3g", what, (long long)m, (long long)n, Y[m * N + n], exact, err,
+                    bound);
+      if (err / bound > worst) worst = err / bound;
+    }
+  return worst;
+}
+
+START_TEST(mma_matches_reference_within_tf32_bound) {
+  const mfx_op *op = linear_op();
+  const int64_t *dims = shapes[_i].dims;
+  /* The sanitizer tree (MFX_TEST_QUICK) looks for memory errors on the
+   * first four shapes (three divide no tile); the release tree runs all. */
+  if (getenv("MFX_TEST_QUICK") != NULL && _i >= 4) return;
+  double worst = 0;
+  for (int j = 0; j < 2; j++) { /* two configs a shape, every config on four shapes */
+    int c = (_i + j * 2) % N_CONFIGS;
+    mfx_array in[2], out[1];
+    ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
+    ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, out), MFX_OK);
+    mfx_op_random_inputs(op, dims, (uint64_t)(_i * 11 + c + 1), in);
+    run_mma(dims, configs[c], in, out);
+    char what[256];
+    snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[0],
+             (long long)dims[1], (long long)dims[2], configs[c]);
+    double w = check_bound(dims, in, out, what);
+    if (w > worst) worst = w;
+    mfx_array_free(&in[0]);
+    mfx_array_free(&in[1]);
+    mfx_array_free(&out[0]);
+  }
+  fprintf(stderr, "mma %lldx%lldx%lld: largest error %.2f of the TF32 bound\n",
+          (long long)dims[0], (long long)dims[1], (long long)dims[2], worst);
+}
+END_TEST
+
+/* X[m, k] = x, W = 1: Y = K * tf32(x) exactly (every partial sum exact). */
+static void expect_rounded(float x, float want) {
+  const mfx_op *op = linear_op();
+  int64_t dims[3] = {37, 19, 29};
+  mfx_array in[2], out[1];
+  ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
+  ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, out), MFX_OK);
+  float *X = in[0].data, *W = in[1].data;
+  for (int64_t i = 0; i < mfx_array_numel(&in[0]); i++) X[i] = x;
+  for (int64_t i = 0; i < mfx_array_numel(&in[1]); i++) W[i] = 1.0f;
+  run_mma(dims, "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}", in, out);
+  const float *Y = out[0].data;
+  for (int64_t i = 0; i < mfx_array_numel(&out[0]); i++)
+    ck_assert_msg(Y[i] == 29.0f * want, "x = %.10g: Y[%lld] = %.10g, expected 29 x %.10g",
+                  (double)x, (long long)i, (double)Y[i], (double)want);
+  mfx_array_free(&in[0]);
+  mfx_array_free(&in[1]);
+  mfx_array_free(&out[0]);
+}
+
+START_TEST(mma_rounds_inputs_to_tf32_ties_away) {
+  float half = ldexpf(1.0f, -11), ulp = ldexpf(1.0f, -10); /* TF32's unit at 1 is 2^-10 */
+  expect_rounded(1.0f + half, 1.0f + ulp);          /* a tie: away from zero */
+  expect_rounded(-(1.0f + half), -(1.0f + ulp));    /* also for negatives */
+  expect_rounded(1.0f + 3 * half, 1.0f + 2 * ulp);  /* a tie above an odd unit: still up */
+  expect_rounded(1.0f + half / 2, 1.0f);            /* below half a unit: down */
+  expect_rounded(1.0f + ulp, 1.0f + ulp);           /* TF32 values stay */
+}
+END_TEST
+
+/* ---- PTX ----------------------------------------------------------------------------- */
+
+static char *mma_ptx(const int64_t *dims, const char *json, const char *sm) {
+  mfx_config cfg;
+  gpu_config(json, &cfg);
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *p = NULL;
+  ck_assert_msg(mfx_op_gpu_program(linear_op(), a, dims, &cfg, &p) == MFX_OK, "%s",
+                mfx_last_error());
+  char *ptx = NULL;
+  size_t size = 0;
+  ck_assert_msg(mfx_codegen_ptx(p, sm, &ptx, &size) == MFX_OK, "%s", mfx_last_error());
+  mfx_arena_destroy(a);
+  return ptx;
+}
+
+__attribute__((noinline)) static int count(const char *text, const char *what) {
+  int n = 0;
+  size_t at = 0;
+  for (const char *p; (p = strstr(text + at, what)) != NULL; n++) at = (size_t)(p - text) + 1;
+  return n;
+}
+
+/* ptxas -v: accepted, and no spills and no stack frame in what it says. */
+static void assemble_verbose(const char *ptx, const char *arch, const char *what) {
+  const char *ptxas = ptxas_path();
+  if (ptxas == NULL) {
+    fprintf(stderr, "SKIP: ptxas not found; PTX not validated (%s, %s) "
+                    "****************************************\n", what, arch);
+    return;
+  }
+  char file[] = "/tmp/mfx_mma_XXXXXX.ptx";
+  int fd = mkstemps(file, 4);
+  ck_assert_msg(fd >= 0, "cannot create a temporary PTX file");
+  size_t len = strlen(ptx);
+  ck_assert_int_eq(write(fd, ptx, len), (ssize_t)len);
+  close(fd);
+  char command[8192];
+  snprintf(command, sizeof command, "'%s' -v -arch=%s -o /dev/null '%s' 2>&1", ptxas, arch, file);
+  FILE *out = popen(command, "r");
+  ck_assert_ptr_nonnull(out);
+  char log[8192] = "";
+  size_t n = fread(log, 1, sizeof log - 1, out);
+  log[n] = '\0';
+  int status = pclose(out);
+  unlink(file);
+  ck_assert_msg(status == 0, "%s: ptxas -arch=%s failed:\n%s", what, arch, log);
+  ck_assert_msg(strstr(log, "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads"),
+                "%s: ptxas -arch=%s reports a stack frame or spills:\n%s", what, arch, log);
+}
+
+START_TEST(mma_ptx_assembles_without_spills) {
+  const int64_t dims[][3] = {{37, 45, 29}, {784, 128, 1024}};
+  for (int d = 0; d < 2; d++)
+    for (int c = 0; c < (d == 0 ? N_CONFIGS : 1); c++) {
+      char *ptx = mma_ptx(dims[d], configs[c], "sm_80");
+      char what[256];
+      snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[d][0],
+               (long long)dims[d][1], (long long)dims[d][2], configs[c]);
+      ck_assert_msg(count(ptx, "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") > 0,
+                    "%s: no mma.sync in the PTX", what);
+      ck_assert_msg(count(ptx, "cvt.rna.tf32.f32") > 0, "%s: inputs not rounded to TF32", what);
+      int bars = count(ptx, "bar.sync"); /* LLVM may peel the last k step: 2 more */
+      ck_assert_msg(bars >= 2 && bars % 2 == 0, "%s: %d bar.sync, expected a pair per k step "
+                    "(after the fill, after the MMAs)", what, bars);
+      assemble_verbose(ptx, "sm_80", what);
+      assemble_verbose(ptx, "sm_90", what);
+      free(ptx);
+    }
+}
+END_TEST
+
+/* The default mma config (128x64 blocks of 8 warps, k steps of 16): one k
+ * step is 2 x 8 MMAs a warp, fragments loaded once per 8-wide slice, two
+ * values a load. */
+START_TEST(mma_ptx_inner_step) {
+  char *ptx = mma_ptx((int64_t[]){3136, 512, 64}, "{\"mma\":1}", "sm_90");
+  int mma = count(ptx, "mma.sync.aligned"), cvt = count(ptx, "cvt.rna.tf32.f32");
+  int lds = count(ptx, "ld.shared.f32"), lds2 = count(ptx, "ld.shared.v2.f32");
+  assemble(ptx, "sm_90", "linear 3136x512x64 mma default");
+  free(ptx);
+  ck_assert_int_eq(mma, 16);
+  ck_assert_int_eq(cvt, 32); /* 2 x (8 of X + 8 of W) */
+  ck_assert_int_eq(lds2, 16); /* k permuted: a lane's pair (t, t + 4) in one 8-byte load */
+  ck_assert_int_eq(lds, 0);
+}
+END_TEST
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+START_TEST(mma_below_sm80_is_refused) {
+  mfx_config cfg;
+  gpu_config("{\"mma\":1}", &cfg);
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *p = NULL;
+  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p), MFX_OK);
+  const char *archs[] = {"sm_75", "sm_70", "sm_60"};
+  for (int i = 0; i < 3; i++) {
+    char *ptx = NULL;
+    size_t size = 0;
+    ck_assert_int_eq(mfx_codegen_ptx(p, archs[i], &ptx, &size), MFX_ERR_CODEGEN);
+    ck_assert_ptr_null(ptx);
+    ck_assert_msg(strstr(mfx_last_error(), "need sm_80 or newer") &&
+                      strstr(mfx_last_error(), archs[i]),
+                  "%s: %s", archs[i], mfx_last_error());
+  }
+  char *ptx = NULL;
+  size_t size = 0;
+  ck_assert_int_eq(mfx_codegen_ptx(p, "sm_86", &ptx, &size), MFX_OK);
+  free(ptx);
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+static void expect_refused(const char *json, const char *says) {
+  mfx_config cfg;
+  gpu_config(json, &cfg);
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *p = NULL;
+  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p),
+                   MFX_ERR_SCHEDULE);
+  ck_assert_msg(strstr(mfx_last_error(), says), "%s: %s", json, mfx_last_error());
+  mfx_arena_destroy(a);
+}
+
+START_TEST(mma_bad_tiles_are_refused) {
+  expect_refused("{\"mma\":1,\"block_m\":16}", "block_m a multiple of 32");
+  expect_refused("{\"mma\":1,\"block_k\":4}", "block_k of 8");
+  expect_refused("{\"mma\":1,\"block_m\":128,\"block_n\":128,\"block_k\":64}", "48 KiB");
+}
+END_TEST
+
+/* An MMA under a condition: lanes that skip it would hang the warp. */
+START_TEST(mma_under_a_condition_is_refused) {
+  mfx_config cfg;
+  gpu_config("{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}", &cfg);
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *p = NULL;
+  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p), MFX_OK);
+  mfx_buffer *buf[MFX_MMA_OPERANDS];
+  mfx_expr *off[MFX_MMA_OPERANDS];
+  for (int i = 0; i < MFX_MMA_OPERANDS; i++) {
+    buf[i] = mfx_buffer_create(a, i == 0 ? "c" : "ab", MFX_F32, 1, (int64_t[]){256},
+                               i == 0 ? MFX_SCOPE_LOCAL : MFX_SCOPE_SHARED);
+    off[i] = mfx_i64(a, 0);
+  }
+  buf[MFX_MMA_B] = buf[MFX_MMA_A];
+  mfx_var *t = mfx_var_create(a, "t", 32, 0);
+  mfx_stmt *mma = mfx_stmt_mma(a, buf, off, (int64_t[]){1, 8, 8}, mfx_var_ref(a, t));
+  ck_assert_ptr_nonnull(mma);
+  mfx_expr *cond = mfx_binary(a, MFX_LT, mfx_var_ref(a, t), mfx_i64(a, 16));
+  mfx_stmt *body = mfx_stmt_allocate(a, buf[MFX_MMA_A], mfx_stmt_for(a, t, 32, MFX_LOOP_THREAD_X,
+      mfx_stmt_allocate(a, buf[MFX_MMA_C], mfx_stmt_if(a, cond, mma, NULL))));
+  p->kernels[0].body = body;
+  p->kernels[0].block[0] = 32;
+  p->n_kernels = 1;
+  char *ptx = NULL;
+  size_t size = 0;
+  ck_assert_int_eq(mfx_codegen_ptx(p, "sm_80", &ptx, &size), MFX_ERR_CODEGEN);
+  ck_assert_msg(strstr(mfx_last_error(), "conditional"), "%s", mfx_last_error());
+  /* and the builder's own checks */
+  ck_assert_ptr_null(mfx_stmt_mma(a, buf, off, (int64_t[]){1, 4, 8}, mfx_var_ref(a, t)));
+  ck_assert_ptr_nonnull(strstr(mfx_last_error(), "stride 4"));
+  mfx_arena_destroy(a);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("gpu_mma");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 600);
+  tcase_add_loop_test(tc, mma_matches_reference_within_tf32_bound, 0, N_SHAPES);
+  tcase_add_test(tc, mma_rounds_inputs_to_tf32_ties_away);
+  tcase_add_test(tc, mma_ptx_assembles_without_spills);
+  tcase_add_test(tc, mma_ptx_inner_step);
+  tcase_add_test(tc, mma_below_sm80_is_refused);
+  tcase_add_test(tc, mma_bad_tiles_are_refused);
+  tcase_add_test(tc, mma_under_a_condition_is_refused);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *r = srunner_create(suite());
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
