@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "check_main.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -884,9 +885,5 @@ static Suite *runtime_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(runtime_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(runtime_suite());
 }
