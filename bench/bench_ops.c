@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mfx/device.h"
 #include "mfx/json.h"
 #include "mfx/ops.h"
 
@@ -190,19 +191,7 @@ typedef struct {
 
 /* The CPU's model name from /proc/cpuinfo ("unknown" elsewhere). */
 static void cpu_model(char *out, size_t size) {
-  snprintf(out, size, "unknown");
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL) return;
-  char line[512];
-  while (fgets(line, sizeof line, f) != NULL) {
-    char *colon = strchr(line, ':');
-    if (strncmp(line, "model name", 10) != 0 || colon == NULL) continue;
-    colon += 1 + strspn(colon + 1, " \t");
-    colon[strcspn(colon, "\n")] = '\0';
-    snprintf(out, size, "%s", colon);
-    break;
-  }
-  fclose(f);
+  if (!mfx_cpuinfo_field("model name", out, size)) snprintf(out, size, "unknown");
 }
 
 /* The rows as one JSON object (mfx/json.h); a speedup of a zero time is
