@@ -57,6 +57,22 @@ mfx_status moe_cache_get(moe_cache *c, mfx_moe *moe, const moe_want *w, void **o
 /* Frees every entry with free_entry, then the entries. */
 void moe_cache_free(moe_cache *c, void (*free_entry)(void *entry));
 
+/* A provider whose kernels live in a moe_cache (both of ops/): its ensure,
+ * count and destroy are these; its file gives run and free_entry. */
+typedef struct {
+  moe_provider base;
+  moe_cache cache;
+  void (*free_entry)(void *entry);
+} moe_cached_provider;
+
+mfx_status moe_cached_provider_create(mfx_moe *moe, const moe_provider_ops *ops, moe_cache cache,
+                                      void (*free_entry)(void *entry), moe_provider **out);
+/* The cache of a provider made by moe_cached_provider_create. */
+moe_cache *moe_cached_cache(const moe_provider *p);
+mfx_status moe_cached_ensure(moe_provider *p, const moe_want *want, int n);
+int moe_cached_count(const moe_provider *p);
+void moe_cached_destroy(moe_provider *p);
+
 /* ---- moe_jit.c ---- */
 mfx_status moe_jit_provider_create(mfx_moe *moe, moe_provider **out);
 int moe_jit_provider_is(const moe_provider *p);

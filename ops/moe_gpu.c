@@ -29,11 +29,6 @@ typedef struct {
   mfx_device_buffer ws[MFX_ARTIFACT_MAX_ARGS]; /* the workspace arguments */
 } gpu_kernel;
 
-typedef struct {
-  moe_provider base;
-  moe_cache cache;
-} gpu_provider;
-
 static void gpu_kernel_free(void *entry) {
   gpu_kernel *k = entry;
   for (int i = 0; i < MFX_ARTIFACT_MAX_ARGS; i++) mfx_device_buffer_free(&k->ws[i]);
@@ -48,7 +43,8 @@ static mfx_status gpu_load_cuda(mfx_moe *moe, gpu_kernel *k, mfx_schedule *s) {
   size_t used = (size_t)snprintf(a->name, sizeof a->name, "%s", k->head.op->name);
   for (int d = 0; d < k->head.op->n_dims && used < sizeof a->name; d++)
     used += (size_t)snprintf(a->name + used, sizeof a->name - used, "_%c%lld",
-                             tolower((unsigned char)k->head.op->dims[d][0]), (long long)k->head.want.dims[d]);
+                             tolower((unsigned char)k->head.op->dims[d][0]),
+                             (long long)k->head.want.dims[d]);
   snprintf(a->op, sizeof a->op, "%s", k->head.op->name);
   snprintf(a->target, sizeof a->target, "%s", moe_gpu_build_target(moe));
   a->n_dims = k->head.op->n_dims;
@@ -104,15 +100,11 @@ static mfx_status gpu_build_slot(void *ctx, void *slot) {
                           moe_gpu_build_target(moe), moe_gpu_description(moe));
 }
 
-static mfx_status gpu_ensure(moe_provider *p, const moe_want *want, int n) {
-  return moe_cache_ensure(&((gpu_provider *)p)->cache, p->moe, want, n);
-}
-
 /* Runs w on device addresses: its inputs, then its outputs. */
 static mfx_status gpu_run(moe_provider *p, const moe_want *w, const mfx_kernel_env *env,
                           const uint64_t *addresses) {
   void *entry = NULL;
-  MFX_TRY(moe_cache_get(&((gpu_provider *)p)->cache, p->moe, w, &entry));
+  MFX_TRY(moe_cache_get(moe_cached_cache(p), p->moe, w, &entry));
   gpu_kernel *k = entry;
   const char *name = w->op;
   int n = k->head.op->n_inputs + k->head.op->n_outputs;
@@ -139,30 +131,17 @@ static mfx_status gpu_run(moe_provider *p, const moe_want *w, const mfx_kernel_e
   return MFX_OK;
 }
 
-static int gpu_count(const moe_provider *p) { return ((const gpu_provider *)p)->cache.n; }
-
-static void gpu_destroy(moe_provider *p) {
-  gpu_provider *g = (gpu_provider *)p;
-  moe_cache_free(&g->cache, gpu_kernel_free);
-  free(g);
-}
-
-static const moe_provider_ops gpu_provider_ops = {"gpu", gpu_ensure, NULL, gpu_run, gpu_count,
-                                                  gpu_destroy};
+static const moe_provider_ops gpu_provider_ops = {"gpu", moe_cached_ensure, NULL, gpu_run,
+                                                  moe_cached_count, moe_cached_destroy};
 
 mfx_status moe_gpu_provider_create(mfx_moe *moe, moe_provider **out) {
-  gpu_provider *g = calloc(1, sizeof *g);
-  if (g == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory");
-  g->base.ops = &gpu_provider_ops;
-  g->base.moe = moe;
-  g->cache = (moe_cache){sizeof(gpu_kernel), gpu_choose, gpu_build_slot, NULL, 0, 0};
-  *out = &g->base;
-  return MFX_OK;
+  moe_cache cache = {sizeof(gpu_kernel), gpu_choose, gpu_build_slot, NULL, 0, 0};
+  return moe_cached_provider_create(moe, &gpu_provider_ops, cache, gpu_kernel_free, out);
 }
 
 int moe_gpu_provider_is(const moe_provider *p) { return p != NULL && p->ops == &gpu_provider_ops; }
 
 const mfx_artifact_kernel *moe_gpu_provider_kernel(const moe_provider *p, int i) {
-  gpu_kernel *k = moe_cache_at(&((const gpu_provider *)p)->cache, i);
+  gpu_kernel *k = moe_cache_at(moe_cached_cache(p), i);
   return k != NULL && !moe_gpu_emulated(p->moe) ? &k->art : NULL;
 }

@@ -3,6 +3,7 @@
  * status and message; and the kernel cache both providers keep. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,4 +131,34 @@ void moe_cache_free(moe_cache *c, void (*free_entry)(void *entry)) {
   free(c->entries);
   c->entries = NULL;
   c->n = c->cap = 0;
+}
+
+/* ---- the providers over a cache ------------------------------------------------------------ */
+
+mfx_status moe_cached_provider_create(mfx_moe *moe, const moe_provider_ops *ops, moe_cache cache,
+                                      void (*free_entry)(void *entry), moe_provider **out) {
+  moe_cached_provider *c = calloc(1, sizeof *c);
+  if (c == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe: out of memory");
+  c->base.ops = ops;
+  c->base.moe = moe;
+  c->cache = cache;
+  c->free_entry = free_entry;
+  *out = &c->base;
+  return MFX_OK;
+}
+
+moe_cache *moe_cached_cache(const moe_provider *p) {
+  return &((moe_cached_provider *)(uintptr_t)p)->cache;
+}
+
+mfx_status moe_cached_ensure(moe_provider *p, const moe_want *want, int n) {
+  return moe_cache_ensure(moe_cached_cache(p), p->moe, want, n);
+}
+
+int moe_cached_count(const moe_provider *p) { return moe_cached_cache(p)->n; }
+
+void moe_cached_destroy(moe_provider *p) {
+  moe_cached_provider *c = (moe_cached_provider *)p;
+  moe_cache_free(&c->cache, c->free_entry);
+  free(c);
 }
