@@ -40,7 +40,8 @@
 #define MFX_OP_LIST_MACROS
 /* (dims...) as an initializer, and its count: the rank of a shape. */
 #define MFX_OP_SHAPE(...) {__VA_ARGS__}
-#define MFX_OP_NDIM(shape) ((int)(sizeof((const char *[])MFX_OP_SHAPE shape) / sizeof(const char *)))
+#define MFX_OP_NDIM(shape) \
+  ((int)(sizeof((const char *[])MFX_OP_SHAPE shape) / sizeof(const char *)))
 /* The number of elements of a braced list of `type` (a constant). */
 #define MFX_OP_COUNT(type, list) ((int)(sizeof((type[])list) / sizeof(type)))
 #endif
@@ -92,7 +93,8 @@ MFX_OP(gelu, 0, 1.0, "M*N", "Gelem/s")
 #define MFX_DIMS_q16_quantize {"M", "N"}
 #define MFX_INPUTS_q16_quantize {MFX_T("X", MFX_F32, ("M", "N"), "values")}
 #define MFX_OUTPUTS_q16_quantize {                                             \
-  MFX_T("Q", MFX_I32, ("M", "N"), "Q = rint(X 2^16) within int32 (INT32_MAX/MIN beyond, 0 for NaN)")}
+  MFX_T("Q", MFX_I32, ("M", "N"),                                              \
+        "Q = rint(X 2^16) within int32 (INT32_MAX/MIN beyond, 0 for NaN)")}
 MFX_OP(q16_quantize, 0, 1.0, "M*N", "Gelem/s")
 
 #define MFX_DIMS_q16_dequantize {"M", "N"}

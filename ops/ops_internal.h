@@ -9,7 +9,8 @@
 
 /* An op's tensors as mfx_op_tensor (op_list.h's MFX_T rows; the runtime
  * reads the same rows with their value ranges). */
-#define MFX_T(name, dtype, shape, about) {name, dtype, MFX_OP_NDIM(shape), MFX_OP_SHAPE shape, about}
+#define MFX_T(name, dtype, shape, about) \
+  {name, dtype, MFX_OP_NDIM(shape), MFX_OP_SHAPE shape, about}
 #define MFX_T_RANGE(name, dtype, shape, lo, hi, about) MFX_T(name, dtype, shape, about)
 #define MFX_T_INDEX(name, shape, rows, about) MFX_T(name, MFX_I32, shape, about)
 
