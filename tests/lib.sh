@@ -121,6 +121,24 @@ check_run() {
   fi
 }
 
+# build_example NAME: examples/NAME built against the mfx installed in
+# PREFIX three ways, with FLAGS: find_package shared ($TMP/shared) and static
+# ($TMP/static), and pkg-config ($TMP/embed_pc). SOURCE: the source tree.
+build_example() {
+  local dir="$SOURCE/examples/$1" pc_flags
+  check_run "configure (shared)" cmake -S "$dir" -B "$TMP/shared" \
+    -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
+  check_run "build (shared)" cmake --build "$TMP/shared"
+  check_run "configure (static)" cmake -S "$dir" -B "$TMP/static" \
+    -DCMAKE_PREFIX_PATH="$PREFIX" -DEMBED_STATIC=ON -DCMAKE_C_FLAGS="$FLAGS" \
+    -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
+  check_run "build (static)" cmake --build "$TMP/static"
+  pc_flags=$(PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" pkg-config --cflags --libs mfx-runtime)
+  # shellcheck disable=SC2086 # FLAGS and pc_flags are lists of flags
+  check_run "pkg-config build" cc -std=gnu11 -Wall -Wextra -Werror $FLAGS "$dir/main.c" \
+    $pc_flags -o "$TMP/embed_pc"
+}
+
 # test_summary NAME: the counts; true when nothing failed.
 test_summary() {
   local skips=""

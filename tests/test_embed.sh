@@ -35,16 +35,7 @@ check_run "mfx compile" "$PREFIX/bin/mfx" compile linear --dims M=13,N=9,K=11 \
   --op hamming --dims N=7,M=5,W=3 -o "$K"
 
 # ---- examples/embed, three ways ----------------------------------------------------------
-check_run "configure (shared)" cmake -S "$SOURCE/examples/embed" -B "$TMP/shared" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
-check_run "build (shared)" cmake --build "$TMP/shared"
-check_run "configure (static)" cmake -S "$SOURCE/examples/embed" -B "$TMP/static" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DEMBED_STATIC=ON -DCMAKE_C_FLAGS="$FLAGS" \
-  -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
-check_run "build (static)" cmake --build "$TMP/static"
-PC_FLAGS=$(PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" pkg-config --cflags --libs mfx-runtime)
-check_run "pkg-config build" cc -std=gnu11 -Wall -Wextra -Werror $FLAGS \
-  "$SOURCE/examples/embed/main.c" $PC_FLAGS -o "$TMP/embed_pc"
+build_example embed
 if ldd "$TMP/static/mfx-embed" | grep -q libmfxrt; then
   fail "the static build links libmfxrt.so"
 else

@@ -74,16 +74,7 @@ FLAGS=""
 if readelf -d "$PREFIX/lib/libmfxrt.so" | grep -q 'libasan'; then
   FLAGS="-fsanitize=address,undefined"
 fi
-check_run "configure (shared)" cmake -S "$SOURCE/examples/embed_moe" -B "$TMP/shared" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
-check_run "build (shared)" cmake --build "$TMP/shared"
-check_run "configure (static)" cmake -S "$SOURCE/examples/embed_moe" -B "$TMP/static" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DEMBED_STATIC=ON -DCMAKE_C_FLAGS="$FLAGS" \
-  -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
-check_run "build (static)" cmake --build "$TMP/static"
-PC_FLAGS=$(PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" pkg-config --cflags --libs mfx-runtime)
-check_run "pkg-config build" cc -std=gnu11 -Wall -Wextra -Werror $FLAGS \
-  "$SOURCE/examples/embed_moe/main.c" $PC_FLAGS -o "$TMP/embed_pc"
+build_example embed_moe
 export LD_LIBRARY_PATH="$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 EMBEDS=("$TMP/shared/mfx-embed-moe" "$TMP/static/mfx-embed-moe" "$TMP/embed_pc")
 sums=()
