@@ -42,6 +42,9 @@ void tune_session_id(char *buf, size_t size);
 uint64_t tune_hash_text(const char *s);
 /* Copy at most size-1 bytes and terminate. */
 void tune_copy_text(char *dst, size_t size, const char *src);
+/* Writes all of buf to fd, through short and interrupted writes (what a
+ * measuring child sends its parent before _exit); 0 when a write fails. */
+int tune_write_all(int fd, const void *buf, size_t bytes);
 
 /* ---- the cost model's posterior (model.c) ------------------------------------ */
 

@@ -4,11 +4,13 @@
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db_internal.h"
 #include "mfx/json.h"
+#include "mfx/plot.h"
 
 /* ---- export --------------------------------------------------------------------- */
 
@@ -296,13 +298,6 @@ mfx_status mfx_tune_db_import(mfx_tune_db *db, FILE *in, const char *name, int *
 
 /* ---- plot ------------------------------------------------------------------------------- */
 
-#define TUNE_SVG_W 760
-#define TUNE_SVG_H 440
-#define TUNE_SVG_L 80 /* margins */
-#define TUNE_SVG_R 20
-#define TUNE_SVG_T 40
-#define TUNE_SVG_B 50
-
 typedef struct {
   int n, cap;
   double *ms;   /* per trial; 0 for failed */
@@ -325,95 +320,63 @@ static int tune_series_add(void *user, const mfx_trial *t) {
   return 0;
 }
 
-typedef struct {
-  double lo, hi; /* log10 range of the y axis */
-  int n;
-} tune_axes;
-
-static double tune_svg_x(const tune_axes *a, double trial) {
-  double w = TUNE_SVG_W - TUNE_SVG_L - TUNE_SVG_R;
-  return TUNE_SVG_L + (a->n > 1 ? (trial - 1) / (a->n - 1) : 0.5) * w;
+/* The best-so-far line (a step at each improvement), the trials as dots,
+ * and the failed ones as red x on the trial axis (mfx/plot.h). */
+static void tune_point(double *x, double *y, int *n, double xv, double yv) {
+  x[*n] = xv;
+  y[(*n)++] = yv;
 }
 
-static double tune_svg_y(const tune_axes *a, double ms) {
-  double h = TUNE_SVG_H - TUNE_SVG_T - TUNE_SVG_B;
-  return TUNE_SVG_T + (a->hi - log10(ms)) / (a->hi - a->lo) * h;
-}
-
-static void tune_svg_axes(FILE *out, const tune_axes *a) {
-  int bottom = TUNE_SVG_H - TUNE_SVG_B;
-  fprintf(out, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", TUNE_SVG_L, TUNE_SVG_T,
-          TUNE_SVG_L, bottom);
-  fprintf(out, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", TUNE_SVG_L, bottom,
-          TUNE_SVG_W - TUNE_SVG_R, bottom);
-  for (int e = (int)floor(a->lo); e <= (int)ceil(a->hi); e++) {
-    static const double steps[] = {1.0, 2.0, 5.0};
-    for (int k = 0; k < 3; k++) {
-      double ms = steps[k] * pow(10.0, e);
-      if (log10(ms) < a->lo || log10(ms) > a->hi) continue;
-      double y = tune_svg_y(a, ms);
-      fprintf(out, "<line x1='%d' y1='%.1f' x2='%d' y2='%.1f' stroke='#ddd'/>\n", TUNE_SVG_L, y,
-              TUNE_SVG_W - TUNE_SVG_R, y);
-      fprintf(out, "<text x='%d' y='%.1f' font-size='11' text-anchor='end'>%g</text>\n",
-              TUNE_SVG_L - 6, y + 4, ms);
-    }
-  }
-  int step = a->n > 10 ? (a->n + 9) / 10 : 1;
-  for (int i = 1; i <= a->n; i += step)
-    fprintf(out, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%d</text>\n",
-            tune_svg_x(a, i), bottom + 16, i);
-  fprintf(out, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>trial</text>\n",
-          (TUNE_SVG_L + TUNE_SVG_W - TUNE_SVG_R) / 2, TUNE_SVG_H - 12);
-  fprintf(out, "<text x='16' y='%d' font-size='12' transform='rotate(-90 16 %d)' "
-               "text-anchor='middle'>median time (ms, log scale)</text>\n",
-          (TUNE_SVG_T + bottom) / 2, (TUNE_SVG_T + bottom) / 2);
-}
-
-static void tune_svg_series(FILE *out, const tune_axes *a, const tune_series *s) {
+static void tune_plot_series(const mfx_plot *p, const tune_series *s, double *x, double *y) {
+  int n = 0;
   double best = 0.0;
-  fputs("<polyline fill='none' stroke='#1f77b4' stroke-width='2' points='", out);
   for (int i = 0; i < s->n; i++) {
     if (s->ms[i] > 0.0 && (best == 0.0 || s->ms[i] < best)) {
-      if (best > 0.0) fprintf(out, "%.1f,%.1f ", tune_svg_x(a, i + 1), tune_svg_y(a, best));
+      if (best > 0.0) tune_point(x, y, &n, i + 1, best);
       best = s->ms[i];
     }
-    if (best > 0.0) fprintf(out, "%.1f,%.1f ", tune_svg_x(a, i + 1), tune_svg_y(a, best));
+    if (best > 0.0) tune_point(x, y, &n, i + 1, best);
   }
-  fputs("'/>\n", out);
-  for (int i = 0; i < s->n; i++) {
-    if (s->ms[i] > 0.0)
-      fprintf(out, "<circle cx='%.1f' cy='%.1f' r='2.5' fill='#999'/>\n", tune_svg_x(a, i + 1),
-              tune_svg_y(a, s->ms[i]));
-    else
-      fprintf(out, "<text x='%.1f' y='%d' font-size='10' fill='#d62728' "
-                   "text-anchor='middle'>x</text>\n",
-              tune_svg_x(a, i + 1), TUNE_SVG_H - TUNE_SVG_B - 3);
-  }
+  mfx_plot_line(p, x, y, n, "#1f77b4");
+  n = 0;
+  for (int i = 0; i < s->n; i++)
+    if (s->ms[i] > 0.0) tune_point(x, y, &n, i + 1, s->ms[i]);
+  mfx_plot_points(p, x, y, n, "#999", 2.5);
+  n = 0;
+  for (int i = 0; i < s->n; i++)
+    if (s->ms[i] <= 0.0) tune_point(x, y, &n, i + 1, 0.0);
+  mfx_plot_axis_marks(p, x, n, "#d62728", "x");
 }
 
-static void tune_svg_write(FILE *out, const mfx_tune_key *key, const tune_series *s) {
-  tune_axes a = {INFINITY, -INFINITY, s->n};
-  double best = 0.0;
+static mfx_status tune_plot_write(FILE *out, const mfx_tune_key *key, const tune_series *s) {
+  double lo = INFINITY, hi = -INFINITY, best = 0.0;
   for (int i = 0; i < s->n; i++) {
     if (s->ms[i] <= 0.0) continue;
-    if (log10(s->ms[i]) < a.lo) a.lo = log10(s->ms[i]);
-    if (log10(s->ms[i]) > a.hi) a.hi = log10(s->ms[i]);
+    lo = fmin(lo, s->ms[i]);
+    hi = fmax(hi, s->ms[i]);
     if (best == 0.0 || s->ms[i] < best) best = s->ms[i];
   }
-  if (!(a.lo <= a.hi)) a.lo = a.hi = 0.0;
-  a.lo -= 0.05;
-  a.hi += 0.05;
-  char dims[256];
+  if (!(lo <= hi)) lo = hi = 1.0;
+  char dims[256], title[512];
   mfx_tune_key_dims_text(key, dims, sizeof dims);
-  fprintf(out, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
-               "font-family='sans-serif'>\n<rect width='100%%' height='100%%' fill='white'/>\n",
-          TUNE_SVG_W, TUNE_SVG_H);
-  fprintf(out, "<text x='%d' y='24' font-size='14'>%s %s on %s: best %.4g ms after %d trials "
-               "(line: best so far; x: failed)</text>\n",
-          TUNE_SVG_L, key->op->name, dims, key->target.target, best, s->n);
-  tune_svg_axes(out, &a);
-  tune_svg_series(out, &a, s);
-  fputs("</svg>\n", out);
+  snprintf(title, sizeof title, "%s %s on %s: best %.4g ms after %d trials "
+           "(line: best so far; x: failed)", key->op->name, dims, key->target.target, best, s->n);
+  mfx_plot p = {.out = out, .title = title, .x_label = "trial",
+                .y_label = "median time (ms, log scale)", .x_lo = 1, .x_hi = s->n,
+                .y_lo = lo / pow(10.0, 0.05), .y_hi = hi * pow(10.0, 0.05), .y_log = 1,
+                .x_whole = 1};
+  double *x = malloc(sizeof *x * (size_t)(2 * s->n)), *y = malloc(sizeof *y * (size_t)(2 * s->n));
+  mfx_status st = MFX_OK;
+  if (x == NULL || y == NULL) {
+    st = mfx_fail(MFX_ERR_NOMEM, "plot: out of memory");
+  } else {
+    mfx_plot_begin(&p);
+    tune_plot_series(&p, s, x, y);
+    st = mfx_plot_end(&p);
+  }
+  free(x);
+  free(y);
+  return st;
 }
 
 mfx_status mfx_tune_db_plot(mfx_tune_db *db, const mfx_tune_key *key, FILE *out) {
@@ -428,9 +391,7 @@ mfx_status mfx_tune_db_plot(mfx_tune_db *db, const mfx_tune_key *key, FILE *out)
     st = mfx_fail(MFX_ERR_NOT_FOUND, "plot: %s has no trials of %s %s on this target", db->path,
                   key->op->name, dims);
   }
-  if (st == MFX_OK) tune_svg_write(out, key, &s);
-  if (st == MFX_OK && (fflush(out) != 0 || ferror(out)))
-    st = mfx_fail(MFX_ERR_IO, "plot: cannot write the SVG");
+  if (st == MFX_OK) st = tune_plot_write(out, key, &s);
   free(s.ms);
   return st;
 }

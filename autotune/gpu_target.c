@@ -33,16 +33,7 @@ static void tune_probe_child(const char *spec, int fd) {
   } else {
     tune_copy_text(reply.message, sizeof reply.message, mfx_last_error());
   }
-  const char *p = (const char *)&reply;
-  size_t left = sizeof reply;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) _exit(3);
-    p += w;
-    left -= (size_t)w;
-  }
-  _exit(0);
+  _exit(tune_write_all(fd, &reply, sizeof reply) ? 0 : 3);
 }
 
 static int tune_read_all(int fd, void *buf, size_t bytes) {

@@ -233,16 +233,7 @@ static void tune_child(mfx_runner *r, const mfx_op_kernel *k, mfx_trial *t, int 
   } else {
     tune_run_candidate(r, k, pool, t);
   }
-  const char *p = (const char *)t;
-  size_t left = sizeof *t;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) _exit(3);
-    p += w;
-    left -= (size_t)w;
-  }
-  _exit(0);
+  _exit(tune_write_all(fd, t, sizeof *t) ? 0 : 3);
 }
 
 /* Read the child's trial until it is whole, EOF, or the deadline passes.

@@ -26,27 +26,6 @@
 #define LLVM_VERSION_STRING "unknown"
 #endif
 
-/* The value of the first "key : value" line of /proc/cpuinfo named key. */
-static int tune_cpuinfo_field(const char *key, char *buf, size_t size) {
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL) return 0;
-  char line[8192];
-  int found = 0;
-  size_t len = strlen(key);
-  while (!found && fgets(line, sizeof line, f) != NULL) {
-    if (strncmp(line, key, len) != 0) continue;
-    char *colon = strchr(line + len, ':');
-    if (colon == NULL) continue;
-    char *v = colon + 1;
-    while (*v == ' ' || *v == '\t') v++;
-    v[strcspn(v, "\n")] = '\0';
-    tune_copy_text(buf, size, v);
-    found = 1;
-  }
-  fclose(f);
-  return found;
-}
-
 static int tune_has_flag(const char *flags, const char *flag) {
   size_t len = strlen(flag);
   for (const char *p = flags; (p = strstr(p, flag)) != NULL; p += len) {
@@ -63,8 +42,8 @@ static void tune_cpu_arch(char *buf, size_t size) {
                                         "avx512_vnni", "amx_tile", "asimd",  "sve"};
   struct utsname u;
   char flags[8192] = "";
-  if (!tune_cpuinfo_field("flags", flags, sizeof flags))
-    tune_cpuinfo_field("Features", flags, sizeof flags);
+  if (!mfx_cpuinfo_field("flags", flags, sizeof flags))
+    mfx_cpuinfo_field("Features", flags, sizeof flags);
   const char *machine = uname(&u) == 0 ? u.machine : "unknown";
   size_t used = (size_t)snprintf(buf, size, "%s ", machine);
   int any = 0;
@@ -80,8 +59,8 @@ static void tune_cpu_arch(char *buf, size_t size) {
 
 static void tune_cpu_device(char *buf, size_t size) {
   char model[160] = "";
-  if (!tune_cpuinfo_field("model name", model, sizeof model) &&
-      !tune_cpuinfo_field("Processor", model, sizeof model))
+  if (!mfx_cpuinfo_field("model name", model, sizeof model) &&
+      !mfx_cpuinfo_field("Processor", model, sizeof model))
     tune_copy_text(model, sizeof model, "unknown CPU");
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   snprintf(buf, size, "%s (%ld cores)", model, cores > 0 ? cores : 1L);

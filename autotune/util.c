@@ -1,5 +1,6 @@
 /* Small helpers of the tuner: an integer hash map, random numbers, clocks,
  * session ids and text. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,4 +124,16 @@ void tune_copy_text(char *dst, size_t size, const char *src) {
   if (n >= size) n = size - 1;
   memcpy(dst, src, n);
   dst[n] = '\0';
+}
+
+int tune_write_all(int fd, const void *buf, size_t bytes) {
+  const char *p = buf;
+  while (bytes > 0) {
+    ssize_t w = write(fd, p, bytes);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return 0;
+    p += w;
+    bytes -= (size_t)w;
+  }
+  return 1;
 }

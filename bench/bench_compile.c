@@ -30,6 +30,7 @@
 
 #include "../compiler/cache.h"
 #include "mfx/compiler.h"
+#include "mfx/device.h"
 #include "mfx/ops.h"
 
 typedef struct {
@@ -172,19 +173,9 @@ static void case_run(case_kernels *ck, compile_result *r) {
   }
 }
 
+/* The CPU's model name from /proc/cpuinfo ("unknown" elsewhere). */
 static void cpu_model(char *out, size_t size) {
-  snprintf(out, size, "unknown");
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL) return;
-  char line[512];
-  while (fgets(line, sizeof line, f) != NULL) {
-    char *colon = strchr(line, ':');
-    if (strncmp(line, "model name", 10) != 0 || colon == NULL) continue;
-    snprintf(out, size, "%s", colon + 2);
-    out[strcspn(out, "\n")] = '\0';
-    break;
-  }
-  fclose(f);
+  if (!mfx_cpuinfo_field("model name", out, size)) snprintf(out, size, "unknown");
 }
 
 static void print_row(const compile_case *c, const char *pipe, const compile_result *r,

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_case.h"
+#include "mfx/device.h"
 #include "mfx/json.h"
 #include "mfx/ops.h"
 
@@ -48,52 +50,6 @@ static double median_seconds(bench_fn fn, void *ctx) {
 }
 
 /* ---- the mfx side ------------------------------------------------------------------ */
-
-typedef struct {
-  const mfx_op *op;
-  int64_t dims[MFX_OP_MAX_DIMS];
-  mfx_op_kernel kernel;
-  mfx_array in[MFX_OP_MAX_TENSORS], out[MFX_OP_MAX_TENSORS], want[MFX_OP_MAX_TENSORS];
-  mfx_kernel_env env;
-} mfx_case;
-
-static void run_mfx(void *ctx) {
-  mfx_case *c = ctx;
-  mfx_op_kernel_run(&c->kernel, &c->env, c->in, c->out);
-}
-
-static mfx_status case_open(mfx_case *c, const char *op, const char *dims, mfx_pool *pool) {
-  memset(c, 0, sizeof *c);
-  c->op = mfx_op_find(op);
-  mfx_config cfg;
-  mfx_status rc = mfx_op_parse_dims(c->op, dims, c->dims);
-  mfx_config_default(c->op, &cfg);
-  if (rc == MFX_OK) rc = mfx_op_compile(c->op, c->dims, &cfg, &c->kernel);
-  if (rc == MFX_OK) rc = mfx_op_alloc_inputs(c->op, c->dims, c->in);
-  if (rc == MFX_OK) rc = mfx_op_alloc_outputs(c->op, c->dims, c->out);
-  if (rc == MFX_OK) rc = mfx_op_alloc_outputs(c->op, c->dims, c->want);
-  if (rc != MFX_OK) return rc;
-  mfx_op_random_inputs(c->op, c->dims, 7, c->in);
-  mfx_kernel_env_init(&c->env, pool);
-  return MFX_OK;
-}
-
-/* Run once more and compare with the reference, so no timing is of a wrong kernel. */
-static int case_check(mfx_case *c) {
-  run_mfx(c);
-  c->op->reference(c->dims, c->in, c->want);
-  mfx_compare r = mfx_compare_arrays_int(&c->out[0], &c->want[0], 1e-4, c->op->int_tolerance);
-  return r.ok;
-}
-
-static void case_close(mfx_case *c) {
-  for (int i = 0; i < c->op->n_inputs; i++) mfx_array_free(&c->in[i]);
-  for (int i = 0; i < c->op->n_outputs; i++) {
-    mfx_array_free(&c->out[i]);
-    mfx_array_free(&c->want[i]);
-  }
-  mfx_op_kernel_free(&c->kernel);
-}
 
 /* ---- baselines ------------------------------------------------------------------------ */
 
@@ -191,19 +147,7 @@ typedef struct {
 
 /* The CPU's model name from /proc/cpuinfo ("unknown" elsewhere). */
 static void cpu_model(char *out, size_t size) {
-  snprintf(out, size, "unknown");
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL) return;
-  char line[512];
-  while (fgets(line, sizeof line, f) != NULL) {
-    char *colon = strchr(line, ':');
-    if (strncmp(line, "model name", 10) != 0 || colon == NULL) continue;
-    colon += 1 + strspn(colon + 1, " \t");
-    colon[strcspn(colon, "\n")] = '\0';
-    snprintf(out, size, "%s", colon);
-    break;
-  }
-  fclose(f);
+  if (!mfx_cpuinfo_field("model name", out, size)) snprintf(out, size, "unknown");
 }
 
 /* The rows as one JSON object (mfx/json.h); a speedup of a zero time is
@@ -257,7 +201,7 @@ static void print_rows(const row *rows, int n, int threads, int json) {
 
 static int bench_all(mfx_pool *pool, mfx_pool *single, row *rows) {
   int n = 0;
-  mfx_case c;
+  bench_case c;
   static const struct { const char *op, *dims; int m, n, k; } dense[] = {
       {"linear", "M=512,N=512,K=512", 512, 512, 512},
       {"linear", "M=3136,N=512,K=64", 3136, 512, 64},
@@ -273,13 +217,14 @@ static int bench_all(mfx_pool *pool, mfx_pool *single, row *rows) {
       {"shift_linear16", "M=784,N=128,K=1024", 784, 128, 1024},
   };
   for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) {
-    if (case_open(&c, dense[i].op, dense[i].dims, pool) != MFX_OK) return -1;
+    if (bench_case_open(&c, dense[i].op, dense[i].dims, NULL, pool) != MFX_OK) return -1;
     gemm_case g = gemm_open(dense[i].m, dense[i].n, dense[i].k, 1, 0);
-    rows[n] = (row){dense[i].op, dense[i].dims, "OpenBLAS sgemm", median_seconds(run_mfx, &c),
-                    median_seconds(run_gemm, &g), case_check(&c)};
+    rows[n] = (row){dense[i].op, dense[i].dims, "OpenBLAS sgemm",
+                    median_seconds(bench_case_run, &c), median_seconds(run_gemm, &g),
+                    bench_case_check(&c)};
     n++;
     gemm_close(&g);
-    case_close(&c);
+    bench_case_close(&c);
   }
   /* matadd, per head O[C,D] = Hc^T[C,N] V[N,D], at three token counts of a
    * PVT-style pyramid (56x56, 28x28 and 14x14 tokens, 64 values per head). */
@@ -289,16 +234,18 @@ static int bench_all(mfx_pool *pool, mfx_pool *single, row *rows) {
       {"B=1,H=5,N=196,D=64,C=64", 5, 196},
   };
   for (size_t i = 0; i < sizeof mat / sizeof mat[0]; i++) {
-    if (case_open(&c, "matadd", mat[i].dims, pool) != MFX_OK) return -1;
+    if (bench_case_open(&c, "matadd", mat[i].dims, NULL, pool) != MFX_OK) return -1;
     gemm_case g = gemm_open(64, 64, mat[i].n, mat[i].heads, 1);
     rows[n] = (row){"matadd", mat[i].dims, "OpenBLAS sgemm (float codes)",
-                    median_seconds(run_mfx, &c), median_seconds(run_gemm, &g), case_check(&c)};
+                    median_seconds(bench_case_run, &c), median_seconds(run_gemm, &g),
+                    bench_case_check(&c)};
     n++;
     gemm_close(&g);
-    case_close(&c);
+    bench_case_close(&c);
   }
   /* binary attention, same shape. */
-  if (case_open(&c, "binary_attention", "B=1,H=4,N=3136,D=64,C=64", pool) != MFX_OK) return -1;
+  if (bench_case_open(&c, "binary_attention", "B=1,H=4,N=3136,D=64,C=64", NULL, pool) != MFX_OK)
+    return -1;
   attention_case t = {.n = 3136, .d = 64, .c = 64, .heads = 4};
   t.hc = random_floats((size_t)4 * 3136 * 64, 3);
   for (size_t i = 0; i < (size_t)4 * 3136 * 64; i++) t.hc[i] = t.hc[i] > 0;
@@ -306,21 +253,23 @@ static int bench_all(mfx_pool *pool, mfx_pool *single, row *rows) {
   t.x = calloc((size_t)4 * 3136 * 64, sizeof(float));
   t.kv.c = calloc((size_t)4 * 64 * 64, sizeof(float));
   rows[n] = (row){"binary_attention", "B=1,H=4,N=3136,D=64,C=64", "sgemm float attention",
-                  median_seconds(run_mfx, &c), median_seconds(run_attention, &t), case_check(&c)};
+                  median_seconds(bench_case_run, &c), median_seconds(run_attention, &t),
+                  bench_case_check(&c)};
   n++;
   free(t.hc);
   free(t.v);
   free(t.x);
   free(t.kv.c);
-  case_close(&c);
+  bench_case_close(&c);
   /* hamming against a plain C loop, both on one thread. */
-  if (case_open(&c, "hamming", "N=1024,M=1024,W=8", single) != MFX_OK) return -1;
+  if (bench_case_open(&c, "hamming", "N=1024,M=1024,W=8", NULL, single) != MFX_OK) return -1;
   popcount_case p = {1024, 1024, 8, c.in[0].data, c.in[1].data, malloc(sizeof(int32_t) * 1024 * 1024)};
   rows[n] = (row){"hamming", "N=1024,M=1024,W=8", "plain C popcount (1 thread)",
-                  median_seconds(run_mfx, &c), median_seconds(run_popcount, &p), case_check(&c)};
+                  median_seconds(bench_case_run, &c), median_seconds(run_popcount, &p),
+                  bench_case_check(&c)};
   n++;
   free(p.s);
-  case_close(&c);
+  bench_case_close(&c);
   return n;
 }
 

@@ -14,19 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_case.h"
 #include "mfx/ops.h"
 
 void openblas_set_num_threads(int n);
 
 enum { PAIR_MAX_CONFIGS = 16 };
-
-typedef struct {
-  const mfx_op *op;
-  int64_t dims[MFX_OP_MAX_DIMS];
-  mfx_op_kernel kernel;
-  mfx_array in[MFX_OP_MAX_TENSORS], out[MFX_OP_MAX_TENSORS], want[MFX_OP_MAX_TENSORS];
-  mfx_kernel_env env;
-} pair_case;
 
 typedef struct {
   int m, n, k, heads;
@@ -39,44 +32,17 @@ static int pair_cmp(const void *x, const void *y) {
 }
 
 /* Compile, allocate, fill and check one configuration; 0 when it is right. */
-static int pair_open(pair_case *c, const char *op, const char *dims, const char *json,
+static int pair_open(bench_case *c, const char *op, const char *dims, const char *json,
                      mfx_pool *pool) {
-  memset(c, 0, sizeof *c);
-  c->op = mfx_op_find(op);
-  if (c->op == NULL) {
-    fprintf(stderr, "bench_pair: unknown op %s (mfx ops lists them)\n", op);
-    return -1;
-  }
-  mfx_config cfg;
-  mfx_status rc = mfx_op_parse_dims(c->op, dims, c->dims);
-  if (rc == MFX_OK) rc = mfx_config_parse_json(c->op, json, &cfg);
-  if (rc == MFX_OK) rc = mfx_op_compile(c->op, c->dims, &cfg, &c->kernel);
-  if (rc == MFX_OK) rc = mfx_op_alloc_inputs(c->op, c->dims, c->in);
-  if (rc == MFX_OK) rc = mfx_op_alloc_outputs(c->op, c->dims, c->out);
-  if (rc == MFX_OK) rc = mfx_op_alloc_outputs(c->op, c->dims, c->want);
-  if (rc != MFX_OK) {
+  if (bench_case_open(c, op, dims, json, pool) != MFX_OK) {
     fprintf(stderr, "bench_pair: %s %s %s: %s\n", op, dims, json, mfx_last_error());
     return -1;
   }
-  mfx_op_random_inputs(c->op, c->dims, 7, c->in);
-  mfx_kernel_env_init(&c->env, pool);
-  mfx_op_kernel_run(&c->kernel, &c->env, c->in, c->out);
-  c->op->reference(c->dims, c->in, c->want);
-  mfx_compare r = mfx_compare_arrays_int(&c->out[0], &c->want[0], 1e-4, c->op->int_tolerance);
-  if (!r.ok) {
+  if (!bench_case_check(c)) {
     fprintf(stderr, "bench_pair: %s %s %s differs from the reference\n", op, dims, json);
     return -1;
   }
   return 0;
-}
-
-static void pair_close(pair_case *c) {
-  for (int i = 0; i < c->op->n_inputs; i++) mfx_array_free(&c->in[i]);
-  for (int i = 0; i < c->op->n_outputs; i++) {
-    mfx_array_free(&c->out[i]);
-    mfx_array_free(&c->want[i]);
-  }
-  mfx_op_kernel_free(&c->kernel);
 }
 
 static float *pair_floats(size_t n, int mod) {
@@ -98,7 +64,7 @@ static void pair_gemm_run(const pair_gemm *g) {
 }
 
 /* times[i * rounds + r]: entry i (configurations, then sgemm) in round r. */
-static void pair_rounds(pair_case *cases, int n, const pair_gemm *g, int rounds,
+static void pair_rounds(bench_case *cases, int n, const pair_gemm *g, int rounds,
                         double *times) {
   for (int r = 0; r < rounds; r++)
     for (int i = 0; i <= n; i++) {
@@ -153,7 +119,7 @@ int main(int argc, char **argv) {
   g.a = pair_floats(h * g.m * g.k, 7);
   g.b = pair_floats(h * g.n * g.k, 5);
   g.c = calloc(h * g.m * g.n, sizeof(float));
-  pair_case *cases = calloc((size_t)n, sizeof *cases);
+  bench_case *cases = calloc((size_t)n, sizeof *cases);
   double *times = calloc((size_t)(n + 1) * rounds, sizeof(double));
   int bad = g.a == NULL || g.b == NULL || g.c == NULL || cases == NULL || times == NULL;
   int opened = 0;
@@ -166,7 +132,7 @@ int main(int argc, char **argv) {
     pair_report(names, n, rounds, times);
   }
   for (int j = 0; j < opened; j++)
-    if (cases[j].op != NULL) pair_close(&cases[j]);
+    if (cases[j].op != NULL) bench_case_close(&cases[j]);
   free(cases);
   free(times);
   free(g.a);

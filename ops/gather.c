@@ -155,12 +155,7 @@ static mfx_status combine_build_gpu(mfx_arena *a, const int64_t *dims, const mfx
 const mfx_op mfx_op_def_gather_rows = {
   MFX_OP_LISTED(gather_rows),
   .about = "rows of X picked by IDX (the MoE dispatch): Y[m] = X[IDX[m]], 0 where IDX[m] = -1",
-  .dims = {"T", "M", "D"},
-  .inputs = {
-    {"X", MFX_F32, 2, {"T", "D"}, "rows (tokens)"},
-    {"IDX", MFX_I32, 1, {"M"}, "the row of X for each row of Y, in [0, T); -1 (padding) or any index outside: a zero row"},
-  },
-  .outputs = {{"Y", MFX_F32, 2, {"M", "D"}, "Y[m,d] = IDX[m] >= 0 ? X[IDX[m],d] : 0"}},
+  MFX_OP_IO(gather_rows),
   .n_knobs = 3,
   .knobs = {
     {"vector", "elements per vector step of d", 8, 4, {4, 8, 16, 32}},
@@ -176,16 +171,7 @@ const mfx_op mfx_op_def_combine_rows = {
   MFX_OP_LISTED(combine_rows),
   .about = "gate-weighted sums of rows picked by ROWS (the MoE combine): "
            "Y[t] = sum_s GATES[t,s] YALL[ROWS[t,s]], skipping ROWS[t,s] = -1",
-  .dims = {"R", "T", "K", "D"},
-  .inputs = {
-    {"YALL", MFX_F32, 2, {"R", "D"}, "rows (the experts' outputs)"},
-    {"ROWS", MFX_I32, 2, {"T", "K"}, "the row of YALL for each token and slot, in [0, R); "
-                                     "-1 (a null expert) or any index outside: no term"},
-    {"GATES", MFX_F32, 2, {"T", "K"}, "the weight of each token's slot"},
-  },
-  .outputs = {{"Y", MFX_F32, 2, {"T", "D"},
-               "Y[t,d] = sum over s in order of ROWS[t,s] >= 0 ? GATES[t,s] YALL[ROWS[t,s],d] "
-               ": -0.0, from 0"}},
+  MFX_OP_IO(combine_rows),
   .n_knobs = 4,
   .knobs = {
     {"vector", "columns of d per tile (the vector loop)", 8, 4, {4, 8, 16, 32}},

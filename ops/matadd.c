@@ -106,12 +106,7 @@ static mfx_status matadd_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_
 const mfx_op mfx_op_def_matadd = {
   MFX_OP_LISTED(matadd),
   .about = "binary codes times values with additions only: O = Hc^T V per batch and head",
-  .dims = {"B", "H", "N", "D", "C"},
-  .inputs = {
-    {"Hc", MFX_I8, 4, {"B", "H", "N", "C"}, "binary codes 0/1"},
-    {"V", MFX_F32, 4, {"B", "H", "N", "D"}, "values"},
-  },
-  .outputs = {{"O", MFX_F32, 4, {"B", "H", "C", "D"}, "O[b,h,c,d] = sum_n Hc[b,h,n,c] V[b,h,n,d]"}},
+  MFX_OP_IO(matadd),
   .n_knobs = 7,
   .knobs = {
     {"tile_c", "codes per register tile (unrolled)", 8, 4, {1, 2, 4, 8}},

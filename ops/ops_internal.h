@@ -5,13 +5,22 @@
 
 #include "mfx/ops.h"
 
-/* ---- the operators: one file each, one line each in op_list.h ---------------- */
+/* ---- the operators: one file each, one row each in op_list.h ---------------- */
 
-/* The counts and tolerance of op `name`, from its line in op_list.h:
+/* An op's tensors as mfx_op_tensor (op_list.h's MFX_T rows; the runtime
+ * reads the same rows with their value ranges). */
+#define MFX_T(name, dtype, shape, about) \
+  {name, dtype, MFX_OP_NDIM(shape), MFX_OP_SHAPE shape, about}
+#define MFX_T_RANGE(name, dtype, shape, lo, hi, about) MFX_T(name, dtype, shape, about)
+#define MFX_T_INDEX(name, shape, rows, about) MFX_T(name, MFX_I32, shape, about)
+
+/* The counts and tolerance of op `name`, from its row in op_list.h:
  * mfx_opl_<name>_n_dims, _n_inputs, _n_outputs, _int_tolerance. */
-#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu)                              \
-  mfx_opl_##name##_n_dims = (nd), mfx_opl_##name##_n_inputs = (ni),            \
-  mfx_opl_##name##_n_outputs = (no), mfx_opl_##name##_int_tolerance = (tol),
+#define MFX_OP(name, tol, wf, wd, wu)                                                       \
+  mfx_opl_##name##_n_dims = MFX_OP_COUNT(const char *, MFX_DIMS_##name),                    \
+  mfx_opl_##name##_n_inputs = MFX_OP_COUNT(mfx_op_tensor, MFX_INPUTS_##name),               \
+  mfx_opl_##name##_n_outputs = MFX_OP_COUNT(mfx_op_tensor, MFX_OUTPUTS_##name),             \
+  mfx_opl_##name##_int_tolerance = (tol),
 enum {
 #include "op_list.h"
 };
@@ -19,20 +28,23 @@ enum {
 
 /* Each op's definition (ops/<file>.c), plain-C reference (reference.c,
  * naive, independent of the compiler) and random inputs (random.c). */
-#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu)                                     \
+#define MFX_OP(name, tol, wf, wd, wu)                                                 \
   extern const mfx_op mfx_op_def_##name;                                              \
   void mfx_ref_##name(const int64_t *dims, const mfx_array *in, mfx_array *out);      \
   void mfx_random_##name(int i, const int64_t *dims, mfx_array *a, uint64_t *rng);
 #include "op_list.h"
 #undef MFX_OP
 
-/* The fields of mfx_op_def_<name> its line in op_list.h gives: begin the
- * definition with MFX_OP_LISTED(name), then the rest (about, dims, tensors,
- * knobs, build). */
+/* The fields of mfx_op_def_<name> its row in op_list.h gives: begin the
+ * definition with MFX_OP_LISTED(name), MFX_OP_IO(name), then the rest
+ * (about, knobs, build). */
 #define MFX_OP_LISTED(op)                                                                  \
   .name = #op, .n_dims = mfx_opl_##op##_n_dims, .n_inputs = mfx_opl_##op##_n_inputs,        \
   .n_outputs = mfx_opl_##op##_n_outputs, .int_tolerance = mfx_opl_##op##_int_tolerance,     \
   .reference = mfx_ref_##op, .random_input = mfx_random_##op
+/* Its dims and tensors (names, dtypes, shapes, what they hold). */
+#define MFX_OP_IO(op)                                                                      \
+  .dims = MFX_DIMS_##op, .inputs = MFX_INPUTS_##op, .outputs = MFX_OUTPUTS_##op
 
 /* ---- random fills (random.c) ------------------------------------------------ */
 

@@ -7,8 +7,9 @@
 #include "ops_internal.h"
 
 static const mfx_reference_op mfx_reference_table[] = {
-#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu) \
-  {#name, nd, ni, no, mfx_ref_##name, mfx_random_##name, tol},
+#define MFX_OP(name, tol, wf, wd, wu)                                                  \
+  {#name, mfx_opl_##name##_n_dims, mfx_opl_##name##_n_inputs, mfx_opl_##name##_n_outputs, \
+   mfx_ref_##name, mfx_random_##name, tol},
 #include "op_list.h"
 #undef MFX_OP
 };

@@ -10,7 +10,7 @@
 #include "ops_internal.h"
 
 static const mfx_op *const mfx_op_table[] = {
-#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu) &mfx_op_def_##name,
+#define MFX_OP(name, tol, wf, wd, wu) &mfx_op_def_##name,
 #include "op_list.h"
 #undef MFX_OP
 };
@@ -205,7 +205,7 @@ typedef struct {
 } mfx_op_work_rule;
 
 static const mfx_op_work_rule mfx_op_work_rules[] = {
-#define MFX_OP(name, nd, ni, no, tol, wf, wd, wu) {#name, wf, wd, wu},
+#define MFX_OP(name, tol, wf, wd, wu) {#name, wf, wd, wu},
 #include "op_list.h"
 #undef MFX_OP
 };

@@ -265,10 +265,10 @@ static mfx_status art_check_args(const art_where *w, const mfx_artifact_kernel *
 
 /* ---- the kernel against its op: dims, argument names, dtypes, shapes ---------------- */
 
-static void art_shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
+void art_shape_text(int ndim, const int64_t *shape, const char *sep, char *buf, size_t size) {
   size_t used = (size_t)snprintf(buf, size, "[");
   for (int i = 0; i < ndim && used < size; i++)
-    used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? sep : "", (long long)shape[i]);
   if (used < size) snprintf(buf + used, size - used, "]");
 }
 
@@ -281,8 +281,8 @@ static mfx_status art_check_op_arg(const art_where *w, const mfx_op_interface *f
   for (int i = 0; same && i < t->ndim; i++) same = a->shape[i] == want[i];
   if (same) return MFX_OK;
   char got_shape[160], want_shape[160];
-  art_shape_text(a->ndim, a->shape, got_shape, sizeof got_shape);
-  art_shape_text(t->ndim, want, want_shape, sizeof want_shape);
+  art_shape_text(a->ndim, a->shape, ", ", got_shape, sizeof got_shape);
+  art_shape_text(t->ndim, want, ", ", want_shape, sizeof want_shape);
   return ART_FAIL(w, MFX_ERR_FORMAT, "%s %s is %s %s, but op %s with the kernel's dims takes "
                   "%s %s %s (dims, shapes and dtypes disagree)", mfx_arg_role_name(a->role),
                   a->name, mfx_dtype_name(a->dtype), got_shape, f->op, t->name,

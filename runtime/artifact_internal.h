@@ -15,6 +15,8 @@ typedef struct {
 
 /* "cpu" or "cuda:sm_NN" (optionally with an 'a' suffix); 0 on success. */
 int art_parse_target(const char *text, art_target *out);
+/* shape as "[3, 4]" (sep ", ") or "[3,4]" (sep ","), truncated to size. */
+void art_shape_text(int ndim, const int64_t *shape, const char *sep, char *buf, size_t size);
 
 /* ---- device backends of a loaded artifact (module_cpu.c, module_cuda.c) ---- */
 

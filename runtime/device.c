@@ -143,21 +143,32 @@ static const mfx_device_ops mfx_cpu_ops = {
     .event_elapsed = dev_cpu_event_elapsed,
 };
 
-/* The "model name" of /proc/cpuinfo, or a generic name. */
-static void dev_cpu_model(char *out, size_t cap) {
-  char line[512];
-  snprintf(out, cap, "host CPU");
+int mfx_cpuinfo_field(const char *key, char *buf, size_t size) {
+  if (key == NULL || buf == NULL || size == 0) return 0;
   FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL) return;
-  while (fgets(line, sizeof line, f) != NULL) {
+  if (f == NULL) return 0;
+  char line[8192]; /* "flags" lines are long */
+  size_t len = strlen(key);
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f) != NULL) {
     char *colon = strchr(line, ':');
-    if (strncmp(line, "model name", 10) != 0 || colon == NULL) continue;
-    colon += strspn(colon + 1, " \t") + 1;
-    colon[strcspn(colon, "\n")] = '\0';
-    if (colon[0] != '\0') snprintf(out, cap, "%s", colon);
-    break;
+    /* the key, then only blanks up to the colon: "model name\t: AMD EPYC ..." */
+    if (colon == NULL || strncmp(line, key, len) != 0 ||
+        line + len + strspn(line + len, " \t") != colon)
+      continue;
+    char *v = colon + 1;
+    v += strspn(v, " \t");
+    v[strcspn(v, "\r\n")] = '\0';
+    found = v[0] != '\0';
+    if (found) snprintf(buf, size, "%s", v);
   }
   fclose(f);
+  return found;
+}
+
+/* The "model name" of /proc/cpuinfo, or a generic name. */
+static void dev_cpu_model(char *out, size_t cap) {
+  if (!mfx_cpuinfo_field("model name", out, cap)) snprintf(out, cap, "host CPU");
 }
 
 static void dev_cpu_info(mfx_device_info *info) {

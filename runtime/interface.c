@@ -4,69 +4,30 @@
  * of a known op against it (a resealed file is a hostile file: its dims,
  * shapes and dtypes must agree), and every run checks data-dependent
  * inputs before a launch, so that no kernel reads outside its buffers.
- * Keep it in step with the ops (ops/registry.c); tests/test_hardening.c
- * checks that both say the same. libc only. */
+ * The table is made from ops/op_list.h, the one list of ops and their
+ * interfaces, which ops/ makes its mfx_op tables from too: a header of data
+ * only, so the runtime reads it without depending on ops/ code
+ * (docs/architecture.md). libc only. */
 #include "mfx/artifact.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define IN(name, dtype, ndim, ...) {name, dtype, ndim, {__VA_ARGS__}, 0, 0, NULL, 0}
-/* An input whose values are row indices in [-1, dim): -1 marks padding. */
-#define INDEX(name, ndim, bound, ...) {name, MFX_I32, ndim, {__VA_ARGS__}, 1, -1, bound, 0}
-/* An input whose values lie in [lo, hi]. */
-#define RANGED(name, dtype, ndim, lo, hi, ...) {name, dtype, ndim, {__VA_ARGS__}, 1, lo, NULL, hi}
+/* op_list.h's tensors as mfx_op_interface_tensor. */
+#define MFX_T(name, dtype, shape, about) \
+  {name, dtype, MFX_OP_NDIM(shape), MFX_OP_SHAPE shape, 0, 0, NULL, 0}
+#define MFX_T_RANGE(name, dtype, shape, lo, hi, about) \
+  {name, dtype, MFX_OP_NDIM(shape), MFX_OP_SHAPE shape, 1, lo, NULL, hi}
+#define MFX_T_INDEX(name, shape, rows, about) \
+  {name, MFX_I32, MFX_OP_NDIM(shape), MFX_OP_SHAPE shape, 1, -1, rows, 0}
 
 static const mfx_op_interface iface_table[] = {
-  {"linear", 3, {"M", "N", "K"}, 2,
-   {IN("X", MFX_F32, 2, "M", "K"), IN("W", MFX_F32, 2, "N", "K")}, 1,
-   {IN("Y", MFX_F32, 2, "M", "N")}},
-  {"shift_linear", 3, {"M", "N", "K"}, 3,
-   {IN("X", MFX_I32, 2, "M", "K"), RANGED("S", MFX_I8, 2, 0, 15, "N", "K"),
-    RANGED("G", MFX_I8, 2, -1, 1, "N", "K")}, 1,
-   {IN("Y", MFX_I32, 2, "M", "N")}},
-  {"matadd", 5, {"B", "H", "N", "D", "C"}, 2,
-   {IN("Hc", MFX_I8, 4, "B", "H", "N", "C"), IN("V", MFX_F32, 4, "B", "H", "N", "D")}, 1,
-   {IN("O", MFX_F32, 4, "B", "H", "C", "D")}},
-  {"linear_gelu", 3, {"M", "N", "K"}, 2,
-   {IN("X", MFX_F32, 2, "M", "K"), IN("W", MFX_F32, 2, "N", "K")}, 1,
-   {IN("Y", MFX_F32, 2, "M", "N")}},
-  {"shift_linear_q16_gelu", 3, {"M", "N", "K"}, 3,
-   {IN("X", MFX_F32, 2, "M", "K"), RANGED("S", MFX_I8, 2, 0, 15, "N", "K"),
-    RANGED("G", MFX_I8, 2, -1, 1, "N", "K")}, 1,
-   {IN("R", MFX_I32, 2, "M", "N")}},
-  {"shift_linear_dequantize", 3, {"M", "N", "K"}, 3,
-   {IN("X", MFX_I32, 2, "M", "K"), RANGED("S", MFX_I8, 2, 0, 15, "N", "K"),
-    RANGED("G", MFX_I8, 2, -1, 1, "N", "K")}, 1,
-   {IN("Y", MFX_F32, 2, "M", "N")}},
-  {"shift_linear16", 3, {"M", "N", "K"}, 3,
-   {RANGED("X", MFX_I16, 2, -8192, 8191, "M", "K"), RANGED("S", MFX_I8, 2, 0, 15, "N", "K"),
-    RANGED("G", MFX_I8, 2, -1, 1, "N", "K")}, 1,
-   {IN("Y", MFX_I32, 2, "M", "N")}},
-  {"hamming", 3, {"N", "M", "W"}, 2,
-   {IN("Q", MFX_U32, 2, "N", "W"), IN("K", MFX_U32, 2, "M", "W")}, 1,
-   {IN("S", MFX_I32, 2, "N", "M")}},
-  {"hamming16", 3, {"N", "M", "W"}, 2,
-   {IN("Q", MFX_U32, 2, "N", "W"), IN("K", MFX_U32, 2, "M", "W")}, 1,
-   {IN("S", MFX_I16, 2, "N", "M")}},
-  {"binary_attention", 5, {"B", "H", "N", "D", "C"}, 2,
-   {IN("Hc", MFX_I8, 4, "B", "H", "N", "C"), IN("V", MFX_F32, 4, "B", "H", "N", "D")}, 1,
-   {IN("O", MFX_F32, 4, "B", "H", "N", "D")}},
-  {"gelu", 2, {"M", "N"}, 1, {IN("X", MFX_F32, 2, "M", "N")}, 1,
-   {IN("Y", MFX_F32, 2, "M", "N")}},
-  {"q16_quantize", 2, {"M", "N"}, 1, {IN("X", MFX_F32, 2, "M", "N")}, 1,
-   {IN("Q", MFX_I32, 2, "M", "N")}},
-  {"q16_dequantize", 2, {"M", "N"}, 1, {IN("Q", MFX_I32, 2, "M", "N")}, 1,
-   {IN("X", MFX_F32, 2, "M", "N")}},
-  {"q16_gelu", 2, {"M", "N"}, 1, {IN("Q", MFX_I32, 2, "M", "N")}, 1,
-   {IN("R", MFX_I32, 2, "M", "N")}},
-  {"gather_rows", 3, {"T", "M", "D"}, 2,
-   {IN("X", MFX_F32, 2, "T", "D"), INDEX("IDX", 1, "T", "M")}, 1,
-   {IN("Y", MFX_F32, 2, "M", "D")}},
-  {"combine_rows", 4, {"R", "T", "K", "D"}, 3,
-   {IN("YALL", MFX_F32, 2, "R", "D"), INDEX("ROWS", 2, "R", "T", "K"),
-    IN("GATES", MFX_F32, 2, "T", "K")}, 1,
-   {IN("Y", MFX_F32, 2, "T", "D")}},
+#define MFX_OP(name, tol, wf, wd, wu)                                                            \
+  {#name, MFX_OP_COUNT(const char *, MFX_DIMS_##name), MFX_DIMS_##name,                          \
+   MFX_OP_COUNT(mfx_op_interface_tensor, MFX_INPUTS_##name), MFX_INPUTS_##name,                  \
+   MFX_OP_COUNT(mfx_op_interface_tensor, MFX_OUTPUTS_##name), MFX_OUTPUTS_##name},
+#include "../ops/op_list.h"
+#undef MFX_OP
 };
 
 #define IFACE_COUNT ((int)(sizeof iface_table / sizeof iface_table[0]))

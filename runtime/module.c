@@ -186,13 +186,6 @@ mfx_status mfx_artifact_find_kernel(const mfx_artifact *art, const char *key, in
 
 /* ---- running --------------------------------------------------------------------- */
 
-static void art_shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
-  size_t used = (size_t)snprintf(buf, size, "[");
-  for (int i = 0; i < ndim && used < size; i++)
-    used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? "," : "", (long long)shape[i]);
-  if (used < size) snprintf(buf + used, size - used, "]");
-}
-
 static mfx_status art_check_array(const mfx_artifact *art, const mfx_artifact_kernel *k,
                                   const mfx_artifact_arg *a, const mfx_array *x) {
   const char *role = mfx_arg_role_name(a->role);
@@ -203,8 +196,9 @@ static mfx_status art_check_array(const mfx_artifact *art, const mfx_artifact_ke
   for (int i = 0; same && i < a->ndim; i++) same = x->shape[i] == a->shape[i];
   if (same) return MFX_OK;
   char got[160], want[160];
-  art_shape_text(x->ndim >= 0 && x->ndim <= MFX_MAX_DIMS ? x->ndim : 0, x->shape, got, sizeof got);
-  art_shape_text(a->ndim, a->shape, want, sizeof want);
+  art_shape_text(x->ndim >= 0 && x->ndim <= MFX_MAX_DIMS ? x->ndim : 0, x->shape, ",", got,
+                 sizeof got);
+  art_shape_text(a->ndim, a->shape, ",", want, sizeof want);
   const char *got_type = (int)x->dtype >= 0 && x->dtype < MFX_DTYPE_COUNT
                              ? mfx_dtype_name(x->dtype) : "(invalid dtype)";
   return mfx_fail(MFX_ERR_INVALID, "artifact %s: kernel %s: %s %s is %s %s, expected %s %s",

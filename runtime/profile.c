@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "mfx/artifact.h"
+#include "mfx/device.h"
 #include "mfx/json.h"
 #include "mfx/latency.h"
 #include "mfx/router.h"
@@ -22,31 +23,11 @@
 
 /* ==== the device key and the path ========================================== */
 
-/* The value of the first "model name" line of /proc/cpuinfo, if any. */
-static int profile_cpu_model(char *buf, size_t size) {
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL) return 0;
-  char line[512];
-  int found = 0;
-  while (!found && fgets(line, sizeof line, f) != NULL) {
-    if (strncmp(line, "model name", 10) != 0) continue;
-    char *colon = strchr(line, ':');
-    if (colon == NULL) continue;
-    char *v = colon + 1;
-    while (*v == ' ' || *v == '\t') v++;
-    v[strcspn(v, "\r\n")] = '\0';
-    snprintf(buf, size, "%s", v);
-    found = v[0] != '\0';
-  }
-  fclose(f);
-  return found;
-}
-
 mfx_status mfx_latency_host_key(char *buf, size_t size) {
   if (buf == NULL || size < 16)
     return mfx_fail(MFX_ERR_INVALID, "latency host key: buffer NULL or under 16 bytes");
   char model[256];
-  if (!profile_cpu_model(model, sizeof model)) snprintf(model, sizeof model, "unknown CPU");
+  if (!mfx_cpuinfo_field("model name", model, sizeof model)) snprintf(model, sizeof model, "unknown CPU");
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   snprintf(buf, size, "cpu: %s (%ld cores)", model, cores > 0 ? cores : 1);
   return MFX_OK;

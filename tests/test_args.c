@@ -10,6 +10,7 @@
 
 #include "mfx_argparse.h"
 #include "mfx_cli.h"
+#include "check_main.h"
 
 /* ---- a command shaped like mfx run, with one option of every type ----------- */
 
@@ -397,9 +398,5 @@ int main(void) {
   tcase_add_test(t, test_value_functions);
   tcase_add_test(t, test_tool_parse_args_compatible);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

@@ -24,6 +24,7 @@
 #include "mfx/artifact.h"
 #include "mfx/ops.h"
 #include "mfx/reference.h"
+#include "check_main.h"
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
@@ -1095,9 +1096,5 @@ static Suite *artifact_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(artifact_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(artifact_suite());
 }

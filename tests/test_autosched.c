@@ -9,6 +9,7 @@
 
 #include "mfx/autosched.h"
 #include "mfx/autotune.h"
+#include "check_main.h"
 
 /* ---- kernels (shapes chosen to divide no tile: 4, 8, 16, 32, 64) ----------------------------- */
 
@@ -475,9 +476,5 @@ static Suite *autosched_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(autosched_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return check_run_suite(autosched_suite());
 }

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "check_main.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -923,9 +924,5 @@ static Suite *autotune_suite(void) {
 }
 
 int main(void) {
-  SRunner *r = srunner_create(autotune_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(autotune_suite());
 }

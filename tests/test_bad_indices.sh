@@ -8,34 +8,8 @@
 # Environment: MFX_BIN (the directory holding mfx and mfx-runner).
 set -u
 
-BIN="${MFX_BIN:-build/bin}"
-MFX="$BIN/mfx"
-RUNNER="$BIN/mfx-runner"
-PY=/usr/bin/python3
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_badidx.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-
-expect() {
-  local want_status=$1 want_text=$2
-  shift 2
-  local out status why=""
-  out=$("$@" 2>&1)
-  status=$?
-  if (( status >= 128 )); then why="killed by signal $((status - 128))"
-  elif [[ "$out" == *"Sanitizer"* || "$out" == *"runtime error:"* ]]; then why="sanitizer report"
-  elif (( status != want_status )); then why="exit status $status, expected $want_status"
-  elif [[ -n "$want_text" && "$out" != *"$want_text"* ]]; then why="output lacks '$want_text'"
-  fi
-  if [[ -n "$why" ]]; then
-    failed=$((failed + 1))
-    echo "FAIL: $* -> $why"
-    echo "$out" | head -n 10 | sed 's/^/    | /'
-  else
-    passed=$((passed + 1))
-  fi
-}
+source "$(dirname "$0")/lib.sh"
+test_setup badidx
 
 # gather_rows T=5, M=3, D=4; combine_rows R=5, T=3, K=2, D=4.
 "$PY" - "$TMP" <<'PYEOF' || { echo "FAIL: numpy"; exit 1; }
@@ -86,5 +60,4 @@ done
 expect 1 "one allocation may take at most" "$MFX" run linear \
   --dims M=1000000,N=1000000,K=1
 
-echo "bad indices: $passed passed, $failed failed"
-(( failed == 0 ))
+test_summary test_bad_indices

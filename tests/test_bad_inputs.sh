@@ -12,67 +12,14 @@
 # the source tree (PYTHONPATH is set to ./python).
 set -u
 
-BIN="${MFX_BIN:-build/bin}"
-MFX="$BIN/mfx"
-RUNNER="$BIN/mfx-runner"
-PY=/usr/bin/python3
-export PYTHONPATH="${MFX_SOURCE_DIR:-.}/python${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONDONTWRITEBYTECODE=1
+source "$(dirname "$0")/lib.sh"
+python_package
 export MFX_DB=/nonexistent-dir/tune.db
 unset MFX_LATENCY
-for program in "$MFX" "$RUNNER"; do
-  if [[ ! -x "$program" ]]; then
-    echo "FAIL: $program is not an executable (set MFX_BIN)"
-    exit 1
-  fi
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_bad.XXXXXX")
+test_setup bad "$MFX" "$RUNNER"
 chmod 755 "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-
-if [[ -n "${MFX_PYTHON_PRELOAD:-}" ]]; then
-  printf '#!/bin/sh\nLD_PRELOAD=%s ASAN_OPTIONS=detect_leaks=0 exec %s "$@"\n' \
-    "$MFX_PYTHON_PRELOAD" "$PY" >"$TMP/python"
-  chmod +x "$TMP/python"
-  PY="$TMP/python"
-fi
-
-passed=0
-failed=0
-skipped=0
-
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL: $*"
-}
-
-crashed() {
-  [[ "$1" == *"Segmentation fault"* || "$1" == *"AddressSanitizer"* ||
-     "$1" == *"runtime error:"* || "$1" == *"LeakSanitizer"* || "$1" == *"Aborted"* ]]
-}
-
-# expect STATUS TEXT COMMAND...: COMMAND exits with STATUS (within 60 s: a
-# FIFO read must not hang) and its output contains TEXT.
-expect() {
-  local want_status=$1 want_text=$2
-  shift 2
-  local out status why=""
-  out=$(timeout 60 "$@" 2>&1)
-  status=$?
-  if (( status == 124 )); then why="hung (killed after 60 s)"
-  elif (( status >= 128 )); then why="killed by signal $((status - 128))"
-  elif crashed "$out"; then why="crash or sanitizer report in the output"
-  elif (( status != want_status )); then why="exit status $status, expected $want_status"
-  elif [[ -n "$want_text" && "$out" != *"$want_text"* ]]; then why="output lacks '$want_text'"
-  fi
-  if [[ -n "$why" ]]; then
-    fail "$* -> $why"
-    echo "$out" | tail -n 8 | sed 's/^/    | /'
-  else
-    passed=$((passed + 1))
-  fi
-}
+python_preloaded
+EXPECT_TIMEOUT=60 # a FIFO read must not hang
 
 # still_a KIND PATH: the writer left PATH as it was.
 still_a() {
@@ -353,5 +300,4 @@ expect 2 "unexpected argument 'y' after ARTIFACT '$TMP/gelu.mfxa'" "$RUNNER" "$T
 expect 2 "unknown option '--frob' (see mfx-runner --help)" "$RUNNER" "$TMP/gelu.mfxa" --frob
 expect 2 "missing ARTIFACT (a .mfxa file from mfx compile)" "$RUNNER" --check
 
-echo "test_bad_inputs: $passed passed, $failed failed, $skipped skipped"
-(( failed == 0 ))
+test_summary test_bad_inputs

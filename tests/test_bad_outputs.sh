@@ -5,30 +5,23 @@
 #
 # Environment: MFX_BIN (the directory holding mfx).
 set -u
-MFX="${MFX_BIN:-build/bin}/mfx"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_badout.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-check() { # NAME CONDITION-STATUS
-  if [[ $2 == 0 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+source "$(dirname "$0")/lib.sh"
+test_setup badout
 
 mkfifo "$TMP/fifo"
 out=$("$MFX" compile hamming --dims N=5,M=3,W=2 -o "$TMP/fifo" 2>&1); status=$?
-check "compile -o FIFO exits 1 (got $status: $out)" $(( status != 1 ))
-[[ "$out" == *"not a regular file"* ]]; check "compile -o FIFO message: $out" $?
-[[ -p "$TMP/fifo" ]]; check "the FIFO is still a FIFO" $?
+check_status "compile -o FIFO exits 1 (got $status: $out)" $(( status != 1 ))
+[[ "$out" == *"not a regular file"* ]]; check_status "compile -o FIFO message: $out" $?
+[[ -p "$TMP/fifo" ]]; check_status "the FIFO is still a FIFO" $?
 
 ln -s /dev/null "$TMP/link"
 out=$("$MFX" compile hamming --dims N=5,M=3,W=2 -o "$TMP/link" 2>&1); status=$?
-check "compile -o symlink exits 1 (got $status: $out)" $(( status != 1 ))
-[[ -L "$TMP/link" ]]; check "the symlink is kept" $?
+check_status "compile -o symlink exits 1 (got $status: $out)" $(( status != 1 ))
+[[ -L "$TMP/link" ]]; check_status "the symlink is kept" $?
 
 out=$("$MFX" compile hamming --dims N=5,M=3,W=2 -o "$TMP/k.mfxa" 2>&1); status=$?
-check "compile -o a new file works (got $status: $out)" $status
+check_status "compile -o a new file works (got $status: $out)" $status
 out=$("$MFX" compile hamming --dims N=5,M=3,W=2 -o "$TMP/k.mfxa" 2>&1); status=$?
-check "compile -o replaces a regular file (got $status: $out)" $status
+check_status "compile -o replaces a regular file (got $status: $out)" $status
 
-echo "bad outputs: $passed passed, $failed failed"
-(( failed == 0 ))
+test_summary test_bad_outputs

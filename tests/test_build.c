@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mfx/compiler.h"
+#include "check_main.h"
 
 /* ---- target strings ------------------------------------------------------------ */
 
@@ -212,9 +213,5 @@ int main(void) {
   tcase_add_test(tc, build_options_hook);
   tcase_add_test(tc, build_refusals);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

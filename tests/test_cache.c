@@ -14,6 +14,7 @@
 
 #include "../compiler/cache.h"
 #include "mfx/compiler.h"
+#include "check_main.h"
 
 #define N 37
 
@@ -304,9 +305,5 @@ int main(void) {
   tcase_add_test(t, dir_is_a_file);
   tcase_add_test(t, build_id_is_the_source_hash);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(s);
 }

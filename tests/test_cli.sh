@@ -7,67 +7,12 @@
 # random shapes of an earlier run (the seed is printed).
 set -u
 
-MFX="${MFX_BIN:-build/bin}/mfx"
-PY=/usr/bin/python3
-if [[ ! -x "$MFX" ]]; then
-  echo "FAIL: $MFX is not an executable (set MFX_BIN)"
-  exit 1
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_cli.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+source "$(dirname "$0")/lib.sh"
+test_setup cli "$MFX"
 
 SEED=${MFX_TEST_SEED:-$(( $(date +%s) % 32768 ))}
 RANDOM=$SEED
 echo "random shapes from MFX_TEST_SEED=$SEED"
-
-passed=0
-failed=0
-OUT=""
-
-# True when the output shows a crash or a sanitizer report.
-crashed() {
-  [[ "$1" == *"Segmentation fault"* || "$1" == *"AddressSanitizer"* ||
-     "$1" == *"runtime error:"* || "$1" == *"LeakSanitizer"* || "$1" == *"Aborted"* ]]
-}
-
-# expect STATUS TEXT COMMAND...: COMMAND exits with STATUS and its stdout+stderr
-# contain TEXT (empty TEXT: anything). The output is left in $OUT.
-expect() {
-  local want_status=$1 want_text=$2
-  shift 2
-  local status
-  OUT=$("$@" 2>&1)
-  status=$?
-  local why=""
-  if (( status >= 128 )); then
-    why="killed by signal $((status - 128))"
-  elif crashed "$OUT"; then
-    why="crash or sanitizer report in the output"
-  elif (( status != want_status )); then
-    why="exit status $status, expected $want_status"
-  elif [[ -n "$want_text" && "$OUT" != *"$want_text"* ]]; then
-    why="output lacks '$want_text'"
-  fi
-  if [[ -n "$why" ]]; then
-    failed=$((failed + 1))
-    echo "FAIL: $* -> $why"
-    echo "$OUT" | head -n 20 | sed 's/^/    | /'
-  else
-    passed=$((passed + 1))
-  fi
-}
-
-# expect_error STATUS TEXT COMMAND...: as expect, and the message is an mfx error.
-expect_error() {
-  local want_status=$1 want_text=$2
-  shift 2
-  expect "$want_status" "$want_text" "$@"
-  if [[ "$OUT" != *"mfx: error: "* ]]; then
-    failed=$((failed + 1))
-    echo "FAIL: $* -> no 'mfx: error: ' message"
-  fi
-}
 
 rand() { echo $(( RANDOM % $1 + 1 )); }
 
@@ -293,5 +238,5 @@ expect_error 2 "no_such_knob" "$MFX" bench linear --dims M=8,N=8,K=8 --config '{
 printf 'not a database at all, just some bytes that are long enough to matter\n' >"$TMP/junk.db"
 expect_error 1 "not an SQLite database" "$MFX" run linear --dims M=8,N=8,K=8 --db "$TMP/junk.db"
 
-echo "test_cli: $passed passed, $failed failed (MFX_TEST_SEED=$SEED)"
-(( failed == 0 ))
+echo "(MFX_TEST_SEED=$SEED)"
+test_summary test_cli

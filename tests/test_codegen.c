@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "mfx/compiler.h"
+#include "check_main.h"
 
 /* ---- building loop IR ---------------------------------------------------------- */
 
@@ -845,9 +846,5 @@ int main(void) {
   tcase_add_test(tc, emit_ll_asm_obj);
   tcase_add_test(tc, malformed_funcs_fail_with_a_message);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(s);
 }

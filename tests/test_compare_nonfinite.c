@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "mfx/ops.h"
+#include "check_main.h"
 
 static void make_pair(mfx_array *a, mfx_array *b, int n) {
   ck_assert_int_eq(mfx_array_create(a, MFX_F32, 1, (int64_t[]){n}), MFX_OK);
@@ -59,9 +60,5 @@ int main(void) {
   tcase_add_test(t, test_identical_nonfinite_passes);
   tcase_add_test(t, test_one_sided_nonfinite_fails);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "check_main.h"
 
 /* ---- kernels: hand-written PTX, the same on the fake and on a GPU --------- */
 
@@ -1014,9 +1015,5 @@ static Suite *device_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(device_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(device_suite());
 }

@@ -7,10 +7,8 @@
 # Environment: MFX_BIN, MFX_SOURCE_DIR; run from the source tree.
 set -u
 src=${MFX_SOURCE_DIR:-.}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_device_check.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-failed=0
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+source "$(dirname "$0")/lib.sh"
+test_setup device_check
 
 DEVICE_CHECK_TARGET=emulate DEVICE_CHECK_SMALL=1 TRIALS=2 MFX_BIN="${MFX_BIN:-build/bin}" \
   "$src/bench/device_check.sh" - "$TMP/out" >"$TMP/check.log" 2>&1

@@ -8,33 +8,14 @@
 # MFX_SOURCE_DIR (the source tree).
 set -u
 
-BIN="${MFX_BIN:-build/bin}"
+source "$(dirname "$0")/lib.sh"
+test_setup embed
 BUILD=$(cd "$BIN/.." && pwd)
 SOURCE="${MFX_SOURCE_DIR:-.}"
-PY=/usr/bin/python3
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_embed.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
 PREFIX="$TMP/prefix"
 
-passed=0
-failed=0
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL: $*"
-}
-check() { # check DESCRIPTION COMMAND...: COMMAND must succeed
-  local what=$1
-  shift
-  local out
-  if out=$("$@" 2>&1); then passed=$((passed + 1))
-  else
-    fail "$what: $*"
-    echo "$out" | tail -n 20 | sed 's/^/    | /'
-  fi
-}
-
 # ---- install ---------------------------------------------------------------------
-check "cmake --install" cmake --install "$BUILD" --prefix "$PREFIX"
+check_run "cmake --install" cmake --install "$BUILD" --prefix "$PREFIX"
 for f in include/mfx/artifact.h include/mfx/runtime.h include/mfx/device.h \
          lib/libmfxrt.so lib/libmfx_runtime.a bin/mfx bin/mfx-runner \
          lib/cmake/mfx/mfxConfig.cmake lib/cmake/mfx/mfxConfigVersion.cmake \
@@ -50,20 +31,11 @@ fi
 
 # ---- an artifact from the installed compiler ----------------------------------------
 K="$TMP/k.mfxa"
-check "mfx compile" "$PREFIX/bin/mfx" compile linear --dims M=13,N=9,K=11 \
+check_run "mfx compile" "$PREFIX/bin/mfx" compile linear --dims M=13,N=9,K=11 \
   --op hamming --dims N=7,M=5,W=3 -o "$K"
 
 # ---- examples/embed, three ways ----------------------------------------------------------
-check "configure (shared)" cmake -S "$SOURCE/examples/embed" -B "$TMP/shared" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
-check "build (shared)" cmake --build "$TMP/shared"
-check "configure (static)" cmake -S "$SOURCE/examples/embed" -B "$TMP/static" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DEMBED_STATIC=ON -DCMAKE_C_FLAGS="$FLAGS" \
-  -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
-check "build (static)" cmake --build "$TMP/static"
-PC_FLAGS=$(PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" pkg-config --cflags --libs mfx-runtime)
-check "pkg-config build" cc -std=gnu11 -Wall -Wextra -Werror $FLAGS \
-  "$SOURCE/examples/embed/main.c" $PC_FLAGS -o "$TMP/embed_pc"
+build_example embed
 if ldd "$TMP/static/mfx-embed" | grep -q libmfxrt; then
   fail "the static build links libmfxrt.so"
 else
@@ -101,22 +73,22 @@ np.save(d + "/w.npy", rng.uniform(-1, 1, (9, 11)).astype(np.float32))
 np.save(d + "/q.npy", rng.integers(0, 2**32, (7, 3), dtype=np.uint32))
 np.save(d + "/kb.npy", rng.integers(0, 2**32, (5, 3), dtype=np.uint32))
 EOF
-  check "mfx run linear" "$PREFIX/bin/mfx" run linear --dims M=13,N=9,K=11 \
+  check_run "mfx run linear" "$PREFIX/bin/mfx" run linear --dims M=13,N=9,K=11 \
     --in X="$TMP/x.npy" --in W="$TMP/w.npy" --out Y="$TMP/run_y.npy"
-  check "mfx run hamming" "$PREFIX/bin/mfx" run hamming --dims N=7,M=5,W=3 \
+  check_run "mfx run hamming" "$PREFIX/bin/mfx" run hamming --dims N=7,M=5,W=3 \
     --in Q="$TMP/q.npy" --in K="$TMP/kb.npy" --out S="$TMP/run_s.npy"
   for e in "${EMBEDS[@]}"; do
     name=$(basename "$(dirname "$e")")_$(basename "$e")
-    check "$e linear" "$e" "$K" --kernel linear --in "$TMP/x.npy" --in "$TMP/w.npy" \
+    check_run "$e linear" "$e" "$K" --kernel linear --in "$TMP/x.npy" --in "$TMP/w.npy" \
       --out "$TMP/${name}_y.npy"
-    check "$e hamming" "$e" "$K" --kernel hamming --in "$TMP/q.npy" --in "$TMP/kb.npy" \
+    check_run "$e hamming" "$e" "$K" --kernel hamming --in "$TMP/q.npy" --in "$TMP/kb.npy" \
       --out "$TMP/${name}_s.npy"
-    check "$e linear equals mfx run" "$PY" -c '
+    check_run "$e linear equals mfx run" "$PY" -c '
 import sys, numpy as np
 a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
 sys.exit(0 if a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-6) else 1)' \
       "$TMP/run_y.npy" "$TMP/${name}_y.npy"
-    check "$e hamming equals mfx run" cmp "$TMP/run_s.npy" "$TMP/${name}_s.npy"
+    check_run "$e hamming equals mfx run" cmp "$TMP/run_s.npy" "$TMP/${name}_s.npy"
   done
 else
   echo "SKIP: /usr/bin/python3 with numpy not found; outputs not compared with mfx run ******"
@@ -135,5 +107,4 @@ if (( $? == 1 )) && [[ "$out" == *"input X must be f32"* ]]; then passed=$((pass
 elif [[ ! -e "$TMP/q.npy" ]]; then passed=$((passed + 1)) # no numpy: nothing to feed
 else fail "a wrong input file: $out"; fi
 
-echo "test_embed: $passed passed, $failed failed"
-(( failed == 0 ))
+test_summary test_embed

@@ -12,42 +12,11 @@
 # MFX_SOURCE_DIR (the source tree).
 set -u
 
-BIN="${MFX_BIN:-build/bin}"
+source "$(dirname "$0")/lib.sh"
+test_setup embed_moe
 BUILD=$(cd "$BIN/.." && pwd)
 SOURCE="${MFX_SOURCE_DIR:-.}"
-PY=/usr/bin/python3
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_embed_moe.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
 PREFIX="$TMP/prefix"
-
-passed=0
-failed=0
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL: $*"
-}
-check() { # check DESCRIPTION COMMAND...: COMMAND must succeed
-  local what=$1
-  shift
-  local out
-  if out=$("$@" 2>&1); then passed=$((passed + 1))
-  else
-    fail "$what: $*"
-    echo "$out" | tail -n 20 | sed 's/^/    | /'
-  fi
-}
-expect() { # expect STATUS NEEDLE COMMAND...: COMMAND exits STATUS saying NEEDLE
-  local status=$1 needle=$2
-  shift 2
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if (( rc == status )) && [[ "$out" == *"$needle"* ]]; then passed=$((passed + 1))
-  else
-    fail "exit $rc (want $status), wanted '$needle': $*"
-    echo "$out" | tail -n 5 | sed 's/^/    | /'
-  fi
-}
 
 if [[ ! -x "$PY" ]] || ! "$PY" -c 'import numpy' 2>/dev/null; then
   echo "SKIP: /usr/bin/python3 with numpy not found; no weights file can be written ******"
@@ -55,10 +24,10 @@ if [[ ! -x "$PY" ]] || ! "$PY" -c 'import numpy' 2>/dev/null; then
 fi
 
 # ---- install, a layer, its weights ------------------------------------------------------
-check "cmake --install" cmake --install "$BUILD" --prefix "$PREFIX"
+check_run "cmake --install" cmake --install "$BUILD" --prefix "$PREFIX"
 [[ -e "$PREFIX/include/mfx/moe.h" ]] && passed=$((passed + 1)) || fail "moe.h not installed"
 L="$TMP/layer.mfxa"
-check "mfx compile-layer" "$PREFIX/bin/mfx" compile-layer --dim 8 --hidden 16 \
+check_run "mfx compile-layer" "$PREFIX/bin/mfx" compile-layer --dim 8 --hidden 16 \
   --experts mult,shift,null --k 2 --buckets 16,32 -o "$L"
 # Weights files written by numpy alone (the safetensors layout of docs/moe_layer.md).
 "$PY" - "$TMP" <<'PYEOF'
@@ -105,16 +74,7 @@ FLAGS=""
 if readelf -d "$PREFIX/lib/libmfxrt.so" | grep -q 'libasan'; then
   FLAGS="-fsanitize=address,undefined"
 fi
-check "configure (shared)" cmake -S "$SOURCE/examples/embed_moe" -B "$TMP/shared" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
-check "build (shared)" cmake --build "$TMP/shared"
-check "configure (static)" cmake -S "$SOURCE/examples/embed_moe" -B "$TMP/static" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DEMBED_STATIC=ON -DCMAKE_C_FLAGS="$FLAGS" \
-  -DCMAKE_EXE_LINKER_FLAGS="$FLAGS"
-check "build (static)" cmake --build "$TMP/static"
-PC_FLAGS=$(PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" pkg-config --cflags --libs mfx-runtime)
-check "pkg-config build" cc -std=gnu11 -Wall -Wextra -Werror $FLAGS \
-  "$SOURCE/examples/embed_moe/main.c" $PC_FLAGS -o "$TMP/embed_pc"
+build_example embed_moe
 export LD_LIBRARY_PATH="$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 EMBEDS=("$TMP/shared/mfx-embed-moe" "$TMP/static/mfx-embed-moe" "$TMP/embed_pc")
 sums=()
@@ -138,20 +98,20 @@ if (( ${#sums[@]} == 3 )) && [[ "${sums[0]}" == "${sums[1]}" && "${sums[0]}" == 
 else
   fail "the embed builds disagree: ${sums[*]:-none}"
 fi
-check "embed (random tokens)" "$TMP/shared/mfx-embed-moe" "$L" "$TMP/w.safetensors"
+check_run "embed (random tokens)" "$TMP/shared/mfx-embed-moe" "$L" "$TMP/w.safetensors"
 
 # ---- mfx-runner --weights ---------------------------------------------------------------------
 R="$PREFIX/bin/mfx-runner"
 M="$PREFIX/bin/mfx"
 expect 0 "max_rel_err" "$R" "$L" --weights "$TMP/w.safetensors" --in X="$TMP/x.npy" \
   --out Y="$TMP/runner_y.npy" --check
-check "runner output equals the embed's" cmp "$TMP/runner_y.npy" "$TMP/shared_y.npy"
+check_run "runner output equals the embed's" cmp "$TMP/runner_y.npy" "$TMP/shared_y.npy"
 expect 0 ": ok" "$R" "$L" --weights "$TMP/w.safetensors" --check --seed 3
 expect 0 "median" "$R" "$L" --weights "$TMP/w.safetensors" --bench --repeat 3
 
 # ---- a layer for a GPU: PTX, run where a GPU is, a clear error where none is --------------------
 G="$TMP/gpu.mfxa"
-check "mfx compile-layer --target cuda:sm_80" "$M" compile-layer --dim 8 --hidden 16 \
+check_run "mfx compile-layer --target cuda:sm_80" "$M" compile-layer --dim 8 --hidden 16 \
   --experts mult,shift,null --k 2 --buckets 16,32 --target cuda:sm_80 -o "$G"
 expect 0 "target cuda:sm_80" "$R" "$G" --list
 out=$("$R" "$G" --weights "$TMP/w.safetensors" --in X="$TMP/x.npy" --check 2>&1)
@@ -175,7 +135,7 @@ expect 1 "a batch of 33 tokens is larger than the layer's largest bucket, 32" \
   "$R" "$L" --weights "$TMP/w.safetensors" --in X="$TMP/x33.npy"
 expect 1 "expected f32 [T, 8]" "$R" "$L" --weights "$TMP/w.safetensors" --in X="$TMP/xi.npy"
 expect 1 "written for dim=4" "$TMP/shared/mfx-embed-moe" "$L" "$TMP/w4.safetensors"
-check "mfx compile" "$M" compile linear --dims M=4,N=4,K=4 -o "$TMP/k.mfxa"
+check_run "mfx compile" "$M" compile linear --dims M=4,N=4,K=4 -o "$TMP/k.mfxa"
 expect 1 "has no layer manifest" "$R" "$TMP/k.mfxa" --weights "$TMP/w.safetensors"
 expect 1 "not an mfx artifact" "$R" "$TMP/w.safetensors" --weights "$TMP/w.safetensors"
 expect 2 "a layer takes one input" "$R" "$L" --weights "$TMP/w.safetensors" --in W="$TMP/x.npy"
@@ -192,5 +152,4 @@ expect 2 "--target 'gpu'" "$M" compile-layer --dim 8 --hidden 8 --experts mult -
   --buckets 16 --target gpu -o "$TMP/x.mfxa"
 expect 0 "usage: mfx compile-layer" "$M" help compile-layer
 
-echo "test_embed_moe: $passed passed, $failed failed"
-(( failed == 0 ))
+test_summary test_embed_moe

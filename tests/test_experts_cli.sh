@@ -9,65 +9,12 @@
 # for the python side); run from the source tree.
 set -u
 
-MFX="${MFX_BIN:-build/bin}/mfx"
-PY=/usr/bin/python3
-export PYTHONPATH="${MFX_SOURCE_DIR:-.}/python${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONDONTWRITEBYTECODE=1
+source "$(dirname "$0")/lib.sh"
+python_package
 unset MFX_LATENCY
-if [[ ! -x "$MFX" ]]; then
-  echo "FAIL: $MFX is not an executable (set MFX_BIN)"
-  exit 1
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_experts.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-
-# A sanitized libmfxrt.so needs the ASan runtime loaded before the
-# interpreter (MFX_PYTHON_PRELOAD, set by the sanitizer build); the
-# interpreter's own allocations are not ours to leak-check.
-if [[ -n "${MFX_PYTHON_PRELOAD:-}" ]]; then
-  printf '#!/bin/sh\nLD_PRELOAD=%s ASAN_OPTIONS=detect_leaks=0 exec %s "$@"\n' \
-    "$MFX_PYTHON_PRELOAD" "$PY" >"$TMP/python"
-  chmod +x "$TMP/python"
-  PY="$TMP/python"
-fi
-
-passed=0
-failed=0
-OUT=""
-
-crashed() {
-  [[ "$1" == *"Segmentation fault"* || "$1" == *"AddressSanitizer"* ||
-     "$1" == *"runtime error:"* || "$1" == *"LeakSanitizer"* || "$1" == *"Aborted"* ]]
-}
-
-# expect STATUS TEXT COMMAND...: COMMAND exits with STATUS and its stdout+stderr
-# contain TEXT (empty: anything). stdout alone is left in $OUT.
-expect() {
-  local want_status=$1 want_text=$2
-  shift 2
-  local status all
-  OUT=$("$@" 2>"$TMP/stderr")
-  status=$?
-  all="$OUT$(cat "$TMP/stderr")"
-  local why=""
-  if (( status >= 128 )); then
-    why="killed by signal $((status - 128))"
-  elif crashed "$all"; then
-    why="crash or sanitizer report in the output"
-  elif (( status != want_status )); then
-    why="exit status $status, expected $want_status"
-  elif [[ -n "$want_text" && "$all" != *"$want_text"* ]]; then
-    why="output lacks '$want_text'"
-  fi
-  if [[ -n "$why" ]]; then
-    failed=$((failed + 1))
-    echo "FAIL: $* -> $why"
-    echo "$all" | head -n 20 | sed 's/^/    | /'
-  else
-    passed=$((passed + 1))
-  fi
-}
+test_setup experts "$MFX"
+python_preloaded
+EXPECT_STDOUT=1 # OUT: stdout alone
 
 # check WHAT PYTHON-CODE: runs the code (with mfx, numpy, json imported and
 # argv after it); a failed assertion is a failed check.
@@ -271,5 +218,4 @@ expect 1 "not an mfx latency table" "$MFX" loss latency --logits "$TMP/z.npy" \
   --latency "$TMP/corrupt.json"
 expect 1 "--grad-out" "$MFX" loss switch --logits "$TMP/z.npy" --grad-out "$TMP/no/dir/g.npy"
 
-echo "$passed passed, $failed failed"
-(( failed == 0 ))
+test_summary test_experts_cli

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mfx/compiler.h"
+#include "check_main.h"
 
 typedef struct {
   mfx_arena *a;
@@ -144,9 +145,5 @@ int main(void) {
   tcase_add_test(tc, two_kernels_with_workspace);
   tcase_add_test(tc, barrier_under_condition_is_an_error);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

@@ -8,10 +8,8 @@
 # Environment: MFX_SOURCE_DIR, MFX_BIN (the tree's bin/); run from the source tree.
 set -u
 src=${MFX_SOURCE_DIR:-.}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_gpu_pack.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-failed=0
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+source "$(dirname "$0")/lib.sh"
+test_setup gpu_pack
 
 if ! MFX_PACK_BUILD="$(dirname "${MFX_BIN:?}")" "$src/bench/gpu_pack.sh" "$TMP/pack" sm_80 >"$TMP/pack.log" 2>&1; then
   cat "$TMP/pack.log"

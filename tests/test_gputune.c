@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "check_main.h"
 
 static char work_dir[256];
 static char fake_path[320];
@@ -375,9 +376,5 @@ static Suite *gputune_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(gputune_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(gputune_suite());
 }

@@ -32,6 +32,7 @@
 #include "mfx/ops.h"
 #include "mfx/reference.h"
 #include "mfx/router.h"
+#include "check_main.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -618,9 +619,5 @@ static Suite *hardening_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(hardening_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(hardening_suite());
 }

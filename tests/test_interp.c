@@ -22,6 +22,7 @@
 
 #include "mfx/ops.h"
 #include "mfx/reference.h"
+#include "check_main.h"
 
 /* ---- (a) every op against its plain-C reference ------------------------------------------ */
 
@@ -735,9 +736,5 @@ static Suite *interp_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(interp_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(interp_suite());
 }

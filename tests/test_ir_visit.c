@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mfx/compiler.h"
+#include "check_main.h"
 
 /* A tree with every statement and expression kind:
  *   allocate T {
@@ -342,9 +343,5 @@ int main(void) {
   tcase_add_test(tc, substitute_replaces_variables);
   tcase_add_test(tc, pass_table_runs_in_order);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

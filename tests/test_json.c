@@ -14,6 +14,7 @@
 
 #include "mfx/json.h"
 #include "mfx/moe.h"
+#include "check_main.h"
 
 typedef struct {
   mfx_json w;
@@ -370,9 +371,5 @@ int main(void) {
   TCase *l = tcase_create("latency");
   tcase_add_test(l, test_latency_table_round_trip);
   suite_add_tcase(s, l);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

@@ -11,6 +11,7 @@
 
 #include "mfx/device.h"
 #include "mfx/moe.h"
+#include "check_main.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -1054,9 +1055,5 @@ static Suite *moe_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(moe_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(moe_suite());
 }

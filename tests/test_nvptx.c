@@ -24,6 +24,7 @@
 
 #include "mfx/compiler.h"
 #include "ptxas_check.h"
+#include "check_main.h"
 
 static mfx_arena *A;
 
@@ -860,9 +861,5 @@ static Suite *nvptx_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(nvptx_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(nvptx_suite());
 }

@@ -10,6 +10,7 @@
 #include "mfx/moe.h"
 #include "mfx/ops.h"
 #include "guarded_rows.h"
+#include "check_main.h"
 
 #define TOL 1e-4
 #define MAX_SHAPES 8
@@ -1005,9 +1006,5 @@ static Suite *ops_suite(void) {
 }
 
 int main(void) {
-  SRunner *r = srunner_create(ops_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(ops_suite());
 }

@@ -35,6 +35,7 @@
 #include "mfx/ops.h"
 #include "guarded_rows.h"
 #include "ptxas_check.h"
+#include "check_main.h"
 
 #define TOL 1e-4
 #define MAX_SHAPES 6
@@ -1202,9 +1203,5 @@ static Suite *ops_gpu_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(ops_gpu_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(ops_gpu_suite());
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mfx/ops.h"
+#include "check_main.h"
 
 static char *te_text(const mfx_schedule *s) {
   char *buf = NULL;
@@ -262,9 +263,5 @@ int main(void) {
   tcase_add_test(tc, deep_text_is_an_error);
   tcase_add_test(tc, text_at_the_limits_is_accepted);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mfx/ops.h"
+#include "check_main.h"
 
 /* Inputs and outputs of one op at dims, allocated, inputs copied from
  * `data` (one pointer per input, row-major, the input's dtype). */
@@ -278,9 +279,5 @@ static Suite *reference_suite(void) {
 }
 
 int main(void) {
-  SRunner *r = srunner_create(reference_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(reference_suite());
 }

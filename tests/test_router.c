@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mfx/router.h"
+#include "check_main.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -845,9 +846,5 @@ static Suite *router_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(router_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(router_suite());
 }

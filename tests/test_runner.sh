@@ -8,54 +8,8 @@
 # Environment: MFX_BIN (the directory holding mfx and mfx-runner).
 set -u
 
-BIN="${MFX_BIN:-build/bin}"
-MFX="$BIN/mfx"
-RUNNER="$BIN/mfx-runner"
-PY=/usr/bin/python3
-for program in "$MFX" "$RUNNER"; do
-  if [[ ! -x "$program" ]]; then
-    echo "FAIL: $program is not an executable (set MFX_BIN)"
-    exit 1
-  fi
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_runner.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-
-passed=0
-failed=0
-OUT=""
-
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL: $*"
-}
-
-crashed() {
-  [[ "$1" == *"Segmentation fault"* || "$1" == *"AddressSanitizer"* ||
-     "$1" == *"runtime error:"* || "$1" == *"LeakSanitizer"* || "$1" == *"Aborted"* ]]
-}
-
-# expect STATUS TEXT COMMAND...: COMMAND exits with STATUS and its output
-# contains TEXT (empty: anything). The output is left in $OUT.
-expect() {
-  local want_status=$1 want_text=$2
-  shift 2
-  local status why=""
-  OUT=$("$@" 2>&1)
-  status=$?
-  if (( status >= 128 )); then why="killed by signal $((status - 128))"
-  elif crashed "$OUT"; then why="crash or sanitizer report in the output"
-  elif (( status != want_status )); then why="exit status $status, expected $want_status"
-  elif [[ -n "$want_text" && "$OUT" != *"$want_text"* ]]; then why="output lacks '$want_text'"
-  fi
-  if [[ -n "$why" ]]; then
-    fail "$* -> $why"
-    echo "$OUT" | head -n 20 | sed 's/^/    | /'
-  else
-    passed=$((passed + 1))
-  fi
-}
+source "$(dirname "$0")/lib.sh"
+test_setup runner "$MFX" "$RUNNER"
 
 # ---- dependencies: the runtime and the references only -----------------------
 needed=$(readelf -d "$RUNNER" 2>&1 | grep NEEDED)
@@ -254,5 +208,4 @@ expect 0 "linear_2" "$RUNNER" "$TMP/more.mfxa" --kernel linear_2 --check
 expect 0 "" "$MFX" compile hamming --dims N=8,M=8,W=2 --emit obj -o "$TMP/h.o"
 expect 0 "define" "$MFX" compile hamming --dims N=8,M=8,W=2 --emit ll
 
-echo "test_runner: $passed passed, $failed failed"
-(( failed == 0 ))
+test_summary test_runner

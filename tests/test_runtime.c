@@ -1,6 +1,7 @@
 /* The runtime base: status messages, dtypes, arrays, .npy files, the thread
  * pool, the kernel environment and the timer. */
 #define _GNU_SOURCE
+#include "mfx/device.h"
 #include "mfx/runtime.h"
 
 #include <check.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "check_main.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -838,6 +840,31 @@ START_TEST(test_now_is_monotonic) {
 }
 END_TEST
 
+/* mfx_cpuinfo_field: a present key's value without blanks or the newline; an
+ * absent key, a key that is only a prefix of one, and NULL arguments find
+ * nothing and leave the buffer as it was. */
+START_TEST(test_cpuinfo_field) {
+  char buf[256];
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (f != NULL) {
+    fclose(f);
+    if (mfx_cpuinfo_field("processor", buf, sizeof buf)) {
+      ck_assert_int_gt((int)strlen(buf), 0);
+      ck_assert(buf[0] != ' ' && buf[0] != '\t' && strchr(buf, '\n') == NULL);
+    }
+  }
+  snprintf(buf, sizeof buf, "kept");
+  ck_assert_int_eq(mfx_cpuinfo_field("no such cpuinfo key", buf, sizeof buf), 0);
+  ck_assert_int_eq(mfx_cpuinfo_field("proc", buf, sizeof buf), 0);
+  ck_assert_int_eq(mfx_cpuinfo_field(NULL, buf, sizeof buf), 0);
+  ck_assert_int_eq(mfx_cpuinfo_field("processor", NULL, 16), 0);
+  ck_assert_int_eq(mfx_cpuinfo_field("processor", buf, 0), 0);
+  ck_assert_str_eq(buf, "kept");
+  char small[3];
+  if (mfx_cpuinfo_field("model name", small, sizeof small)) ck_assert_int_le((int)strlen(small), 2);
+}
+END_TEST
+
 static Suite *runtime_suite(void) {
   Suite *s = suite_create("runtime");
   TCase *status = tcase_create("status");
@@ -847,6 +874,7 @@ static Suite *runtime_suite(void) {
   tcase_add_test(status, test_fail_truncates_long_messages);
   tcase_add_test(status, test_messages_are_per_thread);
   tcase_add_test(status, test_status_names);
+  tcase_add_test(status, test_cpuinfo_field);
   suite_add_tcase(s, status);
   TCase *arrays = tcase_create("arrays");
   tcase_add_test(arrays, test_dtype_table);
@@ -884,9 +912,5 @@ static Suite *runtime_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(runtime_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(runtime_suite());
 }

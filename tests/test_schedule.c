@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mfx/compiler.h"
+#include "check_main.h"
 
 /* ---- helpers ------------------------------------------------------------------- */
 
@@ -528,9 +529,5 @@ int main(void) {
   tcase_add_test(tc, fuse_epilogue_through_inlined_stage);
   tcase_add_test(tc, fuse_epilogue_errors);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mfx/compiler.h"
+#include "check_main.h"
 
 #define HAS(msg) (strstr(mfx_last_error(), (msg)) != NULL)
 
@@ -175,9 +176,5 @@ int main(void) {
   tcase_add_test(tc, data_dependent_loads_are_left_to_the_runtime);
   tcase_add_test(tc, bad_shapes_and_names_are_refused);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run_suite(s);
 }

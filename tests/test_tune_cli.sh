@@ -7,51 +7,9 @@
 # Environment: MFX_BIN (the directory holding mfx).
 set -u
 
-MFX="${MFX_BIN:-build/bin}/mfx"
-if [[ ! -x "$MFX" ]]; then
-  echo "FAIL: $MFX is not an executable (set MFX_BIN)"
-  exit 1
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mfx_tune_cli.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+source "$(dirname "$0")/lib.sh"
+test_setup tune_cli "$MFX"
 export MFX_DB="$TMP/default.db"
-
-passed=0
-failed=0
-skipped=0
-OUT=""
-
-crashed() {
-  [[ "$1" == *"Segmentation fault"* || "$1" == *"AddressSanitizer"* ||
-     "$1" == *"runtime error:"* || "$1" == *"LeakSanitizer"* || "$1" == *"Aborted"* ]]
-}
-
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL: $1"
-  [[ -n "${2:-}" ]] && echo "$2" | head -n 20 | sed 's/^/    | /'
-}
-
-# expect STATUS TEXT COMMAND...: exit status STATUS, output containing TEXT.
-expect() {
-  local want_status=$1 want_text=$2
-  shift 2
-  local status why=""
-  OUT=$("$@" 2>&1)
-  status=$?
-  if (( status >= 128 )); then why="killed by signal $((status - 128))"
-  elif crashed "$OUT"; then why="crash or sanitizer report in the output"
-  elif (( status != want_status )); then why="exit status $status, expected $want_status"
-  elif [[ -n "$want_text" && "$OUT" != *"$want_text"* ]]; then why="output lacks '$want_text'"
-  fi
-  if [[ -n "$why" ]]; then fail "$* -> $why" "$OUT"; else passed=$((passed + 1)); fi
-}
-
-# check NAME CONDITION-STATUS: count a plain shell check.
-check() {
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); else fail "$1" "${3:-}"; fi
-}
 
 # Trials in a database: lines of its export.
 trial_count() { "$MFX" db export --db "$1" 2>/dev/null | grep -c '"status"'; }
@@ -79,23 +37,23 @@ expect 1 "no tuning database" "$MFX" db list --db "$TMP/absent.db"
 # ---- tuning, quiet in logs ------------------------------------------------------
 DB="$TMP/t.db"
 ERR=$("$MFX" tune $OP --dims $DIMS --trials 6 --json --db "$DB" "${FAST[@]}" 2>&1 >"$TMP/t.json")
-check "tune --json exits 0" $? "$ERR"
-check "tune prints nothing on stderr when not a terminal" "$([[ -z "$ERR" ]]; echo $?)" "$ERR"
+check_status "tune --json exits 0" $? "$ERR"
+check_status "tune prints nothing on stderr when not a terminal" "$([[ -z "$ERR" ]]; echo $?)" "$ERR"
 JSON=$(cat "$TMP/t.json")
-check "tune --json reports 6 trials" "$([[ "$JSON" == *'"trials":6,'* && "$JSON" == *'"best_config":{'* ]]; echo $?)" "$JSON"
-check "6 trials recorded" "$([[ $(trial_count "$DB") -eq 6 ]]; echo $?)"
+check_status "tune --json reports 6 trials" "$([[ "$JSON" == *'"trials":6,'* && "$JSON" == *'"best_config":{'* ]]; echo $?)" "$JSON"
+check_status "6 trials recorded" "$([[ $(trial_count "$DB") -eq 6 ]]; echo $?)"
 expect 0 "$OP" "$MFX" db list --db "$DB"
 expect 0 '"ok":' "$MFX" db list --db "$DB" --json
 expect 0 "source   tuned" "$MFX" db best $OP --dims $DIMS --db "$DB"
 expect 0 "nearest tuned shape" "$MFX" db best $OP --dims N=32,M=24,W=2 --db "$DB"
 expect 0 "template default" "$MFX" db best linear --dims M=8,N=8,K=8 --db "$DB"
 expect 0 "tuned" "$MFX" tune $OP --dims N=8,M=8,W=1 --trials 2 "${FAST[@]}"
-check "MFX_DB is the default database" "$([[ -f "$MFX_DB" ]]; echo $?)"
+check_status "MFX_DB is the default database" "$([[ -f "$MFX_DB" ]]; echo $?)"
 
 # ---- the progress line on a terminal ---------------------------------------------
 if command -v script >/dev/null 2>&1; then
   TTY=$(script -qec "\"$MFX\" tune $OP --dims $DIMS --trials 3 --db \"$TMP/tty.db\" --min-time 0.002 --threads 1" /dev/null 2>&1)
-  check "a terminal shows the progress line" "$([[ "$TTY" == *"trial 3/3"*"ETA"* && "$TTY" == *$'\r'* ]]; echo $?)" "$TTY"
+  check_status "a terminal shows the progress line" "$([[ "$TTY" == *"trial 3/3"*"ETA"* && "$TTY" == *$'\r'* ]]; echo $?)" "$TTY"
 else
   skipped=$((skipped + 1))
   echo "SKIP: progress line (no 'script' to make a terminal)"
@@ -103,8 +61,8 @@ fi
 
 # ---- resume ------------------------------------------------------------------------
 expect 0 '"resumed":6' "$MFX" tune $OP --dims $DIMS --trials 10 --resume --json --db "$DB" "${FAST[@]}"
-check "resume ran the 4 missing trials" "$([[ "$OUT" == *'"trials":4,'* ]]; echo $?)" "$OUT"
-check "10 trials, 10 distinct configs" "$([[ $(trial_count "$DB") -eq 10 && $(distinct_configs "$DB") -eq 10 ]]; echo $?)"
+check_status "resume ran the 4 missing trials" "$([[ "$OUT" == *'"trials":4,'* ]]; echo $?)" "$OUT"
+check_status "10 trials, 10 distinct configs" "$([[ $(trial_count "$DB") -eq 10 && $(distinct_configs "$DB") -eq 10 ]]; echo $?)"
 
 # Killed mid-tuning: what was committed stays, resume completes the budget.
 KDB="$TMP/killed.db"
@@ -117,10 +75,10 @@ done
 kill -9 $PID 2>/dev/null
 wait $PID 2>/dev/null
 DONE=$(trial_count "$KDB")
-check "trials committed before SIGKILL survive ($DONE)" "$([[ $DONE -ge 3 && $DONE -lt 400 ]]; echo $?)"
+check_status "trials committed before SIGKILL survive ($DONE)" "$([[ $DONE -ge 3 && $DONE -lt 400 ]]; echo $?)"
 WANT=$((DONE + 4))
 expect 0 "\"resumed\":$DONE" "$MFX" tune $OP --dims $DIMS --trials $WANT --strategy random --resume --json --db "$KDB" "${FAST[@]}"
-check "after resume: $WANT trials, none measured twice" "$([[ $(trial_count "$KDB") -eq $WANT && $(distinct_configs "$KDB") -eq $WANT ]]; echo $?)"
+check_status "after resume: $WANT trials, none measured twice" "$([[ $(trial_count "$KDB") -eq $WANT && $(distinct_configs "$KDB") -eq $WANT ]]; echo $?)"
 
 # Two tuners writing to one database at once lose nothing.
 CDB="$TMP/concurrent.db"
@@ -130,17 +88,17 @@ P1=$!
 P2=$!
 wait $P1; S1=$?
 wait $P2; S2=$?
-check "two concurrent tuners succeed" "$([[ $S1 -eq 0 && $S2 -eq 0 ]]; echo $?)"
-check "two concurrent tuners: all 10 trials kept" "$([[ $(trial_count "$CDB") -eq 10 ]]; echo $?)"
+check_status "two concurrent tuners succeed" "$([[ $S1 -eq 0 && $S2 -eq 0 ]]; echo $?)"
+check_status "two concurrent tuners: all 10 trials kept" "$([[ $(trial_count "$CDB") -eq 10 ]]; echo $?)"
 
 # ---- export / import / plot ------------------------------------------------------------
 expect 0 "exported 10 trials" "$MFX" db export --db "$DB" --out "$TMP/a.jsonl"
 expect 0 "imported 10 trials" "$MFX" db import "$TMP/a.jsonl" --db "$TMP/copy.db"
 expect 0 "imported 0 trials" "$MFX" db import "$TMP/a.jsonl" --db "$TMP/copy.db"
 "$MFX" db export --db "$TMP/copy.db" --out "$TMP/b.jsonl" 2>/dev/null
-check "export -> import -> export is the identity" "$(cmp -s "$TMP/a.jsonl" "$TMP/b.jsonl"; echo $?)"
+check_status "export -> import -> export is the identity" "$(cmp -s "$TMP/a.jsonl" "$TMP/b.jsonl"; echo $?)"
 expect 0 "wrote" "$MFX" db plot $OP --dims $DIMS --db "$DB" --out "$TMP/p.svg"
-check "plot is an SVG with a best-so-far line" "$(grep -q '<svg' "$TMP/p.svg" && grep -q '<polyline' "$TMP/p.svg"; echo $?)"
+check_status "plot is an SVG with a best-so-far line" "$(grep -q '<svg' "$TMP/p.svg" && grep -q '<polyline' "$TMP/p.svg"; echo $?)"
 expect 1 "has no trials" "$MFX" db plot $OP --dims N=7,M=7,W=7 --db "$DB" --out "$TMP/q.svg"
 echo '{"op": "hamming"' >"$TMP/bad.jsonl"
 expect 1 "line 1" "$MFX" db import "$TMP/bad.jsonl" --db "$TMP/copy.db"
@@ -172,10 +130,9 @@ else
   expect 0 '"trials":8,' env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" mpirun --allow-run-as-root --oversubscribe -n 2 "$MFX" tune $OP --dims $DIMS \
     --trials 8 --mpi --json --db "$MDB" "${FAST[@]}"
   EXPORT=$("$MFX" db export --db "$MDB" 2>/dev/null)
-  check "MPI: 8 trials gathered on rank 0" "$([[ $(echo "$EXPORT" | grep -c '"status"') -eq 8 ]]; echo $?)" "$EXPORT"
-  check "MPI: both ranks measured" "$(echo "$EXPORT" | grep -q '"rank":1' && echo "$EXPORT" | grep -q '"rank":0'; echo $?)"
-  check "MPI: no config twice" "$([[ $(distinct_configs "$MDB") -eq 8 ]]; echo $?)"
+  check_status "MPI: 8 trials gathered on rank 0" "$([[ $(echo "$EXPORT" | grep -c '"status"') -eq 8 ]]; echo $?)" "$EXPORT"
+  check_status "MPI: both ranks measured" "$(echo "$EXPORT" | grep -q '"rank":1' && echo "$EXPORT" | grep -q '"rank":0'; echo $?)"
+  check_status "MPI: no config twice" "$([[ $(distinct_configs "$MDB") -eq 8 ]]; echo $?)"
 fi
 
-echo "test_tune_cli: $passed passed, $failed failed, $skipped skipped"
-(( failed == 0 ))
+test_summary test_tune_cli

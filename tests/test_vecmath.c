@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "mfx/compiler.h"
+#include "check_main.h"
 
 enum { CHUNK = 1 << 20 };
 
@@ -330,9 +331,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *r = srunner_create(suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(suite());
 }

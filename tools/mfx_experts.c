@@ -4,10 +4,12 @@
  * option helpers and the SVG plot that mfx loss and mfx demo share. */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "mfx/plot.h"
 #include "mfx_moe_cli.h"
 
 static const char tool_experts_usage[] =
@@ -233,123 +235,64 @@ void tool_experts_print(FILE *out, const mfx_latency_table *t) {
   fprintf(out, "(times in ms per call at each token count: medians)\n");
 }
 
-/* ==== the SVG plot ===================================================================== */
-
-#define PLOT_W 760.0
-#define PLOT_H 440.0
-#define PLOT_LEFT 70.0
-#define PLOT_RIGHT 250.0
-#define PLOT_TOP 40.0
-#define PLOT_BOTTOM 50.0
+/* ==== the SVG plot (mfx/plot.h) ========================================================= */
 
 static const char *const plot_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                           "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
-typedef struct {
-  double xmax, ymax; /* tokens, milliseconds */
-} plot_scale;
-
-static double plot_x(const plot_scale *s, double tokens) {
-  return PLOT_LEFT + tokens / s->xmax * (PLOT_W - PLOT_LEFT - PLOT_RIGHT);
-}
-
-static double plot_y(const plot_scale *s, double ms) {
-  return PLOT_H - PLOT_BOTTOM - ms / s->ymax * (PLOT_H - PLOT_TOP - PLOT_BOTTOM);
-}
-
-/* A tick step of 1, 2 or 5 times a power of ten giving about 5 ticks. */
-static double plot_step(double range) {
-  double raw = range / 5.0, p = pow(10.0, floor(log10(raw)));
-  return raw / p < 1.5 ? p : raw / p < 3.5 ? 2 * p : raw / p < 7.5 ? 5 * p : 10 * p;
-}
-
-static void plot_text_escaped(FILE *f, const char *s) {
-  for (; *s; s++) {
-    if (*s == '&') fputs("&amp;", f);
-    else if (*s == '<') fputs("&lt;", f);
-    else if (*s == '>') fputs("&gt;", f);
-    else fputc(*s, f);
-  }
-}
-
-static plot_scale plot_scale_of(const mfx_latency_table *t) {
-  plot_scale s = {1.0, 1e-6};
+/* The frame: from 0 to a little above the largest token count and latency
+ * (measured or fitted). */
+static void plot_frame_of(const mfx_latency_table *t, mfx_plot *p) {
+  double xmax = 1.0, ymax = 1e-6; /* tokens, milliseconds */
   for (int e = 0; e < t->experts; e++) {
     const mfx_latency_expert *x = &t->expert[e];
     for (int i = 0; i < x->points; i++) {
-      s.xmax = fmax(s.xmax, (double)x->tokens[i]);
-      s.ymax = fmax(s.ymax, x->seconds[i] * 1e3);
+      xmax = fmax(xmax, (double)x->tokens[i]);
+      ymax = fmax(ymax, x->seconds[i] * 1e3);
     }
   }
   for (int e = 0; e < t->experts; e++)
-    s.ymax = fmax(s.ymax, (t->expert[e].a + t->expert[e].b * s.xmax) * 1e3);
-  s.xmax *= 1.05;
-  s.ymax *= 1.1;
-  return s;
+    ymax = fmax(ymax, (t->expert[e].a + t->expert[e].b * xmax) * 1e3);
+  p->x_lo = p->y_lo = 0.0;
+  p->x_hi = xmax * 1.05;
+  p->y_hi = ymax * 1.1;
 }
 
-static void plot_axes(FILE *f, const plot_scale *s) {
-  double x0 = PLOT_LEFT, x1 = PLOT_W - PLOT_RIGHT, y0 = PLOT_H - PLOT_BOTTOM, y1 = PLOT_TOP;
-  fprintf(f, "<path d=\"M%.1f %.1fV%.1fH%.1f\" stroke=\"#000\" fill=\"none\"/>\n", x0, y1, y0, x1);
-  double xs = plot_step(s->xmax), ys = plot_step(s->ymax);
-  for (double v = 0; v <= s->xmax; v += xs) {
-    double x = plot_x(s, v);
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\"/>", x, y0, x,
-            y0 + 5);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", x, y0 + 18, v);
-  }
-  for (double v = 0; v <= s->ymax; v += ys) {
-    double y = plot_y(s, v);
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>", x0, y,
-            x1, y);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", x0 - 6, y + 4, v);
-  }
-  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">tokens per expert</text>\n",
-          (x0 + x1) / 2, PLOT_H - 12);
-  fprintf(f, "<text transform=\"translate(18 %.1f) rotate(-90)\" text-anchor=\"middle\">"
-          "latency (ms)</text>\n", (y0 + y1) / 2);
-}
-
-static void plot_expert(FILE *f, const plot_scale *s, const mfx_latency_table *t, int e) {
+static void plot_expert(const mfx_plot *p, const mfx_latency_table *t, int e) {
   const mfx_latency_expert *x = &t->expert[e];
   const char *color = plot_colors[e % (int)(sizeof plot_colors / sizeof plot_colors[0])];
-  fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
-  for (int i = 0; i < x->points; i++)
-    fprintf(f, "%s%.1f,%.1f", i ? " " : "", plot_x(s, (double)x->tokens[i]),
-            plot_y(s, x->seconds[i] * 1e3));
-  fputs("\"/>\n", f);
-  for (int i = 0; i < x->points; i++)
-    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n",
-            plot_x(s, (double)x->tokens[i]), plot_y(s, x->seconds[i] * 1e3), color);
-  double n0 = x->a < 0.0 && x->b > 0.0 ? -x->a / x->b : 0.0, n1 = s->xmax / 1.05;
-  fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-          "stroke-dasharray=\"6 4\"/>\n", plot_x(s, n0), plot_y(s, (x->a + x->b * n0) * 1e3),
-          plot_x(s, n1), plot_y(s, (x->a + x->b * n1) * 1e3), color);
-  double ly = PLOT_TOP + 10 + 40.0 * e, lx = PLOT_W - PLOT_RIGHT + 20;
-  fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>", lx, ly - 10,
-          color);
-  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s  alpha %.3f</text>", lx + 18, ly, x->name,
-          t->alpha[e]);
-  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">fit %.4f ms + %.4f us/token</text>\n",
-          lx + 18, ly + 15, x->a * 1e3, x->b * 1e6);
+  double tokens[MFX_LATENCY_MAX_POINTS], ms[MFX_LATENCY_MAX_POINTS];
+  int n = x->points < MFX_LATENCY_MAX_POINTS ? x->points : MFX_LATENCY_MAX_POINTS;
+  for (int i = 0; i < n; i++) {
+    tokens[i] = (double)x->tokens[i];
+    ms[i] = x->seconds[i] * 1e3;
+  }
+  mfx_plot_line(p, tokens, ms, n, color);
+  mfx_plot_points(p, tokens, ms, n, color, 3.5);
+  double n0 = x->a < 0.0 && x->b > 0.0 ? -x->a / x->b : 0.0, n1 = p->x_hi / 1.05;
+  mfx_plot_segment(p, n0, (x->a + x->b * n0) * 1e3, n1, (x->a + x->b * n1) * 1e3, color, 1);
+  char text[128], note[128];
+  snprintf(text, sizeof text, "%s  alpha %.3f", x->name, t->alpha[e]);
+  snprintf(note, sizeof note, "fit %.4f ms + %.4f us/token", x->a * 1e3, x->b * 1e6);
+  mfx_plot_legend(p, e, color, text, note);
 }
 
 int tool_experts_plot(const char *path, const mfx_latency_table *t) {
   mfx_file_writer w;
   if (mfx_file_write_begin(&w, path, "plot") != MFX_OK)
     return tool_error_status(TOOL_EXIT_FAIL, "experts --plot");
-  FILE *f = w.f;
-  plot_scale s = plot_scale_of(t);
-  fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
-          "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
-          "fill=\"#fff\"/>\n<text x=\"%g\" y=\"22\" font-size=\"15\">expert latency: ",
-          PLOT_W, PLOT_H, PLOT_LEFT);
-  plot_text_escaped(f, t->device);
-  fprintf(f, " (D=%lld, H=%lld; dashed: fit)</text>\n", (long long)t->dim, (long long)t->hidden);
-  plot_axes(f, &s);
-  for (int e = 0; e < t->experts; e++) plot_expert(f, &s, t, e);
-  fputs("</svg>\n", f);
-  if (mfx_file_write_commit(&w) != MFX_OK) return tool_error_status(TOOL_EXIT_FAIL, "experts --plot");
+  char title[300];
+  snprintf(title, sizeof title, "expert latency: %s (D=%lld, H=%lld; dashed: fit)", t->device,
+           (long long)t->dim, (long long)t->hidden);
+  mfx_plot p = {.out = w.f, .title = title, .x_label = "tokens per expert",
+                .y_label = "latency (ms)", .legend_width = 230};
+  plot_frame_of(t, &p);
+  mfx_plot_begin(&p);
+  for (int e = 0; e < t->experts; e++) plot_expert(&p, t, e);
+  mfx_status st = mfx_plot_end(&p);
+  if (st != MFX_OK) mfx_file_write_abort(&w);
+  if (st != MFX_OK || mfx_file_write_commit(&w) != MFX_OK)
+    return tool_error_status(TOOL_EXIT_FAIL, "experts --plot");
   return 0;
 }
 

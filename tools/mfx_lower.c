@@ -12,11 +12,8 @@ static void tool_print_heading(const char *title) {
   printf("\n");
 }
 
-static void tool_print_layers(const tool_problem *p, mfx_schedule *s, const mfx_func *fn) {
-  char dims[256], config[1024];
-  tool_format_dims(p->op, p->dims, dims, sizeof dims);
-  mfx_config_to_json(&p->cfg, config, sizeof config);
-  printf("# %s %s config %s\n\n", p->op->name, dims, config);
+/* Layers 2-4 of a kernel: its tensor expression, schedule and loop IR. */
+static void tool_print_te_schedule_ir(mfx_schedule *s, const mfx_func *fn) {
   tool_print_heading("tensor expression");
   mfx_print_te(stdout, s);
   printf("\n");
@@ -25,6 +22,14 @@ static void tool_print_layers(const tool_problem *p, mfx_schedule *s, const mfx_
   printf("\n");
   tool_print_heading("loop IR");
   mfx_print_func(stdout, fn);
+}
+
+static void tool_print_layers(const tool_problem *p, mfx_schedule *s, const mfx_func *fn) {
+  char dims[256], config[1024];
+  tool_format_dims(p->op, p->dims, dims, sizeof dims);
+  mfx_config_to_json(&p->cfg, config, sizeof config);
+  printf("# %s %s config %s\n\n", p->op->name, dims, config);
+  tool_print_te_schedule_ir(s, fn);
 }
 
 /* ---- the pass table: --passes, --print-after PASS ------------------------------ */
@@ -136,14 +141,7 @@ static int tool_lower_te_file(const char *path, const char *emit, const char *pr
     rc = tool_emit(&r);
   } else {
     printf("# %s (default schedule: every loop serial)\n\n", path);
-    tool_print_heading("tensor expression");
-    mfx_print_te(stdout, s);
-    printf("\n");
-    tool_print_heading("schedule");
-    mfx_print_schedule(stdout, s);
-    printf("\n");
-    tool_print_heading("loop IR");
-    mfx_print_func(stdout, r.func);
+    tool_print_te_schedule_ir(s, r.func);
   }
   free(r.data);
   mfx_arena_destroy(arena);

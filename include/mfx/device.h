@@ -52,6 +52,11 @@ typedef struct {
   size_t l2_bytes;           /* L2 cache size */
 } mfx_device_info;
 
+/* The value of the host's first /proc/cpuinfo line named `key` ("model
+ * name", "flags"), blanks around it dropped, into buf (truncated to size).
+ * Returns 1 when found and not empty, else 0 (buf then untouched). */
+int mfx_cpuinfo_field(const char *key, char *buf, size_t size);
+
 /* spec: "cpu", "cuda" (= "cuda:0") or "cuda:N". */
 mfx_status mfx_device_open(const char *spec, mfx_device **out);
 void mfx_device_close(mfx_device *dev);
