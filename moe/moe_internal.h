@@ -203,6 +203,9 @@ const char *moe_gpu_build_target(const mfx_moe *moe);
  * arrays in and out and everything between on the device. */
 mfx_status moe_gpu_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
                           int64_t rows, float *rlogits);
+/* The same from the caller's device buffer x [T, D], padded to rows there. */
+mfx_status moe_gpu_router_device(mfx_moe *moe, const mfx_kernel_env *env, uint64_t x,
+                                 int64_t T, int64_t rows, float *rlogits);
 mfx_status moe_gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
                           int64_t rows, float *y);
 mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, const int32_t *xq,
@@ -213,12 +216,29 @@ mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d);
 /* Dispatch, experts and combine on the device: each expert's tokens
  * gathered from the router's input (still on the device), its chain, and
  * y[T, D] combined there with the gates; only index lists and gates go
- * over, and y comes back. */
+ * over, and y comes back to the host, or, y_dev not 0, stays in the
+ * caller's device buffer y_dev. */
 mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
-                           const moe_dispatch *d, const float *gates, float *y,
+                           const moe_dispatch *d, const float *gates, float *y, uint64_t y_dev,
                            mfx_moe_trace *trace);
+/* R of the combine_rows kernel a layer with buckets runs at T's bucket. */
+int64_t moe_gpu_combine_rows(const mfx_moe *moe, int64_t bucket);
 /* Device seconds of the kernels of the last moe_gpu_expert. */
 double moe_gpu_last_expert_seconds(const mfx_moe *moe);
+
+/* ---- launch.c: an artifact kernel on the layer's device ---- */
+typedef struct {
+  const mfx_artifact_kernel *meta; /* outlives it */
+  mfx_module *module;
+  mfx_function *fn[MFX_ARTIFACT_MAX_LAUNCHES];
+  mfx_device_buffer ws[MFX_ARTIFACT_MAX_ARGS]; /* the workspace arguments */
+} moe_gpu_kernel;
+/* Loads meta's module onto dev (its target must suit dev) and allocates its
+ * workspace; on failure what was made stays for moe_kernel_unload. */
+mfx_status moe_kernel_load(mfx_device *dev, const mfx_artifact_kernel *meta, moe_gpu_kernel *k);
+void moe_kernel_unload(moe_gpu_kernel *k);
+/* Queues k's launches on addresses: its inputs, then its outputs. */
+mfx_status moe_kernel_run(const moe_gpu_kernel *k, const uint64_t *addresses);
 
 /* An env to use when the caller passed none. */
 const mfx_kernel_env *moe_env_or_serial(const mfx_kernel_env *env, mfx_kernel_env *serial);
