@@ -80,7 +80,7 @@ static mfx_status load_run_device(moe_provider *p, const moe_want *w, const mfx_
   load_provider *l = (load_provider *)p;
   const load_entry *e = load_find(l, w);
   if (e == NULL) return load_missing(l, w);
-  return moe_kernel_run(&l->gpu[e->index], addresses);
+  return moe_kernel_run(&l->gpu[e->index], addresses, p->moe->weights_version);
 }
 
 static int load_count(const moe_provider *p) { return ((const load_provider *)p)->n; }

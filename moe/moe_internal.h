@@ -227,18 +227,39 @@ int64_t moe_gpu_combine_rows(const mfx_moe *moe, int64_t bucket);
 double moe_gpu_last_expert_seconds(const mfx_moe *moe);
 
 /* ---- launch.c: an artifact kernel on the layer's device ---- */
+/* The weight layouts a kernel's leading launches made from one set of
+ * weights (the router's, or one expert's): kept, as the weights are
+ * constant between changes (issue 10: WT, ST, GT packed once). */
+#define MOE_PACKS (MFX_MOE_MAX_EXPERTS + 1)
+typedef struct {
+  int used;   /* holds buffers for the weights below */
+  int packed; /* and their layout at version */
+  uint64_t weights[MFX_ARTIFACT_MAX_ARGS]; /* the weight inputs' addresses: the key */
+  unsigned long version;                   /* the layer's weights_version packed */
+  mfx_device_buffer ws[MFX_ARTIFACT_MAX_ARGS]; /* the workspace the packing writes */
+} moe_pack;
+
 typedef struct {
   const mfx_artifact_kernel *meta; /* outlives it */
+  mfx_device *dev;
   mfx_module *module;
   mfx_function *fn[MFX_ARTIFACT_MAX_LAUNCHES];
   mfx_device_buffer ws[MFX_ARTIFACT_MAX_ARGS]; /* the workspace arguments */
+  /* Launches [0, n_pack) read only weights (inputs 1..) and write only
+   * workspace (packed): they run once per weight set and version. */
+  int n_pack;
+  int packed_ws[MFX_ARTIFACT_MAX_ARGS]; /* 1: argument i is written by the packing */
+  moe_pack packs[MOE_PACKS];
+  int next_evict;
 } moe_gpu_kernel;
 /* Loads meta's module onto dev (its target must suit dev) and allocates its
  * workspace; on failure what was made stays for moe_kernel_unload. */
 mfx_status moe_kernel_load(mfx_device *dev, const mfx_artifact_kernel *meta, moe_gpu_kernel *k);
 void moe_kernel_unload(moe_gpu_kernel *k);
-/* Queues k's launches on addresses: its inputs, then its outputs. */
-mfx_status moe_kernel_run(const moe_gpu_kernel *k, const uint64_t *addresses);
+/* Queues k's launches on addresses: its inputs, then its outputs. The
+ * packing launches run only when the weights (by address) have no layout
+ * packed at `version` yet. */
+mfx_status moe_kernel_run(moe_gpu_kernel *k, const uint64_t *addresses, unsigned long version);
 
 /* An env to use when the caller passed none. */
 const mfx_kernel_env *moe_env_or_serial(const mfx_kernel_env *env, mfx_kernel_env *serial);

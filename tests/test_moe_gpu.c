@@ -352,6 +352,61 @@ START_TEST(loaded_cuda_layer_stays_on_the_device) {
 }
 END_TEST
 
+static int log_total(void) { return log_count(""); }
+
+/* One device pass of T tokens with the launch log started afresh. */
+static void pass(mfx_moe *moe, const mfx_device_buffer *xb, const mfx_device_buffer *yb,
+                 int64_t T) {
+  remove(log_path);
+  ck_assert_msg(mfx_moe_forward_device(moe, NULL, xb->address, xb->bytes, T, yb->address,
+                                       yb->bytes, NULL) == MFX_OK, "%s", mfx_last_error());
+}
+
+/* Weights are packed once: the templates' layout launches (linear's WT
+ * transpose is launch _k0; shift_linear's GT and ST, _k0 and _k1, in the
+ * default configs) run in the first pass and after the weights change,
+ * not in the passes between. */
+START_TEST(weights_are_packed_once) {
+  use_fake();
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
+  mfx_device *dev = mfx_moe_device(moe);
+  enum { T = 40 }; /* the router, and every expert, at bucket 48 */
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, T * D * 4, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, T * D * 4, &yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_zero(dev, xb.address, T * D * 4), MFX_OK);
+  static const char *const packing[] = {"linear_m48_n3_k16_k0", "linear_gelu_m48_n24_k16_k0",
+                                        "linear_m48_n16_k24_k0"};
+  pass(moe, &xb, &yb, T);
+  int first = log_total(), first_packs = 0;
+  for (size_t i = 0; i < sizeof packing / sizeof packing[0]; i++)
+    first_packs += log_count(packing[i]);
+  first_packs += log_count("shift_linear_q16_gelu_m48_n24_k16_k0") +
+                 log_count("shift_linear_q16_gelu_m48_n24_k16_k1") +
+                 log_count("shift_linear_dequantize_m48_n16_k24_k0") +
+                 log_count("shift_linear_dequantize_m48_n16_k24_k1");
+  ck_assert_int_ge(log_count("linear_m48_n3_k16_k0"), 1); /* the router's W^T, packed */
+  ck_assert_int_ge(first_packs, 1);
+  pass(moe, &xb, &yb, T);
+  int second = log_total();
+  ck_assert_int_eq(log_count("linear_m48_n3_k16_k0"), 0);
+  ck_assert_int_eq(log_count("linear_m48_n3_k16_k1"), 1); /* the router itself still runs */
+  ck_assert_msg(first - second == first_packs, "first pass %d launches, second %d, packing %d",
+                first, second, first_packs);
+  pass(moe, &xb, &yb, T); /* and stays so */
+  ck_assert_int_eq(log_total(), second);
+  ck_assert_int_eq(mfx_moe_init_random(moe, 6), MFX_OK); /* new weights: packed again */
+  pass(moe, &xb, &yb, T);
+  ck_assert_int_eq(log_count("linear_m48_n3_k16_k0"), 1);
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  mfx_moe_destroy(moe);
+  ck_assert_int_eq(fake_counts().allocations, 0);
+}
+END_TEST
+
 /* A CPU layer artifact loads as a host layer: device buffers are refused. */
 START_TEST(loaded_cpu_layer_refuses_device_buffers) {
   use_fake();
@@ -385,6 +440,7 @@ static Suite *moe_gpu_suite(void) {
   tcase_add_unchecked_fixture(fake, fake_setup, fake_teardown);
   tcase_add_test(fake, loaded_cuda_layer_stays_on_the_device);
   tcase_add_test(fake, loaded_cpu_layer_refuses_device_buffers);
+  tcase_add_test(fake, weights_are_packed_once);
   suite_add_tcase(s, fake);
   return s;
 }

@@ -184,7 +184,9 @@ const mfx_artifact_kernel *mfx_moe_gpu_kernel_at(const mfx_moe *moe, int i);
  * "dim", "hidden", "k", "experts" ("mult,shift,null"), "target",
  * "buckets" [ascending token counts], "kernels" [{"role", "bucket",
  * "name", "op", "dims", "config"}], roles "router", "mult.fc1",
- * "mult.fc2", "shift.fc1", "shift.fc2" (docs/moe_layer.md). */
+ * "mult.fc2", "shift.fc1", "shift.fc2", and for a cuda target "gather"
+ * and "combine", with which a loaded layer runs its pass on the GPU
+ * (docs/moe_layer.md). */
 #define MFX_MOE_LAYER_FORMAT "mfx-moe-layer-1"
 /* The weights file's "__metadata__" "format" (a safetensors file). */
 #define MFX_MOE_WEIGHTS_FORMAT "mfx-moe-1"
