@@ -338,12 +338,6 @@ static int64_t gpu_yall_rows(const mfx_moe *moe, int64_t T, const moe_dispatch *
   return experts * moe_bucket(moe, T);
 }
 
-int64_t moe_gpu_combine_rows(const mfx_moe *moe, int64_t bucket) {
-  moe_dispatch none;
-  memset(&none, 0, sizeof none);
-  return gpu_yall_rows(moe, bucket, &none);
-}
-
 mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d) {
   int64_t rows[MFX_MOE_MAX_EXPERTS], D = moe->spec.dim;
   moe_want want[MOE_MAX_WANTS];

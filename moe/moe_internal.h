@@ -4,12 +4,14 @@
  * compiler side). The executor runs every kernel through a provider, a
  * table of function pointers: the builder's providers compile kernels on
  * first use (ops/moe_jit.c on the host, ops/moe_gpu.c for a GPU target);
- * a layer loaded from an artifact finds them there (moe/artifact.c).
+ * a layer loaded from an artifact finds them there (moe/load.c).
  *
  *   moe/layer.c      the spec, weights, creation and destruction
  *   moe/math.c       GELU, Q16.16, the DeepShift conversion, the buckets
  *   moe/experts.c    the workspace and the experts as chains of kernels
  *   moe/device.c     a GPU target's buffers, chains and whole pass
+ *   moe/launch.c     an artifact kernel on the device, weights packed once
+ *   moe/load.c       a layer from an artifact: manifest, provider, profile
  *   moe/forward.c    router, dispatch, experts, combine
  *   moe/reference.c  the same layer in plain C
  *
@@ -221,8 +223,6 @@ mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d);
 mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
                            const moe_dispatch *d, const float *gates, float *y, uint64_t y_dev,
                            mfx_moe_trace *trace);
-/* R of the combine_rows kernel a layer with buckets runs at T's bucket. */
-int64_t moe_gpu_combine_rows(const mfx_moe *moe, int64_t bucket);
 /* Device seconds of the kernels of the last moe_gpu_expert. */
 double moe_gpu_last_expert_seconds(const mfx_moe *moe);
 
