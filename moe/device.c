@@ -167,6 +167,9 @@ static mfx_status gpu_sync_weights(mfx_moe *moe) {
 
 const char *moe_gpu_description(const mfx_moe *moe) { return moe->gpu->description; }
 mfx_device *moe_gpu_device(const mfx_moe *moe) { return moe->gpu->dev; }
+mfx_device *mfx_moe_device(const mfx_moe *moe) {
+  return moe != NULL && moe->gpu != NULL ? moe->gpu->dev : NULL;
+}
 int moe_gpu_emulated(const mfx_moe *moe) { return moe->gpu->emulated; }
 const char *moe_gpu_build_target(const mfx_moe *moe) { return moe->gpu->target; }
 
@@ -245,17 +248,39 @@ static mfx_status gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, int
                     w->g2.address, a->y);
 }
 
+/* The router on GPU_X (rows a bucket, its input already there). */
+static mfx_status gpu_router_run(mfx_moe *moe, const mfx_kernel_env *env, int64_t rows,
+                                 float *rlogits) {
+  moe_gpu *g = moe->gpu;
+  int64_t D = moe->spec.dim, E = moe->spec.experts;
+  uint64_t rl;
+  MFX_TRY(gpu_buffer(g, GPU_RL, (size_t)(rows * E) * 4, &rl));
+  MFX_TRY(gpu_linear(moe, env, "linear", rows, E, D, g->buf[GPU_X].address, g->router_w.address,
+                     0, rl));
+  return mfx_device_buffer_read(&g->buf[GPU_RL], 0, rlogits, (size_t)(rows * E) * 4);
+}
+
 mfx_status moe_gpu_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
                           int64_t rows, float *rlogits) {
   moe_gpu *g = moe->gpu;
-  int64_t D = moe->spec.dim, E = moe->spec.experts;
-  uint64_t x, rl;
+  uint64_t x;
+  size_t bytes = (size_t)(rows * moe->spec.dim) * 4;
   MFX_TRY(gpu_sync_weights(moe));
-  MFX_TRY(gpu_buffer(g, GPU_X, (size_t)(rows * D) * 4, &x));
-  MFX_TRY(gpu_buffer(g, GPU_RL, (size_t)(rows * E) * 4, &rl));
-  MFX_TRY(mfx_device_buffer_write(&g->buf[GPU_X], 0, xpad, (size_t)(rows * D) * 4));
-  MFX_TRY(gpu_linear(moe, env, "linear", rows, E, D, x, g->router_w.address, 0, rl));
-  return mfx_device_buffer_read(&g->buf[GPU_RL], 0, rlogits, (size_t)(rows * E) * 4);
+  MFX_TRY(gpu_buffer(g, GPU_X, bytes, &x));
+  MFX_TRY(mfx_device_buffer_write(&g->buf[GPU_X], 0, xpad, bytes));
+  return gpu_router_run(moe, env, rows, rlogits);
+}
+
+mfx_status moe_gpu_router_device(mfx_moe *moe, const mfx_kernel_env *env, uint64_t x,
+                                 int64_t T, int64_t rows, float *rlogits) {
+  moe_gpu *g = moe->gpu;
+  uint64_t xpad;
+  size_t row_bytes = (size_t)moe->spec.dim * 4;
+  MFX_TRY(gpu_sync_weights(moe));
+  MFX_TRY(gpu_buffer(g, GPU_X, (size_t)rows * row_bytes, &xpad));
+  MFX_TRY(mfx_device_copy(g->dev, xpad, x, (size_t)T * row_bytes));
+  MFX_TRY(mfx_device_zero(g->dev, xpad + (uint64_t)T * row_bytes, (size_t)(rows - T) * row_bytes));
+  return gpu_router_run(moe, env, rows, rlogits);
 }
 
 /* One of the chains above, with the host arrays around it: src [rows, D]
@@ -295,8 +320,23 @@ double moe_gpu_last_expert_seconds(const mfx_moe *moe) { return moe->gpu->last_e
 
 /* ---- a whole pass on the device ----------------------------------------------------------- */
 
-/* Rows of the router's input on the device (xpad), of YALL as allocated. */
-static int64_t gpu_yall_rows(const moe_dispatch *d) { return mfx_moe_bucket(d->total_rows); }
+/* The token count combine_rows runs at: T, or for a layer whose kernels
+ * exist for its buckets only (loaded), T's bucket (the padding tokens
+ * combine nothing). */
+static int64_t gpu_combine_tokens(const mfx_moe *moe, int64_t T) {
+  return moe->n_buckets > 0 ? moe_bucket(moe, T) : T;
+}
+
+/* Rows of YALL as allocated: the bucket of the rows used, or for a loaded
+ * layer the most they can be (every non-null expert at T's bucket: an
+ * expert gets each token at most once), so one combine kernel per bucket
+ * serves every dispatch. */
+static int64_t gpu_yall_rows(const mfx_moe *moe, int64_t T, const moe_dispatch *d) {
+  if (moe->n_buckets == 0) return mfx_moe_bucket(d->total_rows);
+  int64_t experts = 0;
+  for (int e = 0; e < moe->spec.experts; e++) experts += moe->spec.kinds[e] != MFX_EXPERT_NULL;
+  return experts * moe_bucket(moe, T);
+}
 
 mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d) {
   int64_t rows[MFX_MOE_MAX_EXPERTS], D = moe->spec.dim;
@@ -308,7 +348,8 @@ mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d) 
       n = moe_want_add(want, n, "gather_rows", moe_bucket(moe, T), rows[e], D);
   if (d->total_rows > 0)
     n = moe_want_add_dims(want, n, "combine_rows", 4,
-                          (int64_t[MOE_MAX_OP_DIMS]){gpu_yall_rows(d), T, moe->spec.k, D});
+                          (int64_t[MOE_MAX_OP_DIMS]){gpu_yall_rows(moe, T, d),
+                                                     gpu_combine_tokens(moe, T), moe->spec.k, D});
   return moe->provider->ops->ensure(moe->provider, want, n);
 }
 
@@ -317,7 +358,7 @@ mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d) 
 static mfx_status gpu_upload_plan(mfx_moe *moe, int64_t T, const moe_dispatch *d,
                                   const float *gates) {
   moe_gpu *g = moe->gpu;
-  int64_t total = d->total_rows, slots = T * moe->spec.k;
+  int64_t total = d->total_rows, slots = gpu_combine_tokens(moe, T) * moe->spec.k;
   int32_t *idx = malloc((size_t)total * 4), *rows = malloc((size_t)slots * 4);
   mfx_status st = idx && rows ? MFX_OK : mfx_fail(MFX_ERR_NOMEM, "moe: out of memory");
   for (int e = 0; st == MFX_OK && e < moe->spec.experts; e++) {
@@ -326,15 +367,16 @@ static mfx_status gpu_upload_plan(mfx_moe *moe, int64_t T, const moe_dispatch *d
     for (int64_t j = 0; j < moe_bucket(moe, d->count[e]); j++)
       out[j] = j < d->count[e] ? (int32_t)d->list[d->start[e] + j] : -1;
   }
-  for (int64_t i = 0; st == MFX_OK && i < slots; i++) rows[i] = (int32_t)d->rows[i];
+  for (int64_t i = 0; st == MFX_OK && i < slots; i++)
+    rows[i] = i < T * moe->spec.k ? (int32_t)d->rows[i] : -1; /* padding tokens: nothing */
   uint64_t unused;
   if (st == MFX_OK) st = gpu_buffer(g, GPU_IDX, (size_t)total * 4, &unused);
   if (st == MFX_OK) st = gpu_buffer(g, GPU_ROWS, (size_t)slots * 4, &unused);
   if (st == MFX_OK) st = gpu_buffer(g, GPU_GATES, (size_t)slots * 4, &unused);
   if (st == MFX_OK) st = mfx_device_buffer_write(&g->buf[GPU_IDX], 0, idx, (size_t)total * 4);
   if (st == MFX_OK) st = mfx_device_buffer_write(&g->buf[GPU_ROWS], 0, rows, (size_t)slots * 4);
-  if (st == MFX_OK)
-    st = mfx_device_buffer_write(&g->buf[GPU_GATES], 0, gates, (size_t)slots * 4);
+  if (st == MFX_OK) /* the padding tokens' gates stay as they are: their rows are -1 */
+    st = mfx_device_buffer_write(&g->buf[GPU_GATES], 0, gates, (size_t)(T * moe->spec.k) * 4);
   free(idx);
   free(rows);
   return st;
@@ -358,12 +400,13 @@ static mfx_status gpu_pass_expert(mfx_moe *moe, int e, const mfx_kernel_env *env
 }
 
 mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
-                           const moe_dispatch *d, const float *gates, float *y,
+                           const moe_dispatch *d, const float *gates, float *y, uint64_t y_dev,
                            mfx_moe_trace *trace) {
   moe_gpu *g = moe->gpu;
-  int64_t D = moe->spec.dim, R = gpu_yall_rows(d);
+  int64_t D = moe->spec.dim, R = gpu_yall_rows(moe, T, d), TC = gpu_combine_tokens(moe, T);
   size_t out_bytes = (size_t)(T * D) * 4;
   if (d->total_rows == 0) { /* every token went to null experts */
+    if (y_dev != 0) return mfx_device_zero(g->dev, y_dev, out_bytes);
     memset(y, 0, out_bytes);
     return MFX_OK;
   }
@@ -371,7 +414,7 @@ mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
   MFX_TRY(gpu_sync_weights(moe));
   MFX_TRY(gpu_buffer(g, GPU_XALL, (size_t)(R * D) * 4, &xall));
   MFX_TRY(gpu_buffer(g, GPU_YALL, (size_t)(R * D) * 4, &yall));
-  MFX_TRY(gpu_buffer(g, GPU_OUT, out_bytes, &out));
+  MFX_TRY(gpu_buffer(g, GPU_OUT, (size_t)(TC * D) * 4, &out));
   MFX_TRY(gpu_upload_plan(moe, T, d, gates));
   for (int e = 0; e < moe->spec.experts; e++) {
     if (moe->spec.kinds[e] == MFX_EXPERT_NULL || d->count[e] == 0) continue;
@@ -384,10 +427,13 @@ mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
     if (trace != NULL) trace->expert_s[e] = mfx_now_seconds() - t0;
   }
   double t1 = mfx_now_seconds();
-  MFX_TRY(gpu_run_dims(moe, env, "combine_rows", 4, (int64_t[]){R, T, moe->spec.k, D},
+  /* straight into the caller's device buffer when the combine has its shape */
+  uint64_t target = y_dev != 0 && TC == T ? y_dev : out;
+  MFX_TRY(gpu_run_dims(moe, env, "combine_rows", 4, (int64_t[]){R, TC, moe->spec.k, D},
                        (uint64_t[]){yall, g->buf[GPU_ROWS].address, g->buf[GPU_GATES].address,
-                                    out}));
-  MFX_TRY(mfx_device_buffer_read(&g->buf[GPU_OUT], 0, y, out_bytes));
+                                    target}));
+  if (y_dev != 0 && target != y_dev) MFX_TRY(mfx_device_copy(g->dev, y_dev, out, out_bytes));
+  if (y_dev == 0) MFX_TRY(mfx_device_buffer_read(&g->buf[GPU_OUT], 0, y, out_bytes));
   if (trace != NULL) trace->combine_s = mfx_now_seconds() - t1;
   return MFX_OK;
 }

@@ -21,17 +21,24 @@ typedef struct {
   double counts[MFX_MOE_MAX_EXPERTS];
 } moe_routing;
 
+/* x on the host, or x_dev (not 0) in the caller's device buffer. */
 static mfx_status moe_route(mfx_moe *moe, const mfx_kernel_env *env, const float *x,
-                            int64_t T, moe_routing *r) {
+                            uint64_t x_dev, int64_t T, moe_routing *r) {
   int64_t D = moe->spec.dim, E = moe->spec.experts, rows = moe_bucket(moe, T);
   float *xpad = NULL, *rlogits = NULL;
-  mfx_status st = moe_ws_get(moe, MOE_WS_XPAD, (size_t)(rows * D) * sizeof(float), (void **)&xpad);
+  mfx_status st = MFX_OK;
+  if (x_dev == 0)
+    st = moe_ws_get(moe, MOE_WS_XPAD, (size_t)(rows * D) * sizeof(float), (void **)&xpad);
   if (st == MFX_OK)
     st = moe_ws_get(moe, MOE_WS_RLOGITS, (size_t)(rows * E) * sizeof(float), (void **)&rlogits);
   if (st != MFX_OK) return st;
-  memcpy(xpad, x, (size_t)(T * D) * sizeof(float));
-  memset(xpad + T * D, 0, (size_t)((rows - T) * D) * sizeof(float));
-  st = moe_run_router(moe, env, xpad, rows, rlogits);
+  if (x_dev != 0) {
+    st = moe_gpu_router_device(moe, env, x_dev, T, rows, rlogits);
+  } else {
+    memcpy(xpad, x, (size_t)(T * D) * sizeof(float));
+    memset(xpad + T * D, 0, (size_t)((rows - T) * D) * sizeof(float));
+    st = moe_run_router(moe, env, xpad, rows, rlogits);
+  }
   if (st != MFX_OK) return mfx_fail_context(st, "moe router");
   memcpy(r->logits, rlogits, (size_t)(T * E) * sizeof(float));
   st = mfx_router_route(r->logits, T, (int)E, moe->spec.k,
@@ -171,14 +178,16 @@ static void moe_trace_reset(mfx_moe_trace *trace) {
   trace->kernels_compiled = 0;
 }
 
+/* x and y on the host, or x_dev and y_dev (not 0) on the layer's device. */
 static mfx_status moe_forward_steps(mfx_moe *moe, const mfx_kernel_env *env, const float *x,
-                                    int64_t T, float *y, mfx_moe_trace *trace) {
+                                    uint64_t x_dev, int64_t T, float *y, uint64_t y_dev,
+                                    mfx_moe_trace *trace) {
   moe_routing r;
   moe_dispatch d;
   float *yall = NULL;
   double t0 = mfx_now_seconds();
   mfx_status st = moe_routing_buffers(moe, T, trace, &r);
-  if (st == MFX_OK) st = moe_route(moe, env, x, T, &r);
+  if (st == MFX_OK) st = moe_route(moe, env, x, x_dev, T, &r);
   double t1 = mfx_now_seconds();
   if (st == MFX_OK) st = moe_dispatch_plan(moe, T, r.chosen, &d);
   if (st == MFX_OK && moe->gpu == NULL) /* on a GPU, YALL lives there */
@@ -192,7 +201,8 @@ static mfx_status moe_forward_steps(mfx_moe *moe, const mfx_kernel_env *env, con
   double tc = mfx_now_seconds();
   if (st == MFX_OK) st = moe->gpu ? moe_gpu_prepare_pass(moe, T, &d) : moe_prepare_batches(moe, &d);
   if (trace != NULL) trace->compile_s = mfx_now_seconds() - tc;
-  if (st == MFX_OK && moe->gpu != NULL) return moe_gpu_experts(moe, env, T, &d, r.gates, y, trace);
+  if (st == MFX_OK && moe->gpu != NULL)
+    return moe_gpu_experts(moe, env, T, &d, r.gates, y, y_dev, trace);
   if (st == MFX_OK) st = moe_run_experts(moe, env, x, &d, yall, trace);
   if (st != MFX_OK) return st;
   double t2 = mfx_now_seconds();
@@ -202,21 +212,55 @@ static mfx_status moe_forward_steps(mfx_moe *moe, const mfx_kernel_env *env, con
   return MFX_OK;
 }
 
-mfx_status mfx_moe_forward(mfx_moe *moe, const mfx_kernel_env *env, const float *x,
-                           int64_t tokens, float *y, mfx_moe_trace *trace) {
-  mfx_status st = moe_forward_checks(moe, x, tokens, y);
-  if (st != MFX_OK) return st;
+static mfx_status moe_forward_run(mfx_moe *moe, const mfx_kernel_env *env, const float *x,
+                                  uint64_t x_dev, int64_t tokens, float *y, uint64_t y_dev,
+                                  mfx_moe_trace *trace) {
   mfx_kernel_env serial;
   env = moe_env_or_serial(env, &serial);
   moe_trace_reset(trace);
   moe->compiled_since = 0;
   double t0 = mfx_now_seconds();
-  st = moe_forward_steps(moe, env, x, tokens, y, trace);
+  mfx_status st = moe_forward_steps(moe, env, x, x_dev, tokens, y, y_dev, trace);
   if (trace != NULL) {
     trace->total_s = mfx_now_seconds() - t0;
     trace->kernels_compiled = moe->compiled_since;
   }
   return st;
+}
+
+mfx_status mfx_moe_forward(mfx_moe *moe, const mfx_kernel_env *env, const float *x,
+                           int64_t tokens, float *y, mfx_moe_trace *trace) {
+  mfx_status st = moe_forward_checks(moe, x, tokens, y);
+  if (st != MFX_OK) return st;
+  return moe_forward_run(moe, env, x, 0, tokens, y, 0, trace);
+}
+
+static mfx_status moe_forward_device_checks(const mfx_moe *moe, uint64_t x, size_t x_bytes,
+                                            int64_t T, uint64_t y, size_t y_bytes) {
+  const char *where = "moe forward on device buffers";
+  if (moe == NULL) return mfx_fail(MFX_ERR_INVALID, "%s: the layer is NULL", where);
+  if (moe->gpu == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "%s: the layer runs on the host (target %s); device "
+                    "buffers need a layer on a GPU (target cuda or emulate, or loaded from a "
+                    "cuda artifact): use mfx_moe_forward", where, moe->target);
+  if (x == 0 || y == 0)
+    return mfx_fail(MFX_ERR_INVALID, "%s: x and y must be device addresses, not 0", where);
+  MFX_TRY(moe_check_batch(moe, T, where));
+  size_t need = (size_t)T * (size_t)moe->spec.dim * sizeof(float);
+  if (x_bytes < need || y_bytes < need)
+    return mfx_fail(MFX_ERR_INVALID, "%s: x holds %zu bytes and y %zu; %lld tokens of D=%d "
+                    "f32 need %zu each", where, x_bytes, y_bytes, (long long)T, moe->spec.dim,
+                    need);
+  if (x < y + need && y < x + need)
+    return mfx_fail(MFX_ERR_INVALID, "%s: x and y overlap; expected separate buffers", where);
+  return MFX_OK;
+}
+
+mfx_status mfx_moe_forward_device(mfx_moe *moe, const mfx_kernel_env *env, uint64_t x,
+                                  size_t x_bytes, int64_t tokens, uint64_t y, size_t y_bytes,
+                                  mfx_moe_trace *trace) {
+  MFX_TRY(moe_forward_device_checks(moe, x, x_bytes, tokens, y, y_bytes));
+  return moe_forward_run(moe, env, NULL, x, tokens, NULL, y, trace);
 }
 
 /* ---- one expert on its own --------------------------------------------------------------- */

@@ -21,9 +21,19 @@ typedef struct {
   int index; /* in the artifact */
 } load_entry;
 
+/* Two ways to run the kernels: host mode through the loaded artifact
+ * (mfx_artifact_run: host arrays in and out of every kernel; CPU layers,
+ * and cuda layers without the device pass's kernels), device mode on the
+ * layer's GPU (moe/device.c: every kernel on device addresses, each
+ * artifact kernel a module of its own here). */
 typedef struct {
   moe_provider base;
-  mfx_artifact *art;
+  char label[256]; /* the artifact's path */
+  void *image; /* the file; kernels point into it */
+  mfx_artifact_kernel *kernels;
+  int n_kernels;
+  mfx_artifact *art;      /* host mode */
+  moe_gpu_kernel *gpu;    /* device mode: one per kernel */
   int n;
   load_entry entries[MFX_ARTIFACT_MAX_KERNELS];
 } load_provider;
@@ -42,8 +52,8 @@ static mfx_status load_missing(const load_provider *l, const moe_want *w) {
   char text[160];
   moe_want_text(w, text, sizeof text);
   return mfx_fail(MFX_ERR_NOT_FOUND, "moe layer %s: no kernel %s in the artifact (it was built "
-                  "for the layer's buckets and roles only; the Q16.16 entry and GPU passes need "
-                  "a layer of mfx_moe_create)", mfx_artifact_label(l->art), text);
+                  "for the layer's buckets and roles only; the Q16.16 entry needs a layer of "
+                  "mfx_moe_create)", l->label, text);
 }
 
 static mfx_status load_ensure(moe_provider *p, const moe_want *want, int n) {
@@ -64,16 +74,31 @@ static mfx_status load_run(moe_provider *p, const moe_want *w, const mfx_kernel_
                           mfx_artifact_role_count(k, MFX_ARG_OUTPUT), out);
 }
 
+static mfx_status load_run_device(moe_provider *p, const moe_want *w, const mfx_kernel_env *env,
+                                  const uint64_t *addresses) {
+  (void)env;
+  load_provider *l = (load_provider *)p;
+  const load_entry *e = load_find(l, w);
+  if (e == NULL) return load_missing(l, w);
+  return moe_kernel_run(&l->gpu[e->index], addresses, p->moe->weights_version);
+}
+
 static int load_count(const moe_provider *p) { return ((const load_provider *)p)->n; }
 
 static void load_destroy(moe_provider *p) {
   load_provider *l = (load_provider *)p;
-  mfx_artifact_free(l->art);
+  for (int i = 0; l->gpu != NULL && i < l->n_kernels; i++) moe_kernel_unload(&l->gpu[i]);
+  free(l->gpu);
+  if (l->art != NULL) mfx_artifact_free(l->art);
+  free(l->kernels);
+  free(l->image);
   free(l);
 }
 
 static const moe_provider_ops load_provider_ops = {"artifact", load_ensure, load_run, NULL,
                                                    load_count, load_destroy};
+static const moe_provider_ops load_device_ops = {"artifact", load_ensure, NULL, load_run_device,
+                                                 load_count, load_destroy};
 
 /* ---- the manifest ------------------------------------------------------------------ */
 
@@ -127,14 +152,31 @@ static mfx_status load_read_layer(load_manifest *m, const json_value *doc) {
   return MFX_OK;
 }
 
-/* The op and dims a role has at bucket b in this layer. */
-static int load_role_want(const mfx_moe_spec *s, const char *role, int64_t b, moe_want *w) {
+static int64_t load_nonnull(const mfx_moe_spec *s) {
+  int64_t n = 0;
+  for (int e = 0; e < s->experts; e++) n += s->kinds[e] != MFX_EXPERT_NULL;
+  return n;
+}
+
+/* The op and dims a role has at bucket b in this layer; for "gather" the
+ * expert batch's bucket is the manifest's (dims[1]), checked by the caller. */
+static int load_role_want(const mfx_moe_spec *s, const char *role, int64_t b,
+                          const int64_t *dims, moe_want *w) {
   static const struct { const char *role, *op; int n, k; } roles[] = {
       {"router", "linear", 'E', 'D'},
       {"mult.fc1", "linear_gelu", 'H', 'D'},
       {"mult.fc2", "linear", 'D', 'H'},
       {"shift.fc1", "shift_linear_q16_gelu", 'H', 'D'},
       {"shift.fc2", "shift_linear_dequantize", 'D', 'H'}};
+  if (strcmp(role, "gather") == 0) {
+    moe_want_add(w, 0, "gather_rows", b, dims[1], s->dim);
+    return 1;
+  }
+  if (strcmp(role, "combine") == 0) {
+    moe_want_add_dims(w, 0, "combine_rows", 4,
+                      (int64_t[MOE_MAX_OP_DIMS]){load_nonnull(s) * b, b, s->k, s->dim});
+    return 1;
+  }
   for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
     if (strcmp(roles[i].role, role) != 0) continue;
     int64_t n = roles[i].n == 'E' ? s->experts : roles[i].n == 'H' ? s->hidden : s->dim;
@@ -166,7 +208,7 @@ static mfx_status load_read_kernel(const load_manifest *m, load_provider *l,
       load_dims_text(json_get(v, "dims"), dims, &n_dims) != MFX_OK)
     return load_bad(m->label, "kernel entries need \"role\", \"bucket\", \"name\" and \"dims\"");
   moe_want want[1];
-  if (!load_role_want(&m->spec, role->string, bucket, want))
+  if (!load_role_want(&m->spec, role->string, bucket, dims, want))
     return mfx_fail(MFX_ERR_FORMAT, "moe layer %s: manifest kernel %s has an unknown role "
                     "\"%s\"", m->label, name->string, role->string);
   int b = 0;
@@ -174,13 +216,13 @@ static mfx_status load_read_kernel(const load_manifest *m, load_provider *l,
   if (b == m->n_buckets)
     return mfx_fail(MFX_ERR_FORMAT, "moe layer %s: manifest kernel %s is for bucket %lld, "
                     "which \"buckets\" does not list", m->label, name->string, (long long)bucket);
-  int index = -1;
-  if (mfx_artifact_find_kernel(l->art, name->string, &index) != MFX_OK ||
-      strcmp(mfx_artifact_kernel_at(l->art, index)->name, name->string) != 0)
+  int index = 0;
+  while (index < l->n_kernels && strcmp(l->kernels[index].name, name->string) != 0) index++;
+  if (index == l->n_kernels)
     return mfx_fail(MFX_ERR_NOT_FOUND, "moe layer %s: the manifest names kernel %s (%s, bucket "
                     "%lld), which the artifact does not hold", m->label, name->string,
                     role->string, (long long)bucket);
-  const mfx_artifact_kernel *k = mfx_artifact_kernel_at(l->art, index);
+  const mfx_artifact_kernel *k = &l->kernels[index];
   char expect[160];
   moe_want_text(want, expect, sizeof expect);
   int same = strcmp(k->op, want->op) == 0 && k->n_dims == want->n_dims && n_dims == k->n_dims;
@@ -192,9 +234,9 @@ static mfx_status load_read_kernel(const load_manifest *m, load_provider *l,
                     "built for other dims?)", m->label, name->string, role->string,
                     (long long)bucket, k->op, (long long)k->dims[0], (long long)k->dims[1],
                     (long long)k->dims[2], m->spec.dim, m->spec.hidden, m->spec.experts, expect);
-  static const char *const role_names[] = {"router", "mult.fc1", "mult.fc2", "shift.fc1",
-                                           "shift.fc2"};
-  for (int r = 0; r < 5; r++)
+  static const char *const role_names[] = {"router",    "mult.fc1", "mult.fc2", "shift.fc1",
+                                           "shift.fc2", "gather",   "combine"};
+  for (int r = 0; r < 7; r++)
     if (strcmp(role_names[r], role->string) == 0) bucket_seen[b][r] = 1;
   if (load_find(l, want) == NULL) {
     load_entry *e = &l->entries[l->n++];
@@ -247,6 +289,63 @@ static mfx_status load_read_manifest(load_manifest *m, load_provider *l, const c
 
 /* ---- loading ------------------------------------------------------------------------ */
 
+/* 1 when the artifact holds what a pass on the device needs besides the
+ * experts' kernels (mfx compile-layer --target cuda:sm_XX writes them):
+ * at every bucket, gather_rows for each expert batch up to it and
+ * combine_rows; and every kernel is a GPU kernel. */
+static int load_device_ready(const load_manifest *m, const load_provider *l) {
+  for (int i = 0; i < l->n_kernels; i++)
+    if (strncmp(l->kernels[i].target, "cuda", 4) != 0) return 0;
+  if (load_nonnull(&m->spec) == 0) return 0;
+  for (int b = 0; b < m->n_buckets; b++) {
+    moe_want w[1];
+    load_role_want(&m->spec, "combine", m->buckets[b], NULL, w);
+    if (load_find(l, w) == NULL) return 0;
+    for (int r = 0; r <= b; r++) {
+      load_role_want(&m->spec, "gather", m->buckets[b], (int64_t[]){0, m->buckets[r]}, w);
+      if (load_find(l, w) == NULL) return 0;
+    }
+  }
+  return 1;
+}
+
+/* Device mode: the layer on the GPU `device`, every kernel's module loaded
+ * there. */
+static mfx_status load_device_layer(load_manifest *m, load_provider *l, const char *device,
+                                    mfx_moe **out) {
+  m->spec.target = device;
+  mfx_status st = moe_layer_new(&m->spec, out);
+  if (st != MFX_OK)
+    return mfx_fail_context(st, "artifact %s: opening device %s", m->label, device);
+  l->gpu = calloc((size_t)l->n_kernels, sizeof *l->gpu);
+  if (l->gpu == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe layer %s: out of memory", m->label);
+  for (int i = 0; i < l->n_kernels; i++) {
+    st = moe_kernel_load(moe_gpu_device(*out), &l->kernels[i], &l->gpu[i]);
+    if (st != MFX_OK) return mfx_fail_context(st, "moe layer %s", m->label);
+  }
+  l->base.ops = &load_device_ops;
+  return MFX_OK;
+}
+
+/* Reads and decodes the file, and its manifest into m and l's entries. */
+static mfx_status load_read(const char *artifact, load_manifest *m, load_provider *l) {
+  size_t size = 0;
+  MFX_TRY(mfx_artifact_read_file(artifact, &l->image, &size));
+  MFX_TRY(mfx_artifact_decode(l->image, size, artifact, &l->kernels, &l->n_kernels));
+  const char *text = NULL;
+  size_t bytes = 0;
+  MFX_TRY(mfx_artifact_find_manifest(l->image, size, artifact, &text, &bytes));
+  char *copy = text != NULL ? malloc(bytes + 1) : NULL;
+  if (text != NULL && copy == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe load: out of memory");
+  if (copy != NULL) {
+    memcpy(copy, text, bytes);
+    copy[bytes] = '\0';
+  }
+  mfx_status st = load_read_manifest(m, l, copy);
+  free(copy);
+  return st;
+}
+
 mfx_status mfx_moe_load(const char *artifact, const char *weights,
                         const mfx_moe_load_options *options, mfx_moe **out) {
   if (artifact == NULL || out == NULL)
@@ -255,23 +354,29 @@ mfx_status mfx_moe_load(const char *artifact, const char *weights,
   load_provider *l = calloc(1, sizeof *l);
   if (l == NULL) return mfx_fail(MFX_ERR_NOMEM, "moe load: out of memory");
   l->base.ops = &load_provider_ops;
-  mfx_artifact_options ao = {options ? options->device : NULL, options ? options->threads : 0};
-  mfx_status st = mfx_artifact_load(artifact, &ao, &l->art);
+  snprintf(l->label, sizeof l->label, "%s", artifact);
   load_manifest m = {artifact, {0}, 0, {0}};
-  if (st == MFX_OK) st = load_read_manifest(&m, l, mfx_artifact_manifest(l->art));
+  const char *device = options != NULL ? options->device : NULL;
+  mfx_status st = load_read(artifact, &m, l);
   mfx_moe *moe = NULL;
-  if (st == MFX_OK) st = moe_layer_new(&m.spec, &moe);
-  if (st != MFX_OK) {
-    load_destroy(&l->base);
-    return st;
+  if (st == MFX_OK && (device == NULL || strcmp(device, "cpu") != 0) &&
+      load_device_ready(&m, l)) {
+    st = load_device_layer(&m, l, device != NULL ? device : "cuda", &moe);
+  } else if (st == MFX_OK) {
+    mfx_artifact_options ao = {device, options ? options->threads : 0};
+    st = mfx_artifact_load(artifact, &ao, &l->art);
+    if (st == MFX_OK) st = moe_layer_new(&m.spec, &moe);
   }
-  l->base.moe = moe;
-  moe->provider = &l->base;
-  moe->n_buckets = m.n_buckets;
-  memcpy(moe->buckets, m.buckets, sizeof m.buckets);
-  if (weights != NULL) st = mfx_moe_load_weights(moe, weights);
+  if (moe != NULL) {
+    l->base.moe = moe;
+    moe->provider = &l->base;
+    moe->n_buckets = m.n_buckets;
+    memcpy(moe->buckets, m.buckets, sizeof m.buckets);
+  }
+  if (st == MFX_OK && weights != NULL) st = mfx_moe_load_weights(moe, weights);
   if (st != MFX_OK) {
-    mfx_moe_destroy(moe);
+    if (moe != NULL) mfx_moe_destroy(moe);
+    else load_destroy(&l->base);
     return st;
   }
   *out = moe;

@@ -4,12 +4,14 @@
  * compiler side). The executor runs every kernel through a provider, a
  * table of function pointers: the builder's providers compile kernels on
  * first use (ops/moe_jit.c on the host, ops/moe_gpu.c for a GPU target);
- * a layer loaded from an artifact finds them there (moe/artifact.c).
+ * a layer loaded from an artifact finds them there (moe/load.c).
  *
  *   moe/layer.c      the spec, weights, creation and destruction
  *   moe/math.c       GELU, Q16.16, the DeepShift conversion, the buckets
  *   moe/experts.c    the workspace and the experts as chains of kernels
  *   moe/device.c     a GPU target's buffers, chains and whole pass
+ *   moe/launch.c     an artifact kernel on the device, weights packed once
+ *   moe/load.c       a layer from an artifact: manifest, provider, profile
  *   moe/forward.c    router, dispatch, experts, combine
  *   moe/reference.c  the same layer in plain C
  *
@@ -203,6 +205,9 @@ const char *moe_gpu_build_target(const mfx_moe *moe);
  * arrays in and out and everything between on the device. */
 mfx_status moe_gpu_router(mfx_moe *moe, const mfx_kernel_env *env, const float *xpad,
                           int64_t rows, float *rlogits);
+/* The same from the caller's device buffer x [T, D], padded to rows there. */
+mfx_status moe_gpu_router_device(mfx_moe *moe, const mfx_kernel_env *env, uint64_t x,
+                                 int64_t T, int64_t rows, float *rlogits);
 mfx_status moe_gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
                           int64_t rows, float *y);
 mfx_status moe_gpu_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, const int32_t *xq,
@@ -213,12 +218,48 @@ mfx_status moe_gpu_prepare_pass(mfx_moe *moe, int64_t T, const moe_dispatch *d);
 /* Dispatch, experts and combine on the device: each expert's tokens
  * gathered from the router's input (still on the device), its chain, and
  * y[T, D] combined there with the gates; only index lists and gates go
- * over, and y comes back. */
+ * over, and y comes back to the host, or, y_dev not 0, stays in the
+ * caller's device buffer y_dev. */
 mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
-                           const moe_dispatch *d, const float *gates, float *y,
+                           const moe_dispatch *d, const float *gates, float *y, uint64_t y_dev,
                            mfx_moe_trace *trace);
 /* Device seconds of the kernels of the last moe_gpu_expert. */
 double moe_gpu_last_expert_seconds(const mfx_moe *moe);
+
+/* ---- launch.c: an artifact kernel on the layer's device ---- */
+/* The weight layouts a kernel's leading launches made from one set of
+ * weights (the router's, or one expert's): kept, as the weights are
+ * constant between changes (issue 10: WT, ST, GT packed once). */
+#define MOE_PACKS (MFX_MOE_MAX_EXPERTS + 1)
+typedef struct {
+  int used;   /* holds buffers for the weights below */
+  int packed; /* and their layout at version */
+  uint64_t weights[MFX_ARTIFACT_MAX_ARGS]; /* the weight inputs' addresses: the key */
+  unsigned long version;                   /* the layer's weights_version packed */
+  mfx_device_buffer ws[MFX_ARTIFACT_MAX_ARGS]; /* the workspace the packing writes */
+} moe_pack;
+
+typedef struct {
+  const mfx_artifact_kernel *meta; /* outlives it */
+  mfx_device *dev;
+  mfx_module *module;
+  mfx_function *fn[MFX_ARTIFACT_MAX_LAUNCHES];
+  mfx_device_buffer ws[MFX_ARTIFACT_MAX_ARGS]; /* the workspace arguments */
+  /* Launches [0, n_pack) read only weights (inputs 1..) and write only
+   * workspace (packed): they run once per weight set and version. */
+  int n_pack;
+  int packed_ws[MFX_ARTIFACT_MAX_ARGS]; /* 1: argument i is written by the packing */
+  moe_pack packs[MOE_PACKS];
+  int next_evict;
+} moe_gpu_kernel;
+/* Loads meta's module onto dev (its target must suit dev) and allocates its
+ * workspace; on failure what was made stays for moe_kernel_unload. */
+mfx_status moe_kernel_load(mfx_device *dev, const mfx_artifact_kernel *meta, moe_gpu_kernel *k);
+void moe_kernel_unload(moe_gpu_kernel *k);
+/* Queues k's launches on addresses: its inputs, then its outputs. The
+ * packing launches run only when the weights (by address) have no layout
+ * packed at `version` yet. */
+mfx_status moe_kernel_run(moe_gpu_kernel *k, const uint64_t *addresses, unsigned long version);
 
 /* An env to use when the caller passed none. */
 const mfx_kernel_env *moe_env_or_serial(const mfx_kernel_env *env, mfx_kernel_env *serial);

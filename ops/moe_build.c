@@ -134,6 +134,26 @@ static mfx_status build_add(build_layer *b, const moe_want *w, const char *role,
   return MFX_OK;
 }
 
+/* On a GPU the pass stays on the device (moe/device.c): at bucket
+ * buckets[i] of tokens, gather_rows for each expert batch bucket up to it
+ * and combine_rows over YALL's most rows (every non-null expert at the
+ * bucket). */
+static mfx_status build_plan_device(build_layer *b, const int64_t *buckets, int i) {
+  const mfx_moe_spec *spec = b->spec;
+  int64_t experts = 0;
+  for (int e = 0; e < spec->experts; e++) experts += spec->kinds[e] != MFX_EXPERT_NULL;
+  if (experts == 0) return MFX_OK; /* nothing to gather or combine */
+  moe_want w[1];
+  for (int r = 0; r <= i; r++) {
+    moe_want_add(w, 0, "gather_rows", buckets[i], buckets[r], spec->dim);
+    MFX_TRY(build_add(b, w, "gather", buckets[i]));
+  }
+  moe_want_add_dims(w, 0, "combine_rows", 4,
+                    (int64_t[MOE_MAX_OP_DIMS]){experts * buckets[i], buckets[i], spec->k,
+                                               spec->dim});
+  return build_add(b, w, "combine", buckets[i]);
+}
+
 static mfx_status build_plan(build_layer *b, const int64_t *buckets, int n_buckets) {
   const mfx_moe_spec *spec = b->spec;
   for (int i = 0; i < n_buckets; i++) {
@@ -151,6 +171,7 @@ static mfx_status build_plan(build_layer *b, const int64_t *buckets, int n_bucke
       MFX_TRY(build_add(b, &want[j], build_role_of(&want[j], spec->experts, spec->dim),
                         buckets[i]));
     }
+    if (strncmp(b->target, "cuda", 4) == 0) MFX_TRY(build_plan_device(b, buckets, i));
   }
   return MFX_OK;
 }
@@ -249,7 +270,7 @@ mfx_status mfx_moe_compile_layer(const mfx_moe_spec *spec, const int64_t *bucket
   *image = NULL;
   *size = 0;
   MFX_TRY(build_check(spec, buckets, n_buckets, target));
-  int most = n_buckets * (MOE_MAX_WANTS + 1);
+  int most = n_buckets * (MOE_MAX_WANTS + 2 + n_buckets);
   build_layer b = {spec, target, 0, calloc((size_t)most, sizeof(build_slot)), 0,
                    calloc((size_t)most, sizeof(build_role))};
   mfx_status st = b.slots && b.roles ? build_plan(&b, buckets, n_buckets)

@@ -24,15 +24,13 @@ typedef struct {
   mfx_arena *arena;
   mfx_jit_kernel *jit;                 /* emulate */
   mfx_artifact_kernel art;             /* cuda: PTX, arguments, launches */
-  mfx_module *module;
-  mfx_function *fn[MFX_ARTIFACT_MAX_LAUNCHES];
-  mfx_device_buffer ws[MFX_ARTIFACT_MAX_ARGS]; /* the workspace arguments */
+  moe_gpu_kernel dev;                  /* cuda: loaded (moe/launch.c; meta re-pointed at
+                                          art before each run: the cache may move) */
 } gpu_kernel;
 
 static void gpu_kernel_free(void *entry) {
   gpu_kernel *k = entry;
-  for (int i = 0; i < MFX_ARTIFACT_MAX_ARGS; i++) mfx_device_buffer_free(&k->ws[i]);
-  if (k->module != NULL) mfx_module_free(k->module);
+  moe_kernel_unload(&k->dev);
   mfx_artifact_kernel_release(&k->art);
   if (k->jit != NULL) mfx_jit_free(k->jit);
   if (k->arena != NULL) mfx_arena_destroy(k->arena);
@@ -53,14 +51,7 @@ static mfx_status gpu_load_cuda(mfx_moe *moe, gpu_kernel *k, mfx_schedule *s) {
     a->dims[d] = k->head.want.dims[d];
   }
   MFX_TRY(mfx_artifact_build(s, a));
-  mfx_device *dev = moe_gpu_device(moe);
-  MFX_TRY(mfx_module_load(dev, a->gpu_image, a->gpu_image_bytes, &k->module));
-  for (int i = 0; i < a->n_launches; i++)
-    MFX_TRY(mfx_module_function(k->module, a->launches[i].name, &k->fn[i]));
-  for (int i = 0; i < a->n_args; i++)
-    if (a->args[i].role == MFX_ARG_WORKSPACE)
-      MFX_TRY(mfx_device_buffer_alloc(dev, mfx_artifact_arg_bytes(&a->args[i]), &k->ws[i]));
-  return MFX_OK;
+  return moe_kernel_load(moe_gpu_device(moe), a, &k->dev);
 }
 
 static mfx_status gpu_choose(mfx_moe *moe, moe_cache_head *k) {
@@ -115,20 +106,8 @@ static mfx_status gpu_run(moe_provider *p, const moe_want *w, const mfx_kernel_e
       return mfx_fail(MFX_ERR_NOMEM, "moe: emulated %s could not allocate its workspace", name);
     return MFX_OK;
   }
-  uint64_t address[MFX_ARTIFACT_MAX_ARGS];
-  for (int i = 0; i < k->art.n_args; i++)
-    address[i] = i < n ? addresses[i] : k->ws[i].address;
-  for (int i = 0; i < k->art.n_launches; i++) {
-    const mfx_artifact_launch *l = &k->art.launches[i];
-    mfx_launch_dims d = {{l->grid[0], l->grid[1], l->grid[2]},
-                         {l->block[0], l->block[1], l->block[2]},
-                         (size_t)l->shared_dynamic};
-    void *params[MFX_ARTIFACT_MAX_ARGS];
-    for (int q = 0; q < l->n_args; q++) params[q] = &address[l->args[q]];
-    mfx_status st = mfx_function_launch(k->fn[i], &d, params);
-    if (st != MFX_OK) return mfx_fail_context(st, "moe: launching %s (%s)", name, l->name);
-  }
-  return MFX_OK;
+  k->dev.meta = &k->art;
+  return moe_kernel_run(&k->dev, addresses, p->moe->weights_version);
 }
 
 static const moe_provider_ops gpu_provider_ops = {"gpu", moe_cached_ensure, NULL, gpu_run,

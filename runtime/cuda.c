@@ -371,6 +371,19 @@ mfx_status mfx_cuda_read(void *state, void *dst, uint64_t src, size_t bytes) {
                         "cuMemcpyDtoH_v2");
 }
 
+mfx_status mfx_cuda_copy(void *state, uint64_t dst, uint64_t src, size_t bytes) {
+  mfx_cuda_device *cu = state;
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuMemcpyDtoD_v2((CUdeviceptr)dst, (CUdeviceptr)src, bytes),
+                    "cuMemcpyDtoD_v2");
+}
+
+mfx_status mfx_cuda_zero(void *state, uint64_t dst, size_t bytes) {
+  mfx_cuda_device *cu = state;
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuMemsetD8_v2((CUdeviceptr)dst, 0, bytes), "cuMemsetD8_v2");
+}
+
 mfx_status mfx_cuda_synchronize(void *state) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;

@@ -49,6 +49,8 @@
   X(cuMemFree_v2, "cuMemFree_v2", NULL)                                        \
   X(cuMemcpyHtoD_v2, "cuMemcpyHtoD_v2", NULL)                                  \
   X(cuMemcpyDtoH_v2, "cuMemcpyDtoH_v2", NULL)                                  \
+  X(cuMemcpyDtoD_v2, "cuMemcpyDtoD_v2", NULL)                                  \
+  X(cuMemsetD8_v2, "cuMemsetD8_v2", NULL)                                      \
   X(cuModuleLoadDataEx, "cuModuleLoadDataEx", NULL)                            \
   X(cuModuleUnload, "cuModuleUnload", NULL)                                    \
   X(cuModuleGetFunction, "cuModuleGetFunction", NULL)                          \
@@ -75,6 +77,8 @@ mfx_status mfx_cuda_alloc(void *state, size_t bytes, uint64_t *address);
 void mfx_cuda_free(void *state, uint64_t address);
 mfx_status mfx_cuda_write(void *state, uint64_t dst, const void *src, size_t bytes);
 mfx_status mfx_cuda_read(void *state, void *dst, uint64_t src, size_t bytes);
+mfx_status mfx_cuda_copy(void *state, uint64_t dst, uint64_t src, size_t bytes);
+mfx_status mfx_cuda_zero(void *state, uint64_t dst, size_t bytes);
 mfx_status mfx_cuda_synchronize(void *state);
 mfx_status mfx_cuda_event_create(void *state, void **event);
 void mfx_cuda_event_destroy(void *state, void *event);

@@ -25,6 +25,8 @@ typedef struct {
   void (*free)(void *state, uint64_t address);
   mfx_status (*write)(void *state, uint64_t dst, const void *src, size_t bytes);
   mfx_status (*read)(void *state, void *dst, uint64_t src, size_t bytes);
+  mfx_status (*copy)(void *state, uint64_t dst, uint64_t src, size_t bytes);
+  mfx_status (*zero)(void *state, uint64_t dst, size_t bytes);
   mfx_status (*synchronize)(void *state);
   mfx_status (*event_create)(void *state, void **event);
   void (*event_destroy)(void *state, void *event);
@@ -98,6 +100,18 @@ static mfx_status dev_cpu_read(void *state, void *dst, uint64_t src, size_t byte
   return MFX_OK;
 }
 
+static mfx_status dev_cpu_copy(void *state, uint64_t dst, uint64_t src, size_t bytes) {
+  (void)state;
+  memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+  return MFX_OK;
+}
+
+static mfx_status dev_cpu_zero(void *state, uint64_t dst, size_t bytes) {
+  (void)state;
+  memset((void *)(uintptr_t)dst, 0, bytes);
+  return MFX_OK;
+}
+
 /* CPU kernels run on the caller's thread (and its pool): nothing is queued. */
 static mfx_status dev_cpu_synchronize(void *state) {
   (void)state;
@@ -136,6 +150,8 @@ static const mfx_device_ops mfx_cpu_ops = {
     .free = dev_cpu_free,
     .write = dev_cpu_write,
     .read = dev_cpu_read,
+    .copy = dev_cpu_copy,
+    .zero = dev_cpu_zero,
     .synchronize = dev_cpu_synchronize,
     .event_create = dev_cpu_event_create,
     .event_destroy = dev_cpu_event_destroy,
@@ -192,6 +208,8 @@ static const mfx_device_ops mfx_cuda_ops = {
     .free = mfx_cuda_free,
     .write = mfx_cuda_write,
     .read = mfx_cuda_read,
+    .copy = mfx_cuda_copy,
+    .zero = mfx_cuda_zero,
     .synchronize = mfx_cuda_synchronize,
     .event_create = mfx_cuda_event_create,
     .event_destroy = mfx_cuda_event_destroy,
@@ -338,6 +356,18 @@ mfx_status mfx_device_buffer_read(const mfx_device_buffer *src, size_t offset, v
   if (st != MFX_OK || bytes == 0) return st;
   mfx_device *dev = src->device;
   return dev->ops->read(dev->state, dst, src->address + offset, bytes);
+}
+
+mfx_status mfx_device_copy(mfx_device *dev, uint64_t dst, uint64_t src, size_t bytes) {
+  if (dev == NULL || ((dst == 0 || src == 0) && bytes > 0))
+    return mfx_fail(MFX_ERR_INVALID, "device copy: device and addresses must not be NULL");
+  return bytes == 0 ? MFX_OK : dev->ops->copy(dev->state, dst, src, bytes);
+}
+
+mfx_status mfx_device_zero(mfx_device *dev, uint64_t dst, size_t bytes) {
+  if (dev == NULL || (dst == 0 && bytes > 0))
+    return mfx_fail(MFX_ERR_INVALID, "device zero: device and address must not be NULL");
+  return bytes == 0 ? MFX_OK : dev->ops->zero(dev->state, dst, bytes);
 }
 
 void *mfx_device_buffer_host(const mfx_device_buffer *buf) {

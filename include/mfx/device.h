@@ -91,6 +91,11 @@ mfx_status mfx_device_buffer_write(mfx_device_buffer *dst, size_t offset, const 
 /* Device to host: bytes at `offset` of src; waits for earlier launches. */
 mfx_status mfx_device_buffer_read(const mfx_device_buffer *src, size_t offset, void *dst,
                                   size_t bytes);
+/* On the device, by address (a buffer's, at an offset, or one an
+ * application allocated itself): bytes from src to dst, and bytes of zeros
+ * at dst. Queued after earlier launches. */
+mfx_status mfx_device_copy(mfx_device *dev, uint64_t dst, uint64_t src, size_t bytes);
+mfx_status mfx_device_zero(mfx_device *dev, uint64_t dst, size_t bytes);
 /* The host pointer of a CPU buffer; NULL for other devices. */
 void *mfx_device_buffer_host(const mfx_device_buffer *buf);
 

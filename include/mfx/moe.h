@@ -138,6 +138,24 @@ typedef struct {
  * env NULL: serial. trace may be NULL. */
 mfx_status mfx_moe_forward(mfx_moe *moe, const mfx_kernel_env *env, const float *x,
                            int64_t tokens, float *y, mfx_moe_trace *trace);
+/* The same on buffers already on the layer's device (for an application
+ * whose activations live on the GPU): x and y are device addresses
+ * (CUdeviceptr on CUDA, mfx_device_buffer.address; host pointers of the
+ * CPU device when the target is emulate) of x_bytes and y_bytes, each at
+ * least tokens * D * 4; they must not overlap. Only the router's logits
+ * come to the host (top-k routing runs there) and only the dispatch plan
+ * and gates go over; x and y are never copied through the host. For a
+ * layer on a GPU target (cuda, emulate) or loaded from a cuda artifact;
+ * a host layer is an error. Work is queued on the device: y is complete
+ * when mfx_device_synchronize of the layer's device returns (any later
+ * copy from the device waits for it). */
+mfx_status mfx_moe_forward_device(mfx_moe *moe, const mfx_kernel_env *env, uint64_t x,
+                                  size_t x_bytes, int64_t tokens, uint64_t y, size_t y_bytes,
+                                  mfx_moe_trace *trace);
+/* The device the layer's kernels run on (its buffers belong there): the
+ * GPU of a cuda target or a loaded cuda layer, the CPU device for emulate;
+ * NULL for a host layer. */
+mfx_device *mfx_moe_device(const mfx_moe *moe);
 /* Expert e alone on n tokens: y[n, D] = expert(x[n, D]) (zeros for null). */
 mfx_status mfx_moe_expert_forward(mfx_moe *moe, int e, const mfx_kernel_env *env,
                                   const float *x, int64_t n, float *y);
@@ -166,7 +184,9 @@ const mfx_artifact_kernel *mfx_moe_gpu_kernel_at(const mfx_moe *moe, int i);
  * "dim", "hidden", "k", "experts" ("mult,shift,null"), "target",
  * "buckets" [ascending token counts], "kernels" [{"role", "bucket",
  * "name", "op", "dims", "config"}], roles "router", "mult.fc1",
- * "mult.fc2", "shift.fc1", "shift.fc2" (docs/moe_layer.md). */
+ * "mult.fc2", "shift.fc1", "shift.fc2", and for a cuda target "gather"
+ * and "combine", with which a loaded layer runs its pass on the GPU
+ * (docs/moe_layer.md). */
 #define MFX_MOE_LAYER_FORMAT "mfx-moe-layer-1"
 /* The weights file's "__metadata__" "format" (a safetensors file). */
 #define MFX_MOE_WEIGHTS_FORMAT "mfx-moe-1"

@@ -422,6 +422,9 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
   unsigned char *device = fake_device_memory(dst, bytes);
   if (device == NULL || src == NULL) return CUDA_ERROR_INVALID_VALUE;
   memcpy(device, src, bytes);
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.htod_bytes += bytes;
+  pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
 
@@ -431,6 +434,33 @@ CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
   unsigned char *device = fake_device_memory(src, bytes);
   if (device == NULL || dst == NULL) return CUDA_ERROR_INVALID_VALUE;
   memcpy(dst, device, bytes);
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.dtoh_bytes += bytes;
+  pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  unsigned char *to = fake_device_memory(dst, bytes), *from = fake_device_memory(src, bytes);
+  if (to == NULL || from == NULL) return CUDA_ERROR_INVALID_VALUE;
+  memmove(to, from, bytes);
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.dtod_bytes += bytes;
+  pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  unsigned char *to = fake_device_memory(dst, bytes);
+  if (to == NULL) return CUDA_ERROR_INVALID_VALUE;
+  memset(to, value, bytes);
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.memset_bytes += bytes;
+  pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
 

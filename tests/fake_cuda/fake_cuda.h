@@ -26,6 +26,8 @@ typedef struct {
   int primary_refs; /* primary-context retains not yet released, all devices */
   int launches;
   int bad_context_calls; /* calls made with no (or a released) context current */
+  unsigned long long htod_bytes, dtoh_bytes, dtod_bytes; /* copied so far, by direction */
+  unsigned long long memset_bytes;
 } fake_cuda_counts;
 
 typedef void (*fake_cuda_last_launch_fn)(fake_cuda_launch *out);

@@ -1,0 +1,454 @@
+/* The MoE layer's GPU path on device buffers (mfx_moe_forward_device):
+ *   - on the emulated GPU target the whole pass runs the same code as on a
+ *     GPU, on CPU-device buffers: the device forward equals the host
+ *     forward bit for bit and the plain-C reference within f32 rounding,
+ *     at token counts that fill no bucket;
+ *   - a layer loaded from a cuda artifact (mfx compile-layer --target
+ *     cuda:sm_90) on the fake driver (tests/fake_cuda): the pass stays on
+ *     the device; the bytes the driver copied, by direction, are exactly
+ *     the plan (indices and gates) in and the router's logits out, never x
+ *     or y; the launches are the layer's kernels; the combine writes into
+ *     the caller's buffer. The fake runs no mfx kernel (it has no PTX
+ *     interpreter), so the loaded layer's numbers are checked on a GPU by
+ *     the device script, not here;
+ *   - bad input: a host layer given device buffers, null addresses, buffers
+ *     too small, overlapping x and y, a batch above the largest bucket. */
+#include <check.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fake_cuda/fake_cuda.h"
+#include "mfx/device.h"
+#include "mfx/moe.h"
+
+enum { D = 16, H = 24, E = 3, K = 2 };
+
+static void expect_error(mfx_status st, const char *needle) {
+  ck_assert_int_ne(st, MFX_OK);
+  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "message '%s' lacks '%s'",
+                mfx_last_error(), needle);
+}
+
+static void fill(float *x, int64_t n, float scale, uint64_t seed) {
+  uint64_t s = seed * 2654435761u + 99;
+  for (int64_t i = 0; i < n; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x[i] = scale * (float)((double)(s >> 40) / 8388608.0 - 1.0);
+  }
+}
+
+static mfx_moe_spec layer_spec(const char *target) {
+  mfx_moe_spec s;
+  memset(&s, 0, sizeof s);
+  s.dim = D;
+  s.hidden = H;
+  s.k = K;
+  s.experts = E;
+  s.kinds[0] = MFX_EXPERT_MULT;
+  s.kinds[1] = MFX_EXPERT_SHIFT;
+  s.kinds[2] = MFX_EXPERT_NULL;
+  s.target = target;
+  return s;
+}
+
+static mfx_moe *emulated_layer(void) {
+  mfx_moe_spec spec = layer_spec("emulate");
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_create(&spec, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 7), MFX_OK);
+  return moe;
+}
+
+/* ---- the emulated GPU: numbers --------------------------------------------------------- */
+
+START_TEST(device_forward_equals_host_forward_emulated) {
+  mfx_moe *moe = emulated_layer();
+  mfx_device *dev = mfx_moe_device(moe);
+  ck_assert_ptr_nonnull(dev);
+  static const int64_t tokens[] = {5, 21, 33, 16};
+  for (size_t c = 0; c < sizeof tokens / sizeof tokens[0]; c++) {
+    int64_t T = tokens[c];
+    size_t bytes = (size_t)(T * D) * 4;
+    float *x = malloc(bytes), *y_host = malloc(bytes), *y_dev = malloc(bytes), *r = malloc(bytes);
+    float *logits = malloc((size_t)(T * E) * 4);
+    fill(x, T * D, 1.0f, (uint64_t)T);
+    mfx_device_buffer xb, yb;
+    ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &xb), MFX_OK);
+    ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &yb), MFX_OK);
+    ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, bytes), MFX_OK);
+    ck_assert_int_eq(mfx_device_zero(dev, yb.address, bytes), MFX_OK);
+    mfx_moe_trace trace;
+    memset(&trace, 0, sizeof trace);
+    trace.logits = logits;
+    ck_assert_msg(mfx_moe_forward_device(moe, NULL, xb.address, bytes, T, yb.address, bytes,
+                                         &trace) == MFX_OK, "%s", mfx_last_error());
+    ck_assert_int_eq(mfx_device_synchronize(dev), MFX_OK);
+    ck_assert_int_eq(mfx_device_buffer_read(&yb, 0, y_dev, bytes), MFX_OK);
+    ck_assert_int_eq(mfx_moe_forward(moe, NULL, x, T, y_host, NULL), MFX_OK);
+    ck_assert_msg(memcmp(y_dev, y_host, bytes) == 0, "T=%lld: device and host forward differ",
+                  (long long)T);
+    ck_assert_int_eq(mfx_moe_reference(moe, x, T, logits, r, NULL), MFX_OK);
+    double m = 0, s = 0;
+    for (int64_t i = 0; i < T * D; i++) {
+      m = fmax(m, fabs((double)y_dev[i] - r[i]));
+      s = fmax(s, fabs((double)r[i]));
+    }
+    ck_assert_msg(s > 0.01 && m <= 1e-4 * s, "T=%lld: max diff %g of %g", (long long)T, m, s);
+    /* x is left as it was */
+    float *x_after = malloc(bytes);
+    ck_assert_int_eq(mfx_device_buffer_read(&xb, 0, x_after, bytes), MFX_OK);
+    ck_assert(memcmp(x, x_after, bytes) == 0);
+    free(x_after);
+    mfx_device_buffer_free(&xb);
+    mfx_device_buffer_free(&yb);
+    free(x);
+    free(y_host);
+    free(y_dev);
+    free(r);
+    free(logits);
+  }
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
+/* ---- bad input ---------------------------------------------------------------------------- */
+
+START_TEST(device_forward_bad_input) {
+  enum { T = 9 };
+  size_t bytes = (size_t)(T * D) * 4;
+  mfx_moe_spec cpu = layer_spec(NULL);
+  mfx_moe *host = NULL;
+  ck_assert_int_eq(mfx_moe_create(&cpu, &host), MFX_OK);
+  ck_assert_ptr_null(mfx_moe_device(host));
+  static float x[T * D], y[T * D];
+  expect_error(mfx_moe_forward_device(host, NULL, (uint64_t)(uintptr_t)x, bytes, T,
+                                      (uint64_t)(uintptr_t)y, bytes, NULL),
+               "the layer runs on the host");
+  mfx_moe_destroy(host);
+  expect_error(mfx_moe_forward_device(NULL, NULL, 1, bytes, T, 2, bytes, NULL),
+               "the layer is NULL");
+
+  mfx_moe *moe = emulated_layer();
+  mfx_device *dev = mfx_moe_device(moe);
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &yb), MFX_OK);
+  expect_error(mfx_moe_forward_device(moe, NULL, 0, bytes, T, yb.address, bytes, NULL),
+               "must be device addresses, not 0");
+  expect_error(mfx_moe_forward_device(moe, NULL, xb.address, bytes, T, 0, bytes, NULL),
+               "must be device addresses, not 0");
+  expect_error(mfx_moe_forward_device(moe, NULL, xb.address, bytes - 4, T, yb.address, bytes,
+                                      NULL),
+               "need 576 each");
+  expect_error(mfx_moe_forward_device(moe, NULL, xb.address, bytes, T, yb.address, 100, NULL),
+               "y 100");
+  expect_error(mfx_moe_forward_device(moe, NULL, xb.address, bytes, T, xb.address + 64, bytes,
+                                      NULL),
+               "overlap");
+  expect_error(mfx_moe_forward_device(moe, NULL, xb.address, bytes, 0, yb.address, bytes, NULL),
+               "expected at least 1");
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
+/* ---- a layer loaded from a cuda artifact, on the fake driver ------------------------------ */
+
+static char work_dir[256], fake_log[1024], layer_path[300], cpu_layer_path[300], log_path[300];
+static int fake_ok;
+
+static int run_command(const char *command) {
+  FILE *p = popen(command, "r");
+  if (p == NULL) return -1;
+  size_t n = fread(fake_log, 1, sizeof fake_log - 1, p);
+  fake_log[n] = '\0';
+  char sink[256];
+  while (fread(sink, 1, sizeof sink, p) > 0) continue;
+  return pclose(p);
+}
+
+static int write_layer(const char *target, const char *path) {
+  mfx_moe_spec spec = layer_spec(NULL);
+  void *image = NULL;
+  size_t size = 0;
+  static const int64_t buckets[] = {16, 48};
+  if (mfx_moe_compile_layer(&spec, buckets, 2, target, &image, &size) != MFX_OK) {
+    snprintf(fake_log, sizeof fake_log, "compile-layer %s: %s", target, mfx_last_error());
+    return 0;
+  }
+  mfx_status st = mfx_artifact_write_file(path, image, size);
+  free(image);
+  return st == MFX_OK;
+}
+
+/* Once, before the tests fork: the fake driver and the two layer artifacts. */
+static void fake_setup(void) {
+  snprintf(work_dir, sizeof work_dir, "%s/mfx_test_moe_gpu_XXXXXX",
+           getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+  if (mkdtemp(work_dir) == NULL) return;
+  char command[2048];
+  const char *source_dir = getenv("MFX_SOURCE_DIR");
+  const char *cc = getenv("CC") != NULL ? getenv("CC") : "cc";
+  snprintf(command, sizeof command,
+           "%s -std=gnu11 -O1 -Wall -shared -fPIC -o '%s/libcuda.so.1' "
+           "'%s/tests/fake_cuda/fake_cuda.c' -lpthread 2>&1",
+           cc, work_dir, source_dir != NULL ? source_dir : ".");
+  snprintf(layer_path, sizeof layer_path, "%s/layer_cuda.mfxa", work_dir);
+  snprintf(cpu_layer_path, sizeof cpu_layer_path, "%s/layer_cpu.mfxa", work_dir);
+  snprintf(log_path, sizeof log_path, "%s/launches.log", work_dir);
+  fake_ok = run_command(command) == 0 && write_layer("cuda:sm_90", layer_path) &&
+            write_layer("cpu", cpu_layer_path);
+}
+
+static void fake_teardown(void) {
+  char command[400];
+  if (work_dir[0] == '\0') return;
+  snprintf(command, sizeof command, "rm -rf '%s'", work_dir);
+  if (system(command) != 0) fprintf(stderr, "could not remove %s\n", work_dir);
+}
+
+static void use_fake(void) {
+  ck_assert_msg(fake_ok, "building the fake driver or the layers failed: %s", fake_log);
+  char path[300];
+  snprintf(path, sizeof path, "%s/libcuda.so.1", work_dir);
+  setenv("MFX_CUDA_LIBRARY", path, 1);
+  setenv("FAKE_CUDA_DEVICES", "1", 1);
+  setenv("FAKE_CUDA_LOG", log_path, 1);
+  remove(log_path);
+}
+
+static fake_cuda_counts fake_counts(void) {
+  void *library = dlopen(getenv("MFX_CUDA_LIBRARY"), RTLD_NOW | RTLD_NOLOAD);
+  ck_assert_ptr_nonnull(library);
+  fake_cuda_counts_fn get;
+  *(void **)&get = dlsym(library, "fake_cuda_counts_get");
+  ck_assert_ptr_nonnull(get);
+  fake_cuda_counts c;
+  get(&c);
+  dlclose(library);
+  return c;
+}
+
+static fake_cuda_launch fake_last(void) {
+  void *library = dlopen(getenv("MFX_CUDA_LIBRARY"), RTLD_NOW | RTLD_NOLOAD);
+  ck_assert_ptr_nonnull(library);
+  fake_cuda_last_launch_fn get;
+  *(void **)&get = dlsym(library, "fake_cuda_last_launch");
+  fake_cuda_launch l;
+  get(&l);
+  dlclose(library);
+  return l;
+}
+
+/* How many lines of the launch log start with "launch NAME". */
+static int log_count(const char *prefix) {
+  FILE *f = fopen(log_path, "r");
+  if (f == NULL) return 0;
+  char line[512], want[160];
+  snprintf(want, sizeof want, "launch %s", prefix);
+  int n = 0;
+  while (fgets(line, sizeof line, f) != NULL) n += strncmp(line, want, strlen(want)) == 0;
+  fclose(f);
+  return n;
+}
+
+static int64_t bucket_of(int64_t n) { return n <= 16 ? 16 : 48; }
+
+/* The bytes the pass must move between host and device, from its routing:
+ * in, the token of each gathered row, the row of each slot (padded to the
+ * combine's bucket) and the gates; out, the router's logits. */
+static void expected_copies(const mfx_moe_trace *t, int64_t T, unsigned long long *in,
+                            unsigned long long *out) {
+  int64_t rows = 0;
+  for (int e = 0; e < 2; e++) rows += t->counts[e] > 0 ? bucket_of((int64_t)t->counts[e]) : 0;
+  *in = (unsigned long long)(rows * 4 + bucket_of(T) * K * 4 + T * K * 4);
+  *out = (unsigned long long)(bucket_of(T) * E * 4);
+}
+
+START_TEST(loaded_cuda_layer_stays_on_the_device) {
+  use_fake();
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 3), MFX_OK);
+  ck_assert(mfx_moe_on_gpu(moe));
+  mfx_device *dev = mfx_moe_device(moe);
+  ck_assert_ptr_nonnull(dev);
+  ck_assert_int_eq(mfx_device_get_info(dev)->kind, MFX_DEVICE_CUDA);
+  static const int64_t tokens[] = {21, 48, 7};
+  for (size_t c = 0; c < sizeof tokens / sizeof tokens[0]; c++) {
+    int64_t T = tokens[c];
+    size_t bytes = (size_t)(T * D) * 4;
+    float *x = malloc(bytes);
+    fill(x, T * D, 1.0f, (uint64_t)T);
+    mfx_device_buffer xb, yb;
+    ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &xb), MFX_OK);
+    ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &yb), MFX_OK);
+    ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, bytes), MFX_OK);
+    mfx_moe_trace trace;
+    memset(&trace, 0, sizeof trace);
+    /* the first pass uploads the weights; the second moves only the plan */
+    ck_assert_msg(mfx_moe_forward_device(moe, NULL, xb.address, bytes, T, yb.address, bytes,
+                                         &trace) == MFX_OK, "%s", mfx_last_error());
+    remove(log_path);
+    fake_cuda_counts before = fake_counts();
+    ck_assert_msg(mfx_moe_forward_device(moe, NULL, xb.address, bytes, T, yb.address, bytes,
+                                         &trace) == MFX_OK, "%s", mfx_last_error());
+    ck_assert_int_eq(mfx_device_synchronize(dev), MFX_OK);
+    fake_cuda_counts after = fake_counts();
+    unsigned long long in = 0, out = 0;
+    expected_copies(&trace, T, &in, &out);
+    ck_assert_msg(after.htod_bytes - before.htod_bytes == in, "T=%lld: %llu bytes in, expected %llu",
+                  (long long)T, after.htod_bytes - before.htod_bytes, in);
+    ck_assert_msg(after.dtoh_bytes - before.dtoh_bytes == out, "T=%lld: %llu bytes out, "
+                  "expected %llu", (long long)T, after.dtoh_bytes - before.dtoh_bytes, out);
+    /* x into the router's padded input on the device; y from the combine's
+     * output unless T is a bucket (then the combine writes y itself) */
+    unsigned long long dtod = bytes + (T == bucket_of(T) ? 0 : bytes);
+    ck_assert_uint_eq(after.dtod_bytes - before.dtod_bytes, dtod);
+    char name[64];
+    snprintf(name, sizeof name, "linear_m%lld_n3_k16_", (long long)bucket_of(T));
+    ck_assert_int_ge(log_count(name), 1); /* the router */
+    ck_assert_int_ge(log_count("gather_rows_"), trace.counts[0] > 0 && trace.counts[1] > 0 ? 2 : 1);
+    ck_assert_int_ge(log_count("combine_rows_"), 1);
+    fake_cuda_launch last = fake_last();
+    ck_assert_msg(strncmp(last.name, "combine_rows_", 13) == 0, "last launch %s", last.name);
+    if (T == bucket_of(T)) { /* the output parameter is the caller's y */
+      int found = 0;
+      for (int p = 0; p < last.param_count; p++) {
+        uint64_t v = 0;
+        memcpy(&v, last.params[p], 8);
+        found |= v == yb.address;
+      }
+      ck_assert_msg(found, "the combine does not write the caller's y");
+    }
+    /* the host forward on the same layer still works */
+    float *y = malloc(bytes);
+    ck_assert_msg(mfx_moe_forward(moe, NULL, x, T, y, NULL) == MFX_OK, "%s", mfx_last_error());
+    free(y);
+    mfx_device_buffer_free(&xb);
+    mfx_device_buffer_free(&yb);
+    free(x);
+  }
+  /* above the largest bucket */
+  mfx_device_buffer big;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, 49 * D * 4, &big), MFX_OK);
+  mfx_device_buffer big_y;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, 49 * D * 4, &big_y), MFX_OK);
+  expect_error(mfx_moe_forward_device(moe, NULL, big.address, 49 * D * 4, 49, big_y.address,
+                                      49 * D * 4, NULL),
+               "48");
+  mfx_device_buffer_free(&big);
+  mfx_device_buffer_free(&big_y);
+  mfx_moe_destroy(moe);
+  fake_cuda_counts end = fake_counts();
+  ck_assert_int_eq(end.allocations, 0);
+  ck_assert_int_eq(end.modules, 0);
+}
+END_TEST
+
+static int log_total(void) { return log_count(""); }
+
+/* One device pass of T tokens with the launch log started afresh. */
+static void pass(mfx_moe *moe, const mfx_device_buffer *xb, const mfx_device_buffer *yb,
+                 int64_t T) {
+  remove(log_path);
+  ck_assert_msg(mfx_moe_forward_device(moe, NULL, xb->address, xb->bytes, T, yb->address,
+                                       yb->bytes, NULL) == MFX_OK, "%s", mfx_last_error());
+}
+
+/* Weights are packed once: the templates' layout launches (linear's WT
+ * transpose is launch _k0; shift_linear's GT and ST, _k0 and _k1, in the
+ * default configs) run in the first pass and after the weights change,
+ * not in the passes between. */
+START_TEST(weights_are_packed_once) {
+  use_fake();
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
+  mfx_device *dev = mfx_moe_device(moe);
+  enum { T = 40 }; /* the router, and every expert, at bucket 48 */
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, T * D * 4, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, T * D * 4, &yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_zero(dev, xb.address, T * D * 4), MFX_OK);
+  static const char *const packing[] = {"linear_m48_n3_k16_k0", "linear_gelu_m48_n24_k16_k0",
+                                        "linear_m48_n16_k24_k0"};
+  pass(moe, &xb, &yb, T);
+  int first = log_total(), first_packs = 0;
+  for (size_t i = 0; i < sizeof packing / sizeof packing[0]; i++)
+    first_packs += log_count(packing[i]);
+  first_packs += log_count("shift_linear_q16_gelu_m48_n24_k16_k0") +
+                 log_count("shift_linear_q16_gelu_m48_n24_k16_k1") +
+                 log_count("shift_linear_dequantize_m48_n16_k24_k0") +
+                 log_count("shift_linear_dequantize_m48_n16_k24_k1");
+  ck_assert_int_ge(log_count("linear_m48_n3_k16_k0"), 1); /* the router's W^T, packed */
+  ck_assert_int_ge(first_packs, 1);
+  pass(moe, &xb, &yb, T);
+  int second = log_total();
+  ck_assert_int_eq(log_count("linear_m48_n3_k16_k0"), 0);
+  ck_assert_int_eq(log_count("linear_m48_n3_k16_k1"), 1); /* the router itself still runs */
+  ck_assert_msg(first - second == first_packs, "first pass %d launches, second %d, packing %d",
+                first, second, first_packs);
+  pass(moe, &xb, &yb, T); /* and stays so */
+  ck_assert_int_eq(log_total(), second);
+  ck_assert_int_eq(mfx_moe_init_random(moe, 6), MFX_OK); /* new weights: packed again */
+  pass(moe, &xb, &yb, T);
+  ck_assert_int_eq(log_count("linear_m48_n3_k16_k0"), 1);
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  mfx_moe_destroy(moe);
+  ck_assert_int_eq(fake_counts().allocations, 0);
+}
+END_TEST
+
+/* A CPU layer artifact loads as a host layer: device buffers are refused. */
+START_TEST(loaded_cpu_layer_refuses_device_buffers) {
+  use_fake();
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_load(cpu_layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert(!mfx_moe_on_gpu(moe));
+  mfx_device *dev = NULL;
+  ck_assert_int_eq(mfx_device_open("cuda", &dev), MFX_OK);
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, 16 * D * 4, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, 16 * D * 4, &yb), MFX_OK);
+  expect_error(mfx_moe_forward_device(moe, NULL, xb.address, 16 * D * 4, 16, yb.address,
+                                      16 * D * 4, NULL),
+               "the layer runs on the host");
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  mfx_device_close(dev);
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
+static Suite *moe_gpu_suite(void) {
+  Suite *s = suite_create("moe_gpu");
+  TCase *emu = tcase_create("emulated");
+  tcase_set_timeout(emu, 240);
+  tcase_add_test(emu, device_forward_equals_host_forward_emulated);
+  tcase_add_test(emu, device_forward_bad_input);
+  suite_add_tcase(s, emu);
+  TCase *fake = tcase_create("fake_cuda");
+  tcase_set_timeout(fake, 240);
+  tcase_add_unchecked_fixture(fake, fake_setup, fake_teardown);
+  tcase_add_test(fake, loaded_cuda_layer_stays_on_the_device);
+  tcase_add_test(fake, loaded_cpu_layer_refuses_device_buffers);
+  tcase_add_test(fake, weights_are_packed_once);
+  suite_add_tcase(s, fake);
+  return s;
+}
+
+int main(void) {
+  SRunner *r = srunner_create(moe_gpu_suite());
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
