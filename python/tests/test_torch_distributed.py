@@ -16,6 +16,8 @@ import mfx
 torch = pytest.importorskip("torch")
 import mfx.torch as mfx_torch  # noqa: E402
 
+pytestmark = pytest.mark.whole_model  # two processes per case
+
 if not torch.distributed.is_available():
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 

@@ -33,6 +33,7 @@ def latency_table(path, alpha):
         json.dump(doc, f)
 
 
+@pytest.mark.whole_model
 def test_train_moe_example(tmp_path):
     table = tmp_path / "latency.json"
     latency_table(table, [0.5, 1.5])
