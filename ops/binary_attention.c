@@ -323,12 +323,7 @@ static mfx_status attn_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_co
 const mfx_op mfx_op_def_binary_attention = {
   MFX_OP_LISTED(binary_attention),
   .about = "binary-code linear attention: O = normalize(V/2 + Hc (Hc^T V) / pi) over d",
-  .dims = {"B", "H", "N", "D", "C"},
-  .inputs = {
-    {"Hc", MFX_I8, 4, {"B", "H", "N", "C"}, "binary codes 0/1"},
-    {"V", MFX_F32, 4, {"B", "H", "N", "D"}, "values"},
-  },
-  .outputs = {{"O", MFX_F32, 4, {"B", "H", "N", "D"}, "rows of unit norm over d"}},
+  MFX_OP_IO(binary_attention),
   .n_knobs = 9,
   .knobs = {
     {"tile_c", "codes per register tile of Hc^T V (unrolled)", 8, 4, {1, 2, 4, 8}},

@@ -147,12 +147,7 @@ static mfx_status hamming16_build_gpu(mfx_arena *a, const int64_t *dims, const m
 const mfx_op mfx_op_def_hamming = {
   MFX_OP_LISTED(hamming),
   .about = "Hamming similarity of packed binary codes: S = 32W - 2 popcount(Q xor K)",
-  .dims = {"N", "M", "W"},
-  .inputs = {
-    {"Q", MFX_U32, 2, {"N", "W"}, "query codes, bit j of word w is code bit 32w+j"},
-    {"K", MFX_U32, 2, {"M", "W"}, "key codes, same packing"},
-  },
-  .outputs = {{"S", MFX_I32, 2, {"N", "M"}, "S[n,m] = 32W - 2 popcount(Q[n] xor K[m])"}},
+  MFX_OP_IO(hamming),
   HAMMING_KNOB_TABLES,
   .build = hamming_build,
   .build_gpu = hamming_build_gpu,
@@ -161,12 +156,7 @@ const mfx_op mfx_op_def_hamming = {
 const mfx_op mfx_op_def_hamming16 = {
   MFX_OP_LISTED(hamming16),
   .about = "hamming with i16 scores (half the bytes written), for W <= 1023 words",
-  .dims = {"N", "M", "W"},
-  .inputs = {
-    {"Q", MFX_U32, 2, {"N", "W"}, "query codes, bit j of word w is code bit 32w+j"},
-    {"K", MFX_U32, 2, {"M", "W"}, "key codes, same packing"},
-  },
-  .outputs = {{"S", MFX_I16, 2, {"N", "M"}, "S[n,m] = 32W - 2 popcount(Q[n] xor K[m]), i16"}},
+  MFX_OP_IO(hamming16),
   HAMMING_KNOB_TABLES,
   .build = hamming16_build,
   .build_gpu = hamming16_build_gpu,

@@ -160,12 +160,7 @@ static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_
 const mfx_op mfx_op_def_linear = {
   MFX_OP_LISTED(linear),
   .about = "dense layer Y = X W^T in f32 (the multiplication expert)",
-  .dims = {"M", "N", "K"},
-  .inputs = {
-    {"X", MFX_F32, 2, {"M", "K"}, "activations"},
-    {"W", MFX_F32, 2, {"N", "K"}, "weights, one row per output feature"},
-  },
-  .outputs = {{"Y", MFX_F32, 2, {"M", "N"}, "Y[m,n] = sum_k X[m,k] W[n,k]"}},
+  MFX_OP_IO(linear),
   MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL,
                          "threads per block of the packing kernel and of the sum of split_k pieces",
                          3, MFX_LINEAR_GPU_EXTRA),

@@ -351,13 +351,7 @@ static mfx_status shift_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_c
 const mfx_op mfx_op_def_shift_linear = {
   MFX_OP_LISTED(shift_linear),
   .about = "shift layer Y = sum_k G (X >> S) in Q16.16 fixed point (MatShift)",
-  .dims = {"M", "N", "K"},
-  .inputs = {
-    {"X", MFX_I32, 2, {"M", "K"}, "activations, Q16.16 fixed point"},
-    {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
-    {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
-  },
-  .outputs = {{"Y", MFX_I32, 2, {"M", "N"}, "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k])"}},
+  MFX_OP_IO(shift_linear),
   MFX_SHIFT_KNOB_TABLES(MFX_KNOB_LOCAL, "threads per block of the weight, count and add kernels",
                         2, MFX_SHIFT_GPU_EXTRA, 0, ),
   .build = shift_build,

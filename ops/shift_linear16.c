@@ -248,13 +248,7 @@ const mfx_op mfx_op_def_shift_linear16 = {
   MFX_OP_LISTED(shift_linear16),
   .about = "shift layer Y = sum_k G (X >> S) on 16-bit lanes: X i16 in -8192..8191 "
            "(e.g. Q3.10), exact i32 sums",
-  .dims = {"M", "N", "K"},
-  .inputs = {
-    {"X", MFX_I16, 2, {"M", "K"}, "activations, i16 fixed point in -8192..8191"},
-    {"S", MFX_I8, 2, {"N", "K"}, "right-shift amounts 0..15"},
-    {"G", MFX_I8, 2, {"N", "K"}, "signs -1, 0, 1"},
-  },
-  .outputs = {{"Y", MFX_I32, 2, {"M", "N"}, "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k]), exact"}},
+  MFX_OP_IO(shift_linear16),
   .n_knobs = 7,
   .knobs = {
     {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
