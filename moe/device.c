@@ -80,6 +80,9 @@ static mfx_status gpu_open_device(moe_gpu *g, const char *target) {
   if (info->kind != MFX_DEVICE_CUDA)
     return mfx_fail(MFX_ERR_INVALID, "moe: target '%s' is not a GPU; expected cpu, cuda, "
                     "cuda:N or emulate", target);
+  /* the layer's own stream: its launches and copies queue there, not on
+   * the legacy default stream that serializes with every other user */
+  MFX_TRY(mfx_device_use_own_stream(g->dev));
   snprintf(g->target, sizeof g->target, "cuda:sm_%d%d", info->compute_major,
            info->compute_minor);
   snprintf(g->description, sizeof g->description, "%s: %s (%s)", mfx_device_name(g->dev),
@@ -406,7 +409,10 @@ mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
   int64_t D = moe->spec.dim, R = gpu_yall_rows(moe, T, d), TC = gpu_combine_tokens(moe, T);
   size_t out_bytes = (size_t)(T * D) * 4;
   if (d->total_rows == 0) { /* every token went to null experts */
-    if (y_dev != 0) return mfx_device_zero(g->dev, y_dev, out_bytes);
+    if (y_dev != 0) {
+      MFX_TRY(mfx_device_zero(g->dev, y_dev, out_bytes));
+      return mfx_device_synchronize(g->dev); /* the end of the pass */
+    }
     memset(y, 0, out_bytes);
     return MFX_OK;
   }
@@ -433,6 +439,9 @@ mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
                        (uint64_t[]){yall, g->buf[GPU_ROWS].address, g->buf[GPU_GATES].address,
                                     target}));
   if (y_dev != 0 && target != y_dev) MFX_TRY(mfx_device_copy(g->dev, y_dev, out, out_bytes));
+  /* the end of the pass: the one wait on the layer's stream after the
+   * routing's (y comes back, or y_dev is complete for any other user) */
+  if (y_dev != 0) MFX_TRY(mfx_device_synchronize(g->dev));
   if (y_dev == 0) MFX_TRY(mfx_device_buffer_read(&g->buf[GPU_OUT], 0, y, out_bytes));
   if (trace != NULL) trace->combine_s = mfx_now_seconds() - t1;
   return MFX_OK;

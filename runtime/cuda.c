@@ -155,6 +155,7 @@ typedef struct {
   int max_threads_per_block;
   size_t shared_per_block;
   size_t shared_per_block_optin;
+  CUstream stream;             /* the handle's own stream; NULL: the legacy default one */
   pthread_mutex_t launch_lock; /* raising a function's shared-memory limit, then launching */
   char name[32];               /* "cuda:0" */
   char arch[16];               /* "sm_90" */
@@ -329,6 +330,7 @@ mfx_status mfx_cuda_open(int ordinal, mfx_device_info *info, void **state) {
 void mfx_cuda_close(void *state) {
   mfx_cuda_device *cu = state;
   if (cu == NULL) return;
+  if (cu->stream != NULL && cuda_enter(cu) == MFX_OK) cu->driver->cuStreamDestroy_v2(cu->stream);
   cu->driver->cuDevicePrimaryCtxRelease_v2(cu->device);
   pthread_mutex_destroy(&cu->launch_lock);
   free(cu);
@@ -357,9 +359,15 @@ void mfx_cuda_free(void *state, uint64_t address) {
   if (cuda_enter(cu) == MFX_OK) cu->driver->cuMemFree_v2((CUdeviceptr)address);
 }
 
+/* With a stream of its own, every copy is queued on it (the Async calls);
+ * a read then waits for the stream, since the host needs the bytes. */
 mfx_status mfx_cuda_write(void *state, uint64_t dst, const void *src, size_t bytes) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL)
+    return cuda_check(cu, cu->driver->cuMemcpyHtoDAsync_v2((CUdeviceptr)dst, src, bytes,
+                                                           cu->stream),
+                      "cuMemcpyHtoDAsync_v2");
   return cuda_check(cu, cu->driver->cuMemcpyHtoD_v2((CUdeviceptr)dst, src, bytes),
                         "cuMemcpyHtoD_v2");
 }
@@ -367,6 +375,12 @@ mfx_status mfx_cuda_write(void *state, uint64_t dst, const void *src, size_t byt
 mfx_status mfx_cuda_read(void *state, void *dst, uint64_t src, size_t bytes) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL) {
+    MFX_TRY(cuda_check(cu, cu->driver->cuMemcpyDtoHAsync_v2(dst, (CUdeviceptr)src, bytes,
+                                                            cu->stream),
+                       "cuMemcpyDtoHAsync_v2"));
+    return cuda_check(cu, cu->driver->cuStreamSynchronize(cu->stream), "cuStreamSynchronize");
+  }
   return cuda_check(cu, cu->driver->cuMemcpyDtoH_v2(dst, (CUdeviceptr)src, bytes),
                         "cuMemcpyDtoH_v2");
 }
@@ -374,6 +388,10 @@ mfx_status mfx_cuda_read(void *state, void *dst, uint64_t src, size_t bytes) {
 mfx_status mfx_cuda_copy(void *state, uint64_t dst, uint64_t src, size_t bytes) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL)
+    return cuda_check(cu, cu->driver->cuMemcpyDtoDAsync_v2((CUdeviceptr)dst, (CUdeviceptr)src,
+                                                           bytes, cu->stream),
+                      "cuMemcpyDtoDAsync_v2");
   return cuda_check(cu, cu->driver->cuMemcpyDtoD_v2((CUdeviceptr)dst, (CUdeviceptr)src, bytes),
                     "cuMemcpyDtoD_v2");
 }
@@ -381,13 +399,29 @@ mfx_status mfx_cuda_copy(void *state, uint64_t dst, uint64_t src, size_t bytes) 
 mfx_status mfx_cuda_zero(void *state, uint64_t dst, size_t bytes) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL)
+    return cuda_check(cu, cu->driver->cuMemsetD8Async((CUdeviceptr)dst, 0, bytes, cu->stream),
+                      "cuMemsetD8Async");
   return cuda_check(cu, cu->driver->cuMemsetD8_v2((CUdeviceptr)dst, 0, bytes), "cuMemsetD8_v2");
 }
 
 mfx_status mfx_cuda_synchronize(void *state) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL)
+    return cuda_check(cu, cu->driver->cuStreamSynchronize(cu->stream), "cuStreamSynchronize");
   return cuda_check(cu, cu->driver->cuCtxSynchronize(), "cuCtxSynchronize");
+}
+
+mfx_status mfx_cuda_own_stream(void *state) {
+  mfx_cuda_device *cu = state;
+  if (cu->stream != NULL) return MFX_OK;
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  CUstream stream = NULL;
+  MFX_TRY(cuda_check(cu, cu->driver->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING),
+                     "cuStreamCreate(CU_STREAM_NON_BLOCKING)"));
+  cu->stream = stream;
+  return MFX_OK;
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -410,7 +444,7 @@ void mfx_cuda_event_destroy(void *state, void *event) {
 mfx_status mfx_cuda_event_record(void *state, void *event) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
-  return cuda_check(cu, cu->driver->cuEventRecord((CUevent)event, NULL), "cuEventRecord");
+  return cuda_check(cu, cu->driver->cuEventRecord((CUevent)event, cu->stream), "cuEventRecord");
 }
 
 mfx_status mfx_cuda_event_elapsed(void *state, void *start, void *end, double *seconds) {
@@ -610,7 +644,7 @@ mfx_status mfx_cuda_launch(void *state, void *function, const char *name,
   if (st == MFX_OK) {
     CUresult r = cu->driver->cuLaunchKernel(fn, d->grid[0], d->grid[1], d->grid[2], d->block[0],
                                             d->block[1], d->block[2], (unsigned int)d->shared_bytes,
-                                            NULL, args, NULL);
+                                            cu->stream, args, NULL);
     if (r != CUDA_SUCCESS) st = cuda_launch_fail(cu, r, fn, name);
   }
   if (opt_in) pthread_mutex_unlock(&cu->launch_lock);

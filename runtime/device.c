@@ -28,6 +28,7 @@ typedef struct {
   mfx_status (*copy)(void *state, uint64_t dst, uint64_t src, size_t bytes);
   mfx_status (*zero)(void *state, uint64_t dst, size_t bytes);
   mfx_status (*synchronize)(void *state);
+  mfx_status (*own_stream)(void *state); /* NULL: everything runs at once */
   mfx_status (*event_create)(void *state, void **event);
   void (*event_destroy)(void *state, void *event);
   mfx_status (*event_record)(void *state, void *event);
@@ -211,6 +212,7 @@ static const mfx_device_ops mfx_cuda_ops = {
     .copy = mfx_cuda_copy,
     .zero = mfx_cuda_zero,
     .synchronize = mfx_cuda_synchronize,
+    .own_stream = mfx_cuda_own_stream,
     .event_create = mfx_cuda_event_create,
     .event_destroy = mfx_cuda_event_destroy,
     .event_record = mfx_cuda_event_record,
@@ -308,6 +310,11 @@ const char *mfx_device_description(const mfx_device *dev) { return dev->descript
 const mfx_device_info *mfx_device_get_info(const mfx_device *dev) { return &dev->info; }
 
 mfx_status mfx_device_synchronize(mfx_device *dev) { return dev->ops->synchronize(dev->state); }
+
+mfx_status mfx_device_use_own_stream(mfx_device *dev) {
+  if (dev == NULL) return mfx_fail(MFX_ERR_INVALID, "use own stream: the device is NULL");
+  return dev->ops->own_stream != NULL ? dev->ops->own_stream(dev->state) : MFX_OK;
+}
 
 /* ---- buffers ------------------------------------------------------------------- */
 

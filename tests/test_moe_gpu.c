@@ -11,6 +11,10 @@
  *     the caller's buffer. The fake runs no mfx kernel (it has no PTX
  *     interpreter), so the loaded layer's numbers are checked on a GPU by
  *     the device script, not here;
+ *   - each loaded cuda layer queues every launch and copy of a pass on a
+ *     non-blocking stream of its own (none on the legacy default stream),
+ *     waits on it only for the router's logits and at the end of the pass;
+ *     two layers have two streams; a plain device handle likewise;
  *   - bad input: a host layer given device buffers, null addresses, buffers
  *     too small, overlapping x and y, a batch above the largest bucket. */
 #include <check.h>
@@ -405,6 +409,121 @@ START_TEST(weights_are_packed_once) {
 }
 END_TEST
 
+/* The one stream whose op count grew from `before` to `after` by all the
+ * ops that were counted between them; -1 when ops went to several streams
+ * or none. */
+static int only_stream(const fake_cuda_counts *before, const fake_cuda_counts *after) {
+  int found = -1;
+  for (int i = 0; i < FAKE_CUDA_MAX_STREAMS; i++) {
+    if (after->ops_on_stream[i] == before->ops_on_stream[i]) continue;
+    if (found >= 0) return -1;
+    found = i;
+  }
+  return found;
+}
+
+/* A pass of a loaded cuda layer on the fake driver: everything on one
+ * stream; returns its id after checking that the pass's launches and
+ * copies all went there and the host waited on it twice (the router's
+ * logits and the end of the pass), never on the whole context. */
+static int pass_stream(mfx_moe *moe, int64_t T) {
+  mfx_device *dev = mfx_moe_device(moe);
+  size_t bytes = (size_t)(T * D) * 4;
+  float *x = malloc(bytes);
+  fill(x, T * D, 1.0f, (uint64_t)T + 11);
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, bytes), MFX_OK);
+  pass(moe, &xb, &yb, T); /* the first pass also uploads and packs the weights */
+  fake_cuda_counts before = fake_counts();
+  pass(moe, &xb, &yb, T);
+  fake_cuda_counts after = fake_counts();
+  int launches = after.launches - before.launches;
+  unsigned long long ops = 0;
+  for (int i = 0; i < FAKE_CUDA_MAX_STREAMS; i++)
+    ops += after.ops_on_stream[i] - before.ops_on_stream[i];
+  ck_assert_int_ge(launches, 4); /* router, gathers, the experts' chains, combine */
+  ck_assert_int_eq(log_total(), launches);
+  ck_assert_msg(ops > (unsigned long long)launches, "T=%lld: %llu ops for %d launches: the "
+                "plan's copies are missing", (long long)T, ops, launches);
+  ck_assert_msg(after.ops_on_stream[0] == before.ops_on_stream[0],
+                "T=%lld: %llu launches or copies on the legacy default stream", (long long)T,
+                after.ops_on_stream[0] - before.ops_on_stream[0]);
+  int id = only_stream(&before, &after);
+  ck_assert_msg(id > 0, "T=%lld: the pass's launches and copies are on several streams",
+                (long long)T);
+  ck_assert_int_eq(fake_last().stream_id, id);
+  ck_assert_int_eq(after.stream_syncs - before.stream_syncs, 2);
+  ck_assert_int_eq(after.context_syncs, before.context_syncs);
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  free(x);
+  return id;
+}
+
+/* Each cuda layer queues its pass on a non-blocking stream of its own,
+ * made with the layer and destroyed with it. */
+START_TEST(each_layer_runs_on_its_own_stream) {
+  use_fake();
+  int streams = 0; /* the test's process opens the driver with the first layer */
+  mfx_moe *a = NULL, *b = NULL;
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &a) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(fake_counts().streams, streams + 1);
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &b) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(fake_counts().streams, streams + 2);
+  ck_assert_int_eq(mfx_moe_init_random(a, 3), MFX_OK);
+  ck_assert_int_eq(mfx_moe_init_random(b, 4), MFX_OK);
+  int sa = pass_stream(a, 21), sb = pass_stream(b, 21);
+  ck_assert_int_ne(sa, sb);
+  ck_assert_int_eq(pass_stream(a, 48), sa); /* another bucket, the same stream */
+  ck_assert_int_eq(pass_stream(b, 7), sb);
+  mfx_moe_destroy(a);
+  ck_assert_int_eq(fake_counts().streams, streams + 1);
+  mfx_moe_destroy(b);
+  fake_cuda_counts end = fake_counts();
+  ck_assert_int_eq(end.streams, streams);
+  ck_assert_int_eq(end.allocations, 0);
+}
+END_TEST
+
+/* The device interface's own stream on a plain handle: every call of the
+ * handle goes there; the bytes are right; NULL is refused. */
+START_TEST(device_handle_own_stream) {
+  use_fake();
+  mfx_device *dev = NULL;
+  ck_assert_int_eq(mfx_device_open("cuda", &dev), MFX_OK);
+  ck_assert_int_eq(mfx_device_use_own_stream(dev), MFX_OK);
+  ck_assert_int_eq(mfx_device_use_own_stream(dev), MFX_OK); /* again: nothing */
+  ck_assert_int_eq(fake_counts().streams, 1);
+  enum { N = 37 };
+  float in[N], out[N];
+  fill(in, N, 2.0f, 5);
+  mfx_device_buffer p, q;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof in, &p), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof in, &q), MFX_OK);
+  fake_cuda_counts before = fake_counts();
+  ck_assert_int_eq(mfx_device_zero(dev, q.address, sizeof in), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&p, 0, in, sizeof in), MFX_OK);
+  ck_assert_int_eq(mfx_device_copy(dev, q.address + 4, p.address, sizeof in - 4), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_read(&q, 0, out, sizeof out), MFX_OK);
+  ck_assert_int_eq(mfx_device_synchronize(dev), MFX_OK);
+  fake_cuda_counts after = fake_counts();
+  int id = only_stream(&before, &after);
+  ck_assert_int_gt(id, 0);
+  ck_assert_uint_eq(after.ops_on_stream[id] - before.ops_on_stream[id], 4);
+  ck_assert_int_eq(after.stream_syncs - before.stream_syncs, 2); /* the read, the synchronize */
+  ck_assert_int_eq(after.context_syncs, before.context_syncs);
+  ck_assert(out[0] == 0.0f);
+  ck_assert(memcmp(out + 1, in, sizeof in - 4) == 0);
+  mfx_device_buffer_free(&p);
+  mfx_device_buffer_free(&q);
+  mfx_device_close(dev);
+  ck_assert_int_eq(fake_counts().streams, 0);
+  expect_error(mfx_device_use_own_stream(NULL), "the device is NULL");
+}
+END_TEST
+
 /* A CPU layer artifact loads as a host layer: device buffers are refused. */
 START_TEST(loaded_cpu_layer_refuses_device_buffers) {
   use_fake();
@@ -439,6 +558,8 @@ static Suite *moe_gpu_suite(void) {
   tcase_add_test(fake, loaded_cuda_layer_stays_on_the_device);
   tcase_add_test(fake, loaded_cpu_layer_refuses_device_buffers);
   tcase_add_test(fake, weights_are_packed_once);
+  tcase_add_test(fake, each_layer_runs_on_its_own_stream);
+  tcase_add_test(fake, device_handle_own_stream);
   suite_add_tcase(s, fake);
   return s;
 }

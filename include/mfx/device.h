@@ -70,6 +70,16 @@ const mfx_device_info *mfx_device_get_info(const mfx_device *dev);
 /* Waits until all work queued on the device has finished; reports errors of
  * earlier launches (an illegal address, ...). */
 mfx_status mfx_device_synchronize(mfx_device *dev);
+/* Gives this handle a queue of its own, best before any work is queued on
+ * it: on CUDA a non-blocking stream (cuStreamCreate), destroyed by
+ * mfx_device_close. Every later write, copy, zero, launch and event record
+ * of the handle is queued on it (the Async copies), a read waits for that
+ * stream only, and mfx_device_synchronize waits for that stream only. Work
+ * queued through other handles of the same GPU is not ordered with it:
+ * synchronize those before this handle reads what they wrote. On the CPU
+ * everything runs at once and this does nothing. Calling it again does
+ * nothing. */
+mfx_status mfx_device_use_own_stream(mfx_device *dev);
 
 /* ---- buffers ------------------------------------------------------------- */
 

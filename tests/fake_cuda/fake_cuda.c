@@ -1,7 +1,7 @@
 /* A fake libcuda.so.1: the Driver API entry points that mfx's runtime uses,
  * with plausible behaviour on host memory, so that tests exercise the whole
  * CUDA path (dlopen, symbol table, contexts, error translation, JIT logs,
- * launches, events) on a machine without a GPU. It does not include cuda.h:
+ * launches, events, streams) on a machine without a GPU. It does not include cuda.h:
  * it declares the ABI it needs (enums are int-sized, handles are pointers,
  * CUdeviceptr is 64 bits) with the values of cuda.h.
  *
@@ -42,7 +42,11 @@
  * fake_fault (an illegal address, reported by the next cuCtxSynchronize)
  * and mfx's q16_dequantize kernels (any name starting "q16_dequantize" with
  * two parameters: Y = Q 2^-16 over the whole output allocation). Other
- * launches succeed and compute nothing. */
+ * launches succeed and compute nothing.
+ * Streams: cuStreamCreate gives ids; the Async copies, memsets and launches
+ * run at once, like the synchronous calls, and count on the stream they
+ * were queued on (fake_cuda_counts.ops_on_stream, the launch's stream_id),
+ * so a test sees which queue the runtime used. */
 #define _GNU_SOURCE
 #include "fake_cuda.h"
 
@@ -140,6 +144,10 @@ struct fake_event {
   int recorded;
 };
 
+struct fake_stream {
+  int id; /* 1 .. FAKE_CUDA_MAX_STREAMS - 1 */
+};
+
 typedef struct fake_allocation {
   unsigned char *data;
   size_t bytes;
@@ -154,6 +162,7 @@ static fake_allocation *fake_allocations;
 static fake_cuda_counts fake_counts;
 static fake_cuda_launch fake_last;
 static CUresult fake_pending; /* error of an earlier launch, for the next synchronize */
+static int fake_streams_made;
 static double fake_clock_ms; /* the virtual device clock: launches advance it */
 static CUresult fake_sticky;  /* a fault that poisoned the context */
 static int fake_pending_sticky; /* fake_pending poisons the context when reported */
@@ -343,17 +352,9 @@ CUresult cuCtxSetCurrent(CUcontext ctx) {
   return CUDA_SUCCESS;
 }
 
-CUresult cuCtxSynchronize(void) {
-  CUresult r = fake_need_context();
-  if (r != CUDA_SUCCESS) return r;
-  pthread_mutex_lock(&fake_lock);
-  r = fake_pending;
-  fake_pending = CUDA_SUCCESS;
-  if (r != CUDA_SUCCESS && fake_pending_sticky) fake_sticky = r;
-  fake_pending_sticky = 0;
-  pthread_mutex_unlock(&fake_lock);
-  return r;
-}
+static CUresult fake_synchronize(int *counter);
+
+CUresult cuCtxSynchronize(void) { return fake_synchronize(&fake_counts.context_syncs); }
 
 /* ---- memory ------------------------------------------------------------------------ */
 
@@ -416,7 +417,17 @@ static unsigned char *fake_device_memory(CUdeviceptr address, size_t bytes) {
   return a != NULL ? (unsigned char *)(uintptr_t)address : NULL;
 }
 
-CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
+/* The stream id of a handle: 0 for NULL, the legacy default stream. */
+static int fake_stream_id(CUstream stream) {
+  return stream != NULL ? ((struct fake_stream *)stream)->id : 0;
+}
+
+/* Counts one launch, copy or memset on the stream `id`. Lock held. */
+static void fake_count_op(int id) { fake_counts.ops_on_stream[id]++; }
+
+/* The async calls run at once (the fake has no queue): the same as the
+ * synchronous ones, but counted on their stream. */
+static CUresult fake_htod(CUdeviceptr dst, const void *src, size_t bytes, int stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
   unsigned char *device = fake_device_memory(dst, bytes);
@@ -424,11 +435,12 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
   memcpy(device, src, bytes);
   pthread_mutex_lock(&fake_lock);
   fake_counts.htod_bytes += bytes;
+  fake_count_op(stream);
   pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
 
-CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
+static CUresult fake_dtoh(void *dst, CUdeviceptr src, size_t bytes, int stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
   unsigned char *device = fake_device_memory(src, bytes);
@@ -436,11 +448,12 @@ CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
   memcpy(dst, device, bytes);
   pthread_mutex_lock(&fake_lock);
   fake_counts.dtoh_bytes += bytes;
+  fake_count_op(stream);
   pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
 
-CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+static CUresult fake_dtod(CUdeviceptr dst, CUdeviceptr src, size_t bytes, int stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
   unsigned char *to = fake_device_memory(dst, bytes), *from = fake_device_memory(src, bytes);
@@ -448,11 +461,12 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   memmove(to, from, bytes);
   pthread_mutex_lock(&fake_lock);
   fake_counts.dtod_bytes += bytes;
+  fake_count_op(stream);
   pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
 
-CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
+static CUresult fake_memset(CUdeviceptr dst, unsigned char value, size_t bytes, int stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
   unsigned char *to = fake_device_memory(dst, bytes);
@@ -460,8 +474,89 @@ CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
   memset(to, value, bytes);
   pthread_mutex_lock(&fake_lock);
   fake_counts.memset_bytes += bytes;
+  fake_count_op(stream);
   pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
+  return fake_htod(dst, src, bytes, 0);
+}
+
+CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
+  return fake_dtoh(dst, src, bytes, 0);
+}
+
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  return fake_dtod(dst, src, bytes, 0);
+}
+
+CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
+  return fake_memset(dst, value, bytes, 0);
+}
+
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, CUstream stream) {
+  return fake_htod(dst, src, bytes, fake_stream_id(stream));
+}
+
+CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  return fake_dtoh(dst, src, bytes, fake_stream_id(stream));
+}
+
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  return fake_dtod(dst, src, bytes, fake_stream_id(stream));
+}
+
+CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t bytes, CUstream stream) {
+  return fake_memset(dst, value, bytes, fake_stream_id(stream));
+}
+
+/* ---- streams ------------------------------------------------------------------------------ */
+
+/* flags: 0 or CU_STREAM_NON_BLOCKING (1). */
+CUresult cuStreamCreate(CUstream *stream, unsigned int flags) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  if (stream == NULL || flags > 1) return CUDA_ERROR_INVALID_VALUE;
+  struct fake_stream *s = calloc(1, sizeof *s);
+  if (s == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+  pthread_mutex_lock(&fake_lock);
+  s->id = 1 + fake_streams_made++ % (FAKE_CUDA_MAX_STREAMS - 1);
+  fake_counts.streams++;
+  pthread_mutex_unlock(&fake_lock);
+  *stream = s;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuStreamDestroy_v2(CUstream stream) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  if (stream == NULL) return CUDA_ERROR_INVALID_HANDLE;
+  free(stream);
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.streams--;
+  pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+
+/* Reports an earlier launch's error as cuCtxSynchronize does (the fake
+ * keeps one pending error for the whole context). */
+static CUresult fake_synchronize(int *counter) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  pthread_mutex_lock(&fake_lock);
+  (*counter)++;
+  r = fake_pending;
+  fake_pending = CUDA_SUCCESS;
+  if (r != CUDA_SUCCESS && fake_pending_sticky) fake_sticky = r;
+  fake_pending_sticky = 0;
+  pthread_mutex_unlock(&fake_lock);
+  return r;
+}
+
+CUresult cuStreamSynchronize(CUstream stream) {
+  (void)stream;
+  return fake_synchronize(&fake_counts.stream_syncs);
 }
 
 /* ---- modules --------------------------------------------------------------------------- */
@@ -774,7 +869,8 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
                         unsigned by, unsigned bz, unsigned shared, CUstream stream, void **params,
                         void **extra) {
   const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
-  fake_cuda_launch l = {.shared_bytes = shared, .stream_is_default = stream == NULL};
+  fake_cuda_launch l = {.shared_bytes = shared, .stream_is_default = stream == NULL,
+                        .stream_id = fake_stream_id(stream)};
   CUresult r = fake_need_context();
   if (r == CUDA_SUCCESS) r = fake_check_launch(f, grid, block, shared, params);
   if (r == CUDA_SUCCESS && extra != NULL) r = CUDA_ERROR_INVALID_VALUE;
@@ -797,6 +893,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   fake_clock_ms += ms;
   fake_last = l;
   fake_counts.launches++;
+  fake_count_op(l.stream_id);
   if (r != CUDA_SUCCESS) fake_pending = r;
   if (sticky) fake_pending_sticky = 1;
   pthread_mutex_unlock(&fake_lock);
@@ -821,7 +918,8 @@ CUresult cuEventCreate(CUevent *event, unsigned int flags) {
 CUresult cuEventRecord(CUevent event, CUstream stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
-  if (event == NULL || stream != NULL) return CUDA_ERROR_INVALID_HANDLE;
+  (void)stream; /* any stream: the fake's clock is one for the device */
+  if (event == NULL) return CUDA_ERROR_INVALID_HANDLE;
   pthread_mutex_lock(&fake_lock);
   event->ms = fake_clock_ms;
   event->recorded = 1;
