@@ -424,6 +424,79 @@ mfx_status mfx_cuda_own_stream(void *state) {
   return MFX_OK;
 }
 
+/* ---- graphs of the own stream ----------------------------------------------- */
+
+typedef struct {
+  CUgraph graph;
+  CUgraphExec exec;
+} cuda_graph;
+
+static mfx_status cuda_need_stream(const mfx_cuda_device *cu, const char *what) {
+  if (cu->stream != NULL) return MFX_OK;
+  return mfx_fail(MFX_ERR_INVALID, "%s: %s needs a stream of the handle's own "
+                  "(mfx_device_use_own_stream); the legacy default stream cannot be captured",
+                  cu->name, what);
+}
+
+/* Relaxed: buffers may be allocated while a capture is open (a pass that
+ * grows its scratch). */
+mfx_status mfx_cuda_capture_begin(void *state) {
+  mfx_cuda_device *cu = state;
+  MFX_TRY(cuda_need_stream(cu, "a graph capture"));
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuStreamBeginCapture_v2(cu->stream,
+                                                            CU_STREAM_CAPTURE_MODE_RELAXED),
+                    "cuStreamBeginCapture_v2");
+}
+
+/* Ends the capture; graph NULL: the captured work is dropped. */
+mfx_status mfx_cuda_capture_end(void *state, void **graph) {
+  mfx_cuda_device *cu = state;
+  if (graph != NULL) *graph = NULL;
+  MFX_TRY(cuda_need_stream(cu, "ending a graph capture"));
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  CUgraph captured = NULL;
+  MFX_TRY(cuda_check(cu, cu->driver->cuStreamEndCapture(cu->stream, &captured),
+                     "cuStreamEndCapture"));
+  if (graph == NULL) {
+    if (captured != NULL) cu->driver->cuGraphDestroy(captured);
+    return MFX_OK;
+  }
+  cuda_graph *g = calloc(1, sizeof *g);
+  if (g == NULL) {
+    cu->driver->cuGraphDestroy(captured);
+    return mfx_fail(MFX_ERR_NOMEM, "%s: out of memory for a graph", cu->name);
+  }
+  g->graph = captured;
+  CUresult r = cu->driver->cuGraphInstantiateWithFlags(&g->exec, captured, 0);
+  if (r != CUDA_SUCCESS) {
+    cu->driver->cuGraphDestroy(captured);
+    free(g);
+    return cuda_check(cu, r, "cuGraphInstantiateWithFlags");
+  }
+  *graph = g;
+  return MFX_OK;
+}
+
+mfx_status mfx_cuda_graph_launch(void *state, void *graph) {
+  mfx_cuda_device *cu = state;
+  cuda_graph *g = graph;
+  MFX_TRY(cuda_need_stream(cu, "a graph launch"));
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuGraphLaunch(g->exec, cu->stream), "cuGraphLaunch");
+}
+
+void mfx_cuda_graph_free(void *state, void *graph) {
+  mfx_cuda_device *cu = state;
+  cuda_graph *g = graph;
+  if (g == NULL) return;
+  if (cuda_enter(cu) == MFX_OK) {
+    cu->driver->cuGraphExecDestroy(g->exec);
+    cu->driver->cuGraphDestroy(g->graph);
+  }
+  free(g);
+}
+
 /* ---- events ---------------------------------------------------------------- */
 
 mfx_status mfx_cuda_event_create(void *state, void **event) {

@@ -15,6 +15,9 @@
  *     non-blocking stream of its own (none on the legacy default stream),
  *     waits on it only for the router's logits and at the end of the pass;
  *     two layers have two streams; a plain device handle likewise;
+ *   - the experts' segment of a pass becomes one CUDA graph after the first
+ *     pass of its key: one cuGraphLaunch replaces the gathers' and chains'
+ *     launches, the same kernels run; new weights or a bucket re-capture;
  *   - bad input: a host layer given device buffers, null addresses, buffers
  *     too small, overlapping x and y, a batch above the largest bucket. */
 #include <check.h>
@@ -439,14 +442,18 @@ static int pass_stream(mfx_moe *moe, int64_t T) {
   fake_cuda_counts before = fake_counts();
   pass(moe, &xb, &yb, T);
   fake_cuda_counts after = fake_counts();
-  int launches = after.launches - before.launches;
+  /* the second pass captures the experts' launches into a graph */
+  int launches = after.launches - before.launches,
+      calls = launches + (after.captured_launches - before.captured_launches) +
+              (after.graph_launches - before.graph_launches),
+      kernels = launches + (after.graph_kernels - before.graph_kernels);
   unsigned long long ops = 0;
   for (int i = 0; i < FAKE_CUDA_MAX_STREAMS; i++)
     ops += after.ops_on_stream[i] - before.ops_on_stream[i];
-  ck_assert_int_ge(launches, 4); /* router, gathers, the experts' chains, combine */
-  ck_assert_int_eq(log_total(), launches);
-  ck_assert_msg(ops > (unsigned long long)launches, "T=%lld: %llu ops for %d launches: the "
-                "plan's copies are missing", (long long)T, ops, launches);
+  ck_assert_int_ge(kernels, 4); /* router, gathers, the experts' chains, combine */
+  ck_assert_int_eq(log_total(), kernels);
+  ck_assert_msg(ops > (unsigned long long)calls, "T=%lld: %llu ops for %d launch calls: the "
+                "plan's copies are missing", (long long)T, ops, calls);
   ck_assert_msg(after.ops_on_stream[0] == before.ops_on_stream[0],
                 "T=%lld: %llu launches or copies on the legacy default stream", (long long)T,
                 after.ops_on_stream[0] - before.ops_on_stream[0]);
@@ -521,6 +528,106 @@ START_TEST(device_handle_own_stream) {
   mfx_device_close(dev);
   ck_assert_int_eq(fake_counts().streams, 0);
   expect_error(mfx_device_use_own_stream(NULL), "the device is NULL");
+  /* graphs need the handle's own stream, and a GPU */
+  ck_assert_int_eq(mfx_device_open("cuda", &dev), MFX_OK);
+  expect_error(mfx_device_capture_begin(dev), "needs a stream of the handle's own");
+  mfx_device_close(dev);
+  ck_assert_int_eq(mfx_device_open("cpu", &dev), MFX_OK);
+  expect_error(mfx_device_capture_begin(dev), "graphs need a CUDA device");
+  mfx_device_close(dev);
+  expect_error(mfx_device_capture_begin(NULL), "the device is NULL");
+  expect_error(mfx_graph_launch(NULL), "the graph is NULL");
+}
+END_TEST
+
+/* The launch log so far, whole (at most cap - 1 bytes). */
+static void log_text(char *out, size_t cap) {
+  out[0] = '\0';
+  FILE *f = fopen(log_path, "r");
+  if (f == NULL) return;
+  size_t n = fread(out, 1, cap - 1, f);
+  out[n] = '\0';
+  fclose(f);
+}
+
+/* A pass with a trace: the experts run plainly (timed, no graph). */
+static void traced_pass(mfx_moe *moe, const mfx_device_buffer *xb, const mfx_device_buffer *yb,
+                        int64_t T) {
+  mfx_moe_trace trace;
+  memset(&trace, 0, sizeof trace);
+  remove(log_path);
+  ck_assert_msg(mfx_moe_forward_device(moe, NULL, xb->address, xb->bytes, T, yb->address,
+                                       yb->bytes, &trace) == MFX_OK, "%s", mfx_last_error());
+}
+
+/* The experts' segment of a pass (gathers and chains, after the plan is on
+ * the device) becomes one CUDA graph: the first pass of a key runs it
+ * plainly, the second captures it and launches the graph, later ones launch
+ * only the graph: one cuGraphLaunch instead of N cuLaunchKernel, the same
+ * kernels run in the same order with the same grids. New weights or another
+ * bucket run plainly again, then capture again. */
+START_TEST(experts_segment_runs_as_one_graph) {
+  use_fake();
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
+  mfx_device *dev = mfx_moe_device(moe);
+  enum { T = 40 };
+  static float x[T * D];
+  fill(x, T * D, 1.0f, 77);
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, sizeof x), MFX_OK);
+  static char plain[16384], replayed[16384];
+  pass(moe, &xb, &yb, T); /* weights uploaded and packed; the first pass of its key */
+  fake_cuda_counts c0 = fake_counts();
+  traced_pass(moe, &xb, &yb, T); /* plain (timed per expert): the reference log */
+  log_text(plain, sizeof plain);
+  fake_cuda_counts c1 = fake_counts();
+  ck_assert_int_eq(c1.graph_launches, c0.graph_launches);
+  ck_assert_int_eq(c1.captured_launches, c0.captured_launches);
+  int all = c1.launches - c0.launches; /* router, gathers, chains, combine */
+  pass(moe, &xb, &yb, T); /* the second: captured */
+  fake_cuda_counts c2 = fake_counts();
+  int n = c2.captured_launches - c1.captured_launches;
+  ck_assert_int_ge(n, 3); /* a gather and a two-kernel chain at least */
+  ck_assert_int_eq(c2.launches - c1.launches, all - n); /* the router and the combine */
+  ck_assert_int_eq(c2.graph_launches - c1.graph_launches, 1);
+  ck_assert_int_eq(c2.graph_kernels - c1.graph_kernels, n);
+  ck_assert_int_eq(c2.graphs, 1);
+  pass(moe, &xb, &yb, T); /* the graph alone */
+  fake_cuda_counts c3 = fake_counts();
+  ck_assert_int_eq(c3.captured_launches, c2.captured_launches);
+  ck_assert_int_eq(c3.launches - c2.launches, all - n);
+  ck_assert_int_eq(c3.graph_launches - c2.graph_launches, 1);
+  ck_assert_int_eq(c3.graph_kernels - c2.graph_kernels, n);
+  log_text(replayed, sizeof replayed);
+  ck_assert_msg(strlen(plain) > 0 && strcmp(plain, replayed) == 0,
+                "the graph's pass ran other kernels than the plain one:\n%s\n---\n%s", plain,
+                replayed);
+  /* new weights: plain (and packed) again, then captured again */
+  ck_assert_int_eq(mfx_moe_init_random(moe, 6), MFX_OK);
+  pass(moe, &xb, &yb, T);
+  fake_cuda_counts c4 = fake_counts();
+  ck_assert_int_eq(c4.graph_launches, c3.graph_launches);
+  ck_assert_int_ge(log_count("linear_m48_n3_k16_k0"), 1);
+  pass(moe, &xb, &yb, T);
+  fake_cuda_counts c5 = fake_counts();
+  ck_assert_int_eq(c5.graph_launches - c4.graph_launches, 1);
+  ck_assert_int_gt(c5.captured_launches, c4.captured_launches);
+  /* another bucket: plain */
+  pass(moe, &xb, &yb, 7);
+  fake_cuda_counts c6 = fake_counts();
+  ck_assert_int_eq(c6.graph_launches, c5.graph_launches);
+  ck_assert_int_eq(c6.graphs, 0);
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  mfx_moe_destroy(moe);
+  fake_cuda_counts end = fake_counts();
+  ck_assert_int_eq(end.graphs, 0);
+  ck_assert_int_eq(end.graph_execs, 0);
+  ck_assert_int_eq(end.allocations, 0);
 }
 END_TEST
 
@@ -560,6 +667,7 @@ static Suite *moe_gpu_suite(void) {
   tcase_add_test(fake, weights_are_packed_once);
   tcase_add_test(fake, each_layer_runs_on_its_own_stream);
   tcase_add_test(fake, device_handle_own_stream);
+  tcase_add_test(fake, experts_segment_runs_as_one_graph);
   suite_add_tcase(s, fake);
   return s;
 }

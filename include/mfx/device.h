@@ -81,6 +81,18 @@ mfx_status mfx_device_synchronize(mfx_device *dev);
  * nothing. */
 mfx_status mfx_device_use_own_stream(mfx_device *dev);
 
+/* CUDA graphs of a handle's own stream: between capture_begin and
+ * capture_end the handle's launches are recorded, not run (relaxed mode:
+ * buffers may be allocated meanwhile; no read or synchronize); the graph
+ * replays them, with the same arguments, at each mfx_graph_launch, queued
+ * on the stream. capture_end with out NULL drops what was captured (after
+ * an error). The CPU has no graphs: capture_begin fails there. */
+typedef struct mfx_graph mfx_graph;
+mfx_status mfx_device_capture_begin(mfx_device *dev);
+mfx_status mfx_device_capture_end(mfx_device *dev, mfx_graph **out);
+mfx_status mfx_graph_launch(mfx_graph *g);
+void mfx_graph_free(mfx_graph *g); /* before its device is closed */
+
 /* ---- buffers ------------------------------------------------------------- */
 
 /* Device memory. `address` is what a kernel receives: pass &buffer.address

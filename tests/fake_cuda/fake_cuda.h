@@ -38,6 +38,13 @@ typedef struct {
   /* Launches, copies and memsets so far by the stream they were queued on
    * (index: stream id; the synchronous calls count on 0, the legacy stream). */
   unsigned long long ops_on_stream[FAKE_CUDA_MAX_STREAMS];
+  /* Graphs: launches recorded by captures (not run then, not in
+   * `launches`), cuGraphLaunch calls, the kernels those replays ran, and
+   * graphs and instantiated graphs alive. */
+  int captured_launches;
+  int graph_launches;
+  int graph_kernels;
+  int graphs, graph_execs;
 } fake_cuda_counts;
 
 typedef void (*fake_cuda_last_launch_fn)(fake_cuda_launch *out);
