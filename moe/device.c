@@ -45,6 +45,18 @@ typedef enum {
   GPU_BUFFER_COUNT
 } gpu_slot;
 
+/* What fixes the launches and arguments of a pass's experts' segment:
+ * the token bucket, each expert's rows (its bucket; 0: not run) and where
+ * they start in XALL, the weights, and the buffers' addresses (their
+ * generation). Zeroed whole before it is filled, so memcmp compares it. */
+typedef struct {
+  int64_t bucket;
+  int64_t rows[MFX_MOE_MAX_EXPERTS];
+  int64_t offset[MFX_MOE_MAX_EXPERTS];
+  unsigned long weights_version;
+  unsigned long buffers_gen;
+} gpu_graph_key;
+
 /* One expert's weights on the device (unused ones stay empty). */
 typedef struct {
   mfx_device_buffer w1, w2, s1, g1, s2, g2;
@@ -61,6 +73,12 @@ struct moe_gpu {
   unsigned long weights_version; /* the layer's version the device holds */
   mfx_event *start, *end; /* around an expert's kernels */
   double last_expert_s;
+  unsigned long buffers_gen; /* bumped whenever a device buffer is (re)allocated */
+  /* The experts' segment of a pass as a CUDA graph (see gpu_experts_graph):
+   * the key it was captured for, and the key of the last plain run. */
+  mfx_graph *graph;
+  gpu_graph_key graph_key, seen_key;
+  int seen;
 };
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -80,6 +98,9 @@ static mfx_status gpu_open_device(moe_gpu *g, const char *target) {
   if (info->kind != MFX_DEVICE_CUDA)
     return mfx_fail(MFX_ERR_INVALID, "moe: target '%s' is not a GPU; expected cpu, cuda, "
                     "cuda:N or emulate", target);
+  /* the layer's own stream: its launches and copies queue there, not on
+   * the legacy default stream that serializes with every other user */
+  MFX_TRY(mfx_device_use_own_stream(g->dev));
   snprintf(g->target, sizeof g->target, "cuda:sm_%d%d", info->compute_major,
            info->compute_minor);
   snprintf(g->description, sizeof g->description, "%s: %s (%s)", mfx_device_name(g->dev),
@@ -113,6 +134,7 @@ void moe_gpu_close(mfx_moe *moe) {
   for (int e = 0; e < MFX_MOE_MAX_EXPERTS; e++) gpu_weights_free(&g->expert[e]);
   if (g->start != NULL) mfx_event_destroy(g->start);
   if (g->end != NULL) mfx_event_destroy(g->end);
+  mfx_graph_free(g->graph);
   if (g->dev != NULL) mfx_device_close(g->dev);
   free(g);
   moe->gpu = NULL;
@@ -125,6 +147,7 @@ static mfx_status gpu_buffer(moe_gpu *g, gpu_slot slot, size_t bytes, uint64_t *
   mfx_device_buffer *b = &g->buf[slot];
   if (b->bytes < bytes) {
     mfx_device_buffer_free(b);
+    g->buffers_gen++;
     MFX_TRY(mfx_device_buffer_alloc(g->dev, bytes, b));
   }
   *address = b->address;
@@ -134,6 +157,7 @@ static mfx_status gpu_buffer(moe_gpu *g, gpu_slot slot, size_t bytes, uint64_t *
 static mfx_status gpu_upload(moe_gpu *g, mfx_device_buffer *b, const void *src, size_t bytes) {
   if (b->bytes != bytes) {
     mfx_device_buffer_free(b);
+    g->buffers_gen++;
     MFX_TRY(mfx_device_buffer_alloc(g->dev, bytes, b));
   }
   return mfx_device_buffer_write(b, 0, src, bytes);
@@ -399,6 +423,73 @@ static mfx_status gpu_pass_expert(mfx_moe *moe, int e, const mfx_kernel_env *env
   return gpu_expert(moe, e, env, rows, &a);
 }
 
+static void gpu_graph_key_of(const mfx_moe *moe, int64_t T, const moe_dispatch *d,
+                             gpu_graph_key *k) {
+  memset(k, 0, sizeof *k);
+  k->bucket = moe_bucket(moe, T);
+  for (int e = 0; e < moe->spec.experts; e++)
+    if (moe->spec.kinds[e] != MFX_EXPERT_NULL && d->count[e] > 0) {
+      k->rows[e] = moe_bucket(moe, d->count[e]);
+      k->offset[e] = d->offset[e];
+    }
+  k->weights_version = moe->weights_version;
+  k->buffers_gen = moe->gpu->buffers_gen;
+}
+
+/* Each expert with tokens: its rows gathered, its chain; timed per expert
+ * when trace is not NULL. */
+static mfx_status gpu_experts_run(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
+                                  const moe_dispatch *d, mfx_moe_trace *trace) {
+  for (int e = 0; e < moe->spec.experts; e++) {
+    if (moe->spec.kinds[e] == MFX_EXPERT_NULL || d->count[e] == 0) continue;
+    double t0 = mfx_now_seconds();
+    mfx_status st = gpu_pass_expert(moe, e, env, T, d);
+    if (st == MFX_OK && trace != NULL) st = mfx_device_synchronize(moe->gpu->dev); /* to time it */
+    if (st != MFX_OK)
+      return mfx_fail_context(st, "moe expert %d (%s, %lld tokens)", e,
+                              mfx_expert_kind_name(moe->spec.kinds[e]), (long long)d->count[e]);
+    if (trace != NULL) trace->expert_s[e] = mfx_now_seconds() - t0;
+  }
+  return MFX_OK;
+}
+
+/* The experts' segment as a CUDA graph. Routing is data-dependent, but once
+ * the plan is in its device buffers (IDX, ROWS, GATES) the gathers and the
+ * experts' chains have launches and arguments fixed by the key: the first
+ * pass with a key runs plainly (kernels built, weights packed, buffers
+ * grown), the second captures the segment on the layer's stream and
+ * launches the graph, later ones launch it alone. A new key (another
+ * bucket or expert sizes, new weights, a buffer reallocated) drops the
+ * graph. The router (before the logits come back) and the combine and
+ * copies to y (the caller's address varies) stay outside. */
+static mfx_status gpu_experts_graph(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
+                                    const moe_dispatch *d) {
+  moe_gpu *g = moe->gpu;
+  gpu_graph_key key;
+  gpu_graph_key_of(moe, T, d, &key);
+  if (g->graph != NULL && memcmp(&key, &g->graph_key, sizeof key) == 0)
+    return mfx_graph_launch(g->graph);
+  int capture = g->seen && memcmp(&key, &g->seen_key, sizeof key) == 0;
+  mfx_graph_free(g->graph);
+  g->graph = NULL;
+  if (!capture) {
+    MFX_TRY(gpu_experts_run(moe, env, T, d, NULL));
+    gpu_graph_key_of(moe, T, d, &g->seen_key); /* as the run left the buffers */
+    g->seen = 1;
+    return MFX_OK;
+  }
+  g->seen = 0;
+  MFX_TRY(mfx_device_capture_begin(g->dev));
+  mfx_status st = gpu_experts_run(moe, env, T, d, NULL);
+  mfx_graph *graph = NULL;
+  mfx_status end = mfx_device_capture_end(g->dev, st == MFX_OK ? &graph : NULL);
+  if (st != MFX_OK) return st;
+  if (end != MFX_OK) return mfx_fail_context(end, "moe: capturing the experts' launches");
+  g->graph = graph;
+  gpu_graph_key_of(moe, T, d, &g->graph_key);
+  return mfx_graph_launch(graph);
+}
+
 mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
                            const moe_dispatch *d, const float *gates, float *y, uint64_t y_dev,
                            mfx_moe_trace *trace) {
@@ -406,7 +497,10 @@ mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
   int64_t D = moe->spec.dim, R = gpu_yall_rows(moe, T, d), TC = gpu_combine_tokens(moe, T);
   size_t out_bytes = (size_t)(T * D) * 4;
   if (d->total_rows == 0) { /* every token went to null experts */
-    if (y_dev != 0) return mfx_device_zero(g->dev, y_dev, out_bytes);
+    if (y_dev != 0) {
+      MFX_TRY(mfx_device_zero(g->dev, y_dev, out_bytes));
+      return mfx_device_synchronize(g->dev); /* the end of the pass */
+    }
     memset(y, 0, out_bytes);
     return MFX_OK;
   }
@@ -416,16 +510,9 @@ mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
   MFX_TRY(gpu_buffer(g, GPU_YALL, (size_t)(R * D) * 4, &yall));
   MFX_TRY(gpu_buffer(g, GPU_OUT, (size_t)(TC * D) * 4, &out));
   MFX_TRY(gpu_upload_plan(moe, T, d, gates));
-  for (int e = 0; e < moe->spec.experts; e++) {
-    if (moe->spec.kinds[e] == MFX_EXPERT_NULL || d->count[e] == 0) continue;
-    double t0 = mfx_now_seconds();
-    mfx_status st = gpu_pass_expert(moe, e, env, T, d);
-    if (st == MFX_OK && trace != NULL) st = mfx_device_synchronize(g->dev); /* to time it */
-    if (st != MFX_OK)
-      return mfx_fail_context(st, "moe expert %d (%s, %lld tokens)", e,
-                              mfx_expert_kind_name(moe->spec.kinds[e]), (long long)d->count[e]);
-    if (trace != NULL) trace->expert_s[e] = mfx_now_seconds() - t0;
-  }
+  /* timed per expert with a trace; on the CPU (emulate) no graphs */
+  if (trace != NULL || g->emulated) MFX_TRY(gpu_experts_run(moe, env, T, d, trace));
+  else MFX_TRY(gpu_experts_graph(moe, env, T, d));
   double t1 = mfx_now_seconds();
   /* straight into the caller's device buffer when the combine has its shape */
   uint64_t target = y_dev != 0 && TC == T ? y_dev : out;
@@ -433,6 +520,9 @@ mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
                        (uint64_t[]){yall, g->buf[GPU_ROWS].address, g->buf[GPU_GATES].address,
                                     target}));
   if (y_dev != 0 && target != y_dev) MFX_TRY(mfx_device_copy(g->dev, y_dev, out, out_bytes));
+  /* the end of the pass: the one wait on the layer's stream after the
+   * routing's (y comes back, or y_dev is complete for any other user) */
+  if (y_dev != 0) MFX_TRY(mfx_device_synchronize(g->dev));
   if (y_dev == 0) MFX_TRY(mfx_device_buffer_read(&g->buf[GPU_OUT], 0, y, out_bytes));
   if (trace != NULL) trace->combine_s = mfx_now_seconds() - t1;
   return MFX_OK;

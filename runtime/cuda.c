@@ -155,6 +155,7 @@ typedef struct {
   int max_threads_per_block;
   size_t shared_per_block;
   size_t shared_per_block_optin;
+  CUstream stream;             /* the handle's own stream; NULL: the legacy default one */
   pthread_mutex_t launch_lock; /* raising a function's shared-memory limit, then launching */
   char name[32];               /* "cuda:0" */
   char arch[16];               /* "sm_90" */
@@ -329,6 +330,7 @@ mfx_status mfx_cuda_open(int ordinal, mfx_device_info *info, void **state) {
 void mfx_cuda_close(void *state) {
   mfx_cuda_device *cu = state;
   if (cu == NULL) return;
+  if (cu->stream != NULL && cuda_enter(cu) == MFX_OK) cu->driver->cuStreamDestroy_v2(cu->stream);
   cu->driver->cuDevicePrimaryCtxRelease_v2(cu->device);
   pthread_mutex_destroy(&cu->launch_lock);
   free(cu);
@@ -357,9 +359,15 @@ void mfx_cuda_free(void *state, uint64_t address) {
   if (cuda_enter(cu) == MFX_OK) cu->driver->cuMemFree_v2((CUdeviceptr)address);
 }
 
+/* With a stream of its own, every copy is queued on it (the Async calls);
+ * a read then waits for the stream, since the host needs the bytes. */
 mfx_status mfx_cuda_write(void *state, uint64_t dst, const void *src, size_t bytes) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL)
+    return cuda_check(cu, cu->driver->cuMemcpyHtoDAsync_v2((CUdeviceptr)dst, src, bytes,
+                                                           cu->stream),
+                      "cuMemcpyHtoDAsync_v2");
   return cuda_check(cu, cu->driver->cuMemcpyHtoD_v2((CUdeviceptr)dst, src, bytes),
                         "cuMemcpyHtoD_v2");
 }
@@ -367,6 +375,12 @@ mfx_status mfx_cuda_write(void *state, uint64_t dst, const void *src, size_t byt
 mfx_status mfx_cuda_read(void *state, void *dst, uint64_t src, size_t bytes) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL) {
+    MFX_TRY(cuda_check(cu, cu->driver->cuMemcpyDtoHAsync_v2(dst, (CUdeviceptr)src, bytes,
+                                                            cu->stream),
+                       "cuMemcpyDtoHAsync_v2"));
+    return cuda_check(cu, cu->driver->cuStreamSynchronize(cu->stream), "cuStreamSynchronize");
+  }
   return cuda_check(cu, cu->driver->cuMemcpyDtoH_v2(dst, (CUdeviceptr)src, bytes),
                         "cuMemcpyDtoH_v2");
 }
@@ -374,6 +388,10 @@ mfx_status mfx_cuda_read(void *state, void *dst, uint64_t src, size_t bytes) {
 mfx_status mfx_cuda_copy(void *state, uint64_t dst, uint64_t src, size_t bytes) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL)
+    return cuda_check(cu, cu->driver->cuMemcpyDtoDAsync_v2((CUdeviceptr)dst, (CUdeviceptr)src,
+                                                           bytes, cu->stream),
+                      "cuMemcpyDtoDAsync_v2");
   return cuda_check(cu, cu->driver->cuMemcpyDtoD_v2((CUdeviceptr)dst, (CUdeviceptr)src, bytes),
                     "cuMemcpyDtoD_v2");
 }
@@ -381,13 +399,102 @@ mfx_status mfx_cuda_copy(void *state, uint64_t dst, uint64_t src, size_t bytes) 
 mfx_status mfx_cuda_zero(void *state, uint64_t dst, size_t bytes) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL)
+    return cuda_check(cu, cu->driver->cuMemsetD8Async((CUdeviceptr)dst, 0, bytes, cu->stream),
+                      "cuMemsetD8Async");
   return cuda_check(cu, cu->driver->cuMemsetD8_v2((CUdeviceptr)dst, 0, bytes), "cuMemsetD8_v2");
 }
 
 mfx_status mfx_cuda_synchronize(void *state) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  if (cu->stream != NULL)
+    return cuda_check(cu, cu->driver->cuStreamSynchronize(cu->stream), "cuStreamSynchronize");
   return cuda_check(cu, cu->driver->cuCtxSynchronize(), "cuCtxSynchronize");
+}
+
+mfx_status mfx_cuda_own_stream(void *state) {
+  mfx_cuda_device *cu = state;
+  if (cu->stream != NULL) return MFX_OK;
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  CUstream stream = NULL;
+  MFX_TRY(cuda_check(cu, cu->driver->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING),
+                     "cuStreamCreate(CU_STREAM_NON_BLOCKING)"));
+  cu->stream = stream;
+  return MFX_OK;
+}
+
+/* ---- graphs of the own stream ----------------------------------------------- */
+
+typedef struct {
+  CUgraph graph;
+  CUgraphExec exec;
+} cuda_graph;
+
+static mfx_status cuda_need_stream(const mfx_cuda_device *cu, const char *what) {
+  if (cu->stream != NULL) return MFX_OK;
+  return mfx_fail(MFX_ERR_INVALID, "%s: %s needs a stream of the handle's own "
+                  "(mfx_device_use_own_stream); the legacy default stream cannot be captured",
+                  cu->name, what);
+}
+
+/* Relaxed: buffers may be allocated while a capture is open (a pass that
+ * grows its scratch). */
+mfx_status mfx_cuda_capture_begin(void *state) {
+  mfx_cuda_device *cu = state;
+  MFX_TRY(cuda_need_stream(cu, "a graph capture"));
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuStreamBeginCapture_v2(cu->stream,
+                                                            CU_STREAM_CAPTURE_MODE_RELAXED),
+                    "cuStreamBeginCapture_v2");
+}
+
+/* Ends the capture; graph NULL: the captured work is dropped. */
+mfx_status mfx_cuda_capture_end(void *state, void **graph) {
+  mfx_cuda_device *cu = state;
+  if (graph != NULL) *graph = NULL;
+  MFX_TRY(cuda_need_stream(cu, "ending a graph capture"));
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  CUgraph captured = NULL;
+  MFX_TRY(cuda_check(cu, cu->driver->cuStreamEndCapture(cu->stream, &captured),
+                     "cuStreamEndCapture"));
+  if (graph == NULL) {
+    if (captured != NULL) cu->driver->cuGraphDestroy(captured);
+    return MFX_OK;
+  }
+  cuda_graph *g = calloc(1, sizeof *g);
+  if (g == NULL) {
+    cu->driver->cuGraphDestroy(captured);
+    return mfx_fail(MFX_ERR_NOMEM, "%s: out of memory for a graph", cu->name);
+  }
+  g->graph = captured;
+  CUresult r = cu->driver->cuGraphInstantiateWithFlags(&g->exec, captured, 0);
+  if (r != CUDA_SUCCESS) {
+    cu->driver->cuGraphDestroy(captured);
+    free(g);
+    return cuda_check(cu, r, "cuGraphInstantiateWithFlags");
+  }
+  *graph = g;
+  return MFX_OK;
+}
+
+mfx_status mfx_cuda_graph_launch(void *state, void *graph) {
+  mfx_cuda_device *cu = state;
+  cuda_graph *g = graph;
+  MFX_TRY(cuda_need_stream(cu, "a graph launch"));
+  if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
+  return cuda_check(cu, cu->driver->cuGraphLaunch(g->exec, cu->stream), "cuGraphLaunch");
+}
+
+void mfx_cuda_graph_free(void *state, void *graph) {
+  mfx_cuda_device *cu = state;
+  cuda_graph *g = graph;
+  if (g == NULL) return;
+  if (cuda_enter(cu) == MFX_OK) {
+    cu->driver->cuGraphExecDestroy(g->exec);
+    cu->driver->cuGraphDestroy(g->graph);
+  }
+  free(g);
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -410,7 +517,7 @@ void mfx_cuda_event_destroy(void *state, void *event) {
 mfx_status mfx_cuda_event_record(void *state, void *event) {
   mfx_cuda_device *cu = state;
   if (cuda_enter(cu) != MFX_OK) return MFX_ERR_DEVICE;
-  return cuda_check(cu, cu->driver->cuEventRecord((CUevent)event, NULL), "cuEventRecord");
+  return cuda_check(cu, cu->driver->cuEventRecord((CUevent)event, cu->stream), "cuEventRecord");
 }
 
 mfx_status mfx_cuda_event_elapsed(void *state, void *start, void *end, double *seconds) {
@@ -610,7 +717,7 @@ mfx_status mfx_cuda_launch(void *state, void *function, const char *name,
   if (st == MFX_OK) {
     CUresult r = cu->driver->cuLaunchKernel(fn, d->grid[0], d->grid[1], d->grid[2], d->block[0],
                                             d->block[1], d->block[2], (unsigned int)d->shared_bytes,
-                                            NULL, args, NULL);
+                                            cu->stream, args, NULL);
     if (r != CUDA_SUCCESS) st = cuda_launch_fail(cu, r, fn, name);
   }
   if (opt_in) pthread_mutex_unlock(&cu->launch_lock);

@@ -61,7 +61,20 @@
   X(cuEventRecord, "cuEventRecord", NULL)                                      \
   X(cuEventSynchronize, "cuEventSynchronize", NULL)                            \
   X(cuEventElapsedTime, "cuEventElapsedTime_v2", "cuEventElapsedTime")         \
-  X(cuEventDestroy_v2, "cuEventDestroy_v2", NULL)
+  X(cuEventDestroy_v2, "cuEventDestroy_v2", NULL)                              \
+  X(cuStreamCreate, "cuStreamCreate", NULL)                                    \
+  X(cuStreamDestroy_v2, "cuStreamDestroy_v2", NULL)                            \
+  X(cuStreamSynchronize, "cuStreamSynchronize", NULL)                          \
+  X(cuMemcpyHtoDAsync_v2, "cuMemcpyHtoDAsync_v2", NULL)                        \
+  X(cuMemcpyDtoHAsync_v2, "cuMemcpyDtoHAsync_v2", NULL)                        \
+  X(cuMemcpyDtoDAsync_v2, "cuMemcpyDtoDAsync_v2", NULL)                        \
+  X(cuMemsetD8Async, "cuMemsetD8Async", NULL)                                  \
+  X(cuStreamBeginCapture_v2, "cuStreamBeginCapture_v2", NULL)                  \
+  X(cuStreamEndCapture, "cuStreamEndCapture", NULL)                            \
+  X(cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags", NULL)          \
+  X(cuGraphLaunch, "cuGraphLaunch", NULL)                                      \
+  X(cuGraphExecDestroy, "cuGraphExecDestroy", NULL)                            \
+  X(cuGraphDestroy, "cuGraphDestroy", NULL)
 #endif
 
 /* ---- the CUDA backend, for runtime/device.c's table ------------------------
@@ -80,6 +93,14 @@ mfx_status mfx_cuda_read(void *state, void *dst, uint64_t src, size_t bytes);
 mfx_status mfx_cuda_copy(void *state, uint64_t dst, uint64_t src, size_t bytes);
 mfx_status mfx_cuda_zero(void *state, uint64_t dst, size_t bytes);
 mfx_status mfx_cuda_synchronize(void *state);
+/* Gives the handle a non-blocking stream of its own (see
+ * mfx_device_use_own_stream); a second call does nothing. */
+mfx_status mfx_cuda_own_stream(void *state);
+/* Graphs of the handle's own stream (see mfx_device_capture_begin). */
+mfx_status mfx_cuda_capture_begin(void *state);
+mfx_status mfx_cuda_capture_end(void *state, void **graph);
+mfx_status mfx_cuda_graph_launch(void *state, void *graph);
+void mfx_cuda_graph_free(void *state, void *graph);
 mfx_status mfx_cuda_event_create(void *state, void **event);
 void mfx_cuda_event_destroy(void *state, void *event);
 mfx_status mfx_cuda_event_record(void *state, void *event);

@@ -28,6 +28,11 @@ typedef struct {
   mfx_status (*copy)(void *state, uint64_t dst, uint64_t src, size_t bytes);
   mfx_status (*zero)(void *state, uint64_t dst, size_t bytes);
   mfx_status (*synchronize)(void *state);
+  mfx_status (*own_stream)(void *state); /* NULL: everything runs at once */
+  mfx_status (*capture_begin)(void *state); /* NULL: no graphs */
+  mfx_status (*capture_end)(void *state, void **graph);
+  mfx_status (*graph_launch)(void *state, void *graph);
+  void (*graph_free)(void *state, void *graph);
   mfx_status (*event_create)(void *state, void **event);
   void (*event_destroy)(void *state, void *event);
   mfx_status (*event_record)(void *state, void *event);
@@ -211,6 +216,11 @@ static const mfx_device_ops mfx_cuda_ops = {
     .copy = mfx_cuda_copy,
     .zero = mfx_cuda_zero,
     .synchronize = mfx_cuda_synchronize,
+    .own_stream = mfx_cuda_own_stream,
+    .capture_begin = mfx_cuda_capture_begin,
+    .capture_end = mfx_cuda_capture_end,
+    .graph_launch = mfx_cuda_graph_launch,
+    .graph_free = mfx_cuda_graph_free,
     .event_create = mfx_cuda_event_create,
     .event_destroy = mfx_cuda_event_destroy,
     .event_record = mfx_cuda_event_record,
@@ -308,6 +318,55 @@ const char *mfx_device_description(const mfx_device *dev) { return dev->descript
 const mfx_device_info *mfx_device_get_info(const mfx_device *dev) { return &dev->info; }
 
 mfx_status mfx_device_synchronize(mfx_device *dev) { return dev->ops->synchronize(dev->state); }
+
+mfx_status mfx_device_use_own_stream(mfx_device *dev) {
+  if (dev == NULL) return mfx_fail(MFX_ERR_INVALID, "use own stream: the device is NULL");
+  return dev->ops->own_stream != NULL ? dev->ops->own_stream(dev->state) : MFX_OK;
+}
+
+struct mfx_graph {
+  mfx_device *device;
+  void *handle;
+};
+
+mfx_status mfx_device_capture_begin(mfx_device *dev) {
+  if (dev == NULL) return mfx_fail(MFX_ERR_INVALID, "graph capture: the device is NULL");
+  if (dev->ops->capture_begin == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "graph capture on %s: graphs need a CUDA device", dev->name);
+  return dev->ops->capture_begin(dev->state);
+}
+
+mfx_status mfx_device_capture_end(mfx_device *dev, mfx_graph **out) {
+  if (out != NULL) *out = NULL;
+  if (dev == NULL || dev->ops->capture_end == NULL)
+    return mfx_fail(MFX_ERR_INVALID, "graph capture end: no capture on %s",
+                    dev == NULL ? "a NULL device" : dev->name);
+  if (out == NULL) return dev->ops->capture_end(dev->state, NULL);
+  mfx_graph *g = calloc(1, sizeof *g);
+  if (g == NULL) {
+    dev->ops->capture_end(dev->state, NULL);
+    return mfx_fail(MFX_ERR_NOMEM, "graph capture end on %s: out of memory", dev->name);
+  }
+  g->device = dev;
+  mfx_status st = dev->ops->capture_end(dev->state, &g->handle);
+  if (st != MFX_OK) {
+    free(g);
+    return st;
+  }
+  *out = g;
+  return MFX_OK;
+}
+
+mfx_status mfx_graph_launch(mfx_graph *g) {
+  if (g == NULL) return mfx_fail(MFX_ERR_INVALID, "graph launch: the graph is NULL");
+  return g->device->ops->graph_launch(g->device->state, g->handle);
+}
+
+void mfx_graph_free(mfx_graph *g) {
+  if (g == NULL) return;
+  g->device->ops->graph_free(g->device->state, g->handle);
+  free(g);
+}
 
 /* ---- buffers ------------------------------------------------------------------- */
 

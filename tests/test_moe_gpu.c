@@ -11,6 +11,13 @@
  *     the caller's buffer. The fake runs no mfx kernel (it has no PTX
  *     interpreter), so the loaded layer's numbers are checked on a GPU by
  *     the device script, not here;
+ *   - each loaded cuda layer queues every launch and copy of a pass on a
+ *     non-blocking stream of its own (none on the legacy default stream),
+ *     waits on it only for the router's logits and at the end of the pass;
+ *     two layers have two streams; a plain device handle likewise;
+ *   - the experts' segment of a pass becomes one CUDA graph after the first
+ *     pass of its key: one cuGraphLaunch replaces the gathers' and chains'
+ *     launches, the same kernels run; new weights or a bucket re-capture;
  *   - bad input: a host layer given device buffers, null addresses, buffers
  *     too small, overlapping x and y, a batch above the largest bucket. */
 #include <check.h>
@@ -405,6 +412,225 @@ START_TEST(weights_are_packed_once) {
 }
 END_TEST
 
+/* The one stream whose op count grew from `before` to `after` by all the
+ * ops that were counted between them; -1 when ops went to several streams
+ * or none. */
+static int only_stream(const fake_cuda_counts *before, const fake_cuda_counts *after) {
+  int found = -1;
+  for (int i = 0; i < FAKE_CUDA_MAX_STREAMS; i++) {
+    if (after->ops_on_stream[i] == before->ops_on_stream[i]) continue;
+    if (found >= 0) return -1;
+    found = i;
+  }
+  return found;
+}
+
+/* A pass of a loaded cuda layer on the fake driver: everything on one
+ * stream; returns its id after checking that the pass's launches and
+ * copies all went there and the host waited on it twice (the router's
+ * logits and the end of the pass), never on the whole context. */
+static int pass_stream(mfx_moe *moe, int64_t T) {
+  mfx_device *dev = mfx_moe_device(moe);
+  size_t bytes = (size_t)(T * D) * 4;
+  float *x = malloc(bytes);
+  fill(x, T * D, 1.0f, (uint64_t)T + 11);
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, bytes), MFX_OK);
+  pass(moe, &xb, &yb, T); /* the first pass also uploads and packs the weights */
+  fake_cuda_counts before = fake_counts();
+  pass(moe, &xb, &yb, T);
+  fake_cuda_counts after = fake_counts();
+  /* the second pass captures the experts' launches into a graph */
+  int launches = after.launches - before.launches,
+      calls = launches + (after.captured_launches - before.captured_launches) +
+              (after.graph_launches - before.graph_launches),
+      kernels = launches + (after.graph_kernels - before.graph_kernels);
+  unsigned long long ops = 0;
+  for (int i = 0; i < FAKE_CUDA_MAX_STREAMS; i++)
+    ops += after.ops_on_stream[i] - before.ops_on_stream[i];
+  ck_assert_int_ge(kernels, 4); /* router, gathers, the experts' chains, combine */
+  ck_assert_int_eq(log_total(), kernels);
+  ck_assert_msg(ops > (unsigned long long)calls, "T=%lld: %llu ops for %d launch calls: the "
+                "plan's copies are missing", (long long)T, ops, calls);
+  ck_assert_msg(after.ops_on_stream[0] == before.ops_on_stream[0],
+                "T=%lld: %llu launches or copies on the legacy default stream", (long long)T,
+                after.ops_on_stream[0] - before.ops_on_stream[0]);
+  int id = only_stream(&before, &after);
+  ck_assert_msg(id > 0, "T=%lld: the pass's launches and copies are on several streams",
+                (long long)T);
+  ck_assert_int_eq(fake_last().stream_id, id);
+  ck_assert_int_eq(after.stream_syncs - before.stream_syncs, 2);
+  ck_assert_int_eq(after.context_syncs, before.context_syncs);
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  free(x);
+  return id;
+}
+
+/* Each cuda layer queues its pass on a non-blocking stream of its own,
+ * made with the layer and destroyed with it. */
+START_TEST(each_layer_runs_on_its_own_stream) {
+  use_fake();
+  int streams = 0; /* the test's process opens the driver with the first layer */
+  mfx_moe *a = NULL, *b = NULL;
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &a) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(fake_counts().streams, streams + 1);
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &b) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(fake_counts().streams, streams + 2);
+  ck_assert_int_eq(mfx_moe_init_random(a, 3), MFX_OK);
+  ck_assert_int_eq(mfx_moe_init_random(b, 4), MFX_OK);
+  int sa = pass_stream(a, 21), sb = pass_stream(b, 21);
+  ck_assert_int_ne(sa, sb);
+  ck_assert_int_eq(pass_stream(a, 48), sa); /* another bucket, the same stream */
+  ck_assert_int_eq(pass_stream(b, 7), sb);
+  mfx_moe_destroy(a);
+  ck_assert_int_eq(fake_counts().streams, streams + 1);
+  mfx_moe_destroy(b);
+  fake_cuda_counts end = fake_counts();
+  ck_assert_int_eq(end.streams, streams);
+  ck_assert_int_eq(end.allocations, 0);
+}
+END_TEST
+
+/* The device interface's own stream on a plain handle: every call of the
+ * handle goes there; the bytes are right; NULL is refused. */
+START_TEST(device_handle_own_stream) {
+  use_fake();
+  mfx_device *dev = NULL;
+  ck_assert_int_eq(mfx_device_open("cuda", &dev), MFX_OK);
+  ck_assert_int_eq(mfx_device_use_own_stream(dev), MFX_OK);
+  ck_assert_int_eq(mfx_device_use_own_stream(dev), MFX_OK); /* again: nothing */
+  ck_assert_int_eq(fake_counts().streams, 1);
+  enum { N = 37 };
+  float in[N], out[N];
+  fill(in, N, 2.0f, 5);
+  mfx_device_buffer p, q;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof in, &p), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof in, &q), MFX_OK);
+  fake_cuda_counts before = fake_counts();
+  ck_assert_int_eq(mfx_device_zero(dev, q.address, sizeof in), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&p, 0, in, sizeof in), MFX_OK);
+  ck_assert_int_eq(mfx_device_copy(dev, q.address + 4, p.address, sizeof in - 4), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_read(&q, 0, out, sizeof out), MFX_OK);
+  ck_assert_int_eq(mfx_device_synchronize(dev), MFX_OK);
+  fake_cuda_counts after = fake_counts();
+  int id = only_stream(&before, &after);
+  ck_assert_int_gt(id, 0);
+  ck_assert_uint_eq(after.ops_on_stream[id] - before.ops_on_stream[id], 4);
+  ck_assert_int_eq(after.stream_syncs - before.stream_syncs, 2); /* the read, the synchronize */
+  ck_assert_int_eq(after.context_syncs, before.context_syncs);
+  ck_assert(out[0] == 0.0f);
+  ck_assert(memcmp(out + 1, in, sizeof in - 4) == 0);
+  mfx_device_buffer_free(&p);
+  mfx_device_buffer_free(&q);
+  mfx_device_close(dev);
+  ck_assert_int_eq(fake_counts().streams, 0);
+  expect_error(mfx_device_use_own_stream(NULL), "the device is NULL");
+  /* graphs need the handle's own stream, and a GPU */
+  ck_assert_int_eq(mfx_device_open("cuda", &dev), MFX_OK);
+  expect_error(mfx_device_capture_begin(dev), "needs a stream of the handle's own");
+  mfx_device_close(dev);
+  ck_assert_int_eq(mfx_device_open("cpu", &dev), MFX_OK);
+  expect_error(mfx_device_capture_begin(dev), "graphs need a CUDA device");
+  mfx_device_close(dev);
+  expect_error(mfx_device_capture_begin(NULL), "the device is NULL");
+  expect_error(mfx_graph_launch(NULL), "the graph is NULL");
+}
+END_TEST
+
+/* The launch log so far, whole (at most cap - 1 bytes). */
+static void log_text(char *out, size_t cap) {
+  out[0] = '\0';
+  FILE *f = fopen(log_path, "r");
+  if (f == NULL) return;
+  size_t n = fread(out, 1, cap - 1, f);
+  out[n] = '\0';
+  fclose(f);
+}
+
+/* A pass with a trace: the experts run plainly (timed, no graph). */
+static void traced_pass(mfx_moe *moe, const mfx_device_buffer *xb, const mfx_device_buffer *yb,
+                        int64_t T) {
+  mfx_moe_trace trace;
+  memset(&trace, 0, sizeof trace);
+  remove(log_path);
+  ck_assert_msg(mfx_moe_forward_device(moe, NULL, xb->address, xb->bytes, T, yb->address,
+                                       yb->bytes, &trace) == MFX_OK, "%s", mfx_last_error());
+}
+
+/* The experts' segment of a pass (gathers and chains, after the plan is on
+ * the device) becomes one CUDA graph: the first pass of a key runs it
+ * plainly, the second captures it and launches the graph, later ones launch
+ * only the graph: one cuGraphLaunch instead of N cuLaunchKernel, the same
+ * kernels run in the same order with the same grids. New weights or another
+ * bucket run plainly again, then capture again. */
+START_TEST(experts_segment_runs_as_one_graph) {
+  use_fake();
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
+  mfx_device *dev = mfx_moe_device(moe);
+  enum { T = 40 };
+  static float x[T * D];
+  fill(x, T * D, 1.0f, 77);
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, sizeof x), MFX_OK);
+  static char plain[16384], replayed[16384];
+  pass(moe, &xb, &yb, T); /* weights uploaded and packed; the first pass of its key */
+  fake_cuda_counts c0 = fake_counts();
+  traced_pass(moe, &xb, &yb, T); /* plain (timed per expert): the reference log */
+  log_text(plain, sizeof plain);
+  fake_cuda_counts c1 = fake_counts();
+  ck_assert_int_eq(c1.graph_launches, c0.graph_launches);
+  ck_assert_int_eq(c1.captured_launches, c0.captured_launches);
+  int all = c1.launches - c0.launches; /* router, gathers, chains, combine */
+  pass(moe, &xb, &yb, T); /* the second: captured */
+  fake_cuda_counts c2 = fake_counts();
+  int n = c2.captured_launches - c1.captured_launches;
+  ck_assert_int_ge(n, 3); /* a gather and a two-kernel chain at least */
+  ck_assert_int_eq(c2.launches - c1.launches, all - n); /* the router and the combine */
+  ck_assert_int_eq(c2.graph_launches - c1.graph_launches, 1);
+  ck_assert_int_eq(c2.graph_kernels - c1.graph_kernels, n);
+  ck_assert_int_eq(c2.graphs, 1);
+  pass(moe, &xb, &yb, T); /* the graph alone */
+  fake_cuda_counts c3 = fake_counts();
+  ck_assert_int_eq(c3.captured_launches, c2.captured_launches);
+  ck_assert_int_eq(c3.launches - c2.launches, all - n);
+  ck_assert_int_eq(c3.graph_launches - c2.graph_launches, 1);
+  ck_assert_int_eq(c3.graph_kernels - c2.graph_kernels, n);
+  log_text(replayed, sizeof replayed);
+  ck_assert_msg(strlen(plain) > 0 && strcmp(plain, replayed) == 0,
+                "the graph's pass ran other kernels than the plain one:\n%s\n---\n%s", plain,
+                replayed);
+  /* new weights: plain (and packed) again, then captured again */
+  ck_assert_int_eq(mfx_moe_init_random(moe, 6), MFX_OK);
+  pass(moe, &xb, &yb, T);
+  fake_cuda_counts c4 = fake_counts();
+  ck_assert_int_eq(c4.graph_launches, c3.graph_launches);
+  ck_assert_int_ge(log_count("linear_m48_n3_k16_k0"), 1);
+  pass(moe, &xb, &yb, T);
+  fake_cuda_counts c5 = fake_counts();
+  ck_assert_int_eq(c5.graph_launches - c4.graph_launches, 1);
+  ck_assert_int_gt(c5.captured_launches, c4.captured_launches);
+  /* another bucket: plain */
+  pass(moe, &xb, &yb, 7);
+  fake_cuda_counts c6 = fake_counts();
+  ck_assert_int_eq(c6.graph_launches, c5.graph_launches);
+  ck_assert_int_eq(c6.graphs, 0);
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  mfx_moe_destroy(moe);
+  fake_cuda_counts end = fake_counts();
+  ck_assert_int_eq(end.graphs, 0);
+  ck_assert_int_eq(end.graph_execs, 0);
+  ck_assert_int_eq(end.allocations, 0);
+}
+END_TEST
+
 /* A CPU layer artifact loads as a host layer: device buffers are refused. */
 START_TEST(loaded_cpu_layer_refuses_device_buffers) {
   use_fake();
@@ -439,6 +665,9 @@ static Suite *moe_gpu_suite(void) {
   tcase_add_test(fake, loaded_cuda_layer_stays_on_the_device);
   tcase_add_test(fake, loaded_cpu_layer_refuses_device_buffers);
   tcase_add_test(fake, weights_are_packed_once);
+  tcase_add_test(fake, each_layer_runs_on_its_own_stream);
+  tcase_add_test(fake, device_handle_own_stream);
+  tcase_add_test(fake, experts_segment_runs_as_one_graph);
   suite_add_tcase(s, fake);
   return s;
 }

@@ -70,6 +70,28 @@ const mfx_device_info *mfx_device_get_info(const mfx_device *dev);
 /* Waits until all work queued on the device has finished; reports errors of
  * earlier launches (an illegal address, ...). */
 mfx_status mfx_device_synchronize(mfx_device *dev);
+/* Gives this handle a queue of its own, best before any work is queued on
+ * it: on CUDA a non-blocking stream (cuStreamCreate), destroyed by
+ * mfx_device_close. Every later write, copy, zero, launch and event record
+ * of the handle is queued on it (the Async copies), a read waits for that
+ * stream only, and mfx_device_synchronize waits for that stream only. Work
+ * queued through other handles of the same GPU is not ordered with it:
+ * synchronize those before this handle reads what they wrote. On the CPU
+ * everything runs at once and this does nothing. Calling it again does
+ * nothing. */
+mfx_status mfx_device_use_own_stream(mfx_device *dev);
+
+/* CUDA graphs of a handle's own stream: between capture_begin and
+ * capture_end the handle's launches are recorded, not run (relaxed mode:
+ * buffers may be allocated meanwhile; no read or synchronize); the graph
+ * replays them, with the same arguments, at each mfx_graph_launch, queued
+ * on the stream. capture_end with out NULL drops what was captured (after
+ * an error). The CPU has no graphs: capture_begin fails there. */
+typedef struct mfx_graph mfx_graph;
+mfx_status mfx_device_capture_begin(mfx_device *dev);
+mfx_status mfx_device_capture_end(mfx_device *dev, mfx_graph **out);
+mfx_status mfx_graph_launch(mfx_graph *g);
+void mfx_graph_free(mfx_graph *g); /* before its device is closed */
 
 /* ---- buffers ------------------------------------------------------------- */
 

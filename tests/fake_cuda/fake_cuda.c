@@ -1,7 +1,7 @@
 /* A fake libcuda.so.1: the Driver API entry points that mfx's runtime uses,
  * with plausible behaviour on host memory, so that tests exercise the whole
  * CUDA path (dlopen, symbol table, contexts, error translation, JIT logs,
- * launches, events) on a machine without a GPU. It does not include cuda.h:
+ * launches, events, streams) on a machine without a GPU. It does not include cuda.h:
  * it declares the ABI it needs (enums are int-sized, handles are pointers,
  * CUdeviceptr is 64 bits) with the values of cuda.h.
  *
@@ -42,7 +42,11 @@
  * fake_fault (an illegal address, reported by the next cuCtxSynchronize)
  * and mfx's q16_dequantize kernels (any name starting "q16_dequantize" with
  * two parameters: Y = Q 2^-16 over the whole output allocation). Other
- * launches succeed and compute nothing. */
+ * launches succeed and compute nothing.
+ * Streams: cuStreamCreate gives ids; the Async copies, memsets and launches
+ * run at once, like the synchronous calls, and count on the stream they
+ * were queued on (fake_cuda_counts.ops_on_stream, the launch's stream_id),
+ * so a test sees which queue the runtime used. */
 #define _GNU_SOURCE
 #include "fake_cuda.h"
 
@@ -76,6 +80,7 @@ enum {
   CUDA_ERROR_INVALID_HANDLE = 400,
   CUDA_ERROR_NOT_FOUND = 500,
   CUDA_ERROR_ILLEGAL_ADDRESS = 700,
+  CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
 };
 
 enum { /* CUjit_option */
@@ -140,6 +145,25 @@ struct fake_event {
   int recorded;
 };
 
+/* A launch a capture recorded: what cuLaunchKernel checked and copied. */
+typedef struct fake_node {
+  fake_cuda_launch launch;
+  struct fake_node *next;
+} fake_node;
+
+struct fake_stream {
+  int id; /* 1 .. FAKE_CUDA_MAX_STREAMS - 1 */
+  int capturing;
+  fake_node *captured, **tail; /* the launches of the open capture, in order */
+};
+
+/* A graph (CUgraph) and an instantiated one (CUgraphExec): launch lists. */
+struct fake_graph {
+  fake_node *nodes;
+};
+typedef struct fake_graph *CUgraph;
+typedef struct fake_graph *CUgraphExec;
+
 typedef struct fake_allocation {
   unsigned char *data;
   size_t bytes;
@@ -154,6 +178,7 @@ static fake_allocation *fake_allocations;
 static fake_cuda_counts fake_counts;
 static fake_cuda_launch fake_last;
 static CUresult fake_pending; /* error of an earlier launch, for the next synchronize */
+static int fake_streams_made;
 static double fake_clock_ms; /* the virtual device clock: launches advance it */
 static CUresult fake_sticky;  /* a fault that poisoned the context */
 static int fake_pending_sticky; /* fake_pending poisons the context when reported */
@@ -343,17 +368,9 @@ CUresult cuCtxSetCurrent(CUcontext ctx) {
   return CUDA_SUCCESS;
 }
 
-CUresult cuCtxSynchronize(void) {
-  CUresult r = fake_need_context();
-  if (r != CUDA_SUCCESS) return r;
-  pthread_mutex_lock(&fake_lock);
-  r = fake_pending;
-  fake_pending = CUDA_SUCCESS;
-  if (r != CUDA_SUCCESS && fake_pending_sticky) fake_sticky = r;
-  fake_pending_sticky = 0;
-  pthread_mutex_unlock(&fake_lock);
-  return r;
-}
+static CUresult fake_synchronize(int *counter);
+
+CUresult cuCtxSynchronize(void) { return fake_synchronize(&fake_counts.context_syncs); }
 
 /* ---- memory ------------------------------------------------------------------------ */
 
@@ -416,7 +433,23 @@ static unsigned char *fake_device_memory(CUdeviceptr address, size_t bytes) {
   return a != NULL ? (unsigned char *)(uintptr_t)address : NULL;
 }
 
-CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
+/* The stream id of a handle: 0 for NULL, the legacy default stream. */
+static int fake_stream_id(CUstream stream) {
+  return stream != NULL ? ((struct fake_stream *)stream)->id : 0;
+}
+
+/* The fake captures launches only: a copy or memset queued on a stream
+ * being captured is refused. */
+static int fake_capturing(CUstream stream) {
+  return stream != NULL && ((struct fake_stream *)stream)->capturing;
+}
+
+/* Counts one launch, copy or memset on the stream `id`. Lock held. */
+static void fake_count_op(int id) { fake_counts.ops_on_stream[id]++; }
+
+/* The async calls run at once (the fake has no queue): the same as the
+ * synchronous ones, but counted on their stream. */
+static CUresult fake_htod(CUdeviceptr dst, const void *src, size_t bytes, int stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
   unsigned char *device = fake_device_memory(dst, bytes);
@@ -424,11 +457,12 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
   memcpy(device, src, bytes);
   pthread_mutex_lock(&fake_lock);
   fake_counts.htod_bytes += bytes;
+  fake_count_op(stream);
   pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
 
-CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
+static CUresult fake_dtoh(void *dst, CUdeviceptr src, size_t bytes, int stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
   unsigned char *device = fake_device_memory(src, bytes);
@@ -436,11 +470,12 @@ CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
   memcpy(dst, device, bytes);
   pthread_mutex_lock(&fake_lock);
   fake_counts.dtoh_bytes += bytes;
+  fake_count_op(stream);
   pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
 
-CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+static CUresult fake_dtod(CUdeviceptr dst, CUdeviceptr src, size_t bytes, int stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
   unsigned char *to = fake_device_memory(dst, bytes), *from = fake_device_memory(src, bytes);
@@ -448,11 +483,12 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   memmove(to, from, bytes);
   pthread_mutex_lock(&fake_lock);
   fake_counts.dtod_bytes += bytes;
+  fake_count_op(stream);
   pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
 
-CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
+static CUresult fake_memset(CUdeviceptr dst, unsigned char value, size_t bytes, int stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
   unsigned char *to = fake_device_memory(dst, bytes);
@@ -460,9 +496,200 @@ CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
   memset(to, value, bytes);
   pthread_mutex_lock(&fake_lock);
   fake_counts.memset_bytes += bytes;
+  fake_count_op(stream);
   pthread_mutex_unlock(&fake_lock);
   return CUDA_SUCCESS;
 }
+
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
+  return fake_htod(dst, src, bytes, 0);
+}
+
+CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
+  return fake_dtoh(dst, src, bytes, 0);
+}
+
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  return fake_dtod(dst, src, bytes, 0);
+}
+
+CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
+  return fake_memset(dst, value, bytes, 0);
+}
+
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, CUstream stream) {
+  if (fake_capturing(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  return fake_htod(dst, src, bytes, fake_stream_id(stream));
+}
+
+CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  if (fake_capturing(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  return fake_dtoh(dst, src, bytes, fake_stream_id(stream));
+}
+
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  if (fake_capturing(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  return fake_dtod(dst, src, bytes, fake_stream_id(stream));
+}
+
+CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t bytes, CUstream stream) {
+  if (fake_capturing(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  return fake_memset(dst, value, bytes, fake_stream_id(stream));
+}
+
+/* ---- streams ------------------------------------------------------------------------------ */
+
+/* flags: 0 or CU_STREAM_NON_BLOCKING (1). */
+CUresult cuStreamCreate(CUstream *stream, unsigned int flags) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  if (stream == NULL || flags > 1) return CUDA_ERROR_INVALID_VALUE;
+  struct fake_stream *s = calloc(1, sizeof *s);
+  if (s == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+  pthread_mutex_lock(&fake_lock);
+  s->id = 1 + fake_streams_made++ % (FAKE_CUDA_MAX_STREAMS - 1);
+  fake_counts.streams++;
+  pthread_mutex_unlock(&fake_lock);
+  *stream = s;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuStreamDestroy_v2(CUstream stream) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  if (stream == NULL) return CUDA_ERROR_INVALID_HANDLE;
+  free(stream);
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.streams--;
+  pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+
+/* Reports an earlier launch's error as cuCtxSynchronize does (the fake
+ * keeps one pending error for the whole context). */
+static CUresult fake_synchronize(int *counter) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  pthread_mutex_lock(&fake_lock);
+  (*counter)++;
+  r = fake_pending;
+  fake_pending = CUDA_SUCCESS;
+  if (r != CUDA_SUCCESS && fake_pending_sticky) fake_sticky = r;
+  fake_pending_sticky = 0;
+  pthread_mutex_unlock(&fake_lock);
+  return r;
+}
+
+/* Waiting on a stream that is being captured is an error in CUDA. */
+CUresult cuStreamSynchronize(CUstream stream) {
+  if (stream != NULL && ((struct fake_stream *)stream)->capturing)
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  return fake_synchronize(&fake_counts.stream_syncs);
+}
+
+/* ---- graphs ------------------------------------------------------------------------------- */
+
+static void fake_nodes_free(fake_node *n) {
+  while (n != NULL) {
+    fake_node *next = n->next;
+    free(n);
+    n = next;
+  }
+}
+
+/* mode: CU_STREAM_CAPTURE_MODE_GLOBAL (0), THREAD_LOCAL (1) or RELAXED (2);
+ * the legacy stream cannot be captured. */
+CUresult cuStreamBeginCapture_v2(CUstream stream, int mode) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  struct fake_stream *s = stream;
+  if (s == NULL) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  if (mode < 0 || mode > 2 || s->capturing) return CUDA_ERROR_INVALID_VALUE;
+  s->capturing = 1;
+  s->captured = NULL;
+  s->tail = &s->captured;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuStreamEndCapture(CUstream stream, CUgraph *graph) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  struct fake_stream *s = stream;
+  if (s == NULL || !s->capturing || graph == NULL) return CUDA_ERROR_INVALID_VALUE;
+  s->capturing = 0;
+  *graph = calloc(1, sizeof **graph);
+  if (*graph == NULL) {
+    fake_nodes_free(s->captured);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  (*graph)->nodes = s->captured;
+  s->captured = NULL;
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.graphs++;
+  pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph,
+                                     unsigned long long flags) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  if (exec == NULL || graph == NULL || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  struct fake_graph *e = calloc(1, sizeof *e);
+  if (e == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+  fake_node **tail = &e->nodes;
+  for (const fake_node *n = graph->nodes; n != NULL; n = n->next) {
+    *tail = malloc(sizeof **tail);
+    if (*tail == NULL) {
+      fake_nodes_free(e->nodes);
+      free(e);
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    (*tail)->launch = n->launch;
+    (*tail)->next = NULL;
+    tail = &(*tail)->next;
+  }
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.graph_execs++;
+  pthread_mutex_unlock(&fake_lock);
+  *exec = e;
+  return CUDA_SUCCESS;
+}
+
+static CUresult fake_replay(const fake_cuda_launch *l, int stream_id);
+
+CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  if (exec == NULL) return CUDA_ERROR_INVALID_HANDLE;
+  if (stream != NULL && ((struct fake_stream *)stream)->capturing)
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  int id = fake_stream_id(stream);
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.graph_launches++;
+  fake_count_op(id);
+  pthread_mutex_unlock(&fake_lock);
+  for (const fake_node *n = exec->nodes; n != NULL; n = n->next) fake_replay(&n->launch, id);
+  return CUDA_SUCCESS;
+}
+
+static CUresult fake_graph_free(struct fake_graph *g, int *alive) {
+  CUresult r = fake_need_context();
+  if (r != CUDA_SUCCESS) return r;
+  if (g == NULL) return CUDA_ERROR_INVALID_HANDLE;
+  fake_nodes_free(g->nodes);
+  free(g);
+  pthread_mutex_lock(&fake_lock);
+  (*alive)--;
+  pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  return fake_graph_free(exec, &fake_counts.graph_execs);
+}
+
+CUresult cuGraphDestroy(CUgraph graph) { return fake_graph_free(graph, &fake_counts.graphs); }
 
 /* ---- modules --------------------------------------------------------------------------- */
 
@@ -770,16 +997,53 @@ static CUresult fake_check_launch(CUfunction f, const unsigned grid[3], const un
   return CUDA_SUCCESS;
 }
 
+/* Records l into the open capture of stream: it runs at each replay. */
+static CUresult fake_capture(CUstream stream, const fake_cuda_launch *l) {
+  struct fake_stream *s = stream;
+  fake_node *n = malloc(sizeof *n);
+  if (n == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+  n->launch = *l;
+  n->next = NULL;
+  *s->tail = n;
+  s->tail = &n->next;
+  pthread_mutex_lock(&fake_lock);
+  fake_counts.captured_launches++;
+  fake_count_op(l->stream_id);
+  pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+
+/* A captured launch run again by cuGraphLaunch on the stream `stream_id`:
+ * logged and timed as a launch, counted as a graph kernel. */
+static CUresult fake_replay(const fake_cuda_launch *captured, int stream_id) {
+  fake_cuda_launch l = *captured;
+  l.stream_id = stream_id;
+  l.stream_is_default = stream_id == 0;
+  fake_log_launch("launch", l.name, l.grid, l.block, l.shared_bytes);
+  CUresult r = fake_run(&l);
+  double ms = fake_cuda_model_ms(l.name, l.grid, l.block, l.shared_bytes);
+  pthread_mutex_lock(&fake_lock);
+  fake_clock_ms += ms;
+  fake_last = l;
+  fake_counts.graph_kernels++;
+  if (r != CUDA_SUCCESS) fake_pending = r;
+  pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+
 CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                         unsigned by, unsigned bz, unsigned shared, CUstream stream, void **params,
                         void **extra) {
   const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
-  fake_cuda_launch l = {.shared_bytes = shared, .stream_is_default = stream == NULL};
+  fake_cuda_launch l = {.shared_bytes = shared, .stream_is_default = stream == NULL,
+                        .stream_id = fake_stream_id(stream)};
   CUresult r = fake_need_context();
   if (r == CUDA_SUCCESS) r = fake_check_launch(f, grid, block, shared, params);
   if (r == CUDA_SUCCESS && extra != NULL) r = CUDA_ERROR_INVALID_VALUE;
-  fake_log_launch(r == CUDA_SUCCESS ? "launch" : "refused", f != NULL ? f->name : "?", grid, block,
-                  shared);
+  int capture = r == CUDA_SUCCESS && fake_capturing(stream);
+  if (!capture)
+    fake_log_launch(r == CUDA_SUCCESS ? "launch" : "refused", f != NULL ? f->name : "?", grid,
+                    block, shared);
   if (r != CUDA_SUCCESS) return r;
   snprintf(l.name, sizeof l.name, "%s", f->name);
   memcpy(l.grid, grid, sizeof grid);
@@ -789,6 +1053,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     l.param_bytes[i] = f->param_bytes[i];
     memcpy(l.params[i], params[i], f->param_bytes[i]);
   }
+  if (capture) return fake_capture(stream, &l);
   int faulting = fake_env_int("FAKE_CUDA_FAULT_THREADS", -1);
   int sticky = faulting > 0 && (uint64_t)faulting == (uint64_t)bx * by * bz;
   r = sticky ? CUDA_ERROR_ILLEGAL_ADDRESS : fake_run(&l);
@@ -797,9 +1062,17 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   fake_clock_ms += ms;
   fake_last = l;
   fake_counts.launches++;
+  fake_count_op(l.stream_id);
   if (r != CUDA_SUCCESS) fake_pending = r;
   if (sticky) fake_pending_sticky = 1;
   pthread_mutex_unlock(&fake_lock);
+  return CUDA_SUCCESS;
+}
+#else
+/* No cuLaunchKernel: nothing was ever captured. */
+static CUresult fake_replay(const fake_cuda_launch *captured, int stream_id) {
+  (void)captured;
+  (void)stream_id;
   return CUDA_SUCCESS;
 }
 #endif
@@ -821,7 +1094,8 @@ CUresult cuEventCreate(CUevent *event, unsigned int flags) {
 CUresult cuEventRecord(CUevent event, CUstream stream) {
   CUresult r = fake_need_context();
   if (r != CUDA_SUCCESS) return r;
-  if (event == NULL || stream != NULL) return CUDA_ERROR_INVALID_HANDLE;
+  (void)stream; /* any stream: the fake's clock is one for the device */
+  if (event == NULL) return CUDA_ERROR_INVALID_HANDLE;
   pthread_mutex_lock(&fake_lock);
   event->ms = fake_clock_ms;
   event->recorded = 1;
