@@ -105,7 +105,8 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
 #define MFX_SHIFT_GPU_EXTRA                                                                 \
   MFX_GPU_KNOB_SPLIT_K,                                                                     \
   {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's columns side by "    \
-   "side", 0, 2, {0, 1}},
+   "side", 0, 2, {0, 1}},                                                                   \
+  MFX_GPU_KNOB_DOUBLE_BUFFER,
 #define MFX_NO_GPU_EXTRA
 
 /* linear's knobs (linear.c; linear_gelu in fused.c with MFX_KNOB_LOCAL_FIXED). */

@@ -95,6 +95,50 @@ START_TEST(double_buffer_matches_reference_and_single_buffer) {
 }
 END_TEST
 
+/* shift_linear through the same template: X (i32) copied by cp.async, the
+ * u8 weight tiles by plain stores; integer results exact. */
+START_TEST(double_buffer_shift_linear_matches) {
+  const mfx_op *op = mfx_op_find("shift_linear");
+  ck_assert_ptr_nonnull(op);
+  const int64_t *dims = shapes[_i];
+  mfx_array in[4], out[3][2];
+  int n_in = op->n_inputs, n_out = op->n_outputs;
+  ck_assert_int_le(n_in, 4);
+  ck_assert_int_le(n_out, 2);
+  ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
+  for (int v = 0; v < 3; v++) ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, out[v]), MFX_OK);
+  mfx_op_random_inputs(op, dims, (uint64_t)_i + 5, in);
+  for (int v = 0; v < 2; v++) {
+    mfx_config cfg;
+    char json[64];
+    snprintf(json, sizeof json, "{\"double_buffer\":%d,\"block_k\":8}", 1 - v);
+    ck_assert_msg(mfx_config_parse_json_for(op, "cuda:sm_80", json, &cfg) == MFX_OK, "%s",
+                  mfx_last_error());
+    mfx_op_kernel k;
+    ck_assert_msg(mfx_op_compile_for(op, "emulate", dims, &cfg, &k) == MFX_OK, "%s",
+                  mfx_last_error());
+    mfx_kernel_env env;
+    mfx_kernel_env_init(&env, NULL);
+    ck_assert_int_eq(mfx_op_kernel_run(&k, &env, in, out[v]), MFX_OK);
+    mfx_op_kernel_free(&k);
+  }
+  op->reference(dims, in, out[2]);
+  for (int o = 0; o < n_out; o++) {
+    size_t bytes = (size_t)mfx_array_numel(&out[0][o]) * mfx_dtype_size(out[0][o].dtype);
+    ck_assert_msg(memcmp(out[0][o].data, out[1][o].data, bytes) == 0,
+                  "shift_linear %lldx%lldx%lld: double- and single-buffered differ",
+                  (long long)dims[0], (long long)dims[1], (long long)dims[2]);
+    mfx_compare r = mfx_compare_arrays_int(&out[0][o], &out[2][o], 1e-5, op->int_tolerance);
+    ck_assert_msg(r.ok, "shift_linear %lldx%lldx%lld double_buffer=1: element %lld is %.9g, "
+                  "the reference %.9g", (long long)dims[0], (long long)dims[1],
+                  (long long)dims[2], (long long)r.first_index, r.first_got, r.first_want);
+  }
+  for (int i = 0; i < n_in; i++) mfx_array_free(&in[i]);
+  for (int v = 0; v < 3; v++)
+    for (int o = 0; o < n_out; o++) mfx_array_free(&out[v][o]);
+}
+END_TEST
+
 /* ---- PTX ----------------------------------------------------------------------------- */
 
 static char *linear_ptx(const int64_t *dims, int db, const char *extra, const char *sm) {
@@ -168,6 +212,27 @@ START_TEST(double_buffer_ptx_has_cp_async_and_assembles) {
       ck_assert_msg(count(ptx, "cp.async") == 0, "%s: cp.async with double_buffer=0", what);
       free(ptx);
     }
+}
+END_TEST
+
+START_TEST(double_buffer_shift_linear_ptx) {
+  const mfx_op *op = mfx_op_find("shift_linear");
+  mfx_config cfg;
+  ck_assert_int_eq(mfx_config_parse_json_for(op, "cuda:sm_80", "{\"double_buffer\":1}", &cfg),
+                   MFX_OK);
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *p = NULL;
+  ck_assert_msg(mfx_op_gpu_program(op, a, (int64_t[]){37, 45, 29}, &cfg, &p) == MFX_OK, "%s",
+                mfx_last_error());
+  char *ptx = NULL;
+  size_t size = 0;
+  ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_msg(count(ptx, "cp.async.ca.shared.global") > 0, "shift_linear: no cp.async");
+  ck_assert_msg(count(ptx, "cp.async.wait_group") > 0, "shift_linear: no wait_group");
+  assemble_verbose(ptx, "sm_80", "shift_linear 37x45x29 double_buffer=1");
+  assemble_verbose(ptx, "sm_90", "shift_linear 37x45x29 double_buffer=1");
+  free(ptx);
+  mfx_arena_destroy(a);
 }
 END_TEST
 
@@ -245,8 +310,10 @@ static Suite *suite(void) {
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 600);
   tcase_add_loop_test(tc, double_buffer_matches_reference_and_single_buffer, 0, N_SHAPES);
+  tcase_add_loop_test(tc, double_buffer_shift_linear_matches, 0, N_SHAPES);
   tcase_add_test(tc, double_buffer_ptx_has_cp_async_and_assembles);
   tcase_add_test(tc, double_buffer_halves_the_barriers);
+  tcase_add_test(tc, double_buffer_shift_linear_ptx);
   tcase_add_test(tc, double_buffer_below_sm80_is_refused);
   tcase_add_test(tc, double_buffer_bad_configs_are_refused);
   suite_add_tcase(s, tc);
