@@ -1,4 +1,4 @@
-/* linear's double-buffered GPU tiled reduction (GPU knob double_buffer=1:
+/* linear's (and shift_linear's) double-buffered GPU tiled reduction (GPU knob double_buffer=1:
  * two shared tiles per staged tensor, the next k step's copied with cp.async
  * while this one computes, one barrier per step), without a GPU.
  *
