@@ -85,6 +85,7 @@ static void tune_gpu_features(const mfx_space *s, const mfx_knob *knobs, const i
   int64_t step = tune_knob(knobs, v, n, "block_k");
   if (step < 0) step = tune_knob(knobs, v, n, "block_w");
   double shared = tune_knob(knobs, v, n, "shared") > 0 && step > 0 ? staged * step * 4.0 : 0.0;
+  if (tune_knob(knobs, v, n, "double_buffer") == 1) shared *= 2.0; /* two tiles each */
   if (pairs == 0) { /* one element per thread: blocks from the largest tensor */
     double elems = 1.0;
     for (int d = 0; d < s->op->n_dims; d++) elems *= (double)s->dims[d];

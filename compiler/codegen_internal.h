@@ -28,6 +28,8 @@ typedef struct mfx_cg_target {
   /* ALLOCATE of GLOBAL or SHARED scope (LOCAL is shared code). */
   mfx_status (*emit_allocate)(mfx_cg *cg, const mfx_stmt *s);
   mfx_status (*emit_barrier)(mfx_cg *cg, const mfx_stmt *s);
+  /* optional: an async copy of `bytes` from src (global) to dst (shared) */
+  void (*emit_async_copy)(mfx_cg *cg, LLVMValueRef dst, LLVMValueRef src, int bytes);
   /* Unary operators the target has its own instructions for (MFX_RSQRT,
    * MFX_WARP_SUM on a GPU): *out set and 1 returned, or 0 (the shared code's
    * form, or an error). NULL: none. */

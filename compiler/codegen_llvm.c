@@ -696,6 +696,30 @@ static mfx_status cg_store_vector(mfx_cg *cg, const mfx_buffer *buf, LLVMValueRe
   return MFX_OK;
 }
 
+/* An async store the target copies itself (cp.async): a load of the same
+ * type from a global buffer into a shared one, 4, 8 or 16 bytes, scalar. */
+static int cg_async_copyable(const mfx_cg *cg, const mfx_stmt *s) {
+  const mfx_expr *v = s->u.store.value;
+  const mfx_buffer *buf = s->u.store.buf;
+  if (!s->u.store.async || cg->target->emit_async_copy == NULL || cg_vector_mode(cg) ||
+      v->kind != MFX_EXPR_LOAD || v->u.load.buf->dtype != buf->dtype ||
+      buf->scope != MFX_SCOPE_SHARED || v->u.load.buf->scope != MFX_SCOPE_GLOBAL)
+    return 0;
+  size_t size = mfx_dtype_size(buf->dtype);
+  return size == 4 || size == 8 || size == 16;
+}
+
+static mfx_status cg_emit_async_copy(mfx_cg *cg, const mfx_stmt *s, LLVMValueRef dst) {
+  const mfx_expr *v = s->u.store.value;
+  LLVMValueRef base, index;
+  mfx_status st = cg_buffer_access(cg, v->u.load.buf, v->u.load.n, v->u.load.idx, &base);
+  if (st == MFX_OK) st = cg_index(cg, v->u.load.idx[0], &index);
+  if (st != MFX_OK) return st;
+  cg->target->emit_async_copy(cg, dst, cg_element_ptr(cg, v->u.load.buf, base, index),
+                              (int)mfx_dtype_size(s->u.store.buf->dtype));
+  return MFX_OK;
+}
+
 static mfx_status cg_emit_store(mfx_cg *cg, const mfx_stmt *s) {
   const mfx_buffer *buf = s->u.store.buf;
   LLVMValueRef base, value;
@@ -704,6 +728,12 @@ static mfx_status cg_emit_store(mfx_cg *cg, const mfx_stmt *s) {
   const mfx_expr *idx = s->u.store.idx[0];
   if (s->u.store.value == NULL)
     return cg_fail(cg, "store to %s misses its value", cg_buffer_name(buf));
+  if (cg_async_copyable(cg, s)) {
+    LLVMValueRef index;
+    st = cg_index(cg, idx, &index);
+    if (st != MFX_OK) return st;
+    return cg_emit_async_copy(cg, s, cg_element_ptr(cg, buf, base, index));
+  }
   st = cg_expr(cg, s->u.store.value, &value);
   if (st != MFX_OK) return st;
   value = cg_to_memory(cg, cg_convert(cg, value, s->u.store.value->type, buf->dtype), buf->dtype);

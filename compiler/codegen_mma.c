@@ -169,8 +169,9 @@ typedef struct {
 } mma_finder;
 
 static void mma_find(mfx_ir_visitor *v, const mfx_stmt *s) {
-  if (s->kind == MFX_STMT_MMA) {
-    ((mma_finder *)v)->found = 1;
+  int async = s->kind == MFX_STMT_STORE && s->u.store.async;
+  if (s->kind == MFX_STMT_MMA || async) {
+    ((mma_finder *)v)->found = async ? 2 : 1;
     v->stop = 1;
     return;
   }
@@ -182,6 +183,13 @@ mfx_status cg_check_mma_arch(const mfx_gpu_program *p, int sm_requested, int sm_
   for (int i = 0; i < p->n_kernels; i++) {
     mma_finder f = {{NULL, mma_find, 0}, 0};
     mfx_ir_visit_stmt(&f.base, p->kernels[i].body);
+    if (f.found == 2)
+      return mfx_fail(MFX_ERR_CODEGEN,
+                      "codegen %s: kernel %s copies tiles with cp.async (the knob "
+                      "double_buffer=1), which needs sm_80 or newer; the target is sm_%d: "
+                      "build for cuda:sm_80 or later, or set double_buffer=0",
+                      p->func != NULL && p->func->name != NULL ? p->func->name : "?",
+                      p->kernels[i].name, sm_requested);
     if (f.found)
       return mfx_fail(MFX_ERR_CODEGEN,
                       "codegen %s: kernel %s uses tensor cores (mma.sync m16n8k8 TF32, the "

@@ -26,7 +26,9 @@ static mfx_stmt *flatten_stmt(mfx_ir_mutator *m, mfx_stmt *s) {
   mfx_stmt *c = mfx_ir_mutate_stmt_children(m, s);
   if (c->kind != MFX_STMT_STORE || c->u.store.n == 1) return c;
   mfx_expr *flat = flat_index(m->arena, c->u.store.buf, c->u.store.n, c->u.store.idx);
-  return mfx_stmt_store(m->arena, c->u.store.buf, 1, &flat, c->u.store.value);
+  mfx_stmt *f = mfx_stmt_store(m->arena, c->u.store.buf, 1, &flat, c->u.store.value);
+  if (f != NULL) f->u.store.async = c->u.store.async;
+  return f;
 }
 
 mfx_stmt *mfx_flatten_stmt(mfx_arena *a, mfx_stmt *s) {

@@ -147,6 +147,7 @@ static mfx_stmt *nest(stage_lowering *L, const int *positions, int n, mfx_stmt *
       if (flags & NEST_ATTACHED) s = lower_wrap_attached(L, positions[j], s);
       const mfx_itervar *iv = L->stage->leaves[positions[j]];
       s = mfx_stmt_for(a, iv->var, iv->extent, iv->kind, s);
+      if (flags & NEST_ATTACHED) s = lower_wrap_attached_loop(L, positions[j], s);
     }
   }
   return s;

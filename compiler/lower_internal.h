@@ -21,6 +21,8 @@ typedef struct {
   mfx_expr *base[MFX_MAX_DIMS];
   int64_t lo[MFX_MAX_DIMS];     /* region start relative to the outside part */
   mfx_expr *value;              /* compute_at: the producer's body */
+  int slots;                    /* 2: double-buffered, buf[slot][region] */
+  mfx_expr *slot;               /* the slot the fill writes (set while building it) */
 } attachment;
 
 typedef struct {
@@ -48,6 +50,7 @@ mfx_status lower_prepare_attachment(stage_lowering *L, const mfx_attached *spec,
                                     mfx_expr *producer_body, mfx_expr **src);
 /* The fills of the buffers attached at leaf position pos, before body. */
 mfx_stmt *lower_wrap_attached(stage_lowering *L, int pos, mfx_stmt *body);
+mfx_stmt *lower_wrap_attached_loop(stage_lowering *L, int pos, mfx_stmt *loop);
 
 /* lower_verify.c: vectorized loops innermost, parallel loops not nested. */
 mfx_status lower_check_loops(const mfx_stmt *s, const char *stage);

@@ -217,18 +217,27 @@ typedef struct {
   const attachment *at;
 } load_redirect;
 
+/* Double buffering: the slot of iteration (attach loop + ahead) % 2. */
+static mfx_expr *region_slot(stage_lowering *L, const attachment *at, int64_t ahead) {
+  mfx_arena *a = L->arena;
+  mfx_expr *it = mfx_add(a, mfx_var_ref(a, L->stage->leaves[at->pos]->var), mfx_i64(a, ahead));
+  return mfx_simplify_expr(a, mfx_binary(a, MFX_MOD, it, mfx_i64(a, 2)));
+}
+
 /* Loads of the attached tensor read the buffer instead, at the inside part. */
 static mfx_expr *redirect_load(mfx_ir_mutator *m, mfx_expr *e) {
   const load_redirect *r = (const load_redirect *)m;
   mfx_expr *c = mfx_ir_mutate_expr_children(m, e);
   if (c->kind != MFX_EXPR_LOAD || c->u.load.buf != r->at->spec->tensor->buf) return c;
-  mfx_expr *idx[MFX_MAX_DIMS];
+  mfx_expr *idx[MFX_MAX_DIMS + 1];
+  int k = r->at->slots == 2;
+  if (k) idx[0] = region_slot(r->L, r->at, 0);
   for (int d = 0; d < c->u.load.n; d++) {
     linear_form f = {0};
     linear_of(r->L->stage, r->at, c->u.load.idx[d], 1, &f);
-    idx[d] = inside_expr(r->L, r->at, &f, r->at->lo[d]);
+    idx[k + d] = inside_expr(r->L, r->at, &f, r->at->lo[d]);
   }
-  return mfx_load(m->arena, r->at->buf, c->u.load.n, idx);
+  return mfx_load(m->arena, r->at->buf, k + c->u.load.n, idx);
 }
 
 static mfx_expr *redirect_loads(stage_lowering *L, const attachment *at, mfx_expr *e) {
@@ -267,11 +276,19 @@ mfx_status lower_prepare_attachment(stage_lowering *L, const mfx_attached *spec,
   mfx_ir_visit_expr(&w.base, *src);
   if (w.status != MFX_OK) return w.status;
   const mfx_buffer *t = spec->tensor->buf;
-  int64_t shape[MFX_MAX_DIMS], elems = 1;
+  int64_t shape[MFX_MAX_DIMS + 1], elems = 1;
+  at->slots = spec->double_buffer && spec->scope == MFX_SCOPE_SHARED ? 2 : 1;
+  int k = at->slots == 2;
+  if (k) {
+    if (t->ndim >= MFX_MAX_DIMS)
+      return mfx_fail(MFX_ERR_SCHEDULE, "double-buffered %s: %d dimensions (at most %d)",
+                      t->name, t->ndim, MFX_MAX_DIMS - 1);
+    shape[0] = elems = 2;
+  }
   for (int d = 0; d < t->ndim; d++) {
     at->lo[d] = w.lo[d];
-    shape[d] = w.n_loads ? w.hi[d] - w.lo[d] + 1 : 1;
-    elems *= shape[d];
+    shape[k + d] = w.n_loads ? w.hi[d] - w.lo[d] + 1 : 1;
+    elems *= shape[k + d];
     at->base[d] = outside_expr(L, at, &w.first[d], w.lo[d]);
   }
   int64_t bytes = elems * (int64_t)mfx_dtype_size(t->dtype);
@@ -283,7 +300,7 @@ mfx_status lower_prepare_attachment(stage_lowering *L, const mfx_attached *spec,
                     (long long)bytes, spec->scope == MFX_SCOPE_SHARED ? "48 KiB of shared memory" : "4096 local elements");
   at->buf = mfx_buffer_create(a, mfx_arena_printf(a, "%s.%s", t->name,
                                                   spec->scope == MFX_SCOPE_SHARED ? "shared" : "local"),
-                              t->dtype, t->ndim, shape, spec->scope);
+                              t->dtype, k + t->ndim, shape, spec->scope);
   at->value = producer_body;
   *src = redirect_loads(L, at, *src);
   L->n_attached++;
@@ -311,8 +328,13 @@ static mfx_stmt *fill_element(stage_lowering *L, const attachment *at, mfx_expr 
     value = mfx_load(a, t->buf, t->buf->ndim, g);
   }
   mfx_expr *zero = mfx_reduce_identity(a, MFX_REDUCE_SUM, t->buf->dtype);
-  return mfx_stmt_if(a, in, mfx_stmt_store(a, at->buf, t->buf->ndim, r, value),
-                     mfx_stmt_store(a, at->buf, t->buf->ndim, r, zero));
+  mfx_expr *idx[MFX_MAX_DIMS + 1];
+  int k = at->slots == 2;
+  if (k) idx[0] = at->slot;
+  for (int d = 0; d < t->buf->ndim; d++) idx[k + d] = r[d];
+  mfx_stmt *copy = mfx_stmt_store(a, at->buf, k + t->buf->ndim, idx, value);
+  if (copy != NULL) copy->u.store.async = k && !at->spec->compute;
+  return mfx_stmt_if(a, in, copy, mfx_stmt_store(a, at->buf, k + t->buf->ndim, idx, zero));
 }
 
 /* Each thread (or the CPU) fills the whole region with its own loops. */
@@ -341,16 +363,18 @@ static mfx_stmt *fill_shared(stage_lowering *L, const attachment *at) {
     tid = mfx_add(a, tid, mfx_mul(a, mfx_var_ref(a, st->leaves[p]->var), mfx_i64(a, threads)));
     threads *= st->leaves[p]->extent;
   }
+  int k = at->slots == 2, nd = at->buf->ndim - k;
+  const int64_t *shape = at->buf->shape + k;
   int64_t total = 1;
-  for (int d = 0; d < at->buf->ndim; d++) total *= at->buf->shape[d];
+  for (int d = 0; d < nd; d++) total *= shape[d];
   mfx_var *e = mfx_var_create(a, mfx_arena_printf(a, "%s.e", at->buf->name), (total + threads - 1) / threads, 0);
   mfx_var *flat = mfx_var_create(a, mfx_arena_printf(a, "%s.f", at->buf->name), e->extent * threads, 0);
   mfx_expr *fe = mfx_var_ref(a, flat), *r[MFX_MAX_DIMS];
   int64_t stride = 1;
-  for (int d = at->buf->ndim - 1; d >= 0; d--) {
+  for (int d = nd - 1; d >= 0; d--) {
     r[d] = mfx_binary(a, MFX_MOD, mfx_binary(a, MFX_DIV, fe, mfx_i64(a, stride)),
-                      mfx_i64(a, at->buf->shape[d]));
-    stride *= at->buf->shape[d];
+                      mfx_i64(a, shape[d]));
+    stride *= shape[d];
   }
   mfx_stmt *body = mfx_stmt_if(a, mfx_binary(a, MFX_LT, fe, mfx_i64(a, total)), fill_element(L, at, r), NULL);
   mfx_expr *fv = mfx_add(a, mfx_mul(a, mfx_var_ref(a, e), mfx_i64(a, threads)), tid);
@@ -358,16 +382,91 @@ static mfx_stmt *fill_shared(stage_lowering *L, const attachment *at) {
   return mfx_stmt_for(a, e, e->extent, MFX_LOOP_SERIAL, body);
 }
 
+/* The fill of a double-buffered attachment for iteration it0 + ahead of
+ * the attach loop (it0: the loop variable, or 0 for the prologue), into
+ * slot (it0 + ahead) % 2. */
+static mfx_stmt *fill_ahead(stage_lowering *L, attachment *at, int prologue) {
+  mfx_arena *a = L->arena;
+  mfx_var *v = L->stage->leaves[at->pos]->var;
+  mfx_expr **repl = mfx_arena_alloc(a, sizeof(mfx_expr *) * (size_t)mfx_arena_var_count(a));
+  mfx_expr *it = prologue ? mfx_i64(a, 0) : mfx_add(a, mfx_var_ref(a, v), mfx_i64(a, 1));
+  repl[v->id] = it;
+  mfx_expr *saved[MFX_MAX_DIMS];
+  int nd = at->spec->tensor->buf->ndim;
+  for (int d = 0; d < nd; d++) {
+    saved[d] = at->base[d];
+    at->base[d] = mfx_simplify_expr(a, mfx_expr_substitute(a, at->base[d], repl));
+  }
+  at->slot = prologue ? mfx_i64(a, 0) : region_slot(L, at, 1);
+  mfx_stmt *s = fill_shared(L, at);
+  for (int d = 0; d < nd; d++) at->base[d] = saved[d];
+  return s;
+}
+
+static int double_buffered_at(const stage_lowering *L, int pos) {
+  for (int i = 0; i < L->n_attached; i++)
+    if (L->attached[i].pos == pos && L->attached[i].slots == 2) return 1;
+  return 0;
+}
+
+/* Double buffering at pos, inside the loop: one barrier per iteration that
+ * first waits for this thread's async copies (the tiles of this iteration
+ * are complete, and every thread is done with the last iteration's, whose
+ * slot the next fill overwrites), then the async fills of the next
+ * iteration, then body. */
+static mfx_stmt *wrap_double_buffered(stage_lowering *L, int pos, mfx_stmt *body) {
+  mfx_arena *a = L->arena;
+  mfx_stmt *fills[MFX_MAX_ATTACHED], *wait = mfx_stmt_barrier(a);
+  int n = 0;
+  if (wait != NULL) wait->u.bar.wait_async = 1;
+  for (int i = 0; i < L->n_attached; i++)
+    if (L->attached[i].pos == pos && L->attached[i].slots == 2)
+      fills[n++] = fill_ahead(L, &L->attached[i], 0);
+  const mfx_itervar *iv = L->stage->leaves[pos];
+  mfx_expr *more = mfx_binary(a, MFX_LT, mfx_add(a, mfx_var_ref(a, iv->var), mfx_i64(a, 1)),
+                              mfx_i64(a, iv->extent));
+  mfx_stmt *next = mfx_stmt_if(a, more, mfx_stmt_seq(a, n, fills), NULL);
+  return mfx_stmt_seq(a, 3, (mfx_stmt *[]){wait, next, body});
+}
+
+/* Around the loop at pos: the double-buffered buffers, allocated once, and
+ * the prologue filling slot 0 for the first iteration (after a barrier when
+ * a serial loop encloses it: no thread still reads them from its last pass). */
+mfx_stmt *lower_wrap_attached_loop(stage_lowering *L, int pos, mfx_stmt *loop) {
+  if (!double_buffered_at(L, pos)) return loop;
+  mfx_arena *a = L->arena;
+  mfx_stmt *items[MFX_MAX_ATTACHED + 2];
+  int n = 0;
+  for (int p = 0; p < pos; p++) /* a serial loop around: its last pass may still read */
+    if (!is_thread_kind(L->stage->leaves[p]->kind) && !is_block_kind(L->stage->leaves[p]->kind) &&
+        L->stage->leaves[p]->extent > 1) {
+      items[n++] = mfx_stmt_barrier(a);
+      break;
+    }
+  for (int i = 0; i < L->n_attached; i++)
+    if (L->attached[i].pos == pos && L->attached[i].slots == 2)
+      items[n++] = fill_ahead(L, &L->attached[i], 1);
+  items[n++] = loop;
+  mfx_stmt *s = mfx_stmt_seq(a, n, items);
+  for (int i = L->n_attached - 1; i >= 0; i--)
+    if (L->attached[i].pos == pos && L->attached[i].slots == 2)
+      s = mfx_stmt_allocate(a, L->attached[i].buf, s);
+  return s;
+}
+
 /* The fills of the buffers attached at pos, then body: the shared fills
  * together between one pair of barriers (the first: no thread still reads
  * the last step's tiles; the second: every tile is complete), then the
- * local fills; each buffer allocated around it all. */
+ * local fills; each buffer allocated around it all. Double-buffered ones
+ * (all shared ones at pos, or none) see wrap_double_buffered. */
 mfx_stmt *lower_wrap_attached(stage_lowering *L, int pos, mfx_stmt *body) {
   mfx_arena *a = L->arena;
   mfx_stmt *items[2 * MFX_MAX_ATTACHED + 3];
   int n = 0, n_shared = 0;
+  if (double_buffered_at(L, pos)) body = wrap_double_buffered(L, pos, body);
   for (int i = 0; i < L->n_attached; i++)
-    if (L->attached[i].pos == pos && L->attached[i].spec->scope == MFX_SCOPE_SHARED) {
+    if (L->attached[i].pos == pos && L->attached[i].spec->scope == MFX_SCOPE_SHARED &&
+        L->attached[i].slots == 1) {
       if (n_shared++ == 0) items[n++] = mfx_stmt_barrier(a);
       items[n++] = fill_shared(L, &L->attached[i]);
     }
@@ -379,6 +478,6 @@ mfx_stmt *lower_wrap_attached(stage_lowering *L, int pos, mfx_stmt *body) {
   items[n++] = body;
   mfx_stmt *s = mfx_stmt_seq(a, n, items);
   for (int i = L->n_attached - 1; i >= 0; i--)
-    if (L->attached[i].pos == pos) s = mfx_stmt_allocate(a, L->attached[i].buf, s);
+    if (L->attached[i].pos == pos && L->attached[i].slots == 1) s = mfx_stmt_allocate(a, L->attached[i].buf, s);
   return s;
 }

@@ -198,7 +198,7 @@ void mfx_print_stmt(FILE *f, const mfx_stmt *s, int indent) {
       if (i) fputs(", ", f);
       mfx_print_expr(f, s->u.store.idx[i]);
     }
-    fputs("] = ", f);
+    fputs(s->u.store.async ? "] = async " : "] = ", f);
     mfx_print_expr(f, s->u.store.value);
     fputc('\n', f);
     return;
@@ -235,7 +235,7 @@ void mfx_print_stmt(FILE *f, const mfx_stmt *s, int indent) {
     return;
   case MFX_STMT_BARRIER:
     pad(f, indent);
-    fputs("barrier\n", f);
+    fputs(s->u.bar.wait_async ? "wait async copies; barrier\n" : "barrier\n", f);
     return;
   case MFX_STMT_MMA:
     pad(f, indent);

@@ -415,7 +415,7 @@ static mfx_status attach(mfx_schedule *s, mfx_stage *st, mfx_tensor *t, mfx_scop
     if (st->attached[i].tensor == t)
       return mfx_fail(MFX_ERR_SCHEDULE, "%s: %s is already attached to stage %s", what,
                       t->buf->name, stage_name(st));
-  st->attached[st->n_attached++] = (mfx_attached){t, scope, at, compute};
+  st->attached[st->n_attached++] = (mfx_attached){t, scope, at, compute, 0};
   return MFX_OK;
 }
 

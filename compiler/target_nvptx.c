@@ -427,9 +427,25 @@ static mfx_status nvptx_emit_allocate(mfx_cg *cg, const mfx_stmt *s) {
   return st;
 }
 
+/* cp.async.ca.shared.global [dst], [src], bytes (sm_80+, cg_check_mma_arch). */
+static void nvptx_emit_async_copy(mfx_cg *cg, LLVMValueRef dst, LLVMValueRef src, int bytes) {
+  char name[64];
+  snprintf(name, sizeof name, "llvm.nvvm.cp.async.ca.shared.global.%d", bytes);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(cg->ctx);
+  LLVMValueRef args[2] = {LLVMBuildBitCast(cg->b, dst, LLVMPointerType(i8, 3), ""),
+                          LLVMBuildBitCast(cg->b, src, LLVMPointerType(i8, 1), "")};
+  nvptx_call_intrinsic(cg, name, args, 2);
+}
+
+/* bar.sync 0, after cp.async.commit_group + cp.async.wait_group 0 when the
+ * barrier waits for this thread's async copies. */
 static mfx_status nvptx_emit_barrier(mfx_cg *cg, const mfx_stmt *s) {
-  (void)s;
   if (cg->vec_var != NULL) return cg_fail(cg, "a barrier inside vector code");
+  if (s->u.bar.wait_async) {
+    LLVMValueRef zero = LLVMConstInt(LLVMInt32TypeInContext(cg->ctx), 0, 0);
+    nvptx_call_intrinsic(cg, "llvm.nvvm.cp.async.commit.group", NULL, 0);
+    nvptx_call_intrinsic(cg, "llvm.nvvm.cp.async.wait.group", &zero, 1);
+  }
   nvptx_call_intrinsic(cg, "llvm.nvvm.barrier0", NULL, 0);
   return MFX_OK;
 }
@@ -464,6 +480,7 @@ static const mfx_cg_target nvptx_target = {
     .emit_for = nvptx_emit_for,
     .emit_allocate = nvptx_emit_allocate,
     .emit_barrier = nvptx_emit_barrier,
+    .emit_async_copy = nvptx_emit_async_copy,
     .emit_mma = cg_nvptx_mma,
 };
 

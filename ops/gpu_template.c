@@ -28,19 +28,24 @@ static mfx_status gpu_check_threads(const mfx_gpu_tiled_reduce *p) {
 
 static int64_t gpu_staged_bytes(const mfx_gpu_tiled_reduce *p, const mfx_gpu_staged *st) {
   int64_t rows = st->spans == 'x' ? p->bx : p->by;
-  return rows * p->br * (int64_t)mfx_dtype_size(st->tensor->buf->dtype);
+  int64_t slots = p->double_buffer ? 2 : 1;
+  return slots * rows * p->br * (int64_t)mfx_dtype_size(st->tensor->buf->dtype);
 }
 
 static mfx_status gpu_check_shared(const mfx_gpu_tiled_reduce *p) {
+  if (p->double_buffer && !p->shared)
+    return mfx_fail(MFX_ERR_SCHEDULE, "%s GPU config: double_buffer=1 double-buffers the "
+                    "shared tiles, so it needs shared=1 (got shared=0)", p->what);
   if (!p->shared) return MFX_OK;
   int64_t bytes = 0;
   for (int i = 0; i < p->n_staged; i++) bytes += gpu_staged_bytes(p, &p->staged[i]);
   if (bytes > MFX_GPU_SHARED_BYTES)
     return mfx_fail(MFX_ERR_SCHEDULE,
                     "%s GPU config: staging tiles of block %lldx%lld by reduction step %lld "
-                    "needs %lld bytes of shared memory (at most %d = 48 KiB); use a smaller "
+                    "needs %lld bytes of shared memory%s (at most %d = 48 KiB); use a smaller "
                     "block tile or reduction step, or turn shared staging off", p->what,
                     (long long)p->bx, (long long)p->by, (long long)p->br, (long long)bytes,
+                    p->double_buffer ? " (two tiles each: double_buffer=1)" : "",
                     MFX_GPU_SHARED_BYTES);
   return MFX_OK;
 }
@@ -111,8 +116,9 @@ static mfx_status gpu_bind_blocks(mfx_schedule *s, mfx_stage *st,
 /* A staged tensor at each reduction step: copied to shared memory, or for a
  * computed one (an elementwise prologue) evaluated into it, or inlined into
  * the loads when shared staging is off. */
-static mfx_status gpu_stage_tile(mfx_schedule *s, mfx_stage *st,
-                                     const mfx_gpu_tiled_reduce *p, int i, mfx_itervar *step) {
+static mfx_status gpu_stage_tile_at(mfx_schedule *s, mfx_stage *st,
+                                        const mfx_gpu_tiled_reduce *p, int i,
+                                        mfx_itervar *step) {
   const mfx_gpu_staged *g = &p->staged[i];
   if (!(p->computed >> i & 1u))
     return p->shared ? mfx_sched_cache_read(s, st, g->tensor, MFX_SCOPE_SHARED, step) : MFX_OK;
@@ -120,6 +126,17 @@ static mfx_status gpu_stage_tile(mfx_schedule *s, mfx_stage *st,
   MFX_TRY(mfx_tmpl_stage(s, g->tensor, &producer));
   if (p->shared) return mfx_sched_compute_at(s, producer, st, step, MFX_SCOPE_SHARED);
   return mfx_sched_compute_inline(s, producer);
+}
+
+/* ... and with double_buffer, the attachment it made double-buffered (a
+ * copy's fill then is cp.async; a computed one's plain stores). */
+static mfx_status gpu_stage_tile(mfx_schedule *s, mfx_stage *st,
+                                     const mfx_gpu_tiled_reduce *p, int i, mfx_itervar *step) {
+  int before = st->n_attached;
+  MFX_TRY(gpu_stage_tile_at(s, st, p, i, step));
+  if (p->double_buffer && p->shared && st->n_attached == before + 1)
+    st->attached[before].double_buffer = 1;
+  return MFX_OK;
 }
 
 static mfx_status gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,

@@ -107,6 +107,7 @@ static mfx_gpu_tiled_reduce linear_gpu_tiles(const mfx_linear_parts *t, const mf
     .br = mfx_config_get(cfg, "block_k"),
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
     .contiguous = mfx_config_get(cfg, "contiguous") == 1,
+    .double_buffer = mfx_config_get(cfg, "double_buffer") == 1,
     .n_staged = 2, .staged = {{t->X, 'x'}, {t->packed != NULL ? t->packed : t->W, 'y'}},
   };
 }
@@ -163,7 +164,7 @@ const mfx_op mfx_op_def_linear = {
   MFX_OP_IO(linear),
   MFX_LINEAR_KNOB_TABLES(MFX_KNOB_LOCAL,
                          "threads per block of the packing kernel and of the sum of split_k pieces",
-                         3, MFX_LINEAR_GPU_EXTRA),
+                         4, MFX_LINEAR_GPU_EXTRA),
   .build = linear_build,
   .build_gpu = linear_build_gpu,
 };

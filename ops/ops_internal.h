@@ -132,6 +132,9 @@ typedef struct {
   int64_t tx, ty;                   /* thread tile */
   int64_t br;                       /* reduction step */
   int shared, unroll;               /* 0/1: shared staging; unrolled thread tile */
+  int double_buffer;                /* 1 (with shared, sm_80+): two tiles per staged tensor,
+                                     * the next step's copied by cp.async during this one's
+                                     * compute, one barrier per step */
   int contiguous;                   /* 1: a thread's tile elements side by side (vector
                                      * shared loads) instead of strided by the threads */
   int unguarded;                    /* 1: no row / column guard per term in the update

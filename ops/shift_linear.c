@@ -310,6 +310,7 @@ static mfx_status shift_schedule_gpu_split(mfx_schedule *s, const shift_parts *p
     .br = mfx_config_get(cfg, "block_k"),
     .shared = (int)mfx_config_get(cfg, "shared"), .unroll = (int)mfx_config_get(cfg, "unroll"),
     .contiguous = mfx_config_get(cfg, "contiguous") == 1, .unguarded = 1,
+    .double_buffer = mfx_config_get(cfg, "double_buffer") == 1,
     .n_staged = 1, .staged = {{p->X, 'x'}}, .computed = p->x_compute ? 1u : 0u,
   };
   if (p->n_weight == 0) {
@@ -353,7 +354,7 @@ const mfx_op mfx_op_def_shift_linear = {
   .about = "shift layer Y = sum_k G (X >> S) in Q16.16 fixed point (MatShift)",
   MFX_OP_IO(shift_linear),
   MFX_SHIFT_KNOB_TABLES(MFX_KNOB_LOCAL, "threads per block of the weight, count and add kernels",
-                        2, MFX_SHIFT_GPU_EXTRA, 0, ),
+                        3, MFX_SHIFT_GPU_EXTRA, 0, ),
   .build = shift_build,
   .build_gpu = shift_build_gpu,
 };

@@ -218,6 +218,8 @@ typedef struct {
   mfx_scope scope;     /* SHARED (cooperative, with barriers) or LOCAL */
   mfx_itervar *at;     /* refilled at the start of each iteration of this leaf */
   int compute;         /* 1: compute_at (evaluate the producer), 0: copy */
+  int double_buffer;   /* SHARED: two buffers, the next iteration's copied
+                        * (async stores) while this one's is read */
 } mfx_attached;
 struct mfx_stage {
   mfx_tensor *tensor;
@@ -369,7 +371,13 @@ struct mfx_stmt {
   mfx_stmt_kind kind;
   union {
     struct { mfx_var *var; int64_t extent; mfx_loop_kind kind; mfx_stmt *body; } loop;
-    struct { mfx_buffer *buf; int n; mfx_expr **idx; mfx_expr *value; } store;
+    struct {
+      mfx_buffer *buf; int n; mfx_expr **idx; mfx_expr *value;
+      int async; /* 1: a copy (value a load of a global buffer) that may complete
+                  * late, until the next barrier with wait_async (GPU: cp.async,
+                  * sm_80+; elsewhere a plain store) */
+    } store;
+    struct { int wait_async; } bar; /* 1: first wait for this thread's async stores */
     struct { mfx_var *var; mfx_expr *value; mfx_stmt *body; } let;
     struct { mfx_expr *cond; mfx_stmt *then_s, *else_s; } if_;
     struct { mfx_buffer *buf; mfx_stmt *body; } alloc;
