@@ -185,15 +185,16 @@ static void tune_clear_outputs(mfx_runner *r) {
 
 /* 1 when every output matches; otherwise describes the first that differs. */
 static int tune_outputs_match(mfx_runner *r, mfx_trial *t) {
+  double tol = tune_tolerance(&t->cfg, r->o.measure.tol);
   for (int i = 0; i < r->op->n_outputs; i++) {
-    mfx_compare c = mfx_compare_arrays_int(&r->outputs[i], &r->expected[i], r->o.measure.tol,
+    mfx_compare c = mfx_compare_arrays_int(&r->outputs[i], &r->expected[i], tol,
                                            r->op->int_tolerance);
     if (c.ok) continue;
     snprintf(t->error, sizeof t->error,
              "%s differs from the reference: max abs err %.3g, max rel err %.3g at element "
              "%lld (tolerance %g)",
              r->op->outputs[i].name, c.max_abs_err, c.max_rel_err, (long long)c.worst_index,
-             r->o.measure.tol);
+             tol);
     return 0;
   }
   return 1;

@@ -290,15 +290,16 @@ static mfx_status gpu_run_once(gpu_worker *w, const gpu_candidate *c) {
 
 static int gpu_outputs_match(const gpu_worker *w, mfx_trial *t) {
   const tune_gpu *g = w->g;
+  double tol = tune_tolerance(&t->cfg, g->o.measure.tol);
   for (int i = 0; i < g->op->n_outputs; i++) {
-    mfx_compare cmp = mfx_compare_arrays_int(&w->host_out[i], &g->expected[i],
-                                             g->o.measure.tol, g->op->int_tolerance);
+    mfx_compare cmp = mfx_compare_arrays_int(&w->host_out[i], &g->expected[i], tol,
+                                             g->op->int_tolerance);
     if (cmp.ok) continue;
     t->status = MFX_TRIAL_WRONG;
     snprintf(t->error, sizeof t->error,
              "%s differs from the reference: max abs err %.3g, max rel err %.3g at element "
              "%lld (tolerance %g)", g->op->outputs[i].name, cmp.max_abs_err, cmp.max_rel_err,
-             (long long)cmp.worst_index, g->o.measure.tol);
+             (long long)cmp.worst_index, tol);
     return 0;
   }
   return 1;

@@ -310,9 +310,6 @@ START_TEST(test_emulate_tunes_checked) {
   o.runner.target = "emulate";
   o.runner.jobs = 2;
   o.runner.measure.min_seconds = 1e-4;
-  /* mma=1 candidates round X and W to TF32 (relative error up to ~2^-10 of
-   * sum |x w|): the default 1e-4 would call them wrong */
-  o.runner.measure.tol = 2e-3;
   ck_assert_msg(mfx_tune(NULL, &key, &o, &sum) == MFX_OK, "%s", mfx_last_error());
   ck_assert_int_eq(sum.trials, 4);
   ck_assert_int_eq(sum.ok, 4);
