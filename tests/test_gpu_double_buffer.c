@@ -155,41 +155,6 @@ static char *linear_ptx(const int64_t *dims, int db, const char *extra, const ch
   return ptx;
 }
 
-static int count(const char *text, const char *what) {
-  int n = 0;
-  size_t at = 0;
-  for (const char *p; (p = strstr(text + at, what)) != NULL; n++) at = (size_t)(p - text) + 1;
-  return n;
-}
-
-/* ptxas -v: accepted, and no spills and no stack frame in what it says. */
-static void assemble_verbose(const char *ptx, const char *arch, const char *what) {
-  const char *ptxas = ptxas_path();
-  if (ptxas == NULL) {
-    fprintf(stderr, "SKIP: ptxas not found; PTX not validated (%s, %s) "
-                    "****************************************\n", what, arch);
-    return;
-  }
-  char file[] = "/tmp/mfx_dbuf_XXXXXX.ptx";
-  int fd = mkstemps(file, 4);
-  ck_assert_msg(fd >= 0, "cannot create a temporary PTX file");
-  size_t len = strlen(ptx);
-  ck_assert_int_eq(write(fd, ptx, len), (ssize_t)len);
-  close(fd);
-  char command[8192];
-  snprintf(command, sizeof command, "'%s' -v -arch=%s -o /dev/null '%s' 2>&1", ptxas, arch, file);
-  FILE *out = popen(command, "r");
-  ck_assert_ptr_nonnull(out);
-  char log[8192] = "";
-  size_t n = fread(log, 1, sizeof log - 1, out);
-  log[n] = '\0';
-  int status = pclose(out);
-  unlink(file);
-  ck_assert_msg(status == 0, "%s: ptxas -arch=%s failed:\n%s", what, arch, log);
-  ck_assert_msg(strstr(log, "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads"),
-                "%s: ptxas -arch=%s reports a stack frame or spills:\n%s", what, arch, log);
-}
-
 START_TEST(double_buffer_ptx_has_cp_async_and_assembles) {
   const int64_t dims[][3] = {{37, 45, 29}, {784, 128, 1024}};
   for (int d = 0; d < 2; d++)
@@ -201,15 +166,15 @@ START_TEST(double_buffer_ptx_has_cp_async_and_assembles) {
       /* split_k on a K it does not divide: the tiles are zero-padded tensors
        * computed into shared memory, plain stores (still one barrier a step) */
       int copies = strstr(configs[c], "split_k") == NULL;
-      ck_assert_msg(!copies || count(ptx, "cp.async.ca.shared.global") > 0, "%s: no cp.async",
+      ck_assert_msg(!copies || ptx_count(ptx, "cp.async.ca.shared.global") > 0, "%s: no cp.async",
                     what);
-      ck_assert_msg(count(ptx, "cp.async.commit_group") > 0, "%s: no commit_group", what);
-      ck_assert_msg(count(ptx, "cp.async.wait_group") > 0, "%s: no wait_group", what);
-      assemble_verbose(ptx, "sm_80", what);
-      assemble_verbose(ptx, "sm_90", what);
+      ck_assert_msg(ptx_count(ptx, "cp.async.commit_group") > 0, "%s: no commit_group", what);
+      ck_assert_msg(ptx_count(ptx, "cp.async.wait_group") > 0, "%s: no wait_group", what);
+      assemble_no_spills(ptx, "sm_80", what);
+      assemble_no_spills(ptx, "sm_90", what);
       free(ptx);
       ptx = linear_ptx(dims[d], 0, configs[c], "sm_80");
-      ck_assert_msg(count(ptx, "cp.async") == 0, "%s: cp.async with double_buffer=0", what);
+      ck_assert_msg(ptx_count(ptx, "cp.async") == 0, "%s: cp.async with double_buffer=0", what);
       free(ptx);
     }
 }
@@ -227,10 +192,10 @@ START_TEST(double_buffer_shift_linear_ptx) {
   char *ptx = NULL;
   size_t size = 0;
   ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s", mfx_last_error());
-  ck_assert_msg(count(ptx, "cp.async.ca.shared.global") > 0, "shift_linear: no cp.async");
-  ck_assert_msg(count(ptx, "cp.async.wait_group") > 0, "shift_linear: no wait_group");
-  assemble_verbose(ptx, "sm_80", "shift_linear 37x45x29 double_buffer=1");
-  assemble_verbose(ptx, "sm_90", "shift_linear 37x45x29 double_buffer=1");
+  ck_assert_msg(ptx_count(ptx, "cp.async.ca.shared.global") > 0, "shift_linear: no cp.async");
+  ck_assert_msg(ptx_count(ptx, "cp.async.wait_group") > 0, "shift_linear: no wait_group");
+  assemble_no_spills(ptx, "sm_80", "shift_linear 37x45x29 double_buffer=1");
+  assemble_no_spills(ptx, "sm_90", "shift_linear 37x45x29 double_buffer=1");
   free(ptx);
   mfx_arena_destroy(a);
 }
@@ -242,7 +207,7 @@ END_TEST
 START_TEST(double_buffer_halves_the_barriers) {
   const int64_t dims[3] = {784, 128, 1024};
   char *db = linear_ptx(dims, 1, "", "sm_90"), *sb = linear_ptx(dims, 0, "", "sm_90");
-  int bars_db = count(db, "bar.sync"), bars_sb = count(sb, "bar.sync");
+  int bars_db = ptx_count(db, "bar.sync"), bars_sb = ptx_count(sb, "bar.sync");
   assemble(db, "sm_90", "linear 784x128x1024 double_buffer=1");
   fprintf(stderr, "784x128x1024 default tiles: bar.sync %d (double_buffer=1), %d (0)\n", bars_db,
           bars_sb);

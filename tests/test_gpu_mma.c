@@ -167,41 +167,6 @@ static char *mma_ptx(const int64_t *dims, const char *json, const char *sm) {
   return ptx;
 }
 
-__attribute__((noinline)) static int count(const char *text, const char *what) {
-  int n = 0;
-  size_t at = 0;
-  for (const char *p; (p = strstr(text + at, what)) != NULL; n++) at = (size_t)(p - text) + 1;
-  return n;
-}
-
-/* ptxas -v: accepted, and no spills and no stack frame in what it says. */
-static void assemble_verbose(const char *ptx, const char *arch, const char *what) {
-  const char *ptxas = ptxas_path();
-  if (ptxas == NULL) {
-    fprintf(stderr, "SKIP: ptxas not found; PTX not validated (%s, %s) "
-                    "****************************************\n", what, arch);
-    return;
-  }
-  char file[] = "/tmp/mfx_mma_XXXXXX.ptx";
-  int fd = mkstemps(file, 4);
-  ck_assert_msg(fd >= 0, "cannot create a temporary PTX file");
-  size_t len = strlen(ptx);
-  ck_assert_int_eq(write(fd, ptx, len), (ssize_t)len);
-  close(fd);
-  char command[8192];
-  snprintf(command, sizeof command, "'%s' -v -arch=%s -o /dev/null '%s' 2>&1", ptxas, arch, file);
-  FILE *out = popen(command, "r");
-  ck_assert_ptr_nonnull(out);
-  char log[8192] = "";
-  size_t n = fread(log, 1, sizeof log - 1, out);
-  log[n] = '\0';
-  int status = pclose(out);
-  unlink(file);
-  ck_assert_msg(status == 0, "%s: ptxas -arch=%s failed:\n%s", what, arch, log);
-  ck_assert_msg(strstr(log, "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads"),
-                "%s: ptxas -arch=%s reports a stack frame or spills:\n%s", what, arch, log);
-}
-
 START_TEST(mma_ptx_assembles_without_spills) {
   const int64_t dims[][3] = {{37, 45, 29}, {784, 128, 1024}};
   for (int d = 0; d < 2; d++)
@@ -210,14 +175,14 @@ START_TEST(mma_ptx_assembles_without_spills) {
       char what[256];
       snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[d][0],
                (long long)dims[d][1], (long long)dims[d][2], configs[c]);
-      ck_assert_msg(count(ptx, "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") > 0,
+      ck_assert_msg(ptx_count(ptx, "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") > 0,
                     "%s: no mma.sync in the PTX", what);
-      ck_assert_msg(count(ptx, "cvt.rna.tf32.f32") > 0, "%s: inputs not rounded to TF32", what);
-      int bars = count(ptx, "bar.sync"); /* LLVM may peel the last k step: 2 more */
+      ck_assert_msg(ptx_count(ptx, "cvt.rna.tf32.f32") > 0, "%s: inputs not rounded to TF32", what);
+      int bars = ptx_count(ptx, "bar.sync"); /* LLVM may peel the last k step: 2 more */
       ck_assert_msg(bars >= 2 && bars % 2 == 0, "%s: %d bar.sync, expected a pair per k step "
                     "(after the fill, after the MMAs)", what, bars);
-      assemble_verbose(ptx, "sm_80", what);
-      assemble_verbose(ptx, "sm_90", what);
+      assemble_no_spills(ptx, "sm_80", what);
+      assemble_no_spills(ptx, "sm_90", what);
       free(ptx);
     }
 }
@@ -228,8 +193,8 @@ END_TEST
  * values a load. */
 START_TEST(mma_ptx_inner_step) {
   char *ptx = mma_ptx((int64_t[]){3136, 512, 64}, "{\"mma\":1}", "sm_90");
-  int mma = count(ptx, "mma.sync.aligned"), cvt = count(ptx, "cvt.rna.tf32.f32");
-  int lds = count(ptx, "ld.shared.f32"), lds2 = count(ptx, "ld.shared.v2.f32");
+  int mma = ptx_count(ptx, "mma.sync.aligned"), cvt = ptx_count(ptx, "cvt.rna.tf32.f32");
+  int lds = ptx_count(ptx, "ld.shared.f32"), lds2 = ptx_count(ptx, "ld.shared.v2.f32");
   assemble(ptx, "sm_90", "linear 3136x512x64 mma default");
   free(ptx);
   ck_assert_int_eq(mma, 16);

@@ -901,31 +901,6 @@ START_TEST(partial_tiles_guard_no_term) {
 }
 END_TEST
 
-/* ptxas -v -arch=sm_90 on the PTX: its report (into log), "" without ptxas. */
-static void ptxas_report(const char *ptx, char *log, size_t size, const char *what) {
-  log[0] = '\0';
-  const char *ptxas = ptxas_path();
-  if (ptxas == NULL) {
-    fprintf(stderr, "SKIP: ptxas not found; spills not checked (%s) ****************\n", what);
-    return;
-  }
-  char file[] = "/tmp/mfx_spill_XXXXXX.ptx";
-  int fd = mkstemps(file, 4);
-  ck_assert_msg(fd >= 0, "cannot create a temporary PTX file");
-  size_t len = strlen(ptx);
-  ck_assert_int_eq(write(fd, ptx, len), (ssize_t)len);
-  close(fd);
-  char command[8192];
-  snprintf(command, sizeof command, "'%s' -v -arch=sm_90 -o /dev/null '%s' 2>&1", ptxas, file);
-  FILE *out = popen(command, "r");
-  ck_assert_ptr_nonnull(out);
-  size_t n = fread(log, 1, size - 1, out);
-  log[n] = '\0';
-  int status = pclose(out);
-  unlink(file);
-  ck_assert_msg(status == 0, "%s: ptxas -v failed:\n%s", what, log);
-}
-
 /* The GPU defaults at ShiftAddViT's shapes keep their register tiles in
  * registers: ptxas -v reports no spill stores or loads for any kernel (and
  * a stack frame of 0 bytes). */
@@ -941,21 +916,11 @@ START_TEST(gpu_defaults_do_not_spill) {
     ck_assert_msg(mfx_codegen_ptx(p, "sm_80", &ptx, &size) == MFX_OK, "%s: %s", what,
                   mfx_last_error());
     static char log[65536];
-    ptxas_report(ptx, log, sizeof log, what);
-    if (log[0] != '\0') {
-      int entries = 0;
-      for (const char *e = strstr(log, "Compiling entry"); e; e = strstr(e + 1, "Compiling entry"))
-        entries++;
+    if (ptxas_run(ptx, "sm_90", "-v", log, sizeof log, what)) {
+      int entries = ptx_count(log, "Compiling entry");
       ck_assert_msg(entries == p->n_kernels, "%s: ptxas -v reported %d kernels of %d:\n%s", what,
                     entries, p->n_kernels, log);
-      for (const char *l = strstr(log, "spill"); l; l = strstr(l + 1, "spill")) {
-        const char *line = l;
-        while (line > log && line[-1] != '\n') line--;
-        while (*line == ' ') line++;
-        static const char none[] = "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads";
-        ck_assert_msg(strncmp(line, none, sizeof none - 1) == 0,
-                      "%s: a kernel spills:\n%s", what, log);
-      }
+      ptxas_check_no_spills(log, "sm_90", what);
     }
     free(ptx);
     mfx_arena_destroy(a);
