@@ -57,6 +57,28 @@ typedef struct {
   unsigned long buffers_gen;
 } gpu_graph_key;
 
+/* How many keys a layer keeps a captured experts' graph for (and, apart,
+ * how many keys run once without one it remembers, to capture at their
+ * second pass): enough for the few token buckets a server's batches land
+ * in, or the batch sizes a training loop alternates between, each with the
+ * row buckets its routing gives. A new graph over the limit frees the
+ * least recently launched one; a remembered key over the limit forgets the
+ * least recently seen one, so one-off keys never push a graph out. Every
+ * graph is freed when the weights change or a buffer is reallocated (no
+ * key of theirs can match again), and with the layer. A graph holds a
+ * node per launch of the segment (three per expert with tokens) in the
+ * driver's memory. */
+#define MOE_GPU_MAX_GRAPHS 8
+
+/* A key with its captured graph, or (graph NULL) a key seen once. */
+typedef struct {
+  gpu_graph_key key;
+  mfx_graph *graph;
+  unsigned long used; /* the layer's use counter at its last use; 0: an empty slot */
+} gpu_graph_slot;
+
+static void gpu_graphs_drop(gpu_graph_slot *slots, const gpu_graph_key *current);
+
 /* One expert's weights on the device (unused ones stay empty). */
 typedef struct {
   mfx_device_buffer w1, w2, s1, g1, s2, g2;
@@ -74,11 +96,10 @@ struct moe_gpu {
   mfx_event *start, *end; /* around an expert's kernels */
   double last_expert_s;
   unsigned long buffers_gen; /* bumped whenever a device buffer is (re)allocated */
-  /* The experts' segment of a pass as a CUDA graph (see gpu_experts_graph):
-   * the key it was captured for, and the key of the last plain run. */
-  mfx_graph *graph;
-  gpu_graph_key graph_key, seen_key;
-  int seen;
+  /* The experts' segment of a pass as CUDA graphs (see gpu_experts_graph):
+   * the captured ones by key, the keys run once plainly, a use counter. */
+  gpu_graph_slot graphs[MOE_GPU_MAX_GRAPHS], seen[MOE_GPU_MAX_GRAPHS];
+  unsigned long graph_uses;
 };
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -134,7 +155,7 @@ void moe_gpu_close(mfx_moe *moe) {
   for (int e = 0; e < MFX_MOE_MAX_EXPERTS; e++) gpu_weights_free(&g->expert[e]);
   if (g->start != NULL) mfx_event_destroy(g->start);
   if (g->end != NULL) mfx_event_destroy(g->end);
-  mfx_graph_free(g->graph);
+  gpu_graphs_drop(g->graphs, NULL);
   if (g->dev != NULL) mfx_device_close(g->dev);
   free(g);
   moe->gpu = NULL;
@@ -453,41 +474,101 @@ static mfx_status gpu_experts_run(mfx_moe *moe, const mfx_kernel_env *env, int64
   return MFX_OK;
 }
 
-/* The experts' segment as a CUDA graph. Routing is data-dependent, but once
- * the plan is in its device buffers (IDX, ROWS, GATES) the gathers and the
- * experts' chains have launches and arguments fixed by the key: the first
- * pass with a key runs plainly (kernels built, weights packed, buffers
- * grown), the second captures the segment on the layer's stream and
- * launches the graph, later ones launch it alone. A new key (another
- * bucket or expert sizes, new weights, a buffer reallocated) drops the
- * graph. The router (before the logits come back) and the combine and
- * copies to y (the caller's address varies) stay outside. */
-static mfx_status gpu_experts_graph(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
+/* ---- the experts' graphs ------------------------------------------------------------------ */
+
+/* Empties the slots whose key was made for other weights or buffers than
+ * current's (current NULL: every slot), freeing their graphs: no key of
+ * theirs can match again. */
+static void gpu_graphs_drop(gpu_graph_slot *slots, const gpu_graph_key *current) {
+  for (int i = 0; i < MOE_GPU_MAX_GRAPHS; i++) {
+    gpu_graph_slot *s = &slots[i];
+    if (s->used == 0) continue;
+    if (current != NULL && s->key.weights_version == current->weights_version &&
+        s->key.buffers_gen == current->buffers_gen)
+      continue;
+    mfx_graph_free(s->graph);
+    memset(s, 0, sizeof *s);
+  }
+}
+
+/* The slot holding key, or NULL. */
+static gpu_graph_slot *gpu_graph_find(gpu_graph_slot *slots, const gpu_graph_key *key) {
+  for (int i = 0; i < MOE_GPU_MAX_GRAPHS; i++)
+    if (slots[i].used != 0 && memcmp(&slots[i].key, key, sizeof *key) == 0) return &slots[i];
+  return NULL;
+}
+
+/* Puts key (and its graph, or NULL) in an empty slot, or else in the least
+ * recently used one, whose graph is freed. */
+static void gpu_graph_put(moe_gpu *g, gpu_graph_slot *slots, const gpu_graph_key *key,
+                          mfx_graph *graph) {
+  gpu_graph_slot *s = &slots[0];
+  for (int i = 1; i < MOE_GPU_MAX_GRAPHS && s->used != 0; i++)
+    if (slots[i].used < s->used) s = &slots[i];
+  mfx_graph_free(s->graph);
+  s->key = *key;
+  s->graph = graph;
+  s->used = ++g->graph_uses;
+}
+
+/* The first pass of a key: run plainly, the key remembered as the run
+ * left the buffers (one it grew leaves no older key that can match). */
+static mfx_status gpu_experts_first(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
                                     const moe_dispatch *d) {
   moe_gpu *g = moe->gpu;
+  MFX_TRY(gpu_experts_run(moe, env, T, d, NULL));
   gpu_graph_key key;
   gpu_graph_key_of(moe, T, d, &key);
-  if (g->graph != NULL && memcmp(&key, &g->graph_key, sizeof key) == 0)
-    return mfx_graph_launch(g->graph);
-  int capture = g->seen && memcmp(&key, &g->seen_key, sizeof key) == 0;
-  mfx_graph_free(g->graph);
-  g->graph = NULL;
-  if (!capture) {
-    MFX_TRY(gpu_experts_run(moe, env, T, d, NULL));
-    gpu_graph_key_of(moe, T, d, &g->seen_key); /* as the run left the buffers */
-    g->seen = 1;
-    return MFX_OK;
-  }
-  g->seen = 0;
+  gpu_graphs_drop(g->graphs, &key);
+  gpu_graphs_drop(g->seen, &key);
+  gpu_graph_put(g, g->seen, &key, NULL);
+  return MFX_OK;
+}
+
+/* The second pass of a key: its launches captured into a graph on the
+ * layer's stream (not run then), kept in the cache, and launched. */
+static mfx_status gpu_experts_capture(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
+                                      const moe_dispatch *d) {
+  moe_gpu *g = moe->gpu;
   MFX_TRY(mfx_device_capture_begin(g->dev));
   mfx_status st = gpu_experts_run(moe, env, T, d, NULL);
   mfx_graph *graph = NULL;
   mfx_status end = mfx_device_capture_end(g->dev, st == MFX_OK ? &graph : NULL);
   if (st != MFX_OK) return st;
   if (end != MFX_OK) return mfx_fail_context(end, "moe: capturing the experts' launches");
-  g->graph = graph;
-  gpu_graph_key_of(moe, T, d, &g->graph_key);
+  gpu_graph_key key;
+  gpu_graph_key_of(moe, T, d, &key);
+  gpu_graph_put(g, g->graphs, &key, graph);
   return mfx_graph_launch(graph);
+}
+
+/* The experts' segment as a CUDA graph. Routing is data-dependent, but once
+ * the plan is in its device buffers (IDX, ROWS, GATES) the gathers and the
+ * experts' chains have launches and arguments fixed by the key: the first
+ * pass with a key runs plainly (kernels built, weights packed, buffers
+ * grown), the second captures the segment and launches the graph, later
+ * ones launch it alone. Up to MOE_GPU_MAX_GRAPHS keys keep their graphs
+ * (least recently used freed first), so batches that alternate between
+ * buckets or expert sizes capture each key once; new weights or a buffer
+ * reallocated free them all at the next pass. The router (before the
+ * logits come back) and the combine and copies to y (the caller's address
+ * varies) stay outside. */
+static mfx_status gpu_experts_graph(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,
+                                    const moe_dispatch *d) {
+  moe_gpu *g = moe->gpu;
+  gpu_graph_key key;
+  gpu_graph_key_of(moe, T, d, &key);
+  gpu_graphs_drop(g->graphs, &key);
+  gpu_graphs_drop(g->seen, &key);
+  gpu_graph_slot *hit = gpu_graph_find(g->graphs, &key);
+  if (hit != NULL) {
+    hit->used = ++g->graph_uses;
+    return mfx_graph_launch(hit->graph);
+  }
+  gpu_graph_slot *seen = gpu_graph_find(g->seen, &key);
+  if (seen == NULL) return gpu_experts_first(moe, env, T, d);
+  memset(seen, 0, sizeof *seen); /* the key moves to the graphs */
+  return gpu_experts_capture(moe, env, T, d);
 }
 
 mfx_status moe_gpu_experts(mfx_moe *moe, const mfx_kernel_env *env, int64_t T,

@@ -32,39 +32,11 @@
 #include "fake_cuda/fake_cuda.h"
 #include "mfx/device.h"
 #include "mfx/moe.h"
-
-enum { D = 16, H = 24, E = 3, K = 2 };
-
-static void expect_error(mfx_status st, const char *needle) {
-  ck_assert_int_ne(st, MFX_OK);
-  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "message '%s' lacks '%s'",
-                mfx_last_error(), needle);
-}
-
-static void fill(float *x, int64_t n, float scale, uint64_t seed) {
-  uint64_t s = seed * 2654435761u + 99;
-  for (int64_t i = 0; i < n; i++) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x[i] = scale * (float)((double)(s >> 40) / 8388608.0 - 1.0);
-  }
-}
-
-static mfx_moe_spec layer_spec(const char *target) {
-  mfx_moe_spec s;
-  memset(&s, 0, sizeof s);
-  s.dim = D;
-  s.hidden = H;
-  s.k = K;
-  s.experts = E;
-  s.kinds[0] = MFX_EXPERT_MULT;
-  s.kinds[1] = MFX_EXPERT_SHIFT;
-  s.kinds[2] = MFX_EXPERT_NULL;
-  s.target = target;
-  return s;
-}
+#include "moe_fixture.h"
+#include "check_main.h"
 
 static mfx_moe *emulated_layer(void) {
-  mfx_moe_spec spec = layer_spec("emulate");
+  mfx_moe_spec spec = moe_fixture_spec("emulate");
   mfx_moe *moe = NULL;
   ck_assert_msg(mfx_moe_create(&spec, &moe) == MFX_OK, "%s", mfx_last_error());
   ck_assert_int_eq(mfx_moe_init_random(moe, 7), MFX_OK);
@@ -100,11 +72,7 @@ START_TEST(device_forward_equals_host_forward_emulated) {
     ck_assert_msg(memcmp(y_dev, y_host, bytes) == 0, "T=%lld: device and host forward differ",
                   (long long)T);
     ck_assert_int_eq(mfx_moe_reference(moe, x, T, logits, r, NULL), MFX_OK);
-    double m = 0, s = 0;
-    for (int64_t i = 0; i < T * D; i++) {
-      m = fmax(m, fabs((double)y_dev[i] - r[i]));
-      s = fmax(s, fabs((double)r[i]));
-    }
+    double s = 0, m = max_diff(y_dev, r, T * D, &s);
     ck_assert_msg(s > 0.01 && m <= 1e-4 * s, "T=%lld: max diff %g of %g", (long long)T, m, s);
     /* x is left as it was */
     float *x_after = malloc(bytes);
@@ -128,7 +96,7 @@ END_TEST
 START_TEST(device_forward_bad_input) {
   enum { T = 9 };
   size_t bytes = (size_t)(T * D) * 4;
-  mfx_moe_spec cpu = layer_spec(NULL);
+  mfx_moe_spec cpu = moe_fixture_spec(NULL);
   mfx_moe *host = NULL;
   ck_assert_int_eq(mfx_moe_create(&cpu, &host), MFX_OK);
   ck_assert_ptr_null(mfx_moe_device(host));
@@ -167,7 +135,8 @@ END_TEST
 
 /* ---- a layer loaded from a cuda artifact, on the fake driver ------------------------------ */
 
-static char work_dir[256], fake_log[1024], layer_path[300], cpu_layer_path[300], log_path[300];
+static char work_dir[256], fake_log[1024], layer_path[300], cpu_layer_path[300], log_path[300],
+    many_path[300];
 static int fake_ok;
 
 static int run_command(const char *command) {
@@ -180,18 +149,37 @@ static int run_command(const char *command) {
   return pclose(p);
 }
 
-static int write_layer(const char *target, const char *path) {
-  mfx_moe_spec spec = layer_spec(NULL);
+/* More token buckets than a layer keeps graphs for (MOE_GPU_MAX_GRAPHS in
+ * moe/device.c, 8), for a layer of one mult expert and a null one, top-1:
+ * the fake runs no kernel, so every token's logits are equal and it goes
+ * to expert 0, and a pass's graph key is its bucket alone. */
+enum { GRAPHS = 8, MANY = GRAPHS + 1 };
+static const int64_t many_buckets[MANY] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+
+static int write_spec(const mfx_moe_spec *spec, const int64_t *buckets, int n, const char *target,
+                      const char *path) {
   void *image = NULL;
   size_t size = 0;
-  static const int64_t buckets[] = {16, 48};
-  if (mfx_moe_compile_layer(&spec, buckets, 2, target, &image, &size) != MFX_OK) {
+  if (mfx_moe_compile_layer(spec, buckets, n, target, &image, &size) != MFX_OK) {
     snprintf(fake_log, sizeof fake_log, "compile-layer %s: %s", target, mfx_last_error());
     return 0;
   }
   mfx_status st = mfx_artifact_write_file(path, image, size);
   free(image);
   return st == MFX_OK;
+}
+
+static int write_layer(const char *target, const char *path) {
+  mfx_moe_spec spec = moe_fixture_spec(NULL);
+  return write_spec(&spec, moe_fixture_buckets, 2, target, path);
+}
+
+static int write_many_layer(const char *path) {
+  mfx_moe_spec spec = moe_fixture_spec(NULL);
+  spec.experts = 2;
+  spec.k = 1;
+  spec.kinds[1] = MFX_EXPERT_NULL;
+  return write_spec(&spec, many_buckets, MANY, "cuda:sm_90", path);
 }
 
 /* Once, before the tests fork: the fake driver and the two layer artifacts. */
@@ -209,8 +197,9 @@ static void fake_setup(void) {
   snprintf(layer_path, sizeof layer_path, "%s/layer_cuda.mfxa", work_dir);
   snprintf(cpu_layer_path, sizeof cpu_layer_path, "%s/layer_cpu.mfxa", work_dir);
   snprintf(log_path, sizeof log_path, "%s/launches.log", work_dir);
+  snprintf(many_path, sizeof many_path, "%s/layer_many.mfxa", work_dir);
   fake_ok = run_command(command) == 0 && write_layer("cuda:sm_90", layer_path) &&
-            write_layer("cpu", cpu_layer_path);
+            write_layer("cpu", cpu_layer_path) && write_many_layer(many_path);
 }
 
 static void fake_teardown(void) {
@@ -616,11 +605,12 @@ START_TEST(experts_segment_runs_as_one_graph) {
   fake_cuda_counts c5 = fake_counts();
   ck_assert_int_eq(c5.graph_launches - c4.graph_launches, 1);
   ck_assert_int_gt(c5.captured_launches, c4.captured_launches);
-  /* another bucket: plain */
+  /* another bucket: plain; the bucket-48 graph is kept */
   pass(moe, &xb, &yb, 7);
   fake_cuda_counts c6 = fake_counts();
   ck_assert_int_eq(c6.graph_launches, c5.graph_launches);
-  ck_assert_int_eq(c6.graphs, 0);
+  ck_assert_int_eq(c6.captured_launches, c5.captured_launches);
+  ck_assert_int_eq(c6.graphs, 1);
   mfx_device_buffer_free(&xb);
   mfx_device_buffer_free(&yb);
   mfx_moe_destroy(moe);
@@ -628,6 +618,163 @@ START_TEST(experts_segment_runs_as_one_graph) {
   ck_assert_int_eq(end.graphs, 0);
   ck_assert_int_eq(end.graph_execs, 0);
   ck_assert_int_eq(end.allocations, 0);
+}
+END_TEST
+
+/* What a pass did with graphs: captured launches, graph launches and the
+ * kernels they replayed, plain launches, between two counts. */
+typedef struct {
+  int captured, graph_launches, graph_kernels, launches;
+} graph_use;
+
+static graph_use graph_use_between(const fake_cuda_counts *a, const fake_cuda_counts *b) {
+  return (graph_use){b->captured_launches - a->captured_launches,
+                     b->graph_launches - a->graph_launches, b->graph_kernels - a->graph_kernels,
+                     b->launches - a->launches};
+}
+
+/* A pass of T tokens; what it did with graphs. */
+static graph_use graph_pass(mfx_moe *moe, const mfx_device_buffer *xb,
+                            const mfx_device_buffer *yb, int64_t T) {
+  fake_cuda_counts a = fake_counts();
+  pass(moe, xb, yb, T);
+  fake_cuda_counts b = fake_counts();
+  return graph_use_between(&a, &b);
+}
+
+/* The pass launched one graph with `kernels` kernels, captured nothing,
+ * and launched `plain` kernels itself. */
+static void expect_graph_launch(graph_use u, int kernels, int plain, int64_t T) {
+  ck_assert_msg(u.graph_launches == 1 && u.captured == 0,
+                "T=%lld: %d graph launches, %d launches captured; expected 1 and 0",
+                (long long)T, u.graph_launches, u.captured);
+  ck_assert_int_eq(u.graph_kernels, kernels);
+  ck_assert_int_eq(u.launches, plain);
+}
+
+/* The pass ran plainly: no graph launched or captured. */
+static void expect_plain(graph_use u, int64_t T) {
+  ck_assert_msg(u.graph_launches == 0 && u.captured == 0,
+                "T=%lld: %d graph launches, %d launches captured; expected none", (long long)T,
+                u.graph_launches, u.captured);
+}
+
+/* The graphs and instantiated graphs the fake holds. */
+static void expect_live_graphs(int n) {
+  fake_cuda_counts c = fake_counts();
+  ck_assert_int_eq(c.graphs, n);
+  ck_assert_int_eq(c.graph_execs, n);
+}
+
+/* Batches that alternate between two buckets (a training loop's two batch
+ * sizes) keep a graph each: each key is captured once, at its second pass,
+ * and every later pass is one graph launch plus the router's and the
+ * combine's launches, running the kernels of the plain pass in its order. */
+START_TEST(alternating_buckets_keep_a_graph_each) {
+  use_fake();
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
+  mfx_device *dev = mfx_moe_device(moe);
+  static const int64_t tokens[2] = {40, 7}; /* buckets 48 and 16 */
+  static float x[40 * D];
+  fill(x, 40 * D, 1.0f, 78);
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, sizeof x), MFX_OK);
+  static char plain[2][16384], replayed[16384];
+  int all[2];
+  for (int i = 0; i < 2; i++) expect_plain(graph_pass(moe, &xb, &yb, tokens[i]), tokens[i]);
+  for (int i = 0; i < 2; i++) { /* the reference logs: plain, timed per expert */
+    fake_cuda_counts a = fake_counts();
+    traced_pass(moe, &xb, &yb, tokens[i]);
+    fake_cuda_counts b = fake_counts();
+    expect_plain(graph_use_between(&a, &b), tokens[i]);
+    all[i] = b.launches - a.launches;
+    log_text(plain[i], sizeof plain[i]);
+  }
+  int segment[2];
+  for (int i = 0; i < 2; i++) { /* the second pass of each key: captured */
+    graph_use u = graph_pass(moe, &xb, &yb, tokens[i]);
+    segment[i] = u.captured;
+    ck_assert_int_ge(segment[i], 3); /* a gather and a two-kernel chain at least */
+    ck_assert_int_eq(u.graph_launches, 1);
+    ck_assert_int_eq(u.launches, all[i] - segment[i]);
+    expect_live_graphs(i + 1);
+  }
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < 2; i++) {
+      expect_graph_launch(graph_pass(moe, &xb, &yb, tokens[i]), segment[i],
+                          all[i] - segment[i], tokens[i]);
+      log_text(replayed, sizeof replayed);
+      ck_assert_msg(strcmp(plain[i], replayed) == 0,
+                    "T=%lld: the graph's pass ran other kernels than the plain one:\n%s\n---\n%s",
+                    (long long)tokens[i], plain[i], replayed);
+    }
+  expect_live_graphs(2);
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  mfx_moe_destroy(moe);
+  expect_live_graphs(0);
+  ck_assert_int_eq(fake_counts().allocations, 0);
+}
+END_TEST
+
+/* More keys than the layer keeps graphs for: the least recently launched
+ * graph is freed for the new one (the fake never holds more than GRAPHS),
+ * the others still launch; the freed key runs plainly, then is captured
+ * again. New weights free every graph at the next pass; destroying the
+ * layer frees the rest. */
+START_TEST(graph_cache_evicts_the_least_recently_used) {
+  use_fake();
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_load(many_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
+  mfx_device *dev = mfx_moe_device(moe);
+  static float x[MANY * D];
+  fill(x, MANY * D, 1.0f, 79);
+  mfx_device_buffer xb, yb;
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, sizeof x), MFX_OK);
+  /* the largest batch first, so that no later pass grows a buffer */
+  expect_plain(graph_pass(moe, &xb, &yb, MANY), MANY);
+  int segment = 0, plain = 0;
+  for (int64_t T = 1; T <= GRAPHS; T++) {
+    expect_plain(graph_pass(moe, &xb, &yb, T), T);
+    graph_use u = graph_pass(moe, &xb, &yb, T);
+    ck_assert_int_eq(u.graph_launches, 1);
+    ck_assert_int_ge(u.captured, 2); /* a gather and the expert's chain */
+    segment = u.captured;
+    plain = u.launches;
+    expect_live_graphs((int)T);
+  }
+  expect_graph_launch(graph_pass(moe, &xb, &yb, 1), segment, plain, 1); /* 2 is now the oldest */
+  graph_use u = graph_pass(moe, &xb, &yb, MANY); /* seen once: captured, 2's graph freed */
+  ck_assert_int_eq(u.graph_launches, 1);
+  ck_assert_int_eq(u.captured, segment);
+  expect_live_graphs(GRAPHS);
+  expect_graph_launch(graph_pass(moe, &xb, &yb, 1), segment, plain, 1);
+  for (int64_t T = 3; T <= MANY; T++) expect_graph_launch(graph_pass(moe, &xb, &yb, T), segment,
+                                                          plain, T);
+  expect_plain(graph_pass(moe, &xb, &yb, 2), 2); /* freed: a first pass again */
+  u = graph_pass(moe, &xb, &yb, 2);
+  ck_assert_int_eq(u.captured, segment); /* captured again; 1's graph is the oldest now */
+  expect_live_graphs(GRAPHS);
+  expect_plain(graph_pass(moe, &xb, &yb, 1), 1);
+  /* new weights: the next pass frees every graph, runs plainly; the one after captures */
+  ck_assert_int_eq(mfx_moe_init_random(moe, 6), MFX_OK);
+  expect_plain(graph_pass(moe, &xb, &yb, 5), 5);
+  expect_live_graphs(0);
+  ck_assert_int_eq(graph_pass(moe, &xb, &yb, 5).captured, segment);
+  expect_live_graphs(1);
+  expect_graph_launch(graph_pass(moe, &xb, &yb, 5), segment, plain, 5);
+  mfx_device_buffer_free(&xb);
+  mfx_device_buffer_free(&yb);
+  mfx_moe_destroy(moe);
+  expect_live_graphs(0);
+  ck_assert_int_eq(fake_counts().allocations, 0);
 }
 END_TEST
 
@@ -668,14 +815,10 @@ static Suite *moe_gpu_suite(void) {
   tcase_add_test(fake, each_layer_runs_on_its_own_stream);
   tcase_add_test(fake, device_handle_own_stream);
   tcase_add_test(fake, experts_segment_runs_as_one_graph);
+  tcase_add_test(fake, alternating_buckets_keep_a_graph_each);
+  tcase_add_test(fake, graph_cache_evicts_the_least_recently_used);
   suite_add_tcase(s, fake);
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(moe_gpu_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return check_run_suite(moe_gpu_suite()); }

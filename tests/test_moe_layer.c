@@ -16,24 +16,9 @@
 #include <unistd.h>
 
 #include "mfx/moe.h"
+#include "moe_fixture.h"
 
-enum { D = 16, H = 24, E = 3, K = 2 };
-static const int64_t buckets[] = {16, 48};
 static char dir[256], layer_path[300], weights_path[300], weights2_path[300];
-
-static void expect_error(mfx_status st, const char *needle) {
-  ck_assert_int_ne(st, MFX_OK);
-  ck_assert_msg(strstr(mfx_last_error(), needle) != NULL, "message '%s' lacks '%s'",
-                mfx_last_error(), needle);
-}
-
-static void fill(float *x, int64_t n, float scale, uint64_t seed) {
-  uint64_t s = seed * 2654435761u + 99;
-  for (int64_t i = 0; i < n; i++) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x[i] = scale * (float)((double)(s >> 40) / 8388608.0 - 1.0);
-  }
-}
 
 /* ---- a safetensors writer for the tests ------------------------------------------ */
 
@@ -108,30 +93,7 @@ static void make_weights(const char *path, uint64_t seed) {
   st_write(path, t, 6, meta_ok);
 }
 
-static mfx_moe_spec layer_spec(void) {
-  mfx_moe_spec s;
-  memset(&s, 0, sizeof s);
-  s.dim = D;
-  s.hidden = H;
-  s.k = K;
-  s.experts = E;
-  s.kinds[0] = MFX_EXPERT_MULT;
-  s.kinds[1] = MFX_EXPERT_SHIFT;
-  s.kinds[2] = MFX_EXPERT_NULL;
-  return s;
-}
-
 /* ---- running ------------------------------------------------------------------------- */
-
-static double max_diff(const float *a, const float *b, int64_t n, double *scale) {
-  double m = 0, s = 0;
-  for (int64_t i = 0; i < n; i++) {
-    m = fmax(m, fabs((double)a[i] - b[i]));
-    s = fmax(s, fabs((double)b[i]));
-  }
-  *scale = s;
-  return m;
-}
 
 /* forward vs the reference, routed by the layer's logits. */
 static void check_forward(mfx_moe *moe, int64_t T, uint64_t seed) {
@@ -174,7 +136,7 @@ END_TEST
 START_TEST(loaded_layer_equals_the_jit_layer) {
   mfx_moe *loaded = NULL, *jit = NULL;
   ck_assert_int_eq(mfx_moe_load(layer_path, weights_path, NULL, &loaded), MFX_OK);
-  mfx_moe_spec spec = layer_spec();
+  mfx_moe_spec spec = moe_fixture_spec(NULL);
   ck_assert_int_eq(mfx_moe_create(&spec, &jit), MFX_OK);
   ck_assert_msg(mfx_moe_load_weights(jit, weights_path) == MFX_OK, "%s", mfx_last_error());
   enum { T = 40 };
@@ -485,10 +447,10 @@ static void build_layer(void) {
   snprintf(layer_path, sizeof layer_path, "%s/layer.mfxa", dir);
   snprintf(weights_path, sizeof weights_path, "%s/w.safetensors", dir);
   snprintf(weights2_path, sizeof weights2_path, "%s/w2.safetensors", dir);
-  mfx_moe_spec spec = layer_spec();
+  mfx_moe_spec spec = moe_fixture_spec(NULL);
   void *image = NULL;
   size_t size = 0;
-  if (mfx_moe_compile_layer(&spec, buckets, 2, "cpu", &image, &size) != MFX_OK ||
+  if (mfx_moe_compile_layer(&spec, moe_fixture_buckets, 2, "cpu", &image, &size) != MFX_OK ||
       mfx_artifact_write_file(layer_path, image, size) != MFX_OK) {
     fprintf(stderr, "test_moe_layer: building the layer: %s\n", mfx_last_error());
     exit(1);
