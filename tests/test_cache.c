@@ -13,30 +13,14 @@
 #include <unistd.h>
 
 #include "../compiler/cache.h"
+#include "cache_fixture.h"
 #include "mfx/compiler.h"
 #include "check_main.h"
 
 #define N 37
 
-static mfx_arena *A;
-static char DIRBUF[256];
-
-static void setup(void) {
-  A = mfx_arena_create();
-  snprintf(DIRBUF, sizeof DIRBUF, "/tmp/mfx_test_cache_XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(DIRBUF));
-  unsetenv("MFX_CACHE");
-  unsetenv("MFX_CACHE_MAX_MB");
-  unsetenv("MFX_LLVM_PIPELINE");
-  setenv("MFX_CACHE_DIR", DIRBUF, 1);
-}
-
-static void teardown(void) {
-  long removed;
-  mfx_cache_clear(DIRBUF, &removed);
-  rmdir(DIRBUF);
-  mfx_arena_destroy(A);
-}
+static void setup(void) { cache_fixture_open("mfx_test_cache"); }
+static void teardown(void) { cache_fixture_close(); }
 
 /* out[i] = in[i] * 3 + c: a different c is a different kernel. */
 static mfx_func *kernel(int64_t c) {
@@ -75,26 +59,13 @@ static void build_and_check(int64_t c) {
   mfx_jit_free(k);
 }
 
-static int count_entries(const char *dir, char *first, size_t n) {
-  DIR *d = opendir(dir);
-  if (d == NULL) return -1;
-  int count = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    if (count++ == 0 && first != NULL) snprintf(first, n, "%s/%s", dir, e->d_name);
-  }
-  closedir(d);
-  return count;
-}
-
 START_TEST(miss_then_hit) {
   build_and_check(5);
   mfx_cache_stats s = mfx_cache_get_stats();
   ck_assert_int_eq(s.misses, 1);
   ck_assert_int_eq(s.codegens, 1);
   ck_assert_int_eq(s.writes, 1);
-  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 1);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 1);
   build_and_check(5);
   s = mfx_cache_get_stats();
   ck_assert_int_eq(s.hits, 1);
@@ -102,14 +73,14 @@ START_TEST(miss_then_hit) {
   build_and_check(6);               /* another kernel: another entry */
   s = mfx_cache_get_stats();
   ck_assert_int_eq(s.codegens, 2);
-  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 2);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 2);
 }
 END_TEST
 
 static void damage(int truncate_it) {
   build_and_check(9);
   char path[512];
-  ck_assert_int_eq(count_entries(DIRBUF, path, sizeof path), 1);
+  ck_assert_int_eq(cache_entries("", path, sizeof path), 1);
   struct stat st;
   ck_assert_int_eq(stat(path, &st), 0);
   if (truncate_it) {
@@ -144,7 +115,7 @@ START_TEST(pipeline_in_the_key) {
   mfx_cache_stats s = mfx_cache_get_stats();
   ck_assert_int_eq(s.hits, 0);
   ck_assert_int_eq(s.codegens, 2);
-  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 2);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 2);
   setenv("MFX_LLVM_PIPELINE", "O1", 1);
   build_and_check(11);
   s = mfx_cache_get_stats();
@@ -160,7 +131,7 @@ START_TEST(bad_pipeline_refused) {
   ck_assert_int_eq(mfx_jit_compile(kernel(3), &k), MFX_ERR_INVALID);
   ck_assert_ptr_null(k);
   ck_assert_ptr_nonnull(strstr(mfx_last_error(), "MFX_LLVM_PIPELINE=O4"));
-  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 0);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 0);
   ck_assert_ptr_null(mfx_llvm_pipeline());
   setenv("MFX_LLVM_PIPELINE", "O2", 1);
   ck_assert_str_eq(mfx_llvm_pipeline(), "default<O2>");
@@ -214,7 +185,7 @@ START_TEST(concurrent_writers) {
     ck_assert_int_eq(waitpid(pids[p], &status, 0), pids[p]);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
-  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 4); /* 100, 200, 201, 202; no temp files */
+  ck_assert_int_eq(cache_entries("", NULL, 0), 4); /* 100, 200, 201, 202; no temp files */
   /* every entry valid: all hits now */
   build_and_check(100);
   for (int r = 0; r < 3; r++) build_and_check(200 + r);
@@ -229,7 +200,7 @@ START_TEST(eviction_tiny_limit) {
   build_and_check(1);
   build_and_check(2);
   build_and_check(3);
-  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 1);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 1);
   mfx_cache_stats s = mfx_cache_get_stats();
   ck_assert_int_eq(s.evictions, 2);
   build_and_check(3); /* the newest stayed */
@@ -241,7 +212,7 @@ START_TEST(disabled_writes_nothing) {
   setenv("MFX_CACHE", "0", 1);
   build_and_check(4);
   build_and_check(4);
-  ck_assert_int_eq(count_entries(DIRBUF, NULL, 0), 0);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 0);
   ck_assert_ptr_null(mfx_cache_dir());
   ck_assert_int_eq(mfx_cache_get_stats().codegens, 2);
 }

@@ -15,28 +15,13 @@
 #include <unistd.h>
 
 #include "../compiler/cache.h"
+#include "cache_fixture.h"
 #include "mfx/compiler.h"
 #include "mfx/ops.h"
+#include "check_main.h"
 
-static mfx_arena *A;
-static char DIRBUF[256];
-
-static void setup(void) {
-  A = mfx_arena_create();
-  snprintf(DIRBUF, sizeof DIRBUF, "/tmp/mfx_test_cache_gpu_XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(DIRBUF));
-  unsetenv("MFX_CACHE");
-  unsetenv("MFX_CACHE_MAX_MB");
-  unsetenv("MFX_LLVM_PIPELINE");
-  setenv("MFX_CACHE_DIR", DIRBUF, 1);
-}
-
-static void teardown(void) {
-  long removed;
-  mfx_cache_clear(DIRBUF, &removed);
-  rmdir(DIRBUF);
-  mfx_arena_destroy(A);
-}
+static void setup(void) { cache_fixture_open("mfx_test_cache_gpu"); }
+static void teardown(void) { cache_fixture_close(); }
 
 /* The GPU program of an op at dims (default config), in A. */
 static mfx_gpu_program *program(const char *opname, const char *dims_text) {
@@ -61,31 +46,6 @@ static char *ptx(const mfx_gpu_program *p, const char *sm) {
   return text;
 }
 
-/* Entries whose name ends in suffix; the first one's path in first. */
-static int count_suffix(const char *suffix, char *first, size_t n) {
-  DIR *d = opendir(DIRBUF);
-  ck_assert_ptr_nonnull(d);
-  int count = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    size_t len = strlen(e->d_name), s = strlen(suffix);
-    if (len <= s || strcmp(e->d_name + len - s, suffix) != 0) continue;
-    if (count++ == 0 && first != NULL) snprintf(first, n, "%s/%s", DIRBUF, e->d_name);
-  }
-  closedir(d);
-  return count;
-}
-
-static int count_all(void) {
-  DIR *d = opendir(DIRBUF);
-  ck_assert_ptr_nonnull(d);
-  int count = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) count += e->d_name[0] != '.';
-  closedir(d);
-  return count;
-}
-
 START_TEST(ptx_miss_then_hit) {
   mfx_gpu_program *p = program("linear", "M=13,N=9,K=5");
   char *cold = ptx(p, "sm_80");
@@ -93,8 +53,8 @@ START_TEST(ptx_miss_then_hit) {
   ck_assert_int_eq(s.misses, 1);
   ck_assert_int_eq(s.codegens, 1);
   ck_assert_int_eq(s.writes, 1);
-  ck_assert_int_eq(count_suffix(".mfxp", NULL, 0), 1);
-  ck_assert_int_eq(count_all(), 1);
+  ck_assert_int_eq(cache_entries(".mfxp", NULL, 0), 1);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 1);
   mfx_compile_times_reset();
   char *warm = ptx(p, "sm_80");
   s = mfx_cache_get_stats();
@@ -110,7 +70,7 @@ START_TEST(ptx_miss_then_hit) {
   /* the same op at other dims is another kernel: another entry */
   free(ptx(program("linear", "M=14,N=9,K=5"), "sm_80"));
   ck_assert_int_eq(mfx_cache_get_stats().codegens, 2);
-  ck_assert_int_eq(count_suffix(".mfxp", NULL, 0), 2);
+  ck_assert_int_eq(cache_entries(".mfxp", NULL, 0), 2);
 }
 END_TEST
 
@@ -122,7 +82,7 @@ START_TEST(ptx_other_sm_misses) {
   mfx_cache_stats s = mfx_cache_get_stats();
   ck_assert_int_eq(s.hits, 0);
   ck_assert_int_eq(s.codegens, 3);
-  ck_assert_int_eq(count_suffix(".mfxp", NULL, 0), 3);
+  ck_assert_int_eq(cache_entries(".mfxp", NULL, 0), 3);
   ck_assert_ptr_nonnull(strstr(a, ".target sm_80"));
   ck_assert_ptr_nonnull(strstr(b, ".target sm_86"));
   ck_assert_ptr_nonnull(strstr(c, "requested sm_90"));
@@ -141,7 +101,7 @@ static void damage_ptx(int truncate_it) {
   mfx_gpu_program *p = program("hamming", "N=11,M=6,W=2");
   char *cold = ptx(p, "sm_75");
   char path[512];
-  ck_assert_int_eq(count_suffix(".mfxp", path, sizeof path), 1);
+  ck_assert_int_eq(cache_entries(".mfxp", path, sizeof path), 1);
   struct stat st;
   ck_assert_int_eq(stat(path, &st), 0);
   if (truncate_it) {
@@ -183,7 +143,7 @@ START_TEST(kind_checked_on_read) {
   mfx_gpu_program *p = program("linear", "M=13,N=9,K=5");
   free(ptx(p, "sm_80"));
   char path[512], renamed[520];
-  ck_assert_int_eq(count_suffix(".mfxp", path, sizeof path), 1);
+  ck_assert_int_eq(cache_entries(".mfxp", path, sizeof path), 1);
   ck_assert_int_eq(mfx_cache_get_stats().writes, 1);
   /* read the key back from the file name and ask for it as an object */
   const char *name = strrchr(path, '/') + 1;
@@ -255,7 +215,7 @@ START_TEST(ptx_pipeline_in_the_key) {
   ck_assert_int_eq(mfx_codegen_ptx(p, "sm_80", &text, &size), MFX_ERR_INVALID);
   ck_assert_ptr_nonnull(strstr(mfx_last_error(), "MFX_LLVM_PIPELINE=O9"));
   ck_assert_ptr_null(text);
-  ck_assert_int_eq(count_all(), 2);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 2);
 }
 END_TEST
 
@@ -267,11 +227,11 @@ START_TEST(uncached_cases) {
   size_t size = 0;
   ck_assert_int_eq(mfx_codegen_gpu_emit(p, "sm_80", MFX_EMIT_LL, &ll, &size), MFX_OK);
   free(ll);
-  ck_assert_int_eq(count_all(), 0);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 0);
   ck_assert_int_eq(mfx_cache_get_stats().misses, 0);
   ck_assert_int_eq(mfx_codegen_ptx(p, "sm_99", &ll, &size), MFX_ERR_INVALID);
   ck_assert_ptr_nonnull(strstr(mfx_last_error(), "sm_99"));
-  ck_assert_int_eq(count_all(), 0);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 0);
 }
 END_TEST
 
@@ -280,7 +240,7 @@ START_TEST(disabled_writes_nothing) {
   mfx_gpu_program *p = program("linear", "M=13,N=9,K=5");
   free(ptx(p, "sm_80"));
   free(ptx(p, "sm_80"));
-  ck_assert_int_eq(count_all(), 0);
+  ck_assert_int_eq(cache_entries("", NULL, 0), 0);
   ck_assert_int_eq(mfx_cache_get_stats().codegens, 2);
   ck_assert_int_eq(mfx_cache_get_stats().hits, 0);
 }
@@ -301,9 +261,5 @@ int main(void) {
   tcase_add_test(t, uncached_cases);
   tcase_add_test(t, disabled_writes_nothing);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_run_suite(s);
 }

@@ -17,7 +17,9 @@
  *     two layers have two streams; a plain device handle likewise;
  *   - the experts' segment of a pass becomes one CUDA graph after the first
  *     pass of its key: one cuGraphLaunch replaces the gathers' and chains'
- *     launches, the same kernels run; new weights or a bucket re-capture;
+ *     launches, the same kernels run; a layer keeps a graph per key, up to
+ *     8 (batches alternating between buckets capture each once), freeing
+ *     the least recently used; new weights free them all;
  *   - bad input: a host layer given device buffers, null addresses, buffers
  *     too small, overlapping x and y, a batch above the largest bucket. */
 #include <check.h>
