@@ -551,6 +551,42 @@ static void traced_pass(mfx_moe *moe, const mfx_device_buffer *xb, const mfx_dev
                                        yb->bytes, &trace) == MFX_OK, "%s", mfx_last_error());
 }
 
+/* A loaded cuda layer on the fake driver with seeded weights, and an input
+ * and an output buffer of `rows` tokens (the input filled from seed). */
+typedef struct {
+  mfx_moe *moe;
+  mfx_device_buffer xb, yb;
+} fake_layer;
+
+static fake_layer fake_layer_open(const char *path, int64_t rows, uint64_t seed) {
+  use_fake();
+  fake_layer l;
+  l.moe = NULL;
+  ck_assert_msg(mfx_moe_load(path, NULL, NULL, &l.moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(l.moe, 5), MFX_OK);
+  mfx_device *dev = mfx_moe_device(l.moe);
+  size_t bytes = (size_t)(rows * D) * 4;
+  float *x = malloc(bytes);
+  fill(x, rows * D, 1.0f, seed);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &l.xb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_alloc(dev, bytes, &l.yb), MFX_OK);
+  ck_assert_int_eq(mfx_device_buffer_write(&l.xb, 0, x, bytes), MFX_OK);
+  free(x);
+  return l;
+}
+
+/* Frees the buffers and the layer; the driver holds no graph and no
+ * memory after. */
+static void fake_layer_close(fake_layer *l) {
+  mfx_device_buffer_free(&l->xb);
+  mfx_device_buffer_free(&l->yb);
+  mfx_moe_destroy(l->moe);
+  fake_cuda_counts end = fake_counts();
+  ck_assert_int_eq(end.graphs, 0);
+  ck_assert_int_eq(end.graph_execs, 0);
+  ck_assert_int_eq(end.allocations, 0);
+}
+
 /* The experts' segment of a pass (gathers and chains, after the plan is on
  * the device) becomes one CUDA graph: the first pass of a key runs it
  * plainly, the second captures it and launches the graph, later ones launch
@@ -558,18 +594,10 @@ static void traced_pass(mfx_moe *moe, const mfx_device_buffer *xb, const mfx_dev
  * kernels run in the same order with the same grids. New weights or another
  * bucket run plainly again, then capture again. */
 START_TEST(experts_segment_runs_as_one_graph) {
-  use_fake();
-  mfx_moe *moe = NULL;
-  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
-  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
-  mfx_device *dev = mfx_moe_device(moe);
   enum { T = 40 };
-  static float x[T * D];
-  fill(x, T * D, 1.0f, 77);
-  mfx_device_buffer xb, yb;
-  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &xb), MFX_OK);
-  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &yb), MFX_OK);
-  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, sizeof x), MFX_OK);
+  fake_layer l = fake_layer_open(layer_path, T, 77);
+  mfx_moe *moe = l.moe;
+  const mfx_device_buffer xb = l.xb, yb = l.yb;
   static char plain[16384], replayed[16384];
   pass(moe, &xb, &yb, T); /* weights uploaded and packed; the first pass of its key */
   fake_cuda_counts c0 = fake_counts();
@@ -613,13 +641,7 @@ START_TEST(experts_segment_runs_as_one_graph) {
   ck_assert_int_eq(c6.graph_launches, c5.graph_launches);
   ck_assert_int_eq(c6.captured_launches, c5.captured_launches);
   ck_assert_int_eq(c6.graphs, 1);
-  mfx_device_buffer_free(&xb);
-  mfx_device_buffer_free(&yb);
-  mfx_moe_destroy(moe);
-  fake_cuda_counts end = fake_counts();
-  ck_assert_int_eq(end.graphs, 0);
-  ck_assert_int_eq(end.graph_execs, 0);
-  ck_assert_int_eq(end.allocations, 0);
+  fake_layer_close(&l);
 }
 END_TEST
 
@@ -673,18 +695,10 @@ static void expect_live_graphs(int n) {
  * and every later pass is one graph launch plus the router's and the
  * combine's launches, running the kernels of the plain pass in its order. */
 START_TEST(alternating_buckets_keep_a_graph_each) {
-  use_fake();
-  mfx_moe *moe = NULL;
-  ck_assert_msg(mfx_moe_load(layer_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
-  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
-  mfx_device *dev = mfx_moe_device(moe);
   static const int64_t tokens[2] = {40, 7}; /* buckets 48 and 16 */
-  static float x[40 * D];
-  fill(x, 40 * D, 1.0f, 78);
-  mfx_device_buffer xb, yb;
-  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &xb), MFX_OK);
-  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &yb), MFX_OK);
-  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, sizeof x), MFX_OK);
+  fake_layer l = fake_layer_open(layer_path, tokens[0], 78);
+  mfx_moe *moe = l.moe;
+  const mfx_device_buffer xb = l.xb, yb = l.yb;
   static char plain[2][16384], replayed[16384];
   int all[2];
   for (int i = 0; i < 2; i++) expect_plain(graph_pass(moe, &xb, &yb, tokens[i]), tokens[i]);
@@ -715,11 +729,7 @@ START_TEST(alternating_buckets_keep_a_graph_each) {
                     (long long)tokens[i], plain[i], replayed);
     }
   expect_live_graphs(2);
-  mfx_device_buffer_free(&xb);
-  mfx_device_buffer_free(&yb);
-  mfx_moe_destroy(moe);
-  expect_live_graphs(0);
-  ck_assert_int_eq(fake_counts().allocations, 0);
+  fake_layer_close(&l);
 }
 END_TEST
 
@@ -729,17 +739,9 @@ END_TEST
  * again. New weights free every graph at the next pass; destroying the
  * layer frees the rest. */
 START_TEST(graph_cache_evicts_the_least_recently_used) {
-  use_fake();
-  mfx_moe *moe = NULL;
-  ck_assert_msg(mfx_moe_load(many_path, NULL, NULL, &moe) == MFX_OK, "%s", mfx_last_error());
-  ck_assert_int_eq(mfx_moe_init_random(moe, 5), MFX_OK);
-  mfx_device *dev = mfx_moe_device(moe);
-  static float x[MANY * D];
-  fill(x, MANY * D, 1.0f, 79);
-  mfx_device_buffer xb, yb;
-  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &xb), MFX_OK);
-  ck_assert_int_eq(mfx_device_buffer_alloc(dev, sizeof x, &yb), MFX_OK);
-  ck_assert_int_eq(mfx_device_buffer_write(&xb, 0, x, sizeof x), MFX_OK);
+  fake_layer l = fake_layer_open(many_path, MANY, 79);
+  mfx_moe *moe = l.moe;
+  const mfx_device_buffer xb = l.xb, yb = l.yb;
   /* the largest batch first, so that no later pass grows a buffer */
   expect_plain(graph_pass(moe, &xb, &yb, MANY), MANY);
   int segment = 0, plain = 0;
@@ -772,11 +774,7 @@ START_TEST(graph_cache_evicts_the_least_recently_used) {
   ck_assert_int_eq(graph_pass(moe, &xb, &yb, 5).captured, segment);
   expect_live_graphs(1);
   expect_graph_launch(graph_pass(moe, &xb, &yb, 5), segment, plain, 5);
-  mfx_device_buffer_free(&xb);
-  mfx_device_buffer_free(&yb);
-  mfx_moe_destroy(moe);
-  expect_live_graphs(0);
-  ck_assert_int_eq(fake_counts().allocations, 0);
+  fake_layer_close(&l);
 }
 END_TEST
 
