@@ -760,10 +760,14 @@ START_TEST(graph_cache_evicts_the_least_recently_used) {
   ck_assert_int_eq(u.graph_launches, 1);
   ck_assert_int_eq(u.captured, segment);
   expect_live_graphs(GRAPHS);
-  expect_graph_launch(graph_pass(moe, &xb, &yb, 1), segment, plain, 1);
-  for (int64_t T = 3; T <= MANY; T++) expect_graph_launch(graph_pass(moe, &xb, &yb, T), segment,
-                                                          plain, T);
-  expect_plain(graph_pass(moe, &xb, &yb, 2), 2); /* freed: a first pass again */
+  for (int round = 0; round < 2; round++) {
+    /* every kept key still launches its graph alone; 1 first, the oldest after */
+    expect_graph_launch(graph_pass(moe, &xb, &yb, 1), segment, plain, 1);
+    for (int64_t T = 3; T <= MANY; T++)
+      expect_graph_launch(graph_pass(moe, &xb, &yb, T), segment, plain, T);
+    /* 2's graph was freed: a first pass again, which pushes no graph out */
+    if (round == 0) expect_plain(graph_pass(moe, &xb, &yb, 2), 2);
+  }
   u = graph_pass(moe, &xb, &yb, 2);
   ck_assert_int_eq(u.captured, segment); /* captured again; 1's graph is the oldest now */
   expect_live_graphs(GRAPHS);
