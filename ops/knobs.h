@@ -99,8 +99,8 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
   {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's rows and columns "   \
    "side by side (its shared loads merge into ld.shared.v4)", 0, 2, {0, 1}},               \
   {"mma", "tensor cores (sm_80+): 1 mma.sync m16n8k8 TF32 (inputs rounded to 10 mantissa "  \
-   "bits), a warp per 32x32 tile, X and W read unpacked; split_k, thread_m/n, contiguous, " \
-   "pack, unroll and double_buffer do not apply", 0, 2, {0, 1}},                           \
+   "bits), a warp per 32x32 tile, X and W read unpacked, split_k as without; thread_m/n, " \
+   "contiguous, pack, unroll and double_buffer do not apply", 0, 2, {0, 1}},               \
   MFX_GPU_KNOB_DOUBLE_BUFFER,
 #define MFX_SHIFT_GPU_EXTRA                                                                 \
   MFX_GPU_KNOB_SPLIT_K,                                                                     \
