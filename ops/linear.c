@@ -170,6 +170,17 @@ static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_
   return linear_schedule_gpu_split(*out, &t, &g, cfg);
 }
 
+/* The tolerance a config's results need: the tensor-core form (mma=1) rounds
+ * X and W to TF32 (10 mantissa bits), each input within 2^-11 relative;
+ * over K terms of random signs the errors add up like the sum itself, so
+ * the worst element stays near 2^-11 of max|ref| (tests/test_gpu_mma.c
+ * checks the elementwise bound): 4e-3 relative to max|ref| leaves 8x of
+ * margin. The f32 forms need nothing beyond a check's own. */
+#define LINEAR_TF32_TOL 4e-3
+static double linear_float_tolerance(const mfx_config *cfg) {
+  return mfx_config_get(cfg, "mma") == 1 ? LINEAR_TF32_TOL : 0.0;
+}
+
 const mfx_op mfx_op_def_linear = {
   MFX_OP_LISTED(linear),
   .about = "dense layer Y = X W^T in f32 (the multiplication expert)",
@@ -179,4 +190,5 @@ const mfx_op mfx_op_def_linear = {
                          4, MFX_LINEAR_GPU_EXTRA),
   .build = linear_build,
   .build_gpu = linear_build_gpu,
+  .float_tolerance = linear_float_tolerance,
 };

@@ -242,6 +242,22 @@ START_TEST(mma_split_k_fills_the_device) {
 }
 END_TEST
 
+/* The template says what its results need (the tuner checks mma=1 within
+ * it, test_gputune's test_emulate_tunes_checked): TF32 4e-3 of max|ref|, the
+ * f32 forms (GPU and CPU configs) nothing beyond a check's own. */
+START_TEST(mma_declares_its_tolerance) {
+  const mfx_op *op = linear_op();
+  ck_assert_ptr_nonnull(op->float_tolerance);
+  mfx_config cfg;
+  gpu_config("{\"mma\":1}", &cfg);
+  ck_assert(op->float_tolerance(&cfg) == 4e-3);
+  gpu_config("{\"mma\":0}", &cfg);
+  ck_assert(op->float_tolerance(&cfg) == 0.0);
+  mfx_config_default(op, &cfg);
+  ck_assert(op->float_tolerance(&cfg) == 0.0);
+}
+END_TEST
+
 /* ---- PTX ----------------------------------------------------------------------------- */
 
 static char *mma_ptx(const int64_t *dims, const char *json, const char *sm) {
@@ -394,6 +410,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, mma_rounds_inputs_to_tf32_ties_away);
   tcase_add_loop_test(tc, mma_split_k_matches_reference_within_tf32_bound, 0, N_SPLIT_CASES);
   tcase_add_test(tc, mma_split_k_fills_the_device);
+  tcase_add_test(tc, mma_declares_its_tolerance);
   tcase_add_test(tc, mma_ptx_assembles_without_spills);
   tcase_add_test(tc, mma_split_k_ptx_assembles_without_spills);
   tcase_add_test(tc, mma_ptx_inner_step);
