@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_linear_harness.h"
 #include "mfx/compiler.h"
 #include "mfx/ops.h"
 #include "ptxas_check.h"
@@ -43,32 +44,6 @@ static const char *const configs[] = {
     "{\"mma\":1,\"block_m\":128,\"block_n\":32,\"block_k\":64}",
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof *configs))
-
-static const mfx_op *linear_op(void) {
-  const mfx_op *op = mfx_op_find("linear");
-  ck_assert_ptr_nonnull(op);
-  return op;
-}
-
-static void gpu_config(const char *json, mfx_config *cfg) {
-  ck_assert_msg(mfx_config_parse_json_for(linear_op(), "cuda:sm_80", json, cfg) == MFX_OK,
-                "config %s: %s", json, mfx_last_error());
-}
-
-/* Y = X W^T by the emulated tensor-core kernel. */
-static void run_mma(const int64_t *dims, const char *json, mfx_array *in, mfx_array *out) {
-  const mfx_op *op = linear_op();
-  mfx_config cfg;
-  gpu_config(json, &cfg);
-  mfx_op_kernel k;
-  ck_assert_msg(mfx_op_compile_for(op, "emulate", dims, &cfg, &k) == MFX_OK, "%s: %s", json,
-                mfx_last_error());
-  memset(out[0].data, 0x7f, (size_t)mfx_array_numel(&out[0]) * sizeof(float));
-  mfx_kernel_env env;
-  mfx_kernel_env_init(&env, NULL);
-  ck_assert_int_eq(mfx_op_kernel_run(&k, &env, in, out), MFX_OK);
-  mfx_op_kernel_free(&k);
-}
 
 /* Every element within the TF32 bound of the exact product; returns the
  * largest error relative to its bound. */
@@ -94,7 +69,7 @@ static double check_bound(const int64_t *dims, const mfx_array *in, const mfx_ar
 }
 
 START_TEST(mma_matches_reference_within_tf32_bound) {
-  const mfx_op *op = linear_op();
+  const mfx_op *op = glh_linear_op();
   const int64_t *dims = shapes[_i].dims;
   /* The sanitizer tree (MFX_TEST_QUICK) looks for memory errors on the
    * first four shapes (three divide no tile); the release tree runs all. */
@@ -106,7 +81,7 @@ START_TEST(mma_matches_reference_within_tf32_bound) {
     ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
     ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, out), MFX_OK);
     mfx_op_random_inputs(op, dims, (uint64_t)(_i * 11 + c + 1), in);
-    run_mma(dims, configs[c], in, out);
+    glh_run_emulated(dims, configs[c], in, out);
     char what[256];
     snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[0],
              (long long)dims[1], (long long)dims[2], configs[c]);
@@ -123,7 +98,7 @@ END_TEST
 
 /* X[m, k] = x, W = 1: Y = K * tf32(x) exactly (every partial sum exact). */
 static void expect_rounded(float x, float want) {
-  const mfx_op *op = linear_op();
+  const mfx_op *op = glh_linear_op();
   int64_t dims[3] = {37, 19, 29};
   mfx_array in[2], out[1];
   ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
@@ -131,7 +106,7 @@ static void expect_rounded(float x, float want) {
   float *X = in[0].data, *W = in[1].data;
   for (int64_t i = 0; i < mfx_array_numel(&in[0]); i++) X[i] = x;
   for (int64_t i = 0; i < mfx_array_numel(&in[1]); i++) W[i] = 1.0f;
-  run_mma(dims, "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}", in, out);
+  glh_run_emulated(dims, "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}", in, out);
   const float *Y = out[0].data;
   for (int64_t i = 0; i < mfx_array_numel(&out[0]); i++)
     ck_assert_msg(Y[i] == 29.0f * want, "x = %.10g: Y[%lld] = %.10g, expected 29 x %.10g",
@@ -174,27 +149,18 @@ static const split_case split_cases[] = {
 };
 #define N_SPLIT_CASES ((int)(sizeof split_cases / sizeof *split_cases))
 
-static mfx_gpu_program *mma_program(mfx_arena *a, const int64_t *dims, const char *json) {
-  mfx_config cfg;
-  gpu_config(json, &cfg);
-  mfx_gpu_program *p = NULL;
-  ck_assert_msg(mfx_op_gpu_program(linear_op(), a, dims, &cfg, &p) == MFX_OK, "%s: %s", json,
-                mfx_last_error());
-  return p;
-}
-
 static int64_t kernel_blocks(const mfx_gpu_kernel *k) {
   return k->grid[0] * k->grid[1] * k->grid[2];
 }
 
 START_TEST(mma_split_k_matches_reference_within_tf32_bound) {
   const split_case *c = &split_cases[_i];
-  const mfx_op *op = linear_op();
+  const mfx_op *op = glh_linear_op();
   char what[256];
   snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)c->dims[0],
            (long long)c->dims[1], (long long)c->dims[2], c->json);
   mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = mma_program(a, c->dims, c->json);
+  mfx_gpu_program *p = glh_program(a, c->dims, c->json);
   ck_assert_msg(p->n_kernels == 2, "%s: %d kernels, expected the MMAs and the sum of pieces",
                 what, p->n_kernels);
   ck_assert_msg(p->kernels[0].grid[2] == c->pieces, "%s: %lld pieces (blockIdx.z), expected %lld",
@@ -204,7 +170,7 @@ START_TEST(mma_split_k_matches_reference_within_tf32_bound) {
   ck_assert_int_eq(mfx_op_alloc_inputs(op, c->dims, in), MFX_OK);
   ck_assert_int_eq(mfx_op_alloc_outputs(op, c->dims, out), MFX_OK);
   mfx_op_random_inputs(op, c->dims, (uint64_t)(_i * 7 + 3), in);
-  run_mma(c->dims, c->json, in, out);
+  glh_run_emulated(c->dims, c->json, in, out);
   double w = check_bound(c->dims, in, out, what);
   fprintf(stderr, "mma split %s: largest error %.2f of the TF32 bound\n", what, w);
   mfx_array_free(&in[0]);
@@ -229,7 +195,7 @@ START_TEST(mma_split_k_fills_the_device) {
   const int64_t dims[3] = {784, 128, 1024};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     mfx_arena *a = mfx_arena_create();
-    mfx_gpu_program *p = mma_program(a, dims, cases[i].json);
+    mfx_gpu_program *p = glh_program(a, dims, cases[i].json);
     int64_t blocks = kernel_blocks(&p->kernels[0]);
     fprintf(stderr, "mma 784x128x1024 %s: %lld blocks, %d kernels\n", cases[i].json,
             (long long)blocks, p->n_kernels);
@@ -246,12 +212,12 @@ END_TEST
  * it, test_gputune's test_emulate_tunes_checked): TF32 4e-3 of max|ref|, the
  * f32 forms (GPU and CPU configs) nothing beyond a check's own. */
 START_TEST(mma_declares_its_tolerance) {
-  const mfx_op *op = linear_op();
+  const mfx_op *op = glh_linear_op();
   ck_assert_ptr_nonnull(op->float_tolerance);
   mfx_config cfg;
-  gpu_config("{\"mma\":1}", &cfg);
+  glh_config("{\"mma\":1}", &cfg);
   ck_assert(op->float_tolerance(&cfg) == 4e-3);
-  gpu_config("{\"mma\":0}", &cfg);
+  glh_config("{\"mma\":0}", &cfg);
   ck_assert(op->float_tolerance(&cfg) == 0.0);
   mfx_config_default(op, &cfg);
   ck_assert(op->float_tolerance(&cfg) == 0.0);
@@ -260,24 +226,10 @@ END_TEST
 
 /* ---- PTX ----------------------------------------------------------------------------- */
 
-static char *mma_ptx(const int64_t *dims, const char *json, const char *sm) {
-  mfx_config cfg;
-  gpu_config(json, &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_msg(mfx_op_gpu_program(linear_op(), a, dims, &cfg, &p) == MFX_OK, "%s",
-                mfx_last_error());
-  char *ptx = NULL;
-  size_t size = 0;
-  ck_assert_msg(mfx_codegen_ptx(p, sm, &ptx, &size) == MFX_OK, "%s", mfx_last_error());
-  mfx_arena_destroy(a);
-  return ptx;
-}
-
 /* mma.sync and TF32 rounding in the PTX, a barrier pair per k step, and
  * ptxas for sm_80 and sm_90 without spills in any kernel. */
 static void check_mma_ptx(const int64_t *dims, const char *json) {
-  char *ptx = mma_ptx(dims, json, "sm_80");
+  char *ptx = glh_ptx(dims, json, "sm_80");
   char what[256];
   snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[0], (long long)dims[1],
            (long long)dims[2], json);
@@ -311,7 +263,7 @@ END_TEST
  * step is 2 x 8 MMAs a warp, fragments loaded once per 8-wide slice, two
  * values a load. */
 START_TEST(mma_ptx_inner_step) {
-  char *ptx = mma_ptx((int64_t[]){3136, 512, 64}, "{\"mma\":1}", "sm_90");
+  char *ptx = glh_ptx((int64_t[]){3136, 512, 64}, "{\"mma\":1}", "sm_90");
   int mma = ptx_count(ptx, "mma.sync.aligned"), cvt = ptx_count(ptx, "cvt.rna.tf32.f32");
   int lds = ptx_count(ptx, "ld.shared.f32"), lds2 = ptx_count(ptx, "ld.shared.v2.f32");
   assemble(ptx, "sm_90", "linear 3136x512x64 mma default");
@@ -326,54 +278,22 @@ END_TEST
 /* ---- errors ---------------------------------------------------------------------------- */
 
 START_TEST(mma_below_sm80_is_refused) {
-  mfx_config cfg;
-  gpu_config("{\"mma\":1}", &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p), MFX_OK);
-  const char *archs[] = {"sm_75", "sm_70", "sm_60"};
-  for (int i = 0; i < 3; i++) {
-    char *ptx = NULL;
-    size_t size = 0;
-    ck_assert_int_eq(mfx_codegen_ptx(p, archs[i], &ptx, &size), MFX_ERR_CODEGEN);
-    ck_assert_ptr_null(ptx);
-    ck_assert_msg(strstr(mfx_last_error(), "need sm_80 or newer") &&
-                      strstr(mfx_last_error(), archs[i]),
-                  "%s: %s", archs[i], mfx_last_error());
-  }
-  char *ptx = NULL;
-  size_t size = 0;
-  ck_assert_int_eq(mfx_codegen_ptx(p, "sm_86", &ptx, &size), MFX_OK);
-  free(ptx);
-  mfx_arena_destroy(a);
+  glh_expect_arch_refused("{\"mma\":1}", "need sm_80 or newer", NULL);
 }
 END_TEST
 
-static void expect_refused(const char *json, const char *says) {
-  mfx_config cfg;
-  gpu_config(json, &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p),
-                   MFX_ERR_SCHEDULE);
-  ck_assert_msg(strstr(mfx_last_error(), says), "%s: %s", json, mfx_last_error());
-  mfx_arena_destroy(a);
-}
-
 START_TEST(mma_bad_tiles_are_refused) {
-  expect_refused("{\"mma\":1,\"block_m\":16}", "block_m a multiple of 32");
-  expect_refused("{\"mma\":1,\"block_k\":4}", "block_k of 8");
-  expect_refused("{\"mma\":1,\"block_m\":128,\"block_n\":128,\"block_k\":64}", "48 KiB");
+  glh_expect_refused("{\"mma\":1,\"block_m\":16}", "block_m a multiple of 32");
+  glh_expect_refused("{\"mma\":1,\"block_k\":4}", "block_k of 8");
+  glh_expect_refused("{\"mma\":1,\"block_m\":128,\"block_n\":128,\"block_k\":64}", "48 KiB");
 }
 END_TEST
 
 /* An MMA under a condition: lanes that skip it would hang the warp. */
 START_TEST(mma_under_a_condition_is_refused) {
-  mfx_config cfg;
-  gpu_config("{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}", &cfg);
   mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p), MFX_OK);
+  mfx_gpu_program *p = glh_program(a, (int64_t[]){37, 45, 29},
+                                   "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}");
   mfx_buffer *buf[MFX_MMA_OPERANDS];
   mfx_expr *off[MFX_MMA_OPERANDS];
   for (int i = 0; i < MFX_MMA_OPERANDS; i++) {
