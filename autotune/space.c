@@ -48,7 +48,7 @@ mfx_status tune_space_init_key(mfx_space *s, const mfx_tune_key *key) {
   char target[sizeof s->target];
   if (strcmp(t->target, "cuda") == 0 && strncmp(t->arch, "sm_", 3) == 0 &&
       strlen(t->arch) + 5 < sizeof target) {
-    snprintf(target, sizeof target, "cuda:%s", t->arch);
+    snprintf(target, sizeof target, "cuda:%.10s", t->arch); /* fits: checked above */
     return mfx_space_init_for(s, key->op, key->dims, target);
   }
   return mfx_space_init_for(s, key->op, key->dims, t->target);

@@ -156,6 +156,8 @@ static int64_t kernel_blocks(const mfx_gpu_kernel *k) {
 START_TEST(mma_split_k_matches_reference_within_tf32_bound) {
   const split_case *c = &split_cases[_i];
   const mfx_op *op = glh_linear_op();
+  /* the sanitizer tree (MFX_TEST_QUICK): the three shapes that divide no tile */
+  if (getenv("MFX_TEST_QUICK") != NULL && _i >= 3) return;
   char what[256];
   snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)c->dims[0],
            (long long)c->dims[1], (long long)c->dims[2], c->json);
