@@ -45,9 +45,11 @@ void tune_copy_text(char *dst, size_t size, const char *src);
 /* Writes all of buf to fd, through short and interrupted writes (what a
  * measuring child sends its parent before _exit); 0 when a write fails. */
 int tune_write_all(int fd, const void *buf, size_t bytes);
-/* Float outputs of a tensor-core (TF32) candidate are checked within this. */
-#define MFX_TUNE_TF32_TOL 4e-3
-double tune_tolerance(const mfx_config *cfg, double tol);
+/* The space a key searches: for a GPU device the template of its arch. */
+mfx_status tune_space_init_key(mfx_space *s, const mfx_tune_key *key);
+/* The f32 tolerance of a candidate's check: tol, or more where the op's
+ * template says the config needs it (mfx_op.float_tolerance). */
+double tune_tolerance(const mfx_op *op, const mfx_config *cfg, double tol);
 
 /* ---- the cost model's posterior (model.c) ------------------------------------ */
 

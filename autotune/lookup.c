@@ -74,7 +74,7 @@ static int tune_compare_shapes(const void *a, const void *b) {
 /* The nearest shape whose config the template accepts for key's dims. */
 static int tune_pick_nearest(const mfx_tune_key *key, tune_shapes *s, mfx_tune_choice *out) {
   mfx_space space;
-  if (mfx_space_init_for(&space, key->op, key->dims, key->target.target) != MFX_OK) return 0;
+  if (tune_space_init_key(&space, key) != MFX_OK) return 0;
   if (s->n > 1) qsort(s->items, (size_t)s->n, sizeof *s->items, tune_compare_shapes);
   for (int i = 0; i < s->n; i++) {
     mfx_config cfg;

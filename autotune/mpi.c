@@ -198,7 +198,7 @@ mfx_status mfx_tune_mpi(const char *db_path, const mfx_tune_key *key, const mfx_
   memset(out, 0, sizeof *out);
   MPI_Comm_rank(MPI_COMM_WORLD, &m.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &m.size);
-  mfx_status st = mfx_space_init_for(&m.space, key->op, key->dims, key->target.target);
+  mfx_status st = tune_space_init_key(&m.space, key);
   mfx_runner_options runner = o->runner;
   runner.rank = m.rank;
   if (runner.threads <= 0) runner.threads = tune_mpi_threads_per_rank();

@@ -185,7 +185,7 @@ static void tune_clear_outputs(mfx_runner *r) {
 
 /* 1 when every output matches; otherwise describes the first that differs. */
 static int tune_outputs_match(mfx_runner *r, mfx_trial *t) {
-  double tol = tune_tolerance(&t->cfg, r->o.measure.tol);
+  double tol = tune_tolerance(r->op, &t->cfg, r->o.measure.tol);
   for (int i = 0; i < r->op->n_outputs; i++) {
     mfx_compare c = mfx_compare_arrays_int(&r->outputs[i], &r->expected[i], tol,
                                            r->op->int_tolerance);

@@ -290,7 +290,7 @@ static mfx_status gpu_run_once(gpu_worker *w, const gpu_candidate *c) {
 
 static int gpu_outputs_match(const gpu_worker *w, mfx_trial *t) {
   const tune_gpu *g = w->g;
-  double tol = tune_tolerance(&t->cfg, g->o.measure.tol);
+  double tol = tune_tolerance(g->op, &t->cfg, g->o.measure.tol);
   for (int i = 0; i < g->op->n_outputs; i++) {
     mfx_compare cmp = mfx_compare_arrays_int(&w->host_out[i], &g->expected[i], tol,
                                              g->op->int_tolerance);

@@ -2,6 +2,7 @@
  * the target template's knob choices, numbered as a mixed-radix integer
  * (first knob fastest), and the template's own verdict on whether a
  * combination can be built. */
+#include <stdio.h>
 #include <string.h>
 
 #include "autotune_internal.h"
@@ -35,6 +36,22 @@ mfx_status mfx_space_init_for(mfx_space *s, const mfx_op *op, const int64_t *dim
   }
   s->size = size;
   return MFX_OK;
+}
+
+/* A GPU device's key (target "cuda", arch "sm_XX") searches the template
+ * for cuda:sm_XX, so that configs its arch cannot run (knobs with a
+ * min_sm above it) are invalid, never built nor recorded; "emulate" and
+ * "cpu" keep their own names (the emulation runs every config). */
+mfx_status tune_space_init_key(mfx_space *s, const mfx_tune_key *key) {
+  if (key == NULL) return mfx_fail(MFX_ERR_INVALID, "space: key must not be NULL");
+  const mfx_tune_target *t = &key->target;
+  char target[sizeof s->target];
+  if (strcmp(t->target, "cuda") == 0 && strncmp(t->arch, "sm_", 3) == 0 &&
+      strlen(t->arch) + 5 < sizeof target) {
+    snprintf(target, sizeof target, "cuda:%.10s", t->arch); /* fits: checked above */
+    return mfx_space_init_for(s, key->op, key->dims, target);
+  }
+  return mfx_space_init_for(s, key->op, key->dims, t->target);
 }
 
 mfx_status mfx_space_init(mfx_space *s, const mfx_op *op, const int64_t *dims) {

@@ -157,7 +157,7 @@ mfx_status tune_run_loop(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tun
   s.sum = out;
   s.t0 = mfx_now_seconds();
   tune_map_init(&s.loaded);
-  MFX_TRY(mfx_space_init_for(&s.space, key->op, key->dims, key->target.target));
+  MFX_TRY(tune_space_init_key(&s.space, key));
   MFX_TRY(mfx_search_create(&s.space, o->strategy, o->seed, &s.search));
   mfx_status st = tune_loop(&s, batch > 0 ? batch : 1, evaluate, user);
   out->invalid = mfx_search_invalid(s.search);
@@ -197,7 +197,7 @@ mfx_status mfx_tune(mfx_tune_db *db, const mfx_tune_key *key, const mfx_tune_opt
                     mfx_tune_summary *out) {
   MFX_TRY(tune_check_options(key, o, out));
   mfx_space space;
-  MFX_TRY(mfx_space_init_for(&space, key->op, key->dims, key->target.target));
+  MFX_TRY(tune_space_init_key(&space, key));
   tune_local local = {NULL, &space};
   MFX_TRY(mfx_runner_create(key->op, key->dims, &o->runner, &local.runner));
   mfx_status st = tune_run_loop(db, key, o, tune_default_batch(o), tune_evaluate_local, &local,

@@ -139,14 +139,11 @@ int tune_write_all(int fd, const void *buf, size_t bytes) {
 }
 
 /* The tolerance a candidate's float outputs are checked with: the run's,
- * or for a tensor-core config (knob mma = 1: X and W rounded to TF32, 10
- * mantissa bits) at least MFX_TUNE_TF32_TOL, relative to the largest
- * reference value. TF32 rounds each input within 2^-11 relative; over K
- * terms of random signs the errors add up like the sum itself, so the
- * worst element stays near 2^-11 of max|ref| (tests/test_gpu_mma.c checks
- * the elementwise bound); 4e-3 leaves 8x of margin. */
-double tune_tolerance(const mfx_config *cfg, double tol) {
-  if (cfg != NULL && mfx_config_get(cfg, "mma") == 1 && tol < MFX_TUNE_TF32_TOL)
-    return MFX_TUNE_TF32_TOL;
-  return tol;
+ * or the larger one its op's template declares for the config
+ * (mfx_op.float_tolerance). */
+double tune_tolerance(const mfx_op *op, const mfx_config *cfg, double tol) {
+  double need = op != NULL && op->float_tolerance != NULL && cfg != NULL
+                    ? op->float_tolerance(cfg)
+                    : 0.0;
+  return need > tol ? need : tol;
 }

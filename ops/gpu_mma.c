@@ -11,7 +11,13 @@
  * two values of a fragment row are one 8-byte load), rows padded to 8 or 24
  * mod 32 floats so that those loads, 16 lanes at a time, hit 32 different
  * banks; a barrier; per 8-wide k-slice each warp issues its 2 x wn/8 MMAs; a
- * barrier. The accumulators are stored with row/column guards. */
+ * barrier. The accumulators are stored with row/column guards.
+ *
+ * Split-K (mfx_gpu_split): the product goes to the partial sums RP[ks, m, n]
+ * instead, blockIdx.z the piece ks, whose k steps start at ks * chunk (chunk
+ * whole steps of bk; the fill's zeros past K cover a last piece that
+ * overruns K, so the padded tensors the split made are not read); the sum
+ * over the pieces is the split's own elementwise kernel. */
 #include "ops_internal.h"
 
 #define MMA_WARP_M 32
@@ -21,6 +27,7 @@ typedef struct {
   mfx_arena *a;
   const char *what;
   int64_t M, N, K, bm, bn, bk, ld;  /* ld: shared row stride (> bk, padded) */
+  int64_t pieces, chunk;            /* split-K: pieces of chunk terms (1, K: none) */
   int64_t wn, warps_n, threads, fm, fn;
   mfx_var *tid;
   mfx_buffer *sa, *sb, *acc;
@@ -107,9 +114,10 @@ static mfx_stmt *mma_compute(mma_plan *p, mfx_expr *lane, mfx_expr *wm, mfx_expr
   return mfx_stmt_for(a, kk, p->bk / 8, MFX_LOOP_UNROLLED, s);
 }
 
-/* R[row, col] = acc[e] for the lane's elements of every fragment, guarded. */
-static mfx_stmt *mma_store(mma_plan *p, mfx_tensor *R, mfx_expr *lane, mfx_expr *row0,
-                           mfx_expr *col0) {
+/* R[row, col] (split: RP[piece, row, col]) = acc[e] for the lane's elements of
+ * every fragment, guarded. */
+static mfx_stmt *mma_store(mma_plan *p, mfx_tensor *R, mfx_expr *piece, mfx_expr *lane,
+                           mfx_expr *row0, mfx_expr *col0) {
   mfx_arena *a = p->a;
   mfx_var *e = mfx_var_create(a, "e", p->fm * p->fn * 4, 0);
   mfx_expr *ev = mma_ref(p, e), *frag = mma_div(p, ev, 4), *i = mma_mod(p, ev, 4);
@@ -118,24 +126,25 @@ static mfx_stmt *mma_store(mma_plan *p, mfx_tensor *R, mfx_expr *lane, mfx_expr 
                                            mfx_add(a, g, mfx_mul(a, mma_div(p, i, 2), mma_c(p, 8)))));
   mfx_expr *col = mfx_add(a, col0, mfx_add(a, mfx_mul(a, mma_mod(p, frag, p->fn), mma_c(p, 8)),
                                            mfx_add(a, mfx_mul(a, t, mma_c(p, 2)), mma_mod(p, i, 2))));
-  mfx_expr *at[2] = {row, col};
-  mfx_stmt *st = mfx_stmt_store(a, R->buf, 2, at, mfx_load(a, p->acc, 1, &ev));
+  mfx_expr *at[3] = {piece, row, col};
+  int n = piece != NULL ? 3 : 2;
+  mfx_stmt *st = mfx_stmt_store(a, R->buf, n, at + 3 - n, mfx_load(a, p->acc, 1, &ev));
   mfx_expr *inside = mfx_binary(a, MFX_LAND, mma_lt(p, row, p->M), mma_lt(p, col, p->N));
   return mfx_stmt_for(a, e, p->fm * p->fn * 4, MFX_LOOP_UNROLLED, mfx_stmt_if(a, inside, st, NULL));
 }
 
-static mfx_stmt *mma_nest(mma_plan *p, mfx_tensor *R, const mfx_tensor *A, const mfx_tensor *B) {
+/* The block's work: accumulators zeroed, the k steps of its piece (fill,
+ * barrier, MMAs, barrier), the guarded store to R[row, col] or, split, to
+ * RP[ks, row, col]. */
+static mfx_stmt *mma_block(mma_plan *p, mfx_tensor *R, const mfx_tensor *A, const mfx_tensor *B,
+                           mfx_var *ks, mfx_expr *row0, mfx_expr *col0) {
   mfx_arena *a = p->a;
-  int64_t gy = (p->M + p->bm - 1) / p->bm, gx = (p->N + p->bn - 1) / p->bn;
-  int64_t ksteps = (p->K + p->bk - 1) / p->bk, n_acc = p->fm * p->fn * 4;
-  mfx_var *by = mfx_var_create(a, "by", gy, 0), *bx = mfx_var_create(a, "bx", gx, 0);
+  int64_t ksteps = (p->chunk + p->bk - 1) / p->bk, n_acc = p->fm * p->fn * 4;
   mfx_var *ko = mfx_var_create(a, "ko", ksteps, 1), *z = mfx_var_create(a, "z", n_acc, 0);
-  p->tid = mfx_var_create(a, "tid", p->threads, 0);
   mfx_expr *tid = mma_ref(p, p->tid), *lane = mma_mod(p, tid, 32), *warp = mma_div(p, tid, 32);
   mfx_expr *wm = mma_div(p, warp, p->warps_n), *wn = mma_mod(p, warp, p->warps_n);
-  mfx_expr *row0 = mfx_mul(a, mma_ref(p, by), mma_c(p, p->bm));
-  mfx_expr *col0 = mfx_mul(a, mma_ref(p, bx), mma_c(p, p->bn));
   mfx_expr *k0 = mfx_mul(a, mma_ref(p, ko), mma_c(p, p->bk));
+  if (ks != NULL) k0 = mfx_add(a, mfx_mul(a, mma_ref(p, ks), mma_c(p, p->chunk)), k0);
   mfx_expr *zv = mma_ref(p, z);
   mfx_stmt *init = mfx_stmt_for(a, z, n_acc, MFX_LOOP_UNROLLED,
                                 mfx_stmt_store(a, p->acc, 1, &zv, mfx_f32(a, 0.0)));
@@ -147,17 +156,65 @@ static mfx_stmt *mma_nest(mma_plan *p, mfx_tensor *R, const mfx_tensor *A, const
   mfx_stmt *loop = mfx_stmt_for(a, ko, ksteps, MFX_LOOP_SERIAL, mfx_stmt_seq(a, 5, step));
   mfx_expr *wrow = mfx_add(a, row0, mfx_mul(a, wm, mma_c(p, MMA_WARP_M)));
   mfx_expr *wcol = mfx_add(a, col0, mfx_mul(a, wn, mma_c(p, p->wn)));
-  mfx_stmt *body = mfx_stmt_seq(a, 3, (mfx_stmt *[]){init, loop, mma_store(p, R, lane, wrow, wcol)});
-  body = mfx_stmt_allocate(a, p->acc, body);
+  mfx_expr *piece = ks != NULL ? mma_ref(p, ks) : NULL;
+  mfx_stmt *store = mma_store(p, R, piece, lane, wrow, wcol);
+  return mfx_stmt_allocate(a, p->acc, mfx_stmt_seq(a, 3, (mfx_stmt *[]){init, loop, store}));
+}
+
+static mfx_stmt *mma_nest(mma_plan *p, mfx_tensor *R, const mfx_tensor *A, const mfx_tensor *B) {
+  mfx_arena *a = p->a;
+  int64_t gy = (p->M + p->bm - 1) / p->bm, gx = (p->N + p->bn - 1) / p->bn;
+  mfx_var *by = mfx_var_create(a, "by", gy, 0), *bx = mfx_var_create(a, "bx", gx, 0);
+  mfx_var *ks = p->pieces > 1 ? mfx_var_create(a, "ks", p->pieces, 0) : NULL;
+  p->tid = mfx_var_create(a, "tid", p->threads, 0);
+  mfx_expr *row0 = mfx_mul(a, mma_ref(p, by), mma_c(p, p->bm));
+  mfx_expr *col0 = mfx_mul(a, mma_ref(p, bx), mma_c(p, p->bn));
+  mfx_stmt *body = mma_block(p, R, A, B, ks, row0, col0);
+  if (body == NULL) return NULL;
   body = mfx_stmt_for(a, p->tid, p->threads, MFX_LOOP_THREAD_X, body);
   body = mfx_stmt_allocate(a, p->sb, mfx_stmt_allocate(a, p->sa, body));
   body = mfx_stmt_for(a, bx, gx, MFX_LOOP_BLOCK_X, body);
-  return mfx_stmt_for(a, by, gy, MFX_LOOP_BLOCK_Y, body);
+  body = mfx_stmt_for(a, by, gy, MFX_LOOP_BLOCK_Y, body);
+  return ks != NULL ? mfx_stmt_for(a, ks, p->pieces, MFX_LOOP_BLOCK_Z, body) : body;
+}
+
+/* The split's workspace as the nest writes it, and its pieces. */
+static mfx_status mma_split_plan(mma_plan *p, const mfx_tensor *R, const mfx_gpu_split *g) {
+  p->pieces = 1;
+  p->chunk = p->K;
+  if (g == NULL || g->part == NULL) return MFX_OK;
+  const mfx_buffer *rp = g->part->buf;
+  if (rp->ndim != 3 || rp->shape[0] != g->pieces || rp->shape[1] != p->M ||
+      rp->shape[2] != p->N || g->chunk % p->bk != 0 || g->pieces * g->chunk < p->K)
+    return mfx_fail(MFX_ERR_SCHEDULE,
+                    "%s GPU config mma=1: split of %s into %lld pieces of %lld terms does not "
+                    "fit the tensor-core form (expected partial sums [pieces, %lld, %lld], "
+                    "pieces of whole block_k=%lld steps covering K=%lld)", p->what,
+                    R->buf->name, (long long)g->pieces, (long long)g->chunk, (long long)p->M,
+                    (long long)p->N, (long long)p->bk, (long long)p->K);
+  p->pieces = g->pieces;
+  p->chunk = g->chunk;
+  return MFX_OK;
+}
+
+/* Split: the padded copies of A and B the split made are not read (the
+ * fill guards K itself); inlined, they produce no kernel. Then R = the sum
+ * of the pieces, one element a thread. */
+static mfx_status mma_split_finish(mfx_schedule *s, mfx_tensor *R, const mfx_gpu_split *g,
+                                   int64_t threads) {
+  for (int i = 0; i < g->n_padded; i++) {
+    mfx_stage *pad;
+    MFX_TRY(mfx_tmpl_stage(s, g->padded[i], &pad));
+    MFX_TRY(mfx_sched_compute_inline(s, pad));
+  }
+  return mfx_gpu_apply_elementwise(s, R, threads);
 }
 
 mfx_status mfx_gpu_apply_mma(mfx_schedule *s, mfx_tensor *R, const mfx_tensor *A,
-                             const mfx_tensor *B, const char *what, int64_t bm, int64_t bn,
-                             int64_t bk) {
+                             const mfx_tensor *B, const mfx_gpu_split *g,
+                             const mfx_gpu_mma_tiles *t) {
+  const char *what = t->what;
+  int64_t bm = t->bm, bn = t->bn, bk = t->bk;
   mma_plan p = {.a = s->arena, .what = what, .bm = bm, .bn = bn, .bk = bk};
   if (A->buf->ndim != 2 || B->buf->ndim != 2 || R->buf->ndim != 2 || A->buf->dtype != MFX_F32 ||
       B->buf->dtype != MFX_F32 || A->buf->shape[1] != B->buf->shape[1])
@@ -175,12 +232,16 @@ mfx_status mfx_gpu_apply_mma(mfx_schedule *s, mfx_tensor *R, const mfx_tensor *A
   p.fm = MMA_WARP_M / 16;
   p.fn = p.wn / 8;
   MFX_TRY(mma_check(&p));
+  MFX_TRY(mma_split_plan(&p, R, g));
+  int split = p.pieces > 1;
+  mfx_tensor *out = split ? g->part : R;
   p.sa = mfx_buffer_create(p.a, "XS", MFX_F32, 1, (int64_t[]){bm * p.ld}, MFX_SCOPE_SHARED);
   p.sb = mfx_buffer_create(p.a, "WS", MFX_F32, 1, (int64_t[]){bn * p.ld}, MFX_SCOPE_SHARED);
   p.acc = mfx_buffer_create(p.a, "acc", MFX_F32, 1, (int64_t[]){p.fm * p.fn * 4}, MFX_SCOPE_LOCAL);
-  mfx_stmt *nest = mma_nest(&p, R, A, B);
+  mfx_stmt *nest = mma_nest(&p, out, A, B);
   if (nest == NULL) return mfx_fail_context(MFX_ERR_SCHEDULE, "%s GPU mma: the loop nest", what);
   mfx_stage *st;
-  MFX_TRY(mfx_tmpl_stage(s, R, &st));
-  return mfx_sched_set_nest(s, st, nest);
+  MFX_TRY(mfx_tmpl_stage(s, out, &st));
+  MFX_TRY(mfx_sched_set_nest(s, st, nest));
+  return split ? mma_split_finish(s, R, g, t->threads) : MFX_OK;
 }

@@ -6,6 +6,7 @@
 
 #include "mfx/artifact.h"
 #include "mfx/target.h"
+#include "knobs.h"
 #include "ops_internal.h"
 
 static mfx_status kern_op_check_dims(const mfx_op *op, const int64_t *dims) {
@@ -18,16 +19,30 @@ static mfx_status kern_op_check_dims(const mfx_op *op, const int64_t *dims) {
 
 /* ---- building for a target ------------------------------------------------------- */
 
-/* Tensor cores (knob mma=1) on a target that names an architecture below
- * sm_80: refused before building (code generation refuses it too). */
+/* A GPU knob that needs an arch (MFX_GPU_KNOBS_MIN_SM in knobs.h: mma=1
+ * tensor cores, double_buffer=1 cp.async) set to non-zero on a target that
+ * names an older sm_XX: refused before building (code generation refuses
+ * it too). "cuda" and "emulate" name no arch and keep every config. */
 static mfx_status kern_check_arch(const mfx_op *op, const char *target, const mfx_config *cfg) {
   const char *sm = target != NULL ? strstr(target, "sm_") : NULL;
   mfx_ptx_target t;
-  if (sm == NULL || mfx_config_get(cfg, "mma") != 1 || mfx_ptx_target_resolve(sm, &t) != MFX_OK ||
-      t.sm_emitted >= 80)
-    return MFX_OK;
-  return mfx_fail(MFX_ERR_SCHEDULE, "%s for %s: mma=1 (tensor cores, mma.sync TF32) needs sm_80 "
-                  "or newer; set mma=0 or target cuda:sm_80 or later", op->name, target);
+  if (sm == NULL || mfx_ptx_target_resolve(sm, &t) != MFX_OK) return MFX_OK;
+  static const struct {
+    const char *knob;
+    int sm;
+  } needs[] = MFX_GPU_KNOBS_MIN_SM;
+  int n = 0;
+  const mfx_knob *knobs = mfx_op_knobs(op, target, &n);
+  for (size_t j = 0; j < sizeof needs / sizeof needs[0]; j++)
+    for (int i = 0; i < n; i++) {
+      int64_t v = mfx_config_get(cfg, knobs[i].name);
+      if (strcmp(knobs[i].name, needs[j].knob) != 0 || v == 0 || t.sm_emitted >= needs[j].sm)
+        continue;
+      return mfx_fail(MFX_ERR_SCHEDULE, "%s for %s: %s=%lld needs sm_%d or newer (%s); set "
+                      "%s=0 or target cuda:sm_%d or later", op->name, target, knobs[i].name,
+                      (long long)v, needs[j].sm, knobs[i].about, knobs[i].name, needs[j].sm);
+    }
+  return MFX_OK;
 }
 
 mfx_status mfx_op_build_for(const mfx_op *op, const char *target, mfx_arena *a,

@@ -91,6 +91,10 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
   {"split_k", "pieces of the reduction over K, each on its own blocks, then summed by a "   \
    "second kernel (0: auto, the fewest for two waves on 132 SMs, >= 128 terms a piece)", 0, \
    8, {0, 1, 2, 4, 8, 16, 32, 64}}
+/* GPU knobs whose non-zero values need an arch (ops/kernel.c refuses them
+ * for an older cuda:sm_XX before building; the tuner's space of such a
+ * device thereby leaves them out): the knob and the first sm. */
+#define MFX_GPU_KNOBS_MIN_SM {{"mma", 80}, {"double_buffer", 80}}
 #define MFX_GPU_KNOB_DOUBLE_BUFFER                                                          \
   {"double_buffer", "sm_80+, with shared=1: two shared tiles per staged tensor, the next "  \
    "step's copied by cp.async while this one computes, one barrier per step", 0, 2, {0, 1}}
@@ -99,8 +103,8 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
   {"contiguous", "thread tiles: 0 strided by the threads, 1 a thread's rows and columns "   \
    "side by side (its shared loads merge into ld.shared.v4)", 0, 2, {0, 1}},               \
   {"mma", "tensor cores (sm_80+): 1 mma.sync m16n8k8 TF32 (inputs rounded to 10 mantissa "  \
-   "bits), a warp per 32x32 tile, X and W read unpacked; split_k, thread_m/n, contiguous, " \
-   "pack, unroll and double_buffer do not apply", 0, 2, {0, 1}},                           \
+   "bits), a warp per 32x32 tile, X and W read unpacked, split_k as without; thread_m/n, " \
+   "contiguous, pack, unroll and double_buffer do not apply", 0, 2, {0, 1}},               \
   MFX_GPU_KNOB_DOUBLE_BUFFER,
 #define MFX_SHIFT_GPU_EXTRA                                                                 \
   MFX_GPU_KNOB_SPLIT_K,                                                                     \

@@ -131,14 +131,29 @@ mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
  * 2 x 128 FLOPs each stands for. */
 #define LINEAR_GPU_MIN_CHUNK 128
 
-/* GPU tensor cores (knob mma 1): Y straight from X and W, no packing. */
+/* Split-K pieces for the GPU config's block tile (the split_k knob, or auto). */
+static int64_t linear_gpu_pieces(const int64_t *dims, const mfx_config *cfg) {
+  int64_t bm = mfx_config_get(cfg, "block_m"), bn = mfx_config_get(cfg, "block_n");
+  int64_t tiles = bm < 1 || bn < 1 ? 1
+                                   : ((dims[LINEAR_M] + bm - 1) / bm) *
+                                         ((dims[LINEAR_N] + bn - 1) / bn);
+  return mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[LINEAR_K],
+                              mfx_config_get(cfg, "block_k"), LINEAR_GPU_MIN_CHUNK);
+}
+
+/* GPU tensor cores (knob mma 1): Y straight from X and W, no packing; with
+ * split_k the MMAs write the pieces' partial sums, summed as without mma. */
 static mfx_status linear_build_mma(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
                                    mfx_schedule **out) {
   mfx_linear_parts t;
   MFX_TRY(mfx_linear_te(a, dims, 0, 1, &t));
+  int64_t bk = mfx_config_get(cfg, "block_k");
+  mfx_gpu_split g;
+  MFX_TRY(mfx_gpu_split_reduction(a, t.Y, 0, linear_gpu_pieces(dims, cfg), bk, &g));
   MFX_TRY(mfx_sched_create(a, 2, (mfx_tensor *[]){t.X, t.W}, 1, &t.Y, out));
-  return mfx_gpu_apply_mma(*out, t.Y, t.X, t.W, "linear", mfx_config_get(cfg, "block_m"),
-                           mfx_config_get(cfg, "block_n"), mfx_config_get(cfg, "block_k"));
+  mfx_gpu_mma_tiles tiles = {"linear", mfx_config_get(cfg, "block_m"),
+                             mfx_config_get(cfg, "block_n"), bk, mfx_config_get(cfg, "threads")};
+  return mfx_gpu_apply_mma(*out, t.Y, t.X, t.W, &g, &tiles);
 }
 
 static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
@@ -148,14 +163,22 @@ static mfx_status linear_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_
   mfx_linear_parts t;
   if (mfx_config_get(cfg, "mma") == 1) return linear_build_mma(a, dims, cfg, out);
   MFX_TRY(mfx_linear_te(a, dims, k.pack, 1, &t));
-  int64_t bm = mfx_config_get(cfg, "block_m"), bn = mfx_config_get(cfg, "block_n");
-  int64_t tiles = ((dims[LINEAR_M] + bm - 1) / bm) * ((dims[LINEAR_N] + bn - 1) / bn);
-  int64_t pieces = mfx_gpu_split_pieces(mfx_config_get(cfg, "split_k"), tiles, dims[LINEAR_K],
-                                        mfx_config_get(cfg, "block_k"), LINEAR_GPU_MIN_CHUNK);
   mfx_gpu_split g;
-  MFX_TRY(mfx_gpu_split_reduction(a, t.Y, 0, pieces, mfx_config_get(cfg, "block_k"), &g));
+  MFX_TRY(mfx_gpu_split_reduction(a, t.Y, 0, linear_gpu_pieces(dims, cfg),
+                                  mfx_config_get(cfg, "block_k"), &g));
   MFX_TRY(mfx_sched_create(a, 2, (mfx_tensor *[]){t.X, t.W}, 1, &t.Y, out));
   return linear_schedule_gpu_split(*out, &t, &g, cfg);
+}
+
+/* The tolerance a config's results need: the tensor-core form (mma=1) rounds
+ * X and W to TF32 (10 mantissa bits), each input within 2^-11 relative;
+ * over K terms of random signs the errors add up like the sum itself, so
+ * the worst element stays near 2^-11 of max|ref| (tests/test_gpu_mma.c
+ * checks the elementwise bound): 4e-3 relative to max|ref| leaves 8x of
+ * margin. The f32 forms need nothing beyond a check's own. */
+#define LINEAR_TF32_TOL 4e-3
+static double linear_float_tolerance(const mfx_config *cfg) {
+  return mfx_config_get(cfg, "mma") == 1 ? LINEAR_TF32_TOL : 0.0;
 }
 
 const mfx_op mfx_op_def_linear = {
@@ -167,4 +190,5 @@ const mfx_op mfx_op_def_linear = {
                          4, MFX_LINEAR_GPU_EXTRA),
   .build = linear_build,
   .build_gpu = linear_build_gpu,
+  .float_tolerance = linear_float_tolerance,
 };

@@ -179,12 +179,19 @@ mfx_status mfx_gpu_apply_split(mfx_schedule *s, mfx_tensor *R, const mfx_gpu_spl
 
 /* Tensor cores (gpu_mma.c): R[m, n] = sum_k A[m, k] B[n, k] (f32 2-D, A and
  * B read directly, no packing) by mma.sync m16n8k8 TF32, blocks of bm x bn,
- * k steps of bk, a warp per 32 x min(bn, 32) tile. Refuses, naming `what`,
- * tiles that are not whole fragments, more than 1024 threads and staging
- * over 48 KiB. Needs sm_80 (checked by code generation). */
+ * k steps of bk, a warp per 32 x min(bn, 32) tile. With a split (g->part
+ * not NULL, from mfx_gpu_split_reduction with step bk) the MMAs write the
+ * partial sums, a piece per blockIdx.z, and R is their sum, `threads` a
+ * block. Refuses, naming `what`, tiles that are not whole fragments, more
+ * than 1024 threads and staging over 48 KiB. Needs sm_80 (checked by code
+ * generation). */
+typedef struct {
+  const char *what;
+  int64_t bm, bn, bk, threads;
+} mfx_gpu_mma_tiles;
 mfx_status mfx_gpu_apply_mma(mfx_schedule *s, mfx_tensor *R, const mfx_tensor *A,
-                             const mfx_tensor *B, const char *what, int64_t bm, int64_t bn,
-                             int64_t bk);
+                             const mfx_tensor *B, const mfx_gpu_split *g,
+                             const mfx_gpu_mma_tiles *t);
 
 /* An elementwise stage (or one reducing per output element, in a register):
  * its spatial axes fused, one element per thread, `threads` per block

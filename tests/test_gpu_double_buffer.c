@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_linear_harness.h"
 #include "mfx/compiler.h"
 #include "mfx/ops.h"
 #include "ptxas_check.h"
@@ -37,35 +38,20 @@ static const char *const configs[] = {
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof *configs))
 
-static const mfx_op *linear_op(void) {
-  const mfx_op *op = mfx_op_find("linear");
-  ck_assert_ptr_nonnull(op);
-  return op;
-}
-
-static void gpu_config(int db, const char *extra, mfx_config *cfg) {
-  char json[512];
-  snprintf(json, sizeof json, "{\"double_buffer\":%d%s}", db, extra);
-  ck_assert_msg(mfx_config_parse_json_for(linear_op(), "cuda:sm_80", json, cfg) == MFX_OK,
-                "config %s: %s", json, mfx_last_error());
+/* {"double_buffer":db<extra>}: linear's GPU config of one of the configs above. */
+static const char *db_json(int db, const char *extra, char *json, size_t size) {
+  snprintf(json, size, "{\"double_buffer\":%d%s}", db, extra);
+  return json;
 }
 
 static void run_emulated(const int64_t *dims, int db, const char *extra, mfx_array *in,
                          mfx_array *out) {
-  mfx_config cfg;
-  gpu_config(db, extra, &cfg);
-  mfx_op_kernel k;
-  ck_assert_msg(mfx_op_compile_for(linear_op(), "emulate", dims, &cfg, &k) == MFX_OK,
-                "double_buffer=%d%s: %s", db, extra, mfx_last_error());
-  memset(out[0].data, 0x7f, (size_t)mfx_array_numel(&out[0]) * sizeof(float));
-  mfx_kernel_env env;
-  mfx_kernel_env_init(&env, NULL);
-  ck_assert_int_eq(mfx_op_kernel_run(&k, &env, in, out), MFX_OK);
-  mfx_op_kernel_free(&k);
+  char json[512];
+  glh_run_emulated(dims, db_json(db, extra, json, sizeof json), in, out);
 }
 
 START_TEST(double_buffer_matches_reference_and_single_buffer) {
-  const mfx_op *op = linear_op();
+  const mfx_op *op = glh_linear_op();
   const int64_t *dims = shapes[_i];
   for (int c = 0; c < N_CONFIGS; c++) {
     if (getenv("MFX_TEST_QUICK") != NULL && c > 1) break;
@@ -142,17 +128,8 @@ END_TEST
 /* ---- PTX ----------------------------------------------------------------------------- */
 
 static char *linear_ptx(const int64_t *dims, int db, const char *extra, const char *sm) {
-  mfx_config cfg;
-  gpu_config(db, extra, &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_msg(mfx_op_gpu_program(linear_op(), a, dims, &cfg, &p) == MFX_OK, "%s",
-                mfx_last_error());
-  char *ptx = NULL;
-  size_t size = 0;
-  ck_assert_msg(mfx_codegen_ptx(p, sm, &ptx, &size) == MFX_OK, "%s", mfx_last_error());
-  mfx_arena_destroy(a);
-  return ptx;
+  char json[512];
+  return glh_ptx(dims, db_json(db, extra, json, sizeof json), sm);
 }
 
 START_TEST(double_buffer_ptx_has_cp_async_and_assembles) {
@@ -222,50 +199,24 @@ END_TEST
 /* ---- errors ---------------------------------------------------------------------------- */
 
 START_TEST(double_buffer_below_sm80_is_refused) {
-  mfx_config cfg;
-  gpu_config(1, "", &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p), MFX_OK);
-  const char *archs[] = {"sm_75", "sm_70", "sm_60"};
-  for (int i = 0; i < 3; i++) {
-    char *ptx = NULL;
-    size_t size = 0;
-    ck_assert_int_eq(mfx_codegen_ptx(p, archs[i], &ptx, &size), MFX_ERR_CODEGEN);
-    ck_assert_ptr_null(ptx);
-    ck_assert_msg(strstr(mfx_last_error(), "cp.async") &&
-                      strstr(mfx_last_error(), "needs sm_80 or newer") &&
-                      strstr(mfx_last_error(), archs[i] + 3),
-                  "%s: %s", archs[i], mfx_last_error());
-  }
-  char *ptx = NULL;
-  size_t size = 0;
-  ck_assert_int_eq(mfx_codegen_ptx(p, "sm_86", &ptx, &size), MFX_OK);
-  free(ptx);
-  mfx_arena_destroy(a);
+  glh_expect_arch_refused("{\"double_buffer\":1}", "cp.async", "needs sm_80 or newer");
 }
 END_TEST
 
 static void expect_refused(const char *extra, const char *says) {
-  mfx_config cfg;
-  gpu_config(1, extra, &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p),
-                   MFX_ERR_SCHEDULE);
-  ck_assert_msg(strstr(mfx_last_error(), says), "%s: %s", extra, mfx_last_error());
-  mfx_arena_destroy(a);
+  char json[512];
+  glh_expect_refused(db_json(1, extra, json, sizeof json), says);
 }
 
 START_TEST(double_buffer_bad_configs_are_refused) {
   expect_refused(",\"shared\":0", "needs shared=1");
   /* 128 x 64 tiles: 2 x (128 + 64) x 64 x 4 bytes = 96 KiB doubled (48 KiB single) */
   expect_refused(",\"block_m\":128,\"block_n\":64,\"block_k\":64", "double_buffer=1");
-  mfx_config cfg;
-  gpu_config(0, ",\"block_m\":64,\"block_n\":32,\"block_k\":64", &cfg);
+  /* and single-buffered 64x32 tiles by 64 (24 KiB) build */
+  char json[512];
   mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p), MFX_OK);
+  glh_program(a, (int64_t[]){37, 45, 29},
+              db_json(0, ",\"block_m\":64,\"block_n\":32,\"block_k\":64", json, sizeof json));
   mfx_arena_destroy(a);
 }
 END_TEST

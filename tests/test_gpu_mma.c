@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_linear_harness.h"
 #include "mfx/compiler.h"
 #include "mfx/ops.h"
 #include "ptxas_check.h"
@@ -43,32 +44,6 @@ static const char *const configs[] = {
     "{\"mma\":1,\"block_m\":128,\"block_n\":32,\"block_k\":64}",
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof *configs))
-
-static const mfx_op *linear_op(void) {
-  const mfx_op *op = mfx_op_find("linear");
-  ck_assert_ptr_nonnull(op);
-  return op;
-}
-
-static void gpu_config(const char *json, mfx_config *cfg) {
-  ck_assert_msg(mfx_config_parse_json_for(linear_op(), "cuda:sm_80", json, cfg) == MFX_OK,
-                "config %s: %s", json, mfx_last_error());
-}
-
-/* Y = X W^T by the emulated tensor-core kernel. */
-static void run_mma(const int64_t *dims, const char *json, mfx_array *in, mfx_array *out) {
-  const mfx_op *op = linear_op();
-  mfx_config cfg;
-  gpu_config(json, &cfg);
-  mfx_op_kernel k;
-  ck_assert_msg(mfx_op_compile_for(op, "emulate", dims, &cfg, &k) == MFX_OK, "%s: %s", json,
-                mfx_last_error());
-  memset(out[0].data, 0x7f, (size_t)mfx_array_numel(&out[0]) * sizeof(float));
-  mfx_kernel_env env;
-  mfx_kernel_env_init(&env, NULL);
-  ck_assert_int_eq(mfx_op_kernel_run(&k, &env, in, out), MFX_OK);
-  mfx_op_kernel_free(&k);
-}
 
 /* Every element within the TF32 bound of the exact product; returns the
  * largest error relative to its bound. */
@@ -94,7 +69,7 @@ static double check_bound(const int64_t *dims, const mfx_array *in, const mfx_ar
 }
 
 START_TEST(mma_matches_reference_within_tf32_bound) {
-  const mfx_op *op = linear_op();
+  const mfx_op *op = glh_linear_op();
   const int64_t *dims = shapes[_i].dims;
   /* The sanitizer tree (MFX_TEST_QUICK) looks for memory errors on the
    * first four shapes (three divide no tile); the release tree runs all. */
@@ -106,7 +81,7 @@ START_TEST(mma_matches_reference_within_tf32_bound) {
     ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
     ck_assert_int_eq(mfx_op_alloc_outputs(op, dims, out), MFX_OK);
     mfx_op_random_inputs(op, dims, (uint64_t)(_i * 11 + c + 1), in);
-    run_mma(dims, configs[c], in, out);
+    glh_run_emulated(dims, configs[c], in, out);
     char what[256];
     snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[0],
              (long long)dims[1], (long long)dims[2], configs[c]);
@@ -123,7 +98,7 @@ END_TEST
 
 /* X[m, k] = x, W = 1: Y = K * tf32(x) exactly (every partial sum exact). */
 static void expect_rounded(float x, float want) {
-  const mfx_op *op = linear_op();
+  const mfx_op *op = glh_linear_op();
   int64_t dims[3] = {37, 19, 29};
   mfx_array in[2], out[1];
   ck_assert_int_eq(mfx_op_alloc_inputs(op, dims, in), MFX_OK);
@@ -131,7 +106,7 @@ static void expect_rounded(float x, float want) {
   float *X = in[0].data, *W = in[1].data;
   for (int64_t i = 0; i < mfx_array_numel(&in[0]); i++) X[i] = x;
   for (int64_t i = 0; i < mfx_array_numel(&in[1]); i++) W[i] = 1.0f;
-  run_mma(dims, "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}", in, out);
+  glh_run_emulated(dims, "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}", in, out);
   const float *Y = out[0].data;
   for (int64_t i = 0; i < mfx_array_numel(&out[0]); i++)
     ck_assert_msg(Y[i] == 29.0f * want, "x = %.10g: Y[%lld] = %.10g, expected 29 x %.10g",
@@ -151,40 +126,138 @@ START_TEST(mma_rounds_inputs_to_tf32_ties_away) {
 }
 END_TEST
 
+/* ---- split-K --------------------------------------------------------------------------- */
+
+/* The MMAs write partial sums RP[ks, m, n] over K ranges of whole block_k
+ * steps (the last one past K where the split does not divide it), the
+ * split's second kernel sums them. */
+typedef struct {
+  int64_t dims[3];
+  const char *json;
+  int64_t pieces; /* expected blockIdx.z extent of the MMA kernel */
+} split_case;
+
+static const split_case split_cases[] = {
+    /* K = 29: pieces of 16, the second past K */
+    {{37, 45, 29}, "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8,\"split_k\":2}", 2},
+    /* K = 65 in 4 asked: pieces of 24 (17 rounded up to whole steps), so 3, 72 > 65 */
+    {{33, 17, 65}, "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8,\"split_k\":4}", 3},
+    /* 64 asked, one 16-step a piece: 3 pieces of K = 40 */
+    {{130, 70, 40}, "{\"mma\":1,\"block_m\":64,\"block_n\":32,\"block_k\":16,\"split_k\":64}", 3},
+    /* auto: one 128x64 block, pieces of >= 128 terms */
+    {{98, 16, 1024}, "{\"mma\":1}", 8},
+};
+#define N_SPLIT_CASES ((int)(sizeof split_cases / sizeof *split_cases))
+
+static int64_t kernel_blocks(const mfx_gpu_kernel *k) {
+  return k->grid[0] * k->grid[1] * k->grid[2];
+}
+
+START_TEST(mma_split_k_matches_reference_within_tf32_bound) {
+  const split_case *c = &split_cases[_i];
+  const mfx_op *op = glh_linear_op();
+  /* the sanitizer tree (MFX_TEST_QUICK): the three shapes that divide no tile */
+  if (getenv("MFX_TEST_QUICK") != NULL && _i >= 3) return;
+  char what[256];
+  snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)c->dims[0],
+           (long long)c->dims[1], (long long)c->dims[2], c->json);
+  mfx_arena *a = mfx_arena_create();
+  mfx_gpu_program *p = glh_program(a, c->dims, c->json);
+  ck_assert_msg(p->n_kernels == 2, "%s: %d kernels, expected the MMAs and the sum of pieces",
+                what, p->n_kernels);
+  ck_assert_msg(p->kernels[0].grid[2] == c->pieces, "%s: %lld pieces (blockIdx.z), expected %lld",
+                what, (long long)p->kernels[0].grid[2], (long long)c->pieces);
+  mfx_arena_destroy(a);
+  mfx_array in[2], out[1];
+  ck_assert_int_eq(mfx_op_alloc_inputs(op, c->dims, in), MFX_OK);
+  ck_assert_int_eq(mfx_op_alloc_outputs(op, c->dims, out), MFX_OK);
+  mfx_op_random_inputs(op, c->dims, (uint64_t)(_i * 7 + 3), in);
+  glh_run_emulated(c->dims, c->json, in, out);
+  double w = check_bound(c->dims, in, out, what);
+  fprintf(stderr, "mma split %s: largest error %.2f of the TF32 bound\n", what, w);
+  mfx_array_free(&in[0]);
+  mfx_array_free(&in[1]);
+  mfx_array_free(&out[0]);
+}
+END_TEST
+
+/* 784x128x1024 (ShiftAddViT's second MLP layer): 14 blocks of 128x64 without
+ * a split; the default (split_k auto) fills the 132 SMs of an H100 with >= 100
+ * blocks, and some split_k choice reaches two waves (>= 264). */
+START_TEST(mma_split_k_fills_the_device) {
+  static const struct {
+    const char *json;
+    int64_t blocks;
+  } cases[] = {
+      {"{\"mma\":1,\"split_k\":1}", 14},
+      {"{\"mma\":1}", 112}, /* auto: 8 pieces of 128 */
+      {"{\"mma\":1,\"split_k\":32}", 448},
+      {"{\"mma\":1,\"block_m\":32,\"block_n\":32,\"block_k\":32,\"split_k\":4}", 400},
+  };
+  const int64_t dims[3] = {784, 128, 1024};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    mfx_arena *a = mfx_arena_create();
+    mfx_gpu_program *p = glh_program(a, dims, cases[i].json);
+    int64_t blocks = kernel_blocks(&p->kernels[0]);
+    fprintf(stderr, "mma 784x128x1024 %s: %lld blocks, %d kernels\n", cases[i].json,
+            (long long)blocks, p->n_kernels);
+    ck_assert_msg(blocks == cases[i].blocks, "%s: %lld blocks, expected %lld", cases[i].json,
+                  (long long)blocks, (long long)cases[i].blocks);
+    ck_assert_int_eq(p->n_kernels, i == 0 ? 1 : 2);
+    if (i == 1) ck_assert_msg(blocks >= 100, "the default launches %lld blocks", (long long)blocks);
+    mfx_arena_destroy(a);
+  }
+}
+END_TEST
+
+/* The template says what its results need (the tuner checks mma=1 within
+ * it, test_gputune's test_emulate_tunes_checked): TF32 4e-3 of max|ref|, the
+ * f32 forms (GPU and CPU configs) nothing beyond a check's own. */
+START_TEST(mma_declares_its_tolerance) {
+  const mfx_op *op = glh_linear_op();
+  ck_assert_ptr_nonnull(op->float_tolerance);
+  mfx_config cfg;
+  glh_config("{\"mma\":1}", &cfg);
+  ck_assert(op->float_tolerance(&cfg) == 4e-3);
+  glh_config("{\"mma\":0}", &cfg);
+  ck_assert(op->float_tolerance(&cfg) == 0.0);
+  mfx_config_default(op, &cfg);
+  ck_assert(op->float_tolerance(&cfg) == 0.0);
+}
+END_TEST
+
 /* ---- PTX ----------------------------------------------------------------------------- */
 
-static char *mma_ptx(const int64_t *dims, const char *json, const char *sm) {
-  mfx_config cfg;
-  gpu_config(json, &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_msg(mfx_op_gpu_program(linear_op(), a, dims, &cfg, &p) == MFX_OK, "%s",
-                mfx_last_error());
-  char *ptx = NULL;
-  size_t size = 0;
-  ck_assert_msg(mfx_codegen_ptx(p, sm, &ptx, &size) == MFX_OK, "%s", mfx_last_error());
-  mfx_arena_destroy(a);
-  return ptx;
+/* mma.sync and TF32 rounding in the PTX, a barrier pair per k step, and
+ * ptxas for sm_80 and sm_90 without spills in any kernel. */
+static void check_mma_ptx(const int64_t *dims, const char *json) {
+  char *ptx = glh_ptx(dims, json, "sm_80");
+  char what[256];
+  snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[0], (long long)dims[1],
+           (long long)dims[2], json);
+  ck_assert_msg(ptx_count(ptx, "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") > 0,
+                "%s: no mma.sync in the PTX", what);
+  ck_assert_msg(ptx_count(ptx, "cvt.rna.tf32.f32") > 0, "%s: inputs not rounded to TF32", what);
+  int bars = ptx_count(ptx, "bar.sync"); /* LLVM may peel the last k step: 2 more */
+  ck_assert_msg(bars >= 2 && bars % 2 == 0, "%s: %d bar.sync, expected a pair per k step "
+                "(after the fill, after the MMAs)", what, bars);
+  assemble_no_spills(ptx, "sm_80", what);
+  assemble_no_spills(ptx, "sm_90", what);
+  free(ptx);
 }
 
 START_TEST(mma_ptx_assembles_without_spills) {
-  const int64_t dims[][3] = {{37, 45, 29}, {784, 128, 1024}};
-  for (int d = 0; d < 2; d++)
-    for (int c = 0; c < (d == 0 ? N_CONFIGS : 1); c++) {
-      char *ptx = mma_ptx(dims[d], configs[c], "sm_80");
-      char what[256];
-      snprintf(what, sizeof what, "linear %lldx%lldx%lld %s", (long long)dims[d][0],
-               (long long)dims[d][1], (long long)dims[d][2], configs[c]);
-      ck_assert_msg(ptx_count(ptx, "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") > 0,
-                    "%s: no mma.sync in the PTX", what);
-      ck_assert_msg(ptx_count(ptx, "cvt.rna.tf32.f32") > 0, "%s: inputs not rounded to TF32", what);
-      int bars = ptx_count(ptx, "bar.sync"); /* LLVM may peel the last k step: 2 more */
-      ck_assert_msg(bars >= 2 && bars % 2 == 0, "%s: %d bar.sync, expected a pair per k step "
-                    "(after the fill, after the MMAs)", what, bars);
-      assemble_no_spills(ptx, "sm_80", what);
-      assemble_no_spills(ptx, "sm_90", what);
-      free(ptx);
-    }
+  for (int c = 0; c < N_CONFIGS; c++) check_mma_ptx((int64_t[]){37, 45, 29}, configs[c]);
+  check_mma_ptx((int64_t[]){784, 128, 1024}, "{\"mma\":1,\"split_k\":1}");
+}
+END_TEST
+
+/* The split kernels: the MMAs writing partial sums (and the sum of pieces). */
+START_TEST(mma_split_k_ptx_assembles_without_spills) {
+  for (int c = 0; c < 2; c++) check_mma_ptx(split_cases[c].dims, split_cases[c].json);
+  check_mma_ptx((int64_t[]){784, 128, 1024}, "{\"mma\":1}");
+  check_mma_ptx((int64_t[]){784, 128, 1024},
+                "{\"mma\":1,\"block_m\":32,\"block_n\":32,\"block_k\":32,\"split_k\":4}");
 }
 END_TEST
 
@@ -192,7 +265,7 @@ END_TEST
  * step is 2 x 8 MMAs a warp, fragments loaded once per 8-wide slice, two
  * values a load. */
 START_TEST(mma_ptx_inner_step) {
-  char *ptx = mma_ptx((int64_t[]){3136, 512, 64}, "{\"mma\":1}", "sm_90");
+  char *ptx = glh_ptx((int64_t[]){3136, 512, 64}, "{\"mma\":1}", "sm_90");
   int mma = ptx_count(ptx, "mma.sync.aligned"), cvt = ptx_count(ptx, "cvt.rna.tf32.f32");
   int lds = ptx_count(ptx, "ld.shared.f32"), lds2 = ptx_count(ptx, "ld.shared.v2.f32");
   assemble(ptx, "sm_90", "linear 3136x512x64 mma default");
@@ -207,54 +280,22 @@ END_TEST
 /* ---- errors ---------------------------------------------------------------------------- */
 
 START_TEST(mma_below_sm80_is_refused) {
-  mfx_config cfg;
-  gpu_config("{\"mma\":1}", &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p), MFX_OK);
-  const char *archs[] = {"sm_75", "sm_70", "sm_60"};
-  for (int i = 0; i < 3; i++) {
-    char *ptx = NULL;
-    size_t size = 0;
-    ck_assert_int_eq(mfx_codegen_ptx(p, archs[i], &ptx, &size), MFX_ERR_CODEGEN);
-    ck_assert_ptr_null(ptx);
-    ck_assert_msg(strstr(mfx_last_error(), "need sm_80 or newer") &&
-                      strstr(mfx_last_error(), archs[i]),
-                  "%s: %s", archs[i], mfx_last_error());
-  }
-  char *ptx = NULL;
-  size_t size = 0;
-  ck_assert_int_eq(mfx_codegen_ptx(p, "sm_86", &ptx, &size), MFX_OK);
-  free(ptx);
-  mfx_arena_destroy(a);
+  glh_expect_arch_refused("{\"mma\":1}", "need sm_80 or newer", NULL);
 }
 END_TEST
 
-static void expect_refused(const char *json, const char *says) {
-  mfx_config cfg;
-  gpu_config(json, &cfg);
-  mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p),
-                   MFX_ERR_SCHEDULE);
-  ck_assert_msg(strstr(mfx_last_error(), says), "%s: %s", json, mfx_last_error());
-  mfx_arena_destroy(a);
-}
-
 START_TEST(mma_bad_tiles_are_refused) {
-  expect_refused("{\"mma\":1,\"block_m\":16}", "block_m a multiple of 32");
-  expect_refused("{\"mma\":1,\"block_k\":4}", "block_k of 8");
-  expect_refused("{\"mma\":1,\"block_m\":128,\"block_n\":128,\"block_k\":64}", "48 KiB");
+  glh_expect_refused("{\"mma\":1,\"block_m\":16}", "block_m a multiple of 32");
+  glh_expect_refused("{\"mma\":1,\"block_k\":4}", "block_k of 8");
+  glh_expect_refused("{\"mma\":1,\"block_m\":128,\"block_n\":128,\"block_k\":64}", "48 KiB");
 }
 END_TEST
 
 /* An MMA under a condition: lanes that skip it would hang the warp. */
 START_TEST(mma_under_a_condition_is_refused) {
-  mfx_config cfg;
-  gpu_config("{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}", &cfg);
   mfx_arena *a = mfx_arena_create();
-  mfx_gpu_program *p = NULL;
-  ck_assert_int_eq(mfx_op_gpu_program(linear_op(), a, (int64_t[]){37, 45, 29}, &cfg, &p), MFX_OK);
+  mfx_gpu_program *p = glh_program(a, (int64_t[]){37, 45, 29},
+                                   "{\"mma\":1,\"block_m\":32,\"block_n\":16,\"block_k\":8}");
   mfx_buffer *buf[MFX_MMA_OPERANDS];
   mfx_expr *off[MFX_MMA_OPERANDS];
   for (int i = 0; i < MFX_MMA_OPERANDS; i++) {
@@ -289,7 +330,11 @@ static Suite *suite(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_loop_test(tc, mma_matches_reference_within_tf32_bound, 0, N_SHAPES);
   tcase_add_test(tc, mma_rounds_inputs_to_tf32_ties_away);
+  tcase_add_loop_test(tc, mma_split_k_matches_reference_within_tf32_bound, 0, N_SPLIT_CASES);
+  tcase_add_test(tc, mma_split_k_fills_the_device);
+  tcase_add_test(tc, mma_declares_its_tolerance);
   tcase_add_test(tc, mma_ptx_assembles_without_spills);
+  tcase_add_test(tc, mma_split_k_ptx_assembles_without_spills);
   tcase_add_test(tc, mma_ptx_inner_step);
   tcase_add_test(tc, mma_below_sm80_is_refused);
   tcase_add_test(tc, mma_bad_tiles_are_refused);

@@ -275,6 +275,65 @@ START_TEST(test_fake_lookup_by_device) {
 }
 END_TEST
 
+/* linear tuned on a fake device of compute capability cc: the trials
+ * recorded, and the summary. */
+static void tune_linear_on(const char *cc, const char *db_name, trial_list *list,
+                           mfx_tune_summary *sum) {
+  use_fake();
+  setenv("FAKE_CUDA_CC", cc, 1);
+  char db_path[300];
+  in_work(db_name, db_path, sizeof db_path);
+  const mfx_op *op = mfx_op_find("linear");
+  int64_t dims[3] = {13, 17, 19};
+  mfx_tune_key key;
+  mfx_tune_db *db = NULL;
+  mfx_tune_options o;
+  ck_assert_msg(mfx_tune_key_init(&key, op, dims, "cuda") == MFX_OK, "%s", mfx_last_error());
+  mfx_tune_options_default(&o);
+  o.strategy = MFX_SEARCH_RANDOM;
+  o.seed = 5;
+  o.trials = 10;
+  o.runner.target = "cuda";
+  o.runner.jobs = 2;
+  o.runner.timeout_s = 60.0;
+  o.runner.measure.min_seconds = 1e-4;
+  ck_assert_int_eq(mfx_tune_db_open(db_path, &db), MFX_OK);
+  ck_assert_msg(mfx_tune(db, &key, &o, sum) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_tune_db_trials(db, &key, collect, list), MFX_OK);
+  mfx_tune_db_close(db);
+  unsetenv("FAKE_CUDA_CC");
+}
+
+static int trials_with(const trial_list *l, const char *knob) {
+  int n = 0;
+  for (int i = 0; i < l->n; i++) n += mfx_config_get(&l->trials[i].cfg, knob) == 1;
+  return n;
+}
+
+/* The space knows the arch: on an sm_75 device tensor cores (mma=1) and
+ * cp.async (double_buffer=1) are invalid configs, neither built nor
+ * recorded, so no trial fails; an sm_90 device has them. (The fake runs no
+ * linear kernel: its trials are wrong, not failed.) */
+START_TEST(test_fake_space_knows_the_arch) {
+  trial_list old = {0}, new = {0};
+  mfx_tune_summary sum_old, sum_new;
+  tune_linear_on("75", "sm75.db", &old, &sum_old);
+  ck_assert_int_eq(old.n, 10);
+  ck_assert_int_eq(sum_old.errors, 0);
+  for (int i = 0; i < old.n; i++)
+    ck_assert_msg(old.trials[i].status != MFX_TRIAL_ERROR, "sm_75 trial failed: %s",
+                  old.trials[i].error);
+  ck_assert_int_eq(trials_with(&old, "mma"), 0);
+  ck_assert_int_eq(trials_with(&old, "double_buffer"), 0);
+  ck_assert_int_gt(sum_old.invalid, 0);
+  tune_linear_on("90", "sm90.db", &new, &sum_new);
+  ck_assert_int_eq(new.n, 10);
+  ck_assert_int_eq(sum_new.errors, 0);
+  ck_assert_int_gt(trials_with(&new, "mma"), 0);
+  ck_assert_int_gt(trials_with(&new, "double_buffer"), 0);
+}
+END_TEST
+
 START_TEST(test_gpu_target_errors) {
   use_fake();
   const mfx_op *op = mfx_op_find("q16_dequantize");
@@ -366,6 +425,7 @@ static Suite *gputune_suite(void) {
   tcase_add_test(fake, test_fake_fastest_valid);
   tcase_add_test(fake, test_fake_lookup_by_device);
   tcase_add_test(fake, test_gpu_target_errors);
+  tcase_add_test(fake, test_fake_space_knows_the_arch);
   suite_add_tcase(s, fake);
   TCase *emulate = tcase_create("emulate");
   tcase_set_timeout(emulate, 240);

@@ -70,6 +70,11 @@ struct mfx_op {
   int64_t int_tolerance; /* |got - want| allowed for integer outputs, on every target;
                           * 0: exact (1 for q16_gelu: its erf is a polynomial within
                           * 1.5 ulp of libm's, see ops/elementwise.c) */
+  /* The tolerance of float outputs (relative to the largest reference value)
+   * that a config's results need where it rounds more than f32 does (linear's
+   * tensor-core form, mma=1 with TF32 inputs: 4e-3); a check uses the larger
+   * of this and its own. NULL, or 0 for a config: the check's own. */
+  double (*float_tolerance)(const mfx_config *cfg);
 };
 
 int mfx_op_count(void);
