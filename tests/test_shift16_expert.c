@@ -284,6 +284,19 @@ START_TEST(layer_with_shift16_experts_matches_the_reference) {
 }
 END_TEST
 
+/* The GPU path (device buffers, the experts' two kernels each) through the
+ * compiler's emulation. */
+START_TEST(layer_on_the_gpu_emulation) {
+  mfx_moe_spec spec = layer_spec();
+  spec.target = "emulate";
+  mfx_moe *moe = NULL;
+  ck_assert_msg(mfx_moe_create(&spec, &moe) == MFX_OK, "%s", mfx_last_error());
+  ck_assert_int_eq(mfx_moe_init_random(moe, 6), MFX_OK);
+  check_forward(moe, 9, 3);
+  mfx_moe_destroy(moe);
+}
+END_TEST
+
 /* Ahead of time: the artifact carries the kinds (its manifest) and the
  * shift16 kernels (roles shift16.fc1, shift16.fc2); loaded, it runs them. */
 START_TEST(layer_artifact_round_trip) {
@@ -342,6 +355,7 @@ static Suite *shift16_suite(void) {
   TCase *layer = tcase_create("layer");
   tcase_add_test(layer, layer_with_shift16_experts_matches_the_reference);
   tcase_add_test(layer, layer_artifact_round_trip);
+  tcase_add_test(layer, layer_on_the_gpu_emulation);
   tcase_add_test(layer, kind_names);
   tcase_set_timeout(layer, 300);
   suite_add_tcase(s, layer);
