@@ -23,8 +23,8 @@ mfx_status mfx_expert_kind_from_name(const char *name, mfx_expert_kind *out) {
     *out = (mfx_expert_kind)i;
     return MFX_OK;
   }
-  return mfx_fail(MFX_ERR_INVALID, "unknown expert kind '%s'; expected mult, shift, shift16 or null",
-                  name);
+  return mfx_fail(MFX_ERR_INVALID,
+                  "unknown expert kind '%s'; expected mult, shift, shift16 or null", name);
 }
 
 mfx_status mfx_expert_kinds_parse(const char *text, mfx_expert_kind *kinds, int max,
@@ -79,8 +79,9 @@ static mfx_status moe_check_spec(const mfx_moe_spec *s) {
   if (st != MFX_OK) return st;
   for (int e = 0; e < s->experts; e++) {
     if ((unsigned)s->kinds[e] >= MFX_EXPERT_KIND_COUNT)
-      return mfx_fail(MFX_ERR_INVALID, "moe: expert %d has kind %d; expected mult, shift, shift16 or null",
-                      e, (int)s->kinds[e]);
+      return mfx_fail(MFX_ERR_INVALID,
+                      "moe: expert %d has kind %d; expected mult, shift, shift16 or null", e,
+                      (int)s->kinds[e]);
   }
   return MFX_OK;
 }

@@ -32,7 +32,6 @@
 enum { S16_M, S16_N, S16_K };
 #define SHIFT16_BLOCK 4
 
-
 typedef mfx_expr *(*s16_weight_fn)(mfx_arena *a, mfx_expr *s, mfx_expr *g);
 
 /* S & 15: every amount is defined (valid ones are 0..15 and unchanged). */
@@ -87,8 +86,8 @@ static mfx_status s16_weight_stage(mfx_arena *a, mfx_s16_parts *p, const char *n
 }
 
 /* Stage T read at (n, k) in its own layout. */
-static mfx_expr *s16_weight_load(mfx_arena *a, const mfx_s16_parts *p, mfx_tensor *T, mfx_expr *n,
-                                 mfx_expr *k) {
+static mfx_expr *s16_weight_load(mfx_arena *a, const mfx_s16_parts *p, mfx_tensor *T,
+                                 mfx_expr *n, mfx_expr *k) {
   if (p->panel <= 0) return mfx_tmpl_load2(a, T, k, n);
   mfx_expr *idx[3] = {mfx_binary(a, MFX_DIV, n, mfx_i64(a, p->panel)), k,
                       mfx_binary(a, MFX_MOD, n, mfx_i64(a, p->panel))};

@@ -239,7 +239,7 @@ class MoE(nn.Module):
 
     MoE(dim, hidden, experts=("mult", "shift"), k=1, latency=None,
         loss="latency", load="smooth", noisy=True, null_alpha=None)
-    experts: kinds, "mult", "shift" or "null" (a string "mult,shift" too).
+    experts: kinds, "mult", "shift", "shift16" or "null" (a string "mult,shift" too).
     latency: per-expert latencies or the dict of mfx.load_latency; alpha =
         latency / mean (None: all equal, a plain balance loss).
     loss: "latency" (ShiftAddViT) or "switch"; load: "smooth" (the noisy
