@@ -6,6 +6,7 @@
  * and sizes they refuse; and the layer with shift16 experts (compiled on
  * first use, and ahead of time into an artifact) against the layer's
  * reference. */
+#define _GNU_SOURCE /* memmem */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -321,6 +322,12 @@ START_TEST(layer_artifact_round_trip) {
   ck_assert_int_eq(mfx_moe_init_random(moe, 4), MFX_OK);
   check_forward(moe, 9, 1);
   mfx_moe_destroy(moe);
+  /* for a GPU: the shift16 kernels' PTX, under their roles in the manifest */
+  ck_assert_msg(mfx_moe_compile_layer(&spec, buckets, 1, "cuda:sm_90", &image, &size) == MFX_OK,
+                "%s", mfx_last_error());
+  ck_assert_ptr_nonnull(memmem(image, size, "\"shift16.fc1\"", 13));
+  ck_assert_ptr_nonnull(memmem(image, size, "shift_linear16_dequantize", 25));
+  free(image);
 }
 END_TEST
 
