@@ -34,9 +34,9 @@ mfx_status mfx_s16_schedule(mfx_schedule *s, const mfx_s16_parts *p, const mfx_c
 mfx_status mfx_s16_schedule_gpu(mfx_schedule *s, const mfx_s16_parts *p, const mfx_config *cfg,
                                 const char *what, int with_y);
 
-/* The knob tables, as designated initializers of an mfx_op; extra_n knobs
- * (the rest of the arguments) follow the CPU ones. */
-#define MFX_S16_KNOBS(extra_n, ...)                                                        \
+/* The knob tables, as designated initializers of an mfx_op: cols_outer's
+ * default, then extra_n knobs (the rest of the arguments) after the CPU ones. */
+#define MFX_S16_KNOBS(cols_outer_default, extra_n, ...)                                    \
   .n_knobs = 7 + (extra_n),                                                                \
   .knobs = {                                                                               \
     {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},             \
@@ -46,7 +46,8 @@ mfx_status mfx_s16_schedule_gpu(mfx_schedule *s, const mfx_s16_parts *p, const m
     {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},                                 \
     {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},                                    \
     MFX_KNOB_PARALLEL,                                                                     \
-    {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}}, \
+    {"cols_outer", "column tiles outside row tiles (weights stay in cache)",              \
+     cols_outer_default, 2, {0, 1}},                                                       \
     __VA_ARGS__                                                                            \
   }
 

@@ -260,7 +260,7 @@ const mfx_op mfx_op_def_shift_linear16 = {
   .about = "shift layer Y = sum_k G (X >> S) on 16-bit lanes: X i16 in -8192..8191 "
            "(e.g. Q3.10), exact i32 sums",
   MFX_OP_IO(shift_linear16),
-  MFX_S16_KNOBS(0, ),
+  MFX_S16_KNOBS(1, 0, ),
   .build = s16_build,
   MFX_S16_GPU_KNOBS,
   .build_gpu = s16_build_gpu,
