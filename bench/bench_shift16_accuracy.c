@@ -11,6 +11,11 @@
  *                  per-term truncation, exact sums
  * Reported: relative RMS error ||Y - Yf|| / ||Yf||, the largest error in the
  * output's own units, and the share of inputs clamped.
+ * Then the whole expert (layer 1, GELU, layer 2) against the f32 expert with
+ * the same weights (GELU in double, products in double), through the
+ * layer's two fused kernels of each kind:
+ *   shift    shift_linear_q16_gelu -> shift_linear_dequantize (Q16.16)
+ *   shift16  shift_linear16_gelu -> shift_linear16_dequantize (Q3.10, i16)
  *
  * usage: bench_shift16_accuracy [--rows M]   (default 1024) */
 #include <math.h>
@@ -137,6 +142,61 @@ static int acc_forms(const acc_case *c, const char *what) {
   return bad;
 }
 
+/* Runs op (the default config) on in, into out; 0 on success. */
+static int acc_run(const char *name, const int64_t *dims, mfx_array *in, mfx_array *out) {
+  const mfx_op *op = mfx_op_find(name);
+  mfx_op_kernel k;
+  mfx_kernel_env env;
+  mfx_kernel_env_init(&env, NULL);
+  if (op == NULL || mfx_op_compile(op, dims, NULL, &k) != MFX_OK ||
+      mfx_op_kernel_run(&k, &env, in, out) != MFX_OK) {
+    fprintf(stderr, "bench_shift16_accuracy: %s: %s\n", name, mfx_last_error());
+    return -1;
+  }
+  mfx_op_kernel_free(&k);
+  return 0;
+}
+
+/* One expert kind's chain (ops fc1 then fc2) on l1's X and both layers'
+ * weights; prints its error against the f32 expert (l2.yf). */
+static int acc_expert(const acc_case *l1, const acc_case *l2, const char *kind,
+                      const char *fc1, const char *fc2) {
+  int64_t d1[3] = {l1->M, l1->N, l1->K}, d2[3] = {l2->M, l2->N, l2->K};
+  const mfx_op *o1 = mfx_op_find(fc1), *o2 = mfx_op_find(fc2);
+  mfx_array in1[3], h[1], in2[3], y[1];
+  if (o1 == NULL || o2 == NULL || mfx_op_alloc_inputs(o1, d1, in1) != MFX_OK ||
+      mfx_op_alloc_outputs(o1, d1, h) != MFX_OK || mfx_op_alloc_inputs(o2, d2, in2) != MFX_OK ||
+      mfx_op_alloc_outputs(o2, d2, y) != MFX_OK)
+    return -1;
+  memcpy(in1[0].data, l1->x, sizeof(float) * (size_t)(l1->M * l1->K));
+  memcpy(in1[1].data, l1->s, (size_t)(l1->N * l1->K));
+  memcpy(in1[2].data, l1->g, (size_t)(l1->N * l1->K));
+  memcpy(in2[1].data, l2->s, (size_t)(l2->N * l2->K));
+  memcpy(in2[2].data, l2->g, (size_t)(l2->N * l2->K));
+  int bad = acc_run(fc1, d1, in1, h);
+  if (!bad) {
+    memcpy(in2[0].data, h[0].data, (size_t)mfx_array_numel(&h[0]) * mfx_dtype_size(h[0].dtype));
+    bad = acc_run(fc2, d2, in2, y);
+  }
+  double err2 = 0.0, ref2 = 0.0, worst = 0.0;
+  for (int64_t i = 0; !bad && i < l2->M * l2->N; i++) {
+    double e = ((const float *)y[0].data)[i] - l2->yf[i];
+    err2 += e * e;
+    ref2 += l2->yf[i] * l2->yf[i];
+    if (fabs(e) > worst) worst = fabs(e);
+  }
+  if (!bad)
+    printf("  %-8s expert (%s -> %s): rel. RMS error %.2e  max |error| %.4f\n", kind, fc1,
+           fc2, sqrt(err2 / ref2), worst);
+  for (int i = 0; i < 3; i++) {
+    mfx_array_free(&in1[i]);
+    mfx_array_free(&in2[i]);
+  }
+  mfx_array_free(&h[0]);
+  mfx_array_free(&y[0]);
+  return bad;
+}
+
 /* GELU with erf in double. */
 static float acc_gelu(double v) { return (float)(0.5 * v * (1.0 + erf(v / sqrt(2.0)))); }
 
@@ -160,6 +220,10 @@ int main(int argc, char **argv) {
     for (int64_t j = 0; j < M * H; j++) l2.x[j] = acc_gelu(l1.yf[j]);
     acc_product(&l2);
     bad |= acc_forms(&l2, "layer 2 (GELU of layer 1)");
+    printf("the expert, D=%lld H=%lld, against the f32 expert with the same weights:\n",
+           (long long)D, (long long)H);
+    bad |= acc_expert(&l1, &l2, "shift", "shift_linear_q16_gelu", "shift_linear_dequantize");
+    bad |= acc_expert(&l1, &l2, "shift16", "shift_linear16_gelu", "shift_linear16_dequantize");
     acc_close(&l1);
     acc_close(&l2);
   }

@@ -197,7 +197,7 @@ static mfx_status gpu_sync_weights(mfx_moe *moe) {
     if (moe->spec.kinds[e] == MFX_EXPERT_MULT) {
       MFX_TRY(gpu_upload(g, &w->w1, x->w1, hd * sizeof(float)));
       MFX_TRY(gpu_upload(g, &w->w2, x->w2, hd * sizeof(float)));
-    } else if (moe->spec.kinds[e] == MFX_EXPERT_SHIFT) {
+    } else if (moe_kind_shifts(moe->spec.kinds[e])) {
       MFX_TRY(gpu_upload(g, &w->s1, x->s1, hd));
       MFX_TRY(gpu_upload(g, &w->g1, x->g1, hd));
       MFX_TRY(gpu_upload(g, &w->s2, x->s2, hd));
@@ -287,9 +287,11 @@ static mfx_status gpu_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, int
     MFX_TRY(gpu_linear(moe, env, "linear_gelu", rows, H, D, a->x, w->w1.address, 0, a->hg));
     return gpu_linear(moe, env, "linear", rows, D, H, a->hg, w->w2.address, 0, a->y);
   }
-  MFX_TRY(gpu_linear(moe, env, "shift_linear_q16_gelu", rows, H, D, a->x, w->s1.address,
+  /* shift, shift16 (HQ i32 or i16: the hidden buffer holds either) */
+  mfx_expert_kind kind = moe->spec.kinds[e];
+  MFX_TRY(gpu_linear(moe, env, moe_expert_op(kind, 0), rows, H, D, a->x, w->s1.address,
                      w->g1.address, a->hq2));
-  return gpu_linear(moe, env, "shift_linear_dequantize", rows, D, H, a->hq2, w->s2.address,
+  return gpu_linear(moe, env, moe_expert_op(kind, 1), rows, D, H, a->hq2, w->s2.address,
                     w->g2.address, a->y);
 }
 

@@ -7,6 +7,8 @@
  *   mult:  X [M,D] -linear_gelu W1-> [M,H] -linear W2-> [M,D]
  *   shift: X [M,D] -shift_linear_q16_gelu S1,G1-> [M,H] Q16.16
  *          -shift_linear_dequantize S2,G2-> [M,D]
+ *   shift16: X [M,D] -shift_linear16_gelu S1,G1-> [M,H] Q3.10 (i16)
+ *          -shift_linear16_dequantize S2,G2-> [M,D]   (ops/fused16.c)
  * The Q16.16 entry (mfx_moe_shift_expert_q16) runs shift_linear, q16_gelu
  * (in place), shift_linear. */
 #include <stdio.h>
@@ -191,6 +193,33 @@ static mfx_status moe_run_shift(mfx_moe *moe, int e, const mfx_kernel_env *env,
                    MFX_F32, y);
 }
 
+/* The shift16 expert: the same weights on 16-bit lanes, Q3.10 between. */
+static mfx_status moe_run_shift16(mfx_moe *moe, int e, const mfx_kernel_env *env,
+                                  const float *xb, int64_t rows, float *y) {
+  int64_t D = moe->spec.dim, H = moe->spec.hidden;
+  const moe_expert *x = &moe->expert[e];
+  void *hq = NULL;
+  mfx_status st = moe_ws_get(moe, MOE_WS_HQ, (size_t)(rows * H) * sizeof(int16_t), &hq);
+  if (st == MFX_OK)
+    st = moe_shift(moe, env, "shift_linear16_gelu", rows, H, D, MFX_F32, xb, x->s1, x->g1,
+                   MFX_I16, hq);
+  if (st != MFX_OK) return st;
+  return moe_shift(moe, env, "shift_linear16_dequantize", rows, D, H, MFX_I16, hq, x->s2, x->g2,
+                   MFX_F32, y);
+}
+
+/* The two ops of each kind's chain: [kind][0] to H (GELU fused), [kind][1] back to D. */
+static const char *const moe_chain_ops[MFX_EXPERT_KIND_COUNT][2] = {
+    [MFX_EXPERT_MULT] = {"linear_gelu", "linear"},
+    [MFX_EXPERT_SHIFT] = {"shift_linear_q16_gelu", "shift_linear_dequantize"},
+    [MFX_EXPERT_SHIFT16] = {"shift_linear16_gelu", "shift_linear16_dequantize"},
+};
+
+const char *moe_expert_op(mfx_expert_kind kind, int second) {
+  if ((unsigned)kind >= MFX_EXPERT_KIND_COUNT) return NULL;
+  return moe_chain_ops[kind][second != 0];
+}
+
 mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
                           int64_t rows, float *y) {
   if (moe->gpu != NULL && moe->spec.kinds[e] != MFX_EXPERT_NULL)
@@ -198,6 +227,7 @@ mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const 
   switch (moe->spec.kinds[e]) {
   case MFX_EXPERT_MULT: return moe_run_mult(moe, e, env, xb, rows, y);
   case MFX_EXPERT_SHIFT: return moe_run_shift(moe, e, env, xb, rows, y);
+  case MFX_EXPERT_SHIFT16: return moe_run_shift16(moe, e, env, xb, rows, y);
   case MFX_EXPERT_NULL:
   case MFX_EXPERT_KIND_COUNT: break;
   }
@@ -211,9 +241,8 @@ int moe_expert_wants(const mfx_moe *moe, const int64_t *rows, moe_want *want) {
   for (int e = 0; e < moe->spec.experts; e++) {
     mfx_expert_kind kind = moe->spec.kinds[e];
     if (kind == MFX_EXPERT_NULL || rows[e] <= 0) continue;
-    int mult = kind == MFX_EXPERT_MULT;
-    n = moe_want_add(want, n, mult ? "linear_gelu" : "shift_linear_q16_gelu", rows[e], H, D);
-    n = moe_want_add(want, n, mult ? "linear" : "shift_linear_dequantize", rows[e], D, H);
+    n = moe_want_add(want, n, moe_expert_op(kind, 0), rows[e], H, D);
+    n = moe_want_add(want, n, moe_expert_op(kind, 1), rows[e], D, H);
   }
   return n;
 }

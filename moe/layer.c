@@ -8,7 +8,8 @@
 
 #include "moe_internal.h"
 
-static const char *const moe_kind_names[MFX_EXPERT_KIND_COUNT] = {"mult", "shift", "null"};
+static const char *const moe_kind_names[MFX_EXPERT_KIND_COUNT] = {"mult", "shift", "null",
+                                                                     "shift16"};
 
 const char *mfx_expert_kind_name(mfx_expert_kind kind) {
   return mfx_name_of(moe_kind_names, sizeof(char *), MFX_EXPERT_KIND_COUNT, (int)kind, "?");
@@ -22,8 +23,8 @@ mfx_status mfx_expert_kind_from_name(const char *name, mfx_expert_kind *out) {
     *out = (mfx_expert_kind)i;
     return MFX_OK;
   }
-  return mfx_fail(MFX_ERR_INVALID, "unknown expert kind '%s'; expected mult, shift or null",
-                  name);
+  return mfx_fail(MFX_ERR_INVALID,
+                  "unknown expert kind '%s'; expected mult, shift, shift16 or null", name);
 }
 
 mfx_status mfx_expert_kinds_parse(const char *text, mfx_expert_kind *kinds, int max,
@@ -78,8 +79,9 @@ static mfx_status moe_check_spec(const mfx_moe_spec *s) {
   if (st != MFX_OK) return st;
   for (int e = 0; e < s->experts; e++) {
     if ((unsigned)s->kinds[e] >= MFX_EXPERT_KIND_COUNT)
-      return mfx_fail(MFX_ERR_INVALID, "moe: expert %d has kind %d; expected mult, shift or null",
-                      e, (int)s->kinds[e]);
+      return mfx_fail(MFX_ERR_INVALID,
+                      "moe: expert %d has kind %d; expected mult, shift, shift16 or null", e,
+                      (int)s->kinds[e]);
   }
   return MFX_OK;
 }
@@ -94,7 +96,7 @@ static mfx_status moe_alloc_expert(mfx_moe *moe, int e) {
   x->w1 = moe_zalloc(hd, sizeof(float));
   x->w2 = moe_zalloc(hd, sizeof(float));
   if (x->w1 == NULL || x->w2 == NULL) return MFX_ERR_NOMEM;
-  if (kind != MFX_EXPERT_SHIFT) return MFX_OK;
+  if (!moe_kind_shifts(kind)) return MFX_OK;
   x->s1 = moe_zalloc(hd, 1);
   x->g1 = moe_zalloc(hd, 1);
   x->s2 = moe_zalloc(hd, 1);
@@ -238,7 +240,7 @@ mfx_status mfx_moe_set_expert(mfx_moe *moe, int e, const float *w1, const float 
   memcpy(x->w1, w1, hd * sizeof(float));
   memcpy(x->w2, w2, hd * sizeof(float));
   moe->weights_version++;
-  if (kind != MFX_EXPERT_SHIFT) return MFX_OK;
+  if (!moe_kind_shifts(kind)) return MFX_OK;
   st = mfx_deepshift_convert(w1, (int64_t)hd, x->s1, x->g1);
   if (st == MFX_OK) st = mfx_deepshift_convert(w2, (int64_t)hd, x->s2, x->g2);
   return st;
@@ -248,8 +250,8 @@ mfx_status mfx_moe_shift_weights(const mfx_moe *moe, int e, int layer, const int
                                  const int8_t **sign) {
   mfx_status st = moe_check_expert(moe, e, "moe shift weights");
   if (st != MFX_OK) return st;
-  if (moe->spec.kinds[e] != MFX_EXPERT_SHIFT)
-    return mfx_fail(MFX_ERR_INVALID, "moe shift weights: expert %d is %s, not shift", e,
+  if (!moe_kind_shifts(moe->spec.kinds[e]))
+    return mfx_fail(MFX_ERR_INVALID, "moe shift weights: expert %d is %s, not shift or shift16", e,
                     mfx_expert_kind_name(moe->spec.kinds[e]));
   if ((layer != 0 && layer != 1) || shift == NULL || sign == NULL)
     return mfx_fail(MFX_ERR_INVALID, "moe shift weights: layer %d; expected 0 or 1 (and "

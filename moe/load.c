@@ -158,6 +158,9 @@ static int64_t load_nonnull(const mfx_moe_spec *s) {
   return n;
 }
 
+/* The kernel roles a manifest may name (load_read_kernel's list). */
+#define LOAD_ROLES 9
+
 /* The op and dims a role has at bucket b in this layer; for "gather" the
  * expert batch's bucket is the manifest's (dims[1]), checked by the caller. */
 static int load_role_want(const mfx_moe_spec *s, const char *role, int64_t b,
@@ -167,7 +170,9 @@ static int load_role_want(const mfx_moe_spec *s, const char *role, int64_t b,
       {"mult.fc1", "linear_gelu", 'H', 'D'},
       {"mult.fc2", "linear", 'D', 'H'},
       {"shift.fc1", "shift_linear_q16_gelu", 'H', 'D'},
-      {"shift.fc2", "shift_linear_dequantize", 'D', 'H'}};
+      {"shift.fc2", "shift_linear_dequantize", 'D', 'H'},
+      {"shift16.fc1", "shift_linear16_gelu", 'H', 'D'},
+      {"shift16.fc2", "shift_linear16_dequantize", 'D', 'H'}};
   if (strcmp(role, "gather") == 0) {
     moe_want_add(w, 0, "gather_rows", b, dims[1], s->dim);
     return 1;
@@ -199,7 +204,7 @@ static mfx_status load_dims_text(const json_value *dims, int64_t *out, int *n) {
 /* One kernel entry: its artifact kernel exists, and role, bucket, op and
  * dims agree with the layer. */
 static mfx_status load_read_kernel(const load_manifest *m, load_provider *l,
-                                   const json_value *v, int bucket_seen[][8]) {
+                                   const json_value *v, int bucket_seen[][LOAD_ROLES]) {
   const json_value *role = json_get(v, "role"), *name = json_get(v, "name");
   int64_t bucket = 0, dims[MOE_MAX_OP_DIMS] = {0};
   int n_dims = 0;
@@ -234,9 +239,10 @@ static mfx_status load_read_kernel(const load_manifest *m, load_provider *l,
                     "built for other dims?)", m->label, name->string, role->string,
                     (long long)bucket, k->op, (long long)k->dims[0], (long long)k->dims[1],
                     (long long)k->dims[2], m->spec.dim, m->spec.hidden, m->spec.experts, expect);
-  static const char *const role_names[] = {"router",    "mult.fc1", "mult.fc2", "shift.fc1",
-                                           "shift.fc2", "gather",   "combine"};
-  for (int r = 0; r < 7; r++)
+  static const char *const role_names[] = {"router",    "mult.fc1", "mult.fc2",   "shift.fc1",
+                                           "shift.fc2", "gather",   "combine",    "shift16.fc1",
+                                           "shift16.fc2"};
+  for (int r = 0; r < LOAD_ROLES; r++)
     if (strcmp(role_names[r], role->string) == 0) bucket_seen[b][r] = 1;
   if (load_find(l, want) == NULL) {
     load_entry *e = &l->entries[l->n++];
@@ -249,17 +255,20 @@ static mfx_status load_read_kernel(const load_manifest *m, load_provider *l,
 }
 
 /* Every bucket has the router and the two kernels of each kind of expert
- * the layer has. */
-static mfx_status load_check_complete(const load_manifest *m, int seen[][8]) {
-  static const char *const role_names[] = {"router", "mult.fc1", "mult.fc2", "shift.fc1",
-                                           "shift.fc2"};
-  int need[5] = {1, 0, 0, 0, 0};
+ * the layer has (indices of load_read_kernel's role names; gather and
+ * combine, 5 and 6, are checked elsewhere). */
+static mfx_status load_check_complete(const load_manifest *m, int seen[][LOAD_ROLES]) {
+  static const char *const role_names[LOAD_ROLES] = {
+      "router", "mult.fc1", "mult.fc2", "shift.fc1", "shift.fc2", "", "", "shift16.fc1",
+      "shift16.fc2"};
+  int need[LOAD_ROLES] = {1, 0, 0, 0, 0, 0, 0, 0, 0};
   for (int e = 0; e < m->spec.experts; e++) {
     if (m->spec.kinds[e] == MFX_EXPERT_MULT) need[1] = need[2] = 1;
     if (m->spec.kinds[e] == MFX_EXPERT_SHIFT) need[3] = need[4] = 1;
+    if (m->spec.kinds[e] == MFX_EXPERT_SHIFT16) need[7] = need[8] = 1;
   }
   for (int b = 0; b < m->n_buckets; b++)
-    for (int r = 0; r < 5; r++)
+    for (int r = 0; r < LOAD_ROLES; r++)
       if (need[r] && !seen[b][r])
         return mfx_fail(MFX_ERR_NOT_FOUND, "moe layer %s: the manifest has no %s kernel for "
                         "bucket %lld", m->label, role_names[r], (long long)m->buckets[b]);
@@ -277,7 +286,7 @@ static mfx_status load_read_manifest(load_manifest *m, load_provider *l, const c
   if (st == MFX_OK && (kernels == NULL || kernels->type != JSON_ARRAY ||
                        kernels->n > MFX_ARTIFACT_MAX_KERNELS * 5))
     st = load_bad(m->label, "\"kernels\" is not a list");
-  int (*seen)[8] = st == MFX_OK ? calloc(MOE_MAX_BUCKETS, sizeof *seen) : NULL;
+  int (*seen)[LOAD_ROLES] = st == MFX_OK ? calloc(MOE_MAX_BUCKETS, sizeof *seen) : NULL;
   if (st == MFX_OK && seen == NULL) st = mfx_fail(MFX_ERR_NOMEM, "moe layer: out of memory");
   for (int i = 0; st == MFX_OK && i < kernels->n; i++)
     st = load_read_kernel(m, l, &kernels->items[i], seen);

@@ -111,6 +111,11 @@ struct mfx_moe {
   size_t ws_bytes[MOE_WS_COUNT];
 };
 
+/* 1 for the kinds with DeepShift weights (S, G): shift and shift16. */
+static inline int moe_kind_shifts(mfx_expert_kind kind) {
+  return kind == MFX_EXPERT_SHIFT || kind == MFX_EXPERT_SHIFT16;
+}
+
 /* ---- the arithmetic of moe_math.c, inline for the host loops ---- */
 
 #include <math.h>
@@ -133,6 +138,17 @@ static inline int32_t moe_q16_from_float(float x) {
 }
 
 static inline float moe_q16_to_float(int32_t q) { return (float)((double)q / 65536.0); }
+
+/* Q3.10, shift16's format: rint(x 2^10) (ties to even, x 2^10 exact in
+ * double) within -8192..8191 (shift_linear16's X range); NaN gives 0. */
+static inline int16_t moe_q10_from_float(float x) {
+  if (isnan(x)) return 0;
+  double v = (double)x * 1024.0;
+  if (v >= 8191.0) return 8191;
+  if (v <= -8192.0) return -8192;
+  const double magic = 6755399441055744.0;
+  return (int16_t)((v + magic) - magic);
+}
 
 /* ---- layer.c ---- */
 mfx_status moe_check_expert(const mfx_moe *moe, int e, const char *where);
@@ -159,6 +175,9 @@ mfx_status moe_run_router(mfx_moe *moe, const mfx_kernel_env *env, const float *
 /* Expert e (not null) on xb [rows, D] (rows a bucket) into y [rows, D]. */
 mfx_status moe_run_expert(mfx_moe *moe, int e, const mfx_kernel_env *env, const float *xb,
                           int64_t rows, float *y);
+/* The op of a (non-null) kind's chain: second 0 the first kernel (D -> H,
+ * GELU fused), 1 the second (H -> D); NULL for null. */
+const char *moe_expert_op(mfx_expert_kind kind, int second);
 /* A shift expert's integer pipeline on the workspace: XQ -> YQ, rows a bucket. */
 mfx_status moe_run_shift_q16(mfx_moe *moe, int e, const mfx_kernel_env *env, int64_t rows);
 /* Appends op `name` at (m, n, k) (k 0: a 2-dim op at (m, n)) to

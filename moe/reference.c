@@ -3,7 +3,8 @@
  * only the definitions of GELU, Q16.16 and the DeepShift weights
  * (moe_math.c) and the routing (mfx_router_route). Floats accumulate in
  * double; the shift path in wrapping 32-bit integers, exactly like the
- * shift_linear kernel. */
+ * shift_linear kernel; the shift16 path in Q3.10 with exact int64 sums
+ * (shift_linear16's arithmetic, docs/moe_layer.md). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,21 @@ static void moe_ref_shift_row(const int32_t *x, const int8_t *S, const int8_t *G
   }
 }
 
+/* out[n] = sum_k G[n,k] (x[k] >> S[n,k]) for one token of Q3.10 (i16),
+ * each term truncated on its own, the sum exact. */
+static void moe_ref_shift16_row(const int16_t *x, const int8_t *S, const int8_t *G, int64_t N,
+                                int64_t K, int64_t *out) {
+  for (int64_t n = 0; n < N; n++) {
+    int64_t acc = 0;
+    for (int64_t k = 0; k < K; k++) {
+      int64_t v = moe_ref_sra(x[k], S[n * K + k] & 15);
+      if (G[n * K + k] > 0) acc += v;
+      else if (G[n * K + k] < 0) acc -= v;
+    }
+    out[n] = acc;
+  }
+}
+
 /* out[n] = sum_k x[k] W[n,k] for one token, in double. */
 static void moe_ref_linear_row(const float *x, const float *W, int64_t N, int64_t K,
                                float *out) {
@@ -43,11 +59,27 @@ static void moe_ref_linear_row(const float *x, const float *W, int64_t N, int64_
   }
 }
 
-/* Scratch for one token: hidden f32 / i32 and the token in Q16.16. */
+/* Scratch for one token: hidden f32 / i32 and the token in Q16.16; the
+ * shift16 path's Q3.10 token and hidden row and its exact sums. */
 typedef struct {
   float *h;
   int32_t *xq, *hq, *yq;
+  int16_t *xq16, *hq16;
+  int64_t *sum;
 } moe_ref_scratch;
+
+/* shift16: XQ = q10(x), H = the exact sums, HQ = q10(gelu(f32(H) 2^-10)),
+ * out = f32(sum) 2^-10 (the sum rounded once to f32, as H / 2^10 in
+ * double). */
+static void moe_ref_shift16(const moe_expert *w, int64_t D, int64_t H, const float *x,
+                            moe_ref_scratch *s, float *out) {
+  for (int64_t i = 0; i < D; i++) s->xq16[i] = moe_q10_from_float(x[i]);
+  moe_ref_shift16_row(s->xq16, w->s1, w->g1, H, D, s->sum);
+  for (int64_t j = 0; j < H; j++)
+    s->hq16[j] = moe_q10_from_float(mfx_gelu((float)s->sum[j] / 1024.0f));
+  moe_ref_shift16_row(s->hq16, w->s2, w->g2, D, H, s->sum);
+  for (int64_t i = 0; i < D; i++) out[i] = (float)((double)s->sum[i] / 1024.0);
+}
 
 static void moe_ref_shift_q16(const moe_expert *w, int64_t D, int64_t H, const int32_t *xq,
                               moe_ref_scratch *s, int32_t *yq) {
@@ -73,6 +105,7 @@ static void moe_ref_expert(const mfx_moe *moe, int e, const float *x, moe_ref_sc
     moe_ref_shift_q16(w, D, H, s->xq, s, s->yq);
     for (int64_t i = 0; i < D; i++) out[i] = mfx_q16_to_float(s->yq[i]);
     return;
+  case MFX_EXPERT_SHIFT16: moe_ref_shift16(w, D, H, x, s, out); return;
   case MFX_EXPERT_NULL:
   case MFX_EXPERT_KIND_COUNT: break;
   }
@@ -85,7 +118,10 @@ static mfx_status moe_ref_scratch_alloc(const mfx_moe *moe, moe_ref_scratch *s) 
   s->hq = malloc(H * sizeof(int32_t));
   s->xq = malloc(D * sizeof(int32_t));
   s->yq = malloc(D * sizeof(int32_t));
-  if (s->h && s->hq && s->xq && s->yq) return MFX_OK;
+  s->xq16 = malloc(D * sizeof(int16_t));
+  s->hq16 = malloc(H * sizeof(int16_t));
+  s->sum = malloc((H > D ? H : D) * sizeof(int64_t));
+  if (s->h && s->hq && s->xq && s->yq && s->xq16 && s->hq16 && s->sum) return MFX_OK;
   return mfx_fail(MFX_ERR_NOMEM, "moe reference: out of memory");
 }
 
@@ -94,6 +130,9 @@ static void moe_ref_scratch_free(moe_ref_scratch *s) {
   free(s->hq);
   free(s->xq);
   free(s->yq);
+  free(s->xq16);
+  free(s->hq16);
+  free(s->sum);
 }
 
 /* The combine of one token, slot by slot. */

@@ -153,7 +153,7 @@ static mfx_status weights_read_metadata(const weights_plan *p, const json_value 
       strcmp(format->string, MFX_MOE_WEIGHTS_FORMAT) != 0)
     return mfx_fail(MFX_ERR_FORMAT, "weights %s: __metadata__ \"format\" is not \"%s\"",
                     p->path, MFX_MOE_WEIGHTS_FORMAT);
-  char want[4][MFX_MOE_MAX_EXPERTS * 6 + 8];
+  char want[4][MFX_MOE_MAX_EXPERTS * 8 + 8]; /* "shift16," per expert */
   snprintf(want[0], sizeof want[0], "%d", s->dim);
   snprintf(want[1], sizeof want[1], "%d", s->hidden);
   snprintf(want[2], sizeof want[2], "%d", s->k);

@@ -98,6 +98,8 @@ static const char *build_role_of(const moe_want *w, int64_t E, int64_t D) {
   if (strcmp(w->op, "linear_gelu") == 0) return "mult.fc1";
   if (strcmp(w->op, "shift_linear_q16_gelu") == 0) return "shift.fc1";
   if (strcmp(w->op, "shift_linear_dequantize") == 0) return "shift.fc2";
+  if (strcmp(w->op, "shift_linear16_gelu") == 0) return "shift16.fc1";
+  if (strcmp(w->op, "shift_linear16_dequantize") == 0) return "shift16.fc2";
   return w->dims[1] == E && w->dims[2] == D ? "router" : "mult.fc2";
 }
 

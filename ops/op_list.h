@@ -162,4 +162,21 @@ MFX_OP(shift_linear_dequantize, 0, 2.0, "M*N*K", "Gop/s")
 #define MFX_OUTPUTS_shift_linear16 {                                           \
   MFX_T("Y", MFX_I32, ("M", "N"), "Y[m,n] = sum_k G[n,k] (X[m,k] >> S[n,k]), exact")}
 MFX_OP(shift_linear16, 0, 2.0, "M*N*K", "Gop/s") /* 16-bit lanes */
+
+#define MFX_DIMS_shift_linear16_gelu {"M", "N", "K"}
+#define MFX_INPUTS_shift_linear16_gelu {                                       \
+  MFX_T("X", MFX_F32, ("M", "K"), "activations, f32 (quantized in the kernel to Q3.10: " \
+        "rint(X 2^10) within -8192..8191, 0 for NaN)"),                        \
+  MFX_T_RANGE("S", MFX_I8, ("N", "K"), 0, 15, "right-shift amounts 0..15"),    \
+  MFX_T_RANGE("G", MFX_I8, ("N", "K"), -1, 1, "signs -1, 0, 1")}
+#define MFX_OUTPUTS_shift_linear16_gelu {                                      \
+  MFX_T("R", MFX_I16, ("M", "N"), "R = rint(gelu(H 2^-10) 2^10) within -8192..8191, "  \
+        "H = shift_linear16(Q3.10 of X, S, G)")}
+MFX_OP(shift_linear16_gelu, 1, 2.0, "M*N*K", "Gop/s") /* erf: fused16.c */
+
+#define MFX_DIMS_shift_linear16_dequantize {"M", "N", "K"}
+#define MFX_INPUTS_shift_linear16_dequantize MFX_INPUTS_shift_linear16
+#define MFX_OUTPUTS_shift_linear16_dequantize {                                \
+  MFX_T("Y", MFX_F32, ("M", "N"), "Y = f32(shift_linear16(X, S, G)) 2^-10")}
+MFX_OP(shift_linear16_dequantize, 0, 2.0, "M*N*K", "Gop/s")
 /* clang-format on */

@@ -213,3 +213,16 @@ void mfx_random_combine_rows(int i, const int64_t *dims, mfx_array *a, uint64_t 
   else if (i == 1) rnd_fill_row_indices(a, rng, dims[0]);
   else mfx_fill_uniform_f32(a, rng, 0.0f, 1.0f);
 }
+
+/* shift_linear16_gelu: X f32 in [-9, 9): quantizing saturates past
+ * [-8, 8) (the ends of Q3.10), then S and G. */
+void mfx_random_shift_linear16_gelu(int i, const int64_t *dims, mfx_array *a, uint64_t *rng) {
+  if (i == 0) mfx_fill_uniform_f32(a, rng, -9.0f, 9.0f);
+  else mfx_random_shift_linear(i, dims, a, rng);
+}
+
+/* shift_linear16_dequantize: the inputs of shift_linear16. */
+void mfx_random_shift_linear16_dequantize(int i, const int64_t *dims, mfx_array *a,
+                                          uint64_t *rng) {
+  mfx_random_shift_linear16(i, dims, a, rng);
+}

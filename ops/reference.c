@@ -328,3 +328,62 @@ void mfx_ref_shift_linear_dequantize(const int64_t *dims, const mfx_array *in, m
   }
   free(acc);
 }
+
+/* ---- the shift16 expert's fused ops (fused16.c) -------------------------------------------- */
+
+/* Q3.10 of a value already scaled by 2^10: rint (ties to even) within
+ * -8192..8191; NaN is 0. */
+static int16_t ref_q10_scaled(double v) {
+  if (isnan(v)) return 0;
+  if (v >= 8191.0) return 8191;
+  if (v <= -8192.0) return -8192;
+  return (int16_t)ref_round_even(v);
+}
+
+/* sum_k G[n,k] (x[k] >> S[n,k]) of one row x of i16, exact in int64. */
+static int64_t ref_shift16_sum(const int16_t *x, const int8_t *S, const int8_t *G, int64_t n,
+                               int64_t K) {
+  int64_t acc = 0;
+  for (int64_t k = 0; k < K; k++) {
+    int64_t v = ref_sra(x[k], S[n * K + k] & 15);
+    if (G[n * K + k] > 0) acc += v;
+    else if (G[n * K + k] < 0) acc -= v;
+  }
+  return acc;
+}
+
+/* shift_linear16_gelu: XQ = q10(X) (x 2^10 exact in double), H the exact
+ * sum, R = q10(gelu(f32(H) 2^-10) 2^10) with glibc's erff; dims M, N, K.
+ * Without memory for one quantized row, R is all INT16_MIN (no kernel
+ * computes that: R >= -175). */
+void mfx_ref_shift_linear16_gelu(const int64_t *dims, const mfx_array *in, mfx_array *out) {
+  int64_t M = dims[0], N = dims[1], K = dims[2];
+  const float *X = in[0].data;
+  int16_t *R = out[0].data, *xq = malloc((size_t)(K > 0 ? K : 1) * sizeof(int16_t));
+  for (int64_t m = 0; m < M; m++) {
+    for (int64_t k = 0; xq != NULL && k < K; k++)
+      xq[k] = ref_q10_scaled(ldexp((double)X[m * K + k], 10));
+    for (int64_t n = 0; n < N; n++) {
+      if (xq == NULL) {
+        R[m * N + n] = INT16_MIN;
+        continue;
+      }
+      float h = (float)ref_shift16_sum(xq, in[1].data, in[2].data, n, K);
+      R[m * N + n] = ref_q10_scaled(ldexp((double)ref_gelu1((float)ldexp((double)h, -10)), 10));
+    }
+  }
+  free(xq);
+}
+
+/* shift_linear16_dequantize: Y = the exact sum H / 2^10 rounded once to f32
+ * (the sum is in int64, the quotient exact in double for |H| < 2^53). */
+void mfx_ref_shift_linear16_dequantize(const int64_t *dims, const mfx_array *in,
+                                       mfx_array *out) {
+  int64_t M = dims[0], N = dims[1], K = dims[2];
+  const int16_t *X = in[0].data;
+  float *Y = out[0].data;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++)
+      Y[m * N + n] =
+          (float)ldexp((double)ref_shift16_sum(X + m * K, in[1].data, in[2].data, n, K), -10);
+}

@@ -27,20 +27,10 @@
  * columns (P = 32: one zmm of 32 lanes per k), the reduction over blocks of
  * 4 k with the block's 4 terms an i16 expression (vpsravw, vpternlogd,
  * vpaddw per 32 terms) added to the i32 register tile once per block. */
-#include "knobs.h"
+#include "shift16.h"
 
 enum { S16_M, S16_N, S16_K };
 #define SHIFT16_BLOCK 4
-#define SHIFT16_K_MAX (((int64_t)1 << 18) - 1)
-
-typedef struct {
-  mfx_tensor *X, *S, *G;
-  mfx_tensor *XR;           /* what the reduction reads: X, or XP (X padded to Kp) */
-  mfx_tensor *ST, *ZM, *NM; /* the i16 weight stages: shift, non-zero mask, negative mask */
-  mfx_tensor *ACC, *CNT, *Y;
-  int64_t panel;            /* > 0: panels [N/P, Kp, P]; 0: [Kp, N] */
-  int64_t block;            /* k per i16 block sum */
-} s16_parts;
 
 typedef mfx_expr *(*s16_weight_fn)(mfx_arena *a, mfx_expr *s, mfx_expr *g);
 
@@ -69,7 +59,7 @@ static int64_t s16_padded_k(int64_t K, int64_t B) { return (K + B - 1) / B * B; 
 
 /* A weight stage f(S, G) over (n, kp), kp < Kp; 0 (a zero term: shift 0,
  * masks 0) past K, and column N-1 repeated past N in the last panel. */
-static mfx_status s16_weight_stage(mfx_arena *a, s16_parts *p, const char *name,
+static mfx_status s16_weight_stage(mfx_arena *a, mfx_s16_parts *p, const char *name,
                                    s16_weight_fn f, mfx_tensor **out) {
   int64_t N = p->S->buf->shape[0], K = p->S->buf->shape[1], Kp = s16_padded_k(K, p->block);
   int64_t P = p->panel;
@@ -96,8 +86,8 @@ static mfx_status s16_weight_stage(mfx_arena *a, s16_parts *p, const char *name,
 }
 
 /* Stage T read at (n, k) in its own layout. */
-static mfx_expr *s16_weight_load(mfx_arena *a, const s16_parts *p, mfx_tensor *T, mfx_expr *n,
-                                 mfx_expr *k) {
+static mfx_expr *s16_weight_load(mfx_arena *a, const mfx_s16_parts *p, mfx_tensor *T,
+                                 mfx_expr *n, mfx_expr *k) {
   if (p->panel <= 0) return mfx_tmpl_load2(a, T, k, n);
   mfx_expr *idx[3] = {mfx_binary(a, MFX_DIV, n, mfx_i64(a, p->panel)), k,
                       mfx_binary(a, MFX_MOD, n, mfx_i64(a, p->panel))};
@@ -105,7 +95,7 @@ static mfx_expr *s16_weight_load(mfx_arena *a, const s16_parts *p, mfx_tensor *T
 }
 
 /* The block's i16 sum of its B terms t = ((x >> s) & Z) ^ N, widened. */
-static mfx_expr *s16_block_sum(mfx_arena *a, const s16_parts *p, mfx_expr *i, mfx_expr *j,
+static mfx_expr *s16_block_sum(mfx_arena *a, const mfx_s16_parts *p, mfx_expr *i, mfx_expr *j,
                                mfx_expr *ko) {
   int64_t K = p->X->buf->shape[1], B = p->block;
   mfx_expr *sum = NULL;
@@ -124,7 +114,7 @@ static mfx_expr *s16_block_sum(mfx_arena *a, const s16_parts *p, mfx_expr *i, mf
 }
 
 /* CNT[n] = the number of k with G[n, k] < 0. */
-static mfx_status s16_negative_count(mfx_arena *a, s16_parts *p) {
+static mfx_status s16_negative_count(mfx_arena *a, mfx_s16_parts *p) {
   int64_t N = p->G->buf->shape[0], K = p->G->buf->shape[1];
   p->CNT = mfx_compute_begin(a, "CNT", MFX_I32, 1, (int64_t[]){N}, (const char *[]){"n"});
   if (p->CNT == NULL) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear16: CNT");
@@ -136,7 +126,7 @@ static mfx_status s16_negative_count(mfx_arena *a, s16_parts *p) {
 }
 
 /* ACC[i, j] = sum over blocks ko of the block sums; Y = ACC + CNT[j]. */
-static mfx_status s16_reduction(mfx_arena *a, s16_parts *p, int64_t M, int64_t N, int64_t K) {
+static mfx_status s16_reduction(mfx_arena *a, mfx_s16_parts *p, int64_t M, int64_t N, int64_t K) {
   p->ACC = mfx_compute_begin(a, "ACC", MFX_I32, 2, (int64_t[]){M, N}, (const char *[]){"i", "j"});
   p->Y = mfx_compute_begin(a, "Y", MFX_I32, 2, (int64_t[]){M, N}, (const char *[]){"i", "j"});
   if (p->ACC == NULL || p->Y == NULL)
@@ -152,7 +142,7 @@ static mfx_status s16_reduction(mfx_arena *a, s16_parts *p, int64_t M, int64_t N
 
 /* XP[m, kp] = X[m, kp] for kp < K, else 0: loads of X affine in the
  * loops (the GPU template stages them in shared memory). */
-static mfx_status s16_pad_x(mfx_arena *a, s16_parts *p) {
+static mfx_status s16_pad_x(mfx_arena *a, mfx_s16_parts *p) {
   int64_t M = p->X->buf->shape[0], K = p->X->buf->shape[1], Kp = s16_padded_k(K, p->block);
   p->XR = mfx_compute_begin(a, "XP", MFX_I16, 2, (int64_t[]){M, Kp}, (const char *[]){"m", "k"});
   if (p->XR == NULL) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear16: XP");
@@ -163,18 +153,18 @@ static mfx_status s16_pad_x(mfx_arena *a, s16_parts *p) {
                                                 mfx_int(a, MFX_I16, 0)));
 }
 
-/* The tensor expressions and the (unscheduled) schedule; pad_x: X read
- * through XP when K is not a whole number of blocks. */
-static mfx_status s16_define(mfx_arena *a, const int64_t *dims, int64_t panel, int pad_x,
-                             s16_parts *p, mfx_schedule **out) {
+/* The tensor expressions (see shift16.h). */
+mfx_status mfx_s16_te(mfx_arena *a, const int64_t *dims, int64_t panel, int pad_x,
+                      mfx_s16_parts *p) {
   int64_t block = SHIFT16_BLOCK;
   int64_t M = dims[S16_M], N = dims[S16_N], K = dims[S16_K];
-  if (K > SHIFT16_K_MAX)
+  if (K > MFX_SHIFT16_K_MAX)
     return mfx_fail(MFX_ERR_INVALID, "shift_linear16: K = %lld is over %lld: the exact sum "
                     "(up to K * 8192) would not fit Y's i32; split the reduction",
-                    (long long)K, (long long)SHIFT16_K_MAX);
-  *p = (s16_parts){.panel = panel, .block = block};
-  p->X = mfx_placeholder(a, "X", MFX_I16, 2, (int64_t[]){M, K});
+                    (long long)K, (long long)MFX_SHIFT16_K_MAX);
+  mfx_tensor *X = p->X;
+  *p = (mfx_s16_parts){.panel = panel, .block = block};
+  p->X = X != NULL ? X : mfx_placeholder(a, "X", MFX_I16, 2, (int64_t[]){M, K});
   p->S = mfx_placeholder(a, "S", MFX_I8, 2, (int64_t[]){N, K});
   p->G = mfx_placeholder(a, "G", MFX_I8, 2, (int64_t[]){N, K});
   if (!p->X || !p->S || !p->G) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear16: inputs");
@@ -184,7 +174,14 @@ static mfx_status s16_define(mfx_arena *a, const int64_t *dims, int64_t panel, i
   MFX_TRY(s16_weight_stage(a, p, "ZM", s16_nonzero, &p->ZM));
   MFX_TRY(s16_weight_stage(a, p, "NM", s16_negative, &p->NM));
   MFX_TRY(s16_negative_count(a, p));
-  MFX_TRY(s16_reduction(a, p, M, N, K));
+  return s16_reduction(a, p, M, N, K);
+}
+
+/* The unscheduled schedule of the op itself. */
+static mfx_status s16_define(mfx_arena *a, const int64_t *dims, int64_t panel, int pad_x,
+                             mfx_s16_parts *p, mfx_schedule **out) {
+  p->X = NULL;
+  MFX_TRY(mfx_s16_te(a, dims, panel, pad_x, p));
   return mfx_sched_create(a, 3, (mfx_tensor *[]){p->X, p->S, p->G}, 1, &p->Y, out);
 }
 
@@ -196,18 +193,15 @@ MFX_KNOB_VIEW(s16_knobs, S16_CPU_KNOBS)
 MFX_KNOB_VIEW(s16_gpu_knobs, S16_GPU_KNOBS)
 
 /* CPU: weight panels and the count elementwise; the reduction register-tiled
- * (tile_m rows by tile_n vector columns, accumulated in registers) with
- * Y = ACC + CNT[j] applied at the tile's write-back. */
-static mfx_status s16_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                            mfx_schedule **out) {
+ * (tile_m rows by tile_n vector columns, accumulated in registers). */
+mfx_status mfx_s16_schedule(mfx_schedule *s, const mfx_s16_parts *p, const mfx_config *cfg,
+                            const char *what) {
   s16_knobs k;
-  MFX_TRY(s16_knobs_read(cfg, "shift_linear16", &k));
-  s16_parts p;
-  MFX_TRY(s16_define(a, dims, k.tile_n, 0, &p, out));
+  MFX_TRY(s16_knobs_read(cfg, what, &k));
   int parallel = (int)k.parallel;
-  mfx_tensor *weights[3] = {p.ST, p.ZM, p.NM};
-  for (int i = 0; i < 3; i++) MFX_TRY(mfx_tmpl_apply_elementwise(*out, weights[i], 8, 0, parallel));
-  MFX_TRY(mfx_tmpl_apply_elementwise(*out, p.CNT, 8, 0, parallel));
+  mfx_tensor *weights[3] = {p->ST, p->ZM, p->NM};
+  for (int i = 0; i < 3; i++) MFX_TRY(mfx_tmpl_apply_elementwise(s, weights[i], 8, 0, parallel));
+  MFX_TRY(mfx_tmpl_apply_elementwise(s, p->CNT, 8, 0, parallel));
   mfx_tmpl_tiled_reduce t = {
     .x = "i", .y = "j", .r = "ko",
     .fx = k.tile_m, .fy = k.tile_n, .fr = k.tile_k,
@@ -215,33 +209,50 @@ static mfx_status s16_build(mfx_arena *a, const int64_t *dims, const mfx_config 
     .parallel = parallel, .local = 1,
     .cols_outer = (int)k.cols_outer,
   };
-  MFX_TRY(mfx_tmpl_apply_tiled_reduce(*out, p.ACC, &t));
+  return mfx_tmpl_apply_tiled_reduce(s, p->ACC, &t);
+}
+
+/* The op: Y = ACC + CNT[j] applied at the tile's write-back. */
+static mfx_status s16_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                            mfx_schedule **out) {
+  s16_knobs k;
+  MFX_TRY(s16_knobs_read(cfg, "shift_linear16", &k));
+  mfx_s16_parts p;
+  MFX_TRY(s16_define(a, dims, k.tile_n, 0, &p, out));
+  MFX_TRY(mfx_s16_schedule(*out, &p, cfg, "shift_linear16"));
   mfx_stage *rs, *ys;
   MFX_TRY(mfx_tmpl_stage(*out, p.ACC, &rs));
   MFX_TRY(mfx_tmpl_stage(*out, p.Y, &ys));
   return mfx_sched_fuse_epilogue(*out, rs, ys);
 }
 
-/* GPU: the weight stages ([k, n], i16), the count, Y and (when K is not a
+/* GPU: the weight stages ([k, n], i16), the count, Y = ACC + CNT[j] (with_y) and (when K is not a
  * whole number of blocks) XP one element per thread, each its own kernel;
  * the reduction block-tiled over blocks of 4 k, its i16 block sums widened
  * as on the CPU (the same exact arithmetic). */
-static mfx_status s16_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
-                                mfx_schedule **out) {
+mfx_status mfx_s16_schedule_gpu(mfx_schedule *s, const mfx_s16_parts *p, const mfx_config *cfg,
+                                const char *what, int with_y) {
   s16_gpu_knobs k;
-  MFX_TRY(s16_gpu_knobs_read(cfg, "shift_linear16 (GPU)", &k));
-  s16_parts p;
-  MFX_TRY(s16_define(a, dims, 0, 1, &p, out));
-  mfx_tensor *each[5] = {p.ST, p.ZM, p.NM, p.CNT, p.Y};
-  for (int i = 0; i < 5; i++) MFX_TRY(mfx_gpu_apply_elementwise(*out, each[i], k.threads));
-  if (p.XR != p.X) MFX_TRY(mfx_gpu_apply_elementwise(*out, p.XR, k.threads));
+  MFX_TRY(s16_gpu_knobs_read(cfg, what, &k));
+  mfx_tensor *each[5] = {p->ST, p->ZM, p->NM, p->CNT, p->Y};
+  for (int i = 0; i < 4 + (with_y != 0); i++)
+    MFX_TRY(mfx_gpu_apply_elementwise(s, each[i], k.threads));
+  if (p->XR != p->X) MFX_TRY(mfx_gpu_apply_elementwise(s, p->XR, k.threads));
   mfx_gpu_tiled_reduce t = {
-    .what = "shift_linear16", .x = "i", .y = "j", .r = "ko",
+    .what = what, .x = "i", .y = "j", .r = "ko",
     .bx = k.block_m, .by = k.block_n, .tx = k.thread_m, .ty = k.thread_n, .br = k.block_k,
     .shared = (int)k.shared, .unroll = (int)k.unroll,
-    .n_staged = 4, .staged = {{p.XR, 'x'}, {p.ST, 'y'}, {p.ZM, 'y'}, {p.NM, 'y'}},
+    .n_staged = 4, .staged = {{p->XR, 'x'}, {p->ST, 'y'}, {p->ZM, 'y'}, {p->NM, 'y'}},
   };
-  return mfx_gpu_apply_tiled_reduce(*out, p.ACC, &t);
+  return mfx_gpu_apply_tiled_reduce(s, p->ACC, &t);
+}
+
+/* The op: Y = ACC + CNT[j] its own kernel. */
+static mfx_status s16_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
+                                mfx_schedule **out) {
+  mfx_s16_parts p;
+  MFX_TRY(s16_define(a, dims, 0, 1, &p, out));
+  return mfx_s16_schedule_gpu(*out, &p, cfg, "shift_linear16 (GPU)", 1);
 }
 
 const mfx_op mfx_op_def_shift_linear16 = {
@@ -249,32 +260,8 @@ const mfx_op mfx_op_def_shift_linear16 = {
   .about = "shift layer Y = sum_k G (X >> S) on 16-bit lanes: X i16 in -8192..8191 "
            "(e.g. Q3.10), exact i32 sums",
   MFX_OP_IO(shift_linear16),
-  .n_knobs = 7,
-  .knobs = {
-    {"tile_m", "rows of the register tile (unrolled)", 8, 5, {1, 2, 4, 6, 8}},
-    {"tile_n", "columns of the register tile and weight panel (the vector loop, i16 lanes)",
-     32, 3, {16, 32, 64}},
-    {"tile_k", "split of the reduction, in blocks of 4 k (0: none)", 0, 4, {0, 4, 16, 64}},
-    {"vec", "vectorize the tile's columns", 1, 2, {0, 1}},
-    {"unroll", "unroll the tile's rows", 1, 2, {0, 1}},
-    MFX_KNOB_PARALLEL,
-    {"cols_outer", "column tiles outside row tiles (weights stay in cache)", 1, 2, {0, 1}},
-  },
+  MFX_S16_KNOBS(1, 0, ),
   .build = s16_build,
-  .n_gpu_knobs = 8,
-  .gpu_knobs = {
-    {"block_m", "rows of Y per thread block", 128, 4, {16, 32, 64, 128}},
-    {"block_n", "columns of Y per thread block", 64, 4, {16, 32, 64, 128}},
-    {"thread_m", "rows per thread (register tile, strided by the block's thread rows)", 8, 4,
-     {1, 2, 4, 8}},
-    {"thread_n", "columns per thread (register tile, strided: stores coalesce)", 4, 4,
-     {1, 2, 4, 8}},
-    {"block_k", "reduction step in blocks of 4 k: the X and weight tiles staged per step",
-     4, 4, {1, 2, 4, 8}},
-    {"shared", "stage the X and weight tiles in shared memory", 1, 2, {0, 1}},
-    MFX_GPU_KNOB_UNROLL,
-    {"threads", "threads per block of the weight, count and add kernels", 256, 4,
-     {64, 128, 256, 512}},
-  },
+  MFX_S16_GPU_KNOBS,
   .build_gpu = s16_build_gpu,
 };

@@ -25,7 +25,8 @@ expect 0 "--repeat" "$MFX" run --help
 expect 0 "mfx 0." "$MFX" version
 expect 0 "" "$MFX" ops
 ALL_OPS="linear shift_linear matadd hamming hamming16 binary_attention gelu q16_quantize q16_dequantize q16_gelu
-  gather_rows combine_rows linear_gelu shift_linear_q16_gelu shift_linear_dequantize shift_linear16"
+  gather_rows combine_rows linear_gelu shift_linear_q16_gelu shift_linear_dequantize shift_linear16
+  shift_linear16_gelu shift_linear16_dequantize"
 for op in $ALL_OPS; do
   if [[ "$OUT" != *"$op"* ]]; then
     failed=$((failed + 1))
@@ -50,7 +51,7 @@ expect 0 "" "$MFX" lower hamming --dims=N=5,M=7,W=3 --emit asm
 
 random_dims() {
   case $1 in
-    linear|shift_linear|linear_gelu|shift_linear_*|shift_linear16) echo "M=$(rand 40),N=$(rand 40),K=$(rand 40)" ;;
+    linear|shift_linear|linear_gelu|shift_linear_*|shift_linear16|shift_linear16_*) echo "M=$(rand 40),N=$(rand 40),K=$(rand 40)" ;;
     hamming|hamming16) echo "N=$(rand 40),M=$(rand 40),W=$(rand 8)" ;;
     matadd|binary_attention)
       echo "B=$(rand 2),H=$(rand 3),N=$(rand 40),D=$(rand 40),C=$(rand 40)" ;;

@@ -71,6 +71,13 @@ t = json.load(open(sys.argv[1]))
 assert len(t["devices"]) == 1
 assert len(t["devices"][mfx.host_key()]["alpha"]) == 3' "$TMP/lat.json"
 
+# shift16 (opt-in): measured like the others, named in the table
+expect 0 '"alpha"' "$MFX" experts "${SMALL[@]}" --experts mult,shift16 --json
+check "--experts mult,shift16 measures both" '
+t = json.loads(sys.argv[1])
+assert [x["name"] for x in t["experts"]] == ["mult", "shift16"]
+assert all(x["latency"] > 0 for x in t["experts"])' "$OUT"
+
 mkdir -p "$TMP/home"
 expect 0 "saved the table" env HOME="$TMP/home" "$MFX" experts "${SMALL[@]}" --experts mult
 [[ -f "$TMP/home/.cache/mfx/latency.json" ]] ||
@@ -81,7 +88,8 @@ expect 0 "" env MFX_LATENCY="$TMP/env.json" "$MFX" experts "${SMALL[@]}" --exper
 expect 0 "usage: mfx experts" "$MFX" experts --help
 expect 0 "usage: mfx experts" "$MFX" help experts
 expect 2 "--tokens, --dim and --hidden are required" "$MFX" experts --dim 8 --hidden 16
-expect 2 "unknown expert kind 'foo'" "$MFX" experts "${SMALL[@]}" --experts mult,foo
+expect 2 "unknown expert kind 'foo'; expected mult, shift, shift16 or null" "$MFX" experts \
+  "${SMALL[@]}" --experts mult,foo
 expect 2 "null experts cost nothing" "$MFX" experts "${SMALL[@]}" --experts mult,null
 expect 2 "--target 'gpu'; expected cpu, cuda, cuda:N or emulate" "$MFX" experts "${SMALL[@]}" --target gpu
 expect 2 "--target 'cuda:x'" "$MFX" experts "${SMALL[@]}" --target cuda:x

@@ -121,7 +121,7 @@ static const char tool_demo_usage[] =
     "  --tokens N          tokens (default 3136 = 56x56)\n"
     "  --dim D             token dimension (default 64)\n"
     "  --hidden H          expert hidden size (default 512)\n"
-    "  --experts LIST      expert kinds: mult, shift, null (default mult,shift)\n"
+    "  --experts LIST      expert kinds: mult, shift, shift16, null (default mult,shift)\n"
     "  --k K               experts per token (default 1)\n"
     "  --tune-trials N     tuning trials per kernel (default 8; 0: no tuning)\n"
     "  --threads N         thread pool size (default: one per CPU)\n"

@@ -13,7 +13,7 @@
 #include "mfx_moe_cli.h"
 
 static const char tool_compile_layer_usage[] =
-    "usage: mfx compile-layer --dim D --hidden H --experts mult,shift[,null] --k K\n"
+    "usage: mfx compile-layer --dim D --hidden H --experts mult,shift[,shift16,null] --k K\n"
     "                         --buckets B1,B2,... [--target cpu|cuda:sm_XX] [--db F]\n"
     "                         -o LAYER.mfxa\n"
     "\n"
@@ -22,7 +22,7 @@ static const char tool_compile_layer_usage[] =
     "config). Run it with its weights (a safetensors file, docs/moe_layer.md):\n"
     "  mfx-runner LAYER.mfxa --weights W.safetensors --in X=x.npy --check\n"
     "  --dim D, --hidden H   the token dimension and the experts' hidden size\n"
-    "  --experts LIST        expert kinds in order: mult, shift, null\n"
+    "  --experts LIST        expert kinds in order: mult, shift, shift16, null\n"
     "  --k K                 experts per token, 1..E\n"
     "  --buckets LIST        ascending token counts the kernels are built for: a\n"
     "                        batch (and each expert's share of it) is padded to the\n"

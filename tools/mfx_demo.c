@@ -208,6 +208,9 @@ static void tool_demo_make_plan(tool_demo *d) {
     } else if (a->kinds[e] == MFX_EXPERT_SHIFT) {
       tool_plan_add(&d->plan, "shift fc1", "shift_linear_q16_gelu", m, a->hidden, a->dim);
       tool_plan_add(&d->plan, "shift fc2", "shift_linear_dequantize", m, a->dim, a->hidden);
+    } else if (a->kinds[e] == MFX_EXPERT_SHIFT16) {
+      tool_plan_add(&d->plan, "shift16 fc1", "shift_linear16_gelu", m, a->hidden, a->dim);
+      tool_plan_add(&d->plan, "shift16 fc2", "shift_linear16_dequantize", m, a->dim, a->hidden);
     }
   }
 }

@@ -34,12 +34,14 @@ typedef enum {
   MFX_EXPERT_MULT = 0, /* linear -> GELU -> linear in f32 (dense kernels) */
   MFX_EXPERT_SHIFT,    /* the same through Q16.16 shift_linear kernels */
   MFX_EXPERT_NULL,     /* zero output, no cost (AdaMoE's null experts) */
+  MFX_EXPERT_SHIFT16,  /* the same through Q3.10 shift_linear16 kernels (16-bit lanes; opt in,
+                        * docs/moe_layer.md) */
   MFX_EXPERT_KIND_COUNT
 } mfx_expert_kind;
 
 const char *mfx_expert_kind_name(mfx_expert_kind kind); /* "mult" */
 mfx_status mfx_expert_kind_from_name(const char *name, mfx_expert_kind *out);
-/* "mult,shift,null,..." -> kinds[0..*count); at most `max` names. */
+/* "mult,shift,shift16,null,..." -> kinds[0..*count); at most `max` names. */
 mfx_status mfx_expert_kinds_parse(const char *text, mfx_expert_kind *kinds, int max,
                                   int *count);
 

@@ -20,7 +20,7 @@ import numpy as np
 from ._lib import c_int_arg, check, declare
 
 _MAX_EXPERTS = 64
-_KINDS = ("mult", "shift", "null")
+_KINDS = ("mult", "shift", "null", "shift16")  # mfx_expert_kind's order
 
 
 class _Spec(ctypes.Structure):

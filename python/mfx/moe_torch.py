@@ -12,8 +12,8 @@ G * (x >> S) with an arithmetic shift, accumulated in wrapping 32 bits.
 MoE is the layer of include/mfx/moe.h (ops/moe_reference.c): logits x W_r^T,
 top-k of softmax(logits) (+ a selection bias) with ties to the lower index,
 gates = softmax over the k selected logits, experts linear -> GELU -> linear
-without biases ("mult"), the same through ShiftLinear ("shift"), or nothing
-("null"). Training adds the noisy top-k gate (noise logits x W_n^T, Gaussian
+without biases ("mult"), the same through ShiftLinear ("shift"; "shift16":
+on 16-bit lanes in Q3.10, Shift16Expert), or nothing ("null"). Training adds the noisy top-k gate (noise logits x W_n^T, Gaussian
 noise scaled by softplus) and the latency-aware router loss with alpha from
 a latency table (mfx.load_latency). export() writes the weights file the
 mfx runtime layer reads (safetensors, format "mfx-moe-1")."""
@@ -31,7 +31,7 @@ from .torch import noise_scale, router_loss, topk_indices
 
 SHIFT_MIN, SHIFT_MAX = -14, 0
 Q16_SCALE = 65536.0
-EXPERT_KINDS = ("mult", "shift", "null")
+EXPERT_KINDS = ("mult", "shift", "shift16", "null")
 FORMAT = "mfx-moe-1"
 
 
@@ -186,6 +186,20 @@ class ShiftExpert(nn.Module):
             return self.fc1.weight().detach(), self.fc2.weight().detach()
 
 
+class Shift16Expert(ShiftExpert):
+    """The same on shift_linear16's 16-bit lanes (mfx's shift16 expert): in
+    eval mode both layers run forward_lanes16 with 10 fraction bits, so the
+    expert is XQ = q10(x), H = the exact sum, HQ = q10(gelu(H 2^-10)),
+    y = sum 2^-10 with q10(v) = round(v 2^10) (ties to even) clamped to
+    -8192..8191: mfx's arithmetic (docs/moe_layer.md), GELU's erf aside."""
+
+    kind = "shift16"
+
+    def __init__(self, dim, hidden, w1=None, w2=None):
+        super().__init__(dim, hidden, w1, w2)
+        self.fc1.lanes16 = self.fc2.lanes16 = 10
+
+
 def _alpha_of(latency, kinds, null_alpha):
     """alpha [E] (mean 1 over the real experts) from None (all 1), a
     sequence of per-expert latencies (one per expert, or one per non-null
@@ -225,7 +239,7 @@ class MoE(nn.Module):
 
     MoE(dim, hidden, experts=("mult", "shift"), k=1, latency=None,
         loss="latency", load="smooth", noisy=True, null_alpha=None)
-    experts: kinds, "mult", "shift" or "null" (a string "mult,shift" too).
+    experts: kinds, "mult", "shift", "shift16" or "null" (a string "mult,shift" too).
     latency: per-expert latencies or the dict of mfx.load_latency; alpha =
         latency / mean (None: all equal, a plain balance loss).
     loss: "latency" (ShiftAddViT) or "switch"; load: "smooth" (the noisy
@@ -260,7 +274,8 @@ class MoE(nn.Module):
         nn.init.zeros_(self.noise.weight)  # Shazeer et al.: noise weights start at zero
         self.experts = nn.ModuleList(
             MultExpert(dim, hidden) if kind == "mult" else
-            ShiftExpert(dim, hidden) if kind == "shift" else nn.Identity()
+            ShiftExpert(dim, hidden) if kind == "shift" else
+            Shift16Expert(dim, hidden) if kind == "shift16" else nn.Identity()
             for kind in kinds)
         self.register_buffer("alpha", torch.tensor(_alpha_of(latency, kinds, null_alpha),
                                                    dtype=torch.float32))
@@ -399,5 +414,5 @@ def shares(counts):
     return c / max(c.sum(), 1.0)
 
 
-__all__ = ["MoE", "MultExpert", "ShiftExpert", "ShiftLinear", "gelu", "q16_round", "ste_round",
+__all__ = ["MoE", "MultExpert", "ShiftExpert", "Shift16Expert", "ShiftLinear", "gelu", "q16_round", "ste_round",
            "shares"]

@@ -386,7 +386,7 @@ def router_loss(logits, kind="switch", k=1, latency=None, counts=None, tokens=No
     return _loss(z, kind, k, latency, counts, tokens, reduce, group).to(logits.dtype)
 
 
-_MODULES = ("MoE", "MultExpert", "ShiftExpert", "ShiftLinear")
+_MODULES = ("MoE", "MultExpert", "ShiftExpert", "Shift16Expert", "ShiftLinear")
 
 
 def __getattr__(name):
