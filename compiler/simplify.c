@@ -265,6 +265,28 @@ static int is_empty(const mfx_stmt *s) {
   return !s || (s->kind == MFX_STMT_SEQ && s->u.seq.n == 0);
 }
 
+/* The statement itself, or the one item of a sequence of one. */
+static mfx_stmt *only_stmt(mfx_stmt *s) {
+  while (s->kind == MFX_STMT_SEQ && s->u.seq.n == 1) s = s->u.seq.items[0];
+  return s;
+}
+
+/* A loop whose whole body is `if (v < C) B` with no else and 0 < C < extent
+ * runs B for v in [0, C): the guard of a tile wider than the tensor (N = 16
+ * under a 32-wide tile, the tile's only column block). Returns C, else 0.
+ * v keeps its declared extent, so later range facts stay true (wider). */
+static int64_t guard_bound(const mfx_var *v, int64_t extent, mfx_stmt *body) {
+  const mfx_stmt *g = only_stmt(body);
+  if (g->kind != MFX_STMT_IF || g->u.if_.else_s != NULL) return 0;
+  const mfx_expr *c = g->u.if_.cond;
+  if (c->kind != MFX_EXPR_BINARY) return 0;
+  const mfx_expr *x = c->u.bin.a, *y = c->u.bin.b;
+  if (c->u.bin.op == MFX_GT) x = c->u.bin.b, y = c->u.bin.a; /* C > v */
+  else if (c->u.bin.op != MFX_LT) return 0;
+  if (x->kind != MFX_EXPR_VAR || x->u.var != v || y->kind != MFX_EXPR_INT) return 0;
+  return y->u.i > 0 && y->u.i < extent ? y->u.i : 0;
+}
+
 static mfx_stmt *simplify_for(mfx_ir_mutator *m, mfx_stmt *s) {
   mfx_arena *a = m->arena;
   mfx_loop_kind k = s->u.loop.kind;
@@ -276,6 +298,8 @@ static mfx_stmt *simplify_for(mfx_ir_mutator *m, mfx_stmt *s) {
   }
   mfx_stmt *body = mfx_ir_mutate_stmt(m, s->u.loop.body);
   if (is_empty(body)) return empty_seq(a);
+  int64_t bound = keep_binding ? 0 : guard_bound(s->u.loop.var, s->u.loop.extent, body);
+  if (bound > 0) return mfx_stmt_for(a, s->u.loop.var, bound, k, only_stmt(body)->u.if_.then_s);
   if (body == s->u.loop.body) return s;
   return mfx_stmt_for(a, s->u.loop.var, s->u.loop.extent, k, body);
 }

@@ -196,6 +196,37 @@ START_TEST(simplifier_splices_sequences) {
 }
 END_TEST
 
+/* A loop whose whole body is a guard `v < C` (a tile wider than the tensor)
+ * runs to C unguarded; a guard on anything else, with an else, or at or past
+ * the extent, stays as it is. */
+START_TEST(simplifier_tightens_guarded_loops) {
+  mfx_arena *a = mfx_arena_create();
+  mfx_buffer *b = mfx_buffer_create(a, "B", MFX_I32, 1, (int64_t[]){32}, MFX_SCOPE_GLOBAL);
+  mfx_var *v = mfx_var_create(a, "v", 32, 0), *w = mfx_var_create(a, "w", 4, 0);
+  mfx_expr *vr = mfx_var_ref(a, v);
+  mfx_stmt *store = mfx_stmt_store(a, b, 1, (mfx_expr *[]){vr}, mfx_int(a, MFX_I32, 7));
+  struct { mfx_expr *cond; int has_else; int64_t want; } cases[] = {
+      {mfx_binary(a, MFX_LT, vr, mfx_i64(a, 16)), 0, 16},
+      {mfx_binary(a, MFX_GT, mfx_i64(a, 5), vr), 0, 5},
+      {mfx_binary(a, MFX_LT, vr, mfx_i64(a, 16)), 1, 32},
+      {mfx_binary(a, MFX_LT, mfx_var_ref(a, w), mfx_i64(a, 2)), 0, 32},
+      {mfx_binary(a, MFX_LE, vr, mfx_i64(a, 16)), 0, 32},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    mfx_stmt *g = mfx_stmt_if(a, cases[i].cond, store, cases[i].has_else ? store : NULL);
+    mfx_stmt *loop = mfx_stmt_for(a, v, 32, MFX_LOOP_VECTORIZED, mfx_stmt_seq(a, 1, &g));
+    mfx_stmt *s = mfx_simplify_stmt(a, loop);
+    ck_assert_int_eq(s->kind, MFX_STMT_FOR);
+    ck_assert_msg(s->u.loop.extent == cases[i].want, "case %zu: extent %lld, want %lld", i,
+                  (long long)s->u.loop.extent, (long long)cases[i].want);
+    mfx_stmt *body = s->u.loop.body;
+    while (body->kind == MFX_STMT_SEQ && body->u.seq.n == 1) body = body->u.seq.items[0];
+    ck_assert_int_eq(body->kind, cases[i].want < 32 ? MFX_STMT_STORE : MFX_STMT_IF);
+  }
+  mfx_arena_destroy(a);
+}
+END_TEST
+
 /* ---- invalid expressions ------------------------------------------------------------- */
 
 START_TEST(expression_type_errors) {
@@ -520,6 +551,7 @@ int main(void) {
   tcase_add_test(tc, local_accumulator_and_fuse);
   tcase_add_test(tc, simplifier_rules);
   tcase_add_test(tc, simplifier_splices_sequences);
+  tcase_add_test(tc, simplifier_tightens_guarded_loops);
   tcase_add_test(tc, expression_type_errors);
   tcase_add_test(tc, compute_errors);
   tcase_add_test(tc, schedule_errors);
