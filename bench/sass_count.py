@@ -5,9 +5,10 @@ No cuobjdump or nvdisasm is needed: the cubin is an ELF file whose section
 .text.<kernel> holds the kernel's machine code, 16 bytes an instruction on
 sm_70 and newer. An instruction is named by its opcode, the low 12 bits of the
 word (the table OPCODES below: the ones the GEMM-like kernels use; others are
-printed as hex). The inner k-step is the run of words after the last BAR of the
-innermost loop that holds a BAR (the staging loop: fill, BAR, compute; with
-double_buffer one BAR a step) up to and including that loop's backward BRA.
+printed as hex). The inner k-step ends at the first backward BRA after the staging
+loop's last BAR (fill, BAR, compute; with double_buffer one BAR a step,
+then the next tiles' fill) and starts after that BAR, or at the branch's
+target when that is later (an inner k loop after the fill).
 With --terms (terms per counted step: thread_m * thread_n * block_k for a
 tiled reduction) it prints SASS per term; with --op they default to
 thread_m * thread_n * (1 when the step is an inner loop of its own, else
@@ -93,17 +94,28 @@ def opcode(w):
     return w & 0xfff
 
 
+def branch_offset(w):
+    """A BRA's offset in instructions from the next one: the low 6 bits in
+    bits 18..23 of the word, the rest signed in bits 34..81 (read off ptxas
+    13.0 sm_90 cubins: the trailing self-branch is -1, loop back-edges land
+    on their loop's first instruction)."""
+    high = (w >> 34) & ((1 << 48) - 1)
+    if high >> 47:
+        high -= 1 << 48
+    return high * 64 + ((w >> 18) & 0x3f)
+
+
 def backward(w):
-    """A BRA whose offset is negative: the offset field (bits 34..81, signed)
-    has its sign bit set. Only the sign is read, not the distance."""
-    return (w >> 81) & 1 == 1
+    return branch_offset(w) < 0
 
 
 def k_step(ws):
-    """(start, end, inner) of the inner k-step: the words after the last BAR
-    that precedes the first backward BRA following it, up to and including
-    that BRA. inner: another backward BRA (the staging loop's) follows before
-    the next BAR or EXIT, so the step is an inner loop of its own."""
+    """(start, end, inner) of the inner k-step: the first backward BRA after
+    the last BAR (of those followed by one before the next BAR or EXIT) and
+    the words from the instruction after that BAR, or from the branch's
+    target if later (an inner loop below the fill of the next tiles), up to
+    and including the BRA. inner: another backward BRA (the staging loop's)
+    follows, so the step is an inner loop of its own."""
     names = [opname(opcode(w)) for w in ws]
     bars = [i for i, n in enumerate(names) if n == "BAR"]
     for b in reversed(bars):
@@ -118,7 +130,8 @@ def k_step(ws):
                     if names[q] == "BRA" and backward(ws[q]):
                         inner = True
                         break
-                return b + 1, j + 1, inner
+                start = max(b + 1, j + 1 + branch_offset(ws[j]))
+                return start, j + 1, inner
     return None
 
 
