@@ -219,8 +219,8 @@ mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
 mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
                                    const mfx_config *cfg);
 
-/* shift_linear.c: the reduction `red` (Y itself for form 0, ACC for form 1
- * with Y = ACC + CNT[j]); X is the caller's when p->X is set on entry (an
+/* shift_linear.c: the reduction `red` (Y itself for forms 0 and 2, ACC for
+ * forms 1 and 3 with Y = ACC + CNT[j]); X is the caller's when p->X is set on entry (an
  * elementwise stage: x_compute 1 lets the GPU template compute it into
  * shared memory, or inline it). A NULL Y to the templates leaves Y
  * unscheduled (for the caller to inline). */

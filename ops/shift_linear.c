@@ -16,7 +16,18 @@
  *         or a count pass: a shift, one three-input logic op (and-xor) and one
  *         three-input add (acc + t - m) per term; the decode is per column
  *         and k, shared by the thread's rows. One kernel after the packing.
- * pack 1 lays the weight stages out as [k, n] so the n loop is contiguous;
+ * form 3 (GPU default): form 2's byte (SG, laid out [n, k]) decoded once per
+ *         block into shared tiles DS, DZ, DM (i32 [n, k], computed in the
+ *         fill), term ((X >> s) & z) ^ m (~v = -v - 1 for G < 0) and
+ *         Y = ACC + CNT[n] at the write-back, as in form 1 (CNT from bit 7 of
+ *         the byte, its own kernel, packed once in the MoE layer); two k per
+ *         accumulator in a row (unroll_k 2): acc + t1 + t2 is one IADD3, and
+ *         the shared loads pairs of k. Zero-filled tiles add exactly 0, so
+ *         no guard is left in the update (mfx_sched_unguarded_reduce).
+ *         2.5 SASS instructions per term plus ~0.4 of loads and loop
+ *         (bench/sass_count.py, docs/performance.md).
+ * pack 1 lays the weight stages out as [k, n] so the n loop is contiguous
+ * (form 3's SG stays [n, k]: its decoded tiles are read two k at a time);
  * they stay i8 (a quarter of the memory traffic of i32) and are widened in
  * registers, once per k for all the tile's rows. */
 #include "knobs.h"
@@ -240,7 +251,7 @@ static mfx_status shift_negative_count(mfx_arena *a, shift_parts *p, mfx_tensor 
   return MFX_OK;
 }
 
-/* The reduction stage: Y itself (forms 0, 2) or ACC before the count (form 1). */
+/* The reduction stage: Y itself (forms 0, 2) or ACC before the count (forms 1, 3). */
 static mfx_status shift_reduction(mfx_arena *a, shift_parts *p, const char *name,
                                   int64_t M, int64_t N, int64_t K, mfx_tensor **out) {
   mfx_tensor *R = mfx_compute_begin(a, name, MFX_I32, 2, (int64_t[]){M, N},
@@ -342,9 +353,11 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
 }
 
 /* GPU: the weight stages, the count and the final add one element per
- * thread, each its own kernel; the reduction block-tiled with X and the
- * weights (i8, or form 2's packed u8) staged in shared memory, with split_k
- * in pieces (partial sums, then their sum). */
+ * thread, each its own kernel (form 3: the add at the reduction's
+ * write-back instead); the reduction block-tiled with X and the weights
+ * (i8, form 2's packed u8, or form 3's decoded words computed into the
+ * tiles) staged in shared memory, with split_k in pieces (partial sums,
+ * then their sum). */
 static mfx_status shift_schedule_gpu_split(mfx_schedule *s, const shift_parts *p,
                                            mfx_tensor *red, mfx_tensor *cnt, mfx_tensor *Y,
                                            const mfx_gpu_split *g, const mfx_config *cfg) {
