@@ -10,9 +10,10 @@ loop's last BAR (fill, BAR, compute; with double_buffer one BAR a step,
 then the next tiles' fill) and starts after that BAR, or at the branch's
 target when that is later (an inner k loop after the fill).
 With --terms (terms per counted step: thread_m * thread_n * block_k for a
-tiled reduction) it prints SASS per term; with --op they default to
-thread_m * thread_n * (1 when the step is an inner loop of its own, else
-block_k), or thread_m * thread_n * --ks.
+tiled reduction) it prints SASS per term. With --op the terms are counted
+in the step as the instructions that every term has once (--term-op: SHF for
+shift_linear, FFMA for linear), or else thread_m * thread_n * (--ks, or 1
+when the step is an inner loop of its own, else block_k).
 
 Input: a cubin, a PTX file (assembled with ptxas -arch=ARCH first), or an op
 compiled by mfx (--op, --dims, --config: `mfx compile OP --target cuda:sm_80
@@ -21,7 +22,7 @@ defaulting to 8, 4 and 16 (the GPU defaults of linear and shift_linear).
 
 Examples:
   bench/sass_count.py --op shift_linear --dims 784,128,1024
-  bench/sass_count.py --op shift_linear --dims 784,128,1024 --config '{"form":0}' -v
+  bench/sass_count.py --op shift_linear --dims 784,128,1024 --config '{"form":2}' -v
   bench/sass_count.py kernel.cubin --kernel Y_kernel0 --terms 512
 """
 import argparse
@@ -55,6 +56,11 @@ FORMS = {1: "", 4: ".i", 5: ".c", 6: ".u"}
 # The instructions of shift_linear's term (register operands); everything else
 # in the step is loads, decode or loop.
 TERM_OPS = ("SHF", "LOP3", "IADD3")
+
+# An instruction each term has exactly once, to count the terms of a step by
+# (the op's unrolling then needs no telling): shift_linear's register shift
+# (the decode's shifts are SHF.i), linear's FFMA.
+TERM_OP_OF = {"shift_linear": "SHF", "linear": "FFMA"}
 
 
 def opname(op):
@@ -187,6 +193,10 @@ def main():
     p.add_argument("file", nargs="?", help="a cubin, or a .ptx file (assembled with ptxas)")
     p.add_argument("--kernel", help="the kernel (default: the one with the most instructions)")
     p.add_argument("--terms", type=int, help="terms per counted k-step (prints SASS per term)")
+    p.add_argument("--term-op",
+                   help="count the terms as the instructions of this name in the step (one per "
+                   "term: SHF, a register shift, for shift_linear; FFMA for linear); with --op "
+                   "the op's own by default")
     p.add_argument("--ks", type=int,
                    help="with --op: k's per counted step (default 1 when the step is an inner "
                    "loop, else block_k; give it when LLVM unrolled the inner loop)")
@@ -248,6 +258,12 @@ def main():
     s = ws[step[0]:step[1]]
     h = histogram(s)
     term = sum(h.get(k, 0) for k in TERM_OPS)
+    if args.term_op is None and args.op and args.ks is None:
+        args.term_op = TERM_OP_OF.get(args.op)
+    if args.terms is None and args.term_op:
+        args.terms = h.get(args.term_op, 0)
+        if args.terms == 0:
+            raise SystemExit("sass_count: no %s in the k-step to count terms by" % args.term_op)
     if args.ks is None and step[2]:
         args.ks = 1
     if args.op and args.terms is None:

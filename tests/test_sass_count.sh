@@ -22,7 +22,7 @@ command -v "$ptxas" >/dev/null 2>&1 || ptxas=$(command -v ptxas)
 
 expect 0 "SASS per term" "$PY" "$tool" --help
 expect 0 "terms per step 64" "$PY" "$tool" --mfx "$MFX" --ptxas "$ptxas" --op shift_linear \
-  --dims 784,128,1024 --ks 2
+  --dims 784,128,1024
 per_term=$(sed -n 's/.*: \([0-9.]*\) SASS per term.*/\1/p' <<<"$OUT")
 iadd=$(awk '$1 == "IADD3" {print $2}' <<<"$OUT")
 if [[ -n "$per_term" ]] && awk -v t="$per_term" 'BEGIN {exit !(t <= 3.0)}' && [[ "$iadd" == 32 ]] &&
