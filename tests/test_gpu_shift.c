@@ -9,7 +9,8 @@
  * shapes that divide no tile, K odd and not a multiple of block_k (form 3
  * keeps no reduction guard: the zero-filled tiles add 0), with split_k (the
  * count added once, to the pieces' sum), double_buffer, pack 0 (no SG
- * kernel) and small tiles; forms 2 and 3 agree bit for bit.
+ * kernel), shared 0, contiguous tiles and small tiles; forms 2 and 3 agree
+ * bit for bit.
  *
  * PTX: the inner k loop of the staged kernel has per iteration two k for
  * every accumulator (2 * thread_m * thread_n shr.s32, and.b32, xor.b32,
@@ -41,6 +42,7 @@ static const char *const configs[] = {
     "{\"pack\":0}",
     "{\"block_m\":32,\"block_n\":16,\"thread_m\":2,\"thread_n\":2,\"block_k\":4,\"unroll\":0}",
     "{\"contiguous\":1,\"block_k\":32}",
+    "{\"shared\":0}", /* the decoded words inlined into global loads, guards kept */
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof *configs))
 
