@@ -167,8 +167,8 @@ static mfx_status shift_term_mask(mfx_arena *a, shift_parts *p, mfx_expr *x, mfx
   return MFX_OK;
 }
 
-/* The packed byte at (n, k), widened to i32: a staged copy with pack (SG
- * made once, when tensor is NULL), else computed from S and G. */
+/* The packed byte at (n, k), widened to i32: a staged copy with pack (the
+ * SG stage, made on first use), else computed from S and G. */
 static mfx_status shift_packed_at(mfx_arena *a, shift_parts *p, mfx_expr *n, mfx_expr *k,
                                   mfx_expr **out) {
   if (p->pack) {
@@ -352,6 +352,36 @@ static mfx_status shift_build(mfx_arena *a, const int64_t *dims, const mfx_confi
   return mfx_sched_fuse_epilogue(*out, rs, ys);
 }
 
+/* The weight tiles the reduction stages after X: form 3's decoded words
+ * (computed into the tiles), else the weight stages, else S and G. */
+static void shift_gpu_staged(const shift_parts *p, mfx_gpu_tiled_reduce *t) {
+  for (int i = 0; i < p->n_decoded; i++) {
+    t->computed |= 1u << t->n_staged;
+    t->staged[t->n_staged++] = (mfx_gpu_staged){p->decoded[i], 'y'};
+  }
+  if (p->n_decoded > 0) return;
+  if (p->n_weight == 0) {
+    t->staged[t->n_staged++] = (mfx_gpu_staged){p->S, 'y'};
+    t->staged[t->n_staged++] = (mfx_gpu_staged){p->G, 'y'};
+  }
+  for (int i = 0; i < p->n_weight; i++)
+    t->staged[t->n_staged++] = (mfx_gpu_staged){p->weight[i], 'y'};
+}
+
+/* split_k over a K the pieces overrun: the zero-padded copies of form 3's
+ * decoded stages are computed into the tiles, the stages inline there. */
+static mfx_status shift_inline_padded(mfx_schedule *s, const shift_parts *p,
+                                      const mfx_gpu_split *g) {
+  for (int i = 0; i < p->n_decoded; i++)
+    for (int j = 0; j < g->n_padded; j++)
+      if (g->source[j] == p->decoded[i]) {
+        mfx_stage *ds;
+        MFX_TRY(mfx_tmpl_stage(s, p->decoded[i], &ds));
+        MFX_TRY(mfx_sched_compute_inline(s, ds));
+      }
+  return MFX_OK;
+}
+
 /* GPU: the weight stages, the count and the final add one element per
  * thread, each its own kernel (form 3: the add at the reduction's
  * write-back instead); the reduction block-tiled with X and the weights
@@ -381,28 +411,9 @@ static mfx_status shift_schedule_gpu_split(mfx_schedule *s, const shift_parts *p
     .n_staged = 1, .staged = {{p->X, 'x'}}, .computed = p->x_compute ? 1u : 0u,
     .unroll_k = p->form == 3 ? 2 : 1,
   };
-  if (p->n_decoded > 0) {
-    for (int i = 0; i < p->n_decoded; i++) {
-      t.computed |= 1u << t.n_staged;
-      t.staged[t.n_staged++] = (mfx_gpu_staged){p->decoded[i], 'y'};
-    }
-  } else if (p->n_weight == 0) {
-    t.staged[t.n_staged++] = (mfx_gpu_staged){p->S, 'y'};
-    t.staged[t.n_staged++] = (mfx_gpu_staged){p->G, 'y'};
-  }
-  for (int i = 0; i < p->n_weight && p->n_decoded == 0; i++)
-    t.staged[t.n_staged++] = (mfx_gpu_staged){p->weight[i], 'y'};
+  shift_gpu_staged(p, &t);
   MFX_TRY(mfx_gpu_apply_split(s, red, g, &t, threads));
-  /* split: the pieces' zero-padded copies of the decoded stages are
-   * computed into the tiles; the stages themselves go inline there */
-  for (int i = 0; i < p->n_decoded; i++)
-    for (int j = 0; j < g->n_padded; j++)
-      if (g->source[j] == p->decoded[i]) {
-        mfx_stage *ds;
-        MFX_TRY(mfx_tmpl_stage(s, p->decoded[i], &ds));
-        MFX_TRY(mfx_sched_compute_inline(s, ds));
-      }
-  return MFX_OK;
+  return shift_inline_padded(s, p, g);
 }
 
 mfx_status mfx_shift_linear_schedule_gpu(mfx_schedule *s, const shift_parts *p,
