@@ -297,7 +297,7 @@ static void tile_read(mfx_ir_visitor *v, const mfx_expr *e) {
  * element past the tensor's edge accumulates a value nobody stores (its
  * write-back stays guarded). The partial tiles then cost no branch per
  * term; the guards on the reduction axis stay (zeros need not be its
- * identity). */
+ * identity) unless mfx_sched_unguarded_reduce said they are. */
 static int update_unguarded(const mfx_expr *src) {
   tile_reads r = {{tile_read, NULL, 0}, 1};
   mfx_ir_visit_expr(&r.base, src);
@@ -352,6 +352,7 @@ static mfx_status lower_reduce_local(stage_lowering *L, mfx_expr **idx, const mf
     if (st->leaves[q]->is_reduce) L->reduce_leaves |= (uint64_t)1 << q;
   int unguarded = st->unguarded_update && update_unguarded(src);
   int flags = NEST_GUARDS | NEST_ATTACHED | (unguarded ? NEST_REDUCE_GUARDS_ONLY : 0);
+  if (unguarded && st->unguarded_update == 2) flags = NEST_ATTACHED; /* no guard at all */
   mfx_stmt *update = nest(L, pos, n, mfx_stmt_store(a, local, ndim, lidx, acc), outer, flags);
   mfx_stmt *back = nest(L, sl, n_sl, write_back(L, idx, mfx_load(a, local, ndim, lidx)),
                         outer, NEST_GUARDS);

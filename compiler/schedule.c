@@ -384,6 +384,12 @@ mfx_status mfx_sched_unguarded_update(mfx_schedule *s, mfx_stage *st) {
   return MFX_OK;
 }
 
+mfx_status mfx_sched_unguarded_reduce(mfx_schedule *s, mfx_stage *st) {
+  MFX_TRY(mfx_sched_unguarded_update(s, st));
+  st->unguarded_update = 2;
+  return MFX_OK;
+}
+
 /* ---- attached buffers: cache_read and compute_at ------------------------------------ */
 
 /* Does `reader` read t, directly or through stages inlined into it? */

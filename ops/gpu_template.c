@@ -139,6 +139,20 @@ static mfx_status gpu_stage_tile(mfx_schedule *s, mfx_stage *st,
   return MFX_OK;
 }
 
+/* ri -> rio, rii (unroll_k terms), rii unrolled and innermost: each
+ * accumulator takes unroll_k consecutive terms in a row (a three-input add
+ * can take two at once). */
+static mfx_status gpu_unroll_k(mfx_schedule *s, mfx_stage *st, const mfx_gpu_tiled_reduce *p,
+                               const mfx_gpu_loops *l) {
+  if (p->br % p->unroll_k != 0)
+    return mfx_fail(MFX_ERR_SCHEDULE, "%s GPU config: unroll_k %lld must divide the reduction "
+                    "step %lld", p->what, (long long)p->unroll_k, (long long)p->br);
+  mfx_itervar *rio, *rii;
+  MFX_TRY(mfx_sched_split(s, st, l->ri, p->unroll_k, MFX_TAIL_GUARD, &rio, &rii));
+  MFX_TRY(mfx_sched_reorder(s, st, 4, (mfx_itervar *[]){rio, l->xr, l->yr, rii}));
+  return mfx_sched_unroll(s, st, rii);
+}
+
 static mfx_status gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
                                              const mfx_gpu_tiled_reduce *p) {
   mfx_gpu_loops l = {0};
@@ -147,12 +161,14 @@ static mfx_status gpu_tiled_reduce_stage(mfx_schedule *s, mfx_stage *st,
   MFX_TRY(mfx_sched_bind(s, st, l.xt, MFX_LOOP_THREAD_Y));
   MFX_TRY(mfx_sched_bind(s, st, l.yt, MFX_LOOP_THREAD_X));
   MFX_TRY(mfx_sched_cache_write_local(s, st, l.yt));
-  if (p->unguarded) MFX_TRY(mfx_sched_unguarded_update(s, st));
+  if (p->unguarded == 2) MFX_TRY(mfx_sched_unguarded_reduce(s, st));
+  else if (p->unguarded) MFX_TRY(mfx_sched_unguarded_update(s, st));
   for (int i = 0; i < p->n_staged; i++) MFX_TRY(gpu_stage_tile(s, st, p, i, l.ro));
   if (p->unroll) {
     MFX_TRY(mfx_sched_unroll(s, st, l.xr));
     MFX_TRY(mfx_sched_unroll(s, st, l.yr));
   }
+  if (p->unroll_k > 1) MFX_TRY(gpu_unroll_k(s, st, p, &l));
   return MFX_OK;
 }
 

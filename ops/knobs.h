@@ -162,7 +162,9 @@ MFX_KNOB_VIEW(mfx_ew_gpu_knobs, MFX_EW_GPU_KNOBS)
     MFX_GPU_KNOBS_MNK("X and weight"),                                                      \
     {"pack", "weights as i8 [k,n] copies first (their own kernels)", 1, 2, {0, 1}},         \
     {"form", "0: select chain, 1: and/xor masks plus a count of negative signs, 2: shift "  \
-     "and sign packed in one byte, sign by and/xor/subtract (no count)", 2, 3, {0, 1, 2}},  \
+     "and sign packed in one byte, sign by and/xor/subtract (no count), 3: the packed byte, " \
+     "sign by and/xor, the count of negative signs added at write-back", 3, 4,              \
+     {0, 1, 2, 3}},                                                                        \
     {"threads", threads_about, 256, 4, {64, 128, 256, 512}},                                \
     gpu_extra                                                                               \
   }

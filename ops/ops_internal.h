@@ -138,12 +138,17 @@ typedef struct {
   int contiguous;                   /* 1: a thread's tile elements side by side (vector
                                      * shared loads) instead of strided by the threads */
   int unguarded;                    /* 1: no row / column guard per term in the update
-                                     * (mfx_sched_unguarded_update) */
+                                     * (mfx_sched_unguarded_update); 2: no reduction
+                                     * guard either (a term of zeros is 0:
+                                     * mfx_sched_unguarded_reduce) */
   int n_staged;
   mfx_gpu_staged staged[MFX_MAX_ATTACHED];
   unsigned computed; /* bit i: staged[i] is an elementwise stage (a prologue),
                       * computed into its shared tile (compute_at), or
                       * inlined when shared staging is off */
+  int64_t unroll_k;  /* > 1 (dividing br): the reduction step's loop split by
+                      * unroll_k, the inner part unrolled innermost: unroll_k
+                      * consecutive terms per accumulator (0, 1: none) */
 } mfx_gpu_tiled_reduce;
 
 mfx_status mfx_gpu_apply_tiled_reduce(mfx_schedule *s, mfx_tensor *t,
@@ -221,8 +226,8 @@ mfx_status mfx_linear_schedule(mfx_schedule *s, const mfx_linear_parts *t,
 mfx_status mfx_linear_schedule_gpu(mfx_schedule *s, const mfx_linear_parts *t,
                                    const mfx_config *cfg);
 
-/* shift_linear.c: the reduction `red` (Y itself for form 0, ACC for form 1
- * with Y = ACC + CNT[j]); X is the caller's when p->X is set on entry (an
+/* shift_linear.c: the reduction `red` (Y itself for forms 0 and 2, ACC for
+ * forms 1 and 3 with Y = ACC + CNT[j]); X is the caller's when p->X is set on entry (an
  * elementwise stage: x_compute 1 lets the GPU template compute it into
  * shared memory, or inline it). A NULL Y to the templates leaves Y
  * unscheduled (for the caller to inline). */
@@ -233,6 +238,8 @@ typedef struct {
   int n_weight;              /* weight stages made here, scheduled elementwise */
   mfx_tensor *weight[3];
   int x_compute;
+  int n_decoded;             /* form 3: shift, nonzero mask, sign mask [n, k] (i32), */
+  mfx_tensor *decoded[3];    /* computed into the GPU kernel's shared tiles */
 } mfx_shift_parts;
 mfx_status mfx_shift_linear_te(mfx_arena *a, const int64_t *dims, mfx_shift_parts *p,
                                mfx_tensor **red, mfx_tensor **cnt, mfx_tensor **Y);

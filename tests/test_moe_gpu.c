@@ -362,7 +362,8 @@ static void pass(mfx_moe *moe, const mfx_device_buffer *xb, const mfx_device_buf
 
 /* Weights are packed once: the templates' layout launches (linear's WT
  * transpose is launch _k0; shift_linear's SG, shift and sign packed in a
- * byte, _k0 in the default configs (form 2)) run in the first pass and after the weights change,
+ * byte, _k0, and CNT, the count of negative signs, _k1 in the default
+ * configs (form 3)) run in the first pass and after the weights change,
  * not in the passes between. */
 START_TEST(weights_are_packed_once) {
   use_fake();
@@ -382,7 +383,9 @@ START_TEST(weights_are_packed_once) {
   for (size_t i = 0; i < sizeof packing / sizeof packing[0]; i++)
     first_packs += log_count(packing[i]);
   first_packs += log_count("shift_linear_q16_gelu_m48_n24_k16_k0") +
-                 log_count("shift_linear_dequantize_m48_n16_k24_k0");
+                 log_count("shift_linear_dequantize_m48_n16_k24_k0") +
+                 log_count("shift_linear_q16_gelu_m48_n24_k16_k1") +
+                 log_count("shift_linear_dequantize_m48_n16_k24_k1");
   ck_assert_int_ge(log_count("linear_m48_n3_k16_k0"), 1); /* the router's W^T, packed */
   ck_assert_int_ge(first_packs, 1);
   pass(moe, &xb, &yb, T);

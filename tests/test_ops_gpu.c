@@ -388,8 +388,10 @@ static const struct {
 } shiftaddvit[] = {
   {"linear", {3136, 512, 64}, 0},   {"linear", {3136, 64, 512}, 0},
   {"linear", {784, 1024, 128}, 0},  {"linear", {784, 128, 1024}, 0},
-  {"shift_linear", {3136, 512, 64}, 0},  {"shift_linear", {3136, 64, 512}, 0},
-  {"shift_linear", {784, 1024, 128}, 0}, {"shift_linear", {784, 128, 1024}, 0},
+  /* shift_linear (form 3): SG, CNT (small: one thread per column), Y; with
+   * split_k SG, YP, CNT, the pieces' sum plus CNT */
+  {"shift_linear", {3136, 512, 64}, 1u << 1},  {"shift_linear", {3136, 64, 512}, 1u << 2},
+  {"shift_linear", {784, 1024, 128}, 1u << 1}, {"shift_linear", {784, 128, 1024}, 1u << 2},
   {"matadd", {1, 1, 3136, 32, 16}, 1u << 1}, {"matadd", {1, 2, 784, 32, 16}, 1u << 1},
   {"matadd", {1, 5, 196, 32, 16}, 1u << 1},
   {"binary_attention", {1, 1, 3136, 32, 16}, 1u << 1},
@@ -857,13 +859,14 @@ START_TEST(partial_tiles_guard_no_term) {
     int64_t dims[MFX_OP_MAX_DIMS];
     int guarded;
   } want[] = {
-    {"shift_linear", "{}", "Y.local", {130, 70, 64}, 0},
+    {"shift_linear", "{}", "ACC.local", {130, 70, 64}, 0}, /* form 3: Y = ACC + CNT */
     {"shift_linear", "{\"form\":0}", "Y.local", {130, 70, 64}, 0},
-    {"shift_linear", "{\"split_k\":2}", "YP.local", {130, 70, 64}, 0},
+    {"shift_linear", "{\"split_k\":2}", "ACCP.local", {130, 70, 64}, 0},
+    {"shift_linear", "{\"split_k\":1}", "ACC.local", {130, 70, 40}, 0}, /* form 3: zeros add 0 */
     {"linear", "{\"split_k\":1}", "Y.local", {130, 70, 64}, 1}, /* not asked for (linear.c) */
     {"hamming", "{}", "S.local", {70, 33, 16}, 0},
-    {"shift_linear", "{\"split_k\":1}", "Y.local", {130, 70, 40}, 1}, /* K % 16 != 0 */
-    {"shift_linear", "{\"shared\":0}", "Y.local", {130, 70, 64}, 1},
+    {"shift_linear", "{\"split_k\":1,\"form\":2}", "Y.local", {130, 70, 40}, 1}, /* K % 16 */
+    {"shift_linear", "{\"shared\":0}", "ACC.local", {130, 70, 64}, 1},
     {"hamming", "{}", "S.local", {70, 33, 9}, 1},                      /* W % 8 != 0 */
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -872,9 +875,12 @@ START_TEST(partial_tiles_guard_no_term) {
     describe(op, want[i].dims, want[i].json, what, sizeof what);
     mfx_arena *a = mfx_arena_create();
     mfx_gpu_program *p = program(a, op, want[i].dims, want[i].json);
-    int guarded = 0;
-    for (int k = 0; k < p->n_kernels; k++)
+    int guarded = 0, stores = 0; /* stores: every store of acc, as if guarded */
+    for (int k = 0; k < p->n_kernels; k++) {
       guarded += stmt_guarded_stores(p->kernels[k].body, want[i].acc, 0);
+      stores += stmt_guarded_stores(p->kernels[k].body, want[i].acc, 1);
+    }
+    ck_assert_msg(stores > 0, "%s: no store of %s at all", what, want[i].acc);
     ck_assert_msg((guarded > 0) == want[i].guarded, "%s: %d guarded updates of %s, expected %s",
                   what, guarded, want[i].acc, want[i].guarded ? "some" : "none");
     mfx_arena_destroy(a);

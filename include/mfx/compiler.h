@@ -234,7 +234,7 @@ struct mfx_stage {
   int is_output;
   int inlined;                    /* compute_inline */
   mfx_itervar *local_at;          /* cache_write(local) accumulating below it */
-  int unguarded_update;           /* mfx_sched_unguarded_update */
+  int unguarded_update;           /* 1: mfx_sched_unguarded_update, 2: _reduce */
   int n_attached;
   mfx_attached attached[MFX_MAX_ATTACHED];
   mfx_stage *attached_to;         /* compute_at: the consumer that computes it */
@@ -295,6 +295,12 @@ mfx_status mfx_sched_cache_write_local(mfx_schedule *s, mfx_stage *st, mfx_iterv
  * edge) and nothing divides by data; the write-back stays guarded, and so
  * does the reduction axis. Partial tiles then cost no branch per term. */
 mfx_status mfx_sched_unguarded_update(mfx_schedule *s, mfx_stage *st);
+/* As mfx_sched_unguarded_update, and the reduction axis's guards go too
+ * (a reduction step that does not divide K reads the zeros of its tiles
+ * past K): the caller vouches that a term of zero-filled tiles is the
+ * reduction's identity (shift_linear's form 3: ((x >> 0) & 0) ^ 0 = 0;
+ * not hamming, whose term of zeros is 32). */
+mfx_status mfx_sched_unguarded_reduce(mfx_schedule *s, mfx_stage *st);
 /* Epilogue fusion: the elementwise `consumer` C[i...] = f(R[i...], ...) of
  * the reduction `reduction` (R) is computed from R's local accumulator as
  * it is written back (cache_write_local is required by lowering), R is
