@@ -19,13 +19,11 @@
 
 enum { FUSED_M, FUSED_N, FUSED_K };
 
-typedef mfx_expr *(*fused_fn)(mfx_arena *a, mfx_expr *x);
-
 /* C[i, j] = f(R[i, j]) of the 2-D reduction R, named `name`, of dtype t.
  * When C takes R's name (the op's output is called what the unfused op's
  * is), R becomes "<name>_acc": the kernel's arguments keep the op's names. */
-static mfx_status fused_consumer(mfx_arena *a, const char *name, mfx_dtype t, mfx_tensor *R,
-                                 fused_fn f, mfx_tensor **out) {
+mfx_status mfx_fused_consumer(mfx_arena *a, const char *name, mfx_dtype t, mfx_tensor *R,
+                              mfx_fused_fn f, mfx_tensor **out) {
   if (strcmp(R->buf->name, name) == 0) {
     char *renamed = mfx_arena_alloc(a, strlen(name) + 5);
     if (renamed == NULL) return mfx_fail(MFX_ERR_NOMEM, "fused op: out of memory");
@@ -39,14 +37,14 @@ static mfx_status fused_consumer(mfx_arena *a, const char *name, mfx_dtype t, mf
   return MFX_OK;
 }
 
-static mfx_status fused_epilogue(mfx_schedule *s, mfx_tensor *red, mfx_tensor *c) {
+mfx_status mfx_fused_epilogue(mfx_schedule *s, mfx_tensor *red, mfx_tensor *c) {
   mfx_stage *rs, *cs;
   MFX_TRY(mfx_tmpl_stage(s, red, &rs));
   MFX_TRY(mfx_tmpl_stage(s, c, &cs));
   return mfx_sched_fuse_epilogue(s, rs, cs);
 }
 
-static mfx_status fused_inline(mfx_schedule *s, mfx_tensor *t) {
+mfx_status mfx_fused_inline(mfx_schedule *s, mfx_tensor *t) {
   mfx_stage *st;
   MFX_TRY(mfx_tmpl_stage(s, t, &st));
   return mfx_sched_compute_inline(s, st);
@@ -58,7 +56,7 @@ static mfx_status linear_gelu_define(mfx_arena *a, const int64_t *dims, int64_t 
                                      int64_t tn, mfx_linear_parts *t, mfx_tensor **C,
                                      mfx_schedule **out) {
   MFX_TRY(mfx_linear_te(a, dims, pack, tn, t));
-  MFX_TRY(fused_consumer(a, "Y", MFX_F32, t->Y, mfx_ew_gelu, C));
+  MFX_TRY(mfx_fused_consumer(a, "Y", MFX_F32, t->Y, mfx_ew_gelu, C));
   return mfx_sched_create(a, 2, (mfx_tensor *[]){t->X, t->W}, 1, C, out);
 }
 
@@ -70,7 +68,7 @@ static mfx_status linear_gelu_build(mfx_arena *a, const int64_t *dims, const mfx
   MFX_TRY(mfx_linear_knobs_read(cfg, "linear_gelu", &k));
   MFX_TRY(linear_gelu_define(a, dims, k.pack, k.tile_n, &t, &C, out));
   MFX_TRY(mfx_linear_schedule(*out, &t, cfg));
-  return fused_epilogue(*out, t.Y, C);
+  return mfx_fused_epilogue(*out, t.Y, C);
 }
 
 static mfx_status linear_gelu_build_gpu(mfx_arena *a, const int64_t *dims,
@@ -81,7 +79,7 @@ static mfx_status linear_gelu_build_gpu(mfx_arena *a, const int64_t *dims,
   MFX_TRY(mfx_linear_gpu_knobs_read(cfg, "linear_gelu (GPU)", &k));
   MFX_TRY(linear_gelu_define(a, dims, k.pack, 1, &t, &C, out));
   MFX_TRY(mfx_linear_schedule_gpu(*out, &t, cfg));
-  return fused_epilogue(*out, t.Y, C);
+  return mfx_fused_epilogue(*out, t.Y, C);
 }
 
 /* ---- the shift_linear pair --------------------------------------------------------------- */
@@ -90,7 +88,7 @@ typedef struct {
   int quantize;           /* X is f32, quantized by a prologue */
   const char *out;
   mfx_dtype out_type;
-  fused_fn epilogue;
+  mfx_fused_fn epilogue;
 } fused_shift_kind;
 
 static const fused_shift_kind fused_q16_gelu = {1, "R", MFX_I32, mfx_ew_q16_gelu};
@@ -119,18 +117,18 @@ static mfx_status fused_shift_define(mfx_arena *a, const int64_t *dims, const mf
   if (k->quantize) {
     f->Xf = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){M, K});
     if (f->Xf == NULL) return mfx_fail_context(MFX_ERR_INVALID, "shift_linear_q16_gelu: X");
-    MFX_TRY(fused_consumer(a, "XQ", MFX_I32, f->Xf, mfx_ew_q16_quantize, &f->p.X));
+    MFX_TRY(mfx_fused_consumer(a, "XQ", MFX_I32, f->Xf, mfx_ew_q16_quantize, &f->p.X));
   }
   MFX_TRY(mfx_shift_linear_te(a, dims, &f->p, &f->red, &f->cnt, &f->Y));
   X = k->quantize ? f->Xf : f->p.X;
-  MFX_TRY(fused_consumer(a, k->out, k->out_type, f->Y, k->epilogue, &f->C));
+  MFX_TRY(mfx_fused_consumer(a, k->out, k->out_type, f->Y, k->epilogue, &f->C));
   return mfx_sched_create(a, 3, (mfx_tensor *[]){X, f->p.S, f->p.G}, 1, &f->C, out);
 }
 
 /* Y = ACC + CNT (form 1) goes into the epilogue; then the fusion. */
 static mfx_status fused_shift_finish(mfx_schedule *s, const fused_shift *f) {
-  if (f->Y != f->red) MFX_TRY(fused_inline(s, f->Y));
-  return fused_epilogue(s, f->red, f->C);
+  if (f->Y != f->red) MFX_TRY(mfx_fused_inline(s, f->Y));
+  return mfx_fused_epilogue(s, f->red, f->C);
 }
 
 static mfx_status fused_shift_build(mfx_arena *a, const int64_t *dims, const mfx_config *cfg,
@@ -142,7 +140,7 @@ static mfx_status fused_shift_build(mfx_arena *a, const int64_t *dims, const mfx
   if (k->quantize) {
     fused_prologue_knobs pk;
     MFX_TRY(fused_prologue_knobs_read(cfg, "shift_linear_q16_gelu", &pk));
-    if (pk.prologue == 0) MFX_TRY(fused_inline(*out, f.p.X));
+    if (pk.prologue == 0) MFX_TRY(mfx_fused_inline(*out, f.p.X));
     else MFX_TRY(mfx_tmpl_apply_elementwise(*out, f.p.X, 16, (int)kn.vec, (int)kn.parallel));
   }
   MFX_TRY(mfx_shift_linear_schedule(*out, &f.p, f.red, f.cnt, NULL, cfg));

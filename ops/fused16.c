@@ -33,7 +33,6 @@
  *   units, and rint of values less than one unit apart differs by at most 1.
  * - dequantize: (f32)H 2^-10, one rounding then an exact scale; the
  *   reference rounds H / 2^10 once in double -> f32: the same f32. */
-#include <stdio.h>
 #include <string.h>
 
 #include "shift16.h"
@@ -76,14 +75,12 @@ static mfx_expr *f16_dequantize(mfx_arena *a, mfx_expr *h) {
 
 /* ---- definition and templates ---------------------------------------------------------- */
 
-typedef mfx_expr *(*f16_fn)(mfx_arena *a, mfx_expr *x);
-
 typedef struct {
   const char *what;
   int quantize;           /* X is f32, quantized by a prologue */
   const char *out;
   mfx_dtype out_type;
-  f16_fn epilogue;
+  mfx_fused_fn epilogue;
 } f16_kind;
 
 static const f16_kind f16_gelu_kind = {"shift_linear16_gelu", 1, "R", MFX_I16, f16_gelu};
@@ -95,51 +92,25 @@ typedef struct {
   mfx_tensor *Xf, *XQ, *C; /* Xf, XQ: the prologue's (NULL without) */
 } f16_parts;
 
-/* C[i, j] = f(R[i, j]) named `name`; R renamed "<name>_acc" when it has
- * that name (the kernel's arguments keep the op's names). */
-static mfx_status f16_consumer(mfx_arena *a, const char *name, mfx_dtype t, mfx_tensor *R,
-                               f16_fn f, mfx_tensor **out) {
-  if (strcmp(R->buf->name, name) == 0) {
-    char *renamed = mfx_arena_alloc(a, strlen(name) + 5);
-    if (renamed == NULL) return mfx_fail(MFX_ERR_NOMEM, "fused op: out of memory");
-    snprintf(renamed, strlen(name) + 5, "%s_acc", name);
-    R->buf->name = renamed;
-  }
-  mfx_tensor *C = mfx_compute_begin(a, name, t, 2, R->buf->shape, (const char *[]){"i", "j"});
-  mfx_expr *r = mfx_tmpl_load2(a, R, mfx_tmpl_axis(a, C, 0), mfx_tmpl_axis(a, C, 1));
-  MFX_TRY(mfx_tmpl_set_body(a, C, r != NULL ? f(a, r) : NULL));
-  *out = C;
-  return MFX_OK;
-}
-
 static mfx_status f16_define(mfx_arena *a, const int64_t *dims, int64_t panel, int pad_x,
                              const f16_kind *k, f16_parts *f, mfx_schedule **out) {
   memset(f, 0, sizeof *f);
   if (k->quantize) {
     f->Xf = mfx_placeholder(a, "X", MFX_F32, 2, (int64_t[]){dims[F16_M], dims[F16_K]});
     if (f->Xf == NULL) return mfx_fail_context(MFX_ERR_INVALID, "%s: X", k->what);
-    MFX_TRY(f16_consumer(a, "XQ", MFX_I16, f->Xf, f16_quantize, &f->XQ));
+    MFX_TRY(mfx_fused_consumer(a, "XQ", MFX_I16, f->Xf, f16_quantize, &f->XQ));
     f->p.X = f->XQ;
   }
   MFX_TRY(mfx_s16_te(a, dims, panel, pad_x, &f->p));
-  MFX_TRY(f16_consumer(a, k->out, k->out_type, f->p.Y, k->epilogue, &f->C));
+  MFX_TRY(mfx_fused_consumer(a, k->out, k->out_type, f->p.Y, k->epilogue, &f->C));
   mfx_tensor *X = k->quantize ? f->Xf : f->p.X;
   return mfx_sched_create(a, 3, (mfx_tensor *[]){X, f->p.S, f->p.G}, 1, &f->C, out);
 }
 
-static mfx_status f16_inline(mfx_schedule *s, mfx_tensor *t) {
-  mfx_stage *st;
-  MFX_TRY(mfx_tmpl_stage(s, t, &st));
-  return mfx_sched_compute_inline(s, st);
-}
-
 /* Y = ACC + CNT inlined into the epilogue C, fused at ACC's write-back. */
 static mfx_status f16_finish(mfx_schedule *s, const f16_parts *f) {
-  mfx_stage *rs, *cs;
-  MFX_TRY(f16_inline(s, f->p.Y));
-  MFX_TRY(mfx_tmpl_stage(s, f->p.ACC, &rs));
-  MFX_TRY(mfx_tmpl_stage(s, f->C, &cs));
-  return mfx_sched_fuse_epilogue(s, rs, cs);
+  MFX_TRY(mfx_fused_inline(s, f->p.Y));
+  return mfx_fused_epilogue(s, f->p.ACC, f->C);
 }
 
 #define F16_CPU_KNOBS(X) X(tile_n) X(vec) X(parallel)
@@ -158,7 +129,7 @@ static mfx_status f16_build(mfx_arena *a, const int64_t *dims, const mfx_config 
   if (k->quantize) {
     f16_prologue_knobs pk;
     MFX_TRY(f16_prologue_knobs_read(cfg, k->what, &pk));
-    if (pk.prologue == 0) MFX_TRY(f16_inline(*out, f.XQ));
+    if (pk.prologue == 0) MFX_TRY(mfx_fused_inline(*out, f.XQ));
     else MFX_TRY(mfx_tmpl_apply_elementwise(*out, f.XQ, 32, (int)kn.vec, (int)kn.parallel));
   }
   MFX_TRY(mfx_s16_schedule(*out, &f.p, cfg, k->what));
@@ -172,7 +143,7 @@ static mfx_status f16_build_gpu(mfx_arena *a, const int64_t *dims, const mfx_con
   f16_parts f;
   MFX_TRY(f16_define(a, dims, 0, 1, k, &f, out));
   if (k->quantize) {
-    if (f.p.XR != f.p.X) MFX_TRY(f16_inline(*out, f.XQ)); /* into XP's kernel */
+    if (f.p.XR != f.p.X) MFX_TRY(mfx_fused_inline(*out, f.XQ)); /* into XP's kernel */
     else MFX_TRY(mfx_gpu_apply_elementwise(*out, f.XQ, kn.threads));
   }
   MFX_TRY(mfx_s16_schedule_gpu(*out, &f.p, cfg, k->what, 0));

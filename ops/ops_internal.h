@@ -261,6 +261,17 @@ mfx_expr *mfx_ew_q16_quantize(mfx_arena *a, mfx_expr *x);
 mfx_expr *mfx_ew_q16_dequantize(mfx_arena *a, mfx_expr *q);
 mfx_expr *mfx_ew_q16_gelu(mfx_arena *a, mfx_expr *q);
 
+/* fused.c: the pieces every fused op is built from (fused.c, fused16.c). */
+typedef mfx_expr *(*mfx_fused_fn)(mfx_arena *a, mfx_expr *x);
+/* C[i, j] = f(R[i, j]) named `name`, of dtype t; R renamed "<name>_acc" when
+ * it has that name (the kernel's arguments keep the op's names). */
+mfx_status mfx_fused_consumer(mfx_arena *a, const char *name, mfx_dtype t, mfx_tensor *R,
+                              mfx_fused_fn f, mfx_tensor **out);
+/* c computed at red's register tile write-back (mfx_sched_fuse_epilogue). */
+mfx_status mfx_fused_epilogue(mfx_schedule *s, mfx_tensor *red, mfx_tensor *c);
+/* t's stage inlined into its consumers (mfx_sched_compute_inline). */
+mfx_status mfx_fused_inline(mfx_schedule *s, mfx_tensor *t);
+
 /* The stage of t, or MFX_ERR_SCHEDULE naming t. */
 mfx_status mfx_tmpl_stage(mfx_schedule *s, mfx_tensor *t, mfx_stage **out);
 /* The itervar `name` of stage st, or MFX_ERR_SCHEDULE naming both. */
