@@ -22,6 +22,7 @@
 #include "mfx/compiler.h"
 #include "mfx/ops.h"
 #include "ptxas_check.h"
+#include "check_main.h"
 
 static const int64_t shapes[][3] = {
     {1, 1, 1}, {37, 45, 29}, {130, 70, 40}, {33, 17, 65}, {64, 64, 64}, {98, 16, 300},
@@ -236,10 +237,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return check_run_suite(suite()); }

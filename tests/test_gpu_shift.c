@@ -27,6 +27,7 @@
 #include "mfx/compiler.h"
 #include "mfx/ops.h"
 #include "ptxas_check.h"
+#include "check_main.h"
 
 static const int64_t shapes[][3] = {
     {1, 1, 1}, {37, 45, 29}, {33, 17, 65}, {19, 130, 7},
@@ -320,10 +321,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return check_run_suite(suite()); }

@@ -17,6 +17,7 @@
 #include "mfx/artifact.h"
 #include "mfx/moe.h"
 #include "mfx/ops.h"
+#include "check_main.h"
 
 /* ---- the ops against their references ------------------------------------------------ */
 
@@ -369,10 +370,4 @@ static Suite *shift16_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *runner = srunner_create(shift16_suite());
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? 0 : 1;
-}
+int main(void) { return check_run_suite(shift16_suite()); }

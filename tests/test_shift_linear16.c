@@ -8,6 +8,7 @@
 
 #include "mfx/artifact.h"
 #include "mfx/ops.h"
+#include "check_main.h"
 
 typedef struct {
   int64_t x, s, g; /* every X, S and G element */
@@ -214,10 +215,4 @@ static Suite *shift16_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(shift16_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return check_run_suite(shift16_suite()); }
